@@ -1,0 +1,95 @@
+"""Sensor front end: raw ADC codes to engineering units (mV, mA, 0.1 degC).
+
+The board file (``boards/<name>.json``, key ``frontend``) describes the analog
+chain; everything here is integer arithmetic chosen so intermediates stay below
+2**30 (MicroPython's small-int range), so conversion allocates nothing.
+
+- cells: ``mv = code * full_scale_mv / max_code`` (a divider or differential
+  amplifier in front of the ADC).
+- current: a bipolar shunt amplifier centred on ``zero_code``;
+  ``ma = (code - zero_code) * full_scale_ma / (max_code - zero_code)``,
+  positive when charging.
+- temperature: an NTC thermistor to ground with a pull-up to the ADC reference,
+  converted through a table built once at start-up (the only float maths).
+"""
+
+import math
+from array import array
+
+_SMALL = 1 << 29  # keep code * numerator below this
+
+
+def _ratio(num, den, max_code):
+    """Reduce num/den so that max_code * num stays a small int."""
+    a, b = num, den
+    while b:
+        a, b = b, a % b
+    num //= a
+    den //= a
+    while max_code * abs(num) >= _SMALL:
+        num //= 2
+        den //= 2
+    return num, max(den, 1)
+
+
+class LinearChannel:
+    """value = (code - zero) * num // den, rounded to nearest."""
+
+    def __init__(self, bits, full_scale, zero_code=0):
+        max_code = (1 << bits) - 1
+        self.max_code = max_code
+        self.zero = zero_code
+        self.num, self.den = _ratio(full_scale, max_code - zero_code, max_code)
+
+    def convert(self, code):
+        x = (code - self.zero) * self.num
+        half = self.den // 2
+        if x >= 0:
+            return (x + half) // self.den
+        return -((half - x) // self.den)
+
+
+NTC_TABLE_POINTS = 65
+KELVIN_0C = 273.15
+
+
+class NtcChannel:
+    """NTC thermistor (to ground, pull-up to reference) in 0.1 degC."""
+
+    def __init__(self, bits, r25_ohm, beta, pullup_ohm, min_dc=-550, max_dc=1500):
+        self.max_code = (1 << bits) - 1
+        self.step = (self.max_code + NTC_TABLE_POINTS - 2) // (NTC_TABLE_POINTS - 1)
+        self.table = array("h", [0] * NTC_TABLE_POINTS)
+        inv_t25 = 1.0 / (25.0 + KELVIN_0C)
+        for i in range(NTC_TABLE_POINTS):
+            code = min(i * self.step, self.max_code)
+            if code <= 0:
+                dc = max_dc  # shorted sensor reads as hot
+            elif code >= self.max_code:
+                dc = min_dc  # open sensor reads as cold
+            else:
+                r = pullup_ohm * code / (self.max_code - code)
+                t = 1.0 / (inv_t25 + math.log(r / r25_ohm) / beta) - KELVIN_0C
+                dc = int(round(t * 10))
+                dc = min(max(dc, min_dc), max_dc)
+            self.table[i] = dc
+
+    def convert(self, code):
+        i = code // self.step
+        if i >= NTC_TABLE_POINTS - 1:
+            return self.table[NTC_TABLE_POINTS - 1]
+        frac = code - i * self.step
+        lo = self.table[i]
+        return lo + (self.table[i + 1] - lo) * frac // self.step
+
+
+class Frontend:
+    """The three channel types of one board, built from its ``frontend`` config."""
+
+    def __init__(self, cfg):
+        c = cfg["cell_adc"]
+        self.cell = LinearChannel(c["bits"], c["full_scale_mv"])
+        i = cfg["current_adc"]
+        self.current = LinearChannel(i["bits"], i["full_scale_ma"], i["zero_code"])
+        t = cfg["temp_adc"]
+        self.temp = NtcChannel(t["bits"], t["ntc_r25_ohm"], t["ntc_beta"], t["pullup_ohm"])

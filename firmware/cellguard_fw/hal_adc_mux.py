@@ -1,0 +1,51 @@
+"""HAL for a Pico (RP2040) or ESP32 dev board: cells through an analog mux
+into one ADC pin, the current-sense amplifier and the NTCs on ADC pins, and
+the FET / contactor driver on a GPIO.
+
+Only this module and ``board_main`` touch ``machine``; they stay thin and are
+type-checked against the rp2 and esp32 stubs.
+"""
+
+from machine import ADC, Pin, unique_id
+from time import sleep_us
+
+MUX_SETTLE_US = 50  # analog mux and RC filter settling time
+
+
+def _adc(pin, board):
+    # ESP32 ADC pins need 11 dB attenuation for a 0..3.3 V range; RP2040 has none.
+    if board["mcu"] == "esp32":
+        return ADC(Pin(pin), atten=ADC.ATTN_11DB)
+    return ADC(Pin(pin))
+
+
+class AdcMuxHal:
+    def __init__(self, board):
+        pins = board["pins"]
+        self.cell_adc = _adc(pins["cell_adc"], board)
+        self.current_adc = _adc(pins["current_adc"], board)
+        self.temp_adcs = [_adc(p, board) for p in pins["temp_adcs"]]
+        self.select = [Pin(p, Pin.OUT, value=0) for p in pins["mux_select"]]
+        self.output = Pin(pins["output"], Pin.OUT, value=0)
+
+    def _select(self, channel):
+        sel = self.select
+        for bit in range(len(sel)):
+            sel[bit].value((channel >> bit) & 1)
+
+    def sample(self, raw_cells, raw_temps):
+        adc = self.cell_adc
+        for i in range(len(raw_cells)):
+            self._select(i)
+            sleep_us(MUX_SETTLE_US)
+            raw_cells[i] = adc.read_u16()
+        temps = self.temp_adcs
+        for i in range(len(raw_temps)):
+            raw_temps[i] = temps[i].read_u16()
+        return self.current_adc.read_u16()
+
+    def set_output(self, closed):
+        self.output.value(1 if closed else 0)
+
+    def unique_id(self):
+        return unique_id()

@@ -1,0 +1,88 @@
+"""The simulated board's HAL: sensor codes and serial bytes come from the host.
+
+The host-side simulator (``cellguard.sim``) owns the plant model. Each control
+period it hands this module the ADC codes the board would read and the bytes the
+host sent, runs one firmware step, and takes back the bytes written and the
+output state. It is the only firmware module the simulator talks to, under
+MicroPython (WebAssembly port, via hex strings) and CPython (via bytes) alike.
+"""
+
+import json
+from binascii import hexlify, unhexlify
+from struct import unpack_from
+
+from .app import Bms
+
+
+class SimHal:
+    def __init__(self, n_cells, n_temps, unique_id):
+        self.n_cells = n_cells
+        self.n_temps = n_temps
+        self.codes = bytearray(2 * (n_cells + 1 + n_temps))
+        self.output_closed = False
+        self._uid = unique_id
+
+    def sample(self, raw_cells, raw_temps):
+        codes = self.codes
+        for i in range(self.n_cells):
+            raw_cells[i] = unpack_from("<H", codes, 2 * i)[0]
+        base = 2 * (self.n_cells + 1)
+        for i in range(self.n_temps):
+            raw_temps[i] = unpack_from("<H", codes, base + 2 * i)[0]
+        return unpack_from("<H", codes, 2 * self.n_cells)[0]
+
+    def set_output(self, closed):
+        self.output_closed = closed
+
+    def unique_id(self):
+        return self._uid
+
+
+class SimPort:
+    """Serial port whose input is filled by the simulator and output collected."""
+
+    def __init__(self):
+        self.rx = bytearray()
+        self.tx = bytearray()
+
+    def readinto(self, buf):
+        n = min(len(buf), len(self.rx))
+        if not n:
+            return 0
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n
+
+    def write(self, data):
+        self.tx.extend(data)
+        return len(data)
+
+
+class SimBoard:
+    """Firmware plus simulated HAL, stepped by the host simulator.
+
+    Codes are packed little-endian u16: every cell, then the current channel,
+    then every temperature channel.
+    """
+
+    def __init__(self, board_json, unique_id=b"\x5e\x11\x00\x00\x00\x00\x00\x01"):
+        board = json.loads(board_json)
+        self.hal = SimHal(board["cells"], board["temp_sensors"], unique_id)
+        self.port = SimPort()
+        self.bms = Bms(board, self.hal, self.port)
+
+    def step(self, dt_ms, codes, rx):
+        """Run one control period; return (tx bytes, output closed)."""
+        self.hal.codes[:] = codes
+        if rx:
+            self.port.rx.extend(rx)
+        self.bms.poll()
+        self.bms.step(dt_ms)
+        tx = bytes(self.port.tx)
+        self.port.tx = bytearray()
+        return tx, self.hal.output_closed
+
+    def step_hex(self, dt_ms, codes_hex, rx_hex):
+        """step() for the WebAssembly runner: hex in, "<tx hex> <0|1>" out."""
+        tx, closed = self.step(dt_ms, unhexlify(codes_hex), unhexlify(rx_hex))
+        return "%s %d" % (hexlify(tx).decode(), 1 if closed else 0)

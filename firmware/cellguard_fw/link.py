@@ -1,0 +1,148 @@
+"""Serial link: COBS framing, CRC-32 and frame reassembly, in preallocated buffers.
+
+Bytes arrive in any chunking; ``feed`` collects them until a 0x00 delimiter,
+decodes the frame in place and hands ``(msg_type, seq, start, end)`` to the
+handler, the payload being ``self.frame[start:end]``. Bad frames are counted,
+never raised: a serial line carries noise.
+"""
+
+from binascii import crc32
+from struct import pack_into, unpack_from
+
+from .codec import CRC_SIZE, HEADER_FMT, HEADER_SIZE, MAX_FRAME, MAX_WIRE_FRAME, PROTOCOL_MAJOR
+
+PAYLOAD_AT = HEADER_SIZE
+"""Offset of the payload in the outgoing body buffer: encoders write there."""
+
+
+def cobs_encode(src, n, dst):
+    """COBS-encode src[:n] into dst; return the encoded length (no delimiter)."""
+    code_at = 0
+    code = 1
+    out = 1
+    for i in range(n):
+        b = src[i]
+        if b == 0:
+            dst[code_at] = code
+            code_at = out
+            out += 1
+            code = 1
+        else:
+            dst[out] = b
+            out += 1
+            code += 1
+            if code == 0xFF:
+                dst[code_at] = code
+                code_at = out
+                out += 1
+                code = 1
+    dst[code_at] = code
+    return out
+
+
+def cobs_decode(buf, n):
+    """Decode COBS bytes buf[:n] in place; return the decoded length or -1 if invalid."""
+    read = 0
+    write = 0
+    while read < n:
+        code = buf[read]
+        if code == 0:
+            return -1
+        read += 1
+        block_end = read + code - 1
+        if block_end > n:
+            return -1
+        while read < block_end:
+            buf[write] = buf[read]
+            write += 1
+            read += 1
+        if code != 0xFF and read < n:
+            buf[write] = 0
+            write += 1
+    return write
+
+
+class Link:
+    """One serial link: frame reassembly on receive, frame building on send."""
+
+    def __init__(self, port):
+        self.port = port  # has readinto(buf) -> int or None, and write(buf)
+        self.rx = bytearray(64)  # raw chunk from the port
+        self.frame = bytearray(MAX_WIRE_FRAME)  # bytes of the frame being received
+        self.frame_len = 0
+        self.overflow = False  # current frame is too long: drop it at its delimiter
+        self.body = bytearray(MAX_FRAME)  # outgoing header + payload + CRC
+        self.tx = bytearray(MAX_WIRE_FRAME + 1)
+        self.tx_seq = 0
+        # Link statistics, reported in STATS later.
+        self.frames_ok = 0
+        self.frames_bad = 0
+        self.crc_errors = 0
+        self.tx_frames = 0
+
+    # -- receive ---------------------------------------------------------
+    def poll(self, handler):
+        """Read what the port has and dispatch complete frames to ``handler``."""
+        while True:
+            n = self.port.readinto(self.rx)
+            if not n:
+                return
+            self.feed(self.rx, n, handler)
+
+    def feed(self, data, n, handler):
+        frame = self.frame
+        for i in range(n):
+            b = data[i]
+            if b != 0:
+                if self.frame_len < MAX_WIRE_FRAME:
+                    frame[self.frame_len] = b
+                    self.frame_len += 1
+                else:
+                    self.overflow = True
+                continue
+            if self.overflow:
+                self.frames_bad += 1
+            elif self.frame_len:
+                self._dispatch(handler)
+            self.frame_len = 0
+            self.overflow = False
+
+    def _dispatch(self, handler):
+        frame = self.frame
+        n = cobs_decode(frame, self.frame_len)
+        if n < HEADER_SIZE + CRC_SIZE or n > MAX_FRAME:
+            self.frames_bad += 1
+            return
+        end = n - CRC_SIZE
+        if crc32(memoryview(frame)[:end]) != unpack_from("<L", frame, end)[0]:
+            self.crc_errors += 1
+            return
+        version, msg_type, seq, length = unpack_from(HEADER_FMT, frame, 0)
+        if length != end - HEADER_SIZE:
+            self.frames_bad += 1
+            return
+        self.frames_ok += 1
+        handler(version, msg_type, seq, HEADER_SIZE, end)
+
+    # -- send -------------------------------------------------------------
+    def payload_buffer(self):
+        """The buffer a codec encoder writes the payload into, at offset PAYLOAD_AT."""
+        return self.body
+
+    def send(self, msg_type, seq, payload_end):
+        """Frame the payload already in ``body[PAYLOAD_AT:payload_end]`` and write it."""
+        length = payload_end - PAYLOAD_AT
+        if length < 0 or length > MAX_FRAME - HEADER_SIZE - CRC_SIZE:
+            raise ValueError("payload too large")
+        body = self.body
+        pack_into(HEADER_FMT, body, 0, PROTOCOL_MAJOR, msg_type, seq & 0xFFFF, length)
+        pack_into("<L", body, payload_end, crc32(memoryview(body)[:payload_end]))
+        n = cobs_encode(body, payload_end + CRC_SIZE, self.tx)
+        self.tx[n] = 0
+        self.port.write(memoryview(self.tx)[: n + 1])
+        self.tx_frames += 1
+
+    def next_seq(self):
+        self.tx_seq = (self.tx_seq + 1) & 0xFFFF
+        return self.tx_seq
+

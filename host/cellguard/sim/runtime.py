@@ -1,0 +1,135 @@
+"""Firmware runtimes for the simulated board: the same firmware, two interpreters.
+
+``micropython`` (default) runs the firmware under the official MicroPython
+WebAssembly port in a Node process; ``cpython`` imports it in-process, faster
+and easier to debug. Both satisfy :class:`FirmwareRuntime`, chosen by name.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from typing import IO, ClassVar
+
+from ..errors import CellguardError, SetupError
+from ..paths import firmware_dir, micropython_mjs, mp_runner
+
+
+class FirmwareCrash(CellguardError):
+    """The firmware raised an exception: a bug the simulator must not hide."""
+
+
+class FirmwareRuntime(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def boot(self, board_json: str, unique_id: bytes) -> None:
+        """Start (or restart) the firmware for a board."""
+
+    @abstractmethod
+    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, bool]:
+        """Run one control period; return (bytes written, output closed)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the runtime."""
+
+
+class CPythonRuntime(FirmwareRuntime):
+    name = "cpython"
+
+    def __init__(self) -> None:
+        self._board = None
+
+    def boot(self, board_json: str, unique_id: bytes) -> None:
+        fw = str(firmware_dir())
+        if fw not in sys.path:
+            sys.path.insert(0, fw)
+        from cellguard_fw.hal_sim import SimBoard
+
+        try:
+            self._board = SimBoard(board_json, unique_id)
+        except Exception as exc:
+            raise FirmwareCrash(f"firmware failed to boot: {exc!r}") from exc
+
+    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, bool]:
+        assert self._board is not None, "boot() first"
+        try:
+            return self._board.step(dt_ms, codes, rx)
+        except Exception as exc:
+            raise FirmwareCrash(f"firmware raised {exc!r}") from exc
+
+
+class MicroPythonRuntime(FirmwareRuntime):
+    """The firmware under real MicroPython (WebAssembly port, run by Node)."""
+
+    name = "micropython"
+
+    def __init__(self) -> None:
+        node = shutil.which("node")
+        if node is None:
+            raise SetupError("Node.js is needed for the MicroPython runtime (install Node 18+)")
+        self._proc = subprocess.Popen(
+            [node, str(mp_runner()), str(micropython_mjs()), str(firmware_dir())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._in: IO[bytes] = self._proc.stdin
+        self._out: IO[bytes] = self._proc.stdout
+
+    def _request(self, line: str) -> str:
+        try:
+            self._in.write(line.encode("ascii") + b"\n")
+            reply = self._out.readline()
+        except (BrokenPipeError, ValueError):
+            reply = b""
+        if not reply:
+            raise FirmwareCrash("the MicroPython runtime (node) exited")
+        text = reply.decode("ascii").rstrip("\n")
+        if text.startswith("error "):
+            raise FirmwareCrash(
+                "firmware raised under MicroPython:\n" + bytes.fromhex(text[6:]).decode()
+            )
+        return text
+
+    def boot(self, board_json: str, unique_id: bytes) -> None:
+        self._request(f"B {board_json.encode().hex()} {unique_id.hex()}")
+
+    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, bool]:
+        reply = self._request(f"S {dt_ms} {codes.hex()} {rx.hex() or '-'}")
+        tx, closed = reply.split(" ")
+        return (b"" if tx == "-" else bytes.fromhex(tx)), closed == "1"
+
+    def exec(self, source: str) -> str:
+        """Run Python source in the firmware's interpreter; return what it printed."""
+        reply = self._request(f"X {source.encode().hex()}")
+        return bytes.fromhex(reply[3:]).decode()
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._in.close()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._out.close()
+
+
+RUNTIMES: dict[str, type[FirmwareRuntime]] = {
+    CPythonRuntime.name: CPythonRuntime,
+    MicroPythonRuntime.name: MicroPythonRuntime,
+}
+
+
+def make_runtime(name: str) -> FirmwareRuntime:
+    try:
+        cls = RUNTIMES[name]
+    except KeyError:
+        raise CellguardError(
+            f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}"
+        ) from None
+    return cls()
