@@ -13,8 +13,8 @@ from typing import Any
 
 from cobs import cobs
 from construct import (
-    Container,
     ConstructError,
+    Container,
     EnumIntegerString,
     FocusedSeq,
     ListContainer,

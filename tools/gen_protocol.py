@@ -208,8 +208,9 @@ def generate_codec() -> str:
         "for a payload that is too short or too long.",
         '"""',
         "",
-        "from micropython import const",
         "from struct import pack_into, unpack_from",
+        "",
+        "from micropython import const",
         "",
         f"PROTOCOL_MAJOR = const({m.PROTOCOL_MAJOR})",
         f"PROTOCOL_MINOR = const({m.PROTOCOL_MINOR})",
@@ -232,7 +233,7 @@ def generate_codec() -> str:
             lines.append(f"{_const_name(prefix, key)} = const(0x{value:x})")
     for spec in m.MESSAGES:
         fields = describe(spec.payload)
-        lines += ["", ""] + _encoder(spec, fields) + ["", ""] + _decoder(spec, fields)
+        lines += ["", "", *_encoder(spec, fields), "", "", *_decoder(spec, fields)]
     return "\n".join(lines) + "\n"
 
 

@@ -6,8 +6,9 @@ decoders return a tuple of the fields in protocol order and raise ValueError
 for a payload that is too short or too long.
 """
 
-from micropython import const
 from struct import pack_into, unpack_from
+
+from micropython import const
 
 PROTOCOL_MAJOR = const(1)
 PROTOCOL_MINOR = const(0)

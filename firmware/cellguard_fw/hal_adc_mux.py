@@ -6,8 +6,9 @@ Only this module and ``board_main`` touch ``machine``; they stay thin and are
 type-checked against the rp2 and esp32 stubs.
 """
 
-from machine import ADC, Pin, unique_id
 from time import sleep_us
+
+from machine import ADC, Pin, unique_id
 
 MUX_SETTLE_US = 50  # analog mux and RC filter settling time
 

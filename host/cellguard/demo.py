@@ -1,0 +1,129 @@
+"""`cellguard demo`: one charge/rest/discharge cycle on a simulated board, logged and plotted.
+
+The script plays the lab's cycler: it charges at 1C until the highest cell
+reaches the chemistry's end-of-charge voltage, rests, then discharges at 1C
+until the BMS itself opens the output at its cell under-voltage limit, and
+rests again so the protection can release. Simulated time runs as fast as the
+firmware (under real MicroPython by default) allows.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cellguard_fw.chemistry import PROFILES
+
+from .client import Info
+from .logfile import LogReader
+from .logger import log_board, status_printer
+from .plot import plot_log
+from .sim import SimulatedBoard
+
+
+@dataclass
+class Phase:
+    name: str
+    started_s: float
+
+
+class CycleScript:
+    """A tick hook that drives the plant through the demo cycle."""
+
+    def __init__(self, charge_v: float, current_a: float, first_rest_s: float = 60.0,
+                 mid_rest_s: float = 1200.0, final_rest_s: float = 600.0,
+                 limit_s: float = 6 * 3600.0) -> None:
+        self.charge_v = charge_v
+        self.current_a = current_a
+        self.rests = {"rest-before": first_rest_s, "rest": mid_rest_s, "rest-after": final_rest_s}
+        self.limit_s = limit_s
+        self.armed = threading.Event()
+        self.done = threading.Event()
+        self.phase: Phase | None = None
+        self.log: list[tuple[float, str]] = []
+
+    def _enter(self, sim: SimulatedBoard, name: str) -> None:
+        self.phase = Phase(name, sim.time_s)
+        self.log.append((sim.time_s, name))
+
+    def __call__(self, sim: SimulatedBoard) -> None:
+        if not self.armed.is_set() or self.done.is_set():
+            return
+        plant = sim.plant
+        if self.phase is None:
+            self._enter(sim, "rest-before")
+        phase = self.phase
+        assert phase is not None
+        elapsed = sim.time_s - phase.started_s
+        if phase.name in self.rests:
+            plant.requested_current_a = 0.0
+            if elapsed >= self.rests[phase.name]:
+                following = {"rest-before": "charge", "rest": "discharge", "rest-after": "done"}
+                self._enter(sim, following[phase.name])
+        elif phase.name == "charge":
+            plant.requested_current_a = self.current_a
+            if max(plant.cells_v()) >= self.charge_v or (not plant.output_closed and elapsed > 5):
+                plant.requested_current_a = 0.0
+                self._enter(sim, "rest")
+        elif phase.name == "discharge":
+            plant.requested_current_a = -self.current_a
+            if not plant.output_closed and elapsed > 5:  # the BMS opened at its UV limit
+                plant.requested_current_a = 0.0
+                self._enter(sim, "rest-after")
+        if (self.phase and self.phase.name == "done") or sim.time_s > self.limit_s:
+            plant.requested_current_a = 0.0
+            sim.pause()
+            self.done.set()
+
+
+def run_demo(out_dir: str = "demo", runtime: str = "micropython", board: str = "sim-4s",
+             seed: int = 1) -> int:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "run.sqlite"
+    png = out / "run.png"
+    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        stale.unlink(missing_ok=True)
+    wall0 = time.monotonic()
+    sim = SimulatedBoard(board=board, runtime=runtime, seed=seed, speed=1.0, initial_soc_pct=20.0)
+    profile = PROFILES[sim.board["chemistry"]]
+    capacity_a = sim.board["capacity_mah"] / 1000.0  # 1C
+    script = CycleScript(charge_v=profile["charge_mv"] / 1000.0, current_a=capacity_a)
+    sim.tick_hooks.append(script)
+    print(f"simulated board {board} ({runtime} firmware) on {sim.start().port}")
+    print("cycle: rest 1 min, charge at 1C to the end-of-charge voltage, rest 20 min, "
+          "discharge at 1C until the BMS opens at under-voltage, rest 10 min")
+
+    def go_fast(info: Info) -> None:
+        print(f"connected: {info.board} firmware {info.firmware_version} protocol {info.protocol}"
+              f", {info.cell_count} cells {info.chemistry}; logging to {db}")
+        sim.speed = math.inf
+        script.armed.set()
+
+    try:
+        result = log_board(sim.port, db, stop=script.done, status=status_printer(),
+                           on_connect=go_fast, idle_stop_s=10.0)
+        sim.check()
+        truth = sim.truth()
+    finally:
+        sim.close()
+    wall = time.monotonic() - wall0
+    with LogReader(db) as reader:
+        summary = reader.summary()
+    plot_log(db, png)
+    print()
+    print("summary")
+    for line in summary.lines():
+        print("  " + line)
+    print(f"  true final SoC:   {truth.soc_pct:.1f} % (plant)")
+    print(f"  wall time:        {wall:.1f} s ({summary.duration_s / wall:.0f}x real time)")
+    print(f"  link:             {result.bad_frames} bad frames, {result.crc_errors} CRC errors")
+    print(f"wrote {db} and {png}")
+    if not script.done.is_set():
+        print("demo did not complete its cycle", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,224 @@
+"""The simulated board: firmware + plant + sensor model behind a pseudo-terminal.
+
+The host opens :attr:`SimulatedBoard.port` with pyserial exactly like
+``/dev/ttyACM0``. Time is simulated: every control period the plant advances,
+the sensor model turns it into ADC codes, the firmware runs one step and its
+serial output goes to the pseudo-terminal. ``speed`` paces simulated time
+against the wall clock (``math.inf``: as fast as it goes); ``lockstep=True``
+runs no thread at all and :meth:`advance` moves time explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import math
+import os
+import threading
+import time
+import tty
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ..boards import load_board
+from .plant import Plant, PlantTruth
+from .runtime import FirmwareRuntime, make_runtime
+from .sensors import SensorModel
+
+TickHook = Callable[["SimulatedBoard"], None]
+
+
+class SimulatedBoard:
+    def __init__(
+        self,
+        board: str = "sim-4s",
+        runtime: str = "micropython",
+        seed: int = 1,
+        speed: float = 1.0,
+        initial_soc_pct: float = 50.0,
+        ambient_c: float = 25.0,
+        lockstep: bool = False,
+        noise_lsb: float = 0.0,
+        history_s: float = 3600.0,
+    ) -> None:
+        self.board = load_board(board)
+        self.board_json = json.dumps(self.board)
+        self.period_ms: int = self.board["control_period_ms"]
+        self.plant = Plant(self.board, seed=seed, initial_soc_pct=initial_soc_pct,
+                           ambient_c=ambient_c)
+        self.sensors = SensorModel(self.board, seed=seed, noise_lsb=noise_lsb)
+        self.runtime_name = runtime
+        self.speed = speed
+        self.lockstep = lockstep
+        self.time_ms = 0
+        self.tx_bytes = 0
+        self.tx_dropped_bytes = 0
+        self.tick_hooks: list[TickHook] = []
+        self.history: deque[tuple[int, PlantTruth]] = deque(
+            maxlen=max(int(history_s * 1000 / self.period_ms), 1)
+        )
+        self._runtime: FirmwareRuntime | None = None
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._master = -1
+        self._slave = -1
+        self.port = ""
+
+    # -- life cycle ----------------------------------------------------------
+    def start(self) -> SimulatedBoard:
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # a USB CDC port has no line discipline
+        os.set_blocking(self._master, False)
+        self.port = os.ttyname(self._slave)
+        try:
+            self._runtime = make_runtime(self.runtime_name)
+            self._runtime.boot(self.board_json, b"\x5e\x11" + self.board["name"].encode()[:6])
+        except BaseException:
+            self.close()
+            raise
+        if not self.lockstep:
+            self._thread = threading.Thread(target=self._run, name="sim-board", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = -1
+
+    def __enter__(self) -> SimulatedBoard:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plant control (SI units, current positive = charging) ----------------
+    def set_current(self, amps: float) -> None:
+        with self._lock:
+            self.plant.requested_current_a = amps
+
+    def set_ambient(self, celsius: float) -> None:
+        with self._lock:
+            self.plant.ambient_c = celsius
+
+    def truth(self) -> PlantTruth:
+        with self._lock:
+            return self.plant.truth()
+
+    def truth_at(self, board_time_ms: int) -> PlantTruth | None:
+        """The plant as the firmware sampled it at ``board_time_ms`` (if kept)."""
+        with self._lock:
+            for t, truth in reversed(self.history):
+                if t == board_time_ms:
+                    return truth
+                if t < board_time_ms:
+                    break
+        return None
+
+    @property
+    def time_s(self) -> float:
+        return self.time_ms / 1000.0
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def check(self) -> None:
+        """Raise the error that stopped the simulation thread, if any."""
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- stepping ------------------------------------------------------------
+    def advance(self, seconds: float) -> None:
+        """Lock-step mode: run the simulation for ``seconds`` of simulated time."""
+        if not self.lockstep:
+            raise RuntimeError("advance() is for lockstep=True; a free-running board paces itself")
+        for _ in range(round(seconds * 1000 / self.period_ms)):
+            self._tick()
+
+    def _run(self) -> None:
+        wall0 = time.monotonic()
+        sim0 = self.time_ms
+        try:
+            while not self._stop.is_set():
+                if self._paused.is_set():
+                    time.sleep(0.01)
+                    wall0, sim0 = time.monotonic(), self.time_ms
+                    continue
+                self._tick()
+                speed = self.speed
+                if math.isfinite(speed) and speed > 0:
+                    ahead = (self.time_ms - sim0) / 1000.0 / speed - (time.monotonic() - wall0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+                    elif ahead < -1.0:  # cannot keep up: do not try to catch up later
+                        wall0, sim0 = time.monotonic(), self.time_ms
+        except BaseException as exc:  # surfaced by check() and by the CLI
+            self._error = exc
+
+    def _tick(self) -> None:
+        assert self._runtime is not None, "start() first"
+        rx = self._read_host()
+        with self._lock:
+            for hook in self.tick_hooks:
+                hook(self)
+            self.plant.step(self.period_ms / 1000.0)
+            codes = self.sensors.codes(self.plant)
+            sampled = self.plant.truth()  # what the firmware is about to measure
+            tx, closed = self._runtime.step(self.period_ms, codes, rx)
+            self.plant.output_closed = closed
+            self.time_ms += self.period_ms
+            self.history.append((self.time_ms, sampled))
+        if tx:
+            self._write_host(tx)
+
+    def _read_host(self) -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self._master, 4096)
+            except BlockingIOError:
+                break
+            except OSError as exc:  # EIO: nobody has the slave open
+                if exc.errno == errno.EIO:
+                    break
+                raise
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _write_host(self, data: bytes) -> None:
+        """Write like a USB CDC device: what the host cannot take is dropped."""
+        self.tx_bytes += len(data)
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self._master, view)
+            except BlockingIOError:
+                self.tx_dropped_bytes += len(view)
+                return
+            view = view[n:]
+
+    def info(self) -> dict[str, Any]:
+        return {"board": self.board["name"], "runtime": self.runtime_name, "port": self.port}
