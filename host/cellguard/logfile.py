@@ -144,9 +144,11 @@ class LogWriter:
             raise LogFileError(f"cannot write log {path}: {exc}") from None
         self._clocks: dict[int, _BoardClock] = {}
         self._in_tx = False
+        self._closed = False
         self._last_commit = time.monotonic()
         self.rows = 0
         self.lost = 0
+        self.boards_added = 0
 
     def add_board(self, info: Info, port: str = "") -> int:
         cur = self._execute(
@@ -155,6 +157,7 @@ class LogWriter:
         )
         board_id = int(cur.lastrowid or 0)
         self._clocks[board_id] = _BoardClock()
+        self.boards_added += 1
         self.commit()
         return board_id
 
@@ -202,6 +205,10 @@ class LogWriter:
         self._last_commit = time.monotonic()
 
     def close(self) -> None:
+        """Commit and close; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.commit()
         finally:
@@ -226,6 +233,7 @@ class Sample:
     boot: int
     seq: int
     t_s: float
+    board_time_ms: int
     host_time: float
     state: str
     faults: int
@@ -303,7 +311,7 @@ class LogReader:
 
     def samples(self, board_id: int | None = None, t_from: float | None = None,
                 t_to: float | None = None) -> Iterator[Sample]:
-        sql = ("SELECT board_id, boot, seq, t_s, host_time, state, faults, pack_mv, current_ma,"
+        sql = ("SELECT board_id, boot, seq, t_s, board_time_ms, host_time, state, faults, pack_mv, current_ma,"
                " soc_cpct, cells_mv, temps_dc FROM telemetry WHERE 1=1")
         params: list[Any] = []
         if board_id is not None:
@@ -317,9 +325,9 @@ class LogReader:
             params.append(t_to)
         sql += " ORDER BY board_id, t_s"
         for row in self.db.execute(sql, params):
-            (bid, boot, seq, t_s, host_time, state, faults, pack_mv, current_ma, soc_cpct,
-             cells, temps) = row
-            yield Sample(bid, boot, seq, t_s, host_time, state, faults, pack_mv / 1000.0,
+            (bid, boot, seq, t_s, board_ms, host_time, state, faults, pack_mv, current_ma,
+             soc_cpct, cells, temps) = row
+            yield Sample(bid, boot, seq, t_s, board_ms, host_time, state, faults, pack_mv / 1000.0,
                          current_ma / 1000.0, soc_cpct / 100.0,
                          [mv / 1000.0 for mv in _unpack(cells, "H")],
                          [dc / 10.0 for dc in _unpack(temps, "h")])

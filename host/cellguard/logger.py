@@ -64,6 +64,7 @@ def log_board(
     draining what has already arrived), after ``idle_stop_s`` without data, or on
     Ctrl-C. Whatever was received is committed before returning.
     """
+    created = not Path(out).exists()
     writer = LogWriter(out)  # fails early, before touching the board, if unwritable
     samples = lost = 0
     first: float | None = None
@@ -107,6 +108,12 @@ def log_board(
             stats = client.reader.stats
             result = LogResult(info, samples, lost, first, last, stats.bad_frames,
                                stats.crc_errors)
+    except BaseException:
+        writer.close()
+        if created and writer.rows == 0 and not writer.boards_added:
+            for suffix in ("", "-wal", "-shm"):  # leave no empty log behind
+                Path(f"{out}{suffix}").unlink(missing_ok=True)
+        raise
     finally:
         writer.close()
         if status and last_t:
