@@ -311,8 +311,8 @@ class LogReader:
 
     def samples(self, board_id: int | None = None, t_from: float | None = None,
                 t_to: float | None = None) -> Iterator[Sample]:
-        sql = ("SELECT board_id, boot, seq, t_s, board_time_ms, host_time, state, faults, pack_mv, current_ma,"
-               " soc_cpct, cells_mv, temps_dc FROM telemetry WHERE 1=1")
+        sql = ("SELECT board_id, boot, seq, t_s, board_time_ms, host_time, state, faults,"
+               " pack_mv, current_ma, soc_cpct, cells_mv, temps_dc FROM telemetry WHERE 1=1")
         params: list[Any] = []
         if board_id is not None:
             sql += " AND board_id = ?"
