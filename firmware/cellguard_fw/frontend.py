@@ -16,37 +16,45 @@ chain; everything here is integer arithmetic chosen so intermediates stay below
 import math
 from array import array
 
-_SMALL = 1 << 29  # keep code * numerator below this
+_MAX_TERM = 1 << 21  # bound on num and den so every intermediate is a small int
 
 
-def _ratio(num, den, max_code):
-    """Reduce num/den so that max_code * num stays a small int."""
+def _reduce(num, den):
     a, b = num, den
     while b:
         a, b = b, a % b
-    num //= a
-    den //= a
-    while max_code * abs(num) >= _SMALL:
-        num //= 2
-        den //= 2
-    return num, max(den, 1)
+    return num // a, den // a
 
 
 class LinearChannel:
-    """value = (code - zero) * num // den, rounded to nearest."""
+    """value = round((code - zero) * full_scale / (max_code - zero)), exactly.
+
+    The product is split at bit 8 of the code so that no intermediate exceeds
+    2**29 for 16-bit codes: exact rounding with no big-int allocation.
+    """
 
     def __init__(self, bits, full_scale, zero_code=0):
+        if bits > 16:
+            raise ValueError("ADC codes wider than 16 bits are not supported")
         max_code = (1 << bits) - 1
         self.max_code = max_code
         self.zero = zero_code
-        self.num, self.den = _ratio(full_scale, max_code - zero_code, max_code)
+        self.num, self.den = _reduce(full_scale, max_code - zero_code)
+        if self.num >= _MAX_TERM or self.den >= _MAX_TERM:
+            raise ValueError("front-end scale too large for integer conversion")
+        self.half = self.den // 2
 
     def convert(self, code):
-        x = (code - self.zero) * self.num
-        half = self.den // 2
-        if x >= 0:
-            return (x + half) // self.den
-        return -((half - x) // self.den)
+        x = code - self.zero
+        negative = x < 0
+        if negative:
+            x = -x
+        num = self.num
+        den = self.den
+        hi = (x >> 8) * num
+        q = hi // den
+        v = (q << 8) + (((hi - q * den) << 8) + (x & 0xFF) * num + self.half) // den
+        return -v if negative else v
 
 
 NTC_TABLE_POINTS = 65
