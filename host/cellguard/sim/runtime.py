@@ -7,9 +7,12 @@ and easier to debug. Both satisfy :class:`FirmwareRuntime`, chosen by name.
 
 from __future__ import annotations
 
+import os
+import select
 import shutil
 import subprocess
 import sys
+import time
 from abc import ABC, abstractmethod
 from typing import IO, ClassVar
 
@@ -79,16 +82,35 @@ class MicroPythonRuntime(FirmwareRuntime):
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._in: IO[bytes] = self._proc.stdin
         self._out: IO[bytes] = self._proc.stdout
+        self._pending = bytearray()
 
-    def _request(self, line: str) -> str:
+    def _readline(self, timeout_s: float) -> bytes:
+        deadline = time.monotonic() + timeout_s
+        fd = self._out.fileno()
+        while True:
+            nl = self._pending.find(b"\n")
+            if nl >= 0:
+                line = bytes(self._pending[:nl])
+                del self._pending[: nl + 1]
+                return line
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0.0))
+            if not ready:
+                self._proc.kill()
+                raise FirmwareCrash(
+                    f"the MicroPython runtime did not answer within {timeout_s:g} s"
+                )
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise FirmwareCrash("the MicroPython runtime (node) exited")
+            self._pending += chunk
+
+    def _request(self, line: str, timeout_s: float = 30.0) -> str:
         try:
             self._in.write(line.encode("ascii") + b"\n")
-            reply = self._out.readline()
         except (BrokenPipeError, ValueError):
-            reply = b""
-        if not reply:
-            raise FirmwareCrash("the MicroPython runtime (node) exited")
-        text = reply.decode("ascii").rstrip("\n")
+            raise FirmwareCrash("the MicroPython runtime (node) exited") from None
+        text = self._readline(timeout_s).decode("ascii")
         if text.startswith("error "):
             raise FirmwareCrash(
                 "firmware raised under MicroPython:\n" + bytes.fromhex(text[6:]).decode()
@@ -103,9 +125,9 @@ class MicroPythonRuntime(FirmwareRuntime):
         tx, closed = reply.split(" ")
         return (b"" if tx == "-" else bytes.fromhex(tx)), closed == "1"
 
-    def exec(self, source: str) -> str:
+    def exec(self, source: str, timeout_s: float = 120.0) -> str:
         """Run Python source in the firmware's interpreter; return what it printed."""
-        reply = self._request(f"X {source.encode().hex()}")
+        reply = self._request(f"X {source.encode().hex()}", timeout_s)
         return bytes.fromhex(reply[3:]).decode()
 
     def close(self) -> None:
