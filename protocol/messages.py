@@ -1,7 +1,7 @@
 """The cellguard wire protocol, defined with Construct: the single source of truth.
 
 Everything else is derived from this file: the firmware codec
-(``firmware/cellguard_fw/codec.py``, written by ``tools/gen_codec.py``), the
+(``firmware/cellguard_fw/codec.py``, written by ``tools/gen_protocol.py``), the
 protocol document (``protocol/README.md``) and the host's parser.
 
 Wire units are integers (mV, mA, 0.1 degC, ms, 0.01 %); the host converts to SI
@@ -108,7 +108,8 @@ Telemetry = Struct(
     "telemetry_seq" / Int32ul * "telemetry counter; a gap means lost frames",
     "board_time_ms" / Int32ul * "board time since boot, ms",
     "state" / BmsState * "BMS state",
-    "faults" / Faults * "active fault bits",
+    # A plain integer on the wire so bits a newer firmware adds are not lost.
+    "faults" / Int32ul * "active fault bits (see the fault bit table)",
     "pack_mv" / Int32ul * "pack voltage, mV",
     "current_ma" / Int32sl * "pack current, mA, positive = charging",
     "soc_cpct" / Int16ul * "state of charge, 0.01 %",

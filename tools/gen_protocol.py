@@ -263,6 +263,10 @@ def generate_doc() -> str:
     ]
     for f in describe(m.FrameHeader):
         out.append(f"| `{f.name}` | {_TYPE_NAMES[f.fmt]} | {f.doc} |")
+    for prefix, flags in m.FLAGS.items():
+        out += ["", f"## {prefix.capitalize()} bits", "", "| bit | name |", "|---|---|"]
+        for key, value in flags.flags.items():
+            out.append(f"| 0x{value:08x} | `{key}` |")
     out += ["", "## Messages", "", "| id | message | direction | meaning |", "|---|---|---|---|"]
     for spec in m.MESSAGES:
         out.append(f"| 0x{spec.msg_id:02x} | {spec.name.upper()} | {spec.direction} | {spec.doc} |")

@@ -31,7 +31,7 @@ def cobs_encode(src, n, dst):
             dst[out] = b
             out += 1
             code += 1
-            if code == 0xFF:
+            if code == 0xFF and i + 1 < n:  # no empty block after a final 0xFF one
                 dst[code_at] = code
                 code_at = out
                 out += 1

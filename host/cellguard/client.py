@@ -29,8 +29,11 @@ FAULT_BITS: dict[str, int] = dict(Faults.flags)
 
 
 def fault_names(bits: int) -> list[str]:
-    """Names of the fault bits set in ``bits``."""
-    return [name for name, bit in FAULT_BITS.items() if bits & bit]
+    """Names of the fault bits set in ``bits``; a bit this host does not know is ``bit<N>``."""
+    names = [name for name, bit in FAULT_BITS.items() if bits & bit]
+    unknown = bits & ~sum(FAULT_BITS.values())
+    names += [f"bit{n}" for n in range(32) if unknown >> n & 1]
+    return names
 
 
 @dataclass(frozen=True)
