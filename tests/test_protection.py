@@ -1,0 +1,470 @@
+"""Protection engine: trip delay, hysteresis and release delay of every protection,
+and the Bms invariant "output open while any fault is active" under random input.
+
+Timing contract (see the protection module docstring): a condition first seen at
+sample k has "held for" ``(j - k) * dt`` at sample j, so with dt = 100 ms a
+1000 ms trip delay trips on the 11th consecutive sample past the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from cellguard.paths import boards_dir
+from cellguard_fw import codec
+from cellguard_fw.app import Bms, board_limits
+from cellguard_fw.codec import STATE_ACTIVE, STATE_FAULT
+from cellguard_fw.protection import (
+    ABOVE,
+    PROTECTIONS,
+    Q_CHARGE_MA,
+    Q_DISCHARGE_MA,
+    Q_MAX_CELL_MV,
+    Q_MAX_TEMP_DC,
+    Q_MIN_CELL_MV,
+    Q_MIN_TEMP_DC,
+    Protection,
+)
+
+DT_MS = 100
+
+EXPECTED_BITS: dict[str, int] = {
+    "cell_overvoltage": codec.FAULT_CELL_OVERVOLTAGE,
+    "cell_undervoltage": codec.FAULT_CELL_UNDERVOLTAGE,
+    "overtemperature": codec.FAULT_OVERTEMPERATURE,
+    "undertemperature": codec.FAULT_UNDERTEMPERATURE,
+    "overcurrent_charge": codec.FAULT_OVERCURRENT_CHARGE,
+    "overcurrent_discharge": codec.FAULT_OVERCURRENT_DISCHARGE,
+}
+
+
+def load_board(name: str = "sim-4s") -> dict[str, Any]:
+    with open(boards_dir() / f"{name}.json") as f:
+        board: dict[str, Any] = json.load(f)
+    return board
+
+
+SIM_BOARD = load_board()
+LIMITS: dict[str, tuple[int, int]] = board_limits(SIM_BOARD)
+
+
+@dataclass
+class Meas:
+    """The Measurement fields Protection.load reads, at nominal values."""
+
+    max_cell_mv: int = 3700
+    min_cell_mv: int = 3650
+    max_temp_dc: int = 260
+    min_temp_dc: int = 240
+    current_ma: int = 0
+
+    def set(self, quantity: int, value: int) -> None:
+        if quantity == Q_MAX_CELL_MV:
+            self.max_cell_mv = value
+        elif quantity == Q_MIN_CELL_MV:
+            self.min_cell_mv = value
+        elif quantity == Q_MAX_TEMP_DC:
+            self.max_temp_dc = value
+        elif quantity == Q_MIN_TEMP_DC:
+            self.min_temp_dc = value
+        elif quantity == Q_CHARGE_MA:
+            self.current_ma = value
+        elif quantity == Q_DISCHARGE_MA:
+            self.current_ma = -value
+        else:  # pragma: no cover - a new quantity needs a branch here
+            raise AssertionError(f"unknown quantity {quantity}")
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    bit: int
+    quantity: int
+    above: bool
+    trip: int
+    release: int
+    trip_delay_ms: int
+    release_delay_ms: int
+
+    def beyond(self, threshold: int, by: int = 1) -> int:
+        """A value just past ``threshold`` in the tripping direction."""
+        return threshold + by if self.above else threshold - by
+
+    def short_of(self, threshold: int, by: int = 1) -> int:
+        """A value just short of ``threshold`` (towards normal)."""
+        return threshold - by if self.above else threshold + by
+
+    @property
+    def between(self) -> int:
+        """Strictly between release and trip: neither trips nor releases."""
+        return (self.trip + self.release) // 2
+
+    @property
+    def normal(self) -> int:
+        return self.short_of(self.release, 50)
+
+
+def specs() -> list[Spec]:
+    out = []
+    for name, bit, quantity, above, key, trip_delay, release_delay in PROTECTIONS:
+        trip, release = LIMITS[key]
+        out.append(Spec(name, bit, quantity, above == ABOVE, trip, release,
+                        trip_delay, release_delay))
+    return out
+
+
+SPECS = specs()
+SPEC_IDS = [s.name for s in SPECS]
+
+
+def samples_to(delay_ms: int, dt_ms: int = DT_MS) -> int:
+    """Consecutive samples after which a condition has held for ``delay_ms``."""
+    return -(-delay_ms // dt_ms) + 1
+
+
+class Rig:
+    """A Protection fed from a Meas, one sample at a time."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.p = Protection(LIMITS)
+        self.m = Meas()
+
+    def feed(self, value: int, n: int = 1, dt_ms: int = DT_MS) -> int:
+        faults = 0
+        for _ in range(n):
+            self.m.set(self.spec.quantity, value)
+            self.p.load(self.m)
+            faults = self.p.step(dt_ms)
+            assert faults == self.p.faults
+        return faults
+
+    def tripped(self) -> bool:
+        return bool(self.p.faults & self.spec.bit)
+
+    def trip_now(self) -> None:
+        self.feed(self.spec.beyond(self.spec.trip), samples_to(self.spec.trip_delay_ms))
+        assert self.tripped()
+
+
+# -- table and limits --------------------------------------------------------
+
+
+def test_fault_bits_match_codec() -> None:
+    names = [p[0] for p in PROTECTIONS]
+    assert names == list(EXPECTED_BITS), "every protection needs its own codec fault bit"
+    for name, bit, *_ in PROTECTIONS:
+        assert bit == EXPECTED_BITS[name], name
+    codec_bits = {v for k, v in vars(codec).items() if k.startswith("FAULT_")}
+    assert {p[1] for p in PROTECTIONS} == codec_bits
+    assert len(codec_bits) == len(PROTECTIONS)
+    for bit in codec_bits:
+        assert bit & (bit - 1) == 0, f"fault {bit:#x} is not a single bit"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_limits_and_delays(spec: Spec) -> None:
+    # release lies on the safe side of trip, and the sim board uses the defaults
+    assert (spec.release < spec.trip) if spec.above else (spec.release > spec.trip)
+    assert "delays" not in SIM_BOARD
+    assert spec.trip_delay_ms % DT_MS == 0 and spec.release_delay_ms % DT_MS == 0
+    assert spec.trip_delay_ms > 0 and spec.release_delay_ms > 0
+
+
+def test_nmc_limit_values() -> None:
+    assert SIM_BOARD["chemistry"] == "nmc"
+    assert LIMITS["cell_ov_mv"] == (4250, 4150)
+    assert LIMITS["cell_uv_mv"] == (2800, 2850)
+    assert LIMITS["temp_max_dc"] == (600, 550)
+    assert LIMITS["temp_min_dc"] == (-200, -150)
+    assert LIMITS["charge_current_max_ma"] == (6000, 3000)
+    assert LIMITS["discharge_current_max_ma"] == (15000, 7500)
+
+
+def test_release_beyond_trip_is_rejected() -> None:
+    bad = dict(LIMITS)
+    bad["cell_ov_mv"] = (4200, 4250)
+    with pytest.raises(ValueError):
+        Protection(bad)
+
+
+# -- per protection ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_normal_values_never_trip(spec: Spec) -> None:
+    rig = Rig(spec)
+    assert rig.feed(spec.normal, 500) == 0
+    # exactly at the trip threshold is not beyond it
+    assert rig.feed(spec.trip, 500) == 0
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_trips_exactly_after_trip_delay(spec: Spec) -> None:
+    rig = Rig(spec)
+    rig.feed(spec.normal, 5)
+    n = samples_to(spec.trip_delay_ms)
+    assert rig.feed(spec.beyond(spec.trip), n - 1) == 0, "tripped one sample early"
+    assert rig.feed(spec.beyond(spec.trip)) == spec.bit, "did not trip after its delay"
+    assert rig.p.faults == spec.bit
+
+
+@pytest.mark.parametrize("dt_ms", [30, 70, 250, 300, 1000, 3000])
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_trip_timing_with_other_sample_periods(spec: Spec, dt_ms: int) -> None:
+    rig = Rig(spec)
+    n = samples_to(spec.trip_delay_ms, dt_ms)
+    assert rig.feed(spec.beyond(spec.trip, 1000), n - 1, dt_ms) == 0
+    assert rig.feed(spec.beyond(spec.trip, 1000), 1, dt_ms) == spec.bit
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_pulse_one_sample_short_does_not_trip(spec: Spec) -> None:
+    rig = Rig(spec)
+    n = samples_to(spec.trip_delay_ms)
+    over = spec.beyond(spec.trip, 500)
+    for _ in range(5):  # repeated short pulses: the timer restarts every time
+        assert rig.feed(over, n - 1) == 0
+        assert rig.feed(spec.normal) == 0
+    # a sample at the threshold itself also interrupts the pulse
+    assert rig.feed(over, n - 1) == 0
+    assert rig.feed(spec.trip) == 0
+    assert rig.feed(over, n - 1) == 0
+    assert rig.feed(spec.normal, 200) == 0
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_value_between_release_and_trip_holds_the_fault(spec: Spec) -> None:
+    rig = Rig(spec)
+    rig.trip_now()
+    hold = 5 * samples_to(spec.release_delay_ms)
+    assert spec.short_of(spec.trip) != spec.release
+    assert rig.feed(spec.between, hold) == spec.bit
+    assert rig.feed(spec.short_of(spec.trip), hold) == spec.bit
+    assert rig.feed(spec.release, hold) == spec.bit, "released AT the release threshold"
+    assert rig.feed(spec.beyond(spec.trip, 1000), hold) == spec.bit
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_releases_exactly_after_release_delay(spec: Spec) -> None:
+    rig = Rig(spec)
+    rig.trip_now()
+    rig.feed(spec.between, 3)
+    n = samples_to(spec.release_delay_ms)
+    past = spec.short_of(spec.release)
+    assert rig.feed(past, n - 1) == spec.bit, "released one sample early"
+    assert rig.feed(past) == 0, "did not release after its delay"
+    assert not rig.tripped()
+    # released: it must take a full trip delay to trip again
+    assert rig.feed(spec.beyond(spec.trip), samples_to(spec.trip_delay_ms) - 1) == 0
+    assert rig.feed(spec.beyond(spec.trip)) == spec.bit
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_interrupted_release_restarts_the_release_delay(spec: Spec) -> None:
+    rig = Rig(spec)
+    rig.trip_now()
+    n = samples_to(spec.release_delay_ms)
+    past = spec.short_of(spec.release, 10)
+    for interruption in (spec.between, spec.release, spec.beyond(spec.trip)):
+        assert rig.feed(past, n - 1) == spec.bit
+        assert rig.feed(interruption) == spec.bit
+    assert rig.feed(past, n - 1) == spec.bit
+    assert rig.feed(past) == 0
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_only_its_own_bit(spec: Spec) -> None:
+    """Tripping one protection sets its bit alone; others stay clear."""
+    rig = Rig(spec)
+    rig.trip_now()
+    assert rig.p.faults == spec.bit
+    for i in range(rig.p.count):
+        assert rig.p.active[i] == (1 if rig.p.bit[i] == spec.bit else 0)
+
+
+def test_zero_delay_trips_and_releases_on_one_sample() -> None:
+    spec = SPECS[0]
+    p = Protection(LIMITS, {spec.name: (0, 0)})
+    m = Meas()
+    m.set(spec.quantity, spec.beyond(spec.trip))
+    p.load(m)
+    assert p.step(DT_MS) == spec.bit
+    m.set(spec.quantity, spec.normal)
+    p.load(m)
+    assert p.step(DT_MS) == 0
+
+
+# -- Bms with a fake HAL, random input over time -----------------------------
+
+
+class FakeHal:
+    """Sensors driven by the test; set_output calls recorded."""
+
+    def __init__(self, n_cells: int, n_temps: int, zero_code: int) -> None:
+        self.cells = [0] * n_cells
+        self.temps = [0] * n_temps
+        self.current = zero_code
+        self.outputs: list[bool] = []
+
+    def sample(self, raw_cells: Any, raw_temps: Any) -> int:
+        for i, c in enumerate(self.cells):
+            raw_cells[i] = c
+        for i, t in enumerate(self.temps):
+            raw_temps[i] = t
+        return self.current
+
+    def set_output(self, closed: bool) -> None:
+        self.outputs.append(closed)
+
+    def unique_id(self) -> bytes:
+        return b"\x01\x02\x03\x04\x05\x06\x07\x08"
+
+
+class NullPort:
+    def __init__(self) -> None:
+        self.written = 0
+
+    def readinto(self, buf: Any) -> int:
+        return 0
+
+    def write(self, data: Any) -> int:
+        self.written += len(data)
+        return len(data)
+
+
+FE = SIM_BOARD["frontend"]
+CELL_MAX = (1 << FE["cell_adc"]["bits"]) - 1
+CUR_MAX = (1 << FE["current_adc"]["bits"]) - 1
+CUR_ZERO = FE["current_adc"]["zero_code"]
+TEMP_MAX = (1 << FE["temp_adc"]["bits"]) - 1
+
+
+def cell_code(mv: int) -> int:
+    return max(0, min(CELL_MAX, round(mv * CELL_MAX / FE["cell_adc"]["full_scale_mv"])))
+
+
+def current_code(ma: int) -> int:
+    lsb = FE["current_adc"]["full_scale_ma"] / (CUR_MAX - CUR_ZERO)
+    return max(0, min(CUR_MAX, CUR_ZERO + round(ma / lsb)))
+
+
+# NTC divider codes from very hot to very cold (the 12-bit sim board).
+TEMP_CODES = [150, 300, 500, 700, 1000, 1500, 2000, 2500, 3000, 3300, 3500, 3700,
+              3800, 3900, 4000, 4050, TEMP_MAX]
+
+cell_mv_st = st.one_of(
+    st.integers(2700, 4350),
+    st.sampled_from([2799, 2800, 2850, 2851, 4149, 4150, 4250, 4251]),
+)
+current_ma_st = st.one_of(
+    st.integers(-17000, 8000),
+    st.sampled_from([-15002, -15000, -7500, 0, 3000, 6000, 6002]),
+)
+
+
+class BmsMachine(RuleBasedStateMachine):
+    """Random measurements, held for random times, through Bms.step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hal = FakeHal(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
+        self.hal.cells = [cell_code(3700)] * SIM_BOARD["cells"]
+        self.hal.temps = [2000] * SIM_BOARD["temp_sensors"]
+        self.bms = Bms(SIM_BOARD, self.hal, NullPort())
+        self.steps = 0
+        self.fault_steps = 0
+
+    @initialize()
+    def opens_at_boot(self) -> None:
+        assert self.hal.outputs == [False]
+        assert not self.bms.output_closed
+
+    @rule(i=st.integers(0, SIM_BOARD["cells"] - 1), mv=cell_mv_st)
+    def set_cell(self, i: int, mv: int) -> None:
+        self.hal.cells[i] = cell_code(mv)
+
+    @rule(i=st.integers(0, SIM_BOARD["temp_sensors"] - 1), code=st.sampled_from(TEMP_CODES))
+    def set_temp(self, i: int, code: int) -> None:
+        self.hal.temps[i] = code
+
+    @rule(ma=current_ma_st)
+    def set_current(self, ma: int) -> None:
+        self.hal.current = current_code(ma)
+
+    @rule(code=st.integers(0, CUR_MAX))
+    def set_current_raw(self, code: int) -> None:
+        self.hal.current = code
+
+    @rule()
+    def all_nominal(self) -> None:
+        """Everything back to normal, so faults get to release as well as trip."""
+        self.hal.cells = [cell_code(3700)] * SIM_BOARD["cells"]
+        self.hal.temps = [2000] * SIM_BOARD["temp_sensors"]
+        self.hal.current = CUR_ZERO
+
+    @rule(dt_ms=st.sampled_from([10, 100, 100, 100, 250, 1000]), n=st.integers(1, 120))
+    def run(self, dt_ms: int, n: int) -> None:
+        for _ in range(n):
+            self.bms.step(dt_ms)
+            self.check_step()
+
+    def check_step(self) -> None:
+        bms = self.bms
+        faults = bms.protection.faults
+        self.steps += 1
+        if faults:
+            self.fault_steps += 1
+        assert (bms.state == STATE_FAULT) == (faults != 0)
+        assert bms.state in (STATE_FAULT, STATE_ACTIVE)
+        # output follows the fault state exactly: open on any fault, closed otherwise
+        assert bms.output_closed == (faults == 0)
+        assert self.hal.outputs[-1] == bms.output_closed
+        # set_output only on changes
+        outs = self.hal.outputs
+        assert len(outs) < 2 or outs[-1] != outs[-2]
+
+    @invariant()
+    def output_never_closed_with_a_fault(self) -> None:
+        if self.bms.protection.faults:
+            assert not self.bms.output_closed
+            assert not self.hal.outputs[-1]
+
+
+BmsMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestBmsOutput = BmsMachine.TestCase
+
+
+def test_bms_machine_reaches_faults_and_recovery() -> None:
+    """The random machine is not vacuous: a fixed scenario trips and releases through Bms."""
+    m = BmsMachine()
+    m.opens_at_boot()
+    m.run(100, 5)
+    assert m.bms.output_closed and m.bms.state == STATE_ACTIVE
+    m.set_cell(2, 4300)
+    m.run(100, samples_to(1000) - 1)
+    assert m.bms.output_closed
+    m.run(100, 1)
+    assert m.bms.protection.faults == codec.FAULT_CELL_OVERVOLTAGE
+    assert not m.bms.output_closed and m.hal.outputs[-1] is False
+    m.set_cell(2, 4100)
+    m.run(100, samples_to(2000) - 1)
+    assert m.bms.state == STATE_FAULT
+    m.run(100, 1)
+    assert m.bms.state == STATE_ACTIVE and m.hal.outputs[-1] is True
+    m.set_current(-16000)
+    m.run(100, samples_to(500))
+    assert m.bms.protection.faults == codec.FAULT_OVERCURRENT_DISCHARGE
+    assert m.hal.outputs == [False, True, False, True, False]
