@@ -44,8 +44,8 @@ def silent_pty() -> Iterator[str]:
 
 @pytest.fixture
 def sim_port() -> Iterator[str]:
-    """`cellguard sim` as a user runs it: its first line names the port."""
-    proc = subprocess.Popen([*CLI, "sim", "--runtime", "cpython", "--speed", "10"],
+    """`cellguard sim` as a user runs it (firmware under MicroPython); line 1 names the port."""
+    proc = subprocess.Popen([*CLI, "sim", "--speed", "10"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     first = proc.stdout.readline()

@@ -57,6 +57,8 @@ function handle(line) {
         return (tx.length ? tx : "-") + " " + closed;
       }
       case "X": {
+        // Code that lets an exception escape a heap-locked region at top level
+        // wedges the VM; the Python side then kills this process after its timeout.
         captured = [];
         mp.runPython(unhex(parts[1]));
         return "ok " + hex(captured.join("\n"));
