@@ -163,7 +163,16 @@ class BoardClient:
         return seq
 
     def receive(self) -> list[Message]:
-        """Read what has arrived (waiting at most the read timeout) and decode it."""
+        """Read what has arrived (waiting at most the read timeout) and decode it.
+
+        Messages that arrived while :meth:`hello` waited for its answer come first.
+        """
+        if self._backlog:
+            backlog, self._backlog = self._backlog, []
+            return backlog
+        return self._read_messages()
+
+    def _read_messages(self) -> list[Message]:
         try:
             data = self.serial.read(max(self.serial.in_waiting, 1))
         except serial.SerialException as exc:
@@ -189,8 +198,6 @@ class BoardClient:
     def messages(self) -> Iterator[Message]:
         """Every message, as it arrives, forever (the caller decides when to stop)."""
         while True:
-            while self._backlog:
-                yield self._backlog.pop(0)
             yield from self.receive()
 
     def hello(self, timeout_s: float = 2.0, attempts: int = 3) -> Info:
@@ -199,9 +206,11 @@ class BoardClient:
             seq = self.send("hello", {"host_major": PROTOCOL_MAJOR, "host_minor": PROTOCOL_MINOR})
             deadline = time.monotonic() + timeout_s / attempts
             while time.monotonic() < deadline:
-                for msg in self.receive():
+                batch = self._read_messages()
+                for i, msg in enumerate(batch):
                     if msg.frame.msg_type == MSG_INFO and msg.frame.seq == seq:
                         self.info = Info.from_wire(msg.payload)
+                        self._backlog.extend(batch[i + 1 :])
                         return self.info
                     if msg.frame.msg_type == MSG_NAK and msg.frame.seq == seq:
                         raise NotABoardError(
