@@ -211,6 +211,10 @@ class LogWriter:
         self._closed = True
         try:
             self.commit()
+            # Leave one self-contained file behind (no -wal/-shm beside it).
+            self.db.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error:
+            pass  # another writer still has it open in WAL mode: fine
         finally:
             self.db.close()
 

@@ -15,6 +15,7 @@ import errno
 import json
 import math
 import os
+import select
 import threading
 import time
 import tty
@@ -28,6 +29,9 @@ from .runtime import FirmwareRuntime, make_runtime
 from .sensors import SensorModel
 
 TickHook = Callable[["SimulatedBoard"], None]
+
+HOST_STALL_S = 1.0
+"""How long a full pty may hold the board back before the host counts as gone."""
 
 
 class SimulatedBoard:
@@ -67,6 +71,7 @@ class SimulatedBoard:
         self._error: BaseException | None = None
         self._master = -1
         self._slave = -1
+        self._host_reading = True
         self.port = ""
 
     # -- life cycle ----------------------------------------------------------
@@ -209,15 +214,22 @@ class SimulatedBoard:
         return b"".join(chunks)
 
     def _write_host(self, data: bytes) -> None:
-        """Write like a USB CDC device: what the host cannot take is dropped."""
+        """Write like a USB CDC device: a host that reads slowly holds the board
+        back (flow control); a host that has stopped reading loses the bytes."""
         self.tx_bytes += len(data)
         view = memoryview(data)
         while view:
             try:
                 n = os.write(self._master, view)
             except BlockingIOError:
+                wait = HOST_STALL_S if self._host_reading else 0.0
+                _, writable, _ = select.select([], [self._master], [], wait)
+                if writable:
+                    continue
+                self._host_reading = False
                 self.tx_dropped_bytes += len(view)
                 return
+            self._host_reading = True
             view = view[n:]
 
     def info(self) -> dict[str, Any]:
