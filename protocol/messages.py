@@ -28,7 +28,7 @@ from construct import (
 
 PROTOCOL_MAJOR = 1
 """A board and a host talk only when their major versions are equal."""
-PROTOCOL_MINOR = 0
+PROTOCOL_MINOR = 1
 """Minor versions add message types; a host ignores types it does not know."""
 
 MAX_PAYLOAD = 255
@@ -75,9 +75,42 @@ NakError = Enum(
     unknown_message=1,  # the board does not know this message type
     bad_payload=2,  # the payload does not parse
     incompatible_version=3,  # the frame's major version is not the board's
+    unknown_key=4,  # no such configuration key
+    out_of_range=5,  # value outside the key's allowed range; `limit` is the bound
+    beyond_hard_limit=6,  # value beyond the chemistry's or hardware's hard limit; `limit`
+    not_authorised=7,  # the board's configuration PIN was not given
+)
+
+EventKind = Enum(
+    Int8ul,
+    boot=1,  # firmware started
+    trip=2,  # a protection tripped (code: fault bit, value: what it saw)
+    release=3,  # a protection released
+    clear=4,  # faults cleared on request (code: the bits cleared)
+    config=5,  # a configuration key changed (code: key, value: new value)
+    time_sync=6,  # the host set the clock (value: Unix time)
+    reset=7,  # reset on request
+)
+
+# Configuration keys. Protection keys come in fours per protection, in the
+# order of the firmware's protection table: trip, release, trip delay, release
+# delay. Values are i32 in the unit the name ends with.
+ConfigKey = Enum(
+    Int8ul,
+    cell_ov_mv=1, cell_ov_release_mv=2, cell_ov_delay_ms=3, cell_ov_release_delay_ms=4,
+    cell_uv_mv=5, cell_uv_release_mv=6, cell_uv_delay_ms=7, cell_uv_release_delay_ms=8,
+    temp_max_dc=9, temp_max_release_dc=10, temp_max_delay_ms=11, temp_max_release_delay_ms=12,
+    temp_min_dc=13, temp_min_release_dc=14, temp_min_delay_ms=15, temp_min_release_delay_ms=16,
+    charge_current_max_ma=17, charge_current_release_ma=18, charge_current_delay_ms=19,
+    charge_current_release_delay_ms=20,
+    discharge_current_max_ma=21, discharge_current_release_ma=22,
+    discharge_current_delay_ms=23, discharge_current_release_delay_ms=24,
+    telemetry_period_ms=32,
+    capacity_mah=33,
 )
 
 Text = PascalString(Int8ul, "utf8")
+Empty = Struct()
 
 Hello = Struct(
     "host_major" / Int8ul * "host's protocol major version",
@@ -102,6 +135,8 @@ Info = Struct(
     "temp_min_dc" / Int16sl * "under-temperature trip, 0.1 degC",
     "charge_current_max_ma" / Int32ul * "charge over-current trip, mA (magnitude)",
     "discharge_current_max_ma" / Int32ul * "discharge over-current trip, mA (magnitude)",
+    "max_frame" / Int16ul * "largest frame the board accepts and sends, bytes before COBS",
+    "known_types" / PrefixedArray(Int8ul, Int8ul) * "message type ids the firmware knows",
 )
 
 Telemetry = Struct(
@@ -117,11 +152,84 @@ Telemetry = Struct(
     "temps_dc" / PrefixedArray(Int8ul, Int16sl) * "temperatures, 0.1 degC",
 )
 
+TimeSync = Struct("unix_time_s" / Int32ul * "host clock, seconds since 1970 (UTC)")
+
+Stats = Struct(
+    "uptime_ms" / Int32ul * "board time since boot, ms",
+    "frames_ok" / Int32ul * "frames received intact",
+    "frames_bad" / Int32ul * "frames dropped: bad COBS, length or size",
+    "crc_errors" / Int32ul * "frames dropped: CRC mismatch",
+    "oversize" / Int32ul * "frames dropped: longer than the largest frame",
+    "unknown_types" / Int32ul * "requests of a type the board does not know",
+    "naks_sent" / Int32ul * "requests refused",
+    "tx_frames" / Int32ul * "frames sent",
+    "control_steps" / Int32ul * "control steps run",
+    "control_overruns" / Int32ul * "control steps started late by more than one period",
+    "heap_free" / Int32sl * "free heap, bytes (-1 where unknown)",
+)
+
+FaultEvent = Struct(
+    "event_index" / Int32ul * "index of this event in the board's event log",
+    "board_time_ms" / Int32ul * "board time of the change, ms",
+    "kind" / EventKind * "trip, release or clear",
+    "fault" / Int32ul * "the fault bit(s) that changed",
+    "value" / Int32sl * "the measured value that caused it (unit of the protection)",
+    "faults" / Int32ul * "active fault bits after the change",
+)
+
+GetConfig = Struct("key" / ConfigKey * "configuration key")
+
+SetConfig = Struct(
+    "key" / ConfigKey * "configuration key",
+    "value" / Int32sl * "new value, in the key's unit",
+    "pin" / Int32ul * "configuration PIN (0 when the board has none)",
+)
+
+ConfigValue = Struct(
+    "key" / ConfigKey * "configuration key",
+    "value" / Int32sl * "current value, in the key's unit",
+    "min" / Int32sl * "smallest value the board accepts now",
+    "max" / Int32sl * "largest value the board accepts now",
+)
+
+GetConfigDump = Struct("first_key" / Int8ul * "first key id of the page (0: from the start)")
+
+ConfigDump = Struct(
+    "next_key" / Int8ul * "key id to ask for next; 0 when this page is the last",
+    "keys" / PrefixedArray(Int8ul, Int8ul) * "key ids",
+    "values" / PrefixedArray(Int8ul, Int32sl) * "values, in each key's unit",
+    "mins" / PrefixedArray(Int8ul, Int32sl) * "smallest accepted values",
+    "maxs" / PrefixedArray(Int8ul, Int32sl) * "largest accepted values",
+)
+
+FaultState = Struct(
+    "active" / Int32ul * "fault bits active now",
+    "latched" / Int32ul * "fault bits latched until CLEAR_FAULTS",
+    "tripped" / Int32ul * "fault bits that tripped since boot or the last CLEAR_FAULTS",
+)
+
+GetEvents = Struct(
+    "first_index" / Int32ul * "index of the first event wanted",
+    "max_count" / Int8ul * "at most this many events",
+)
+
+Events = Struct(
+    "total" / Int32ul * "events ever logged; the next event gets this index",
+    "oldest" / Int32ul * "index of the oldest event the board still holds",
+    "indexes" / PrefixedArray(Int8ul, Int32ul) * "event indexes",
+    "times_ms" / PrefixedArray(Int8ul, Int32ul) * "board time of each event, ms",
+    "unix_times" / PrefixedArray(Int8ul, Int32ul) * "Unix time of each event (0: clock not set)",
+    "kinds" / PrefixedArray(Int8ul, Int8ul) * "event kinds (see EventKind)",
+    "codes" / PrefixedArray(Int8ul, Int32ul) * "fault bits, or the configuration key",
+    "values" / PrefixedArray(Int8ul, Int32sl) * "the value that caused the event",
+)
+
 Ack = Struct("request_type" / Int8ul * "message type of the request")
 
 Nak = Struct(
     "request_type" / Int8ul * "message type of the request",
     "error" / NakError * "why the request was refused",
+    "limit" / Int32sl * "the bound that was crossed (out_of_range, beyond_hard_limit), else 0",
 )
 
 
@@ -136,18 +244,43 @@ class MessageSpec:
         self.doc = doc
 
 
+H2B, B2H = "host->board", "board->host"
 MESSAGES: tuple[MessageSpec, ...] = (
-    MessageSpec(0x01, "hello", Hello, "host->board", "ask the board who it is; answered by INFO"),
-    MessageSpec(0x02, "info", Info, "board->host", "board identity, sizes and limits"),
-    MessageSpec(0x10, "telemetry", Telemetry, "board->host", "periodic measurements and state"),
-    MessageSpec(0x7E, "ack", Ack, "board->host", "request accepted"),
-    MessageSpec(0x7F, "nak", Nak, "board->host", "request refused, with a reason"),
+    MessageSpec(0x01, "hello", Hello, H2B, "ask the board who it is; answered by INFO"),
+    MessageSpec(0x02, "info", Info, B2H, "board identity, sizes, limits, known messages"),
+    MessageSpec(0x03, "time_sync", TimeSync, H2B, "set the board's clock; answered by ACK"),
+    MessageSpec(0x04, "reset", Empty, H2B, "restart the firmware; ACK, then a restart"),
+    MessageSpec(0x05, "enter_repl", Empty, H2B,
+                "hand the serial port back to the MicroPython REPL; ACK first"),
+    MessageSpec(0x06, "get_stats", Empty, H2B, "ask for link and loop counters"),
+    MessageSpec(0x07, "stats", Stats, B2H, "link and loop counters"),
+    MessageSpec(0x10, "telemetry", Telemetry, B2H, "periodic measurements and state"),
+    MessageSpec(0x11, "fault_event", FaultEvent, B2H, "a protection tripped, released or cleared"),
+    MessageSpec(0x20, "get_config", GetConfig, H2B, "read one key; answered by CONFIG_VALUE"),
+    MessageSpec(0x21, "set_config", SetConfig, H2B,
+                "write one key; answered by CONFIG_VALUE or NAK with the reason"),
+    MessageSpec(0x22, "config_value", ConfigValue, B2H, "one key's value and allowed range"),
+    MessageSpec(0x23, "get_config_dump", GetConfigDump, H2B, "read every key, a page at a time"),
+    MessageSpec(0x24, "config_dump", ConfigDump, B2H, "a page of keys, values and ranges"),
+    MessageSpec(0x30, "get_faults", Empty, H2B, "ask for the fault state"),
+    MessageSpec(0x31, "fault_state", FaultState, B2H, "active, latched and tripped faults"),
+    MessageSpec(0x32, "clear_faults", Empty, H2B, "clear latched faults; answered by ACK"),
+    MessageSpec(0x40, "get_events", GetEvents, H2B, "read the event log, a page at a time"),
+    MessageSpec(0x41, "events", Events, B2H, "a page of the event log"),
+    MessageSpec(0x7E, "ack", Ack, B2H, "request accepted"),
+    MessageSpec(0x7F, "nak", Nak, B2H, "request refused, with a reason"),
 )
 
 BY_ID: dict[int, MessageSpec] = {m.msg_id: m for m in MESSAGES}
 BY_NAME: dict[str, MessageSpec] = {m.name: m for m in MESSAGES}
 
-ENUMS = {"chemistry": Chemistry, "state": BmsState, "nak_error": NakError}
+ENUMS = {
+    "chemistry": Chemistry,
+    "state": BmsState,
+    "nak_error": NakError,
+    "event": EventKind,
+    "config": ConfigKey,
+}
 """Enumerations exported to the firmware codec as constants."""
 FLAGS = {"fault": Faults}
 """Bit sets exported to the firmware codec as constants."""

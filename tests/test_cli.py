@@ -13,9 +13,13 @@ import time
 import tty
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import serial
+from conftest import INFO_FIELDS, TELEMETRY_FIELDS
+
+from cellguard.protocol.messages import PROTOCOL_MAJOR, PROTOCOL_MINOR
 
 CLI = [sys.executable, "-m", "cellguard.cli"]
 
@@ -96,7 +100,7 @@ def test_info_json_and_log_and_export(sim_port: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["board"] == "sim-4s"
-    assert info["cell_count"] == 4 and info["protocol"] == "1.0"
+    assert info["cell_count"] == 4 and info["protocol"] == f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
     assert info["cell_ov_v"] > info["cell_uv_v"] > 0
 
     log = tmp_path / "run.sqlite"
@@ -176,48 +180,24 @@ def test_log_appends_to_an_existing_log(sim_port: str, tmp_path: Path) -> None:
         assert dupes == 0
 
 
-def test_frames_arriving_with_the_hello_answer_are_kept() -> None:
+def test_frames_arriving_with_the_hello_answer_are_kept(fake_board: Any) -> None:
     """Telemetry in the same read as INFO, or before it, reaches the caller."""
     from cellguard.client import BoardClient
-    from cellguard.link import FrameReader
     from cellguard.protocol.codec import build_payload, encode_frame
 
-    tele = {"telemetry_seq": 0, "board_time_ms": 100, "state": "active", "faults": 0,
-            "pack_mv": 7400, "current_ma": 0, "soc_cpct": 5000, "cells_mv": [3700, 3700],
-            "temps_dc": [250]}
-    info = {"protocol_major": 1, "protocol_minor": 0, "firmware_version": "t", "board": "fake",
-            "unique_id": "01", "chemistry": "nmc", "cell_count": 2, "temp_count": 1,
-            "capacity_mah": 1000, "control_period_ms": 100, "telemetry_period_ms": 1000,
-            "cell_ov_mv": 4250, "cell_uv_mv": 2800, "temp_max_dc": 600, "temp_min_dc": -200,
-            "charge_current_max_ma": 1000, "discharge_current_max_ma": 1000}
-    master, slave = os.openpty()
-    tty.setraw(slave)
+    def respond(frame: Any) -> bytes:  # telemetry before and after INFO, in one write
+        tele = build_payload("telemetry", TELEMETRY_FIELDS)
+        later = build_payload("telemetry", {**TELEMETRY_FIELDS, "telemetry_seq": 1})
+        return (encode_frame(0x10, 1, tele)
+                + encode_frame(0x02, frame.seq, build_payload("info", INFO_FIELDS))
+                + encode_frame(0x10, 2, later))
 
-    def board() -> None:  # answers HELLO with telemetry before and after INFO, in one write
-        reader = FrameReader()
-        while True:
-            for frame in reader.feed(os.read(master, 256)):
-                burst = (
-                    encode_frame(0x10, 1, build_payload("telemetry", tele))
-                    + encode_frame(0x02, frame.seq, build_payload("info", info))
-                    + encode_frame(0x10, 2, build_payload("telemetry", {**tele,
-                                                                        "telemetry_seq": 1}))
-                )
-                os.write(master, burst)
-                return
-
-    t = threading.Thread(target=board, daemon=True)
-    t.start()
-    try:
-        with BoardClient(os.ttyname(slave)) as client:
-            assert client.hello().board == "fake"
-            got = []
-            deadline = time.monotonic() + 2
-            while len(got) < 2 and time.monotonic() < deadline:
-                got += [m.payload["telemetry_seq"] for m in client.receive()
-                        if m.name == "telemetry"]
-    finally:
-        t.join(timeout=2)
-        os.close(master)
-        os.close(slave)
+    board = fake_board(respond)
+    with BoardClient(board.port) as client:
+        assert client.hello().board == "fake"
+        got: list[int] = []
+        deadline = time.monotonic() + 2
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += [m.payload["telemetry_seq"] for m in client.receive()
+                    if m.name == "telemetry"]
     assert got == [0, 1]

@@ -69,8 +69,9 @@ class Receiver:
 
     @property
     def counts(self) -> tuple[int, int, int]:
-        """(frames_ok, frames_bad, crc_errors)"""
-        return self.link.frames_ok, self.link.frames_bad, self.link.crc_errors
+        """(frames_ok, frames dropped as bad or oversize, crc_errors)"""
+        link = self.link
+        return link.frames_ok, link.frames_bad + link.oversize, link.crc_errors
 
 
 def body_with_crc(body: bytes) -> bytes:
@@ -292,6 +293,7 @@ def test_oversize_frame_is_dropped_and_counted(size: int, chunk: int) -> None:
     rx.feed(stream, list(range(chunk, len(stream), chunk)))
     assert rx.got == [frame]
     assert rx.counts == (1, 1, 0)
+    assert rx.link.oversize == (1 if size > MAX_WIRE_FRAME else 0)
     assert not rx.link.overflow and rx.link.frame_len == 0
 
 

@@ -297,8 +297,10 @@ def test_largest_info_payload_round_trips() -> None:
     """A payload of exactly MAX_PAYLOAD bytes, multi-byte characters included."""
     model = next(m for m in MODELS if m.spec.name == "info")
     values = random_values(model, random.Random(7))
-    values.update(firmware_version="€" * 40, board="ß" * 50)  # 120 + 100 bytes
-    values["unique_id"] = "u" * (MAX_PAYLOAD - model.fixed_size - 120 - 100)
+    values.update(firmware_version="€" * 40, board="ß" * 45)  # 120 + 90 bytes
+    values["known_types"] = [1, 2, 16]
+    values["unique_id"] = "u" * (MAX_PAYLOAD - model.fixed_size - 120 - 90 - 3)
+    assert len(values["unique_id"]) > 0
     assert payload_size(model, values) == MAX_PAYLOAD
     built = model.spec.payload.build(values)
     assert firmware_encode(model, values) == built
@@ -501,10 +503,12 @@ def test_decoders_reject_truncated_and_trailing_bytes(
 ) -> None:
     values = data.draw(values_for(model))
     built = model.spec.payload.build(values)
-    cut = data.draw(st.integers(0, len(built) - 1), label="cut")
     extra = data.draw(st.binary(min_size=1, max_size=8), label="extra")
+    bads = [built + extra]
+    if built:  # an empty payload cannot be truncated
+        bads.append(built[: data.draw(st.integers(0, len(built) - 1), label="cut")])
     decode = model.decoder()
-    for bad in (built[:cut], built + extra):
+    for bad in bads:
         buf = b"\x00\x01" + bad + b"\x02" * 4  # bytes outside [off, end) must not help
         with pytest.raises(ValueError):
             decode(buf, 2, 2 + len(bad))

@@ -1,8 +1,10 @@
 """The BMS application: one control step is measure -> protect -> estimate -> report.
 
-``Bms`` is hardware-free: it is given a HAL (sensors and the output switch) and
+``Bms`` is hardware-free: it is given a HAL (sensors, output switch, reset) and
 a port (bytes in and out). A board's ``main.py`` calls :meth:`Bms.poll` and
 :meth:`Bms.step` on a timer; the simulator calls them on simulated time.
+Requests are answered with the request's sequence number; every refusal is a
+NAK that says why.
 """
 
 from binascii import hexlify
@@ -10,28 +12,84 @@ from binascii import hexlify
 from . import FIRMWARE_VERSION
 from .chemistry import PROFILES
 from .codec import (
+    EVENT_BOOT,
+    EVENT_CLEAR,
+    EVENT_CONFIG,
+    EVENT_RELEASE,
+    EVENT_RESET,
+    EVENT_TIME_SYNC,
+    EVENT_TRIP,
+    MAX_FRAME,
+    MSG_ACK,
+    MSG_CLEAR_FAULTS,
+    MSG_CONFIG_DUMP,
+    MSG_CONFIG_VALUE,
+    MSG_ENTER_REPL,
+    MSG_EVENTS,
+    MSG_FAULT_EVENT,
+    MSG_FAULT_STATE,
+    MSG_GET_CONFIG,
+    MSG_GET_CONFIG_DUMP,
+    MSG_GET_EVENTS,
+    MSG_GET_FAULTS,
+    MSG_GET_STATS,
     MSG_HELLO,
     MSG_INFO,
     MSG_NAK,
+    MSG_RESET,
+    MSG_SET_CONFIG,
+    MSG_STATS,
     MSG_TELEMETRY,
+    MSG_TIME_SYNC,
     NAK_ERROR_BAD_PAYLOAD,
     NAK_ERROR_INCOMPATIBLE_VERSION,
+    NAK_ERROR_NOT_AUTHORISED,
+    NAK_ERROR_UNKNOWN_KEY,
     NAK_ERROR_UNKNOWN_MESSAGE,
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
     STATE_ACTIVE,
     STATE_FAULT,
     STATE_STARTUP,
+    decode_get_config,
+    decode_get_config_dump,
+    decode_get_events,
     decode_hello,
+    decode_set_config,
+    decode_time_sync,
+    encode_ack,
+    encode_config_dump,
+    encode_config_value,
+    encode_events,
+    encode_fault_event,
+    encode_fault_state,
     encode_info,
     encode_nak,
+    encode_stats,
     encode_telemetry,
 )
+from .config import KEYS, Config
+from .events import EventLog
 from .frontend import Frontend
 from .link import PAYLOAD_AT, Link
 from .measurement import Measurement
 from .protection import Protection
 from .soc import CoulombCounter
+
+try:
+    from gc import mem_free
+except ImportError:  # CPython
+    mem_free = None
+
+# Message types this firmware answers or sends (reported in INFO).
+KNOWN_TYPES = bytes((
+    MSG_HELLO, MSG_INFO, MSG_TIME_SYNC, MSG_RESET, MSG_ENTER_REPL, MSG_GET_STATS, MSG_STATS,
+    MSG_TELEMETRY, MSG_FAULT_EVENT, MSG_GET_CONFIG, MSG_SET_CONFIG, MSG_CONFIG_VALUE,
+    MSG_GET_CONFIG_DUMP, MSG_CONFIG_DUMP, MSG_GET_FAULTS, MSG_FAULT_STATE, MSG_CLEAR_FAULTS,
+    MSG_GET_EVENTS, MSG_EVENTS, MSG_ACK, MSG_NAK,
+))
+DUMP_PAGE = 12  # config entries per CONFIG_DUMP frame (13 bytes each)
+EVENTS_PAGE = 10  # events per EVENTS frame (21 bytes each)
 
 
 def board_limits(board):
@@ -55,25 +113,51 @@ class Bms:
         self.profile = PROFILES[board["chemistry"]]
         self.control_period_ms = board["control_period_ms"]
         self.telemetry_period_ms = board["telemetry_period_ms"]
-        self.limits = board_limits(board)
         self.frontend = Frontend(board["frontend"])
         self.meas = Measurement(self.n_cells, self.n_temps)
-        self.protection = Protection(self.limits, board.get("delays"))
+        self.protection = Protection(board_limits(board), board.get("delays"))
         self.soc = CoulombCounter(board["capacity_mah"], self.profile["ocv_mv"])
+        self.config = Config(self, self.profile, board)
+        self.config_pin = board.get("config_pin", 0)
+        self.events = EventLog()
         self.link = Link(port)
         self.unique_id = hexlify(hal.unique_id())
         self.board_name = board["name"].encode()
         self.state = STATE_STARTUP
         self.output_closed = False
+        self.faults = 0
+        self.tripped = 0  # bits that tripped since boot or the last CLEAR_FAULTS
         self.time_ms = 0
+        self.unix_base = 0  # Unix time at board time 0, once the host set the clock
         self.telemetry_due_ms = 0
         self.telemetry_seq = 0
+        self.control_steps = 0
+        self.control_overruns = 0
+        self.unknown_types = 0
+        self.naks_sent = 0
+        self.reset_requested = False
+        self.repl_requested = False
+        self.handlers = {
+            MSG_HELLO: self._on_hello,
+            MSG_TIME_SYNC: self._on_time_sync,
+            MSG_RESET: self._on_reset,
+            MSG_ENTER_REPL: self._on_enter_repl,
+            MSG_GET_STATS: self._on_get_stats,
+            MSG_GET_CONFIG: self._on_get_config,
+            MSG_SET_CONFIG: self._on_set_config,
+            MSG_GET_CONFIG_DUMP: self._on_get_config_dump,
+            MSG_GET_FAULTS: self._on_get_faults,
+            MSG_CLEAR_FAULTS: self._on_clear_faults,
+            MSG_GET_EVENTS: self._on_get_events,
+        }
         hal.set_output(False)
+        self._log(EVENT_BOOT, 0, 0)
 
     # -- control step ------------------------------------------------------
     def step(self, dt_ms):
         """One control step, ``dt_ms`` after the previous one."""
         self.time_ms += dt_ms
+        self.control_steps += 1
         m = self.meas
         # measure
         raw_current = self.hal.sample(m.raw_cells, m.raw_temps)
@@ -82,6 +166,8 @@ class Bms:
         p = self.protection
         p.load(m)
         faults = p.step(dt_ms)
+        if faults != self.faults:
+            self._report_fault_changes(faults)
         self._drive_output(faults)
         # estimate
         self.soc.step(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
@@ -104,6 +190,28 @@ class Bms:
             self.output_closed = close
             self.hal.set_output(close)
 
+    def _report_fault_changes(self, faults):
+        p = self.protection
+        changed = faults ^ self.faults
+        self.tripped |= faults & changed
+        self.faults = faults
+        for i in range(p.count):
+            bit = p.bit[i]
+            if changed & bit:
+                kind = EVENT_TRIP if faults & bit else EVENT_RELEASE
+                self._fault_event(kind, bit, p.event_value[i])
+
+    def _fault_event(self, kind, bits, value):
+        index = self._log(kind, bits, value)
+        link = self.link
+        end = encode_fault_event(link.payload_buffer(), PAYLOAD_AT, index,
+                                 self.time_ms & 0xFFFFFFFF, kind, bits, value, self.faults)
+        link.send(MSG_FAULT_EVENT, link.next_seq(), end)
+
+    def _log(self, kind, code, value):
+        unix = self.unix_base + self.time_ms // 1000 if self.unix_base else 0
+        return self.events.add(kind, code, value, self.time_ms, unix)
+
     def send_telemetry(self):
         m = self.meas
         link = self.link
@@ -115,38 +223,141 @@ class Bms:
         link.send(MSG_TELEMETRY, link.next_seq(), end)
         self.telemetry_seq = (self.telemetry_seq + 1) & 0xFFFFFFFF
 
-    # -- commands ------------------------------------------------------------
+    # -- requests ------------------------------------------------------------
     def poll(self):
         """Handle whatever the host has sent."""
         self.link.poll(self._on_frame)
 
     def _on_frame(self, version, msg_type, seq, start, end):
         if version != PROTOCOL_MAJOR:
-            self._nak(seq, msg_type, NAK_ERROR_INCOMPATIBLE_VERSION)
+            self._nak(seq, msg_type, NAK_ERROR_INCOMPATIBLE_VERSION, PROTOCOL_MAJOR)
             return
-        if msg_type == MSG_HELLO:
-            try:
-                decode_hello(self.link.frame, start, end)
-            except ValueError:
-                self._nak(seq, msg_type, NAK_ERROR_BAD_PAYLOAD)
-                return
-            self._send_info(seq)
-        else:
-            self._nak(seq, msg_type, NAK_ERROR_UNKNOWN_MESSAGE)
+        handler = self.handlers.get(msg_type)
+        if handler is None:
+            self.unknown_types += 1
+            self._nak(seq, msg_type, NAK_ERROR_UNKNOWN_MESSAGE, 0)
+            return
+        try:
+            handler(seq, start, end)
+        except ValueError:  # a payload the codec could not parse
+            self._nak(seq, msg_type, NAK_ERROR_BAD_PAYLOAD, 0)
 
-    def _nak(self, seq, msg_type, error):
-        end = encode_nak(self.link.payload_buffer(), PAYLOAD_AT, msg_type, error)
+    def _nak(self, seq, msg_type, error, limit):
+        self.naks_sent += 1
+        end = encode_nak(self.link.payload_buffer(), PAYLOAD_AT, msg_type, error, limit)
         self.link.send(MSG_NAK, seq, end)
 
-    def _send_info(self, seq):
-        lim = self.limits
+    def _ack(self, seq, msg_type):
+        end = encode_ack(self.link.payload_buffer(), PAYLOAD_AT, msg_type)
+        self.link.send(MSG_ACK, seq, end)
+
+    def _empty(self, start, end):
+        if end != start:
+            raise ValueError("payload where none is expected")
+
+    def _on_hello(self, seq, start, end):
+        decode_hello(self.link.frame, start, end)
+        p = self.protection
         end = encode_info(
             self.link.payload_buffer(), PAYLOAD_AT,
             PROTOCOL_MAJOR, PROTOCOL_MINOR, FIRMWARE_VERSION.encode(), self.board_name,
             self.unique_id, self.profile["id"], self.n_cells, self.n_temps,
-            self.board["capacity_mah"], self.control_period_ms, self.telemetry_period_ms,
-            lim["cell_ov_mv"][0], lim["cell_uv_mv"][0], lim["temp_max_dc"][0],
-            lim["temp_min_dc"][0], lim["charge_current_max_ma"][0],
-            lim["discharge_current_max_ma"][0],
+            self.soc.capacity_mah, self.control_period_ms, self.telemetry_period_ms,
+            p.trip[0], p.trip[1], p.trip[2], p.trip[3], p.trip[4], p.trip[5],
+            MAX_FRAME, KNOWN_TYPES,
         )
         self.link.send(MSG_INFO, seq, end)
+
+    def _on_time_sync(self, seq, start, end):
+        (unix,) = decode_time_sync(self.link.frame, start, end)
+        self.unix_base = unix - self.time_ms // 1000
+        self._log(EVENT_TIME_SYNC, 0, unix)
+        self._ack(seq, MSG_TIME_SYNC)
+
+    def _on_reset(self, seq, start, end):
+        self._empty(start, end)
+        self._log(EVENT_RESET, 0, 0)
+        self._ack(seq, MSG_RESET)
+        self.reset_requested = True  # the main loop resets once the ACK is out
+
+    def _on_enter_repl(self, seq, start, end):
+        self._empty(start, end)
+        self._ack(seq, MSG_ENTER_REPL)
+        self.repl_requested = True  # the main loop hands the port back
+
+    def _on_get_stats(self, seq, start, end):
+        self._empty(start, end)
+        link = self.link
+        free = mem_free() if mem_free is not None else -1
+        end = encode_stats(
+            link.payload_buffer(), PAYLOAD_AT, self.time_ms & 0xFFFFFFFF, link.frames_ok,
+            link.frames_bad, link.crc_errors, link.oversize, self.unknown_types,
+            self.naks_sent, link.tx_frames, self.control_steps, self.control_overruns, free,
+        )
+        link.send(MSG_STATS, seq, end)
+
+    def _send_config_value(self, seq, key):
+        _, _, lo, hi = self.config.limits(key)
+        end = encode_config_value(self.link.payload_buffer(), PAYLOAD_AT, key,
+                                  self.config.get(key), lo, hi)
+        self.link.send(MSG_CONFIG_VALUE, seq, end)
+
+    def _on_get_config(self, seq, start, end):
+        (key,) = decode_get_config(self.link.frame, start, end)
+        if key not in KEYS:
+            self._nak(seq, MSG_GET_CONFIG, NAK_ERROR_UNKNOWN_KEY, 0)
+            return
+        self._send_config_value(seq, key)
+
+    def _on_set_config(self, seq, start, end):
+        key, value, pin = decode_set_config(self.link.frame, start, end)
+        if self.config_pin and pin != self.config_pin:
+            self._nak(seq, MSG_SET_CONFIG, NAK_ERROR_NOT_AUTHORISED, 0)
+            return
+        error, limit = self.config.check(key, value)
+        if error:
+            self._nak(seq, MSG_SET_CONFIG, error, limit)
+            return
+        if self.config.get(key) != value:
+            self.config.set(key, value)
+            self._log(EVENT_CONFIG, key, value)
+        self._send_config_value(seq, key)
+
+    def _on_get_config_dump(self, seq, start, end):
+        (first,) = decode_get_config_dump(self.link.frame, start, end)
+        keys = [k for k in KEYS if k >= first][:DUMP_PAGE]
+        later = [k for k in KEYS if k > keys[-1]] if keys else []
+        cfg = self.config
+        limits = [cfg.limits(k) for k in keys]
+        end = encode_config_dump(
+            self.link.payload_buffer(), PAYLOAD_AT, later[0] if later else 0, bytes(keys),
+            [cfg.get(k) for k in keys], [x[2] for x in limits], [x[3] for x in limits],
+        )
+        self.link.send(MSG_CONFIG_DUMP, seq, end)
+
+    def _on_get_faults(self, seq, start, end):
+        self._empty(start, end)
+        end = encode_fault_state(self.link.payload_buffer(), PAYLOAD_AT, self.faults, 0,
+                                 self.tripped)
+        self.link.send(MSG_FAULT_STATE, seq, end)
+
+    def _on_clear_faults(self, seq, start, end):
+        self._empty(start, end)
+        cleared = self.tripped
+        self.tripped = 0
+        self._ack(seq, MSG_CLEAR_FAULTS)
+        if cleared:
+            self._fault_event(EVENT_CLEAR, cleared, 0)
+
+    def _on_get_events(self, seq, start, end):
+        first, max_count = decode_get_events(self.link.frame, start, end)
+        ev = self.events
+        page = ev.page(first, min(max_count, EVENTS_PAGE))
+        slots = [i % ev.capacity for i in page]
+        end = encode_events(
+            self.link.payload_buffer(), PAYLOAD_AT, ev.total, ev.oldest(), list(page),
+            [ev.times_ms[s] for s in slots], [ev.unix_times[s] for s in slots],
+            bytes([ev.kinds[s] for s in slots]), [ev.codes[s] for s in slots],
+            [ev.values[s] for s in slots],
+        )
+        self.link.send(MSG_EVENTS, seq, end)

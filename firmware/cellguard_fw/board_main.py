@@ -11,6 +11,7 @@ from select import POLLIN, poll
 from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 import micropython
+from machine import reset
 
 from .app import Bms
 from .hal_adc_mux import AdcMuxHal
@@ -51,9 +52,17 @@ def run(board_path="/board.json"):
     deadline = ticks_add(ticks_ms(), period)
     while True:
         bms.poll()
+        if bms.reset_requested:
+            sleep_ms(50)  # let the ACK leave
+            reset()
+        if bms.repl_requested:
+            micropython.kbd_intr(3)  # Ctrl-C works again; main.py ends in the REPL
+            return
         late = ticks_diff(ticks_ms(), deadline)
         if late < 0:
             sleep_ms(min(-late, 5))
             continue
+        if late > period:
+            bms.control_overruns += 1
         bms.step(period)
         deadline = ticks_add(deadline, period)

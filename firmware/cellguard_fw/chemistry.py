@@ -21,6 +21,9 @@ PROFILES = {
         "cell_uv_mv": (2800, 2850),
         "temp_max_dc": (600, 550),
         "temp_min_dc": (-200, -150),
+        # No configuration may set a threshold outside these (mV, 0.1 degC).
+        "hard_cell_mv": (2500, 4300),
+        "hard_temp_dc": (-300, 700),
     },
     "lfp": {
         "id": CHEMISTRY_LFP,
@@ -32,6 +35,8 @@ PROFILES = {
         "cell_uv_mv": (2500, 2600),
         "temp_max_dc": (600, 550),
         "temp_min_dc": (-200, -150),
+        "hard_cell_mv": (2000, 3750),
+        "hard_temp_dc": (-300, 700),
     },
     "sodium_ion": {
         "id": CHEMISTRY_SODIUM_ION,
@@ -43,6 +48,8 @@ PROFILES = {
         "cell_uv_mv": (1500, 1700),
         "temp_max_dc": (600, 550),
         "temp_min_dc": (-300, -250),
+        "hard_cell_mv": (1000, 4100),
+        "hard_temp_dc": (-400, 700),
     },
 }
 

@@ -66,20 +66,38 @@ class SimBoard:
     """
 
     def __init__(self, board_json, unique_id=b"\x5e\x11\x00\x00\x00\x00\x00\x01"):
-        board = json.loads(board_json)
-        self.hal = SimHal(board["cells"], board["temp_sensors"], unique_id)
+        self.board = json.loads(board_json)
+        self.hal = SimHal(self.board["cells"], self.board["temp_sensors"], unique_id)
         self.port = SimPort()
-        self.bms = Bms(board, self.hal, self.port)
+        self.resets = 0
+        self.in_repl = False
+        self.boot()
+
+    def boot(self):
+        """Start the firmware afresh, as after a power cycle or machine.reset()."""
+        self.hal.output_closed = False
+        self.port.rx = bytearray()
+        self.bms = Bms(self.board, self.hal, self.port)
+        self.in_repl = False
 
     def step(self, dt_ms, codes, rx):
         """Run one control period; return (tx bytes, output closed)."""
         self.hal.codes[:] = codes
+        if self.in_repl:  # the firmware has handed the port back: it is silent
+            return b"", self.hal.output_closed
         if rx:
             self.port.rx.extend(rx)
-        self.bms.poll()
-        self.bms.step(dt_ms)
+        bms = self.bms
+        bms.poll()
+        if not (bms.reset_requested or bms.repl_requested):
+            bms.step(dt_ms)
         tx = bytes(self.port.tx)
         self.port.tx = bytearray()
+        if bms.reset_requested:
+            self.resets += 1
+            self.boot()
+        elif bms.repl_requested:
+            self.in_repl = True
         return tx, self.hal.output_closed
 
     def step_hex(self, dt_ms, codes_hex, rx_hex):

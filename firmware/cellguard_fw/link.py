@@ -78,6 +78,7 @@ class Link:
         self.frames_ok = 0
         self.frames_bad = 0
         self.crc_errors = 0
+        self.oversize = 0
         self.tx_frames = 0
 
     # -- receive ---------------------------------------------------------
@@ -101,7 +102,7 @@ class Link:
                     self.overflow = True
                 continue
             if self.overflow:
-                self.frames_bad += 1
+                self.oversize += 1
             elif self.frame_len:
                 self._dispatch(handler)
             self.frame_len = 0

@@ -69,6 +69,7 @@ class Protection:
         self.active = bytearray(n)
         self.pending = bytearray(n)  # trip or release condition currently holding
         self.timer_ms = array("l", [0] * n)
+        self.event_value = array("l", [0] * n)  # the value at the last trip or release
         self.values = array("l", [0] * N_QUANTITIES)
         self.faults = 0
         for i in range(n):
@@ -124,6 +125,7 @@ class Protection:
                     self.timer_ms[i] = 0
                 if self.timer_ms[i] >= delay:
                     self.active[i] ^= 1
+                    self.event_value[i] = v
                     self.pending[i] = 0
                     self.timer_ms[i] = 0
             if self.active[i]:

@@ -12,16 +12,24 @@ from .chemistry import soc_from_ocv
 
 class CoulombCounter:
     def __init__(self, capacity_mah, ocv_table, rest_current_ma=50, rest_time_ms=1800000):
-        self.capacity_mas = capacity_mah * 3600
-        self.mas_per_cpct = max(self.capacity_mas // 10000, 1)
+        self.charge_mas = 0
+        self.mas_per_cpct = 1
+        self.set_capacity(capacity_mah)
         self.ocv_table = ocv_table
         self.rest_current_ma = rest_current_ma
         self.rest_time_ms = rest_time_ms
-        self.charge_mas = 0
         self.remainder_ma_ms = 0
         self.rest_ms = 0
         self.initialised = False
         self.ocv_resets = 0
+
+    def set_capacity(self, capacity_mah):
+        """Change the rated capacity, keeping the SoC."""
+        soc = self.soc_cpct()
+        self.capacity_mah = capacity_mah
+        self.capacity_mas = capacity_mah * 3600
+        self.mas_per_cpct = max(self.capacity_mas // 10000, 1)
+        self.charge_mas = soc * self.mas_per_cpct
 
     def set_from_ocv(self, cell_mv):
         cpct = soc_from_ocv(self.ocv_table, cell_mv)

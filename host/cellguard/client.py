@@ -54,6 +54,8 @@ class Info:
     temp_min_c: float
     charge_current_max_a: float
     discharge_current_max_a: float
+    max_frame: int = 0  # bytes before COBS; 0 in logs written before protocol 1.1
+    known_types: tuple[str, ...] = ()
 
     @classmethod
     def from_wire(cls, p: dict[str, Any]) -> Info:
@@ -74,6 +76,8 @@ class Info:
             temp_min_c=p["temp_min_dc"] / 10.0,
             charge_current_max_a=p["charge_current_max_ma"] / 1000.0,
             discharge_current_max_a=p["discharge_current_max_ma"] / 1000.0,
+            max_frame=p["max_frame"],
+            known_types=tuple(_NAMES.get(t, f"0x{t:02x}") for t in p["known_types"]),
         )
 
     def to_dict(self) -> dict[str, Any]:
