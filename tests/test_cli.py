@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import serial
-from conftest import INFO_FIELDS, TELEMETRY_FIELDS
+from fakes import INFO_FIELDS, TELEMETRY_FIELDS
 
 from cellguard.protocol.messages import PROTOCOL_MAJOR, PROTOCOL_MINOR
 

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
 from .errors import CellguardError
@@ -130,6 +131,115 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connect(port: str, timeout: float = 2.0) -> Any:
+    from .client import BoardClient
+
+    client = BoardClient(port)
+    try:
+        client.hello(timeout_s=timeout)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def parse_config_value(key: str, text: str) -> int:
+    """A value in the key's wire unit ("4200"), or in SI with its unit ("4.2V")."""
+    from .client import key_unit
+
+    wire, si, scale = key_unit(key)
+    t = text.strip().replace(" ", "")
+    if si and t.lower().endswith(si.lower()):
+        number, factor = t[: -len(si)], scale
+    elif si == "°C" and t.lower().endswith("c"):
+        number, factor = t[:-1], scale
+    elif wire and t.lower().endswith(wire):
+        number, factor = t[: -len(wire)], 1.0
+    else:
+        number, factor = t, 1.0
+    try:
+        value = float(number) * factor
+    except ValueError:
+        raise CellguardError(
+            f"not a value for {key}: {text!r} (give {wire}, e.g. 4200, or {si}, e.g. 4.2{si})"
+        ) from None
+    if abs(value - round(value)) > 1e-6:
+        raise CellguardError(f"{key} takes whole {wire}: {text!r} is {value:g} {wire}")
+    return round(value)
+
+
+def _entry_row(e: Any) -> dict[str, Any]:
+    from .client import key_unit
+
+    _, si, scale = key_unit(e.key)
+    return {"key": e.key, "value": e.value, "unit": e.unit, "min": e.min, "max": e.max,
+            "si_value": e.value / scale, "si_unit": si}
+
+
+def _print_entries(entries: list[Any], as_json: bool) -> None:
+    rows = [_entry_row(e) for e in entries]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        si = f"({r['si_value']:g} {r['si_unit']})" if r["si_unit"] else ""
+        print(f"{r['key']:34} {r['value']:>9} {r['unit']:4} {si:16} "
+              f"allowed {r['min']}..{r['max']}")
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    client = _connect(args.port)
+    with client:
+        if args.action == "dump":
+            _print_entries(client.config_dump(), args.json)
+        elif args.action == "get":
+            _print_entries([client.get_config(args.key)], args.json)
+        else:
+            value = parse_config_value(args.key, args.value)
+            _print_entries([client.set_config(args.key, value, pin=args.pin)], args.json)
+    return 0
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    client = _connect(args.port)
+    with client:
+        if args.clear:
+            client.clear_faults()
+        state = client.fault_state()
+    if args.json:
+        print(json.dumps(state, indent=2))
+    else:
+        for k, names in state.items():
+            print(f"{k:8} {', '.join(names) or 'none'}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    client = _connect(args.port)
+    with client:
+        events = client.events()
+    if args.json:
+        print(json.dumps([e.__dict__ for e in events], indent=2))
+    else:
+        for e in events:
+            when = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.unix_time))
+                    if e.unix_time else "clock not set")
+            print(f"{e.index:6} {e.board_time_s:12.1f} s  {when:19}  {e.kind:9} {e.describe()}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    client = _connect(args.port)
+    with client:
+        stats = client.stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        for k, v in stats.items():
+            print(f"{k:18} {v}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -192,6 +302,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="constant current, A, positive = charging (default 0)")
     s.set_defaults(func=cmd_sim)
 
+    s = sub.add_parser("config", help="read and write the board's configuration")
+    s.add_argument("action", choices=["get", "set", "dump"])
+    s.add_argument("key", nargs="?", help="configuration key (see `config dump`)")
+    s.add_argument("value", nargs="?", help="new value: 4200 (the key's unit) or 4.2V")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.add_argument("--pin", type=int, default=0, help="configuration PIN, if the board has one")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_config)
+
+    s = sub.add_parser("faults", help="show (and clear) the board's faults")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.add_argument("--clear", action="store_true", help="clear latched faults first")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_faults)
+
+    s = sub.add_parser("events", help="read the board's event log")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_events)
+
+    s = sub.add_parser("stats", help="link and control-loop counters of the board")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_stats)
+
     s = sub.add_parser("demo", help="charge/rest/discharge a simulated board, log and plot it")
     s.add_argument("--out", default="demo", help="output folder (default demo/)")
     s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython")
@@ -204,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "func", None) is cmd_config:
+        if args.action in ("get", "set") and not args.key:
+            parser.error(f"config {args.action} needs a KEY")
+        if args.action == "set" and args.value is None:
+            parser.error("config set needs a KEY and a VALUE")
     try:
         return int(args.func(args))
     except CellguardError as exc:

@@ -15,10 +15,17 @@ from typing import Any
 
 import serial
 
-from .errors import NotABoardError, PortError
+from .errors import CellguardError, NotABoardError, PortError
 from .link import FrameReader
 from .protocol.codec import Frame, PayloadError, build_payload, encode_frame, parse_payload
-from .protocol.messages import BY_NAME, PROTOCOL_MAJOR, PROTOCOL_MINOR, Faults
+from .protocol.messages import (
+    BY_NAME,
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
+    ConfigKey,
+    EventKind,
+    Faults,
+)
 
 MSG_INFO = BY_NAME["info"].msg_id
 MSG_TELEMETRY = BY_NAME["telemetry"].msg_id
@@ -26,6 +33,76 @@ MSG_NAK = BY_NAME["nak"].msg_id
 MSG_HELLO = BY_NAME["hello"].msg_id
 
 FAULT_BITS: dict[str, int] = dict(Faults.flags)
+CONFIG_KEYS: dict[str, int] = {str(k): v for k, v in ConfigKey.encmapping.items()}
+CONFIG_NAMES: dict[int, str] = {v: k for k, v in CONFIG_KEYS.items()}
+EVENT_NAMES: dict[int, str] = {v: str(k) for k, v in EventKind.encmapping.items()}
+
+# Wire unit (the key name's suffix) -> (SI unit, wire units per SI unit).
+UNITS: dict[str, tuple[str, float]] = {
+    "mv": ("V", 1000.0), "ma": ("A", 1000.0), "dc": ("°C", 10.0), "ms": ("s", 1000.0),
+    "mah": ("Ah", 1000.0),
+}
+
+
+class BoardRefused(CellguardError):
+    """The board answered a request with NAK."""
+
+    def __init__(self, request: str, error: str, limit: int, detail: str = "") -> None:
+        self.request, self.error, self.limit = request, error, limit
+        super().__init__(f"the board refused {request}: {error.replace('_', ' ')}{detail}")
+
+
+class RequestTimeout(CellguardError):
+    """No answer to a request after every retry."""
+
+
+class IncompatibleBoard(CellguardError):
+    """The board speaks another major protocol version."""
+
+
+def key_unit(key: str) -> tuple[str, str, float]:
+    """(wire unit, SI unit, wire units per SI unit) of a configuration key."""
+    wire = key.rsplit("_", 1)[-1]
+    si, scale = UNITS.get(wire, ("", 1.0))
+    return wire, si, scale
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """One configuration key; ``value``/``min``/``max`` in the key's wire unit."""
+
+    key: str
+    value: int
+    min: int
+    max: int
+
+    @property
+    def unit(self) -> str:
+        return key_unit(self.key)[0]
+
+    def si(self, raw: int) -> float:
+        return raw / key_unit(self.key)[2]
+
+
+@dataclass(frozen=True)
+class Event:
+    index: int
+    board_time_s: float
+    unix_time: int  # 0 when the board's clock was not set
+    kind: str
+    code: int
+    value: int
+
+    def describe(self) -> str:
+        if self.kind in ("trip", "release", "clear"):
+            return ", ".join(fault_names(self.code)) + (
+                f" (value {self.value})" if self.kind != "clear" else ""
+            )
+        if self.kind == "config":
+            return f"{CONFIG_NAMES.get(self.code, self.code)} = {self.value}"
+        if self.kind == "time_sync":
+            return f"clock set to {self.value}"
+        return ""
 
 
 def fault_names(bits: int) -> list[str]:
@@ -143,6 +220,7 @@ class BoardClient:
         self._seq = itertools.count(1)
         self.unknown_messages = 0
         self.ignored_frames = 0
+        self.peer_versions: set[int] = set()  # major versions of frames we could not read
         self._backlog: list[Message] = []
         self.info: Info | None = None
         self.serial.reset_input_buffer()
@@ -185,6 +263,7 @@ class BoardClient:
         for frame in self.reader.feed(data):
             if frame.version != PROTOCOL_MAJOR:
                 self.ignored_frames += 1
+                self.peer_versions.add(frame.version)
                 continue
             if frame.msg_type not in _NAMES:
                 # A newer minor version may send types this host does not know.
@@ -204,27 +283,149 @@ class BoardClient:
         while True:
             yield from self.receive()
 
-    def hello(self, timeout_s: float = 2.0, attempts: int = 3) -> Info:
-        """Ask the board who it is. Raises NotABoardError when nothing answers."""
+    def request(self, name: str, values: dict[str, Any] | None = None,
+                expect: tuple[str, ...] = ("ack",), timeout_s: float = 1.0,
+                attempts: int = 3) -> Message:
+        """Send a request and return its answer, matched by sequence number.
+
+        Each attempt uses a new sequence number and an answer to any attempt
+        counts; frames that are not the answer (telemetry, fault events, stale
+        answers) are kept for :meth:`receive`. Raises :class:`BoardRefused` on a
+        NAK and :class:`RequestTimeout` when no attempt is answered.
+        """
+        msg_type = BY_NAME[name].msg_id
+        seqs: set[int] = set()
         for _ in range(attempts):
-            seq = self.send("hello", {"host_major": PROTOCOL_MAJOR, "host_minor": PROTOCOL_MINOR})
-            deadline = time.monotonic() + timeout_s / attempts
+            seqs.add(self.send(name, values or {}))
+            deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 batch = self._read_messages()
                 for i, msg in enumerate(batch):
-                    if msg.frame.msg_type == MSG_INFO and msg.frame.seq == seq:
-                        self.info = Info.from_wire(msg.payload)
+                    ours = msg.frame.seq in seqs
+                    if ours and msg.name in expect:
                         self._backlog.extend(batch[i + 1 :])
-                        return self.info
-                    if msg.frame.msg_type == MSG_NAK and msg.frame.seq == seq:
-                        raise NotABoardError(
-                            f"the board on {self.port_name} refused HELLO: {msg.payload['error']}"
-                        )
+                        return msg
+                    if ours and msg.name == "nak" and msg.payload["request_type"] == msg_type:
+                        self._backlog.extend(batch[i + 1 :])
+                        raise BoardRefused(name, str(msg.payload["error"]),
+                                           msg.payload["limit"])
                     self._backlog.append(msg)
-        raise NotABoardError(
-            f"no cellguard board answered on {self.port_name} "
-            f"(no reply to HELLO within {timeout_s:g} s)"
+                if self.peer_versions:
+                    raise self._incompatible()
+        raise RequestTimeout(
+            f"no answer to {name.upper()} from {self.port_name} "
+            f"({attempts} attempts, {timeout_s:g} s each)"
         )
+
+    def _incompatible(self) -> IncompatibleBoard:
+        theirs = ", ".join(f"{v}.x" for v in sorted(self.peer_versions))
+        return IncompatibleBoard(
+            f"the board on {self.port_name} speaks protocol {theirs}; this host speaks "
+            f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}: update the "
+            + ("host tool" if max(self.peer_versions) > PROTOCOL_MAJOR else "board's firmware")
+        )
+
+    def hello(self, timeout_s: float = 2.0, attempts: int = 3) -> Info:
+        """Ask the board who it is. Raises NotABoardError when nothing answers."""
+        try:
+            msg = self.request("hello", {"host_major": PROTOCOL_MAJOR,
+                                         "host_minor": PROTOCOL_MINOR},
+                               expect=("info",), timeout_s=timeout_s / attempts,
+                               attempts=attempts)
+        except RequestTimeout:
+            raise NotABoardError(
+                f"no cellguard board answered on {self.port_name} "
+                f"(no reply to HELLO within {timeout_s:g} s)"
+            ) from None
+        except BoardRefused as exc:
+            if exc.error == "incompatible_version":
+                raise self._incompatible() from None
+            raise NotABoardError(f"the board on {self.port_name} refused HELLO: {exc.error}") \
+                from None
+        self.info = Info.from_wire(msg.payload)
+        return self.info
+
+    # -- requests in host units ------------------------------------------------------
+    def time_sync(self, unix_time: float | None = None) -> None:
+        """Set the board's clock (for its event log) to the host's."""
+        now = int(time.time() if unix_time is None else unix_time)
+        self.request("time_sync", {"unix_time_s": now & 0xFFFFFFFF})
+
+    def stats(self) -> dict[str, int]:
+        return self.request("get_stats", expect=("stats",)).payload
+
+    def fault_state(self) -> dict[str, list[str]]:
+        p = self.request("get_faults", expect=("fault_state",)).payload
+        return {k: fault_names(p[k]) for k in ("active", "latched", "tripped")}
+
+    def clear_faults(self) -> None:
+        self.request("clear_faults")
+
+    def reset(self) -> None:
+        self.request("reset")
+
+    def enter_repl(self) -> None:
+        self.request("enter_repl")
+
+    @staticmethod
+    def _config_key(key: str) -> int:
+        try:
+            return CONFIG_KEYS[key]
+        except KeyError:
+            raise CellguardError(
+                f"unknown configuration key {key!r}; keys: {', '.join(CONFIG_KEYS)}"
+            ) from None
+
+    @staticmethod
+    def _entry(p: dict[str, Any]) -> ConfigEntry:
+        key = p["key"] if isinstance(p["key"], str) else f"key{p['key']}"
+        return ConfigEntry(key, p["value"], p["min"], p["max"])
+
+    def get_config(self, key: str) -> ConfigEntry:
+        msg = self.request("get_config", {"key": self._config_key(key)},
+                           expect=("config_value",))
+        return self._entry(msg.payload)
+
+    def set_config(self, key: str, value: int, pin: int = 0) -> ConfigEntry:
+        """Write one key (value in the key's wire unit); BoardRefused says why not."""
+        try:
+            msg = self.request("set_config", {"key": self._config_key(key), "value": value,
+                                              "pin": pin}, expect=("config_value",))
+        except BoardRefused as exc:
+            if exc.error in ("out_of_range", "beyond_hard_limit"):
+                wire, si, scale = key_unit(key)
+                limit = f"{exc.limit} {wire}" + (f" ({exc.limit / scale:g} {si})" if si else "")
+                raise BoardRefused("set_config", exc.error, exc.limit,
+                                   f": {key} = {value} {wire}, limit {limit}") from None
+            raise
+        return self._entry(msg.payload)
+
+    def config_dump(self) -> list[ConfigEntry]:
+        entries: list[ConfigEntry] = []
+        first = 0
+        for _ in range(256):  # bounded: a key id is one byte
+            p = self.request("get_config_dump", {"first_key": first},
+                             expect=("config_dump",)).payload
+            for k, v, lo, hi in zip(p["keys"], p["values"], p["mins"], p["maxs"], strict=True):
+                entries.append(ConfigEntry(CONFIG_NAMES.get(k, f"key{k}"), v, lo, hi))
+            first = p["next_key"]
+            if first == 0:
+                break
+        return entries
+
+    def events(self, first_index: int = 0) -> list[Event]:
+        """The board's event log from ``first_index`` (or its oldest) to the newest."""
+        out: list[Event] = []
+        index = first_index
+        while True:
+            p = self.request("get_events", {"first_index": index, "max_count": 255},
+                             expect=("events",)).payload
+            for i, t, u, k, c, v in zip(p["indexes"], p["times_ms"], p["unix_times"],
+                                        p["kinds"], p["codes"], p["values"], strict=True):
+                out.append(Event(i, t / 1000.0, u, EVENT_NAMES.get(k, str(k)), c, v))
+            if not p["indexes"] or p["indexes"][-1] + 1 >= p["total"]:
+                return out
+            index = p["indexes"][-1] + 1
 
     def telemetry(self) -> Iterator[Telemetry]:
         for msg in self.messages():
