@@ -60,8 +60,13 @@ def cmd_log(args: argparse.Namespace) -> int:
     from .logfile import LogReader
     from .logger import log_board, status_printer
 
+    def show_fault(line: str) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\x1b[2K")
+        print(line, file=sys.stderr, flush=True)
+
     result = log_board(args.port, args.out, duration_s=args.duration,
-                       status=None if args.quiet else status_printer())
+                       status=None if args.quiet else status_printer(), on_fault=show_fault)
     with LogReader(args.out) as reader:
         summary = reader.summary()
     if args.json:

@@ -44,6 +44,23 @@ UNITS: dict[str, tuple[str, float]] = {
 }
 
 
+# The wire unit of the value a protection reports when it trips or releases.
+FAULT_VALUE_UNITS: dict[str, str] = {
+    "cell_overvoltage": "mv", "cell_undervoltage": "mv", "overtemperature": "dc",
+    "undertemperature": "dc", "overcurrent_charge": "ma", "overcurrent_discharge": "ma",
+}
+
+
+def format_fault_value(bits: int, value: int) -> str:
+    """A protection's trip/release value in SI units, e.g. ``2.795 V``."""
+    names = fault_names(bits)
+    wire = FAULT_VALUE_UNITS.get(names[0]) if len(names) == 1 else None
+    if wire is None:
+        return str(value)
+    si, scale = UNITS[wire]
+    return f"{value / scale:g} {si}"
+
+
 class BoardRefused(CellguardError):
     """The board answered a request with NAK."""
 
@@ -96,7 +113,7 @@ class Event:
     def describe(self) -> str:
         if self.kind in ("trip", "release", "clear"):
             return ", ".join(fault_names(self.code)) + (
-                f" (value {self.value})" if self.kind != "clear" else ""
+                f" at {format_fault_value(self.code, self.value)}" if self.kind != "clear" else ""
             )
         if self.kind == "config":
             return f"{CONFIG_NAMES.get(self.code, self.code)} = {self.value}"

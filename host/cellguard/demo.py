@@ -106,7 +106,8 @@ def run_demo(out_dir: str = "demo", runtime: str = "micropython", board: str = "
 
     try:
         result = log_board(sim.port, db, stop=script.done, status=status_printer(),
-                           on_connect=go_fast, idle_stop_s=10.0)
+                           on_connect=go_fast, idle_stop_s=10.0,
+                           on_fault=lambda line: print("\n" + line, flush=True))
         sim.check()
         truth = sim.truth()
     finally:

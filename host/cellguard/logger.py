@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from .client import MSG_TELEMETRY, BoardClient, Info, Telemetry
+from .client import (
+    EVENT_NAMES,
+    MSG_TELEMETRY,
+    BoardClient,
+    BoardRefused,
+    Info,
+    RequestTimeout,
+    Telemetry,
+    fault_names,
+    format_fault_value,
+)
 from .logfile import LogWriter
 
 StatusFn = Callable[[str], None]
@@ -49,6 +60,16 @@ def format_status(samples: int, lost: int, t: Telemetry) -> str:
             f"cells={cells}  I={t.current_a:+.2f} A  state={t.state}  faults={faults}")
 
 
+def describe_fault_event(p: dict[str, Any]) -> str:
+    """One line for a FAULT_EVENT payload."""
+    kind = p["kind"] if isinstance(p["kind"], str) else EVENT_NAMES.get(p["kind"], p["kind"])
+    names = ", ".join(fault_names(p["fault"])) or "-"
+    value = f" at {format_fault_value(p['fault'], p['value'])}" if kind != "clear" else ""
+    active = ", ".join(fault_names(p["faults"])) or "none"
+    return (f"fault {kind}: {names}{value} (board time {p['board_time_ms'] / 1000:.1f} s; "
+            f"active: {active})")
+
+
 def log_board(
     port: str,
     out: str | Path,
@@ -57,6 +78,7 @@ def log_board(
     status: StatusFn | None = None,
     on_connect: Callable[[Info], None] | None = None,
     idle_stop_s: float | None = None,
+    on_fault: Callable[[str], None] | None = None,
 ) -> LogResult:
     """Log telemetry from ``port`` into ``out`` until a stop condition.
 
@@ -74,6 +96,10 @@ def log_board(
     try:
         with BoardClient(port) as client:
             info = client.hello()
+            if "time_sync" in info.known_types:
+                # The board stamps its event log with this clock; not essential.
+                with contextlib.suppress(BoardRefused, RequestTimeout):
+                    client.time_sync()
             board_id = writer.add_board(info, port)
             if on_connect is not None:
                 on_connect(info)
@@ -85,6 +111,8 @@ def log_board(
                     if messages:
                         last_data = now
                     for msg in messages:
+                        if msg.name == "fault_event" and on_fault is not None:
+                            on_fault(describe_fault_event(msg.payload))
                         if msg.frame.msg_type != MSG_TELEMETRY:
                             continue
                         t = Telemetry.from_wire(msg.payload)

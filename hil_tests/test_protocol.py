@@ -1,0 +1,42 @@
+"""The request protocol end to end on the (default: MicroPython) simulated board."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cellguard.client import BoardClient, BoardRefused
+from cellguard.sim import SimulatedBoard
+
+
+def test_config_fault_event_log_and_stats_over_the_link(sim: SimulatedBoard) -> None:
+    sim.speed = 20.0
+    with BoardClient(sim.port) as client:
+        info = client.hello()
+        assert "set_config" in info.known_types and info.max_frame >= 264
+        client.time_sync()
+        dump = {e.key: e for e in client.config_dump()}
+        assert dump["cell_uv_mv"].value == round(info.cell_uv_v * 1000)
+
+        with pytest.raises(BoardRefused) as refused:
+            client.set_config("cell_uv_mv", 100)
+        assert refused.value.error == "beyond_hard_limit"
+
+        # Raise the under-voltage limit above the resting cells: it must trip.
+        client.set_config("cell_uv_release_mv", 3900)
+        client.set_config("cell_uv_mv", 3800)
+        deadline = time.monotonic() + 10
+        event = None
+        while event is None and time.monotonic() < deadline:
+            event = next((m.payload for m in client.receive() if m.name == "fault_event"), None)
+        assert event is not None and event["kind"] == "trip" and event["fault"] == 2
+        assert client.fault_state()["active"] == ["cell_undervoltage"]
+        assert not sim.truth().output_closed
+
+        kinds = [e.kind for e in client.events()]
+        assert kinds[:1] == ["boot"] and kinds.count("config") == 2 and "trip" in kinds
+        stats = client.stats()
+        assert stats["frames_ok"] >= 8 and stats["crc_errors"] == 0
+        if sim.runtime_name == "micropython":
+            assert stats["heap_free"] > 0  # MicroPython reports its heap
