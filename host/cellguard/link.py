@@ -31,21 +31,36 @@ class FrameReader:
         self._discarding = False
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Decode every frame that ``data`` completes; keep the rest for the next call."""
+        parts = bytes(data).split(b"\x00")
+        tail = parts.pop()  # after the last delimiter: the start of a frame to come
         frames: list[Frame] = []
-        start = 0
-        while True:
-            end = data.find(b"\x00", start)
-            if end < 0:
-                self._append(data[start:])
-                return frames
-            self._append(data[start:end])
+        if parts and (self._buf or self._discarding):
+            # The first part ends the frame begun by earlier chunks.
+            self._append(parts[0])
+            parts[0] = b"" if self._discarding else bytes(self._buf)
             if self._discarding:
                 self.stats.oversize += 1
-            elif self._buf:
-                self._decode(bytes(self._buf), frames)
             self._buf.clear()
             self._discarding = False
-            start = end + 1
+        stats = self.stats
+        for part in parts:
+            if not part:
+                continue
+            if len(part) > MAX_WIRE_FRAME:
+                stats.oversize += 1
+                continue
+            try:
+                frames.append(decode_frame(part))
+            except FrameError as exc:
+                if "CRC" in str(exc):
+                    stats.crc_errors += 1
+                else:
+                    stats.bad_frames += 1
+                continue
+            stats.frames += 1
+        self._append(tail)
+        return frames
 
     def _append(self, part: bytes) -> None:
         if self._discarding or not part:
@@ -55,14 +70,3 @@ class FrameReader:
             self._discarding = True
         else:
             self._buf += part
-
-    def _decode(self, raw: bytes, out: list[Frame]) -> None:
-        try:
-            out.append(decode_frame(raw))
-        except FrameError as exc:
-            if "CRC" in str(exc):
-                self.stats.crc_errors += 1
-            else:
-                self.stats.bad_frames += 1
-            return
-        self.stats.frames += 1

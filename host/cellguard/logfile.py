@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS gaps (
 );
 CREATE INDEX IF NOT EXISTS telemetry_time ON telemetry (board_id, t_s);
 """
+_INSERT_TELEMETRY = "INSERT OR IGNORE INTO telemetry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_BATCH_ROWS = 256
+"""Telemetry rows queued before one ``executemany`` inserts them (a commit inserts them too)."""
 
 
 def _pack_u16(values: list[int]) -> bytes:
@@ -144,6 +147,7 @@ class LogWriter:
             raise LogFileError(f"cannot write log {path}: {exc}") from None
         self._clocks: dict[int, _BoardClock] = {}
         self._in_tx = False
+        self._pending: list[tuple[Any, ...]] = []  # telemetry rows not inserted yet
         self._closed = False
         self._last_commit = time.monotonic()
         self.rows = 0
@@ -162,28 +166,35 @@ class LogWriter:
         return board_id
 
     def add(self, board_id: int, t: Telemetry, host_time: float | None = None) -> int:
-        """Store one sample; return how many frames were lost just before it."""
+        """Store one sample; return how many frames were lost just before it.
+
+        Telemetry rows are queued and inserted :data:`_BATCH_ROWS` at a time (one
+        ``executemany``), and always before a commit; a gap is inserted at once.
+        """
         host_time = time.time() if host_time is None else host_time
         clock = self._clocks[board_id]
         raw = t.raw
-        lost, restarted = clock.advance(raw["board_time_ms"], raw["telemetry_seq"])
+        seq = raw["telemetry_seq"]
+        lost, restarted = clock.advance(raw["board_time_ms"], seq)
         t_s = clock.t_ms / 1000.0
         if lost or restarted:
             self._execute(
                 "INSERT INTO gaps VALUES (?,?,?,?,?,?,?)",
-                (board_id, clock.boot, (raw["telemetry_seq"] - lost - 1) % _U32, lost, t_s,
+                (board_id, clock.boot, (seq - lost - 1) % _U32, lost, t_s,
                  host_time, "board restarted" if restarted else "lost frames"),
             )
             self.lost += lost
-        self._execute(
-            "INSERT OR IGNORE INTO telemetry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (board_id, clock.boot, raw["telemetry_seq"], t_s, raw["board_time_ms"], host_time,
+        pending = self._pending
+        pending.append(
+            (board_id, clock.boot, seq, t_s, raw["board_time_ms"], host_time,
              raw["state"], raw["faults"], raw["pack_mv"], raw["current_ma"], raw["soc_cpct"],
-             _pack_u16(raw["cells_mv"]), _pack_i16(raw["temps_dc"])),
+             _pack_u16(raw["cells_mv"]), _pack_i16(raw["temps_dc"]))
         )
         self.rows += 1
         if time.monotonic() - self._last_commit >= self.commit_interval_s:
             self.commit()
+        elif len(pending) >= _BATCH_ROWS:
+            self._flush()
         return lost
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
@@ -195,7 +206,20 @@ class LogWriter:
         except sqlite3.Error as exc:
             raise LogFileError(f"cannot write log {self.path}: {exc}") from None
 
+    def _flush(self) -> None:
+        """Insert the queued telemetry rows (in the open transaction)."""
+        rows, self._pending = self._pending, []
+        try:
+            if not self._in_tx:
+                self.db.execute("BEGIN")
+                self._in_tx = True
+            self.db.executemany(_INSERT_TELEMETRY, rows)
+        except sqlite3.Error as exc:
+            raise LogFileError(f"cannot write log {self.path}: {exc}") from None
+
     def commit(self) -> None:
+        if self._pending:
+            self._flush()
         if self._in_tx:
             try:
                 self.db.execute("COMMIT")
