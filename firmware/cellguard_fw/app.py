@@ -209,7 +209,8 @@ class Bms:
         link.send(MSG_FAULT_EVENT, link.next_seq(), end)
 
     def _log(self, kind, code, value):
-        unix = self.unix_base + self.time_ms // 1000 if self.unix_base else 0
+        # u32 on the wire: wraps in 2106, as the event log's 32-bit array does on a board
+        unix = (self.unix_base + self.time_ms // 1000) & 0xFFFFFFFF if self.unix_base else 0
         return self.events.add(kind, code, value, self.time_ms, unix)
 
     def send_telemetry(self):
@@ -271,7 +272,9 @@ class Bms:
     def _on_time_sync(self, seq, start, end):
         (unix,) = decode_time_sync(self.link.frame, start, end)
         self.unix_base = unix - self.time_ms // 1000
-        self._log(EVENT_TIME_SYNC, 0, unix)
+        # The event value is an i32 on the wire: from 2038 on it wraps, as the event
+        # log's 32-bit array does under MicroPython (CPython raised when sending it).
+        self._log(EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
         self._ack(seq, MSG_TIME_SYNC)
 
     def _on_reset(self, seq, start, end):
@@ -352,7 +355,9 @@ class Bms:
     def _on_get_events(self, seq, start, end):
         first, max_count = decode_get_events(self.link.frame, start, end)
         ev = self.events
-        page = ev.page(first, min(max_count, EVENTS_PAGE))
+        # Past the newest event there is nothing to send; clamping also keeps a u32
+        # index (a big int under MicroPython) out of range(), which takes machine words.
+        page = ev.page(min(first, ev.total), min(max_count, EVENTS_PAGE))
         slots = [i % ev.capacity for i in page]
         end = encode_events(
             self.link.payload_buffer(), PAYLOAD_AT, ev.total, ev.oldest(), list(page),

@@ -51,7 +51,10 @@ def run(board_path="/board.json"):
     period = board["control_period_ms"]
     deadline = ticks_add(ticks_ms(), period)
     while True:
-        bms.poll()
+        try:
+            bms.poll()
+        except Exception:  # a bug in request handling must never stop protection
+            bms.link.frame_len = 0
         if bms.reset_requested:
             sleep_ms(50)  # let the ACK leave
             reset()
