@@ -40,3 +40,18 @@ def test_config_fault_event_log_and_stats_over_the_link(sim: SimulatedBoard) -> 
         assert stats["frames_ok"] >= 8 and stats["crc_errors"] == 0
         if sim.runtime_name == "micropython":
             assert stats["heap_free"] > 0  # MicroPython reports its heap
+
+
+def test_event_log_survives_reset_and_power_cycle(sim: SimulatedBoard) -> None:
+    sim.speed = 20.0
+    with BoardClient(sim.port) as client:
+        client.hello()
+        client.set_config("cell_ov_mv", 4200)
+        client.reset()
+        info = client.hello()
+        assert info.cell_ov_v == 4.25  # configuration is not persisted; the log is
+        sim.power_cycle()
+        client.hello()
+        events = client.events()
+    assert [e.kind for e in events] == ["boot", "config", "reset", "boot", "boot"]
+    assert [e.index for e in events] == list(range(5))

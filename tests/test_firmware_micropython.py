@@ -335,6 +335,9 @@ class _FakeHal:
     def unique_id(self):
         return b"\\x01\\x02\\x03\\x04\\x05\\x06\\x07\\x08"
 
+    def storage_dir(self):
+        return None
+
 
 class _NullPort:
     def __init__(self):

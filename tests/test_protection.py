@@ -327,6 +327,9 @@ class FakeHal:
     def unique_id(self) -> bytes:
         return b"\x01\x02\x03\x04\x05\x06\x07\x08"
 
+    def storage_dir(self) -> None:
+        return None  # nothing survives a reset
+
 
 class NullPort:
     def __init__(self) -> None:

@@ -291,3 +291,15 @@ def test_telemetry_keeps_flowing_while_a_request_waits(fake_board: Any) -> None:
         client.hello()
         client.clear_faults()
         assert [t.seq for t in _telemetry(client)] == [0, 1, 2, 3, 4]
+
+
+def test_event_log_survives_reset_and_power_cycle(board: Any) -> None:
+    sim, client = board
+    client.set_config("cell_ov_mv", 4200)
+    client.reset()
+    client.hello()
+    sim.power_cycle()
+    client.hello()
+    kinds = [e.kind for e in client.events()]
+    assert kinds == ["boot", "config", "reset", "boot", "boot"]
+    assert [e.index for e in client.events()] == [0, 1, 2, 3, 4]

@@ -119,7 +119,8 @@ class Bms:
         self.soc = CoulombCounter(board["capacity_mah"], self.profile["ocv_mv"])
         self.config = Config(self, self.profile, board)
         self.config_pin = board.get("config_pin", 0)
-        self.events = EventLog()
+        storage = hal.storage_dir()  # None: nothing survives a reset
+        self.events = EventLog(path=None if storage is None else storage + "/events.bin")
         self.link = Link(port)
         self.unique_id = hexlify(hal.unique_id())
         self.board_name = board["name"].encode()

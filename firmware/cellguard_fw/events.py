@@ -1,16 +1,30 @@
 """The event log: the board's history of trips, releases, clears and changes.
 
-A ring of ``capacity`` events in preallocated arrays; index ``i`` (counting from
-0 at first boot) lives at slot ``i % capacity``, so the newest ``capacity``
-events are kept and a reader can ask from any index it has not seen.
-Persistence across resets comes with the fault latches (flash storage).
+A ring of ``capacity`` events in preallocated arrays; index ``i`` (counting
+from 0 at the first boot ever) lives at slot ``i % capacity``, so the newest
+``capacity`` events are kept and a reader can ask from any index it has not
+seen.
+
+With a ``path`` the log survives resets and power loss: each event is appended
+to the file as one fixed-size record with its own CRC-32, so a write torn by
+power loss costs at most that one record and never the records before it. When
+the file holds twice the ring, the newest ``capacity`` records are written to
+``path + ".new"`` and renamed over the old file; a crash between the two steps
+leaves the ``.new`` file, which the next boot uses.
 """
 
+import os
 from array import array
+from binascii import crc32
+from struct import pack_into, unpack_from
+
+RECORD_FMT = "<LLLBLl"  # index, board time ms, Unix time, kind, code, value
+RECORD_BODY = 21
+RECORD_SIZE = RECORD_BODY + 4  # plus CRC-32
 
 
 class EventLog:
-    def __init__(self, capacity=64):
+    def __init__(self, capacity=64, path=None):
         self.capacity = capacity
         self.total = 0
         self.times_ms = array("L", [0] * capacity)
@@ -18,18 +32,29 @@ class EventLog:
         self.kinds = bytearray(capacity)
         self.codes = array("L", [0] * capacity)
         self.values = array("l", [0] * capacity)
+        self.path = path or ""  # "": kept in RAM only
+        self.record = bytearray(RECORD_SIZE)
+        self.file_records = 0
+        self.dropped_records = 0  # torn or corrupt records found at load
+        if path:
+            self._load()
 
     def add(self, kind, code, value, time_ms, unix_time):
         """Record an event; return its index."""
         index = self.total
+        self._store(index, time_ms & 0xFFFFFFFF, unix_time, kind, code, value)
+        self.total = index + 1
+        if self.path:
+            self._append(index)
+        return index
+
+    def _store(self, index, time_ms, unix_time, kind, code, value):
         slot = index % self.capacity
-        self.times_ms[slot] = time_ms & 0xFFFFFFFF
+        self.times_ms[slot] = time_ms
         self.unix_times[slot] = unix_time
         self.kinds[slot] = kind
         self.codes[slot] = code
         self.values[slot] = value
-        self.total = index + 1
-        return index
 
     def oldest(self):
         return max(0, self.total - self.capacity)
@@ -39,3 +64,71 @@ class EventLog:
         start = max(first_index, self.oldest())
         end = min(self.total, start + max_count)
         return range(start, max(start, end))
+
+    # -- persistence ---------------------------------------------------------
+    def _pack(self, index):
+        slot = index % self.capacity
+        rec = self.record
+        pack_into(RECORD_FMT, rec, 0, index, self.times_ms[slot], self.unix_times[slot],
+                  self.kinds[slot], self.codes[slot], self.values[slot])
+        pack_into("<L", rec, RECORD_BODY, crc32(memoryview(rec)[:RECORD_BODY]))
+        return rec
+
+    def _append(self, index):
+        try:
+            with open(self.path, "ab") as f:
+                f.write(self._pack(index))
+        except OSError:
+            return  # a full or failing flash must not stop protection
+        self.file_records += 1
+        if self.file_records >= 2 * self.capacity:
+            self._compact()
+
+    def _compact(self):
+        new = self.path + ".new"
+        try:
+            with open(new, "wb") as f:
+                for index in range(self.oldest(), self.total):
+                    f.write(self._pack(index))
+            try:
+                os.remove(self.path)  # FAT cannot rename over a file; LittleFS can
+            except OSError:
+                pass
+            os.rename(new, self.path)
+        except OSError:
+            return
+        self.file_records = self.total - self.oldest()
+
+    def _load(self):
+        for name in (self.path, self.path + ".new"):
+            try:
+                with open(name, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            self._replay(data)
+            if name != self.path:  # finish the interrupted compaction
+                try:
+                    os.rename(name, self.path)
+                except OSError:
+                    pass
+            return
+
+    def _replay(self, data):
+        count = 0
+        last = -1
+        for at in range(0, len(data) - RECORD_SIZE + 1, RECORD_SIZE):
+            if crc32(data[at : at + RECORD_BODY]) != unpack_from("<L", data, at + RECORD_BODY)[0]:
+                self.dropped_records += 1
+                continue
+            index, time_ms, unix, kind, code, value = unpack_from(RECORD_FMT, data, at)
+            if index <= last:
+                self.dropped_records += 1
+                continue
+            self._store(index, time_ms, unix, kind, code, value)
+            last = index
+            count += 1
+        if len(data) % RECORD_SIZE:
+            self.dropped_records += 1  # a torn last record
+        self.total = last + 1
+        self.file_records = count

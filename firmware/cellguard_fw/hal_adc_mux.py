@@ -50,3 +50,6 @@ class AdcMuxHal:
 
     def unique_id(self):
         return unique_id()
+
+    def storage_dir(self):
+        return ""  # the root of the board's flash filesystem

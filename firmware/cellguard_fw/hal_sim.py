@@ -15,12 +15,13 @@ from .app import Bms
 
 
 class SimHal:
-    def __init__(self, n_cells, n_temps, unique_id):
+    def __init__(self, n_cells, n_temps, unique_id, storage=None):
         self.n_cells = n_cells
         self.n_temps = n_temps
         self.codes = bytearray(2 * (n_cells + 1 + n_temps))
         self.output_closed = False
         self._uid = unique_id
+        self._storage = storage
 
     def sample(self, raw_cells, raw_temps):
         codes = self.codes
@@ -36,6 +37,10 @@ class SimHal:
 
     def unique_id(self):
         return self._uid
+
+    def storage_dir(self):
+        """Folder that survives resets (the simulated flash), or None."""
+        return self._storage
 
 
 class SimPort:
@@ -65,9 +70,10 @@ class SimBoard:
     then every temperature channel.
     """
 
-    def __init__(self, board_json, unique_id=b"\x5e\x11\x00\x00\x00\x00\x00\x01"):
+    def __init__(self, board_json, unique_id=b"\x5e\x11\x00\x00\x00\x00\x00\x01",
+                 storage=None):
         self.board = json.loads(board_json)
-        self.hal = SimHal(self.board["cells"], self.board["temp_sensors"], unique_id)
+        self.hal = SimHal(self.board["cells"], self.board["temp_sensors"], unique_id, storage)
         self.port = SimPort()
         self.resets = 0
         self.in_repl = False

@@ -72,6 +72,7 @@ class SimulatedBoard:
         self._master = -1
         self._slave = -1
         self._host_reading = True
+        self._unique_id = b"\x5e\x11" + self.board["name"].encode()[:6]
         self.port = ""
 
     # -- life cycle ----------------------------------------------------------
@@ -82,7 +83,7 @@ class SimulatedBoard:
         self.port = os.ttyname(self._slave)
         try:
             self._runtime = make_runtime(self.runtime_name)
-            self._runtime.boot(self.board_json, b"\x5e\x11" + self.board["name"].encode()[:6])
+            self._runtime.boot(self.board_json, self._unique_id)
         except BaseException:
             self.close()
             raise
@@ -137,6 +138,13 @@ class SimulatedBoard:
     @property
     def time_s(self) -> float:
         return self.time_ms / 1000.0
+
+    def power_cycle(self) -> None:
+        """Restart the firmware as after a power cycle; its flash files persist."""
+        with self._lock:
+            assert self._runtime is not None, "start() first"
+            self._runtime.boot(self.board_json, self._unique_id)
+            self.plant.output_closed = False
 
     def pause(self) -> None:
         self._paused.set()

@@ -31,6 +31,7 @@ function copyTree(src, dst) {
   }
 }
 copyTree(firmwareDir, "/fw");
+mp.FS.mkdir("/flash"); // the simulated board's flash: survives its resets
 mp.runPython("import sys\nsys.path.insert(0, '/fw')");
 
 const hex = (s) => Buffer.from(s, "utf8").toString("hex");
@@ -45,7 +46,7 @@ function handle(line) {
         mp.runPython(
           "from cellguard_fw.hal_sim import SimBoard\n" +
           "from binascii import unhexlify\n" +
-          `_sim = SimBoard(unhexlify('${parts[1]}').decode(), unhexlify('${parts[2]}'))\n` +
+          `_sim = SimBoard(unhexlify('${parts[1]}').decode(), unhexlify('${parts[2]}'), '/flash')\n` +
           "_step = _sim.step_hex\n"
         );
         step = mp.globals.get("_step");

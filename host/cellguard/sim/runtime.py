@@ -12,6 +12,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from typing import IO, ClassVar
@@ -44,6 +45,8 @@ class CPythonRuntime(FirmwareRuntime):
 
     def __init__(self) -> None:
         self._board = None
+        # The simulated flash: survives the firmware's resets, not the runtime.
+        self._flash = tempfile.TemporaryDirectory(prefix="cellguard-flash-")
 
     def boot(self, board_json: str, unique_id: bytes) -> None:
         fw = str(firmware_dir())
@@ -52,7 +55,7 @@ class CPythonRuntime(FirmwareRuntime):
         from cellguard_fw.hal_sim import SimBoard
 
         try:
-            self._board = SimBoard(board_json, unique_id)
+            self._board = SimBoard(board_json, unique_id, self._flash.name)
         except Exception as exc:
             raise FirmwareCrash(f"firmware failed to boot: {exc!r}") from exc
 
@@ -62,6 +65,9 @@ class CPythonRuntime(FirmwareRuntime):
             return self._board.step(dt_ms, codes, rx)
         except Exception as exc:
             raise FirmwareCrash(f"firmware raised {exc!r}") from exc
+
+    def close(self) -> None:
+        self._flash.cleanup()
 
 
 class MicroPythonRuntime(FirmwareRuntime):
