@@ -55,3 +55,24 @@ def test_event_log_survives_reset_and_power_cycle(sim: SimulatedBoard) -> None:
         events = client.events()
     assert [e.kind for e in events] == ["boot", "config", "reset", "boot", "boot"]
     assert [e.index for e in events] == list(range(5))
+
+
+def test_latched_fault_survives_a_power_cycle(sim: SimulatedBoard) -> None:
+    sim.speed = 20.0
+    with BoardClient(sim.port) as client:
+        client.hello()
+        client.set_config("cell_uv_release_mv", 3900)
+        client.set_config("cell_uv_mv", 3800)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and client.fault_state()["latched"] == []:
+            time.sleep(0.1)
+        sim.power_cycle()  # configuration back to the board file: the condition is gone
+        client.hello()
+        state = client.fault_state()
+        assert state == {"active": [], "latched": ["cell_undervoltage"], "tripped": []}
+        time.sleep(0.3)
+        assert not sim.truth().output_closed
+        client.clear_faults()
+        assert client.fault_state()["latched"] == []
+        boots = [e for e in client.events() if e.kind == "boot"]
+        assert boots[-1].code == 2  # the boot event records what was latched

@@ -384,6 +384,7 @@ class BmsMachine(RuleBasedStateMachine):
         self.bms = Bms(SIM_BOARD, self.hal, NullPort())
         self.steps = 0
         self.fault_steps = 0
+        self.expected_latched = 0  # the model: every trip latches until a clear
 
     @initialize()
     def opens_at_boot(self) -> None:
@@ -413,6 +414,13 @@ class BmsMachine(RuleBasedStateMachine):
         self.hal.temps = [2000] * SIM_BOARD["temp_sensors"]
         self.hal.current = CUR_ZERO
 
+    @rule()
+    def clear_faults(self) -> None:
+        """The host asks to clear: only latches whose condition is gone clear."""
+        cleared = self.bms.clear_faults()
+        assert cleared == self.expected_latched & ~self.bms.protection.faults
+        self.expected_latched &= self.bms.protection.faults
+
     @rule(dt_ms=st.sampled_from([10, 100, 100, 100, 250, 1000]), n=st.integers(1, 120))
     def run(self, dt_ms: int, n: int) -> None:
         for _ in range(n):
@@ -422,13 +430,16 @@ class BmsMachine(RuleBasedStateMachine):
     def check_step(self) -> None:
         bms = self.bms
         faults = bms.protection.faults
+        self.expected_latched |= faults
+        held = faults | bms.latched
         self.steps += 1
         if faults:
             self.fault_steps += 1
-        assert (bms.state == STATE_FAULT) == (faults != 0)
+        assert bms.latched == self.expected_latched  # a latch never clears by itself
+        assert (bms.state == STATE_FAULT) == (held != 0)
         assert bms.state in (STATE_FAULT, STATE_ACTIVE)
-        # output follows the fault state exactly: open on any fault, closed otherwise
-        assert bms.output_closed == (faults == 0)
+        # output follows the held faults exactly: open on any, closed otherwise
+        assert bms.output_closed == (held == 0)
         assert self.hal.outputs[-1] == bms.output_closed
         # set_output only on changes
         outs = self.hal.outputs
@@ -436,7 +447,7 @@ class BmsMachine(RuleBasedStateMachine):
 
     @invariant()
     def output_never_closed_with_a_fault(self) -> None:
-        if self.bms.protection.faults:
+        if self.bms.protection.faults or self.bms.latched:
             assert not self.bms.output_closed
             assert not self.hal.outputs[-1]
 
@@ -463,8 +474,12 @@ def test_bms_machine_reaches_faults_and_recovery() -> None:
     assert m.bms.protection.faults == codec.FAULT_CELL_OVERVOLTAGE
     assert not m.bms.output_closed and m.hal.outputs[-1] is False
     m.set_cell(2, 4100)
-    m.run(100, samples_to(2000) - 1)
+    m.run(100, samples_to(2000))
+    assert m.bms.protection.faults == 0  # the condition released ...
+    assert m.bms.state == STATE_FAULT and m.hal.outputs[-1] is False  # ... but it latched
+    m.run(100, 50)
     assert m.bms.state == STATE_FAULT
+    m.clear_faults()
     m.run(100, 1)
     assert m.bms.state == STATE_ACTIVE and m.hal.outputs[-1] is True
     m.set_current(-16000)

@@ -303,3 +303,25 @@ def test_event_log_survives_reset_and_power_cycle(board: Any) -> None:
     kinds = [e.kind for e in client.events()]
     assert kinds == ["boot", "config", "reset", "boot", "boot"]
     assert [e.index for e in client.events()] == [0, 1, 2, 3, 4]
+
+
+def test_a_fault_stays_latched_across_a_reset_until_cleared(board: Any) -> None:
+    sim, client = board
+    client.set_config("cell_ov_release_mv", 3600)
+    client.set_config("cell_ov_mv", 3700)
+    _wait_for(client, "fault_event", lambda p: p["kind"] == "trip")
+    client.reset()  # the configuration goes back to 4250 mV: the condition is gone
+    client.hello()
+    time.sleep(0.5)  # 10 s of board time
+    state = client.fault_state()
+    assert state["active"] == [] and state["latched"] == ["cell_overvoltage"]
+    assert not sim.truth().output_closed
+    assert _telemetry_wait(client).state == "fault"
+    client.clear_faults()
+    assert client.fault_state()["latched"] == []
+    deadline = time.monotonic() + 5
+    while not sim.truth().output_closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.truth().output_closed
+    kinds = [e.kind for e in client.events()]
+    assert kinds[-1] == "clear" and kinds.count("boot") == 2

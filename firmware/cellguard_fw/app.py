@@ -71,6 +71,7 @@ from .codec import (
 from .config import KEYS, Config
 from .events import EventLog
 from .frontend import Frontend
+from .latches import LatchStore
 from .link import PAYLOAD_AT, Link
 from .measurement import Measurement
 from .protection import Protection
@@ -121,6 +122,9 @@ class Bms:
         self.config_pin = board.get("config_pin", 0)
         storage = hal.storage_dir()  # None: nothing survives a reset
         self.events = EventLog(path=None if storage is None else storage + "/events.bin")
+        self.latch_store = LatchStore(None if storage is None else storage + "/latches.bin")
+        # Faults latch until CLEAR_FAULTS, across resets: the output stays open.
+        self.latched = self.latch_store.load()
         self.link = Link(port)
         self.unique_id = hexlify(hal.unique_id())
         self.board_name = board["name"].encode()
@@ -152,7 +156,7 @@ class Bms:
             MSG_GET_EVENTS: self._on_get_events,
         }
         hal.set_output(False)
-        self._log(EVENT_BOOT, 0, 0)
+        self._log(EVENT_BOOT, self.latched, 0)
 
     # -- control step ------------------------------------------------------
     def step(self, dt_ms):
@@ -169,7 +173,7 @@ class Bms:
         faults = p.step(dt_ms)
         if faults != self.faults:
             self._report_fault_changes(faults)
-        self._drive_output(faults)
+        self._drive_output(faults | self.latched)
         # estimate
         self.soc.step(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
         # report
@@ -194,8 +198,12 @@ class Bms:
     def _report_fault_changes(self, faults):
         p = self.protection
         changed = faults ^ self.faults
-        self.tripped |= faults & changed
+        trips = faults & changed
+        self.tripped |= trips
         self.faults = faults
+        if trips & ~self.latched:
+            self.latched |= trips
+            self.latch_store.save(self.latched)
         for i in range(p.count):
             bit = p.bit[i]
             if changed & bit:
@@ -206,7 +214,8 @@ class Bms:
         index = self._log(kind, bits, value)
         link = self.link
         end = encode_fault_event(link.payload_buffer(), PAYLOAD_AT, index,
-                                 self.time_ms & 0xFFFFFFFF, kind, bits, value, self.faults)
+                                 self.time_ms & 0xFFFFFFFF, kind, bits, value,
+                                 self.faults | self.latched)
         link.send(MSG_FAULT_EVENT, link.next_seq(), end)
 
     def _log(self, kind, code, value):
@@ -219,7 +228,7 @@ class Bms:
         link = self.link
         end = encode_telemetry(
             link.payload_buffer(), PAYLOAD_AT,
-            self.telemetry_seq, self.time_ms & 0xFFFFFFFF, self.state, self.protection.faults,
+            self.telemetry_seq, self.time_ms & 0xFFFFFFFF, self.state, self.faults | self.latched,
             m.pack_mv, m.current_ma, self.soc.soc_cpct(), m.cells_mv, m.temps_dc,
         )
         link.send(MSG_TELEMETRY, link.next_seq(), end)
@@ -341,17 +350,25 @@ class Bms:
 
     def _on_get_faults(self, seq, start, end):
         self._empty(start, end)
-        end = encode_fault_state(self.link.payload_buffer(), PAYLOAD_AT, self.faults, 0,
-                                 self.tripped)
+        end = encode_fault_state(self.link.payload_buffer(), PAYLOAD_AT, self.faults,
+                                 self.latched, self.tripped)
         self.link.send(MSG_FAULT_STATE, seq, end)
 
     def _on_clear_faults(self, seq, start, end):
         self._empty(start, end)
-        cleared = self.tripped
-        self.tripped = 0
         self._ack(seq, MSG_CLEAR_FAULTS)
+        self.clear_faults()
+
+    def clear_faults(self):
+        """Clear the latches whose condition is gone (an active fault stays latched);
+        return the bits cleared. The output may close from the next step on."""
+        cleared = self.latched & ~self.faults
+        self.tripped &= self.faults
         if cleared:
+            self.latched &= ~cleared
+            self.latch_store.save(self.latched)
             self._fault_event(EVENT_CLEAR, cleared, 0)
+        return cleared
 
     def _on_get_events(self, seq, start, end):
         first, max_count = decode_get_events(self.link.frame, start, end)

@@ -117,6 +117,8 @@ class Event:
             )
         if self.kind == "config":
             return f"{CONFIG_NAMES.get(self.code, self.code)} = {self.value}"
+        if self.kind == "boot":
+            return "latched: " + (", ".join(fault_names(self.code)) or "none")
         if self.kind == "time_sync":
             return f"clock set to {self.value & 0xFFFFFFFF}"  # an i32 on the wire
         return ""
