@@ -144,7 +144,7 @@ Telemetry = Struct(
     "board_time_ms" / Int32ul * "board time since boot, ms",
     "state" / BmsState * "BMS state",
     # A plain integer on the wire so bits a newer firmware adds are not lost.
-    "faults" / Int32ul * "active fault bits (see the fault bit table)",
+    "faults" / Int32ul * "fault bits holding the output open: active or latched (see the table)",
     "pack_mv" / Int32ul * "pack voltage, mV",
     "current_ma" / Int32sl * "pack current, mA, positive = charging",
     "soc_cpct" / Int16ul * "state of charge, 0.01 %",
@@ -174,7 +174,7 @@ FaultEvent = Struct(
     "kind" / EventKind * "trip, release or clear",
     "fault" / Int32ul * "the fault bit(s) that changed",
     "value" / Int32sl * "the measured value that caused it (unit of the protection)",
-    "faults" / Int32ul * "active fault bits after the change",
+    "faults" / Int32ul * "fault bits holding the output open after the change (active or latched)",
 )
 
 GetConfig = Struct("key" / ConfigKey * "configuration key")

@@ -3,8 +3,10 @@
 The script plays the lab's cycler: it charges at 1C until the highest cell
 reaches the chemistry's end-of-charge voltage, rests, then discharges at 1C
 until the BMS itself opens the output at its cell under-voltage limit, and
-rests again so the protection can release. Simulated time runs as fast as the
-firmware (under real MicroPython by default) allows.
+rests again: the condition releases as the cells relax, but the fault stays
+latched (output open) until someone clears it (``cellguard faults --clear``).
+Simulated time runs as fast as the firmware (under real MicroPython by default)
+allows.
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def run_demo(out_dir: str = "demo", runtime: str = "micropython", board: str = "
     sim.tick_hooks.append(script)
     print(f"simulated board {board} ({runtime} firmware) on {sim.start().port}")
     print("cycle: rest 1 min, charge at 1C to the end-of-charge voltage, rest 20 min, "
-          "discharge at 1C until the BMS opens at under-voltage, rest 10 min")
+          "discharge at 1C until the BMS opens at under-voltage (the fault latches), "
+          "rest 10 min")
 
     def go_fast(info: Info) -> None:
         print(f"connected: {info.board} firmware {info.firmware_version} protocol {info.protocol}"

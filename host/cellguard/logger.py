@@ -65,9 +65,9 @@ def describe_fault_event(p: dict[str, Any]) -> str:
     kind = p["kind"] if isinstance(p["kind"], str) else EVENT_NAMES.get(p["kind"], p["kind"])
     names = ", ".join(fault_names(p["fault"])) or "-"
     value = f" at {format_fault_value(p['fault'], p['value'])}" if kind != "clear" else ""
-    active = ", ".join(fault_names(p["faults"])) or "none"
+    held = ", ".join(fault_names(p["faults"])) or "none"
     return (f"fault {kind}: {names}{value} (board time {p['board_time_ms'] / 1000:.1f} s; "
-            f"active: {active})")
+            f"output held open by: {held})")
 
 
 def log_board(
