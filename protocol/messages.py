@@ -68,6 +68,12 @@ Faults = FlagsEnum(
     undertemperature=1 << 3,
     overcurrent_charge=1 << 4,
     overcurrent_discharge=1 << 5,
+    deep_discharge=1 << 6,
+    overtemperature_charge=1 << 7,
+    undertemperature_charge=1 << 8,
+    overcurrent_charge_peak=1 << 9,
+    overcurrent_discharge_peak=1 << 10,
+    short_circuit=1 << 11,
 )
 
 NakError = Enum(
@@ -105,8 +111,20 @@ ConfigKey = Enum(
     charge_current_release_delay_ms=20,
     discharge_current_max_ma=21, discharge_current_release_ma=22,
     discharge_current_delay_ms=23, discharge_current_release_delay_ms=24,
-    telemetry_period_ms=32,
-    capacity_mah=33,
+    deep_discharge_mv=25, deep_discharge_release_mv=26, deep_discharge_delay_ms=27,
+    deep_discharge_release_delay_ms=28,
+    temp_charge_max_dc=29, temp_charge_max_release_dc=30, temp_charge_max_delay_ms=31,
+    temp_charge_max_release_delay_ms=32,
+    temp_charge_min_dc=33, temp_charge_min_release_dc=34, temp_charge_min_delay_ms=35,
+    temp_charge_min_release_delay_ms=36,
+    charge_current_peak_ma=37, charge_current_peak_release_ma=38,
+    charge_current_peak_delay_ms=39, charge_current_peak_release_delay_ms=40,
+    discharge_current_peak_ma=41, discharge_current_peak_release_ma=42,
+    discharge_current_peak_delay_ms=43, discharge_current_peak_release_delay_ms=44,
+    short_circuit_ma=45, short_circuit_release_ma=46, short_circuit_delay_ms=47,
+    short_circuit_release_delay_ms=48,
+    telemetry_period_ms=100,
+    capacity_mah=101,
 )
 
 Text = PascalString(Int8ul, "utf8")

@@ -115,12 +115,16 @@ class BoardModel:
 
 def _sim_4s() -> BoardModel:
     cell, temp, delay = (2500, 4300), (-300, 700), (0, 60000)
+    current = (0, 50000)  # what the sim-4s current sensor measures
     hard: dict[int, tuple[int, int]] = {}
-    for group, limits in enumerate((cell, cell, temp, temp, (0, 6000), (0, 15000))):
+    # In the order of the firmware's protection table (a test checks it).
+    groups = (cell, cell, temp, temp, current, current, cell, temp, temp, current, current,
+              current)
+    for group, limits in enumerate(groups):
         for k in range(4):
             hard[1 + 4 * group + k] = limits if k < 2 else delay
-    hard[32] = (100, 60000)  # telemetry period: control period .. 60 s
-    hard[33] = (1, 10_000_000)  # capacity, mAh
+    hard[100] = (100, 60000)  # telemetry period: control period .. 60 s
+    hard[101] = (1, 10_000_000)  # capacity, mAh
     # Cell over-voltage (NMC 4250 / 4150 mV, 1000 / 2000 ms): trip in (release, hard max],
     # release in [hard min, trip); the delays have no range narrower than the hard one.
     frozen = {1: (4151, 4300), 2: (2500, 4249), 3: delay, 4: delay}
@@ -274,7 +278,7 @@ class FrameFuzzer:
             key, value, answer = self.config_write()
             values = {"key": key, "value": value, "pin": self.u32()}
         elif name == "get_config_dump":
-            first = rng.choice((0, 1, 24, 25, 32, 33, 34, 255, rng.randrange(256)))
+            first = rng.choice((0, 1, 48, 49, 100, 101, 102, 255, rng.randrange(256)))
             values, answer = {"first_key": first}, "config_dump"
         elif name == "get_faults":
             values, answer = {}, "fault_state"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import struct
 from array import array
 from collections.abc import Iterator
 
@@ -17,13 +18,20 @@ import pytest
 
 from cellguard.paths import boards_dir
 from cellguard.sim.runtime import FirmwareCrash, MicroPythonRuntime
+from cellguard_fw import codec
 from cellguard_fw.app import board_limits
 from cellguard_fw.frontend import Frontend
 from cellguard_fw.measurement import Measurement
-from cellguard_fw.protection import Protection
+from cellguard_fw.protection import PROTECTIONS, Protection
 
 BOARD_NAMES = sorted(p.stem for p in boards_dir().glob("*.json"))
-ALL_FAULTS = 0x3F
+ALL_FAULTS = sum(entry[1] for entry in PROTECTIONS)
+DISCHARGE_BITS = (codec.FAULT_OVERCURRENT_DISCHARGE | codec.FAULT_OVERCURRENT_DISCHARGE_PEAK
+                  | codec.FAULT_SHORT_CIRCUIT)
+# Protections the hold phase keeps between their release and trip thresholds.
+HOLD_BITS = (codec.FAULT_CELL_OVERVOLTAGE | codec.FAULT_CELL_UNDERVOLTAGE
+             | codec.FAULT_OVERTEMPERATURE | codec.FAULT_UNDERTEMPERATURE
+             | codec.FAULT_OVERCURRENT_CHARGE)
 STEP_ALLOCATION_LIMIT = 1024  # bytes per Bms step
 
 # An exception escaping a heap-locked region can wedge the interpreter: fail fast.
@@ -42,7 +50,8 @@ from binascii import hexlify
 from cellguard_fw.app import Bms, board_limits
 from cellguard_fw.frontend import Frontend
 from cellguard_fw.measurement import Measurement
-from cellguard_fw.protection import Protection
+from cellguard_fw import codec
+from cellguard_fw.protection import PROTECTIONS, Protection
 
 def locked(fn, arg):
     # fn(arg) with the heap locked: prints ALLOCATED if it allocated, else NO-ALLOC
@@ -91,18 +100,18 @@ def drive_protection(p, m, trace):
             m.current_ma = 0
         elif phase < 200:  # every limit but discharge current beyond its trip
             m.max_cell_mv = 4300
-            m.min_cell_mv = 2700
+            m.min_cell_mv = 2400
             m.max_temp_dc = 650
             m.min_temp_dc = -250
-            m.current_ma = 7000
+            m.current_ma = 13000
         elif phase < 300:  # between release and trip: every fault holds
             m.max_cell_mv = 4200
             m.min_cell_mv = 2820
             m.max_temp_dc = 575
             m.min_temp_dc = -175
             m.current_ma = 4500
-        else:  # discharge overcurrent
-            m.current_ma = -16000
+        else:  # discharge overcurrent, its peak level and a short circuit
+            m.current_ma = -51000
         p.load(m)
         trace[k] = p.step(100)
 """
@@ -113,11 +122,11 @@ PROTECTION_SAMPLES = 1800
 def python_protection_trace(board: dict[str, object]) -> bytes:
     namespace: dict[str, object] = {}
     exec(PROTECTION_DRIVE, namespace)
-    trace = bytearray(PROTECTION_SAMPLES)
+    trace = array("L", [0] * PROTECTION_SAMPLES)
     drive = namespace["drive_protection"]
     assert callable(drive)
     drive(Protection(board_limits(board)), Measurement(4, 2), trace)
-    return bytes(trace)
+    return list(trace)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +195,8 @@ def protection_trace(mp: MicroPythonRuntime) -> list[str]:
     return run(mp, PROTECTION_DRIVE + f"""
 _p = Protection(board_limits(json.loads({board!r})))
 _m = Measurement(4, 2)
-_trace = bytearray({PROTECTION_SAMPLES})
+from array import array
+_trace = array("L", [0] * {PROTECTION_SAMPLES})
 locked(lambda trace: drive_protection(_p, _m, trace), _trace)
 print(hexlify(_trace).decode())
 """)
@@ -199,7 +209,7 @@ def test_protection_step_allocates_nothing(protection_trace: list[str]) -> None:
 
 def test_protection_trips_and_releases_under_lock(protection_trace: list[str]) -> None:
     """The locked run really exercised trips, holds and releases of every protection."""
-    trace = bytes.fromhex(protection_trace[1])
+    trace = decode_trace(protection_trace[1])
     assert len(trace) == PROTECTION_SAMPLES
     seen = 0
     for f in trace:
@@ -209,15 +219,20 @@ def test_protection_trips_and_releases_under_lock(protection_trace: list[str]) -
     releases = sum(1 for a, b in itertools.pairwise(trace) if a and not b)
     assert trips == 3 and releases == 3
     assert trace[-1] == 0
-    # everything but discharge overcurrent tripped in the first charge phase
-    assert trace[150] == ALL_FAULTS & ~0x20
-    assert trace[299] == ALL_FAULTS & ~0x20  # held between release and trip
-    assert trace[349] & 0x20
+    # everything but the discharge-current protections tripped in the charge phase
+    assert trace[150] == ALL_FAULTS & ~DISCHARGE_BITS
+    assert trace[299] & HOLD_BITS == HOLD_BITS  # held between release and trip
+    assert trace[349] & DISCHARGE_BITS == DISCHARGE_BITS
+
+
+def decode_trace(hex_text: str) -> list[int]:
+    raw = bytes.fromhex(hex_text)
+    return list(struct.unpack(f"<{len(raw) // 4}L", raw))
 
 
 def test_protection_same_under_micropython_and_cpython(protection_trace: list[str]) -> None:
     board = json.loads(board_text())
-    assert bytes.fromhex(protection_trace[1]) == python_protection_trace(board)
+    assert decode_trace(protection_trace[1]) == python_protection_trace(board)
 
 
 # -- (b) measurement ---------------------------------------------------------

@@ -44,6 +44,15 @@ def test_config_dump_lists_every_key_with_its_range(board: Any) -> None:
     assert entries["telemetry_period_ms"].min == 100  # the control period
 
 
+def test_protection_keys_follow_the_protection_table() -> None:
+    from cellguard_fw.protection import PROTECTIONS
+
+    for i, (name, *_rest) in enumerate(PROTECTIONS):
+        limit_key = PROTECTIONS[i][4]
+        assert ConfigKey.decmapping[4 * i + 1] == limit_key, name
+        assert str(ConfigKey.decmapping[4 * i + 3]).endswith("_delay_ms"), name
+
+
 def test_set_then_get_round_trips(board: Any) -> None:
     _, client = board
     assert client.set_config("cell_ov_mv", 4200).value == 4200
@@ -63,8 +72,8 @@ def test_out_of_range_and_hard_limit_are_refused_with_the_bound(board: Any) -> N
         client.set_config("cell_ov_release_mv", 4260)  # above its trip
     assert exc.value.error == "out_of_range" and exc.value.limit == 4249
     with pytest.raises(BoardRefused) as exc:
-        client.set_config("charge_current_max_ma", 7000)  # hardware rating 6000 mA
-    assert exc.value.error == "beyond_hard_limit" and exc.value.limit == 6000
+        client.set_config("charge_current_max_ma", 60000)  # the sensor reads up to 50 A
+    assert exc.value.error == "beyond_hard_limit" and exc.value.limit == 50000
     assert client.get_config("cell_ov_mv").value == 4250  # nothing changed
 
 

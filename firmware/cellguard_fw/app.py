@@ -50,6 +50,7 @@ from .codec import (
     PROTOCOL_MINOR,
     STATE_ACTIVE,
     STATE_FAULT,
+    STATE_STANDBY,
     STATE_STARTUP,
     decode_get_config,
     decode_get_config_dump,
@@ -96,12 +97,26 @@ EVENTS_PAGE = 10  # events per EVENTS frame (21 bytes each)
 def board_limits(board):
     """The (trip, release) limit pairs: chemistry defaults, board overrides."""
     profile = PROFILES[board["chemistry"]]
+    overrides = board.get("limits", {})
     limits = {}
-    for key in ("cell_ov_mv", "cell_uv_mv", "temp_max_dc", "temp_min_dc"):
-        limits[key] = tuple(board.get("limits", {}).get(key, profile[key]))
-    for key in ("charge_current_max_ma", "discharge_current_max_ma"):
-        trip = board[key]
-        limits[key] = (trip, trip // 2)
+    for key in ("cell_ov_mv", "cell_uv_mv", "temp_max_dc", "temp_min_dc", "deep_discharge_mv",
+                "temp_charge_max_dc", "temp_charge_min_dc"):
+        limits[key] = tuple(overrides.get(key, profile[key]))
+    charge = board["charge_current_max_ma"]
+    discharge = board["discharge_current_max_ma"]
+    full_scale = board["frontend"]["current_adc"]["full_scale_ma"]
+    limits["charge_current_max_ma"] = (charge, charge // 2)
+    limits["discharge_current_max_ma"] = (discharge, discharge // 2)
+    # Peak levels default to twice the sustained rating, a short circuit to four
+    # times; none above 90 % of what the current sensor measures, so a saturated
+    # reading still trips.
+    top = full_scale * 9 // 10
+    limits["charge_current_peak_ma"] = tuple(overrides.get(
+        "charge_current_peak_ma", (min(2 * charge, top), charge)))
+    limits["discharge_current_peak_ma"] = tuple(overrides.get(
+        "discharge_current_peak_ma", (min(2 * discharge, top), discharge)))
+    limits["short_circuit_ma"] = tuple(overrides.get(
+        "short_circuit_ma", (min(4 * discharge, top), discharge)))
     return limits
 
 
@@ -188,6 +203,11 @@ class Bms:
         if faults:
             close = False
             self.state = STATE_FAULT
+        elif not self.output_closed and self.protection.pending_trips:
+            # Never close onto a condition that is about to trip (at start-up, or
+            # after a clear): wait until every measurement is inside its limits.
+            close = False
+            self.state = STATE_STANDBY
         else:
             close = True
             self.state = STATE_ACTIVE

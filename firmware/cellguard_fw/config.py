@@ -16,9 +16,18 @@ from .codec import (
     NAK_ERROR_OUT_OF_RANGE,
     NAK_ERROR_UNKNOWN_KEY,
 )
-from .protection import Q_CHARGE_MA, Q_DISCHARGE_MA, Q_MAX_TEMP_DC, Q_MIN_TEMP_DC
+from .protection import (
+    PROTECTIONS,
+    Q_CHARGE_MA,
+    Q_DISCHARGE_MA,
+    Q_MAX_TEMP_CHARGING_DC,
+    Q_MAX_TEMP_DC,
+    Q_MIN_TEMP_CHARGING_DC,
+    Q_MIN_TEMP_DC,
+)
 
-PROTECTION_KEYS = 24  # keys 1..24: 6 protections x (trip, release, delay, release delay)
+# Keys 1..4n: n protections x (trip, release, trip delay, release delay).
+PROTECTION_KEYS = 4 * len(PROTECTIONS)
 MAX_DELAY_MS = 60000
 MAX_TELEMETRY_PERIOD_MS = 60000
 MAX_CAPACITY_MAH = 10000000
@@ -30,16 +39,15 @@ class Config:
         self.bms = bms
         self.cell_hard = profile["hard_cell_mv"]
         self.temp_hard = profile["hard_temp_dc"]
-        self.charge_hard = board["charge_current_max_ma"]
-        self.discharge_hard = board["discharge_current_max_ma"]
+        # Current thresholds cannot exceed what the sensor measures.
+        self.current_hard = board["frontend"]["current_adc"]["full_scale_ma"]
 
     def _hard(self, quantity):
         """(lowest, highest) a threshold on this quantity may ever be."""
-        if quantity == Q_CHARGE_MA:
-            return 0, self.charge_hard
-        if quantity == Q_DISCHARGE_MA:
-            return 0, self.discharge_hard
-        if quantity == Q_MAX_TEMP_DC or quantity == Q_MIN_TEMP_DC:
+        if quantity == Q_CHARGE_MA or quantity == Q_DISCHARGE_MA:
+            return 0, self.current_hard
+        if quantity in (Q_MAX_TEMP_DC, Q_MIN_TEMP_DC, Q_MAX_TEMP_CHARGING_DC,
+                        Q_MIN_TEMP_CHARGING_DC):
             return self.temp_hard
         return self.cell_hard
 

@@ -18,10 +18,16 @@ from micropython import const
 from .codec import (
     FAULT_CELL_OVERVOLTAGE,
     FAULT_CELL_UNDERVOLTAGE,
+    FAULT_DEEP_DISCHARGE,
     FAULT_OVERCURRENT_CHARGE,
+    FAULT_OVERCURRENT_CHARGE_PEAK,
     FAULT_OVERCURRENT_DISCHARGE,
+    FAULT_OVERCURRENT_DISCHARGE_PEAK,
     FAULT_OVERTEMPERATURE,
+    FAULT_OVERTEMPERATURE_CHARGE,
+    FAULT_SHORT_CIRCUIT,
     FAULT_UNDERTEMPERATURE,
+    FAULT_UNDERTEMPERATURE_CHARGE,
 )
 
 # Quantities a protection can watch; Protection.step reads them from an array.
@@ -31,7 +37,11 @@ Q_MAX_TEMP_DC = const(2)
 Q_MIN_TEMP_DC = const(3)
 Q_CHARGE_MA = const(4)  # current, positive when charging
 Q_DISCHARGE_MA = const(5)  # minus current, positive when discharging
-N_QUANTITIES = const(6)
+Q_MAX_TEMP_CHARGING_DC = const(6)  # hottest sensor while charging, else very cold
+Q_MIN_TEMP_CHARGING_DC = const(7)  # coldest sensor while charging, else very hot
+N_QUANTITIES = const(8)
+
+CHARGING_MA = const(100)  # above this current the pack counts as charging
 
 ABOVE = const(1)  # trips when value > trip
 BELOW = const(0)  # trips when value < trip
@@ -46,6 +56,22 @@ PROTECTIONS = (
      "charge_current_max_ma", 500, 10000),
     ("overcurrent_discharge", FAULT_OVERCURRENT_DISCHARGE, Q_DISCHARGE_MA, ABOVE,
      "discharge_current_max_ma", 500, 10000),
+    # A lower, latching level: a cell this empty may be damaged.
+    ("deep_discharge", FAULT_DEEP_DISCHARGE, Q_MIN_CELL_MV, BELOW, "deep_discharge_mv",
+     1000, 2000),
+    # Charging has narrower temperature limits than discharging (lithium plating
+    # below freezing, ageing when hot).
+    ("overtemperature_charge", FAULT_OVERTEMPERATURE_CHARGE, Q_MAX_TEMP_CHARGING_DC, ABOVE,
+     "temp_charge_max_dc", 2000, 5000),
+    ("undertemperature_charge", FAULT_UNDERTEMPERATURE_CHARGE, Q_MIN_TEMP_CHARGING_DC, BELOW,
+     "temp_charge_min_dc", 2000, 5000),
+    # Over-current at two levels: sustained (above) and peak (short delay), and a
+    # short circuit that trips on the first sample.
+    ("overcurrent_charge_peak", FAULT_OVERCURRENT_CHARGE_PEAK, Q_CHARGE_MA, ABOVE,
+     "charge_current_peak_ma", 100, 10000),
+    ("overcurrent_discharge_peak", FAULT_OVERCURRENT_DISCHARGE_PEAK, Q_DISCHARGE_MA, ABOVE,
+     "discharge_current_peak_ma", 100, 10000),
+    ("short_circuit", FAULT_SHORT_CIRCUIT, Q_DISCHARGE_MA, ABOVE, "short_circuit_ma", 0, 10000),
 )
 
 
@@ -72,6 +98,7 @@ class Protection:
         self.event_value = array("l", [0] * n)  # the value at the last trip or release
         self.values = array("l", [0] * N_QUANTITIES)
         self.faults = 0
+        self.pending_trips = 0  # bits whose trip condition holds but whose delay runs
         for i in range(n):
             name, bit, quantity, above, key, trip_delay, release_delay = PROTECTIONS[i]
             trip, release = limits[key]
@@ -96,6 +123,12 @@ class Protection:
         v[Q_MIN_TEMP_DC] = m.min_temp_dc
         v[Q_CHARGE_MA] = m.current_ma
         v[Q_DISCHARGE_MA] = -m.current_ma
+        if m.current_ma > CHARGING_MA:
+            v[Q_MAX_TEMP_CHARGING_DC] = m.max_temp_dc
+            v[Q_MIN_TEMP_CHARGING_DC] = m.min_temp_dc
+        else:
+            v[Q_MAX_TEMP_CHARGING_DC] = -32768
+            v[Q_MIN_TEMP_CHARGING_DC] = 32767
 
     def step(self, dt_ms):
         """Advance every protection by one sample taken ``dt_ms`` after the last.
@@ -103,6 +136,7 @@ class Protection:
         Returns the active fault bits.
         """
         faults = 0
+        pending = 0
         values = self.values
         for i in range(self.count):
             v = values[self.quantity[i]]
@@ -128,7 +162,10 @@ class Protection:
                     self.event_value[i] = v
                     self.pending[i] = 0
                     self.timer_ms[i] = 0
+                elif not self.active[i]:
+                    pending |= self.bit[i]
             if self.active[i]:
                 faults |= self.bit[i]
         self.faults = faults
+        self.pending_trips = pending
         return faults

@@ -48,6 +48,8 @@ UNITS: dict[str, tuple[str, float]] = {
 FAULT_VALUE_UNITS: dict[str, str] = {
     "cell_overvoltage": "mv", "cell_undervoltage": "mv", "overtemperature": "dc",
     "undertemperature": "dc", "overcurrent_charge": "ma", "overcurrent_discharge": "ma",
+    "deep_discharge": "mv", "overtemperature_charge": "dc", "undertemperature_charge": "dc",
+    "overcurrent_charge_peak": "ma", "overcurrent_discharge_peak": "ma", "short_circuit": "ma",
 }
 
 

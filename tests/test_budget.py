@@ -1,0 +1,87 @@
+"""The firmware's allocation and heap budget under real MicroPython.
+
+A short run of ``benchmarks/firmware_budget.py`` (200 control steps, 16 cells and
+16 sensors, one drive cycle: every protection trips and releases). Allocation
+figures are deterministic, so the goals are asserted; times are never asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from cellguard.sim.runtime import MicroPythonRuntime
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "firmware_budget.py"
+STEPS = 200
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def load_benchmark() -> ModuleType:
+    """Import benchmarks/firmware_budget.py (benchmarks/ is not a package)."""
+    name = "cellguard_benchmarks_firmware_budget"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+budget = load_benchmark()
+
+
+def run_board(mpy: bool) -> Any:
+    rt = MicroPythonRuntime()  # fresh: the heap figures count the firmware's import
+    try:
+        return budget.measure_board(rt, 16, 16, steps=STEPS, mpy=mpy)
+    finally:
+        rt.close()
+
+
+@pytest.fixture(scope="module")
+def figures() -> Iterator[Any]:
+    yield run_board(mpy=False)
+
+
+def test_drive_exercised_trips_releases_and_telemetry(figures: Any) -> None:
+    """The figures below cover every kind of step, not just an idle board."""
+    assert figures.faults_seen & budget.BASIC_FAULTS == budget.BASIC_FAULTS
+    assert figures.trips >= 6 and figures.releases >= 6
+    assert figures.step_alloc["telemetry"].count == STEPS // 10 + 1
+    assert figures.step_alloc["fault event"].count > 0
+    assert figures.step_alloc["quiet, fault active"].count > 0
+    assert figures.hal_locked_ok, "the bench HAL allocated: the figures would not be the firmware's"
+
+
+def test_protection_step_allocates_nothing(figures: Any) -> None:
+    assert figures.protection_max == 0
+    assert figures.protection_total == 0
+    assert figures.protection_locked_ok, "Protection.load/step raised MemoryError under heap_lock"
+    assert figures.protection_locked_faults & budget.BASIC_FAULTS == budget.BASIC_FAULTS
+
+
+def test_full_control_step_under_1k(figures: Any) -> None:
+    assert figures.step_alloc["all"].max < budget.GOAL_STEP_BYTES, figures.step_alloc
+    assert figures.step_alloc["quiet"].max == 0, "a step that sends nothing allocated"
+
+
+def test_live_heap_does_not_grow(figures: Any) -> None:
+    assert figures.heap.live == figures.heap.boot
+    assert figures.heap.live_max == figures.heap.boot
+
+
+def test_heap_high_water_under_48k_as_mpy() -> None:
+    """The firmware precompiled with mpy-cross, as it is to be deployed (imported from its
+    .py sources it needs more: the compiler's bytecode; see benchmarks/README.md)."""
+    heap = run_board(mpy=True).heap
+    assert heap.high_water < budget.GOAL_HEAP_BYTES, heap
