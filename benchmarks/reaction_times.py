@@ -55,6 +55,7 @@ from cellguard.sim.sensors import SensorModel
 from cellguard_fw.hal_sim import SimBoard
 from cellguard_fw.protection import (
     PROTECTIONS,
+    Q_CELL_SPREAD_MV,
     Q_CHARGE_MA,
     Q_DISCHARGE_MA,
     Q_MAX_CELL_MV,
@@ -180,6 +181,9 @@ QUANTITIES: dict[int, QuantityKind] = {
     Q_MIN_TEMP_CHARGING_DC: QuantityKind(
         "coldest sensor while charging", f"sensor 1, charging at {CHARGING_A:g} A",
         _sensor, _dc, _charging),
+    Q_CELL_SPREAD_MV: QuantityKind(
+        "cell spread (highest - lowest)", "cell 1 above the others",
+        lambda s, mv: _cell(s, round(s.cells_v[1] * 1000) + mv), _mv),
 }
 
 

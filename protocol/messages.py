@@ -74,6 +74,7 @@ Faults = FlagsEnum(
     overcurrent_charge_peak=1 << 9,
     overcurrent_discharge_peak=1 << 10,
     short_circuit=1 << 11,
+    cell_imbalance=1 << 12,
 )
 
 NakError = Enum(
@@ -123,6 +124,8 @@ ConfigKey = Enum(
     discharge_current_peak_delay_ms=43, discharge_current_peak_release_delay_ms=44,
     short_circuit_ma=45, short_circuit_release_ma=46, short_circuit_delay_ms=47,
     short_circuit_release_delay_ms=48,
+    cell_spread_mv=49, cell_spread_release_mv=50, cell_spread_delay_ms=51,
+    cell_spread_release_delay_ms=52,
     telemetry_period_ms=100,
     capacity_mah=101,
 )

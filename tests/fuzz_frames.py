@@ -118,8 +118,9 @@ def _sim_4s() -> BoardModel:
     current = (0, 50000)  # what the sim-4s current sensor measures
     hard: dict[int, tuple[int, int]] = {}
     # In the order of the firmware's protection table (a test checks it).
+    spread = (0, cell[1] - cell[0])
     groups = (cell, cell, temp, temp, current, current, cell, temp, temp, current, current,
-              current)
+              current, spread)
     for group, limits in enumerate(groups):
         for k in range(4):
             hard[1 + 4 * group + k] = limits if k < 2 else delay
@@ -278,7 +279,7 @@ class FrameFuzzer:
             key, value, answer = self.config_write()
             values = {"key": key, "value": value, "pin": self.u32()}
         elif name == "get_config_dump":
-            first = rng.choice((0, 1, 48, 49, 100, 101, 102, 255, rng.randrange(256)))
+            first = rng.choice((0, 1, 52, 53, 100, 101, 102, 255, rng.randrange(256)))
             values, answer = {"first_key": first}, "config_dump"
         elif name == "get_faults":
             values, answer = {}, "fault_state"

@@ -24,6 +24,7 @@ from cellguard_fw.codec import STATE_ACTIVE, STATE_FAULT, STATE_STANDBY
 from cellguard_fw.protection import (
     ABOVE,
     PROTECTIONS,
+    Q_CELL_SPREAD_MV,
     Q_CHARGE_MA,
     Q_DISCHARGE_MA,
     Q_MAX_CELL_MV,
@@ -50,6 +51,7 @@ EXPECTED_BITS: dict[str, int] = {
     "overcurrent_charge_peak": codec.FAULT_OVERCURRENT_CHARGE_PEAK,
     "overcurrent_discharge_peak": codec.FAULT_OVERCURRENT_DISCHARGE_PEAK,
     "short_circuit": codec.FAULT_SHORT_CIRCUIT,
+    "cell_imbalance": codec.FAULT_CELL_IMBALANCE,
 }
 
 
@@ -86,6 +88,8 @@ class Meas:
             self.current_ma = value
         elif quantity == Q_DISCHARGE_MA:
             self.current_ma = -value
+        elif quantity == Q_CELL_SPREAD_MV:
+            self.max_cell_mv = self.min_cell_mv + value
         elif quantity == Q_MAX_TEMP_CHARGING_DC:
             self.max_temp_dc = value
             self.current_ma = 1000  # only counts while charging
@@ -496,13 +500,15 @@ def test_bms_machine_reaches_faults_and_recovery() -> None:
     m.opens_at_boot()
     m.run(100, 5)
     assert m.bms.output_closed and m.bms.state == STATE_ACTIVE
-    m.set_cell(2, 4300)
+    for i in range(SIM_BOARD["cells"]):  # every cell, so the spread stays small
+        m.set_cell(i, 4300)
     m.run(100, samples_to(1000) - 1)
     assert m.bms.output_closed
     m.run(100, 1)
     assert m.bms.protection.faults == codec.FAULT_CELL_OVERVOLTAGE
     assert not m.bms.output_closed and m.hal.outputs[-1] is False
-    m.set_cell(2, 4100)
+    for i in range(SIM_BOARD["cells"]):
+        m.set_cell(i, 4100)
     m.run(100, samples_to(2000))
     assert m.bms.protection.faults == 0  # the condition released ...
     assert m.bms.state == STATE_FAULT and m.hal.outputs[-1] is False  # ... but it latched

@@ -100,7 +100,7 @@ def board_limits(board):
     overrides = board.get("limits", {})
     limits = {}
     for key in ("cell_ov_mv", "cell_uv_mv", "temp_max_dc", "temp_min_dc", "deep_discharge_mv",
-                "temp_charge_max_dc", "temp_charge_min_dc"):
+                "temp_charge_max_dc", "temp_charge_min_dc", "cell_spread_mv"):
         limits[key] = tuple(overrides.get(key, profile[key]))
     charge = board["charge_current_max_ma"]
     discharge = board["discharge_current_max_ma"]

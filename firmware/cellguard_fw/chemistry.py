@@ -24,6 +24,7 @@ PROFILES = {
         "deep_discharge_mv": (2500, 2700),
         "temp_charge_max_dc": (450, 400),
         "temp_charge_min_dc": (0, 50),
+        "cell_spread_mv": (300, 200),
         # No configuration may set a threshold outside these (mV, 0.1 degC).
         "hard_cell_mv": (2500, 4300),
         "hard_temp_dc": (-300, 700),
@@ -41,6 +42,7 @@ PROFILES = {
         "deep_discharge_mv": (2000, 2300),
         "temp_charge_max_dc": (450, 400),
         "temp_charge_min_dc": (0, 50),
+        "cell_spread_mv": (200, 100),  # a flat curve: a small spread already means much
         "hard_cell_mv": (2000, 3750),
         "hard_temp_dc": (-300, 700),
     },
@@ -57,6 +59,7 @@ PROFILES = {
         "deep_discharge_mv": (1000, 1300),
         "temp_charge_max_dc": (450, 400),
         "temp_charge_min_dc": (-100, -50),
+        "cell_spread_mv": (400, 300),
         "hard_cell_mv": (1000, 4100),
         "hard_temp_dc": (-400, 700),
     },

@@ -18,6 +18,7 @@ from .codec import (
 )
 from .protection import (
     PROTECTIONS,
+    Q_CELL_SPREAD_MV,
     Q_CHARGE_MA,
     Q_DISCHARGE_MA,
     Q_MAX_TEMP_CHARGING_DC,
@@ -46,6 +47,8 @@ class Config:
         """(lowest, highest) a threshold on this quantity may ever be."""
         if quantity == Q_CHARGE_MA or quantity == Q_DISCHARGE_MA:
             return 0, self.current_hard
+        if quantity == Q_CELL_SPREAD_MV:
+            return 0, self.cell_hard[1] - self.cell_hard[0]
         if quantity in (Q_MAX_TEMP_DC, Q_MIN_TEMP_DC, Q_MAX_TEMP_CHARGING_DC,
                         Q_MIN_TEMP_CHARGING_DC):
             return self.temp_hard

@@ -16,6 +16,7 @@ from array import array
 from micropython import const
 
 from .codec import (
+    FAULT_CELL_IMBALANCE,
     FAULT_CELL_OVERVOLTAGE,
     FAULT_CELL_UNDERVOLTAGE,
     FAULT_DEEP_DISCHARGE,
@@ -39,7 +40,8 @@ Q_CHARGE_MA = const(4)  # current, positive when charging
 Q_DISCHARGE_MA = const(5)  # minus current, positive when discharging
 Q_MAX_TEMP_CHARGING_DC = const(6)  # hottest sensor while charging, else very cold
 Q_MIN_TEMP_CHARGING_DC = const(7)  # coldest sensor while charging, else very hot
-N_QUANTITIES = const(8)
+Q_CELL_SPREAD_MV = const(8)  # highest minus lowest cell
+N_QUANTITIES = const(9)
 
 CHARGING_MA = const(100)  # above this current the pack counts as charging
 
@@ -72,6 +74,9 @@ PROTECTIONS = (
     ("overcurrent_discharge_peak", FAULT_OVERCURRENT_DISCHARGE_PEAK, Q_DISCHARGE_MA, ABOVE,
      "discharge_current_peak_ma", 100, 10000),
     ("short_circuit", FAULT_SHORT_CIRCUIT, Q_DISCHARGE_MA, ABOVE, "short_circuit_ma", 0, 10000),
+    # Cells drifting apart: a failing cell, a loose sense wire, a balancer fault.
+    ("cell_imbalance", FAULT_CELL_IMBALANCE, Q_CELL_SPREAD_MV, ABOVE, "cell_spread_mv",
+     5000, 10000),
 )
 
 
@@ -123,6 +128,7 @@ class Protection:
         v[Q_MIN_TEMP_DC] = m.min_temp_dc
         v[Q_CHARGE_MA] = m.current_ma
         v[Q_DISCHARGE_MA] = -m.current_ma
+        v[Q_CELL_SPREAD_MV] = m.max_cell_mv - m.min_cell_mv
         if m.current_ma > CHARGING_MA:
             v[Q_MAX_TEMP_CHARGING_DC] = m.max_temp_dc
             v[Q_MIN_TEMP_CHARGING_DC] = m.min_temp_dc

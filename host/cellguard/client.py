@@ -50,6 +50,7 @@ FAULT_VALUE_UNITS: dict[str, str] = {
     "undertemperature": "dc", "overcurrent_charge": "ma", "overcurrent_discharge": "ma",
     "deep_discharge": "mv", "overtemperature_charge": "dc", "undertemperature_charge": "dc",
     "overcurrent_charge_peak": "ma", "overcurrent_discharge_peak": "ma", "short_circuit": "ma",
+    "cell_imbalance": "mv",
 }
 
 
