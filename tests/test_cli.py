@@ -201,3 +201,34 @@ def test_frames_arriving_with_the_hello_answer_are_kept(fake_board: Any) -> None
             got += [m.payload["telemetry_seq"] for m in client.receive()
                     if m.name == "telemetry"]
     assert got == [0, 1]
+
+
+def test_config_faults_events_and_stats_commands(sim_port: str) -> None:
+    proc = run("config", "dump", "--port", sim_port, "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["key"]: r for r in json.loads(proc.stdout)}
+    assert rows["cell_ov_mv"]["value"] == 4250 and rows["cell_ov_mv"]["si_unit"] == "V"
+
+    proc = run("config", "set", "cell_ov_mv", "4.2V", "--port", sim_port, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["value"] == 4200
+    proc = run("config", "get", "cell_ov_mv", "--port", sim_port)
+    assert proc.returncode == 0 and "4200" in proc.stdout and "(4.2 V)" in proc.stdout
+
+    refused = run("config", "set", "cell_ov_mv", "4.5V", "--port", sim_port)
+    assert_clean_error(refused, "beyond hard limit", "limit 4300 mv (4.3 V)")
+    assert_clean_error(run("config", "set", "no_such_key", "1", "--port", sim_port),
+                       "unknown configuration key")
+    assert_clean_error(run("config", "set", "cell_ov_mv", "4.2.1V", "--port", sim_port),
+                       "not a value for cell_ov_mv")
+    usage = run("config", "set", "cell_ov_mv", "--port", sim_port)
+    assert usage.returncode == 2 and "needs a KEY and a VALUE" in usage.stderr
+
+    proc = run("faults", "--port", sim_port, "--clear", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"active": [], "latched": [], "tripped": []}
+    proc = run("events", "--port", sim_port)
+    assert proc.returncode == 0 and "boot" in proc.stdout and "cell_ov_mv = 4200" in proc.stdout
+    proc = run("stats", "--port", sim_port, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["frames_ok"] > 0
