@@ -241,7 +241,10 @@ import gc, json, micropython, sys, time
 from array import array
 
 
-class BenchHal:
+from cellguard_fw.hal import Hal
+
+
+class BenchHal(Hal):
     # Copies precomputed codes out of preallocated arrays: allocates nothing.
     def __init__(self, n_cells, n_temps, cells, temps, currents, schedule):
         self.n_cells = n_cells

@@ -58,6 +58,7 @@ BmsState = Enum(
     standby=1,  # measurements valid, output open on request
     active=2,  # output closed, current may flow
     fault=3,  # a protection opened the output
+    precharge=4,  # precharging the load before the main contactor closes
 )
 
 Faults = FlagsEnum(
@@ -75,6 +76,8 @@ Faults = FlagsEnum(
     overcurrent_discharge_peak=1 << 10,
     short_circuit=1 << 11,
     cell_imbalance=1 << 12,
+    precharge_failed=1 << 13,
+    contactor_welded=1 << 14,
 )
 
 NakError = Enum(

@@ -126,8 +126,11 @@ def test_generator_output_follows_the_definitions(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(m, "MESSAGES", tuple(grown if s is hello else s for s in m.MESSAGES))
     codec_after, doc_after = gen.generate_codec(), gen.generate_doc()
     assert codec_after != gen.CODEC_PATH.read_text()
-    assert "def encode_hello(buf, off, host_major, host_minor, host_flags):" in codec_after
-    assert 'pack_into("<BBH", buf, off, host_major, host_minor, host_flags)' in codec_after
+    # HELLO goes host -> board: the board's codec decodes it, the mirror encodes it
+    assert 'host_major, host_minor, host_flags = unpack_from("<BBH", buf, off)' in codec_after
+    mirror_after = gen.generate_mirror()
+    assert "def encode_hello(buf, off, host_major, host_minor, host_flags):" in mirror_after
+    assert 'pack_into("<BBH", buf, off, host_major, host_minor, host_flags)' in mirror_after
     assert doc_after != gen.DOC_PATH.read_text()
     assert "`host_flags`" in doc_after
     monkeypatch.undo()
@@ -142,6 +145,7 @@ def test_gen_protocol_check_fails_on_stale_files(tmp_path: Path) -> None:
         "protocol/messages.py",
         "protocol/README.md",
         "firmware/cellguard_fw/codec.py",
+        "firmware/cellguard_fw/codec_mirror.py",
     ):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, tmp_path / rel)

@@ -326,7 +326,9 @@ for k in range({n}):
 # -- (c) a whole Bms step ----------------------------------------------------
 
 BMS_FAKE_HAL = """
-class _FakeHal:
+from cellguard_fw.hal import Hal
+
+class _FakeHal(Hal):
     def __init__(self, n_cells, n_temps):
         self.cells = array("H", [0] * n_cells)
         self.temps = array("H", [0] * n_temps)

@@ -21,6 +21,7 @@ from cellguard.paths import boards_dir
 from cellguard_fw import codec
 from cellguard_fw.app import Bms, board_limits
 from cellguard_fw.codec import STATE_ACTIVE, STATE_FAULT, STATE_STANDBY
+from cellguard_fw.hal import Hal
 from cellguard_fw.protection import (
     ABOVE,
     PROTECTIONS,
@@ -192,8 +193,10 @@ def test_fault_bits_match_codec() -> None:
     for name, bit, *_ in PROTECTIONS:
         assert bit == EXPECTED_BITS[name], name
     codec_bits = {v for k, v in vars(codec).items() if k.startswith("FAULT_")}
-    assert {p[1] for p in PROTECTIONS} == codec_bits
-    assert len(codec_bits) == len(PROTECTIONS)
+    # every fault bit is a protection's, or the contactor state machine's
+    contactor_bits = {codec.FAULT_PRECHARGE_FAILED, codec.FAULT_CONTACTOR_WELDED}
+    assert {p[1] for p in PROTECTIONS} | contactor_bits == codec_bits
+    assert len(codec_bits) == len(PROTECTIONS) + len(contactor_bits)
     for bit in codec_bits:
         assert bit & (bit - 1) == 0, f"fault {bit:#x} is not a single bit"
 
@@ -336,7 +339,7 @@ def test_zero_delay_trips_and_releases_on_one_sample() -> None:
 # -- Bms with a fake HAL, random input over time -----------------------------
 
 
-class FakeHal:
+class FakeHal(Hal):
     """Sensors driven by the test; set_output calls recorded."""
 
     def __init__(self, n_cells: int, n_temps: int, zero_code: int) -> None:

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from cellguard.protocol import codec, messages
 from cellguard.sim.runtime import MicroPythonRuntime
 from cellguard_fw import codec as fw_codec
+from cellguard_fw import codec_mirror as fw_mirror
 from cellguard_fw.link import PAYLOAD_AT, Link, cobs_decode, cobs_encode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +78,14 @@ class FieldModel:
     bits: dict[str, int] = field(default_factory=dict)  # flag name -> bit
 
 
+def firmware_function(name: str) -> Callable[..., Any]:
+    """A generated codec function: the board's own (codec) or the test-only other
+    direction (codec_mirror); each exists in exactly one of them."""
+    own, mirror = getattr(fw_codec, name, None), getattr(fw_mirror, name, None)
+    assert (own is None) != (mirror is None), f"{name} must be in exactly one module"
+    return own or mirror  # type: ignore[return-value]
+
+
 @dataclass
 class MessageModel:
     spec: messages.MessageSpec
@@ -88,10 +97,10 @@ class MessageModel:
         return sum(_SIZES[f.count_fmt or f.fmt] for f in self.fields)
 
     def encoder(self) -> Callable[..., int]:
-        return getattr(fw_codec, f"encode_{self.spec.name}")
+        return firmware_function(f"encode_{self.spec.name}")
 
     def decoder(self) -> Callable[..., tuple[Any, ...]]:
-        return getattr(fw_codec, f"decode_{self.spec.name}")
+        return firmware_function(f"decode_{self.spec.name}")
 
 
 def _construct_of(struct: Any, name: str) -> Any:
@@ -560,8 +569,11 @@ MP_IDS = [f"{i:02d}-{c.model.spec.name}" for i, c in enumerate(MP_CASES)]
 _MP_PRELUDE = """
 import sys
 from binascii import hexlify, unhexlify
-from cellguard_fw import codec
+from cellguard_fw import codec, codec_mirror
 from cellguard_fw.link import Link, PAYLOAD_AT
+
+def _fn(name):
+    return getattr(codec, name, None) or getattr(codec_mirror, name)
 
 class _Port:
     def __init__(self):
@@ -609,7 +621,7 @@ def test_micropython_encode_equals_construct_build(
     name = case.model.spec.name
     out = micropython.exec(
         "_b = bytearray(300)\n"
-        f"_e = codec.encode_{name}(_b, 3, {_mp_call_args(case)})\n"
+        f"_e = _fn('encode_{name}')(_b, 3, {_mp_call_args(case)})\n"
         "print(hexlify(_b[3:_e]).decode())\n"
     )
     assert out == case.model.spec.payload.build(case.values).hex()
@@ -620,7 +632,7 @@ def test_micropython_decode_of_construct_build(micropython: MicroPythonRuntime, 
     built = case.model.spec.payload.build(case.values)
     out = micropython.exec(
         f"_w = b'\\x00' + unhexlify('{built.hex()}')\n"
-        f"print(repr(_plain(codec.decode_{case.model.spec.name}(_w, 1, len(_w)))))\n"
+        f"print(repr(_plain(_fn('decode_{case.model.spec.name}')(_w, 1, len(_w)))))\n"
     )
     assert ast.literal_eval(out) == _mp_tagged(case.model, case.values)
 
@@ -633,7 +645,8 @@ def test_micropython_link_frames_match_host(micropython: MicroPythonRuntime, cas
     out = micropython.exec(
         "_p = _Port()\n"
         "_l = Link(_p)\n"
-        f"_e = codec.encode_{spec.name}(_l.payload_buffer(), PAYLOAD_AT, {_mp_call_args(case)})\n"
+        f"_e = _fn('encode_{spec.name}')(_l.payload_buffer(), PAYLOAD_AT, "
+        f"{_mp_call_args(case)})\n"
         f"_l.send({spec.msg_id}, {case.seq}, _e)\n"
         "print(hexlify(_p.out).decode())\n"
         "_got = []\n"

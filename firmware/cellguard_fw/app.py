@@ -19,6 +19,8 @@ from .codec import (
     EVENT_RESET,
     EVENT_TIME_SYNC,
     EVENT_TRIP,
+    FAULT_CONTACTOR_WELDED,
+    FAULT_PRECHARGE_FAILED,
     MAX_FRAME,
     MSG_ACK,
     MSG_CLEAR_FAULTS,
@@ -50,6 +52,7 @@ from .codec import (
     PROTOCOL_MINOR,
     STATE_ACTIVE,
     STATE_FAULT,
+    STATE_PRECHARGE,
     STATE_STANDBY,
     STATE_STARTUP,
     decode_get_config,
@@ -70,6 +73,7 @@ from .codec import (
     encode_telemetry,
 )
 from .config import KEYS, Config
+from .contactor import PRECHARGE, WAIT_RETRY, Contactor
 from .events import EventLog
 from .frontend import Frontend
 from .latches import LatchStore
@@ -170,7 +174,7 @@ class Bms:
             MSG_CLEAR_FAULTS: self._on_clear_faults,
             MSG_GET_EVENTS: self._on_get_events,
         }
-        hal.set_output(False)
+        self.contactor = Contactor(hal, board.get("precharge"))
         self._log(EVENT_BOOT, self.latched, 0)
 
     # -- control step ------------------------------------------------------
@@ -185,10 +189,10 @@ class Bms:
         # protect
         p = self.protection
         p.load(m)
-        faults = p.step(dt_ms)
+        faults = p.step(dt_ms) | self.contactor.faults
         if faults != self.faults:
             self._report_fault_changes(faults)
-        self._drive_output(faults | self.latched)
+        self._drive_output(dt_ms, faults | self.latched, m.pack_mv)
         # estimate
         self.soc.step(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
         # report
@@ -199,21 +203,24 @@ class Bms:
                 self.telemetry_due_ms = self.telemetry_period_ms
             self.send_telemetry()
 
-    def _drive_output(self, faults):
-        if faults:
-            close = False
+    def _drive_output(self, dt_ms, held, pack_mv):
+        # Never close onto a condition that is about to trip (at start-up, or
+        # after a clear): wait until every measurement is inside its limits.
+        c = self.contactor
+        want = not held and (c.closed or not self.protection.pending_trips)
+        before = c.faults
+        c.step(dt_ms, want, pack_mv)
+        if c.faults != before:  # precharge failed or contactor welded: report now
+            self._report_fault_changes(self.faults | c.faults)
+        self.output_closed = c.closed
+        if held or c.faults:
             self.state = STATE_FAULT
-        elif not self.output_closed and self.protection.pending_trips:
-            # Never close onto a condition that is about to trip (at start-up, or
-            # after a clear): wait until every measurement is inside its limits.
-            close = False
-            self.state = STATE_STANDBY
-        else:
-            close = True
+        elif c.closed:
             self.state = STATE_ACTIVE
-        if close != self.output_closed:
-            self.output_closed = close
-            self.hal.set_output(close)
+        elif c.state == PRECHARGE or c.state == WAIT_RETRY:
+            self.state = STATE_PRECHARGE
+        else:
+            self.state = STATE_STANDBY
 
     def _report_fault_changes(self, faults):
         p = self.protection
@@ -229,6 +236,10 @@ class Bms:
             if changed & bit:
                 kind = EVENT_TRIP if faults & bit else EVENT_RELEASE
                 self._fault_event(kind, bit, p.event_value[i])
+        contactor_bits = changed & (FAULT_PRECHARGE_FAILED | FAULT_CONTACTOR_WELDED)
+        if contactor_bits:
+            kind = EVENT_TRIP if faults & contactor_bits else EVENT_RELEASE
+            self._fault_event(kind, contactor_bits, self.contactor.fault_value)
 
     def _fault_event(self, kind, bits, value):
         index = self._log(kind, bits, value)
@@ -382,6 +393,7 @@ class Bms:
     def clear_faults(self):
         """Clear the latches whose condition is gone (an active fault stays latched);
         return the bits cleared. The output may close from the next step on."""
+        self.faults &= ~self.contactor.clear()  # a welded contactor trips again
         cleared = self.latched & ~self.faults
         self.tripped &= self.faults
         if cleared:

@@ -48,6 +48,7 @@ STATE_STARTUP = const(0)
 STATE_STANDBY = const(1)
 STATE_ACTIVE = const(2)
 STATE_FAULT = const(3)
+STATE_PRECHARGE = const(4)
 NAK_ERROR_UNKNOWN_MESSAGE = const(1)
 NAK_ERROR_BAD_PAYLOAD = const(2)
 NAK_ERROR_INCOMPATIBLE_VERSION = const(3)
@@ -129,13 +130,8 @@ FAULT_OVERCURRENT_CHARGE_PEAK = const(0x200)
 FAULT_OVERCURRENT_DISCHARGE_PEAK = const(0x400)
 FAULT_SHORT_CIRCUIT = const(0x800)
 FAULT_CELL_IMBALANCE = const(0x1000)
-
-
-def encode_hello(buf, off, host_major, host_minor):
-    """Write a HELLO payload at buf[off:]; return the end offset."""
-    pack_into("<BB", buf, off, host_major, host_minor)
-    off += 2
-    return off
+FAULT_PRECHARGE_FAILED = const(0x2000)
+FAULT_CONTACTOR_WELDED = const(0x4000)
 
 
 def decode_hello(buf, off, end):
@@ -179,62 +175,6 @@ def encode_info(buf, off, protocol_major, protocol_minor, firmware_version, boar
     return off
 
 
-def decode_info(buf, off, end):
-    """Parse a INFO payload in buf[off:end]; return its fields."""
-    if off + 2 > end:
-        raise ValueError("short info")
-    protocol_major, protocol_minor = unpack_from("<BB", buf, off)
-    off += 2
-    if off + 1 > end:
-        raise ValueError("short info")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n > end:
-        raise ValueError("short info")
-    firmware_version = bytes(buf[off : off + n]).decode()
-    off += n
-    if off + 1 > end:
-        raise ValueError("short info")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n > end:
-        raise ValueError("short info")
-    board = bytes(buf[off : off + n]).decode()
-    off += n
-    if off + 1 > end:
-        raise ValueError("short info")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n > end:
-        raise ValueError("short info")
-    unique_id = bytes(buf[off : off + n]).decode()
-    off += n
-    if off + 29 > end:
-        raise ValueError("short info")
-    chemistry, cell_count, temp_count, capacity_mah, control_period_ms, telemetry_period_ms, cell_ov_mv, cell_uv_mv, temp_max_dc, temp_min_dc, charge_current_max_ma, discharge_current_max_ma, max_frame = unpack_from("<BBBLHHHHhhLLH", buf, off)
-    off += 29
-    if off + 1 > end:
-        raise ValueError("short info")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 1 > end:
-        raise ValueError("short info")
-    known_types = []
-    for i in range(n):
-        known_types.append(unpack_from("<B", buf, off)[0])
-        off += 1
-    if off != end:
-        raise ValueError("trailing bytes in info")
-    return (protocol_major, protocol_minor, firmware_version, board, unique_id, chemistry, cell_count, temp_count, capacity_mah, control_period_ms, telemetry_period_ms, cell_ov_mv, cell_uv_mv, temp_max_dc, temp_min_dc, charge_current_max_ma, discharge_current_max_ma, max_frame, known_types)
-
-
-def encode_time_sync(buf, off, unix_time_s):
-    """Write a TIME_SYNC payload at buf[off:]; return the end offset."""
-    pack_into("<L", buf, off, unix_time_s)
-    off += 4
-    return off
-
-
 def decode_time_sync(buf, off, end):
     """Parse a TIME_SYNC payload in buf[off:end]; return its fields."""
     if off + 4 > end:
@@ -246,11 +186,6 @@ def decode_time_sync(buf, off, end):
     return (unix_time_s,)
 
 
-def encode_reset(buf, off):
-    """Write a RESET payload at buf[off:]; return the end offset."""
-    return off
-
-
 def decode_reset(buf, off, end):
     """Parse a RESET payload in buf[off:end]; return its fields."""
     if off != end:
@@ -258,21 +193,11 @@ def decode_reset(buf, off, end):
     return ()
 
 
-def encode_enter_repl(buf, off):
-    """Write a ENTER_REPL payload at buf[off:]; return the end offset."""
-    return off
-
-
 def decode_enter_repl(buf, off, end):
     """Parse a ENTER_REPL payload in buf[off:end]; return its fields."""
     if off != end:
         raise ValueError("trailing bytes in enter_repl")
     return ()
-
-
-def encode_get_stats(buf, off):
-    """Write a GET_STATS payload at buf[off:]; return the end offset."""
-    return off
 
 
 def decode_get_stats(buf, off, end):
@@ -287,17 +212,6 @@ def encode_stats(buf, off, uptime_ms, frames_ok, frames_bad, crc_errors, oversiz
     pack_into("<LLLLLLLLLLl", buf, off, uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free)
     off += 44
     return off
-
-
-def decode_stats(buf, off, end):
-    """Parse a STATS payload in buf[off:end]; return its fields."""
-    if off + 44 > end:
-        raise ValueError("short stats")
-    uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free = unpack_from("<LLLLLLLLLLl", buf, off)
-    off += 44
-    if off != end:
-        raise ValueError("trailing bytes in stats")
-    return (uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free)
 
 
 def encode_telemetry(buf, off, telemetry_seq, board_time_ms, state, faults, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc):
@@ -319,59 +233,10 @@ def encode_telemetry(buf, off, telemetry_seq, board_time_ms, state, faults, pack
     return off
 
 
-def decode_telemetry(buf, off, end):
-    """Parse a TELEMETRY payload in buf[off:end]; return its fields."""
-    if off + 23 > end:
-        raise ValueError("short telemetry")
-    telemetry_seq, board_time_ms, state, faults, pack_mv, current_ma, soc_cpct = unpack_from("<LLBLLlH", buf, off)
-    off += 23
-    if off + 1 > end:
-        raise ValueError("short telemetry")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 2 > end:
-        raise ValueError("short telemetry")
-    cells_mv = []
-    for i in range(n):
-        cells_mv.append(unpack_from("<H", buf, off)[0])
-        off += 2
-    if off + 1 > end:
-        raise ValueError("short telemetry")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 2 > end:
-        raise ValueError("short telemetry")
-    temps_dc = []
-    for i in range(n):
-        temps_dc.append(unpack_from("<h", buf, off)[0])
-        off += 2
-    if off != end:
-        raise ValueError("trailing bytes in telemetry")
-    return (telemetry_seq, board_time_ms, state, faults, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc)
-
-
 def encode_fault_event(buf, off, event_index, board_time_ms, kind, fault, value, faults):
     """Write a FAULT_EVENT payload at buf[off:]; return the end offset."""
     pack_into("<LLBLlL", buf, off, event_index, board_time_ms, kind, fault, value, faults)
     off += 21
-    return off
-
-
-def decode_fault_event(buf, off, end):
-    """Parse a FAULT_EVENT payload in buf[off:end]; return its fields."""
-    if off + 21 > end:
-        raise ValueError("short fault_event")
-    event_index, board_time_ms, kind, fault, value, faults = unpack_from("<LLBLlL", buf, off)
-    off += 21
-    if off != end:
-        raise ValueError("trailing bytes in fault_event")
-    return (event_index, board_time_ms, kind, fault, value, faults)
-
-
-def encode_get_config(buf, off, key):
-    """Write a GET_CONFIG payload at buf[off:]; return the end offset."""
-    pack_into("<B", buf, off, key)
-    off += 1
     return off
 
 
@@ -384,13 +249,6 @@ def decode_get_config(buf, off, end):
     if off != end:
         raise ValueError("trailing bytes in get_config")
     return (key,)
-
-
-def encode_set_config(buf, off, key, value, pin):
-    """Write a SET_CONFIG payload at buf[off:]; return the end offset."""
-    pack_into("<BlL", buf, off, key, value, pin)
-    off += 9
-    return off
 
 
 def decode_set_config(buf, off, end):
@@ -408,24 +266,6 @@ def encode_config_value(buf, off, key, value, min, max):
     """Write a CONFIG_VALUE payload at buf[off:]; return the end offset."""
     pack_into("<Blll", buf, off, key, value, min, max)
     off += 13
-    return off
-
-
-def decode_config_value(buf, off, end):
-    """Parse a CONFIG_VALUE payload in buf[off:end]; return its fields."""
-    if off + 13 > end:
-        raise ValueError("short config_value")
-    key, value, min, max = unpack_from("<Blll", buf, off)
-    off += 13
-    if off != end:
-        raise ValueError("trailing bytes in config_value")
-    return (key, value, min, max)
-
-
-def encode_get_config_dump(buf, off, first_key):
-    """Write a GET_CONFIG_DUMP payload at buf[off:]; return the end offset."""
-    pack_into("<B", buf, off, first_key)
-    off += 1
     return off
 
 
@@ -471,62 +311,6 @@ def encode_config_dump(buf, off, next_key, keys, values, mins, maxs):
     return off
 
 
-def decode_config_dump(buf, off, end):
-    """Parse a CONFIG_DUMP payload in buf[off:end]; return its fields."""
-    if off + 1 > end:
-        raise ValueError("short config_dump")
-    next_key, = unpack_from("<B", buf, off)
-    off += 1
-    if off + 1 > end:
-        raise ValueError("short config_dump")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 1 > end:
-        raise ValueError("short config_dump")
-    keys = []
-    for i in range(n):
-        keys.append(unpack_from("<B", buf, off)[0])
-        off += 1
-    if off + 1 > end:
-        raise ValueError("short config_dump")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 4 > end:
-        raise ValueError("short config_dump")
-    values = []
-    for i in range(n):
-        values.append(unpack_from("<l", buf, off)[0])
-        off += 4
-    if off + 1 > end:
-        raise ValueError("short config_dump")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 4 > end:
-        raise ValueError("short config_dump")
-    mins = []
-    for i in range(n):
-        mins.append(unpack_from("<l", buf, off)[0])
-        off += 4
-    if off + 1 > end:
-        raise ValueError("short config_dump")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 4 > end:
-        raise ValueError("short config_dump")
-    maxs = []
-    for i in range(n):
-        maxs.append(unpack_from("<l", buf, off)[0])
-        off += 4
-    if off != end:
-        raise ValueError("trailing bytes in config_dump")
-    return (next_key, keys, values, mins, maxs)
-
-
-def encode_get_faults(buf, off):
-    """Write a GET_FAULTS payload at buf[off:]; return the end offset."""
-    return off
-
-
 def decode_get_faults(buf, off, end):
     """Parse a GET_FAULTS payload in buf[off:end]; return its fields."""
     if off != end:
@@ -541,34 +325,11 @@ def encode_fault_state(buf, off, active, latched, tripped):
     return off
 
 
-def decode_fault_state(buf, off, end):
-    """Parse a FAULT_STATE payload in buf[off:end]; return its fields."""
-    if off + 12 > end:
-        raise ValueError("short fault_state")
-    active, latched, tripped = unpack_from("<LLL", buf, off)
-    off += 12
-    if off != end:
-        raise ValueError("trailing bytes in fault_state")
-    return (active, latched, tripped)
-
-
-def encode_clear_faults(buf, off):
-    """Write a CLEAR_FAULTS payload at buf[off:]; return the end offset."""
-    return off
-
-
 def decode_clear_faults(buf, off, end):
     """Parse a CLEAR_FAULTS payload in buf[off:end]; return its fields."""
     if off != end:
         raise ValueError("trailing bytes in clear_faults")
     return ()
-
-
-def encode_get_events(buf, off, first_index, max_count):
-    """Write a GET_EVENTS payload at buf[off:]; return the end offset."""
-    pack_into("<LB", buf, off, first_index, max_count)
-    off += 5
-    return off
 
 
 def decode_get_events(buf, off, end):
@@ -625,77 +386,6 @@ def encode_events(buf, off, total, oldest, indexes, times_ms, unix_times, kinds,
     return off
 
 
-def decode_events(buf, off, end):
-    """Parse a EVENTS payload in buf[off:end]; return its fields."""
-    if off + 8 > end:
-        raise ValueError("short events")
-    total, oldest = unpack_from("<LL", buf, off)
-    off += 8
-    if off + 1 > end:
-        raise ValueError("short events")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 4 > end:
-        raise ValueError("short events")
-    indexes = []
-    for i in range(n):
-        indexes.append(unpack_from("<L", buf, off)[0])
-        off += 4
-    if off + 1 > end:
-        raise ValueError("short events")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 4 > end:
-        raise ValueError("short events")
-    times_ms = []
-    for i in range(n):
-        times_ms.append(unpack_from("<L", buf, off)[0])
-        off += 4
-    if off + 1 > end:
-        raise ValueError("short events")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 4 > end:
-        raise ValueError("short events")
-    unix_times = []
-    for i in range(n):
-        unix_times.append(unpack_from("<L", buf, off)[0])
-        off += 4
-    if off + 1 > end:
-        raise ValueError("short events")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 1 > end:
-        raise ValueError("short events")
-    kinds = []
-    for i in range(n):
-        kinds.append(unpack_from("<B", buf, off)[0])
-        off += 1
-    if off + 1 > end:
-        raise ValueError("short events")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 4 > end:
-        raise ValueError("short events")
-    codes = []
-    for i in range(n):
-        codes.append(unpack_from("<L", buf, off)[0])
-        off += 4
-    if off + 1 > end:
-        raise ValueError("short events")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n * 4 > end:
-        raise ValueError("short events")
-    values = []
-    for i in range(n):
-        values.append(unpack_from("<l", buf, off)[0])
-        off += 4
-    if off != end:
-        raise ValueError("trailing bytes in events")
-    return (total, oldest, indexes, times_ms, unix_times, kinds, codes, values)
-
-
 def encode_ack(buf, off, request_type):
     """Write a ACK payload at buf[off:]; return the end offset."""
     pack_into("<B", buf, off, request_type)
@@ -703,30 +393,8 @@ def encode_ack(buf, off, request_type):
     return off
 
 
-def decode_ack(buf, off, end):
-    """Parse a ACK payload in buf[off:end]; return its fields."""
-    if off + 1 > end:
-        raise ValueError("short ack")
-    request_type, = unpack_from("<B", buf, off)
-    off += 1
-    if off != end:
-        raise ValueError("trailing bytes in ack")
-    return (request_type,)
-
-
 def encode_nak(buf, off, request_type, error, limit):
     """Write a NAK payload at buf[off:]; return the end offset."""
     pack_into("<BBl", buf, off, request_type, error, limit)
     off += 6
     return off
-
-
-def decode_nak(buf, off, end):
-    """Parse a NAK payload in buf[off:end]; return its fields."""
-    if off + 6 > end:
-        raise ValueError("short nak")
-    request_type, error, limit = unpack_from("<BBl", buf, off)
-    off += 6
-    if off != end:
-        raise ValueError("trailing bytes in nak")
-    return (request_type, error, limit)

@@ -10,6 +10,8 @@ from time import sleep_us
 
 from machine import ADC, Pin, unique_id
 
+from .hal import Hal
+
 MUX_SETTLE_US = 50  # analog mux and RC filter settling time
 
 
@@ -20,9 +22,13 @@ def _adc(pin, board):
     return ADC(Pin(pin))
 
 
-class AdcMuxHal:
+class AdcMuxHal(Hal):
     def __init__(self, board):
         pins = board["pins"]
+        precharge = pins.get("precharge")
+        self.precharge = None if precharge is None else Pin(precharge, Pin.OUT, value=0)
+        feedback = pins.get("feedback")
+        self.feedback = None if feedback is None else Pin(feedback, Pin.IN, Pin.PULL_UP)
         self.cell_adc = _adc(pins["cell_adc"], board)
         self.current_adc = _adc(pins["current_adc"], board)
         self.temp_adcs = [_adc(p, board) for p in pins["temp_adcs"]]
@@ -47,6 +53,16 @@ class AdcMuxHal:
 
     def set_output(self, closed):
         self.output.value(1 if closed else 0)
+
+    def set_precharge(self, on):
+        if self.precharge is not None:
+            self.precharge.value(1 if on else 0)
+
+    def output_feedback(self):
+        # The auxiliary contact pulls the pin low when the contactor is closed.
+        if self.feedback is None:
+            return -1
+        return 1 if self.feedback.value() == 0 else 0
 
     def unique_id(self):
         return unique_id()

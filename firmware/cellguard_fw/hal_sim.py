@@ -12,9 +12,10 @@ from binascii import hexlify, unhexlify
 from struct import unpack_from
 
 from .app import Bms
+from .hal import Hal
 
 
-class SimHal:
+class SimHal(Hal):
     def __init__(self, n_cells, n_temps, unique_id, storage=None):
         self.n_cells = n_cells
         self.n_temps = n_temps

@@ -1,0 +1,35 @@
+"""The hardware abstraction every board implements: what the firmware needs.
+
+Subclass :class:`Hal` and override what the board has; the defaults describe a
+board without the optional parts (no precharge circuit, no DC-link voltage
+sensor, no contactor feedback, no flash storage).
+"""
+
+
+class Hal:
+    def sample(self, raw_cells, raw_temps):
+        """Fill the raw cell and temperature ADC codes; return the current code."""
+        raise NotImplementedError
+
+    def set_output(self, closed):
+        """Close or open the FET / main contactor."""
+        raise NotImplementedError
+
+    def unique_id(self):
+        """The MCU's unique id, bytes."""
+        raise NotImplementedError
+
+    def set_precharge(self, on):
+        """Switch the precharge relay (boards without one ignore it)."""
+
+    def read_link_mv(self):
+        """The load-side (DC link) voltage in mV, or -1 where it is not measured."""
+        return -1
+
+    def output_feedback(self):
+        """1 if the contactor's auxiliary contact says closed, 0 if open, -1 if unread."""
+        return -1
+
+    def storage_dir(self):
+        """A folder in flash that survives resets, or None."""
+        return None
