@@ -53,3 +53,40 @@ def test_lockstep_time_and_truth_records() -> None:
         assert last.current_a == 3.0  # the output closed after the first step
         assert last.soc_pct > first.soc_pct
         assert sim.truth_at(123) is None
+
+
+def test_watchdog_resets_a_hung_firmware_and_opens_the_output() -> None:
+    with SimulatedBoard(runtime="cpython", lockstep=True) as sim:
+        sim.set_current(-2.0)
+        sim.advance(2.0)
+        assert sim.truth().output_closed
+        sim.hang(10.0)
+        sim.advance(1.0)
+        # hung: nothing runs, the output pin keeps its last state
+        assert sim.truth().output_closed and sim.watchdog_resets == 0
+        sim.advance(sim.watchdog_ms / 1000.0)
+        assert sim.watchdog_resets == 1
+        after = [(ms, t) for ms, t in sim.history if ms > 2000]
+        # the reset released the output: the rebooted firmware found it open
+        assert after and not after[0][1].output_closed
+        assert after[0][0] > 2000 + sim.watchdog_ms  # nothing ran while hung
+        with BoardClient(sim.port) as client:
+            client.send("get_events", {"first_index": 0, "max_count": 10})
+            sim.advance(0.3)
+            events = []
+            for _ in range(20):
+                events += [m.payload for m in client.receive() if m.name == "events"]
+                if events:
+                    break
+                sim.advance(0.1)
+        assert events and list(events[0]["kinds"]).count(1) == 2  # booted twice
+
+
+def test_enter_repl_opens_the_output_first() -> None:
+    with SimulatedBoard(runtime="cpython", lockstep=True) as sim:
+        sim.advance(1.0)
+        assert sim.truth().output_closed
+        with BoardClient(sim.port) as client:
+            client.send("enter_repl", {})
+            sim.advance(0.3)
+        assert not sim.truth().output_closed

@@ -327,6 +327,9 @@ class Bms:
     def _on_enter_repl(self, seq, start, end):
         self._empty(start, end)
         self._ack(seq, MSG_ENTER_REPL)
+        # Nothing protects the cells from the REPL: open the output first.
+        self.contactor.step(0, False, 0)
+        self.output_closed = False
         self.repl_requested = True  # the main loop hands the port back
 
     def _on_get_stats(self, seq, start, end):

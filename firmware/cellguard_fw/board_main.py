@@ -11,7 +11,7 @@ from select import POLLIN, poll
 from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 import micropython
-from machine import reset
+from machine import WDT, Timer, reset
 
 from .app import Bms
 from .hal_adc_mux import AdcMuxHal
@@ -48,9 +48,13 @@ def run(board_path="/board.json"):
     sleep_ms(REPL_GRACE_MS)
     micropython.kbd_intr(-1)
     bms = Bms(board, AdcMuxHal(board), UsbSerialPort())
+    # A loop that stops running (a bug, a stuck peripheral) resets the board: the
+    # output pin falls back to its default (open) and the firmware boots again.
+    wdt = WDT(timeout=board.get("watchdog_ms", 2000))
     period = board["control_period_ms"]
     deadline = ticks_add(ticks_ms(), period)
     while True:
+        wdt.feed()
         try:
             bms.poll()
         except Exception:  # a bug in request handling must never stop protection
@@ -58,7 +62,11 @@ def run(board_path="/board.json"):
         if bms.reset_requested:
             sleep_ms(50)  # let the ACK leave
             reset()
-        if bms.repl_requested:
+        if bms.repl_requested:  # the output is open already
+            # The watchdog cannot be stopped once started: keep it fed from a
+            # timer while the REPL owns the board.
+            timer = Timer(-1 if board["mcu"] == "rp2040" else 0)
+            timer.init(period=500, mode=Timer.PERIODIC, callback=lambda t: wdt.feed())
             micropython.kbd_intr(3)  # Ctrl-C works again; main.py ends in the REPL
             return
         late = ticks_diff(ticks_ms(), deadline)

@@ -72,6 +72,10 @@ class SimulatedBoard:
         self._master = -1
         self._slave = -1
         self._host_reading = True
+        self._hung_until_ms = 0
+        self._hung_since_ms = 0
+        self.watchdog_ms: int = self.board.get("watchdog_ms", 2000)
+        self.watchdog_resets = 0
         self._unique_id = b"\x5e\x11" + self.board["name"].encode()[:6]
         self.port = ""
 
@@ -146,6 +150,24 @@ class SimulatedBoard:
             self._runtime.boot(self.board_json, self._unique_id)
             self.plant.output_closed = False
 
+    def hang(self, seconds: float) -> None:
+        """Stop the firmware's loop for ``seconds`` of simulated time, as a bug or a
+        stuck peripheral would: the output keeps its state, nothing is measured or
+        answered, until the board's watchdog (``watchdog_ms`` in the board file,
+        default 2000 ms) resets it — then the output opens and the firmware boots
+        again with its flash intact."""
+        with self._lock:
+            self._hung_until_ms = self.time_ms + round(seconds * 1000)
+            self._hung_since_ms = self.time_ms
+
+    def _while_hung(self) -> None:
+        if self.time_ms - self._hung_since_ms >= self.watchdog_ms:
+            self.watchdog_resets += 1
+            self._hung_until_ms = 0
+            self.plant.output_closed = False  # a reset releases the output pin
+            assert self._runtime is not None
+            self._runtime.boot(self.board_json, self._unique_id)
+
     def pause(self) -> None:
         self._paused.set()
 
@@ -196,11 +218,14 @@ class SimulatedBoard:
             for hook in self.tick_hooks:
                 hook(self)
             self.plant.step(self.period_ms / 1000.0)
+            self.time_ms += self.period_ms
+            if self._hung_until_ms > self.time_ms - self.period_ms:
+                self._while_hung()
+                return
             codes = self.sensors.codes(self.plant)
             sampled = self.plant.truth()  # what the firmware is about to measure
             tx, closed = self._runtime.step(self.period_ms, codes, rx)
             self.plant.output_closed = closed
-            self.time_ms += self.period_ms
             self.history.append((self.time_ms, sampled))
         if tx:
             self._write_host(tx)
