@@ -78,6 +78,7 @@ Faults = FlagsEnum(
     cell_imbalance=1 << 12,
     precharge_failed=1 << 13,
     contactor_welded=1 << 14,
+    host_lost=1 << 15,  # policy: no frame from the host for host_timeout_ms (never latches)
 )
 
 NakError = Enum(
@@ -131,6 +132,7 @@ ConfigKey = Enum(
     cell_spread_release_delay_ms=52,
     telemetry_period_ms=100,
     capacity_mah=101,
+    host_timeout_ms=102,  # 0: keep protecting without a host; else open after this silence
 )
 
 Text = PascalString(Int8ul, "utf8")

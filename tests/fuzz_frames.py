@@ -126,9 +126,11 @@ def _sim_4s() -> BoardModel:
             hard[1 + 4 * group + k] = limits if k < 2 else delay
     hard[100] = (100, 60000)  # telemetry period: control period .. 60 s
     hard[101] = (1, 10_000_000)  # capacity, mAh
+    hard[102] = (0, 3_600_000)  # host timeout, ms
     # Cell over-voltage (NMC 4250 / 4150 mV, 1000 / 2000 ms): trip in (release, hard max],
     # release in [hard min, trip); the delays have no range narrower than the hard one.
-    frozen = {1: (4151, 4300), 2: (2500, 4249), 3: delay, 4: delay}
+    frozen = {1: (4151, 4300), 2: (2500, 4249), 3: delay, 4: delay,
+              102: (0, 3_600_000)}  # a random host timeout would open the output
     return BoardModel(hard=hard, frozen=frozen)
 
 
@@ -279,7 +281,7 @@ class FrameFuzzer:
             key, value, answer = self.config_write()
             values = {"key": key, "value": value, "pin": self.u32()}
         elif name == "get_config_dump":
-            first = rng.choice((0, 1, 52, 53, 100, 101, 102, 255, rng.randrange(256)))
+            first = rng.choice((0, 1, 52, 53, 100, 102, 103, 255, rng.randrange(256)))
             values, answer = {"first_key": first}, "config_dump"
         elif name == "get_faults":
             values, answer = {}, "fault_state"

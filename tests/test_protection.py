@@ -193,8 +193,9 @@ def test_fault_bits_match_codec() -> None:
     for name, bit, *_ in PROTECTIONS:
         assert bit == EXPECTED_BITS[name], name
     codec_bits = {v for k, v in vars(codec).items() if k.startswith("FAULT_")}
-    # every fault bit is a protection's, or the contactor state machine's
-    contactor_bits = {codec.FAULT_PRECHARGE_FAILED, codec.FAULT_CONTACTOR_WELDED}
+    # every fault bit is a protection's, the contactor state machine's or the policy's
+    contactor_bits = {codec.FAULT_PRECHARGE_FAILED, codec.FAULT_CONTACTOR_WELDED,
+                      codec.FAULT_HOST_LOST}  # and the host-silence policy
     assert {p[1] for p in PROTECTIONS} | contactor_bits == codec_bits
     assert len(codec_bits) == len(PROTECTIONS) + len(contactor_bits)
     for bit in codec_bits:

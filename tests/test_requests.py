@@ -334,3 +334,17 @@ def test_a_fault_stays_latched_across_a_reset_until_cleared(board: Any) -> None:
     assert sim.truth().output_closed
     kinds = [e.kind for e in client.events()]
     assert kinds[-1] == "clear" and kinds.count("boot") == 2
+
+
+def test_host_lost_policy_opens_the_output_until_the_host_returns(board: Any) -> None:
+    sim, client = board
+    assert client.get_config("host_timeout_ms").value == 0  # default: keep protecting
+    client.set_config("host_timeout_ms", 2000)
+    _wait_for(client, "fault_event", lambda p: p["kind"] == "trip" and p["fault"] == 0x8000)
+    assert not sim.truth().output_closed
+    state = client.fault_state()  # the host is back: the condition releases
+    assert state["latched"] == []  # a policy, never latched
+    deadline = time.monotonic() + 5
+    while not sim.truth().output_closed and time.monotonic() < deadline:
+        client.stats()
+    assert sim.truth().output_closed

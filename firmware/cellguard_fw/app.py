@@ -20,6 +20,7 @@ from .codec import (
     EVENT_TIME_SYNC,
     EVENT_TRIP,
     FAULT_CONTACTOR_WELDED,
+    FAULT_HOST_LOST,
     FAULT_PRECHARGE_FAILED,
     MAX_FRAME,
     MSG_ACK,
@@ -161,6 +162,10 @@ class Bms:
         self.naks_sent = 0
         self.reset_requested = False
         self.repl_requested = False
+        # Policy when the host falls silent: 0 keeps protecting as ever; otherwise
+        # the output opens after this long without a frame, until one arrives.
+        self.host_timeout_ms = board.get("host_timeout_ms", 0)
+        self.host_silence_ms = 0
         self.handlers = {
             MSG_HELLO: self._on_hello,
             MSG_TIME_SYNC: self._on_time_sync,
@@ -190,6 +195,9 @@ class Bms:
         p = self.protection
         p.load(m)
         faults = p.step(dt_ms) | self.contactor.faults
+        self.host_silence_ms += dt_ms
+        if self.host_timeout_ms and self.host_silence_ms >= self.host_timeout_ms:
+            faults |= FAULT_HOST_LOST
         if faults != self.faults:
             self._report_fault_changes(faults)
         self._drive_output(dt_ms, faults | self.latched, m.pack_mv)
@@ -228,6 +236,7 @@ class Bms:
         trips = faults & changed
         self.tripped |= trips
         self.faults = faults
+        trips &= ~FAULT_HOST_LOST  # a policy, not a fault of the pack: never latches
         if trips & ~self.latched:
             self.latched |= trips
             self.latch_store.save(self.latched)
@@ -240,6 +249,9 @@ class Bms:
         if contactor_bits:
             kind = EVENT_TRIP if faults & contactor_bits else EVENT_RELEASE
             self._fault_event(kind, contactor_bits, self.contactor.fault_value)
+        if changed & FAULT_HOST_LOST:
+            kind = EVENT_TRIP if faults & FAULT_HOST_LOST else EVENT_RELEASE
+            self._fault_event(kind, FAULT_HOST_LOST, self.host_silence_ms)
 
     def _fault_event(self, kind, bits, value):
         index = self._log(kind, bits, value)
@@ -271,6 +283,7 @@ class Bms:
         self.link.poll(self._on_frame)
 
     def _on_frame(self, version, msg_type, seq, start, end):
+        self.host_silence_ms = 0  # any intact frame shows the host is there
         if version != PROTOCOL_MAJOR:
             self._nak(seq, msg_type, NAK_ERROR_INCOMPATIBLE_VERSION, PROTOCOL_MAJOR)
             return

@@ -11,6 +11,7 @@ each refusal names the bound that was crossed.
 
 from .codec import (
     CONFIG_CAPACITY_MAH,
+    CONFIG_HOST_TIMEOUT_MS,
     CONFIG_TELEMETRY_PERIOD_MS,
     NAK_ERROR_BEYOND_HARD_LIMIT,
     NAK_ERROR_OUT_OF_RANGE,
@@ -32,7 +33,9 @@ PROTECTION_KEYS = 4 * len(PROTECTIONS)
 MAX_DELAY_MS = 60000
 MAX_TELEMETRY_PERIOD_MS = 60000
 MAX_CAPACITY_MAH = 10000000
-KEYS = tuple(range(1, PROTECTION_KEYS + 1)) + (CONFIG_TELEMETRY_PERIOD_MS, CONFIG_CAPACITY_MAH)
+MAX_HOST_TIMEOUT_MS = 3600000
+KEYS = tuple(range(1, PROTECTION_KEYS + 1)) + (
+    CONFIG_TELEMETRY_PERIOD_MS, CONFIG_CAPACITY_MAH, CONFIG_HOST_TIMEOUT_MS)
 
 
 class Config:
@@ -70,6 +73,8 @@ class Config:
             return self.bms.telemetry_period_ms
         if key == CONFIG_CAPACITY_MAH:
             return self.bms.soc.capacity_mah
+        if key == CONFIG_HOST_TIMEOUT_MS:
+            return self.bms.host_timeout_ms
         raise KeyError(key)
 
     def limits(self, key):
@@ -93,6 +98,8 @@ class Config:
             return period, MAX_TELEMETRY_PERIOD_MS, period, MAX_TELEMETRY_PERIOD_MS
         if key == CONFIG_CAPACITY_MAH:
             return 1, MAX_CAPACITY_MAH, 1, MAX_CAPACITY_MAH
+        if key == CONFIG_HOST_TIMEOUT_MS:
+            return 0, MAX_HOST_TIMEOUT_MS, 0, MAX_HOST_TIMEOUT_MS
         raise KeyError(key)
 
     def check(self, key, value):
@@ -128,3 +135,5 @@ class Config:
             self.bms.telemetry_period_ms = value
         elif key == CONFIG_CAPACITY_MAH:
             self.bms.soc.set_capacity(value)
+        elif key == CONFIG_HOST_TIMEOUT_MS:
+            self.bms.host_timeout_ms = value

@@ -51,6 +51,7 @@ FAULT_VALUE_UNITS: dict[str, str] = {
     "deep_discharge": "mv", "overtemperature_charge": "dc", "undertemperature_charge": "dc",
     "overcurrent_charge_peak": "ma", "overcurrent_discharge_peak": "ma", "short_circuit": "ma",
     "cell_imbalance": "mv",
+    "host_lost": "ms",
 }
 
 
