@@ -102,6 +102,7 @@ def telemetry_values(n: int, seed: int) -> Iterator[dict[str, Any]]:
             "board_time_ms": board_ms & 0xFFFF_FFFF,
             "state": state,
             "faults": faults,
+            "warnings": 0 if roll < 0.99 else 0x1000,
             "pack_mv": sum(cells),
             "current_ma": int(current_ma),
             "soc_cpct": int(soc),
@@ -163,7 +164,7 @@ def chunks_of(stream: bytes, size: int) -> list[bytes]:
 
 _HEADER = struct.Struct("<BBHB")
 _CRC = struct.Struct("<L")
-_FIXED = struct.Struct("<LLBLLlH")  # telemetry up to the cell count
+_FIXED = struct.Struct("<LLBLLLlH")  # telemetry up to the cell count
 _MIN_BODY = _HEADER.size + _CRC.size
 
 
@@ -201,7 +202,8 @@ def baseline_decode(chunks: list[bytes]) -> Iterator[Telemetry]:
                 continue
             if fixed_end + 1 > end:
                 continue
-            tseq, board_ms, state, faults, pack_mv, current_ma, soc = unpack_fixed(body, 5)
+            (tseq, board_ms, state, faults, warnings, pack_mv, current_ma,
+             soc) = unpack_fixed(body, 5)
             ncells = body[fixed_end]
             off = fixed_end + 1
             if off + 2 * ncells + 1 > end:
@@ -215,7 +217,8 @@ def baseline_decode(chunks: list[bytes]) -> Iterator[Telemetry]:
             temps = list(unpack_from(f"<{ntemps}h", body, off))
             yield from_wire({
                 "telemetry_seq": tseq, "board_time_ms": board_ms,
-                "state": states.get(state, state), "faults": faults, "pack_mv": pack_mv,
+                "state": states.get(state, state), "faults": faults, "warnings": warnings,
+                "pack_mv": pack_mv,
                 "current_ma": current_ma, "soc_cpct": soc, "cells_mv": cells, "temps_dc": temps,
             })
 

@@ -171,6 +171,7 @@ Telemetry = Struct(
     "state" / BmsState * "BMS state",
     # A plain integer on the wire so bits a newer firmware adds are not lost.
     "faults" / Int32ul * "fault bits holding the output open: active or latched (see the table)",
+    "warnings" / Int32ul * "warning bits active now: reported only, the output stays as it is",
     "pack_mv" / Int32ul * "pack voltage, mV",
     "current_ma" / Int32sl * "pack current, mA, positive = charging",
     "soc_cpct" / Int16ul * "state of charge, 0.01 %",

@@ -113,7 +113,7 @@ def drive_protection(p, m, trace):
         else:  # discharge overcurrent, its peak level and a short circuit
             m.current_ma = -51000
         p.load(m)
-        trace[k] = p.step(100)
+        trace[k] = p.step(100) | p.warnings
 """
 
 PROTECTION_SAMPLES = 1800

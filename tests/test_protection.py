@@ -174,10 +174,11 @@ class Rig:
             self.p.load(self.m)
             faults = self.p.step(dt_ms)
             assert faults == self.p.faults
+            faults |= self.p.warnings  # here a warning's bit counts like a fault's
         return faults
 
     def tripped(self) -> bool:
-        return bool(self.p.faults & self.spec.bit)
+        return bool((self.p.faults | self.p.warnings) & self.spec.bit)
 
     def trip_now(self) -> None:
         self.feed(self.spec.beyond(self.spec.trip), samples_to(self.spec.trip_delay_ms))
@@ -248,7 +249,7 @@ def test_trips_exactly_after_trip_delay(spec: Spec) -> None:
     n = samples_to(spec.trip_delay_ms)
     assert rig.feed(spec.beyond(spec.trip), n - 1) == 0, "tripped one sample early"
     assert rig.feed(spec.beyond(spec.trip)) == spec.bit, "did not trip after its delay"
-    assert rig.p.faults == spec.bit
+    assert rig.p.faults | rig.p.warnings == spec.bit
 
 
 @pytest.mark.parametrize("dt_ms", [30, 70, 250, 300, 1000, 3000])
@@ -320,7 +321,7 @@ def test_only_its_own_bit(spec: Spec) -> None:
     """Tripping one protection sets its bit alone; others stay clear."""
     rig = Rig(spec)
     rig.trip_now()
-    assert rig.p.faults == spec.bit
+    assert rig.p.faults | rig.p.warnings == spec.bit
     for i in range(rig.p.count):
         assert rig.p.active[i] == (1 if rig.p.bit[i] == spec.bit else 0)
 
@@ -525,3 +526,18 @@ def test_bms_machine_reaches_faults_and_recovery() -> None:
     m.run(100, samples_to(500))
     assert m.bms.protection.faults == codec.FAULT_OVERCURRENT_DISCHARGE
     assert m.hal.outputs == [False, True, False, True, False]
+
+
+def test_a_warning_is_reported_but_never_opens_or_latches() -> None:
+    m = BmsMachine()
+    m.opens_at_boot()
+    m.run(100, 5)
+    m.set_cell(0, 4100)  # 400 mV above the others: imbalance, no voltage limit crossed
+    m.run(100, samples_to(5000))
+    bms = m.bms
+    assert bms.warnings == codec.FAULT_CELL_IMBALANCE
+    assert bms.protection.faults == 0 and bms.latched == 0
+    assert bms.output_closed and bms.state == STATE_ACTIVE
+    m.set_cell(0, 3700)
+    m.run(100, samples_to(10000))
+    assert bms.warnings == 0 and bms.output_closed

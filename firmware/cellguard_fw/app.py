@@ -151,6 +151,7 @@ class Bms:
         self.state = STATE_STARTUP
         self.output_closed = False
         self.faults = 0
+        self.warnings = 0
         self.tripped = 0  # bits that tripped since boot or the last CLEAR_FAULTS
         self.time_ms = 0
         self.unix_base = 0  # Unix time at board time 0, once the host set the clock
@@ -195,6 +196,8 @@ class Bms:
         p = self.protection
         p.load(m)
         faults = p.step(dt_ms) | self.contactor.faults
+        if p.warnings != self.warnings:
+            self._report_warning_changes(p.warnings)
         self.host_silence_ms += dt_ms
         if self.host_timeout_ms and self.host_silence_ms >= self.host_timeout_ms:
             faults |= FAULT_HOST_LOST
@@ -253,6 +256,16 @@ class Bms:
             kind = EVENT_TRIP if faults & FAULT_HOST_LOST else EVENT_RELEASE
             self._fault_event(kind, FAULT_HOST_LOST, self.host_silence_ms)
 
+    def _report_warning_changes(self, warnings):
+        p = self.protection
+        changed = warnings ^ self.warnings
+        self.warnings = warnings
+        for i in range(p.count):
+            bit = p.bit[i]
+            if changed & bit:
+                kind = EVENT_TRIP if warnings & bit else EVENT_RELEASE
+                self._fault_event(kind, bit, p.event_value[i])
+
     def _fault_event(self, kind, bits, value):
         index = self._log(kind, bits, value)
         link = self.link
@@ -272,7 +285,7 @@ class Bms:
         end = encode_telemetry(
             link.payload_buffer(), PAYLOAD_AT,
             self.telemetry_seq, self.time_ms & 0xFFFFFFFF, self.state, self.faults | self.latched,
-            m.pack_mv, m.current_ma, self.soc.soc_cpct(), m.cells_mv, m.temps_dc,
+            self.warnings, m.pack_mv, m.current_ma, self.soc.soc_cpct(), m.cells_mv, m.temps_dc,
         )
         link.send(MSG_TELEMETRY, link.next_seq(), end)
         self.telemetry_seq = (self.telemetry_seq + 1) & 0xFFFFFFFF

@@ -216,10 +216,10 @@ def encode_stats(buf, off, uptime_ms, frames_ok, frames_bad, crc_errors, oversiz
     return off
 
 
-def encode_telemetry(buf, off, telemetry_seq, board_time_ms, state, faults, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc):
+def encode_telemetry(buf, off, telemetry_seq, board_time_ms, state, faults, warnings, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc):
     """Write a TELEMETRY payload at buf[off:]; return the end offset."""
-    pack_into("<LLBLLlH", buf, off, telemetry_seq, board_time_ms, state, faults, pack_mv, current_ma, soc_cpct)
-    off += 23
+    pack_into("<LLBLLLlH", buf, off, telemetry_seq, board_time_ms, state, faults, warnings, pack_mv, current_ma, soc_cpct)
+    off += 27
     n = len(cells_mv)
     pack_into("<B", buf, off, n)
     off += 1

@@ -101,10 +101,10 @@ def decode_stats(buf, off, end):
 
 def decode_telemetry(buf, off, end):
     """Parse a TELEMETRY payload in buf[off:end]; return its fields."""
-    if off + 23 > end:
+    if off + 27 > end:
         raise ValueError("short telemetry")
-    telemetry_seq, board_time_ms, state, faults, pack_mv, current_ma, soc_cpct = unpack_from("<LLBLLlH", buf, off)
-    off += 23
+    telemetry_seq, board_time_ms, state, faults, warnings, pack_mv, current_ma, soc_cpct = unpack_from("<LLBLLLlH", buf, off)
+    off += 27
     if off + 1 > end:
         raise ValueError("short telemetry")
     n = unpack_from("<B", buf, off)[0]
@@ -127,7 +127,7 @@ def decode_telemetry(buf, off, end):
         off += 2
     if off != end:
         raise ValueError("trailing bytes in telemetry")
-    return (telemetry_seq, board_time_ms, state, faults, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc)
+    return (telemetry_seq, board_time_ms, state, faults, warnings, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc)
 
 
 def decode_fault_event(buf, off, end):

@@ -80,6 +80,11 @@ PROTECTIONS = (
 )
 
 
+# Severity: these protections only warn (reported in telemetry and by FAULT_EVENT,
+# never latched, the output untouched); every other one is a fault.
+WARNING_BITS = FAULT_CELL_IMBALANCE
+
+
 class Protection:
     """The protection table and its state.
 
@@ -103,6 +108,7 @@ class Protection:
         self.event_value = array("l", [0] * n)  # the value at the last trip or release
         self.values = array("l", [0] * N_QUANTITIES)
         self.faults = 0
+        self.warnings = 0
         self.pending_trips = 0  # bits whose trip condition holds but whose delay runs
         for i in range(n):
             name, bit, quantity, above, key, trip_delay, release_delay = PROTECTIONS[i]
@@ -139,7 +145,7 @@ class Protection:
     def step(self, dt_ms):
         """Advance every protection by one sample taken ``dt_ms`` after the last.
 
-        Returns the active fault bits.
+        Returns the active fault bits; active warning bits are in ``warnings``.
         """
         faults = 0
         pending = 0
@@ -172,6 +178,8 @@ class Protection:
                     pending |= self.bit[i]
             if self.active[i]:
                 faults |= self.bit[i]
+        self.warnings = faults & WARNING_BITS
+        faults &= ~WARNING_BITS
         self.faults = faults
-        self.pending_trips = pending
+        self.pending_trips = pending & ~WARNING_BITS
         return faults

@@ -198,6 +198,7 @@ class Telemetry:
     cells_v: list[float]
     temps_c: list[float]
     raw: dict[str, Any] = field(repr=False, compare=False)
+    warnings: int = 0  # bits of warning-only protections active now
 
     @classmethod
     def from_wire(cls, p: dict[str, Any]) -> Telemetry:
@@ -212,6 +213,7 @@ class Telemetry:
             cells_v=[mv / 1000.0 for mv in p["cells_mv"]],
             temps_c=[dc / 10.0 for dc in p["temps_dc"]],
             raw=p,
+            warnings=p["warnings"],
         )
 
     @property

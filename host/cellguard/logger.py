@@ -56,8 +56,10 @@ def status_printer(stream: TextIO = sys.stderr) -> StatusFn:
 def format_status(samples: int, lost: int, t: Telemetry) -> str:
     cells = f"{min(t.cells_v):.3f}-{max(t.cells_v):.3f} V" if t.cells_v else "-"
     faults = ",".join(t.fault_names) or "none"
+    warnings = ",".join(fault_names(t.warnings))
     return (f"t={t.board_time_s:9.1f} s  samples={samples}  lost={lost}  SoC={t.soc_pct:5.1f} %  "
-            f"cells={cells}  I={t.current_a:+.2f} A  state={t.state}  faults={faults}")
+            f"cells={cells}  I={t.current_a:+.2f} A  state={t.state}  faults={faults}"
+            + (f"  warnings={warnings}" if warnings else ""))
 
 
 def describe_fault_event(p: dict[str, Any]) -> str:
