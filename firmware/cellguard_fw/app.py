@@ -149,7 +149,6 @@ class Bms:
         self.unique_id = hexlify(hal.unique_id())
         self.board_name = board["name"].encode()
         self.state = STATE_STARTUP
-        self.output_closed = False
         self.faults = 0
         self.warnings = 0
         self.tripped = 0  # bits that tripped since boot or the last CLEAR_FAULTS
@@ -182,6 +181,11 @@ class Bms:
         }
         self.contactor = Contactor(hal, board.get("precharge"))
         self._log(EVENT_BOOT, self.latched, 0)
+
+    @property
+    def output_closed(self):
+        """Whether current can flow: the contactor state machine is the one truth."""
+        return self.contactor.closed
 
     # -- control step ------------------------------------------------------
     def step(self, dt_ms):
@@ -223,7 +227,6 @@ class Bms:
         c.step(dt_ms, want, pack_mv)
         if c.faults != before:  # precharge failed or contactor welded: report now
             self._report_fault_changes(self.faults | c.faults)
-        self.output_closed = c.closed
         if held or c.faults:
             self.state = STATE_FAULT
         elif c.closed:
@@ -355,7 +358,6 @@ class Bms:
         self._ack(seq, MSG_ENTER_REPL)
         # Nothing protects the cells from the REPL: open the output first.
         self.contactor.step(0, False, 0)
-        self.output_closed = False
         self.repl_requested = True  # the main loop hands the port back
 
     def _on_get_stats(self, seq, start, end):

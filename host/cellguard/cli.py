@@ -48,11 +48,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     with BoardClient(args.port) as client:
         info = client.hello(timeout_s=args.timeout)
-    if args.json:
-        print(json.dumps(info.to_dict(), indent=2))
-    else:
-        for key, value in info.to_dict().items():
-            print(f"{key:24} {value}")
+    fields = info.to_dict()
+    _emit(fields, args.json, [f"{k:24} {v}" for k, v in fields.items()])
     return 0
 
 
@@ -102,10 +99,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     with LogReader(args.file) as reader:
         summary = reader.summary()
-    if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
-    else:
-        print("\n".join(summary.lines()))
+    _emit(summary.to_dict(), args.json, summary.lines())
     return 0
 
 
@@ -173,6 +167,11 @@ def parse_config_value(key: str, text: str) -> int:
     return round(value)
 
 
+def _emit(data: Any, as_json: bool, lines: Sequence[str]) -> None:
+    """Print ``data`` as JSON, or ``lines`` for a person."""
+    print(json.dumps(data, indent=2) if as_json else "\n".join(lines))
+
+
 def _entry_row(e: Any) -> dict[str, Any]:
     from .client import key_unit
 
@@ -183,13 +182,13 @@ def _entry_row(e: Any) -> dict[str, Any]:
 
 def _print_entries(entries: list[Any], as_json: bool) -> None:
     rows = [_entry_row(e) for e in entries]
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    for r in rows:
+
+    def line(r: dict[str, Any]) -> str:
         si = f"({r['si_value']:g} {r['si_unit']})" if r["si_unit"] else ""
-        print(f"{r['key']:34} {r['value']:>9} {r['unit']:4} {si:16} "
-              f"allowed {r['min']}..{r['max']}")
+        return (f"{r['key']:34} {r['value']:>9} {r['unit']:4} {si:16} "
+                f"allowed {r['min']}..{r['max']}")
+
+    _emit(rows, as_json, [line(r) for r in rows])
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -211,11 +210,7 @@ def cmd_faults(args: argparse.Namespace) -> int:
         if args.clear:
             client.clear_faults()
         state = client.fault_state()
-    if args.json:
-        print(json.dumps(state, indent=2))
-    else:
-        for k, names in state.items():
-            print(f"{k:8} {', '.join(names) or 'none'}")
+    _emit(state, args.json, [f"{k:8} {', '.join(v) or 'none'}" for k, v in state.items()])
     return 0
 
 
@@ -223,13 +218,13 @@ def cmd_events(args: argparse.Namespace) -> int:
     client = _connect(args.port)
     with client:
         events = client.events()
-    if args.json:
-        print(json.dumps([e.__dict__ for e in events], indent=2))
-    else:
-        for e in events:
-            when = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.unix_time))
-                    if e.unix_time else "clock not set")
-            print(f"{e.index:6} {e.board_time_s:12.1f} s  {when:19}  {e.kind:9} {e.describe()}")
+
+    def line(e: Any) -> str:
+        when = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.unix_time))
+                if e.unix_time else "clock not set")
+        return f"{e.index:6} {e.board_time_s:12.1f} s  {when:19}  {e.kind:9} {e.describe()}"
+
+    _emit([e.__dict__ for e in events], args.json, [line(e) for e in events])
     return 0
 
 
@@ -237,11 +232,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     client = _connect(args.port)
     with client:
         stats = client.stats()
-    if args.json:
-        print(json.dumps(stats, indent=2))
-    else:
-        for k, v in stats.items():
-            print(f"{k:18} {v}")
+    _emit(stats, args.json, [f"{k:18} {v}" for k, v in stats.items()])
     return 0
 
 
