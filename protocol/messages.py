@@ -28,7 +28,7 @@ from construct import (
 
 PROTOCOL_MAJOR = 1
 """A board and a host talk only when their major versions are equal."""
-PROTOCOL_MINOR = 1
+PROTOCOL_MINOR = 2
 """Minor versions add message types; a host ignores types it does not know."""
 
 MAX_PAYLOAD = 255
@@ -79,7 +79,52 @@ Faults = FlagsEnum(
     precharge_failed=1 << 13,
     contactor_welded=1 << 14,
     host_lost=1 << 15,  # policy: no frame from the host for host_timeout_ms (never latches)
+    open_wire=1 << 16,  # a cell-voltage sense wire is open: its tap floats
+    sensor_range=1 << 17,  # a cell reading beyond what any cell can show: a sensor fault
+    sensor_disconnected=1 << 18,  # a temperature sensor reads open or shorted
+    sensor_stuck=1 << 19,  # a cell reading has not moved while current flowed
+    pack_voltage_mismatch=1 << 20,  # pack voltage sensor disagrees with the sum of cells
+    temperature_rise=1 << 21,  # temperature rising faster than the limit (dT/dt)
 )
+
+Severity = Enum(
+    Int8ul,
+    warning=0,  # reported only; the output stays as it is
+    alarm=1,  # current limited to zero in the protection's direction; releases by itself
+    fault=2,  # output opened; latches until CLEAR_FAULTS
+)
+
+# The configuration stem of each protection, in the order of the firmware's
+# protection table (``cellguard_fw.protection.PROTECTIONS``) and the unit of its
+# thresholds. Keys 4i+1..4i+4 are its trip, release, trip delay and release delay;
+# key 128+i its debounce count (consecutive samples) and 160+i its severity.
+PROTECTION_STEMS: tuple[tuple[str, str], ...] = (
+    ("cell_ov", "mv"), ("cell_uv", "mv"), ("temp_max", "dc"), ("temp_min", "dc"),
+    ("charge_current", "ma"), ("discharge_current", "ma"), ("deep_discharge", "mv"),
+    ("temp_charge_max", "dc"), ("temp_charge_min", "dc"), ("charge_current_peak", "ma"),
+    ("discharge_current_peak", "ma"), ("short_circuit", "ma"), ("cell_spread", "mv"),
+    ("open_wire", "mv"), ("sensor_range", "mv"), ("sensor_disconnected", "count"),
+    ("sensor_stuck", "ms"), ("pack_mismatch", "mv"), ("temp_rise", "dc"),
+)
+DEBOUNCE_KEY_BASE = 128
+SEVERITY_KEY_BASE = 160
+
+
+def protection_keys() -> dict[str, int]:
+    """Name -> id of every per-protection configuration key."""
+    # The first 13 keep the names protocol 1.1 gave their trip thresholds.
+    trip_names = {"charge_current": "charge_current_max_ma",
+                  "discharge_current": "discharge_current_max_ma"}
+    keys: dict[str, int] = {}
+    for i, (stem, unit) in enumerate(PROTECTION_STEMS):
+        base = 4 * i + 1
+        keys[trip_names.get(stem, f"{stem}_{unit}")] = base
+        keys[f"{stem}_release_{unit}"] = base + 1
+        keys[f"{stem}_delay_ms"] = base + 2
+        keys[f"{stem}_release_delay_ms"] = base + 3
+        keys[f"{stem}_debounce"] = DEBOUNCE_KEY_BASE + i
+        keys[f"{stem}_severity"] = SEVERITY_KEY_BASE + i
+    return keys
 
 NakError = Enum(
     Int8ul,
@@ -103,33 +148,11 @@ EventKind = Enum(
     reset=7,  # reset on request
 )
 
-# Configuration keys. Protection keys come in fours per protection, in the
-# order of the firmware's protection table: trip, release, trip delay, release
-# delay. Values are i32 in the unit the name ends with.
+# Configuration keys: the protection keys above, then the board-wide ones.
+# Values are i32 in the unit the name ends with (severity: see Severity).
 ConfigKey = Enum(
     Int8ul,
-    cell_ov_mv=1, cell_ov_release_mv=2, cell_ov_delay_ms=3, cell_ov_release_delay_ms=4,
-    cell_uv_mv=5, cell_uv_release_mv=6, cell_uv_delay_ms=7, cell_uv_release_delay_ms=8,
-    temp_max_dc=9, temp_max_release_dc=10, temp_max_delay_ms=11, temp_max_release_delay_ms=12,
-    temp_min_dc=13, temp_min_release_dc=14, temp_min_delay_ms=15, temp_min_release_delay_ms=16,
-    charge_current_max_ma=17, charge_current_release_ma=18, charge_current_delay_ms=19,
-    charge_current_release_delay_ms=20,
-    discharge_current_max_ma=21, discharge_current_release_ma=22,
-    discharge_current_delay_ms=23, discharge_current_release_delay_ms=24,
-    deep_discharge_mv=25, deep_discharge_release_mv=26, deep_discharge_delay_ms=27,
-    deep_discharge_release_delay_ms=28,
-    temp_charge_max_dc=29, temp_charge_max_release_dc=30, temp_charge_max_delay_ms=31,
-    temp_charge_max_release_delay_ms=32,
-    temp_charge_min_dc=33, temp_charge_min_release_dc=34, temp_charge_min_delay_ms=35,
-    temp_charge_min_release_delay_ms=36,
-    charge_current_peak_ma=37, charge_current_peak_release_ma=38,
-    charge_current_peak_delay_ms=39, charge_current_peak_release_delay_ms=40,
-    discharge_current_peak_ma=41, discharge_current_peak_release_ma=42,
-    discharge_current_peak_delay_ms=43, discharge_current_peak_release_delay_ms=44,
-    short_circuit_ma=45, short_circuit_release_ma=46, short_circuit_delay_ms=47,
-    short_circuit_release_delay_ms=48,
-    cell_spread_mv=49, cell_spread_release_mv=50, cell_spread_delay_ms=51,
-    cell_spread_release_delay_ms=52,
+    **protection_keys(),
     telemetry_period_ms=100,
     capacity_mah=101,
     host_timeout_ms=102,  # 0: keep protecting without a host; else open after this silence
@@ -172,6 +195,8 @@ Telemetry = Struct(
     # A plain integer on the wire so bits a newer firmware adds are not lost.
     "faults" / Int32ul * "fault bits holding the output open: active or latched (see the table)",
     "warnings" / Int32ul * "warning bits active now: reported only, the output stays as it is",
+    "alarms" / Int32ul * "alarm bits active now: current held to zero in their direction",
+    "allowed" / Int8ul * "directions current may flow now: bit 0 charge, bit 1 discharge",
     "pack_mv" / Int32ul * "pack voltage, mV",
     "current_ma" / Int32sl * "pack current, mA, positive = charging",
     "soc_cpct" / Int16ul * "state of charge, 0.01 %",
@@ -199,6 +224,7 @@ FaultEvent = Struct(
     "event_index" / Int32ul * "index of this event in the board's event log",
     "board_time_ms" / Int32ul * "board time of the change, ms",
     "kind" / EventKind * "trip, release or clear",
+    "severity" / Severity * "severity of the protection (fault for a clear)",
     "fault" / Int32ul * "the fault bit(s) that changed",
     "value" / Int32sl * "the measured value that caused it (unit of the protection)",
     "faults" / Int32ul * "fault bits holding the output open after the change (active or latched)",
@@ -307,6 +333,7 @@ ENUMS = {
     "nak_error": NakError,
     "event": EventKind,
     "config": ConfigKey,
+    "severity": Severity,
 }
 """Enumerations exported to the firmware codec as constants."""
 FLAGS = {"fault": Faults}

@@ -23,6 +23,7 @@ INFO_FIELDS: dict[str, Any] = {
 
 TELEMETRY_FIELDS: dict[str, Any] = {
     "telemetry_seq": 0, "board_time_ms": 100, "state": "active", "faults": 0, "warnings": 0,
+    "alarms": 0, "allowed": 3,
     "pack_mv": 7400, "current_ma": 0, "soc_cpct": 5000, "cells_mv": [3700, 3700],
     "temps_dc": [250],
 }

@@ -119,17 +119,22 @@ def _sim_4s() -> BoardModel:
     hard: dict[int, tuple[int, int]] = {}
     # In the order of the firmware's protection table (a test checks it).
     spread = (0, cell[1] - cell[0])
+    open_wire, sensor_range = (0, cell[0]), (cell[1], 5000)  # 5000: the cell ADC's scale
+    railed, stuck, mismatch, rise = (0, 2), (0, 3_600_000), (0, 25000), (0, temp[1] - temp[0])
     groups = (cell, cell, temp, temp, current, current, cell, temp, temp, current, current,
-              current, spread)
+              current, spread, open_wire, sensor_range, railed, stuck, mismatch, rise)
     for group, limits in enumerate(groups):
         for k in range(4):
             hard[1 + 4 * group + k] = limits if k < 2 else delay
+        hard[128 + group] = (1, 1000)  # debounce count, samples
+        hard[160 + group] = (0, 2)  # severity: warning, alarm, fault
     hard[100] = (100, 60000)  # telemetry period: control period .. 60 s
     hard[101] = (1, 10_000_000)  # capacity, mAh
     hard[102] = (0, 3_600_000)  # host timeout, ms
-    # Cell over-voltage (NMC 4250 / 4150 mV, 1000 / 2000 ms): trip in (release, hard max],
-    # release in [hard min, trip); the delays have no range narrower than the hard one.
-    frozen = {1: (4151, 4300), 2: (2500, 4249), 3: delay, 4: delay,
+    # Cell over-voltage (NMC 4250 / 4150 mV, 1000 / 2000 ms): trip in [release - 1, hard
+    # max], release in [hard min, trip + 1] (one apart: no hysteresis, the least); the
+    # delays have no range narrower than the hard one.
+    frozen = {1: (4149, 4300), 2: (2500, 4251), 3: delay, 4: delay,
               102: (0, 3_600_000)}  # a random host timeout would open the output
     return BoardModel(hard=hard, frozen=frozen)
 

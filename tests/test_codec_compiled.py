@@ -180,7 +180,7 @@ def test_valid_payloads_take_the_compiled_path(spec: messages.MessageSpec) -> No
 
 def test_telemetry_values_and_types() -> None:
     values = {"telemetry_seq": 7, "board_time_ms": 123_456, "state": "fault", "faults": 0x401,
-              "warnings": 0x1000,
+              "warnings": 0x1000, "alarms": 0x180, "allowed": 2,
               "pack_mv": 59_000, "current_ma": -12_345, "soc_cpct": 4_321,
               "cells_mv": list(range(3600, 3616)), "temps_dc": list(range(-80, 80, 10))}
     payload = codec.build_payload("telemetry", values)
@@ -357,7 +357,8 @@ INFO = Info(protocol="1.0", firmware_version="0.1.0", board="sim-4s", unique_id=
 def tele(seq: int) -> Telemetry:
     return Telemetry.from_wire({
         "telemetry_seq": seq, "board_time_ms": seq * 100, "state": "active", "faults": 0,
-        "warnings": 0, "pack_mv": 7400, "current_ma": seq, "soc_cpct": 5000,
+        "warnings": 0, "alarms": 0, "allowed": 3, "pack_mv": 7400, "current_ma": seq,
+        "soc_cpct": 5000,
         "cells_mv": [3700, 3700 + seq % 9],
         "temps_dc": [-seq % 300],
     })

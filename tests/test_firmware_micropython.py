@@ -22,10 +22,10 @@ from cellguard_fw import codec
 from cellguard_fw.app import board_limits
 from cellguard_fw.frontend import Frontend
 from cellguard_fw.measurement import Measurement
-from cellguard_fw.protection import PROTECTIONS, Protection
+from cellguard_fw.protection import Protection, protection_table
 
 BOARD_NAMES = sorted(p.stem for p in boards_dir().glob("*.json"))
-ALL_FAULTS = sum(entry[1] for entry in PROTECTIONS)
+ALL_FAULTS = sum(entry[1] for entry in protection_table())  # every severity
 DISCHARGE_BITS = (codec.FAULT_OVERCURRENT_DISCHARGE | codec.FAULT_OVERCURRENT_DISCHARGE_PEAK
                   | codec.FAULT_SHORT_CIRCUIT)
 # Protections the hold phase keeps between their release and trip thresholds.
@@ -51,7 +51,7 @@ from cellguard_fw.app import Bms, board_limits
 from cellguard_fw.frontend import Frontend
 from cellguard_fw.measurement import Measurement
 from cellguard_fw import codec
-from cellguard_fw.protection import PROTECTIONS, Protection
+from cellguard_fw.protection import Protection
 
 def locked(fn, arg):
     # fn(arg) with the heap locked: prints ALLOCATED if it allocated, else NO-ALLOC
@@ -98,22 +98,34 @@ def drive_protection(p, m, trace):
             m.max_temp_dc = 250
             m.min_temp_dc = 240
             m.current_ma = 0
+            m.temps_railed = 0
+            m.stuck_ms = 0
+            m.pack_mismatch_mv = 0
+            m.temp_rise_dc = 0
         elif phase < 200:  # every limit but discharge current beyond its trip
-            m.max_cell_mv = 4300
-            m.min_cell_mv = 2400
+            m.max_cell_mv = 4900
+            m.min_cell_mv = 300
             m.max_temp_dc = 650
             m.min_temp_dc = -250
             m.current_ma = 13000
-        elif phase < 300:  # between release and trip: every fault holds
+            m.temps_railed = 1
+            m.stuck_ms = 70000
+            m.pack_mismatch_mv = 500
+            m.temp_rise_dc = 50
+        elif phase < 300:  # between release and trip: the basic faults hold
             m.max_cell_mv = 4200
             m.min_cell_mv = 2820
             m.max_temp_dc = 575
             m.min_temp_dc = -175
             m.current_ma = 4500
+            m.temps_railed = 0
+            m.stuck_ms = 0
+            m.pack_mismatch_mv = 0
+            m.temp_rise_dc = 0
         else:  # discharge overcurrent, its peak level and a short circuit
             m.current_ma = -51000
         p.load(m)
-        trace[k] = p.step(100) | p.warnings
+        trace[k] = p.step(100) | p.warnings | p.alarms
 """
 
 PROTECTION_SAMPLES = 1800
@@ -468,6 +480,8 @@ def _set_current(code):
     pack_into("<H", codes, 2 * _hal.n_cells, code)
     for i in range(_hal.n_temps):
         pack_into("<H", codes, 2 * (_hal.n_cells + 1 + i), _temps_target[i])
+    # the pack divider reads the cells' sum: a 25 V full scale against 5 V per cell
+    pack_into("<Hlb", codes, _hal.tail, _cells_target[0] * _hal.n_cells // 5, -1, -1)
 """ + BMS_MEASURE)
     figures = parse_measure(out[-1])
     report("Bms.step, SimHal", figures)

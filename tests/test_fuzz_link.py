@@ -143,8 +143,13 @@ def cell_code(mv: int) -> int:
 
 
 def adc_codes(cell_mv: int) -> bytes:
-    """Codes for 4 cells at ``cell_mv``, zero current, two NTCs at about 25 degC."""
-    return struct.pack("<4HH2H", *[cell_code(cell_mv)] * 4, 32768, 2048, 2048)
+    """Codes for 4 cells at ``cell_mv``, zero current, two NTCs at about 25 degC, and
+    the simulated HAL's tail: the pack divider reading the cells' sum, no DC-link
+    sensor, no contactor feedback."""
+    pack = json.loads(board_text())["frontend"]["pack_adc"]
+    pack_code = round(4 * cell_mv * ((1 << pack["bits"]) - 1) / pack["full_scale_mv"])
+    return struct.pack("<4HH2HHlb", *[cell_code(cell_mv)] * 4, 32768, 2048, 2048,
+                       pack_code, -1, -1)
 
 
 # -- the host's reading of the stream -------------------------------------------------

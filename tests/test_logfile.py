@@ -24,7 +24,7 @@ def tele(seq: int, board_ms: int, current_ma: int = 0, faults: int = 0,
          cells: tuple[int, int] = (3700, 3710), soc: int = 5000) -> Telemetry:
     return Telemetry.from_wire({
         "telemetry_seq": seq, "board_time_ms": board_ms, "state": "active", "faults": faults,
-        "warnings": 0,
+        "warnings": 0, "alarms": 0, "allowed": 3,
         "pack_mv": sum(cells), "current_ma": current_ma, "soc_cpct": soc,
         "cells_mv": list(cells), "temps_dc": [251],
     })

@@ -24,20 +24,25 @@ from cellguard_fw.codec import STATE_ACTIVE, STATE_FAULT, STATE_STANDBY
 from cellguard_fw.hal import Hal
 from cellguard_fw.protection import (
     ABOVE,
-    PROTECTIONS,
+    I_OPEN_WIRE,
+    I_SENSOR_RANGE,
     Q_CELL_SPREAD_MV,
     Q_CHARGE_MA,
     Q_DISCHARGE_MA,
     Q_MAX_CELL_MV,
-    Q_MAX_TEMP_CHARGING_DC,
     Q_MAX_TEMP_DC,
     Q_MIN_CELL_MV,
-    Q_MIN_TEMP_CHARGING_DC,
     Q_MIN_TEMP_DC,
+    Q_PACK_MISMATCH_MV,
+    Q_STUCK_MS,
+    Q_TEMP_RISE_DC,
+    Q_TEMPS_RAILED,
     Protection,
+    protection_table,
 )
 
 DT_MS = 100
+PROTECTIONS = protection_table()
 
 EXPECTED_BITS: dict[str, int] = {
     "cell_overvoltage": codec.FAULT_CELL_OVERVOLTAGE,
@@ -53,6 +58,12 @@ EXPECTED_BITS: dict[str, int] = {
     "overcurrent_discharge_peak": codec.FAULT_OVERCURRENT_DISCHARGE_PEAK,
     "short_circuit": codec.FAULT_SHORT_CIRCUIT,
     "cell_imbalance": codec.FAULT_CELL_IMBALANCE,
+    "open_wire": codec.FAULT_OPEN_WIRE,
+    "sensor_range": codec.FAULT_SENSOR_RANGE,
+    "sensor_disconnected": codec.FAULT_SENSOR_DISCONNECTED,
+    "sensor_stuck": codec.FAULT_SENSOR_STUCK,
+    "pack_voltage_mismatch": codec.FAULT_PACK_VOLTAGE_MISMATCH,
+    "temperature_rise": codec.FAULT_TEMPERATURE_RISE,
 }
 
 
@@ -75,6 +86,10 @@ class Meas:
     max_temp_dc: int = 260
     min_temp_dc: int = 240
     current_ma: int = 0
+    temps_railed: int = 0
+    stuck_ms: int = 0
+    pack_mismatch_mv: int = 0
+    temp_rise_dc: int = 0
 
     def set(self, quantity: int, value: int) -> None:
         if quantity == Q_MAX_CELL_MV:
@@ -91,12 +106,14 @@ class Meas:
             self.current_ma = -value
         elif quantity == Q_CELL_SPREAD_MV:
             self.max_cell_mv = self.min_cell_mv + value
-        elif quantity == Q_MAX_TEMP_CHARGING_DC:
-            self.max_temp_dc = value
-            self.current_ma = 1000  # only counts while charging
-        elif quantity == Q_MIN_TEMP_CHARGING_DC:
-            self.min_temp_dc = value
-            self.current_ma = 1000
+        elif quantity == Q_TEMPS_RAILED:
+            self.temps_railed = value
+        elif quantity == Q_STUCK_MS:
+            self.stuck_ms = value
+        elif quantity == Q_PACK_MISMATCH_MV:
+            self.pack_mismatch_mv = value
+        elif quantity == Q_TEMP_RISE_DC:
+            self.temp_rise_dc = value
         else:  # pragma: no cover - a new quantity needs a branch here
             raise AssertionError(f"unknown quantity {quantity}")
 
@@ -111,6 +128,8 @@ class Spec:
     release: int
     trip_delay_ms: int
     release_delay_ms: int
+    severity: int
+    debounce: int
 
     def beyond(self, threshold: int, by: int = 1) -> int:
         """A value just past ``threshold`` in the tripping direction."""
@@ -123,7 +142,20 @@ class Spec:
     @property
     def between(self) -> int:
         """Strictly between release and trip: neither trips nor releases."""
+        assert self.hysteresis, f"{self.name} has no value between release and trip"
         return (self.trip + self.release) // 2
+
+    @property
+    def hysteresis(self) -> bool:
+        """Whether some value neither trips nor releases (integers: release and
+        trip one apart is none)."""
+        return abs(self.trip - self.release) >= 2
+
+    def samples_to_trip(self, dt_ms: int = DT_MS) -> int:
+        return max(samples_to(self.trip_delay_ms, dt_ms), self.debounce)
+
+    def samples_to_release(self, dt_ms: int = DT_MS) -> int:
+        return max(samples_to(self.release_delay_ms, dt_ms), self.debounce)
 
     @property
     def normal(self) -> int:
@@ -132,15 +164,17 @@ class Spec:
 
 def specs() -> list[Spec]:
     out = []
-    for name, bit, quantity, above, key, trip_delay, release_delay in PROTECTIONS:
+    for (name, bit, quantity, above, key, trip_delay, release_delay, severity, _blocks,
+         debounce) in PROTECTIONS:
         trip, release = LIMITS[key]
         out.append(Spec(name, bit, quantity, above == ABOVE, trip, release,
-                        trip_delay, release_delay))
+                        trip_delay, release_delay, severity, debounce))
     return out
 
 
 SPECS = specs()
 SPEC_IDS = [s.name for s in SPECS]
+HYSTERESIS_SPECS = [s for s in SPECS if s.hysteresis]
 
 
 def samples_to(delay_ms: int, dt_ms: int = DT_MS) -> int:
@@ -168,24 +202,39 @@ class Rig:
         self.m = Meas()
 
     def feed(self, value: int, n: int = 1, dt_ms: int = DT_MS) -> int:
-        faults = 0
+        faults = self.p.faults | self.p.warnings | self.p.alarms  # fed nothing: as it is
         for _ in range(n):
             self.m.set(self.spec.quantity, value)
             self.p.load(self.m)
             faults = self.p.step(dt_ms)
             assert faults == self.p.faults
-            faults |= self.p.warnings  # here a warning's bit counts like a fault's
+            # here a warning's or an alarm's bit counts like a fault's
+            faults |= self.p.warnings | self.p.alarms
         return faults
 
     def tripped(self) -> bool:
-        return bool((self.p.faults | self.p.warnings) & self.spec.bit)
+        return bool((self.p.faults | self.p.warnings | self.p.alarms) & self.spec.bit)
 
     def trip_now(self) -> None:
-        self.feed(self.spec.beyond(self.spec.trip), samples_to(self.spec.trip_delay_ms))
+        self.feed(self.spec.beyond(self.spec.trip), self.spec.samples_to_trip())
         assert self.tripped()
 
 
 # -- table and limits --------------------------------------------------------
+
+
+def test_named_indexes_match_the_table() -> None:
+    assert PROTECTIONS[I_OPEN_WIRE][0] == "open_wire"
+    assert PROTECTIONS[I_SENSOR_RANGE][0] == "sensor_range"
+
+
+def test_config_stems_follow_the_table() -> None:
+    """The protocol names each protection's keys in the table's order."""
+    from protocol.messages import PROTECTION_STEMS
+
+    assert len(PROTECTION_STEMS) == len(PROTECTIONS)
+    for (stem, unit), row in zip(PROTECTION_STEMS, PROTECTIONS, strict=True):
+        assert row[4].startswith(stem) and row[4].endswith(unit), (stem, row[4])
 
 
 def test_fault_bits_match_codec() -> None:
@@ -205,13 +254,16 @@ def test_fault_bits_match_codec() -> None:
 
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
 def test_limits_and_delays(spec: Spec) -> None:
-    # release lies on the safe side of trip, and the sim board uses the defaults
-    assert (spec.release < spec.trip) if spec.above else (spec.release > spec.trip)
-    assert "delays" not in SIM_BOARD
+    # release lies on the safe side of trip (or one apart: no hysteresis), and the
+    # sim board uses the defaults
+    assert (spec.release <= spec.trip + 1) if spec.above else (spec.release >= spec.trip - 1)
+    assert "delays" not in SIM_BOARD and "debounce" not in SIM_BOARD
     assert spec.trip_delay_ms % DT_MS == 0 and spec.release_delay_ms % DT_MS == 0
-    # only the short circuit trips on the first sample beyond its limit
-    assert (spec.trip_delay_ms == 0) == (spec.name == "short_circuit")
-    assert spec.release_delay_ms > 0
+    # only the short circuit trips on the first sample beyond its limit; the stuck
+    # reading and the temperature rise watch quantities that are times already
+    assert (spec.trip_delay_ms == 0) == (spec.name in (
+        "short_circuit", "sensor_stuck", "temperature_rise"))
+    assert spec.release_delay_ms > 0 or spec.name == "sensor_stuck"
 
 
 def test_nmc_limit_values() -> None:
@@ -246,17 +298,17 @@ def test_normal_values_never_trip(spec: Spec) -> None:
 def test_trips_exactly_after_trip_delay(spec: Spec) -> None:
     rig = Rig(spec)
     rig.feed(spec.normal, 5)
-    n = samples_to(spec.trip_delay_ms)
+    n = spec.samples_to_trip()
     assert rig.feed(spec.beyond(spec.trip), n - 1) == 0, "tripped one sample early"
     assert rig.feed(spec.beyond(spec.trip)) == spec.bit, "did not trip after its delay"
-    assert rig.p.faults | rig.p.warnings == spec.bit
+    assert rig.p.faults | rig.p.warnings | rig.p.alarms == spec.bit
 
 
 @pytest.mark.parametrize("dt_ms", [30, 70, 250, 300, 1000, 3000])
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
 def test_trip_timing_with_other_sample_periods(spec: Spec, dt_ms: int) -> None:
     rig = Rig(spec)
-    n = samples_to(spec.trip_delay_ms, dt_ms)
+    n = spec.samples_to_trip(dt_ms)
     assert rig.feed(spec.beyond(spec.trip, 1000), n - 1, dt_ms) == 0
     assert rig.feed(spec.beyond(spec.trip, 1000), 1, dt_ms) == spec.bit
 
@@ -264,7 +316,7 @@ def test_trip_timing_with_other_sample_periods(spec: Spec, dt_ms: int) -> None:
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
 def test_pulse_one_sample_short_does_not_trip(spec: Spec) -> None:
     rig = Rig(spec)
-    n = samples_to(spec.trip_delay_ms)
+    n = spec.samples_to_trip()
     over = spec.beyond(spec.trip, 500)
     for _ in range(5):  # repeated short pulses: the timer restarts every time
         assert rig.feed(over, n - 1) == 0
@@ -276,11 +328,11 @@ def test_pulse_one_sample_short_does_not_trip(spec: Spec) -> None:
     assert rig.feed(spec.normal, 200) == 0
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+@pytest.mark.parametrize("spec", HYSTERESIS_SPECS, ids=[s.name for s in HYSTERESIS_SPECS])
 def test_value_between_release_and_trip_holds_the_fault(spec: Spec) -> None:
     rig = Rig(spec)
     rig.trip_now()
-    hold = 5 * samples_to(spec.release_delay_ms)
+    hold = 5 * spec.samples_to_release()
     assert spec.short_of(spec.trip) != spec.release
     assert rig.feed(spec.between, hold) == spec.bit
     assert rig.feed(spec.short_of(spec.trip), hold) == spec.bit
@@ -292,14 +344,14 @@ def test_value_between_release_and_trip_holds_the_fault(spec: Spec) -> None:
 def test_releases_exactly_after_release_delay(spec: Spec) -> None:
     rig = Rig(spec)
     rig.trip_now()
-    rig.feed(spec.between, 3)
-    n = samples_to(spec.release_delay_ms)
+    rig.feed(spec.between if spec.hysteresis else spec.beyond(spec.trip), 3)
+    n = spec.samples_to_release()
     past = spec.short_of(spec.release)
     assert rig.feed(past, n - 1) == spec.bit, "released one sample early"
     assert rig.feed(past) == 0, "did not release after its delay"
     assert not rig.tripped()
     # released: it must take a full trip delay to trip again
-    assert rig.feed(spec.beyond(spec.trip), samples_to(spec.trip_delay_ms) - 1) == 0
+    assert rig.feed(spec.beyond(spec.trip), spec.samples_to_trip() - 1) == 0
     assert rig.feed(spec.beyond(spec.trip)) == spec.bit
 
 
@@ -307,9 +359,14 @@ def test_releases_exactly_after_release_delay(spec: Spec) -> None:
 def test_interrupted_release_restarts_the_release_delay(spec: Spec) -> None:
     rig = Rig(spec)
     rig.trip_now()
-    n = samples_to(spec.release_delay_ms)
+    n = spec.samples_to_release()
+    if n == 1:
+        return  # releases on the first sample: there is nothing to interrupt
     past = spec.short_of(spec.release, 10)
-    for interruption in (spec.between, spec.release, spec.beyond(spec.trip)):
+    interruptions = [spec.release, spec.beyond(spec.trip)]
+    if spec.hysteresis:
+        interruptions.append(spec.between)
+    for interruption in interruptions:
         assert rig.feed(past, n - 1) == spec.bit
         assert rig.feed(interruption) == spec.bit
     assert rig.feed(past, n - 1) == spec.bit
@@ -321,7 +378,7 @@ def test_only_its_own_bit(spec: Spec) -> None:
     """Tripping one protection sets its bit alone; others stay clear."""
     rig = Rig(spec)
     rig.trip_now()
-    assert rig.p.faults | rig.p.warnings == spec.bit
+    assert rig.p.faults | rig.p.warnings | rig.p.alarms == spec.bit
     for i in range(rig.p.count):
         assert rig.p.active[i] == (1 if rig.p.bit[i] == spec.bit else 0)
 

@@ -40,17 +40,22 @@ def test_config_dump_lists_every_key_with_its_range(board: Any) -> None:
     assert set(entries) == {str(k) for k in ConfigKey.encmapping}
     ov = entries["cell_ov_mv"]
     assert ov.value == 4250 and ov.max == 4300  # NMC hard limit
-    assert ov.min == entries["cell_ov_release_mv"].value + 1
+    # integers: a trip one below its release is no hysteresis, the least allowed
+    assert ov.min == entries["cell_ov_release_mv"].value - 1
     assert entries["telemetry_period_ms"].min == 100  # the control period
 
 
 def test_protection_keys_follow_the_protection_table() -> None:
-    from cellguard_fw.protection import PROTECTIONS
+    from cellguard_fw.protection import protection_table
+    from protocol.messages import DEBOUNCE_KEY_BASE, SEVERITY_KEY_BASE
 
-    for i, (name, *_rest) in enumerate(PROTECTIONS):
-        limit_key = PROTECTIONS[i][4]
+    for i, (name, *_rest) in enumerate(protection_table()):
+        limit_key = protection_table()[i][4]
         assert ConfigKey.decmapping[4 * i + 1] == limit_key, name
         assert str(ConfigKey.decmapping[4 * i + 3]).endswith("_delay_ms"), name
+        stem = str(ConfigKey.decmapping[4 * i + 3]).removesuffix("_delay_ms")
+        assert ConfigKey.decmapping[DEBOUNCE_KEY_BASE + i] == f"{stem}_debounce", name
+        assert ConfigKey.decmapping[SEVERITY_KEY_BASE + i] == f"{stem}_severity", name
 
 
 def test_set_then_get_round_trips(board: Any) -> None:
@@ -70,7 +75,7 @@ def test_out_of_range_and_hard_limit_are_refused_with_the_bound(board: Any) -> N
     assert "limit 4300 mv (4.3 V)" in str(exc.value)
     with pytest.raises(BoardRefused) as exc:
         client.set_config("cell_ov_release_mv", 4260)  # above its trip
-    assert exc.value.error == "out_of_range" and exc.value.limit == 4249
+    assert exc.value.error == "out_of_range" and exc.value.limit == 4251  # trip + 1
     with pytest.raises(BoardRefused) as exc:
         client.set_config("charge_current_max_ma", 60000)  # the sensor reads up to 50 A
     assert exc.value.error == "beyond_hard_limit" and exc.value.limit == 50000

@@ -226,9 +226,16 @@ def generate_codec() -> str:
     for spec in m.MESSAGES:
         lines.append(f"MSG_{spec.name.upper()} = const(0x{spec.msg_id:02x})")
     lines.append("")
+    # Protection keys are found by arithmetic on the board (4i+1.., the bases
+    # below + i): a name each would cost RAM for nothing.
+    protection_keys = set(m.protection_keys())
     for prefix, enum in m.ENUMS.items():
         for key, value in enum.encmapping.items():
+            if prefix == "config" and key in protection_keys:
+                continue
             lines.append(f"{_const_name(prefix, key)} = const({value})")
+    lines.append(f"CONFIG_DEBOUNCE_BASE = const({m.DEBOUNCE_KEY_BASE})")
+    lines.append(f"CONFIG_SEVERITY_BASE = const({m.SEVERITY_KEY_BASE})")
     for prefix, flags in m.FLAGS.items():
         for key, value in flags.flags.items():
             lines.append(f"{_const_name(prefix, key)} = const(0x{value:x})")

@@ -9,70 +9,8 @@ NAK that says why.
 
 from binascii import hexlify
 
-from . import FIRMWARE_VERSION
+from . import FIRMWARE_VERSION, codec
 from .chemistry import PROFILES
-from .codec import (
-    EVENT_BOOT,
-    EVENT_CLEAR,
-    EVENT_CONFIG,
-    EVENT_RELEASE,
-    EVENT_RESET,
-    EVENT_TIME_SYNC,
-    EVENT_TRIP,
-    FAULT_CONTACTOR_WELDED,
-    FAULT_HOST_LOST,
-    FAULT_PRECHARGE_FAILED,
-    MAX_FRAME,
-    MSG_ACK,
-    MSG_CLEAR_FAULTS,
-    MSG_CONFIG_DUMP,
-    MSG_CONFIG_VALUE,
-    MSG_ENTER_REPL,
-    MSG_EVENTS,
-    MSG_FAULT_EVENT,
-    MSG_FAULT_STATE,
-    MSG_GET_CONFIG,
-    MSG_GET_CONFIG_DUMP,
-    MSG_GET_EVENTS,
-    MSG_GET_FAULTS,
-    MSG_GET_STATS,
-    MSG_HELLO,
-    MSG_INFO,
-    MSG_NAK,
-    MSG_RESET,
-    MSG_SET_CONFIG,
-    MSG_STATS,
-    MSG_TELEMETRY,
-    MSG_TIME_SYNC,
-    NAK_ERROR_BAD_PAYLOAD,
-    NAK_ERROR_INCOMPATIBLE_VERSION,
-    NAK_ERROR_NOT_AUTHORISED,
-    NAK_ERROR_UNKNOWN_KEY,
-    NAK_ERROR_UNKNOWN_MESSAGE,
-    PROTOCOL_MAJOR,
-    PROTOCOL_MINOR,
-    STATE_ACTIVE,
-    STATE_FAULT,
-    STATE_PRECHARGE,
-    STATE_STANDBY,
-    STATE_STARTUP,
-    decode_get_config,
-    decode_get_config_dump,
-    decode_get_events,
-    decode_hello,
-    decode_set_config,
-    decode_time_sync,
-    encode_ack,
-    encode_config_dump,
-    encode_config_value,
-    encode_events,
-    encode_fault_event,
-    encode_fault_state,
-    encode_info,
-    encode_nak,
-    encode_stats,
-    encode_telemetry,
-)
 from .config import KEYS, Config
 from .contactor import PRECHARGE, WAIT_RETRY, Contactor
 from .events import EventLog
@@ -80,7 +18,7 @@ from .frontend import Frontend
 from .latches import LatchStore
 from .link import PAYLOAD_AT, Link
 from .measurement import Measurement
-from .protection import Protection
+from .protection import ALARM, FAULT, WARNING, Protection
 from .soc import CoulombCounter
 
 try:
@@ -90,20 +28,51 @@ except ImportError:  # CPython
 
 # Message types this firmware answers or sends (reported in INFO).
 KNOWN_TYPES = bytes((
-    MSG_HELLO, MSG_INFO, MSG_TIME_SYNC, MSG_RESET, MSG_ENTER_REPL, MSG_GET_STATS, MSG_STATS,
-    MSG_TELEMETRY, MSG_FAULT_EVENT, MSG_GET_CONFIG, MSG_SET_CONFIG, MSG_CONFIG_VALUE,
-    MSG_GET_CONFIG_DUMP, MSG_CONFIG_DUMP, MSG_GET_FAULTS, MSG_FAULT_STATE, MSG_CLEAR_FAULTS,
-    MSG_GET_EVENTS, MSG_EVENTS, MSG_ACK, MSG_NAK,
+    codec.MSG_HELLO, codec.MSG_INFO, codec.MSG_TIME_SYNC, codec.MSG_RESET,
+    codec.MSG_ENTER_REPL, codec.MSG_GET_STATS, codec.MSG_STATS, codec.MSG_TELEMETRY,
+    codec.MSG_FAULT_EVENT, codec.MSG_GET_CONFIG, codec.MSG_SET_CONFIG, codec.MSG_CONFIG_VALUE,
+    codec.MSG_GET_CONFIG_DUMP, codec.MSG_CONFIG_DUMP, codec.MSG_GET_FAULTS,
+    codec.MSG_FAULT_STATE, codec.MSG_CLEAR_FAULTS, codec.MSG_GET_EVENTS, codec.MSG_EVENTS,
+    codec.MSG_ACK, codec.MSG_NAK,
 ))
 DUMP_PAGE = 12  # config entries per CONFIG_DUMP frame (13 bytes each)
 EVENTS_PAGE = 10  # events per EVENTS frame (21 bytes each)
+
+
+SEVERITY_NAMES = {"warning": WARNING, "alarm": ALARM, "fault": FAULT}
+
+
+def board_severities(board):
+    """The board file's ``"severity"`` overrides, as numbers."""
+    out = {}
+    for name, level in board.get("severity", {}).items():
+        if level not in SEVERITY_NAMES:
+            raise ValueError("severity of %s must be warning, alarm or fault" % name)
+        out[name] = SEVERITY_NAMES[level]
+    return out
 
 
 def board_limits(board):
     """The (trip, release) limit pairs: chemistry defaults, board overrides."""
     profile = PROFILES[board["chemistry"]]
     overrides = board.get("limits", {})
-    limits = {}
+    n = board["cells"]
+    cell_fs = board["frontend"]["cell_adc"]["full_scale_mv"]
+    # Plausibility: no cell in service reads below 0.4 V (an open tap does); none
+    # reads 0.5 V beyond its chemistry's hard limit (a sensor at its rail does).
+    beyond = min(cell_fs * 99 // 100, profile["hard_cell_mv"][1] + 500)
+    mismatch = 100 + 25 * n  # divider tolerance plus busbar drops, mV
+    limits = {
+        "open_wire_mv": (400, 800),
+        "sensor_range_mv": (beyond, beyond - 200),
+        "sensor_disconnected_count": (0, 1),  # any channel at a rail; released when none
+        "sensor_stuck_ms": (60000, 1),  # released as soon as the reading moves
+        "pack_mismatch_mv": (mismatch, mismatch // 2),
+        "temp_rise_dc": (20, 10),  # 2.0 degC per minute; released below 1.0
+    }
+    for key in limits:
+        if key in overrides:
+            limits[key] = tuple(overrides[key])
     for key in ("cell_ov_mv", "cell_uv_mv", "temp_max_dc", "temp_min_dc", "deep_discharge_mv",
                 "temp_charge_max_dc", "temp_charge_min_dc", "cell_spread_mv"):
         limits[key] = tuple(overrides.get(key, profile[key]))
@@ -135,8 +104,11 @@ class Bms:
         self.control_period_ms = board["control_period_ms"]
         self.telemetry_period_ms = board["telemetry_period_ms"]
         self.frontend = Frontend(board["frontend"])
-        self.meas = Measurement(self.n_cells, self.n_temps)
-        self.protection = Protection(board_limits(board), board.get("delays"))
+        # The stuck-reading clock runs while at least C/10 flows (a board may say).
+        self.meas = Measurement(self.n_cells, self.n_temps,
+                                board.get("stuck_current_ma", board["capacity_mah"] // 10))
+        self.protection = Protection(board_limits(board), board.get("delays"),
+                                     board_severities(board), board.get("debounce"))
         self.soc = CoulombCounter(board["capacity_mah"], self.profile["ocv_mv"])
         self.config = Config(self, self.profile, board)
         self.config_pin = board.get("config_pin", 0)
@@ -148,9 +120,11 @@ class Bms:
         self.link = Link(port)
         self.unique_id = hexlify(hal.unique_id())
         self.board_name = board["name"].encode()
-        self.state = STATE_STARTUP
+        self.state = codec.STATE_STARTUP
         self.faults = 0
+        self.alarms = 0
         self.warnings = 0
+        self.allowed = 3  # directions the alarms allow: bit 0 charge, bit 1 discharge
         self.tripped = 0  # bits that tripped since boot or the last CLEAR_FAULTS
         self.time_ms = 0
         self.unix_base = 0  # Unix time at board time 0, once the host set the clock
@@ -167,20 +141,21 @@ class Bms:
         self.host_timeout_ms = board.get("host_timeout_ms", 0)
         self.host_silence_ms = 0
         self.handlers = {
-            MSG_HELLO: self._on_hello,
-            MSG_TIME_SYNC: self._on_time_sync,
-            MSG_RESET: self._on_reset,
-            MSG_ENTER_REPL: self._on_enter_repl,
-            MSG_GET_STATS: self._on_get_stats,
-            MSG_GET_CONFIG: self._on_get_config,
-            MSG_SET_CONFIG: self._on_set_config,
-            MSG_GET_CONFIG_DUMP: self._on_get_config_dump,
-            MSG_GET_FAULTS: self._on_get_faults,
-            MSG_CLEAR_FAULTS: self._on_clear_faults,
-            MSG_GET_EVENTS: self._on_get_events,
+            codec.MSG_HELLO: self._on_hello,
+            codec.MSG_TIME_SYNC: self._on_time_sync,
+            codec.MSG_RESET: self._on_reset,
+            codec.MSG_ENTER_REPL: self._on_enter_repl,
+            codec.MSG_GET_STATS: self._on_get_stats,
+            codec.MSG_GET_CONFIG: self._on_get_config,
+            codec.MSG_SET_CONFIG: self._on_set_config,
+            codec.MSG_GET_CONFIG_DUMP: self._on_get_config_dump,
+            codec.MSG_GET_FAULTS: self._on_get_faults,
+            codec.MSG_CLEAR_FAULTS: self._on_clear_faults,
+            codec.MSG_GET_EVENTS: self._on_get_events,
         }
         self.contactor = Contactor(hal, board.get("precharge"))
-        self._log(EVENT_BOOT, self.latched, 0)
+        hal.set_directions(True, True)
+        self._log(codec.EVENT_BOOT, self.latched, 0)
 
     @property
     def output_closed(self):
@@ -195,18 +170,21 @@ class Bms:
         m = self.meas
         # measure
         raw_current = self.hal.sample(m.raw_cells, m.raw_temps)
-        m.update(self.frontend, raw_current)
+        pack_code = self.hal.read_pack_code()
+        pack = self.frontend.pack
+        m.update(self.frontend, raw_current, dt_ms,
+                 pack.convert(pack_code) if pack_code >= 0 and pack is not None else -1)
         # protect
         p = self.protection
         p.load(m)
         faults = p.step(dt_ms) | self.contactor.faults
-        if p.warnings != self.warnings:
-            self._report_warning_changes(p.warnings)
         self.host_silence_ms += dt_ms
         if self.host_timeout_ms and self.host_silence_ms >= self.host_timeout_ms:
-            faults |= FAULT_HOST_LOST
-        if faults != self.faults:
-            self._report_fault_changes(faults)
+            faults |= codec.FAULT_HOST_LOST
+        self.alarms = p.alarms
+        self.warnings = p.warnings
+        if faults != self.faults or p.changed:
+            self._report_changes(faults, p.changed)
         self._drive_output(dt_ms, faults | self.latched, m.pack_mv)
         # estimate
         self.soc.step(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
@@ -226,56 +204,57 @@ class Bms:
         before = c.faults
         c.step(dt_ms, want, pack_mv)
         if c.faults != before:  # precharge failed or contactor welded: report now
-            self._report_fault_changes(self.faults | c.faults)
+            self._report_changes(self.faults | c.faults, 0)
+        allowed = self.protection.allowed
+        if allowed != self.allowed:
+            self.allowed = allowed
+            self.hal.set_directions(allowed & 1, allowed & 2)
         if held or c.faults:
-            self.state = STATE_FAULT
+            self.state = codec.STATE_FAULT
         elif c.closed:
-            self.state = STATE_ACTIVE
+            self.state = codec.STATE_ACTIVE
         elif c.state == PRECHARGE or c.state == WAIT_RETRY:
-            self.state = STATE_PRECHARGE
+            self.state = codec.STATE_PRECHARGE
         else:
-            self.state = STATE_STANDBY
+            self.state = codec.STATE_STANDBY
 
-    def _report_fault_changes(self, faults):
-        p = self.protection
-        changed = faults ^ self.faults
-        trips = faults & changed
+    def _report_changes(self, faults, changed):
+        """Latch new faults and send a FAULT_EVENT for each change: ``changed``
+        holds the protection bits (any severity) that tripped or released;
+        contactor and host-lost bits are found from ``faults``."""
+        old = self.faults
+        trips = faults & ~old
         self.tripped |= trips
         self.faults = faults
-        trips &= ~FAULT_HOST_LOST  # a policy, not a fault of the pack: never latches
+        trips &= ~codec.FAULT_HOST_LOST  # a policy, not a fault of the pack: never latches
         if trips & ~self.latched:
             self.latched |= trips
             self.latch_store.save(self.latched)
-        for i in range(p.count):
-            bit = p.bit[i]
-            if changed & bit:
-                kind = EVENT_TRIP if faults & bit else EVENT_RELEASE
-                self._fault_event(kind, bit, p.event_value[i])
-        contactor_bits = changed & (FAULT_PRECHARGE_FAILED | FAULT_CONTACTOR_WELDED)
-        if contactor_bits:
-            kind = EVENT_TRIP if faults & contactor_bits else EVENT_RELEASE
-            self._fault_event(kind, contactor_bits, self.contactor.fault_value)
-        if changed & FAULT_HOST_LOST:
-            kind = EVENT_TRIP if faults & FAULT_HOST_LOST else EVENT_RELEASE
-            self._fault_event(kind, FAULT_HOST_LOST, self.host_silence_ms)
-
-    def _report_warning_changes(self, warnings):
         p = self.protection
-        changed = warnings ^ self.warnings
-        self.warnings = warnings
-        for i in range(p.count):
-            bit = p.bit[i]
-            if changed & bit:
-                kind = EVENT_TRIP if warnings & bit else EVENT_RELEASE
-                self._fault_event(kind, bit, p.event_value[i])
+        if changed:
+            for i in range(p.count):
+                bit = p.bit[i]
+                if changed & bit:
+                    kind = codec.EVENT_TRIP if p.active[i] else codec.EVENT_RELEASE
+                    self._fault_event(kind, p.severity[i], bit, p.value(i))
+        flipped = faults ^ old
+        contactor_bits = flipped & (codec.FAULT_PRECHARGE_FAILED | codec.FAULT_CONTACTOR_WELDED)
+        if contactor_bits:
+            kind = codec.EVENT_TRIP if faults & contactor_bits else codec.EVENT_RELEASE
+            self._fault_event(kind, codec.SEVERITY_FAULT, contactor_bits,
+                              self.contactor.fault_value)
+        if flipped & codec.FAULT_HOST_LOST:
+            kind = codec.EVENT_TRIP if faults & codec.FAULT_HOST_LOST else codec.EVENT_RELEASE
+            self._fault_event(kind, codec.SEVERITY_FAULT, codec.FAULT_HOST_LOST,
+                              self.host_silence_ms)
 
-    def _fault_event(self, kind, bits, value):
+    def _fault_event(self, kind, severity, bits, value):
         index = self._log(kind, bits, value)
         link = self.link
-        end = encode_fault_event(link.payload_buffer(), PAYLOAD_AT, index,
-                                 self.time_ms & 0xFFFFFFFF, kind, bits, value,
+        end = codec.encode_fault_event(link.payload_buffer(), PAYLOAD_AT, index,
+                                 self.time_ms & 0xFFFFFFFF, kind, severity, bits, value,
                                  self.faults | self.latched)
-        link.send(MSG_FAULT_EVENT, link.next_seq(), end)
+        link.send(codec.MSG_FAULT_EVENT, link.next_seq(), end)
 
     def _log(self, kind, code, value):
         # u32 on the wire: wraps in 2106, as the event log's 32-bit array does on a board
@@ -285,12 +264,13 @@ class Bms:
     def send_telemetry(self):
         m = self.meas
         link = self.link
-        end = encode_telemetry(
+        end = codec.encode_telemetry(
             link.payload_buffer(), PAYLOAD_AT,
             self.telemetry_seq, self.time_ms & 0xFFFFFFFF, self.state, self.faults | self.latched,
-            self.warnings, m.pack_mv, m.current_ma, self.soc.soc_cpct(), m.cells_mv, m.temps_dc,
+            self.warnings, self.alarms, self.allowed if self.contactor.closed else 0,
+            m.pack_mv, m.current_ma, self.soc.soc_cpct(), m.cells_mv, m.temps_dc,
         )
-        link.send(MSG_TELEMETRY, link.next_seq(), end)
+        link.send(codec.MSG_TELEMETRY, link.next_seq(), end)
         self.telemetry_seq = (self.telemetry_seq + 1) & 0xFFFFFFFF
 
     # -- requests ------------------------------------------------------------
@@ -300,62 +280,62 @@ class Bms:
 
     def _on_frame(self, version, msg_type, seq, start, end):
         self.host_silence_ms = 0  # any intact frame shows the host is there
-        if version != PROTOCOL_MAJOR:
-            self._nak(seq, msg_type, NAK_ERROR_INCOMPATIBLE_VERSION, PROTOCOL_MAJOR)
+        if version != codec.PROTOCOL_MAJOR:
+            self._nak(seq, msg_type, codec.NAK_ERROR_INCOMPATIBLE_VERSION, codec.PROTOCOL_MAJOR)
             return
         handler = self.handlers.get(msg_type)
         if handler is None:
             self.unknown_types += 1
-            self._nak(seq, msg_type, NAK_ERROR_UNKNOWN_MESSAGE, 0)
+            self._nak(seq, msg_type, codec.NAK_ERROR_UNKNOWN_MESSAGE, 0)
             return
         try:
             handler(seq, start, end)
         except ValueError:  # a payload the codec could not parse
-            self._nak(seq, msg_type, NAK_ERROR_BAD_PAYLOAD, 0)
+            self._nak(seq, msg_type, codec.NAK_ERROR_BAD_PAYLOAD, 0)
 
     def _nak(self, seq, msg_type, error, limit):
         self.naks_sent += 1
-        end = encode_nak(self.link.payload_buffer(), PAYLOAD_AT, msg_type, error, limit)
-        self.link.send(MSG_NAK, seq, end)
+        end = codec.encode_nak(self.link.payload_buffer(), PAYLOAD_AT, msg_type, error, limit)
+        self.link.send(codec.MSG_NAK, seq, end)
 
     def _ack(self, seq, msg_type):
-        end = encode_ack(self.link.payload_buffer(), PAYLOAD_AT, msg_type)
-        self.link.send(MSG_ACK, seq, end)
+        end = codec.encode_ack(self.link.payload_buffer(), PAYLOAD_AT, msg_type)
+        self.link.send(codec.MSG_ACK, seq, end)
 
     def _empty(self, start, end):
         if end != start:
             raise ValueError("payload where none is expected")
 
     def _on_hello(self, seq, start, end):
-        decode_hello(self.link.frame, start, end)
+        codec.decode_hello(self.link.frame, start, end)
         p = self.protection
-        end = encode_info(
+        end = codec.encode_info(
             self.link.payload_buffer(), PAYLOAD_AT,
-            PROTOCOL_MAJOR, PROTOCOL_MINOR, FIRMWARE_VERSION.encode(), self.board_name,
+            codec.PROTOCOL_MAJOR, codec.PROTOCOL_MINOR, FIRMWARE_VERSION.encode(), self.board_name,
             self.unique_id, self.profile["id"], self.n_cells, self.n_temps,
             self.soc.capacity_mah, self.control_period_ms, self.telemetry_period_ms,
             p.trip[0], p.trip[1], p.trip[2], p.trip[3], p.trip[4], p.trip[5],
-            MAX_FRAME, KNOWN_TYPES,
+            codec.MAX_FRAME, KNOWN_TYPES,
         )
-        self.link.send(MSG_INFO, seq, end)
+        self.link.send(codec.MSG_INFO, seq, end)
 
     def _on_time_sync(self, seq, start, end):
-        (unix,) = decode_time_sync(self.link.frame, start, end)
+        (unix,) = codec.decode_time_sync(self.link.frame, start, end)
         self.unix_base = unix - self.time_ms // 1000
         # The event value is an i32 on the wire: from 2038 on it wraps, as the event
         # log's 32-bit array does under MicroPython (CPython raised when sending it).
-        self._log(EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
-        self._ack(seq, MSG_TIME_SYNC)
+        self._log(codec.EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
+        self._ack(seq, codec.MSG_TIME_SYNC)
 
     def _on_reset(self, seq, start, end):
         self._empty(start, end)
-        self._log(EVENT_RESET, 0, 0)
-        self._ack(seq, MSG_RESET)
+        self._log(codec.EVENT_RESET, 0, 0)
+        self._ack(seq, codec.MSG_RESET)
         self.reset_requested = True  # the main loop resets once the ACK is out
 
     def _on_enter_repl(self, seq, start, end):
         self._empty(start, end)
-        self._ack(seq, MSG_ENTER_REPL)
+        self._ack(seq, codec.MSG_ENTER_REPL)
         # Nothing protects the cells from the REPL: open the output first.
         self.contactor.step(0, False, 0)
         self.repl_requested = True  # the main loop hands the port back
@@ -364,61 +344,61 @@ class Bms:
         self._empty(start, end)
         link = self.link
         free = mem_free() if mem_free is not None else -1
-        end = encode_stats(
+        end = codec.encode_stats(
             link.payload_buffer(), PAYLOAD_AT, self.time_ms & 0xFFFFFFFF, link.frames_ok,
             link.frames_bad, link.crc_errors, link.oversize, self.unknown_types,
             self.naks_sent, link.tx_frames, self.control_steps, self.control_overruns, free,
         )
-        link.send(MSG_STATS, seq, end)
+        link.send(codec.MSG_STATS, seq, end)
 
     def _send_config_value(self, seq, key):
         _, _, lo, hi = self.config.limits(key)
-        end = encode_config_value(self.link.payload_buffer(), PAYLOAD_AT, key,
+        end = codec.encode_config_value(self.link.payload_buffer(), PAYLOAD_AT, key,
                                   self.config.get(key), lo, hi)
-        self.link.send(MSG_CONFIG_VALUE, seq, end)
+        self.link.send(codec.MSG_CONFIG_VALUE, seq, end)
 
     def _on_get_config(self, seq, start, end):
-        (key,) = decode_get_config(self.link.frame, start, end)
+        (key,) = codec.decode_get_config(self.link.frame, start, end)
         if key not in KEYS:
-            self._nak(seq, MSG_GET_CONFIG, NAK_ERROR_UNKNOWN_KEY, 0)
+            self._nak(seq, codec.MSG_GET_CONFIG, codec.NAK_ERROR_UNKNOWN_KEY, 0)
             return
         self._send_config_value(seq, key)
 
     def _on_set_config(self, seq, start, end):
-        key, value, pin = decode_set_config(self.link.frame, start, end)
+        key, value, pin = codec.decode_set_config(self.link.frame, start, end)
         if self.config_pin and pin != self.config_pin:
-            self._nak(seq, MSG_SET_CONFIG, NAK_ERROR_NOT_AUTHORISED, 0)
+            self._nak(seq, codec.MSG_SET_CONFIG, codec.NAK_ERROR_NOT_AUTHORISED, 0)
             return
         error, limit = self.config.check(key, value)
         if error:
-            self._nak(seq, MSG_SET_CONFIG, error, limit)
+            self._nak(seq, codec.MSG_SET_CONFIG, error, limit)
             return
         if self.config.get(key) != value:
             self.config.set(key, value)
-            self._log(EVENT_CONFIG, key, value)
+            self._log(codec.EVENT_CONFIG, key, value)
         self._send_config_value(seq, key)
 
     def _on_get_config_dump(self, seq, start, end):
-        (first,) = decode_get_config_dump(self.link.frame, start, end)
+        (first,) = codec.decode_get_config_dump(self.link.frame, start, end)
         keys = [k for k in KEYS if k >= first][:DUMP_PAGE]
         later = [k for k in KEYS if k > keys[-1]] if keys else []
         cfg = self.config
         limits = [cfg.limits(k) for k in keys]
-        end = encode_config_dump(
+        end = codec.encode_config_dump(
             self.link.payload_buffer(), PAYLOAD_AT, later[0] if later else 0, bytes(keys),
             [cfg.get(k) for k in keys], [x[2] for x in limits], [x[3] for x in limits],
         )
-        self.link.send(MSG_CONFIG_DUMP, seq, end)
+        self.link.send(codec.MSG_CONFIG_DUMP, seq, end)
 
     def _on_get_faults(self, seq, start, end):
         self._empty(start, end)
-        end = encode_fault_state(self.link.payload_buffer(), PAYLOAD_AT, self.faults,
+        end = codec.encode_fault_state(self.link.payload_buffer(), PAYLOAD_AT, self.faults,
                                  self.latched, self.tripped)
-        self.link.send(MSG_FAULT_STATE, seq, end)
+        self.link.send(codec.MSG_FAULT_STATE, seq, end)
 
     def _on_clear_faults(self, seq, start, end):
         self._empty(start, end)
-        self._ack(seq, MSG_CLEAR_FAULTS)
+        self._ack(seq, codec.MSG_CLEAR_FAULTS)
         self.clear_faults()
 
     def clear_faults(self):
@@ -430,20 +410,20 @@ class Bms:
         if cleared:
             self.latched &= ~cleared
             self.latch_store.save(self.latched)
-            self._fault_event(EVENT_CLEAR, cleared, 0)
+            self._fault_event(codec.EVENT_CLEAR, codec.SEVERITY_FAULT, cleared, 0)
         return cleared
 
     def _on_get_events(self, seq, start, end):
-        first, max_count = decode_get_events(self.link.frame, start, end)
+        first, max_count = codec.decode_get_events(self.link.frame, start, end)
         ev = self.events
         # Past the newest event there is nothing to send; clamping also keeps a u32
         # index (a big int under MicroPython) out of range(), which takes machine words.
         page = ev.page(min(first, ev.total), min(max_count, EVENTS_PAGE))
         slots = [i % ev.capacity for i in page]
-        end = encode_events(
+        end = codec.encode_events(
             self.link.payload_buffer(), PAYLOAD_AT, ev.total, ev.oldest(), list(page),
             [ev.times_ms[s] for s in slots], [ev.unix_times[s] for s in slots],
             bytes([ev.kinds[s] for s in slots]), [ev.codes[s] for s in slots],
             [ev.values[s] for s in slots],
         )
-        self.link.send(MSG_EVENTS, seq, end)
+        self.link.send(codec.MSG_EVENTS, seq, end)

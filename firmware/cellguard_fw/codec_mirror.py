@@ -101,10 +101,10 @@ def decode_stats(buf, off, end):
 
 def decode_telemetry(buf, off, end):
     """Parse a TELEMETRY payload in buf[off:end]; return its fields."""
-    if off + 27 > end:
+    if off + 32 > end:
         raise ValueError("short telemetry")
-    telemetry_seq, board_time_ms, state, faults, warnings, pack_mv, current_ma, soc_cpct = unpack_from("<LLBLLLlH", buf, off)
-    off += 27
+    telemetry_seq, board_time_ms, state, faults, warnings, alarms, allowed, pack_mv, current_ma, soc_cpct = unpack_from("<LLBLLLBLlH", buf, off)
+    off += 32
     if off + 1 > end:
         raise ValueError("short telemetry")
     n = unpack_from("<B", buf, off)[0]
@@ -127,18 +127,18 @@ def decode_telemetry(buf, off, end):
         off += 2
     if off != end:
         raise ValueError("trailing bytes in telemetry")
-    return (telemetry_seq, board_time_ms, state, faults, warnings, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc)
+    return (telemetry_seq, board_time_ms, state, faults, warnings, alarms, allowed, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc)
 
 
 def decode_fault_event(buf, off, end):
     """Parse a FAULT_EVENT payload in buf[off:end]; return its fields."""
-    if off + 21 > end:
+    if off + 22 > end:
         raise ValueError("short fault_event")
-    event_index, board_time_ms, kind, fault, value, faults = unpack_from("<LLBLlL", buf, off)
-    off += 21
+    event_index, board_time_ms, kind, severity, fault, value, faults = unpack_from("<LLBBLlL", buf, off)
+    off += 22
     if off != end:
         raise ValueError("trailing bytes in fault_event")
-    return (event_index, board_time_ms, kind, fault, value, faults)
+    return (event_index, board_time_ms, kind, severity, fault, value, faults)
 
 
 def encode_get_config(buf, off, key):

@@ -2,8 +2,9 @@
 
 Every key is an i32 in the unit its name ends with (see ``codec.CONFIG_*``).
 The protection keys come in fours per protection (trip, release, trip delay,
-release delay) and read and write the protection table directly. A write is
-checked against the chemistry's or the hardware's hard limit first
+release delay) at ``4i+1..4i+4``, plus its debounce count at ``128+i`` and its
+severity at ``160+i``; they read and write the protection table directly. A
+write is checked against the chemistry's or the hardware's hard limit first
 (``beyond_hard_limit``) and then against the key's range as it stands now
 (``out_of_range``: a release threshold must stay on the safe side of its trip);
 each refusal names the bound that was crossed.
@@ -11,31 +12,46 @@ each refusal names the bound that was crossed.
 
 from .codec import (
     CONFIG_CAPACITY_MAH,
+    CONFIG_DEBOUNCE_BASE,
     CONFIG_HOST_TIMEOUT_MS,
+    CONFIG_SEVERITY_BASE,
     CONFIG_TELEMETRY_PERIOD_MS,
     NAK_ERROR_BEYOND_HARD_LIMIT,
     NAK_ERROR_OUT_OF_RANGE,
     NAK_ERROR_UNKNOWN_KEY,
 )
 from .protection import (
-    PROTECTIONS,
+    FAULT,
+    I_OPEN_WIRE,
+    I_SENSOR_RANGE,
+    MAX_DEBOUNCE,
     Q_CELL_SPREAD_MV,
     Q_CHARGE_MA,
     Q_DISCHARGE_MA,
-    Q_MAX_TEMP_CHARGING_DC,
     Q_MAX_TEMP_DC,
-    Q_MIN_TEMP_CHARGING_DC,
     Q_MIN_TEMP_DC,
+    Q_PACK_MISMATCH_MV,
+    Q_STUCK_MS,
+    Q_TEMP_RISE_DC,
+    Q_TEMPS_RAILED,
+    WARNING,
+    protection_table,
 )
 
 # Keys 1..4n: n protections x (trip, release, trip delay, release delay).
-PROTECTION_KEYS = 4 * len(PROTECTIONS)
+N_PROTECTIONS = len(protection_table())
+PROTECTION_KEYS = 4 * N_PROTECTIONS
+DEBOUNCE_BASE = CONFIG_DEBOUNCE_BASE  # + protection index: debounce count, samples
+SEVERITY_BASE = CONFIG_SEVERITY_BASE  # + protection index: 0 warning, 1 alarm, 2 fault
 MAX_DELAY_MS = 60000
+MAX_STUCK_MS = 3600000
 MAX_TELEMETRY_PERIOD_MS = 60000
 MAX_CAPACITY_MAH = 10000000
 MAX_HOST_TIMEOUT_MS = 3600000
 KEYS = tuple(range(1, PROTECTION_KEYS + 1)) + (
-    CONFIG_TELEMETRY_PERIOD_MS, CONFIG_CAPACITY_MAH, CONFIG_HOST_TIMEOUT_MS)
+    CONFIG_TELEMETRY_PERIOD_MS, CONFIG_CAPACITY_MAH, CONFIG_HOST_TIMEOUT_MS) + tuple(
+    range(DEBOUNCE_BASE, DEBOUNCE_BASE + N_PROTECTIONS)) + tuple(
+    range(SEVERITY_BASE, SEVERITY_BASE + N_PROTECTIONS))
 
 
 class Config:
@@ -43,32 +59,58 @@ class Config:
         self.bms = bms
         self.cell_hard = profile["hard_cell_mv"]
         self.temp_hard = profile["hard_temp_dc"]
+        fe = board["frontend"]
         # Current thresholds cannot exceed what the sensor measures.
-        self.current_hard = board["frontend"]["current_adc"]["full_scale_ma"]
+        self.current_hard = fe["current_adc"]["full_scale_ma"]
+        self.cell_full_scale = fe["cell_adc"]["full_scale_mv"]
+        pack = fe.get("pack_adc")
+        self.pack_full_scale = pack["full_scale_mv"] if pack else self.cell_full_scale
+        self.n_temps = board["temp_sensors"]
 
-    def _hard(self, quantity):
-        """(lowest, highest) a threshold on this quantity may ever be."""
+    def _hard(self, i):
+        """(lowest, highest) a threshold of protection ``i`` may ever be."""
+        lo, hi = self.cell_hard
+        if i == I_OPEN_WIRE:  # below every cell the chemistry allows
+            return 0, lo
+        if i == I_SENSOR_RANGE:  # beyond every cell, up to the ADC's full scale
+            return hi, self.cell_full_scale
+        quantity = self.bms.protection.quantity[i]
         if quantity == Q_CHARGE_MA or quantity == Q_DISCHARGE_MA:
             return 0, self.current_hard
         if quantity == Q_CELL_SPREAD_MV:
-            return 0, self.cell_hard[1] - self.cell_hard[0]
-        if quantity in (Q_MAX_TEMP_DC, Q_MIN_TEMP_DC, Q_MAX_TEMP_CHARGING_DC,
-                        Q_MIN_TEMP_CHARGING_DC):
+            return 0, hi - lo
+        if quantity == Q_MAX_TEMP_DC or quantity == Q_MIN_TEMP_DC:
             return self.temp_hard
-        return self.cell_hard
+        if quantity == Q_TEMPS_RAILED:
+            return 0, self.n_temps
+        if quantity == Q_STUCK_MS:
+            return 0, MAX_STUCK_MS
+        if quantity == Q_PACK_MISMATCH_MV:
+            return 0, self.pack_full_scale
+        if quantity == Q_TEMP_RISE_DC:
+            return 0, self.temp_hard[1] - self.temp_hard[0]
+        return lo, hi
+
+    @staticmethod
+    def _per_protection(key):
+        """(protection index, field) of a protection key, or None. Fields 0..3:
+        trip, release, trip delay, release delay; 4: debounce; 5: severity."""
+        if 1 <= key <= PROTECTION_KEYS:
+            return divmod(key - 1, 4)
+        if DEBOUNCE_BASE <= key < DEBOUNCE_BASE + N_PROTECTIONS:
+            return key - DEBOUNCE_BASE, 4
+        if SEVERITY_BASE <= key < SEVERITY_BASE + N_PROTECTIONS:
+            return key - SEVERITY_BASE, 5
+        return None
 
     def get(self, key):
         """The value of ``key``; KeyError when there is no such key."""
         p = self.bms.protection
-        if 1 <= key <= PROTECTION_KEYS:
-            i, field = divmod(key - 1, 4)
-            if field == 0:
-                return p.trip[i]
-            if field == 1:
-                return p.release[i]
-            if field == 2:
-                return p.trip_delay_ms[i]
-            return p.release_delay_ms[i]
+        where = self._per_protection(key)
+        if where is not None:
+            i, field = where
+            return (p.trip, p.release, p.trip_delay_ms, p.release_delay_ms, p.debounce,
+                    p.severity)[field][i]
         if key == CONFIG_TELEMETRY_PERIOD_MS:
             return self.bms.telemetry_period_ms
         if key == CONFIG_CAPACITY_MAH:
@@ -80,19 +122,25 @@ class Config:
     def limits(self, key):
         """(hard_min, hard_max, min, max) for ``key`` as things stand."""
         p = self.bms.protection
-        if 1 <= key <= PROTECTION_KEYS:
-            i, field = divmod(key - 1, 4)
+        where = self._per_protection(key)
+        if where is not None:
+            i, field = where
+            if field == 5:
+                return WARNING, FAULT, WARNING, FAULT
+            if field == 4:
+                return 1, MAX_DEBOUNCE, 1, MAX_DEBOUNCE
             if field >= 2:
                 return 0, MAX_DELAY_MS, 0, MAX_DELAY_MS
-            lo, hi = self._hard(p.quantity[i])
+            lo, hi = self._hard(i)
             trip, release = p.trip[i], p.release[i]
-            if p.above[i]:  # release < trip
+            # Integers: release == trip + 1 (above) is no hysteresis at all, the least.
+            if p.above[i]:
                 if field == 0:
-                    return lo, hi, release + 1, hi
-                return lo, hi, lo, trip - 1
-            if field == 0:  # release > trip
-                return lo, hi, lo, release - 1
-            return lo, hi, trip + 1, hi
+                    return lo, hi, max(release - 1, lo), hi
+                return lo, hi, lo, min(trip + 1, hi)
+            if field == 0:
+                return lo, hi, lo, min(release + 1, hi)
+            return lo, hi, max(trip - 1, lo), hi
         if key == CONFIG_TELEMETRY_PERIOD_MS:
             period = self.bms.control_period_ms
             return period, MAX_TELEMETRY_PERIOD_MS, period, MAX_TELEMETRY_PERIOD_MS
@@ -121,16 +169,11 @@ class Config:
     def set(self, key, value):
         """Write a value that :meth:`check` accepted."""
         p = self.bms.protection
-        if 1 <= key <= PROTECTION_KEYS:
-            i, field = divmod(key - 1, 4)
-            if field == 0:
-                p.trip[i] = value
-            elif field == 1:
-                p.release[i] = value
-            elif field == 2:
-                p.trip_delay_ms[i] = value
-            else:
-                p.release_delay_ms[i] = value
+        where = self._per_protection(key)
+        if where is not None:
+            i, field = where
+            (p.trip, p.release, p.trip_delay_ms, p.release_delay_ms, p.debounce,
+             p.severity)[field][i] = value
         elif key == CONFIG_TELEMETRY_PERIOD_MS:
             self.bms.telemetry_period_ms = value
         elif key == CONFIG_CAPACITY_MAH:

@@ -9,6 +9,7 @@ chain; everything here is integer arithmetic chosen so intermediates stay below
 - current: a bipolar shunt amplifier centred on ``zero_code``;
   ``ma = (code - zero_code) * full_scale_ma / (max_code - zero_code)``,
   positive when charging.
+- pack voltage (optional, ``pack_adc``): ``mv = code * full_scale_mv / max_code``.
 - temperature: an NTC thermistor to ground with a pull-up to the ADC reference,
   converted through a table built once at start-up (the only float maths).
 """
@@ -101,3 +102,5 @@ class Frontend:
         self.current = LinearChannel(i["bits"], i["full_scale_ma"], i["zero_code"])
         t = cfg["temp_adc"]
         self.temp = NtcChannel(t["bits"], t["ntc_r25_ohm"], t["ntc_beta"], t["pullup_ohm"])
+        p = cfg.get("pack_adc")  # optional: a divider from the pack's top terminal
+        self.pack = LinearChannel(p["bits"], p["full_scale_mv"]) if p else None

@@ -1,8 +1,9 @@
 """The hardware abstraction every board implements: what the firmware needs.
 
 Subclass :class:`Hal` and override what the board has; the defaults describe a
-board without the optional parts (no precharge circuit, no DC-link voltage
-sensor, no contactor feedback, no flash storage).
+board without the optional parts (one output switch, no pack-voltage sensor, no
+precharge circuit, no DC-link voltage sensor, no contactor feedback, no flash
+storage).
 """
 
 
@@ -21,6 +22,15 @@ class Hal:
 
     def set_precharge(self, on):
         """Switch the precharge relay (boards without one ignore it)."""
+
+    def set_directions(self, charge, discharge):
+        """Allow or stop each direction on a board with separate charge and
+        discharge switches (back-to-back FETs); others ignore it and report the
+        directions in telemetry for the charger and the load to follow."""
+
+    def read_pack_code(self):
+        """The pack-voltage ADC code, or -1 where the pack voltage is not measured."""
+        return -1
 
     def read_link_mv(self):
         """The load-side (DC link) voltage in mV, or -1 where it is not measured."""

@@ -34,6 +34,13 @@ class AdcMuxHal(Hal):
         self.temp_adcs = [_adc(p, board) for p in pins["temp_adcs"]]
         self.select = [Pin(p, Pin.OUT, value=0) for p in pins["mux_select"]]
         self.output = Pin(pins["output"], Pin.OUT, value=0)
+        # Optional: a pack-voltage divider on its own ADC pin, and separate charge
+        # and discharge FET enables (back-to-back FETs) gated with the output.
+        pack = pins.get("pack_adc")
+        self.pack_adc = None if pack is None else _adc(pack, board)
+        charge, discharge = pins.get("charge_enable"), pins.get("discharge_enable")
+        self.charge_enable = None if charge is None else Pin(charge, Pin.OUT, value=1)
+        self.discharge_enable = None if discharge is None else Pin(discharge, Pin.OUT, value=1)
 
     def _select(self, channel):
         sel = self.select
@@ -53,6 +60,15 @@ class AdcMuxHal(Hal):
 
     def set_output(self, closed):
         self.output.value(1 if closed else 0)
+
+    def set_directions(self, charge, discharge):
+        if self.charge_enable is not None:
+            self.charge_enable.value(1 if charge else 0)
+        if self.discharge_enable is not None:
+            self.discharge_enable.value(1 if discharge else 0)
+
+    def read_pack_code(self):
+        return -1 if self.pack_adc is None else self.pack_adc.read_u16()
 
     def set_precharge(self, on):
         if self.precharge is not None:

@@ -14,13 +14,30 @@ from struct import unpack_from
 from .app import Bms
 from .hal import Hal
 
+# Output flags returned by SimBoard.step: what the board drives.
+OUT_CLOSED = 1  # main contactor / FETs closed
+OUT_PRECHARGE = 2  # precharge relay on
+OUT_CHARGE = 4  # charge direction allowed
+OUT_DISCHARGE = 8  # discharge direction allowed
+EXTRA_BYTES = 7  # after the u16 codes: pack code u16, link mV i32, feedback i8
+
 
 class SimHal(Hal):
-    def __init__(self, n_cells, n_temps, unique_id, storage=None):
+    """Codes: u16 per cell, current, u16 per temperature sensor, then the pack
+    code (u16), the DC-link voltage (i32 mV, -1: not measured) and the contactor
+    feedback (i8, -1: not read). The pack code counts only on a board whose
+    front end has a ``pack_adc``."""
+
+    def __init__(self, n_cells, n_temps, unique_id, storage=None, has_pack_adc=False):
         self.n_cells = n_cells
         self.n_temps = n_temps
-        self.codes = bytearray(2 * (n_cells + 1 + n_temps))
+        self.tail = 2 * (n_cells + 1 + n_temps)
+        self.codes = bytearray(self.tail + EXTRA_BYTES)
         self.output_closed = False
+        self.precharge_on = False
+        self.charge_allowed = True
+        self.discharge_allowed = True
+        self.has_pack_adc = has_pack_adc
         self._uid = unique_id
         self._storage = storage
 
@@ -35,6 +52,31 @@ class SimHal(Hal):
 
     def set_output(self, closed):
         self.output_closed = closed
+
+    def set_precharge(self, on):
+        self.precharge_on = on
+
+    def set_directions(self, charge, discharge):
+        self.charge_allowed = charge
+        self.discharge_allowed = discharge
+
+    def read_pack_code(self):
+        if not self.has_pack_adc:
+            return -1
+        return unpack_from("<H", self.codes, self.tail)[0]
+
+    def read_link_mv(self):
+        return unpack_from("<l", self.codes, self.tail + 2)[0]
+
+    def output_feedback(self):
+        return unpack_from("<b", self.codes, self.tail + 6)[0]
+
+    def outputs(self):
+        """The OUT_* flags of what the board drives now."""
+        return ((OUT_CLOSED if self.output_closed else 0)
+                | (OUT_PRECHARGE if self.precharge_on else 0)
+                | (OUT_CHARGE if self.charge_allowed else 0)
+                | (OUT_DISCHARGE if self.discharge_allowed else 0))
 
     def unique_id(self):
         return self._uid
@@ -74,7 +116,8 @@ class SimBoard:
     def __init__(self, board_json, unique_id=b"\x5e\x11\x00\x00\x00\x00\x00\x01",
                  storage=None):
         self.board = json.loads(board_json)
-        self.hal = SimHal(self.board["cells"], self.board["temp_sensors"], unique_id, storage)
+        self.hal = SimHal(self.board["cells"], self.board["temp_sensors"], unique_id, storage,
+                          "pack_adc" in self.board["frontend"])
         self.port = SimPort()
         self.resets = 0
         self.in_repl = False
@@ -82,16 +125,19 @@ class SimBoard:
 
     def boot(self):
         """Start the firmware afresh, as after a power cycle or machine.reset()."""
-        self.hal.output_closed = False
+        self.hal.output_closed = False  # a reset releases every output pin
+        self.hal.precharge_on = False
+        self.hal.charge_allowed = True
+        self.hal.discharge_allowed = True
         self.port.rx = bytearray()
         self.bms = Bms(self.board, self.hal, self.port)
         self.in_repl = False
 
     def step(self, dt_ms, codes, rx):
-        """Run one control period; return (tx bytes, output closed)."""
+        """Run one control period; return (tx bytes, OUT_* flags)."""
         self.hal.codes[:] = codes
         if self.in_repl:  # the firmware has handed the port back: it is silent
-            return b"", self.hal.output_closed
+            return b"", self.hal.outputs()
         if rx:
             self.port.rx.extend(rx)
         bms = self.bms
@@ -105,9 +151,9 @@ class SimBoard:
             self.boot()
         elif bms.repl_requested:
             self.in_repl = True
-        return tx, self.hal.output_closed
+        return tx, self.hal.outputs()
 
     def step_hex(self, dt_ms, codes_hex, rx_hex):
-        """step() for the WebAssembly runner: hex in, "<tx hex> <0|1>" out."""
-        tx, closed = self.step(dt_ms, unhexlify(codes_hex), unhexlify(rx_hex))
-        return "%s %d" % (hexlify(tx).decode(), 1 if closed else 0)
+        """step() for the WebAssembly runner: hex in, "<tx hex> <OUT_* flags>" out."""
+        tx, outputs = self.step(dt_ms, unhexlify(codes_hex), unhexlify(rx_hex))
+        return "%s %d" % (hexlify(tx).decode(), outputs)

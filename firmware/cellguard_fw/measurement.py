@@ -2,27 +2,49 @@
 
 This is where a cell voltage enters the pure-logic part of the firmware: the
 HAL fills raw codes, :meth:`Measurement.update` converts them and derives the
-pack figures the protection and estimators use.
+pack figures the protection and estimators use, including the plausibility
+figures: temperature channels at an ADC rail, how long a cell reading has not
+moved while current flowed, the pack-voltage sensor against the sum of cells,
+and the temperature rise over the last minute.
 """
 
 from array import array
 
+from micropython import const
+
+RISE_SLOTS = const(10)  # temperature history: one slot every RISE_SLOT_MS
+RISE_SLOT_MS = const(6000)  # ... so the oldest slot is a minute old
+_TIME_CAP_MS = const(1 << 29)  # timers stop here: they stay small ints
+
 
 class Measurement:
-    def __init__(self, n_cells, n_temps):
+    def __init__(self, n_cells, n_temps, stuck_current_ma=1000):
         self.raw_cells = array("H", [0] * n_cells)
         self.raw_temps = array("H", [0] * n_temps)
         self.cells_mv = array("H", [0] * n_cells)
         self.temps_dc = array("h", [0] * n_temps)
         self.current_ma = 0  # positive = charging
-        self.pack_mv = 0
+        self.pack_mv = 0  # sum of the cells
+        self.pack_sensor_mv = -1  # the pack-voltage sensor, -1 where the board has none
         self.min_cell_mv = 0
         self.max_cell_mv = 0
         self.min_temp_dc = 0
         self.max_temp_dc = 0
         self.valid = False
+        # plausibility
+        self.stuck_current_ma = stuck_current_ma  # the stuck-reading clock runs above this
+        self.last_raw_cells = array("H", [0] * n_cells)
+        self.unchanged_ms = array("l", [0] * n_cells)
+        self.stuck_ms = 0
+        self.temps_railed = 0
+        self.pack_mismatch_mv = 0
+        self.rise_history = array("h", [0] * (n_temps * RISE_SLOTS))
+        self.rise_slot = 0
+        self.rise_filled = 0
+        self.rise_timer_ms = 0
+        self.temp_rise_dc = 0  # fastest rise over the last minute, 0.1 degC
 
-    def update(self, frontend, raw_current):
+    def update(self, frontend, raw_current, dt_ms=0, pack_sensor_mv=-1):
         cells = self.cells_mv
         raw = self.raw_cells
         conv = frontend.cell
@@ -45,8 +67,14 @@ class Measurement:
         conv = frontend.temp
         lo = 32767
         hi = -32768
+        railed = 0
+        top = conv.max_code - conv.max_code // 100
+        bottom = conv.max_code // 100
         for i in range(len(temps)):
-            dc = conv.convert(raw[i])
+            code = raw[i]
+            if code >= top or code <= bottom:  # open (pulled up) or shorted NTC
+                railed += 1
+            dc = conv.convert(code)
             temps[i] = dc
             if dc < lo:
                 lo = dc
@@ -54,5 +82,59 @@ class Measurement:
                 hi = dc
         self.min_temp_dc = lo
         self.max_temp_dc = hi
-        self.current_ma = frontend.current.convert(raw_current)
+        self.temps_railed = railed
+        current = frontend.current.convert(raw_current)
+        self.current_ma = current
+        self.pack_sensor_mv = pack_sensor_mv
+        if pack_sensor_mv >= 0:
+            d = pack_sensor_mv - total
+            self.pack_mismatch_mv = d if d >= 0 else -d
+        else:
+            self.pack_mismatch_mv = 0
+        self._track_stuck(dt_ms, current >= self.stuck_current_ma
+                          or -current >= self.stuck_current_ma)
+        self._track_rise(dt_ms)
         self.valid = True
+
+    def _track_stuck(self, dt_ms, flowing):
+        # A live ADC reading moves: with current flowing the cell's voltage changes,
+        # and a real converter's noise moves its last bits. A code that stays put
+        # means a frozen mux, converter or front end.
+        raw = self.raw_cells
+        last = self.last_raw_cells
+        unchanged = self.unchanged_ms
+        longest = 0
+        for i in range(len(raw)):
+            if raw[i] != last[i]:
+                last[i] = raw[i]
+                unchanged[i] = 0
+            elif flowing and unchanged[i] < _TIME_CAP_MS:
+                unchanged[i] += dt_ms
+            if unchanged[i] > longest:
+                longest = unchanged[i]
+        self.stuck_ms = longest
+
+    def _track_rise(self, dt_ms):
+        temps = self.temps_dc
+        n = len(temps)
+        hist = self.rise_history
+        self.rise_timer_ms += dt_ms
+        if self.rise_timer_ms >= RISE_SLOT_MS or not self.rise_filled:
+            if self.rise_filled:
+                self.rise_timer_ms -= RISE_SLOT_MS
+            else:
+                self.rise_timer_ms = 0
+            base = self.rise_slot * n
+            for i in range(n):
+                hist[base + i] = temps[i]
+            self.rise_slot = (self.rise_slot + 1) % RISE_SLOTS
+            if self.rise_filled < RISE_SLOTS:
+                self.rise_filled += 1
+        # The oldest slot is the next one to be written, once the ring is full.
+        oldest = (self.rise_slot if self.rise_filled == RISE_SLOTS else 0) * n
+        rise = 0
+        for i in range(n):
+            d = temps[i] - hist[oldest + i]
+            if d > rise:
+                rise = d
+        self.temp_rise_dc = rise

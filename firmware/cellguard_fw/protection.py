@@ -1,14 +1,21 @@
-"""Protection engine: every limit with a trip delay, a release threshold
-(hysteresis) and a release delay. This is where a measurement is judged.
+"""Protection engine: every limit with a severity, a debounce count, a trip
+delay, a release threshold (hysteresis) and a release delay. This is where a
+measurement is judged.
 
 The table is held in parallel integer arrays and :meth:`Protection.step` only
 reads and writes their elements and small ints, so it allocates nothing (a test
 runs it under ``micropython.heap_lock()`` on real MicroPython).
 
 Timing: a protection trips on the first sample at which its condition has held
-for ``trip_delay_ms`` (a condition seen on one sample only trips at once only
-when the delay is 0); it releases on the first sample at which the value has
-been back past the release threshold for ``release_delay_ms``.
+for ``trip_delay_ms`` and for at least ``debounce`` consecutive samples (a
+condition seen on one sample only trips at once only when the delay is 0 and
+the debounce count 1); it releases on the first sample at which the value has
+been back past the release threshold for ``release_delay_ms`` and ``debounce``
+samples.
+
+Severity: a warning is reported only; an alarm holds the current to zero in its
+direction (``blocks``) and releases by itself; a fault opens the output and
+latches (the latching is the application's, ``app.py``).
 """
 
 from array import array
@@ -20,15 +27,24 @@ from .codec import (
     FAULT_CELL_OVERVOLTAGE,
     FAULT_CELL_UNDERVOLTAGE,
     FAULT_DEEP_DISCHARGE,
+    FAULT_OPEN_WIRE,
     FAULT_OVERCURRENT_CHARGE,
     FAULT_OVERCURRENT_CHARGE_PEAK,
     FAULT_OVERCURRENT_DISCHARGE,
     FAULT_OVERCURRENT_DISCHARGE_PEAK,
     FAULT_OVERTEMPERATURE,
     FAULT_OVERTEMPERATURE_CHARGE,
+    FAULT_PACK_VOLTAGE_MISMATCH,
+    FAULT_SENSOR_DISCONNECTED,
+    FAULT_SENSOR_RANGE,
+    FAULT_SENSOR_STUCK,
     FAULT_SHORT_CIRCUIT,
+    FAULT_TEMPERATURE_RISE,
     FAULT_UNDERTEMPERATURE,
     FAULT_UNDERTEMPERATURE_CHARGE,
+    SEVERITY_ALARM,
+    SEVERITY_FAULT,
+    SEVERITY_WARNING,
 )
 
 # Quantities a protection can watch; Protection.step reads them from an array.
@@ -38,62 +54,105 @@ Q_MAX_TEMP_DC = const(2)
 Q_MIN_TEMP_DC = const(3)
 Q_CHARGE_MA = const(4)  # current, positive when charging
 Q_DISCHARGE_MA = const(5)  # minus current, positive when discharging
-Q_MAX_TEMP_CHARGING_DC = const(6)  # hottest sensor while charging, else very cold
-Q_MIN_TEMP_CHARGING_DC = const(7)  # coldest sensor while charging, else very hot
-Q_CELL_SPREAD_MV = const(8)  # highest minus lowest cell
-N_QUANTITIES = const(9)
-
-CHARGING_MA = const(100)  # above this current the pack counts as charging
+Q_CELL_SPREAD_MV = const(6)  # highest minus lowest cell
+Q_TEMPS_RAILED = const(7)  # temperature channels reading open or shorted
+Q_STUCK_MS = const(8)  # longest a cell reading has not moved while current flowed
+Q_PACK_MISMATCH_MV = const(9)  # |pack voltage sensor - sum of cells|, 0 without a sensor
+Q_TEMP_RISE_DC = const(10)  # fastest temperature rise, 0.1 degC per minute
+N_QUANTITIES = const(11)
 
 ABOVE = const(1)  # trips when value > trip
 BELOW = const(0)  # trips when value < trip
 
-# name, fault bit, quantity, direction, limit key, default trip/release delays (ms)
-PROTECTIONS = (
-    ("cell_overvoltage", FAULT_CELL_OVERVOLTAGE, Q_MAX_CELL_MV, ABOVE, "cell_ov_mv", 1000, 2000),
-    ("cell_undervoltage", FAULT_CELL_UNDERVOLTAGE, Q_MIN_CELL_MV, BELOW, "cell_uv_mv", 1000, 2000),
-    ("overtemperature", FAULT_OVERTEMPERATURE, Q_MAX_TEMP_DC, ABOVE, "temp_max_dc", 2000, 5000),
-    ("undertemperature", FAULT_UNDERTEMPERATURE, Q_MIN_TEMP_DC, BELOW, "temp_min_dc", 2000, 5000),
-    ("overcurrent_charge", FAULT_OVERCURRENT_CHARGE, Q_CHARGE_MA, ABOVE,
-     "charge_current_max_ma", 500, 10000),
-    ("overcurrent_discharge", FAULT_OVERCURRENT_DISCHARGE, Q_DISCHARGE_MA, ABOVE,
-     "discharge_current_max_ma", 500, 10000),
-    # A lower, latching level: a cell this empty may be damaged.
-    ("deep_discharge", FAULT_DEEP_DISCHARGE, Q_MIN_CELL_MV, BELOW, "deep_discharge_mv",
-     1000, 2000),
-    # Charging has narrower temperature limits than discharging (lithium plating
-    # below freezing, ageing when hot).
-    ("overtemperature_charge", FAULT_OVERTEMPERATURE_CHARGE, Q_MAX_TEMP_CHARGING_DC, ABOVE,
-     "temp_charge_max_dc", 2000, 5000),
-    ("undertemperature_charge", FAULT_UNDERTEMPERATURE_CHARGE, Q_MIN_TEMP_CHARGING_DC, BELOW,
-     "temp_charge_min_dc", 2000, 5000),
-    # Over-current at two levels: sustained (above) and peak (short delay), and a
-    # short circuit that trips on the first sample.
-    ("overcurrent_charge_peak", FAULT_OVERCURRENT_CHARGE_PEAK, Q_CHARGE_MA, ABOVE,
-     "charge_current_peak_ma", 100, 10000),
-    ("overcurrent_discharge_peak", FAULT_OVERCURRENT_DISCHARGE_PEAK, Q_DISCHARGE_MA, ABOVE,
-     "discharge_current_peak_ma", 100, 10000),
-    ("short_circuit", FAULT_SHORT_CIRCUIT, Q_DISCHARGE_MA, ABOVE, "short_circuit_ma", 0, 10000),
-    # Cells drifting apart: a failing cell, a loose sense wire, a balancer fault.
-    ("cell_imbalance", FAULT_CELL_IMBALANCE, Q_CELL_SPREAD_MV, ABOVE, "cell_spread_mv",
-     5000, 10000),
-)
+# Directions an alarm holds at zero current.
+BLOCKS_CHARGE = const(1)
+BLOCKS_DISCHARGE = const(2)
+BLOCKS_BOTH = const(3)
+
+WARNING = SEVERITY_WARNING
+ALARM = SEVERITY_ALARM
+FAULT = SEVERITY_FAULT
+
+# Protections whose thresholds have their own hard limits (config.py).
+I_OPEN_WIRE = const(13)
+I_SENSOR_RANGE = const(14)
 
 
-# Severity: these protections only warn (reported in telemetry and by FAULT_EVENT,
-# never latched, the output untouched); every other one is a fault.
-WARNING_BITS = FAULT_CELL_IMBALANCE
+def protection_table():
+    """The protection table, one row per protection: name, fault bit, quantity,
+    direction, limit key, default trip/release delays (ms), default severity,
+    directions an alarm blocks, default debounce count (samples). The order is
+    the configuration keys' (protocol/messages.py PROTECTION_STEMS).
+
+    Built on each call: :class:`Protection` copies it into arrays, so on the
+    board the rows are garbage once it is built instead of a kilobyte held for
+    good."""
+    return (
+        ("cell_overvoltage", FAULT_CELL_OVERVOLTAGE, Q_MAX_CELL_MV, ABOVE, "cell_ov_mv",
+         1000, 2000, FAULT, BLOCKS_CHARGE, 1),
+        ("cell_undervoltage", FAULT_CELL_UNDERVOLTAGE, Q_MIN_CELL_MV, BELOW, "cell_uv_mv",
+         1000, 2000, FAULT, BLOCKS_DISCHARGE, 1),
+        ("overtemperature", FAULT_OVERTEMPERATURE, Q_MAX_TEMP_DC, ABOVE, "temp_max_dc",
+         2000, 5000, FAULT, BLOCKS_BOTH, 1),
+        ("undertemperature", FAULT_UNDERTEMPERATURE, Q_MIN_TEMP_DC, BELOW, "temp_min_dc",
+         2000, 5000, FAULT, BLOCKS_BOTH, 1),
+        ("overcurrent_charge", FAULT_OVERCURRENT_CHARGE, Q_CHARGE_MA, ABOVE,
+         "charge_current_max_ma", 500, 10000, FAULT, BLOCKS_CHARGE, 1),
+        ("overcurrent_discharge", FAULT_OVERCURRENT_DISCHARGE, Q_DISCHARGE_MA, ABOVE,
+         "discharge_current_max_ma", 500, 10000, FAULT, BLOCKS_DISCHARGE, 1),
+        # A lower, latching level: a cell this empty may be damaged.
+        ("deep_discharge", FAULT_DEEP_DISCHARGE, Q_MIN_CELL_MV, BELOW, "deep_discharge_mv",
+         1000, 2000, FAULT, BLOCKS_DISCHARGE, 1),
+        # Charging has narrower temperature limits than discharging (lithium plating
+        # below freezing, ageing when hot): an alarm that stops charging only.
+        ("overtemperature_charge", FAULT_OVERTEMPERATURE_CHARGE, Q_MAX_TEMP_DC, ABOVE,
+         "temp_charge_max_dc", 2000, 5000, ALARM, BLOCKS_CHARGE, 1),
+        ("undertemperature_charge", FAULT_UNDERTEMPERATURE_CHARGE, Q_MIN_TEMP_DC, BELOW,
+         "temp_charge_min_dc", 2000, 5000, ALARM, BLOCKS_CHARGE, 1),
+        # Over-current at two levels: sustained (above) and peak (short delay), and a
+        # short circuit that trips on the first sample.
+        ("overcurrent_charge_peak", FAULT_OVERCURRENT_CHARGE_PEAK, Q_CHARGE_MA, ABOVE,
+         "charge_current_peak_ma", 100, 10000, FAULT, BLOCKS_CHARGE, 1),
+        ("overcurrent_discharge_peak", FAULT_OVERCURRENT_DISCHARGE_PEAK, Q_DISCHARGE_MA, ABOVE,
+         "discharge_current_peak_ma", 100, 10000, FAULT, BLOCKS_DISCHARGE, 1),
+        ("short_circuit", FAULT_SHORT_CIRCUIT, Q_DISCHARGE_MA, ABOVE, "short_circuit_ma",
+         0, 10000, FAULT, BLOCKS_DISCHARGE, 1),
+        # Cells drifting apart: a failing cell, a loose sense wire, a balancer fault.
+        ("cell_imbalance", FAULT_CELL_IMBALANCE, Q_CELL_SPREAD_MV, ABOVE, "cell_spread_mv",
+         5000, 10000, WARNING, BLOCKS_BOTH, 1),
+        # Sensor plausibility. An open sense wire lets its tap float towards the tap
+        # below: the cell under it reads near 0 V, lower than any cell in service.
+        ("open_wire", FAULT_OPEN_WIRE, Q_MIN_CELL_MV, BELOW, "open_wire_mv",
+         300, 2000, FAULT, BLOCKS_BOTH, 3),
+        # ... and the cell above reads two cells' worth: beyond any chemistry, at the
+        # ADC's full scale. Either way the reading cannot be trusted.
+        ("sensor_range", FAULT_SENSOR_RANGE, Q_MAX_CELL_MV, ABOVE, "sensor_range_mv",
+         300, 2000, FAULT, BLOCKS_BOTH, 3),
+        ("sensor_disconnected", FAULT_SENSOR_DISCONNECTED, Q_TEMPS_RAILED, ABOVE,
+         "sensor_disconnected_count", 1000, 5000, FAULT, BLOCKS_BOTH, 3),
+        # The quantity is itself a time: no further delay by default.
+        ("sensor_stuck", FAULT_SENSOR_STUCK, Q_STUCK_MS, ABOVE, "sensor_stuck_ms",
+         0, 0, FAULT, BLOCKS_BOTH, 1),
+        ("pack_voltage_mismatch", FAULT_PACK_VOLTAGE_MISMATCH, Q_PACK_MISMATCH_MV, ABOVE,
+         "pack_mismatch_mv", 1000, 5000, FAULT, BLOCKS_BOTH, 1),
+        # Early warning of thermal runaway; the quantity is a rise over a minute.
+        ("temperature_rise", FAULT_TEMPERATURE_RISE, Q_TEMP_RISE_DC, ABOVE, "temp_rise_dc",
+         0, 10000, WARNING, BLOCKS_BOTH, 1),
+    )
 
 
 class Protection:
     """The protection table and its state.
 
     ``limits`` maps each limit key to a ``(trip, release)`` pair; ``delays``
-    optionally maps a protection name to ``(trip_delay_ms, release_delay_ms)``.
+    optionally maps a protection name to ``(trip_delay_ms, release_delay_ms)``,
+    ``severities`` a name to WARNING/ALARM/FAULT and ``debounces`` a name to a
+    sample count.
     """
 
-    def __init__(self, limits, delays=None):
-        n = len(PROTECTIONS)
+    def __init__(self, limits, delays=None, severities=None, debounces=None):
+        table = protection_table()
+        n = len(table)
         self.count = n
         self.bit = array("l", [0] * n)
         self.quantity = array("b", [0] * n)
@@ -102,21 +161,36 @@ class Protection:
         self.release = array("l", [0] * n)
         self.trip_delay_ms = array("l", [0] * n)
         self.release_delay_ms = array("l", [0] * n)
+        self.severity = bytearray(n)
+        self.blocks = bytearray(n)
+        self.debounce = array("H", [1] * n)
         self.active = bytearray(n)
-        self.pending = bytearray(n)  # trip or release condition currently holding
+        # How long and for how many consecutive samples the trip (or, once active,
+        # the release) condition has held; 0 samples: it does not hold now.
         self.timer_ms = array("l", [0] * n)
-        self.event_value = array("l", [0] * n)  # the value at the last trip or release
+        self.samples = array("H", [0] * n)
         self.values = array("l", [0] * N_QUANTITIES)
         self.faults = 0
+        self.alarms = 0
         self.warnings = 0
-        self.pending_trips = 0  # bits whose trip condition holds but whose delay runs
+        self.changed = 0  # bits that tripped or released on the last step
+        self.allowed = 3  # bit 0: charge allowed, bit 1: discharge allowed (alarms only)
+        self.pending_trips = 0  # fault bits whose trip condition holds but whose delay runs
         for i in range(n):
-            name, bit, quantity, above, key, trip_delay, release_delay = PROTECTIONS[i]
+            (name, bit, quantity, above, key, trip_delay, release_delay, severity, blocks,
+             debounce) = table[i]
             trip, release = limits[key]
-            if above and release > trip or not above and release < trip:
-                raise ValueError("release threshold of %s is beyond its trip" % name)
+            check_thresholds(name, above, trip, release)
             if delays and name in delays:
                 trip_delay, release_delay = delays[name]
+            if severities and name in severities:
+                severity = severities[name]
+            if debounces and name in debounces:
+                debounce = debounces[name]
+            if not WARNING <= severity <= FAULT:
+                raise ValueError("severity of %s must be 0, 1 or 2" % name)
+            if not 1 <= debounce <= MAX_DEBOUNCE:
+                raise ValueError("debounce count of %s must be 1..%d" % (name, MAX_DEBOUNCE))
             self.bit[i] = bit
             self.quantity[i] = quantity
             self.above[i] = above
@@ -124,6 +198,14 @@ class Protection:
             self.release[i] = release
             self.trip_delay_ms[i] = trip_delay
             self.release_delay_ms[i] = release_delay
+            self.severity[i] = severity
+            self.blocks[i] = blocks
+            self.debounce[i] = debounce
+
+    def value(self, i):
+        """The value protection ``i`` watches, as of the last step (what tripped or
+        released it, when it changed on that step)."""
+        return self.values[self.quantity[i]]
 
     def load(self, m):
         """Copy the watched quantities out of a Measurement."""
@@ -135,20 +217,23 @@ class Protection:
         v[Q_CHARGE_MA] = m.current_ma
         v[Q_DISCHARGE_MA] = -m.current_ma
         v[Q_CELL_SPREAD_MV] = m.max_cell_mv - m.min_cell_mv
-        if m.current_ma > CHARGING_MA:
-            v[Q_MAX_TEMP_CHARGING_DC] = m.max_temp_dc
-            v[Q_MIN_TEMP_CHARGING_DC] = m.min_temp_dc
-        else:
-            v[Q_MAX_TEMP_CHARGING_DC] = -32768
-            v[Q_MIN_TEMP_CHARGING_DC] = 32767
+        v[Q_TEMPS_RAILED] = m.temps_railed
+        v[Q_STUCK_MS] = m.stuck_ms
+        v[Q_PACK_MISMATCH_MV] = m.pack_mismatch_mv
+        v[Q_TEMP_RISE_DC] = m.temp_rise_dc
 
     def step(self, dt_ms):
         """Advance every protection by one sample taken ``dt_ms`` after the last.
 
-        Returns the active fault bits; active warning bits are in ``warnings``.
+        Returns the active fault bits; active alarm and warning bits are in
+        ``alarms`` and ``warnings``, the bits that changed in ``changed``.
         """
         faults = 0
+        alarms = 0
+        warnings = 0
         pending = 0
+        changed = 0
+        blocked = 0
         values = self.values
         for i in range(self.count):
             v = values[self.quantity[i]]
@@ -161,25 +246,43 @@ class Protection:
                 holding = v > t if self.above[i] else v < t
                 delay = self.trip_delay_ms[i]
             if not holding:
-                self.pending[i] = 0
                 self.timer_ms[i] = 0
+                self.samples[i] = 0
             else:
-                if self.pending[i]:
+                if self.samples[i]:  # held since an earlier sample
                     self.timer_ms[i] += dt_ms
-                else:
-                    self.pending[i] = 1
-                    self.timer_ms[i] = 0
-                if self.timer_ms[i] >= delay:
+                if self.samples[i] < MAX_DEBOUNCE:
+                    self.samples[i] += 1
+                if self.timer_ms[i] >= delay and self.samples[i] >= self.debounce[i]:
                     self.active[i] ^= 1
-                    self.event_value[i] = v
-                    self.pending[i] = 0
                     self.timer_ms[i] = 0
-                elif not self.active[i]:
+                    self.samples[i] = 0
+                    changed |= self.bit[i]
+                elif not self.active[i] and self.severity[i] == FAULT:
                     pending |= self.bit[i]
             if self.active[i]:
-                faults |= self.bit[i]
-        self.warnings = faults & WARNING_BITS
-        faults &= ~WARNING_BITS
+                severity = self.severity[i]
+                if severity == FAULT:
+                    faults |= self.bit[i]
+                elif severity == ALARM:
+                    alarms |= self.bit[i]
+                    blocked |= self.blocks[i]
+                else:
+                    warnings |= self.bit[i]
         self.faults = faults
-        self.pending_trips = pending & ~WARNING_BITS
+        self.alarms = alarms
+        self.warnings = warnings
+        self.changed = changed
+        self.allowed = 3 & ~blocked
+        self.pending_trips = pending
         return faults
+
+
+MAX_DEBOUNCE = const(1000)
+
+
+def check_thresholds(name, above, trip, release):
+    """Refuse a release threshold beyond its trip. Values are integers, so
+    ``release == trip + 1`` (above) is the smallest hysteresis: none."""
+    if above and release > trip + 1 or not above and release < trip - 1:
+        raise ValueError("release threshold of %s is beyond its trip" % name)

@@ -51,7 +51,8 @@ FAULT_VALUE_UNITS: dict[str, str] = {
     "deep_discharge": "mv", "overtemperature_charge": "dc", "undertemperature_charge": "dc",
     "overcurrent_charge_peak": "ma", "overcurrent_discharge_peak": "ma", "short_circuit": "ma",
     "cell_imbalance": "mv",
-    "host_lost": "ms",
+    "host_lost": "ms", "open_wire": "mv", "sensor_range": "mv", "sensor_stuck": "ms",
+    "pack_voltage_mismatch": "mv", "temperature_rise": "dc",
 }
 
 
@@ -198,7 +199,10 @@ class Telemetry:
     cells_v: list[float]
     temps_c: list[float]
     raw: dict[str, Any] = field(repr=False, compare=False)
-    warnings: int = 0  # bits of warning-only protections active now
+    warnings: int = 0  # bits of warning-severity protections active now
+    alarms: int = 0  # bits of alarm-severity protections active now
+    charge_allowed: bool = True  # current may flow into the pack now
+    discharge_allowed: bool = True  # current may flow out of the pack now
 
     @classmethod
     def from_wire(cls, p: dict[str, Any]) -> Telemetry:
@@ -214,6 +218,9 @@ class Telemetry:
             temps_c=[dc / 10.0 for dc in p["temps_dc"]],
             raw=p,
             warnings=p["warnings"],
+            alarms=p["alarms"],
+            charge_allowed=bool(p["allowed"] & 1),
+            discharge_allowed=bool(p["allowed"] & 2),
         )
 
     @property

@@ -57,8 +57,10 @@ def format_status(samples: int, lost: int, t: Telemetry) -> str:
     cells = f"{min(t.cells_v):.3f}-{max(t.cells_v):.3f} V" if t.cells_v else "-"
     faults = ",".join(t.fault_names) or "none"
     warnings = ",".join(fault_names(t.warnings))
+    alarms = ",".join(fault_names(t.alarms))
     return (f"t={t.board_time_s:9.1f} s  samples={samples}  lost={lost}  SoC={t.soc_pct:5.1f} %  "
             f"cells={cells}  I={t.current_a:+.2f} A  state={t.state}  faults={faults}"
+            + (f"  alarms={alarms}" if alarms else "")
             + (f"  warnings={warnings}" if warnings else ""))
 
 
@@ -68,7 +70,9 @@ def describe_fault_event(p: dict[str, Any]) -> str:
     names = ", ".join(fault_names(p["fault"])) or "-"
     value = f" at {format_fault_value(p['fault'], p['value'])}" if kind != "clear" else ""
     held = ", ".join(fault_names(p["faults"])) or "none"
-    return (f"fault {kind}: {names}{value} (board time {p['board_time_ms'] / 1000:.1f} s; "
+    severity = p.get("severity", "fault")
+    what = "fault" if kind == "clear" else str(severity)
+    return (f"{what} {kind}: {names}{value} (board time {p['board_time_ms'] / 1000:.1f} s; "
             f"output held open by: {held})")
 
 

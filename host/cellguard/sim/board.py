@@ -6,6 +6,10 @@ the sensor model turns it into ADC codes, the firmware runs one step and its
 serial output goes to the pseudo-terminal. ``speed`` paces simulated time
 against the wall clock (``math.inf``: as fast as it goes); ``lockstep=True``
 runs no thread at all and :meth:`advance` moves time explicitly.
+
+Faults are injected with :meth:`SimulatedBoard.inject` (see ``INJECTIONS``) and
+removed with :meth:`SimulatedBoard.clear`; they are deterministic, so a seeded
+run with the same injections at the same simulated times repeats exactly.
 """
 
 from __future__ import annotations
@@ -26,12 +30,33 @@ from typing import Any
 from ..boards import load_board
 from .plant import Plant, PlantTruth
 from .runtime import FirmwareRuntime, make_runtime
-from .sensors import SensorModel
+from .sensors import TEMP_OPEN, TEMP_SHORTED, SensorModel
 
 TickHook = Callable[["SimulatedBoard"], None]
 
 HOST_STALL_S = 1.0
 """How long a full pty may hold the board back before the host counts as gone."""
+
+REQUIRED: Any = ...
+"""Marks an injection parameter that has no default."""
+
+INJECTIONS: dict[str, dict[str, Any]] = {
+    # sensors (what the firmware reads, the plant unchanged)
+    "open_wire": {"cell": REQUIRED},  # the sense wire at the top of cell k is open
+    "stuck_sensor": {"cell": REQUIRED},  # cell k's code freezes at its value now
+    "disconnected_temp": {"sensor": REQUIRED},  # NTC open: code at the top rail
+    "shorted_temp": {"sensor": REQUIRED},  # NTC shorted: code 0
+    "current_offset": {"amps": REQUIRED},  # the current sensor reads this much more
+    "current_gain": {"factor": REQUIRED},  # ... and this many times the truth
+    "pack_sensor_offset": {"volts": REQUIRED},  # the pack-voltage sensor reads more
+    # plant (what really happens)
+    "short_circuit": {"ohms": 0.05},  # across the output terminals
+    "internal_short": {"cell": REQUIRED, "ohms": 10.0},  # self-discharge inside cell k
+    "welded_contactor": {},  # the main switch stays closed whatever is driven
+    "precharge_short": {"ohms": 1.0},  # the DC link is shorted/overloaded
+}
+"""Fault name -> its parameters and their defaults (``REQUIRED``: none)."""
+_INDEX_PARAMS = ("cell", "sensor")
 
 
 class SimulatedBoard:
@@ -77,6 +102,7 @@ class SimulatedBoard:
         self.watchdog_ms: int = self.board.get("watchdog_ms", 2000)
         self.watchdog_resets = 0
         self._unique_id = b"\x5e\x11" + self.board["name"].encode()[:6]
+        self._injections: list[tuple[str, dict[str, Any]]] = []
         self.port = ""
 
     # -- life cycle ----------------------------------------------------------
@@ -125,6 +151,144 @@ class SimulatedBoard:
         with self._lock:
             self.plant.ambient_c = celsius
 
+    def set_cell_temperature(self, cell: int, celsius: float | None) -> None:
+        """Hold cell ``cell`` (0-based) at ``celsius`` whatever the lumped thermal
+        model says (a hot spot); ``None`` hands it back to the model. Sensor j
+        measures cell ``j * cells // temp_sensors``."""
+        with self._lock:
+            self._check_index("cell", cell, len(self.plant.cells))
+            if celsius is not None and not math.isfinite(celsius):
+                raise ValueError(f"celsius must be a finite number or None, not {celsius!r}")
+            self.plant.cell_temperature_override_c[cell] = (
+                None if celsius is None else float(celsius))
+
+    # -- fault injection ---------------------------------------------------------
+    def inject(self, name: str, **params: float) -> None:
+        """Inject the fault ``name`` (one of ``INJECTIONS``) with its parameters;
+        injecting it again on the same cell/sensor replaces it. Raises
+        ValueError for an unknown name or a missing, unknown or bad parameter."""
+        with self._lock:
+            p = self._check_injection(name, params)
+            self._apply(name, p)
+            target = self._target(p)
+            self._injections = [(n, q) for n, q in self._injections
+                                if not (n == name and self._target(q) == target)]
+            self._injections.append((name, p))
+
+    def clear(self, name: str | None = None) -> None:
+        """Remove every injection of fault ``name``; ``None``: of every fault."""
+        with self._lock:
+            if name is None:
+                names = list(INJECTIONS)
+            else:
+                self._check_name(name)
+                names = [name]
+            for n in names:
+                self._remove(n)
+            self._injections = [(n, q) for n, q in self._injections if n not in names]
+
+    def injections(self) -> list[tuple[str, dict[str, Any]]]:
+        """The faults injected now, in order, with their parameters."""
+        with self._lock:
+            return [(n, dict(q)) for n, q in self._injections]
+
+    @staticmethod
+    def _target(params: dict[str, Any]) -> int | None:
+        for key in _INDEX_PARAMS:
+            if key in params:
+                return int(params[key])
+        return None
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if name not in INJECTIONS:
+            raise ValueError(f"unknown fault {name!r}; valid faults: {', '.join(INJECTIONS)}")
+
+    @staticmethod
+    def _check_index(key: str, value: Any, count: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
+            raise ValueError(f"{key} must be an integer 0..{count - 1}, not {value!r}")
+
+    def _check_injection(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_name(name)
+        spec = INJECTIONS[name]
+        valid = ", ".join(spec) or "none"
+        unknown = [k for k in params if k not in spec]
+        if unknown:
+            raise ValueError(f"{name}: unknown parameter {', '.join(unknown)}; "
+                             f"valid parameters: {valid}")
+        p = {**spec, **params}
+        missing = [k for k, v in p.items() if v is REQUIRED]
+        if missing:
+            raise ValueError(f"{name}: missing parameter {', '.join(missing)}; "
+                             f"valid parameters: {valid}")
+        counts = {"cell": len(self.plant.cells), "sensor": self.sensors.n_temps}
+        for key, value in p.items():
+            if key in counts:
+                self._check_index(key, value, counts[key])
+                continue
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value)):
+                raise ValueError(f"{name}: {key} must be a finite number, not {value!r}")
+            if key == "ohms" and value <= 0:
+                raise ValueError(f"{name}: ohms must be above 0, not {value!r}")
+            p[key] = float(value)
+        if name == "precharge_short" and not self.plant.has_precharge:
+            raise ValueError(f"precharge_short: board {self.board['name']!r} has no precharge "
+                             "circuit (no \"precharge\" object in its board file)")
+        return p
+
+    def _apply(self, name: str, p: dict[str, Any]) -> None:
+        plant, sensors = self.plant, self.sensors
+        match name:
+            case "open_wire":
+                sensors.open_wires.add(p["cell"])
+            case "stuck_sensor":
+                sensors.freeze_cell(p["cell"], plant)
+            case "disconnected_temp":
+                sensors.temp_faults[p["sensor"]] = TEMP_OPEN
+            case "shorted_temp":
+                sensors.temp_faults[p["sensor"]] = TEMP_SHORTED
+            case "current_offset":
+                sensors.current_offset_a = p["amps"]
+            case "current_gain":
+                sensors.current_gain = p["factor"]
+            case "pack_sensor_offset":
+                sensors.pack_offset_v = p["volts"]
+            case "short_circuit":
+                plant.short_circuit_ohm = p["ohms"]
+            case "internal_short":
+                plant.internal_short_ohm[p["cell"]] = p["ohms"]
+            case "welded_contactor":
+                plant.welded = True
+            case "precharge_short":
+                plant.link_short_ohm = p["ohms"]
+
+    def _remove(self, name: str) -> None:
+        plant, sensors = self.plant, self.sensors
+        match name:
+            case "open_wire":
+                sensors.open_wires.clear()
+            case "stuck_sensor":
+                sensors.stuck_codes.clear()
+            case "disconnected_temp" | "shorted_temp":
+                kind = TEMP_OPEN if name == "disconnected_temp" else TEMP_SHORTED
+                sensors.temp_faults = {j: k for j, k in sensors.temp_faults.items() if k != kind}
+            case "current_offset":
+                sensors.current_offset_a = 0.0
+            case "current_gain":
+                sensors.current_gain = 1.0
+            case "pack_sensor_offset":
+                sensors.pack_offset_v = 0.0
+            case "short_circuit":
+                plant.short_circuit_ohm = None
+            case "internal_short":
+                plant.internal_short_ohm.clear()
+            case "welded_contactor":
+                plant.welded = False
+            case "precharge_short":
+                plant.link_short_ohm = None
+
     def truth(self) -> PlantTruth:
         with self._lock:
             return self.plant.truth()
@@ -148,7 +312,7 @@ class SimulatedBoard:
         with self._lock:
             assert self._runtime is not None, "start() first"
             self._runtime.boot(self.board_json, self._unique_id)
-            self.plant.output_closed = False
+            self.plant.release_outputs()
 
     def hang(self, seconds: float) -> None:
         """Stop the firmware's loop for ``seconds`` of simulated time, as a bug or a
@@ -164,7 +328,7 @@ class SimulatedBoard:
         if self.time_ms - self._hung_since_ms >= self.watchdog_ms:
             self.watchdog_resets += 1
             self._hung_until_ms = 0
-            self.plant.output_closed = False  # a reset releases the output pin
+            self.plant.release_outputs()  # a reset releases the output pins
             assert self._runtime is not None
             self._runtime.boot(self.board_json, self._unique_id)
 
@@ -224,8 +388,8 @@ class SimulatedBoard:
                 return
             codes = self.sensors.codes(self.plant)
             sampled = self.plant.truth()  # what the firmware is about to measure
-            tx, closed = self._runtime.step(self.period_ms, codes, rx)
-            self.plant.output_closed = closed
+            tx, outputs = self._runtime.step(self.period_ms, codes, rx)
+            self.plant.outputs = outputs
             self.history.append((self.time_ms, sampled))
         if tx:
             self._write_host(tx)

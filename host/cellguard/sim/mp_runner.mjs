@@ -1,7 +1,8 @@
 // Runs the cellguard firmware under the MicroPython WebAssembly port, driven by
 // the Python simulator over stdin/stdout, one line per request and per reply:
 //   B <board json hex> <unique id hex>   boot the firmware      -> "ok" | "error <hex>"
-//   S <dt ms> <codes hex> <rx hex|->     one control step       -> "<tx hex|-> <0|1>" | "error <hex>"
+//   S <dt ms> <codes hex> <rx hex|->     one control step       -> "<tx hex|-> <flags>" | "error <hex>"
+//     (flags: the OUT_* bits of hal_sim in decimal, passed through as the firmware gives them)
 //   X <python source hex>                run code (tests, bench) -> "ok <stdout hex>" | "error <hex>"
 // argv: <path of micropython.mjs> <firmware folder>
 import fs from "node:fs";
@@ -54,8 +55,8 @@ function handle(line) {
       }
       case "S": {
         const reply = step(parseInt(parts[1], 10), parts[2], parts[3] === "-" ? "" : parts[3]);
-        const [tx, closed] = reply.split(" ");
-        return (tx.length ? tx : "-") + " " + closed;
+        const [tx, flags] = reply.split(" ");
+        return (tx.length ? tx : "-") + " " + flags;
       }
       case "X": {
         // Code that lets an exception escape a heap-locked region at top level

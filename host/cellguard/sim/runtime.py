@@ -33,8 +33,9 @@ class FirmwareRuntime(ABC):
         """Start (or restart) the firmware for a board."""
 
     @abstractmethod
-    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, bool]:
-        """Run one control period; return (bytes written, output closed)."""
+    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, int]:
+        """Run one control period; return (bytes written, the ``OUT_*`` flags of
+        what the board drives: ``hal_sim.OUT_CLOSED`` etc.)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the runtime."""
@@ -59,12 +60,13 @@ class CPythonRuntime(FirmwareRuntime):
         except Exception as exc:
             raise FirmwareCrash(f"firmware failed to boot: {exc!r}") from exc
 
-    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, bool]:
+    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, int]:
         assert self._board is not None, "boot() first"
         try:
-            return self._board.step(dt_ms, codes, rx)
+            tx, outputs = self._board.step(dt_ms, codes, rx)
         except Exception as exc:
             raise FirmwareCrash(f"firmware raised {exc!r}") from exc
+        return tx, int(outputs)
 
     def close(self) -> None:
         self._flash.cleanup()
@@ -126,10 +128,10 @@ class MicroPythonRuntime(FirmwareRuntime):
     def boot(self, board_json: str, unique_id: bytes) -> None:
         self._request(f"B {board_json.encode().hex()} {unique_id.hex()}")
 
-    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, bool]:
+    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, int]:
         reply = self._request(f"S {dt_ms} {codes.hex()} {rx.hex() or '-'}")
-        tx, closed = reply.split(" ")
-        return (b"" if tx == "-" else bytes.fromhex(tx)), closed == "1"
+        tx, outputs = reply.split(" ")
+        return (b"" if tx == "-" else bytes.fromhex(tx)), int(outputs)
 
     def exec(self, source: str, timeout_s: float = 120.0) -> str:
         """Run Python source in the firmware's interpreter; return what it printed."""

@@ -3,6 +3,10 @@ the board's front end would produce (the inverse of ``cellguard_fw.frontend``).
 
 Quantisation is exact; noise (in LSB, Gaussian, seeded) is optional and off by
 default so a test can compare telemetry with the plant within one LSB.
+
+Sensor faults are injected here (``SimulatedBoard.inject``): an open sense
+wire, a frozen cell reading, an open or shorted NTC, an offset or gain error
+of the current sensor, an offset of the pack-voltage sensor.
 """
 
 from __future__ import annotations
@@ -15,6 +19,14 @@ from typing import Any
 from cellguard_fw.frontend import KELVIN_0C
 
 from .plant import Plant
+
+TAIL_FORMAT = "<Hlb"
+"""After the u16 codes: pack-voltage code (u16, 0 without a ``pack_adc``), DC-link
+voltage (i32 mV, -1 where not measured), contactor feedback (i8: 1 closed, 0 open,
+-1 where not read); as ``hal_sim.SimHal`` unpacks them."""
+
+TEMP_OPEN = "open"  # NTC open: the pull-up takes the input to the top rail
+TEMP_SHORTED = "shorted"  # NTC shorted: the input sits at 0
 
 
 class SensorModel:
@@ -32,13 +44,35 @@ class SensorModel:
         self.r25 = float(t["ntc_r25_ohm"])
         self.beta = float(t["ntc_beta"])
         self.pullup = float(t["pullup_ohm"])
+        pack = fe.get("pack_adc")  # optional: a divider from the pack's top terminal
+        self.pack_max = (1 << pack["bits"]) - 1 if pack else 0
+        self.pack_fs_v = pack["full_scale_mv"] / 1000.0 if pack else 0.0
+        precharge = board.get("precharge") or {}
+        self.link_sensor = bool(precharge.get("link_sensor", False))
+        self.contactor_feedback = bool(board.get("contactor_feedback", False))
         self.noise_lsb = noise_lsb
         self.rng = random.Random(seed ^ 0x5E5)
         self._fmt = f"<{self.n_cells + 1 + self.n_temps}H"
+        # Injected faults (empty/neutral when absent).
+        self.open_wires: set[int] = set()  # cells whose top sense wire is open
+        self.stuck_codes: dict[int, int] = {}  # cell -> the code its reading froze at
+        self.temp_faults: dict[int, str] = {}  # sensor -> TEMP_OPEN / TEMP_SHORTED
+        self.current_offset_a = 0.0
+        self.current_gain = 1.0
+        self.pack_offset_v = 0.0
+        self.last_cell_codes: list[int] | None = None  # what the firmware read last
+
+    @property
+    def has_pack_adc(self) -> bool:
+        return self.pack_max > 0
 
     def cell_lsb_v(self) -> float:
         """Voltage of one cell-ADC code (the resolution of a cell reading)."""
         return self.cell_fs_v / self.cell_max
+
+    def pack_lsb_v(self) -> float:
+        """Voltage of one pack-ADC code (0 on a board without a pack ADC)."""
+        return self.pack_fs_v / self.pack_max if self.pack_max else 0.0
 
     def _quantise(self, x: float, max_code: int) -> int:
         if self.noise_lsb:
@@ -57,10 +91,76 @@ class SensorModel:
         r = self.r25 * math.exp(self.beta * (1.0 / t_k - 1.0 / (25.0 + KELVIN_0C)))
         return self._quantise(self.temp_max * r / (r + self.pullup), self.temp_max)
 
+    def pack_code(self, v: float) -> int:
+        """The pack-voltage code; 0 on a board without a pack ADC."""
+        if not self.pack_max:
+            return 0
+        return self._quantise(v / self.pack_fs_v * self.pack_max, self.pack_max)
+
+    # -- what the firmware sees --------------------------------------------------
+    def sensed_cells_v(self, cells_v: list[float]) -> list[float]:
+        """Cell voltages as the sense wires present them to the ADC.
+
+        Tap k+1 is the top of cell k (tap 0 the pack's negative). An open wire
+        leaves its tap floating down to the tap below, so the cell under it reads
+        0 V and the cell above it reads both cells together.
+        """
+        taps = [0.0]
+        for v in cells_v:
+            taps.append(taps[-1] + v)
+        for k in sorted(self.open_wires):  # bottom up: adjacent open wires cascade
+            taps[k + 1] = taps[k]
+        return [taps[k + 1] - taps[k] for k in range(len(cells_v))]
+
+    def sensed_current_a(self, amps: float) -> float:
+        return amps * self.current_gain + self.current_offset_a
+
+    def cell_codes(self, plant: Plant) -> list[int]:
+        codes = [self.cell_code(v) for v in self.sensed_cells_v(plant.cells_v())]
+        for k, code in self.stuck_codes.items():
+            codes[k] = code
+        return codes
+
+    def temp_codes(self, temps_c: list[float]) -> list[int]:
+        codes = [self.temp_code(t) for t in temps_c]
+        for j, kind in self.temp_faults.items():
+            codes[j] = self.temp_max if kind == TEMP_OPEN else 0
+        return codes
+
+    def freeze_cell(self, cell: int, plant: Plant) -> int:
+        """Freeze a cell's reading at the code the firmware read last (or would
+        read now, before the first sample); return that code."""
+        codes = self.last_cell_codes
+        if codes is None:
+            codes = self.cell_codes(plant)
+        self.stuck_codes[cell] = codes[cell]
+        return codes[cell]
+
+    def tail_values(self, pack_v: float, link_v: float, closed: bool) -> bytes:
+        """The codes tail (``TAIL_FORMAT``) for a true pack voltage, DC-link
+        voltage and contact state: each as the board reads it, or the value that
+        says it does not (0 for the pack code, -1 for the link and the feedback)."""
+        pack = self.pack_code(pack_v + self.pack_offset_v)
+        link_mv = -1
+        if self.link_sensor:
+            link = link_v * 1000.0  # 1 LSB = 1 mV for the noise
+            if self.noise_lsb:
+                link += self.rng.gauss(0.0, self.noise_lsb)
+            link_mv = max(round(link), 0)
+        feedback = int(closed) if self.contactor_feedback else -1
+        return struct.pack(TAIL_FORMAT, pack, link_mv, feedback)
+
+    def tail(self, plant: Plant) -> bytes:
+        """The pack code, DC-link mV and contactor feedback of the plant now."""
+        return self.tail_values(plant.pack_voltage_v(), plant.link_voltage_v(),
+                                plant.output_closed)
+
     def codes(self, plant: Plant, temps_c: list[float] | None = None) -> bytes:
         """All codes of one sample, packed as the firmware's SimHal expects."""
-        cells = [self.cell_code(v) for v in plant.cells_v()]
+        cells = self.cell_codes(plant)
+        self.last_cell_codes = cells
         if temps_c is None:
-            temps_c = [plant.temperature_c] * self.n_temps
-        temps = [self.temp_code(t) for t in temps_c]
-        return struct.pack(self._fmt, *cells, self.current_code(plant.current_a), *temps)
+            temps_c = plant.sensors_temperature_c()
+        temps = self.temp_codes(temps_c)
+        current = self.current_code(self.sensed_current_a(plant.current_a))
+        return struct.pack(self._fmt, *cells, current, *temps) + self.tail(plant)
