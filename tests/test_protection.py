@@ -598,3 +598,136 @@ def test_a_warning_is_reported_but_never_opens_or_latches() -> None:
     m.set_cell(0, 3700)
     m.run(100, samples_to(10000))
     assert bms.warnings == 0 and bms.output_closed
+
+
+# -- every protection through Bms: severity, latch across a reset, clear ---------
+
+
+class StoredHal(FakeHal):
+    """FakeHal with a flash folder (latches survive a new Bms) and direction calls."""
+
+    def __init__(self, storage: str) -> None:
+        super().__init__(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
+        self.storage = storage
+        self.directions: list[tuple[bool, bool]] = []
+
+    def storage_dir(self) -> str:  # type: ignore[override]
+        return self.storage
+
+    def set_directions(self, charge: Any, discharge: Any) -> None:
+        self.directions.append((bool(charge), bool(discharge)))
+
+
+@dataclass
+class ForcedMeasurement(Meas):
+    """The measurement a test dictates: Bms.step's update() leaves it as it is, so
+    one quantity at a time can be put past a limit without finding ADC codes."""
+
+    def __post_init__(self) -> None:
+        n, t = SIM_BOARD["cells"], SIM_BOARD["temp_sensors"]
+        self.raw_cells, self.raw_temps = [0] * n, [0] * t  # the HAL fills, nobody reads
+        self.cells_mv, self.temps_dc = [3700] * n, [250] * t
+        self.pack_mv = 3700 * n
+
+    def update(self, *args: Any) -> None:
+        pass
+
+
+def forced_bms(spec: Spec, storage: str) -> tuple[Bms, StoredHal, ForcedMeasurement]:
+    board = dict(SIM_BOARD)
+    board["limits"] = {k: list(v) for k, v in isolated_limits(spec).items()}
+    hal = StoredHal(storage)
+    bms = Bms(board, hal, NullPort())
+    forced = ForcedMeasurement()
+    bms.meas = forced  # type: ignore[assignment]
+    return bms, hal, forced
+
+
+def run_steps(bms: Bms, n: int) -> None:
+    for _ in range(n):
+        bms.step(DT_MS)
+
+
+# Which direction an alarm of each protection stops (the table's BLOCKS_* column).
+ALARM_BLOCKS = {row[0]: row[8] for row in PROTECTIONS}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_each_protection_in_bms_latches_across_a_reset_and_clears(
+        spec: Spec, tmp_path: Any) -> None:
+    bms, hal, forced = forced_bms(spec, str(tmp_path))
+    run_steps(bms, 3)
+    assert bms.output_closed and bms.state == STATE_ACTIVE
+    forced.set(spec.quantity, spec.beyond(spec.trip))
+    run_steps(bms, spec.samples_to_trip() - 1)
+    assert bms.output_closed and not (bms.faults | bms.alarms | bms.warnings) & spec.bit
+    run_steps(bms, 1)
+    if spec.severity == codec.SEVERITY_WARNING:
+        assert bms.warnings == spec.bit and bms.output_closed and not bms.latched
+        return
+    if spec.severity == codec.SEVERITY_ALARM:
+        # the output stays closed; the alarm's direction is stopped, the other is not
+        blocks = ALARM_BLOCKS[spec.name]
+        assert bms.alarms == spec.bit and bms.output_closed and not bms.latched
+        assert hal.directions[-1] == (not blocks & 1, not blocks & 2)
+        forced.set(spec.quantity, spec.normal)
+        run_steps(bms, spec.samples_to_release())
+        assert bms.alarms == 0 and hal.directions[-1] == (True, True)  # released by itself
+        return
+    assert bms.faults == spec.bit and bms.latched == spec.bit
+    assert not bms.output_closed and bms.state == STATE_FAULT
+    forced.set(spec.quantity, spec.normal)
+    run_steps(bms, spec.samples_to_release() + 5)
+    assert bms.faults == 0 and bms.latched == spec.bit and not bms.output_closed
+    # a reset: a new firmware instance on the same flash boots with the latch
+    bms, hal, forced = forced_bms(spec, str(tmp_path))
+    assert bms.latched == spec.bit
+    run_steps(bms, 20)
+    assert not bms.output_closed and bms.state == STATE_FAULT and hal.outputs == [False]
+    assert bms.clear_faults() == spec.bit
+    run_steps(bms, 2)
+    assert bms.output_closed and bms.state == STATE_ACTIVE
+    # cleared for good: another reset does not bring it back
+    bms, hal, forced = forced_bms(spec, str(tmp_path))
+    assert bms.latched == 0
+
+
+def test_an_active_fault_cannot_be_cleared(tmp_path: Any) -> None:
+    spec = next(s for s in SPECS if s.name == "cell_overvoltage")
+    bms, _hal, forced = forced_bms(spec, str(tmp_path))
+    forced.set(spec.quantity, spec.beyond(spec.trip))
+    run_steps(bms, spec.samples_to_trip())
+    assert bms.clear_faults() == 0 and bms.latched == spec.bit and not bms.output_closed
+
+
+def test_severity_and_debounce_from_the_board_file(tmp_path: Any) -> None:
+    """A board file may make over-voltage an alarm (charge stopped, discharge allowed)
+    and ask for 20 consecutive samples before it counts."""
+    spec = next(s for s in SPECS if s.name == "cell_overvoltage")
+    board = dict(SIM_BOARD)
+    board["severity"] = {"cell_overvoltage": "alarm"}
+    board["debounce"] = {"cell_overvoltage": 20}
+    hal = StoredHal(str(tmp_path))
+    bms = Bms(board, hal, NullPort())
+    forced = ForcedMeasurement()
+    bms.meas = forced  # type: ignore[assignment]
+    run_steps(bms, 2)
+    forced.set(spec.quantity, spec.beyond(spec.trip))
+    run_steps(bms, 19)  # past the 1000 ms delay, short of 20 samples
+    assert bms.alarms == 0
+    run_steps(bms, 1)
+    assert bms.alarms == spec.bit and bms.faults == 0 and bms.output_closed
+    assert hal.directions[-1] == (False, True)
+
+
+def test_bad_severity_in_the_board_file_is_refused() -> None:
+    board = dict(SIM_BOARD)
+    board["severity"] = {"cell_overvoltage": "severe"}
+    with pytest.raises(ValueError, match="warning, alarm or fault"):
+        Bms(board, FakeHal(4, 2, CUR_ZERO), NullPort())
+
+
+def test_docs_list_every_protection() -> None:
+    page = (boards_dir().parent / "docs" / "protection.md").read_text()
+    for name, *_rest in PROTECTIONS:
+        assert f"| `{name}` |" in page, f"docs/protection.md has no row for {name}"
