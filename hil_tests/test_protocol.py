@@ -69,7 +69,8 @@ def test_latched_fault_survives_a_power_cycle(sim: SimulatedBoard) -> None:
         sim.power_cycle()  # configuration back to the board file: the condition is gone
         client.hello()
         state = client.fault_state()
-        assert state == {"active": [], "latched": ["cell_undervoltage"], "tripped": []}
+        assert state == {"active": [], "latched": ["cell_undervoltage"], "tripped": [],
+                         "alarms": [], "warnings": []}
         time.sleep(0.3)
         assert not sim.truth().output_closed
         client.clear_faults()

@@ -259,6 +259,8 @@ FaultState = Struct(
     "active" / Int32ul * "fault bits active now",
     "latched" / Int32ul * "fault bits latched until CLEAR_FAULTS",
     "tripped" / Int32ul * "fault bits that tripped since boot or the last CLEAR_FAULTS",
+    "alarms" / Int32ul * "alarm bits active now (a direction held at zero; never latched)",
+    "warnings" / Int32ul * "warning bits active now (reported only)",
 )
 
 GetEvents = Struct(

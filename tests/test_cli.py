@@ -226,7 +226,8 @@ def test_config_faults_events_and_stats_commands(sim_port: str) -> None:
 
     proc = run("faults", "--port", sim_port, "--clear", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"active": [], "latched": [], "tripped": []}
+    assert json.loads(proc.stdout) == {"active": [], "latched": [], "tripped": [], "alarms": [],
+                                        "warnings": []}
     proc = run("events", "--port", sim_port)
     assert proc.returncode == 0 and "boot" in proc.stdout and "cell_ov_mv = 4200" in proc.stdout
     proc = run("stats", "--port", sim_port, "--json")

@@ -151,7 +151,8 @@ def test_trip_reports_a_fault_event_and_the_log_keeps_it(board: Any) -> None:
     client.set_config("cell_ov_release_mv", 4150)
     _wait_for(client, "fault_event", lambda p: p["kind"] == "release")
     client.clear_faults()
-    assert client.fault_state() == {"active": [], "latched": [], "tripped": []}
+    assert client.fault_state() == {"active": [], "latched": [], "tripped": [], "alarms": [],
+                                    "warnings": []}
     assert [e.kind for e in client.events()][-1] == "clear"
 
 

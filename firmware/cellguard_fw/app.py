@@ -393,7 +393,7 @@ class Bms:
     def _on_get_faults(self, seq, start, end):
         self._empty(start, end)
         end = codec.encode_fault_state(self.link.payload_buffer(), PAYLOAD_AT, self.faults,
-                                 self.latched, self.tripped)
+                                       self.latched, self.tripped, self.alarms, self.warnings)
         self.link.send(codec.MSG_FAULT_STATE, seq, end)
 
     def _on_clear_faults(self, seq, start, end):

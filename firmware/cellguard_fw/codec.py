@@ -279,10 +279,10 @@ def decode_get_faults(buf, off, end):
     return ()
 
 
-def encode_fault_state(buf, off, active, latched, tripped):
+def encode_fault_state(buf, off, active, latched, tripped, alarms, warnings):
     """Write a FAULT_STATE payload at buf[off:]; return the end offset."""
-    pack_into("<LLL", buf, off, active, latched, tripped)
-    off += 12
+    pack_into("<LLLLL", buf, off, active, latched, tripped, alarms, warnings)
+    off += 20
     return off
 
 

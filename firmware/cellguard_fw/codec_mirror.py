@@ -231,13 +231,13 @@ def encode_get_faults(buf, off):
 
 def decode_fault_state(buf, off, end):
     """Parse a FAULT_STATE payload in buf[off:end]; return its fields."""
-    if off + 12 > end:
+    if off + 20 > end:
         raise ValueError("short fault_state")
-    active, latched, tripped = unpack_from("<LLL", buf, off)
-    off += 12
+    active, latched, tripped, alarms, warnings = unpack_from("<LLLLL", buf, off)
+    off += 20
     if off != end:
         raise ValueError("trailing bytes in fault_state")
-    return (active, latched, tripped)
+    return (active, latched, tripped, alarms, warnings)
 
 
 def encode_clear_faults(buf, off):

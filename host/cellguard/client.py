@@ -388,7 +388,8 @@ class BoardClient:
 
     def fault_state(self) -> dict[str, list[str]]:
         p = self.request("get_faults", expect=("fault_state",)).payload
-        return {k: fault_names(p[k]) for k in ("active", "latched", "tripped")}
+        return {k: fault_names(p[k])
+                for k in ("active", "latched", "tripped", "alarms", "warnings")}
 
     def clear_faults(self) -> None:
         self.request("clear_faults")
