@@ -222,6 +222,10 @@ def _ms(value: int) -> str:
     return f"{value} ms"
 
 
+def _s(ms: int) -> str:
+    return f"{ms // 1000} s" if ms % 1000 == 0 else _ms(ms)
+
+
 def _dc(value: int) -> str:
     sign = "-" if value < 0 else ""
     return f"{sign}{abs(value) // 10}.{abs(value) % 10} °C"
@@ -497,12 +501,13 @@ class RiseSpec(Spec):
 
     @property
     def label(self) -> str:
-        return f"largest sensor rise over the last {RISE_SPAN_MS // 1000} s"
+        return ("largest sensor rise against the oldest slot of its history "
+                f"({_s(RISE_SPAN_MS)})")
 
     @property
     def where(self) -> str:
         return (f"sensor 1 ramps at {self.rate_c_per_min:g} °C/min from "
-                f"{self.base.temps_c[0]:g} °C, steady for {RISE_SPAN_MS // 1000} s before")
+                f"{self.base.temps_c[0]:g} °C, steady for {_s(RISE_SPAN_MS)} before")
 
     def show(self, value: int) -> str:
         return _dc(value)
@@ -1055,7 +1060,7 @@ def stimulus_table(timings: Sequence[Timing]) -> str:
         for o in s.crossed:
             tripped = sum(o.name in r.trips for r in t.runs)
             note = ("" if tripped == len(t.runs) else
-                    " (cleared before it trips)" if not tripped else " (trips at some phases)")
+                    " (cleared before its delay)" if not tripped else " (trips at some phases)")
             names.append(f"`{o.name}`{note}")
         crossed = ", ".join(names) or "—"
         trip_values = _span([r.trip_value for r in t.runs], s.show)
@@ -1102,28 +1107,28 @@ def render_page(timings: Sequence[Timing], runtime: str, board: str = BOARD,
         frozen_samples = stuck.limit.trip // period + 1
         scenarios += f"""- `{stuck.name}` watches a time, so no step crosses it. The plant is
   live (every cell code moves by one LSB each period, as converter noise
-  does) and charges at {stuck.current_ma} mA, above the board's
-  `stuck_current_ma` of {stuck.stuck_current_ma} mA. At the crossing cell 1's code
-  freezes at the value the firmware read last; at the clearing it moves again.
-  Reaction: from the freeze to the trip; release: from the code moving again.
-  The firmware counts the time unchanged in whole periods from the last sample
-  at which the code moved, so it passes the limit of {_ms(stuck.limit.trip)} on
-  frozen sample {frozen_samples}: its worst case adds {_ms(stuck.trip_onset_ms)}.
+  does) and charges at {stuck.current_ma} mA, above the board's `stuck_current_ma`
+  ({stuck.stuck_current_ma} mA). At the crossing cell 1's code freezes at the value
+  the firmware read last; at the clearing it moves again. Reaction: from the
+  freeze to the trip; release: from the code moving again. The firmware counts
+  the time unchanged in whole periods from the last sample at which the code
+  moved, so it passes its limit of {_ms(stuck.limit.trip)} on frozen sample
+  {frozen_samples}: the worst case adds {_ms(stuck.trip_onset_ms)}.
 """
     if rise is not None:
         oldest = ((RISE_SLOTS - 1) * RISE_SLOT_MS, RISE_SPAN_MS - period)
-        scenarios += f"""- `{rise.name}` watches the rise of each sensor against the oldest slot
-  of a history ring ({RISE_SLOTS} slots written every {_ms(RISE_SLOT_MS)}, so that
-  slot is {oldest[0]}–{_ms(oldest[1])} old), so no step crosses it alone. Every
-  sensor stays at {rise.base.temps_c[0]:g} °C for {_ms(RISE_SPAN_MS)} (the ring holds
+        scenarios += f"""- `{rise.name}` watches the rise of each sensor against the oldest
+  slot of a history ring ({RISE_SLOTS} slots written every {_s(RISE_SLOT_MS)}, so that
+  slot is {oldest[0]}–{_ms(oldest[1])} old): no step crosses it alone. Every
+  sensor stays at {rise.base.temps_c[0]:g} °C for {_s(RISE_SPAN_MS)} (the ring holds
   nothing else), then at the crossing sensor 1 ramps at
-  {rise.rate_c_per_min:g} °C/min; the limit is a rise of {_dc(rise.limit.trip)}.
-  Reaction: from the start of the ramp to the trip event; its worst case adds
+  {rise.rate_c_per_min:g} °C/min, against a limit of {_dc(rise.limit.trip)}.
+  Reaction: from the start of the ramp to the trip event; the worst case adds
   the ramp time after which the firmware reads the rise beyond the limit
   ({_ms(rise.trip_onset_ms + 1)}, found by converting the codes the firmware's
   way). Release: from the ramp stopping (the sensor holds the temperature it
-  reached) to the release event; its worst case adds the {_ms(RISE_SPAN_MS)}
-  after which every slot holds the stopped temperature.
+  reached) to the release event; the worst case adds the {_s(RISE_SPAN_MS)} after
+  which every slot holds the stopped temperature.
 """
     return f"""# Protection reaction times
 
@@ -1142,9 +1147,9 @@ regenerate it (`tests/test_reaction_times.py` fails while it is out of date):
   simulator's sensor model (no noise).
 - Board `{board}`: default limits, delays, severities and debounce counts,
   control period {period} ms.
-- Each protection watching a threshold quantity, on a freshly booted board at
-  nominal values: the quantity steps just beyond its trip limit {phase_list} ms
-  into a control period. It is beyond at every instant after the crossing and
+- Each protection watching a threshold quantity, on a freshly booted board
+  at nominal values: the quantity steps just beyond its trip limit
+  {phase_list} ms into a control period. It is beyond at every instant after the crossing and
   the firmware samples at its step instants, so it sees the crossing at the
   next step. In the period after the trip, at the same phase, it steps back
   just inside its release threshold, and that of any other protection the step
@@ -1171,8 +1176,10 @@ regenerate it (`tests/test_reaction_times.py` fails while it is out of date):
 The stimulus: the value the sensor model turns into ADC codes and what the
 firmware reads from them, one unit (1 mV, 1 mA, 0.1 °C, 1 channel) after
 another past the threshold until the firmware reads it past. Everything else
-stays at {NOMINAL_CELL_V} V per cell, {NOMINAL_CURRENT_A:g} A and {NOMINAL_TEMP_C:g} °C, and the
-pack sensor reads the sum of the cells, except where "forced" says otherwise.
+stays at {NOMINAL_CELL_V} V per cell, {NOMINAL_CURRENT_A:g} A and {NOMINAL_TEMP_C:g} °C, and
+the pack sensor reads the sum of the cells, except where "forced" says
+otherwise. An "also crosses" protection marked "cleared before its delay" saw
+the crossing but did not trip: the clearing came first.
 For the time-based protections the value is the one in the firmware's own trip
 and release events.
 
