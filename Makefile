@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STUBS_VERSION := 1.29.0.post1
 STDLIB_STUBS_VERSION := 1.29.0.post2
 
-.PHONY: demo test setup check-prereqs typecheck lint clean
+.PHONY: demo test setup check-prereqs typecheck lint clean pybamm-setup pybamm-cells
 
 demo: setup
 	$(BIN)/cellguard demo
@@ -50,6 +50,32 @@ typecheck: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# PyBaMM (DFN reference traces, host/cellguard/pybamm_traces.py) into the same
+# .venv, on demand: `make test` never needs it.
+pybamm-setup: $(VENV)/.pybamm-installed
+
+$(VENV)/.pybamm-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev,pybamm]"
+	touch $@
+
+# The PyBaMM-fitted cells in cells/: pulse (HPPC) and C/20 traces of the DFN
+# at each ambient (cached: a rerun takes seconds), then `cellguard characterize`.
+PYBAMM_AMBIENTS := 0 10 25 45
+PYBAMM_TRACES := build/pybamm
+PYBAMM_FIT_PROFILES := hppc low_rate low_rate_charge
+pybamm_inputs = $(foreach t,$(PYBAMM_AMBIENTS),$(foreach p,$(PYBAMM_FIT_PROFILES),\
+	--input $(PYBAMM_TRACES)/$(1)-$(p)-$(t)C.csv))
+
+pybamm-cells: pybamm-setup
+	$(BIN)/python -m cellguard.pybamm_traces --cell chen2020 prada2013 \
+		--profile $(PYBAMM_FIT_PROFILES) --ambient $(PYBAMM_AMBIENTS) --out-dir $(PYBAMM_TRACES)
+	$(BIN)/cellguard characterize --chemistry nmc --capacity-ah 5.0 \
+		--name "LG M50 (PyBaMM Chen2020), fitted" $(call pybamm_inputs,chen2020) \
+		--out cells/lg-m50-chen2020.json
+	$(BIN)/cellguard characterize --chemistry lfp --capacity-ah 2.3 \
+		--name "A123 ANR26650 (PyBaMM Prada2013), fitted" $(call pybamm_inputs,prada2013) \
+		--out cells/a123-26650-prada2013.json
 
 clean:
 	rm -rf $(VENV) node_modules .stubs demo .pytest_cache .hypothesis

@@ -101,10 +101,14 @@ SCENARIO_NAMES = ("normal", "beyond trip", "hold", "discharge overcurrent")
 
 
 def make_board(cells: int, temps: int) -> dict[str, Any]:
+    """The control firmware's board: the state estimator (floats, once a second,
+    outside the control step; ``benchmarks/estimator_cost.py``) is left out, so
+    these figures are the protection firmware's."""
     board: dict[str, Any] = json.loads((boards_dir() / "sim-4s.json").read_text())
     board["name"] = f"bench-{cells}s"
     board["cells"] = cells
     board["temp_sensors"] = temps
+    board["estimator"] = "none"
     return board
 
 

@@ -1,37 +1,255 @@
-"""HIL suite options: which simulated board and which firmware runtime."""
+"""The HIL suite's target, client and rig: the same tests on a simulated or a real board.
+
+``pytest hil_tests`` runs against a simulated ``sim-4s`` whose firmware runs
+under MicroPython; ``--board NAME`` picks another simulated board,
+``--runtime cpython`` the other interpreter, ``--port URL`` a real board (any
+pyserial URL). Tests use only these fixtures:
+
+- ``client``: a :class:`cellguard.hil.HilClient` on the board's port, HELLO
+  answered, clock set, the board ready (output closed). Afterwards the
+  configuration is put back and latched faults are cleared, so a real board is
+  left as it was found.
+- ``rig``: forces plant conditions (:class:`cellguard.hil.Rig`): the
+  simulator's plant; on a real board an operator (``--operator -s``), or
+  nothing (each stimulus skips its test with what it would need).
+- ``limits``: the board's protections and limits as it reports them.
+- ``port``: the port, for tools that open it themselves (the logger).
+
+Every test records the board and runtime it ran on (JUnit properties, a
+section of its report, the header and the summary).
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
-from cellguard.sim import RUNTIMES, SimulatedBoard
+from cellguard.boards import BoardFileError, load_board
+from cellguard.errors import CellguardError
+from cellguard.hil import (
+    BoardLimits,
+    HilClient,
+    OperatorRig,
+    PortTarget,
+    Rig,
+    SimTarget,
+    Target,
+    restore_config,
+)
+from cellguard.sim import RUNTIMES
+
+DEFAULT_BOARD = "sim-4s"
+DEFAULT_RUNTIME = "micropython"
+READY_S = 15.0  # board time a board may take to close its output (precharge, releases)
+
+
+@dataclass
+class HilOptions:
+    port: str | None
+    board: str
+    runtime: str
+    seed: int
+    speed: float
+    operator: bool
+    interactive: bool  # pytest -s: the terminal is the operator's
+
+    @property
+    def simulated(self) -> bool:
+        return self.port is None
+
+
+HIL = pytest.StashKey[HilOptions]()
+PROPS = pytest.StashKey[dict[str, str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("cellguard HIL")
-    group.addoption("--board", default="sim-4s", help="simulated board name (default sim-4s)")
-    group.addoption("--runtime", default="micropython", choices=sorted(RUNTIMES),
-                    help="firmware interpreter of the simulated board (default micropython)")
+    group = parser.getgroup("cellguard HIL", "cellguard hardware-in-the-loop suite")
+    group.addoption("--board", default=None,
+                    help=f"simulated board: a name in boards/ or a JSON file "
+                         f"(default {DEFAULT_BOARD})")
+    group.addoption("--runtime", default=None, choices=sorted(RUNTIMES),
+                    help=f"firmware interpreter of the simulated board "
+                         f"(default {DEFAULT_RUNTIME})")
+    group.addoption("--port", default=None,
+                    help="run against a real board on this serial port or pyserial URL "
+                         "(e.g. /dev/ttyACM0) instead of a simulated one")
+    group.addoption("--operator", action="store_true",
+                    help="real board: ask the operator at the terminal to set plant "
+                         "conditions (needs -s)")
+    group.addoption("--seed", type=int, default=7, help="simulated plant seed (default 7)")
+    group.addoption("--sim-speed", type=float, default=0.0,
+                    help="simulated seconds per wall second (default 0: as fast as it goes)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    port = config.getoption("--port")
+    board = config.getoption("--board")
+    runtime = config.getoption("--runtime")
+    if port and board:
+        raise pytest.UsageError("--port (a real board) and --board (a simulated one) "
+                                "exclude each other")
+    if port and runtime:
+        raise pytest.UsageError("--runtime is for simulated boards; a real board runs its "
+                                "own MicroPython")
+    if not port:
+        try:
+            load_board(board or DEFAULT_BOARD)
+        except BoardFileError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    speed = float(config.getoption("--sim-speed"))
+    config.stash[HIL] = HilOptions(
+        port=port, board=board or DEFAULT_BOARD, runtime=runtime or DEFAULT_RUNTIME,
+        seed=int(config.getoption("--seed")), speed=speed if speed > 0 else math.inf,
+        operator=bool(config.getoption("--operator")),
+        interactive=config.getoption("capture") == "no",
+    )
+
+
+def _rig_summary(o: HilOptions) -> str:
+    if o.simulated:
+        return "the simulator's plant"
+    if o.operator:
+        return "an operator at the terminal" if o.interactive else "none (--operator needs -s)"
+    return "none: tests that force plant conditions skip (--operator -s asks an operator)"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    o = config.stash.get(HIL, None)
+    if o is None:
+        return []
+    if o.simulated:
+        speed = "as fast as it goes" if math.isinf(o.speed) else f"{o.speed:g}x"
+        return [f"cellguard HIL: simulated board {o.board}, firmware under {o.runtime}, "
+                f"seed {o.seed}, {speed}; rig: {_rig_summary(o)}"]
+    return [f"cellguard HIL: real board on {o.port}; rig: {_rig_summary(o)}"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    props = config.stash.get(PROPS, None)
+    if props is None:
+        return
+    terminalreporter.write_sep("-", "cellguard HIL")
+    terminalreporter.write_line(
+        "ran on " + ", ".join(f"{k} {v}" for k, v in props.items() if v))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    report = yield
+    props = item.config.stash.get(PROPS, None)
+    if props and (report.when == "call" or report.failed):
+        report.sections.append(
+            ("cellguard HIL", ", ".join(f"{k} {v}" for k, v in props.items() if v)))
+    return report
+
+
+@pytest.fixture(scope="session")
+def hil_options(pytestconfig: pytest.Config) -> HilOptions:
+    return pytestconfig.stash[HIL]
+
+
+def _make_rig(o: HilOptions, target: Target) -> Rig:
+    if o.operator and o.interactive:
+        return OperatorRig(target)
+    if o.operator:
+        return Rig(target, "--operator needs -s (pytest captures the terminal otherwise)")
+    return Rig(target)
+
+
+@pytest.fixture(scope="session")
+def _port_target(hil_options: HilOptions) -> Iterator[PortTarget]:
+    assert hil_options.port is not None
+    target = PortTarget(hil_options.port)
+    target.probe()  # a clear error on every test when no board answers
+    target.rig = _make_rig(hil_options, target)
+    yield target
+    target.close()
+
+
+@pytest.fixture(autouse=True)
+def _hil_properties(request: pytest.FixtureRequest, hil_options: HilOptions) -> None:
+    """Board and runtime of this run: JUnit properties of the test and of the suite."""
+    config = request.config
+    if PROPS not in config.stash:
+        if hil_options.simulated:
+            props = {"board": hil_options.board, "runtime": hil_options.runtime,
+                     "rig": "simulator", "seed": str(hil_options.seed)}
+        else:
+            props = request.getfixturevalue("_port_target").properties()
+        config.stash[PROPS] = props
+        record_suite = request.getfixturevalue("record_testsuite_property")
+        for key, value in props.items():
+            record_suite(key, value)
+    # What record_property does, without its warning about JUnit's xunit2 schema.
+    request.node.user_properties.extend(config.stash[PROPS].items())
 
 
 @pytest.fixture
-def board_name(request: pytest.FixtureRequest) -> str:
-    return str(request.config.getoption("--board"))
+def target(request: pytest.FixtureRequest, hil_options: HilOptions) -> Iterator[Target]:
+    """A fresh simulated board per test, or the session's real board."""
+    if hil_options.simulated:
+        sim_target = SimTarget(hil_options.board, hil_options.runtime, hil_options.seed,
+                               hil_options.speed)
+        try:
+            yield sim_target
+        finally:
+            sim_target.close()
+    else:
+        port_target: PortTarget = request.getfixturevalue("_port_target")
+        try:
+            yield port_target
+        finally:
+            port_target.close_clients()
 
 
 @pytest.fixture
-def runtime(request: pytest.FixtureRequest) -> str:
-    return str(request.config.getoption("--runtime"))
+def rig(target: Target) -> Rig:
+    return target.rig
 
 
 @pytest.fixture
-def sim(board_name: str, runtime: str, record_property: pytest.RecordProperty
-        ) -> Iterator[SimulatedBoard]:
-    """A free-running simulated board (paced at real time until a test speeds it up)."""
-    record_property("board", board_name)
-    record_property("runtime", runtime)
-    board = SimulatedBoard(board=board_name, runtime=runtime, seed=7, speed=1.0)
-    with board:
-        yield board
+def port(target: Target) -> str:
+    return target.port
+
+
+def _ready(client: HilClient) -> None:
+    """Wait until the board has its output closed; clear what a previous run latched."""
+    t = client.next_telemetry()
+    if t.faults:
+        client.clear_faults()
+    client.wait_telemetry("state active (the board ready, its output closed)",
+                          lambda t: t.state == "active", READY_S)
+
+
+@pytest.fixture
+def client(target: Target) -> Iterator[HilClient]:
+    c = target.connect()
+    c.hello()
+    c.time_sync()
+    baseline = {e.key: e.value for e in c.config_dump()}
+    _ready(c)
+    yield c
+    # Leave the board as it was found: plant at rest, configuration, no latches.
+    try:
+        target.rig.restore()
+        if not c.is_open:
+            c.reconnect(wait_s=5.0)
+        restore_config(c, baseline)
+        if c.fault_state()["latched"]:
+            c.run(max(p.release_delay_ms for p in BoardLimits.read(c).protections.values())
+                  / 1000.0 + 2.0)
+            c.clear_faults()
+    except (CellguardError, AssertionError, OSError) as exc:
+        warnings.warn(f"cellguard HIL: could not restore the board after the test: {exc}",
+                      stacklevel=1)
+
+
+@pytest.fixture
+def limits(client: HilClient) -> BoardLimits:
+    return BoardLimits.read(client)

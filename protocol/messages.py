@@ -204,6 +204,34 @@ Telemetry = Struct(
     "temps_dc" / PrefixedArray(Int8ul, Int16sl) * "temperatures, 0.1 degC",
 )
 
+EstimatorMode = Enum(
+    Int8ul,
+    coulomb=0,  # coulomb counting with OCV resets: the baseline
+    ekf=1,  # extended Kalman filter on the cell model
+)
+
+Estimate = Struct(
+    "board_time_ms" / Int32ul * "board time of the estimate, ms",
+    "mode" / EstimatorMode * "which estimator gives soc_cpct",
+    "soc_cpct" / Int16ul * "pack state of charge, 0.01 %",
+    "soc_std_cpct" / Int16sl * "its standard deviation, 0.01 % (-1: not estimated)",
+    "cell_soc_min_cpct" / Int16ul * "SoC of the emptiest cell, 0.01 %",
+    "cell_soc_max_cpct" / Int16ul * "SoC of the fullest cell, 0.01 %",
+    "capacity_mah" / Int32ul * "capacity as relearned, mAh",
+    "capacity_cpct" / Int16ul * "capacity against the rated one, 0.01 %",
+    "r0_growth_cpct" / Int16ul * "series resistance against its beginning of life, 0.01 %",
+    "bias_ma" / Int32sl * "estimated current-sensor bias, mA (measured minus true)",
+    "charge_limit_ma" / Int32ul * "continuous charge current limit (5 min), mA",
+    "charge_peak_2s_ma" / Int32ul * "charge current limit for 2 s, mA",
+    "charge_peak_10s_ma" / Int32ul * "charge current limit for 10 s, mA",
+    "charge_peak_30s_ma" / Int32ul * "charge current limit for 30 s, mA",
+    "discharge_limit_ma" / Int32ul * "continuous discharge current limit (5 min), mA",
+    "discharge_peak_2s_ma" / Int32ul * "discharge current limit for 2 s, mA",
+    "discharge_peak_10s_ma" / Int32ul * "discharge current limit for 10 s, mA",
+    "discharge_peak_30s_ma" / Int32ul * "discharge current limit for 30 s, mA",
+    "balancing" / Int32ul * "cells bleeding now: bit i is cell i",
+)
+
 TimeSync = Struct("unix_time_s" / Int32ul * "host clock, seconds since 1970 (UTC)")
 
 Stats = Struct(
@@ -311,6 +339,8 @@ MESSAGES: tuple[MessageSpec, ...] = (
     MessageSpec(0x07, "stats", Stats, B2H, "link and loop counters"),
     MessageSpec(0x10, "telemetry", Telemetry, B2H, "periodic measurements and state"),
     MessageSpec(0x11, "fault_event", FaultEvent, B2H, "a protection tripped, released or cleared"),
+    MessageSpec(0x12, "estimate", Estimate, B2H,
+                "state estimate: SoC with its uncertainty, health, current limits, balancing"),
     MessageSpec(0x20, "get_config", GetConfig, H2B, "read one key; answered by CONFIG_VALUE"),
     MessageSpec(0x21, "set_config", SetConfig, H2B,
                 "write one key; answered by CONFIG_VALUE or NAK with the reason"),
@@ -336,6 +366,7 @@ ENUMS = {
     "event": EventKind,
     "config": ConfigKey,
     "severity": Severity,
+    "estimator": EstimatorMode,
 }
 """Enumerations exported to the firmware codec as constants."""
 FLAGS = {"fault": Faults}

@@ -129,8 +129,9 @@ def test_generator_output_follows_the_definitions(monkeypatch: pytest.MonkeyPatc
     # HELLO goes host -> board: the board's codec decodes it, the mirror encodes it
     assert 'host_major, host_minor, host_flags = unpack_from("<BBH", buf, off)' in codec_after
     mirror_after = gen.generate_mirror()
-    assert "def encode_hello(buf, off, host_major, host_minor, host_flags):" in mirror_after
-    assert 'pack_into("<BBH", buf, off, host_major, host_minor, host_flags)' in mirror_after
+    assert "def encode_hello(buf, off, v0, v1, v2):" in mirror_after
+    assert "Fields v0...: host_major, host_minor, host_flags." in mirror_after
+    assert 'pack_into("<BBH", buf, off, v0, v1, v2)' in mirror_after
     assert doc_after != gen.DOC_PATH.read_text()
     assert "`host_flags`" in doc_after
     monkeypatch.undo()

@@ -33,8 +33,10 @@ def test_charge_moves_soc_by_amp_hours() -> None:
     plant.requested_current_a = 1.5
     for _ in range(3600):
         plant.step(1.0)
-    for cell in plant.cells:
-        assert cell.soc == pytest.approx(0.20 + 1.5 / cell.capacity_ah, rel=1e-9)
+    for cell in plant.cells:  # what flowed in, less what the cell leaked meanwhile
+        assert cell.self_discharge_a > 0
+        assert cell.soc == pytest.approx(
+            0.20 + (1.5 - cell.self_discharge_a) / cell.capacity_ah, rel=1e-9)
     assert plant.charge_in_ah == pytest.approx(1.5)
 
 
@@ -45,7 +47,10 @@ def test_open_output_carries_no_current() -> None:
     before = [c.soc for c in plant.cells]
     plant.step(100.0)
     assert plant.current_a == 0.0
-    assert [c.soc for c in plant.cells] == before
+    # Only the cells' own self-discharge moves them.
+    assert [c.soc for c in plant.cells] == pytest.approx(
+        [s - c.self_discharge_a * 100.0 / (3600.0 * c.capacity_ah)
+         for s, c in zip(before, plant.cells, strict=True)], rel=1e-12)
 
 
 def test_terminal_voltage_is_ocv_plus_ir_and_relaxes() -> None:
@@ -79,7 +84,7 @@ def test_heating_reaches_the_expected_steady_state() -> None:
     plant.requested_current_a = 5.0
     for _ in range(20000):
         plant.step(1.0)
-    loss_w = sum(5.0**2 * (c.r0_ohm + c.r1_ohm) for c in plant.cells)
+    loss_w = sum(5.0**2 * (c.r0_ohm + c.r1_ohm + c.r2_ohm) for c in plant.cells)
     expected = 20.0 + loss_w * plant.thermal_resistance_k_per_w
     assert plant.temperature_c == pytest.approx(expected, rel=0.01)
 
@@ -239,8 +244,9 @@ def test_internal_short_drains_its_cell_only_with_the_output_open() -> None:
     assert plant.current_a == 0.0
     drained = (ocv / 5.0) * 60.0 / (3600.0 * plant.cells[2].capacity_ah)
     assert before[2] - plant.cells[2].soc == pytest.approx(drained, rel=1e-3)
-    assert [c.soc for i, c in enumerate(plant.cells) if i != 2] == [
-        s for i, s in enumerate(before) if i != 2]
+    assert [c.soc for i, c in enumerate(plant.cells) if i != 2] == pytest.approx([
+        s - plant.cells[i].self_discharge_a * 60.0 / (3600.0 * plant.cells[i].capacity_ah)
+        for i, s in enumerate(before) if i != 2], rel=1e-12)  # only their self-discharge
     assert plant.temperature_c > plant.ambient_c  # the leak heats the pack
 
 

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 from cellguard.client import BoardClient
 from cellguard.sim import SimulatedBoard
-from cellguard.sim.board import HOST_STALL_S
 
 
 def test_unread_output_is_dropped_without_stalling_the_board() -> None:
     with SimulatedBoard(runtime="cpython", lockstep=True) as sim:
-        wall = time.monotonic()
         sim.advance(3 * 3600)  # 3 h of telemetry that nobody reads
-        elapsed = time.monotonic() - wall
         assert sim.tx_dropped_bytes > 0
         # One stall of HOST_STALL_S when the pty fills, then drops without waiting.
-        assert elapsed < HOST_STALL_S + 20
+        assert sim.host_stalls == 1
         # A host that connects later gets a board that answers and streams again.
         dropped = sim.tx_dropped_bytes
         with BoardClient(sim.port) as client:

@@ -117,32 +117,37 @@ def _runs(fields: list[Field]) -> list[list[Field]]:
 
 
 def _encoder(spec: messages.MessageSpec, fields: list[Field]) -> list[str]:
-    args = ", ".join(["buf", "off", *(f.name for f in fields)])
+    # Parameters are v0, v1, ... in field order: one set of names shared by every
+    # encoder, because on a board each distinct parameter name is an interned
+    # string held in RAM (about a hundred field names otherwise).
+    var = {f.name: f"v{i}" for i, f in enumerate(fields)}
+    args = ", ".join(["buf", "off", *var.values()])
     out = [
         f"def encode_{spec.name}({args}):",
-        f'    """Write a {spec.name.upper()} payload at buf[off:]; return the end offset."""',
+        f'    """Write a {spec.name.upper()} payload at buf[off:]; return the end offset.',
+        f"    Fields v0...: {', '.join(f.name for f in fields) or 'none'}." + '"""',
     ]
     for run in _runs(fields):
         f = run[0]
         if f.kind == "int":
             fmt = "<" + "".join(x.fmt for x in run)
             size = sum(_SIZES[x.fmt] for x in run)
-            names = ", ".join(x.name for x in run)
+            names = ", ".join(var[x.name] for x in run)
             out.append(f'    pack_into("{fmt}", buf, off, {names})')
             out.append(f"    off += {size}")
         elif f.kind == "str":
-            out.append(f"    n = len({f.name})")
+            out.append(f"    n = len({var[f.name]})")
             out.append(f'    pack_into("<{f.fmt}", buf, off, n)')
             out.append(f"    off += {_SIZES[f.fmt]}")
-            out.append(f"    buf[off : off + n] = {f.name}")
+            out.append(f"    buf[off : off + n] = {var[f.name]}")
             out.append("    off += n")
         else:
             size = _SIZES[f.fmt]
-            out.append(f"    n = len({f.name})")
+            out.append(f"    n = len({var[f.name]})")
             out.append(f'    pack_into("<{f.count_fmt}", buf, off, n)')
             out.append(f"    off += {_SIZES[f.count_fmt]}")
             out.append("    for i in range(n):")
-            out.append(f'        pack_into("<{f.fmt}", buf, off, {f.name}[i])')
+            out.append(f'        pack_into("<{f.fmt}", buf, off, {var[f.name]}[i])')
             out.append(f"        off += {size}")
     out.append("    return off")
     return out

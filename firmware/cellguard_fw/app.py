@@ -33,7 +33,7 @@ KNOWN_TYPES = bytes((
     codec.MSG_FAULT_EVENT, codec.MSG_GET_CONFIG, codec.MSG_SET_CONFIG, codec.MSG_CONFIG_VALUE,
     codec.MSG_GET_CONFIG_DUMP, codec.MSG_CONFIG_DUMP, codec.MSG_GET_FAULTS,
     codec.MSG_FAULT_STATE, codec.MSG_CLEAR_FAULTS, codec.MSG_GET_EVENTS, codec.MSG_EVENTS,
-    codec.MSG_ACK, codec.MSG_NAK,
+    codec.MSG_ACK, codec.MSG_NAK, codec.MSG_ESTIMATE,
 ))
 DUMP_PAGE = 12  # config entries per CONFIG_DUMP frame (13 bytes each)
 EVENTS_PAGE = 10  # events per EVENTS frame (21 bytes each)
@@ -96,7 +96,6 @@ def board_limits(board):
 
 class Bms:
     def __init__(self, board, hal, port):
-        self.board = board
         self.hal = hal
         self.n_cells = board["cells"]
         self.n_temps = board["temp_sensors"]
@@ -110,9 +109,17 @@ class Bms:
         self.protection = Protection(board_limits(board), board.get("delays"),
                                      board_severities(board), board.get("debounce"))
         self.soc = CoulombCounter(board["capacity_mah"], self.profile["ocv_mv"])
+        storage = hal.storage_dir()  # None: nothing survives a reset
+        # Estimation (floats, once a second) runs beside the control step, never
+        # inside it; "none" leaves it out (and its code out of RAM).
+        self.estimator = None
+        self.balancing = 0
+        if board.get("estimator", "ekf") != "none":
+            from .estimator import StateEstimator
+            self.estimator = StateEstimator(board, self.profile, storage, self.soc)
+        self.estimate_sent_ms = 0
         self.config = Config(self, self.profile, board)
         self.config_pin = board.get("config_pin", 0)
-        storage = hal.storage_dir()  # None: nothing survives a reset
         self.events = EventLog(path=None if storage is None else storage + "/events.bin")
         self.latch_store = LatchStore(None if storage is None else storage + "/latches.bin")
         # Faults latch until CLEAR_FAULTS, across resets: the output stays open.
@@ -188,6 +195,8 @@ class Bms:
         self._drive_output(dt_ms, faults | self.latched, m.pack_mv)
         # estimate
         self.soc.step(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
+        if self.estimator is not None:
+            self.estimator.sample(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
         # report
         self.telemetry_due_ms -= dt_ms
         if self.telemetry_due_ms <= 0:
@@ -195,6 +204,35 @@ class Bms:
             if self.telemetry_due_ms <= 0:  # fell behind: do not burst
                 self.telemetry_due_ms = self.telemetry_period_ms
             self.send_telemetry()
+
+    # -- estimation (not on the safety path) --------------------------------
+    def estimate_due(self):
+        return self.estimator is not None and self.estimator.due()
+
+    def estimate(self):
+        """One estimation step: SoC, health, current limits, balancing. The main
+        loop calls it after a control step when :meth:`estimate_due`."""
+        est = self.estimator
+        if est is None:
+            return
+        p = self.protection
+        ratings = (p.trip[4] / 1000.0, p.trip[9] / 1000.0, p.trip[5] / 1000.0,
+                   p.trip[10] / 1000.0)  # sustained and peak over-current trips, A
+        within = not (self.faults | self.latched | self.alarms) and self.contactor.closed
+        mask = est.run(self.meas.cells_mv, self.meas.temps_dc, ratings, within)
+        if mask != self.balancing:
+            self.balancing = mask
+            self.hal.set_balancing(mask)
+        if self.time_ms - self.estimate_sent_ms >= self.telemetry_period_ms:
+            self.estimate_sent_ms = self.time_ms
+            est.send(self.link, self.time_ms)
+
+    def soc_cpct(self):
+        """The SoC telemetry reports: the estimator's, else the coulomb counter's."""
+        est = self.estimator
+        if est is not None and est.runs:
+            return int(est.soc_pct * 100 + 0.5)
+        return self.soc.soc_cpct()
 
     def _drive_output(self, dt_ms, held, pack_mv):
         # Never close onto a condition that is about to trip (at start-up, or
@@ -268,7 +306,7 @@ class Bms:
             link.payload_buffer(), PAYLOAD_AT,
             self.telemetry_seq, self.time_ms & 0xFFFFFFFF, self.state, self.faults | self.latched,
             self.warnings, self.alarms, self.allowed if self.contactor.closed else 0,
-            m.pack_mv, m.current_ma, self.soc.soc_cpct(), m.cells_mv, m.temps_dc,
+            m.pack_mv, m.current_ma, self.soc_cpct(), m.cells_mv, m.temps_dc,
         )
         link.send(codec.MSG_TELEMETRY, link.next_seq(), end)
         self.telemetry_seq = (self.telemetry_seq + 1) & 0xFFFFFFFF

@@ -76,4 +76,9 @@ def run(board_path="/board.json"):
         if late > period:
             bms.control_overruns += 1
         bms.step(period)
+        if bms.estimate_due():  # floats, once a second: after the control step
+            try:
+                bms.estimate()
+            except Exception:  # estimation is not protection: it must never stop the loop
+                bms.estimator = None
         deadline = ticks_add(deadline, period)

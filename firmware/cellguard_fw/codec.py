@@ -28,6 +28,7 @@ MSG_GET_STATS = const(0x06)
 MSG_STATS = const(0x07)
 MSG_TELEMETRY = const(0x10)
 MSG_FAULT_EVENT = const(0x11)
+MSG_ESTIMATE = const(0x12)
 MSG_GET_CONFIG = const(0x20)
 MSG_SET_CONFIG = const(0x21)
 MSG_CONFIG_VALUE = const(0x22)
@@ -69,6 +70,8 @@ CONFIG_HOST_TIMEOUT_MS = const(102)
 SEVERITY_WARNING = const(0)
 SEVERITY_ALARM = const(1)
 SEVERITY_FAULT = const(2)
+ESTIMATOR_COULOMB = const(0)
+ESTIMATOR_EKF = const(1)
 CONFIG_DEBOUNCE_BASE = const(128)
 CONFIG_SEVERITY_BASE = const(160)
 FAULT_CELL_OVERVOLTAGE = const(0x1)
@@ -106,32 +109,33 @@ def decode_hello(buf, off, end):
     return (host_major, host_minor)
 
 
-def encode_info(buf, off, protocol_major, protocol_minor, firmware_version, board, unique_id, chemistry, cell_count, temp_count, capacity_mah, control_period_ms, telemetry_period_ms, cell_ov_mv, cell_uv_mv, temp_max_dc, temp_min_dc, charge_current_max_ma, discharge_current_max_ma, max_frame, known_types):
-    """Write a INFO payload at buf[off:]; return the end offset."""
-    pack_into("<BB", buf, off, protocol_major, protocol_minor)
+def encode_info(buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18):
+    """Write a INFO payload at buf[off:]; return the end offset.
+    Fields v0...: protocol_major, protocol_minor, firmware_version, board, unique_id, chemistry, cell_count, temp_count, capacity_mah, control_period_ms, telemetry_period_ms, cell_ov_mv, cell_uv_mv, temp_max_dc, temp_min_dc, charge_current_max_ma, discharge_current_max_ma, max_frame, known_types."""
+    pack_into("<BB", buf, off, v0, v1)
     off += 2
-    n = len(firmware_version)
+    n = len(v2)
     pack_into("<B", buf, off, n)
     off += 1
-    buf[off : off + n] = firmware_version
+    buf[off : off + n] = v2
     off += n
-    n = len(board)
+    n = len(v3)
     pack_into("<B", buf, off, n)
     off += 1
-    buf[off : off + n] = board
+    buf[off : off + n] = v3
     off += n
-    n = len(unique_id)
+    n = len(v4)
     pack_into("<B", buf, off, n)
     off += 1
-    buf[off : off + n] = unique_id
+    buf[off : off + n] = v4
     off += n
-    pack_into("<BBBLHHHHhhLLH", buf, off, chemistry, cell_count, temp_count, capacity_mah, control_period_ms, telemetry_period_ms, cell_ov_mv, cell_uv_mv, temp_max_dc, temp_min_dc, charge_current_max_ma, discharge_current_max_ma, max_frame)
+    pack_into("<BBBLHHHHhhLLH", buf, off, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17)
     off += 29
-    n = len(known_types)
+    n = len(v18)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<B", buf, off, known_types[i])
+        pack_into("<B", buf, off, v18[i])
         off += 1
     return off
 
@@ -168,36 +172,47 @@ def decode_get_stats(buf, off, end):
     return ()
 
 
-def encode_stats(buf, off, uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free):
-    """Write a STATS payload at buf[off:]; return the end offset."""
-    pack_into("<LLLLLLLLLLl", buf, off, uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free)
+def encode_stats(buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10):
+    """Write a STATS payload at buf[off:]; return the end offset.
+    Fields v0...: uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free."""
+    pack_into("<LLLLLLLLLLl", buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10)
     off += 44
     return off
 
 
-def encode_telemetry(buf, off, telemetry_seq, board_time_ms, state, faults, warnings, alarms, allowed, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc):
-    """Write a TELEMETRY payload at buf[off:]; return the end offset."""
-    pack_into("<LLBLLLBLlH", buf, off, telemetry_seq, board_time_ms, state, faults, warnings, alarms, allowed, pack_mv, current_ma, soc_cpct)
+def encode_telemetry(buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11):
+    """Write a TELEMETRY payload at buf[off:]; return the end offset.
+    Fields v0...: telemetry_seq, board_time_ms, state, faults, warnings, alarms, allowed, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc."""
+    pack_into("<LLBLLLBLlH", buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9)
     off += 32
-    n = len(cells_mv)
+    n = len(v10)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<H", buf, off, cells_mv[i])
+        pack_into("<H", buf, off, v10[i])
         off += 2
-    n = len(temps_dc)
+    n = len(v11)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<h", buf, off, temps_dc[i])
+        pack_into("<h", buf, off, v11[i])
         off += 2
     return off
 
 
-def encode_fault_event(buf, off, event_index, board_time_ms, kind, severity, fault, value, faults):
-    """Write a FAULT_EVENT payload at buf[off:]; return the end offset."""
-    pack_into("<LLBBLlL", buf, off, event_index, board_time_ms, kind, severity, fault, value, faults)
+def encode_fault_event(buf, off, v0, v1, v2, v3, v4, v5, v6):
+    """Write a FAULT_EVENT payload at buf[off:]; return the end offset.
+    Fields v0...: event_index, board_time_ms, kind, severity, fault, value, faults."""
+    pack_into("<LLBBLlL", buf, off, v0, v1, v2, v3, v4, v5, v6)
     off += 22
+    return off
+
+
+def encode_estimate(buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18):
+    """Write a ESTIMATE payload at buf[off:]; return the end offset.
+    Fields v0...: board_time_ms, mode, soc_cpct, soc_std_cpct, cell_soc_min_cpct, cell_soc_max_cpct, capacity_mah, capacity_cpct, r0_growth_cpct, bias_ma, charge_limit_ma, charge_peak_2s_ma, charge_peak_10s_ma, charge_peak_30s_ma, discharge_limit_ma, discharge_peak_2s_ma, discharge_peak_10s_ma, discharge_peak_30s_ma, balancing."""
+    pack_into("<LBHhHHLHHlLLLLLLLLL", buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18)
+    off += 61
     return off
 
 
@@ -223,9 +238,10 @@ def decode_set_config(buf, off, end):
     return (key, value, pin)
 
 
-def encode_config_value(buf, off, key, value, min, max):
-    """Write a CONFIG_VALUE payload at buf[off:]; return the end offset."""
-    pack_into("<Blll", buf, off, key, value, min, max)
+def encode_config_value(buf, off, v0, v1, v2, v3):
+    """Write a CONFIG_VALUE payload at buf[off:]; return the end offset.
+    Fields v0...: key, value, min, max."""
+    pack_into("<Blll", buf, off, v0, v1, v2, v3)
     off += 13
     return off
 
@@ -241,33 +257,34 @@ def decode_get_config_dump(buf, off, end):
     return (first_key,)
 
 
-def encode_config_dump(buf, off, next_key, keys, values, mins, maxs):
-    """Write a CONFIG_DUMP payload at buf[off:]; return the end offset."""
-    pack_into("<B", buf, off, next_key)
+def encode_config_dump(buf, off, v0, v1, v2, v3, v4):
+    """Write a CONFIG_DUMP payload at buf[off:]; return the end offset.
+    Fields v0...: next_key, keys, values, mins, maxs."""
+    pack_into("<B", buf, off, v0)
     off += 1
-    n = len(keys)
+    n = len(v1)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<B", buf, off, keys[i])
+        pack_into("<B", buf, off, v1[i])
         off += 1
-    n = len(values)
+    n = len(v2)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<l", buf, off, values[i])
+        pack_into("<l", buf, off, v2[i])
         off += 4
-    n = len(mins)
+    n = len(v3)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<l", buf, off, mins[i])
+        pack_into("<l", buf, off, v3[i])
         off += 4
-    n = len(maxs)
+    n = len(v4)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<l", buf, off, maxs[i])
+        pack_into("<l", buf, off, v4[i])
         off += 4
     return off
 
@@ -279,9 +296,10 @@ def decode_get_faults(buf, off, end):
     return ()
 
 
-def encode_fault_state(buf, off, active, latched, tripped, alarms, warnings):
-    """Write a FAULT_STATE payload at buf[off:]; return the end offset."""
-    pack_into("<LLLLL", buf, off, active, latched, tripped, alarms, warnings)
+def encode_fault_state(buf, off, v0, v1, v2, v3, v4):
+    """Write a FAULT_STATE payload at buf[off:]; return the end offset.
+    Fields v0...: active, latched, tripped, alarms, warnings."""
+    pack_into("<LLLLL", buf, off, v0, v1, v2, v3, v4)
     off += 20
     return off
 
@@ -304,58 +322,61 @@ def decode_get_events(buf, off, end):
     return (first_index, max_count)
 
 
-def encode_events(buf, off, total, oldest, indexes, times_ms, unix_times, kinds, codes, values):
-    """Write a EVENTS payload at buf[off:]; return the end offset."""
-    pack_into("<LL", buf, off, total, oldest)
+def encode_events(buf, off, v0, v1, v2, v3, v4, v5, v6, v7):
+    """Write a EVENTS payload at buf[off:]; return the end offset.
+    Fields v0...: total, oldest, indexes, times_ms, unix_times, kinds, codes, values."""
+    pack_into("<LL", buf, off, v0, v1)
     off += 8
-    n = len(indexes)
+    n = len(v2)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<L", buf, off, indexes[i])
+        pack_into("<L", buf, off, v2[i])
         off += 4
-    n = len(times_ms)
+    n = len(v3)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<L", buf, off, times_ms[i])
+        pack_into("<L", buf, off, v3[i])
         off += 4
-    n = len(unix_times)
+    n = len(v4)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<L", buf, off, unix_times[i])
+        pack_into("<L", buf, off, v4[i])
         off += 4
-    n = len(kinds)
+    n = len(v5)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<B", buf, off, kinds[i])
+        pack_into("<B", buf, off, v5[i])
         off += 1
-    n = len(codes)
+    n = len(v6)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<L", buf, off, codes[i])
+        pack_into("<L", buf, off, v6[i])
         off += 4
-    n = len(values)
+    n = len(v7)
     pack_into("<B", buf, off, n)
     off += 1
     for i in range(n):
-        pack_into("<l", buf, off, values[i])
+        pack_into("<l", buf, off, v7[i])
         off += 4
     return off
 
 
-def encode_ack(buf, off, request_type):
-    """Write a ACK payload at buf[off:]; return the end offset."""
-    pack_into("<B", buf, off, request_type)
+def encode_ack(buf, off, v0):
+    """Write a ACK payload at buf[off:]; return the end offset.
+    Fields v0...: request_type."""
+    pack_into("<B", buf, off, v0)
     off += 1
     return off
 
 
-def encode_nak(buf, off, request_type, error, limit):
-    """Write a NAK payload at buf[off:]; return the end offset."""
-    pack_into("<BBl", buf, off, request_type, error, limit)
+def encode_nak(buf, off, v0, v1, v2):
+    """Write a NAK payload at buf[off:]; return the end offset.
+    Fields v0...: request_type, error, limit."""
+    pack_into("<BBl", buf, off, v0, v1, v2)
     off += 6
     return off

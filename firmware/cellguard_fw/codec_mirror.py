@@ -10,9 +10,10 @@ in both directions.
 from struct import pack_into, unpack_from
 
 
-def encode_hello(buf, off, host_major, host_minor):
-    """Write a HELLO payload at buf[off:]; return the end offset."""
-    pack_into("<BB", buf, off, host_major, host_minor)
+def encode_hello(buf, off, v0, v1):
+    """Write a HELLO payload at buf[off:]; return the end offset.
+    Fields v0...: host_major, host_minor."""
+    pack_into("<BB", buf, off, v0, v1)
     off += 2
     return off
 
@@ -66,25 +67,29 @@ def decode_info(buf, off, end):
     return (protocol_major, protocol_minor, firmware_version, board, unique_id, chemistry, cell_count, temp_count, capacity_mah, control_period_ms, telemetry_period_ms, cell_ov_mv, cell_uv_mv, temp_max_dc, temp_min_dc, charge_current_max_ma, discharge_current_max_ma, max_frame, known_types)
 
 
-def encode_time_sync(buf, off, unix_time_s):
-    """Write a TIME_SYNC payload at buf[off:]; return the end offset."""
-    pack_into("<L", buf, off, unix_time_s)
+def encode_time_sync(buf, off, v0):
+    """Write a TIME_SYNC payload at buf[off:]; return the end offset.
+    Fields v0...: unix_time_s."""
+    pack_into("<L", buf, off, v0)
     off += 4
     return off
 
 
 def encode_reset(buf, off):
-    """Write a RESET payload at buf[off:]; return the end offset."""
+    """Write a RESET payload at buf[off:]; return the end offset.
+    Fields v0...: none."""
     return off
 
 
 def encode_enter_repl(buf, off):
-    """Write a ENTER_REPL payload at buf[off:]; return the end offset."""
+    """Write a ENTER_REPL payload at buf[off:]; return the end offset.
+    Fields v0...: none."""
     return off
 
 
 def encode_get_stats(buf, off):
-    """Write a GET_STATS payload at buf[off:]; return the end offset."""
+    """Write a GET_STATS payload at buf[off:]; return the end offset.
+    Fields v0...: none."""
     return off
 
 
@@ -141,16 +146,29 @@ def decode_fault_event(buf, off, end):
     return (event_index, board_time_ms, kind, severity, fault, value, faults)
 
 
-def encode_get_config(buf, off, key):
-    """Write a GET_CONFIG payload at buf[off:]; return the end offset."""
-    pack_into("<B", buf, off, key)
+def decode_estimate(buf, off, end):
+    """Parse a ESTIMATE payload in buf[off:end]; return its fields."""
+    if off + 61 > end:
+        raise ValueError("short estimate")
+    board_time_ms, mode, soc_cpct, soc_std_cpct, cell_soc_min_cpct, cell_soc_max_cpct, capacity_mah, capacity_cpct, r0_growth_cpct, bias_ma, charge_limit_ma, charge_peak_2s_ma, charge_peak_10s_ma, charge_peak_30s_ma, discharge_limit_ma, discharge_peak_2s_ma, discharge_peak_10s_ma, discharge_peak_30s_ma, balancing = unpack_from("<LBHhHHLHHlLLLLLLLLL", buf, off)
+    off += 61
+    if off != end:
+        raise ValueError("trailing bytes in estimate")
+    return (board_time_ms, mode, soc_cpct, soc_std_cpct, cell_soc_min_cpct, cell_soc_max_cpct, capacity_mah, capacity_cpct, r0_growth_cpct, bias_ma, charge_limit_ma, charge_peak_2s_ma, charge_peak_10s_ma, charge_peak_30s_ma, discharge_limit_ma, discharge_peak_2s_ma, discharge_peak_10s_ma, discharge_peak_30s_ma, balancing)
+
+
+def encode_get_config(buf, off, v0):
+    """Write a GET_CONFIG payload at buf[off:]; return the end offset.
+    Fields v0...: key."""
+    pack_into("<B", buf, off, v0)
     off += 1
     return off
 
 
-def encode_set_config(buf, off, key, value, pin):
-    """Write a SET_CONFIG payload at buf[off:]; return the end offset."""
-    pack_into("<BlL", buf, off, key, value, pin)
+def encode_set_config(buf, off, v0, v1, v2):
+    """Write a SET_CONFIG payload at buf[off:]; return the end offset.
+    Fields v0...: key, value, pin."""
+    pack_into("<BlL", buf, off, v0, v1, v2)
     off += 9
     return off
 
@@ -166,9 +184,10 @@ def decode_config_value(buf, off, end):
     return (key, value, min, max)
 
 
-def encode_get_config_dump(buf, off, first_key):
-    """Write a GET_CONFIG_DUMP payload at buf[off:]; return the end offset."""
-    pack_into("<B", buf, off, first_key)
+def encode_get_config_dump(buf, off, v0):
+    """Write a GET_CONFIG_DUMP payload at buf[off:]; return the end offset.
+    Fields v0...: first_key."""
+    pack_into("<B", buf, off, v0)
     off += 1
     return off
 
@@ -225,7 +244,8 @@ def decode_config_dump(buf, off, end):
 
 
 def encode_get_faults(buf, off):
-    """Write a GET_FAULTS payload at buf[off:]; return the end offset."""
+    """Write a GET_FAULTS payload at buf[off:]; return the end offset.
+    Fields v0...: none."""
     return off
 
 
@@ -241,13 +261,15 @@ def decode_fault_state(buf, off, end):
 
 
 def encode_clear_faults(buf, off):
-    """Write a CLEAR_FAULTS payload at buf[off:]; return the end offset."""
+    """Write a CLEAR_FAULTS payload at buf[off:]; return the end offset.
+    Fields v0...: none."""
     return off
 
 
-def encode_get_events(buf, off, first_index, max_count):
-    """Write a GET_EVENTS payload at buf[off:]; return the end offset."""
-    pack_into("<LB", buf, off, first_index, max_count)
+def encode_get_events(buf, off, v0, v1):
+    """Write a GET_EVENTS payload at buf[off:]; return the end offset.
+    Fields v0...: first_index, max_count."""
+    pack_into("<LB", buf, off, v0, v1)
     off += 5
     return off
 

@@ -28,6 +28,11 @@ class Hal:
         discharge switches (back-to-back FETs); others ignore it and report the
         directions in telemetry for the charger and the load to follow."""
 
+    def set_balancing(self, mask):
+        """Switch the cells' balancing resistors: bit i of ``mask`` on bleeds cell i
+        (0 = the bottom cell) through its balancing resistor, off stops it. Boards
+        without balancing resistors ignore it."""
+
     def read_pack_code(self):
         """The pack-voltage ADC code, or -1 where the pack voltage is not measured."""
         return -1

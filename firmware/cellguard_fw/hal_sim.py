@@ -19,6 +19,7 @@ OUT_CLOSED = 1  # main contactor / FETs closed
 OUT_PRECHARGE = 2  # precharge relay on
 OUT_CHARGE = 4  # charge direction allowed
 OUT_DISCHARGE = 8  # discharge direction allowed
+OUT_BALANCE_SHIFT = 4  # bits 4 and up: the balancing mask (flags >> 4, bit i = cell i)
 EXTRA_BYTES = 7  # after the u16 codes: pack code u16, link mV i32, feedback i8
 
 
@@ -37,6 +38,7 @@ class SimHal(Hal):
         self.precharge_on = False
         self.charge_allowed = True
         self.discharge_allowed = True
+        self.balancing = 0  # bit i: cell i bleeds through its balancing resistor
         self.has_pack_adc = has_pack_adc
         self._uid = unique_id
         self._storage = storage
@@ -60,6 +62,9 @@ class SimHal(Hal):
         self.charge_allowed = charge
         self.discharge_allowed = discharge
 
+    def set_balancing(self, mask):
+        self.balancing = mask & ((1 << self.n_cells) - 1)
+
     def read_pack_code(self):
         if not self.has_pack_adc:
             return -1
@@ -72,11 +77,13 @@ class SimHal(Hal):
         return unpack_from("<b", self.codes, self.tail + 6)[0]
 
     def outputs(self):
-        """The OUT_* flags of what the board drives now."""
+        """The OUT_* flags of what the board drives now, the balancing mask above
+        them (``flags >> OUT_BALANCE_SHIFT``)."""
         return ((OUT_CLOSED if self.output_closed else 0)
                 | (OUT_PRECHARGE if self.precharge_on else 0)
                 | (OUT_CHARGE if self.charge_allowed else 0)
-                | (OUT_DISCHARGE if self.discharge_allowed else 0))
+                | (OUT_DISCHARGE if self.discharge_allowed else 0)
+                | (self.balancing << OUT_BALANCE_SHIFT))
 
     def unique_id(self):
         return self._uid
@@ -129,12 +136,14 @@ class SimBoard:
         self.hal.precharge_on = False
         self.hal.charge_allowed = True
         self.hal.discharge_allowed = True
+        self.hal.balancing = 0
         self.port.rx = bytearray()
         self.bms = Bms(self.board, self.hal, self.port)
         self.in_repl = False
 
     def step(self, dt_ms, codes, rx):
-        """Run one control period; return (tx bytes, OUT_* flags)."""
+        """Run one control period; return (tx bytes, OUT_* flags with the
+        balancing mask in bits 4 and up)."""
         self.hal.codes[:] = codes
         if self.in_repl:  # the firmware has handed the port back: it is silent
             return b"", self.hal.outputs()
@@ -144,6 +153,8 @@ class SimBoard:
         bms.poll()
         if not (bms.reset_requested or bms.repl_requested):
             bms.step(dt_ms)
+            if bms.estimate_due():
+                bms.estimate()
         tx = bytes(self.port.tx)
         self.port.tx = bytearray()
         if bms.reset_requested:

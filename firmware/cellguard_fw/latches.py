@@ -14,34 +14,41 @@ from binascii import crc32
 from struct import pack_into, unpack_from
 
 
-class LatchStore:
-    def __init__(self, path=None):
-        self.path = path or ""  # "": latches live in RAM only
-        self.buf = bytearray(8)
+class WordStore:
+    """``words`` u32 values in one small file, saved power-loss safe (above)."""
+
+    def __init__(self, path=None, words=1):
+        self.path = path or ""  # "": the values live in RAM only
+        self.words = words
+        self.size = 4 * words
+        self.buf = bytearray(self.size + 4)
         self.write_errors = 0
 
-    def load(self):
-        """The latched fault bits saved last, or 0."""
+    def load_words(self):
+        """The words saved last (a tuple), or None."""
         if not self.path:
-            return 0
+            return None
+        n = self.size
         for name in (self.path, self.path + ".new"):
             try:
                 with open(name, "rb") as f:
-                    data = f.read(8)
+                    data = f.read(n + 4)
             except OSError:
                 continue
-            if len(data) == 8 and crc32(data[:4]) == unpack_from("<L", data, 4)[0]:
+            if len(data) == n + 4 and crc32(data[:n]) == unpack_from("<L", data, n)[0]:
                 if name != self.path:  # finish an interrupted save
                     self._replace(name)
-                return unpack_from("<L", data, 0)[0]
-        return 0
+                return unpack_from("<%dL" % self.words, data, 0)
+        return None
 
-    def save(self, bits):
+    def save_words(self, *values):
         if not self.path:
             return
         buf = self.buf
-        pack_into("<L", buf, 0, bits)
-        pack_into("<L", buf, 4, crc32(memoryview(buf)[:4]))
+        n = self.size
+        for i in range(self.words):
+            pack_into("<L", buf, 4 * i, values[i])
+        pack_into("<L", buf, n, crc32(memoryview(buf)[:n]))
         new = self.path + ".new"
         try:
             with open(new, "wb") as f:
@@ -56,3 +63,15 @@ class LatchStore:
         except OSError:
             pass
         os.rename(new, self.path)
+
+
+class LatchStore(WordStore):
+    """The latch word: fault bits that stay latched until CLEAR_FAULTS."""
+
+    def load(self):
+        """The latched fault bits saved last, or 0."""
+        words = self.load_words()
+        return words[0] if words else 0
+
+    def save(self, bits):
+        self.save_words(bits)

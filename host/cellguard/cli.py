@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, offline
 from .errors import CellguardError
 
 EXIT_ERROR = 1
@@ -29,18 +30,15 @@ def _positive(text: str) -> float:
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
-    from serial.tools import list_ports
+    from .ports import command
 
-    ports = sorted(list_ports.comports(), key=lambda p: p.device)
-    rows = [{"device": p.device, "description": p.description, "hwid": p.hwid} for p in ports]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    elif not rows:
-        print("no serial ports found (a simulated board prints its own port)")
-    else:
-        for r in rows:
-            print(f"{r['device']:24} {r['description']}  [{r['hwid']}]")
-    return 0
+    return command(args)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from .monitor import command
+
+    return command(args)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -54,44 +52,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from .logfile import LogReader
-    from .logger import log_board, status_printer
+    from .logger import run_log_command
 
-    def show_fault(line: str) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write("\r\x1b[2K")
-        print(line, file=sys.stderr, flush=True)
-
-    result = log_board(args.port, args.out, duration_s=args.duration,
-                       status=None if args.quiet else status_printer(), on_fault=show_fault)
-    with LogReader(args.out) as reader:
-        summary = reader.summary()
-    if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
-    else:
-        print(f"logged {result.samples} samples ({result.lost} lost) from {result.info.board} "
-              f"to {args.out}")
-        for line in summary.lines():
-            print("  " + line)
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_to_path
-
-    rows = export_to_path(args.file, args.out, board_id=args.board, t_from=args.t_from,
-                          t_to=args.t_to)
-    if args.out not in (None, "-"):
-        print(f"wrote {rows} rows to {args.out}", file=sys.stderr)
-    return 0
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    from .plot import plot_log
-
-    plot_log(args.file, args.output, board_id=args.board)
-    print(f"wrote {args.output}")
-    return 0
+    return run_log_command(args.port, args.out, duration_s=args.duration, quiet=args.quiet,
+                           as_json=args.json)
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -103,13 +67,41 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more: {text}")
+    return value
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from .sim import SimulatedBoard
+    from .sim.script import PROFILE, Step, load_script
 
+    if args.script is None and (args.repeat != 1 or args.exit_at_end):
+        raise CellguardError("--repeat and --exit-at-end go with --script FILE")
+    script = None if args.script is None else load_script(args.script)  # before the pty opens
     speed = math.inf if args.speed == 0 else args.speed
     sim = SimulatedBoard(board=args.board, runtime=args.runtime, seed=args.seed, speed=speed,
-                         initial_soc_pct=args.soc, ambient_c=args.ambient)
+                         initial_soc_pct=args.soc, ambient_c=args.ambient, link=args.link)
     sim.set_current(args.current)
+    runner = None
+    if script is not None:
+        passes = f"/{args.repeat}" if args.repeat else ""
+
+        def show(board: SimulatedBoard, step: Step, pass_index: int) -> None:
+            if script.kind != PROFILE:
+                print(f"{board.time_s:10.1f} s  line {step.line}: {step.text}", flush=True)
+            elif step is script.steps[0]:
+                print(f"{board.time_s:10.1f} s  {script.name}: pass {pass_index + 1}{passes}",
+                      flush=True)
+
+        runner = sim.run_script(script, repeat=args.repeat, on_step=show,  # checks it first
+                                pause_when_done=args.exit_at_end)
+        sim.pause()  # until the port is printed: the script starts at board time 0
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -119,11 +111,24 @@ def cmd_sim(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     with sim:
         print(f"port: {sim.port}", flush=True)
+        if args.link:  # SIGUSR1 pulls the USB cable, SIGUSR2 plugs it back in
+            signal.signal(signal.SIGUSR1, lambda *_: sim.unplug())
+            signal.signal(signal.SIGUSR2, lambda *_: sim.replug())
+            print(f"link: {args.link} (kill -USR1 {os.getpid()} unplugs, -USR2 replugs)",
+                  flush=True)
         print(f"board {sim.board['name']}, firmware under {args.runtime}, speed "
               f"{'max' if math.isinf(speed) else f'{speed:g}x'}; Ctrl-C stops", flush=True)
+        sim.resume()
+        reported = False
         try:
             while not stop and sim.running:
-                time.sleep(0.2)
+                if runner is not None and runner.done.is_set():
+                    if not reported:
+                        reported = True
+                        print(f"{runner.done_s or 0.0:10.1f} s  script done", flush=True)
+                    if runner.ended or args.exit_at_end:
+                        break
+                time.sleep(0.05 if runner is not None else 0.2)
         except KeyboardInterrupt:
             pass
         sim.check()
@@ -144,27 +149,9 @@ def _connect(port: str, timeout: float = 2.0) -> Any:
 
 def parse_config_value(key: str, text: str) -> int:
     """A value in the key's wire unit ("4200"), or in SI with its unit ("4.2V")."""
-    from .client import key_unit
+    from .config_file import parse_value
 
-    wire, si, scale = key_unit(key)
-    t = text.strip().replace(" ", "")
-    if si and t.lower().endswith(si.lower()):
-        number, factor = t[: -len(si)], scale
-    elif si == "°C" and t.lower().endswith("c"):
-        number, factor = t[:-1], scale
-    elif wire and t.lower().endswith(wire):
-        number, factor = t[: -len(wire)], 1.0
-    else:
-        number, factor = t, 1.0
-    try:
-        value = float(number) * factor
-    except ValueError:
-        raise CellguardError(
-            f"not a value for {key}: {text!r} (give {wire}, e.g. 4200, or {si}, e.g. 4.2{si})"
-        ) from None
-    if abs(value - round(value)) > 1e-6:
-        raise CellguardError(f"{key} takes whole {wire}: {text!r} is {value:g} {wire}")
-    return round(value)
+    return parse_value(key, text)
 
 
 def _emit(data: Any, as_json: bool, lines: Sequence[str]) -> None:
@@ -172,36 +159,10 @@ def _emit(data: Any, as_json: bool, lines: Sequence[str]) -> None:
     print(json.dumps(data, indent=2) if as_json else "\n".join(lines))
 
 
-def _entry_row(e: Any) -> dict[str, Any]:
-    from .client import key_unit
-
-    _, si, scale = key_unit(e.key)
-    return {"key": e.key, "value": e.value, "unit": e.unit, "min": e.min, "max": e.max,
-            "si_value": e.value / scale, "si_unit": si}
-
-
-def _print_entries(entries: list[Any], as_json: bool) -> None:
-    rows = [_entry_row(e) for e in entries]
-
-    def line(r: dict[str, Any]) -> str:
-        si = f"({r['si_value']:g} {r['si_unit']})" if r["si_unit"] else ""
-        return (f"{r['key']:34} {r['value']:>9} {r['unit']:4} {si:16} "
-                f"allowed {r['min']}..{r['max']}")
-
-    _emit(rows, as_json, [line(r) for r in rows])
-
-
 def cmd_config(args: argparse.Namespace) -> int:
-    client = _connect(args.port)
-    with client:
-        if args.action == "dump":
-            _print_entries(client.config_dump(), args.json)
-        elif args.action == "get":
-            _print_entries([client.get_config(args.key)], args.json)
-        else:
-            value = parse_config_value(args.key, args.value)
-            _print_entries([client.set_config(args.key, value, pin=args.pin)], args.json)
-    return 0
+    from .config_cmd import run
+
+    return run(args)
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
@@ -242,14 +203,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(out_dir=args.out, runtime=args.runtime, board=args.board, seed=args.seed)
 
 
+def cmd_hil(args: argparse.Namespace) -> int:
+    from .hil import cli_hil
+
+    return cli_hil(args)
+
+
+def cmd_characterize(args: argparse.Namespace) -> int:
+    from .characterize import command
+
+    return command(args)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .estimate import command
+
+    return command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cellguard", description="cellguard BMS host tool")
     p.add_argument("--version", action="version", version=f"cellguard {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("ports", help="list serial ports")
+    s = sub.add_parser("ports", help="list serial ports and the cellguard boards on them")
+    s.add_argument("extra", nargs="*", metavar="PORT",
+                   help="more ports to probe (a simulated board's pty, a by-id path)")
+    s.add_argument("--timeout", type=_positive, default=1.0,
+                   help="seconds to wait for each board's answer (default 1)")
+    s.add_argument("--no-probe", action="store_true", help="list only; send nothing")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_ports)
+
+    s = sub.add_parser("monitor", help="live view of a board: cells, faults, link health")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.add_argument("--duration", type=_positive, help="stop after this many seconds")
+    s.add_argument("--interval", type=_positive, default=5.0,
+                   help="seconds between snapshots when not on a terminal (default 5)")
+    s.add_argument("--json", action="store_true",
+                   help="print snapshots as JSON lines instead of the live view")
+    s.set_defaults(func=cmd_monitor)
 
     s = sub.add_parser("info", help="ask a board who it is (HELLO -> INFO)")
     s.add_argument("--port", required=True, help="serial port or pyserial URL")
@@ -257,28 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_info)
 
-    s = sub.add_parser("log", help="log telemetry to a SQLite file")
-    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s = sub.add_parser("log", help="log telemetry of one or more boards to a SQLite file")
+    s.add_argument("--port", required=True, action="append",
+                   help="serial port or pyserial URL; repeat for more boards (a vanished port "
+                        "is retried: prefer stable names such as /dev/serial/by-id/...)")
     s.add_argument("--out", required=True, help="SQLite file to write (appended if it exists)")
-    s.add_argument("--duration", type=_positive, help="stop after this many seconds of board time")
-    s.add_argument("--quiet", action="store_true", help="no live status line")
+    s.add_argument("--duration", type=_positive,
+                   help="stop once each connected board logged this many seconds of board time "
+                        "(default: until Ctrl-C or SIGTERM)")
+    s.add_argument("--quiet", action="store_true", help="no live status lines")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.set_defaults(func=cmd_log)
 
-    s = sub.add_parser("export", help="export a log to CSV")
-    s.add_argument("file", help="cellguard SQLite log")
-    s.add_argument("--format", choices=["csv"], default="csv", help="output format (csv)")
-    s.add_argument("--out", "-o", help="output file (default: standard output)")
-    s.add_argument("--board", type=int, help="only this board id")
-    s.add_argument("--from", dest="t_from", type=float, help="from this t_s")
-    s.add_argument("--to", dest="t_to", type=float, help="up to this t_s")
-    s.set_defaults(func=cmd_export)
-
-    s = sub.add_parser("plot", help="plot a log to a PNG")
-    s.add_argument("file", help="cellguard SQLite log")
-    s.add_argument("-o", "--output", required=True, help="PNG file to write")
-    s.add_argument("--board", type=int, help="board id (default: the first)")
-    s.set_defaults(func=cmd_plot)
+    offline.add_commands(sub)  # export, plot, report
 
     s = sub.add_parser("summary", help="summarise a log")
     s.add_argument("file", help="cellguard SQLite log")
@@ -296,14 +280,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ambient", type=float, default=25.0, help="ambient temperature, degC")
     s.add_argument("--current", type=float, default=0.0,
                    help="constant current, A, positive = charging (default 0)")
+    s.add_argument("--script", metavar="FILE",
+                   help="timed steps: a CSV current profile (header t_s,current_a) or a step "
+                        "file (`at 90 inject open_wire cell=2`; see docs/simulator.md)")
+    s.add_argument("--repeat", type=_whole, default=1, metavar="N",
+                   help="play the script N times back to back (0: forever; default 1)")
+    s.add_argument("--exit-at-end", action="store_true",
+                   help="exit once the script has played (a step file's `end` always exits)")
+    s.add_argument("--link", metavar="PATH",
+                   help="keep PATH a symlink to the board's pty, re-pointed on replug (a stable "
+                        "name like /dev/serial/by-id/...)")
     s.set_defaults(func=cmd_sim)
 
     s = sub.add_parser("config", help="read and write the board's configuration")
-    s.add_argument("action", choices=["get", "set", "dump"])
-    s.add_argument("key", nargs="?", help="configuration key (see `config dump`)")
-    s.add_argument("value", nargs="?", help="new value: 4200 (the key's unit) or 4.2V")
+    s.add_argument("action", choices=["get", "set", "dump", "load", "diff"],
+                   help="get KEY, set KEY VALUE, dump [FILE|-] (TOML), load FILE, diff FILE")
+    s.add_argument("key", nargs="?", metavar="KEY|FILE",
+                   help="configuration key (cell_ov_mv or cell_overvoltage.trip_v), or a file")
+    s.add_argument("value", nargs="?",
+                   help="new value: 4200 (the key's unit), 4.2V, or a severity word (alarm)")
     s.add_argument("--port", required=True, help="serial port or pyserial URL")
     s.add_argument("--pin", type=int, default=0, help="configuration PIN, if the board has one")
+    s.add_argument("--yes", action="store_true", help="load without asking")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_config)
 
@@ -329,6 +327,58 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--board", default="sim-4s")
     s.add_argument("--seed", type=int, default=1)
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("characterize", help="fit a cell model (cell.json) from a pulse test "
+                                            "and a low-rate test (docs/cell-model.md)")
+    s.add_argument("--input", action="append", required=True, metavar="CSV",
+                   help="trace CSV (t_s,current_a,cell1_v[,temp1_c]): an HPPC-style pulse test "
+                        "or a low-rate (C/20) test; repeat for several, at several "
+                        "temperatures for a temperature axis")
+    s.add_argument("--out", required=True, help="cell file to write (cell.json)")
+    s.add_argument("--chemistry", choices=["nmc", "lfp", "sodium_ion"],
+                   help="the cell's chemistry (default: guessed from the OCV)")
+    s.add_argument("--capacity-ah", type=_positive,
+                   help="capacity, Ah (default: what the low-rate discharge delivered)")
+    s.add_argument("--name", help="the model's name")
+    s.add_argument("--initial-soc", type=float, metavar="PCT",
+                   help="SoC at every trace's start (default: a discharge starts full, "
+                        "a charge starts where the low-rate discharge ended)")
+    s.add_argument("--cell", type=int, default=1, metavar="N",
+                   help="fit cellN_v of a multi-cell trace (default 1)")
+    s.add_argument("--validate", action="append", metavar="CSV",
+                   help="replay the fitted model over this trace and print its voltage error")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_characterize)
+
+    s = sub.add_parser("hil", help="run the hardware-in-the-loop suite on a simulated or real "
+                                   "board and print a summary table")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--port", help="a real board on this serial port or pyserial URL")
+    where.add_argument("--board", help="a simulated board: name or JSON file (default sim-4s)")
+    s.add_argument("--runtime", choices=["micropython", "cpython"],
+                   help="firmware interpreter of the simulated board (default micropython)")
+    s.add_argument("-k", dest="keyword", metavar="EXPR",
+                   help="only the tests matching this pytest -k expression")
+    s.add_argument("--junitxml", metavar="FILE", help="also write JUnit XML to FILE")
+    s.add_argument("--operator", action="store_true",
+                   help="real board: ask the operator at this terminal to set plant conditions")
+    s.add_argument("--tests", metavar="DIR",
+                   help="run this copy of the suite instead of the source tree's hil_tests/")
+    s.set_defaults(func=cmd_hil)
+
+    s = sub.add_parser("estimate", help="run the firmware's state estimator over a recorded "
+                       "trace (SoC, health, current limits per row)")
+    s.add_argument("--input", required=True, metavar="CSV",
+                   help="trace: t_s, current_a (+ = charging), cell1_v.., temp1_c..")
+    s.add_argument("--cell", required=True, metavar="JSON", help="cell model (cell.json)")
+    s.add_argument("--out", required=True, metavar="CSV", help="where to write the estimates")
+    s.add_argument("--initial-soc", type=float, metavar="PCT",
+                   help="start from this SoC instead of the first sample's OCV")
+    s.add_argument("--estimator", choices=("ekf", "coulomb"), default="ekf",
+                   help="the model-based filter (default) or the coulomb-counting baseline")
+    s.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
+                   help="interpreter for the firmware's code (default cpython)")
+    s.set_defaults(func=cmd_estimate)
     return p
 
 
@@ -336,10 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is cmd_config:
-        if args.action in ("get", "set") and not args.key:
-            parser.error(f"config {args.action} needs a KEY")
-        if args.action == "set" and args.value is None:
-            parser.error("config set needs a KEY and a VALUE")
+        from .config_cmd import check_args
+
+        check_args(parser, args)
     try:
         return int(args.func(args))
     except CellguardError as exc:

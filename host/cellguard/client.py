@@ -228,6 +228,48 @@ class Telemetry:
         return fault_names(self.faults)
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """One ESTIMATE frame in SI units: SoC (%) with its standard deviation, the
+    emptiest and fullest cell, health, the current-sensor bias and the current
+    limits (A, magnitudes) a charger or inverter should follow."""
+
+    board_time_s: float
+    mode: str  # "ekf" or "coulomb"
+    soc_pct: float
+    soc_std_pct: float | None  # None: the coulomb baseline has no uncertainty
+    cell_soc_min_pct: float
+    cell_soc_max_pct: float
+    capacity_ah: float
+    capacity_pct: float
+    r0_growth_pct: float
+    bias_a: float
+    charge_limit_a: float
+    charge_peak_a: tuple[float, float, float]  # 2 s, 10 s, 30 s
+    discharge_limit_a: float
+    discharge_peak_a: tuple[float, float, float]
+    balancing: int  # bit i: cell i bleeding
+
+    @classmethod
+    def from_wire(cls, p: dict[str, Any]) -> Estimate:
+        amps = [p[k] / 1000.0 for k in (
+            "charge_limit_ma", "charge_peak_2s_ma", "charge_peak_10s_ma", "charge_peak_30s_ma",
+            "discharge_limit_ma", "discharge_peak_2s_ma", "discharge_peak_10s_ma",
+            "discharge_peak_30s_ma")]
+        return cls(
+            board_time_s=p["board_time_ms"] / 1000.0, mode=str(p["mode"]),
+            soc_pct=p["soc_cpct"] / 100.0,
+            soc_std_pct=None if p["soc_std_cpct"] < 0 else p["soc_std_cpct"] / 100.0,
+            cell_soc_min_pct=p["cell_soc_min_cpct"] / 100.0,
+            cell_soc_max_pct=p["cell_soc_max_cpct"] / 100.0,
+            capacity_ah=p["capacity_mah"] / 1000.0, capacity_pct=p["capacity_cpct"] / 100.0,
+            r0_growth_pct=p["r0_growth_cpct"] / 100.0, bias_a=p["bias_ma"] / 1000.0,
+            charge_limit_a=amps[0], charge_peak_a=(amps[1], amps[2], amps[3]),
+            discharge_limit_a=amps[4], discharge_peak_a=(amps[5], amps[6], amps[7]),
+            balancing=p["balancing"],
+        )
+
+
 @dataclass
 class Message:
     frame: Frame
@@ -289,7 +331,7 @@ class BoardClient:
     def _read_messages(self) -> list[Message]:
         try:
             data = self.serial.read(max(self.serial.in_waiting, 1))
-        except serial.SerialException as exc:
+        except (serial.SerialException, OSError) as exc:  # OSError: EIO once unplugged
             raise PortError(f"lost port {self.port_name}: {exc}") from None
         messages = []
         for frame in self.reader.feed(data):

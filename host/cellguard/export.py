@@ -1,61 +1,215 @@
-"""Export a cellguard log to CSV (SI units, one row per sample)."""
+"""Export a cellguard log to CSV or Parquet (SI units, one row per sample).
+
+Columns: t_s, seq, state, faults, pack_v, current_a, soc_pct, cell1_v..cellN_v,
+temp1_c..tempM_c, with a leading ``board`` column (the board id) when the
+selection holds several boards. In Parquet the columns are typed: float64 for
+values (exact: wire value / scale), int64 for board, seq and faults, string for
+state; each field's metadata names its unit, and the file's metadata holds the
+boards' INFO.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from .errors import LogFileError
-from .logfile import LogReader
+from .errors import CellguardError, LogFileError
+from .logdata import check_range, check_samples, choose_boards, load_series
+from .logfile import LogReader, Sample
 
-
-def export_csv(
-    log: str | Path,
-    out: TextIO,
-    board_id: int | None = None,
-    t_from: float | None = None,
-    t_to: float | None = None,
-) -> int:
-    """Write the samples of ``log`` to ``out`` as CSV; return the number of rows.
-
-    Columns: t_s, seq, state, faults, pack_v, current_a, soc_pct, cell1_v..cellN_v,
-    temp1_c..tempM_c (plus ``board`` when the log holds several boards).
-    """
-    with LogReader(log) as reader:
-        boards = reader.boards()
-        if not boards:
-            raise LogFileError(f"{log} holds no board yet")
-        if board_id is not None and board_id not in {b for b, _ in boards}:
-            raise LogFileError(f"{log} has no board {board_id}")
-        chosen = [(b, i) for b, i in boards if board_id is None or b == board_id]
-        n_cells = max(i.cell_count for _, i in chosen)
-        n_temps = max(i.temp_count for _, i in chosen)
-        several = len(chosen) > 1
-        header = ["board"] if several else []
-        header += ["t_s", "seq", "state", "faults", "pack_v", "current_a", "soc_pct"]
-        header += [f"cell{i + 1}_v" for i in range(n_cells)]
-        header += [f"temp{i + 1}_c" for i in range(n_temps)]
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        rows = 0
-        for s in reader.samples(board_id, t_from, t_to):
-            row: list[object] = [s.board_id] if several else []
-            row += [f"{s.t_s:.3f}", s.seq, s.state, s.faults, f"{s.pack_v:.3f}",
-                    f"{s.current_a:.3f}", f"{s.soc_pct:.2f}"]
-            row += [f"{v:.3f}" for v in s.cells_v] + [""] * (n_cells - len(s.cells_v))
-            row += [f"{c:.1f}" for c in s.temps_c] + [""] * (n_temps - len(s.temps_c))
-            writer.writerow(row)
-            rows += 1
-        return rows
+FORMATS = ("csv", "parquet")
+_BATCH = 65536
+_UNITS = {"board": "", "t_s": "s", "seq": "", "state": "", "faults": "bits", "pack_v": "V",
+          "current_a": "A (+ = charging)", "soc_pct": "%"}
 
 
-def export_to_path(log: str | Path, out: str | None, **kwargs: object) -> int:
-    if out is None or out == "-":
-        return export_csv(log, sys.stdout, **kwargs)  # type: ignore[arg-type]
+@dataclass
+class ExportResult:
+    rows: int
+    columns: list[str]
+    boards: list[int]
+    out: str | None = None
+    format: str = "csv"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": self.out, "format": self.format, "rows": self.rows,
+                "boards": self.boards, "columns": self.columns, **self.extra}
+
+
+@dataclass
+class _Plan:
+    reader: LogReader
+    boards: list[int]
+    several: bool
+    n_cells: int
+    n_temps: int
+    t_from: float | None
+    t_to: float | None
+    infos: list[dict[str, Any]]
+
+    @property
+    def columns(self) -> list[str]:
+        head = ["board"] if self.several else []
+        head += ["t_s", "seq", "state", "faults", "pack_v", "current_a", "soc_pct"]
+        head += [f"cell{i + 1}_v" for i in range(self.n_cells)]
+        return head + [f"temp{i + 1}_c" for i in range(self.n_temps)]
+
+    def samples(self) -> Iterator[Sample]:
+        for bid in self.boards:
+            yield from self.reader.samples(bid, self.t_from, self.t_to)
+
+
+def _plan(reader: LogReader, board: str | int | None, t_from: float | None,
+          t_to: float | None) -> _Plan:
+    check_range(t_from, t_to)
+    chosen = choose_boards(reader, board)
+    check_samples(reader, chosen, t_from, t_to)
+    return _Plan(
+        reader=reader, boards=[b for b, _ in chosen], several=len(chosen) > 1,
+        n_cells=max(i.cell_count for _, i in chosen), n_temps=max(i.temp_count for _, i in chosen),
+        t_from=t_from, t_to=t_to,
+        infos=[{"board_id": b, **i.to_dict()} for b, i in chosen],
+    )
+
+
+def _write_csv(plan: _Plan, out: TextIO) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(plan.columns)
+    n_cells, n_temps = plan.n_cells, plan.n_temps
+    rows = 0
+    for s in plan.samples():
+        row: list[object] = [s.board_id] if plan.several else []
+        row += [f"{s.t_s:.3f}", s.seq, s.state, s.faults, f"{s.pack_v:.3f}",
+                f"{s.current_a:.3f}", f"{s.soc_pct:.2f}"]
+        row += [f"{v:.3f}" for v in s.cells_v[:n_cells]] + [""] * (n_cells - len(s.cells_v))
+        row += [f"{c:.1f}" for c in s.temps_c[:n_temps]] + [""] * (n_temps - len(s.temps_c))
+        writer.writerow(row)
+        rows += 1
+    return rows
+
+
+def _arrow_schema(plan: _Plan, source: str) -> Any:
+    import pyarrow as pa
+
+    def typ(name: str) -> Any:
+        if name in ("board", "seq", "faults"):
+            return pa.int64()
+        return pa.string() if name == "state" else pa.float64()
+
+    def unit(name: str) -> str:
+        if name.startswith("cell"):
+            return "V"
+        return "°C" if name.startswith("temp") else _UNITS[name]
+
+    fields = [pa.field(c, typ(c), nullable=c.startswith(("cell", "temp")),
+                       metadata={"unit": unit(c)}) for c in plan.columns]
+    return pa.schema(fields, metadata={
+        "cellguard.source": source,
+        "cellguard.boards": json.dumps(plan.infos),
+        "cellguard.from_s": "" if plan.t_from is None else repr(plan.t_from),
+        "cellguard.to_s": "" if plan.t_to is None else repr(plan.t_to),
+    })
+
+
+def _write_parquet(plan: _Plan, path: Path, source: str) -> int:
+    """One board at a time, as arrays (see :func:`logdata.load_series`), in row groups."""
     try:
-        with open(out, "w", newline="") as f:
-            return export_csv(log, f, **kwargs)  # type: ignore[arg-type]
-    except OSError as exc:
-        raise LogFileError(f"cannot write {out}: {exc.strerror}") from None
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - a dependency of the package
+        raise CellguardError("Parquet export needs pyarrow: pip install pyarrow") from None
+    schema = _arrow_schema(plan, source)
+    infos = dict(plan.reader.boards())
+    rows = 0
+
+    def column(values: np.ndarray, name: str) -> Any:
+        typ = schema.field(name).type
+        if name.startswith(("cell", "temp")):
+            return pa.array(values, type=typ, mask=np.isnan(values))
+        return pa.array(values, type=typ)
+
+    def padded(block: np.ndarray, width: int) -> np.ndarray:
+        if block.shape[1] >= width:
+            return block[:, :width]
+        pad = np.full((block.shape[0], width - block.shape[1]), np.nan)
+        return np.hstack([block, pad])
+
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        for bid in plan.boards:
+            s = load_series(plan.reader, bid, infos[bid], plan.t_from, plan.t_to)
+            if not len(s):
+                continue
+            cells, temps = padded(s.cells_v, plan.n_cells), padded(s.temps_c, plan.n_temps)
+            arrays = {"board": np.full(len(s), bid, dtype=np.int64), "t_s": s.t, "seq": s.seq,
+                      "faults": s.faults, "pack_v": s.pack_v, "current_a": s.current_a,
+                      "soc_pct": s.soc_pct}
+            arrays |= {f"cell{i + 1}_v": cells[:, i] for i in range(plan.n_cells)}
+            arrays |= {f"temp{i + 1}_c": temps[:, i] for i in range(plan.n_temps)}
+            data = [pa.array(s.state, type=pa.string()) if c == "state" else column(arrays[c], c)
+                    for c in plan.columns]
+            writer.write_table(pa.Table.from_arrays(data, schema=schema),
+                               row_group_size=_BATCH)
+            rows += len(s)
+        if not rows:
+            writer.write_table(schema.empty_table())
+    return rows
+
+
+def export_csv(log: str | Path, out: TextIO, board_id: str | int | None = None,
+               t_from: float | None = None, t_to: float | None = None) -> int:
+    """Write the samples of ``log`` to ``out`` as CSV; return the number of rows."""
+    with LogReader(log) as reader:
+        return _write_csv(_plan(reader, board_id, t_from, t_to), out)
+
+
+def export(log: str | Path, out: str | None, fmt: str = "csv", board: str | int | None = None,
+           t_from: float | None = None, t_to: float | None = None) -> ExportResult:
+    """Export to ``out`` (CSV may go to standard output with ``None`` or ``-``).
+
+    The log and the selection are checked before anything is written; a file is
+    written beside ``out`` and renamed, so an error leaves no half-written file.
+    """
+    if fmt not in FORMATS:
+        raise CellguardError(f"unknown export format {fmt!r} (choose {', '.join(FORMATS)})")
+    to_stdout = out is None or out == "-"
+    if fmt == "parquet" and to_stdout:
+        raise CellguardError("Parquet is binary: give an output file with -o FILE.parquet")
+    with LogReader(log) as reader:
+        plan = _plan(reader, board, t_from, t_to)
+        result = ExportResult(0, plan.columns, plan.boards, None if to_stdout else str(out), fmt)
+        if to_stdout:
+            result.rows = _write_csv(plan, sys.stdout)
+            return result
+        assert out is not None
+        path = Path(out)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            if fmt == "csv":
+                with open(tmp, "w", newline="", encoding="utf-8") as f:
+                    result.rows = _write_csv(plan, f)
+            else:
+                result.rows = _write_parquet(plan, tmp, str(log))
+            tmp.replace(path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise LogFileError(f"cannot write {out}: {exc.strerror or exc}") from None
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
+    return result
+
+
+def export_to_path(log: str | Path, out: str | None, **kwargs: Any) -> int:
+    """CSV to a path or standard output (kept for callers of the first version)."""
+    board = kwargs.pop("board_id", None)
+    return export(log, out, "csv", board=board, **kwargs).rows

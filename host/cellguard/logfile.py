@@ -1,19 +1,28 @@
-"""The cellguard log: one SQLite file (WAL mode) holding boards, telemetry and gaps.
+"""The cellguard log: one SQLite file (WAL mode) holding boards, telemetry, gaps and events.
 
 This is where a cell voltage lands on disk. Values are stored in their integer
 wire units (mV, mA, 0.1 degC, 0.01 %) so nothing is rounded twice; cell
 voltages and temperatures are packed little-endian arrays (u16 mV, i16 0.1 degC)
 in one BLOB per sample. ``t_s`` is board time in seconds since the board's
-first logged sample, continued across board resets and counter wrap.
+first logged sample, continued across board resets, counter wrap and unplugged
+periods.
 
 Commits are batched (at most ``commit_interval_s`` apart), so a crash or a
 SIGKILL loses at most that much, and the file always opens afterwards.
+
+Schema 2 (this version) adds ``warnings``, ``alarms`` and ``allowed`` to
+``telemetry``, ``duration_s`` to ``gaps`` and the ``events`` table (FAULT_EVENT
+frames). :class:`LogReader` still reads schema-1 files (those fields read as
+0, 0 and 3); :class:`LogWriter` migrates a schema-1 file in place (one
+transaction) before it appends to it.
 """
 
 from __future__ import annotations
 
 import array
 import json
+import os
+import resource
 import sqlite3
 import sys
 import time
@@ -26,8 +35,13 @@ from .client import Info, Telemetry, fault_names
 from .errors import LogFileError
 
 FORMAT = "cellguard-log"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _U32 = 1 << 32
+
+LOST_FRAMES = "lost frames"
+BOARD_RESTARTED = "board restarted"
+UNPLUGGED = "unplugged"
+"""The reasons a gap row gives."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -53,6 +67,9 @@ CREATE TABLE IF NOT EXISTS telemetry (
     soc_cpct INTEGER NOT NULL,      -- 0.01 %
     cells_mv BLOB NOT NULL,         -- u16 little-endian per cell
     temps_dc BLOB NOT NULL,         -- i16 little-endian per sensor, 0.1 degC
+    warnings INTEGER NOT NULL DEFAULT 0, -- warning bits active (schema 2)
+    alarms INTEGER NOT NULL DEFAULT 0,   -- alarm bits active (schema 2)
+    allowed INTEGER NOT NULL DEFAULT 3,  -- bit 0 charge, bit 1 discharge may flow (schema 2)
     UNIQUE (board_id, boot, seq)
 );
 CREATE TABLE IF NOT EXISTS gaps (
@@ -61,12 +78,37 @@ CREATE TABLE IF NOT EXISTS gaps (
     after_seq INTEGER NOT NULL,
     lost INTEGER NOT NULL,          -- telemetry frames missing
     t_s REAL NOT NULL,
-    host_time REAL NOT NULL,
-    reason TEXT NOT NULL
+    host_time REAL NOT NULL,        -- when it started (host clock)
+    reason TEXT NOT NULL,           -- 'lost frames', 'board restarted', 'unplugged'
+    duration_s REAL                 -- host seconds the board was away (unplugged), schema 2
+);
+CREATE TABLE IF NOT EXISTS events (
+    board_id INTEGER NOT NULL REFERENCES boards(id),
+    event_index INTEGER NOT NULL,   -- index in the board's event log
+    board_time_ms INTEGER NOT NULL, -- raw board clock
+    t_s REAL NOT NULL,              -- on the telemetry's t_s axis
+    host_time REAL NOT NULL,        -- host clock (Unix time) at receipt
+    kind TEXT NOT NULL,             -- trip, release, clear
+    severity TEXT NOT NULL,         -- warning, alarm, fault
+    bits INTEGER NOT NULL,          -- the fault bit(s) that changed
+    value INTEGER NOT NULL,         -- what the protection saw (its wire unit)
+    faults INTEGER NOT NULL         -- fault bits holding the output open afterwards
 );
 CREATE INDEX IF NOT EXISTS telemetry_time ON telemetry (board_id, t_s);
+CREATE INDEX IF NOT EXISTS events_time ON events (board_id, t_s);
 """
-_INSERT_TELEMETRY = "INSERT OR IGNORE INTO telemetry VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE telemetry ADD COLUMN warnings INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE telemetry ADD COLUMN alarms INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE telemetry ADD COLUMN allowed INTEGER NOT NULL DEFAULT 3",
+    "ALTER TABLE gaps ADD COLUMN duration_s REAL",
+)
+_INSERT_TELEMETRY = (
+    "INSERT OR IGNORE INTO telemetry (board_id, boot, seq, t_s, board_time_ms, host_time, state,"
+    " faults, pack_mv, current_ma, soc_cpct, cells_mv, temps_dc, warnings, alarms, allowed)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_GAP = "INSERT INTO gaps VALUES (?,?,?,?,?,?,?,?)"
 _BATCH_ROWS = 256
 """Telemetry rows queued before one ``executemany`` inserts them (a commit inserts them too)."""
 
@@ -94,65 +136,160 @@ def _unpack(blob: bytes, code: str) -> list[int]:
 
 
 @dataclass
+class _Step:
+    """What one frame means for the board's timeline."""
+
+    lost: int = 0  # telemetry frames missing just before it
+    restarted: bool = False  # the board restarted since the previous frame
+    duplicate: bool = False  # already stored (same boot, seq not ahead): drop it
+    away: tuple[float, float] | None = None  # (host time lost, host seconds away): replugged
+
+
+@dataclass
 class _BoardClock:
-    """Turns a board's raw clock and counter into t_s, boot and lost frames."""
+    """Turns a board's raw clock and counter into t_s, boot and lost frames.
+
+    Within one connection a counter that goes back is a restart. Across a
+    replug the board's uptime (from GET_STATS) says whether it restarted while
+    away; if not, a frame whose counter is not ahead of the last stored one is
+    a duplicate, not a restart.
+    """
 
     boot: int = 0
     last_ms: int | None = None
     last_seq: int = 0
     t_ms: int = 0
+    away_since: float | None = None  # host time the port was lost
+    back_at: float | None = None  # host time it answered again
+    uptime_ms: int | None = None  # its uptime then; None: unknown
 
-    def advance(self, board_time_ms: int, seq: int) -> tuple[int, bool]:
-        """Return (frames lost before this one, board restarted)."""
+    def advance(self, board_time_ms: int, seq: int) -> _Step:
         if self.last_ms is None:
             self.last_ms, self.last_seq = board_time_ms, seq
-            return 0, False
+            self._settle()
+            return _Step()
         delta = (board_time_ms - self.last_ms) % _U32
-        restarted = delta > _U32 // 2 or (seq < self.last_seq and self.last_seq - seq < _U32 // 2)
-        if restarted:
+        ahead = (seq - self.last_seq) % _U32  # 0 or > 2**31: not ahead
+        step = _Step()
+        if self.back_at is not None and self.uptime_ms is not None:
+            step.restarted = (self.uptime_ms - self.last_ms) % _U32 > _U32 // 2
+            if not step.restarted and (ahead == 0 or ahead > _U32 // 2):
+                return _Step(duplicate=True)
+        else:
+            if ahead == 0 and delta == 0:
+                return _Step(duplicate=True)
+            step.restarted = delta > _U32 // 2 or ahead > _U32 // 2
+        if self.away_since is not None and self.back_at is not None:
+            step.away = (self.away_since, max(self.back_at - self.away_since, 0.0))
+        if step.restarted:
             self.boot += 1
-            self.t_ms += 1  # keep t_s increasing across the restart
-            lost = 0
+            # At least the new boot's uptime has passed; keeps t_s increasing.
+            self.t_ms += max(board_time_ms, 1)
         else:
             self.t_ms += delta
-            lost = (seq - self.last_seq - 1) % _U32
+            step.lost = ahead - 1
         self.last_ms, self.last_seq = board_time_ms, seq
-        return lost, restarted
+        self._settle()
+        return step
+
+    def _settle(self) -> None:
+        self.away_since = self.back_at = self.uptime_ms = None
+
+    def t_at(self, board_time_ms: int) -> float:
+        """t_s of an event at ``board_time_ms`` (same boot as the last sample)."""
+        if self.last_ms is None:
+            return self.t_ms / 1000.0
+        delta = (board_time_ms - self.last_ms) % _U32
+        return (self.t_ms + (delta if delta <= _U32 // 2 else 0)) / 1000.0
 
 
 class LogWriter:
-    """Append-only writer; every method may be called at any rate."""
+    """Append-only writer; every method may be called at any rate (one thread)."""
 
     def __init__(self, path: str | Path, commit_interval_s: float = 1.0) -> None:
         self.path = Path(path)
         self.commit_interval_s = commit_interval_s
+        self.migrated_from: int | None = None  # schema of a file migrated on open
+        parent = self.path.parent
+        if not parent.exists():
+            raise LogFileError(f"cannot write log {path}: folder {parent} does not exist")
+        if not parent.is_dir():
+            raise LogFileError(f"cannot write log {path}: {parent} is a file, not a folder")
+        if self.path.is_dir():
+            raise LogFileError(f"cannot write log {path}: it is a folder")
         try:
-            if self.path.parent and not self.path.parent.exists():
-                raise LogFileError(
-                    f"cannot write log {path}: folder {self.path.parent} does not exist"
-                )
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        try:
+            self._open(path)
+        except BaseException:
+            self.db.close()
+            raise
+        self._clocks: dict[int, _BoardClock] = {}
+        self._in_tx = False
+        self._pending: list[tuple[Any, ...]] = []  # telemetry rows not inserted yet
+        self._closed = False
+        self.closed = False
+        self._last_commit = time.monotonic()
+        self.rows = 0
+        self.committed_rows = 0  # telemetry rows on disk (as of the last commit)
+        self.lost = 0
+        self.boards_added = 0
+        self.board_rows: dict[int, int] = {}  # board id -> telemetry rows stored
+        self.board_lost: dict[int, int] = {}  # board id -> frames lost while connected
+        self.board_gaps: dict[int, int] = {}  # board id -> gap rows written
+
+    def _open(self, path: str | Path) -> None:
+        try:
             existing = _read_meta(self.db)
             if existing and existing.get("format") != FORMAT:
                 raise LogFileError(f"{path} is an SQLite file but not a cellguard log")
-            self.db.executescript(_SCHEMA)
-            self.db.execute("BEGIN")
+            schema = int(existing.get("schema", SCHEMA_VERSION)) if existing else SCHEMA_VERSION
+            if schema > SCHEMA_VERSION:
+                raise LogFileError(
+                    f"{path} was written by a newer cellguard (log schema {schema}; this one "
+                    f"writes {SCHEMA_VERSION}): append to a new file"
+                )
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("BEGIN IMMEDIATE")
+            if existing and schema < SCHEMA_VERSION:
+                self._migrate(schema)
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    self.db.execute(stmt)
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT,))
             for key, value in (("schema", SCHEMA_VERSION), ("created", time.time())):
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, str(value)))
             self.db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise LogFileError(f"cannot write log {path}: {exc}") from None
-        self._clocks: dict[int, _BoardClock] = {}
-        self._in_tx = False
-        self._pending: list[tuple[Any, ...]] = []  # telemetry rows not inserted yet
-        self._closed = False
-        self._last_commit = time.monotonic()
-        self.rows = 0
-        self.lost = 0
-        self.boards_added = 0
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise self._error(exc) from None
+
+    def _migrate(self, schema: int) -> None:
+        """Bring a schema-1 file to schema 2 (inside the open transaction)."""
+        if schema != 1:
+            raise LogFileError(f"{self.path}: cannot migrate log schema {schema}")
+        for stmt in _MIGRATE_1_TO_2:
+            self.db.execute(stmt)
+        self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('migrated', ?)",
+                        (f"1->{SCHEMA_VERSION} at {time.time():.0f}",))
+        self.migrated_from = schema
+
+    def _error(self, exc: sqlite3.Error) -> LogFileError:
+        """One clear line for a failed write, naming the likely cause."""
+        text = str(exc)
+        cause = ""
+        if "disk is full" in text or "disk I/O error" in text:
+            cause = _full_disk_cause(self.path)
+        elif "readonly" in text or "read-only" in text:
+            cause = " (the file or its folder is read-only)"
+        elif "unable to open" in text:
+            cause = " (check the folder exists and is writable)"
+        return LogFileError(f"cannot write log {self.path}: {text}{cause}")
 
     def add_board(self, info: Info, port: str = "") -> int:
         cur = self._execute(
@@ -161,41 +298,106 @@ class LogWriter:
         )
         board_id = int(cur.lastrowid or 0)
         self._clocks[board_id] = _BoardClock()
+        for counter in (self.board_rows, self.board_lost, self.board_gaps):
+            counter[board_id] = 0
         self.boards_added += 1
         self.commit()
         return board_id
 
     def add(self, board_id: int, t: Telemetry, host_time: float | None = None) -> int:
-        """Store one sample; return how many frames were lost just before it.
+        """Store one sample; return how many frames were lost just before it while
+        connected (frames missed while the board was unplugged are in its gap row).
 
         Telemetry rows are queued and inserted :data:`_BATCH_ROWS` at a time (one
         ``executemany``), and always before a commit; a gap is inserted at once.
+        A frame already stored (same boot, counter not ahead) is dropped.
         """
         host_time = time.time() if host_time is None else host_time
         clock = self._clocks[board_id]
         raw = t.raw
         seq = raw["telemetry_seq"]
-        lost, restarted = clock.advance(raw["board_time_ms"], seq)
+        t_before = clock.t_ms / 1000.0
+        after_seq = clock.last_seq
+        step = clock.advance(raw["board_time_ms"], seq)
+        if step.duplicate:
+            return 0
         t_s = clock.t_ms / 1000.0
-        if lost or restarted:
-            self._execute(
-                "INSERT INTO gaps VALUES (?,?,?,?,?,?,?)",
-                (board_id, clock.boot, (seq - lost - 1) % _U32, lost, t_s,
-                 host_time, "board restarted" if restarted else "lost frames"),
-            )
-            self.lost += lost
+        if step.away is not None:
+            since, duration = step.away
+            self._gap(board_id, clock.boot - step.restarted, after_seq,
+                      0 if step.restarted else step.lost, t_before, since, UNPLUGGED, duration)
+        elif step.lost:
+            self._gap(board_id, clock.boot, after_seq, step.lost, t_s, host_time, LOST_FRAMES)
+            self.lost += step.lost
+            self.board_lost[board_id] += step.lost
+        if step.restarted:
+            self._gap(board_id, clock.boot, (seq - 1) % _U32, 0, t_s, host_time, BOARD_RESTARTED)
         pending = self._pending
         pending.append(
             (board_id, clock.boot, seq, t_s, raw["board_time_ms"], host_time,
              raw["state"], raw["faults"], raw["pack_mv"], raw["current_ma"], raw["soc_cpct"],
-             _pack_u16(raw["cells_mv"]), _pack_i16(raw["temps_dc"]))
+             _pack_u16(raw["cells_mv"]), _pack_i16(raw["temps_dc"]),
+             raw.get("warnings", 0), raw.get("alarms", 0), raw.get("allowed", 3))
         )
         self.rows += 1
+        self.board_rows[board_id] += 1
         if time.monotonic() - self._last_commit >= self.commit_interval_s:
             self.commit()
         elif len(pending) >= _BATCH_ROWS:
             self._flush()
-        return lost
+        return 0 if step.away is not None else step.lost
+
+    def _gap(self, board_id: int, boot: int, after_seq: int, lost: int, t_s: float,
+             host_time: float, reason: str, duration_s: float | None = None) -> None:
+        self._execute(_INSERT_GAP,
+                      (board_id, boot, after_seq, lost, t_s, host_time, reason, duration_s))
+        self.board_gaps[board_id] += 1
+
+    def add_event(self, board_id: int, p: dict[str, Any], host_time: float | None = None) -> None:
+        """Store one FAULT_EVENT payload (a protection tripped, released or was cleared)."""
+        host_time = time.time() if host_time is None else host_time
+        clock = self._clocks[board_id]
+        self._execute(
+            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (board_id, p["event_index"], p["board_time_ms"], clock.t_at(p["board_time_ms"]),
+             host_time, str(p["kind"]), str(p.get("severity", "fault")), p["fault"], p["value"],
+             p["faults"]),
+        )
+
+    def port_lost(self, board_id: int, host_time: float | None = None) -> None:
+        """The board's port vanished (unplugged): its gap starts now."""
+        clock = self._clocks[board_id]
+        if clock.away_since is None:
+            clock.away_since = time.time() if host_time is None else host_time
+        clock.back_at = clock.uptime_ms = None
+
+    def port_back(self, board_id: int, host_time: float | None = None,
+                  uptime_ms: int | None = None) -> None:
+        """The same board answered again; ``uptime_ms`` (from GET_STATS) tells
+        whether it restarted meanwhile. The gap is written with its next sample."""
+        clock = self._clocks[board_id]
+        if clock.away_since is None:
+            return
+        clock.back_at = time.time() if host_time is None else host_time
+        clock.uptime_ms = uptime_ms
+        if clock.last_ms is None:  # nothing logged before: no gap to speak of
+            clock._settle()
+
+    def end_away(self, board_id: int, host_time: float | None = None) -> None:
+        """Close the gap of a board that did not come back (the run ended, or
+        another board took its port)."""
+        clock = self._clocks[board_id]
+        if clock.away_since is None or clock.last_ms is None:
+            clock._settle()
+            return
+        end = time.time() if host_time is None else host_time
+        self._gap(board_id, clock.boot, clock.last_seq, 0, clock.t_ms / 1000.0,
+                  clock.away_since, UNPLUGGED, max(end - clock.away_since, 0.0))
+        clock._settle()
+
+    def board_time_s(self, board_id: int) -> float:
+        """t_s of the board's latest sample (0 before the first)."""
+        return self._clocks[board_id].t_ms / 1000.0
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         try:
@@ -204,7 +406,7 @@ class LogWriter:
                 self._in_tx = True
             return self.db.execute(sql, params)
         except sqlite3.Error as exc:
-            raise LogFileError(f"cannot write log {self.path}: {exc}") from None
+            raise self._error(exc) from None
 
     def _flush(self) -> None:
         """Insert the queued telemetry rows (in the open transaction)."""
@@ -215,7 +417,7 @@ class LogWriter:
                 self._in_tx = True
             self.db.executemany(_INSERT_TELEMETRY, rows)
         except sqlite3.Error as exc:
-            raise LogFileError(f"cannot write log {self.path}: {exc}") from None
+            raise self._error(exc) from None
 
     def commit(self) -> None:
         if self._pending:
@@ -224,23 +426,47 @@ class LogWriter:
             try:
                 self.db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise LogFileError(f"cannot write log {self.path}: {exc}") from None
+                raise self._error(exc) from None
             self._in_tx = False
+        self.committed_rows = self.rows
         self._last_commit = time.monotonic()
 
+    def commit_if_due(self) -> None:
+        """Commit if the last commit is ``commit_interval_s`` old (call it when idle)."""
+        if time.monotonic() - self._last_commit >= self.commit_interval_s:
+            self.commit()
+
     def close(self) -> None:
-        """Commit and close; safe to call twice."""
+        """Close open gaps, commit and close; safe to call twice, and after a
+        failed write (what was committed stays)."""
         if self._closed:
             return
         self._closed = True
+        self.closed = True
         try:
+            for board_id in self._clocks:
+                self.end_away(board_id)
             self.commit()
             # Leave one self-contained file behind (no -wal/-shm beside it).
             self.db.execute("PRAGMA journal_mode=DELETE")
-        except sqlite3.Error:
-            pass  # another writer still has it open in WAL mode: fine
+        except (sqlite3.Error, LogFileError):
+            pass  # a failed write, or another writer still has it open in WAL mode
         finally:
             self.db.close()
+
+
+def _full_disk_cause(path: Path) -> str:
+    """Why a write failed for lack of room: the disk, or the file size limit."""
+    try:
+        st = os.statvfs(path.parent)
+        if st.f_bavail * st.f_frsize < 1 << 20:
+            return " (the disk is full)"
+    except OSError:
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY:
+        return f" (the file size limit, ulimit -f, is {soft} bytes: the disk counts as full)"
+    return " (is the disk full?)"
 
 
 def _read_meta(db: sqlite3.Connection) -> dict[str, str]:
@@ -270,6 +496,51 @@ class Sample:
     soc_pct: float
     cells_v: list[float]
     temps_c: list[float]
+    warnings: int = 0  # warning bits active (0 in a schema-1 log)
+    alarms: int = 0  # alarm bits active (0 in a schema-1 log)
+    allowed: int = 3  # bit 0 charge, bit 1 discharge may flow (3 in a schema-1 log)
+
+    @property
+    def charge_allowed(self) -> bool:
+        return bool(self.allowed & 1)
+
+    @property
+    def discharge_allowed(self) -> bool:
+        return bool(self.allowed & 2)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A stretch of the log without samples: lost frames, a restart, an unplugged port."""
+
+    board_id: int
+    boot: int
+    after_seq: int
+    lost: int  # telemetry frames missing (0 when unknown: a restart, the end of the run)
+    t_s: float  # unplugged: when the port was lost; otherwise: the sample after the gap
+    host_time: float  # Unix time, the same moment as t_s
+    reason: str  # LOST_FRAMES, BOARD_RESTARTED or UNPLUGGED
+    duration_s: float | None  # host seconds away (unplugged only)
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """A FAULT_EVENT the board sent: a protection tripped, released or was cleared."""
+
+    board_id: int
+    event_index: int
+    board_time_ms: int
+    t_s: float  # on the samples' t_s axis
+    host_time: float
+    kind: str  # trip, release, clear
+    severity: str  # warning, alarm, fault
+    bits: int
+    value: int  # in the protection's wire unit (see client.format_fault_value)
+    faults: int  # bits holding the output open afterwards
+
+    @property
+    def names(self) -> list[str]:
+        return fault_names(self.bits)
 
 
 @dataclass
@@ -284,6 +555,10 @@ class LogSummary:
     max_cell_v: float | None
     final_soc_pct: float | None
     faults_seen: dict[str, int] = field(default_factory=dict)  # name -> times it tripped
+    unplugged: int = 0  # times a board's port vanished
+    unplugged_s: float = 0.0  # host seconds boards were away, in total
+    restarts: int = 0  # board restarts seen
+    events: int = 0  # FAULT_EVENT rows
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -294,12 +569,18 @@ class LogSummary:
 
         faults = ", ".join(f"{k} ({n}x)" for k, n in self.faults_seen.items()) or "none"
         soc = "-" if self.final_soc_pct is None else f"{self.final_soc_pct:.1f} %"
-        return [
+        lines = [
             f"boards:           {', '.join(self.boards) or '-'}",
             f"duration:         {self.duration_s:.1f} s of board time "
             f"({self.duration_s / 3600:.2f} h)",
             f"samples logged:   {self.samples}",
             f"samples lost:     {self.lost}",
+        ]
+        if self.unplugged or self.restarts:
+            lines.append(f"gaps:             unplugged {self.unplugged}x "
+                         f"({self.unplugged_s:.1f} s), board restarts {self.restarts}")
+        return [
+            *lines,
             f"charge in:        {self.charge_in_ah:.3f} Ah",
             f"charge out:       {self.charge_out_ah:.3f} Ah",
             f"min cell voltage: {volts(self.min_cell_v)}",
@@ -310,6 +591,8 @@ class LogSummary:
 
 
 class LogReader:
+    """Reads a cellguard log of schema 1 or 2 (read-only; safe beside a running writer)."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -320,9 +603,16 @@ class LogReader:
         except sqlite3.DatabaseError:
             raise LogFileError(f"{path} is not a cellguard log (not an SQLite file)") from None
         if meta.get("format") != FORMAT:
+            self.db.close()
             raise LogFileError(f"{path} is not a cellguard log")
-        if int(meta.get("schema", "0")) > SCHEMA_VERSION:
+        self.schema = int(meta.get("schema", "0"))
+        if self.schema > SCHEMA_VERSION:
+            self.db.close()
             raise LogFileError(f"{path} was written by a newer cellguard (schema {meta['schema']})")
+        self._columns = {
+            table: {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            for table in ("telemetry", "gaps", "events")
+        }
 
     def close(self) -> None:
         self.db.close()
@@ -337,10 +627,17 @@ class LogReader:
         rows = self.db.execute("SELECT id, info_json FROM boards ORDER BY id").fetchall()
         return [(bid, Info(**json.loads(j))) for bid, j in rows]
 
+    def board_ports(self) -> dict[int, str]:
+        """Board id -> the port (path) it was logged from."""
+        return {bid: port or "" for bid, port in self.db.execute("SELECT id, port FROM boards")}
+
     def samples(self, board_id: int | None = None, t_from: float | None = None,
                 t_to: float | None = None) -> Iterator[Sample]:
+        extra = ("warnings, alarms, allowed" if "warnings" in self._columns["telemetry"]
+                 else "0, 0, 3")
         sql = ("SELECT board_id, boot, seq, t_s, board_time_ms, host_time, state, faults,"
-               " pack_mv, current_ma, soc_cpct, cells_mv, temps_dc FROM telemetry WHERE 1=1")
+               f" pack_mv, current_ma, soc_cpct, cells_mv, temps_dc, {extra}"
+               " FROM telemetry WHERE 1=1")
         params: list[Any] = []
         if board_id is not None:
             sql += " AND board_id = ?"
@@ -354,14 +651,56 @@ class LogReader:
         sql += " ORDER BY board_id, t_s"
         for row in self.db.execute(sql, params):
             (bid, boot, seq, t_s, board_ms, host_time, state, faults, pack_mv, current_ma,
-             soc_cpct, cells, temps) = row
+             soc_cpct, cells, temps, warnings, alarms, allowed) = row
             yield Sample(bid, boot, seq, t_s, board_ms, host_time, state, faults, pack_mv / 1000.0,
                          current_ma / 1000.0, soc_cpct / 100.0,
                          [mv / 1000.0 for mv in _unpack(cells, "H")],
-                         [dc / 10.0 for dc in _unpack(temps, "h")])
+                         [dc / 10.0 for dc in _unpack(temps, "h")],
+                         warnings, alarms, allowed)
 
-    def lost(self) -> int:
-        return int(self.db.execute("SELECT COALESCE(SUM(lost), 0) FROM gaps").fetchone()[0])
+    def lost(self, board_id: int | None = None) -> int:
+        """Telemetry frames lost on the link while connected (not while unplugged)."""
+        sql = "SELECT COALESCE(SUM(lost), 0) FROM gaps WHERE reason = ?"
+        params: list[Any] = [LOST_FRAMES]
+        if board_id is not None:
+            sql += " AND board_id = ?"
+            params.append(board_id)
+        return int(self.db.execute(sql, params).fetchone()[0])
+
+    def gaps(self, board_id: int | None = None, reason: str | None = None) -> Iterator[Gap]:
+        """Gaps in time order (per board): lost frames, restarts, unplugged periods."""
+        duration = "duration_s" if "duration_s" in self._columns["gaps"] else "NULL"
+        sql = (f"SELECT board_id, boot, after_seq, lost, t_s, host_time, reason, {duration}"
+               " FROM gaps WHERE 1=1")
+        params: list[Any] = []
+        if board_id is not None:
+            sql += " AND board_id = ?"
+            params.append(board_id)
+        if reason is not None:
+            sql += " AND reason = ?"
+            params.append(reason)
+        for row in self.db.execute(sql + " ORDER BY board_id, t_s, rowid", params):
+            yield Gap(*row)
+
+    def events(self, board_id: int | None = None, t_from: float | None = None,
+               t_to: float | None = None) -> Iterator[LogEvent]:
+        """FAULT_EVENT rows in time order (none in a schema-1 log)."""
+        if not self._columns["events"]:
+            return
+        sql = ("SELECT board_id, event_index, board_time_ms, t_s, host_time, kind, severity,"
+               " bits, value, faults FROM events WHERE 1=1")
+        params: list[Any] = []
+        if board_id is not None:
+            sql += " AND board_id = ?"
+            params.append(board_id)
+        if t_from is not None:
+            sql += " AND t_s >= ?"
+            params.append(t_from)
+        if t_to is not None:
+            sql += " AND t_s <= ?"
+            params.append(t_to)
+        for row in self.db.execute(sql + " ORDER BY board_id, t_s, rowid", params):
+            yield LogEvent(*row)
 
     def summary(self) -> LogSummary:
         boards = [f"{info.board} ({info.unique_id})" for _, info in self.boards()]
@@ -370,15 +709,13 @@ class LogReader:
         lo: float | None = None
         hi: float | None = None
         prev: Sample | None = None
-        t_first: float | None = None
-        t_last = 0.0
+        spans: dict[int, tuple[float, float]] = {}
         final_soc: float | None = None
         trips: dict[str, int] = {}
         for s in self.samples():
             samples += 1
-            if t_first is None:
-                t_first = s.t_s
-            t_last = s.t_s
+            first = spans.get(s.board_id, (s.t_s, s.t_s))[0]
+            spans[s.board_id] = (first, s.t_s)
             final_soc = s.soc_pct
             if s.cells_v:
                 lo = min(s.cells_v) if lo is None else min(lo, *s.cells_v)
@@ -394,9 +731,13 @@ class LogReader:
                 else:
                     charge_out -= amps * dt_h
             prev = s
+        unplugged = list(self.gaps(reason=UNPLUGGED))
+        restarts = sum(1 for _ in self.gaps(reason=BOARD_RESTARTED))
+        events = (self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+                  if self._columns["events"] else 0)
         return LogSummary(
             boards=boards,
-            duration_s=(t_last - t_first) if t_first is not None else 0.0,
+            duration_s=max((b - a for a, b in spans.values()), default=0.0),
             samples=samples,
             lost=self.lost(),
             charge_in_ah=charge_in,
@@ -405,4 +746,8 @@ class LogReader:
             max_cell_v=hi,
             final_soc_pct=final_soc,
             faults_seen=trips,
+            unplugged=len(unplugged),
+            unplugged_s=sum(g.duration_s or 0.0 for g in unplugged),
+            restarts=restarts,
+            events=int(events),
         )

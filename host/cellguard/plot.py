@@ -1,69 +1,387 @@
-"""Plot a cellguard log: cell voltages, current, SoC and temperatures over time."""
+"""Plot a cellguard log: cell voltages, current, SoC, temperatures and protections over time.
+
+A PNG through matplotlib, or an interactive HTML page (zoom, pan, hover) through
+plotly with its JavaScript embedded, so the page works offline. Long logs are
+thinned for drawing by keeping each bucket's minimum and maximum, so a short
+peak still shows; lines break at gaps rather than bridging them.
+"""
 
 from __future__ import annotations
 
+import io
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only; works without a display
 import matplotlib.pyplot as plt
 
 from .errors import LogFileError
+from .logdata import (
+    Series,
+    check_range,
+    check_samples,
+    choose_boards,
+    episodes,
+    load_series,
+    read_events,
+    read_gaps,
+)
 from .logfile import LogReader
 
+PNG_BUCKETS = 2000
+HTML_BUCKETS = 5000
+SVG_BUCKETS = 800
+SEVERITY_COLOURS = {"fault": "red", "alarm": "darkorange", "warning": "gold"}
 
-def plot_log(log: str | Path, out: str | Path, board_id: int | None = None) -> None:
-    with LogReader(log) as reader:
-        boards = reader.boards()
-        if not boards:
-            raise LogFileError(f"{log} holds no board yet")
-        bid, info = boards[0] if board_id is None else next(
-            ((b, i) for b, i in boards if b == board_id), (None, None)
-        )
-        if bid is None or info is None:
-            raise LogFileError(f"{log} has no board {board_id}")
-        samples = list(reader.samples(bid))
-    if not samples:
-        raise LogFileError(f"{log} holds no samples to plot")
-    hours = max(samples[-1].t_s - samples[0].t_s, 1.0) >= 2 * 3600
-    scale, unit = (3600.0, "h") if hours else (60.0, "min")
-    t = [s.t_s / scale for s in samples]
-    fig, axes = plt.subplots(4, 1, sharex=True, figsize=(10, 9), constrained_layout=True)
-    ax_v, ax_i, ax_soc, ax_t = axes
-    for c in range(info.cell_count):
-        ax_v.plot(t, [s.cells_v[c] for s in samples], lw=1, label=f"cell {c + 1}")
+
+# --- thinning ------------------------------------------------------------------------------
+
+
+def _minmax(t: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most 2 points per bucket and column: its extremes, in the order they occur."""
+    n = len(t)
+    if n <= 2 * buckets:
+        return t, y
+    size = int(np.ceil(n / buckets))
+    m = n // size
+    head_t, head_y = t[: m * size].reshape(m, size), y[: m * size].reshape(m, size, -1)
+    lo = np.argmin(np.where(np.isnan(head_y), np.inf, head_y), axis=1)  # (m, cols)
+    hi = np.argmax(np.where(np.isnan(head_y), -np.inf, head_y), axis=1)
+    first, second = np.minimum(lo, hi), np.maximum(lo, hi)
+    rows = np.arange(m)[:, None]
+    cols = np.arange(head_y.shape[2])[None, :]
+    y_out = np.stack([head_y[rows, first, cols], head_y[rows, second, cols]], axis=1)
+    t_out = np.stack([head_t[:, 0], head_t[:, -1]], axis=1)
+    t_out = t_out.reshape(-1)
+    y_out = y_out.reshape(2 * m, -1)
+    if m * size < n:
+        t_out = np.concatenate([t_out, t[m * size :]])
+        y_out = np.concatenate([y_out, y[m * size :]])
+    return t_out, y_out
+
+
+def thin(series: Series, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """(t, y) for drawing: min/max thinned per stretch between gaps, NaN rows at the gaps."""
+    y2 = y.reshape(len(y), -1)
+    if not len(series):
+        return series.t, y2
+    cuts = np.flatnonzero(series.gap_mask()) + 1
+    edges = [0, *cuts.tolist(), len(series)]
+    ts, ys = [], []
+    for a, b in itertools.pairwise(edges):
+        share = max(1, int(buckets * (b - a) / len(series)))
+        t_part, y_part = _minmax(series.t[a:b], y2[a:b], share)
+        if ts:
+            ts.append(np.array([(ts[-1][-1] + t_part[0]) / 2.0]))
+            ys.append(np.full((1, y2.shape[1]), np.nan))
+        ts.append(t_part)
+        ys.append(y_part)
+    return np.concatenate(ts), np.concatenate(ys)
+
+
+@dataclass
+class TimeAxis:
+    scale: float
+    unit: str
+
+    @classmethod
+    def for_series(cls, series: Series) -> TimeAxis:
+        span = float(series.t[-1] - series.t[0]) if len(series) else 0.0
+        if span >= 2 * 3600:
+            return cls(3600.0, "h")
+        if span >= 180:
+            return cls(60.0, "min")
+        return cls(1.0, "s")
+
+
+def _spans(protections: Sequence[dict[str, Any]], last_t: float) -> list[tuple[float, float, str]]:
+    """(start, end, severity) of the protection episodes, merged per severity."""
+    out = []
+    for severity in ("warning", "alarm", "fault"):
+        ranges = sorted((p["start_s"], p["end_s"] if p["end_s"] is not None else last_t)
+                        for p in protections if p["severity"] == severity)
+        merged: list[list[float]] = []
+        for a, b in ranges:
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        out += [(a, b, severity) for a, b in merged]
+    return out
+
+
+def _gap_spans(series: Series, gaps: Sequence[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(start, end) of the gaps long enough to see: longer than the gap threshold."""
+    spans = {(g["start_s"], g["end_s"]) for g in gaps
+             if g["start_s"] is not None and g["end_s"] is not None
+             and g["end_s"] - g["start_s"] > series.max_dt_s}
+    return sorted(spans)
+
+
+# --- matplotlib ----------------------------------------------------------------------------
+
+
+def draw_overview(series: Series, events: Sequence[dict[str, Any]],
+                  protections: Sequence[dict[str, Any]], gaps: Sequence[dict[str, Any]],
+                  buckets: int = PNG_BUCKETS, figsize: tuple[float, float] = (10, 9)) -> Any:
+    info = series.info
+    ax_t_ = TimeAxis.for_series(series)
+    names = sorted({p["name"] for p in protections})
+    rows = 5 if names else 4
+    ratios = [3, 2, 2, 2] + ([max(1.0, 0.35 * len(names))] if names else [])
+    fig, axes = plt.subplots(rows, 1, sharex=True, figsize=figsize, constrained_layout=True,
+                             gridspec_kw={"height_ratios": ratios})
+    ax_v, ax_i, ax_soc, ax_temp = axes[:4]
+
+    def x(t: np.ndarray) -> np.ndarray:
+        return t / ax_t_.scale
+
+    t, cells = thin(series, series.cells_v, buckets)
+    for c in range(cells.shape[1]):
+        ax_v.plot(x(t), cells[:, c], lw=1, label=f"cell {c + 1}")
     ax_v.axhline(info.cell_ov_v, color="red", ls="--", lw=0.8, label="OV limit")
     ax_v.axhline(info.cell_uv_v, color="red", ls=":", lw=0.8, label="UV limit")
     ax_v.set_ylabel("cell voltage (V)")
-    ax_v.legend(loc="best", fontsize=7, ncol=3)
-    ax_i.plot(t, [s.current_a for s in samples], color="tab:purple", lw=1)
+    ax_v.legend(loc="best", fontsize=7, ncol=min(6, cells.shape[1] + 2))
+    t, cur = thin(series, series.current_a, buckets)
+    ax_i.plot(x(t), cur[:, 0], color="tab:purple", lw=1)
     ax_i.axhline(0, color="grey", lw=0.5)
     ax_i.set_ylabel("current (A)\n+ = charging")
-    ax_soc.plot(t, [s.soc_pct for s in samples], color="tab:green", lw=1)
+    t, soc = thin(series, series.soc_pct, buckets)
+    ax_soc.plot(x(t), soc[:, 0], color="tab:green", lw=1)
     ax_soc.set_ylabel("SoC (%)")
     ax_soc.set_ylim(-2, 102)
-    for c in range(info.temp_count):
-        ax_t.plot(t, [s.temps_c[c] for s in samples], lw=1, label=f"sensor {c + 1}")
-    ax_t.set_ylabel("temperature (°C)")
-    ax_t.set_xlabel(f"board time ({unit})")
-    # Shade the spans where a protection had the output open.
+    t, temps = thin(series, series.temps_c, buckets)
+    for c in range(temps.shape[1]):
+        ax_temp.plot(x(t), temps[:, c], lw=1, label=f"sensor {c + 1}")
+    if temps.shape[1]:
+        ax_temp.legend(loc="best", fontsize=7, ncol=min(6, temps.shape[1]))
+    ax_temp.set_ylabel("temperature (°C)")
+    last = float(series.t[-1])
+    for a, b, severity in _spans(protections, last):
+        for ax in axes[:4]:
+            ax.axvspan(a / ax_t_.scale, b / ax_t_.scale, color=SEVERITY_COLOURS[severity],
+                       alpha=0.15 if severity == "fault" else 0.1, lw=0)
+    for a, b in _gap_spans(series, gaps):
+        for ax in axes[:4]:
+            ax.axvspan(a / ax_t_.scale, b / ax_t_.scale, color="grey", alpha=0.25, lw=0)
+    trips = [e for e in events if e["t_s"] is not None]
+    for e in trips:
+        colour = "grey" if e["kind"] != "trip" else SEVERITY_COLOURS.get(e["severity"], "red")
+        for ax in axes[:4]:
+            ax.axvline(e["t_s"] / ax_t_.scale, color=colour, lw=0.7, ls="--")
+    if trips:
+        ax_v.plot([e["t_s"] / ax_t_.scale for e in trips if e["kind"] == "trip"],
+                  [1.0] * sum(e["kind"] == "trip" for e in trips), "v", color="red",
+                  transform=ax_v.get_xaxis_transform(), clip_on=False, ms=6)
+    if names:
+        ax_p = axes[4]
+        for k, name in enumerate(names):
+            for p in protections:
+                if p["name"] != name:
+                    continue
+                end = p["end_s"] if p["end_s"] is not None else last
+                ax_p.broken_barh([(p["start_s"] / ax_t_.scale,
+                                   max(end - p["start_s"], 0) / ax_t_.scale)],
+                                 (k - 0.35, 0.7), color=SEVERITY_COLOURS[p["severity"]])
+        ax_p.set_yticks(range(len(names)), names, fontsize=7)
+        ax_p.set_ylim(-0.6, len(names) - 0.4)
+        ax_p.set_ylabel("protections")
     for ax in axes:
-        start = None
-        for s, x in zip(samples, t, strict=True):
-            if s.faults and start is None:
-                start = x
-            elif not s.faults and start is not None:
-                ax.axvspan(start, x, color="red", alpha=0.12, lw=0)
-                start = None
-        if start is not None:
-            ax.axvspan(start, t[-1], color="red", alpha=0.12, lw=0)
         ax.grid(alpha=0.3)
+    axes[-1].set_xlabel(f"board time t_s ({ax_t_.unit})")
     fig.suptitle(f"{info.board} ({info.unique_id}), {info.chemistry}, {info.cell_count} cells"
-                 " — red: output opened by a protection", fontsize=10)
+                 " — shaded: red fault, orange alarm, yellow warning, grey gap;"
+                 " dashed: FAULT_EVENT", fontsize=9)
+    return fig
+
+
+def _svg(fig: Any) -> str:
+    buf = io.StringIO()
+    try:
+        fig.savefig(buf, format="svg", metadata={"Creator": None, "Date": None,
+                                                  "Format": None, "Type": None})
+    finally:
+        plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # inline: no XML prolog or DOCTYPE
+
+
+def overview_svg(series: Series, events: Sequence[dict[str, Any]],
+                 protections: Sequence[dict[str, Any]], gaps: Sequence[dict[str, Any]]) -> str:
+    return _svg(draw_overview(series, events, protections, gaps, buckets=SVG_BUCKETS,
+                              figsize=(10, 8)))
+
+
+def imbalance_svg(series: Series) -> str:
+    spread = (np.nanmax(series.cells_v, axis=1) - np.nanmin(series.cells_v, axis=1)) * 1000.0
+    axis = TimeAxis.for_series(series)
+    t, y = thin(series, spread, SVG_BUCKETS)
+    fig, ax = plt.subplots(figsize=(10, 2.8), constrained_layout=True)
+    ax.plot(t / axis.scale, y[:, 0], color="tab:blue", lw=1)
+    ax.set_ylabel("cell spread (mV)")
+    ax.set_xlabel(f"board time t_s ({axis.unit})")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+@dataclass
+class PlotData:
+    series: Series
+    events: list[dict[str, Any]]
+    protections: list[dict[str, Any]]
+    gaps: list[dict[str, Any]]
+    boards_in_log: int
+
+
+def load_plot_data(log: str | Path, board: str | int | None = None,
+                   t_from: float | None = None, t_to: float | None = None) -> PlotData:
+    check_range(t_from, t_to)
+    with LogReader(log) as reader:
+        all_boards = reader.boards()
+        chosen = choose_boards(reader, board)
+        check_samples(reader, chosen, t_from, t_to)
+        for bid, info in chosen:  # the first that has samples in the range
+            series = load_series(reader, bid, info, t_from, t_to)
+            if len(series):
+                break
+        gaps = read_gaps(reader, series, t_from, t_to)
+        events = [e.to_dict() for e in read_events(reader, series, t_from, t_to)]
+    return PlotData(series, events, [p.to_dict() for p in episodes(series)],
+                    [g.to_dict() for g in gaps], len(all_boards))
+
+
+def plot_log(log: str | Path, out: str | Path, board_id: str | int | None = None,
+             t_from: float | None = None, t_to: float | None = None) -> PlotData:
+    """Write a PNG (or any format matplotlib knows by the extension) of one board."""
+    data = load_plot_data(log, board_id, t_from, t_to)
+    write_png(data, out)
+    return data
+
+
+def write_png(data: PlotData, out: str | Path) -> None:
+    fig = draw_overview(data.series, data.events, data.protections, data.gaps)
     try:
         fig.savefig(out, dpi=110)
     except OSError as exc:
-        raise LogFileError(f"cannot write plot {out}: {exc.strerror}") from None
+        raise LogFileError(f"cannot write plot {out}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # an extension matplotlib does not know
+        raise LogFileError(f"cannot write plot {out}: {exc}") from None
     finally:
         plt.close(fig)
+
+
+# --- interactive HTML ----------------------------------------------------------------------
+
+
+def html_figure(data: PlotData) -> Any:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    s, info = data.series, data.series.info
+    axis = TimeAxis.for_series(s)
+    names = sorted({p["name"] for p in data.protections})
+    rows = 5 if names else 4
+    heights = [0.34, 0.2, 0.18, 0.18] + ([0.1] if names else [])
+    total = sum(heights)
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.025,
+                        row_heights=[h / total for h in heights])
+    hover = "t_s %{customdata:.1f} s<br>%{fullData.name}: %{y}<extra></extra>"
+
+    def add(y: np.ndarray, row: int, labels: list[str], unit: str, fmt: str) -> None:
+        t, ys = thin(s, y, HTML_BUCKETS)
+        for c, label in enumerate(labels):
+            fig.add_trace(go.Scattergl(
+                x=t / axis.scale, y=ys[:, c], customdata=t, name=label, mode="lines",
+                line={"width": 1}, legendgroup=str(row),
+                hovertemplate=hover.replace("%{y}", f"%{{y:{fmt}}} {unit}"),
+            ), row=row, col=1)
+
+    add(s.cells_v, 1, [f"cell {c + 1}" for c in range(s.cells_v.shape[1])], "V", ".3f")
+    add(s.current_a, 2, ["current"], "A", "+.3f")
+    add(s.soc_pct, 3, ["SoC"], "%", ".1f")
+    add(s.temps_c, 4, [f"sensor {c + 1}" for c in range(s.temps_c.shape[1])], "°C", ".1f")
+    for level, style in ((info.cell_ov_v, "dash"), (info.cell_uv_v, "dot")):
+        fig.add_hline(y=level, line={"color": "red", "width": 1, "dash": style}, row=1, col=1)
+    last = float(s.t[-1])
+    shapes = _spans(data.protections, last)
+    for a, b, severity in shapes[:300]:  # beyond that the page gets slow; the bars show all
+        fig.add_vrect(x0=a / axis.scale, x1=b / axis.scale, fillcolor=SEVERITY_COLOURS[severity],
+                      opacity=0.15, line_width=0, row="all", col=1)
+    for a, b in _gap_spans(s, data.gaps)[:300]:
+        fig.add_vrect(x0=a / axis.scale, x1=b / axis.scale, fillcolor="grey", opacity=0.25,
+                      line_width=0, row="all", col=1)
+    placed = [e for e in data.events if e["t_s"] is not None]
+    if placed:
+        top = float(np.nanmax(s.cells_v)) if np.isfinite(s.cells_v).any() else 0.0
+        fig.add_trace(go.Scatter(
+            x=[e["t_s"] / axis.scale for e in placed], y=[top] * len(placed),
+            mode="markers", name="FAULT_EVENT", marker={
+                "symbol": ["triangle-down" if e["kind"] == "trip" else "triangle-up"
+                           for e in placed],
+                "size": 10, "color": [SEVERITY_COLOURS.get(e["severity"], "grey")
+                                      if e["kind"] == "trip" else "grey" for e in placed]},
+            text=[f"{e['kind']} {', '.join(e['names']) or '-'}"
+                  + (f" at {e['value_si']}" if e["value_si"] else "") + f" ({e['severity']})"
+                  for e in placed],
+            customdata=[e["t_s"] for e in placed],
+            hovertemplate="t_s %{customdata:.1f} s<br>%{text}<extra></extra>",
+        ), row=1, col=1)
+    if names:
+        for severity in ("warning", "alarm", "fault"):
+            xs: list[float | None] = []
+            ys: list[str | None] = []
+            for p in data.protections:
+                if p["severity"] != severity:
+                    continue
+                end = p["end_s"] if p["end_s"] is not None else last
+                xs += [p["start_s"] / axis.scale, end / axis.scale, None]
+                ys += [p["name"], p["name"], None]
+            if xs:
+                fig.add_trace(go.Scatter(
+                    x=xs, y=ys, mode="lines", name=severity,
+                    line={"color": SEVERITY_COLOURS[severity], "width": 8},
+                    hovertemplate=f"%{{y}} ({severity})<extra></extra>",
+                ), row=5, col=1)
+        fig.update_yaxes(type="category", categoryorder="array", categoryarray=names,
+                         row=5, col=1, title_text="protections")
+    for row, title in enumerate(["cell voltage (V)", "current (A), + charging", "SoC (%)",
+                                 "temperature (°C)"], start=1):
+        fig.update_yaxes(title_text=title, row=row, col=1)
+    fig.update_xaxes(title_text=f"board time t_s ({axis.unit})", row=rows, col=1)
+    fig.update_layout(
+        title=f"{info.board} ({info.unique_id}), {info.chemistry}, {info.cell_count} cells,"
+              f" firmware {info.firmware_version} — shaded: red fault, orange alarm,"
+              " yellow warning, grey gap",
+        height=250 * rows, hovermode="closest", template="plotly_white",
+        legend={"groupclick": "toggleitem"},
+    )
+    return fig
+
+
+def plot_html(log: str | Path, out: str | Path, board_id: str | int | None = None,
+              t_from: float | None = None, t_to: float | None = None) -> PlotData:
+    """An interactive page (zoom, pan, hover) with plotly's JavaScript inside: works offline."""
+    data = load_plot_data(log, board_id, t_from, t_to)
+    write_html(data, out)
+    return data
+
+
+def write_html(data: PlotData, out: str | Path) -> None:
+    from .report import write_text
+
+    fig = html_figure(data)
+    text = fig.to_html(include_plotlyjs=True, full_html=True,
+                       config={"displaylogo": False, "scrollZoom": True,
+                               "toImageButtonOptions": {"format": "png"}})
+    write_text(out, text)

@@ -2,5 +2,7 @@
 
 from .board import SimulatedBoard
 from .runtime import RUNTIMES, FirmwareCrash
+from .script import Script, ScriptError, ScriptRunner, load_script, parse_script
 
-__all__ = ["RUNTIMES", "FirmwareCrash", "SimulatedBoard"]
+__all__ = ["RUNTIMES", "FirmwareCrash", "Script", "ScriptError", "ScriptRunner",
+           "SimulatedBoard", "load_script", "parse_script"]

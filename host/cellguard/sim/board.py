@@ -10,6 +10,7 @@ runs no thread at all and :meth:`advance` moves time explicitly.
 Faults are injected with :meth:`SimulatedBoard.inject` (see ``INJECTIONS``) and
 removed with :meth:`SimulatedBoard.clear`; they are deterministic, so a seeded
 run with the same injections at the same simulated times repeats exactly.
+:meth:`SimulatedBoard.run_script` plays timed steps (``script.py``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ..boards import load_board
+from ..boards import BoardFileError, load_board
+from ..errors import PortError
 from .plant import Plant, PlantTruth
 from .runtime import FirmwareRuntime, make_runtime
+from .script import Script, ScriptError, ScriptRunner, StepCallback, load_script
 from .sensors import TEMP_OPEN, TEMP_SHORTED, SensorModel
 
 TickHook = Callable[["SimulatedBoard"], None]
@@ -60,30 +63,43 @@ _INDEX_PARAMS = ("cell", "sensor")
 
 
 class SimulatedBoard:
+    """A simulated board. ``board``: a board name, a JSON file, or a board dict.
+    ``noise_lsb`` and ``sensors`` (keys of the board file's ``"sensors"``
+    object, see ``sensors.SENSOR_DEFAULTS``) override the board file's sensor
+    model; ``seed`` seeds the plant's cell spread and the sensor noise."""
+
     def __init__(
         self,
-        board: str = "sim-4s",
+        board: str | dict[str, Any] = "sim-4s",
         runtime: str = "micropython",
         seed: int = 1,
         speed: float = 1.0,
         initial_soc_pct: float = 50.0,
         ambient_c: float = 25.0,
         lockstep: bool = False,
-        noise_lsb: float = 0.0,
+        noise_lsb: float | None = None,
         history_s: float = 3600.0,
+        sensors: dict[str, Any] | None = None,
+        link: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.board = load_board(board)
+        self.board = json.loads(json.dumps(board)) if isinstance(board, dict) else load_board(
+            board)
         self.board_json = json.dumps(self.board)
         self.period_ms: int = self.board["control_period_ms"]
-        self.plant = Plant(self.board, seed=seed, initial_soc_pct=initial_soc_pct,
-                           ambient_c=ambient_c)
-        self.sensors = SensorModel(self.board, seed=seed, noise_lsb=noise_lsb)
+        try:
+            self.plant = Plant(self.board, seed=seed, initial_soc_pct=initial_soc_pct,
+                               ambient_c=ambient_c)
+            self.sensors = SensorModel(self.board, seed=seed, noise_lsb=noise_lsb,
+                                       config=sensors)
+        except ValueError as exc:
+            raise BoardFileError(str(exc)) from None
         self.runtime_name = runtime
         self.speed = speed
         self.lockstep = lockstep
         self.time_ms = 0
         self.tx_bytes = 0
         self.tx_dropped_bytes = 0
+        self.host_stalls = 0  # times the board waited for a host that had stopped reading
         self.tick_hooks: list[TickHook] = []
         self.history: deque[tuple[int, PlantTruth]] = deque(
             maxlen=max(int(history_s * 1000 / self.period_ms), 1)
@@ -104,6 +120,9 @@ class SimulatedBoard:
         self._unique_id = b"\x5e\x11" + self.board["name"].encode()[:6]
         self._injections: list[tuple[str, dict[str, Any]]] = []
         self.port = ""
+        self.link = None if link is None else os.fspath(link)  # a stable path: see unplug()
+        self.unplugged = False
+        self._port_lock = threading.Lock()  # the pty's fds: the stepping thread vs unplug()
 
     # -- life cycle ----------------------------------------------------------
     def start(self) -> SimulatedBoard:
@@ -112,6 +131,7 @@ class SimulatedBoard:
         os.set_blocking(self._master, False)
         self.port = os.ttyname(self._slave)
         try:
+            self._point_link()
             self._runtime = make_runtime(self.runtime_name)
             self._runtime.boot(self.board_json, self._unique_id)
         except BaseException:
@@ -135,6 +155,7 @@ class SimulatedBoard:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._master = self._slave = -1
+        self._remove_link()
 
     def __enter__(self) -> SimulatedBoard:
         return self.start()
@@ -153,14 +174,67 @@ class SimulatedBoard:
 
     def set_cell_temperature(self, cell: int, celsius: float | None) -> None:
         """Hold cell ``cell`` (0-based) at ``celsius`` whatever the lumped thermal
-        model says (a hot spot); ``None`` hands it back to the model. Sensor j
-        measures cell ``j * cells // temp_sensors``."""
+        model says (a hot spot, kept there from outside: it heats or cools the
+        pack through its thermal resistance); ``None`` hands it back to the
+        model. Sensor j measures cell ``j * cells // temp_sensors``."""
         with self._lock:
             self._check_index("cell", cell, len(self.plant.cells))
             if celsius is not None and not math.isfinite(celsius):
                 raise ValueError(f"celsius must be a finite number or None, not {celsius!r}")
             self.plant.cell_temperature_override_c[cell] = (
                 None if celsius is None else float(celsius))
+
+    def set_cell_heat(self, cell: int, watts: float) -> None:
+        """Add ``watts`` of heat inside cell ``cell`` (0-based; 0: none), e.g. a
+        bad connection: the cell runs hotter than the pack by watts times its
+        thermal resistance to the pack, and the pack takes the heat."""
+        with self._lock:
+            self._check_index("cell", cell, len(self.plant.cells))
+            if (isinstance(watts, bool) or not isinstance(watts, int | float)
+                    or not math.isfinite(watts)):
+                raise ValueError(f"watts must be a finite number, not {watts!r}")
+            self.plant.cell_extra_heat_w[cell] = float(watts)
+
+    # -- scripts -------------------------------------------------------------------
+    def run_script(self, script: str | os.PathLike[str] | Script, repeat: int = 1,
+                   wait: bool = False, on_step: StepCallback | None = None,
+                   timeout_s: float | None = None,
+                   pause_when_done: bool = False) -> ScriptRunner:
+        """Play a script (a file, see ``script.py``, or a parsed :class:`Script`)
+        from the next control period on: check it against this board, attach a
+        :class:`ScriptRunner` as a tick hook and return it. ``wait=True``
+        returns once it is done (lock-step: advancing time; free-running:
+        waiting; ``timeout_s`` simulated or wall seconds). Raises ScriptError
+        naming the line of a bad step."""
+        parsed = script if isinstance(script, Script) else load_script(script)
+        runner = ScriptRunner(parsed, repeat=repeat, on_step=on_step,
+                              pause_when_done=pause_when_done)
+        runner.check(self)
+        with self._lock:
+            self.tick_hooks.append(runner)
+        if wait and not runner.wait(self, timeout_s):
+            raise ScriptError(f"{parsed.name}: not done within {timeout_s:g} s")
+        return runner
+
+    def wait_for(self, event: threading.Event, timeout_s: float | None = None) -> bool:
+        """Until ``event`` is set: lock-step, advance one control period at a
+        time (``timeout_s`` in simulated seconds); free-running, wait (in wall
+        seconds), raising the simulation's error if it stopped. True if set."""
+        if self.lockstep:
+            limit_ms = math.inf if timeout_s is None else self.time_ms + timeout_s * 1000.0
+            while not event.is_set():
+                if self.time_ms >= limit_ms:
+                    return False
+                self._tick()
+            return True
+        deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
+        while not event.wait(0.05):
+            self.check()
+            if not self.running:
+                raise RuntimeError("the simulated board is not running (start() first)")
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     # -- fault injection ---------------------------------------------------------
     def inject(self, name: str, **params: float) -> None:
@@ -344,6 +418,12 @@ class SimulatedBoard:
             raise self._error
 
     @property
+    def runtime(self) -> FirmwareRuntime | None:
+        """The firmware's runtime while started (``CPythonRuntime.firmware`` is
+        the firmware's ``hal_sim.SimBoard`` itself)."""
+        return self._runtime
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
@@ -395,6 +475,18 @@ class SimulatedBoard:
             self._write_host(tx)
 
     def _read_host(self) -> bytes:
+        with self._port_lock:
+            return b"" if self._master < 0 else self._read_pty()
+
+    def _write_host(self, data: bytes) -> None:
+        with self._port_lock:
+            if self._master < 0:  # unplugged: the output goes nowhere, as on USB
+                self.tx_bytes += len(data)
+                self.tx_dropped_bytes += len(data)
+                return
+            self._write_pty(data)
+
+    def _read_pty(self) -> bytes:
         chunks = []
         while True:
             try:
@@ -410,7 +502,7 @@ class SimulatedBoard:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _write_host(self, data: bytes) -> None:
+    def _write_pty(self, data: bytes) -> None:
         """Write like a USB CDC device: a host that reads slowly holds the board
         back (flow control); a host that has stopped reading loses the bytes."""
         self.tx_bytes += len(data)
@@ -423,6 +515,8 @@ class SimulatedBoard:
                 _, writable, _ = select.select([], [self._master], [], wait)
                 if writable:
                     continue
+                if wait:
+                    self.host_stalls += 1  # the board waited HOST_STALL_S for the host
                 self._host_reading = False
                 self.tx_dropped_bytes += len(view)
                 return
@@ -431,3 +525,55 @@ class SimulatedBoard:
 
     def info(self) -> dict[str, Any]:
         return {"board": self.board["name"], "runtime": self.runtime_name, "port": self.port}
+
+    # -- USB plug ------------------------------------------------------------------
+    def unplug(self) -> None:
+        """Pull the USB cable: the pty closes (a host reading it gets an error)
+        and the ``link`` path disappears, as /dev/serial/by-id/... does. The
+        firmware keeps running and protecting; what it sends meanwhile is lost."""
+        with self._port_lock:
+            if self.unplugged or self._master < 0:
+                return
+            self.unplugged = True
+            self._remove_link()
+            for fd in (self._master, self._slave):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._master = self._slave = -1
+
+    def replug(self) -> str:
+        """Plug it back in: a new pty (``port`` changes), ``link`` points at it
+        again. Returns the new port."""
+        with self._port_lock:
+            if not self.unplugged:
+                return self.port
+            master, slave = os.openpty()
+            tty.setraw(slave)
+            os.set_blocking(master, False)
+            self._master, self._slave = master, slave
+            self.port = os.ttyname(slave)
+            self._host_reading = True
+            self.unplugged = False
+            self._point_link()
+            return self.port
+
+    def _point_link(self) -> None:
+        """Make ``link`` a symlink to the current pty (atomically re-pointed)."""
+        if self.link is None:
+            return
+        if os.path.lexists(self.link) and not os.path.islink(self.link):
+            raise PortError(f"cannot link {self.link} to the simulated board: a file that is "
+                            "not a symlink is there")
+        tmp = f"{self.link}.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(self.port, tmp)
+        os.replace(tmp, self.link)
+
+    def _remove_link(self) -> None:
+        """Remove ``link`` if it still points at this board's pty."""
+        if self.link is None or not os.path.islink(self.link):
+            return
+        with contextlib.suppress(OSError):
+            if os.readlink(self.link) == self.port:
+                os.unlink(self.link)

@@ -2,7 +2,8 @@
 // the Python simulator over stdin/stdout, one line per request and per reply:
 //   B <board json hex> <unique id hex>   boot the firmware      -> "ok" | "error <hex>"
 //   S <dt ms> <codes hex> <rx hex|->     one control step       -> "<tx hex|-> <flags>" | "error <hex>"
-//     (flags: the OUT_* bits of hal_sim in decimal, passed through as the firmware gives them)
+//     (flags: the OUT_* bits of hal_sim and the balancing mask above them (flags >> 4),
+//     in decimal, passed through as the firmware gives them)
 //   X <python source hex>                run code (tests, bench) -> "ok <stdout hex>" | "error <hex>"
 // argv: <path of micropython.mjs> <firmware folder>
 import fs from "node:fs";

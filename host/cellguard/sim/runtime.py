@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 from ..errors import CellguardError, SetupError
 from ..paths import firmware_dir, micropython_mjs, mp_runner
@@ -35,7 +35,8 @@ class FirmwareRuntime(ABC):
     @abstractmethod
     def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, int]:
         """Run one control period; return (bytes written, the ``OUT_*`` flags of
-        what the board drives: ``hal_sim.OUT_CLOSED`` etc.)."""
+        what the board drives: ``hal_sim.OUT_CLOSED`` etc., with the balancing
+        mask from bit ``hal_sim.OUT_BALANCE_SHIFT`` up)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the runtime."""
@@ -59,6 +60,12 @@ class CPythonRuntime(FirmwareRuntime):
             self._board = SimBoard(board_json, unique_id, self._flash.name)
         except Exception as exc:
             raise FirmwareCrash(f"firmware failed to boot: {exc!r}") from exc
+
+    @property
+    def firmware(self) -> Any:
+        """The firmware's ``hal_sim.SimBoard`` (its ``hal``, its ``bms``), after boot()."""
+        assert self._board is not None, "boot() first"
+        return self._board
 
     def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, int]:
         assert self._board is not None, "boot() first"

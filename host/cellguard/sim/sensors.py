@@ -1,8 +1,10 @@
 """Sensor model between plant and firmware: physical values to the ADC codes
 the board's front end would produce (the inverse of ``cellguard_fw.frontend``).
 
-Quantisation is exact; noise (in LSB, Gaussian, seeded) is optional and off by
-default so a test can compare telemetry with the plant within one LSB.
+Quantisation is exact; noise (Gaussian, seeded) and the current sensor's
+offset and gain error are optional and off by default, so a test can compare
+telemetry with the plant within one LSB. The board file's ``"sensors"`` object
+sets them (``SENSOR_DEFAULTS``); a caller's values override the file's.
 
 Sensor faults are injected here (``SimulatedBoard.inject``): an open sense
 wire, a frozen cell reading, an open or shorted NTC, an offset or gain error
@@ -25,12 +27,50 @@ TAIL_FORMAT = "<Hlb"
 voltage (i32 mV, -1 where not measured), contactor feedback (i8: 1 closed, 0 open,
 -1 where not read); as ``hal_sim.SimHal`` unpacks them."""
 
+SENSOR_DEFAULTS: dict[str, float | None] = {
+    "noise_lsb": 0.0,  # Gaussian noise (sigma, LSB) on every ADC channel (link: mV)
+    "cell_noise_lsb": None,  # on the cell channels (None: noise_lsb)
+    "current_noise_lsb": None,  # on the current channel (None: noise_lsb)
+    "temp_noise_c": None,  # on each temperature, degC (None: noise_lsb on its code)
+    "current_offset_a": 0.0,  # the current sensor reads this much more than the truth
+    "current_gain_error": 0.0,  # ... and this fraction more (0.01: 1 % high)
+}
+"""The board file's ``"sensors"`` keys and their defaults."""
+
+
+def sensor_parameters(board: dict[str, Any],
+                      overrides: dict[str, Any] | None = None) -> dict[str, float | None]:
+    """The board's ``"sensors"`` object with ``overrides`` over it, over
+    :data:`SENSOR_DEFAULTS`, checked (ValueError names a bad key or value)."""
+    given = {**(board.get("sensors") or {}), **(overrides or {})}
+    unknown = sorted(set(given) - set(SENSOR_DEFAULTS))
+    if unknown:
+        raise ValueError(f"board {board.get('name')!r}: unknown sensors key "
+                         f"{', '.join(unknown)}; valid keys: {', '.join(SENSOR_DEFAULTS)}")
+    p = {**SENSOR_DEFAULTS, **given}
+    for key, value in p.items():
+        if value is None and SENSOR_DEFAULTS[key] is None:
+            continue
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value)):
+            raise ValueError(f"sensors.{key} must be a finite number, not {value!r}")
+        if key.endswith(("_lsb", "_c")) and value < 0:
+            raise ValueError(f"sensors.{key} must be 0 or more, not {value!r}")
+        if key == "current_gain_error" and value <= -1:
+            raise ValueError(f"sensors.{key} must be above -1, not {value!r}")
+        p[key] = float(value)
+    return p
+
+
 TEMP_OPEN = "open"  # NTC open: the pull-up takes the input to the top rail
 TEMP_SHORTED = "shorted"  # NTC shorted: the input sits at 0
 
 
 class SensorModel:
-    def __init__(self, board: dict[str, Any], seed: int = 1, noise_lsb: float = 0.0) -> None:
+    def __init__(self, board: dict[str, Any], seed: int = 1, noise_lsb: float | None = None,
+                 config: dict[str, Any] | None = None) -> None:
+        """``config``: ``"sensors"`` keys over the board file's; ``noise_lsb``
+        (if given) over both."""
         fe = board["frontend"]
         self.n_cells = board["cells"]
         self.n_temps = board["temp_sensors"]
@@ -50,7 +90,19 @@ class SensorModel:
         precharge = board.get("precharge") or {}
         self.link_sensor = bool(precharge.get("link_sensor", False))
         self.contactor_feedback = bool(board.get("contactor_feedback", False))
-        self.noise_lsb = noise_lsb
+        overrides = dict(config or {})
+        if noise_lsb is not None:
+            overrides["noise_lsb"] = noise_lsb
+        cfg = sensor_parameters(board, overrides)
+        self.config = cfg
+        self.noise_lsb: float = cfg["noise_lsb"] or 0.0
+        cell_noise, current_noise = cfg["cell_noise_lsb"], cfg["current_noise_lsb"]
+        self.cell_noise_lsb: float = self.noise_lsb if cell_noise is None else cell_noise
+        self.current_noise_lsb: float = self.noise_lsb if current_noise is None else current_noise
+        self.temp_noise_c: float | None = cfg["temp_noise_c"]
+        # The sensor's own errors, from the board file (injections come on top).
+        self.base_current_offset_a: float = cfg["current_offset_a"] or 0.0
+        self.base_current_gain_error: float = cfg["current_gain_error"] or 0.0
         self.rng = random.Random(seed ^ 0x5E5)
         self._fmt = f"<{self.n_cells + 1 + self.n_temps}H"
         # Injected faults (empty/neutral when absent).
@@ -74,22 +126,30 @@ class SensorModel:
         """Voltage of one pack-ADC code (0 on a board without a pack ADC)."""
         return self.pack_fs_v / self.pack_max if self.pack_max else 0.0
 
-    def _quantise(self, x: float, max_code: int) -> int:
-        if self.noise_lsb:
-            x += self.rng.gauss(0.0, self.noise_lsb)
+    def _quantise(self, x: float, max_code: int, noise_lsb: float | None = None) -> int:
+        sigma = self.noise_lsb if noise_lsb is None else noise_lsb
+        if sigma:
+            x += self.rng.gauss(0.0, sigma)
         return min(max(round(x), 0), max_code)
 
     def cell_code(self, v: float) -> int:
-        return self._quantise(v / self.cell_fs_v * self.cell_max, self.cell_max)
+        return self._quantise(v / self.cell_fs_v * self.cell_max, self.cell_max,
+                              self.cell_noise_lsb)
 
     def current_code(self, a: float) -> int:
         span = self.cur_max - self.cur_zero
-        return self._quantise(self.cur_zero + a / self.cur_fs_a * span, self.cur_max)
+        return self._quantise(self.cur_zero + a / self.cur_fs_a * span, self.cur_max,
+                              self.current_noise_lsb)
 
     def temp_code(self, celsius: float) -> int:
+        noise_lsb = None
+        if self.temp_noise_c is not None:  # noise on the temperature, not on the code
+            if self.temp_noise_c:
+                celsius += self.rng.gauss(0.0, self.temp_noise_c)
+            noise_lsb = 0.0
         t_k = celsius + KELVIN_0C
         r = self.r25 * math.exp(self.beta * (1.0 / t_k - 1.0 / (25.0 + KELVIN_0C)))
-        return self._quantise(self.temp_max * r / (r + self.pullup), self.temp_max)
+        return self._quantise(self.temp_max * r / (r + self.pullup), self.temp_max, noise_lsb)
 
     def pack_code(self, v: float) -> int:
         """The pack-voltage code; 0 on a board without a pack ADC."""
@@ -113,7 +173,10 @@ class SensorModel:
         return [taps[k + 1] - taps[k] for k in range(len(cells_v))]
 
     def sensed_current_a(self, amps: float) -> float:
-        return amps * self.current_gain + self.current_offset_a
+        """What the current sensor measures: the truth times its gain error (board
+        file) and the injected gain, plus its offset and the injected offset."""
+        gain = (1.0 + self.base_current_gain_error) * self.current_gain
+        return amps * gain + self.base_current_offset_a + self.current_offset_a
 
     def cell_codes(self, plant: Plant) -> list[int]:
         codes = [self.cell_code(v) for v in self.sensed_cells_v(plant.cells_v())]
@@ -152,8 +215,9 @@ class SensorModel:
 
     def tail(self, plant: Plant) -> bytes:
         """The pack code, DC-link mV and contactor feedback of the plant now."""
-        return self.tail_values(plant.pack_voltage_v(), plant.link_voltage_v(),
-                                plant.output_closed)
+        pack_v = plant.pack_voltage_v()
+        closed = plant.output_closed
+        return self.tail_values(pack_v, pack_v if closed else plant.link_voltage_v(), closed)
 
     def codes(self, plant: Plant, temps_c: list[float] | None = None) -> bytes:
         """All codes of one sample, packed as the firmware's SimHal expects."""

@@ -1,0 +1,468 @@
+"""Model-based state estimation: SoC by extended Kalman filter, health and power.
+
+Not on the safety path: it runs once per estimation period (1 s by default)
+with the current averaged over that period, in floats (MicroPython's floats
+are single precision on an RP2040, so the filter is written to stay well
+conditioned in float32: SoC in percent, Joseph-form covariance update).
+
+The model is a cell equivalent circuit: OCV(SoC, T) + R0(SoC, T) * I + two RC
+pairs (R1, tau1; R2, tau2), from a ``cell.json`` (docs/cell-model.md) or, when
+the board gives none, from the chemistry's OCV table with typical resistances.
+Current is in A, positive when charging; voltages in V; temperatures in degC.
+
+- :class:`PackEkf`: the mean cell (pack voltage / cells), states SoC (%), the
+  two RC voltages and the current sensor's bias (A), with covariance; coulomb
+  counting is its process model.
+- Per cell, a one-state filter on the cell's SoC with the RC voltages
+  propagated, using the pack filter's bias-corrected current: the weakest and
+  strongest cells for the power limits and balancing.
+- :class:`Health`: capacity relearned from the charge counted between two
+  rested, well-known SoC points; R0 growth from current steps; both persisted.
+- :func:`current_limit`: the voltage-limited current over a horizon, projected
+  through the RC states, derated by temperature and SoC.
+"""
+
+from math import exp, sqrt
+
+from . import codec
+from .balancing import Balancer
+from .health import Health
+from .link import PAYLOAD_AT
+
+# Typical resistances when the board has no cell model (SI units).
+DEFAULT_R0_OHM = 0.020
+DEFAULT_R1_OHM = 0.015
+DEFAULT_TAU1_S = 60.0
+DEFAULT_R2_OHM = 0.010
+DEFAULT_TAU2_S = 600.0
+TABLES = ("ocv_v", "r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")
+
+
+class CellModel:
+    """The cell tables, ``[temperature][soc]`` flattened, interpolated bilinearly
+    and clamped at the edges. :meth:`at` locates a point; the getters then read
+    every table at it without searching again."""
+
+    def __init__(self, cfg):
+        self.capacity_ah = float(cfg["capacity_ah"])
+        self.soc = [float(x) for x in cfg["soc_pct"]]
+        self.temps = [float(x) for x in cfg["temps_c"]]
+        ns, nt = len(self.soc), len(self.temps)
+        self.tables = {}
+        for key in TABLES:
+            rows = cfg[key]
+            if len(rows) != nt or any(len(r) != ns for r in rows):
+                raise ValueError("cell model table %s is not %d x %d" % (key, nt, ns))
+            self.tables[key] = [float(v) for row in rows for v in row]
+        self._i = 0
+        self._fs = 0.0
+        self._j = 0
+        self._ft = 0.0
+
+    @staticmethod
+    def from_profile(profile, capacity_mah):
+        """A model from a chemistry profile's OCV table (mV every 5 %)."""
+        ocv = [mv / 1000.0 for mv in profile["ocv_mv"]]
+        n = len(ocv)
+        step = 100.0 / (n - 1)
+        row = [1.0] * n
+        return CellModel({
+            "capacity_ah": capacity_mah / 1000.0,
+            "soc_pct": [i * step for i in range(n)],
+            "temps_c": [25.0],
+            "ocv_v": [ocv],
+            "r0_ohm": [[DEFAULT_R0_OHM * x for x in row]],
+            "r1_ohm": [[DEFAULT_R1_OHM * x for x in row]],
+            "tau1_s": [[DEFAULT_TAU1_S * x for x in row]],
+            "r2_ohm": [[DEFAULT_R2_OHM * x for x in row]],
+            "tau2_s": [[DEFAULT_TAU2_S * x for x in row]],
+        })
+
+    @staticmethod
+    def _find(axis, x):
+        n = len(axis)
+        if n == 1 or x <= axis[0]:
+            return 0, 0.0
+        if x >= axis[n - 1]:
+            return n - 2, 1.0
+        i = 0
+        while axis[i + 1] < x:
+            i += 1
+        return i, (x - axis[i]) / (axis[i + 1] - axis[i])
+
+    def at(self, soc_pct, temp_c):
+        self._i, self._fs = self._find(self.soc, soc_pct)
+        self._j, self._ft = self._find(self.temps, temp_c)
+
+    def get(self, key):
+        t = self.tables[key]
+        ns = len(self.soc)
+        i, fs = self._i, self._fs
+        i1 = i + 1 if ns > 1 else i
+        base = self._j * ns
+        a = t[base + i] + (t[base + i1] - t[base + i]) * fs
+        if len(self.temps) == 1:
+            return a
+        base += ns
+        b = t[base + i] + (t[base + i1] - t[base + i]) * fs
+        return a + (b - a) * self._ft
+
+    def ocv_slope(self):
+        """dOCV/dSoC at the located point, V per %: the segment's slope."""
+        t = self.tables["ocv_v"]
+        ns = len(self.soc)
+        i = self._i
+        ds = self.soc[i + 1] - self.soc[i]
+        base = self._j * ns
+        a = (t[base + i + 1] - t[base + i]) / ds
+        if len(self.temps) == 1:
+            return a
+        base += ns
+        b = (t[base + i + 1] - t[base + i]) / ds
+        return a + (b - a) * self._ft
+
+    def soc_from_ocv(self, volts, temp_c):
+        """The SoC (%) whose OCV is ``volts`` (the table rises strictly)."""
+        lo, hi = 0.0, 100.0
+        for _ in range(24):  # bisection: 100 / 2**24 % is far below any sensor
+            mid = (lo + hi) * 0.5
+            self.at(mid, temp_c)
+            if self.get("ocv_v") < volts:
+                lo = mid
+            else:
+                hi = mid
+        return (lo + hi) * 0.5
+
+
+def _rc(tau_s, dt_s):
+    return exp(-dt_s / tau_s) if tau_s > 0 else 0.0
+
+
+class PackEkf:
+    """Extended Kalman filter on the mean cell: x = [SoC %, v1 V, v2 V, bias A]."""
+
+    def __init__(self, model, soc_pct, soc_std_pct=20.0, voltage_std_v=0.005,
+                 current_std_a=0.05, bias_std_a=0.2, bias_drift_a_per_h=0.01):
+        self.model = model
+        self.x = [soc_pct, 0.0, 0.0, 0.0]
+        self.p = [[0.0] * 4 for _ in range(4)]
+        self.p[0][0] = soc_std_pct * soc_std_pct
+        self.p[1][1] = self.p[2][2] = 0.01 * 0.01
+        self.p[3][3] = bias_std_a * bias_std_a
+        self.r_meas = voltage_std_v * voltage_std_v
+        self.current_var = current_std_a * current_std_a
+        self.bias_var_per_s = (bias_drift_a_per_h * bias_drift_a_per_h) / 3600.0
+        self.capacity_ah = model.capacity_ah
+        self.innovation_v = 0.0
+        self._f = [[0.0] * 4 for _ in range(4)]
+        self._tmp = [[0.0] * 4 for _ in range(4)]
+
+    def predict(self, current_a, dt_s, temp_c):
+        m = self.model
+        x = self.x
+        m.at(x[0], temp_c)
+        r1, r2 = m.get("r1_ohm"), m.get("r2_ohm")
+        a1, a2 = _rc(m.get("tau1_s"), dt_s), _rc(m.get("tau2_s"), dt_s)
+        gain = 100.0 * dt_s / (3600.0 * self.capacity_ah)  # % per A over dt
+        i_eff = current_a - x[3]
+        x[0] += gain * i_eff
+        x[1] = a1 * x[1] + r1 * (1.0 - a1) * i_eff
+        x[2] = a2 * x[2] + r2 * (1.0 - a2) * i_eff
+        f = self._f
+        for r in range(4):
+            for c in range(4):
+                f[r][c] = 0.0
+        f[0][0] = 1.0
+        f[0][3] = -gain
+        f[1][1] = a1
+        f[1][3] = -r1 * (1.0 - a1)
+        f[2][2] = a2
+        f[2][3] = -r2 * (1.0 - a2)
+        f[3][3] = 1.0
+        p, t = self.p, self._tmp
+        for r in range(4):  # t = F P
+            for c in range(4):
+                t[r][c] = f[r][0] * p[0][c] + f[r][1] * p[1][c] + f[r][2] * p[2][c] \
+                    + f[r][3] * p[3][c]
+        for r in range(4):  # P = t F^T
+            for c in range(4):
+                p[r][c] = t[r][0] * f[c][0] + t[r][1] * f[c][1] + t[r][2] * f[c][2] \
+                    + t[r][3] * f[c][3]
+        # Process noise: the current sensor's noise drives SoC and the RC states.
+        q_i = self.current_var
+        p[0][0] += gain * gain * q_i
+        p[1][1] += (r1 * (1.0 - a1)) ** 2 * q_i + 1e-8 * dt_s
+        p[2][2] += (r2 * (1.0 - a2)) ** 2 * q_i + 1e-8 * dt_s
+        p[3][3] += self.bias_var_per_s * dt_s
+
+    def update(self, cell_v, current_a, temp_c):
+        m = self.model
+        x = self.x
+        m.at(x[0], temp_c)
+        r0 = m.get("r0_ohm")
+        i_eff = current_a - x[3]
+        predicted = m.get("ocv_v") + x[1] + x[2] + r0 * i_eff
+        h = (m.ocv_slope(), 1.0, 1.0, -r0)
+        p = self.p
+        ph = [p[r][0] * h[0] + p[r][1] * h[1] + p[r][2] * h[2] + p[r][3] * h[3]
+              for r in range(4)]
+        s = h[0] * ph[0] + h[1] * ph[1] + h[2] * ph[2] + h[3] * ph[3] + self.r_meas
+        k = [v / s for v in ph]
+        innovation = cell_v - predicted
+        self.innovation_v = innovation
+        for r in range(4):
+            x[r] += k[r] * innovation
+        # Joseph form, P = (I - K H) P (I - K H)^T + K R K^T: stays symmetric and
+        # positive in single precision.
+        t = self._tmp
+        for r in range(4):
+            for c in range(4):
+                t[r][c] = (1.0 if r == c else 0.0) - k[r] * h[c]
+        a = [[t[r][0] * p[0][c] + t[r][1] * p[1][c] + t[r][2] * p[2][c] + t[r][3] * p[3][c]
+              for c in range(4)] for r in range(4)]
+        for r in range(4):
+            for c in range(r, 4):
+                v = a[r][0] * t[c][0] + a[r][1] * t[c][1] + a[r][2] * t[c][2] \
+                    + a[r][3] * t[c][3] + k[r] * k[c] * self.r_meas
+                p[r][c] = v
+                p[c][r] = v
+        if x[0] < 0.0:
+            x[0] = 0.0
+        elif x[0] > 100.0:
+            x[0] = 100.0
+
+    @property
+    def soc_std_pct(self):
+        return sqrt(max(self.p[0][0], 0.0))
+
+
+class CellFilter:
+    """One cell's SoC (%) with its RC voltages propagated; the pack filter's
+    bias-corrected current drives it. A scalar Kalman filter on SoC."""
+
+    def __init__(self, model, soc_pct, soc_std_pct=20.0, voltage_std_v=0.005,
+                 current_std_a=0.05):
+        self.model = model
+        self.soc = soc_pct
+        self.var = soc_std_pct * soc_std_pct
+        self.v1 = 0.0
+        self.v2 = 0.0
+        self.r_meas = voltage_std_v * voltage_std_v
+        self.current_var = current_std_a * current_std_a
+
+    def step(self, current_a, dt_s, temp_c, cell_v):
+        m = self.model
+        m.at(self.soc, temp_c)
+        a1, a2 = _rc(m.get("tau1_s"), dt_s), _rc(m.get("tau2_s"), dt_s)
+        gain = 100.0 * dt_s / (3600.0 * m.capacity_ah)
+        self.soc += gain * current_a
+        self.v1 = a1 * self.v1 + m.get("r1_ohm") * (1.0 - a1) * current_a
+        self.v2 = a2 * self.v2 + m.get("r2_ohm") * (1.0 - a2) * current_a
+        self.var += gain * gain * self.current_var
+        m.at(self.soc, temp_c)
+        h = m.ocv_slope()
+        predicted = m.get("ocv_v") + self.v1 + self.v2 + m.get("r0_ohm") * current_a
+        s = h * h * self.var + self.r_meas
+        k = self.var * h / s
+        self.soc += k * (cell_v - predicted)
+        self.var *= 1.0 - k * h
+        if self.soc < 0.0:
+            self.soc = 0.0
+        elif self.soc > 100.0:
+            self.soc = 100.0
+
+
+def current_limit(model, soc_pct, v1, v2, temp_c, horizon_s, volts_limit, charge):
+    """The largest current (A, magnitude) the cell takes for ``horizon_s`` without
+    its terminal voltage passing ``volts_limit``: the model's voltage after the
+    horizon, linear in the current (OCV slope, R0 and the RC pairs' step
+    response), solved for the limit."""
+    model.at(soc_pct, temp_c)
+    a1 = _rc(model.get("tau1_s"), horizon_s)
+    a2 = _rc(model.get("tau2_s"), horizon_s)
+    free = model.get("ocv_v") + v1 * a1 + v2 * a2  # the voltage with no current
+    per_amp = (model.get("r0_ohm") + model.get("r1_ohm") * (1.0 - a1)
+               + model.get("r2_ohm") * (1.0 - a2)
+               + model.ocv_slope() * 100.0 * horizon_s / (3600.0 * model.capacity_ah))
+    if per_amp <= 0:
+        return 0.0
+    amps = (volts_limit - free) / per_amp if charge else (free - volts_limit) / per_amp
+    return amps if amps > 0 else 0.0
+
+
+def trapezoid(x, zero_lo, full_lo, full_hi, zero_hi):
+    """1 between ``full_lo`` and ``full_hi``, falling linearly to 0 at ``zero_lo``
+    and ``zero_hi`` (foxBMS-style derating)."""
+    if x <= zero_lo or x >= zero_hi:
+        return 0.0
+    if x < full_lo:
+        return (x - zero_lo) / (full_lo - zero_lo)
+    if x > full_hi:
+        return (zero_hi - x) / (zero_hi - full_hi)
+    return 1.0
+
+
+CONTINUOUS_S = 300.0  # horizon of the "continuous" current limit
+PEAK_S = (2.0, 10.0, 30.0)  # horizons of the peak limits
+
+
+class StateEstimator:
+    """SoC, health, current limits and balancing, once per estimation period.
+
+    The control loop calls :meth:`sample` every step (integers only: it
+    allocates nothing) and :meth:`run` when :meth:`due`. ``mode`` "ekf" is the
+    model-based filter; "coulomb" keeps the coulomb counter (``soc.py``) as the
+    SoC, the baseline.
+    """
+
+    def __init__(self, board, profile, storage=None, counter=None):
+        cfg = board.get("cell_model")
+        self.model = CellModel(cfg) if cfg else CellModel.from_profile(
+            profile, board["capacity_mah"])
+        self.n = board["cells"]
+        self.mode = board.get("estimator", "ekf")
+        if self.mode not in ("ekf", "coulomb"):
+            raise ValueError("estimator must be ekf or coulomb")
+        self.period_ms = board.get("estimate_period_ms", 1000)
+        self.counter = counter  # the coulomb counter: the baseline and coulomb mode
+        self.initial_soc_pct = board.get("initial_soc_pct")
+        # A rest: below C/20 (and at least 50 mA), for the relaxation time.
+        self.health = Health(self.model.capacity_ah, self.n,
+                             None if storage is None else storage + "/health.bin",
+                             rest_current_a=max(0.05, self.model.capacity_ah / 20.0))
+        self.balancer = Balancer(self.n, board.get("balance_ohm", 33.0)) \
+            if board.get("balancing", True) else None
+        self.model.capacity_ah = self.health.capacity_ah  # as relearned before a reset
+        # Cell voltage window for the power limits: the charger's end-of-charge
+        # voltage and the under-voltage trip with a margin, V.
+        self.v_max = profile["charge_mv"] / 1000.0
+        self.v_min = (profile["cell_uv_mv"][0] + 50) / 1000.0
+        self.charge_temps = (profile["temp_charge_min_dc"][0] / 10.0,
+                             profile["temp_charge_max_dc"][0] / 10.0)
+        self.discharge_temps = (profile["temp_min_dc"][0] / 10.0,
+                                profile["temp_max_dc"][0] / 10.0)
+        self.ekf = None
+        self.cells = []  # one CellFilter per cell, from the first run
+        self.charge_ma_ms = 0  # integer sums since the last run
+        self.elapsed_ms = 0
+        self.runs = 0
+        # outputs (SI, %)
+        self.soc_pct = 0.0
+        self.soc_std_pct = 0.0
+        self.cell_soc_min_pct = 0.0
+        self.cell_soc_max_pct = 0.0
+        self.bias_a = 0.0
+        self.temp_c = 25.0
+        self.limits_a = [0.0] * 8  # charge cont, 2, 10, 30 s; discharge cont, 2, 10, 30 s
+        self.balancing = 0
+
+    def sample(self, dt_ms, current_ma, mean_cell_mv):
+        self.charge_ma_ms += current_ma * dt_ms
+        self.elapsed_ms += dt_ms
+        self.health.sample(current_ma, mean_cell_mv)
+
+    def due(self):
+        return self.elapsed_ms >= self.period_ms
+
+    def run(self, cells_mv, temps_dc, ratings_a, balance_allowed):
+        """One estimation step with the mean current since the last one.
+        ``ratings_a``: the board's sustained and peak charge and discharge
+        currents (A, magnitudes). Returns the balancing mask."""
+        dt_s = self.elapsed_ms / 1000.0
+        current_a = self.charge_ma_ms / self.elapsed_ms / 1000.0 if self.elapsed_ms else 0.0
+        self.charge_ma_ms = 0
+        self.elapsed_ms = 0
+        n = self.n
+        volts = [mv / 1000.0 for mv in cells_mv]
+        mean_v = sum(volts) / n
+        if temps_dc:
+            self.temp_c = sum(temps_dc) / len(temps_dc) / 10.0
+        t = self.temp_c
+        m = self.model
+        ekf = self.ekf
+        if ekf is None:
+            start = self.initial_soc_pct
+            if start is None:
+                start = m.soc_from_ocv(mean_v, t)
+            ekf = self.ekf = PackEkf(m, start)
+            self.cells = [CellFilter(m, start if self.initial_soc_pct is not None
+                                     else m.soc_from_ocv(v, t)) for v in volts]
+        ekf.predict(current_a, dt_s, t)
+        ekf.update(mean_v, current_a, t)
+        self.bias_a = ekf.x[3]
+        i_true = current_a - ekf.x[3]
+        for k in range(n):
+            self.cells[k].step(i_true, dt_s, t, volts[k])
+        socs = [c.soc for c in self.cells]
+        self.cell_soc_min_pct = min(socs)
+        self.cell_soc_max_pct = max(socs)
+        if self.mode == "ekf":
+            self.soc_pct = ekf.x[0]
+            self.soc_std_pct = ekf.soc_std_pct
+        else:
+            self.soc_pct = self.counter.soc_cpct() / 100.0 if self.counter else ekf.x[0]
+            self.soc_std_pct = -1.0  # coulomb counting reports no uncertainty
+        # health
+        h = self.health
+        m.at(ekf.x[0], t)
+        changed = h.update_r0(m.get("r0_ohm"))
+        rested = m.soc_from_ocv(mean_v, t) if (
+            -h.rest_current_a <= i_true <= h.rest_current_a) else ekf.x[0]
+        if h.update_capacity(current_a, dt_s, rested, ekf.x[3]):
+            ekf.capacity_ah = h.capacity_ah
+            m.capacity_ah = h.capacity_ah  # the cell filters count with it
+            changed = True
+        if changed:
+            h.save()
+        self._limits(t, socs, ratings_a)
+        if self.balancer is not None:
+            self.balancing = self.balancer.step(dt_s, socs, volts, balance_allowed)
+        self.runs += 1
+        return self.balancing
+
+    def _limits(self, t, socs, ratings_a):
+        # Charging is limited by the fullest cell, discharging by the emptiest.
+        hi = socs.index(max(socs))
+        lo = socs.index(min(socs))
+        ch, dis = self.cells[hi], self.cells[lo]
+        m = self.model
+        c_lo, c_hi = self.charge_temps
+        d_lo, d_hi = self.discharge_temps
+        charge_derate = trapezoid(t, c_lo, c_lo + 10.0, c_hi - 10.0, c_hi) \
+            * trapezoid(ch.soc, -1.0, -0.5, 95.0, 100.0)
+        discharge_derate = trapezoid(t, d_lo, d_lo + 10.0, d_hi - 10.0, d_hi) \
+            * trapezoid(dis.soc, 0.0, 5.0, 100.5, 101.0)
+        lim = self.limits_a
+        for k in range(4):
+            horizon = CONTINUOUS_S if k == 0 else PEAK_S[k - 1]
+            rating = ratings_a[0] if k == 0 else ratings_a[1]
+            amps = current_limit(m, ch.soc, ch.v1, ch.v2, t, horizon, self.v_max, True)
+            lim[k] = min(amps, rating) * charge_derate
+            rating = ratings_a[2] if k == 0 else ratings_a[3]
+            amps = current_limit(m, dis.soc, dis.v1, dis.v2, t, horizon, self.v_min, False)
+            lim[4 + k] = min(amps, rating) * discharge_derate
+
+    def send(self, link, time_ms):
+        """Send an ESTIMATE frame (its code lives here, not in the control firmware)."""
+        h = self.health
+        lim = self.limits_a
+        std = -1 if self.soc_std_pct < 0 else min(int(self.soc_std_pct * 100 + 0.5), 32767)
+        end = codec.encode_estimate(
+            link.payload_buffer(), PAYLOAD_AT, time_ms & 0xFFFFFFFF,
+            codec.ESTIMATOR_EKF if self.mode == "ekf" else codec.ESTIMATOR_COULOMB,
+            _cpct(self.soc_pct), std, _cpct(self.cell_soc_min_pct), _cpct(self.cell_soc_max_pct),
+            int(h.capacity_ah * 1000 + 0.5), min(_cpct(h.capacity_pct), 65535),
+            min(_cpct(h.r0_growth * 100), 65535), int(self.bias_a * 1000),
+            _ma(lim[0]), _ma(lim[1]), _ma(lim[2]), _ma(lim[3]),
+            _ma(lim[4]), _ma(lim[5]), _ma(lim[6]), _ma(lim[7]), self.balancing,
+        )
+        link.send(codec.MSG_ESTIMATE, link.next_seq(), end)
+
+
+def _cpct(pct):
+    """A percentage in 0.01 % (rounded, never negative)."""
+    return int(pct * 100 + 0.5) if pct > 0 else 0
+
+
+def _ma(amps):
+    return int(amps * 1000)

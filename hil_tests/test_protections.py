@@ -1,0 +1,123 @@
+"""Every protection of the firmware's table, end to end over the serial link.
+
+For each protection (and each way the suite has to make it trip, see
+``stimuli.py``): the condition is applied; the FAULT_EVENT reaches the host
+with the severity the board reports for it; the board does what the severity
+says (a fault opens the output and latches, an alarm holds its direction at
+zero with the output closed, a warning only reports); the condition is
+removed and the protection releases; a fault stays latched, output open, until
+CLEAR_FAULTS; the event log has it all.
+"""
+
+from __future__ import annotations
+
+import pytest
+from stimuli import STIMULI, Bench
+
+from cellguard.client import Telemetry
+from cellguard.hil import BLOCKS_CHARGE, BLOCKS_DISCHARGE, BoardLimits, HilClient, Rig
+from cellguard_fw.protection import protection_table
+
+PROTECTIONS = [row[0] for row in protection_table()]
+CASES = [pytest.param(name, variant, id=f"{name}-{variant}")
+         for name in PROTECTIONS for variant in STIMULI.get(name, {})]
+SETTLE_S = 15.0  # board time for the other protections a stimulus tripped to release
+
+
+def test_every_protection_of_the_firmware_has_a_stimulus() -> None:
+    assert set(STIMULI) == set(PROTECTIONS), "a protection without a stimulus is not tested"
+
+
+def _check_directions(t: Telemetry, blocked: int) -> None:
+    assert t.charge_allowed == (not blocked & BLOCKS_CHARGE), t
+    assert t.discharge_allowed == (not blocked & BLOCKS_DISCHARGE), t
+
+
+@pytest.mark.parametrize(("protection", "variant"), CASES)
+def test_protection_trips_releases_and_latches(client: HilClient, rig: Rig,
+                                               limits: BoardLimits, protection: str,
+                                               variant: str) -> None:
+    spec = limits.protections[protection]
+    bit = spec.bit
+    stimulus = STIMULI[protection][variant](Bench(client, rig, limits), spec)
+    first_event = client.event_total()
+    mark = client.mark()
+    stimulus.apply()
+
+    # Trip: the event, at the board's severity, with a value past the threshold.
+    trip = client.wait_event("trip", protection, spec.trip_within_s + stimulus.extra_s, mark)
+    assert trip["severity"] == spec.severity, trip
+    assert spec.above == (trip["value"] > stimulus.trip) and trip["value"] != stimulus.trip, (
+        f"{protection} tripped at {trip['value']} {spec.unit}; threshold {stimulus.trip} "
+        f"({stimulus.describe})")
+    after_trip = client.mark()
+    t = client.next_telemetry(after_trip)
+    state = client.fault_state()
+    truth = rig.truth()
+    if spec.severity == "fault":
+        assert trip["faults"] & bit
+        assert t.faults & bit and t.state == "fault", t
+        assert not t.charge_allowed and not t.discharge_allowed, "the output is open"
+        assert protection in state["latched"] and protection in state["tripped"], state
+        if truth is not None:
+            assert not truth.output_closed
+    else:
+        assert not t.faults & bit and not trip["faults"] & bit
+        assert t.state == "active", f"a {spec.severity} keeps the output closed: {t}"
+        if spec.severity == "alarm":
+            assert t.alarms & bit and protection in state["alarms"], (t, state)
+            if t.alarms == bit:  # no other alarm blocks a direction
+                _check_directions(t, spec.blocks)
+            if truth is not None:
+                assert truth.output_closed
+                assert truth.charge_allowed == (not spec.blocks & BLOCKS_CHARGE)
+                assert truth.discharge_allowed == (not spec.blocks & BLOCKS_DISCHARGE)
+        else:
+            assert t.warnings & bit and protection in state["warnings"], (t, state)
+            if not t.alarms:
+                _check_directions(t, 0)
+            if truth is not None:
+                assert truth.output_closed and truth.charge_allowed
+        assert protection not in state["latched"], state
+
+    # Release, once the condition is gone.
+    stimulus.remove()
+    release = client.wait_event("release", protection,
+                                spec.release_within_s + stimulus.release_extra_s, mark)
+    assert release["severity"] == spec.severity, release
+    assert spec.within_release(release["value"]), (
+        f"{protection} released at {release['value']} {spec.unit}; release threshold "
+        f"{spec.release}")
+    t = client.next_telemetry()
+    kinds = ["trip", "release"]
+    if spec.severity == "fault":
+        # Latched: the output stays open after the condition went.
+        assert t.faults & bit and t.state == "fault", t
+        assert protection not in client.fault_state()["active"]
+        if truth is not None:
+            assert not rig.truth().output_closed
+        # What else the stimulus tripped releases too; then CLEAR_FAULTS closes it.
+        for _ in range(round(SETTLE_S)):
+            if not client.fault_state()["active"]:
+                break
+            client.run(1.0)
+        assert client.fault_state()["active"] == []
+        mark = client.mark()
+        client.clear_faults()
+        cleared = client.wait_event("clear", protection, 2.0, mark)
+        assert cleared["faults"] == 0, cleared
+        t = client.wait_telemetry("the output closed again", lambda t: t.state == "active",
+                                  5.0, mark)
+        assert t.faults == 0
+        assert client.fault_state()["latched"] == []
+        kinds.append("clear")
+    else:
+        assert not (t.alarms | t.warnings) & bit, t
+        if not t.alarms:
+            _check_directions(t, 0)
+    if rig.observes:
+        assert rig.truth().output_closed
+
+    logged = [e.kind for e in client.events_from(first_event)
+              if e.code & bit and e.kind in ("trip", "release", "clear")]
+    assert logged == kinds, logged

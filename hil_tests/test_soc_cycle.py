@@ -1,0 +1,69 @@
+"""State of charge over a full cycle: discharge until the board itself ends it at
+the cell under-voltage limit, charge until it ends it at the over-voltage limit.
+
+The reported SoC must follow the charge the host saw flowing (telemetry current,
+integrated: works on any board) and, on a simulated board, the plant's true SoC.
+Rates come from the board's ratings and capacity.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from cellguard.client import Telemetry
+from cellguard.hil import BoardLimits, HilClient, Rig
+
+TRUTH_TOLERANCE_PCT = 4.0  # capacity spread between cells, the OCV start, rounding
+COUNT_TOLERANCE_PCT = 1.5  # against the host's own coulomb count at 1 s sampling
+
+
+def _counted_pct(samples: list[Telemetry], capacity_ah: float) -> float:
+    """SoC change the telemetry current accounts for (trapezoids between samples)."""
+    amp_s = sum((a.current_a + b.current_a) / 2 * (b.board_time_s - a.board_time_s)
+                for a, b in itertools.pairwise(samples))
+    return amp_s / 3600 / capacity_ah * 100
+
+
+def _leg(client: HilClient, rig: Rig, limits: BoardLimits, amps: float,
+         protection: str) -> list[Telemetry]:
+    """Run ``amps`` until ``protection`` opens the output, let the cells rest until it
+    releases, clear it; return the telemetry of the leg, each sample checked against
+    the plant's true SoC where the rig observes it (before the next leg, while the
+    simulator still holds that stretch of history)."""
+    info = limits.info
+    spec = limits.protections[protection]
+    hours = info.capacity_ah / abs(amps)
+    mark = client.mark()
+    rig.set_current(amps)
+    client.wait_event("trip", protection, 1.3 * hours * 3600 + spec.trip_within_s, mark)
+    rig.set_current(0.0)
+    client.wait_event("release", protection, spec.release_within_s + 120, mark)
+    samples = client.telemetry_since(mark)
+    if rig.observes:
+        truths = [rig.truth_at(round(t.board_time_s * 1000)) for t in samples]
+        compared = [(t, x) for t, x in zip(samples, truths, strict=True) if x is not None]
+        assert len(compared) >= 0.9 * len(samples), "the plant kept too little history"
+        worst = max(abs(t.soc_pct - x.soc_pct) for t, x in compared)
+        assert worst < TRUTH_TOLERANCE_PCT, f"SoC off the plant's by up to {worst:.2f} %"
+    client.clear_faults()
+    client.wait_telemetry("the output closed again", lambda t: t.state == "active", 10.0)
+    return samples
+
+
+def test_soc_follows_a_full_cycle(client: HilClient, rig: Rig, limits: BoardLimits) -> None:
+    info = limits.info
+    discharge_a = -min(info.discharge_current_max_a / 2, 2 * info.capacity_ah)  # 2C at most
+    charge_a = min(info.charge_current_max_a / 2, info.capacity_ah)  # 1C at most
+    start = client.next_telemetry()
+    empty = _leg(client, rig, limits, discharge_a, "cell_undervoltage")
+    full = _leg(client, rig, limits, charge_a, "cell_overvoltage")
+
+    low, high = empty[-1].soc_pct, full[-1].soc_pct
+    assert low < 15.0, f"SoC {low} % where the board stopped the discharge"
+    assert high > 85.0, f"SoC {high} % where the board stopped the charge"
+    assert start.soc_pct - low > 30.0 and high - low > 70.0
+    for leg in (empty, full):
+        counted = _counted_pct(leg, info.capacity_ah)
+        reported = leg[-1].soc_pct - leg[0].soc_pct
+        if 0.0 < leg[-1].soc_pct < 100.0:  # not clamped
+            assert abs(reported - counted) < COUNT_TOLERANCE_PCT, (reported, counted)

@@ -1,0 +1,240 @@
+"""Run the firmware's state estimator over a recorded trace, offline.
+
+The same code as on the board (``cellguard_fw.estimator``), under CPython or
+real MicroPython, so an engineer can tune on real logs. Input: a CSV with
+``t_s, current_a, cell1_v .. cellN_v`` and optionally ``temp1_c ..`` (current
+positive when charging); output: one row per input row with the SoC, its
+standard deviation, the emptiest and fullest cell's SoC, capacity, R0 growth,
+the current-sensor bias and the current limits (SI units, %).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import cellmodel
+from .errors import CellguardError
+
+OUTPUT_COLUMNS = (
+    "t_s", "soc_pct", "soc_std_pct", "cell_soc_min_pct", "cell_soc_max_pct", "capacity_ah",
+    "r0_growth", "bias_a", "charge_limit_a", "charge_peak_2s_a", "charge_peak_10s_a",
+    "charge_peak_30s_a", "discharge_limit_a", "discharge_peak_2s_a", "discharge_peak_10s_a",
+    "discharge_peak_30s_a", "balancing",
+)
+MODES = ("ekf", "coulomb")
+
+
+class TraceError(CellguardError):
+    """The input trace cannot be used."""
+
+
+@dataclass
+class Trace:
+    t_s: list[float]
+    current_a: list[float]
+    cells_v: list[list[float]]  # [row][cell]
+    temps_c: list[list[float]]  # [row][sensor]; empty rows when the trace has none
+
+
+def read_trace(path: str | Path) -> Trace:
+    """Read a trace CSV; a clear error for anything unusable."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError as exc:
+        raise TraceError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise TraceError(f"{path} is not a CSV file: {exc}") from None
+    if not rows:
+        raise TraceError(f"{path} is empty")
+    header = [h.strip() for h in rows[0]]
+    for need in ("t_s", "current_a", "cell1_v"):
+        if need not in header:
+            raise TraceError(f"{path}: no column {need!r} (need t_s, current_a, cell1_v..)")
+    cells = [i for i, h in enumerate(header) if h.startswith("cell") and h.endswith("_v")]
+    temps = [i for i, h in enumerate(header) if h.startswith("temp") and h.endswith("_c")]
+    it, ii = header.index("t_s"), header.index("current_a")
+    trace = Trace([], [], [], [])
+    for n, row in enumerate(rows[1:], start=2):
+        if not row or all(not x.strip() for x in row):
+            continue
+        try:
+            t = float(row[it])
+            values = [float(row[i]) for i in cells]
+            temp = [float(row[i]) for i in temps]
+            current = float(row[ii])
+        except (ValueError, IndexError):
+            raise TraceError(f"{path}, line {n}: not a number where one is expected") from None
+        if not all(math.isfinite(x) for x in (t, current, *values, *temp)):
+            raise TraceError(f"{path}, line {n}: a value is not finite")
+        if trace.t_s and t <= trace.t_s[-1]:
+            raise TraceError(f"{path}, line {n}: time does not increase ({t} after "
+                             f"{trace.t_s[-1]})")
+        trace.t_s.append(t)
+        trace.current_a.append(current)
+        trace.cells_v.append(values)
+        trace.temps_c.append(temp)
+    if len(trace.t_s) < 2:
+        raise TraceError(f"{path}: fewer than two samples")
+    return trace
+
+
+def estimator_board(model: cellmodel.CellModel, n_cells: int, mode: str,
+                    initial_soc_pct: float | None) -> dict[str, Any]:
+    """The board dict the firmware's StateEstimator reads."""
+    board: dict[str, Any] = {
+        "cells": n_cells, "capacity_mah": round(model.capacity_ah * 1000),
+        "cell_model": model.to_dict(), "estimator": mode, "balancing": False,
+    }
+    if initial_soc_pct is not None:
+        board["initial_soc_pct"] = float(initial_soc_pct)
+    return board
+
+
+def _ratings(model: cellmodel.CellModel) -> tuple[float, float, float, float]:
+    # Offline there is no board: rate the cell at 2C sustained and 5C peak.
+    c = model.capacity_ah
+    return (2 * c, 5 * c, 2 * c, 5 * c)
+
+
+def run_cpython(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
+                initial_soc_pct: float | None = None) -> Iterator[tuple[float, ...]]:
+    """The estimator in this interpreter: one output row per trace row."""
+    from cellguard_fw.chemistry import PROFILES
+    from cellguard_fw.estimator import StateEstimator
+    from cellguard_fw.soc import CoulombCounter
+
+    n = len(trace.cells_v[0])
+    profile = PROFILES[model.chemistry]
+    board = estimator_board(model, n, mode, initial_soc_pct)
+    counter = CoulombCounter(board["capacity_mah"], profile["ocv_mv"])
+    est = StateEstimator(board, profile, None, counter)
+    ratings = _ratings(model)
+    prev = trace.t_s[0]
+    for k, t in enumerate(trace.t_s):
+        dt_ms = max(round((t - prev) * 1000), 1) if k else 1
+        prev = t
+        cells_mv = [round(v * 1000) for v in trace.cells_v[k]]
+        temps_dc = [round(c * 10) for c in trace.temps_c[k]] or [250]
+        current_ma = round(trace.current_a[k] * 1000)
+        mean_mv = sum(cells_mv) // n
+        if mode == "coulomb" and initial_soc_pct is not None and k == 0:
+            counter.set_from_ocv(mean_mv)
+            counter.charge_mas = round(initial_soc_pct * 100) * counter.mas_per_cpct
+        counter.step(dt_ms, current_ma, mean_mv)
+        est.sample(dt_ms, current_ma, mean_mv)
+        est.run(cells_mv, temps_dc, ratings, False)
+        yield _row(t, est)
+
+
+def _row(t: float, est: Any) -> tuple[float, ...]:
+    h = est.health
+    return (t, est.soc_pct, est.soc_std_pct, est.cell_soc_min_pct, est.cell_soc_max_pct,
+            h.capacity_ah, h.r0_growth, est.bias_a, *est.limits_a, float(est.balancing))
+
+
+_MP_SETUP = """
+import json
+from cellguard_fw.chemistry import PROFILES
+from cellguard_fw.estimator import StateEstimator
+from cellguard_fw.soc import CoulombCounter
+_board = json.loads({board!r})
+_profile = PROFILES[{chemistry!r}]
+_counter = CoulombCounter(_board["capacity_mah"], _profile["ocv_mv"])
+_est = StateEstimator(_board, _profile, None, _counter)
+_ratings = {ratings!r}
+
+def _feed(rows):
+    out = []
+    for dt_ms, current_ma, cells_mv, temps_dc in rows:
+        mean_mv = sum(cells_mv) // len(cells_mv)
+        _counter.step(dt_ms, current_ma, mean_mv)
+        _est.sample(dt_ms, current_ma, mean_mv)
+        _est.run(cells_mv, temps_dc, _ratings, False)
+        h = _est.health
+        out.append([_est.soc_pct, _est.soc_std_pct, _est.cell_soc_min_pct,
+                    _est.cell_soc_max_pct, h.capacity_ah, h.r0_growth, _est.bias_a]
+                   + list(_est.limits_a) + [_est.balancing])
+    print(json.dumps(out))
+"""
+
+
+def run_micropython(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
+                    initial_soc_pct: float | None = None,
+                    batch: int = 400) -> Iterator[tuple[float, ...]]:
+    """The estimator under real MicroPython (the WebAssembly port), in batches."""
+    from .sim.runtime import MicroPythonRuntime
+
+    if mode == "coulomb" and initial_soc_pct is not None:
+        raise TraceError("--initial-soc with the coulomb baseline runs under CPython only")
+    n = len(trace.cells_v[0])
+    board = estimator_board(model, n, mode, initial_soc_pct)
+    rt = MicroPythonRuntime()
+    try:
+        rt.exec(_MP_SETUP.format(board=json.dumps(board), chemistry=model.chemistry,
+                                 ratings=_ratings(model)))
+        prev = trace.t_s[0]
+        rows: list[list[Any]] = []
+        times: list[float] = []
+        for k, t in enumerate(trace.t_s):
+            dt_ms = max(round((t - prev) * 1000), 1) if k else 1
+            prev = t
+            rows.append([dt_ms, round(trace.current_a[k] * 1000),
+                         [round(v * 1000) for v in trace.cells_v[k]],
+                         [round(c * 10) for c in trace.temps_c[k]] or [250]])
+            times.append(t)
+            if len(rows) == batch or k == len(trace.t_s) - 1:
+                out = json.loads(rt.exec(f"_feed(json.loads({json.dumps(rows)!r}))"))
+                for tt, values in zip(times, out, strict=True):
+                    yield (tt, *map(float, values))
+                rows, times = [], []
+    finally:
+        rt.close()
+
+
+def run(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
+        initial_soc_pct: float | None = None,
+        runtime: str = "cpython") -> Iterator[tuple[float, ...]]:
+    if mode not in MODES:
+        raise TraceError(f"unknown estimator {mode!r}; choose one of {', '.join(MODES)}")
+    if initial_soc_pct is not None and not 0.0 <= initial_soc_pct <= 100.0:
+        raise TraceError(f"initial SoC {initial_soc_pct} % is outside 0..100 %")
+    if runtime == "cpython":
+        return run_cpython(trace, model, mode, initial_soc_pct)
+    if runtime == "micropython":
+        return run_micropython(trace, model, mode, initial_soc_pct)
+    raise TraceError(f"unknown runtime {runtime!r}; choose cpython or micropython")
+
+
+def write_csv(path: str | Path, rows: Sequence[tuple[float, ...]] | Iterator[tuple[float, ...]]
+              ) -> int:
+    """Write the output CSV; return the rows written."""
+    count = 0
+    try:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(OUTPUT_COLUMNS)
+            for row in rows:
+                w.writerow([f"{x:.6g}" for x in row[:-1]] + [int(row[-1])])
+                count += 1
+    except OSError as exc:
+        raise TraceError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return count
+
+
+def command(args: Any) -> int:
+    """`cellguard estimate`: read, run, write, and say what was done."""
+    trace = read_trace(args.input)
+    model = cellmodel.load(args.cell)
+    n = len(trace.cells_v[0])
+    rows = run(trace, model, args.estimator, args.initial_soc, args.runtime)
+    count = write_csv(args.out, rows)
+    print(f"{count} estimates of {n} cells ({args.estimator}, {args.runtime}) written to "
+          f"{args.out}")
+    return 0

@@ -1,0 +1,72 @@
+"""The state estimator's allocation and heap facts under real MicroPython.
+
+A short run of ``benchmarks/estimator_cost.py`` (16 cells, 16 sensors, the cell
+model from ``cells/sim-nmc.json``, two drive cycles of 120 estimation periods,
+no timing). Only facts that are deterministic are asserted: ``sample()`` runs in
+the control step and must allocate nothing, and the live heap must not grow from
+one drive cycle to the next. Times are never asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from cellguard.sim.runtime import MicroPythonRuntime
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "estimator_cost.py"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def load_benchmark() -> ModuleType:
+    """Import benchmarks/estimator_cost.py (benchmarks/ is not a package)."""
+    name = "cellguard_benchmarks_estimator_cost"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+cost = load_benchmark()
+
+
+@pytest.fixture(scope="module")
+def figures() -> Iterator[Any]:
+    rt = MicroPythonRuntime()  # fresh: the heap figures count the estimator's import
+    try:
+        yield cost.measure(rt, 16, 16, "cell file", cycles=2)
+    finally:
+        rt.close()
+
+
+def test_drive_exercised_load_rest_and_balancing(figures: Any) -> None:
+    """The figures cover runs at load and at rest, with the balancer bleeding."""
+    periods = sum(p for _, p, _ in cost.CYCLE)
+    assert figures.periods == 2 * periods
+    assert figures.load.count > 0 and figures.rest.count > 0
+    assert figures.load.count + figures.rest.count == figures.periods - 1
+    assert figures.balanced
+    assert figures.load.max > 0, "run() allocated nothing: the measurement is not working"
+
+
+def test_sample_allocates_nothing(figures: Any) -> None:
+    """sample() runs every control step: no allocation, not even under heap_lock."""
+    assert figures.sample_max == 0
+    assert figures.sample_locked_ok, "sample() raised MemoryError under heap_lock"
+
+
+def test_live_heap_does_not_grow(figures: Any) -> None:
+    first, second = figures.heap.live
+    assert second == first, figures.heap
+    assert figures.heap.code > 0 and figures.heap.objects > 0 and figures.heap.filters > 0
