@@ -16,13 +16,15 @@ Then the 16-cell board once more with the firmware precompiled by ``mpy-cross``
 The estimator is driven through its public interface, as ``app.Bms`` drives
 it: ten ``sample(100, current_ma, mean_cell_mv)`` calls (the control steps of
 one estimation period) and then ``run(cells_mv, temps_dc, ratings_a, True)``.
-The inputs are precomputed and preallocated (``array`` objects like the
-firmware's ``Measurement``). The drive cycle has 120 periods: discharge at
-C/2 with a 1.5 C pulse every tenth period, rest (20 mA, below the estimator's
-C/20 rest threshold, so each run also inverts the OCV curve), charge at C/2,
-rest. Cell voltages follow the current through 35 mOhm around 3.75 V, with a
-spread and one cell 30 mV high, so the balancer bleeds it. Storage is off
-(``storage=None``): no flash writes are timed.
+The inputs are precomputed under CPython from the simulator's plant
+(``cellguard.sim.plant.Plant``: board ``sim-4s`` grown to n cells, cells that
+differ in capacity and resistance, two RC pairs, from 50 % SoC with the first
+cell 4 points higher, so the balancer bleeds it) and preallocated in
+``array`` objects like the firmware's ``Measurement``. The drive cycle has 120
+periods: discharge at C/2 with a 1.5C pulse every tenth period, rest (20 mA,
+below the estimator's C/20 rest threshold, so such a run also inverts the OCV
+curve), charge likewise, rest. Storage is off (``storage=None``): no flash
+write is timed.
 
 This port never collects garbage inside a call from JavaScript (``gc.collect()``
 only marks a collection that runs when the request returns), so every phase of
@@ -138,8 +140,10 @@ PUBLISHED = Published(
 DISCHARGE, REST, CHARGE = 0, 1, 2
 CYCLE: tuple[tuple[int, int, int], ...] = ((DISCHARGE, 30, -1500), (REST, 30, 20),
                                            (CHARGE, 30, 1500), (REST, 30, 20))
-PULSE_MA = -4500  # every tenth discharge period (current steps for the R0 estimate)
-OHM_MV_PER_A = 35  # cell voltage per amp (R0 + the RC pairs, roughly)
+PULSE = 3  # every tenth load period runs at 3x its current (steps for the R0 estimate)
+PLANT_BOARD = "sim-4s"
+START_SOC_PCT = 50.0
+HIGH_CELL_PCT = 4.0  # the first cell starts this much fuller: the balancer bleeds it
 
 
 # -- the drive (computed under CPython) ------------------------------------------------
@@ -147,32 +151,42 @@ OHM_MV_PER_A = 35  # cell voltage per amp (R0 + the RC pairs, roughly)
 
 @dataclass(frozen=True)
 class Drive:
-    cells_mv: list[list[int]]  # per period
+    current_ma: list[int]  # per control step: SAMPLES_PER_RUN per period
+    mean_mv: list[int]  # the mean cell, per control step
+    cells_mv: list[list[int]]  # per period, at its end (what run() is given)
     temps_dc: list[list[int]]
-    current_ma: list[int]
-    rest: list[bool]
+    rest: list[bool]  # per period
 
     @property
     def periods(self) -> int:
-        return len(self.current_ma)
+        return len(self.rest)
 
 
 def make_drive(cells: int, temps: int) -> Drive:
-    cells_mv: list[list[int]] = []
-    temps_dc: list[list[int]] = []
-    currents: list[int] = []
-    rest: list[bool] = []
+    """One drive cycle through the simulator's plant, as the board would measure it
+    (rounded to mV, mA and 0.1 degC; no sensor errors)."""
+    from cellguard.boards import load_board
+    from cellguard.sim.plant import Plant
+
+    board = dict(load_board(PLANT_BOARD))
+    board.update(cells=cells, temp_sensors=temps, capacity_mah=CAPACITY_MAH)
+    plant = Plant(board, seed=1, initial_soc_pct=START_SOC_PCT)
+    plant.cells[0].soc += HIGH_CELL_PCT / 100.0
+    plant.output_closed = True
+    dt_s = CONTROL_MS / 1000.0
+    drive = Drive([], [], [], [], [])
     for kind, periods, ma in CYCLE:
         for k in range(periods):
-            i_ma = PULSE_MA if kind == DISCHARGE and k % 10 == 9 else ma
-            drop = OHM_MV_PER_A * i_ma // 1000
-            v = [3750 + drop + (c * 7) % 11 - 5 for c in range(cells)]
-            v[0] += 30  # one high cell: the balancer bleeds it
-            cells_mv.append(v)
-            temps_dc.append([250 + (t * 3) % 7 - 3 for t in range(temps)])
-            currents.append(i_ma)
-            rest.append(kind == REST)
-    return Drive(cells_mv, temps_dc, currents, rest)
+            plant.requested_current_a = ma * (PULSE if kind != REST and k % 10 == 9 else 1) / 1000
+            for _ in range(SAMPLES_PER_RUN):
+                plant.step(dt_s)
+                x = plant.truth()
+                drive.current_ma.append(round(x.current_a * 1000))
+                drive.mean_mv.append(round(sum(x.cells_v) / cells * 1000))
+            drive.cells_mv.append([round(v * 1000) for v in x.cells_v])
+            drive.temps_dc.append([round(t * 10) for t in x.temps_c])
+            drive.rest.append(kind == REST)
+    return drive
 
 
 def make_board(cells: int, model: str) -> dict[str, Any]:
@@ -224,12 +238,13 @@ def _do(op):
 def _one_period(k):
     est = _est
     p = k % _P
-    cur = _cur[p]
-    mean = _mean[p]
+    cur = _cur
+    mean = _mean
+    base = p * _SPR
     worst = 0
-    for j in range(_SPR):
+    for j in range(base, base + _SPR):
         a = gc.mem_alloc()
-        est.sample(_CONTROL_MS, cur, mean)
+        est.sample(_CONTROL_MS, cur[j], mean[j])
         d = gc.mem_alloc() - a
         if d > worst:
             worst = d
@@ -250,9 +265,9 @@ def _sample_locked(n):
     micropython.heap_lock()
     try:
         for k in range(n):
-            p = k % _P
-            for j in range(_SPR):
-                est.sample(_CONTROL_MS, cur[p], mean[p])
+            base = (k % _P) * _SPR
+            for j in range(base, base + _SPR):
+                est.sample(_CONTROL_MS, cur[j], mean[j])
     except MemoryError:
         result = 1
     finally:
@@ -295,20 +310,17 @@ def _batch(kind, count):
     t0 = ticks_us()
     if kind == 0:
         for k in range(count):
-            p = _mixed[k % _P]
-            c = cur[p]
-            m = mean[p]
-            for j in range(spr):
-                est.sample(dt, c, m)
+            base = _mixed[k % _P] * spr
+            for j in range(base, base + spr):
+                est.sample(dt, cur[j], mean[j])
     elif kind == 1 or kind == 3:
         which = _loads if kind == 1 else _rests
         n = len(which)
         for k in range(count):
             p = which[k % n]
-            c = cur[p]
-            m = mean[p]
-            for j in range(spr):
-                est.sample(dt, c, m)
+            base = p * spr
+            for j in range(base, base + spr):
+                est.sample(dt, cur[j], mean[j])
             est.run(cells[p], temps[p], ratings, True)
     elif kind == 2:
         ref = _reference
@@ -329,12 +341,11 @@ def _batch(kind, count):
         board = _board
         profile = _profile
         p = _rests[0]
-        c = cur[p]
-        m = mean[p]
+        base = p * spr
         for k in range(count):
             e = se(board, profile)
-            for j in range(spr):
-                e.sample(dt, c, m)
+            for j in range(base, base + spr):
+                e.sample(dt, cur[j], mean[j])
             if kind == 6:
                 e.run(cells[p], temps[p], ratings, True)
     return time.ticks_diff(ticks_us(), t0)
@@ -344,7 +355,6 @@ def _batch(kind, count):
 def harness_data(board: dict[str, Any], drive: Drive, periods: int, cycles: int) -> str:
     """The inputs and result arrays: all preallocated before the baseline."""
     n = drive.periods
-    mean = [sum(v) // len(v) for v in drive.cells_mv]
     loads = [p for p in range(n) if not drive.rest[p]]
     rests = [p for p in range(n) if drive.rest[p]]
     # Samples alone are timed over a mix that matches the load and rest periods.
@@ -359,7 +369,7 @@ _RATINGS = {RATINGS_A!r}
 _cells = [array("H", c) for c in {drive.cells_mv!r}]
 _temps = [array("h", t) for t in {drive.temps_dc!r}]
 _cur = array("l", {drive.current_ma!r})
-_mean = array("l", {mean!r})
+_mean = array("l", {drive.mean_mv!r})
 _loads = {loads!r}
 _rests = {rests!r}
 _mixed = {mixed!r}
@@ -617,7 +627,9 @@ def report(results: list[Cost], mpy: list[Cost], mp_version: str, cycles: int) -
           f"cycles of {n} periods:\n"
           + ", ".join(f"{('discharge', 'rest', 'charge')[k]} {p} ({ma} mA)"
                       for k, p, ma in CYCLE)
-          + f"; a {PULSE_MA} mA pulse every tenth discharge period")
+          + f"; {PULSE}x the current every tenth load period;\nfrom the plant of "
+          f"{PLANT_BOARD} at {START_SOC_PCT:.0f} % SoC, the first cell {HIGH_CELL_PCT:.0f} "
+          "points fuller")
 
     print("\nBytes allocated (gc.mem_alloc just before and after; heap collected before "
           "every period)")
