@@ -154,7 +154,6 @@ class PackEkf:
         self.bias_var_per_s = (bias_drift_a_per_h * bias_drift_a_per_h) / 3600.0
         self.capacity_ah = model.capacity_ah
         self.innovation_v = 0.0
-        self._f = [[0.0] * 4 for _ in range(4)]
         self._tmp = [[0.0] * 4 for _ in range(4)]
 
     def predict(self, current_a, dt_s, temp_c):
@@ -168,31 +167,30 @@ class PackEkf:
         x[0] += gain * i_eff
         x[1] = a1 * x[1] + r1 * (1.0 - a1) * i_eff
         x[2] = a2 * x[2] + r2 * (1.0 - a2) * i_eff
-        f = self._f
-        for r in range(4):
-            for c in range(4):
-                f[r][c] = 0.0
-        f[0][0] = 1.0
-        f[0][3] = -gain
-        f[1][1] = a1
-        f[1][3] = -r1 * (1.0 - a1)
-        f[2][2] = a2
-        f[2][3] = -r2 * (1.0 - a2)
-        f[3][3] = 1.0
+        # P = F P F^T with F = [[1,0,0,-g],[0,a1,0,-b1],[0,0,a2,-b2],[0,0,0,1]], its
+        # zeros skipped: a quarter of the float operations (each one allocates on
+        # a board) of the full product.
+        b1 = r1 * (1.0 - a1)
+        b2 = r2 * (1.0 - a2)
         p, t = self.p, self._tmp
-        for r in range(4):  # t = F P
-            for c in range(4):
-                t[r][c] = f[r][0] * p[0][c] + f[r][1] * p[1][c] + f[r][2] * p[2][c] \
-                    + f[r][3] * p[3][c]
+        for c in range(4):  # t = F P, row by row
+            p3 = p[3][c]
+            t[0][c] = p[0][c] - gain * p3
+            t[1][c] = a1 * p[1][c] - b1 * p3
+            t[2][c] = a2 * p[2][c] - b2 * p3
+            t[3][c] = p3
         for r in range(4):  # P = t F^T
-            for c in range(4):
-                p[r][c] = t[r][0] * f[c][0] + t[r][1] * f[c][1] + t[r][2] * f[c][2] \
-                    + t[r][3] * f[c][3]
+            tr = t[r]
+            t3 = tr[3]
+            p[r][0] = tr[0] - gain * t3
+            p[r][1] = a1 * tr[1] - b1 * t3
+            p[r][2] = a2 * tr[2] - b2 * t3
+            p[r][3] = t3
         # Process noise: the current sensor's noise drives SoC and the RC states.
         q_i = self.current_var
         p[0][0] += gain * gain * q_i
-        p[1][1] += (r1 * (1.0 - a1)) ** 2 * q_i + 1e-8 * dt_s
-        p[2][2] += (r2 * (1.0 - a2)) ** 2 * q_i + 1e-8 * dt_s
+        p[1][1] += b1 * b1 * q_i + 1e-8 * dt_s
+        p[2][2] += b2 * b2 * q_i + 1e-8 * dt_s
         p[3][3] += self.bias_var_per_s * dt_s
 
     def update(self, cell_v, current_a, temp_c):
