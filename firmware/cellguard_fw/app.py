@@ -82,13 +82,15 @@ def board_limits(board):
     limits["charge_current_max_ma"] = (charge, charge // 2)
     limits["discharge_current_max_ma"] = (discharge, discharge // 2)
     # Peak levels default to twice the sustained rating, a short circuit to four
-    # times; none above 90 % of what the current sensor measures, so a saturated
-    # reading still trips.
+    # times; a short circuit at most 90 % of what the current sensor measures, so
+    # a saturated reading still trips, and the peaks at most 80 %, so that on a
+    # small sensor they still trip before the short circuit does.
     top = full_scale * 9 // 10
+    peak_top = full_scale * 8 // 10
     limits["charge_current_peak_ma"] = tuple(overrides.get(
-        "charge_current_peak_ma", (min(2 * charge, top), charge)))
+        "charge_current_peak_ma", (min(2 * charge, peak_top), charge)))
     limits["discharge_current_peak_ma"] = tuple(overrides.get(
-        "discharge_current_peak_ma", (min(2 * discharge, top), discharge)))
+        "discharge_current_peak_ma", (min(2 * discharge, peak_top), discharge)))
     limits["short_circuit_ma"] = tuple(overrides.get(
         "short_circuit_ma", (min(4 * discharge, top), discharge)))
     return limits
