@@ -77,5 +77,12 @@ pybamm-cells: pybamm-setup
 		--name "A123 ANR26650 (PyBaMM Prada2013), fitted" $(call pybamm_inputs,prada2013) \
 		--out cells/a123-26650-prada2013.json
 
+# The on-board SoC estimator (EKF and the coulomb baseline) against PyBaMM DFN
+# ground truth through the board's sensor model: benchmarks/README.md. Runs
+# PyBaMM on first use (cached), then about a minute.
+.PHONY: bench-accuracy
+bench-accuracy: pybamm-setup
+	$(BIN)/python benchmarks/estimator_accuracy.py
+
 clean:
 	rm -rf $(VENV) node_modules .stubs demo .pytest_cache .hypothesis

@@ -142,8 +142,14 @@ class PackEkf:
     """Extended Kalman filter on the mean cell: x = [SoC %, v1 V, v2 V, bias A]."""
 
     def __init__(self, model, soc_pct, soc_std_pct=20.0, voltage_std_v=0.005,
-                 current_std_a=0.05, bias_std_a=0.2, bias_drift_a_per_h=0.01):
+                 current_std_a=0.05, bias_std_a=0.05, bias_drift_a_per_h=0.01,
+                 model_error_frac=0.5):
         self.model = model
+        # The model's voltage error grows with the current (a two-RC circuit is
+        # linear; a cell is not): the measurement variance gets
+        # (model_error_frac * R0 * I)^2 on top, so a large innovation under load
+        # is not read as a sensor bias or a SoC error.
+        self.model_error_frac = model_error_frac
         self.x = [soc_pct, 0.0, 0.0, 0.0]
         self.p = [[0.0] * 4 for _ in range(4)]
         self.p[0][0] = soc_std_pct * soc_std_pct
@@ -201,10 +207,12 @@ class PackEkf:
         i_eff = current_a - x[3]
         predicted = m.get("ocv_v") + x[1] + x[2] + r0 * i_eff
         h = (m.ocv_slope(), 1.0, 1.0, -r0)
+        err = self.model_error_frac * r0 * current_a
+        r_meas = self.r_meas + err * err
         p = self.p
         ph = [p[r][0] * h[0] + p[r][1] * h[1] + p[r][2] * h[2] + p[r][3] * h[3]
               for r in range(4)]
-        s = h[0] * ph[0] + h[1] * ph[1] + h[2] * ph[2] + h[3] * ph[3] + self.r_meas
+        s = h[0] * ph[0] + h[1] * ph[1] + h[2] * ph[2] + h[3] * ph[3] + r_meas
         k = [v / s for v in ph]
         innovation = cell_v - predicted
         self.innovation_v = innovation
@@ -221,13 +229,18 @@ class PackEkf:
         for r in range(4):
             for c in range(r, 4):
                 v = a[r][0] * t[c][0] + a[r][1] * t[c][1] + a[r][2] * t[c][2] \
-                    + a[r][3] * t[c][3] + k[r] * k[c] * self.r_meas
+                    + a[r][3] * t[c][3] + k[r] * k[c] * r_meas
                 p[r][c] = v
                 p[c][r] = v
-        if x[0] < 0.0:
-            x[0] = 0.0
-        elif x[0] > 100.0:
-            x[0] = 100.0
+        # A SoC past 0 or 100 % is clamped, and the states correlated with it move
+        # with it (the clamp projected through the covariance): clamping SoC alone
+        # leaves the bias holding the excess, and the filter drifts off.
+        bound = 0.0 if x[0] < 0.0 else (100.0 if x[0] > 100.0 else x[0])
+        if bound != x[0] and p[0][0] > 0:
+            d = x[0] - bound
+            for r in range(1, 4):
+                x[r] -= p[r][0] / p[0][0] * d
+            x[0] = bound
 
     @property
     def soc_std_pct(self):
@@ -404,8 +417,10 @@ class StateEstimator:
         h = self.health
         m.at(ekf.x[0], t)
         changed = h.update_r0(m.get("r0_ohm"))
+        # A rest is judged on the measured current: after a cut-off the filter's
+        # bias can be off by more than the rest threshold.
         rested = m.soc_from_ocv(mean_v, t) if (
-            -h.rest_current_a <= i_true <= h.rest_current_a) else ekf.x[0]
+            -h.rest_current_a <= current_a <= h.rest_current_a) else ekf.x[0]
         if h.update_capacity(current_a, dt_s, rested, ekf.x[3]):
             ekf.capacity_ah = h.capacity_ah
             m.capacity_ah = h.capacity_ah  # the cell filters count with it

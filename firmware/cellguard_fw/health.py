@@ -87,8 +87,9 @@ class Health:
         where it is well known), not as the filter has it now: under load the
         filter's bias also soaks up a capacity error, the very thing measured."""
         self.charge_ah += (current_a - self.anchor_bias_a) * dt_s / 3600.0
-        true_a = current_a - bias_a
-        if -self.rest_current_a <= true_a <= self.rest_current_a:
+        # The rest itself is judged on the measured current: the filter's bias can
+        # be off by more than the threshold just after a cut-off.
+        if -self.rest_current_a <= current_a <= self.rest_current_a:
             self.rest_time_s += dt_s
         else:
             self.rest_time_s = 0.0

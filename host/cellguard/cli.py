@@ -83,10 +83,14 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     if args.script is None and (args.repeat != 1 or args.exit_at_end):
         raise CellguardError("--repeat and --exit-at-end go with --script FILE")
+    if args.plant != "pybamm" and (args.pybamm_model or args.parameter_set):
+        raise CellguardError("--pybamm-model and --parameter-set go with --plant pybamm")
     script = None if args.script is None else load_script(args.script)  # before the pty opens
     speed = math.inf if args.speed == 0 else args.speed
     sim = SimulatedBoard(board=args.board, runtime=args.runtime, seed=args.seed, speed=speed,
-                         initial_soc_pct=args.soc, ambient_c=args.ambient, link=args.link)
+                         initial_soc_pct=args.soc, ambient_c=args.ambient, link=args.link,
+                         plant=args.plant, pybamm_model=args.pybamm_model,
+                         parameter_set=args.parameter_set)
     sim.set_current(args.current)
     runner = None
     if script is not None:
@@ -116,7 +120,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGUSR2, lambda *_: sim.replug())
             print(f"link: {args.link} (kill -USR1 {os.getpid()} unplugs, -USR2 replugs)",
                   flush=True)
-        print(f"board {sim.board['name']}, firmware under {args.runtime}, speed "
+        plant = ""
+        if args.plant == "pybamm":
+            info = sim.info()
+            plant = f", PyBaMM plant ({info['pybamm_model']}, {info['parameter_set']})"
+        print(f"board {sim.board['name']}, firmware under {args.runtime}{plant}, speed "
               f"{'max' if math.isinf(speed) else f'{speed:g}x'}; Ctrl-C stops", flush=True)
         sim.resume()
         reported = False
@@ -290,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--link", metavar="PATH",
                    help="keep PATH a symlink to the board's pty, re-pointed on replug (a stable "
                         "name like /dev/serial/by-id/...)")
+    s.add_argument("--plant", choices=["ecm", "pybamm"], default="ecm",
+                   help="the cells: the built-in equivalent circuit (default) or a PyBaMM cell "
+                        "(needs `make pybamm-setup`; see docs/simulator.md)")
+    s.add_argument("--pybamm-model", choices=["spme", "dfn"],
+                   help="with --plant pybamm: the PyBaMM model (default spme; dfn is slower)")
+    s.add_argument("--parameter-set", choices=["chen2020", "prada2013"],
+                   help="with --plant pybamm: PyBaMM's LG M50 NMC (chen2020, default) or A123 "
+                        "LFP (prada2013) cell")
     s.set_defaults(func=cmd_sim)
 
     s = sub.add_parser("config", help="read and write the board's configuration")

@@ -31,11 +31,17 @@ from typing import Any
 from ..boards import BoardFileError, load_board
 from ..errors import PortError
 from .plant import Plant, PlantTruth
+from .pybamm_plant import MODELS as PYBAMM_MODELS  # imports PyBaMM only when used
+from .pybamm_plant import PARAMETER_SETS, PybammPlant, check_choice, pybamm_board
 from .runtime import FirmwareRuntime, make_runtime
 from .script import Script, ScriptError, ScriptRunner, StepCallback, load_script
 from .sensors import TEMP_OPEN, TEMP_SHORTED, SensorModel
 
 TickHook = Callable[["SimulatedBoard"], None]
+
+PLANTS = ("ecm", "pybamm")
+"""``plant=``: the built-in equivalent-circuit plant (``plant.py``) or a PyBaMM
+cell (``pybamm_plant.py``; needs PyBaMM, ``make pybamm-setup``)."""
 
 HOST_STALL_S = 1.0
 """How long a full pty may hold the board back before the host counts as gone."""
@@ -81,18 +87,39 @@ class SimulatedBoard:
         history_s: float = 3600.0,
         sensors: dict[str, Any] | None = None,
         link: str | os.PathLike[str] | None = None,
+        plant: str = "ecm",
+        pybamm_model: str | None = None,
+        parameter_set: str | None = None,
     ) -> None:
         self.board = json.loads(json.dumps(board)) if isinstance(board, dict) else load_board(
             board)
-        self.board_json = json.dumps(self.board)
         self.period_ms: int = self.board["control_period_ms"]
+        check_choice("plant", plant, PLANTS)
+        if plant == "pybamm":
+            pybamm_model = pybamm_model or "spme"
+            parameter_set = parameter_set or "chen2020"
+            check_choice("pybamm_model", pybamm_model, PYBAMM_MODELS)
+            check_choice("parameter_set", parameter_set, PARAMETER_SETS)
+        elif pybamm_model is not None or parameter_set is not None:
+            raise ValueError("pybamm_model and parameter_set go with plant=\"pybamm\"")
+        self.plant_kind = plant
         try:
-            self.plant = Plant(self.board, seed=seed, initial_soc_pct=initial_soc_pct,
-                               ambient_c=ambient_c)
+            if plant == "pybamm":
+                # The board's cells become the PyBaMM cell (chemistry, capacity,
+                # cell model), so the firmware is set up for what it measures.
+                assert pybamm_model is not None and parameter_set is not None
+                self.board = pybamm_board(self.board, parameter_set)
+                self.plant: Plant = PybammPlant(
+                    self.board, seed=seed, initial_soc_pct=initial_soc_pct,
+                    ambient_c=ambient_c, model=pybamm_model, parameter_set=parameter_set)
+            else:
+                self.plant = Plant(self.board, seed=seed, initial_soc_pct=initial_soc_pct,
+                                   ambient_c=ambient_c)
             self.sensors = SensorModel(self.board, seed=seed, noise_lsb=noise_lsb,
                                        config=sensors)
         except ValueError as exc:
             raise BoardFileError(str(exc)) from None
+        self.board_json = json.dumps(self.board)
         self.runtime_name = runtime
         self.speed = speed
         self.lockstep = lockstep
@@ -524,7 +551,12 @@ class SimulatedBoard:
             view = view[n:]
 
     def info(self) -> dict[str, Any]:
-        return {"board": self.board["name"], "runtime": self.runtime_name, "port": self.port}
+        info = {"board": self.board["name"], "runtime": self.runtime_name, "port": self.port,
+                "plant": self.plant_kind}
+        if self.plant_kind == "pybamm":
+            info["pybamm_model"] = getattr(self.plant, "model_name", "")
+            info["parameter_set"] = getattr(self.plant, "parameter_set", "")
+        return info
 
     # -- USB plug ------------------------------------------------------------------
     def unplug(self) -> None:
