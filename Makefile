@@ -15,7 +15,8 @@ STDLIB_STUBS_VERSION := 1.29.0.post2
 demo: setup
 	$(BIN)/cellguard demo
 
-test: setup
+# The suite includes the PyBaMM plant's tests, so it installs PyBaMM too (~25 s).
+test: setup pybamm-setup
 	$(BIN)/python -m pytest
 
 setup: check-prereqs $(VENV)/.installed node_modules/.installed .stubs/.installed
@@ -51,8 +52,9 @@ typecheck: setup
 lint: setup
 	$(BIN)/ruff check .
 
-# PyBaMM (DFN reference traces, host/cellguard/pybamm_traces.py) into the same
-# .venv, on demand: `make test` never needs it.
+# PyBaMM (DFN reference traces, host/cellguard/pybamm_traces.py, the PyBaMM plant
+# of `cellguard sim --plant pybamm`) into the same .venv: `make test` runs its
+# tests; `make demo` does not need it.
 pybamm-setup: $(VENV)/.pybamm-installed
 
 $(VENV)/.pybamm-installed: $(VENV)/.installed
