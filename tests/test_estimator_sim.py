@@ -87,3 +87,37 @@ def test_balancing_bleeds_the_fullest_cell_in_the_plant() -> None:
     # 3.9 V across 33 ohm for 10 minutes: about 0.02 Ah, 0.66 % of a 3 Ah cell
     bleed_pct = 100 * (3.9 / sim.plant.balance_ohm) * 600 / 3600 / sim.plant.cells[2].capacity_ah
     assert gap0 - gap == pytest.approx(bleed_pct, rel=0.25)
+
+
+@pytest.mark.parametrize("multi_port", [False, True])
+def test_the_log_stores_the_estimates(tmp_path: Any, multi_port: bool) -> None:
+    """ESTIMATE frames land in the log's estimates table beside the telemetry,
+    through the single-board logger and through `cellguard log`."""
+    import subprocess
+    import sys
+
+    from cellguard.logfile import LogReader
+    from cellguard.logger import log_board
+
+    out = tmp_path / "run.sqlite"
+    with SimulatedBoard(runtime="cpython", speed=20.0, initial_soc_pct=60.0) as sim:
+        sim.set_current(-3.0)
+        if multi_port:
+            proc = subprocess.run(
+                [sys.executable, "-m", "cellguard.cli", "log", "--port", sim.port, "--out",
+                 str(out), "--duration", "20"], capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr
+        else:
+            log_board(sim.port, out, duration_s=20.0)
+    with LogReader(out) as reader:
+        estimates = list(reader.estimates())
+        samples = list(reader.samples())
+    assert len(estimates) >= 15 and len(samples) >= 15
+    times = [e["t_s"] for e in estimates]
+    assert times == sorted(times) and times[-1] <= samples[-1].t_s + 1.0
+    assert {e["mode"] for e in estimates} == {"ekf"}
+    last = estimates[-1]
+    # the SoC the estimate gives is the one telemetry reported at about that time
+    nearest = min(samples, key=lambda s: abs(s.t_s - last["t_s"]))
+    assert abs(last["soc_cpct"] / 100.0 - nearest.soc_pct) < 0.5
+    assert last["discharge_limit_ma"] > 0 and last["soc_std_cpct"] > 0

@@ -94,9 +94,37 @@ CREATE TABLE IF NOT EXISTS events (
     value INTEGER NOT NULL,         -- what the protection saw (its wire unit)
     faults INTEGER NOT NULL         -- fault bits holding the output open afterwards
 );
+CREATE TABLE IF NOT EXISTS estimates ( -- ESTIMATE frames (added to schema 2)
+    board_id INTEGER NOT NULL REFERENCES boards(id),
+    board_time_ms INTEGER NOT NULL, -- raw board clock
+    t_s REAL NOT NULL,              -- on the telemetry's t_s axis
+    host_time REAL NOT NULL,        -- host clock (Unix time) at receipt
+    mode TEXT NOT NULL,             -- ekf or coulomb
+    soc_cpct INTEGER NOT NULL,      -- 0.01 %
+    soc_std_cpct INTEGER NOT NULL,  -- 0.01 %, -1: not estimated
+    cell_soc_min_cpct INTEGER NOT NULL,
+    cell_soc_max_cpct INTEGER NOT NULL,
+    capacity_mah INTEGER NOT NULL,
+    capacity_cpct INTEGER NOT NULL,
+    r0_growth_cpct INTEGER NOT NULL,
+    bias_ma INTEGER NOT NULL,
+    charge_limit_ma INTEGER NOT NULL, charge_peak_2s_ma INTEGER NOT NULL,
+    charge_peak_10s_ma INTEGER NOT NULL, charge_peak_30s_ma INTEGER NOT NULL,
+    discharge_limit_ma INTEGER NOT NULL, discharge_peak_2s_ma INTEGER NOT NULL,
+    discharge_peak_10s_ma INTEGER NOT NULL, discharge_peak_30s_ma INTEGER NOT NULL,
+    balancing INTEGER NOT NULL      -- bit i: cell i bleeding
+);
 CREATE INDEX IF NOT EXISTS telemetry_time ON telemetry (board_id, t_s);
 CREATE INDEX IF NOT EXISTS events_time ON events (board_id, t_s);
+CREATE INDEX IF NOT EXISTS estimates_time ON estimates (board_id, t_s);
 """
+ESTIMATE_COLUMNS = (
+    "soc_cpct", "soc_std_cpct", "cell_soc_min_cpct", "cell_soc_max_cpct", "capacity_mah",
+    "capacity_cpct", "r0_growth_cpct", "bias_ma", "charge_limit_ma", "charge_peak_2s_ma",
+    "charge_peak_10s_ma", "charge_peak_30s_ma", "discharge_limit_ma", "discharge_peak_2s_ma",
+    "discharge_peak_10s_ma", "discharge_peak_30s_ma", "balancing",
+)
+"""The ESTIMATE fields stored as they came (wire units), after mode."""
 _MIGRATE_1_TO_2 = (
     "ALTER TABLE telemetry ADD COLUMN warnings INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE telemetry ADD COLUMN alarms INTEGER NOT NULL DEFAULT 0",
@@ -364,6 +392,17 @@ class LogWriter:
              p["faults"]),
         )
 
+    def add_estimate(self, board_id: int, p: dict[str, Any],
+                     host_time: float | None = None) -> None:
+        """Store one ESTIMATE payload (SoC with its uncertainty, health, limits)."""
+        host_time = time.time() if host_time is None else host_time
+        clock = self._clocks[board_id]
+        self._execute(
+            f"INSERT INTO estimates VALUES ({','.join('?' * (5 + len(ESTIMATE_COLUMNS)))})",
+            (board_id, p["board_time_ms"], clock.t_at(p["board_time_ms"]), host_time,
+             str(p["mode"]), *(p[k] for k in ESTIMATE_COLUMNS)),
+        )
+
     def port_lost(self, board_id: int, host_time: float | None = None) -> None:
         """The board's port vanished (unplugged): its gap starts now."""
         clock = self._clocks[board_id]
@@ -611,7 +650,7 @@ class LogReader:
             raise LogFileError(f"{path} was written by a newer cellguard (schema {meta['schema']})")
         self._columns = {
             table: {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
-            for table in ("telemetry", "gaps", "events")
+            for table in ("telemetry", "gaps", "events", "estimates")
         }
 
     def close(self) -> None:
@@ -701,6 +740,20 @@ class LogReader:
             params.append(t_to)
         for row in self.db.execute(sql + " ORDER BY board_id, t_s, rowid", params):
             yield LogEvent(*row)
+
+    def estimates(self, board_id: int | None = None) -> Iterator[dict[str, Any]]:
+        """ESTIMATE rows in time order, in wire units with ``board_id``, ``t_s``,
+        ``host_time`` and ``mode`` (none in logs written before they were stored)."""
+        if not self._columns["estimates"]:
+            return
+        cols = ("board_id", "board_time_ms", "t_s", "host_time", "mode", *ESTIMATE_COLUMNS)
+        sql = f"SELECT {', '.join(cols)} FROM estimates"
+        params: list[Any] = []
+        if board_id is not None:
+            sql += " WHERE board_id = ?"
+            params.append(board_id)
+        for row in self.db.execute(sql + " ORDER BY board_id, t_s, rowid", params):
+            yield dict(zip(cols, row, strict=True))
 
     def summary(self) -> LogSummary:
         boards = [f"{info.board} ({info.unique_id})" for _, info in self.boards()]

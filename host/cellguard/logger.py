@@ -130,6 +130,8 @@ def log_board(
                     if messages:
                         last_data = now
                     for msg in messages:
+                        if msg.name == "estimate":
+                            writer.add_estimate(board_id, msg.payload)
                         if msg.name == "fault_event":
                             writer.add_event(board_id, msg.payload)
                             if on_fault is not None:
@@ -486,6 +488,8 @@ class PortLogger:
                     t = Telemetry.from_wire(msg.payload)
                     run.lost += writer.add(state.board_id, t, host_time)
                     state.last = t
+                elif msg.name == "estimate":
+                    writer.add_estimate(state.board_id, msg.payload, host_time)
                 elif msg.name == "fault_event":
                     writer.add_event(state.board_id, msg.payload, host_time)
                     run.events += 1
