@@ -205,14 +205,14 @@ def test_balancer_by_soc_with_hysteresis_and_a_thermal_limit() -> None:
 
 def test_health_persists_across_a_reset(tmp_path: Path) -> None:
     path = str(tmp_path / "health.bin")
-    h = Health(3.0, 4, path)
+    h = Health(3.0, path)
     h.capacity_ah, h.r0_growth = 2.75, 1.31
     h.save()
-    again = Health(3.0, 4, path)
+    again = Health(3.0, path)
     assert again.capacity_ah == pytest.approx(2.75, abs=0.001)
     assert again.r0_growth == pytest.approx(1.31, abs=0.001)
     assert again.capacity_pct == pytest.approx(100 * 2.75 / 3.0, abs=0.05)
-    assert Health(3.0, 4, None).capacity_ah == 3.0  # nothing stored: rated
+    assert Health(3.0, None).capacity_ah == 3.0  # nothing stored: rated
 
 
 def test_estimate_command_writes_a_csv(tmp_path: Path, dynamic: TraceMaker) -> None:

@@ -159,7 +159,6 @@ class PackEkf:
         self.current_var = current_std_a * current_std_a
         self.bias_var_per_s = (bias_drift_a_per_h * bias_drift_a_per_h) / 3600.0
         self.capacity_ah = model.capacity_ah
-        self.innovation_v = 0.0
         self._tmp = [[0.0] * 4 for _ in range(4)]
 
     def predict(self, current_a, dt_s, temp_c):
@@ -215,7 +214,6 @@ class PackEkf:
         s = h[0] * ph[0] + h[1] * ph[1] + h[2] * ph[2] + h[3] * ph[3] + r_meas
         k = [v / s for v in ph]
         innovation = cell_v - predicted
-        self.innovation_v = innovation
         for r in range(4):
             x[r] += k[r] * innovation
         # Joseph form, P = (I - K H) P (I - K H)^T + K R K^T: stays symmetric and
@@ -338,7 +336,7 @@ class StateEstimator:
         self.counter = counter  # the coulomb counter: the baseline and coulomb mode
         self.initial_soc_pct = board.get("initial_soc_pct")
         # A rest: below C/20 (and at least 50 mA), for the relaxation time.
-        self.health = Health(self.model.capacity_ah, self.n,
+        self.health = Health(self.model.capacity_ah,
                              None if storage is None else storage + "/health.bin",
                              rest_current_a=max(0.05, self.model.capacity_ah / 20.0))
         self.balancer = Balancer(self.n, board.get("balance_ohm", 33.0)) \
@@ -417,11 +415,8 @@ class StateEstimator:
         h = self.health
         m.at(ekf.x[0], t)
         changed = h.update_r0(m.get("r0_ohm"))
-        # A rest is judged on the measured current: after a cut-off the filter's
-        # bias can be off by more than the rest threshold.
-        rested = m.soc_from_ocv(mean_v, t) if (
-            -h.rest_current_a <= current_a <= h.rest_current_a) else ekf.x[0]
-        if h.update_capacity(current_a, dt_s, rested, ekf.x[3]):
+        # A point is taken only at the end of a rest: the OCV inversion runs then.
+        if h.count(current_a, dt_s) and h.take_point(m.soc_from_ocv(mean_v, t), ekf.x[3]):
             ekf.capacity_ah = h.capacity_ah
             m.capacity_ah = h.capacity_ah  # the cell filters count with it
             changed = True

@@ -21,10 +21,9 @@ from .latches import WordStore
 
 
 class Health:
-    def __init__(self, rated_capacity_ah, n_cells, path=None, rest_current_a=0.05,
+    def __init__(self, rated_capacity_ah, path=None, rest_current_a=0.05,
                  rest_s=1800.0, min_span_pct=40.0, gain=1.0, step_a=1.0):
         self.rated_capacity_ah = rated_capacity_ah
-        self.n_cells = n_cells
         self.store = WordStore(path, 2)
         saved = self.store.load_words()
         self.capacity_ah = rated_capacity_ah
@@ -78,23 +77,26 @@ class Health:
             return True
         return False
 
-    def update_capacity(self, current_a, dt_s, rested_soc_pct, bias_a=0.0):
-        """Count charge; at a rest, take the point. ``current_a`` is the measured
-        current, ``bias_a`` the sensor bias as estimated now, ``rested_soc_pct``
-        the SoC the OCV gives now. Returns True when the capacity was relearned.
+    def count(self, current_a, dt_s):
+        """Count the charge of one period (``current_a`` measured); True when the
+        rest is long enough for a well-known point (:meth:`take_point`).
 
         The charge is counted with the bias as it was at the last point (a rest,
         where it is well known), not as the filter has it now: under load the
-        filter's bias also soaks up a capacity error, the very thing measured."""
+        filter's bias also soaks up a capacity error, the very thing measured. The
+        rest itself is judged on the measured current: the filter's bias can be
+        off by more than the threshold just after a cut-off."""
         self.charge_ah += (current_a - self.anchor_bias_a) * dt_s / 3600.0
-        # The rest itself is judged on the measured current: the filter's bias can
-        # be off by more than the threshold just after a cut-off.
         if -self.rest_current_a <= current_a <= self.rest_current_a:
             self.rest_time_s += dt_s
         else:
             self.rest_time_s = 0.0
-        if self.rest_time_s < self.rest_s:
-            return False
+        return self.rest_time_s >= self.rest_s
+
+    def take_point(self, rested_soc_pct, bias_a):
+        """Take the rest's point: ``rested_soc_pct`` is the SoC its OCV gives,
+        ``bias_a`` the sensor bias as estimated now. True when the capacity was
+        relearned from the charge counted since the last point."""
         learned = False
         span = rested_soc_pct - self.anchor_soc
         if self.anchor_soc >= 0.0 and (span >= self.min_span_pct or -span >= self.min_span_pct):

@@ -45,22 +45,25 @@ UNITS: dict[str, tuple[str, float]] = {
 
 
 # The wire unit of the value a protection reports when it trips or releases.
-FAULT_VALUE_UNITS: dict[str, str] = {
-    "cell_overvoltage": "mv", "cell_undervoltage": "mv", "overtemperature": "dc",
-    "undertemperature": "dc", "overcurrent_charge": "ma", "overcurrent_discharge": "ma",
-    "deep_discharge": "mv", "overtemperature_charge": "dc", "undertemperature_charge": "dc",
-    "overcurrent_charge_peak": "ma", "overcurrent_discharge_peak": "ma", "short_circuit": "ma",
-    "cell_imbalance": "mv",
-    "host_lost": "ms", "open_wire": "mv", "sensor_range": "mv", "sensor_stuck": "ms",
-    "pack_voltage_mismatch": "mv", "temperature_rise": "dc",
-}
+def _fault_value_units() -> dict[str, str]:
+    # Each protection reports the value it watches, in its limit key's unit
+    # (the suffix of the key in the firmware's table); outside the
+    # table: the host-lost policy reports a time.
+    from cellguard_fw.protection import protection_table
+
+    units = {str(row[0]): str(row[4]).rsplit("_", 1)[-1] for row in protection_table()}
+    units["host_lost"] = "ms"
+    return units
+
+
+FAULT_VALUE_UNITS: dict[str, str] = _fault_value_units()
 
 
 def format_fault_value(bits: int, value: int) -> str:
     """A protection's trip/release value in SI units, e.g. ``2.795 V``."""
     names = fault_names(bits)
     wire = FAULT_VALUE_UNITS.get(names[0]) if len(names) == 1 else None
-    if wire is None:
+    if wire not in UNITS:  # several bits, or a count
         return str(value)
     si, scale = UNITS[wire]
     return f"{value / scale:g} {si}"

@@ -21,7 +21,7 @@ import numpy as np
 
 from .client import EVENT_NAMES, Info, fault_names
 from .errors import CellguardError, LogFileError
-from .logfile import LogReader
+from .logfile import LogReader, selection
 
 SEVERITY_NAMES = {0: "warning", 1: "alarm", 2: "fault"}
 GAP_PERIODS = 5.0
@@ -201,14 +201,8 @@ def _blobs(blobs: tuple[bytes, ...], dtype: str, width: int, scale: float) -> np
 def _load_fast(reader: LogReader, board_id: int, info: Info, t_from: float | None,
                t_to: float | None, has_warnings: bool) -> Series:
     extra = ", warnings, alarms" if has_warnings else ", 0, 0"
-    sql = f"SELECT {', '.join(_FAST_COLUMNS)}{extra} FROM telemetry WHERE board_id = ?"
-    params: list[Any] = [board_id]
-    if t_from is not None:
-        sql += " AND t_s >= ?"
-        params.append(t_from)
-    if t_to is not None:
-        sql += " AND t_s <= ?"
-        params.append(t_to)
+    where, params = selection(board_id, t_from, t_to)
+    sql = f"SELECT {', '.join(_FAST_COLUMNS)}{extra} FROM telemetry{where}"
     cur = reader.db.execute(sql + " ORDER BY t_s", params)
     first = reader.db.execute(
         "SELECT cells_mv, temps_dc FROM telemetry WHERE board_id = ? LIMIT 1", (board_id,)

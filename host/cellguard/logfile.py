@@ -629,6 +629,19 @@ class LogSummary:
         ]
 
 
+
+def selection(board_id: int | None = None, t_from: float | None = None,
+              t_to: float | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its parameters) picking one board and a ``t_s`` range;
+    "" when nothing is picked. Every table with ``board_id`` and ``t_s`` takes it."""
+    terms: list[str] = []
+    params: list[Any] = []
+    for term, value in (("board_id = ?", board_id), ("t_s >= ?", t_from), ("t_s <= ?", t_to)):
+        if value is not None:
+            terms.append(term)
+            params.append(value)
+    return (" WHERE " + " AND ".join(terms) if terms else ""), params
+
 class LogReader:
     """Reads a cellguard log of schema 1 or 2 (read-only; safe beside a running writer)."""
 
@@ -676,17 +689,9 @@ class LogReader:
                  else "0, 0, 3")
         sql = ("SELECT board_id, boot, seq, t_s, board_time_ms, host_time, state, faults,"
                f" pack_mv, current_ma, soc_cpct, cells_mv, temps_dc, {extra}"
-               " FROM telemetry WHERE 1=1")
-        params: list[Any] = []
-        if board_id is not None:
-            sql += " AND board_id = ?"
-            params.append(board_id)
-        if t_from is not None:
-            sql += " AND t_s >= ?"
-            params.append(t_from)
-        if t_to is not None:
-            sql += " AND t_s <= ?"
-            params.append(t_to)
+               " FROM telemetry")
+        where, params = selection(board_id, t_from, t_to)
+        sql += where
         sql += " ORDER BY board_id, t_s"
         for row in self.db.execute(sql, params):
             (bid, boot, seq, t_s, board_ms, host_time, state, faults, pack_mv, current_ma,
@@ -727,17 +732,9 @@ class LogReader:
         if not self._columns["events"]:
             return
         sql = ("SELECT board_id, event_index, board_time_ms, t_s, host_time, kind, severity,"
-               " bits, value, faults FROM events WHERE 1=1")
-        params: list[Any] = []
-        if board_id is not None:
-            sql += " AND board_id = ?"
-            params.append(board_id)
-        if t_from is not None:
-            sql += " AND t_s >= ?"
-            params.append(t_from)
-        if t_to is not None:
-            sql += " AND t_s <= ?"
-            params.append(t_to)
+               " bits, value, faults FROM events")
+        where, params = selection(board_id, t_from, t_to)
+        sql += where
         for row in self.db.execute(sql + " ORDER BY board_id, t_s, rowid", params):
             yield LogEvent(*row)
 
@@ -747,11 +744,8 @@ class LogReader:
         if not self._columns["estimates"]:
             return
         cols = ("board_id", "board_time_ms", "t_s", "host_time", "mode", *ESTIMATE_COLUMNS)
-        sql = f"SELECT {', '.join(cols)} FROM estimates"
-        params: list[Any] = []
-        if board_id is not None:
-            sql += " WHERE board_id = ?"
-            params.append(board_id)
+        where, params = selection(board_id)
+        sql = f"SELECT {', '.join(cols)} FROM estimates{where}"
         for row in self.db.execute(sql + " ORDER BY board_id, t_s, rowid", params):
             yield dict(zip(cols, row, strict=True))
 
