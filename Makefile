@@ -70,7 +70,7 @@ pybamm_inputs = $(foreach t,$(PYBAMM_AMBIENTS),$(foreach p,$(PYBAMM_FIT_PROFILES
 	--input $(PYBAMM_TRACES)/$(1)-$(p)-$(t)C.csv))
 
 pybamm-cells: pybamm-setup
-	$(BIN)/python -m cellguard.pybamm_traces --cell chen2020 prada2013 \
+	$(BIN)/python -m cellguard.estimation.pybamm_traces --cell chen2020 prada2013 \
 		--profile $(PYBAMM_FIT_PROFILES) --ambient $(PYBAMM_AMBIENTS) --out-dir $(PYBAMM_TRACES)
 	$(BIN)/cellguard characterize --chemistry nmc --capacity-ah 5.0 \
 		--name "LG M50 (PyBaMM Chen2020), fitted" $(call pybamm_inputs,chen2020) \

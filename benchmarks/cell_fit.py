@@ -5,7 +5,7 @@ each fitted model replayed over PyBaMM DFN traces it was not fitted on.
     .venv/bin/python benchmarks/cell_fit.py --cell chen2020 --profile dst --ambient 25
 
 Needs PyBaMM (`make pybamm-setup`); traces come from the cache of
-``cellguard.pybamm_traces`` (run on first use). For each trace: the model runs
+``cellguard.estimation.pybamm_traces`` (run on first use). For each trace: the model runs
 on the trace's current and temperature from its true SoC at the start (its
 capacity counting SoC), and the table gives the RMS and max of model minus
 PyBaMM terminal voltage, over the whole trace and over the part above 10 %
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cellguard import cellmodel, pybamm_traces
-from cellguard.characterize import read_trace, simulate
+from cellguard.estimation import cellmodel, pybamm_traces
+from cellguard.estimation.characterize import read_trace, simulate
 from cellguard.paths import repo_root
 
 FILES = {"chen2020": "lg-m50-chen2020.json", "prada2013": "a123-26650-prada2013.json"}

@@ -7,7 +7,7 @@
     .venv/bin/python benchmarks/estimator_accuracy.py --set PackEkf.voltage_std_v=0.010
 
 Needs PyBaMM (`make pybamm-setup`). Ground truth: PyBaMM's DFN with a lumped
-thermal model (``cellguard.pybamm_traces``, cached), whose ``true_soc_pct`` is
+thermal model (``cellguard.estimation.pybamm_traces``, cached), whose ``true_soc_pct`` is
 100 % less the charge out of the cell since full over its nominal capacity.
 The ``cycle`` profile (rest 1 h, C/2 discharge to the lower cut-off, rest 1 h)
 is made here with a PyBaMM experiment and cached next to the others.
@@ -19,7 +19,7 @@ Measurements pass through the simulator's sensor model
 (rms) noise, current through a 16-bit +/-50 A channel with 10 mA (rms) noise,
 a -20 mA offset and a +0.5 % gain error (both make a discharge read larger:
 they add up), temperature through the board's 12-bit NTC channel with 0.2 degC
-noise; seeded per case. Then ``cellguard.estimate.run`` runs the firmware's
+noise; seeded per case. Then ``cellguard.estimation.estimate.run`` runs the firmware's
 estimator (the same code as on the board) over the measured trace with the
 fitted cell file (``cells/lg-m50-chen2020.json``,
 ``cells/a123-26650-prada2013.json``), once as the EKF and once as the coulomb
@@ -235,7 +235,7 @@ def cycle_trace(cell: str, ambient_c: float) -> tuple[Path, bool, float]:
     """Rest 1 h, C/2 discharge to the lower cut-off, rest 1 h (1 s samples), from
     full, as a pybamm_traces CSV (cached alongside its traces). Returns the
     path, whether it was cached, and PyBaMM's run time."""
-    from cellguard import pybamm_traces as pt
+    from cellguard.estimation import pybamm_traces as pt
 
     spec = pt.CELLS[cell]
     pybamm = pt._import_pybamm()
@@ -297,8 +297,8 @@ class Truth:
 
 
 def truth(case: Case) -> Truth:
-    from cellguard import pybamm_traces
-    from cellguard.characterize import read_trace
+    from cellguard.estimation import pybamm_traces
+    from cellguard.estimation.characterize import read_trace
 
     if case.profile == "cycle":
         path, cached, run_s = cycle_trace(case.cell, case.ambient_c)
@@ -363,7 +363,7 @@ def score(t: np.ndarray, est: np.ndarray, true_soc: np.ndarray) -> Score:
 
 
 def model_for(case: Case) -> Any:
-    from cellguard import cellmodel
+    from cellguard.estimation import cellmodel
 
     model = cellmodel.load(REPO / "cells" / CELL_FILES[case.cell])
     if case.capacity_factor != 1.0:
@@ -373,7 +373,7 @@ def model_for(case: Case) -> Any:
 
 def run_case(case: Case, seed: int, exact: bool = False,
              sensors: dict[str, float] | None = None) -> Result:
-    from cellguard import estimate, pybamm_traces
+    from cellguard.estimation import estimate, pybamm_traces
 
     t0 = time.perf_counter()
     tr = truth(case)
@@ -405,7 +405,7 @@ def micropython_check(case: Case, seed: int, sensors: dict[str, float] | None = 
                       ) -> tuple[float, float, float]:
     """The EKF of one case under real MicroPython: (max |SoC difference| from
     CPython, MicroPython wall s, CPython wall s)."""
-    from cellguard import estimate
+    from cellguard.estimation import estimate
 
     tr = truth(case)
     meas = measure(tr.t, tr.i, tr.v, tr.temp, seed, sensors=sensors)

@@ -52,10 +52,10 @@ from typing import Any
 import construct
 from cobs import cobs
 
-from cellguard.client import Info, Telemetry
-from cellguard.link import FrameReader
-from cellguard.logfile import LogReader, LogWriter
+from cellguard.link.client import Info, Telemetry
+from cellguard.link.framing import FrameReader
 from cellguard.protocol import codec, messages
+from cellguard.store import LogReader, LogWriter
 from cellguard_fw import codec as fw_codec
 from cellguard_fw.link import PAYLOAD_AT, Link
 

@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from cellguard.boards import load_board
-from cellguard.link import FrameReader
+from cellguard.link.framing import FrameReader
 from cellguard.paths import repo_root
 from cellguard.protocol.codec import encode_frame, parse_payload
 from cellguard.protocol.messages import BY_NAME

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cellguard.boards import load_board
-from cellguard.client import BoardClient
+from cellguard.link.client import BoardClient
 from cellguard.sim import SimulatedBoard
 
 GOAL_RATIO = 100.0

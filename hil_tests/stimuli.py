@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from cellguard.client import Telemetry
 from cellguard.hil import BoardLimits, HilClient, ProtectionLimits, Rig, set_config
+from cellguard.link.client import Telemetry
 
 # Margins a threshold is moved past the present reading (wire units).
 VOLTAGE_MARGIN_MV = 100

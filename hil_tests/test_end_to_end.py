@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from cellguard.client import Info
-from cellguard.export import export_csv
+from cellguard.formats.export import export_csv
 from cellguard.hil import Rig
-from cellguard.logfile import LogReader
-from cellguard.logger import log_board
+from cellguard.link.client import Info
+from cellguard.store import LogReader
+from cellguard.store.logger import log_board
 
 
 def test_logged_cells_match_the_plant_within_adc_resolution(port: str, rig: Rig,

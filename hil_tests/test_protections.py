@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 from stimuli import STIMULI, Bench
 
-from cellguard.client import Telemetry
 from cellguard.hil import BLOCKS_CHARGE, BLOCKS_DISCHARGE, BoardLimits, HilClient, Rig
+from cellguard.link.client import Telemetry
 from cellguard_fw.protection import protection_table
 
 PROTECTIONS = [row[0] for row in protection_table()]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from stimuli import Bench, voltage_threshold
 
-from cellguard.client import CONFIG_NAMES, BoardRefused, ConfigEntry
 from cellguard.hil import BoardLimits, HilClient, Rig
+from cellguard.link.client import CONFIG_NAMES, BoardRefused, ConfigEntry
 
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 

@@ -9,8 +9,8 @@ import random
 
 import cobs.cobs as cobs
 
-from cellguard.client import FAULT_BITS, Telemetry
 from cellguard.hil import BoardLimits, HilClient, Rig
+from cellguard.link.client import FAULT_BITS, Telemetry
 from cellguard.protocol.codec import encode_frame
 from cellguard.protocol.messages import BY_NAME, MAX_WIRE_FRAME
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import itertools
 
-from cellguard.client import Telemetry
 from cellguard.hil import BoardLimits, HilClient, Rig
+from cellguard.link.client import Telemetry
 
 TRUTH_TOLERANCE_PCT = 4.0  # capacity spread between cells, the OCV start, rounding
 COUNT_TOLERANCE_PCT = 1.5  # against the host's own coulomb count at 1 s sampling

@@ -8,7 +8,7 @@ import tty
 from collections.abc import Callable
 from typing import Any
 
-from cellguard.link import FrameReader
+from cellguard.link.framing import FrameReader
 from cellguard.protocol.codec import Frame
 from cellguard.protocol.messages import MAX_FRAME, PROTOCOL_MAJOR, PROTOCOL_MINOR
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cellguard import cellmodel
-from cellguard.cellmodel import TABLE_KEYS, CellModel, CellModelError
+from cellguard.estimation import cellmodel
+from cellguard.estimation.cellmodel import TABLE_KEYS, CellModel, CellModelError
 from cellguard.paths import repo_root
 from cellguard.sim.plant import PLANT_DEFAULTS, ocv_v
 from cellguard_fw.chemistry import PROFILES

@@ -3,7 +3,7 @@
 The traces come from the project's own plant (host/cellguard/sim/plant.py) and
 from a small ECM written here whose parameters depend on SoC and temperature,
 run through the HPPC-style pulse test and C/20 discharge of
-``cellguard.pybamm_traces`` (its profiles need no PyBaMM). The data are exact
+``cellguard.estimation.pybamm_traces`` (its profiles need no PyBaMM). The data are exact
 for the model characterize fits, so what is left is the method's own error:
 the tolerances below are set from it (R0 within 5 %, the RC pairs within 10 %,
 OCV within 5 mV; the OCV tables bend at 5 % breakpoints, which the fit's
@@ -22,16 +22,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cellguard import cellmodel, pybamm_traces
 from cellguard.boards import load_board
-from cellguard.characterize import (
+from cellguard.cli import main
+from cellguard.errors import SetupError
+from cellguard.estimation import cellmodel, pybamm_traces
+from cellguard.estimation.characterize import (
     CharacterizeError,
     characterize,
     read_trace,
     replay,
 )
-from cellguard.cli import main
-from cellguard.errors import SetupError
 from cellguard.sim.plant import Plant, ocv_v
 from cellguard_fw.chemistry import PROFILES
 

@@ -182,7 +182,7 @@ def test_log_appends_to_an_existing_log(sim_port: str, tmp_path: Path) -> None:
 
 def test_frames_arriving_with_the_hello_answer_are_kept(fake_board: Any) -> None:
     """Telemetry in the same read as INFO, or before it, reaches the caller."""
-    from cellguard.client import BoardClient
+    from cellguard.link.client import BoardClient
     from cellguard.protocol.codec import build_payload, encode_frame
 
     def respond(frame: Any) -> bytes:  # telemetry before and after INFO, in one write

@@ -34,10 +34,10 @@ from construct import (
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from cellguard.client import Info, Telemetry
-from cellguard.link import FrameReader, LinkStats
-from cellguard.logfile import LogReader, LogWriter
+from cellguard.link.client import Info, Telemetry
+from cellguard.link.framing import FrameReader, LinkStats
 from cellguard.protocol import codec, messages
+from cellguard.store import LogReader, LogWriter
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

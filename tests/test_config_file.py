@@ -10,10 +10,10 @@ from fakes import INFO_FIELDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cellguard import config_file as cf
-from cellguard.client import CONFIG_KEYS, ConfigEntry, Info
-from cellguard.config_cmd import parse_key_value, resolve_key
+from cellguard.config import file as cf
+from cellguard.config.command import parse_key_value, resolve_key
 from cellguard.errors import CellguardError
+from cellguard.link.client import CONFIG_KEYS, ConfigEntry, Info
 
 INFO = Info.from_wire(INFO_FIELDS)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cellguard import cellmodel, estimate
 from cellguard.boards import load_board
+from cellguard.estimation import cellmodel, estimate
 from cellguard.sim.plant import Plant
 from cellguard_fw.balancing import Balancer
 from cellguard_fw.chemistry import PROFILES

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cellguard.client import BoardClient, Estimate
+from cellguard.link.client import BoardClient, Estimate
 from cellguard.sim import SimulatedBoard
 
 
@@ -96,8 +96,8 @@ def test_the_log_stores_the_estimates(tmp_path: Any, multi_port: bool) -> None:
     import subprocess
     import sys
 
-    from cellguard.logfile import LogReader
-    from cellguard.logger import log_board
+    from cellguard.store import LogReader
+    from cellguard.store.logger import log_board
 
     out = tmp_path / "run.sqlite"
     with SimulatedBoard(runtime="cpython", speed=20.0, initial_soc_pct=60.0) as sim:

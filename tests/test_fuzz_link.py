@@ -56,7 +56,7 @@ from fuzz_frames import (
     nak,
 )
 
-from cellguard.link import FrameReader, LinkStats
+from cellguard.link.framing import FrameReader, LinkStats
 from cellguard.paths import boards_dir
 from cellguard.protocol import codec, messages
 from cellguard.protocol.codec import Frame, PayloadError

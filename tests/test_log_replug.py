@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from cellguard.client import Telemetry
-from cellguard.logger import LiveStatus, PortState, format_port_status
+from cellguard.link.client import Telemetry
 from cellguard.sim import SimulatedBoard
+from cellguard.store.logger import LiveStatus, PortState, format_port_status
 
 CLI = [sys.executable, "-m", "cellguard.cli"]
 

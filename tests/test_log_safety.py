@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from cellguard.boards import load_board
-from cellguard.logfile import UNPLUGGED, LogReader
 from cellguard.sim import SimulatedBoard
+from cellguard.store import UNPLUGGED, LogReader
 
 CLI = [sys.executable, "-m", "cellguard.cli"]
 TELEMETRY_MS = 100

@@ -10,16 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cellguard.client import Info, Telemetry
 from cellguard.errors import LogFileError
-from cellguard.logfile import (
-    BOARD_RESTARTED,
-    LOST_FRAMES,
-    SCHEMA_VERSION,
-    UNPLUGGED,
-    LogReader,
-    LogWriter,
-)
+from cellguard.link.client import Info, Telemetry
+from cellguard.store import BOARD_RESTARTED, LOST_FRAMES, UNPLUGGED, LogReader, LogWriter
+from cellguard.store.sqlite import SCHEMA_VERSION
 
 INFO = Info(protocol="1.1", firmware_version="0.1.0", board="sim-4s", unique_id="abcd",
             chemistry="nmc", cell_count=2, temp_count=1, capacity_ah=3.0,

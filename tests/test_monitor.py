@@ -20,8 +20,9 @@ import pytest
 from fakes import INFO_FIELDS, TELEMETRY_FIELDS
 from rich.console import Console
 
-from cellguard.client import FAULT_BITS, ConfigEntry, Info, Telemetry
-from cellguard.monitor import (
+from cellguard.link.client import FAULT_BITS, ConfigEntry, Info, Telemetry
+from cellguard.sim import SimulatedBoard
+from cellguard.views.monitor import (
     BEYOND,
     NEAR,
     OK,
@@ -31,7 +32,6 @@ from cellguard.monitor import (
     render,
     snapshot_text,
 )
-from cellguard.sim import SimulatedBoard
 
 CLI = [sys.executable, "-m", "cellguard.cli"]
 INFO = Info.from_wire({**INFO_FIELDS, "cell_count": 4, "temp_count": 2})
@@ -319,9 +319,9 @@ def test_an_older_board_without_config_dump_or_stats(fake_board: Any) -> None:
     a gap in the telemetry sequence counts as lost."""
     import io as _io
 
-    from cellguard.monitor import run_monitor
     from cellguard.protocol.codec import build_payload, encode_frame
     from cellguard.protocol.messages import BY_NAME
+    from cellguard.views.monitor import run_monitor
 
     def respond(frame: Any) -> bytes:
         if frame.msg_type == BY_NAME["hello"].msg_id:

@@ -22,9 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cellguard import cli
-from cellguard.client import FAULT_BITS, Info, Telemetry
-from cellguard.logfile import LogReader, LogWriter
-from cellguard.report import build_report, integrate_split
+from cellguard.link.client import FAULT_BITS, Info, Telemetry
+from cellguard.store import LogReader, LogWriter
+from cellguard.views.report import build_report, integrate_split
 
 INFO = Info(protocol="1.2", firmware_version="0.1.0", board="sim-4s", unique_id="abcd",
             chemistry="nmc", cell_count=2, temp_count=1, capacity_ah=3.0,

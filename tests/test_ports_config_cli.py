@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import serial
 
-from cellguard import ports as ports_mod
 from cellguard.cli import main
-from cellguard.client import BoardClient
+from cellguard.link import ports as ports_mod
+from cellguard.link.client import BoardClient
 from cellguard.sim import SimulatedBoard
 
 CLI = [sys.executable, "-m", "cellguard.cli"]
@@ -66,7 +66,7 @@ def here(capsys: Any, *args: str) -> subprocess.CompletedProcess[str]:
 
 def get(port: str, key: str) -> dict[str, Any]:
     """One key as `config get --json` shows it."""
-    from cellguard.config_cmd import entry_row, resolve_key
+    from cellguard.config.command import entry_row, resolve_key
 
     with BoardClient(port) as client:
         return entry_row(client.get_config(resolve_key(key)[0]))

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from fakes import INFO_FIELDS, TELEMETRY_FIELDS
 
-from cellguard.client import BoardClient, BoardRefused, IncompatibleBoard, RequestTimeout
 from cellguard.errors import NotABoardError
+from cellguard.link.client import BoardClient, BoardRefused, IncompatibleBoard, RequestTimeout
 from cellguard.protocol.codec import Frame, build_payload, encode_frame
 from cellguard.protocol.messages import (
     BY_NAME,
@@ -121,7 +121,7 @@ def test_telemetry_period_is_set_by_the_host(board: Any) -> None:
 
 
 def _telemetry(client: BoardClient) -> list[Any]:
-    from cellguard.client import Telemetry
+    from cellguard.link.client import Telemetry
 
     return [Telemetry.from_wire(m.payload) for m in client.receive() if m.name == "telemetry"]
 

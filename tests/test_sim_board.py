@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cellguard.client import BoardClient
+from cellguard.link.client import BoardClient
 from cellguard.sim import SimulatedBoard
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cellguard.client import BoardClient, fault_names
+from cellguard.link.client import BoardClient, fault_names
 from cellguard.protocol.messages import Faults
 from cellguard.sim import SimulatedBoard
 from cellguard.sim.plant import OUT_CLOSED, PlantTruth

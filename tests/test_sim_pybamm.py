@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from cellguard import cellmodel
 from cellguard.boards import BoardFileError, load_board
 from cellguard.cli import main
-from cellguard.client import BoardClient
+from cellguard.estimation import cellmodel
+from cellguard.link.client import BoardClient
 from cellguard.paths import repo_root
 from cellguard.sim import SimulatedBoard
 from cellguard.sim.plant import OUT_CHARGE, OUT_CLOSED, OUT_DISCHARGE

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from cellguard_fw.chemistry import PROFILES
 
-from .client import Info
-from .logfile import LogReader
-from .logger import log_board, status_printer
-from .plot import plot_log
+from .link.client import Info
 from .sim import SimulatedBoard
+from .store import LogReader
+from .store.logger import log_board, status_printer
+from .views.plot import plot_log
 
 
 @dataclass

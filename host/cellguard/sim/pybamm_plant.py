@@ -1,7 +1,7 @@
 """A PyBaMM cell as the simulated board's plant (``SimulatedBoard(plant="pybamm")``).
 
 One PyBaMM cell (SPMe or DFN, lumped thermal model; PyBaMM's Chen2020 LG M50
-or Prada2013 A123 set, see ``cellguard.pybamm_traces``) is simulated; the N
+or Prada2013 A123 set, see ``cellguard.estimation.pybamm_traces``) is simulated; the N
 cells of the string are derived from it outside PyBaMM, with seeded per-cell
 differences (the same draws as the built-in plant):
 
@@ -59,7 +59,7 @@ MODELS = ("spme", "dfn")
 MODEL_NAMES = {"spme": "SPMe", "dfn": "DFN"}
 
 PARAMETER_SETS = ("chen2020", "prada2013")
-"""PyBaMM parameter sets (``cellguard.pybamm_traces.CELLS``)."""
+"""PyBaMM parameter sets (``cellguard.estimation.pybamm_traces.CELLS``)."""
 
 CELL_FILES = {"chen2020": "lg-m50-chen2020.json", "prada2013": "a123-26650-prada2013.json"}
 """The cell file fitted to each set's DFN (``make pybamm-cells``) in ``cells/``:
@@ -89,8 +89,8 @@ def pybamm_board(board: dict[str, Any], parameter_set: str) -> dict[str, Any]:
     """``board`` with its cells made the PyBaMM cell's: chemistry, capacity_mah
     and cell_model (the fitted cell file), so the firmware is configured for
     the cells it measures. Other keys (cells, front end, limits) stay."""
-    from .. import cellmodel
-    from ..pybamm_traces import CELLS
+    from ..estimation import cellmodel
+    from ..estimation.pybamm_traces import CELLS
 
     check_choice("parameter_set", parameter_set, PARAMETER_SETS)
     spec = CELLS[parameter_set]
@@ -140,7 +140,12 @@ class PybammCell:
 
     def __init__(self, model: str, parameter_set: str, initial_soc_pct: float,
                  ambient_c: float) -> None:
-        from ..pybamm_traces import CELLS, _import_pybamm, _parameters, _theoretical_capacity_ah
+        from ..estimation.pybamm_traces import (
+            CELLS,
+            _import_pybamm,
+            _parameters,
+            _theoretical_capacity_ah,
+        )
 
         check_choice("pybamm_model", model, MODELS)
         check_choice("parameter_set", parameter_set, PARAMETER_SETS)
@@ -257,7 +262,7 @@ class PybammPlant(Plant):
         board = {**board, "chemistry": self.ref.spec.chemistry,
                  "capacity_mah": round(self.ref.capacity_ah * 1000)}
         super().__init__(board, seed=seed, initial_soc_pct=initial_soc_pct, ambient_c=ambient_c)
-        from .. import cellmodel
+        from ..estimation import cellmodel
 
         fitted = cellmodel.load(repo_root() / "cells" / CELL_FILES[parameter_set])
         self.r0_ref_ohm = fitted.value("r0_ohm", 50.0, 25.0)

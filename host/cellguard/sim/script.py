@@ -37,12 +37,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import CellguardError
-
-if TYPE_CHECKING:
-    from .board import SimulatedBoard
 
 PROFILE_HEADER = ("t_s", "current_a")
 PROFILE = "profile"
@@ -240,7 +237,32 @@ def load_script(path: str | Path) -> Script:
 
 
 # -- running ---------------------------------------------------------------------------------
-StepCallback = Callable[["SimulatedBoard", Step, int], None]
+class ScriptTarget(Protocol):
+    """What a script drives: the plant controls of a simulated board
+    (:class:`~cellguard.sim.board.SimulatedBoard` is one). Scripts know the
+    board only through this, so the board can import its scripts."""
+
+    plant: Any
+    time_ms: int
+
+    @property
+    def time_s(self) -> float: ...
+    def set_current(self, amps: float) -> None: ...
+    def set_ambient(self, celsius: float) -> None: ...
+    def set_cell_temperature(self, cell: int, celsius: float | None) -> None: ...
+    def set_cell_heat(self, cell: int, watts: float) -> None: ...
+    def inject(self, name: str, **params: float) -> None: ...
+    def clear(self, name: str | None = None) -> None: ...
+    def power_cycle(self) -> None: ...
+    def hang(self, seconds: float) -> None: ...
+    def pause(self) -> None: ...
+    def wait_for(self, event: threading.Event, timeout_s: float | None = None) -> bool: ...
+    def _check_index(self, key: str, value: Any, count: int) -> None: ...
+    def _check_injection(self, name: str, params: dict[str, Any]) -> dict[str, Any]: ...
+    def _check_name(self, name: str) -> None: ...
+
+
+StepCallback = Callable[[ScriptTarget, "Step", int], None]
 
 
 class ScriptRunner:
@@ -284,7 +306,7 @@ class ScriptRunner:
         """The pass being played (0-based)."""
         return self._pass
 
-    def check(self, sim: SimulatedBoard) -> None:
+    def check(self, sim: ScriptTarget) -> None:
         """Check every step against the board (cells, sensors, faults and their
         parameters) without changing anything; raise ScriptError on the first bad one."""
         n_cells = len(sim.plant.cells)
@@ -300,7 +322,7 @@ class ScriptRunner:
             except ValueError as exc:
                 raise self.script.error(step, str(exc)) from None
 
-    def __call__(self, sim: SimulatedBoard) -> None:
+    def __call__(self, sim: ScriptTarget) -> None:
         if self.done.is_set():
             return
         if self.start_ms is None:
@@ -325,7 +347,7 @@ class ScriptRunner:
             if self.ended or self._pass == self.repeat:
                 self._finish(sim)
 
-    def _finish(self, sim: SimulatedBoard) -> None:
+    def _finish(self, sim: ScriptTarget) -> None:
         if self.done.is_set():
             return
         self.done_s = sim.time_s
@@ -333,7 +355,7 @@ class ScriptRunner:
             sim.pause()
         self.done.set()
 
-    def _apply(self, sim: SimulatedBoard, step: Step) -> None:
+    def _apply(self, sim: ScriptTarget, step: Step) -> None:
         a = step.args
         try:
             match step.action:
@@ -358,7 +380,7 @@ class ScriptRunner:
         except ValueError as exc:
             raise self.script.error(step, str(exc)) from None
 
-    def wait(self, sim: SimulatedBoard, timeout_s: float | None = None) -> bool:
+    def wait(self, sim: ScriptTarget, timeout_s: float | None = None) -> bool:
         """Block until the script is done: a lock-step board is advanced, a
         free-running one waited for. True if done (False: timed out)."""
         if self.repeat == 0 and not any(s.action == "end" for s in self.script.steps):

@@ -6,7 +6,7 @@ protections with their times, lost frames and gaps.
 
 Charge and energy are integrated with the trapezoid rule over ``t_s`` (board
 time): charge from the current samples, energy from pack voltage × current.
-An interval longer than :data:`~cellguard.logdata.GAP_PERIODS` telemetry
+An interval longer than :data:`~cellguard.store.query.GAP_PERIODS` telemetry
 periods, or across a board restart, is not integrated (nothing is known about
 it); the report says how much time that left out. Where the current changes
 sign within an interval, the interval is split at the zero crossing of the
@@ -15,7 +15,6 @@ straight line between its two samples, so "in" and "out" each get their part.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import html
 import json
@@ -25,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .errors import LogFileError
-from .logdata import (
+from .. import __version__
+from ..store import LogReader
+from ..store.query import (
     GAP_PERIODS,
     UNPLUGGED,
     Series,
@@ -39,7 +38,6 @@ from .logdata import (
     read_events,
     read_gaps,
 )
-from .logfile import LogReader
 
 FORMATS = ("md", "html", "json")
 PERCENTILES = (50, 90, 95, 99)
@@ -212,9 +210,8 @@ def build_report(log: str | Path, board: str | None = None, t_from: float | None
     with LogReader(log) as reader:
         chosen = choose_boards(reader, board)
         check_samples(reader, chosen, t_from, t_to)
-        meta = dict(reader.db.execute("SELECT key, value FROM meta").fetchall())
-        ports = (reader.board_ports() if hasattr(reader, "board_ports")
-                 else dict(reader.db.execute("SELECT id, port FROM boards").fetchall()))
+        meta = reader.meta()
+        ports = reader.board_ports()
         boards, kept = [], []
         for bid, info in chosen:
             series = load_series(reader, bid, info, t_from, t_to)
@@ -377,7 +374,7 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def _held(bits: int | None) -> str:
-    from .client import fault_names
+    from ..link.client import fault_names
 
     if bits is None:
         return "-"
@@ -459,17 +456,3 @@ def render(rep: dict[str, Any], series: list[Series], fmt: str) -> str:
     if fmt == "html":
         return render_html(rep, series)
     return render_markdown(rep)
-
-
-def write_text(out: str | Path, text: str) -> None:
-    """Write next to the target and rename: no half-written file on an error."""
-    path = Path(out)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise LogFileError(f"cannot write {out}: {exc.strerror or exc}") from None
-

@@ -26,22 +26,30 @@ import resource
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .client import Info, Telemetry, fault_names
-from .errors import LogFileError
+import numpy as np
+
+from ..errors import LogFileError
+from ..link.client import Info, Telemetry
+from .base import (
+    BOARD_RESTARTED,
+    LOST_FRAMES,
+    UNPLUGGED,
+    Gap,
+    LogEvent,
+    LogReader,
+    Sample,
+    Series,
+)
 
 FORMAT = "cellguard-log"
 SCHEMA_VERSION = 2
 _U32 = 1 << 32
 
-LOST_FRAMES = "lost frames"
-BOARD_RESTARTED = "board restarted"
-UNPLUGGED = "unplugged"
-"""The reasons a gap row gives."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -518,118 +526,6 @@ def _read_meta(db: sqlite3.Connection) -> dict[str, str]:
     return dict(db.execute("SELECT key, value FROM meta").fetchall())
 
 
-@dataclass
-class Sample:
-    """One stored sample in SI units."""
-
-    board_id: int
-    boot: int
-    seq: int
-    t_s: float
-    board_time_ms: int
-    host_time: float
-    state: str
-    faults: int
-    pack_v: float
-    current_a: float
-    soc_pct: float
-    cells_v: list[float]
-    temps_c: list[float]
-    warnings: int = 0  # warning bits active (0 in a schema-1 log)
-    alarms: int = 0  # alarm bits active (0 in a schema-1 log)
-    allowed: int = 3  # bit 0 charge, bit 1 discharge may flow (3 in a schema-1 log)
-
-    @property
-    def charge_allowed(self) -> bool:
-        return bool(self.allowed & 1)
-
-    @property
-    def discharge_allowed(self) -> bool:
-        return bool(self.allowed & 2)
-
-
-@dataclass(frozen=True)
-class Gap:
-    """A stretch of the log without samples: lost frames, a restart, an unplugged port."""
-
-    board_id: int
-    boot: int
-    after_seq: int
-    lost: int  # telemetry frames missing (0 when unknown: a restart, the end of the run)
-    t_s: float  # unplugged: when the port was lost; otherwise: the sample after the gap
-    host_time: float  # Unix time, the same moment as t_s
-    reason: str  # LOST_FRAMES, BOARD_RESTARTED or UNPLUGGED
-    duration_s: float | None  # host seconds away (unplugged only)
-
-
-@dataclass(frozen=True)
-class LogEvent:
-    """A FAULT_EVENT the board sent: a protection tripped, released or was cleared."""
-
-    board_id: int
-    event_index: int
-    board_time_ms: int
-    t_s: float  # on the samples' t_s axis
-    host_time: float
-    kind: str  # trip, release, clear
-    severity: str  # warning, alarm, fault
-    bits: int
-    value: int  # in the protection's wire unit (see client.format_fault_value)
-    faults: int  # bits holding the output open afterwards
-
-    @property
-    def names(self) -> list[str]:
-        return fault_names(self.bits)
-
-
-@dataclass
-class LogSummary:
-    boards: list[str]
-    duration_s: float
-    samples: int
-    lost: int
-    charge_in_ah: float
-    charge_out_ah: float
-    min_cell_v: float | None
-    max_cell_v: float | None
-    final_soc_pct: float | None
-    faults_seen: dict[str, int] = field(default_factory=dict)  # name -> times it tripped
-    unplugged: int = 0  # times a board's port vanished
-    unplugged_s: float = 0.0  # host seconds boards were away, in total
-    restarts: int = 0  # board restarts seen
-    events: int = 0  # FAULT_EVENT rows
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    def lines(self) -> list[str]:
-        def volts(v: float | None) -> str:
-            return "-" if v is None else f"{v:.3f} V"
-
-        faults = ", ".join(f"{k} ({n}x)" for k, n in self.faults_seen.items()) or "none"
-        soc = "-" if self.final_soc_pct is None else f"{self.final_soc_pct:.1f} %"
-        lines = [
-            f"boards:           {', '.join(self.boards) or '-'}",
-            f"duration:         {self.duration_s:.1f} s of board time "
-            f"({self.duration_s / 3600:.2f} h)",
-            f"samples logged:   {self.samples}",
-            f"samples lost:     {self.lost}",
-        ]
-        if self.unplugged or self.restarts:
-            lines.append(f"gaps:             unplugged {self.unplugged}x "
-                         f"({self.unplugged_s:.1f} s), board restarts {self.restarts}")
-        return [
-            *lines,
-            f"charge in:        {self.charge_in_ah:.3f} Ah",
-            f"charge out:       {self.charge_out_ah:.3f} Ah",
-            f"min cell voltage: {volts(self.min_cell_v)}",
-            f"max cell voltage: {volts(self.max_cell_v)}",
-            f"final SoC:        {soc}",
-            f"faults seen:      {faults}",
-        ]
-
-
-
 def selection(board_id: int | None = None, t_from: float | None = None,
               t_to: float | None = None) -> tuple[str, list[Any]]:
     """The WHERE clause (with its parameters) picking one board and a ``t_s`` range;
@@ -642,13 +538,93 @@ def selection(board_id: int | None = None, t_from: float | None = None,
             params.append(value)
     return (" WHERE " + " AND ".join(terms) if terms else ""), params
 
-class LogReader:
-    """Reads a cellguard log of schema 1 or 2 (read-only; safe beside a running writer)."""
+_FAST_COLUMNS = ("boot", "seq", "t_s", "board_time_ms", "host_time", "state", "faults",
+                 "pack_mv", "current_ma", "soc_cpct", "cells_mv", "temps_dc")
+_CHUNK = 50_000
+
+
+def _blobs(blobs: tuple[bytes, ...], dtype: str, width: int, scale: float) -> np.ndarray:
+    sizes = {len(b) for b in blobs}
+    item = np.dtype(dtype).itemsize
+    if len(sizes) == 1 and width * item == next(iter(sizes)):
+        return np.frombuffer(b"".join(blobs), dtype=dtype).reshape(len(blobs), width) / scale
+    out = np.full((len(blobs), width), np.nan)
+    for k, b in enumerate(blobs):
+        v = np.frombuffer(b, dtype=dtype)[:width] / scale
+        out[k, : len(v)] = v
+    return out
+
+
+def _load_series(db: sqlite3.Connection, board_id: int, info: Info, t_from: float | None,
+                 t_to: float | None, has_warnings: bool) -> Series:
+    """The telemetry table's columns read in chunks straight into arrays: the same
+    values :meth:`SqliteLogReader.samples` gives, many times faster."""
+    extra = ", warnings, alarms" if has_warnings else ", 0, 0"
+    where, params = selection(board_id, t_from, t_to)
+    sql = f"SELECT {', '.join(_FAST_COLUMNS)}{extra} FROM telemetry{where}"
+    cur = db.execute(sql + " ORDER BY t_s", params)
+    first = db.execute(
+        "SELECT cells_mv, temps_dc FROM telemetry WHERE board_id = ? LIMIT 1", (board_id,)
+    ).fetchone()
+    n_cells = max(info.cell_count, len(first[0]) // 2 if first else 0)
+    n_temps = max(info.temp_count, len(first[1]) // 2 if first else 0)
+    parts: list[dict[str, Any]] = []
+    while rows := cur.fetchmany(_CHUNK):
+        c = list(zip(*rows, strict=True))
+        parts.append({
+            "boot": np.asarray(c[0], dtype=np.int64), "seq": np.asarray(c[1], dtype=np.int64),
+            "t": np.asarray(c[2], dtype=float), "board_ms": np.asarray(c[3], dtype=np.int64),
+            "host_time": np.asarray(c[4], dtype=float), "state": list(c[5]),
+            "faults": np.asarray(c[6], dtype=np.int64),
+            "pack_v": np.asarray(c[7], dtype=float) / 1000.0,
+            "current_a": np.asarray(c[8], dtype=float) / 1000.0,
+            "soc_pct": np.asarray(c[9], dtype=float) / 100.0,
+            "cells_v": _blobs(c[10], "<u2", n_cells, 1000.0),
+            "temps_c": _blobs(c[11], "<i2", n_temps, 10.0),
+            "warnings": np.asarray(c[12], dtype=np.int64),
+            "alarms": np.asarray(c[13], dtype=np.int64),
+        })
+
+    def join(key: str, empty: np.ndarray) -> Any:
+        if key == "state":
+            return [x for p in parts for x in p[key]]
+        return np.concatenate([p[key] for p in parts]) if parts else empty
+
+    none_f, none_i = np.zeros(0), np.zeros(0, dtype=np.int64)
+    return Series(
+        board_id=board_id, info=info, t=join("t", none_f), boot=join("boot", none_i),
+        seq=join("seq", none_i), board_ms=join("board_ms", none_i),
+        host_time=join("host_time", none_f), state=join("state", none_f),
+        faults=join("faults", none_i),
+        warnings=join("warnings", none_i) if has_warnings else None,
+        alarms=join("alarms", none_i) if has_warnings else None,
+        pack_v=join("pack_v", none_f), current_a=join("current_a", none_f),
+        soc_pct=join("soc_pct", none_f), cells_v=join("cells_v", np.zeros((0, n_cells))),
+        temps_c=join("temps_c", np.zeros((0, n_temps))),
+    )
+
+
+class SqliteLogReader(LogReader):
+    """Reads a cellguard SQLite log of schema 1 or 2 (read-only; safe beside a running writer)."""
+
+    name = "sqlite"
+
+    @classmethod
+    def recognises(cls, path: Path) -> bool:
+        try:
+            with path.open("rb") as f:
+                return f.read(16) == b"SQLite format 3\x00"
+        except OSError:
+            return False
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise LogFileError(f"{path} is a folder, not a log file")
         if not self.path.is_file():
             raise LogFileError(f"no such log file: {path}")
+        if not self.recognises(self.path):
+            raise LogFileError(f"{path} is not a cellguard log (not an SQLite file)")
         try:
             self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
             meta = _read_meta(self.db)
@@ -669,11 +645,31 @@ class LogReader:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> LogReader:
-        return self
+    def meta(self) -> dict[str, str]:
+        return _read_meta(self.db)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def records_warnings(self) -> bool:
+        return "warnings" in self._columns["telemetry"]
+
+    def time_span(self, board_ids: Iterable[int]) -> tuple[float, float] | None:
+        ids = list(board_ids)
+        marks = ",".join("?" * len(ids))
+        row = self.db.execute(
+            f"SELECT MIN(t_s), MAX(t_s) FROM telemetry WHERE board_id IN ({marks})", ids
+        ).fetchone()
+        return None if row is None or row[0] is None else (float(row[0]), float(row[1]))
+
+    def count_samples(self, board_ids: Iterable[int], t_from: float, t_to: float) -> int:
+        ids = list(board_ids)
+        marks = ",".join("?" * len(ids))
+        return int(self.db.execute(
+            f"SELECT COUNT(*) FROM telemetry WHERE board_id IN ({marks}) AND t_s >= ? AND t_s <= ?",
+            [*ids, t_from, t_to],
+        ).fetchone()[0])
+
+    def series(self, board_id: int, info: Info, t_from: float | None = None,
+               t_to: float | None = None) -> Series:
+        return _load_series(self.db, board_id, info, t_from, t_to, self.records_warnings())
 
     def boards(self) -> list[tuple[int, Info]]:
         rows = self.db.execute("SELECT id, info_json FROM boards ORDER BY id").fetchall()
@@ -748,53 +744,3 @@ class LogReader:
         sql = f"SELECT {', '.join(cols)} FROM estimates{where}"
         for row in self.db.execute(sql + " ORDER BY board_id, t_s, rowid", params):
             yield dict(zip(cols, row, strict=True))
-
-    def summary(self) -> LogSummary:
-        boards = [f"{info.board} ({info.unique_id})" for _, info in self.boards()]
-        samples = 0
-        charge_in = charge_out = 0.0
-        lo: float | None = None
-        hi: float | None = None
-        prev: Sample | None = None
-        spans: dict[int, tuple[float, float]] = {}
-        final_soc: float | None = None
-        trips: dict[str, int] = {}
-        for s in self.samples():
-            samples += 1
-            first = spans.get(s.board_id, (s.t_s, s.t_s))[0]
-            spans[s.board_id] = (first, s.t_s)
-            final_soc = s.soc_pct
-            if s.cells_v:
-                lo = min(s.cells_v) if lo is None else min(lo, *s.cells_v)
-                hi = max(s.cells_v) if hi is None else max(hi, *s.cells_v)
-            new_bits = s.faults & ~(prev.faults if prev and prev.board_id == s.board_id else 0)
-            for name in fault_names(new_bits):
-                trips[name] = trips.get(name, 0) + 1
-            if prev is not None and prev.board_id == s.board_id:
-                dt_h = (s.t_s - prev.t_s) / 3600.0
-                amps = (s.current_a + prev.current_a) / 2.0
-                if amps > 0:
-                    charge_in += amps * dt_h
-                else:
-                    charge_out -= amps * dt_h
-            prev = s
-        unplugged = list(self.gaps(reason=UNPLUGGED))
-        restarts = sum(1 for _ in self.gaps(reason=BOARD_RESTARTED))
-        events = (self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-                  if self._columns["events"] else 0)
-        return LogSummary(
-            boards=boards,
-            duration_s=max((b - a for a, b in spans.values()), default=0.0),
-            samples=samples,
-            lost=self.lost(),
-            charge_in_ah=charge_in,
-            charge_out_ah=charge_out,
-            min_cell_v=lo,
-            max_cell_v=hi,
-            final_soc_pct=final_soc,
-            faults_seen=trips,
-            unplugged=len(unplugged),
-            unplugged_s=sum(g.duration_s or 0.0 for g in unplugged),
-            restarts=restarts,
-            events=int(events),
-        )

@@ -49,7 +49,7 @@ else ``~/.cache/cellguard``; key: the cell, every step of the profile, the
 ambient, this module's trace version and PyBaMM's version), so reruns are
 instant.
 
-    python -m cellguard.pybamm_traces --cell chen2020 --profile dst --ambient 25 \
+    python -m cellguard.estimation.pybamm_traces --cell chen2020 --profile dst --ambient 25 \
         --out trace.csv
 """
 
@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import CellguardError, SetupError
+from ..errors import CellguardError, SetupError
 
 TRACE_VERSION = 2
 """Bump when a profile or the way a trace is made changes (invalidates the cache)."""
@@ -425,7 +425,7 @@ def _simulate(pybamm: Any, spec: CellSpec, prof: Profile, ambient_c: float
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m cellguard.pybamm_traces",
+        prog="python -m cellguard.estimation.pybamm_traces",
         description="Reference traces from PyBaMM (DFN, lumped thermal) as cellguard CSV.")
     p.add_argument("--cell", nargs="+", default=["chen2020"], choices=[*CELLS, "all"])
     p.add_argument("--profile", nargs="+", default=["dst"], choices=[*PROFILE_NAMES, "all"])

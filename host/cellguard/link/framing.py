@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .protocol.codec import Frame, FrameError, decode_frame
-from .protocol.messages import MAX_WIRE_FRAME
+from ..protocol.codec import Frame, FrameError, decode_frame
+from ..protocol.messages import MAX_WIRE_FRAME
 
 
 @dataclass

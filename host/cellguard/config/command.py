@@ -14,9 +14,9 @@ import json
 import sys
 from typing import Any
 
-from . import config_file as cf
-from .client import CONFIG_KEYS, BoardClient, ConfigEntry, Info
-from .errors import CellguardError
+from ..errors import CellguardError
+from ..link.client import CONFIG_KEYS, BoardClient, ConfigEntry, Info
+from . import file as cf
 
 FILE_ACTIONS = ("dump", "load", "diff")
 
@@ -73,7 +73,7 @@ def entry_unit(key: str) -> str:
 
 
 def entry_row(e: ConfigEntry) -> dict[str, Any]:
-    from .client import key_unit
+    from ..link.client import key_unit
 
     _, si, scale = key_unit(e.key)
     fk = cf.file_key(e.key)

@@ -21,8 +21,9 @@ import numpy as np
 matplotlib.use("Agg")  # files only; works without a display
 import matplotlib.pyplot as plt
 
-from .errors import LogFileError
-from .logdata import (
+from ..errors import LogFileError
+from ..store import LogReader
+from ..store.query import (
     Series,
     check_range,
     check_samples,
@@ -32,7 +33,6 @@ from .logdata import (
     read_events,
     read_gaps,
 )
-from .logfile import LogReader
 
 PNG_BUCKETS = 2000
 HTML_BUCKETS = 5000
@@ -378,7 +378,7 @@ def plot_html(log: str | Path, out: str | Path, board_id: str | int | None = Non
 
 
 def write_html(data: PlotData, out: str | Path) -> None:
-    from .report import write_text
+    from ..files import write_text
 
     fig = html_figure(data)
     text = fig.to_html(include_plotlyjs=True, full_html=True,

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import CellguardError, LogFileError
-from .logdata import check_range, check_samples, choose_boards, load_series
-from .logfile import LogReader, Sample
+from ..errors import CellguardError, LogFileError
+from ..store import LogReader, Sample
+from ..store.query import check_range, check_samples, choose_boards, load_series
 
 FORMATS = ("csv", "parquet")
 _BATCH = 65536

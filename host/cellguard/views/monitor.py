@@ -29,7 +29,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .client import (
+from ..errors import CellguardError
+from ..link.client import (
     EVENT_NAMES,
     MSG_TELEMETRY,
     BoardClient,
@@ -41,7 +42,6 @@ from .client import (
     fault_names,
     format_fault_value,
 )
-from .errors import CellguardError
 
 OK, NEAR, BEYOND = "ok", "near", "beyond"
 """How a value stands against its limits: inside, near (past a release threshold

@@ -53,8 +53,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import CellguardError
 from .cellmodel import CHEMISTRIES, TABLE_KEYS, CellModel
-from .errors import CellguardError
 
 DEFAULT_SOC_GRID: tuple[float, ...] = (
     0.0, 2.5, 5.0, 7.5, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 55.0, 60.0,

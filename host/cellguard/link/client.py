@@ -15,10 +15,9 @@ from typing import Any
 
 import serial
 
-from .errors import CellguardError, NotABoardError, PortError
-from .link import FrameReader
-from .protocol.codec import Frame, PayloadError, build_payload, encode_frame, parse_payload
-from .protocol.messages import (
+from ..errors import CellguardError, NotABoardError, PortError
+from ..protocol.codec import Frame, PayloadError, build_payload, encode_frame, parse_payload
+from ..protocol.messages import (
     BY_NAME,
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
@@ -26,6 +25,7 @@ from .protocol.messages import (
     EventKind,
     Faults,
 )
+from .framing import FrameReader
 
 MSG_INFO = BY_NAME["info"].msg_id
 MSG_TELEMETRY = BY_NAME["telemetry"].msg_id

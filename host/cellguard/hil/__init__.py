@@ -6,7 +6,7 @@ behind a pseudo-terminal, free-running as fast as it goes) or a real board on
 a serial port (:class:`PortTarget`, any pyserial URL). Tests talk to it only
 through
 
-- :class:`HilClient`, a :class:`~cellguard.client.BoardClient` that keeps every
+- :class:`HilClient`, a :class:`~cellguard.link.client.BoardClient` that keeps every
   message it read and waits in *board* time (read from telemetry), so a wait
   means the same on a board running 365x real time and on one on the desk;
 - a :class:`Rig`, which forces plant conditions: the simulator's plant on a
@@ -37,7 +37,8 @@ from typing import Any, NoReturn
 
 import serial
 
-from .client import (
+from ..errors import CellguardError, PortError
+from ..link.client import (
     CONFIG_NAMES,
     FAULT_BITS,
     BoardClient,
@@ -48,9 +49,8 @@ from .client import (
     Message,
     Telemetry,
 )
-from .errors import CellguardError, PortError
-from .link import FrameReader
-from .paths import repo_root
+from ..link.framing import FrameReader
+from ..paths import repo_root
 
 RUNTIME_HARDWARE = "hardware"
 """The runtime a real board reports in the suite's properties."""
@@ -335,7 +335,7 @@ class BoardLimits:
     def read(cls, client: BoardClient) -> BoardLimits:
         from cellguard_fw.protection import ABOVE, protection_table
 
-        from .protocol.messages import DEBOUNCE_KEY_BASE, SEVERITY_KEY_BASE
+        from ..protocol.messages import DEBOUNCE_KEY_BASE, SEVERITY_KEY_BASE
 
         info = client.info or client.hello()
         config = {e.key: e for e in client.config_dump()}
@@ -719,7 +719,7 @@ class SimTarget(Target):
 
     def __init__(self, board: str = "sim-4s", runtime: str = "micropython", seed: int = 7,
                  speed: float = math.inf, **sim_kw: Any) -> None:
-        from .sim import SimulatedBoard
+        from ..sim import SimulatedBoard
 
         self.sim = SimulatedBoard(board=board, runtime=runtime, seed=seed, speed=speed,
                                   **sim_kw)
@@ -817,8 +817,8 @@ def check_suite_args(port: str | None, board: str | None, runtime: str | None,
         raise HilError("--runtime is for simulated boards; a real board runs its own "
                        "MicroPython")
     if not port:
-        from .boards import load_board
-        from .sim import RUNTIMES
+        from ..boards import load_board
+        from ..sim import RUNTIMES
 
         load_board(board or "sim-4s")  # BoardFileError names the known boards
         if runtime and runtime not in RUNTIMES:

@@ -23,7 +23,8 @@ from typing import Any, TextIO
 
 import serial
 
-from .client import (
+from ..errors import CellguardError, LogFileError
+from ..link.client import (
     EVENT_NAMES,
     MSG_TELEMETRY,
     BoardClient,
@@ -34,8 +35,8 @@ from .client import (
     fault_names,
     format_fault_value,
 )
-from .errors import CellguardError, LogFileError
-from .logfile import LogReader, LogWriter
+from .base import LogReader
+from .sqlite import LogWriter
 
 StatusFn = Callable[[str], None]
 

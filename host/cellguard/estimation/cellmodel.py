@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import CellguardError
+from ..errors import CellguardError
 
 FORMAT = "cellguard-cell"
 VERSION = 1
@@ -275,8 +275,8 @@ def sim_cell(chemistry: str, board: dict[str, Any] | None = None) -> CellModel:
     which do not depend on SoC or temperature (one temperature, 25 degC)."""
     from cellguard_fw.chemistry import OCV_STEP_CPCT, PROFILES
 
-    from .boards import load_board
-    from .sim.plant import plant_parameters
+    from ..boards import load_board
+    from ..sim.plant import plant_parameters
 
     if chemistry not in PROFILES:
         raise CellModelError(f"no chemistry {chemistry!r}; known: {', '.join(PROFILES)}")

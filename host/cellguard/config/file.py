@@ -34,9 +34,9 @@ from typing import Any
 
 import tomli_w
 
-from .client import CONFIG_KEYS, ConfigEntry, Info
-from .errors import CellguardError
-from .protocol.messages import PROTECTION_STEMS, protection_keys
+from ..errors import CellguardError
+from ..link.client import CONFIG_KEYS, ConfigEntry, Info
+from ..protocol.messages import PROTECTION_STEMS, protection_keys
 
 SEVERITIES: tuple[str, ...] = ("warning", "alarm", "fault")
 """Severity words by their wire value."""
@@ -206,7 +206,7 @@ def parse_value(key: str, text: str) -> int:
     The key's own unit (``4200`` for ``cell_ov_mv``), or SI with its unit
     (``4.2V``, ``4.2 V``, ``60C``, ``0.5s``, ``3Ah``); a severity also as a word.
     """
-    from .client import key_unit
+    from ..link.client import key_unit
 
     if key.endswith("_severity"):
         word = text.strip().lower()
@@ -265,7 +265,7 @@ def _toml_line(name: str, value: Any, comment: str = "") -> str:
 def dump_text(entries: Iterable[ConfigEntry], info: Info | None = None,
               now: datetime | None = None) -> str:
     """The TOML text of a board's configuration (``entries`` from CONFIG_DUMP)."""
-    from . import __version__
+    from .. import __version__
 
     by_key = {e.key: e for e in entries}
     lines = [
@@ -478,7 +478,7 @@ def apply_changes(client: Any, changes: list[Change], pin: int = 0,
     safe side of its trip), so a key refused in one pass is tried again after
     others were written, as long as a pass makes progress.
     """
-    from .client import BoardRefused
+    from ..link.client import BoardRefused
 
     pending = [c for c in changes if c.board is not None]
     refused: dict[str, tuple[Change, BoardRefused]] = {}

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import CellguardError, NotABoardError, PortError
+from ..errors import CellguardError, NotABoardError, PortError
 
 BOARD, NO_ANSWER, BUSY, MISSING, ERROR, NOT_PROBED = (
     "board", "no answer", "busy", "missing", "error", "not probed")

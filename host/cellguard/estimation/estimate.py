@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import CellguardError
 from . import cellmodel
-from .errors import CellguardError
 
 OUTPUT_COLUMNS = (
     "t_s", "soc_pct", "soc_std_pct", "cell_soc_min_pct", "cell_soc_max_pct", "capacity_ah",
@@ -169,7 +169,7 @@ def run_micropython(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
                     initial_soc_pct: float | None = None,
                     batch: int = 400) -> Iterator[tuple[float, ...]]:
     """The estimator under real MicroPython (the WebAssembly port), in batches."""
-    from .sim.runtime import MicroPythonRuntime
+    from ..sim.runtime import MicroPythonRuntime
 
     if mode == "coulomb" and initial_soc_pct is not None:
         raise TraceError("--initial-soc with the coulomb baseline runs under CPython only")

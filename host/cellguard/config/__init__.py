@@ -1,0 +1,2 @@
+"""A board's configuration: the TOML file format (``file``) and ``cellguard config``
+(``command``)."""

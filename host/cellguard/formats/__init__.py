@@ -1,0 +1,1 @@
+"""Writing a log out in other formats: CSV and Parquet (``export``)."""

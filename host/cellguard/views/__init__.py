@@ -1,0 +1,1 @@
+"""Looking at the data: plots (``plot``), run reports (``report``), the live ``monitor``."""
