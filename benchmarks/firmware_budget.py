@@ -64,6 +64,7 @@ import argparse
 import importlib.util
 import json
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -85,7 +86,9 @@ from cellguard_fw.frontend import Frontend
 BUILD_TOOL = Path(__file__).resolve().parents[1] / "tools" / "build_mpy.py"
 BOARDS: tuple[tuple[int, int], ...] = ((4, 2), (8, 2), (16, 16))  # (cells, temp sensors)
 GOAL_STEP_BYTES = 1024  # a full control step allocates less than this
-GOAL_HEAP_BYTES = 48 * 1024  # heap high-water for 16 cells
+# Heap high-water of the 16-cell control firmware as deployed (.mpy): 2 KB under the
+# 48 KB it is meant to live in, so that what comes next has room.
+GOAL_HEAP_BYTES = 46 * 1024
 REFERENCE_ADDS = 1000  # integer additions per reference loop
 BASIC_FAULTS = 0x3F  # the six basic protections' bits
 
@@ -525,6 +528,19 @@ class Heap:
 
 
 @dataclass(frozen=True)
+class Names:
+    """Interned names (qstrs: identifiers, attribute names, short strings). MicroPython
+    keeps them in pools that double in size; a name that does not fit starts a new
+    pool at once, so the heap grows in one step when the firmware crosses a pool."""
+
+    count: int  # names interned after the drive, the harness's and the firmware's
+    pools: int
+    bytes: int  # pool and string bytes
+    room: int  # names that still fit before the next pool
+    next_pool_bytes: int  # what the next pool takes when it starts
+
+
+@dataclass(frozen=True)
 class Timing:
     reps: int
     protection_us: float
@@ -555,6 +571,7 @@ class BoardBudget:
     frames_max: int  # the most frames one step sent
     bytes_per_frame_max: int  # the most a step allocated per frame it sent
     heap: Heap
+    names: Names | None = None
     timing: Timing | None = None
 
 
@@ -635,6 +652,36 @@ def install_mpy(rt: MicroPythonRuntime, firmware: Path | None = None) -> int:
     return sum(len(b) for b in built.values())
 
 
+_QSTR_INFO = re.compile(r"n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=\d+, n_total_bytes=(\d+)")
+
+# Interns fresh names one at a time (an attribute name is interned), printing the
+# pool counts after each, until a new pool starts. Run after every other figure.
+NAMES_PROBE = """
+class _Probe:
+    pass
+micropython.qstr_info()
+for _i in range({limit}):
+    setattr(_Probe, "zq%d" % _i, 0)
+    micropython.qstr_info()
+"""
+
+
+def qstr_counts(text: str) -> list[tuple[int, int, int]]:
+    """(pools, names, bytes) of every ``micropython.qstr_info()`` line in ``text``."""
+    return [(int(a), int(b), int(c)) for a, b, c in _QSTR_INFO.findall(text)]
+
+
+def measure_names(rt: MicroPythonRuntime, limit: int = 2000) -> Names:
+    """The interned names now, and how many more fit before the next pool (found by
+    interning throwaway names: call it last, it changes the heap)."""
+    counts = qstr_counts(rt.exec(NAMES_PROBE.format(limit=limit), 120.0))
+    pools, count, used = counts[0]
+    for k in range(1, len(counts)):
+        if counts[k][0] > pools:
+            return Names(count, pools, used, k - 1, counts[k][2] - counts[k - 1][2])
+    raise SystemExit(f"no new qstr pool after {limit} names")
+
+
 def _json_line(rt: MicroPythonRuntime, source: str, timeout_s: float = 300.0) -> Any:
     out = rt.exec(source, timeout_s).strip().splitlines()
     return json.loads(out[-1])
@@ -680,6 +727,7 @@ def measure_board(rt: MicroPythonRuntime, cells: int, temps: int, steps: int = 2
     p_seen, _, _ = _transitions(p_trace)
 
     timing = time_board(rt, reps, batch_ms) if reps > 0 else None
+    names = measure_names(rt)
     return BoardBudget(
         cells=cells, temps=temps, steps=steps, source=source,
         step_alloc=_classify(delta, frames, tele, faults),
@@ -690,7 +738,7 @@ def measure_board(rt: MicroPythonRuntime, cells: int, temps: int, steps: int = 2
         frames_max=max(frames),
         bytes_per_frame_max=max((-(-d // f) for d, f in zip(delta, frames, strict=True) if f),
                                 default=0),
-        heap=heap, timing=timing,
+        heap=heap, names=names, timing=timing,
     )
 
 
@@ -798,6 +846,17 @@ def report(results: list[BoardBudget], mpy: list[BoardBudget], mp_version: str) 
           "heap grows on demand, so these are bytes in use, not a\n  limit that was reached. "
           "1 KB = 1024 B.")
 
+    print("\nInterned names (qstrs) after the drive, the harness's included")
+    print(f"{'board':<13}{'names':>7}{'pools':>7}{'bytes':>9}{'room':>7}{'next pool':>11}")
+    for b in [*results, *mpy]:
+        q = b.names
+        if q is not None:
+            print(f"{_label(b):<13}{q.count:>7}{q.pools:>7}{q.bytes:>9}{q.room:>7}"
+                  f"{q.next_pool_bytes:>9} B")
+    print("  room: names that still fit in the pools; one more starts a pool of twice the "
+          "last one's\n  entries, and the heap grows by 'next pool' at once. On a board, "
+          "board_main and its HAL\n  intern about as many names as this harness does.")
+
     timed = [b for b in results if b.timing is not None]
     if timed:
         reps = timed[0].timing.reps if timed[0].timing else 0
@@ -842,7 +901,7 @@ def goal_checks(results: list[BoardBudget],
         (f"full control step < {GOAL_STEP_BYTES} B allocated",
          f"max {step_max} B ({where})", step_max < GOAL_STEP_BYTES),
     ]
-    for b in [*results, *mpy]:
+    for b in mpy:  # as deployed; imported from .py it needs more (the compiler's output)
         if b.cells == 16:
             hw = b.heap.high_water
             goals.append((f"heap high-water < {GOAL_HEAP_BYTES // 1024} KB, 16 cells "

