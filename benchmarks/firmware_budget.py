@@ -919,15 +919,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-timing", action="store_true", help="allocation and heap only")
     ap.add_argument("--no-mpy", action="store_true",
                     help="skip the heap run with the firmware precompiled by mpy-cross")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run in seconds: the 4-cell board and the 16-cell .mpy run, "
+                         "one drive cycle (200 steps), one timing repetition of 10 ms batches")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.reps < 1 or args.batch_ms <= 0:
         ap.error("--steps, --reps and --batch-ms must be positive")
+    boards = BOARDS
+    if args.quick:
+        args.steps, args.reps, args.batch_ms = sum(n for _, n in CYCLE), 1, 10.0
+        boards = BOARDS[:1]
 
     t0 = time.perf_counter()
     results: list[BoardBudget] = []
     mpy: list[BoardBudget] = []
     mp_version = "?"
-    runs = [(cells, temps, False) for cells, temps in BOARDS]
+    runs = [(cells, temps, False) for cells, temps in boards]
     if not args.no_mpy:
         runs.append((16, 16, True))
     for cells, temps, as_mpy in runs:
