@@ -61,8 +61,8 @@ def load_generator() -> ModuleType:
 
 
 def mpy_compile(source: Path, out: Path) -> tuple[int, str]:
-    """Compile ``source`` as the project builds firmware (tools/build_mpy.py), from the
-    folder holding it."""
+    """Compile ``source`` as the project builds firmware (tools/build_mpy.py): from the
+    firmware folder, or for a file elsewhere from the folder holding it."""
     try:
         build_mpy.compile_module(source.parent if not source.is_relative_to(FIRMWARE)
                                  else FIRMWARE, source, out)
