@@ -54,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
                     choices=pybamm_traces.PROFILE_NAMES)
     ap.add_argument("--ambient", nargs="+", type=float, default=[0.0, 10.0, 25.0, 45.0])
     ap.add_argument("--no-ocv", action="store_true", help="skip the OCV comparison")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: chen2020, the 1C discharge at 25 degC (the shortest "
+                         "trace) and the OCV comparison")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.cell, args.profile, args.ambient = ["chen2020"], ["cc"], [25.0]
     print(f"{'cell':10} {'profile':8} {'amb':>5}  {'RMS mV':>7} {'max mV':>7}  "
           f"{'RMS>10%':>7} {'max>10%':>7}  {'T max':>6}")
     for cell in args.cell:

@@ -223,6 +223,7 @@ def _cases() -> list[Case]:
 
 
 CASES = _cases()
+QUICK_CASE = "nmc-cc-25C"  # one hour at 1C: the shortest trace
 
 # -- the cycle trace: rest, full discharge, rest ------------------------------------------
 
@@ -624,7 +625,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="tuning experiment: import cellguard_fw from DIR (a modified copy of "
                          "firmware/)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"a smoke run: the shortest case only ({QUICK_CASE}: one PyBaMM run of "
+                         "about 5 s when not cached)")
     args = ap.parse_args(argv)
+    if args.quick and not args.case:
+        args.case = [QUICK_CASE]
     if args.list:
         for c in CASES:
             print(c.name)

@@ -771,7 +771,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-timing", action="store_true", help="allocation and heap only")
     ap.add_argument("--no-mpy", action="store_true",
                     help="skip the heap run with the firmware precompiled by mpy-cross")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run in seconds: the 4-cell board with the profile's model, "
+                         "2 cycles, one timing repetition of 10 ms batches, no .mpy run")
     args = ap.parse_args(argv)
+    boards, models = BOARDS, MODELS
+    if args.quick:  # the .mpy install is firmware_budget.py's, smoke-run there
+        args.cycles, args.reps, args.batch_ms, args.no_mpy = 2, 1, 10.0, True
+        boards, models = BOARDS[:1], MODELS[:1]
     if args.cycles < 2 or args.reps < 1 or args.batch_ms <= 0:
         ap.error("--cycles must be at least 2; --reps and --batch-ms positive")
 
@@ -779,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Cost] = []
     mpy: list[Cost] = []
     mp_version = "?"
-    runs = [(cells, temps, model, False) for model in MODELS for cells, temps in BOARDS]
+    runs = [(cells, temps, model, False) for model in models for cells, temps in boards]
     if not args.no_mpy:
         runs.append((16, 16, "profile", True))
     for cells, temps, model, as_mpy in runs:

@@ -91,7 +91,7 @@ def count_boards_seen(path: Path) -> int:
         return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--boards", type=int, default=16)
     ap.add_argument("--cells", type=int, default=16)
@@ -99,7 +99,12 @@ def main() -> int:
     ap.add_argument("--speed", type=float, default=1.0,
                     help="simulated seconds per wall second for every board (default 1)")
     ap.add_argument("--keep", metavar="FILE", help="copy the log here afterwards")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run of a few seconds: 2 boards x 4 cells, 0.1 simulated "
+                         "minutes at 6x")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.boards, args.cells, args.minutes, args.speed = 2, 4, 0.1, 6.0
 
     with tempfile.TemporaryDirectory(prefix="cellguard-logscale-") as tmp:
         out = Path(tmp) / "scale.sqlite"

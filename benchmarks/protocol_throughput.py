@@ -97,12 +97,15 @@ def telemetry_values(n: int, seed: int) -> Iterator[dict[str, Any]]:
         roll = rng.random()
         faults = 0 if roll < 0.98 else rng.choice([1, 2, 4, 8, 16, 32, 0x400])
         state = (ACTIVE if faults == 0 else rng.choice(list(STATES))) if roll > 0.001 else 0
+        alarms = 0 if roll < 0.995 else rng.choice([0x80, 0x100])  # charging too hot / cold
         yield {
             "telemetry_seq": seq & 0xFFFF_FFFF,
             "board_time_ms": board_ms & 0xFFFF_FFFF,
             "state": state,
             "faults": faults,
             "warnings": 0 if roll < 0.99 else 0x1000,
+            "alarms": alarms,
+            "allowed": 0 if faults else (2 if alarms else 3),  # bit 0 charge, bit 1 discharge
             "pack_mv": sum(cells),
             "current_ma": int(current_ma),
             "soc_cpct": int(soc),
@@ -111,6 +114,15 @@ def telemetry_values(n: int, seed: int) -> Iterator[dict[str, Any]]:
         }
         seq += 1 if rng.random() > 0.001 else rng.randint(2, 5)  # now and then a lost frame
         board_ms += 100 + rng.randint(-2, 2)
+
+
+def check_fields(values: dict[str, Any]) -> None:
+    """Stop with a clear message when TELEMETRY has grown (or lost) a field."""
+    if set(values) != set(FIELDS):
+        missing = sorted(set(FIELDS) - set(values))
+        extra = sorted(set(values) - set(FIELDS))
+        raise SystemExit(f"TELEMETRY's fields changed (missing {missing}, unknown {extra}): "
+                         "update telemetry_values() in this benchmark")
 
 
 def host_frame(frame_seq: int, values: dict[str, Any]) -> bytes:
@@ -145,6 +157,8 @@ def make_stream(n: int, seed: int, check: int) -> tuple[list[bytes], list[dict[s
     port = _Port()
     link = Link(port)
     for i, values in enumerate(telemetry_values(n, seed)):
+        if i == 0:
+            check_fields(values)
         frame = host_frame(i, values)
         parts.append(frame)
         if i < check:
@@ -162,9 +176,26 @@ def chunks_of(stream: bytes, size: int) -> list[bytes]:
 
 # -- the three paths ----------------------------------------------------------------
 
+def fixed_head() -> tuple[list[str], struct.Struct]:
+    """TELEMETRY's fields before the cell array, and one struct for all of them, read off
+    the Construct definition (so a field added there is decoded here too)."""
+    names: list[str] = []
+    fmt = "<"
+    for sub in SPEC.payload.subcons:
+        con = sub.subcon
+        while isinstance(con, construct.Subconstruct) and not isinstance(con,
+                                                                         construct.FormatField):
+            con = con.subcon
+        if not isinstance(con, construct.FormatField):
+            break
+        names.append(sub.name)
+        fmt += con.fmtstr[-1]
+    return names, struct.Struct(fmt)
+
+
 _HEADER = struct.Struct("<BBHB")
 _CRC = struct.Struct("<L")
-_FIXED = struct.Struct("<LLBLLLlH")  # telemetry up to the cell count
+_FIXED_NAMES, _FIXED = fixed_head()  # telemetry up to the cell count
 _MIN_BODY = _HEADER.size + _CRC.size
 
 
@@ -175,6 +206,7 @@ def baseline_decode(chunks: list[bytes]) -> Iterator[Telemetry]:
     unpack_header = _HEADER.unpack_from
     unpack_crc = _CRC.unpack_from
     unpack_fixed = _FIXED.unpack_from
+    fixed_names = _FIXED_NAMES
     unpack_from = struct.unpack_from
     from_wire = Telemetry.from_wire
     fixed_end = _HEADER.size + _FIXED.size
@@ -202,8 +234,8 @@ def baseline_decode(chunks: list[bytes]) -> Iterator[Telemetry]:
                 continue
             if fixed_end + 1 > end:
                 continue
-            (tseq, board_ms, state, faults, warnings, pack_mv, current_ma,
-             soc) = unpack_fixed(body, 5)
+            values = dict(zip(fixed_names, unpack_fixed(body, 5), strict=True))
+            values["state"] = states.get(values["state"], values["state"])
             ncells = body[fixed_end]
             off = fixed_end + 1
             if off + 2 * ncells + 1 > end:
@@ -215,12 +247,9 @@ def baseline_decode(chunks: list[bytes]) -> Iterator[Telemetry]:
             if off + 2 * ntemps != end:
                 continue
             temps = list(unpack_from(f"<{ntemps}h", body, off))
-            yield from_wire({
-                "telemetry_seq": tseq, "board_time_ms": board_ms,
-                "state": states.get(state, state), "faults": faults, "warnings": warnings,
-                "pack_mv": pack_mv,
-                "current_ma": current_ma, "soc_cpct": soc, "cells_mv": cells, "temps_dc": temps,
-            })
+            values["cells_mv"] = cells
+            values["temps_dc"] = temps
+            yield from_wire(values)
 
 
 def host_decode(chunks: list[bytes]) -> Iterator[Telemetry]:
@@ -329,7 +358,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="frames checked against the firmware encoder and across paths (2000)")
     ap.add_argument("--profile", choices=["baseline", "decode", "store"],
                     help="instead of timing, run one path under cProfile")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run in about a second: 2000 frames, 1 run, 200 checked "
+                         "(the figures mean little)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.frames, args.repeat, args.check = 2000, 1, 200
     if args.frames < 1 or args.repeat < 1 or args.chunk < 1:
         ap.error("--frames, --repeat and --chunk must be positive")
 

@@ -1196,9 +1196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="measure only this protection (repeatable; not with --write-docs)")
     ap.add_argument("--write-docs", action="store_true",
                     help=f"write the table into {DOCS_PAGE}")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run in seconds: the CPython runtime, the first protection "
+                         "of the table only (unless --only)")
     args = ap.parse_args(argv)
-    if args.only and args.write_docs:
-        ap.error("--write-docs needs every protection: drop --only")
+    if (args.only or args.quick) and args.write_docs:
+        ap.error("--write-docs needs every protection: drop --only and --quick")
+    if args.quick:
+        args.runtime = "cpython"
+        args.only = args.only or [protection_table()[0][0]]
     timings = measure_all(args.runtime, only=args.only)
     sys.stdout.write(render_table(timings))
     if args.write_docs:

@@ -127,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs per figure; the median is reported (default 1)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run of a few seconds: 0.5 simulated minutes, 4 cells, both "
+                         "runtimes")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.minutes, args.cells = 0.5, args.cells or [4]
     runtimes = args.runtime or ["micropython", "cpython"]
     sizes = args.cells or [4, 16]
     seconds = args.minutes * 60.0

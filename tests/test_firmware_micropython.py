@@ -488,3 +488,22 @@ def _set_current(code):
     assert figures["max"] < STEP_ALLOCATION_LIMIT, figures
     assert figures["faults"] == 0x1
     assert figures["telemetry"] == 101
+
+
+def test_protection_setup_is_released_under_micropython(mp: MicroPythonRuntime) -> None:
+    """What builds the protection table (its rows, the board's limits) leaves RAM once
+    Bms is built: no longer in sys.modules nor on the package, under the real
+    runtime (a module's attributes are deleted there as under CPython); the table can
+    still be read afterwards."""
+    out = run(mp, BMS_FAKE_HAL + f"""
+import sys
+import cellguard_fw
+from cellguard_fw.protection import protection_table
+_board = json.loads({board_text()!r})
+for _k in range(2):
+    _b = Bms(_board, _FakeHal(_board["cells"], _board["temp_sensors"]), _NullPort())
+    print("cellguard_fw.protection_setup" in sys.modules, hasattr(cellguard_fw, "protection_setup"),
+          _b.protection.count == len(protection_table()))
+print("cellguard_fw.protection_setup" in sys.modules)
+""")
+    assert out == ["False False True", "False False True", "True"], out

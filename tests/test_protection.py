@@ -232,7 +232,7 @@ def test_config_stems_follow_the_table() -> None:
     """The protocol names each protection's keys in the table's order."""
     from protocol.messages import PROTECTION_STEMS
 
-    assert len(PROTECTION_STEMS) == len(PROTECTIONS)
+    assert len(PROTECTION_STEMS) == len(PROTECTIONS) == codec.CONFIG_PROTECTION_COUNT
     for (stem, unit), row in zip(PROTECTION_STEMS, PROTECTIONS, strict=True):
         assert row[4].startswith(stem) and row[4].endswith(unit), (stem, row[4])
 
@@ -731,3 +731,20 @@ def test_docs_list_every_protection() -> None:
     page = (boards_dir().parent / "docs" / "protection.md").read_text()
     for name, *_rest in PROTECTIONS:
         assert f"| `{name}` |" in page, f"docs/protection.md has no row for {name}"
+
+
+def test_protection_setup_is_released_once_bms_is_built() -> None:
+    """The table's rows and the board's limits are read only while Bms is built: the
+    module holding them leaves sys.modules (and so RAM on a board) afterwards, and
+    whatever needs it again imports it again."""
+    import sys
+
+    import cellguard_fw
+
+    for _ in range(2):  # a second Bms builds the same way
+        hal = FakeHal(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
+        bms = Bms(SIM_BOARD, hal, NullPort())
+        assert "cellguard_fw.protection_setup" not in sys.modules
+        assert not hasattr(cellguard_fw, "protection_setup")
+        assert bms.protection.count == len(protection_table()) == len(PROTECTIONS)
+        assert "cellguard_fw.protection_setup" in sys.modules  # imported again on demand

@@ -100,7 +100,7 @@ class MessageModel:
         return firmware_function(f"encode_{self.spec.name}")
 
     def decoder(self) -> Callable[..., tuple[Any, ...]]:
-        return firmware_function(f"decode_{self.spec.name}")
+        return firmware_function(gen.decoder_name(self.spec))
 
 
 def _construct_of(struct: Any, name: str) -> Any:
@@ -632,7 +632,7 @@ def test_micropython_decode_of_construct_build(micropython: MicroPythonRuntime, 
     built = case.model.spec.payload.build(case.values)
     out = micropython.exec(
         f"_w = b'\\x00' + unhexlify('{built.hex()}')\n"
-        f"print(repr(_plain(_fn('decode_{case.model.spec.name}')(_w, 1, len(_w)))))\n"
+        f"print(repr(_plain(_fn('{gen.decoder_name(case.model.spec)}')(_w, 1, len(_w)))))\n"
     )
     assert ast.literal_eval(out) == _mp_tagged(case.model, case.values)
 

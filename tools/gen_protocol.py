@@ -153,7 +153,20 @@ def _encoder(spec: messages.MessageSpec, fields: list[Field]) -> list[str]:
     return out
 
 
-def _decoder(spec: messages.MessageSpec, fields: list[Field]) -> list[str]:
+def decoder_name(spec: messages.MessageSpec) -> str:
+    """The codec function that decodes ``spec``'s payload: on the board, every message
+    without a payload shares ``decode_empty``."""
+    if spec.direction != messages.B2H and not describe(spec.payload):
+        return "decode_empty"
+    return f"decode_{spec.name}"
+
+
+def _decoder(spec: messages.MessageSpec, fields: list[Field], board: bool) -> list[str]:
+    # On the board every distinct error text is a string object held in RAM for good
+    # (about 20 of them): its decoders share two. The request that failed is known to
+    # the caller, which answers BAD_PAYLOAD; the mirror (tests only) names it.
+    short = "short payload" if board else f"short {spec.name}"
+    trailing = "trailing bytes" if board else f"trailing bytes in {spec.name}"
     out = [
         f"def decode_{spec.name}(buf, off, end):",
         f'    """Parse a {spec.name.upper()} payload in buf[off:end]; return its fields."""',
@@ -165,35 +178,35 @@ def _decoder(spec: messages.MessageSpec, fields: list[Field]) -> list[str]:
             fmt = "<" + "".join(x.fmt for x in run)
             size = sum(_SIZES[x.fmt] for x in run)
             out.append(f"    if off + {size} > end:")
-            out.append(f'        raise ValueError("short {spec.name}")')
+            out.append(f'        raise ValueError("{short}")')
             lhs = ", ".join(x.name for x in run) + ("," if len(run) == 1 else "")
             out.append(f'    {lhs} = unpack_from("{fmt}", buf, off)')
             out.append(f"    off += {size}")
         elif f.kind == "str":
             size = _SIZES[f.fmt]
             out.append(f"    if off + {size} > end:")
-            out.append(f'        raise ValueError("short {spec.name}")')
+            out.append(f'        raise ValueError("{short}")')
             out.append(f'    n = unpack_from("<{f.fmt}", buf, off)[0]')
             out.append(f"    off += {size}")
             out.append("    if off + n > end:")
-            out.append(f'        raise ValueError("short {spec.name}")')
+            out.append(f'        raise ValueError("{short}")')
             out.append(f"    {f.name} = bytes(buf[off : off + n]).decode()")
             out.append("    off += n")
         else:
             csize, size = _SIZES[f.count_fmt], _SIZES[f.fmt]
             out.append(f"    if off + {csize} > end:")
-            out.append(f'        raise ValueError("short {spec.name}")')
+            out.append(f'        raise ValueError("{short}")')
             out.append(f'    n = unpack_from("<{f.count_fmt}", buf, off)[0]')
             out.append(f"    off += {csize}")
             out.append(f"    if off + n * {size} > end:")
-            out.append(f'        raise ValueError("short {spec.name}")')
+            out.append(f'        raise ValueError("{short}")')
             out.append(f"    {f.name} = []")
             out.append("    for i in range(n):")
             out.append(f'        {f.name}.append(unpack_from("<{f.fmt}", buf, off)[0])')
             out.append(f"        off += {size}")
         names.extend(x.name for x in run)
     out.append("    if off != end:")
-    out.append(f'        raise ValueError("trailing bytes in {spec.name}")')
+    out.append(f'        raise ValueError("{trailing}")')
     ret = ", ".join(names) + ("," if len(names) == 1 else "")
     out.append(f"    return ({ret})")
     return out
@@ -239,6 +252,7 @@ def generate_codec() -> str:
             if prefix == "config" and key in protection_keys:
                 continue
             lines.append(f"{_const_name(prefix, key)} = const({value})")
+    lines.append(f"CONFIG_PROTECTION_COUNT = const({len(m.PROTECTION_STEMS)})")
     lines.append(f"CONFIG_DEBOUNCE_BASE = const({m.DEBOUNCE_KEY_BASE})")
     lines.append(f"CONFIG_SEVERITY_BASE = const({m.SEVERITY_KEY_BASE})")
     for prefix, flags in m.FLAGS.items():
@@ -246,12 +260,23 @@ def generate_codec() -> str:
             lines.append(f"{_const_name(prefix, key)} = const(0x{value:x})")
     # The board needs only its own direction: it encodes what it sends and
     # decodes what it receives. The other direction goes to codec_mirror.py.
+    # Requests without a payload share one decoder (see decoder_name).
+    empty = [s.name.upper() for s in m.MESSAGES if decoder_name(s) == "decode_empty"]
     for spec in m.MESSAGES:
         fields = describe(spec.payload)
         if spec.direction == m.B2H:
             lines += ["", "", *_encoder(spec, fields)]
-        else:
-            lines += ["", "", *_decoder(spec, fields)]
+        elif decoder_name(spec) != "decode_empty":
+            lines += ["", "", *_decoder(spec, fields, board=True)]
+    if empty:
+        lines += [
+            "", "",
+            "def decode_empty(buf, off, end):",
+            f'    """Check a payload that must be empty ({", ".join(empty)}); return ()."""',
+            "    if off != end:",
+            '        raise ValueError("trailing bytes")',
+            "    return ()",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -272,7 +297,7 @@ def generate_mirror() -> str:
     for spec in m.MESSAGES:
         fields = describe(spec.payload)
         if spec.direction == m.B2H:
-            lines += ["", "", *_decoder(spec, fields)]
+            lines += ["", "", *_decoder(spec, fields, board=False)]
         else:
             lines += ["", "", *_encoder(spec, fields)]
     return "\n".join(lines) + "\n"

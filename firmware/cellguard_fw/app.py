@@ -9,6 +9,8 @@ NAK that says why.
 
 from binascii import hexlify
 
+from micropython import const
+
 from . import FIRMWARE_VERSION, codec
 from .chemistry import PROFILES
 from .config import KEYS, Config
@@ -18,7 +20,7 @@ from .frontend import Frontend
 from .latches import LatchStore
 from .link import PAYLOAD_AT, Link
 from .measurement import Measurement
-from .protection import ALARM, FAULT, WARNING, Protection
+from .protection import Protection
 from .soc import CoulombCounter
 
 try:
@@ -35,65 +37,16 @@ KNOWN_TYPES = bytes((
     codec.MSG_FAULT_STATE, codec.MSG_CLEAR_FAULTS, codec.MSG_GET_EVENTS, codec.MSG_EVENTS,
     codec.MSG_ACK, codec.MSG_NAK, codec.MSG_ESTIMATE,
 ))
-DUMP_PAGE = 12  # config entries per CONFIG_DUMP frame (13 bytes each)
-EVENTS_PAGE = 10  # events per EVENTS frame (21 bytes each)
-
-
-SEVERITY_NAMES = {"warning": WARNING, "alarm": ALARM, "fault": FAULT}
-
-
-def board_severities(board):
-    """The board file's ``"severity"`` overrides, as numbers."""
-    out = {}
-    for name, level in board.get("severity", {}).items():
-        if level not in SEVERITY_NAMES:
-            raise ValueError("severity of %s must be warning, alarm or fault" % name)
-        out[name] = SEVERITY_NAMES[level]
-    return out
+_DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
+_EVENTS_PAGE = const(10)  # events per EVENTS frame (21 bytes each)
 
 
 def board_limits(board):
-    """The (trip, release) limit pairs: chemistry defaults, board overrides."""
-    profile = PROFILES[board["chemistry"]]
-    overrides = board.get("limits", {})
-    n = board["cells"]
-    cell_fs = board["frontend"]["cell_adc"]["full_scale_mv"]
-    # Plausibility: no cell in service reads below 0.4 V (an open tap does); none
-    # reads 0.5 V beyond its chemistry's hard limit (a sensor at its rail does).
-    beyond = min(cell_fs * 99 // 100, profile["hard_cell_mv"][1] + 500)
-    mismatch = 100 + 25 * n  # divider tolerance plus busbar drops, mV
-    limits = {
-        "open_wire_mv": (400, 800),
-        "sensor_range_mv": (beyond, beyond - 200),
-        "sensor_disconnected_count": (0, 1),  # any channel at a rail; released when none
-        "sensor_stuck_ms": (60000, 1),  # released as soon as the reading moves
-        "pack_mismatch_mv": (mismatch, mismatch // 2),
-        "temp_rise_dc": (20, 10),  # 2.0 degC per minute; released below 1.0
-    }
-    for key in limits:
-        if key in overrides:
-            limits[key] = tuple(overrides[key])
-    for key in ("cell_ov_mv", "cell_uv_mv", "temp_max_dc", "temp_min_dc", "deep_discharge_mv",
-                "temp_charge_max_dc", "temp_charge_min_dc", "cell_spread_mv"):
-        limits[key] = tuple(overrides.get(key, profile[key]))
-    charge = board["charge_current_max_ma"]
-    discharge = board["discharge_current_max_ma"]
-    full_scale = board["frontend"]["current_adc"]["full_scale_ma"]
-    limits["charge_current_max_ma"] = (charge, charge // 2)
-    limits["discharge_current_max_ma"] = (discharge, discharge // 2)
-    # Peak levels default to twice the sustained rating, a short circuit to four
-    # times; a short circuit at most 90 % of what the current sensor measures, so
-    # a saturated reading still trips, and the peaks at most 80 %, so that on a
-    # small sensor they still trip before the short circuit does.
-    top = full_scale * 9 // 10
-    peak_top = full_scale * 8 // 10
-    limits["charge_current_peak_ma"] = tuple(overrides.get(
-        "charge_current_peak_ma", (min(2 * charge, peak_top), charge)))
-    limits["discharge_current_peak_ma"] = tuple(overrides.get(
-        "discharge_current_peak_ma", (min(2 * discharge, peak_top), discharge)))
-    limits["short_circuit_ma"] = tuple(overrides.get(
-        "short_circuit_ma", (min(4 * discharge, top), discharge)))
-    return limits
+    """The (trip, release) limit pairs: chemistry defaults, board overrides
+    (``protection_setup.board_limits``)."""
+    from .protection_setup import board_limits
+
+    return board_limits(board)
 
 
 class Bms:
@@ -108,8 +61,12 @@ class Bms:
         # The stuck-reading clock runs while at least C/10 flows (a board may say).
         self.meas = Measurement(self.n_cells, self.n_temps,
                                 board.get("stuck_current_ma", board["capacity_mah"] // 10))
-        self.protection = Protection(board_limits(board), board.get("delays"),
-                                     board_severities(board), board.get("debounce"))
+        # What builds the protection table is needed only now: it leaves RAM after.
+        from . import protection_setup as setup
+
+        self.protection = Protection(setup.board_limits(board), board.get("delays"),
+                                     setup.board_severities(board), board.get("debounce"))
+        setup.release()
         self.soc = CoulombCounter(board["capacity_mah"], self.profile["ocv_mv"])
         storage = hal.storage_dir()  # None: nothing survives a reset
         # Estimation (floats, once a second) runs beside the control step, never
@@ -342,10 +299,6 @@ class Bms:
         end = codec.encode_ack(self.link.payload_buffer(), PAYLOAD_AT, msg_type)
         self.link.send(codec.MSG_ACK, seq, end)
 
-    def _empty(self, start, end):
-        if end != start:
-            raise ValueError("payload where none is expected")
-
     def _on_hello(self, seq, start, end):
         codec.decode_hello(self.link.frame, start, end)
         p = self.protection
@@ -368,20 +321,20 @@ class Bms:
         self._ack(seq, codec.MSG_TIME_SYNC)
 
     def _on_reset(self, seq, start, end):
-        self._empty(start, end)
+        codec.decode_empty(self.link.frame, start, end)
         self._log(codec.EVENT_RESET, 0, 0)
         self._ack(seq, codec.MSG_RESET)
         self.reset_requested = True  # the main loop resets once the ACK is out
 
     def _on_enter_repl(self, seq, start, end):
-        self._empty(start, end)
+        codec.decode_empty(self.link.frame, start, end)
         self._ack(seq, codec.MSG_ENTER_REPL)
         # Nothing protects the cells from the REPL: open the output first.
         self.contactor.step(0, False, 0)
         self.repl_requested = True  # the main loop hands the port back
 
     def _on_get_stats(self, seq, start, end):
-        self._empty(start, end)
+        codec.decode_empty(self.link.frame, start, end)
         link = self.link
         free = mem_free() if mem_free is not None else -1
         end = codec.encode_stats(
@@ -420,7 +373,7 @@ class Bms:
 
     def _on_get_config_dump(self, seq, start, end):
         (first,) = codec.decode_get_config_dump(self.link.frame, start, end)
-        keys = [k for k in KEYS if k >= first][:DUMP_PAGE]
+        keys = [k for k in KEYS if k >= first][:_DUMP_PAGE]
         later = [k for k in KEYS if k > keys[-1]] if keys else []
         cfg = self.config
         limits = [cfg.limits(k) for k in keys]
@@ -431,13 +384,13 @@ class Bms:
         self.link.send(codec.MSG_CONFIG_DUMP, seq, end)
 
     def _on_get_faults(self, seq, start, end):
-        self._empty(start, end)
+        codec.decode_empty(self.link.frame, start, end)
         end = codec.encode_fault_state(self.link.payload_buffer(), PAYLOAD_AT, self.faults,
                                        self.latched, self.tripped, self.alarms, self.warnings)
         self.link.send(codec.MSG_FAULT_STATE, seq, end)
 
     def _on_clear_faults(self, seq, start, end):
-        self._empty(start, end)
+        codec.decode_empty(self.link.frame, start, end)
         self._ack(seq, codec.MSG_CLEAR_FAULTS)
         self.clear_faults()
 
@@ -458,7 +411,7 @@ class Bms:
         ev = self.events
         # Past the newest event there is nothing to send; clamping also keeps a u32
         # index (a big int under MicroPython) out of range(), which takes machine words.
-        page = ev.page(min(first, ev.total), min(max_count, EVENTS_PAGE))
+        page = ev.page(min(first, ev.total), min(max_count, _EVENTS_PAGE))
         slots = [i % ev.capacity for i in page]
         end = codec.encode_events(
             self.link.payload_buffer(), PAYLOAD_AT, ev.total, ev.oldest(), list(page),

@@ -72,6 +72,7 @@ SEVERITY_ALARM = const(1)
 SEVERITY_FAULT = const(2)
 ESTIMATOR_COULOMB = const(0)
 ESTIMATOR_EKF = const(1)
+CONFIG_PROTECTION_COUNT = const(19)
 CONFIG_DEBOUNCE_BASE = const(128)
 CONFIG_SEVERITY_BASE = const(160)
 FAULT_CELL_OVERVOLTAGE = const(0x1)
@@ -101,11 +102,11 @@ FAULT_TEMPERATURE_RISE = const(0x200000)
 def decode_hello(buf, off, end):
     """Parse a HELLO payload in buf[off:end]; return its fields."""
     if off + 2 > end:
-        raise ValueError("short hello")
+        raise ValueError("short payload")
     host_major, host_minor = unpack_from("<BB", buf, off)
     off += 2
     if off != end:
-        raise ValueError("trailing bytes in hello")
+        raise ValueError("trailing bytes")
     return (host_major, host_minor)
 
 
@@ -143,33 +144,12 @@ def encode_info(buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12,
 def decode_time_sync(buf, off, end):
     """Parse a TIME_SYNC payload in buf[off:end]; return its fields."""
     if off + 4 > end:
-        raise ValueError("short time_sync")
+        raise ValueError("short payload")
     unix_time_s, = unpack_from("<L", buf, off)
     off += 4
     if off != end:
-        raise ValueError("trailing bytes in time_sync")
+        raise ValueError("trailing bytes")
     return (unix_time_s,)
-
-
-def decode_reset(buf, off, end):
-    """Parse a RESET payload in buf[off:end]; return its fields."""
-    if off != end:
-        raise ValueError("trailing bytes in reset")
-    return ()
-
-
-def decode_enter_repl(buf, off, end):
-    """Parse a ENTER_REPL payload in buf[off:end]; return its fields."""
-    if off != end:
-        raise ValueError("trailing bytes in enter_repl")
-    return ()
-
-
-def decode_get_stats(buf, off, end):
-    """Parse a GET_STATS payload in buf[off:end]; return its fields."""
-    if off != end:
-        raise ValueError("trailing bytes in get_stats")
-    return ()
 
 
 def encode_stats(buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10):
@@ -219,22 +199,22 @@ def encode_estimate(buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, 
 def decode_get_config(buf, off, end):
     """Parse a GET_CONFIG payload in buf[off:end]; return its fields."""
     if off + 1 > end:
-        raise ValueError("short get_config")
+        raise ValueError("short payload")
     key, = unpack_from("<B", buf, off)
     off += 1
     if off != end:
-        raise ValueError("trailing bytes in get_config")
+        raise ValueError("trailing bytes")
     return (key,)
 
 
 def decode_set_config(buf, off, end):
     """Parse a SET_CONFIG payload in buf[off:end]; return its fields."""
     if off + 9 > end:
-        raise ValueError("short set_config")
+        raise ValueError("short payload")
     key, value, pin = unpack_from("<BlL", buf, off)
     off += 9
     if off != end:
-        raise ValueError("trailing bytes in set_config")
+        raise ValueError("trailing bytes")
     return (key, value, pin)
 
 
@@ -249,11 +229,11 @@ def encode_config_value(buf, off, v0, v1, v2, v3):
 def decode_get_config_dump(buf, off, end):
     """Parse a GET_CONFIG_DUMP payload in buf[off:end]; return its fields."""
     if off + 1 > end:
-        raise ValueError("short get_config_dump")
+        raise ValueError("short payload")
     first_key, = unpack_from("<B", buf, off)
     off += 1
     if off != end:
-        raise ValueError("trailing bytes in get_config_dump")
+        raise ValueError("trailing bytes")
     return (first_key,)
 
 
@@ -289,13 +269,6 @@ def encode_config_dump(buf, off, v0, v1, v2, v3, v4):
     return off
 
 
-def decode_get_faults(buf, off, end):
-    """Parse a GET_FAULTS payload in buf[off:end]; return its fields."""
-    if off != end:
-        raise ValueError("trailing bytes in get_faults")
-    return ()
-
-
 def encode_fault_state(buf, off, v0, v1, v2, v3, v4):
     """Write a FAULT_STATE payload at buf[off:]; return the end offset.
     Fields v0...: active, latched, tripped, alarms, warnings."""
@@ -304,21 +277,14 @@ def encode_fault_state(buf, off, v0, v1, v2, v3, v4):
     return off
 
 
-def decode_clear_faults(buf, off, end):
-    """Parse a CLEAR_FAULTS payload in buf[off:end]; return its fields."""
-    if off != end:
-        raise ValueError("trailing bytes in clear_faults")
-    return ()
-
-
 def decode_get_events(buf, off, end):
     """Parse a GET_EVENTS payload in buf[off:end]; return its fields."""
     if off + 5 > end:
-        raise ValueError("short get_events")
+        raise ValueError("short payload")
     first_index, max_count = unpack_from("<LB", buf, off)
     off += 5
     if off != end:
-        raise ValueError("trailing bytes in get_events")
+        raise ValueError("trailing bytes")
     return (first_index, max_count)
 
 
@@ -380,3 +346,10 @@ def encode_nak(buf, off, v0, v1, v2):
     pack_into("<BBl", buf, off, v0, v1, v2)
     off += 6
     return off
+
+
+def decode_empty(buf, off, end):
+    """Check a payload that must be empty (RESET, ENTER_REPL, GET_STATS, GET_FAULTS, CLEAR_FAULTS); return ()."""
+    if off != end:
+        raise ValueError("trailing bytes")
+    return ()

@@ -10,10 +10,13 @@ write is checked against the chemistry's or the hardware's hard limit first
 each refusal names the bound that was crossed.
 """
 
+from micropython import const
+
 from .codec import (
     CONFIG_CAPACITY_MAH,
     CONFIG_DEBOUNCE_BASE,
     CONFIG_HOST_TIMEOUT_MS,
+    CONFIG_PROTECTION_COUNT,
     CONFIG_SEVERITY_BASE,
     CONFIG_TELEMETRY_PERIOD_MS,
     NAK_ERROR_BEYOND_HARD_LIMIT,
@@ -35,23 +38,25 @@ from .protection import (
     Q_TEMP_RISE_DC,
     Q_TEMPS_RAILED,
     WARNING,
-    protection_table,
 )
 
-# Keys 1..4n: n protections x (trip, release, trip delay, release delay).
-N_PROTECTIONS = len(protection_table())
+# Keys 1..4n: n protections x (trip, release, trip delay, release delay); then the
+# debounce count (samples) at CONFIG_DEBOUNCE_BASE + i and the severity (0 warning,
+# 1 alarm, 2 fault) at CONFIG_SEVERITY_BASE + i. The protocol fixes n; the protection
+# table has a row for each (tests/test_protection.py).
+N_PROTECTIONS = CONFIG_PROTECTION_COUNT
 PROTECTION_KEYS = 4 * N_PROTECTIONS
-DEBOUNCE_BASE = CONFIG_DEBOUNCE_BASE  # + protection index: debounce count, samples
-SEVERITY_BASE = CONFIG_SEVERITY_BASE  # + protection index: 0 warning, 1 alarm, 2 fault
-MAX_DELAY_MS = 60000
-MAX_STUCK_MS = 3600000
-MAX_TELEMETRY_PERIOD_MS = 60000
-MAX_CAPACITY_MAH = 10000000
-MAX_HOST_TIMEOUT_MS = 3600000
-KEYS = tuple(range(1, PROTECTION_KEYS + 1)) + (
+# Underscored constants are folded into the code: no name is kept in RAM for them.
+_MAX_DELAY_MS = const(60000)
+_MAX_STUCK_MS = const(3600000)
+_MAX_TELEMETRY_PERIOD_MS = const(60000)
+_MAX_CAPACITY_MAH = const(10000000)
+_MAX_HOST_TIMEOUT_MS = const(3600000)
+# Every key, ascending: bytes (one byte a key) rather than a tuple of ints (four).
+KEYS = bytes(tuple(range(1, PROTECTION_KEYS + 1)) + (
     CONFIG_TELEMETRY_PERIOD_MS, CONFIG_CAPACITY_MAH, CONFIG_HOST_TIMEOUT_MS) + tuple(
-    range(DEBOUNCE_BASE, DEBOUNCE_BASE + N_PROTECTIONS)) + tuple(
-    range(SEVERITY_BASE, SEVERITY_BASE + N_PROTECTIONS))
+    range(CONFIG_DEBOUNCE_BASE, CONFIG_DEBOUNCE_BASE + N_PROTECTIONS)) + tuple(
+    range(CONFIG_SEVERITY_BASE, CONFIG_SEVERITY_BASE + N_PROTECTIONS)))
 
 
 class Config:
@@ -84,7 +89,7 @@ class Config:
         if quantity == Q_TEMPS_RAILED:
             return 0, self.n_temps
         if quantity == Q_STUCK_MS:
-            return 0, MAX_STUCK_MS
+            return 0, _MAX_STUCK_MS
         if quantity == Q_PACK_MISMATCH_MV:
             return 0, self.pack_full_scale
         if quantity == Q_TEMP_RISE_DC:
@@ -97,10 +102,10 @@ class Config:
         trip, release, trip delay, release delay; 4: debounce; 5: severity."""
         if 1 <= key <= PROTECTION_KEYS:
             return divmod(key - 1, 4)
-        if DEBOUNCE_BASE <= key < DEBOUNCE_BASE + N_PROTECTIONS:
-            return key - DEBOUNCE_BASE, 4
-        if SEVERITY_BASE <= key < SEVERITY_BASE + N_PROTECTIONS:
-            return key - SEVERITY_BASE, 5
+        if CONFIG_DEBOUNCE_BASE <= key < CONFIG_DEBOUNCE_BASE + N_PROTECTIONS:
+            return key - CONFIG_DEBOUNCE_BASE, 4
+        if CONFIG_SEVERITY_BASE <= key < CONFIG_SEVERITY_BASE + N_PROTECTIONS:
+            return key - CONFIG_SEVERITY_BASE, 5
         return None
 
     def get(self, key):
@@ -130,7 +135,7 @@ class Config:
             if field == 4:
                 return 1, MAX_DEBOUNCE, 1, MAX_DEBOUNCE
             if field >= 2:
-                return 0, MAX_DELAY_MS, 0, MAX_DELAY_MS
+                return 0, _MAX_DELAY_MS, 0, _MAX_DELAY_MS
             lo, hi = self._hard(i)
             trip, release = p.trip[i], p.release[i]
             # Integers: release == trip + 1 (above) is no hysteresis at all, the least.
@@ -143,11 +148,11 @@ class Config:
             return lo, hi, max(trip - 1, lo), hi
         if key == CONFIG_TELEMETRY_PERIOD_MS:
             period = self.bms.control_period_ms
-            return period, MAX_TELEMETRY_PERIOD_MS, period, MAX_TELEMETRY_PERIOD_MS
+            return period, _MAX_TELEMETRY_PERIOD_MS, period, _MAX_TELEMETRY_PERIOD_MS
         if key == CONFIG_CAPACITY_MAH:
-            return 1, MAX_CAPACITY_MAH, 1, MAX_CAPACITY_MAH
+            return 1, _MAX_CAPACITY_MAH, 1, _MAX_CAPACITY_MAH
         if key == CONFIG_HOST_TIMEOUT_MS:
-            return 0, MAX_HOST_TIMEOUT_MS, 0, MAX_HOST_TIMEOUT_MS
+            return 0, _MAX_HOST_TIMEOUT_MS, 0, _MAX_HOST_TIMEOUT_MS
         raise KeyError(key)
 
     def check(self, key, value):

@@ -18,9 +18,11 @@ from array import array
 from binascii import crc32
 from struct import pack_into, unpack_from
 
+from micropython import const
+
 RECORD_FMT = "<LLLBLl"  # index, board time ms, Unix time, kind, code, value
-RECORD_BODY = 21
-RECORD_SIZE = RECORD_BODY + 4  # plus CRC-32
+_RECORD_BODY = const(21)
+RECORD_SIZE = const(25)  # plus CRC-32
 
 
 class EventLog:
@@ -71,7 +73,7 @@ class EventLog:
         rec = self.record
         pack_into(RECORD_FMT, rec, 0, index, self.times_ms[slot], self.unix_times[slot],
                   self.kinds[slot], self.codes[slot], self.values[slot])
-        pack_into("<L", rec, RECORD_BODY, crc32(memoryview(rec)[:RECORD_BODY]))
+        pack_into("<L", rec, _RECORD_BODY, crc32(memoryview(rec)[:_RECORD_BODY]))
         return rec
 
     def _append(self, index):
@@ -118,7 +120,7 @@ class EventLog:
         count = 0
         last = -1
         for at in range(0, len(data) - RECORD_SIZE + 1, RECORD_SIZE):
-            if crc32(data[at : at + RECORD_BODY]) != unpack_from("<L", data, at + RECORD_BODY)[0]:
+            if crc32(data[at : at + _RECORD_BODY]) != unpack_from("<L", data, at + _RECORD_BODY)[0]:
                 self.dropped_records += 1
                 continue
             index, time_ms, unix, kind, code, value = unpack_from(RECORD_FMT, data, at)

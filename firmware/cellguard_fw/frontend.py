@@ -17,7 +17,9 @@ chain; everything here is integer arithmetic chosen so intermediates stay below
 import math
 from array import array
 
-_MAX_TERM = 1 << 21  # bound on num and den so every intermediate is a small int
+from micropython import const
+
+_MAX_TERM = const(1 << 21)  # bound on num and den so every intermediate is a small int
 
 
 def _reduce(num, den):
@@ -58,7 +60,7 @@ class LinearChannel:
         return -v if negative else v
 
 
-NTC_TABLE_POINTS = 65
+_NTC_POINTS = const(65)
 KELVIN_0C = 273.15
 
 
@@ -67,10 +69,10 @@ class NtcChannel:
 
     def __init__(self, bits, r25_ohm, beta, pullup_ohm, min_dc=-550, max_dc=1500):
         self.max_code = (1 << bits) - 1
-        self.step = (self.max_code + NTC_TABLE_POINTS - 2) // (NTC_TABLE_POINTS - 1)
-        self.table = array("h", [0] * NTC_TABLE_POINTS)
+        self.step = (self.max_code + _NTC_POINTS - 2) // (_NTC_POINTS - 1)
+        self.table = array("h", [0] * _NTC_POINTS)
         inv_t25 = 1.0 / (25.0 + KELVIN_0C)
-        for i in range(NTC_TABLE_POINTS):
+        for i in range(_NTC_POINTS):
             code = min(i * self.step, self.max_code)
             if code <= 0:
                 dc = max_dc  # shorted sensor reads as hot
@@ -85,8 +87,8 @@ class NtcChannel:
 
     def convert(self, code):
         i = code // self.step
-        if i >= NTC_TABLE_POINTS - 1:
-            return self.table[NTC_TABLE_POINTS - 1]
+        if i >= _NTC_POINTS - 1:
+            return self.table[_NTC_POINTS - 1]
         frac = code - i * self.step
         lo = self.table[i]
         return lo + (self.table[i + 1] - lo) * frac // self.step

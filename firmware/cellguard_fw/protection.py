@@ -22,30 +22,7 @@ from array import array
 
 from micropython import const
 
-from .codec import (
-    FAULT_CELL_IMBALANCE,
-    FAULT_CELL_OVERVOLTAGE,
-    FAULT_CELL_UNDERVOLTAGE,
-    FAULT_DEEP_DISCHARGE,
-    FAULT_OPEN_WIRE,
-    FAULT_OVERCURRENT_CHARGE,
-    FAULT_OVERCURRENT_CHARGE_PEAK,
-    FAULT_OVERCURRENT_DISCHARGE,
-    FAULT_OVERCURRENT_DISCHARGE_PEAK,
-    FAULT_OVERTEMPERATURE,
-    FAULT_OVERTEMPERATURE_CHARGE,
-    FAULT_PACK_VOLTAGE_MISMATCH,
-    FAULT_SENSOR_DISCONNECTED,
-    FAULT_SENSOR_RANGE,
-    FAULT_SENSOR_STUCK,
-    FAULT_SHORT_CIRCUIT,
-    FAULT_TEMPERATURE_RISE,
-    FAULT_UNDERTEMPERATURE,
-    FAULT_UNDERTEMPERATURE_CHARGE,
-    SEVERITY_ALARM,
-    SEVERITY_FAULT,
-    SEVERITY_WARNING,
-)
+from .codec import SEVERITY_ALARM, SEVERITY_FAULT, SEVERITY_WARNING
 
 # Quantities a protection can watch; Protection.step reads them from an array.
 Q_MAX_CELL_MV = const(0)
@@ -59,7 +36,7 @@ Q_TEMPS_RAILED = const(7)  # temperature channels reading open or shorted
 Q_STUCK_MS = const(8)  # longest a cell reading has not moved while current flowed
 Q_PACK_MISMATCH_MV = const(9)  # |pack voltage sensor - sum of cells|, 0 without a sensor
 Q_TEMP_RISE_DC = const(10)  # fastest temperature rise, 0.1 degC per minute
-N_QUANTITIES = const(11)
+_N_QUANTITIES = const(11)
 
 ABOVE = const(1)  # trips when value > trip
 BELOW = const(0)  # trips when value < trip
@@ -84,61 +61,12 @@ def protection_table():
     directions an alarm blocks, default debounce count (samples). The order is
     the configuration keys' (protocol/messages.py PROTECTION_STEMS).
 
-    Built on each call: :class:`Protection` copies it into arrays, so on the
-    board the rows are garbage once it is built instead of a kilobyte held for
-    good."""
-    return (
-        ("cell_overvoltage", FAULT_CELL_OVERVOLTAGE, Q_MAX_CELL_MV, ABOVE, "cell_ov_mv",
-         1000, 2000, FAULT, BLOCKS_CHARGE, 1),
-        ("cell_undervoltage", FAULT_CELL_UNDERVOLTAGE, Q_MIN_CELL_MV, BELOW, "cell_uv_mv",
-         1000, 2000, FAULT, BLOCKS_DISCHARGE, 1),
-        ("overtemperature", FAULT_OVERTEMPERATURE, Q_MAX_TEMP_DC, ABOVE, "temp_max_dc",
-         2000, 5000, FAULT, BLOCKS_BOTH, 1),
-        ("undertemperature", FAULT_UNDERTEMPERATURE, Q_MIN_TEMP_DC, BELOW, "temp_min_dc",
-         2000, 5000, FAULT, BLOCKS_BOTH, 1),
-        ("overcurrent_charge", FAULT_OVERCURRENT_CHARGE, Q_CHARGE_MA, ABOVE,
-         "charge_current_max_ma", 500, 10000, FAULT, BLOCKS_CHARGE, 1),
-        ("overcurrent_discharge", FAULT_OVERCURRENT_DISCHARGE, Q_DISCHARGE_MA, ABOVE,
-         "discharge_current_max_ma", 500, 10000, FAULT, BLOCKS_DISCHARGE, 1),
-        # A lower, latching level: a cell this empty may be damaged.
-        ("deep_discharge", FAULT_DEEP_DISCHARGE, Q_MIN_CELL_MV, BELOW, "deep_discharge_mv",
-         1000, 2000, FAULT, BLOCKS_DISCHARGE, 1),
-        # Charging has narrower temperature limits than discharging (lithium plating
-        # below freezing, ageing when hot): an alarm that stops charging only.
-        ("overtemperature_charge", FAULT_OVERTEMPERATURE_CHARGE, Q_MAX_TEMP_DC, ABOVE,
-         "temp_charge_max_dc", 2000, 5000, ALARM, BLOCKS_CHARGE, 1),
-        ("undertemperature_charge", FAULT_UNDERTEMPERATURE_CHARGE, Q_MIN_TEMP_DC, BELOW,
-         "temp_charge_min_dc", 2000, 5000, ALARM, BLOCKS_CHARGE, 1),
-        # Over-current at two levels: sustained (above) and peak (short delay), and a
-        # short circuit that trips on the first sample.
-        ("overcurrent_charge_peak", FAULT_OVERCURRENT_CHARGE_PEAK, Q_CHARGE_MA, ABOVE,
-         "charge_current_peak_ma", 100, 10000, FAULT, BLOCKS_CHARGE, 1),
-        ("overcurrent_discharge_peak", FAULT_OVERCURRENT_DISCHARGE_PEAK, Q_DISCHARGE_MA, ABOVE,
-         "discharge_current_peak_ma", 100, 10000, FAULT, BLOCKS_DISCHARGE, 1),
-        ("short_circuit", FAULT_SHORT_CIRCUIT, Q_DISCHARGE_MA, ABOVE, "short_circuit_ma",
-         0, 10000, FAULT, BLOCKS_DISCHARGE, 1),
-        # Cells drifting apart: a failing cell, a loose sense wire, a balancer fault.
-        ("cell_imbalance", FAULT_CELL_IMBALANCE, Q_CELL_SPREAD_MV, ABOVE, "cell_spread_mv",
-         5000, 10000, WARNING, BLOCKS_BOTH, 1),
-        # Sensor plausibility. An open sense wire lets its tap float towards the tap
-        # below: the cell under it reads near 0 V, lower than any cell in service.
-        ("open_wire", FAULT_OPEN_WIRE, Q_MIN_CELL_MV, BELOW, "open_wire_mv",
-         300, 2000, FAULT, BLOCKS_BOTH, 3),
-        # ... and the cell above reads two cells' worth: beyond any chemistry, at the
-        # ADC's full scale. Either way the reading cannot be trusted.
-        ("sensor_range", FAULT_SENSOR_RANGE, Q_MAX_CELL_MV, ABOVE, "sensor_range_mv",
-         300, 2000, FAULT, BLOCKS_BOTH, 3),
-        ("sensor_disconnected", FAULT_SENSOR_DISCONNECTED, Q_TEMPS_RAILED, ABOVE,
-         "sensor_disconnected_count", 1000, 5000, FAULT, BLOCKS_BOTH, 3),
-        # The quantity is itself a time: no further delay by default.
-        ("sensor_stuck", FAULT_SENSOR_STUCK, Q_STUCK_MS, ABOVE, "sensor_stuck_ms",
-         0, 0, FAULT, BLOCKS_BOTH, 1),
-        ("pack_voltage_mismatch", FAULT_PACK_VOLTAGE_MISMATCH, Q_PACK_MISMATCH_MV, ABOVE,
-         "pack_mismatch_mv", 1000, 5000, FAULT, BLOCKS_BOTH, 1),
-        # Early warning of thermal runaway; the quantity is a rise over a minute.
-        ("temperature_rise", FAULT_TEMPERATURE_RISE, Q_TEMP_RISE_DC, ABOVE, "temp_rise_dc",
-         0, 10000, WARNING, BLOCKS_BOTH, 1),
-    )
+    Built on each call, from ``protection_setup`` (the rows live there, with the
+    rest of what is read only while a :class:`Protection` is built, so a board
+    keeps none of it in RAM once it runs)."""
+    from .protection_setup import protection_table
+
+    return protection_table()
 
 
 class Protection:
@@ -169,7 +97,7 @@ class Protection:
         # the release) condition has held; 0 samples: it does not hold now.
         self.timer_ms = array("l", [0] * n)
         self.samples = array("H", [0] * n)
-        self.values = array("l", [0] * N_QUANTITIES)
+        self.values = array("l", [0] * _N_QUANTITIES)
         self.faults = 0
         self.alarms = 0
         self.warnings = 0

@@ -1,0 +1,122 @@
+"""Every script in benchmarks/ runs: a quick smoke run of each, so none can rot unseen.
+
+Each script is run as a user would run it (``python benchmarks/<name>.py --quick``,
+from the repository root, as a subprocess) and must exit 0, without a traceback,
+printing its figure lines. Only the lines' shape is checked, never their values:
+the figures of a seconds-long run on a shared machine mean nothing (and timings
+are never asserted). A script added to benchmarks/ without an entry in SMOKE
+fails ``test_every_benchmark_has_a_smoke_run``.
+
+The PyBaMM benchmarks run with an empty trace cache (a fresh clone's situation):
+their quick runs share one short PyBaMM trace, made once per session.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+NUMBER = r"[-+]?[\d,]+(?:\.\d+)?"
+
+# script -> (needs PyBaMM, patterns each of which must match a line of its output)
+SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "protocol_throughput.py": (False, (
+        r"^\d+ TELEMETRY frames, 16 cells, 16 temperatures: payload \d+ bytes",
+        r"^\d+ frames byte-identical to the firmware's Link.send",
+        rf"^baseline\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x$",
+        rf"^decode\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x$",
+        rf"^decode\+store\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x$",
+        r"^goal: decode >= [\d,]+ frames/s: (PASS|FAIL)",
+    )),
+    "reaction_times.py": (False, (
+        r"^\| protection \| severity \| quantity \|",
+        r"^\| `cell_overvoltage` \| fault: .* \| \d+–\d+ ms: output opens \|",
+    )),
+    "firmware_budget.py": (False, (
+        rf"^4s/2t\s+all\s+\d+\s+\d+\s+{NUMBER}$",
+        r"^4s/2t\s+\d+\s+\d+\s+\d+\s+no allocation, faults seen 0x[0-9a-f]+",
+        rf"^16s/16t \.mpy\s+{NUMBER} KB\s+{NUMBER} KB",
+        r"^16s/16t \.mpy\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+ B$",
+        rf"^4s/2t\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}–{NUMBER}\s+{NUMBER}\s+{NUMBER}",
+        r"^protection step allocates 0 bytes\s+.*(PASS|FAIL)$",
+        r"^heap high-water < \d+ KB, 16 cells \(\.mpy\)\s+.*(PASS|FAIL)$",
+    )),
+    "estimator_cost.py": (False, (
+        r"^4s profile\s+\d+\s+no allocation\s+\d+",
+        rf"^4s profile\s+{NUMBER} KB\s+{NUMBER} KB",
+        rf"^4s profile\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER} \(",
+        r"^sample\(\) allocates 0 bytes \(control step\)\s+.*(PASS|FAIL)$",
+        r"^live heap does not grow over the drive cycles\s+.*(PASS|FAIL)$",
+    )),
+    "estimator_accuracy.py": (True, (
+        r"^  nmc-cc-25C\s+done in\s+[\d.]+ s",
+        rf"^nmc-cc-25C\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+",
+        r"^  (PASS|FAIL)  NMC at 25 degC: EKF RMSE",
+    )),
+    "cell_fit.py": (True, (
+        rf"^chen2020\s+cc\s+25\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$",
+        rf"^chen2020\s+OCV table - PyBaMM bulk OCV at 25 degC, 5\.\.95 %: RMS {NUMBER} mV",
+    )),
+    "log_scale.py": (False, (
+        r"^logged:\s+\d+ telemetry rows, \d+ in the summary",
+        rf"^frames/s sustained:\s+{NUMBER}",
+        rf"^logger CPU, logging:\s+{NUMBER} % of one core",
+        r"^lost frames:\s+\d+",
+        r"^goal \(0 lost frames\): (PASS|FAIL)$",
+    )),
+    "sim_speed.py": (False, (
+        r"^\| micropython \| 4 \| \d+x \| \d+ \| \d+ / \d+ \| \d+ \|$",
+        r"^\| cpython \| 4 \| \d+x \| \d+ \| \d+ / \d+ \| \d+ \|$",
+        r"^goal: micropython, 4 cells >= \d+x real time: \d+x\s+(PASS|FAIL)$",
+    )),
+}
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def test_every_benchmark_has_a_smoke_run() -> None:
+    scripts = {p.name for p in BENCHMARKS.glob("*.py")}
+    assert scripts, f"no scripts in {BENCHMARKS}"
+    missing = sorted(scripts - set(SMOKE))
+    assert not missing, f"benchmarks without a smoke run: add them to SMOKE: {missing}"
+    assert not sorted(set(SMOKE) - scripts), "SMOKE names a script that no longer exists"
+
+
+def test_every_benchmark_documents_its_quick_mode() -> None:
+    readme = (BENCHMARKS / "README.md").read_text()
+    assert "--quick" in readme
+    for name in SMOKE:
+        assert f"`{name}`" in readme, f"benchmarks/README.md does not describe {name}"
+
+
+@pytest.fixture(scope="session")
+def trace_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty PyBaMM trace cache, shared by the session's quick runs."""
+    return tmp_path_factory.mktemp("pybamm-cache")
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_benchmark_quick_run(script: str, trace_cache: Path) -> None:
+    needs_pybamm, patterns = SMOKE[script]
+    if needs_pybamm and importlib.util.find_spec("pybamm") is None:
+        pytest.skip("PyBaMM is not installed (optional extra: `make pybamm-setup`; "
+                    "`make test` installs it)")
+    env = {**os.environ, "CELLGUARD_CACHE_DIR": str(trace_cache)}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), "--quick"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=240)
+    output = f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    assert proc.returncode == 0, f"{script} --quick exited {proc.returncode}\n{output}"
+    assert "Traceback" not in proc.stderr, output
+    lines = proc.stdout.splitlines()
+    for pattern in patterns:
+        rx = re.compile(pattern)
+        assert any(rx.search(line) for line in lines), f"no line matches {pattern!r}\n{output}"
