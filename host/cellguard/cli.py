@@ -208,7 +208,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(out_dir=args.out, runtime=args.runtime, board=args.board, seed=args.seed)
+    return run_demo(out_dir=args.out, runtime=args.runtime, board=args.board, seed=args.seed,
+                    force=args.force)
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
@@ -249,7 +250,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .formats.export import export
 
     result = export(args.file, args.out, args.format, board=args.board, t_from=args.t_from,
-                    t_to=args.t_to)
+                    t_to=args.t_to, force=args.force)
     if args.json and result.out is not None:
         print(json.dumps(result.to_dict(), indent=2))
     elif result.out is not None:
@@ -263,13 +264,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     if not args.output and not args.html:
         raise CellguardError("give -o FILE.png, --html FILE.html or both")
+    check_outputs([args.output, args.html], inputs=[args.file], force=args.force)
     data = load_plot_data(args.file, args.board, args.t_from, args.t_to)
     written: list[str] = []
     if args.output:
-        write_png(data, args.output)
+        write_png(data, args.output, inputs=[args.file], force=args.force)
         written.append(args.output)
     if args.html:
-        write_html(data, args.html)
+        write_html(data, args.html, inputs=[args.file], force=args.force)
         written.append(args.html)
     s = data.series
     if args.json:
@@ -289,20 +291,41 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .files import write_text
+    from .files import check_stdout, write_text
     from .views.report import build_report, render
 
     fmt = "json" if args.json else args.format
     if fmt is None:
         fmt = "html" if args.out and args.out.lower().endswith((".html", ".htm")) else "md"
+    if args.out in (None, "-"):
+        check_stdout([args.file])
+    else:
+        check_outputs([args.out], inputs=[args.file], force=args.force)
     rep, series = build_report(args.file, args.board, args.t_from, args.t_to)
     text = render(rep, series, fmt)
     if args.out in (None, "-"):
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        write_text(args.out, text)
+        write_text(args.out, text, inputs=[args.file], force=args.force)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def check_outputs(outputs: Sequence[str | None], *, inputs: Sequence[str | None],
+                  force: bool) -> None:
+    """Refuse, before any work, outputs that name an input, each other, or (without
+    --force) an existing file: see cellguard.files and docs/files.md."""
+    from .files import check_distinct, check_output
+
+    check_distinct(*outputs)
+    for out in outputs:
+        if out is not None:
+            check_output(out, inputs=inputs, force=force)
+
+
+def _force(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--force", action="store_true",
+                   help="replace an existing output file (never one of the inputs)")
 
 
 def _add_offline_commands(sub: Any) -> None:
@@ -316,6 +339,7 @@ def _add_offline_commands(sub: Any) -> None:
     _selection(s, board_help)
     s.add_argument("--json", action="store_true",
                    help="with -o: print what was written (file, rows, columns) as JSON")
+    _force(s)
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("plot", help="plot a log to a PNG and/or an interactive HTML page")
@@ -324,6 +348,7 @@ def _add_offline_commands(sub: Any) -> None:
     s.add_argument("--html", metavar="FILE", help="interactive page to write (works offline)")
     _selection(s, "board id, unique id or name (default: the first board)")
     s.add_argument("--json", action="store_true", help="print what was plotted as JSON")
+    _force(s)
     s.set_defaults(func=cmd_plot)
 
     s = sub.add_parser("report", help="a run summary to hand in (Markdown, HTML or JSON)")
@@ -333,6 +358,7 @@ def _add_offline_commands(sub: Any) -> None:
     s.add_argument("--out", "-o", help="output file (default: standard output)")
     _selection(s, board_help)
     s.add_argument("--json", action="store_true", help="the same as --format json")
+    _force(s)
     s.set_defaults(func=cmd_report)
 
 
@@ -426,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pin", type=int, default=0, help="configuration PIN, if the board has one")
     s.add_argument("--yes", action="store_true", help="load without asking")
     s.add_argument("--json", action="store_true", help="print JSON")
+    _force(s)
     s.set_defaults(func=cmd_config)
 
     s = sub.add_parser("faults", help="show (and clear) the board's faults")
@@ -449,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython")
     s.add_argument("--board", default="sim-4s")
     s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--force", action="store_true",
+                   help="replace run.sqlite and run.png of an earlier demo in the folder")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("characterize", help="fit a cell model (cell.json) from a pulse test "
@@ -471,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--validate", action="append", metavar="CSV",
                    help="replay the fitted model over this trace and print its voltage error")
     s.add_argument("--json", action="store_true", help="print JSON")
+    _force(s)
     s.set_defaults(func=cmd_characterize)
 
     s = sub.add_parser("hil", help="run the hardware-in-the-loop suite on a simulated or real "
@@ -501,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model-based filter (default) or the coulomb-counting baseline")
     s.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
                    help="interpreter for the firmware's code (default cpython)")
+    _force(s)
     s.set_defaults(func=cmd_estimate)
     return p
 

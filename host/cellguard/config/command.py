@@ -36,6 +36,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("config get takes one KEY")
     if args.yes and action != "load":
         parser.error("--yes goes with config load")
+    if getattr(args, "force", False) and (action != "dump" or args.key in (None, "-")):
+        parser.error("--force goes with config dump FILE")
 
 
 def resolve_key(text: str) -> tuple[str, cf.FileKey | None]:
@@ -136,7 +138,7 @@ def _confirm(question: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     action = args.action
     if action == "dump" and args.key not in (None, "-"):
-        cf.check_writable(args.key)  # say so before talking to the board
+        cf.check_writable(args.key, force=args.force)  # say so before talking to the board
     config_file = cf.read_file(args.key) if action in ("load", "diff") else None
     client, info = _connect(args.port)
     with client:
@@ -167,7 +169,7 @@ def _dump(args: argparse.Namespace, entries: list[ConfigEntry], info: Info) -> i
     if args.key == "-":
         sys.stdout.write(text)
         return 0
-    cf.write_file(args.key, text)
+    cf.write_file(args.key, text, force=args.force)
     if args.json:
         print(json.dumps({"file": args.key, "keys": len(entries), "board": info.board,
                           "unique_id": info.unique_id}, indent=2))

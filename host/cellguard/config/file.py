@@ -310,26 +310,19 @@ def _plain(fk: FileKey, wire: int) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def check_writable(path: str | Path) -> None:
-    """Fail early (before talking to a board) when ``path`` cannot be written."""
-    import os
+def check_writable(path: str | Path, force: bool = False) -> None:
+    """Fail early (before talking to a board) when ``path`` must not or cannot be
+    written: a folder, a missing folder, an existing file without ``force``."""
+    from ..files import check_output
 
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigFileError(f"cannot write {path}: it is a folder")
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise ConfigFileError(f"cannot write {path}: folder {folder} does not exist")
-    target = p if p.exists() else folder
-    if not os.access(target, os.W_OK):
-        raise ConfigFileError(f"cannot write {path}: permission denied")
+    check_output(path, force=force)
 
 
-def write_file(path: str | Path, text: str) -> None:
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ConfigFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+def write_file(path: str | Path, text: str, force: bool = False) -> None:
+    """Write a configuration file through a temporary file renamed into place."""
+    from ..files import write_text
+
+    write_text(path, text, force=force)
 
 
 # -- reading a file ------------------------------------------------------------------

@@ -805,15 +805,23 @@ def replay(model: CellModel, tr: Trace, initial_soc_pct: float | None = None) ->
 def run(inputs: Sequence[str], out: str, *, chemistry: str | None = None,
         capacity_ah: float | None = None, name: str | None = None,
         initial_soc_pct: float | None = None, cell: int = 1,
-        validate: Sequence[str] = ()) -> tuple[CellModel, Report, list[Replay]]:
-    """What ``cellguard characterize`` does: read, fit, write, replay."""
+        validate: Sequence[str] = (), force: bool = False
+        ) -> tuple[CellModel, Report, list[Replay]]:
+    """What ``cellguard characterize`` does: read, fit, write, replay.
+
+    ``out`` is checked before any work: never one of the traces (inputs or
+    ``validate``), an existing file only with ``force``."""
+    from ..files import check_output
     from .cellmodel import save
 
+    sources = [*inputs, *validate]
+    check_output(out, inputs=sources, force=force)
     traces = [read_trace(p, cell) for p in inputs]
+    checks = [read_trace(p, cell) for p in validate]  # a bad one fails before the fit
     model, report = characterize(traces, chemistry=chemistry, capacity_ah=capacity_ah,
                                  name=name, initial_soc_pct=initial_soc_pct)
-    save(model, out)
-    replays = [replay(model, read_trace(p, cell)) for p in validate]
+    save(model, out, inputs=sources, force=force)
+    replays = [replay(model, tr) for tr in checks]
     return model, report, replays
 
 
@@ -824,7 +832,7 @@ def command(args: Any) -> int:
     model, report, replays = run(args.input, args.out, chemistry=args.chemistry,
                                  capacity_ah=args.capacity_ah, name=args.name,
                                  initial_soc_pct=args.initial_soc, cell=args.cell,
-                                 validate=args.validate or ())
+                                 validate=args.validate or (), force=args.force)
     if args.json:
         print(json.dumps({"cell": model.to_dict(), "capacity_source": report.capacity_source,
                           "replays": [r.__dict__ for r in replays]}, indent=2))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CellguardError
+from ..files import atomic_output, check_output
 from . import cellmodel
 
 OUTPUT_COLUMNS = (
@@ -212,29 +213,30 @@ def run(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
     raise TraceError(f"unknown runtime {runtime!r}; choose cpython or micropython")
 
 
-def write_csv(path: str | Path, rows: Sequence[tuple[float, ...]] | Iterator[tuple[float, ...]]
-              ) -> int:
-    """Write the output CSV; return the rows written."""
+def write_csv(path: str | Path, rows: Sequence[tuple[float, ...]] | Iterator[tuple[float, ...]],
+              *, inputs: Sequence[str | Path] = (), force: bool = False) -> int:
+    """Write the output CSV through a temporary file (never over one of ``inputs``;
+    over an existing file only with ``force``); return the rows written."""
     count = 0
-    try:
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(OUTPUT_COLUMNS)
-            for row in rows:
-                w.writerow([f"{x:.6g}" for x in row[:-1]] + [int(row[-1])])
-                count += 1
-    except OSError as exc:
-        raise TraceError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with atomic_output(path, inputs=inputs, force=force) as tmp, \
+            open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(OUTPUT_COLUMNS)
+        for row in rows:
+            w.writerow([f"{x:.6g}" for x in row[:-1]] + [int(row[-1])])
+            count += 1
     return count
 
 
 def command(args: Any) -> int:
     """`cellguard estimate`: read, run, write, and say what was done."""
+    inputs = [args.input, args.cell]
+    check_output(args.out, inputs=inputs, force=args.force)
     trace = read_trace(args.input)
     model = cellmodel.load(args.cell)
     n = len(trace.cells_v[0])
     rows = run(trace, model, args.estimator, args.initial_soc, args.runtime)
-    count = write_csv(args.out, rows)
+    count = write_csv(args.out, rows, inputs=inputs, force=args.force)
     print(f"{count} estimates of {n} cells ({args.estimator}, {args.runtime}) written to "
           f"{args.out}")
     return 0
