@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
@@ -24,9 +24,46 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be greater than 0 (and finite): {text}")
     return value
+
+
+def _between(lo: float, hi: float, unit: str = "") -> Callable[[str], float]:
+    """An argparse type: a number from ``lo`` to ``hi`` (NaN and infinities refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if math.isnan(value):
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+        if not lo <= value <= hi or math.isinf(value):
+            if math.isinf(lo) and math.isinf(hi):
+                raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+            if math.isinf(hi):
+                raise argparse.ArgumentTypeError(f"must be {lo:g}{unit} or more, not {text}")
+            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}{unit}, "
+                                             f"not {text}")
+        return value
+
+    return parse
+
+
+_finite = _between(-math.inf, math.inf)
+
+
+def _ambient(text: str) -> float:
+    from .sim.board import AMBIENT_RANGE_C  # only when the option is given
+
+    return _between(*AMBIENT_RANGE_C, " °C")(text)
+
+
+def _speed(text: str) -> float:
+    try:
+        return _between(0.0, math.inf)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (0: as fast as possible)") from None
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
@@ -77,6 +114,20 @@ def _whole(text: str) -> int:
     return value
 
 
+def _cell_number(text: str) -> int:
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"cells count from 1, not {text}")
+    return value
+
+
+def _pin(text: str) -> int:
+    value = _whole(text)
+    if value > 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"a PIN is at most 4294967295 (32 bits), not {text}")
+    return value
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from .sim import SimulatedBoard
     from .sim.script import PROFILE, Step, load_script
@@ -85,12 +136,17 @@ def cmd_sim(args: argparse.Namespace) -> int:
         raise CellguardError("--repeat and --exit-at-end go with --script FILE")
     if args.plant != "pybamm" and (args.pybamm_model or args.parameter_set):
         raise CellguardError("--pybamm-model and --parameter-set go with --plant pybamm")
+
     script = None if args.script is None else load_script(args.script)  # before the pty opens
     speed = math.inf if args.speed == 0 else args.speed
     sim = SimulatedBoard(board=args.board, runtime=args.runtime, seed=args.seed, speed=speed,
                          initial_soc_pct=args.soc, ambient_c=args.ambient, link=args.link,
                          plant=args.plant, pybamm_model=args.pybamm_model,
                          parameter_set=args.parameter_set)
+    try:
+        sim._check_current(args.current)
+    except ValueError as exc:
+        raise CellguardError(f"--current: {exc}") from None
     sim.set_current(args.current)
     runner = None
     if script is not None:
@@ -414,12 +470,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--board", default="sim-4s", help="board name or JSON file (default sim-4s)")
     s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython",
                    help="interpreter for the firmware (default micropython)")
-    s.add_argument("--speed", type=float, default=1.0,
+    s.add_argument("--speed", type=_speed, default=1.0,
                    help="simulated seconds per wall second (0: as fast as possible)")
-    s.add_argument("--seed", type=int, default=1, help="plant seed (default 1)")
-    s.add_argument("--soc", type=float, default=50.0, help="initial SoC in percent")
-    s.add_argument("--ambient", type=float, default=25.0, help="ambient temperature, degC")
-    s.add_argument("--current", type=float, default=0.0,
+    s.add_argument("--seed", type=_whole, default=1, help="plant seed, 0 or more (default 1)")
+    s.add_argument("--soc", type=_between(0.0, 100.0), default=50.0,
+                   help="initial SoC in percent, 0 to 100")
+    s.add_argument("--ambient", type=_ambient, default=25.0,
+                   help="ambient temperature, degC (-55 to 125)")
+    s.add_argument("--current", type=_finite, default=0.0,
                    help="constant current, A, positive = charging (default 0)")
     s.add_argument("--script", metavar="FILE",
                    help="timed steps: a CSV current profile (header t_s,current_a) or a step "
@@ -449,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("value", nargs="?",
                    help="new value: 4200 (the key's unit), 4.2V, or a severity word (alarm)")
     s.add_argument("--port", required=True, help="serial port or pyserial URL")
-    s.add_argument("--pin", type=int, default=0, help="configuration PIN, if the board has one")
+    s.add_argument("--pin", type=_pin, default=0, help="configuration PIN, if the board has one")
     s.add_argument("--yes", action="store_true", help="load without asking")
     s.add_argument("--json", action="store_true", help="print JSON")
     _force(s)
@@ -475,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="demo", help="output folder (default demo/)")
     s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython")
     s.add_argument("--board", default="sim-4s")
-    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--seed", type=_whole, default=1)
     s.add_argument("--force", action="store_true",
                    help="replace run.sqlite and run.png of an earlier demo in the folder")
     s.set_defaults(func=cmd_demo)
@@ -492,10 +550,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--capacity-ah", type=_positive,
                    help="capacity, Ah (default: what the low-rate discharge delivered)")
     s.add_argument("--name", help="the model's name")
-    s.add_argument("--initial-soc", type=float, metavar="PCT",
+    s.add_argument("--initial-soc", type=_between(0.0, 100.0), metavar="PCT",
                    help="SoC at every trace's start (default: a discharge starts full, "
                         "a charge starts where the low-rate discharge ended)")
-    s.add_argument("--cell", type=int, default=1, metavar="N",
+    s.add_argument("--cell", type=_cell_number, default=1, metavar="N",
                    help="fit cellN_v of a multi-cell trace (default 1)")
     s.add_argument("--validate", action="append", metavar="CSV",
                    help="replay the fitted model over this trace and print its voltage error")
@@ -525,8 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trace: t_s, current_a (+ = charging), cell1_v.., temp1_c..")
     s.add_argument("--cell", required=True, metavar="JSON", help="cell model (cell.json)")
     s.add_argument("--out", required=True, metavar="CSV", help="where to write the estimates")
-    s.add_argument("--initial-soc", type=float, metavar="PCT",
-                   help="start from this SoC instead of the first sample's OCV")
+    s.add_argument("--initial-soc", type=_between(0.0, 100.0), metavar="PCT",
+                   help="start from this SoC (0 to 100) instead of the first sample's OCV")
     s.add_argument("--estimator", choices=("ekf", "coulomb"), default="ekf",
                    help="the model-based filter (default) or the coulomb-counting baseline")
     s.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",

@@ -62,6 +62,14 @@ class ConfigFileError(CellguardError):
     """A configuration file that cannot be read, or a value in it that is wrong."""
 
 
+class BeyondWireRange(ConfigFileError):
+    """A value no board can hold: the wire carries every key as a 32-bit integer."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 @dataclass(frozen=True)
 class FileKey:
     """Where a wire key lives in a configuration file, and how its value converts."""
@@ -132,7 +140,8 @@ class FileKey:
 
 def _i32(key: FileKey, value: int) -> int:
     if not I32_MIN <= value <= I32_MAX:
-        raise ConfigFileError(f"{key.path} = {value}: out of the board's range (32-bit)")
+        raise BeyondWireRange(f"{key.path} = {value}: out of the board's range (32-bit)",
+                              key.wire_key)
     return value
 
 
@@ -212,12 +221,10 @@ def parse_value(key: str, text: str) -> int:
         word = text.strip().lower()
         if word in SEVERITIES:
             return SEVERITIES.index(word)
-        try:
+        if word in tuple(str(k) for k in range(len(SEVERITIES))):
             return int(word)
-        except ValueError:
-            raise CellguardError(
-                f"not a severity for {key}: {text!r} (give {', '.join(SEVERITIES)} or "
-                f"0, 1, 2)") from None
+        raise CellguardError(
+            f"not a severity for {key}: {text!r} (give {', '.join(SEVERITIES)} or 0, 1, 2)")
     wire, si, scale = key_unit(key)
     t = text.strip().replace(" ", "")
     if si and t.lower().endswith(wire):  # before the SI unit: "mv" ends with "v"
@@ -237,6 +244,10 @@ def parse_value(key: str, text: str) -> int:
         raise CellguardError(f"not a value for {key}: {text!r} (not a finite number)")
     if abs(value - round(value)) > 1e-6 * max(1.0, abs(value)):
         raise CellguardError(f"{key} takes whole {wire}: {text!r} is {value:g} {wire}")
+    if not I32_MIN <= round(value) <= I32_MAX:
+        raise BeyondWireRange(
+            f"{key} = {text.strip()} is {value:g} {wire}, beyond what any board holds (a 32-bit "
+            f"integer, {I32_MIN}..{I32_MAX})", key)
     return round(value)
 
 
