@@ -24,7 +24,9 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or not math.isfinite(value):
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"must be greater than 0 (and finite): {text}")
     return value
 

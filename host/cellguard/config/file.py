@@ -114,6 +114,9 @@ class FileKey:
                 value = int(value)
             return _i32(self, value)
         raw = value * self.scale
+        if not math.isfinite(raw):  # a huge finite number times the scale
+            raise BeyondWireRange(f"{self.path} = {_show(value)}: out of the board's range "
+                                  "(32-bit)", self.wire_key)
         wire = round(raw)
         if abs(raw - wire) > 1e-6 * max(1.0, abs(raw)):
             wire_unit = self.wire_key.rsplit("_", 1)[-1]
@@ -236,18 +239,19 @@ def parse_value(key: str, text: str) -> int:
     else:
         number, factor = t, 1.0
     try:
-        value = float(number) * factor
+        given = float(number)
     except ValueError:
         example = f"give {wire}, e.g. 4200, or {si}, e.g. 4.2{si}" if si else "give a number"
         raise CellguardError(f"not a value for {key}: {text!r} ({example})") from None
-    if not math.isfinite(value):
+    if not math.isfinite(given):
         raise CellguardError(f"not a value for {key}: {text!r} (not a finite number)")
-    if abs(value - round(value)) > 1e-6 * max(1.0, abs(value)):
-        raise CellguardError(f"{key} takes whole {wire}: {text!r} is {value:g} {wire}")
-    if not I32_MIN <= round(value) <= I32_MAX:
+    value = given * factor
+    if not I32_MIN <= value <= I32_MAX:  # also a finite number that overflows to infinity
         raise BeyondWireRange(
             f"{key} = {text.strip()} is {value:g} {wire}, beyond what any board holds (a 32-bit "
             f"integer, {I32_MIN}..{I32_MAX})", key)
+    if abs(value - round(value)) > 1e-6 * max(1.0, abs(value)):
+        raise CellguardError(f"{key} takes whole {wire}: {text!r} is {value:g} {wire}")
     return round(value)
 
 
