@@ -138,7 +138,6 @@ def cmd_sim(args: argparse.Namespace) -> int:
         raise CellguardError("--repeat and --exit-at-end go with --script FILE")
     if args.plant != "pybamm" and (args.pybamm_model or args.parameter_set):
         raise CellguardError("--pybamm-model and --parameter-set go with --plant pybamm")
-
     script = None if args.script is None else load_script(args.script)  # before the pty opens
     speed = math.inf if args.speed == 0 else args.speed
     sim = SimulatedBoard(board=args.board, runtime=args.runtime, seed=args.seed, speed=speed,
@@ -317,6 +316,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from .files import check_outputs
     from .store import query as logdata
     from .views.plot import load_plot_data, write_html, write_png
 
@@ -349,7 +349,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .files import check_stdout, write_text
+    from .files import check_outputs, check_stdout, write_text
     from .views.report import build_report, render
 
     fmt = "json" if args.json else args.format
@@ -367,18 +367,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_text(args.out, text, inputs=[args.file], force=args.force)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
-
-
-def check_outputs(outputs: Sequence[str | None], *, inputs: Sequence[str | None],
-                  force: bool) -> None:
-    """Refuse, before any work, outputs that name an input, each other, or (without
-    --force) an existing file: see cellguard.files and docs/files.md."""
-    from .files import check_distinct, check_output
-
-    check_distinct(*outputs)
-    for out in outputs:
-        if out is not None:
-            check_output(out, inputs=inputs, force=force)
 
 
 def _force(s: argparse.ArgumentParser) -> None:

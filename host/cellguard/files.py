@@ -100,6 +100,16 @@ def check_distinct(*paths: StrPath | None) -> None:
                 raise OutputError(f"{names}: give each output its own name")
 
 
+def check_outputs(outputs: Iterable[StrPath | None], *, inputs: Iterable[StrPath | None] = (),
+                  force: bool = False) -> None:
+    """:func:`check_distinct` and :func:`check_output` for each of a command's outputs."""
+    outputs, inputs = list(outputs), list(inputs)
+    check_distinct(*outputs)
+    for out in outputs:
+        if out is not None:
+            check_output(out, inputs=inputs, force=force)
+
+
 def check_stdout(inputs: Iterable[StrPath | None]) -> None:
     """Refuse to print into one of the inputs (``export log >> log``)."""
     try:
