@@ -13,7 +13,7 @@ STDLIB_STUBS_VERSION := 1.29.0.post2
 .PHONY: demo test setup check-prereqs typecheck lint clean pybamm-setup pybamm-cells
 
 demo: setup
-	$(BIN)/cellguard demo
+	$(BIN)/cellguard demo --force
 
 # The suite includes the PyBaMM plant's tests, so it installs PyBaMM too (~25 s).
 test: setup pybamm-setup
