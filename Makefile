@@ -13,7 +13,7 @@ STDLIB_STUBS_VERSION := 1.29.0.post2
 .PHONY: demo test setup check-prereqs typecheck lint clean pybamm-setup pybamm-cells
 
 demo: setup
-	$(BIN)/cellguard demo
+	$(BIN)/cellguard demo --force
 
 # The suite includes the PyBaMM plant's tests, so it installs PyBaMM too (~25 s).
 test: setup pybamm-setup
@@ -71,11 +71,12 @@ pybamm_inputs = $(foreach t,$(PYBAMM_AMBIENTS),$(foreach p,$(PYBAMM_FIT_PROFILES
 
 pybamm-cells: pybamm-setup
 	$(BIN)/python -m cellguard.estimation.pybamm_traces --cell chen2020 prada2013 \
-		--profile $(PYBAMM_FIT_PROFILES) --ambient $(PYBAMM_AMBIENTS) --out-dir $(PYBAMM_TRACES)
-	$(BIN)/cellguard characterize --chemistry nmc --capacity-ah 5.0 \
+		--profile $(PYBAMM_FIT_PROFILES) --ambient $(PYBAMM_AMBIENTS) \
+		--out-dir $(PYBAMM_TRACES) --force
+	$(BIN)/cellguard characterize --force --chemistry nmc --capacity-ah 5.0 \
 		--name "LG M50 (PyBaMM Chen2020), fitted" $(call pybamm_inputs,chen2020) \
 		--out cells/lg-m50-chen2020.json
-	$(BIN)/cellguard characterize --chemistry lfp --capacity-ah 2.3 \
+	$(BIN)/cellguard characterize --force --chemistry lfp --capacity-ah 2.3 \
 		--name "A123 ANR26650 (PyBaMM Prada2013), fitted" $(call pybamm_inputs,prada2013) \
 		--out cells/a123-26650-prada2013.json
 

@@ -237,6 +237,7 @@ def cycle_trace(cell: str, ambient_c: float) -> tuple[Path, bool, float]:
     full, as a pybamm_traces CSV (cached alongside its traces). Returns the
     path, whether it was cached, and PyBaMM's run time."""
     from cellguard.estimation import pybamm_traces as pt
+    from cellguard.files import atomic_output, write_text
 
     spec = pt.CELLS[cell]
     pybamm = pt._import_pybamm()
@@ -272,17 +273,16 @@ def cycle_trace(cell: str, ambient_c: float) -> tuple[Path, bool, float]:
                        0.0)
     soc = 100.0 - 100.0 * q / spec.capacity_ah
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_output(path, force=True) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(pt.COLUMNS)
         for row in zip(t, current, v, temp, soc, strict=True):
             w.writerow([f"{row[0]:.3f}", f"{row[1]:.6f}", f"{row[2]:.6f}", f"{row[3]:.4f}",
                         f"{row[4]:.5f}"])
-    tmp.replace(path)
-    meta_path.write_text(json.dumps({"cell": cell, "profile": "cycle", "steps": steps,
-                                     "ambient_c": ambient_c, "pybamm": pybamm.__version__,
-                                     "run_s": run_s, "rows": len(t)}, indent=2) + "\n")
+    write_text(meta_path, json.dumps({"cell": cell, "profile": "cycle", "steps": steps,
+                                      "ambient_c": ambient_c, "pybamm": pybamm.__version__,
+                                      "run_s": run_s, "rows": len(t)}, indent=2) + "\n",
+               force=True)
     return path, False, run_s
 
 

@@ -236,8 +236,10 @@ def test_estimate_command_writes_a_csv(tmp_path: Path, dynamic: TraceMaker) -> N
     bad.write_text("t_s,current_a,cell1_v\n0,1,3.7\n0,1,3.7\n")
     proc = subprocess.run(
         [sys.executable, "-m", "cellguard.cli", "estimate", "--input", str(bad), "--cell",
-         str(NMC_CELL), "--out", str(out)], capture_output=True, text=True, timeout=60)
+         str(NMC_CELL), "--out", str(out), "--force"], capture_output=True, text=True,
+        timeout=60)
     assert proc.returncode != 0 and "line 3" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(out.read_text().splitlines()) == 121  # the good run's output stays whole
 
 
 @pytest.mark.parametrize("bad, message", [

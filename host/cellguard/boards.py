@@ -37,9 +37,57 @@ def load_board(name_or_path: str) -> dict[str, Any]:
         board = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise BoardFileError(f"cannot read board file {path}: {exc}") from None
+    if not isinstance(board, dict):
+        raise BoardFileError(f"board file {path}: not a JSON object")
     missing = [k for k in REQUIRED if k not in board]
     if missing:
         raise BoardFileError(f"board file {path} lacks {', '.join(missing)}")
-    if not 1 <= board["cells"] <= 16:
-        raise BoardFileError(f"board file {path}: cells must be 1..16")
+    check_board(board, f"board file {path}")
     return board
+
+
+# Whole numbers a board file gives, and the range the firmware and the wire take
+# (INFO carries the periods as 16 bits; the firmware's own limits for capacity
+# and telemetry period).
+_WHOLE: dict[str, tuple[int, int]] = {
+    "cells": (1, 16),
+    "temp_sensors": (1, 16),
+    "capacity_mah": (1, 10_000_000),
+    "charge_current_max_ma": (1, 2**31 - 1),
+    "discharge_current_max_ma": (1, 2**31 - 1),
+    "control_period_ms": (1, 60_000),
+    "telemetry_period_ms": (1, 60_000),
+}
+
+
+def check_board(board: dict[str, Any], where: str) -> None:
+    """One clear BoardFileError for a value the firmware cannot run with."""
+    from cellguard_fw.chemistry import PROFILES
+
+    if not isinstance(board["name"], str) or not board["name"]:
+        raise BoardFileError(f"{where}: name must be a non-empty string")
+    if board["chemistry"] not in PROFILES:
+        raise BoardFileError(f"{where}: chemistry must be one of {', '.join(PROFILES)}, not "
+                             f"{board['chemistry']!r}")
+    for key, (lo, hi) in _WHOLE.items():
+        value = board[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise BoardFileError(f"{where}: {key} must be a whole number {lo}..{hi}, not "
+                                 f"{value!r}")
+    if board["telemetry_period_ms"] < board["control_period_ms"]:
+        raise BoardFileError(f"{where}: telemetry_period_ms ({board['telemetry_period_ms']}) "
+                             f"is shorter than control_period_ms ({board['control_period_ms']})")
+    frontend = board["frontend"]
+    if not isinstance(frontend, dict):
+        raise BoardFileError(f"{where}: frontend must be an object")
+    current = frontend.get("current_adc")
+    full_scale = current.get("full_scale_ma") if isinstance(current, dict) else None
+    if full_scale is not None:
+        if isinstance(full_scale, bool) or not isinstance(full_scale, int) or full_scale < 1:
+            raise BoardFileError(f"{where}: frontend.current_adc.full_scale_ma must be a whole "
+                                 f"number above 0, not {full_scale!r}")
+        for key in ("charge_current_max_ma", "discharge_current_max_ma"):
+            if board[key] > full_scale:
+                raise BoardFileError(f"{where}: {key} ({board[key]}) is beyond what the current "
+                                     f"sensor measures (frontend.current_adc.full_scale_ma "
+                                     f"{full_scale})")

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
@@ -24,9 +24,48 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be greater than 0 (and finite): {text}")
     return value
+
+
+def _between(lo: float, hi: float, unit: str = "") -> Callable[[str], float]:
+    """An argparse type: a number from ``lo`` to ``hi`` (NaN and infinities refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if math.isnan(value):
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+        if not lo <= value <= hi or math.isinf(value):
+            if math.isinf(lo) and math.isinf(hi):
+                raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+            if math.isinf(hi):
+                raise argparse.ArgumentTypeError(f"must be {lo:g}{unit} or more, not {text}")
+            raise argparse.ArgumentTypeError(f"must be between {lo:g} and {hi:g}{unit}, "
+                                             f"not {text}")
+        return value
+
+    return parse
+
+
+_finite = _between(-math.inf, math.inf)
+
+
+def _ambient(text: str) -> float:
+    from .sim.board import AMBIENT_RANGE_C  # only when the option is given
+
+    return _between(*AMBIENT_RANGE_C, " °C")(text)
+
+
+def _speed(text: str) -> float:
+    try:
+        return _between(0.0, math.inf)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (0: as fast as possible)") from None
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
@@ -77,6 +116,20 @@ def _whole(text: str) -> int:
     return value
 
 
+def _cell_number(text: str) -> int:
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"cells count from 1, not {text}")
+    return value
+
+
+def _pin(text: str) -> int:
+    value = _whole(text)
+    if value > 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"a PIN is at most 4294967295 (32 bits), not {text}")
+    return value
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from .sim import SimulatedBoard
     from .sim.script import PROFILE, Step, load_script
@@ -91,6 +144,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
                          initial_soc_pct=args.soc, ambient_c=args.ambient, link=args.link,
                          plant=args.plant, pybamm_model=args.pybamm_model,
                          parameter_set=args.parameter_set)
+    try:
+        sim._check_current(args.current)
+    except ValueError as exc:
+        raise CellguardError(f"--current: {exc}") from None
     sim.set_current(args.current)
     runner = None
     if script is not None:
@@ -208,7 +265,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(out_dir=args.out, runtime=args.runtime, board=args.board, seed=args.seed)
+    return run_demo(out_dir=args.out, runtime=args.runtime, board=args.board, seed=args.seed,
+                    force=args.force)
 
 
 def cmd_hil(args: argparse.Namespace) -> int:
@@ -249,7 +307,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .formats.export import export
 
     result = export(args.file, args.out, args.format, board=args.board, t_from=args.t_from,
-                    t_to=args.t_to)
+                    t_to=args.t_to, force=args.force)
     if args.json and result.out is not None:
         print(json.dumps(result.to_dict(), indent=2))
     elif result.out is not None:
@@ -258,18 +316,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from .files import check_outputs
     from .store import query as logdata
     from .views.plot import load_plot_data, write_html, write_png
 
     if not args.output and not args.html:
         raise CellguardError("give -o FILE.png, --html FILE.html or both")
+    check_outputs([args.output, args.html], inputs=[args.file], force=args.force)
     data = load_plot_data(args.file, args.board, args.t_from, args.t_to)
     written: list[str] = []
     if args.output:
-        write_png(data, args.output)
+        write_png(data, args.output, inputs=[args.file], force=args.force)
         written.append(args.output)
     if args.html:
-        write_html(data, args.html)
+        write_html(data, args.html, inputs=[args.file], force=args.force)
         written.append(args.html)
     s = data.series
     if args.json:
@@ -289,20 +349,29 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .files import write_text
+    from .files import check_outputs, check_stdout, write_text
     from .views.report import build_report, render
 
     fmt = "json" if args.json else args.format
     if fmt is None:
         fmt = "html" if args.out and args.out.lower().endswith((".html", ".htm")) else "md"
+    if args.out in (None, "-"):
+        check_stdout([args.file])
+    else:
+        check_outputs([args.out], inputs=[args.file], force=args.force)
     rep, series = build_report(args.file, args.board, args.t_from, args.t_to)
     text = render(rep, series, fmt)
     if args.out in (None, "-"):
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        write_text(args.out, text)
+        write_text(args.out, text, inputs=[args.file], force=args.force)
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _force(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--force", action="store_true",
+                   help="replace an existing output file (never one of the inputs)")
 
 
 def _add_offline_commands(sub: Any) -> None:
@@ -316,6 +385,7 @@ def _add_offline_commands(sub: Any) -> None:
     _selection(s, board_help)
     s.add_argument("--json", action="store_true",
                    help="with -o: print what was written (file, rows, columns) as JSON")
+    _force(s)
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("plot", help="plot a log to a PNG and/or an interactive HTML page")
@@ -324,6 +394,7 @@ def _add_offline_commands(sub: Any) -> None:
     s.add_argument("--html", metavar="FILE", help="interactive page to write (works offline)")
     _selection(s, "board id, unique id or name (default: the first board)")
     s.add_argument("--json", action="store_true", help="print what was plotted as JSON")
+    _force(s)
     s.set_defaults(func=cmd_plot)
 
     s = sub.add_parser("report", help="a run summary to hand in (Markdown, HTML or JSON)")
@@ -333,6 +404,7 @@ def _add_offline_commands(sub: Any) -> None:
     s.add_argument("--out", "-o", help="output file (default: standard output)")
     _selection(s, board_help)
     s.add_argument("--json", action="store_true", help="the same as --format json")
+    _force(s)
     s.set_defaults(func=cmd_report)
 
 
@@ -388,12 +460,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--board", default="sim-4s", help="board name or JSON file (default sim-4s)")
     s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython",
                    help="interpreter for the firmware (default micropython)")
-    s.add_argument("--speed", type=float, default=1.0,
+    s.add_argument("--speed", type=_speed, default=1.0,
                    help="simulated seconds per wall second (0: as fast as possible)")
-    s.add_argument("--seed", type=int, default=1, help="plant seed (default 1)")
-    s.add_argument("--soc", type=float, default=50.0, help="initial SoC in percent")
-    s.add_argument("--ambient", type=float, default=25.0, help="ambient temperature, degC")
-    s.add_argument("--current", type=float, default=0.0,
+    s.add_argument("--seed", type=_whole, default=1, help="plant seed, 0 or more (default 1)")
+    s.add_argument("--soc", type=_between(0.0, 100.0), default=50.0,
+                   help="initial SoC in percent, 0 to 100")
+    s.add_argument("--ambient", type=_ambient, default=25.0,
+                   help="ambient temperature, degC (-55 to 125)")
+    s.add_argument("--current", type=_finite, default=0.0,
                    help="constant current, A, positive = charging (default 0)")
     s.add_argument("--script", metavar="FILE",
                    help="timed steps: a CSV current profile (header t_s,current_a) or a step "
@@ -423,9 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("value", nargs="?",
                    help="new value: 4200 (the key's unit), 4.2V, or a severity word (alarm)")
     s.add_argument("--port", required=True, help="serial port or pyserial URL")
-    s.add_argument("--pin", type=int, default=0, help="configuration PIN, if the board has one")
+    s.add_argument("--pin", type=_pin, default=0, help="configuration PIN, if the board has one")
     s.add_argument("--yes", action="store_true", help="load without asking")
     s.add_argument("--json", action="store_true", help="print JSON")
+    _force(s)
     s.set_defaults(func=cmd_config)
 
     s = sub.add_parser("faults", help="show (and clear) the board's faults")
@@ -448,7 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="demo", help="output folder (default demo/)")
     s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython")
     s.add_argument("--board", default="sim-4s")
-    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--seed", type=_whole, default=1)
+    s.add_argument("--force", action="store_true",
+                   help="replace run.sqlite and run.png of an earlier demo in the folder")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("characterize", help="fit a cell model (cell.json) from a pulse test "
@@ -463,14 +540,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--capacity-ah", type=_positive,
                    help="capacity, Ah (default: what the low-rate discharge delivered)")
     s.add_argument("--name", help="the model's name")
-    s.add_argument("--initial-soc", type=float, metavar="PCT",
+    s.add_argument("--initial-soc", type=_between(0.0, 100.0), metavar="PCT",
                    help="SoC at every trace's start (default: a discharge starts full, "
                         "a charge starts where the low-rate discharge ended)")
-    s.add_argument("--cell", type=int, default=1, metavar="N",
+    s.add_argument("--cell", type=_cell_number, default=1, metavar="N",
                    help="fit cellN_v of a multi-cell trace (default 1)")
     s.add_argument("--validate", action="append", metavar="CSV",
                    help="replay the fitted model over this trace and print its voltage error")
     s.add_argument("--json", action="store_true", help="print JSON")
+    _force(s)
     s.set_defaults(func=cmd_characterize)
 
     s = sub.add_parser("hil", help="run the hardware-in-the-loop suite on a simulated or real "
@@ -495,12 +573,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trace: t_s, current_a (+ = charging), cell1_v.., temp1_c..")
     s.add_argument("--cell", required=True, metavar="JSON", help="cell model (cell.json)")
     s.add_argument("--out", required=True, metavar="CSV", help="where to write the estimates")
-    s.add_argument("--initial-soc", type=float, metavar="PCT",
-                   help="start from this SoC instead of the first sample's OCV")
+    s.add_argument("--initial-soc", type=_between(0.0, 100.0), metavar="PCT",
+                   help="start from this SoC (0 to 100) instead of the first sample's OCV")
     s.add_argument("--estimator", choices=("ekf", "coulomb"), default="ekf",
                    help="the model-based filter (default) or the coulomb-counting baseline")
     s.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
                    help="interpreter for the firmware's code (default cpython)")
+    _force(s)
     s.set_defaults(func=cmd_estimate)
     return p
 

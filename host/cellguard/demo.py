@@ -12,6 +12,7 @@ allows.
 from __future__ import annotations
 
 import math
+import sqlite3
 import sys
 import threading
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from cellguard_fw.chemistry import PROFILES
 
+from .errors import LogFileError
+from .files import atomic_output, check_output
 from .link.client import Info
 from .sim import SimulatedBoard
 from .store import LogReader
@@ -83,13 +86,15 @@ class CycleScript:
 
 
 def run_demo(out_dir: str = "demo", runtime: str = "micropython", board: str = "sim-4s",
-             seed: int = 1) -> int:
+             seed: int = 1, force: bool = False) -> int:
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise LogFileError(f"cannot write into {out_dir}: it is a file, not a folder")
     db = out / "run.sqlite"
     png = out / "run.png"
-    for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
-        stale.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in (db, png):  # before the run: an old run stays unless --force
+        check_output(path, force=force)
     wall0 = time.monotonic()
     sim = SimulatedBoard(board=board, runtime=runtime, seed=seed, speed=1.0, initial_soc_pct=20.0)
     profile = PROFILES[sim.board["chemistry"]]
@@ -107,18 +112,24 @@ def run_demo(out_dir: str = "demo", runtime: str = "micropython", board: str = "
         sim.speed = math.inf
         script.armed.set()
 
-    try:
-        result = log_board(sim.port, db, stop=script.done, status=status_printer(),
-                           on_connect=go_fast, idle_stop_s=10.0,
-                           on_fault=lambda line: print("\n" + line, flush=True))
-        sim.check()
-        truth = sim.truth()
-    finally:
-        sim.close()
-    wall = time.monotonic() - wall0
-    with LogReader(db) as reader:
-        summary = reader.summary()
-    plot_log(db, png)
+    # The log is written under a temporary name and renamed into place at the
+    # end, so a failed or interrupted run leaves the previous run.sqlite whole.
+    with atomic_output(db, force=force) as tmp_db:
+        try:
+            result = log_board(sim.port, tmp_db, stop=script.done, status=status_printer(),
+                               on_connect=go_fast, idle_stop_s=10.0,
+                               on_fault=lambda line: print("\n" + line, flush=True))
+            sim.check()
+            truth = sim.truth()
+        finally:
+            sim.close()
+        wall = time.monotonic() - wall0
+        with LogReader(tmp_db) as reader:
+            summary = reader.summary()
+        _settle(tmp_db)
+        for stale in (Path(f"{db}-wal"), Path(f"{db}-shm")):  # the replaced log's, if any
+            stale.unlink(missing_ok=True)
+    plot_log(db, png, force=force)
     print()
     print("summary")
     for line in summary.lines():
@@ -131,3 +142,14 @@ def run_demo(out_dir: str = "demo", runtime: str = "micropython", board: str = "
         print("demo did not complete its cycle", file=sys.stderr)
         return 1
     return 0
+
+
+def _settle(path: Path) -> None:
+    """Fold what may still sit in ``path``'s write-ahead log into the file, so the
+    file can be renamed alone (the writer leaves none when it closes cleanly)."""
+    if Path(f"{path}-wal").exists():
+        db = sqlite3.connect(path)
+        try:
+            db.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            db.close()

@@ -19,3 +19,8 @@ class LogFileError(CellguardError):
 
 class SetupError(CellguardError):
     """Something the tool needs (Node, the MicroPython runtime) is missing."""
+
+
+class OutputError(CellguardError):
+    """An output a command refuses to write: one of its inputs, or an existing file
+    without --force (see cellguard.files)."""

@@ -36,6 +36,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("config get takes one KEY")
     if args.yes and action != "load":
         parser.error("--yes goes with config load")
+    if getattr(args, "force", False) and (action != "dump" or args.key in (None, "-")):
+        parser.error("--force goes with config dump FILE")
 
 
 def resolve_key(text: str) -> tuple[str, cf.FileKey | None]:
@@ -59,6 +61,8 @@ def parse_key_value(key_text: str, text: str) -> tuple[str, int]:
             return key, fk.to_wire(float(text))
         except ValueError:
             pass
+        except cf.BeyondWireRange:
+            raise
         except cf.ConfigFileError as exc:
             raise CellguardError(str(exc)) from None
     return key, cf.parse_value(key, text)
@@ -136,16 +140,24 @@ def _confirm(question: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     action = args.action
     if action == "dump" and args.key not in (None, "-"):
-        cf.check_writable(args.key)  # say so before talking to the board
+        cf.check_writable(args.key, force=args.force)  # say so before talking to the board
     config_file = cf.read_file(args.key) if action in ("load", "diff") else None
+    parsed, beyond = None, None
+    if action == "set":  # a value that cannot be one says so before the board is asked
+        try:
+            parsed = parse_key_value(args.key, args.value)
+        except cf.BeyondWireRange as exc:
+            beyond = exc  # ... the board then says what it allows
     client, info = _connect(args.port)
     with client:
         if action == "get":
             key, _ = resolve_key(args.key)
             print_entries([client.get_config(key)], args.json)
             return 0
-        if action == "set":
-            key, value = parse_key_value(args.key, args.value)
+        if beyond is not None:
+            raise CellguardError(f"{beyond}; {_allowed(client, beyond.key)}") from None
+        if parsed is not None:
+            key, value = parsed
             print_entries([client.set_config(key, value, pin=args.pin)], args.json)
             return 0
         entries = client.config_dump()
@@ -159,6 +171,14 @@ def run(args: argparse.Namespace) -> int:
         return _load(args, client, config_file, changes, info)
 
 
+def _allowed(client: BoardClient, key: str) -> str:
+    """What the board allows for ``key`` now, for a refusal."""
+    e = client.get_config(key)
+    fk = cf.file_key(key)
+    si = f" ({fk.range_text(e.min, e.max)})" if fk is not None and fk.kind == cf.NUMBER else ""
+    return f"the board allows {e.min}..{e.max} {entry_unit(key)}".rstrip() + si
+
+
 def _dump(args: argparse.Namespace, entries: list[ConfigEntry], info: Info) -> int:
     if args.key is None:
         print_entries(entries, args.json)
@@ -167,7 +187,7 @@ def _dump(args: argparse.Namespace, entries: list[ConfigEntry], info: Info) -> i
     if args.key == "-":
         sys.stdout.write(text)
         return 0
-    cf.write_file(args.key, text)
+    cf.write_file(args.key, text, force=args.force)
     if args.json:
         print(json.dumps({"file": args.key, "keys": len(entries), "board": info.board,
                           "unique_id": info.unique_id}, indent=2))

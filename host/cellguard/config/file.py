@@ -62,6 +62,14 @@ class ConfigFileError(CellguardError):
     """A configuration file that cannot be read, or a value in it that is wrong."""
 
 
+class BeyondWireRange(ConfigFileError):
+    """A value no board can hold: the wire carries every key as a 32-bit integer."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 @dataclass(frozen=True)
 class FileKey:
     """Where a wire key lives in a configuration file, and how its value converts."""
@@ -106,6 +114,9 @@ class FileKey:
                 value = int(value)
             return _i32(self, value)
         raw = value * self.scale
+        if not math.isfinite(raw):  # a huge finite number times the scale
+            raise BeyondWireRange(f"{self.path} = {_show(value)}: out of the board's range "
+                                  "(32-bit)", self.wire_key)
         wire = round(raw)
         if abs(raw - wire) > 1e-6 * max(1.0, abs(raw)):
             wire_unit = self.wire_key.rsplit("_", 1)[-1]
@@ -132,7 +143,8 @@ class FileKey:
 
 def _i32(key: FileKey, value: int) -> int:
     if not I32_MIN <= value <= I32_MAX:
-        raise ConfigFileError(f"{key.path} = {value}: out of the board's range (32-bit)")
+        raise BeyondWireRange(f"{key.path} = {value}: out of the board's range (32-bit)",
+                              key.wire_key)
     return value
 
 
@@ -212,12 +224,10 @@ def parse_value(key: str, text: str) -> int:
         word = text.strip().lower()
         if word in SEVERITIES:
             return SEVERITIES.index(word)
-        try:
+        if word in tuple(str(k) for k in range(len(SEVERITIES))):
             return int(word)
-        except ValueError:
-            raise CellguardError(
-                f"not a severity for {key}: {text!r} (give {', '.join(SEVERITIES)} or "
-                f"0, 1, 2)") from None
+        raise CellguardError(
+            f"not a severity for {key}: {text!r} (give {', '.join(SEVERITIES)} or 0, 1, 2)")
     wire, si, scale = key_unit(key)
     t = text.strip().replace(" ", "")
     if si and t.lower().endswith(wire):  # before the SI unit: "mv" ends with "v"
@@ -229,12 +239,17 @@ def parse_value(key: str, text: str) -> int:
     else:
         number, factor = t, 1.0
     try:
-        value = float(number) * factor
+        given = float(number)
     except ValueError:
         example = f"give {wire}, e.g. 4200, or {si}, e.g. 4.2{si}" if si else "give a number"
         raise CellguardError(f"not a value for {key}: {text!r} ({example})") from None
-    if not math.isfinite(value):
+    if not math.isfinite(given):
         raise CellguardError(f"not a value for {key}: {text!r} (not a finite number)")
+    value = given * factor
+    if not I32_MIN <= value <= I32_MAX:  # also a finite number that overflows to infinity
+        raise BeyondWireRange(
+            f"{key} = {text.strip()} is {value:g} {wire}, beyond what any board holds (a 32-bit "
+            f"integer, {I32_MIN}..{I32_MAX})", key)
     if abs(value - round(value)) > 1e-6 * max(1.0, abs(value)):
         raise CellguardError(f"{key} takes whole {wire}: {text!r} is {value:g} {wire}")
     return round(value)
@@ -310,26 +325,19 @@ def _plain(fk: FileKey, wire: int) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def check_writable(path: str | Path) -> None:
-    """Fail early (before talking to a board) when ``path`` cannot be written."""
-    import os
+def check_writable(path: str | Path, force: bool = False) -> None:
+    """Fail early (before talking to a board) when ``path`` must not or cannot be
+    written: a folder, a missing folder, an existing file without ``force``."""
+    from ..files import check_output
 
-    p = Path(path)
-    if p.is_dir():
-        raise ConfigFileError(f"cannot write {path}: it is a folder")
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise ConfigFileError(f"cannot write {path}: folder {folder} does not exist")
-    target = p if p.exists() else folder
-    if not os.access(target, os.W_OK):
-        raise ConfigFileError(f"cannot write {path}: permission denied")
+    check_output(path, force=force)
 
 
-def write_file(path: str | Path, text: str) -> None:
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ConfigFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+def write_file(path: str | Path, text: str, force: bool = False) -> None:
+    """Write a configuration file through a temporary file renamed into place."""
+    from ..files import write_text
+
+    write_text(path, text, force=force)
 
 
 # -- reading a file ------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -178,13 +179,14 @@ def load(path: str | Path) -> CellModel:
     return CellModel.from_json(text, str(p))
 
 
-def save(model: CellModel, path: str | Path) -> None:
-    """Write ``model`` to ``path`` (checked again on the way out)."""
+def save(model: CellModel, path: str | Path, *, inputs: Sequence[str | Path] = (),
+         force: bool = False) -> None:
+    """Write ``model`` to ``path`` (checked again on the way out) through a temporary
+    file: never over one of ``inputs``, over an existing file only with ``force``."""
+    from ..files import write_text
+
     _check(model.to_dict(), str(path))
-    try:
-        Path(path).write_text(model.to_json(), encoding="utf-8")
-    except OSError as exc:
-        raise CellModelError(f"cannot write cell file {path}: {exc.strerror or exc}") from None
+    write_text(path, model.to_json(), inputs=inputs, force=force)
 
 
 # -- validation ------------------------------------------------------------------

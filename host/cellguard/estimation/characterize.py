@@ -95,6 +95,8 @@ class Trace:
     temp: np.ndarray | None
     true_soc: np.ndarray | None = None
     soc: np.ndarray = field(default_factory=lambda: np.zeros(0))  # counted, percent
+    column: str = "cell1_v"  # the voltage column read
+    soc_origin: str = ""  # where the counted SoC starts, and why (for messages)
 
     def __post_init__(self) -> None:
         self.dt = np.diff(self.t, prepend=self.t[0])  # the interval ending at each sample
@@ -161,7 +163,8 @@ def read_trace(path: str | Path, cell: int = 1) -> Trace:
     return Trace(
         name=str(p), t=t, i=np.array(data["current_a"]), v=np.array(data[vcol]),
         temp=np.array(data["temp1_c"]) if "temp1_c" in data else None,
-        true_soc=np.array(data["true_soc_pct"]) if "true_soc_pct" in data else None)
+        true_soc=np.array(data["true_soc_pct"]) if "true_soc_pct" in data else None,
+        column=vcol)
 
 
 def _first_current_sign(tr: Trace, threshold_a: float) -> float:
@@ -178,12 +181,54 @@ def count_soc(tr: Trace, capacity_ah: float, initial_soc_pct: float | None = Non
     soc = 100.0 * ah / capacity_ah
     if initial_soc_pct is not None:
         tr.soc = initial_soc_pct + soc
+        tr.soc_origin = "as given"
     elif _first_current_sign(tr, REST_MAX_C * capacity_ah) < 0:
         tr.soc = 100.0 + soc
+        tr.soc_origin = "full, as a trace that first discharges"
     elif empty_soc_pct is not None:
         tr.soc = empty_soc_pct + soc
+        tr.soc_origin = "where the low-rate discharge ended, as a trace that first charges"
     else:
         tr.soc = 100.0 - soc[-1] + soc
+        tr.soc_origin = "so that it ends full, as a trace that first charges"
+
+
+SOC_SLACK_PCT = 5.0
+"""How far beyond 0..100 % a counted SoC may go (capacity and sensor error)."""
+FULL_CYCLE_SPAN_PCT = 50.0
+"""One run of pulse-sized current over this much SoC is a cycle, not a pulse."""
+
+
+def _longest_run(tr: Trace, capacity_ah: float) -> tuple[float, float]:
+    """(C-rate, SoC span %) of the run of steady current of at least C/5 that moves
+    the SoC most."""
+    best = (0.0, 0.0)
+    for lo, hi, i in zip(tr.run_lo, tr.run_hi, tr.run_i, strict=True):
+        if abs(i) >= PULSE_MIN_C * capacity_ah:
+            span = 100.0 * abs(i) * (hi - lo) / 3600.0 / capacity_ah
+            if span > best[1]:
+                best = (abs(i) / capacity_ah, span)
+    return best
+
+
+def check_soc_span(tr: Trace, capacity_ah: float) -> None:
+    """Refuse a trace whose counted SoC leaves 0..100 % (give or take
+    SOC_SLACK_PCT), naming the likely cause: a full cycle where a pulse test
+    belongs, or a wrong capacity or start."""
+    top, bottom = float(np.max(tr.soc)), float(np.min(tr.soc))
+    if bottom >= -SOC_SLACK_PCT and top <= 100.0 + SOC_SLACK_PCT:
+        return
+    worst = top if top > 100.0 + SOC_SLACK_PCT else bottom
+    counted = f"counted with {capacity_ah:.4g} Ah from {tr.soc[0]:.1f} %, {tr.soc_origin}"
+    c_rate, span = _longest_run(tr, capacity_ah)
+    if span >= FULL_CYCLE_SPAN_PCT:
+        raise CharacterizeError(
+            f"{tr.name}: the pulse test's SoC went to {worst:.0f} % ({counted}): this looks "
+            f"like a full cycle (one {c_rate:.2g}C run over {span:.0f} % SoC), not an HPPC "
+            f"pulse test (pulses of at least C/5 with rests, about 10 % SoC apart)")
+    raise CharacterizeError(
+        f"{tr.name}: its SoC went to {worst:.0f} % ({counted}): is the capacity "
+        "(--capacity-ah) or the start (--initial-soc) right?")
 
 
 # -- what a trace holds --------------------------------------------------------------
@@ -637,6 +682,7 @@ class Report:
     groups: list[GroupFit]
     chemistry: str
     chemistry_guessed: bool
+    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         guessed = " (guessed; --chemistry sets it)" if self.chemistry_guessed else ""
@@ -676,6 +722,10 @@ def characterize(traces: Sequence[Trace], *, chemistry: str | None = None,
     grid = np.array(soc_grid, dtype=float)
     if grid[0] != 0 or grid[-1] != 100 or np.any(np.diff(grid) <= 0):
         raise CharacterizeError("SoC breakpoints must rise strictly from 0 to 100")
+    if initial_soc_pct is not None and not 0.0 <= initial_soc_pct <= 100.0:
+        raise CharacterizeError(f"the initial SoC must be between 0 and 100 %, not "
+                                f"{initial_soc_pct:g}")
+    warnings = check_units(traces, chemistry, capacity_ah)
     # Capacity: given, or what a low-rate discharge from full delivered.
     if capacity_ah is not None:
         if not capacity_ah > 0:
@@ -692,6 +742,8 @@ def characterize(traces: Sequence[Trace], *, chemistry: str | None = None,
         for tr in traces:
             if _first_current_sign(tr, REST_MAX_C * cap) > 0:
                 count_soc(tr, cap, empty_soc_pct=float(np.mean(ends)))
+    for tr in traces:
+        check_soc_span(tr, cap)
     # Temperature groups.
     ordered = sorted(traces, key=lambda tr: tr.temperature_c)
     groups: list[list[Trace]] = []
@@ -731,7 +783,24 @@ def characterize(traces: Sequence[Trace], *, chemistry: str | None = None,
                   "the rests after current (variable projection)"),
         **tables,
     )
-    return model, Report(cap, cap_source, fits, chem, guessed)
+    return model, Report(cap, cap_source, fits, chem, guessed, warnings)
+
+
+def check_units(traces: Sequence[Trace], chemistry: str | None,
+                capacity_ah: float | None) -> list[str]:
+    """Refuse traces in the wrong units (:mod:`.plausible`); return warnings."""
+    from . import plausible
+
+    warnings: list[str] = []
+    for tr in traces:
+        try:
+            warnings += plausible.check_cell_volts(tr.name, tr.column, list(tr.v), chemistry)
+            plausible.check_current(tr.name, tr.i, capacity_ah)
+            if tr.temp is not None:
+                plausible.check_temps(tr.name, "temp1_c", list(tr.temp))
+        except plausible.ImplausibleTrace as exc:
+            raise CharacterizeError(str(exc)) from None
+    return warnings
 
 
 def _measured_capacity(traces: Sequence[Trace]) -> tuple[float, str]:
@@ -791,12 +860,20 @@ class Replay:
 def replay(model: CellModel, tr: Trace, initial_soc_pct: float | None = None) -> Replay:
     """How well ``model`` reproduces a trace: the voltage error of :func:`simulate`
     (from the trace's true_soc_pct at its start if it has one)."""
-    if initial_soc_pct is None:
-        if tr.true_soc is not None:
-            initial_soc_pct = float(tr.true_soc[0])
-        else:
-            count_soc(tr, model.capacity_ah)
-            initial_soc_pct = float(tr.soc[0])
+    if initial_soc_pct is not None:
+        origin = "as given"
+    elif tr.true_soc is not None:
+        initial_soc_pct, origin = float(tr.true_soc[0]), "its true_soc_pct"
+    else:
+        count_soc(tr, model.capacity_ah)
+        initial_soc_pct, origin = float(tr.soc[0]), tr.soc_origin
+    soc = initial_soc_pct + 100.0 * np.cumsum(tr.i * tr.dt) / 3600.0 / model.capacity_ah
+    worst = float(np.max(soc)) if np.max(soc) - 100.0 > -np.min(soc) else float(np.min(soc))
+    if not -SOC_SLACK_PCT <= worst <= 100.0 + SOC_SLACK_PCT:
+        raise CharacterizeError(
+            f"cannot replay {tr.name}: from {initial_soc_pct:.1f} % SoC ({origin}) with the "
+            f"model's {model.capacity_ah:.4g} Ah its SoC would reach {worst:.1f} %; give the "
+            "trace a true_soc_pct column, or one that starts with a discharge from full")
     err = simulate(model, tr, initial_soc_pct) - tr.v
     return Replay(tr.name, float(np.sqrt(np.mean(err**2)) * 1000.0),
                   float(np.max(np.abs(err)) * 1000.0), len(err), initial_soc_pct)
@@ -805,26 +882,37 @@ def replay(model: CellModel, tr: Trace, initial_soc_pct: float | None = None) ->
 def run(inputs: Sequence[str], out: str, *, chemistry: str | None = None,
         capacity_ah: float | None = None, name: str | None = None,
         initial_soc_pct: float | None = None, cell: int = 1,
-        validate: Sequence[str] = ()) -> tuple[CellModel, Report, list[Replay]]:
-    """What ``cellguard characterize`` does: read, fit, write, replay."""
+        validate: Sequence[str] = (), force: bool = False
+        ) -> tuple[CellModel, Report, list[Replay]]:
+    """What ``cellguard characterize`` does: read, fit, write, replay.
+
+    ``out`` is checked before any work: never one of the traces (inputs or
+    ``validate``), an existing file only with ``force``."""
+    from ..files import check_output
     from .cellmodel import save
 
+    sources = [*inputs, *validate]
+    check_output(out, inputs=sources, force=force)
     traces = [read_trace(p, cell) for p in inputs]
+    checks = [read_trace(p, cell) for p in validate]  # a bad one fails before the fit
     model, report = characterize(traces, chemistry=chemistry, capacity_ah=capacity_ah,
                                  name=name, initial_soc_pct=initial_soc_pct)
-    save(model, out)
-    replays = [replay(model, read_trace(p, cell)) for p in validate]
+    replays = [replay(model, tr) for tr in checks]  # one that cannot be replayed: no file
+    save(model, out, inputs=sources, force=force)
     return model, report, replays
 
 
 def command(args: Any) -> int:
     """``cellguard characterize`` (arguments as cli.py defines them)."""
     import json
+    import sys
 
     model, report, replays = run(args.input, args.out, chemistry=args.chemistry,
                                  capacity_ah=args.capacity_ah, name=args.name,
                                  initial_soc_pct=args.initial_soc, cell=args.cell,
-                                 validate=args.validate or ())
+                                 validate=args.validate or (), force=args.force)
+    for warning in report.warnings:
+        print(f"cellguard: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps({"cell": model.to_dict(), "capacity_source": report.capacity_source,
                           "replays": [r.__dict__ for r in replays]}, indent=2))

@@ -13,13 +13,15 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import CellguardError
-from . import cellmodel
+from ..files import atomic_output, check_output
+from . import cellmodel, plausible
 
 OUTPUT_COLUMNS = (
     "t_s", "soc_pct", "soc_std_pct", "cell_soc_min_pct", "cell_soc_max_pct", "capacity_ah",
@@ -40,6 +42,8 @@ class Trace:
     current_a: list[float]
     cells_v: list[list[float]]  # [row][cell]
     temps_c: list[list[float]]  # [row][sensor]; empty rows when the trace has none
+    cell_columns: list[str] = field(default_factory=list)  # the header's cellN_v names
+    temp_columns: list[str] = field(default_factory=list)
 
 
 def read_trace(path: str | Path) -> Trace:
@@ -60,7 +64,7 @@ def read_trace(path: str | Path) -> Trace:
     cells = [i for i, h in enumerate(header) if h.startswith("cell") and h.endswith("_v")]
     temps = [i for i, h in enumerate(header) if h.startswith("temp") and h.endswith("_c")]
     it, ii = header.index("t_s"), header.index("current_a")
-    trace = Trace([], [], [], [])
+    trace = Trace([], [], [], [], [header[i] for i in cells], [header[i] for i in temps])
     for n, row in enumerate(rows[1:], start=2):
         if not row or all(not x.strip() for x in row):
             continue
@@ -83,6 +87,19 @@ def read_trace(path: str | Path) -> Trace:
     if len(trace.t_s) < 2:
         raise TraceError(f"{path}: fewer than two samples")
     return trace
+
+
+def check_plausible(where: str, trace: Trace, model: cellmodel.CellModel) -> list[str]:
+    """Refuse a trace in the wrong units (mV, mA, 0.1 °C: :mod:`.plausible`); return
+    warnings for readings beyond what the model's chemistry can read."""
+    warnings: list[str] = []
+    for c, name in enumerate(trace.cell_columns):
+        warnings += plausible.check_cell_volts(where, name, [row[c] for row in trace.cells_v],
+                                               model.chemistry)
+    plausible.check_current(where, trace.current_a, model.capacity_ah)
+    for k, name in enumerate(trace.temp_columns):
+        plausible.check_temps(where, name, [row[k] for row in trace.temps_c])
+    return warnings
 
 
 def estimator_board(model: cellmodel.CellModel, n_cells: int, mode: str,
@@ -212,29 +229,32 @@ def run(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
     raise TraceError(f"unknown runtime {runtime!r}; choose cpython or micropython")
 
 
-def write_csv(path: str | Path, rows: Sequence[tuple[float, ...]] | Iterator[tuple[float, ...]]
-              ) -> int:
-    """Write the output CSV; return the rows written."""
+def write_csv(path: str | Path, rows: Sequence[tuple[float, ...]] | Iterator[tuple[float, ...]],
+              *, inputs: Sequence[str | Path] = (), force: bool = False) -> int:
+    """Write the output CSV through a temporary file (never over one of ``inputs``;
+    over an existing file only with ``force``); return the rows written."""
     count = 0
-    try:
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(OUTPUT_COLUMNS)
-            for row in rows:
-                w.writerow([f"{x:.6g}" for x in row[:-1]] + [int(row[-1])])
-                count += 1
-    except OSError as exc:
-        raise TraceError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with atomic_output(path, inputs=inputs, force=force) as tmp, \
+            open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(OUTPUT_COLUMNS)
+        for row in rows:
+            w.writerow([f"{x:.6g}" for x in row[:-1]] + [int(row[-1])])
+            count += 1
     return count
 
 
 def command(args: Any) -> int:
     """`cellguard estimate`: read, run, write, and say what was done."""
+    inputs = [args.input, args.cell]
+    check_output(args.out, inputs=inputs, force=args.force)
     trace = read_trace(args.input)
     model = cellmodel.load(args.cell)
+    for warning in check_plausible(str(args.input), trace, model):
+        print(f"cellguard: warning: {warning}", file=sys.stderr)
     n = len(trace.cells_v[0])
     rows = run(trace, model, args.estimator, args.initial_soc, args.runtime)
-    count = write_csv(args.out, rows)
+    count = write_csv(args.out, rows, inputs=inputs, force=args.force)
     print(f"{count} estimates of {n} cells ({args.estimator}, {args.runtime}) written to "
           f"{args.out}")
     return 0

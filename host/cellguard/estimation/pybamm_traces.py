@@ -62,7 +62,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -71,6 +70,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CellguardError, SetupError
+from ..files import atomic_output, copy_file, write_text
 
 TRACE_VERSION = 2
 """Bump when a profile or the way a trace is made changes (invalidates the cache)."""
@@ -343,17 +343,17 @@ def run_trace(cell: str, profile: str, ambient_c: float = 25.0, seed: int = 1,
     rows, end = _simulate(pybamm, spec, prof, ambient_c)
     run_s = time.perf_counter() - t0
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
+    # The cache's own files: replaced (force), each through a temporary file, the
+    # record last, so a trace without its record is run again.
+    with atomic_output(path, force=True) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
         for t, i, v, temp, soc in rows:
             w.writerow([f"{t:.3f}", f"{i:.6f}", f"{v:.6f}", f"{temp:.4f}", f"{soc:.5f}"])
-    tmp.replace(path)
     meta = {"cell": cell, "profile": profile, "ambient_c": ambient_c, "seed": seed,
             "pybamm": pybamm.__version__, "trace_version": TRACE_VERSION, "run_s": run_s,
             "rows": len(rows), "end": end}
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    write_text(meta_path, json.dumps(meta, indent=2) + "\n", force=True)
     return TraceResult(path, False, run_s, len(rows), end)
 
 
@@ -435,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", help="CSV to write (one cell, profile and ambient)")
     p.add_argument("--out-dir", help="folder to write CELL-PROFILE-AMBIENTC.csv files into")
     p.add_argument("--no-cache", action="store_true", help="run PyBaMM even if cached")
+    p.add_argument("--force", action="store_true",
+                   help="replace existing files at --out or in --out-dir")
     args = p.parse_args(argv)
     cells = list(CELLS) if "all" in args.cell else args.cell
     profiles = list(PROFILE_NAMES) if "all" in args.profile else args.profile
@@ -451,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 dest = Path(args.out_dir) / f"{c}-{pr}-{a:g}C.csv"
             if dest is not None:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(res.path, dest)
+                copy_file(res.path, dest, force=args.force)
             how = "cached" if res.cached else "ran"
             print(f"{c:10} {pr:16} {a:5g} degC  {res.rows:6} rows  {how} "
                   f"(PyBaMM {res.run_s:.1f} s)  end: {res.end}  -> {dest or res.path}",

@@ -10,7 +10,6 @@ boards' INFO.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import sys
@@ -19,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import CellguardError, LogFileError
+from ..errors import CellguardError
+from ..files import atomic_output, check_output, check_stdout
 from ..store import LogReader, Sample
 from ..store.query import check_range, check_samples, choose_boards, load_series
 
@@ -171,17 +171,25 @@ def export_csv(log: str | Path, out: TextIO, board_id: str | int | None = None,
 
 
 def export(log: str | Path, out: str | None, fmt: str = "csv", board: str | int | None = None,
-           t_from: float | None = None, t_to: float | None = None) -> ExportResult:
+           t_from: float | None = None, t_to: float | None = None,
+           force: bool = False) -> ExportResult:
     """Export to ``out`` (CSV may go to standard output with ``None`` or ``-``).
 
-    The log and the selection are checked before anything is written; a file is
-    written beside ``out`` and renamed, so an error leaves no half-written file.
+    ``out`` is checked first (never the log itself; an existing file only with
+    ``force``), then the log and the selection, before anything is written; the
+    file is written beside ``out`` and renamed (:func:`cellguard.files.atomic_output`),
+    so an error leaves no half-written file and the old one as it was.
     """
     if fmt not in FORMATS:
         raise CellguardError(f"unknown export format {fmt!r} (choose {', '.join(FORMATS)})")
     to_stdout = out is None or out == "-"
     if fmt == "parquet" and to_stdout:
         raise CellguardError("Parquet is binary: give an output file with -o FILE.parquet")
+    if to_stdout:
+        check_stdout([log])
+    else:
+        assert out is not None
+        check_output(out, inputs=[log], force=force)
     with LogReader(log) as reader:
         plan = _plan(reader, board, t_from, t_to)
         result = ExportResult(0, plan.columns, plan.boards, None if to_stdout else str(out), fmt)
@@ -189,23 +197,12 @@ def export(log: str | Path, out: str | None, fmt: str = "csv", board: str | int 
             result.rows = _write_csv(plan, sys.stdout)
             return result
         assert out is not None
-        path = Path(out)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
+        with atomic_output(out, inputs=[log], force=force) as tmp:
             if fmt == "csv":
                 with open(tmp, "w", newline="", encoding="utf-8") as f:
                     result.rows = _write_csv(plan, f)
             else:
                 result.rows = _write_parquet(plan, tmp, str(log))
-            tmp.replace(path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise LogFileError(f"cannot write {out}: {exc.strerror or exc}") from None
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise
     return result
 
 

@@ -68,6 +68,11 @@ INJECTIONS: dict[str, dict[str, Any]] = {
 _INDEX_PARAMS = ("cell", "sensor")
 
 
+AMBIENT_RANGE_C = (-55.0, 125.0)
+"""Ambient temperatures `cellguard sim --ambient` and scripts accept: what
+electronic parts are rated for (a cell's own limits are the board's business)."""
+
+
 class SimulatedBoard:
     """A simulated board. ``board``: a board name, a JSON file, or a board dict.
     ``noise_lsb`` and ``sensors`` (keys of the board file's ``"sensors"``
@@ -91,6 +96,8 @@ class SimulatedBoard:
         pybamm_model: str | None = None,
         parameter_set: str | None = None,
     ) -> None:
+        if not speed >= 0:  # also NaN
+            raise ValueError(f"speed must be 0 (no pacing) or more, not {speed}")
         self.board = json.loads(json.dumps(board)) if isinstance(board, dict) else load_board(
             board)
         self.period_ms: int = self.board["control_period_ms"]
@@ -304,6 +311,21 @@ class SimulatedBoard:
     def _check_name(name: str) -> None:
         if name not in INJECTIONS:
             raise ValueError(f"unknown fault {name!r}; valid faults: {', '.join(INJECTIONS)}")
+
+    def _check_current(self, amps: float) -> None:
+        """A current the board's sensor can measure (ValueError otherwise)."""
+        full_scale = self.sensors.cur_fs_a
+        if not math.isfinite(amps) or abs(amps) > full_scale:
+            raise ValueError(f"a current of {amps:g} A is beyond the board's current sensor "
+                             f"(±{full_scale:g} A); for a short circuit inject short_circuit")
+
+    @staticmethod
+    def _check_ambient(celsius: float) -> None:
+        """An ambient temperature the plant model is meant for (ValueError otherwise)."""
+        lo, hi = AMBIENT_RANGE_C
+        if not lo <= celsius <= hi:
+            raise ValueError(f"an ambient of {celsius:g} °C is outside {lo:g}..{hi:g} °C, the "
+                             "range the electronics and the plant model are meant for")
 
     @staticmethod
     def _check_index(key: str, value: Any, count: int) -> None:

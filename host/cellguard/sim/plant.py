@@ -199,6 +199,11 @@ class Plant:
         initial_soc_pct: float = 50.0,
         ambient_c: float = 25.0,
     ) -> None:
+        if not 0.0 <= initial_soc_pct <= 100.0:  # also NaN
+            raise ValueError(f"the initial SoC must be between 0 and 100 %, not "
+                             f"{initial_soc_pct:g}")
+        if not math.isfinite(ambient_c):
+            raise ValueError(f"the ambient temperature must be a finite number, not {ambient_c}")
         p = plant_parameters(board)
         self.params = p
         self.table = PROFILES[board["chemistry"]]["ocv_mv"]

@@ -47,6 +47,7 @@ from .base import (
 )
 
 FORMAT = "cellguard-log"
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite file
 SCHEMA_VERSION = 2
 _U32 = 1 << 32
 
@@ -253,6 +254,10 @@ class LogWriter:
             raise LogFileError(f"cannot write log {path}: {parent} is a file, not a folder")
         if self.path.is_dir():
             raise LogFileError(f"cannot write log {path}: it is a folder")
+        if _holds_other_data(self.path):  # SQLite would refuse, or (a tiny file) overwrite it
+            raise LogFileError(
+                f"{path} exists and is not a cellguard log (not an SQLite file): the logger "
+                "appends only to a cellguard log; give a new file name")
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -502,6 +507,16 @@ class LogWriter:
             self.db.close()
 
 
+def _holds_other_data(path: Path) -> bool:
+    """True for an existing file with something in it that is not an SQLite file."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False  # not there (or unreadable: SQLite says why)
+    return bool(head) and head != SQLITE_HEADER
+
+
 def _full_disk_cause(path: Path) -> str:
     """Why a write failed for lack of room: the disk, or the file size limit."""
     try:
@@ -613,7 +628,7 @@ class SqliteLogReader(LogReader):
     def recognises(cls, path: Path) -> bool:
         try:
             with path.open("rb") as f:
-                return f.read(16) == b"SQLite format 3\x00"
+                return f.read(16) == SQLITE_HEADER
         except OSError:
             return False
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ matplotlib.use("Agg")  # files only; works without a display
 import matplotlib.pyplot as plt
 
 from ..errors import LogFileError
+from ..files import atomic_output, check_output, write_text
 from ..store import LogReader
 from ..store.query import (
     Series,
@@ -262,19 +263,24 @@ def load_plot_data(log: str | Path, board: str | int | None = None,
 
 
 def plot_log(log: str | Path, out: str | Path, board_id: str | int | None = None,
-             t_from: float | None = None, t_to: float | None = None) -> PlotData:
+             t_from: float | None = None, t_to: float | None = None,
+             force: bool = False) -> PlotData:
     """Write a PNG (or any format matplotlib knows by the extension) of one board."""
+    check_output(out, inputs=[log], force=force)
     data = load_plot_data(log, board_id, t_from, t_to)
-    write_png(data, out)
+    write_png(data, out, inputs=[log], force=force)
     return data
 
 
-def write_png(data: PlotData, out: str | Path) -> None:
+def write_png(data: PlotData, out: str | Path, *, inputs: Iterable[str | Path] = (),
+              force: bool = False) -> None:
+    """The overview to ``out`` (format by its extension), written through a
+    temporary file (:func:`cellguard.files.atomic_output`)."""
+    fmt = Path(out).suffix[1:].lower() or None
     fig = draw_overview(data.series, data.events, data.protections, data.gaps)
     try:
-        fig.savefig(out, dpi=110)
-    except OSError as exc:
-        raise LogFileError(f"cannot write plot {out}: {exc.strerror or exc}") from None
+        with atomic_output(out, inputs=inputs, force=force) as tmp:
+            fig.savefig(tmp, dpi=110, format=fmt or plt.rcParams["savefig.format"])
     except ValueError as exc:  # an extension matplotlib does not know
         raise LogFileError(f"cannot write plot {out}: {exc}") from None
     finally:
@@ -370,18 +376,19 @@ def html_figure(data: PlotData) -> Any:
 
 
 def plot_html(log: str | Path, out: str | Path, board_id: str | int | None = None,
-              t_from: float | None = None, t_to: float | None = None) -> PlotData:
+              t_from: float | None = None, t_to: float | None = None,
+              force: bool = False) -> PlotData:
     """An interactive page (zoom, pan, hover) with plotly's JavaScript inside: works offline."""
+    check_output(out, inputs=[log], force=force)
     data = load_plot_data(log, board_id, t_from, t_to)
-    write_html(data, out)
+    write_html(data, out, inputs=[log], force=force)
     return data
 
 
-def write_html(data: PlotData, out: str | Path) -> None:
-    from ..files import write_text
-
+def write_html(data: PlotData, out: str | Path, *, inputs: Iterable[str | Path] = (),
+               force: bool = False) -> None:
     fig = html_figure(data)
     text = fig.to_html(include_plotlyjs=True, full_html=True,
                        config={"displaylogo": False, "scrollZoom": True,
                                "toImageButtonOptions": {"format": "png"}})
-    write_text(out, text)
+    write_text(out, text, inputs=inputs, force=force)
