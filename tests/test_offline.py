@@ -426,7 +426,6 @@ def test_error_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         (["export", str(path), "-o", str(tmp_path / "no" / "x.csv")], "cannot write"),
         (["report", str(path), "-o", str(tmp_path / "no" / "r.md")], "cannot write"),
         (["plot", str(path), "-o", str(tmp_path / "no" / "p.png")], "cannot write"),
-        (["plot", str(path)], "give -o"),
         (["report", str(path), "--board", "9"], "has no board '9'"),
         (["plot", str(text), "-o", str(tmp_path / "p.png")], "not a cellguard log"),
         (["report", str(tmp_path / "missing.sqlite")], "no such log file"),
@@ -441,6 +440,10 @@ def test_error_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit) as exc:
         main("export", str(path), "--from", "soon")
     assert exc.value.code == 2 and "not a time" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # a usage error, as the docs say: exit 2
+        main("plot", str(path))
+    assert exc.value.code == 2
+    assert "cellguard plot: error: give -o FILE.png" in capsys.readouterr().err
 
 
 def test_commands_exit_non_zero_in_a_real_process(tmp_path: Path) -> None:
