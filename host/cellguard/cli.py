@@ -345,7 +345,7 @@ def _add_offline_commands(sub: Any) -> None:
 
     board_help = "only this board: a board id, unique id or board name (default: all)"
     s = sub.add_parser("export", help="export a log to CSV or Parquet (SI units)")
-    s.add_argument("file", help="cellguard SQLite log")
+    s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
     s.add_argument("--format", choices=["csv", "parquet"], default="csv",
                    help="output format (default csv)")
     s.add_argument("--out", "-o", help="output file (default: standard output; CSV only)")
@@ -355,7 +355,7 @@ def _add_offline_commands(sub: Any) -> None:
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("plot", help="plot a log to a PNG and/or an interactive HTML page")
-    s.add_argument("file", help="cellguard SQLite log")
+    s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
     s.add_argument("-o", "--output", help="PNG file to write (or .svg/.pdf)")
     s.add_argument("--html", metavar="FILE", help="interactive page to write (works offline)")
     _selection(s, "board id, unique id or name (default: the first board)")
@@ -363,7 +363,7 @@ def _add_offline_commands(sub: Any) -> None:
     s.set_defaults(func=cmd_plot, usage_check=_check_plot)
 
     s = sub.add_parser("report", help="a run summary to hand in (Markdown, HTML or JSON)")
-    s.add_argument("file", help="cellguard SQLite log")
+    s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
     s.add_argument("--format", choices=["md", "html", "json"],
                    help="md (default), html (self-contained) or json; -o FILE.html picks html")
     s.add_argument("--out", "-o", help="output file (default: standard output)")
@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_offline_commands(sub)
 
     s = sub.add_parser("summary", help="summarise a log")
-    s.add_argument("file", help="cellguard SQLite log")
+    s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_summary)
 

@@ -227,7 +227,7 @@ OUTPUTS: tuple[Output, ...] = (
         K("protocol", "protocol version", nullable=True),
     )),
     Output("info", "--json", OBJECT, "the board's INFO, in SI units", _INFO),
-    Output("monitor", "--json", "lines", "one object a line: every --interval and at the end", (
+    Output("monitor", "--json", "lines", "the view's state, every --interval and once at the end", (
         K("port", "the port"), K("board", "board name"), K("unique_id", "unique id"),
         K("firmware", "firmware version"), K("frames", "telemetry frames received"),
         K("lost", "telemetry frames missing from the sequence"),
@@ -381,7 +381,7 @@ def render_markdown(output: Output) -> list[str]:
     """The layout as Markdown lines: a bullet list, nested keys indented."""
     shape = {OBJECT: "one JSON object", OBJECTS: "a JSON list of objects",
              "lines": "one JSON object a line"}[output.shape]
-    lines = [f"`{output.when}` prints {shape}: {output.doc}."]
+    lines = [f"**JSON**: `cellguard {output.command} {output.when}` prints {shape}: {output.doc}."]
     if output.shape == OBJECTS:
         lines[0] = lines[0][:-1] + "; each has:"
     lines.append("")
@@ -395,7 +395,7 @@ def _key_lines(keys: Iterable[Key], depth: int) -> list[str]:
         notes = []
         if k.optional:
             notes.append("not always present")
-        if k.nullable:
+        if k.nullable and "null" not in k.doc:
             notes.append("may be null")
         tail = f" ({'; '.join(notes)})" if notes else ""
         what = {OBJECTS: " — a list of objects with:", OBJECT: " — an object with:",
