@@ -165,6 +165,14 @@ def test_hil_on_a_missing_port_is_one_line(capsys: pytest.CaptureFixture[str]) -
     assert "Traceback" not in out + err and "passed" not in out and "error" not in out
 
 
+def test_hil_summary_counts_one_test_in_the_singular() -> None:
+    from cellguard.hil import CaseResult, summary_lines
+
+    case = CaseResult("test_protocol.py::test_stats_count_the_link", "passed", 0.3, "")
+    assert summary_lines([case], 3.3, "board b")[-1] == (
+        "1 test on board b: 1 passed, 0 failed in 3.3 s")
+
+
 # -- a log appended by a second connection -------------------------------------------------
 def test_summary_lists_a_board_once_and_sums_its_connections(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
