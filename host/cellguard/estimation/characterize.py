@@ -819,15 +819,15 @@ def run(inputs: Sequence[str], out: str, *, chemistry: str | None = None,
 
 def command(args: Any) -> int:
     """``cellguard characterize`` (arguments as cli.py defines them)."""
-    import json
+    from ..units import to_json
 
     model, report, replays = run(args.input, args.out, chemistry=args.chemistry,
                                  capacity_ah=args.capacity_ah, name=args.name,
                                  initial_soc_pct=args.initial_soc, cell=args.cell,
                                  validate=args.validate or ())
     if args.json:
-        print(json.dumps({"cell": model.to_dict(), "capacity_source": report.capacity_source,
-                          "replays": [r.__dict__ for r in replays]}, indent=2))
+        print(to_json({"cell": model.to_dict(), "capacity_source": report.capacity_source,
+                        "replays": [r.__dict__ for r in replays]}))
         return 0
     for line in report.lines():
         print(line)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import os
 import select
@@ -42,6 +41,7 @@ from ..link.client import (
     fault_names,
     format_fault_value,
 )
+from ..units import to_json
 
 OK, NEAR, BEYOND = "ok", "near", "beyond"
 """How a value stands against its limits: inside, near (past a release threshold
@@ -520,7 +520,7 @@ def run_monitor(
     def emit() -> None:
         now = clock()
         if as_json:
-            out.write(json.dumps(state.to_dict(now)) + "\n")
+            out.write(to_json(state.to_dict(now), indent=None) + "\n")
         else:
             out.write(snapshot_text(state, now) + "\n")
         out.flush()
