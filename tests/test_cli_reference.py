@@ -112,7 +112,11 @@ def test_firmware_page_describes_the_watchdog_and_the_deployment() -> None:
     board_main = (ROOT / "firmware" / "cellguard_fw" / "board_main.py").read_text()
     assert "WDT(" in board_main  # the watchdog exists ...
     assert "No watchdog" not in page and "watchdog_ms" in page  # ... and the page says so
-    assert "mpremote" in page and "mpremote cp" in page and "mpremote reset" in page
+    deploy = page.split("## Deployment", 1)[1].split("\n## ", 1)[0]
+    assert "by hand" in deploy and "mpy-cross" in deploy
+    for step in ("mkdir :cellguard_fw", "cp build/cellguard_fw/*.mpy :cellguard_fw/",
+                 "cp firmware/main.py :main.py", ":board.json", "reset"):
+        assert f"mpremote connect /dev/ttyACM0 {step}" in deploy or step in deploy, step
 
 
 def test_commands_with_json_output_and_the_layouts_match() -> None:

@@ -25,7 +25,6 @@ from cellguard.config.command import entry_line, entry_row, print_entries, resol
 from cellguard.errors import CellguardError
 from cellguard.link.client import ConfigEntry
 from cellguard.sim.script import parse_script
-from cellguard.units import JSON_DECIMALS
 
 NO_PORT = "/dev/cellguard-no-such-port"
 
@@ -237,6 +236,8 @@ def test_json_floats_carry_no_noise(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_json_decimals_follow_the_unit_table() -> None:
+    from cellguard.units import JSON_DECIMALS
+
     assert dict(JSON_DECIMALS)["_v"] == 4 and dict(JSON_DECIMALS)["_ah"] == 6
 
 
