@@ -80,13 +80,20 @@ def test_the_page_follows_a_change_of_the_parser(monkeypatch: pytest.MonkeyPatch
 
 def test_every_command_is_in_the_reference_and_in_the_guide() -> None:
     reference, guide = REFERENCE.read_text(), GUIDE.read_text()
-    assert len(COMMANDS) == 17
+    assert len(COMMANDS) >= 17  # ports .. estimate; a new command must join the docs
     for name in COMMANDS:
         assert f"\n## `cellguard {name}`\n" in reference, name
         assert f"(#cellguard-{name})" in reference, name
         # The guide shows the command and links its full option list.
         assert f"cellguard {name}" in guide, name
         assert f"cli.md#cellguard-{name})" in guide, name
+
+
+def test_every_type_of_the_parser_has_a_name_for_the_reference() -> None:
+    for name, parser in cli.subcommands(cli.build_parser()).items():
+        for action in parser._actions:
+            assert action.type is None or action.type in cli.TYPE_NAMES, (
+                f"{name} {action.option_strings}: add {action.type} to cli.TYPE_NAMES")
 
 
 def test_every_option_is_in_the_reference() -> None:

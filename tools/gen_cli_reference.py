@@ -88,7 +88,8 @@ def _value(action: argparse.Action) -> str:
         return "flag"
     if action.choices is not None:
         return "one of " + ", ".join(f"`{c}`" for c in action.choices)
-    kind = cli.TYPE_NAMES.get(action.type, "text") if action.type is not None else "text"
+    kind = "text" if action.type is None else cli.TYPE_NAMES.get(
+        action.type, getattr(action.type, "__name__", "value").strip("_").replace("_", " "))
     if action.type in (cli._duration, cli._time):
         kind += " ([forms](#durations-and-times))"
     if isinstance(action, argparse._AppendAction):

@@ -44,6 +44,8 @@ def _positive(text: str) -> float:
 
 def _duration(text: str) -> float:
     """A duration greater than 0, in any form :func:`cellguard.units.parse_duration` takes."""
+    if text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
     try:
         value = parse_duration(text)
     except ValueError as exc:
@@ -297,10 +299,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     s = data.series
     if args.json:
         print(to_json({"files": written, "board_id": s.board_id, "board": s.info.board,
-                          "unique_id": s.info.unique_id, "samples": len(s),
-                          "t_first_s": float(s.t[0]), "t_last_s": float(s.t[-1]),
-                          "protections": len(data.protections), "events": len(data.events),
-                          "gaps": len(data.gaps)}))
+                       "unique_id": s.info.unique_id, "samples": len(s),
+                       "t_first_s": float(s.t[0]), "t_last_s": float(s.t[-1]),
+                       "protections": len(data.protections), "events": len(data.events),
+                       "gaps": len(data.gaps)}))
     else:
         for path in written:
             print(f"wrote {path}")
@@ -565,7 +567,7 @@ TYPE_NAMES: dict[Any, str] = {
     int: "integer",
     float: "number",
 }
-"""How docs/cli.md names an option's type."""
+"""How docs/cli.md names an option's type (a new type function belongs here too)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

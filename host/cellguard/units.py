@@ -42,6 +42,8 @@ _SECONDS = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
 def parse_duration(text: str) -> float:
     """Seconds in ``text`` (see the module's doc for the forms); ValueError says why not."""
     t = text.strip()
+    if t.startswith("-"):
+        raise ValueError(f"not a time: {text!r} (a time is not negative)")
     if ":" in t:
         return _parse_clock(text, t)
     m = _NUMBER.match(t)
