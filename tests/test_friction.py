@@ -235,12 +235,6 @@ def test_json_floats_carry_no_noise(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not any(re.search(r"\d\.\d*(0000000|9999999)\d", t) for t in texts)
 
 
-def test_json_decimals_follow_the_unit_table() -> None:
-    from cellguard.units import JSON_DECIMALS
-
-    assert dict(JSON_DECIMALS)["_v"] == 4 and dict(JSON_DECIMALS)["_ah"] == 6
-
-
 # -- plurals -------------------------------------------------------------------------------
 def test_wrote_one_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     log = write(tmp_path / "one.sqlite", (INFO, Run().add(1).rows))
