@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STUBS_VERSION := 1.29.0.post1
 STDLIB_STUBS_VERSION := 1.29.0.post2
 
-.PHONY: demo test setup check-prereqs typecheck lint clean pybamm-setup pybamm-cells
+.PHONY: demo test setup check-prereqs typecheck lint docs clean pybamm-setup pybamm-cells
 
 demo: setup
 	$(BIN)/cellguard demo --force
@@ -51,6 +51,11 @@ typecheck: setup
 
 lint: setup
 	$(BIN)/ruff check .
+
+# The command reference, generated from the parser (tests/test_cli_reference.py
+# fails while it is stale).
+docs: setup
+	$(BIN)/python tools/gen_cli_reference.py
 
 # PyBaMM (DFN reference traces, host/cellguard/pybamm_traces.py, the PyBaMM plant
 # of `cellguard sim --plant pybamm`) into the same .venv: `make test` runs its

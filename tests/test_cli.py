@@ -216,7 +216,7 @@ def test_config_faults_events_and_stats_commands(sim_port: str) -> None:
     assert proc.returncode == 0 and "4200" in proc.stdout and "(4.2 V)" in proc.stdout
 
     refused = run("config", "set", "cell_ov_mv", "4.5V", "--port", sim_port)
-    assert_clean_error(refused, "beyond hard limit", "limit 4300 mv (4.3 V)")
+    assert_clean_error(refused, "beyond hard limit", "limit 4300 mV (4.3 V)")
     assert_clean_error(run("config", "set", "no_such_key", "1", "--port", sim_port),
                        "unknown configuration key")
     assert_clean_error(run("config", "set", "cell_ov_mv", "4.2.1V", "--port", sim_port),

@@ -92,7 +92,7 @@ def test_each_value_converts_both_ways(fk: cf.FileKey, wire: int) -> None:
     ("[cell_overvoltage]\ndebounce = 1.5\n", ["line 2", "takes a whole number"]),
     ("[cell_overvoltage]\nseverity = \"severe\"\n",
      ["line 2", "one of warning, alarm, fault"]),
-    ("[cell_overvoltage]\ntrip_v = 4.2005\n", ["line 2", "whole mv", "4200.5"]),
+    ("[cell_overvoltage]\ntrip_v = 4.2005\n", ["line 2", "whole mV", "4200.5"]),
     ("[cell_overvoltage]\ntrip_v = nan\n", ["line 2", "not a finite number"]),
     ("[general]\ncapacity_ah = 1e12\n", ["line 2", "32-bit"]),
     ("[cell_overvoltage\ntrip_v = 4.2\n", ["not a valid TOML file", "line 1"]),
@@ -139,7 +139,7 @@ def test_values_on_the_command_line(key: str, text: str, wire: int) -> None:
 def test_bad_values_on_the_command_line() -> None:
     with pytest.raises(CellguardError, match="not a severity for cell_ov_severity"):
         cf.parse_value("cell_ov_severity", "loud")
-    with pytest.raises(CellguardError, match="takes whole mv"):
+    with pytest.raises(CellguardError, match="takes whole mV"):
         cf.parse_value("cell_ov_mv", "4.2005V")
     with pytest.raises(CellguardError, match="not a value for cell_ov_mv"):
         cf.parse_value("cell_ov_mv", "4.2.1V")

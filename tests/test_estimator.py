@@ -245,7 +245,7 @@ def test_estimate_command_writes_a_csv(tmp_path: Path, dynamic: TraceMaker) -> N
 @pytest.mark.parametrize("bad, message", [
     ("t_s,cell1_v\n", "current_a"),
     ("t_s,current_a,cell1_v\n0,x,3.7\n1,0,3.7\n", "line 2"),
-    ("t_s,current_a,cell1_v\n0,0,nan\n1,0,3.7\n", "not finite"),
+    ("t_s,current_a,cell1_v\n0,0,nan\n1,0,3.7\n", "line 2: cell1_v is not a finite number"),
     ("t_s,current_a,cell1_v\n0,0,3.7\n", "fewer than two"),
 ])
 def test_bad_traces_are_refused_clearly(tmp_path: Path, bad: str, message: str) -> None:

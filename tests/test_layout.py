@@ -23,7 +23,7 @@ from cellguard.link.client import FAULT_BITS, Info
 from cellguard.store import Gap, LogEvent, LogReader, Sample, SqliteLogReader
 
 HOST = Path(__file__).resolve().parents[1] / "host"
-TOP_LEVEL = {"__init__", "cli", "demo", "errors", "paths", "boards", "files"}
+TOP_LEVEL = {"__init__", "cli", "demo", "errors", "paths", "boards", "files", "units"}
 """The modules that may sit directly in cellguard/: the command line on top and
 what every part shares. Everything else lives in a subpackage by concern."""
 

@@ -205,7 +205,7 @@ def test_unplug_replug_and_another_board_on_the_same_path(tmp_path: Path) -> Non
     away_to = away_from + (replug.duration_s or 0)
     assert sum(away_from < t < away_to for t in b_host_times) >= 20
 
-    assert "board 1: boardA" in stdout and "1 reconnects" in stdout
+    assert "board 1: boardA" in stdout and "1 reconnect (" in stdout
     assert "a different board answered" in stderr and "new board (board 3)" in stderr
 
 

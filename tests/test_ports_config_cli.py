@@ -233,14 +233,14 @@ def test_severity_words_and_file_keys_on_the_command_line(sim: SimulatedBoard,
     row = json.loads(proc.stdout)[0]
     assert row["value"] == 1 and row["severity"] == "alarm"
     proc = run("config", "set", "cell_overvoltage.trip_v", "4.2", "--port", sim.port)
-    assert proc.returncode == 0 and "4200 mv (4.2 V)" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "4200 mV (4.2 V)" in proc.stdout, proc.stderr
     assert "allowed 4149..4300 (4.149..4.3 V)" in proc.stdout
     proc = run("config", "get", "cell_ov_severity", "--port", sim.port)
     assert "2 (fault)" in proc.stdout and "(warning..fault)" in proc.stdout
     clean_error(run("config", "set", "cell_ov_severity", "severe", "--port", sim.port),
                 "not a severity", "warning, alarm, fault")
     clean_error(run("config", "set", "cell_ov_mv", "4.5V", "--port", sim.port),
-                "beyond hard limit", "limit 4300 mv (4.3 V)")
+                "beyond hard limit", "limit 4300 mV (4.3 V)")
     proc = run("config", "dump", "-", "--port", sim.port)
     assert proc.returncode == 0 and tomllib.loads(proc.stdout)["cell_imbalance"]["severity"] \
         == "alarm"

@@ -72,7 +72,7 @@ def test_out_of_range_and_hard_limit_are_refused_with_the_bound(board: Any) -> N
     with pytest.raises(BoardRefused) as exc:
         client.set_config("cell_ov_mv", 4400)
     assert exc.value.error == "beyond_hard_limit" and exc.value.limit == 4300
-    assert "limit 4300 mv (4.3 V)" in str(exc.value)
+    assert "limit 4300 mV (4.3 V)" in str(exc.value)
     with pytest.raises(BoardRefused) as exc:
         client.set_config("cell_ov_release_mv", 4260)  # above its trip
     assert exc.value.error == "out_of_range" and exc.value.limit == 4251  # trip + 1

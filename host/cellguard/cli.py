@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -14,9 +13,23 @@ from typing import Any
 
 from . import __version__
 from .errors import CellguardError
+from .units import DURATION_FORMS, parse_duration, plural, to_json
 
+EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "done",
+    EXIT_ERROR: "refused or failed: one line `cellguard: error: ...` on standard error (a port "
+                "that does not exist, is busy or has no board; a file that is not a log; a "
+                "value the board refuses; `hil`: a test failed)",
+    EXIT_USAGE: "usage error: an unknown option, a missing or malformed argument, options "
+                "that do not go together (argparse's message and the command's usage)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C) where a command does not end cleanly by itself "
+                      "(`log`, `monitor` and `sim` stop on Ctrl-C and exit 0)",
+}
+"""What each exit status of `cellguard` means (docs/cli.md lists them)."""
 
 
 def _positive(text: str) -> float:
@@ -49,6 +62,12 @@ def _between(lo: float, hi: float, unit: str = "") -> Callable[[str], float]:
                                              f"not {text}")
         return value
 
+    if math.isinf(lo) and math.isinf(hi):
+        parse.type_name = "finite number"  # type: ignore[attr-defined]
+    elif math.isinf(hi):
+        parse.type_name = f"number >= {lo:g}{unit}"  # type: ignore[attr-defined]
+    else:
+        parse.type_name = f"number {lo:g}..{hi:g}{unit}"  # type: ignore[attr-defined]
     return parse
 
 
@@ -66,6 +85,19 @@ def _speed(text: str) -> float:
         return _between(0.0, math.inf)(text)
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(f"{exc} (0: as fast as possible)") from None
+
+
+def _duration(text: str) -> float:
+    """A duration greater than 0, in any form :func:`cellguard.units.parse_duration` takes."""
+    if text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
+    return value
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
@@ -86,7 +118,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     with BoardClient(args.port) as client:
         info = client.hello(timeout_s=args.timeout)
     fields = info.to_dict()
-    _emit(fields, args.json, [f"{k:24} {v}" for k, v in fields.items()])
+    _emit(fields, args.json, [f"{k:24} {', '.join(v) if isinstance(v, list | tuple) else v}"
+                              for k, v in fields.items()])
     return 0
 
 
@@ -221,7 +254,7 @@ def parse_config_value(key: str, text: str) -> int:
 
 def _emit(data: Any, as_json: bool, lines: Sequence[str]) -> None:
     """Print ``data`` as JSON, or ``lines`` for a person."""
-    print(json.dumps(data, indent=2) if as_json else "\n".join(lines))
+    print(to_json(data) if as_json else "\n".join(lines))
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -288,10 +321,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _time(text: str) -> float:
+    """A time on a log's t_s axis (0 allowed), in any form of :func:`parse_duration`."""
     try:
-        from .store.query import parse_time_s  # numpy: loaded only by the offline commands
-
-        return parse_time_s(text)
+        return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -299,8 +331,9 @@ def _time(text: str) -> float:
 def _selection(s: argparse.ArgumentParser, board_help: str) -> None:
     s.add_argument("--board", metavar="ID", help=board_help)
     s.add_argument("--from", dest="t_from", type=_time, metavar="T",
-                   help="from this board time t_s (90, 15m, 1.5h, 1:30:00)")
-    s.add_argument("--to", dest="t_to", type=_time, metavar="T", help="up to this t_s")
+                   help=f"from this board time t_s: {DURATION_FORMS}")
+    s.add_argument("--to", dest="t_to", type=_time, metavar="T",
+                   help="up to this t_s (the same forms)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -309,9 +342,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = export(args.file, args.out, args.format, board=args.board, t_from=args.t_from,
                     t_to=args.t_to, force=args.force)
     if args.json and result.out is not None:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(to_json(result.to_dict()))
     elif result.out is not None:
-        print(f"wrote {result.rows} rows to {result.out}", file=sys.stderr)
+        print(f"wrote {plural(result.rows, 'row')} to {result.out}", file=sys.stderr)
     return 0
 
 
@@ -320,8 +353,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .store import query as logdata
     from .views.plot import load_plot_data, write_html, write_png
 
-    if not args.output and not args.html:
-        raise CellguardError("give -o FILE.png, --html FILE.html or both")
     check_outputs([args.output, args.html], inputs=[args.file], force=args.force)
     data = load_plot_data(args.file, args.board, args.t_from, args.t_to)
     written: list[str] = []
@@ -333,11 +364,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
         written.append(args.html)
     s = data.series
     if args.json:
-        print(json.dumps({"files": written, "board_id": s.board_id, "board": s.info.board,
-                          "unique_id": s.info.unique_id, "samples": len(s),
-                          "t_first_s": float(s.t[0]), "t_last_s": float(s.t[-1]),
-                          "protections": len(data.protections), "events": len(data.events),
-                          "gaps": len(data.gaps)}, indent=2))
+        print(to_json({"files": written, "board_id": s.board_id, "board": s.info.board,
+                       "unique_id": s.info.unique_id, "samples": len(s),
+                       "t_first_s": float(s.t[0]), "t_last_s": float(s.t[-1]),
+                       "protections": len(data.protections), "events": len(data.events),
+                       "gaps": len(data.gaps)}))
     else:
         for path in written:
             print(f"wrote {path}")
@@ -374,31 +405,44 @@ def _force(s: argparse.ArgumentParser) -> None:
                    help="replace an existing output file (never one of the inputs)")
 
 
+def _check_plot(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not args.output and not args.html:
+        parser.error("give -o FILE.png, --html FILE.html or both")
+
+
+def _check_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from .config.command import check_args
+
+    check_args(parser, args)
+
+
 def _add_offline_commands(sub: Any) -> None:
     """``export``, ``plot`` and ``report``: they read a log file and never talk to a board."""
+    from .views.outputs import key_list
+
     board_help = "only this board: a board id, unique id or board name (default: all)"
     s = sub.add_parser("export", help="export a log to CSV or Parquet (SI units)")
-    s.add_argument("file", help="cellguard SQLite log")
+    s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
     s.add_argument("--format", choices=["csv", "parquet"], default="csv",
                    help="output format (default csv)")
     s.add_argument("--out", "-o", help="output file (default: standard output; CSV only)")
     _selection(s, board_help)
     s.add_argument("--json", action="store_true",
-                   help="with -o: print what was written (file, rows, columns) as JSON")
+                   help=f"with -o: print what was written as JSON ({key_list('export')})")
     _force(s)
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("plot", help="plot a log to a PNG and/or an interactive HTML page")
-    s.add_argument("file", help="cellguard SQLite log")
+    s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
     s.add_argument("-o", "--output", help="PNG file to write (or .svg/.pdf)")
     s.add_argument("--html", metavar="FILE", help="interactive page to write (works offline)")
     _selection(s, "board id, unique id or name (default: the first board)")
     s.add_argument("--json", action="store_true", help="print what was plotted as JSON")
     _force(s)
-    s.set_defaults(func=cmd_plot)
+    s.set_defaults(func=cmd_plot, usage_check=_check_plot)
 
     s = sub.add_parser("report", help="a run summary to hand in (Markdown, HTML or JSON)")
-    s.add_argument("file", help="cellguard SQLite log")
+    s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
     s.add_argument("--format", choices=["md", "html", "json"],
                    help="md (default), html (self-contained) or json; -o FILE.html picks html")
     s.add_argument("--out", "-o", help="output file (default: standard output)")
@@ -416,24 +460,26 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ports", help="list serial ports and the cellguard boards on them")
     s.add_argument("extra", nargs="*", metavar="PORT",
                    help="more ports to probe (a simulated board's pty, a by-id path)")
-    s.add_argument("--timeout", type=_positive, default=1.0,
-                   help="seconds to wait for each board's answer (default 1)")
+    s.add_argument("--timeout", type=_duration, default=1.0, metavar="DURATION",
+                   help="how long to wait for each board's answer (default 1 s)")
     s.add_argument("--no-probe", action="store_true", help="list only; send nothing")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_ports)
 
     s = sub.add_parser("monitor", help="live view of a board: cells, faults, link health")
     s.add_argument("--port", required=True, help="serial port or pyserial URL")
-    s.add_argument("--duration", type=_positive, help="stop after this many seconds")
-    s.add_argument("--interval", type=_positive, default=5.0,
-                   help="seconds between snapshots when not on a terminal (default 5)")
+    s.add_argument("--duration", type=_duration, metavar="DURATION",
+                   help="stop after this long, wall time (default: until q or Ctrl-C)")
+    s.add_argument("--interval", type=_duration, default=5.0, metavar="DURATION",
+                   help="time between snapshots when not on a terminal (default 5 s)")
     s.add_argument("--json", action="store_true",
                    help="print snapshots as JSON lines instead of the live view")
     s.set_defaults(func=cmd_monitor)
 
     s = sub.add_parser("info", help="ask a board who it is (HELLO -> INFO)")
     s.add_argument("--port", required=True, help="serial port or pyserial URL")
-    s.add_argument("--timeout", type=_positive, default=2.0, help="seconds to wait (default 2)")
+    s.add_argument("--timeout", type=_duration, default=2.0, metavar="DURATION",
+                   help="how long to wait for the answer (default 2 s)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_info)
 
@@ -442,8 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serial port or pyserial URL; repeat for more boards (a vanished port "
                         "is retried: prefer stable names such as /dev/serial/by-id/...)")
     s.add_argument("--out", required=True, help="SQLite file to write (appended if it exists)")
-    s.add_argument("--duration", type=_positive,
-                   help="stop once each connected board logged this many seconds of board time "
+    s.add_argument("--duration", type=_duration, metavar="DURATION",
+                   help="stop once each connected board logged this much board time "
                         "(default: until Ctrl-C or SIGTERM)")
     s.add_argument("--quiet", action="store_true", help="no live status lines")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -452,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_offline_commands(sub)
 
     s = sub.add_parser("summary", help="summarise a log")
-    s.add_argument("file", help="cellguard SQLite log")
+    s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_summary)
 
@@ -461,12 +507,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython",
                    help="interpreter for the firmware (default micropython)")
     s.add_argument("--speed", type=_speed, default=1.0,
-                   help="simulated seconds per wall second (0: as fast as possible)")
+                   help="simulated seconds per wall second (default 1: real time; "
+                        "0: as fast as possible)")
     s.add_argument("--seed", type=_whole, default=1, help="plant seed, 0 or more (default 1)")
     s.add_argument("--soc", type=_between(0.0, 100.0), default=50.0,
-                   help="initial SoC in percent, 0 to 100")
+                   help="initial SoC in percent, 0 to 100 (default 50)")
     s.add_argument("--ambient", type=_ambient, default=25.0,
-                   help="ambient temperature, degC (-55 to 125)")
+                   help="ambient temperature, °C, -55 to 125 (default 25)")
     s.add_argument("--current", type=_finite, default=0.0,
                    help="constant current, A, positive = charging (default 0)")
     s.add_argument("--script", metavar="FILE",
@@ -501,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--yes", action="store_true", help="load without asking")
     s.add_argument("--json", action="store_true", help="print JSON")
     _force(s)
-    s.set_defaults(func=cmd_config)
+    s.set_defaults(func=cmd_config, usage_check=_check_config)
 
     s = sub.add_parser("faults", help="show (and clear) the board's faults")
     s.add_argument("--port", required=True, help="serial port or pyserial URL")
@@ -520,10 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_stats)
 
     s = sub.add_parser("demo", help="charge/rest/discharge a simulated board, log and plot it")
-    s.add_argument("--out", default="demo", help="output folder (default demo/)")
-    s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython")
-    s.add_argument("--board", default="sim-4s")
-    s.add_argument("--seed", type=_whole, default=1)
+    s.add_argument("--out", default="demo",
+                   help="output folder for run.sqlite and run.png (default demo)")
+    s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython",
+                   help="interpreter for the firmware (default micropython)")
+    s.add_argument("--board", default="sim-4s",
+                   help="simulated board: name or JSON file (default sim-4s)")
+    s.add_argument("--seed", type=_whole, default=1, help="plant seed, 0 or more (default 1)")
     s.add_argument("--force", action="store_true",
                    help="replace run.sqlite and run.png of an earlier demo in the folder")
     s.set_defaults(func=cmd_demo)
@@ -584,13 +634,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser's commands by name, in the order they were added."""
+    for action in parser._actions:  # argparse keeps no public list of them
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+TYPE_NAMES: dict[Any, str] = {
+    _positive: "number > 0",
+    _whole: "whole number >= 0",
+    _duration: "duration > 0",
+    _time: "time",
+    _speed: "number >= 0",
+    _ambient: "number -55..125 °C",
+    _cell_number: "whole number >= 1",
+    _pin: "whole number 0..4294967295",
+    int: "integer",
+    float: "number",
+}
+"""How docs/cli.md names an option's type (a new type function belongs here too;
+one made by :func:`_between` names itself)."""
+
+
+def type_name(kind: Any) -> str | None:
+    """The name docs/cli.md gives an option's type; None for a type nobody named."""
+    return TYPE_NAMES.get(kind) or getattr(kind, "type_name", None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "func", None) is cmd_config:
-        from .config.command import check_args
-
-        check_args(parser, args)
+    usage_check = getattr(args, "usage_check", None)
+    if usage_check is not None:  # usage errors argparse cannot see by itself: exit 2
+        usage_check(subcommands(parser)[args.command], args)
     try:
         return int(args.func(args))
     except CellguardError as exc:
@@ -598,7 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("cellguard: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_ERROR
 

@@ -10,12 +10,13 @@ file format.
 from __future__ import annotations
 
 import argparse
-import json
+import difflib
 import sys
 from typing import Any
 
 from ..errors import CellguardError
 from ..link.client import CONFIG_KEYS, BoardClient, ConfigEntry, Info
+from ..units import to_json, wire_unit_name
 from . import file as cf
 
 FILE_ACTIONS = ("dump", "load", "diff")
@@ -48,9 +49,12 @@ def resolve_key(text: str) -> tuple[str, cf.FileKey | None]:
     fk = cf.BY_PATH.get((table, name))
     if fk is not None:
         return fk.wire_key, fk
+    known = [*CONFIG_KEYS, *(fk.path for fk in cf.LAYOUT)]
+    close = difflib.get_close_matches(text, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
     raise CellguardError(
-        f"unknown configuration key {text!r}; keys: {', '.join(CONFIG_KEYS)} (or a file's, "
-        f"such as cell_overvoltage.trip_v: see `config dump`)")
+        f"unknown configuration key {text!r}{hint} (`cellguard config dump --port PORT` lists "
+        "every key with its value and range)")
 
 
 def parse_key_value(key_text: str, text: str) -> tuple[str, int]:
@@ -70,10 +74,11 @@ def parse_key_value(key_text: str, text: str) -> tuple[str, int]:
 
 # -- entries as rows and lines -----------------------------------------------------------
 def entry_unit(key: str) -> str:
+    """The key's wire unit as people write it: mV, mA, 0.1 °C, ms, mAh, samples, or ""."""
     if key.endswith("_debounce"):
         return "samples"
     suffix = key.rsplit("_", 1)[-1]
-    return suffix if suffix in ("mv", "ma", "dc", "ms", "mah") else ""
+    return wire_unit_name(suffix) if suffix in ("mv", "ma", "dc", "ms", "mah") else ""
 
 
 def entry_row(e: ConfigEntry) -> dict[str, Any]:
@@ -91,22 +96,40 @@ def entry_row(e: ConfigEntry) -> dict[str, Any]:
     return row
 
 
-def entry_line(e: ConfigEntry) -> str:
+def _columns(e: ConfigEntry) -> tuple[str, str, str, str, str]:
+    """(key, value, unit, SI form, allowed range) of one entry."""
     fk = cf.file_key(e.key)
-    value = f"{e.value} {entry_unit(e.key)}".rstrip()
     if fk is not None and fk.kind in (cf.NUMBER, cf.SEVERITY):
         shown = f"({fk.describe(e.value)})"
         allowed = f"allowed {e.min}..{e.max} ({fk.range_text(e.min, e.max)})"
     else:
         shown, allowed = "", f"allowed {e.min}..{e.max}"
-    return f"{e.key:34} {value:>14} {shown:16} {allowed}"
+    unit = entry_unit(e.key)
+    if unit == "samples" and e.value == 1:
+        unit = "sample"
+    return e.key, str(e.value), unit, shown, allowed
+
+
+def entry_lines(entries: list[ConfigEntry]) -> list[str]:
+    """One line per entry, in columns: key, value (right-aligned), unit, SI form, range."""
+    rows = [_columns(e) for e in entries]
+    if not rows:
+        return []
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    unit = (lambda u: f" {u:{w[2]}}") if w[2] else (lambda u: "")
+    return [f"{k:{w[0]}}  {v:>{w[1]}}{unit(u)} {si:{w[3]}}  {allowed}"
+            for k, v, u, si, allowed in rows]
+
+
+def entry_line(e: ConfigEntry) -> str:
+    return entry_lines([e])[0]
 
 
 def print_entries(entries: list[ConfigEntry], as_json: bool) -> None:
     if as_json:
-        print(json.dumps([entry_row(e) for e in entries], indent=2))
+        print(to_json([entry_row(e) for e in entries]))
     else:
-        print("\n".join(entry_line(e) for e in entries))
+        print("\n".join(entry_lines(entries)))
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -142,22 +165,23 @@ def run(args: argparse.Namespace) -> int:
     if action == "dump" and args.key not in (None, "-"):
         cf.check_writable(args.key, force=args.force)  # say so before talking to the board
     config_file = cf.read_file(args.key) if action in ("load", "diff") else None
-    parsed, beyond = None, None
-    if action == "set":  # a value that cannot be one says so before the board is asked
+    # The key and the value are judged before the port is opened; a value beyond
+    # what any board holds is refused once the board has said what it allows.
+    key = resolve_key(args.key)[0] if action == "get" else ""
+    value, beyond = 0, None
+    if action == "set":
         try:
-            parsed = parse_key_value(args.key, args.value)
+            key, value = parse_key_value(args.key, args.value)
         except cf.BeyondWireRange as exc:
-            beyond = exc  # ... the board then says what it allows
+            beyond = exc
     client, info = _connect(args.port)
     with client:
         if action == "get":
-            key, _ = resolve_key(args.key)
             print_entries([client.get_config(key)], args.json)
             return 0
         if beyond is not None:
             raise CellguardError(f"{beyond}; {_allowed(client, beyond.key)}") from None
-        if parsed is not None:
-            key, value = parsed
+        if action == "set":
             print_entries([client.set_config(key, value, pin=args.pin)], args.json)
             return 0
         entries = client.config_dump()
@@ -189,8 +213,8 @@ def _dump(args: argparse.Namespace, entries: list[ConfigEntry], info: Info) -> i
         return 0
     cf.write_file(args.key, text, force=args.force)
     if args.json:
-        print(json.dumps({"file": args.key, "keys": len(entries), "board": info.board,
-                          "unique_id": info.unique_id}, indent=2))
+        print(to_json({"file": args.key, "keys": len(entries), "board": info.board,
+                          "unique_id": info.unique_id}))
     else:
         print(f"wrote {len(entries)} keys of board {info.board} ({info.unique_id}) to "
               f"{args.key}")
@@ -200,7 +224,7 @@ def _dump(args: argparse.Namespace, entries: list[ConfigEntry], info: Info) -> i
 def _show_diff(args: argparse.Namespace, f: cf.ConfigFile, changes: list[cf.Change],
                info: Info) -> int:
     if args.json:
-        print(json.dumps([c.to_dict() for c in changes], indent=2))
+        print(to_json([c.to_dict() for c in changes]))
     elif not changes:
         print(f"no differences: board {info.board} has every value of {f.path} "
               f"({len(f.values)} keys)")
@@ -215,7 +239,7 @@ def _load(args: argparse.Namespace, client: BoardClient, f: cf.ConfigFile,
           changes: list[cf.Change], info: Info) -> int:
     if not changes:
         if args.json:
-            print(json.dumps({"changes": [], "written": [], "refused": []}, indent=2))
+            print(to_json({"changes": [], "written": [], "refused": []}))
         else:
             print(f"nothing to write: board {info.board} already has every value of {f.path}")
         return 0
@@ -234,9 +258,9 @@ def _load(args: argparse.Namespace, client: BoardClient, f: cf.ConfigFile,
             raise CellguardError("cancelled: nothing written")
     written, refused = cf.apply_changes(client, changes, pin=args.pin)
     if args.json:
-        print(json.dumps({"changes": [c.to_dict() for c in changes],
+        print(to_json({"changes": [c.to_dict() for c in changes],
                           "written": [c.key for c in written],
-                          "refused": [r.to_dict() for r in refused]}, indent=2))
+                          "refused": [r.to_dict() for r in refused]}))
     else:
         print(f"wrote {len(written)} of {len(changes)} keys to board {info.board}")
     for r in refused:

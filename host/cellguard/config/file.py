@@ -37,6 +37,7 @@ import tomli_w
 from ..errors import CellguardError
 from ..link.client import CONFIG_KEYS, ConfigEntry, Info
 from ..protocol.messages import PROTECTION_STEMS, protection_keys
+from ..units import wire_unit_name
 
 SEVERITIES: tuple[str, ...] = ("warning", "alarm", "fault")
 """Severity words by their wire value."""
@@ -119,7 +120,7 @@ class FileKey:
                                   "(32-bit)", self.wire_key)
         wire = round(raw)
         if abs(raw - wire) > 1e-6 * max(1.0, abs(raw)):
-            wire_unit = self.wire_key.rsplit("_", 1)[-1]
+            wire_unit = wire_unit_name(self.wire_key.rsplit("_", 1)[-1])
             raise ConfigFileError(
                 f"{self.path} = {_show(value)}: the board takes whole {wire_unit} "
                 f"({_show(value)} {self.unit} is {raw:g} {wire_unit})")
@@ -238,10 +239,11 @@ def parse_value(key: str, text: str) -> int:
         number, factor = t[:-1], scale
     else:
         number, factor = t, 1.0
+    shown = wire_unit_name(wire)
     try:
         given = float(number)
     except ValueError:
-        example = f"give {wire}, e.g. 4200, or {si}, e.g. 4.2{si}" if si else "give a number"
+        example = f"give {shown}, e.g. 4200, or {si}, e.g. 4.2{si}" if si else "give a number"
         raise CellguardError(f"not a value for {key}: {text!r} ({example})") from None
     if not math.isfinite(given):
         raise CellguardError(f"not a value for {key}: {text!r} (not a finite number)")
@@ -251,7 +253,11 @@ def parse_value(key: str, text: str) -> int:
             f"{key} = {text.strip()} is {value:g} {wire}, beyond what any board holds (a 32-bit "
             f"integer, {I32_MIN}..{I32_MAX})", key)
     if abs(value - round(value)) > 1e-6 * max(1.0, abs(value)):
-        raise CellguardError(f"{key} takes whole {wire}: {text!r} is {value:g} {wire}")
+        hint = ""
+        if si and number == t:  # a bare number: the SI value was likely meant
+            typed = "C" if si == "°C" else si
+            hint = f"; did you mean {t}{typed}?"
+        raise CellguardError(f"{key} takes whole {shown}: {text!r} is {value:g} {shown}{hint}")
     return round(value)
 
 
@@ -263,7 +269,7 @@ def describe_wire(key: str, wire: int) -> str:
     if fk.kind == SEVERITY:
         word = fk.to_file(wire)
         return f"{wire} ({word})" if isinstance(word, str) else str(wire)
-    unit = key.rsplit("_", 1)[-1]
+    unit = wire_unit_name(key.rsplit("_", 1)[-1])
     if fk.kind == NUMBER:
         return f"{wire} {unit} ({fk.describe(wire)})"
     return fk.describe(wire)

@@ -904,8 +904,9 @@ def run(inputs: Sequence[str], out: str, *, chemistry: str | None = None,
 
 def command(args: Any) -> int:
     """``cellguard characterize`` (arguments as cli.py defines them)."""
-    import json
     import sys
+
+    from ..units import to_json
 
     model, report, replays = run(args.input, args.out, chemistry=args.chemistry,
                                  capacity_ah=args.capacity_ah, name=args.name,
@@ -914,8 +915,8 @@ def command(args: Any) -> int:
     for warning in report.warnings:
         print(f"cellguard: warning: {warning}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"cell": model.to_dict(), "capacity_source": report.capacity_source,
-                          "replays": [r.__dict__ for r in replays]}, indent=2))
+        print(to_json({"cell": model.to_dict(), "capacity_source": report.capacity_source,
+                        "replays": [r.__dict__ for r in replays]}))
         return 0
     for line in report.lines():
         print(line)

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import CellguardError
 from ..files import atomic_output, check_output
+from ..units import fixed
 from . import cellmodel, plausible
 
 OUTPUT_COLUMNS = (
@@ -29,6 +30,14 @@ OUTPUT_COLUMNS = (
     "charge_peak_30s_a", "discharge_limit_a", "discharge_peak_2s_a", "discharge_peak_10s_a",
     "discharge_peak_30s_a", "balancing",
 )
+OUTPUT_DECIMALS: dict[str, int] = {
+    "t_s": 3, "soc_pct": 2, "soc_std_pct": 2, "cell_soc_min_pct": 2, "cell_soc_max_pct": 2,
+    "capacity_ah": 4, "r0_growth": 4, "bias_a": 4, **{c: 3 for c in OUTPUT_COLUMNS
+                                                      if c.endswith("_a") and c != "bias_a"},
+    "balancing": 0,
+}
+"""Fixed decimals per output column: the resolution the estimator's figures have
+(0.01 % of SoC, 0.1 mAh, 0.1 mA of bias, 1 mA of limits, 1 ms), never an exponent."""
 MODES = ("ekf", "coulomb")
 
 
@@ -65,21 +74,30 @@ def read_trace(path: str | Path) -> Trace:
     temps = [i for i, h in enumerate(header) if h.startswith("temp") and h.endswith("_c")]
     it, ii = header.index("t_s"), header.index("current_a")
     trace = Trace([], [], [], [], [header[i] for i in cells], [header[i] for i in temps])
+
+    def number(row: list[str], i: int, n: int) -> float:
+        """The value in column ``i`` of line ``n``; TraceError names the column."""
+        text = row[i].strip() if i < len(row) else ""
+        if not text:
+            raise TraceError(f"{path} line {n}: no value for {header[i]}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise TraceError(f"{path} line {n}: {header[i]} is not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise TraceError(f"{path} line {n}: {header[i]} is not a finite number: {text!r}")
+        return value
+
     for n, row in enumerate(rows[1:], start=2):
         if not row or all(not x.strip() for x in row):
             continue
-        try:
-            t = float(row[it])
-            values = [float(row[i]) for i in cells]
-            temp = [float(row[i]) for i in temps]
-            current = float(row[ii])
-        except (ValueError, IndexError):
-            raise TraceError(f"{path}, line {n}: not a number where one is expected") from None
-        if not all(math.isfinite(x) for x in (t, current, *values, *temp)):
-            raise TraceError(f"{path}, line {n}: a value is not finite")
+        t = number(row, it, n)
+        current = number(row, ii, n)
+        values = [number(row, i, n) for i in cells]
+        temp = [number(row, i, n) for i in temps]
         if trace.t_s and t <= trace.t_s[-1]:
-            raise TraceError(f"{path}, line {n}: time does not increase ({t} after "
-                             f"{trace.t_s[-1]})")
+            raise TraceError(f"{path} line {n}: t_s does not increase ({t:g} after "
+                             f"{trace.t_s[-1]:g})")
         trace.t_s.append(t)
         trace.current_a.append(current)
         trace.cells_v.append(values)
@@ -239,7 +257,9 @@ def write_csv(path: str | Path, rows: Sequence[tuple[float, ...]] | Iterator[tup
         w = csv.writer(f)
         w.writerow(OUTPUT_COLUMNS)
         for row in rows:
-            w.writerow([f"{x:.6g}" for x in row[:-1]] + [int(row[-1])])
+            w.writerow([fixed(x, OUTPUT_DECIMALS[c]) for c, x in zip(OUTPUT_COLUMNS[:-1], row,
+                                                                     strict=False)]
+                       + [int(row[-1])])
             count += 1
     return count
 

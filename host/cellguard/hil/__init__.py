@@ -51,6 +51,7 @@ from ..link.client import (
 )
 from ..link.framing import FrameReader
 from ..paths import repo_root
+from ..units import plural
 
 RUNTIME_HARDWARE = "hardware"
 """The runtime a real board reports in the suite's properties."""
@@ -804,7 +805,8 @@ def summary_lines(cases: Sequence[CaseResult], wall_s: float, target: str) -> li
     counts = {r: sum(1 for c in cases if c.result == r)
               for r in ("passed", "failed", "error", "skipped")}
     parts = [f"{n} {r}" for r, n in counts.items() if n or r in ("passed", "failed")]
-    lines.append(f"{len(cases)} tests on {target}: {', '.join(parts)} in {wall_s:.1f} s")
+    lines.append(f"{plural(len(cases), 'test')} on {target}: {', '.join(parts)} in "
+                 f"{wall_s:.1f} s")
     return lines
 
 
@@ -873,6 +875,8 @@ def cli_hil(args: Any) -> int:
     when anything failed."""
     check_suite_args(args.port, args.board, args.runtime, args.tests)
     if args.port:
+        # One clear line, as every command gives, rather than the same error from every test.
+        PortTarget(args.port).probe()
         where = f"the real board on {args.port}"
     else:
         where = (f"simulated board {args.board or 'sim-4s'} (firmware under "

@@ -25,6 +25,7 @@ from ..protocol.messages import (
     EventKind,
     Faults,
 )
+from ..units import wire_unit_name
 from .framing import FrameReader
 
 MSG_INFO = BY_NAME["info"].msg_id
@@ -124,7 +125,9 @@ class Event:
                 f" at {format_fault_value(self.code, self.value)}" if self.kind != "clear" else ""
             )
         if self.kind == "config":
-            return f"{CONFIG_NAMES.get(self.code, self.code)} = {self.value}"
+            name = CONFIG_NAMES.get(self.code, str(self.code))
+            wire = name.rsplit("_", 1)[-1]
+            return f"{name} = {self.value}" + (f" {wire_unit_name(wire)}" if wire in UNITS else "")
         if self.kind == "boot":
             return "latched: " + (", ".join(fault_names(self.code)) or "none")
         if self.kind == "time_sync":
@@ -472,6 +475,7 @@ class BoardClient:
         except BoardRefused as exc:
             if exc.error in ("out_of_range", "beyond_hard_limit"):
                 wire, si, scale = key_unit(key)
+                wire = wire_unit_name(wire)
                 limit = f"{exc.limit} {wire}" + (f" ({exc.limit / scale:g} {si})" if si else "")
                 raise BoardRefused("set_config", exc.error, exc.limit,
                                    f": {key} = {value} {wire}, limit {limit}") from None

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import CellguardError, NotABoardError, PortError
+from ..units import to_json
 
 BOARD, NO_ANSWER, BUSY, MISSING, ERROR, NOT_PROBED = (
     "board", "no answer", "busy", "missing", "error", "not probed")
@@ -130,13 +131,12 @@ def probe_all(reports: list[PortReport], timeout_s: float = 1.0,
 
 def command(args: Any) -> int:
     """`cellguard ports [PORT ...] [--no-probe] [--timeout S] [--json]`."""
-    import json
 
     reports = list_ports(args.extra)
     if not args.no_probe:
         reports = probe_all(reports, timeout_s=args.timeout)
     if args.json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        print(to_json([r.to_dict() for r in reports]))
     elif not reports:
         print("no serial ports found (a simulated board prints its own port: "
               "`cellguard ports PORT` probes it)")

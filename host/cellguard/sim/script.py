@@ -17,12 +17,15 @@ Two formats, told apart by the first line that is not blank or a comment:
       at 210 hang 5                # the firmware stops for 5 s (the watchdog resets it)
       at 2h end                    # the run ends: the board pauses (`cellguard sim` exits)
 
-Times are seconds, or carry a unit: ``500ms``, ``90s``, ``2.5min``, ``1h``. They
-never go backwards. Cells and sensors count from 0, as in the Python API. A
-step takes effect at the first control period that starts at or after its time
-(times count from when the script was attached: the board's start for
-``cellguard sim --script``). ``repeat`` plays the script that many times back
-to back (0: forever), each pass lasting until its last step's time.
+Times (and ``hang``'s duration) take the forms of every duration on the command
+line (:func:`cellguard.units.parse_duration`): seconds, or with a unit
+(``500ms``, ``90s``, ``2.5min``, ``15m``, ``1h``), or ``M:SS`` / ``H:MM:SS``
+(``1:30`` is 90 s); ``+T`` is T after the step above. They never go backwards.
+Cells and sensors count from 0, as in the Python API. A step takes effect at
+the first control period that starts at or after its time (times count from
+when the script was attached: the board's start for ``cellguard sim
+--script``). ``repeat`` plays the script that many times back to back (0:
+forever), each pass lasting until its last step's time.
 
 :class:`ScriptRunner` is a tick hook (``SimulatedBoard.tick_hooks``);
 ``SimulatedBoard.run_script`` parses, checks and attaches one. Every problem
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import CellguardError
+from ..units import parse_duration
 
 PROFILE_HEADER = ("t_s", "current_a")
 PROFILE = "profile"
@@ -53,13 +57,11 @@ ACTIONS: dict[str, str] = {
     "inject": "FAULT [NAME=VALUE ...]",
     "clear": "[FAULT]",
     "power_cycle": "",
-    "hang": "SECONDS",
+    "hang": "DURATION",
     "end": "",
 }
 """Step name -> what follows it."""
 
-_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
-_TIME = re.compile(r"^(\+?)(\d+(?:\.\d*)?|\.\d+)(ms|s|min|h)?$")
 
 
 class ScriptError(CellguardError):
@@ -118,12 +120,12 @@ def _param_value(text: str) -> int | float:
 
 
 def _time_ms(text: str, previous_ms: int) -> int:
-    m = _TIME.match(text)
-    if not m:
-        raise ValueError(f"not a time: {text!r} (seconds, or with a unit: "
-                         f"{', '.join('10' + u for u in _UNITS)}; +T: after the step above)")
-    ms = round(float(m.group(2)) * _UNITS[m.group(3) or "s"] * 1000.0)
-    return previous_ms + ms if m.group(1) else ms
+    after = text.startswith("+")
+    try:
+        ms = round(parse_duration(text[1:] if after else text) * 1000.0)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; +T: T after the step above") from None
+    return previous_ms + ms if after else ms
 
 
 def _parse_step(words: list[str], previous_ms: int) -> tuple[int, str, tuple[Any, ...]]:
@@ -143,11 +145,13 @@ def _parse_step(words: list[str], previous_ms: int) -> tuple[int, str, tuple[Any
 
     args: tuple[Any, ...]
     match action:
-        case "current" | "ambient" | "hang":
+        case "current" | "ambient":
             need(1)
-            unit = {"current": "amps", "ambient": "celsius", "hang": "seconds"}[action]
-            value = _number(rest[0], unit)
-            if action == "hang" and value <= 0:
+            args = (_number(rest[0], {"current": "amps", "ambient": "celsius"}[action]),)
+        case "hang":
+            need(1)
+            value = parse_duration(rest[0])
+            if value <= 0:
                 raise ValueError(f"hang needs seconds above 0, not {rest[0]!r}")
             args = (value,)
         case "cell_temp":

@@ -10,6 +10,7 @@ from .base import (
     BOARD_RESTARTED,
     LOST_FRAMES,
     UNPLUGGED,
+    BoardSummary,
     Gap,
     LogEvent,
     LogReader,
@@ -19,5 +20,17 @@ from .base import (
 )
 from .sqlite import LogWriter, SqliteLogReader
 
-__all__ = ["BOARD_RESTARTED", "LOST_FRAMES", "UNPLUGGED", "Gap", "LogEvent", "LogReader",
-           "LogSummary", "LogWriter", "Sample", "Series", "SqliteLogReader"]
+__all__ = [
+    "BOARD_RESTARTED",
+    "LOST_FRAMES",
+    "UNPLUGGED",
+    "BoardSummary",
+    "Gap",
+    "LogEvent",
+    "LogReader",
+    "LogSummary",
+    "LogWriter",
+    "Sample",
+    "Series",
+    "SqliteLogReader",
+]

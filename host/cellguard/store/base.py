@@ -97,8 +97,39 @@ class LogEvent:
 
 
 @dataclass
+class BoardSummary:
+    """One board of a log, over all the connections it was logged in (``log`` runs
+    appended to one file give one board row, a connection, each)."""
+
+    board: str
+    unique_id: str
+    board_ids: list[int]  # its board rows, one per connection
+    samples: int = 0
+    duration_s: float = 0.0  # board time logged: the sum over its connections
+
+    @property
+    def connections(self) -> int:
+        return len(self.board_ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"board": self.board, "unique_id": self.unique_id,
+                "connections": self.connections, "board_ids": list(self.board_ids),
+                "samples": self.samples, "duration_s": self.duration_s}
+
+    def text(self) -> str:
+        if self.connections == 1:
+            return f"{self.board} ({self.unique_id})"
+        return (f"{self.board} ({self.unique_id}): {self.connections} connections, "
+                f"{self.duration_s:.1f} s")
+
+
+@dataclass
 class LogSummary:
-    boards: list[str]
+    """A log in numbers. ``duration_s`` is the board time logged: for each board the
+    sum over its connections (each connection's t_s starts again at 0, and the time
+    between two ``log`` runs is not in the log), and with several boards the longest."""
+
+    boards: list[BoardSummary]
     duration_s: float
     samples: int
     lost: int
@@ -114,7 +145,7 @@ class LogSummary:
     events: int = 0  # FAULT_EVENT rows
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "boards": [b.to_dict() for b in self.boards]}
 
     def lines(self) -> list[str]:
         def volts(v: float | None) -> str:
@@ -123,7 +154,7 @@ class LogSummary:
         faults = ", ".join(f"{k} ({n}x)" for k, n in self.faults_seen.items()) or "none"
         soc = "-" if self.final_soc_pct is None else f"{self.final_soc_pct:.1f} %"
         lines = [
-            f"boards:           {', '.join(self.boards) or '-'}",
+            f"boards:           {'; '.join(b.text() for b in self.boards) or '-'}",
             f"duration:         {self.duration_s:.1f} s of board time "
             f"({self.duration_s / 3600:.2f} h)",
             f"samples logged:   {self.samples}",
@@ -338,7 +369,12 @@ class LogReader(ABC):
         return True
 
     def summary(self) -> LogSummary:
-        boards = [f"{info.board} ({info.unique_id})" for _, info in self.boards()]
+        boards: dict[str, BoardSummary] = {}  # by unique id, in the order first logged
+        owner: dict[int, BoardSummary] = {}
+        for board_id, info in self.boards():
+            b = boards.setdefault(info.unique_id, BoardSummary(info.board, info.unique_id, []))
+            b.board_ids.append(board_id)
+            owner[board_id] = b
         samples = 0
         charge_in = charge_out = 0.0
         lo: float | None = None
@@ -349,6 +385,8 @@ class LogReader(ABC):
         trips: dict[str, int] = {}
         for s in self.samples():
             samples += 1
+            if s.board_id in owner:
+                owner[s.board_id].samples += 1
             first = spans.get(s.board_id, (s.t_s, s.t_s))[0]
             spans[s.board_id] = (first, s.t_s)
             final_soc = s.soc_pct
@@ -369,9 +407,12 @@ class LogReader(ABC):
         unplugged = list(self.gaps(reason=UNPLUGGED))
         restarts = sum(1 for _ in self.gaps(reason=BOARD_RESTARTED))
         events = sum(1 for _ in self.events())
+        for board_id, (a, b) in spans.items():
+            if board_id in owner:
+                owner[board_id].duration_s += b - a
         return LogSummary(
-            boards=boards,
-            duration_s=max((b - a for a, b in spans.values()), default=0.0),
+            boards=list(boards.values()),
+            duration_s=max((b.duration_s for b in boards.values()), default=0.0),
             samples=samples,
             lost=self.lost(),
             charge_in_ah=charge_in,

@@ -9,7 +9,6 @@ log`` runs (:func:`run_log_command`).
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import shutil
 import signal
@@ -35,6 +34,7 @@ from ..link.client import (
     fault_names,
     format_fault_value,
 )
+from ..units import plural, to_json
 from .base import LogReader
 from .sqlite import LogWriter
 
@@ -226,8 +226,8 @@ class BoardRun:
 
     def line(self) -> str:
         return (f"board {self.board_id}: {self.info.board} ({self.info.unique_id}) on {self.port}:"
-                f" {self.samples} samples, {self.lost} lost frames, {self.gaps} gaps, "
-                f"{self.reconnects} reconnects"
+                f" {plural(self.samples, 'sample')}, {plural(self.lost, 'lost frame')}, "
+                f"{plural(self.gaps, 'gap')}, {plural(self.reconnects, 'reconnect')}"
                 + (f" ({self.unplugged_s:.1f} s unplugged)" if self.reconnects else ""))
 
 
@@ -632,11 +632,10 @@ def run_log_command(ports: Sequence[str], out: str, duration_s: float | None, qu
     with LogReader(out) as reader:
         summary = reader.summary()
     if as_json:
-        print(json.dumps({**summary.to_dict(), "run": [b.to_dict() for b in result.boards]},
-                         indent=2))
+        print(to_json({**summary.to_dict(), "run": [b.to_dict() for b in result.boards]}))
     else:
-        print(f"logged {result.samples} samples ({result.lost} lost) from "
-              f"{len(result.boards)} board{'s' * (len(result.boards) != 1)} to {out}")
+        print(f"logged {plural(result.samples, 'sample')} ({result.lost} lost) from "
+              f"{plural(len(result.boards), 'board')} to {out}")
         for board in result.boards:
             print("  " + board.line())
         print(f"whole log {out}:")

@@ -8,7 +8,6 @@ sample, how long a board was away) a backend gives as nothing for an older log.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,31 +16,14 @@ import numpy as np
 
 from ..errors import CellguardError, LogFileError
 from ..link.client import Info, fault_names
+from ..units import parse_duration
 from .base import GAP_PERIODS, UNPLUGGED, LogReader, Series
 
 __all__ = ["GAP_PERIODS", "Series"]
 
-_TIME = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
-_UNIT_S = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hr": 3600.0,
-           "d": 86400.0}
-
-
 def parse_time_s(text: str) -> float:
-    """A time on the log's ``t_s`` axis: ``90``, ``90s``, ``15m``, ``1.5h``, ``1:30:00``."""
-    t = text.strip()
-    if ":" in t:
-        parts = t.split(":")
-        if len(parts) in (2, 3) and all(re.fullmatch(r"[0-9]+(\.[0-9]+)?", p) for p in parts):
-            seconds = 0.0
-            for p in parts:
-                seconds = seconds * 60 + float(p)
-            return seconds
-    else:
-        m = _TIME.match(t)
-        if m:
-            unit = m.group(2).lower() if m.group(2) else None
-            return float(m.group(1)) * _UNIT_S[unit]
-    raise ValueError(f"not a time: {text!r} (give seconds, e.g. 90, 15m, 1.5h or 1:30:00)")
+    """A time on the log's ``t_s`` axis: see :func:`cellguard.units.parse_duration`."""
+    return parse_duration(text)
 
 
 def check_range(t_from: float | None, t_to: float | None) -> None:

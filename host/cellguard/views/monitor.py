@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import os
 import select
@@ -42,6 +41,7 @@ from ..link.client import (
     fault_names,
     format_fault_value,
 )
+from ..units import plural, to_json
 
 OK, NEAR, BEYOND = "ok", "near", "beyond"
 """How a value stands against its limits: inside, near (past a release threshold
@@ -520,7 +520,7 @@ def run_monitor(
     def emit() -> None:
         now = clock()
         if as_json:
-            out.write(json.dumps(state.to_dict(now)) + "\n")
+            out.write(to_json(state.to_dict(now), indent=None) + "\n")
         else:
             out.write(snapshot_text(state, now) + "\n")
         out.flush()
@@ -571,6 +571,6 @@ def command(args: Any) -> int:
     result = run_monitor(args.port, duration_s=args.duration, interval_s=args.interval,
                          as_json=args.json)
     if not args.json:
-        print(f"monitored {result.frames} telemetry frames, {result.lost} lost "
+        print(f"monitored {plural(result.frames, 'telemetry frame')}, {result.lost} lost "
               f"(ended by {result.quit_by})", file=sys.stderr)
     return 0

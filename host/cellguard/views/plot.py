@@ -39,6 +39,11 @@ PNG_BUCKETS = 2000
 HTML_BUCKETS = 5000
 SVG_BUCKETS = 800
 SEVERITY_COLOURS = {"fault": "red", "alarm": "darkorange", "warning": "gold"}
+LIMIT_NEAR = 0.25
+"""A limit closer to the cells than this share of their span (at least LIMIT_NEAR_V)
+is drawn as a line in view; a farther one is marked at the panel's edge instead, so
+a zoomed plot keeps the cells spread over the panel."""
+LIMIT_NEAR_V = 0.05
 
 
 # --- thinning ------------------------------------------------------------------------------
@@ -125,6 +130,58 @@ def _gap_spans(series: Series, gaps: Sequence[dict[str, Any]]) -> list[tuple[flo
     return sorted(spans)
 
 
+@dataclass
+class Limit:
+    name: str  # OV, UV
+    volts: float
+    dash: str  # "--" or ":" (matplotlib); the page maps them to plotly's
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.volts:g} V"
+
+
+@dataclass
+class VoltageView:
+    """The cell-voltage panel's y range and where each limit goes."""
+
+    lo: float
+    hi: float
+    inside: list[Limit]  # drawn as lines
+    above: list[Limit]  # beyond the top: marked at the top edge (↑)
+    below: list[Limit]  # below the bottom: marked at the bottom edge (↓)
+
+    def edge_text(self, where: str) -> str:
+        limits, arrow = (self.above, "↑") if where == "top" else (self.below, "↓")
+        return "   ".join(f"{lim.label} {arrow}" for lim in limits)
+
+
+def voltage_view(cells: np.ndarray, limits: Sequence[Limit]) -> VoltageView:
+    """Scale to the cells (a margin of 5 %); keep a limit in view only when it is near them."""
+    finite = cells[np.isfinite(cells)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+    else:  # no cell reading: show the limits
+        lo = min((lim.volts for lim in limits), default=0.0)
+        hi = max((lim.volts for lim in limits), default=1.0)
+    near = max(LIMIT_NEAR * (hi - lo), LIMIT_NEAR_V)
+    view_lo, view_hi = lo, hi
+    for lim in limits:
+        if lo - near <= lim.volts <= hi + near:
+            view_lo, view_hi = min(view_lo, lim.volts), max(view_hi, lim.volts)
+    pad = max(0.05 * (view_hi - view_lo), 0.005)
+    view_lo, view_hi = view_lo - pad, view_hi + pad
+    return VoltageView(view_lo, view_hi,
+                       [lim for lim in limits if view_lo <= lim.volts <= view_hi],
+                       [lim for lim in limits if lim.volts > view_hi],
+                       [lim for lim in limits if lim.volts < view_lo])
+
+
+def cell_limits(series: Series) -> list[Limit]:
+    info = series.info
+    return [Limit("OV", info.cell_ov_v, "--"), Limit("UV", info.cell_uv_v, ":")]
+
+
 # --- matplotlib ----------------------------------------------------------------------------
 
 
@@ -146,8 +203,16 @@ def draw_overview(series: Series, events: Sequence[dict[str, Any]],
     t, cells = thin(series, series.cells_v, buckets)
     for c in range(cells.shape[1]):
         ax_v.plot(x(t), cells[:, c], lw=1, label=f"cell {c + 1}")
-    ax_v.axhline(info.cell_ov_v, color="red", ls="--", lw=0.8, label="OV limit")
-    ax_v.axhline(info.cell_uv_v, color="red", ls=":", lw=0.8, label="UV limit")
+    view = voltage_view(series.cells_v, cell_limits(series))
+    for lim in view.inside:
+        ax_v.axhline(lim.volts, color="red", ls=lim.dash, lw=0.8, label=f"{lim.name} limit")
+    for where, y, va in (("top", 0.98, "top"), ("bottom", 0.02, "bottom")):
+        text = view.edge_text(where)
+        if text:  # a limit beyond the view: named at the edge it lies past
+            ax_v.text(0.995, y, text, transform=ax_v.transAxes, ha="right", va=va,
+                      color="red", fontsize=7,
+                      bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 1})
+    ax_v.set_ylim(view.lo, view.hi)
     ax_v.set_ylabel("cell voltage (V)")
     ax_v.legend(loc="best", fontsize=7, ncol=min(6, cells.shape[1] + 2))
     t, cur = thin(series, series.current_a, buckets)
@@ -317,8 +382,19 @@ def html_figure(data: PlotData) -> Any:
     add(s.current_a, 2, ["current"], "A", "+.3f")
     add(s.soc_pct, 3, ["SoC"], "%", ".1f")
     add(s.temps_c, 4, [f"sensor {c + 1}" for c in range(s.temps_c.shape[1])], "°C", ".1f")
-    for level, style in ((info.cell_ov_v, "dash"), (info.cell_uv_v, "dot")):
-        fig.add_hline(y=level, line={"color": "red", "width": 1, "dash": style}, row=1, col=1)
+    view = voltage_view(s.cells_v, cell_limits(s))
+    for lim in view.inside:
+        fig.add_hline(y=lim.volts, line={"color": "red", "width": 1,
+                                         "dash": "dash" if lim.dash == "--" else "dot"},
+                      row=1, col=1)
+    for where, y, anchor in (("top", 1.0, "top"), ("bottom", 0.0, "bottom")):
+        text = view.edge_text(where)
+        if text:  # a limit beyond the view: named at the edge it lies past
+            fig.add_annotation(text=text, xref="x domain", yref="y domain", x=1.0, y=y,
+                               xanchor="right", yanchor=anchor, showarrow=False,
+                               font={"color": "red", "size": 11},
+                               bgcolor="rgba(255,255,255,0.7)")
+    fig.update_yaxes(range=[view.lo, view.hi], row=1, col=1)
     last = float(s.t[-1])
     shapes = _spans(data.protections, last)
     for a, b, severity in shapes[:300]:  # beyond that the page gets slow; the bars show all

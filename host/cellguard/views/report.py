@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from ..store.query import (
     read_events,
     read_gaps,
 )
+from ..units import fixed, plural, to_json
 
 FORMATS = ("md", "html", "json")
 PERCENTILES = (50, 90, 95, 99)
@@ -70,7 +70,7 @@ def integrate_split(t: np.ndarray, y: np.ndarray, skip: np.ndarray | None = None
     cross = ~pos & ~neg
     area = (y0 + y1) / 2.0 * d
     p = float(area[pos].sum())
-    n = float(-area[neg].sum())
+    n = -float(area[neg].sum()) + 0.0  # never a negative zero
     if cross.any():
         a, b, dc = y0[cross], y1[cross], d[cross]
         f = a / (a - b)  # fraction of the interval before the zero crossing
@@ -189,8 +189,8 @@ def board_report(reader: LogReader, series: Series, port: str | None,
         "charge_energy": charge_energy(s),
         "pack": {
             "v_min": float(s.pack_v.min()), "v_max": float(s.pack_v.max()),
-            "current_max_charge_a": float(max(s.current_a.max(), 0.0)),
-            "current_max_discharge_a": float(max(-s.current_a.min(), 0.0)),
+            "current_max_charge_a": float(max(0.0, s.current_a.max())),
+            "current_max_discharge_a": float(max(0.0, -s.current_a.min())),
             "soc_start_pct": float(s.soc_pct[0]), "soc_end_pct": float(s.soc_pct[-1]),
             "soc_min_pct": float(s.soc_pct.min()), "soc_max_pct": float(s.soc_pct.max()),
         },
@@ -259,9 +259,7 @@ def _dur(seconds: float | None) -> str:
 
 
 def _f(value: float | None, digits: int, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    return f"{value:.{digits}f}" + (f" {unit}" if unit else "")
+    return "-" if value is None else fixed(value, digits, unit)
 
 
 def _sections(rep: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -295,17 +293,19 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, Any]]:
             ("samples", f"{b['samples']} logged, {b['lost_frames']} lost on the link"
                         + (f", unplugged {b['unplugged']}x ({hms(b['unplugged_s'])}, "
                            f"{b['missed_unplugged']} frames missed)" if b["unplugged"] else "")
-                        + (f", {b['restarts']} board restart(s)" if b["restarts"] else "")),
-            ("charge in / out", f"{ce['charge_in_ah']:.4f} Ah / {ce['charge_out_ah']:.4f} Ah "
-                                f"(net {ce['net_charge_ah']:+.4f} Ah)"),
-            ("energy in / out", f"{ce['energy_in_wh']:.3f} Wh / {ce['energy_out_wh']:.3f} Wh "
-                                f"(net {ce['net_energy_wh']:+.3f} Wh)"),
+                        + (f", {plural(b['restarts'], 'board restart')}" if b["restarts"] else "")),
+            ("charge in / out", f"{_f(ce['charge_in_ah'], 3, 'Ah')} / "
+                                f"{_f(ce['charge_out_ah'], 3, 'Ah')} "
+                                f"(net {fixed(ce['net_charge_ah'], 3, 'Ah', sign=True)})"),
+            ("energy in / out", f"{_f(ce['energy_in_wh'], 3, 'Wh')} / "
+                                f"{_f(ce['energy_out_wh'], 3, 'Wh')} "
+                                f"(net {fixed(ce['net_energy_wh'], 3, 'Wh', sign=True)})"),
             ("how", f"{ce['method']}; {hms(ce['integrated_s'])} integrated"
-                    + (f", {hms(ce['skipped_s'])} in {ce['skipped_intervals']} gap(s) left out"
-                       if ce["skipped_intervals"] else "")),
-            ("pack voltage", f"{pk['v_min']:.3f} to {pk['v_max']:.3f} V"),
-            ("current", f"peak {pk['current_max_charge_a']:.3f} A charging, "
-                        f"{pk['current_max_discharge_a']:.3f} A discharging"),
+                    + (f", {hms(ce['skipped_s'])} in {plural(ce['skipped_intervals'], 'gap')} "
+                       "left out" if ce["skipped_intervals"] else "")),
+            ("pack voltage", f"{_f(pk['v_min'], 3)} to {_f(pk['v_max'], 3, 'V')}"),
+            ("current", f"peak {_f(pk['current_max_charge_a'], 3, 'A')} charging, "
+                        f"{_f(pk['current_max_discharge_a'], 3, 'A')} discharging"),
             ("SoC", f"{pk['soc_start_pct']:.1f} % at start, {pk['soc_end_pct']:.1f} % at end "
                     f"(range {pk['soc_min_pct']:.1f} to {pk['soc_max_pct']:.1f} %)"),
         ]))
@@ -335,8 +335,8 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, Any]]:
         out.append(("h3", "Temperatures"))
         if b["temperatures_c"]:
             out.append(("table", (["sensor", "min (°C)", "at", "max (°C)", "at", "mean (°C)"],
-                                  [[r["sensor"], f"{r['min']:.1f}", _t(r["min_t_s"]),
-                                    f"{r['max']:.1f}", _t(r["max_t_s"]), f"{r['mean']:.1f}"]
+                                  [[r["sensor"], _f(r["min"], 1), _t(r["min_t_s"]),
+                                    _f(r["max"], 1), _t(r["max_t_s"]), _f(r["mean"], 1)]
                                    for r in b["temperatures_c"]])))
         else:
             out.append(("p", "No temperature sensor."))
@@ -452,7 +452,7 @@ def render_html(rep: dict[str, Any], series: list[Series]) -> str:
 
 def render(rep: dict[str, Any], series: list[Series], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(rep, indent=2)
+        return to_json(rep)
     if fmt == "html":
         return render_html(rep, series)
     return render_markdown(rep)
