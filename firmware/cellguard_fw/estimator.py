@@ -243,8 +243,7 @@ class PackEkf:
             if p[0][0] < self.p_max:
                 p[0][0] *= self.inflate
             return False
-        far = innovation * innovation > self.nis_soft * s
-        if far:
+        if innovation * innovation > self.nis_soft * s:
             # Far out but taken: as if the measurement were noisier (Huber), so one
             # update moves the state a few standard deviations at most and the
             # next ones, relinearised, carry on; P then shrinks only a little.
@@ -289,8 +288,6 @@ class PackEkf:
             x[3] = b
         elif x[3] < -b:
             x[3] = -b
-        if far and p[0][0] < self.p_max:
-            p[0][0] *= self.inflate  # the prior was too sure: say so
         return True
 
     @property
@@ -343,11 +340,6 @@ class CellFilter:
             self.soc = 0.0
         elif self.soc > 100.0:
             self.soc = 100.0
-
-    def step(self, current_a, dt_s, temp_c, cell_v):
-        """Predict and update in one (the three steps above)."""
-        self.predict(current_a, dt_s, temp_c)
-        self.update(self.innovation(cell_v, current_a, temp_c))
 
 
 def _median(values, n):
