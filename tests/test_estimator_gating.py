@@ -388,3 +388,22 @@ def test_estimate_command_gates_implausible_readings(tmp_path: Any, runtime: str
     errors = [float(r["soc_pct"]) - t for r, t in zip(rows, truth, strict=True)]
     assert max(abs(e) for e in errors[240:]) < 2.0  # no jump at the open wire or after
     assert max(abs(float(r["bias_a"])) for r in rows) < 0.05
+
+
+def test_soc_stays_within_0_and_100_while_only_counting() -> None:
+    """Counted past empty with nothing measured (every period flagged): the SoC the
+    board reports stops at 0 %, as an update would clamp it (the telemetry's
+    field is unsigned)."""
+    flagged: Corrupt = lambda k, c, t: (c, t, codec.FAULT_SENSOR_STUCK)  # noqa: E731
+    drive = make_drive([("before", 60, -6.0, clean), ("counting", 240, -6.0, flagged)],
+                       initial_soc_pct=12.0)
+    board = load_board("sim-4s")
+    profile = PROFILES[board["chemistry"]]
+    est = StateEstimator(board, profile)
+    scope: dict[str, Any] = {}
+    exec(FEED, scope)
+    out = scope["feed"](est, drive.periods, RATINGS)
+    assert drive.truth[-1] < 0.0  # the plant went past empty
+    assert min(o[0] for o in out) == 0.0 and out[-1][0] == 0.0
+    assert est.cell_soc_min_pct == 0.0 and est.cell_soc_max_pct >= 0.0
+    assert out[-1][3] - out[59][3] == 240

@@ -556,6 +556,9 @@ class StateEstimator:
             self.hold_ms = BIAS_HOLD_MS
             if not used:
                 self.gated += 1
+            for k in range(n):  # counted past an end with nothing measured
+                c = cells[k]
+                c.soc = 0.0 if c.soc < 0.0 else (100.0 if c.soc > 100.0 else c.soc)
         if saturated:  # the period's charge is known only up to the sensor's range
             g = 100.0 * dt_s * self.rail_a / (3600.0 * ekf.capacity_ah)
             g *= g
@@ -564,6 +567,9 @@ class StateEstimator:
                 cells[k].var += g
         if used and not ekf.update(total / used, current_a, t, self.hold_ms <= 0):
             self.hold_ms = BIAS_HOLD_MS  # refused as absurd: suspect, as above
+        x = ekf.x
+        if x[0] < 0.0 or x[0] > 100.0:  # not updated: a plain clamp, the bias held
+            x[0] = 0.0 if x[0] < 0.0 else 100.0
         self.bias_a = ekf.x[3]
         volts_ok = used == n  # health and balancing take only a clean period
         socs = [c.soc for c in cells]
