@@ -73,6 +73,10 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         r"^lost frames:\s+\d+",
         r"^goal \(0 lost frames\): (PASS|FAIL)$",
     )),
+    "estimator_faults.py": (False, (
+        rf"^open_wire\s+cpython\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+",
+        r"^protections tripped:$",
+    )),
     "sim_speed.py": (False, (
         r"^\| micropython \| 4 \| \d+x \| \d+ \| \d+ / \d+ \| \d+ \|$",
         r"^\| cpython \| 4 \| \d+x \| \d+ \| \d+ / \d+ \| \d+ \|$",

@@ -178,7 +178,10 @@ class Bms:
         ratings = (p.trip[4] / 1000.0, p.trip[9] / 1000.0, p.trip[5] / 1000.0,
                    p.trip[10] / 1000.0)  # sustained and peak over-current trips, A
         within = not (self.faults | self.latched | self.alarms) and self.contactor.closed
-        mask = est.run(self.meas.cells_mv, self.meas.temps_dc, ratings, within)
+        # What the protection engine judges now (active, or its condition holding
+        # before the debounce has run): the estimator leaves implausible readings out.
+        mask = est.run(self.meas.cells_mv, self.meas.temps_dc, ratings, within,
+                       p.faults | p.alarms | p.warnings | p.pending_trips)
         if mask != self.balancing:
             self.balancing = mask
             self.hal.set_balancing(mask)

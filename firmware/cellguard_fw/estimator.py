@@ -143,7 +143,8 @@ class PackEkf:
 
     def __init__(self, model, soc_pct, soc_std_pct=20.0, voltage_std_v=0.005,
                  current_std_a=0.05, bias_std_a=0.05, bias_drift_a_per_h=0.01,
-                 model_error_frac=0.5):
+                 model_error_frac=0.5, bias_max_a=1.0, nis_gate=100.0, gate_floor_v=0.1,
+                 nis_soft=9.0, inflate=1.2):
         self.model = model
         # The model's voltage error grows with the current (a two-RC circuit is
         # linear; a cell is not): the measurement variance gets
@@ -159,7 +160,22 @@ class PackEkf:
         self.current_var = current_std_a * current_std_a
         self.bias_var_per_s = (bias_drift_a_per_h * bias_drift_a_per_h) / 3600.0
         self.capacity_ah = model.capacity_ah
+        # The bias is a sensor offset: never beyond what the sensor can be off by.
+        self.bias_max_a = bias_max_a
+        # Innovation gate: an update whose innovation is more than sqrt(nis_gate)
+        # standard deviations out is not taken; the SoC's variance grows instead
+        # (by ``inflate``, up to its prior), so a filter that is confident and
+        # wrong takes the measurements again after a while.
+        self.nis_gate = nis_gate
+        self.gate_floor_v2 = gate_floor_v * gate_floor_v
+        self.nis_soft = nis_soft
+        self.inflate = inflate
+        self.p_max = soc_std_pct * soc_std_pct
         self._tmp = [[0.0] * 4 for _ in range(4)]
+        self._a = [[0.0] * 4 for _ in range(4)]
+        self._h = [0.0] * 4
+        self._ph = [0.0] * 4
+        self._k = [0.0] * 4
 
     def predict(self, current_a, dt_s, temp_c):
         m = self.model
@@ -198,22 +214,47 @@ class PackEkf:
         p[2][2] += b2 * b2 * q_i + 1e-8 * dt_s
         p[3][3] += self.bias_var_per_s * dt_s
 
-    def update(self, cell_v, current_a, temp_c):
+    def update(self, cell_v, current_a, temp_c, learn_bias=True):
+        """The voltage update; ``learn_bias`` False leaves the bias where it is.
+        Returns False when the innovation gate refused the measurement."""
         m = self.model
         x = self.x
         m.at(x[0], temp_c)
         r0 = m.get("r0_ohm")
         i_eff = current_a - x[3]
         predicted = m.get("ocv_v") + x[1] + x[2] + r0 * i_eff
-        h = (m.ocv_slope(), 1.0, 1.0, -r0)
+        h = self._h
+        h[0] = m.ocv_slope()
+        h[1] = h[2] = 1.0
+        h[3] = -r0
         err = self.model_error_frac * r0 * current_a
         r_meas = self.r_meas + err * err
         p = self.p
-        ph = [p[r][0] * h[0] + p[r][1] * h[1] + p[r][2] * h[2] + p[r][3] * h[3]
-              for r in range(4)]
-        s = h[0] * ph[0] + h[1] * ph[1] + h[2] * ph[2] + h[3] * ph[3] + r_meas
-        k = [v / s for v in ph]
+        ph = self._ph
+        for r in range(4):
+            pr = p[r]
+            ph[r] = pr[0] * h[0] + pr[1] + pr[2] - pr[3] * r0
+        s = h[0] * ph[0] + ph[1] + ph[2] - r0 * ph[3] + r_meas
         innovation = cell_v - predicted
+        if innovation * innovation > self.nis_gate * s + self.gate_floor_v2:
+            # More SoC uncertainty, not correlated with the other states (so a later
+            # update puts the correction into the SoC, not the RC voltages); adding
+            # to a diagonal element keeps P positive semi-definite.
+            if p[0][0] < self.p_max:
+                p[0][0] *= self.inflate
+            return False
+        if innovation * innovation > self.nis_soft * s:
+            # Far out but taken: as if the measurement were noisier (Huber), so one
+            # update moves the state a few standard deviations at most and the
+            # next ones, relinearised, carry on; P then shrinks only a little.
+            d = innovation * innovation / self.nis_soft - s
+            s += d
+            r_meas += d
+        k = self._k
+        for r in range(4):
+            k[r] = ph[r] / s
+        if not learn_bias:
+            k[3] = 0.0  # any gain is valid in the Joseph form below
         for r in range(4):
             x[r] += k[r] * innovation
         # Joseph form, P = (I - K H) P (I - K H)^T + K R K^T: stays symmetric and
@@ -222,8 +263,11 @@ class PackEkf:
         for r in range(4):
             for c in range(4):
                 t[r][c] = (1.0 if r == c else 0.0) - k[r] * h[c]
-        a = [[t[r][0] * p[0][c] + t[r][1] * p[1][c] + t[r][2] * p[2][c] + t[r][3] * p[3][c]
-              for c in range(4)] for r in range(4)]
+        a = self._a
+        for r in range(4):
+            tr = t[r]
+            for c in range(4):
+                a[r][c] = tr[0] * p[0][c] + tr[1] * p[1][c] + tr[2] * p[2][c] + tr[3] * p[3][c]
         for r in range(4):
             for c in range(r, 4):
                 v = a[r][0] * t[c][0] + a[r][1] * t[c][1] + a[r][2] * t[c][2] \
@@ -239,6 +283,12 @@ class PackEkf:
             for r in range(1, 4):
                 x[r] -= p[r][0] / p[0][0] * d
             x[0] = bound
+        b = self.bias_max_a
+        if x[3] > b:
+            x[3] = b
+        elif x[3] < -b:
+            x[3] = -b
+        return True
 
     @property
     def soc_std_pct(self):
@@ -247,7 +297,9 @@ class PackEkf:
 
 class CellFilter:
     """One cell's SoC (%) with its RC voltages propagated; the pack filter's
-    bias-corrected current drives it. A scalar Kalman filter on SoC."""
+    bias-corrected current drives it. A scalar Kalman filter on SoC, in three
+    steps so the estimator can compare the cells' innovations before any
+    update: :meth:`predict`, :meth:`innovation`, :meth:`update`."""
 
     def __init__(self, model, soc_pct, soc_std_pct=20.0, voltage_std_v=0.005,
                  current_std_a=0.05):
@@ -258,8 +310,10 @@ class CellFilter:
         self.v2 = 0.0
         self.r_meas = voltage_std_v * voltage_std_v
         self.current_var = current_std_a * current_std_a
+        self.h = 0.0  # the OCV slope and innovation variance of the last innovation()
+        self.s = 0.0
 
-    def step(self, current_a, dt_s, temp_c, cell_v):
+    def predict(self, current_a, dt_s, temp_c):
         m = self.model
         m.at(self.soc, temp_c)
         a1, a2 = _rc(m.get("tau1_s"), dt_s), _rc(m.get("tau2_s"), dt_s)
@@ -268,17 +322,40 @@ class CellFilter:
         self.v1 = a1 * self.v1 + m.get("r1_ohm") * (1.0 - a1) * current_a
         self.v2 = a2 * self.v2 + m.get("r2_ohm") * (1.0 - a2) * current_a
         self.var += gain * gain * self.current_var
+
+    def innovation(self, cell_v, current_a, temp_c):
+        """The reading less the model's voltage (V); its variance is then ``s``."""
+        m = self.model
         m.at(self.soc, temp_c)
-        h = m.ocv_slope()
-        predicted = m.get("ocv_v") + self.v1 + self.v2 + m.get("r0_ohm") * current_a
-        s = h * h * self.var + self.r_meas
-        k = self.var * h / s
-        self.soc += k * (cell_v - predicted)
+        h = self.h = m.ocv_slope()
+        self.s = h * h * self.var + self.r_meas
+        return cell_v - (m.get("ocv_v") + self.v1 + self.v2 + m.get("r0_ohm") * current_a)
+
+    def update(self, innovation):
+        h = self.h
+        k = self.var * h / self.s
+        self.soc += k * innovation
         self.var *= 1.0 - k * h
         if self.soc < 0.0:
             self.soc = 0.0
         elif self.soc > 100.0:
             self.soc = 100.0
+
+
+def _median(values, n):
+    """The lower median of ``values[:n]``, by counting (n is a cell count: no
+    sort, no list)."""
+    for k in range(n):
+        x = values[k]
+        below = equal = 0
+        for j in range(n):
+            if values[j] < x:
+                below += 1
+            elif values[j] == x:
+                equal += 1
+        if below <= (n - 1) // 2 < below + equal:
+            return x
+    return values[0]
 
 
 def current_limit(model, soc_pct, v1, v2, temp_c, horizon_s, volts_limit, charge):
@@ -310,6 +387,17 @@ def trapezoid(x, zero_lo, full_lo, full_hi, zero_hi):
         return (zero_hi - x) / (zero_hi - full_hi)
     return 1.0
 
+
+# Protections (codec bits) that say the cell voltages cannot be trusted: no voltage
+# update while one holds (active, or its trip condition holding: pending).
+VOLTS_SUSPECT = (codec.FAULT_OPEN_WIRE | codec.FAULT_SENSOR_RANGE | codec.FAULT_SENSOR_STUCK
+                 | codec.FAULT_PACK_VOLTAGE_MISMATCH)
+PLAUSIBLE_MARGIN_MV = 500  # a cell reading this far beyond the chemistry's hard limits
+BIAS_HOLD_MS = 60000  # the bias learns again this long after the readings were suspect
+# A cell whose innovation is this far from the other cells' median (plus five of
+# its own standard deviations) is not taken: the model's error is common to the
+# cells, a frozen or drifting channel's is its own.
+OUTLIER_V = 0.05
 
 CONTINUOUS_S = 300.0  # horizon of the "continuous" current limit
 PEAK_S = (2.0, 10.0, 30.0)  # horizons of the peak limits
@@ -350,8 +438,26 @@ class StateEstimator:
                              profile["temp_charge_max_dc"][0] / 10.0)
         self.discharge_temps = (profile["temp_min_dc"][0] / 10.0,
                                 profile["temp_max_dc"][0] / 10.0)
+        # Plausibility (docs/estimation.md): a cell reading 0.5 V beyond the
+        # chemistry's hard limits (mV), a temperature beyond them (0.1 degC), a
+        # current at the sensor's rail.
+        lo, hi = profile["hard_cell_mv"]
+        self.cell_window_mv = (lo - PLAUSIBLE_MARGIN_MV, hi + PLAUSIBLE_MARGIN_MV)
+        self.temp_window_dc = profile["hard_temp_dc"]
+        fe = board.get("frontend")
+        fs = fe["current_adc"]["full_scale_ma"] if fe else 0
+        self.rail_ma = fs * 99 // 100  # 0: no sensor known (offline): no rail
+        self.rail_a = fs / 1000.0
+        # The bias is the current sensor's offset: at most 0.5 % of its range (C/20
+        # where the range is unknown), unless the board gives its spec.
+        self.bias_max_a = board.get("current_bias_max_ma", fs // 200 if fs
+                                    else board["capacity_mah"] // 20) / 1000.0
+        self.saturated = False
+        self.gated = 0  # runs whose cell voltages were not trusted
+        self.hold_ms = 0  # the bias learns again once this has run out
         self.ekf = None
         self.cells = []  # one CellFilter per cell, from the first run
+        self._nu = []  # their innovations (V), from the first run
         self.charge_ma_ms = 0  # integer sums since the last run
         self.elapsed_ms = 0
         self.runs = 0
@@ -369,40 +475,104 @@ class StateEstimator:
         self.charge_ma_ms += current_ma * dt_ms
         self.elapsed_ms += dt_ms
         self.health.sample(current_ma, mean_cell_mv)
+        r = self.rail_ma
+        if r and (current_ma >= r or -current_ma >= r):
+            self.saturated = True  # clipped: the charge counted is only a bound
 
     def due(self):
         return self.elapsed_ms >= self.period_ms
 
-    def run(self, cells_mv, temps_dc, ratings_a, balance_allowed):
+    def run(self, cells_mv, temps_dc, ratings_a, balance_allowed, suspect=0):
         """One estimation step with the mean current since the last one.
         ``ratings_a``: the board's sustained and peak charge and discharge
-        currents (A, magnitudes). Returns the balancing mask."""
-        dt_s = self.elapsed_ms / 1000.0
-        current_a = self.charge_ma_ms / self.elapsed_ms / 1000.0 if self.elapsed_ms else 0.0
+        currents (A, magnitudes); ``suspect``: the protection bits whose
+        condition holds (active or pending), which say what not to trust.
+        Returns the balancing mask."""
+        elapsed = self.elapsed_ms
+        dt_s = elapsed / 1000.0
+        current_a = self.charge_ma_ms / elapsed / 1000.0 if elapsed else 0.0
         self.charge_ma_ms = 0
         self.elapsed_ms = 0
         n = self.n
+        # What this period's readings are worth (docs/estimation.md).
+        lo, hi = self.cell_window_mv
+        volts_ok = not suspect & VOLTS_SUSPECT
+        for i in range(n):
+            if cells_mv[i] < lo or cells_mv[i] > hi:
+                volts_ok = False  # an open tap spoils two cells and the mean: none
+        saturated = self.saturated
+        self.saturated = False
+        if saturated:
+            self.hold_ms = BIAS_HOLD_MS
+        elif self.hold_ms > 0:
+            self.hold_ms -= elapsed
+        if temps_dc:  # the sensors that read inside the chemistry's window
+            lo, hi = self.temp_window_dc
+            total = 0
+            k = 0
+            for i in range(len(temps_dc)):
+                if lo <= temps_dc[i] <= hi:
+                    total += temps_dc[i]
+                    k += 1
+            if k and (k < len(temps_dc) or not suspect & codec.FAULT_SENSOR_DISCONNECTED):
+                self.temp_c = total / k / 10.0
         volts = [mv / 1000.0 for mv in cells_mv]
         mean_v = sum(volts) / n
-        if temps_dc:
-            self.temp_c = sum(temps_dc) / len(temps_dc) / 10.0
         t = self.temp_c
         m = self.model
         ekf = self.ekf
         if ekf is None:
             start = self.initial_soc_pct
+            guess = start is None and volts_ok  # the readings give the start
             if start is None:
-                start = m.soc_from_ocv(mean_v, t)
-            ekf = self.ekf = PackEkf(m, start)
-            self.cells = [CellFilter(m, start if self.initial_soc_pct is not None
-                                     else m.soc_from_ocv(v, t)) for v in volts]
+                start = m.soc_from_ocv(mean_v, t) if volts_ok else 50.0
+            ekf = self.ekf = PackEkf(m, start, bias_max_a=self.bias_max_a)
+            self.cells = [CellFilter(m, m.soc_from_ocv(v, t) if guess else start)
+                          for v in volts]
+            self._nu = [0.0] * n
         ekf.predict(current_a, dt_s, t)
-        ekf.update(mean_v, current_a, t)
-        self.bias_a = ekf.x[3]
+        cells = self.cells
+        nu = self._nu
         i_true = current_a - ekf.x[3]
         for k in range(n):
-            self.cells[k].step(i_true, dt_s, t, volts[k])
-        socs = [c.soc for c in self.cells]
+            cells[k].predict(i_true, dt_s, t)
+            if volts_ok:
+                nu[k] = cells[k].innovation(volts[k], i_true, t)
+        # Each cell's reading against its model, and against the other cells': one
+        # far off the median is left out (and with two cells that disagree, both).
+        used = 0
+        total = 0.0
+        if volts_ok:
+            mid = _median(nu, n)
+            for k in range(n):
+                c = cells[k]
+                d = nu[k] - (nu[1 - k] if n == 2 else mid)
+                if n > 1 and d * d > OUTLIER_V * OUTLIER_V + 25.0 * c.s:
+                    continue
+                c.update(nu[k])
+                used += 1
+                total += volts[k]
+        if used < n:
+            self.hold_ms = BIAS_HOLD_MS
+            if not used:
+                self.gated += 1
+            for k in range(n):  # counted past an end with nothing measured
+                c = cells[k]
+                c.soc = 0.0 if c.soc < 0.0 else (100.0 if c.soc > 100.0 else c.soc)
+        if saturated:  # the period's charge is known only up to the sensor's range
+            g = 100.0 * dt_s * self.rail_a / (3600.0 * ekf.capacity_ah)
+            g *= g
+            ekf.p[0][0] += g
+            for k in range(n):
+                cells[k].var += g
+        if used and not ekf.update(total / used, current_a, t, self.hold_ms <= 0):
+            self.hold_ms = BIAS_HOLD_MS  # refused as absurd: suspect, as above
+        x = ekf.x
+        if x[0] < 0.0 or x[0] > 100.0:  # not updated: a plain clamp, the bias held
+            x[0] = 0.0 if x[0] < 0.0 else 100.0
+        self.bias_a = ekf.x[3]
+        volts_ok = used == n  # health and balancing take only a clean period
+        socs = [c.soc for c in cells]
         self.cell_soc_min_pct = min(socs)
         self.cell_soc_max_pct = max(socs)
         if self.mode == "ekf":
@@ -411,12 +581,15 @@ class StateEstimator:
         else:
             self.soc_pct = self.counter.soc_cpct() / 100.0 if self.counter else ekf.x[0]
             self.soc_std_pct = -1.0  # coulomb counting reports no uncertainty
-        # health
+        # health: no R0 step and no rested point from readings not trusted
         h = self.health
+        if not volts_ok:
+            h.steps = h.sum_dv_mv = h.sum_di_ma = 0
         m.at(ekf.x[0], t)
         changed = h.update_r0(m.get("r0_ohm"))
         # A point is taken only at the end of a rest: the OCV inversion runs then.
-        if h.count(current_a, dt_s) and h.take_point(m.soc_from_ocv(mean_v, t), ekf.x[3]):
+        if h.count(current_a, dt_s) and volts_ok \
+                and h.take_point(m.soc_from_ocv(mean_v, t), ekf.x[3]):
             ekf.capacity_ah = h.capacity_ah
             m.capacity_ah = h.capacity_ah  # the cell filters count with it
             changed = True
@@ -424,7 +597,8 @@ class StateEstimator:
             h.save()
         self._limits(t, socs, ratings_a)
         if self.balancer is not None:
-            self.balancing = self.balancer.step(dt_s, socs, volts, balance_allowed)
+            self.balancing = self.balancer.step(dt_s, socs, volts,
+                                                balance_allowed and volts_ok)
         self.runs += 1
         return self.balancing
 

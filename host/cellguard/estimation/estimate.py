@@ -5,7 +5,9 @@ real MicroPython, so an engineer can tune on real logs. Input: a CSV with
 ``t_s, current_a, cell1_v .. cellN_v`` and optionally ``temp1_c ..`` (current
 positive when charging); output: one row per input row with the SoC, its
 standard deviation, the emptiest and fullest cell's SoC, capacity, R0 growth,
-the current-sensor bias and the current limits (SI units, %).
+the current-sensor bias and the current limits (SI units, %), and whether the
+row was gated: a cell reading outside the chemistry's plausible range (0.5 V
+beyond its hard limits) updates nothing, as on the board (docs/estimation.md).
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ OUTPUT_COLUMNS = (
     "t_s", "soc_pct", "soc_std_pct", "cell_soc_min_pct", "cell_soc_max_pct", "capacity_ah",
     "r0_growth", "bias_a", "charge_limit_a", "charge_peak_2s_a", "charge_peak_10s_a",
     "charge_peak_30s_a", "discharge_limit_a", "discharge_peak_2s_a", "discharge_peak_10s_a",
-    "discharge_peak_30s_a", "balancing",
+    "discharge_peak_30s_a", "balancing", "gated",
 )
 OUTPUT_DECIMALS: dict[str, int] = {
     "t_s": 3, "soc_pct": 2, "soc_std_pct": 2, "cell_soc_min_pct": 2, "cell_soc_max_pct": 2,
     "capacity_ah": 4, "r0_growth": 4, "bias_a": 4, **{c: 3 for c in OUTPUT_COLUMNS
                                                       if c.endswith("_a") and c != "bias_a"},
-    "balancing": 0,
+    "balancing": 0, "gated": 0,
 }
 """Fixed decimals per output column: the resolution the estimator's figures have
 (0.01 % of SoC, 0.1 mAh, 0.1 mA of bias, 1 mA of limits, 1 ms), never an exponent."""
@@ -164,14 +166,16 @@ def run_cpython(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
             counter.charge_mas = round(initial_soc_pct * 100) * counter.mas_per_cpct
         counter.step(dt_ms, current_ma, mean_mv)
         est.sample(dt_ms, current_ma, mean_mv)
+        gated = est.gated
         est.run(cells_mv, temps_dc, ratings, False)
-        yield _row(t, est)
+        yield _row(t, est, est.gated - gated)
 
 
-def _row(t: float, est: Any) -> tuple[float, ...]:
+def _row(t: float, est: Any, gated: int) -> tuple[float, ...]:
     h = est.health
     return (t, est.soc_pct, est.soc_std_pct, est.cell_soc_min_pct, est.cell_soc_max_pct,
-            h.capacity_ah, h.r0_growth, est.bias_a, *est.limits_a, float(est.balancing))
+            h.capacity_ah, h.r0_growth, est.bias_a, *est.limits_a, float(est.balancing),
+            float(gated))
 
 
 _MP_SETUP = """
@@ -191,11 +195,12 @@ def _feed(rows):
         mean_mv = sum(cells_mv) // len(cells_mv)
         _counter.step(dt_ms, current_ma, mean_mv)
         _est.sample(dt_ms, current_ma, mean_mv)
+        gated = _est.gated
         _est.run(cells_mv, temps_dc, _ratings, False)
         h = _est.health
         out.append([_est.soc_pct, _est.soc_std_pct, _est.cell_soc_min_pct,
                     _est.cell_soc_max_pct, h.capacity_ah, h.r0_growth, _est.bias_a]
-                   + list(_est.limits_a) + [_est.balancing])
+                   + list(_est.limits_a) + [_est.balancing, _est.gated - gated])
     print(json.dumps(out))
 """
 
@@ -257,9 +262,9 @@ def write_csv(path: str | Path, rows: Sequence[tuple[float, ...]] | Iterator[tup
         w = csv.writer(f)
         w.writerow(OUTPUT_COLUMNS)
         for row in rows:
-            w.writerow([fixed(x, OUTPUT_DECIMALS[c]) for c, x in zip(OUTPUT_COLUMNS[:-1], row,
+            w.writerow([fixed(x, OUTPUT_DECIMALS[c]) for c, x in zip(OUTPUT_COLUMNS[:-2], row,
                                                                      strict=False)]
-                       + [int(row[-1])])
+                       + [int(row[-2]), int(row[-1])])
             count += 1
     return count
 
@@ -274,7 +279,29 @@ def command(args: Any) -> int:
         print(f"cellguard: warning: {warning}", file=sys.stderr)
     n = len(trace.cells_v[0])
     rows = run(trace, model, args.estimator, args.initial_soc, args.runtime)
-    count = write_csv(args.out, rows, inputs=inputs, force=args.force)
+    gated: list[float] = []
+
+    def counted() -> Iterator[tuple[float, ...]]:
+        for row in rows:
+            if row[-1]:
+                gated.append(row[0])
+            yield row
+
+    count = write_csv(args.out, counted(), inputs=inputs, force=args.force)
     print(f"{count} estimates of {n} cells ({args.estimator}, {args.runtime}) written to "
           f"{args.out}")
+    if gated:
+        lo, hi = plausible_cell_range_v(model.chemistry)
+        print(f"{len(gated)} of {count} samples gated (first at t = {gated[0]:g} s): a cell "
+              f"read outside the {model.chemistry} range of {lo:g}..{hi:g} V, so those "
+              f"samples updated nothing (column 'gated')")
     return 0
+
+
+def plausible_cell_range_v(chemistry: str) -> tuple[float, float]:
+    """The cell readings the firmware's estimator takes for ``chemistry`` (V)."""
+    from cellguard_fw.chemistry import PROFILES
+    from cellguard_fw.estimator import PLAUSIBLE_MARGIN_MV
+
+    lo, hi = PROFILES[chemistry]["hard_cell_mv"]
+    return (lo - PLAUSIBLE_MARGIN_MV) / 1000.0, (hi + PLAUSIBLE_MARGIN_MV) / 1000.0
