@@ -1,0 +1,275 @@
+"""Rigs force plant conditions: the simulator's plant on a simulated board, an
+operator at the terminal on a real one, or nothing (the stimulus skips the test)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn, Protocol
+
+from .client import WALL_SLACK_S, HilClient, HilTimeout, skip
+
+NEEDS_RIG = ("run with --operator -s to have an operator at the terminal do it "
+             "(lab instruments come with a later issue)")
+
+
+class RigTarget(Protocol):
+    """What a rig needs of the target it stands at (targets.py's targets are such)."""
+
+    min_speed: float  # board seconds per wall second, at the least
+    clients: list[HilClient]
+
+    def health(self) -> None: ...
+    def drain(self) -> None: ...
+
+
+class SimRigTarget(RigTarget, Protocol):
+    sim: Any  # a cellguard.sim.SimulatedBoard
+
+
+# -- rigs ------------------------------------------------------------------------------------
+class Rig:
+    """Forces plant conditions. This base class can do nothing but let time pass:
+    every stimulus skips the test, saying what it would need."""
+
+    kind = "none"
+    observes = False  # whether truth() tells what the plant really does
+
+    def __init__(self, target: RigTarget, reason: str = "") -> None:
+        self.target = target
+        self.reason = reason or NEEDS_RIG
+
+    def describe(self) -> str:
+        return "no rig: tests that force plant conditions skip"
+
+    def _cannot(self, what: str, needs: str) -> NoReturn:
+        skip(f"{what} needs {needs} on a real board: {self.reason}")
+
+    # stimuli (SI units; current positive = charging)
+    def set_current(self, amps: float) -> None:
+        self._cannot(f"a current of {amps:g} A", "a programmable load or charger")
+
+    def set_ambient(self, celsius: float) -> None:
+        self._cannot(f"an ambient of {celsius:g} °C", "a climate chamber")
+
+    def set_cell_temperature(self, cell: int, celsius: float | None) -> None:
+        self._cannot(f"cell {cell + 1} at {celsius} °C", "a heater or cooler on the sensor")
+
+    def inject(self, fault: str, **params: float) -> None:
+        self._cannot(f"fault {fault}", "a fault-injection fixture")
+
+    def clear(self, fault: str | None = None) -> None:
+        """Remove injected faults (all of them when ``fault`` is None)."""
+
+    def power_cycle(self) -> None:
+        self._cannot("a power cycle", "a switchable supply")
+
+    def restore(self) -> None:
+        """Back to rest: no current, no injected fault, temperatures to the plant."""
+
+    def truth(self) -> Any:
+        """The plant as it is (a ``PlantTruth``), or None where nothing observes it."""
+        return None
+
+    def truth_at(self, board_time_ms: int) -> Any:
+        return None
+
+    def cell_lsb_v(self) -> float:
+        """One step of the cell-voltage ADC, where the rig knows the front end."""
+        self._cannot("the cell ADC's resolution", "a board file for its front end")
+
+    def wait(self, board_s: float) -> None:
+        """Let ``board_s`` of board time pass, reading every open client meanwhile."""
+        end = time.monotonic() + board_s
+        while time.monotonic() < end:
+            self.target.drain()
+            time.sleep(0.01)
+
+
+NoRig = Rig
+
+
+class SimRig(Rig):
+    """Drives the simulated board's plant (``SimulatedBoard``)."""
+
+    kind = "simulator"
+    observes = True
+
+    def __init__(self, target: SimRigTarget) -> None:
+        super().__init__(target)
+        self.sim = target.sim
+        self._ambient_c = self.sim.plant.ambient_c
+        self._history: dict[int, Any] = {}
+
+    def describe(self) -> str:
+        return "the simulator's plant"
+
+    def set_current(self, amps: float) -> None:
+        self.sim.set_current(amps)
+
+    def set_ambient(self, celsius: float) -> None:
+        self.sim.set_ambient(celsius)
+
+    def set_cell_temperature(self, cell: int, celsius: float | None) -> None:
+        self.sim.set_cell_temperature(cell, celsius)
+
+    def inject(self, fault: str, **params: float) -> None:
+        if fault == "pack_sensor_offset" and "pack_adc" not in self.sim.board["frontend"]:
+            skip(f"board {self.sim.board['name']} has no pack-voltage sensor to offset")
+        try:
+            self.sim.inject(fault, **params)
+        except ValueError as exc:
+            if "has no" in str(exc):  # the board lacks the circuit: nothing to test
+                skip(str(exc))
+            raise
+
+    def clear(self, fault: str | None = None) -> None:
+        self.sim.clear(fault)
+
+    def power_cycle(self) -> None:
+        self.sim.power_cycle()
+
+    def restore(self) -> None:
+        self.sim.clear()
+        self.sim.set_current(0.0)
+        self.sim.set_ambient(self._ambient_c)
+        for cell in range(len(self.sim.plant.cells)):
+            self.sim.set_cell_temperature(cell, None)
+
+    def truth(self) -> Any:
+        return self.sim.truth()
+
+    def truth_at(self, board_time_ms: int) -> Any:
+        # The board runs on while a test looks back: index one snapshot of the
+        # plant's history instead of searching the live one on every call.
+        truth = self._history.get(board_time_ms)
+        if truth is None:
+            self._history = dict(list(self.sim.history))  # list(deque): one C call, atomic
+            truth = self._history.get(board_time_ms)
+        return truth
+
+    def cell_lsb_v(self) -> float:
+        return float(self.sim.sensors.cell_lsb_v())
+
+    def wait(self, board_s: float) -> None:
+        sim = self.sim
+        end_ms = sim.time_ms + round(board_s * 1000)
+        deadline = time.monotonic() + board_s / self.target.min_speed + WALL_SLACK_S
+        while sim.time_ms < end_ms:
+            self.target.health()
+            if time.monotonic() > deadline:
+                raise HilTimeout(f"the simulated board did not run {board_s:g} s in time")
+            self.target.drain()
+            time.sleep(0.001)
+
+
+# What an operator can do by hand, per injected fault (None: needs an instrument).
+_OPERATOR_FAULTS: dict[str, tuple[str, str] | None] = {
+    "open_wire": ("Disconnect the sense wire at the top of cell {cell1}",
+                  "Reconnect the sense wire at the top of cell {cell1}"),
+    "disconnected_temp": ("Unplug temperature sensor {sensor1}",
+                          "Plug temperature sensor {sensor1} back in"),
+    "shorted_temp": ("Short temperature sensor {sensor1} (a wire across its input)",
+                     "Remove the short across temperature sensor {sensor1}"),
+}
+
+
+class OperatorRig(Rig):
+    """Asks the person at the terminal to set plant conditions (pytest ``-s``)."""
+
+    kind = "operator"
+
+    def __init__(self, target: RigTarget, ask: Callable[[str], str] = input) -> None:
+        super().__init__(target, "an operator cannot do that by hand; lab instruments come "
+                                 "with a later issue")
+        self._ask = ask
+        self._injected: list[tuple[str, dict[str, Any]]] = []
+        self._current = 0.0
+        self._hot: set[int] = set()
+
+    def describe(self) -> str:
+        return "an operator at the terminal"
+
+    def prompt(self, instruction: str) -> None:
+        """Show ``instruction`` and wait for Enter, reading the board meanwhile;
+        an answer of ``s`` skips the test."""
+        stop = threading.Event()
+
+        def drain() -> None:
+            while not stop.is_set():
+                self.target.drain()
+                stop.wait(0.05)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            answer = self._ask(f"\n[cellguard HIL operator] {instruction}.\n"
+                               "  Press Enter when done (s, Enter: skip this test): ")
+        finally:
+            stop.set()
+            reader.join()
+        if answer.strip().lower() == "s":
+            skip(f"the operator skipped: {instruction}")
+
+    def set_current(self, amps: float) -> None:
+        if amps > 0:
+            self.prompt(f"Set the charger to push {amps:.2f} A into the pack "
+                        "(the BMS may cut it off)")
+        elif amps < 0:
+            self.prompt(f"Set the load to draw {-amps:.2f} A from the pack "
+                        "(the BMS may cut it off)")
+        elif self._current:
+            self.prompt("Switch the charger and the load off (0 A)")
+        self._current = amps
+
+    def set_cell_temperature(self, cell: int, celsius: float | None) -> None:
+        if celsius is None:
+            if cell in self._hot:
+                self.prompt(f"Let the temperature sensor at cell {cell + 1} return to room "
+                            "temperature")
+                self._hot.discard(cell)
+            return
+        self.prompt(f"Bring the temperature sensor at cell {cell + 1} to {celsius:.1f} °C "
+                    "(heat gun, freeze spray or a warm finger) and hold it there")
+        self._hot.add(cell)
+
+    def inject(self, fault: str, **params: float) -> None:
+        how = _OPERATOR_FAULTS.get(fault)
+        if how is None:
+            self._cannot(f"fault {fault}", "a fault-injection fixture")
+        self.prompt(how[0].format(**_one_based(params)))
+        self._injected.append((fault, params))
+
+    def clear(self, fault: str | None = None) -> None:
+        keep = []
+        for name, params in self._injected:
+            if fault is None or name == fault:
+                how = _OPERATOR_FAULTS[name]
+                assert how is not None
+                self.prompt(how[1].format(**_one_based(params)))
+            else:
+                keep.append((name, params))
+        self._injected = keep
+
+    def power_cycle(self) -> None:
+        clients = [c for c in self.target.clients if c.is_open]
+        for c in clients:
+            c.disconnect()
+        self.prompt("Power-cycle the board (supply off, then on again)")
+        for c in clients:
+            c.reconnect(wait_s=30.0)
+
+    def restore(self) -> None:
+        self.clear()
+        self.set_current(0.0)
+        for cell in sorted(self._hot):
+            self.set_cell_temperature(cell, None)
+
+
+def _one_based(params: dict[str, Any]) -> dict[str, Any]:
+    out = dict(params)
+    for key in ("cell", "sensor"):
+        if key in params:
+            out[f"{key}1"] = int(params[key]) + 1
+    return out
