@@ -7,35 +7,24 @@ figures are deterministic, so the goals are asserted; times are never asserted.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from benchmark_module import load_benchmark as load_module
 
 from cellguard.sim.runtime import MicroPythonRuntime
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "firmware_budget.py"
 STEPS = 200
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def load_benchmark() -> ModuleType:
-    """Import benchmarks/firmware_budget.py (benchmarks/ is not a package)."""
-    name = "cellguard_benchmarks_firmware_budget"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    return load_module("firmware_budget")
 
 
 budget = load_benchmark()

@@ -4,28 +4,15 @@ convergence time."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "estimator_accuracy.py"
+from benchmark_module import load_benchmark as load_module
 
 
 def load_benchmark() -> ModuleType:
-    """Import benchmarks/estimator_accuracy.py (benchmarks/ is not a package)."""
-    name = "cellguard_benchmarks_estimator_accuracy"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    return load_module("estimator_accuracy")
 
 
 @pytest.fixture(scope="module")

@@ -9,33 +9,20 @@ one drive cycle to the next. Times are never asserted.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from benchmark_module import load_benchmark as load_module
 
 from cellguard.sim.runtime import MicroPythonRuntime
-
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "estimator_cost.py"
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def load_benchmark() -> ModuleType:
-    """Import benchmarks/estimator_cost.py (benchmarks/ is not a package)."""
-    name = "cellguard_benchmarks_estimator_cost"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    return load_module("estimator_cost")
 
 
 cost = load_benchmark()

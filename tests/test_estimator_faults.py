@@ -11,30 +11,18 @@ with a reported uncertainty of 0.01 % and a current bias of 5.9 A.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_module import load_benchmark as load_module
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "estimator_faults.py"
 DURING_PCT = 5.0  # the band around the truth while the fault lasts
 AFTER_PCT = 3.0  # ... and from a few minutes after the repair
 BACK_S = 180.0  # "a few minutes"
 
 
 def load_benchmark() -> ModuleType:
-    """Import benchmarks/estimator_faults.py (benchmarks/ is not a package)."""
-    name = "cellguard_benchmarks_estimator_faults"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    return load_module("estimator_faults")
 
 
 CASES = [pytest.param(fault, "cpython", 0.0, id=f"{fault}-cpython")
