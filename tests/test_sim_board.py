@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from cellguard.client import BoardClient
+import math
+import threading
+import time
+
+import pytest
+
+from cellguard.client import BoardClient, Info
 from cellguard.sim import SimulatedBoard
 
 
@@ -85,3 +91,68 @@ def test_enter_repl_opens_the_output_first() -> None:
             client.send("enter_repl", {})
             sim.advance(0.3)
         assert not sim.truth().output_closed
+
+
+def test_small_lockstep_steps_add_up_to_whole_periods() -> None:
+    with SimulatedBoard(runtime="cpython", lockstep=True) as sim:
+        assert sim.period_ms == 100
+        for _ in range(10):
+            sim.advance(0.01)
+        assert sim.time_ms == 100  # ten 10 ms steps: exactly one period
+        for _ in range(100):
+            sim.advance(0.05)
+        assert sim.time_ms == 100 + 5000  # no step lost, no float drift
+
+
+def test_lockstep_step_that_is_not_a_whole_period_carries_the_rest() -> None:
+    with SimulatedBoard(runtime="cpython", lockstep=True) as sim:
+        sim.advance(0.25)
+        assert sim.time_ms == 200  # two periods, 50 ms carried
+        sim.advance(0.25)
+        assert sim.time_ms == 500  # 50 + 250 ms: three more
+        sim.advance(0.07)
+        sim.advance(0.03)
+        assert sim.time_ms == 600
+        sim.advance(0)
+        assert sim.time_ms == 600
+
+
+def test_lockstep_advance_refuses_what_is_not_a_time_step() -> None:
+    with SimulatedBoard(runtime="cpython", lockstep=True) as sim:
+        sim.advance(0.05)
+        for bad in (-0.1, -1, math.nan, math.inf, -math.inf, "1", None, True):
+            with pytest.raises(ValueError, match="seconds") as exc:
+                sim.advance(bad)  # type: ignore[arg-type]
+            assert repr(bad) in str(exc.value)
+        assert sim.time_ms == 0
+        sim.advance(0.05)  # the carried 50 ms survived the refusals
+        assert sim.time_ms == 100
+
+
+def test_request_completes_while_lockstep_time_moves_in_small_steps() -> None:
+    """A host request made while a script advances time in steps shorter than
+    the control period is answered: the steps add up."""
+    with SimulatedBoard(runtime="cpython", lockstep=True) as sim:
+        result: dict[str, object] = {}
+
+        def ask() -> None:
+            try:
+                with BoardClient(sim.port) as client:
+                    result["info"] = client.hello()
+            except Exception as exc:  # surfaced below
+                result["error"] = exc
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        steps = 0
+        guard = time.monotonic() + 60.0  # only stops a broken run from hanging
+        while asker.is_alive() and time.monotonic() < guard:
+            sim.advance(0.01)
+            steps += 1
+            time.sleep(0.0005)  # let the host thread write and read
+        asker.join(timeout=5.0)
+        assert "error" not in result, result.get("error")
+        info = result["info"]
+        assert isinstance(info, Info) and info.board == "sim-4s"
+        assert sim.time_ms == steps * 10 // sim.period_ms * sim.period_ms
+        assert sim.time_ms >= sim.period_ms  # the answer took at least one period

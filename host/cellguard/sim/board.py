@@ -124,6 +124,7 @@ class SimulatedBoard:
         self.speed = speed
         self.lockstep = lockstep
         self.time_ms = 0
+        self._carry_us = 0  # lock-step: time asked of advance() short of a whole period
         self.tx_bytes = 0
         self.tx_dropped_bytes = 0
         self.host_stalls = 0  # times the board waited for a host that had stopped reading
@@ -456,10 +457,23 @@ class SimulatedBoard:
 
     # -- stepping ------------------------------------------------------------
     def advance(self, seconds: float) -> None:
-        """Lock-step mode: run the simulation for ``seconds`` of simulated time."""
+        """Lock-step mode: run the simulation for ``seconds`` of simulated time.
+
+        Time moves in whole control periods; what is left of ``seconds`` after
+        the last whole period is carried to the next call (counted in whole
+        microseconds), so ten ``advance(0.01)`` with a 100 ms period move one
+        period and ``advance(0.25)`` twice moves five. Raises ValueError for
+        a negative, infinite or NaN ``seconds`` or one that is not a number."""
         if not self.lockstep:
             raise RuntimeError("advance() is for lockstep=True; a free-running board paces itself")
-        for _ in range(round(seconds * 1000 / self.period_ms)):
+        if (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+                or not math.isfinite(seconds) or seconds < 0):
+            raise ValueError(f"advance(): seconds must be a finite number of at least 0, "
+                             f"not {seconds!r}")
+        self._carry_us += round(seconds * 1_000_000)
+        period_us = self.period_ms * 1000
+        while self._carry_us >= period_us:
+            self._carry_us -= period_us
             self._tick()
 
     def _run(self) -> None:
