@@ -58,6 +58,11 @@ RUNTIME_HARDWARE = "hardware"
 WALL_SLACK_S = 10.0
 """Wall time a wait allows beyond its board time at the target's slowest speed."""
 
+HOST_LEAD_S = 1.0
+"""Board time a simulated target may run ahead of the output the suite has read:
+a host that pauses (a busy machine) holds the board instead of letting minutes
+of board time pass unseen (a host timeout, a missed stimulus)."""
+
 NEEDS_RIG = ("run with --operator -s to have an operator at the terminal do it "
              "(lab instruments come with a later issue)")
 
@@ -712,7 +717,9 @@ class PortTarget(Target):
 
 
 class SimTarget(Target):
-    """A simulated board, free-running at ``speed`` (``math.inf``: as fast as it goes)."""
+    """A simulated board, free-running at ``speed`` (``math.inf``: as fast as it
+    goes) but never more than ``HOST_LEAD_S`` of board time ahead of what a
+    client that has the port open has read."""
 
     simulated = True
     min_speed = 10.0
@@ -721,6 +728,11 @@ class SimTarget(Target):
                  speed: float = math.inf, **sim_kw: Any) -> None:
         from .sim import SimulatedBoard
 
+        # Paced to the suite: while a client has the port open the board waits
+        # for it to read (up to the wall slack of a wait); a closed port does
+        # not hold it.
+        sim_kw.setdefault("host_lead_s", HOST_LEAD_S)
+        sim_kw.setdefault("host_stall_s", WALL_SLACK_S)
         self.sim = SimulatedBoard(board=board, runtime=runtime, seed=seed, speed=speed,
                                   **sim_kw)
         self.sim.start()
