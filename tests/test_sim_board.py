@@ -255,3 +255,12 @@ def test_a_paced_board_stops_waiting_for_a_host_that_never_reads() -> None:
                 time.sleep(0.01)
         finally:
             os.close(fd)
+
+
+@pytest.mark.parametrize("kw", [{"host_lead_s": 0}, {"host_lead_s": -1.0},
+                                {"host_lead_s": math.nan}, {"host_lead_s": math.inf},
+                                {"host_lead_s": "1"}, {"host_stall_s": -0.5},
+                                {"host_stall_s": math.nan}, {"host_stall_s": None}])
+def test_host_pacing_parameters_are_checked(kw: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        SimulatedBoard(runtime="cpython", **kw)  # type: ignore[arg-type]
