@@ -95,12 +95,14 @@ class SimulatedBoard:
     A host has the port while it holds the pseudo-terminal open (what DTR tells
     a USB device); output while no host has it goes nowhere (counted in
     ``tx_dropped_bytes``). ``host_lead_s`` (free-running boards; ``None``: no
-    limit but the pty's buffer) paces simulated time to that host: the board
-    runs at most this far ahead of the oldest output the host has not read yet,
-    so a host that pauses (a busy machine, a slow test) holds the board instead
-    of missing minutes of board time. A host that has the port open but reads
-    nothing for ``host_stall_s`` wall seconds counts as gone: the board runs on
-    and drops its output until the host reads again."""
+    limit but the pty's buffer) paces simulated time to that host: once output
+    older than ``host_lead_s`` of board time is unread, the board waits until
+    the host has read everything, so it is never more than its output interval
+    plus ``host_lead_s`` ahead of what the host has seen, and a host that pauses
+    (a busy machine, a slow test) holds the board instead of missing minutes of
+    board time. A host that has the port open but reads nothing for
+    ``host_stall_s`` wall seconds counts as gone: the board runs on and drops
+    its output once the pty is full, until the host reads again."""
 
     def __init__(
         self,
