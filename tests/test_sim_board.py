@@ -264,3 +264,27 @@ def test_a_paced_board_stops_waiting_for_a_host_that_never_reads() -> None:
 def test_host_pacing_parameters_are_checked(kw: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=next(iter(kw))):
         SimulatedBoard(runtime="cpython", **kw)  # type: ignore[arg-type]
+
+
+def test_a_board_held_while_away_runs_only_as_far_as_it_is_let() -> None:
+    with SimulatedBoard(runtime="cpython", speed=math.inf, hold_while_away=True) as sim:
+        time.sleep(0.2)
+        assert sim.time_ms == 0  # no host has the port open
+        end = sim.run_unattended(2.05)
+        assert end == 2100  # whole periods, rounded up
+        guard = time.monotonic() + 30.0
+        while sim.time_ms < end:
+            assert time.monotonic() < guard, "the board did not run"
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert sim.time_ms == end
+        with BoardClient(sim.port) as client:
+            assert client.hello().board == "sim-4s"  # a host: the board runs
+            _read_until(client, sim, end + 5_000)
+        time.sleep(0.2)  # the host has gone: it stands still again
+        left_at = sim.time_ms
+        time.sleep(0.2)
+        assert sim.time_ms == left_at
+        for bad in (-1.0, math.nan, math.inf, "2"):
+            with pytest.raises(ValueError, match="seconds"):
+                sim.run_unattended(bad)  # type: ignore[arg-type]

@@ -534,7 +534,7 @@ class SimRig(Rig):
 
     def wait(self, board_s: float) -> None:
         sim = self.sim
-        end_ms = sim.time_ms + round(board_s * 1000)
+        end_ms = sim.run_unattended(board_s)  # also while no client has the port open
         deadline = time.monotonic() + board_s / self.target.min_speed + WALL_SLACK_S
         while sim.time_ms < end_ms:
             self.target.health()
@@ -719,7 +719,8 @@ class PortTarget(Target):
 class SimTarget(Target):
     """A simulated board, free-running at ``speed`` (``math.inf``: as fast as it
     goes) but never more than ``HOST_LEAD_S`` of board time ahead of what a
-    client that has the port open has read."""
+    client that has the port open has read, and standing still while no client
+    has it open unless the rig waits (``SimRig.wait``)."""
 
     simulated = True
     min_speed = 10.0
@@ -729,10 +730,13 @@ class SimTarget(Target):
         from .sim import SimulatedBoard
 
         # Paced to the suite: while a client has the port open the board waits
-        # for it to read (up to the wall slack of a wait); a closed port does
-        # not hold it.
+        # for it to read (up to the wall slack of a wait).
         sim_kw.setdefault("host_lead_s", HOST_LEAD_S)
         sim_kw.setdefault("host_stall_s", WALL_SLACK_S)
+        # With no client on the port the board stands still, except while the
+        # rig waits: a test that looks away (at a log it wrote, at the plant's
+        # history) finds it where it left it.
+        sim_kw.setdefault("hold_while_away", True)
         self.sim = SimulatedBoard(board=board, runtime=runtime, seed=seed, speed=speed,
                                   **sim_kw)
         self.sim.start()

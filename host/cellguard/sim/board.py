@@ -55,6 +55,9 @@ back (a full pty, or ``host_lead_s`` reached) before it counts as gone."""
 HOST_POLL_S = 0.0005
 """How often a board held back by its host looks whether the host has read."""
 
+AWAY_POLL_S = 0.001
+"""How often a board held while no host has the port open looks for one."""
+
 REQUIRED: Any = ...
 """Marks an injection parameter that has no default."""
 
@@ -102,7 +105,11 @@ class SimulatedBoard:
     (a busy machine, a slow test) holds the board instead of missing minutes of
     board time. A host that has the port open but reads nothing for
     ``host_stall_s`` wall seconds counts as gone: the board runs on and drops
-    its output once the pty is full, until the host reads again."""
+    its output once the pty is full, until the host reads again.
+    ``hold_while_away=True`` (free-running boards) stops simulated time while no
+    host has the port open, except as far as :meth:`run_unattended` lets it
+    run: a test that looks away (at its log, at the plant's history) finds the
+    board where it left it."""
 
     def __init__(
         self,
@@ -122,6 +129,7 @@ class SimulatedBoard:
         parameter_set: str | None = None,
         host_lead_s: float | None = None,
         host_stall_s: float = HOST_STALL_S,
+        hold_while_away: bool = False,
     ) -> None:
         if host_lead_s is not None and not _positive(host_lead_s):
             raise ValueError(f"host_lead_s must be a finite number above 0 or None, "
@@ -169,6 +177,9 @@ class SimulatedBoard:
         self.host_lead_s = host_lead_s
         self.host_stall_s = float(host_stall_s)
         self.host_waits = 0  # times host_lead_s held the board until the host read
+        self.hold_while_away = hold_while_away
+        self._unattended_until_ms = 0  # run_unattended(): run to here without a host
+        self._resync_speed = False  # the board was held: pace against the wall from now
         self.tick_hooks: list[TickHook] = []
         self.history: deque[tuple[int, PlantTruth]] = deque(
             maxlen=max(int(history_s * 1000 / self.period_ms), 1)
@@ -498,6 +509,23 @@ class SimulatedBoard:
         return self._thread is not None and self._thread.is_alive()
 
     # -- stepping ------------------------------------------------------------
+    def run_unattended(self, seconds: float) -> int:
+        """``hold_while_away``: let ``seconds`` of simulated time pass from now
+        even while no host has the port open (a host that has it open paces the
+        board as ever). Returns the board time (ms) it may run to; the board
+        holds there until a host opens the port or this is called again.
+        Simulated time moves in whole control periods: ``seconds`` is rounded up
+        to one."""
+        if (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+                or not math.isfinite(seconds) or seconds < 0):
+            raise ValueError(f"run_unattended(): seconds must be a finite number of at "
+                             f"least 0, not {seconds!r}")
+        periods = -(-round(seconds * 1000) // self.period_ms)  # whole periods, rounded up
+        with self._port_lock:
+            end_ms = self.time_ms + periods * self.period_ms
+            self._unattended_until_ms = max(self._unattended_until_ms, end_ms)
+            return end_ms
+
     def advance(self, seconds: float) -> None:
         """Lock-step mode: run the simulation for ``seconds`` of simulated time.
 
@@ -527,8 +555,15 @@ class SimulatedBoard:
                     time.sleep(0.01)
                     wall0, sim0 = time.monotonic(), self.time_ms
                     continue
+                if self.hold_while_away and self._held_while_away():
+                    time.sleep(AWAY_POLL_S)
+                    self._resync_speed = True
+                    continue
                 if self.host_lead_s is not None and not self._wait_for_host():
                     continue
+                if self._resync_speed:
+                    self._resync_speed = False
+                    wall0, sim0 = time.monotonic(), self.time_ms
                 self._tick()
                 speed = self.speed
                 if math.isfinite(speed) and speed > 0:
@@ -692,6 +727,15 @@ class SimulatedBoard:
             self._host_reading = True
         return pending
 
+    def _held_while_away(self) -> bool:
+        """``hold_while_away``: whether no host has the port open and
+        :meth:`run_unattended` lets the board no further."""
+        with self._port_lock:
+            if not self._host_present and self._master >= 0:
+                self._read_pty()  # a host that opened the port since
+            return (not self._host_present
+                    and self.time_ms + self.period_ms > self._unattended_until_ms)
+
     def _wait_for_host(self) -> bool:
         """``host_lead_s``: hold simulated time until the host has read what is
         older than ``host_lead_s``, up to ``host_stall_s`` of wall time without
@@ -709,6 +753,7 @@ class SimulatedBoard:
                 now = time.monotonic()
                 if last is None:
                     self.host_waits += 1
+                    self._resync_speed = True
                 if pending != last:  # the host read something (or this is the start)
                     last, since = pending, now
                 elif now - since >= self.host_stall_s:
