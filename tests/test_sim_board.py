@@ -270,14 +270,17 @@ def test_a_board_held_while_away_runs_only_as_far_as_it_is_let() -> None:
     with SimulatedBoard(runtime="cpython", speed=math.inf, hold_while_away=True) as sim:
         time.sleep(0.2)
         assert sim.time_ms == 0  # no host has the port open
-        end = sim.run_unattended(2.05)
+        end = sim.run_for(2.05)
         assert end == 2100  # whole periods, rounded up
         guard = time.monotonic() + 30.0
         while sim.time_ms < end:
             assert time.monotonic() < guard, "the board did not run"
             time.sleep(0.01)
         time.sleep(0.2)
-        assert sim.time_ms == end
+        assert sim.time_ms == end and sim.held
+        sim.release()
+        time.sleep(0.2)
+        assert sim.time_ms == end and not sim.held  # still nobody there
         with BoardClient(sim.port) as client:
             assert client.hello().board == "sim-4s"  # a host: the board runs
             _read_until(client, sim, end + 5_000)
@@ -287,4 +290,20 @@ def test_a_board_held_while_away_runs_only_as_far_as_it_is_let() -> None:
         assert sim.time_ms == left_at
         for bad in (-1.0, math.nan, math.inf, "2"):
             with pytest.raises(ValueError, match="seconds"):
-                sim.run_unattended(bad)  # type: ignore[arg-type]
+                sim.run_for(bad)  # type: ignore[arg-type]
+
+
+def test_run_for_holds_the_board_and_still_answers_its_host() -> None:
+    with SimulatedBoard(runtime="cpython", speed=math.inf) as sim, \
+            BoardClient(sim.port) as client:
+        client.hello()
+        end = sim.run_for(10.0)
+        seqs = _read_until(client, sim, end)
+        time.sleep(0.2)
+        seqs += [m.payload["telemetry_seq"] for m in client.receive() if m.name == "telemetry"]
+        assert sim.time_ms == end and sim.held  # reading does not move it
+        assert client.hello().board == "sim-4s"  # answered: one period per frame
+        assert sim.time_ms - end in range(sim.period_ms, 4 * sim.period_ms, sim.period_ms)
+        sim.release()
+        seqs += _read_until(client, sim, sim.time_ms + 5_000)
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "nothing lost"

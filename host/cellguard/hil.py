@@ -533,8 +533,11 @@ class SimRig(Rig):
         return float(self.sim.sensors.cell_lsb_v())
 
     def wait(self, board_s: float) -> None:
+        """Run the board ``board_s`` (also while no client has the port open) and
+        hold it there, so the next stimulus acts at exactly that board time; a
+        client's wait (or its frames, one control period each) moves it on."""
         sim = self.sim
-        end_ms = sim.run_unattended(board_s)  # also while no client has the port open
+        end_ms = sim.run_for(board_s)
         deadline = time.monotonic() + board_s / self.target.min_speed + WALL_SLACK_S
         while sim.time_ms < end_ms:
             self.target.health()
@@ -720,7 +723,9 @@ class SimTarget(Target):
     """A simulated board, free-running at ``speed`` (``math.inf``: as fast as it
     goes) but never more than ``HOST_LEAD_S`` of board time ahead of what a
     client that has the port open has read, and standing still while no client
-    has it open unless the rig waits (``SimRig.wait``)."""
+    has it open unless the rig waits. ``SimRig.wait`` leaves it held at the
+    board time it waited for until a client waits (its frames are answered
+    meanwhile), so the next stimulus acts at exactly that time."""
 
     simulated = True
     min_speed = 10.0
@@ -735,7 +740,8 @@ class SimTarget(Target):
         sim_kw.setdefault("host_stall_s", WALL_SLACK_S)
         # With no client on the port the board stands still, except while the
         # rig waits: a test that looks away (at a log it wrote, at the plant's
-        # history) finds it where it left it.
+        # history) finds it where it left it. After rig.wait it holds until a
+        # client waits.
         sim_kw.setdefault("hold_while_away", True)
         self.sim = SimulatedBoard(board=board, runtime=runtime, seed=seed, speed=speed,
                                   **sim_kw)
@@ -746,6 +752,16 @@ class SimTarget(Target):
         if math.isfinite(speed) and speed > 0:
             self.min_speed = min(self.min_speed, speed / 2)
         self.rig = SimRig(self)
+
+    def connect(self) -> HilClient:
+        client = super().connect()
+        client.health = self._client_waits
+        return client
+
+    def _client_waits(self) -> None:
+        """A client waits for board time to pass: the rig's hold ends."""
+        self.sim.release()
+        self.health()
 
     def health(self) -> None:
         self.sim.check()  # the firmware's or the simulation's own error

@@ -55,8 +55,9 @@ back (a full pty, or ``host_lead_s`` reached) before it counts as gone."""
 HOST_POLL_S = 0.0005
 """How often a board held back by its host looks whether the host has read."""
 
-AWAY_POLL_S = 0.001
-"""How often a board held while no host has the port open looks for one."""
+HOLD_POLL_S = 0.001
+"""How often a held board (``hold_while_away``, :meth:`SimulatedBoard.run_for`)
+looks for a host, or for a frame from it to answer."""
 
 REQUIRED: Any = ...
 """Marks an injection parameter that has no default."""
@@ -107,9 +108,11 @@ class SimulatedBoard:
     ``host_stall_s`` wall seconds counts as gone: the board runs on and drops
     its output once the pty is full, until the host reads again.
     ``hold_while_away=True`` (free-running boards) stops simulated time while no
-    host has the port open, except as far as :meth:`run_unattended` lets it
-    run: a test that looks away (at its log, at the plant's history) finds the
-    board where it left it."""
+    host has the port open, except as far as :meth:`run_for` lets it run: a
+    test that looks away (at its log, at the plant's history) finds the board
+    where it left it. :meth:`run_for` runs a free-running board for a while and
+    holds it there until :meth:`release`, so what a test does next happens at
+    exactly that board time."""
 
     def __init__(
         self,
@@ -178,7 +181,7 @@ class SimulatedBoard:
         self.host_stall_s = float(host_stall_s)
         self.host_waits = 0  # times host_lead_s held the board until the host read
         self.hold_while_away = hold_while_away
-        self._unattended_until_ms = 0  # run_unattended(): run to here without a host
+        self._run_to_ms: int | None = None  # run_for(): run to here, then hold
         self._resync_speed = False  # the board was held: pace against the wall from now
         self.tick_hooks: list[TickHook] = []
         self.history: deque[tuple[int, PlantTruth]] = deque(
@@ -509,22 +512,33 @@ class SimulatedBoard:
         return self._thread is not None and self._thread.is_alive()
 
     # -- stepping ------------------------------------------------------------
-    def run_unattended(self, seconds: float) -> int:
-        """``hold_while_away``: let ``seconds`` of simulated time pass from now
-        even while no host has the port open (a host that has it open paces the
-        board as ever). Returns the board time (ms) it may run to; the board
-        holds there until a host opens the port or this is called again.
-        Simulated time moves in whole control periods: ``seconds`` is rounded up
-        to one."""
+    def run_for(self, seconds: float) -> int:
+        """Free-running board: run ``seconds`` of simulated time from now (also
+        while no host has the port open; a host that has it open paces the board
+        as ever), then hold the board there until :meth:`release` or the next
+        ``run_for``. A held board still answers its host: each time the host has
+        written something it steps one control period. Returns the board time
+        (ms) it holds at: ``seconds`` rounded up to whole control periods."""
         if (isinstance(seconds, bool) or not isinstance(seconds, int | float)
                 or not math.isfinite(seconds) or seconds < 0):
-            raise ValueError(f"run_unattended(): seconds must be a finite number of at "
-                             f"least 0, not {seconds!r}")
+            raise ValueError(f"run_for(): seconds must be a finite number of at least 0, "
+                             f"not {seconds!r}")
         periods = -(-round(seconds * 1000) // self.period_ms)  # whole periods, rounded up
         with self._port_lock:
             end_ms = self.time_ms + periods * self.period_ms
-            self._unattended_until_ms = max(self._unattended_until_ms, end_ms)
+            self._run_to_ms = end_ms
             return end_ms
+
+    def release(self) -> None:
+        """End the hold of :meth:`run_for`: the board runs on (paced as ever)."""
+        with self._port_lock:
+            self._run_to_ms = None
+
+    @property
+    def held(self) -> bool:
+        """Whether :meth:`run_for` holds the board now."""
+        run_to = self._run_to_ms
+        return run_to is not None and self.time_ms + self.period_ms > run_to
 
     def advance(self, seconds: float) -> None:
         """Lock-step mode: run the simulation for ``seconds`` of simulated time.
@@ -555,8 +569,8 @@ class SimulatedBoard:
                     time.sleep(0.01)
                     wall0, sim0 = time.monotonic(), self.time_ms
                     continue
-                if self.hold_while_away and self._held_while_away():
-                    time.sleep(AWAY_POLL_S)
+                if self._holding():
+                    time.sleep(HOLD_POLL_S)
                     self._resync_speed = True
                     continue
                 if self.host_lead_s is not None and not self._wait_for_host():
@@ -727,14 +741,19 @@ class SimulatedBoard:
             self._host_reading = True
         return pending
 
-    def _held_while_away(self) -> bool:
-        """``hold_while_away``: whether no host has the port open and
-        :meth:`run_unattended` lets the board no further."""
+    def _holding(self) -> bool:
+        """Whether the free-running board stands still now: held by
+        :meth:`run_for` with nothing from the host to answer, or no host has the
+        port open (``hold_while_away``) and no ``run_for`` runs it."""
+        if self._run_to_ms is None and not self.hold_while_away:
+            return False
         with self._port_lock:
-            if not self._host_present and self._master >= 0:
-                self._read_pty()  # a host that opened the port since
-            return (not self._host_present
-                    and self.time_ms + self.period_ms > self._unattended_until_ms)
+            if self._master >= 0 and (not self._host_present or self.held):
+                self._read_pty()  # a host that came, a frame to answer
+            run_to = self._run_to_ms
+            if run_to is not None:
+                return self.held and not self._rx_pending
+            return self.hold_while_away and not self._host_present
 
     def _wait_for_host(self) -> bool:
         """``host_lead_s``: hold simulated time until the host has read what is
