@@ -291,6 +291,9 @@ def test_a_board_held_while_away_runs_only_as_far_as_it_is_let() -> None:
         for bad in (-1.0, math.nan, math.inf, "2"):
             with pytest.raises(ValueError, match="seconds"):
                 sim.run_for(bad)  # type: ignore[arg-type]
+    with SimulatedBoard(runtime="cpython", lockstep=True) as sim, \
+            pytest.raises(RuntimeError, match="advance"):
+        sim.run_for(1.0)
 
 
 def test_run_for_holds_the_board_and_still_answers_its_host() -> None:

@@ -519,6 +519,8 @@ class SimulatedBoard:
         ``run_for``. A held board still answers its host: each time the host has
         written something it steps one control period. Returns the board time
         (ms) it holds at: ``seconds`` rounded up to whole control periods."""
+        if self.lockstep:
+            raise RuntimeError("run_for() is for a free-running board; lock-step: advance()")
         if (isinstance(seconds, bool) or not isinstance(seconds, int | float)
                 or not math.isfinite(seconds) or seconds < 0):
             raise ValueError(f"run_for(): seconds must be a finite number of at least 0, "
