@@ -26,7 +26,9 @@ Figures:
 - logger CPU: user+system seconds of the logger process over the window (from
   ``/proc``), as a percentage of one core; and over its whole life (getrusage);
 - lost frames: gaps in every board's telemetry counter (the log's gap rows)
-  plus frames the boards could not deliver (``tx_dropped_bytes``); goal 0;
+  plus frames the boards could not deliver once the logger had them all open
+  (``tx_dropped_bytes`` over the window: before a host opens its port a board's
+  output goes nowhere); goal 0;
 - board pace: simulated seconds the boards advanced per wall second (below
   ``--speed`` means a board was held back, e.g. by a logger that read slowly);
 - database size per cell-hour: file size after the run over (boards x cells x
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.1)
             wall0, cpu0, unix0 = time.monotonic(), proc_cpu_s(proc.pid), time.time()
             sim0 = [b.time_ms for b in boards]
+            dropped0 = sum(b.tx_dropped_bytes for b in boards)
             window_s = args.minutes * 60.0 / args.speed
             while time.monotonic() - wall0 < window_s:
                 time.sleep(0.5)
@@ -137,13 +140,13 @@ def main(argv: list[str] | None = None) -> int:
                     b.check()
             wall1, cpu1, unix1 = time.monotonic(), proc_cpu_s(proc.pid), time.time()
             sim1 = [b.time_ms for b in boards]
+            dropped = sum(b.tx_dropped_bytes for b in boards) - dropped0
             proc.send_signal(signal.SIGTERM)
             stdout, stderr = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-            dropped = sum(b.tx_dropped_bytes for b in boards)
             for b in boards:
                 b.close()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -13,7 +13,8 @@ pyserial URL). Tests use only these fixtures:
   simulator's plant; on a real board an operator (``--operator -s``), or
   nothing (each stimulus skips its test with what it would need).
 - ``limits``: the board's protections and limits as it reports them.
-- ``port``: the port, for tools that open it themselves (the logger).
+- ``port``: the port, for tools that open it themselves (the logger), the
+  board ready as ``client`` leaves it (output closed).
 
 Every test records the board and runtime it ran on (JUnit properties, a
 section of its report, the header and the summary).
@@ -215,6 +216,15 @@ def rig(target: Target) -> Rig:
 
 @pytest.fixture
 def port(target: Target) -> str:
+    """The board's port, for tools that open it themselves (the logger), with the
+    board ready as ``client`` leaves it (output closed) and nothing holding the
+    port open."""
+    c = target.connect()
+    try:
+        c.hello()
+        _ready(c)
+    finally:
+        c.close()
     return target.port
 
 

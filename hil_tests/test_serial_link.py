@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 
 import cobs.cobs as cobs
 
@@ -59,12 +60,18 @@ def test_link_recovers_from_a_host_that_leaves_mid_frame(client: HilClient, rig:
     last = client.last
     assert last is not None
     last_frame_seq = [m.frame.seq for m in client.log if m.name in UNSOLICITED][-1]
-    # Leave in the middle of a frame; the host keeps the half it read.
-    tail = b""
+    # Leave in the middle of a frame; the host keeps the half it read. The next
+    # frame comes a telemetry period of board time later: wait for it in board
+    # time's wall budget, not one read's timeout.
+    deadline = time.monotonic() + client.wall_budget_s(3.0)
+    tail = head = b""
     while not tail.endswith(b"\x00"):  # to the end of a frame ...
+        assert time.monotonic() < deadline, "the board fell silent"
         tail += client.serial.read(1)
-    head = client.serial.read(3)  # ... and into the next (COBS bytes are never 0)
-    assert len(head) == 3 and 0 not in head
+    while len(head) < 3:  # ... and into the next (COBS bytes are never 0)
+        assert time.monotonic() < deadline, "the board fell silent"
+        head += client.serial.read(3 - len(head))
+    assert 0 not in head
     client.reader.feed(tail)
     client.reader.feed(head)
     client.disconnect()

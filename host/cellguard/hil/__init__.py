@@ -23,6 +23,7 @@ written into a test. ``cellguard hil`` runs the suite as a pytest subprocess
 from .client import (
     BLOCKS_CHARGE,
     BLOCKS_DISCHARGE,
+    HOST_LEAD_S,
     RUNTIME_HARDWARE,
     SEVERITIES,
     WALL_SLACK_S,
@@ -48,10 +49,10 @@ from .suite import (
 from .targets import PortTarget, SimTarget, Target
 
 __all__ = [
-    "BLOCKS_CHARGE", "BLOCKS_DISCHARGE", "NEEDS_RIG", "RUNTIME_HARDWARE", "SEVERITIES",
-    "WALL_SLACK_S", "BoardLimits", "CaseResult", "HilClient", "HilError", "HilTimeout",
-    "OperatorRig", "PortTarget", "ProtectionLimits", "Rig", "SimRig", "SimTarget", "SuiteRun",
-    "Target", "check_suite_args", "cli_hil", "parse_junit", "restore_config", "run_suite",
-    "set_config", "suite_dir", "summary_lines",
+    "BLOCKS_CHARGE", "BLOCKS_DISCHARGE", "HOST_LEAD_S", "NEEDS_RIG", "RUNTIME_HARDWARE",
+    "SEVERITIES", "WALL_SLACK_S", "BoardLimits", "CaseResult", "HilClient", "HilError",
+    "HilTimeout", "OperatorRig", "PortTarget", "ProtectionLimits", "Rig", "SimRig", "SimTarget",
+    "SuiteRun", "Target", "check_suite_args", "cli_hil", "parse_junit", "restore_config",
+    "run_suite", "set_config", "suite_dir", "summary_lines",
 ]
 

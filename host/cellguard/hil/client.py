@@ -31,6 +31,11 @@ RUNTIME_HARDWARE = "hardware"
 WALL_SLACK_S = 10.0
 """Wall time a wait allows beyond its board time at the target's slowest speed."""
 
+HOST_LEAD_S = 1.0
+"""Board time a simulated target may run ahead of the output the suite has read:
+a host that pauses (a busy machine) holds the board instead of letting minutes
+of board time pass unseen (a host timeout, a missed stimulus)."""
+
 SEVERITIES = ("warning", "alarm", "fault")
 BLOCKS_CHARGE = 1
 BLOCKS_DISCHARGE = 2

@@ -153,8 +153,11 @@ class SimRig(Rig):
         return float(self.sim.sensors.cell_lsb_v())
 
     def wait(self, board_s: float) -> None:
+        """Run the board ``board_s`` (also while no client has the port open) and
+        hold it there, so the next stimulus acts at exactly that board time; a
+        client's wait (or its frames, one control period each) moves it on."""
         sim = self.sim
-        end_ms = sim.time_ms + round(board_s * 1000)
+        end_ms = sim.run_for(board_s)
         deadline = time.monotonic() + board_s / self.target.min_speed + WALL_SLACK_S
         while sim.time_ms < end_ms:
             self.target.health()

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ..link.client import BoardClient, Info
-from .client import RUNTIME_HARDWARE, HilClient, HilError
+from .client import HOST_LEAD_S, RUNTIME_HARDWARE, WALL_SLACK_S, HilClient, HilError
 from .rigs import Rig, SimRig
 
 
@@ -72,7 +72,12 @@ class PortTarget(Target):
 
 
 class SimTarget(Target):
-    """A simulated board, free-running at ``speed`` (``math.inf``: as fast as it goes)."""
+    """A simulated board, free-running at ``speed`` (``math.inf``: as fast as it
+    goes) but never more than ``HOST_LEAD_S`` of board time ahead of what a
+    client that has the port open has read, and standing still while no client
+    has it open unless the rig waits. ``SimRig.wait`` leaves it held at the
+    board time it waited for until a client waits (its frames are answered
+    meanwhile), so the next stimulus acts at exactly that time."""
 
     simulated = True
     min_speed = 10.0
@@ -81,6 +86,15 @@ class SimTarget(Target):
                  speed: float = math.inf, **sim_kw: Any) -> None:
         from ..sim import SimulatedBoard
 
+        # Paced to the suite: while a client has the port open the board waits
+        # for it to read (up to the wall slack of a wait).
+        sim_kw.setdefault("host_lead_s", HOST_LEAD_S)
+        sim_kw.setdefault("host_stall_s", WALL_SLACK_S)
+        # With no client on the port the board stands still, except while the
+        # rig waits: a test that looks away (at a log it wrote, at the plant's
+        # history) finds it where it left it. After rig.wait it holds until a
+        # client waits.
+        sim_kw.setdefault("hold_while_away", True)
         self.sim = SimulatedBoard(board=board, runtime=runtime, seed=seed, speed=speed,
                                   **sim_kw)
         self.sim.start()
@@ -90,6 +104,16 @@ class SimTarget(Target):
         if math.isfinite(speed) and speed > 0:
             self.min_speed = min(self.min_speed, speed / 2)
         self.rig = SimRig(self)
+
+    def connect(self) -> HilClient:
+        client = super().connect()
+        client.health = self._client_waits
+        return client
+
+    def _client_waits(self) -> None:
+        """A client waits for board time to pass: the rig's hold ends."""
+        self.sim.release()
+        self.health()
 
     def health(self) -> None:
         self.sim.check()  # the firmware's or the simulation's own error

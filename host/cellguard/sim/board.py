@@ -4,8 +4,10 @@ The host opens :attr:`SimulatedBoard.port` with pyserial exactly like
 ``/dev/ttyACM0``. Time is simulated: every control period the plant advances,
 the sensor model turns it into ADC codes, the firmware runs one step and its
 serial output goes to the pseudo-terminal. ``speed`` paces simulated time
-against the wall clock (``math.inf``: as fast as it goes); ``lockstep=True``
-runs no thread at all and :meth:`advance` moves time explicitly.
+against the wall clock (``math.inf``: as fast as it goes); ``host_lead_s``
+also paces it to the host that has the port open (a host that pauses holds
+the board); ``lockstep=True`` runs no thread at all and :meth:`advance` moves
+time explicitly.
 
 Faults are injected with :meth:`SimulatedBoard.inject` (see ``INJECTIONS``) and
 removed with :meth:`SimulatedBoard.clear`; they are deterministic, so a seeded
@@ -17,10 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import math
 import os
 import select
+import struct
+import termios
 import threading
 import time
 import tty
@@ -44,7 +49,15 @@ PLANTS = ("ecm", "pybamm")
 cell (``pybamm_plant.py``; needs PyBaMM, ``make pybamm-setup``)."""
 
 HOST_STALL_S = 1.0
-"""How long a full pty may hold the board back before the host counts as gone."""
+"""How long a host that has the port open but stopped reading may hold the board
+back (a full pty, or ``host_lead_s`` reached) before it counts as gone."""
+
+HOST_POLL_S = 0.0005
+"""How often a board held back by its host looks whether the host has read."""
+
+HOLD_POLL_S = 0.001
+"""How often a held board (``hold_while_away``, :meth:`SimulatedBoard.run_for`)
+looks for a host, or for a frame from it to answer."""
 
 REQUIRED: Any = ...
 """Marks an injection parameter that has no default."""
@@ -73,11 +86,38 @@ AMBIENT_RANGE_C = (-55.0, 125.0)
 electronic parts are rated for (a cell's own limits are the board's business)."""
 
 
+def _positive(x: object) -> bool:
+    return (not isinstance(x, bool) and isinstance(x, int | float) and math.isfinite(x)
+            and x > 0)
+
+
+def _fionread(fd: int) -> int:
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0])
+
+
 class SimulatedBoard:
     """A simulated board. ``board``: a board name, a JSON file, or a board dict.
     ``noise_lsb`` and ``sensors`` (keys of the board file's ``"sensors"``
     object, see ``sensors.SENSOR_DEFAULTS``) override the board file's sensor
-    model; ``seed`` seeds the plant's cell spread and the sensor noise."""
+    model; ``seed`` seeds the plant's cell spread and the sensor noise.
+
+    A host has the port while it holds the pseudo-terminal open (what DTR tells
+    a USB device); output while no host has it goes nowhere (counted in
+    ``tx_dropped_bytes``). ``host_lead_s`` (free-running boards; ``None``: no
+    limit but the pty's buffer) paces simulated time to that host: once output
+    older than ``host_lead_s`` of board time is unread, the board waits until
+    the host has read everything, so it is never more than its output interval
+    plus ``host_lead_s`` ahead of what the host has seen, and a host that pauses
+    (a busy machine, a slow test) holds the board instead of missing minutes of
+    board time. A host that has the port open but reads nothing for
+    ``host_stall_s`` wall seconds counts as gone: the board runs on and drops
+    its output once the pty is full, until the host reads again.
+    ``hold_while_away=True`` (free-running boards) stops simulated time while no
+    host has the port open, except as far as :meth:`run_for` lets it run: a
+    test that looks away (at its log, at the plant's history) finds the board
+    where it left it. :meth:`run_for` runs a free-running board for a while and
+    holds it there until :meth:`release`, so what a test does next happens at
+    exactly that board time."""
 
     def __init__(
         self,
@@ -95,9 +135,18 @@ class SimulatedBoard:
         plant: str = "ecm",
         pybamm_model: str | None = None,
         parameter_set: str | None = None,
+        host_lead_s: float | None = None,
+        host_stall_s: float = HOST_STALL_S,
+        hold_while_away: bool = False,
     ) -> None:
         if not speed >= 0:  # also NaN
             raise ValueError(f"speed must be 0 (no pacing) or more, not {speed}")
+        if host_lead_s is not None and not _positive(host_lead_s):
+            raise ValueError(f"host_lead_s must be a finite number above 0 or None, "
+                             f"not {host_lead_s!r}")
+        if not (_positive(host_stall_s) or host_stall_s == 0):
+            raise ValueError(f"host_stall_s must be a finite number of at least 0, "
+                             f"not {host_stall_s!r}")
         self.board = json.loads(json.dumps(board)) if isinstance(board, dict) else load_board(
             board)
         self.period_ms: int = self.board["control_period_ms"]
@@ -131,9 +180,16 @@ class SimulatedBoard:
         self.speed = speed
         self.lockstep = lockstep
         self.time_ms = 0
+        self._carry_us = 0  # lock-step: time asked of advance() short of a whole period
         self.tx_bytes = 0
         self.tx_dropped_bytes = 0
         self.host_stalls = 0  # times the board waited for a host that had stopped reading
+        self.host_lead_s = host_lead_s
+        self.host_stall_s = float(host_stall_s)
+        self.host_waits = 0  # times host_lead_s held the board until the host read
+        self.hold_while_away = hold_while_away
+        self._run_to_ms: int | None = None  # run_for(): run to here, then hold
+        self._resync_speed = False  # the board was held: pace against the wall from now
         self.tick_hooks: list[TickHook] = []
         self.history: deque[tuple[int, PlantTruth]] = deque(
             maxlen=max(int(history_s * 1000 / self.period_ms), 1)
@@ -145,8 +201,13 @@ class SimulatedBoard:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._master = -1
-        self._slave = -1
-        self._host_reading = True
+        self._host_present = False  # a host has the pty open (its reads are not EIO)
+        self._host_reading = True  # ... and has not stalled for host_stall_s
+        self._rx_pending = bytearray()  # host bytes read while holding the board
+        self._pty_written = 0  # bytes written into this pty
+        self._unread: deque[tuple[int, int]] = deque()  # (written up to, board ms)
+        self._pty_full = False  # the last write found the pty full
+        self._gone_pending = 0  # unread bytes when a stalled host counted as gone
         self._hung_until_ms = 0
         self._hung_since_ms = 0
         self.watchdog_ms: int = self.board.get("watchdog_ms", 2000)
@@ -160,10 +221,7 @@ class SimulatedBoard:
 
     # -- life cycle ----------------------------------------------------------
     def start(self) -> SimulatedBoard:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # a USB CDC port has no line discipline
-        os.set_blocking(self._master, False)
-        self.port = os.ttyname(self._slave)
+        self._open_pty()
         try:
             self._point_link()
             self._runtime = make_runtime(self.runtime_name)
@@ -184,11 +242,10 @@ class SimulatedBoard:
         if self._runtime is not None:
             self._runtime.close()
             self._runtime = None
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = -1
+        if self._master >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+        self._master = -1
         self._remove_link()
 
     def __enter__(self) -> SimulatedBoard:
@@ -477,11 +534,54 @@ class SimulatedBoard:
         return self._thread is not None and self._thread.is_alive()
 
     # -- stepping ------------------------------------------------------------
+    def run_for(self, seconds: float) -> int:
+        """Free-running board: run ``seconds`` of simulated time from now (also
+        while no host has the port open; a host that has it open paces the board
+        as ever), then hold the board there until :meth:`release` or the next
+        ``run_for``. A held board still answers its host: each time the host has
+        written something it steps one control period. Returns the board time
+        (ms) it holds at: ``seconds`` rounded up to whole control periods."""
+        if self.lockstep:
+            raise RuntimeError("run_for() is for a free-running board; lock-step: advance()")
+        if (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+                or not math.isfinite(seconds) or seconds < 0):
+            raise ValueError(f"run_for(): seconds must be a finite number of at least 0, "
+                             f"not {seconds!r}")
+        periods = -(-round(seconds * 1000) // self.period_ms)  # whole periods, rounded up
+        with self._port_lock:
+            end_ms = self.time_ms + periods * self.period_ms
+            self._run_to_ms = end_ms
+            return end_ms
+
+    def release(self) -> None:
+        """End the hold of :meth:`run_for`: the board runs on (paced as ever)."""
+        with self._port_lock:
+            self._run_to_ms = None
+
+    @property
+    def held(self) -> bool:
+        """Whether :meth:`run_for` holds the board now."""
+        run_to = self._run_to_ms
+        return run_to is not None and self.time_ms + self.period_ms > run_to
+
     def advance(self, seconds: float) -> None:
-        """Lock-step mode: run the simulation for ``seconds`` of simulated time."""
+        """Lock-step mode: run the simulation for ``seconds`` of simulated time.
+
+        Time moves in whole control periods; what is left of ``seconds`` after
+        the last whole period is carried to the next call (counted in whole
+        microseconds), so ten ``advance(0.01)`` with a 100 ms period move one
+        period and ``advance(0.25)`` twice moves five. Raises ValueError for
+        a negative, infinite or NaN ``seconds`` or one that is not a number."""
         if not self.lockstep:
             raise RuntimeError("advance() is for lockstep=True; a free-running board paces itself")
-        for _ in range(round(seconds * 1000 / self.period_ms)):
+        if (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+                or not math.isfinite(seconds) or seconds < 0):
+            raise ValueError(f"advance(): seconds must be a finite number of at least 0, "
+                             f"not {seconds!r}")
+        self._carry_us += round(seconds * 1_000_000)
+        period_us = self.period_ms * 1000
+        while self._carry_us >= period_us:
+            self._carry_us -= period_us
             self._tick()
 
     def _run(self) -> None:
@@ -493,6 +593,15 @@ class SimulatedBoard:
                     time.sleep(0.01)
                     wall0, sim0 = time.monotonic(), self.time_ms
                     continue
+                if self._holding():
+                    time.sleep(HOLD_POLL_S)
+                    self._resync_speed = True
+                    continue
+                if self.host_lead_s is not None and not self._wait_for_host():
+                    continue
+                if self._resync_speed:
+                    self._resync_speed = False
+                    wall0, sim0 = time.monotonic(), self.time_ms
                 self._tick()
                 speed = self.speed
                 if math.isfinite(speed) and speed > 0:
@@ -523,33 +632,69 @@ class SimulatedBoard:
         if tx:
             self._write_host(tx)
 
+    # -- the host on the pty -------------------------------------------------------
+    def _open_pty(self) -> None:
+        """A new pseudo-terminal for the host. The board keeps only the master
+        end open, so a read of it fails with EIO exactly while no host has the
+        port open: the pty's DTR."""
+        master, slave = os.openpty()
+        try:
+            tty.setraw(slave)  # a USB CDC port has no line discipline (kept on reopen)
+            self.port = os.ttyname(slave)
+        finally:
+            os.close(slave)
+        os.set_blocking(master, False)
+        self._master = master
+        self._host_present = False
+        self._host_reading = True
+        self._pty_full = False
+        self._pty_written = 0
+        self._unread.clear()
+        self._rx_pending.clear()
+
     def _read_host(self) -> bytes:
         with self._port_lock:
-            return b"" if self._master < 0 else self._read_pty()
+            if self._master >= 0:
+                self._read_pty()
+            rx = bytes(self._rx_pending)
+            self._rx_pending.clear()
+            return rx
 
     def _write_host(self, data: bytes) -> None:
         with self._port_lock:
-            if self._master < 0:  # unplugged: the output goes nowhere, as on USB
+            if self._master < 0 or not self._host_present:
+                # unplugged, or no host has the port open: the output goes
+                # nowhere, as on USB
                 self.tx_bytes += len(data)
                 self.tx_dropped_bytes += len(data)
                 return
             self._write_pty(data)
 
-    def _read_pty(self) -> bytes:
-        chunks = []
+    def _read_pty(self) -> None:
+        """Move what the host wrote into ``_rx_pending``; note whether a host
+        has the port open."""
         while True:
             try:
                 chunk = os.read(self._master, 4096)
             except BlockingIOError:
-                break
-            except OSError as exc:  # EIO: nobody has the slave open
-                if exc.errno == errno.EIO:
-                    break
+                self._host_came()
+                return
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # nobody has the slave open
+                    self._host_present = False
+                    self._unread.clear()  # the next host flushes what is left
+                    return
                 raise
             if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+                return
+            self._host_came()
+            self._rx_pending += chunk
+
+    def _host_came(self) -> None:
+        if not self._host_present:
+            self._host_present = True
+            self._host_reading = True
+            self._pty_full = False
 
     def _write_pty(self, data: bytes) -> None:
         """Write like a USB CDC device: a host that reads slowly holds the board
@@ -560,17 +705,109 @@ class SimulatedBoard:
             try:
                 n = os.write(self._master, view)
             except BlockingIOError:
-                wait = HOST_STALL_S if self._host_reading else 0.0
+                wait = self.host_stall_s if self._host_reading else 0.0
                 _, writable, _ = select.select([], [self._master], [], wait)
                 if writable:
                     continue
                 if wait:
-                    self.host_stalls += 1  # the board waited HOST_STALL_S for the host
+                    self.host_stalls += 1  # the board waited host_stall_s for the host
                 self._host_reading = False
+                self._pty_full = True
                 self.tx_dropped_bytes += len(view)
                 return
-            self._host_reading = True
+            if self._pty_full:  # the host made room: it reads again
+                self._pty_full = False
+                self._host_reading = True
             view = view[n:]
+            self._pty_written += n
+            if self.host_lead_s is not None:
+                self._unread.append((self._pty_written, self.time_ms))
+
+    def _unread_bytes(self) -> int | None:
+        """Bytes waiting for the host to read them (None: cannot tell). What the
+        board wrote last may still be on its way into the count; 0 is exact."""
+        try:
+            fd = os.open(self.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:  # e.g. the host opened the port with TIOCEXCL
+            return None
+        try:
+            pending = _fionread(fd)
+            if pending == 0:
+                # Polling an empty tty first waits for bytes on their way in.
+                readable, _, _ = select.select([fd], [], [], 0)
+                if readable:
+                    pending = _fionread(fd)
+            return pending
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def _held_by_host(self, lead_ms: float) -> int | None:
+        """Under ``_port_lock``: whether the host holds the board back now, i.e.
+        output older than ``lead_ms`` of board time is unread. Returns the unread
+        bytes if so, else None. Only "all read" releases the board: a count
+        above 0 may lack bytes still on their way, so it cannot tell which."""
+        unread = self._unread
+        if (self._master < 0 or not self._host_present or not unread
+                or self.time_ms - unread[0][1] < lead_ms):
+            return None
+        pending = self._unread_bytes()
+        if pending is None or pending == 0:
+            unread.clear()
+            if pending == 0:
+                self._host_reading = True
+            return None
+        if not self._host_reading:  # counted as gone: until it reads again
+            if pending >= self._gone_pending:
+                self._gone_pending = pending
+                return None
+            self._host_reading = True
+        return pending
+
+    def _holding(self) -> bool:
+        """Whether the free-running board stands still now: held by
+        :meth:`run_for` with nothing from the host to answer, or no host has the
+        port open (``hold_while_away``) and no ``run_for`` runs it."""
+        if self._run_to_ms is None and not self.hold_while_away:
+            return False
+        with self._port_lock:
+            if self._master >= 0 and (not self._host_present or self.held):
+                self._read_pty()  # a host that came, a frame to answer
+            run_to = self._run_to_ms
+            if run_to is not None:
+                return self.held and not self._rx_pending
+            return self.hold_while_away and not self._host_present
+
+    def _wait_for_host(self) -> bool:
+        """``host_lead_s``: hold simulated time until the host has read what is
+        older than ``host_lead_s``, up to ``host_stall_s`` of wall time without
+        the host reading anything (then it counts as gone). True: step now;
+        False: the board was stopped or paused meanwhile."""
+        assert self.host_lead_s is not None
+        lead_ms = self.host_lead_s * 1000.0
+        last: int | None = None
+        since = time.monotonic()
+        while True:
+            with self._port_lock:
+                pending = self._held_by_host(lead_ms)
+                if pending is None:
+                    return True
+                now = time.monotonic()
+                if last is None:
+                    self.host_waits += 1
+                    self._resync_speed = True
+                if pending != last:  # the host read something (or this is the start)
+                    last, since = pending, now
+                elif now - since >= self.host_stall_s:
+                    self.host_stalls += 1
+                    self._host_reading = False
+                    self._gone_pending = pending
+                    return True
+                self._read_pty()  # what the host writes meanwhile, and whether it left
+            if self._stop.is_set() or self._paused.is_set():
+                return False
+            time.sleep(HOST_POLL_S)
 
     def info(self) -> dict[str, Any]:
         info = {"board": self.board["name"], "runtime": self.runtime_name, "port": self.port,
@@ -590,10 +827,10 @@ class SimulatedBoard:
                 return
             self.unplugged = True
             self._remove_link()
-            for fd in (self._master, self._slave):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self._master = self._slave = -1
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+            self._master = -1
+            self._host_present = False
 
     def replug(self) -> str:
         """Plug it back in: a new pty (``port`` changes), ``link`` points at it
@@ -601,12 +838,7 @@ class SimulatedBoard:
         with self._port_lock:
             if not self.unplugged:
                 return self.port
-            master, slave = os.openpty()
-            tty.setraw(slave)
-            os.set_blocking(master, False)
-            self._master, self._slave = master, slave
-            self.port = os.ttyname(slave)
-            self._host_reading = True
+            self._open_pty()
             self.unplugged = False
             self._point_link()
             return self.port
