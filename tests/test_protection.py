@@ -314,18 +314,53 @@ def test_trip_timing_with_other_sample_periods(spec: Spec, dt_ms: int) -> None:
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
-def test_pulse_one_sample_short_does_not_trip(spec: Spec) -> None:
+def test_pulses_with_three_gaps_in_eight_do_not_trip(spec: Spec) -> None:
+    """A run restarts on the third sample inside the limit within 8: pulses one
+    sample short of the delay, each followed by 3 samples inside, never trip."""
     rig = Rig(spec)
     n = spec.samples_to_trip()
     over = spec.beyond(spec.trip, 500)
-    for _ in range(5):  # repeated short pulses: the timer restarts every time
-        assert rig.feed(over, n - 1) == 0
-        assert rig.feed(spec.normal) == 0
-    # a sample at the threshold itself also interrupts the pulse
-    assert rig.feed(over, n - 1) == 0
-    assert rig.feed(spec.trip) == 0
-    assert rig.feed(over, n - 1) == 0
+    for gap in ([spec.normal] * 3, [spec.trip] * 3, [spec.normal, spec.trip, spec.normal]):
+        for _ in range(3):
+            assert rig.feed(over, n - 1) == 0
+            for value in gap:  # a sample at the threshold itself is inside the limit
+                assert rig.feed(value) == 0
     assert rig.feed(spec.normal, 200) == 0
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_two_gaps_in_eight_do_not_restart_the_delay(spec: Spec) -> None:
+    """N of M: 6 of any 8 samples past the limit keep the run going, so a sample
+    or two inside the limit (noise) do not restart the trip delay: it trips once
+    the delay has passed since the first sample past the limit (and the debounce
+    count of samples were past it)."""
+    n = spec.samples_to_trip()
+    if n < 3:
+        return  # trips on its first or second sample: no gap fits
+    over = spec.beyond(spec.trip, 500)
+    for gaps in ((1,), (1, 2), (n - 2,), tuple(range(1, n - 1, 4))):
+        # the sample it trips on: the delay passed and enough samples past the limit
+        due = max(samples_to(spec.trip_delay_ms), spec.debounce + len(gaps)) - 1
+        rig = Rig(spec)
+        for k in range(due):
+            value = spec.normal if k in gaps else over
+            assert rig.feed(value) == 0, f"tripped early at sample {k} (gaps {gaps})"
+        assert rig.feed(over) == spec.bit, f"gaps at {gaps} postponed the trip"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_debounce_counts_samples_past_the_limit(spec: Spec) -> None:
+    """The debounce count is of samples past the limit in the run, gaps not counted."""
+    p = Protection(isolated_limits(spec), debounces={spec.name: 6}, delays={spec.name: (0, 0)})
+    m = Meas()
+    over = spec.beyond(spec.trip, 500)
+    values = [over, over, spec.normal, over, over, over, spec.normal, over]
+    for k, value in enumerate(values):
+        m.set(spec.quantity, value)
+        p.load(m)
+        p.step(DT_MS)
+        tripped = (p.faults | p.alarms | p.warnings) & spec.bit
+        assert bool(tripped) == (k == len(values) - 1), k
 
 
 @pytest.mark.parametrize("spec", HYSTERESIS_SPECS, ids=[s.name for s in HYSTERESIS_SPECS])
@@ -368,9 +403,23 @@ def test_interrupted_release_restarts_the_release_delay(spec: Spec) -> None:
         interruptions.append(spec.between)
     for interruption in interruptions:
         assert rig.feed(past, n - 1) == spec.bit
-        assert rig.feed(interruption) == spec.bit
+        assert rig.feed(interruption, 3) == spec.bit  # 3 in 8: the run restarts
     assert rig.feed(past, n - 1) == spec.bit
     assert rig.feed(past) == 0
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_release_tolerates_two_gaps_in_eight(spec: Spec) -> None:
+    rig = Rig(spec)
+    rig.trip_now()
+    n = spec.samples_to_release()
+    if n < 4:
+        return
+    past = spec.short_of(spec.release, 10)
+    assert rig.feed(past, 1) == spec.bit
+    assert rig.feed(spec.beyond(spec.trip), 2) == spec.bit  # two back past the limit
+    assert rig.feed(past, n - 4) == spec.bit
+    assert rig.feed(past) == 0, "the gaps postponed the release"
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)

@@ -6,12 +6,15 @@ The table is held in parallel integer arrays and :meth:`Protection.step` only
 reads and writes their elements and small ints, so it allocates nothing (a test
 runs it under ``micropython.heap_lock()`` on real MicroPython).
 
-Timing: a protection trips on the first sample at which its condition has held
-for ``trip_delay_ms`` and for at least ``debounce`` consecutive samples (a
-condition seen on one sample only trips at once only when the delay is 0 and
-the debounce count 1); it releases on the first sample at which the value has
-been back past the release threshold for ``release_delay_ms`` and ``debounce``
-samples.
+Timing ("N of M"): a protection trips on the first sample past its limit at
+which its condition has held for ``trip_delay_ms`` and on at least ``debounce``
+samples. The time counts from the first sample past the limit; samples back
+inside it do not restart it while they are few: it restarts on the third
+sample inside the limit within 8 samples (at least 6 of any 8 samples past the
+limit), so noise around the limit does not postpone a trip, while a condition
+present for less than 3 samples in 4 never trips. A condition seen on one
+sample only trips at once only when the delay is 0 and the debounce count 1.
+It releases the same way past the release threshold (``release_delay_ms``).
 
 Severity: a warning is reported only; an alarm holds the current to zero in its
 direction (``blocks``) and releases by itself; a fault opens the output and
@@ -93,10 +96,12 @@ class Protection:
         self.blocks = bytearray(n)
         self.debounce = array("H", [1] * n)
         self.active = bytearray(n)
-        # How long and for how many consecutive samples the trip (or, once active,
-        # the release) condition has held; 0 samples: it does not hold now.
+        # How long since the trip (or, once active, the release) condition was first
+        # seen and on how many samples it held since; 0 samples: no such run. Bit k
+        # of ``missed``: the condition did not hold k + 1 samples ago, in this run.
         self.timer_ms = array("l", [0] * n)
         self.samples = array("H", [0] * n)
+        self.missed = bytearray(n)
         self.values = array("l", [0] * _N_QUANTITIES)
         self.faults = 0
         self.alarms = 0
@@ -173,21 +178,28 @@ class Protection:
                 t = self.trip[i]
                 holding = v > t if self.above[i] else v < t
                 delay = self.trip_delay_ms[i]
-            if not holding:
-                self.timer_ms[i] = 0
-                self.samples[i] = 0
-            else:
-                if self.samples[i]:  # held since an earlier sample
-                    self.timer_ms[i] += dt_ms
+            if self.samples[i]:  # a run started on an earlier sample
+                self.timer_ms[i] += dt_ms
+                m = (self.missed[i] << 1) & 0xFF
+                if not holding:
+                    m |= 1
+                    x = m & (m - 1)  # m less its lowest bit
+                    if x & (x - 1):  # a third miss within 8 samples: the run ends
+                        m = 0
+                        self.timer_ms[i] = 0
+                        self.samples[i] = 0
+                self.missed[i] = m
+            if holding:
                 if self.samples[i] < MAX_DEBOUNCE:
                     self.samples[i] += 1
                 if self.timer_ms[i] >= delay and self.samples[i] >= self.debounce[i]:
                     self.active[i] ^= 1
                     self.timer_ms[i] = 0
                     self.samples[i] = 0
+                    self.missed[i] = 0
                     changed |= self.bit[i]
-                elif not self.active[i] and self.severity[i] == FAULT:
-                    pending |= self.bit[i]
+            if self.samples[i] and not self.active[i] and self.severity[i] == FAULT:
+                pending |= self.bit[i]
             if self.active[i]:
                 severity = self.severity[i]
                 if severity == FAULT:
