@@ -62,6 +62,7 @@ _WHOLE: dict[str, tuple[int, int]] = {
 
 def check_board(board: dict[str, Any], where: str) -> None:
     """One clear BoardFileError for a value the firmware cannot run with."""
+    from cellguard_fw.adc_front import calibration, range_error
     from cellguard_fw.chemistry import PROFILES
 
     if not isinstance(board["name"], str) or not board["name"]:
@@ -91,3 +92,33 @@ def check_board(board: dict[str, Any], where: str) -> None:
                 raise BoardFileError(f"{where}: {key} ({board[key]}) is beyond what the current "
                                      f"sensor measures (frontend.current_adc.full_scale_ma "
                                      f"{full_scale})")
+    _check_adc(board, where, calibration, range_error, PROFILES)
+
+
+def _check_adc(board: dict[str, Any], where: str, calibration: Any, range_error: Any,
+               profiles: dict[str, Any]) -> None:
+    """A Pico's or ESP32's own ADC: the chemistry's highest cell inside the ADC's
+    accurate input range, calibration pairs and balancing pins that fit the cells."""
+    cell = board["frontend"].get("cell_adc")
+    if not isinstance(cell, dict):
+        return
+    full_scale = cell.get("full_scale_mv")
+    if isinstance(full_scale, int) and not isinstance(full_scale, bool) and full_scale > 0:
+        error = range_error(board["mcu"], full_scale,
+                            profiles[board["chemistry"]]["hard_cell_mv"][1])
+        if error:
+            raise BoardFileError(f"{where}: {error}")
+    try:
+        pairs = cell.get("calibration")
+        if pairs is not None:
+            calibration(pairs, board["cells"], "frontend.cell_adc")
+        current = board["frontend"].get("current_adc")
+        pair = current.get("calibration") if isinstance(current, dict) else None
+        if pair is not None:
+            calibration([pair], 1, "frontend.current_adc")
+    except (TypeError, ValueError) as exc:
+        raise BoardFileError(f"{where}: {exc} (each a [gain, offset] pair of numbers)") from None
+    balance = (board.get("pins") or {}).get("balance")
+    if balance is not None and (not isinstance(balance, list) or len(balance) != board["cells"]):
+        raise BoardFileError(f"{where}: pins.balance must list one pin per cell "
+                             f"({board['cells']})")
