@@ -11,7 +11,8 @@ from typing import Any
 
 from cellguard.paths import boards_dir
 from cellguard.sim import fake_machine
-from cellguard.sim.adc import AdcBench, AdcModel
+from cellguard.sim.adc import AdcModel
+from cellguard.sim.fake_machine import AdcBench
 from cellguard_fw.app import Bms
 from cellguard_fw.hal_sim import SimPort
 

@@ -16,7 +16,8 @@ import pytest
 from adc_bench import board, make_hal, ov_trip
 
 from cellguard.boards import BoardFileError, check_board
-from cellguard.sim.adc import AdcBench, AdcModel
+from cellguard.sim.adc import AdcModel
+from cellguard.sim.fake_machine import AdcBench
 from cellguard_fw.adc_front import ACCURATE_MV, DNL_LSB, pin_mv, range_error, rp2040_fix
 from cellguard_fw.app import Bms
 from cellguard_fw.chemistry import PROFILES
@@ -259,3 +260,61 @@ def test_balancing_pins_follow_the_mask() -> None:
     bad["pins"]["balance"] = [6, 7]
     with pytest.raises(BoardFileError, match="one pin per cell"):
         check_board(bad, "pico")
+
+
+# -- the simulated board's sensor model --------------------------------------------------
+
+
+def _sim_board(**sensors: object) -> dict:
+    from cellguard.boards import load_board
+
+    b = load_board("sim-4s")
+    b["sensors"] = {**b.get("sensors", {}), **sensors}
+    return b
+
+
+@pytest.mark.parametrize("kind", ["rp2040", "esp32"])
+def test_sensor_model_hands_the_simulated_board_what_the_board_hal_would(kind: str) -> None:
+    """``"adc"`` in a board file's ``"sensors"``: every code of a simulated board
+    passes the modelled MCU ADC and the HAL's averaging. Averaged readings are
+    within 2 mV; one sample a period is several times noisier."""
+    from cellguard.sim.sensors import SensorModel
+
+    fs = 6600 if kind == "esp32" else 5000  # an ESP32 board divides its cells down
+    cfg = _sim_board(adc=kind)
+    cfg["frontend"]["cell_adc"]["full_scale_mv"] = fs
+    fe = Frontend(cfg["frontend"])
+    averaged = SensorModel(cfg, seed=3)
+    single = SensorModel(_sim_board(adc=kind, adc_samples=1) | {"frontend": cfg["frontend"]},
+                         seed=3)
+    assert averaged.adc is not None and averaged.adc.kind == kind
+    for volts in (3.0, 3.7, 4.25):
+        avg = [fe.cell.convert(averaged.cell_code(volts)) - volts * 1000 for _ in range(300)]
+        one = [fe.cell.convert(single.cell_code(volts)) - volts * 1000 for _ in range(300)]
+        assert abs(statistics.fmean(avg)) < 2.0, (volts, statistics.fmean(avg))
+        assert statistics.pstdev(one) > 2.5 * statistics.pstdev(avg)
+    plain = SensorModel(_sim_board(), seed=3)
+    assert plain.adc is None and len({plain.cell_code(3.7) for _ in range(20)}) == 1
+
+
+@pytest.mark.parametrize(("sensors", "words"), [
+    ({"adc": "avr"}, "sensors.adc must be one of"),
+    ({"adc_samples": 0}, "adc_samples must be a whole number"),
+    ({"adc_samples": 2.5}, "adc_samples must be a whole number"),
+])
+def test_bad_adc_keys_are_refused(sensors: dict, words: str) -> None:
+    from cellguard.sim.sensors import SensorModel
+
+    with pytest.raises(ValueError, match=words):
+        SensorModel(_sim_board(**sensors))
+
+
+def test_simulated_board_runs_on_the_modelled_adc() -> None:
+    from cellguard.sim import SimulatedBoard
+
+    with SimulatedBoard(board=_sim_board(adc="rp2040"), runtime="cpython",
+                        lockstep=True) as sim:
+        sim.advance(3.0)
+        cells = sim.runtime.firmware.bms.meas.cells_mv  # type: ignore[union-attr]
+        truth = sim.truth().cells_v
+        assert max(abs(c - t * 1000) for c, t in zip(cells, truth, strict=True)) < 8

@@ -14,20 +14,17 @@ pin voltage. The inverse the board HAL applies is ``cellguard_fw.adc_front``.
   near 3.1 V); read_uv applies the calibration, which undoes them (to within
   ``cal_error``, relative) but not the flattening, in whole mV as the port does.
 
-:class:`AdcBench` wires a board's pins (mux select, ADC inputs, outputs) to
-cell voltages, a current and temperatures through the sensor model, for
-``cellguard.sim.fake_machine``.
+``SensorModel`` runs a simulated board's codes through it (``"adc"`` in the
+board file's ``"sensors"``); ``cellguard.sim.fake_machine.AdcBench`` wires a
+Pico or ESP32 board's pins to it for the real board HAL.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from typing import Any
 
-from cellguard_fw.adc_front import ADC_REF_MV
-
-from .sensors import SensorModel
+from cellguard_fw.adc_front import ADC_REF_MV, rp2040_fix
 
 REF_V = ADC_REF_MV / 1000.0
 
@@ -116,62 +113,22 @@ class AdcModel:
             raise AttributeError("'ADC' object has no attribute 'read_uv'")
         return max(self.esp32_calibrated_mv(self.esp32_raw(v)), 0) * 1000
 
-
-class AdcBench:
-    """A board's analog side for the fake ``machine``: which pin carries what.
-
-    ``cells_v``, ``current_a`` and ``temps_c`` are set by the caller (a test, a
-    plant); the mux select pins pick the cell on ``pins.cell_adc``. The front
-    end's own errors per cell channel (``cell_gain_errors``, ``cell_offsets_v``,
-    at the cell) come before the ADC; ``adc`` models the converter.
-    """
-
-    def __init__(self, board: dict[str, Any], adc: AdcModel,
-                 cell_gain_errors: list[float] | None = None,
-                 cell_offsets_v: list[float] | None = None) -> None:
-        self.board = board
-        self.adc = adc
-        self.sensors = SensorModel(board, noise_lsb=0.0)
-        n = board["cells"]
-        self.cells_v = [3.7] * n
-        self.current_a = 0.0
-        self.temps_c = [25.0] * board["temp_sensors"]
-        self.pack_v: float | None = None
-        self.cell_gain_errors = list(cell_gain_errors or [0.0] * n)
-        self.cell_offsets_v = list(cell_offsets_v or [0.0] * n)
-        self.levels: dict[int, int] = {}  # GPIO levels the firmware drives
-        self.reads = 0
-
-    def channel(self) -> int:
-        """The mux channel the select pins pick now."""
-        select = self.board["pins"]["mux_select"]
-        return sum(self.levels.get(p, 0) << bit for bit, p in enumerate(select))
-
-    def pin_v(self, pin: int) -> float:
-        """The voltage on ADC pin ``pin`` now."""
-        pins = self.board["pins"]
-        s = self.sensors
-        if pin == pins["cell_adc"]:
-            k = self.channel()
-            if k >= len(self.cells_v):
-                return 0.0  # an unused mux input, grounded
-            v = self.cells_v[k] * (1.0 + self.cell_gain_errors[k]) + self.cell_offsets_v[k]
-            return max(v, 0.0) / s.cell_fs_v * REF_V
-        if pin == pins["current_adc"]:
-            span = s.cur_max - s.cur_zero
-            return (s.cur_zero + self.current_a / s.cur_fs_a * span) / s.cur_max * REF_V
-        if pin in pins["temp_adcs"]:
-            t = self.temps_c[pins["temp_adcs"].index(pin)]
-            return s.temp_code(t) / s.temp_max * REF_V
-        if pin == pins.get("pack_adc"):
-            pack = sum(self.cells_v) if self.pack_v is None else self.pack_v
-            return pack / s.pack_fs_v * REF_V
-        raise ValueError(f"pin {pin} is no ADC input of board {self.board['name']!r}")
-
-    def read_u16(self, pin: int) -> int:
-        self.reads += 1
-        return self.adc.read_u16(self.pin_v(pin))
-
-    def read_uv(self, pin: int) -> int:
-        self.reads += 1
-        return self.adc.read_uv(self.pin_v(pin))
+    def hal_code(self, v: float, samples: int) -> int:
+        """The 16-bit code the board HAL (``hal_adc_mux.AdcMuxHal._read``) makes of
+        ``samples`` readings of a pin at ``v`` volts: averaged, DNL-corrected on an
+        RP2040, from ``read_uv`` on an ESP32 (the same integer arithmetic)."""
+        total = 0
+        if self.kind == "esp32":
+            for _ in range(samples):
+                total += self.read_uv(v)
+            mv10 = (total // samples + 50) // 100
+            code = (mv10 * 13107 + 3300) // 6600
+        elif self.kind == "rp2040":
+            for _ in range(samples):
+                total += rp2040_fix(self.read_u16(v) >> 4)
+            code = (total + samples // 2) // samples
+        else:
+            for _ in range(samples):
+                total += self.read_u16(v)
+            code = (total + samples // 2) // samples
+        return min(code, 65535)

@@ -6,6 +6,10 @@ offset and gain error are optional and off by default, so a test can compare
 telemetry with the plant within one LSB. The board file's ``"sensors"`` object
 sets them (``SENSOR_DEFAULTS``); a caller's values override the file's.
 
+``"adc"`` puts a Pico's or an ESP32's own ADC (``cellguard.sim.adc``) behind
+the front end: every code is then what the board HAL (``hal_adc_mux``) would
+hand the firmware, ``adc_samples`` modelled readings averaged and corrected.
+
 Sensor faults are injected here (``SimulatedBoard.inject``): an open sense
 wire, a frozen cell reading, an open or shorted NTC, an offset or gain error
 of the current sensor, an offset of the pack-voltage sensor.
@@ -20,6 +24,7 @@ from typing import Any
 
 from cellguard_fw.frontend import KELVIN_0C
 
+from .adc import ADC_DEFAULTS, REF_V, AdcModel
 from .plant import Plant
 
 TAIL_FORMAT = "<Hlb"
@@ -27,19 +32,21 @@ TAIL_FORMAT = "<Hlb"
 voltage (i32 mV, -1 where not measured), contactor feedback (i8: 1 closed, 0 open,
 -1 where not read); as ``hal_sim.SimHal`` unpacks them."""
 
-SENSOR_DEFAULTS: dict[str, float | None] = {
+SENSOR_DEFAULTS: dict[str, float | str | None] = {
     "noise_lsb": 0.0,  # Gaussian noise (sigma, LSB) on every ADC channel (link: mV)
     "cell_noise_lsb": None,  # on the cell channels (None: noise_lsb)
     "current_noise_lsb": None,  # on the current channel (None: noise_lsb)
     "temp_noise_c": None,  # on each temperature, degC (None: noise_lsb on its code)
     "current_offset_a": 0.0,  # the current sensor reads this much more than the truth
     "current_gain_error": 0.0,  # ... and this fraction more (0.01: 1 % high)
+    "adc": None,  # the MCU's own ADC between front end and firmware: "rp2040", "esp32"
+    "adc_samples": 16.0,  # ... read this many times a channel, as the board HAL does
 }
 """The board file's ``"sensors"`` keys and their defaults."""
 
 
 def sensor_parameters(board: dict[str, Any],
-                      overrides: dict[str, Any] | None = None) -> dict[str, float | None]:
+                      overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The board's ``"sensors"`` object with ``overrides`` over it, over
     :data:`SENSOR_DEFAULTS`, checked (ValueError names a bad key or value)."""
     given = {**(board.get("sensors") or {}), **(overrides or {})}
@@ -48,8 +55,15 @@ def sensor_parameters(board: dict[str, Any],
         raise ValueError(f"board {board.get('name')!r}: unknown sensors key "
                          f"{', '.join(unknown)}; valid keys: {', '.join(SENSOR_DEFAULTS)}")
     p = {**SENSOR_DEFAULTS, **given}
+    adc = p["adc"]
+    if adc is not None and adc not in ADC_DEFAULTS:
+        raise ValueError(f"sensors.adc must be one of {', '.join(ADC_DEFAULTS)}, not {adc!r}")
+    samples = p["adc_samples"]
+    if (isinstance(samples, bool) or not isinstance(samples, int | float)
+            or samples != int(samples) or not 1 <= samples <= 256):
+        raise ValueError(f"sensors.adc_samples must be a whole number 1..256, not {samples!r}")
     for key, value in p.items():
-        if value is None and SENSOR_DEFAULTS[key] is None:
+        if key == "adc" or value is None and SENSOR_DEFAULTS[key] is None:
             continue
         if (isinstance(value, bool) or not isinstance(value, int | float)
                 or not math.isfinite(value)):
@@ -104,6 +118,11 @@ class SensorModel:
         self.base_current_offset_a: float = cfg["current_offset_a"] or 0.0
         self.base_current_gain_error: float = cfg["current_gain_error"] or 0.0
         self.rng = random.Random(seed ^ 0x5E5)
+        # The MCU's own ADC (None: the front end's codes reach the firmware exactly).
+        self.adc: AdcModel | None = None
+        self.adc_samples = int(cfg["adc_samples"])
+        if cfg["adc"] is not None:
+            self.adc = AdcModel(cfg["adc"], seed=seed)
         self._fmt = f"<{self.n_cells + 1 + self.n_temps}H"
         # Injected faults (empty/neutral when absent).
         self.open_wires: set[int] = set()  # cells whose top sense wire is open
@@ -130,6 +149,9 @@ class SensorModel:
         sigma = self.noise_lsb if noise_lsb is None else noise_lsb
         if sigma:
             x += self.rng.gauss(0.0, sigma)
+        if self.adc is not None:  # through the MCU's ADC and the board HAL's averaging
+            code16 = self.adc.hal_code(max(x, 0.0) / max_code * REF_V, self.adc_samples)
+            return min(round(code16 * max_code / 65535), max_code)
         return min(max(round(x), 0), max_code)
 
     def cell_code(self, v: float) -> int:
