@@ -63,7 +63,7 @@ def sensor_parameters(board: dict[str, Any],
             or samples != int(samples) or not 1 <= samples <= 256):
         raise ValueError(f"sensors.adc_samples must be a whole number 1..256, not {samples!r}")
     for key, value in p.items():
-        if key == "adc" or value is None and SENSOR_DEFAULTS[key] is None:
+        if key == "adc" or (value is None and SENSOR_DEFAULTS[key] is None):
             continue
         if (isinstance(value, bool) or not isinstance(value, int | float)
                 or not math.isfinite(value)):
