@@ -1166,8 +1166,8 @@ regenerate it (`tests/test_reaction_times.py` fails while it is out of date):
   clearing to the first step at which the output is closed again, the
   direction is allowed again, or the release event is sent. Min and max over
   the phases, in simulated time, so every rerun gives the same figures.
-- **debounce**: the trip (and the release) also needs that many consecutive
-  samples.
+- **debounce**: the trip (and the release) also needs that many samples past
+  the limit (a run restarts on the third sample back inside within 8).
 - **worst case**: one period (a crossing just after a sample), plus the delay
   rounded up to whole control periods, or debounce − 1 periods if that is
   more.

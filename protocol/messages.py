@@ -97,7 +97,7 @@ Severity = Enum(
 # The configuration stem of each protection, in the order of the firmware's
 # protection table (``cellguard_fw.protection.PROTECTIONS``) and the unit of its
 # thresholds. Keys 4i+1..4i+4 are its trip, release, trip delay and release delay;
-# key 128+i its debounce count (consecutive samples) and 160+i its severity.
+# key 128+i its debounce count (samples past the limit) and 160+i its severity.
 PROTECTION_STEMS: tuple[tuple[str, str], ...] = (
     ("cell_ov", "mv"), ("cell_uv", "mv"), ("temp_max", "dc"), ("temp_min", "dc"),
     ("charge_current", "ma"), ("discharge_current", "ma"), ("deep_discharge", "mv"),

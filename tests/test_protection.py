@@ -3,7 +3,8 @@ and the Bms invariant "output open while any fault is active" under random input
 
 Timing contract (see the protection module docstring): a condition first seen at
 sample k has "held for" ``(j - k) * dt`` at sample j, so with dt = 100 ms a
-1000 ms trip delay trips on the 11th consecutive sample past the limit.
+1000 ms trip delay trips on the 11th sample of a run past the limit; a run
+restarts on the third sample back inside the limit within 8 (N of M).
 """
 
 from __future__ import annotations
