@@ -260,6 +260,10 @@ def test_balancing_pins_follow_the_mask() -> None:
     bad["pins"]["balance"] = [6, 7]
     with pytest.raises(BoardFileError, match="one pin per cell"):
         check_board(bad, "pico")
+    asks = board("pico-4s")
+    asks["balancing"] = True  # balancing asked for, no pins to do it with
+    with pytest.raises(BoardFileError, match="no balancing pins"):
+        check_board(asks, "pico")
 
 
 # -- the simulated board's sensor model --------------------------------------------------

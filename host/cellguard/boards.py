@@ -122,3 +122,6 @@ def _check_adc(board: dict[str, Any], where: str, calibration: Any, range_error:
     if balance is not None and (not isinstance(balance, list) or len(balance) != board["cells"]):
         raise BoardFileError(f"{where}: pins.balance must list one pin per cell "
                              f"({board['cells']})")
+    if balance is None and board["mcu"] in ("rp2040", "esp32") and board.get("balancing") is True:
+        raise BoardFileError(f"{where}: balancing is on but pins.balance names no balancing "
+                             f"pins: the board could not apply the mask it reports")
