@@ -58,6 +58,10 @@ class UsbStream(io.IOBase):
             n += 1
         return n
 
+    def read(self, n):
+        buf = bytearray(n)  # allocates, as stdin.buffer.read does
+        return bytes(buf[:self.readinto(buf)])
+
     def write(self, data):
         n = len(data)
         if n > self.room:
