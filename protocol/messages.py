@@ -336,7 +336,8 @@ MESSAGES: tuple[MessageSpec, ...] = (
     MessageSpec(0x03, "time_sync", TimeSync, H2B, "set the board's clock; answered by ACK"),
     MessageSpec(0x04, "reset", Empty, H2B, "restart the firmware; ACK, then a restart"),
     MessageSpec(0x05, "enter_repl", Empty, H2B,
-                "hand the serial port back to the MicroPython REPL; ACK first"),
+                "hand the serial port back to the MicroPython REPL (output open, reset into "
+                "maintenance mode); ACK first"),
     MessageSpec(0x06, "get_stats", Empty, H2B, "ask for link and loop counters"),
     MessageSpec(0x07, "stats", Stats, B2H, "link and loop counters"),
     MessageSpec(0x10, "telemetry", Telemetry, B2H, "periodic measurements and state"),
