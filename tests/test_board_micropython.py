@@ -213,3 +213,101 @@ def test_board_code_compiles_under_micropython(mp: MicroPythonRuntime) -> None:
     out = mp.exec(f"compile({source!r}, 'main.py', 'exec')\n"
                   "import cellguard_fw.board_main as b\nprint('OK', b.run.__name__)\n")
     assert out.strip() == "OK run"
+
+
+# -- board_main.run() itself under MicroPython ---------------------------------
+RUN_LOOP = """
+import machine
+from cellguard_fw import board_main
+from cellguard_fw.hal_sim import SimHal
+from binascii import unhexlify
+from sim_clock import EndOfRun, SimClock
+from usb_model import UsbStream
+
+class Hal(SimHal):
+    def __init__(self, clock):
+        SimHal.__init__(self, 4, 2, b"\\x01" * 8, None, True)
+        self.codes[:] = unhexlify(CODES)
+        self.clock = clock
+        self.steps = []
+    def sample(self, raw_cells, raw_temps):
+        self.steps.append(self.clock.now)
+        return SimHal.sample(self, raw_cells, raw_temps)
+
+kept = []
+Bms = board_main.Bms
+def keep(*args):
+    kept.append(Bms(*args))
+    return kept[-1]
+
+clock = SimClock(END_MS)
+stream = UsbStream(rx_size=2048, tx_size=65536)
+stream.clock = clock
+stream.room = ROOM
+stream.feed(unhexlify(RX))
+hal = Hal(clock)
+del machine.log[:]
+board_main.Bms = keep
+ended = "returned"
+try:
+    board_main.run("/board.json", hal, board_main.UsbSerialPort(stream, stream), clock, WDT)
+except EndOfRun:
+    ended = "end"
+except machine.Reset:
+    ended = "reset"
+finally:
+    board_main.Bms = Bms
+gaps = [hal.steps[i + 1] - hal.steps[i] for i in range(len(hal.steps) - 1)]
+bms = kept[0]
+print("RUN", ended, len(hal.steps), min(gaps or [0]), max(gaps or [0]), stream.blocked,
+      bms.link.tx_frames, bms.link.tx_dropped, int(hal.output_closed), repr(machine.log))
+"""
+
+
+def sim_codes() -> str:
+    from cellguard.sim.sensors import SensorModel
+
+    board = json.loads((boards_dir() / "sim-4s.json").read_text())
+    s = SensorModel(board, noise_lsb=0)
+    import struct
+
+    return (struct.pack("<7H", *[s.cell_code(3.7)] * 4, s.current_code(0.0),
+                        *[s.temp_code(25.0)] * 2) + s.tail_values(14.8, 14.8, False)).hex()
+
+
+def run_loop(mp: MicroPythonRuntime, end_ms: int, room: int, rx: bytes = b"",
+             wdt: str = "clock") -> tuple[str, list[int], list[tuple[Any, ...]]]:
+    board = json.loads((boards_dir() / "sim-4s.json").read_text())
+    board["estimator"] = "none"
+    mp.exec(f"with open('/board.json', 'w') as f:\n    f.write({json.dumps(board)!r})\n"
+            "import os\ntry:\n    os.remove('/maintenance')\nexcept OSError:\n    pass\n")
+    source = (RUN_LOOP.replace("CODES", repr(sim_codes())).replace("END_MS", str(end_ms))
+              .replace("ROOM", str(room)).replace("RX", repr(rx.hex())).replace("WDT", wdt))
+    line = next(x for x in mp.exec(source).splitlines() if x.startswith("RUN "))
+    parts = line.split(" ", 9)
+    return parts[1], [int(x) for x in parts[2:9]], [tuple(e) for e in ast.literal_eval(parts[9])]
+
+
+def test_the_loop_under_micropython_never_waits_for_a_host_that_does_not_read(
+        mp: MicroPythonRuntime) -> None:
+    ended, (steps, min_gap, max_gap, blocked, sent, dropped, closed), _ = run_loop(
+        mp, 20_000, room=0)
+    assert ended == "end"
+    assert blocked == 0
+    assert 199 <= steps <= 201 and min_gap == max_gap == 100  # every period, on time
+    assert sent + dropped == 20 and dropped > 0  # telemetry once a second, 0 s to 19 s
+    assert closed == 0  # run() opened the output on its way out
+
+
+def test_enter_repl_under_micropython_resets_into_maintenance_mode(
+        mp: MicroPythonRuntime) -> None:
+    from cellguard.protocol.codec import build_payload, encode_frame
+    from cellguard.protocol.messages import BY_NAME
+
+    frame = encode_frame(BY_NAME["enter_repl"].msg_id, 5, build_payload("enter_repl", {}))
+    ended, numbers, log = run_loop(mp, 20_000, room=4096, rx=frame, wdt="None")
+    assert ended == "reset" and log[0] == ("WDT", 2000) and log[-1] == ("reset",)
+    assert numbers[6] == 0  # the output is open
+    boot_log, flag = boot(mp, PICO)  # the board comes up in maintenance mode
+    assert ("run",) not in boot_log and boot_log[-1] == ("kbd_intr", 3)
+    assert flag == "no flag"

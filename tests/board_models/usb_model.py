@@ -26,6 +26,7 @@ class UsbStream(io.IOBase):
         self.room = 64
         self.blocked = 0
         self.blocked_ms = 0
+        self.clock = None  # a SimClock: a blocked write takes its time
 
     def feed(self, data):
         """The host sends ``data`` (call with the heap unlocked)."""
@@ -67,6 +68,8 @@ class UsbStream(io.IOBase):
         if n > self.room:
             self.blocked += 1
             self.blocked_ms += BLOCK_MS
+            if self.clock is not None:
+                self.clock.now += BLOCK_MS
             n = self.room
         for i in range(n):
             self.tx[self.tx_len] = data[i]
