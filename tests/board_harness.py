@@ -43,6 +43,10 @@ class SimClock:
         return self.now % _TICKS_PERIOD
 
     @staticmethod
+    def ticks_add(a: int, delta: int) -> int:
+        return (a + delta) % _TICKS_PERIOD
+
+    @staticmethod
     def ticks_diff(a: int, b: int) -> int:
         return (a - b + _TICKS_PERIOD // 2) % _TICKS_PERIOD - _TICKS_PERIOD // 2
 

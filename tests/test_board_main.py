@@ -78,9 +78,10 @@ def test_the_loop_runs_a_step_per_period_and_closes_the_output(tmp_path: Path) -
     r = Run(tmp_path)
     assert r.go(3000) is EndOfRun
     steps = r.hal.samples
+    assert steps[0] == 0 and max(r.clock.sleeps) <= 5  # no REPL grace: protection at once
     assert 29 <= len(steps) <= 31
     assert all(b - a == 100 for a, b in pairwise(steps))
-    assert r.hal.outputs_log[-2] == (100, True)  # it closed (a healthy pack) ...
+    assert r.hal.outputs_log[-2] == (0, True)  # it closed (a healthy pack) ...
     assert r.hal.outputs_log[-1] == (3000, False)  # ... and run()'s finally opened it
 
 

@@ -295,7 +295,8 @@ def test_the_loop_under_micropython_never_waits_for_a_host_that_does_not_read(
     assert ended == "end"
     assert blocked == 0
     assert 199 <= steps <= 201 and min_gap == max_gap == 100  # every period, on time
-    assert sent + dropped == 20 and dropped > 0  # telemetry once a second, 0 s to 19 s
+    assert sent + dropped == 1 + steps // 10  # telemetry at the 1st step, then every 10th
+    assert dropped > 0
     assert closed == 0  # run() opened the output on its way out
 
 

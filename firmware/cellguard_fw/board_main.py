@@ -88,7 +88,7 @@ class UsbSerialPort:
 def run(board_path="/board.json", hal=None, port=None, clock=time, wdt=None, reset=None):
     """Run the firmware on a board until it resets; the outputs open on any way out.
 
-    ``clock`` has ``ticks_ms``, ``ticks_diff`` and ``sleep_ms`` (the ``time``
+    ``clock`` has ``ticks_ms``, ``ticks_add``, ``ticks_diff`` and ``sleep_ms`` (the ``time``
     module); ``wdt`` has ``feed()``; ``reset()`` restarts the board. ENTER_REPL
     leaves the file ``maintenance`` beside the board file and resets: ``main.py``
     then serves the REPL with the outputs open, no loop and no watchdog.
@@ -132,7 +132,7 @@ def _loop(bms, board, port, clock, wdt):
     period = board["control_period_ms"]
     # No pass outlasts the watchdog; a longer gap is a clock fault, not time.
     longest = board.get("watchdog_ms", 2000)
-    last = clock.ticks_ms()
+    last = clock.ticks_add(clock.ticks_ms(), -period)  # the first step at once
     while True:
         wdt.feed()
         try:

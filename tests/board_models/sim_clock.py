@@ -19,6 +19,9 @@ class SimClock:
     def ticks_ms(self):
         return self.now & _MASK
 
+    def ticks_add(self, a, delta):
+        return (a + delta) & _MASK
+
     def ticks_diff(self, a, b):
         return ((a - b + _HALF) & _MASK) - _HALF
 
