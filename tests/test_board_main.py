@@ -210,3 +210,18 @@ def test_dropped_frames_are_counted_in_stats(tmp_path: Path) -> None:
     # telemetry at 0, 1 s and 2 s went nowhere: three frames dropped whole
     assert stats[0]["tx_dropped"] == 3
     assert stats[0]["tx_frames"] == 0  # the STATS frame itself counts once it is out
+
+
+def test_a_gap_longer_than_the_watchdog_counts_as_the_watchdog_time(tmp_path: Path) -> None:
+    """A gap no running loop can have (the watchdog would have reset the board)
+    is a clock fault: it advances board time by watchdog_ms at most."""
+    r = Run(tmp_path, watchdog_ms=1500)
+
+    def jump(now: int) -> None:
+        if now == 1000:
+            r.clock.stall(60_000)
+
+    r.hal.on_sample = jump
+    assert r.go(62_000) is EndOfRun
+    steps_after = len([t for t in r.hal.samples if t > 1000])
+    assert r.bms.time_ms == 1100 + 1500 + 100 * (steps_after - 1)
