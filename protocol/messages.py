@@ -28,7 +28,7 @@ from construct import (
 
 PROTOCOL_MAJOR = 1
 """A board and a host talk only when their major versions are equal."""
-PROTOCOL_MINOR = 2
+PROTOCOL_MINOR = 3
 """Minor versions add message types; a host ignores types it does not know."""
 
 MAX_PAYLOAD = 255
@@ -85,6 +85,7 @@ Faults = FlagsEnum(
     sensor_stuck=1 << 19,  # a cell reading has not moved while current flowed
     pack_voltage_mismatch=1 << 20,  # pack voltage sensor disagrees with the sum of cells
     temperature_rise=1 << 21,  # temperature rising faster than the limit (dT/dt)
+    firmware=1 << 22,  # the control step raised an exception: outputs opened (latches)
 )
 
 Severity = Enum(
@@ -246,6 +247,7 @@ Stats = Struct(
     "control_steps" / Int32ul * "control steps run",
     "control_overruns" / Int32ul * "control steps started late by more than one period",
     "heap_free" / Int32sl * "free heap, bytes (-1 where unknown)",
+    "tx_dropped" / Int32ul * "frames dropped whole because the host was not reading",
 )
 
 FaultEvent = Struct(
@@ -334,7 +336,8 @@ MESSAGES: tuple[MessageSpec, ...] = (
     MessageSpec(0x03, "time_sync", TimeSync, H2B, "set the board's clock; answered by ACK"),
     MessageSpec(0x04, "reset", Empty, H2B, "restart the firmware; ACK, then a restart"),
     MessageSpec(0x05, "enter_repl", Empty, H2B,
-                "hand the serial port back to the MicroPython REPL; ACK first"),
+                "hand the serial port back to the MicroPython REPL (output open, reset into "
+                "maintenance mode); ACK first"),
     MessageSpec(0x06, "get_stats", Empty, H2B, "ask for link and loop counters"),
     MessageSpec(0x07, "stats", Stats, B2H, "link and loop counters"),
     MessageSpec(0x10, "telemetry", Telemetry, B2H, "periodic measurements and state"),

@@ -344,6 +344,7 @@ class Bms:
             link.payload_buffer(), PAYLOAD_AT, self.time_ms & 0xFFFFFFFF, link.frames_ok,
             link.frames_bad, link.crc_errors, link.oversize, self.unknown_types,
             self.naks_sent, link.tx_frames, self.control_steps, self.control_overruns, free,
+            link.tx_dropped,
         )
         link.send(codec.MSG_STATS, seq, end)
 

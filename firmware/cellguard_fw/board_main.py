@@ -1,84 +1,179 @@
-"""Entry point on a real board: load /board.json, own the USB serial, run the loop.
+"""Entry point on a real board: own the USB serial, run the control loop.
 
-For the first ``REPL_GRACE_MS`` after boot Ctrl-C still interrupts, so mpremote
-and other deploy tools can always take the board back; after that the firmware
-owns the port and Ctrl-C (0x03, a legal byte inside a frame) is disabled.
+``main.py`` has already disabled Ctrl-C and driven the output off (its first
+lines) and chosen between this loop and maintenance mode (docs/firmware.md).
+``run`` is given what it touches — the HAL, the port, the clock (``time`` on a
+board), the watchdog and the reset — so tests run the same loop under CPython
+and under MicroPython with models of them that stall and block.
 """
 
 import json
 import sys
-from select import POLLIN, poll
-from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
+import time
+from select import POLLIN, POLLOUT, poll
 
 import micropython
-from machine import WDT, Timer, reset
+from micropython import const
 
+from . import codec
 from .app import Bms
-from .hal_adc_mux import AdcMuxHal
 
-REPL_GRACE_MS = 3000
+_TX_RING = const(1024)  # bytes of frames waiting for the host to read them
+_DRAIN_MS = const(50)  # how long an ACK gets to leave before a reset
 
 
 class UsbSerialPort:
-    """The USB CDC serial the REPL uses, read without blocking."""
+    """The USB CDC serial the REPL uses; neither direction can block the loop.
 
-    def __init__(self):
-        self.stdin = sys.stdin.buffer
-        self.stdout = sys.stdout.buffer
+    Receive: ``ipoll`` and ``readinto`` into a preallocated byte, allocation-free
+    (a board's stdin ``readinto`` waits for the whole buffer, so one byte at a time).
+    Send: a frame is queued whole into a preallocated ring or dropped whole and
+    counted (``Link.tx_dropped``, in STATS); the ring drains one byte at a time
+    while the stream has room (POLLOUT), so a host that holds the port open
+    without reading never stalls the loop (an rp2 write would wait up to 500 ms)
+    and never receives a partial frame.
+    """
+
+    def __init__(self, stdin=None, stdout=None):
+        self.stdin = sys.stdin.buffer if stdin is None else stdin
+        self.stdout = sys.stdout.buffer if stdout is None else stdout
         self.poller = poll()
-        self.poller.register(sys.stdin, POLLIN)
+        self.poller.register(self.stdin, POLLIN)
+        self.wpoll = poll()
+        self.wpoll.register(self.stdout, POLLOUT)
+        self.one = bytearray(1)
+        self.ring = bytearray(_TX_RING)
+        self.head = 0
+        self.used = 0
 
     def readinto(self, buf):
+        one = self.one
         n = 0
-        while n < len(buf) and self.poller.poll(0):
-            chunk = self.stdin.read(1)
-            if not chunk:
+        while n < len(buf) and next(self.poller.ipoll(0), None) is not None:
+            if not self.stdin.readinto(one):
                 break
-            buf[n] = chunk[0]
+            buf[n] = one[0]
             n += 1
         return n
 
     def write(self, data):
-        return self.stdout.write(data)
+        """Queue a whole frame; return its length, or 0 if it was dropped."""
+        n = len(data)
+        if n > _TX_RING - self.used:
+            self.flush()
+            if n > _TX_RING - self.used:
+                return 0
+        ring = self.ring
+        at = (self.head + self.used) % _TX_RING
+        first = min(n, _TX_RING - at)
+        ring[at:at + first] = data[:first]
+        if first < n:
+            ring[:n - first] = data[first:]
+        self.used += n
+        self.flush()
+        return n
+
+    def flush(self):
+        """Send what the stream takes now; never wait for room."""
+        one = self.one
+        ring = self.ring
+        while self.used and next(self.wpoll.ipoll(0), None) is not None:
+            one[0] = ring[self.head]
+            if not self.stdout.write(one):
+                return
+            self.head = (self.head + 1) % _TX_RING
+            self.used -= 1
 
 
-def run(board_path="/board.json"):
+def run(board_path="/board.json", hal=None, port=None, clock=time, wdt=None, reset=None):
+    """Run the firmware on a board until it resets; the outputs open on any way out.
+
+    ``clock`` has ``ticks_ms``, ``ticks_add``, ``ticks_diff`` and ``sleep_ms`` (the ``time``
+    module); ``wdt`` has ``feed()``; ``reset()`` restarts the board. ENTER_REPL
+    leaves the file ``maintenance`` beside the board file and resets: ``main.py``
+    then serves the REPL with the outputs open, no loop and no watchdog.
+    """
+    micropython.kbd_intr(-1)  # 0x03 is a legal byte inside a frame
     with open(board_path) as f:
         board = json.load(f)
-    sleep_ms(REPL_GRACE_MS)
-    micropython.kbd_intr(-1)
-    bms = Bms(board, AdcMuxHal(board), UsbSerialPort())
-    # A loop that stops running (a bug, a stuck peripheral) resets the board: the
-    # output pin falls back to its default (open) and the firmware boots again.
-    wdt = WDT(timeout=board.get("watchdog_ms", 2000))
+    if hal is None:
+        from .hal_adc_mux import AdcMuxHal
+
+        hal = AdcMuxHal(board)
+    try:
+        if port is None:
+            port = UsbSerialPort()
+        bms = Bms(board, hal, port)
+        if reset is None:
+            from machine import reset
+        if wdt is None:
+            # A loop that stops running (a bug, a stuck peripheral) resets the board:
+            # the output pin falls back to open and the firmware boots again.
+            from machine import WDT
+
+            wdt = WDT(timeout=board.get("watchdog_ms", 2000))
+        _loop(bms, board, port, clock, wdt)
+        if bms.repl_requested:  # the output is open already
+            try:
+                with open(board_path[:board_path.rfind("/") + 1] + "maintenance", "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+        for _ in range(_DRAIN_MS):  # let the ACK leave
+            port.flush()
+            clock.sleep_ms(1)
+        reset()
+    finally:
+        hal.set_output(False)
+        hal.set_precharge(False)
+
+
+def _loop(bms, board, port, clock, wdt):
     period = board["control_period_ms"]
-    deadline = ticks_add(ticks_ms(), period)
+    # No pass outlasts the watchdog; a longer gap is a clock fault, not time.
+    longest = board.get("watchdog_ms", 2000)
+    last = clock.ticks_add(clock.ticks_ms(), -period)  # the first step at once
     while True:
         wdt.feed()
         try:
             bms.poll()
         except Exception:  # a bug in request handling must never stop protection
             bms.link.frame_len = 0
-        if bms.reset_requested:
-            sleep_ms(50)  # let the ACK leave
-            reset()
-        if bms.repl_requested:  # the output is open already
-            # The watchdog cannot be stopped once started: keep it fed from a
-            # timer while the REPL owns the board.
-            timer = Timer(-1 if board["mcu"] == "rp2040" else 0)
-            timer.init(period=500, mode=Timer.PERIODIC, callback=lambda t: wdt.feed())
-            micropython.kbd_intr(3)  # Ctrl-C works again; main.py ends in the REPL
+        port.flush()
+        if bms.reset_requested or bms.repl_requested:
             return
-        late = ticks_diff(ticks_ms(), deadline)
-        if late < 0:
-            sleep_ms(min(-late, 5))
+        now = clock.ticks_ms()
+        elapsed = clock.ticks_diff(now, last)
+        if elapsed < period:
+            clock.sleep_ms(min(period - elapsed, 5))
             continue
-        if late > period:
+        if elapsed > 2 * period:
             bms.control_overruns += 1
-        bms.step(period)
+        # One step for the time that really passed, however long: a burst of
+        # catch-up steps would count a trip delay in milliseconds of real time.
+        last = now
+        try:
+            bms.step(min(elapsed, longest))
+        except Exception:
+            _firmware_fault(bms)
+            continue
         if bms.estimate_due():  # floats, once a second: after the control step
             try:
                 bms.estimate()
             except Exception:  # estimation is not protection: it must never stop the loop
                 bms.estimator = None
-        deadline = ticks_add(deadline, period)
+
+
+def _firmware_fault(bms):
+    """The control step raised: open the outputs first, then latch FIRMWARE."""
+    hal = bms.hal
+    hal.set_output(False)
+    hal.set_precharge(False)
+    try:
+        bms.contactor.step(0, False, 0)
+        if not bms.latched & codec.FAULT_FIRMWARE:
+            bms._report_changes(bms.faults | codec.FAULT_FIRMWARE, 0)
+            bms._fault_event(codec.EVENT_TRIP, codec.SEVERITY_FAULT, codec.FAULT_FIRMWARE, 0)
+        bms.state = codec.STATE_FAULT
+    except Exception:  # the outputs are open: that is what matters
+        pass

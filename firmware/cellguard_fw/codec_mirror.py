@@ -95,13 +95,13 @@ def encode_get_stats(buf, off):
 
 def decode_stats(buf, off, end):
     """Parse a STATS payload in buf[off:end]; return its fields."""
-    if off + 44 > end:
+    if off + 48 > end:
         raise ValueError("short stats")
-    uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free = unpack_from("<LLLLLLLLLLl", buf, off)
-    off += 44
+    uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free, tx_dropped = unpack_from("<LLLLLLLLLLlL", buf, off)
+    off += 48
     if off != end:
         raise ValueError("trailing bytes in stats")
-    return (uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free)
+    return (uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free, tx_dropped)
 
 
 def decode_telemetry(buf, off, end):

@@ -66,7 +66,7 @@ class Link:
     """One serial link: frame reassembly on receive, frame building on send."""
 
     def __init__(self, port):
-        self.port = port  # has readinto(buf) -> int or None, and write(buf)
+        self.port = port  # has readinto(buf) -> int or None, and write(buf) -> 0 if dropped
         self.rx = bytearray(64)  # raw chunk from the port
         self.frame = bytearray(MAX_WIRE_FRAME)  # bytes of the frame being received
         self.frame_len = 0
@@ -80,6 +80,7 @@ class Link:
         self.crc_errors = 0
         self.oversize = 0
         self.tx_frames = 0
+        self.tx_dropped = 0  # whole frames the port could not take (the host not reading)
 
     # -- receive ---------------------------------------------------------
     def poll(self, handler):
@@ -140,8 +141,11 @@ class Link:
         pack_into("<L", body, payload_end, crc32(memoryview(body)[:payload_end]))
         n = cobs_encode(body, payload_end + CRC_SIZE, self.tx)
         self.tx[n] = 0
-        self.port.write(memoryview(self.tx)[: n + 1])
-        self.tx_frames += 1
+        # A port takes a frame whole or not at all (0): never a partial frame.
+        if self.port.write(memoryview(self.tx)[: n + 1]) == 0:
+            self.tx_dropped += 1
+        else:
+            self.tx_frames += 1
 
     def next_seq(self):
         self.tx_seq = (self.tx_seq + 1) & 0xFFFF

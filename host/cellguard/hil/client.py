@@ -22,6 +22,7 @@ from ..link.client import (
     Info,
     Message,
     Telemetry,
+    open_serial,
 )
 from ..link.framing import FrameReader
 
@@ -235,8 +236,7 @@ class HilClient(BoardClient):
             deadline = time.monotonic() + wait_s
             while True:
                 try:
-                    self.serial = serial.serial_for_url(self.port_name, baudrate=baudrate,
-                                                        timeout=timeout, exclusive=True)
+                    self.serial = open_serial(self.port_name, baudrate, timeout)
                     break
                 except (serial.SerialException, ValueError, OSError) as exc:
                     if time.monotonic() >= deadline:

@@ -289,9 +289,7 @@ class BoardClient:
     def __init__(self, port: str, baudrate: int = 115200, read_timeout_s: float = 0.05) -> None:
         self.port_name = port
         try:
-            self.serial = serial.serial_for_url(
-                port, baudrate=baudrate, timeout=read_timeout_s, exclusive=True
-            )
+            self.serial = open_serial(port, baudrate, read_timeout_s)
         except serial.SerialException as exc:
             raise PortError(_describe_open_error(port, exc)) from None
         except ValueError as exc:
@@ -516,6 +514,23 @@ class BoardClient:
 
 
 _NAMES = {spec.msg_id: name for name, spec in BY_NAME.items()}
+
+
+def open_serial(port: str, baudrate: int, timeout_s: float | None) -> serial.SerialBase:
+    """Open a port (or a pyserial URL) exclusively, without resetting the board on it.
+
+    An ESP32 DevKit's USB-UART bridge drives the chip's EN (reset) from RTS and
+    GPIO0 from DTR through two transistors: EN is pulled low while RTS is asserted
+    and DTR is not. The lines are set before the port opens, so pyserial applies
+    them as it opens: RTS off (never a reset), DTR on (a Pico's USB CDC counts the
+    host as connected only with DTR). Ports without modem lines ignore them.
+    """
+    port_obj = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout_s,
+                                     exclusive=True, do_not_open=True)
+    port_obj.rts = False
+    port_obj.dtr = True
+    port_obj.open()
+    return port_obj
 
 
 def _describe_open_error(port: str, exc: serial.SerialException) -> str:

@@ -90,6 +90,7 @@ _STATS = (
     K("control_steps", "control steps run"),
     K("control_overruns", "control steps that started more than a period late"),
     K("heap_free", "free heap, bytes (-1: not known, e.g. under CPython)"),
+    K("tx_dropped", "frames the board dropped whole: the host was not reading"),
 )
 
 _SUMMARY = (
