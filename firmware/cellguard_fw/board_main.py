@@ -76,6 +76,7 @@ def run(board_path="/board.json"):
         if late > period:
             bms.control_overruns += 1
         bms.step(period)
+        bms.persist()  # deferred flash writes: after the outputs were driven
         if bms.estimate_due():  # floats, once a second: after the control step
             try:
                 bms.estimate()
