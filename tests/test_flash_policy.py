@@ -85,7 +85,6 @@ def test_a_trip_opens_the_output_before_any_flash_or_port_write(flash: FlashMode
     bms, hal, log = boot(flash)
     for _ in range(30):
         bms.step(100)
-        bms.persist()
     assert hal.closed, "the output should close on a healthy pack"
     hal.cells[0] = OVER
     for _ in range(100):
