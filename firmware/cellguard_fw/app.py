@@ -96,8 +96,10 @@ class Bms:
         self.allowed = 3  # directions the alarms allow: bit 0 charge, bit 1 discharge
         self.tripped = 0  # bits that tripped since boot or the last CLEAR_FAULTS
         self.time_ms = 0
-        self.time_base = 0  # the u32 board clock at time_ms 0 (time_ms wraps)
-        self.unix_base = 0  # Unix time at board time 0, once the host set the clock
+        self.time_wraps = 0  # times time_ms wrapped (the wire clock runs on)
+        # Unix time at board time 0 once the host set the clock (0: not set), kept
+        # from 2020 on so that it is a small int: the wrap adds to it allocation-free.
+        self.unix_base = 0
         self.telemetry_due_ms = 0
         self.telemetry_seq = 0
         self.control_steps = 0
@@ -138,12 +140,12 @@ class Bms:
         """One control step, ``dt_ms`` after the previous one: measure, protect
         and drive the outputs, then persist and report what changed."""
         # Board time stays a small int (below 2**30): it wraps every 12.4 days, at
-        # a whole second so Unix time carries over exactly; ``time_base`` keeps the
-        # u32 clock on the wire continuous.
+        # a whole second so Unix time carries over exactly; with ``time_wraps`` the
+        # u32 clock on the wire runs on (:meth:`clock`).
         t = self.time_ms + dt_ms
         if t >= _TIME_WRAP:
             t -= _TIME_WRAP
-            self.time_base = (self.time_base + _TIME_WRAP) & 0xFFFFFFFF
+            self.time_wraps += 1
             if self.unix_base:
                 self.unix_base += _TIME_WRAP // 1000
         self.time_ms = t
@@ -184,6 +186,13 @@ class Bms:
                 self.telemetry_due_ms = self.telemetry_period_ms
             self.send_telemetry()
 
+    def clock(self):
+        """The u32 board clock the frames carry: ms since boot, wrapping at 2**32
+        (``time_ms`` itself wraps sooner, to stay a small int)."""
+        if not self.time_wraps:
+            return self.time_ms
+        return (self.time_wraps * _TIME_WRAP + self.time_ms) & 0xFFFFFFFF
+
     def persist(self):
         """Deferred flash writes, for the main loop to call after a control step:
         the event log's new records reach the file in batches (every
@@ -216,7 +225,7 @@ class Bms:
             self.hal.set_balancing(mask)
         if (self.time_ms - self.estimate_sent_ms) % _TIME_WRAP >= self.telemetry_period_ms:
             self.estimate_sent_ms = self.time_ms
-            est.send(self.link, (self.time_base + self.time_ms) & 0xFFFFFFFF)
+            est.send(self.link, self.clock())
 
     def soc_cpct(self):
         """The SoC telemetry reports: the estimator's, else the coulomb counter's."""
@@ -277,22 +286,22 @@ class Bms:
     def _fault_event(self, kind, severity, bits, value):
         index = self._log(kind, bits, value)
         link = self.link
-        end = codec.encode_fault_event(link.payload_buffer(), PAYLOAD_AT, index,
-                                       (self.time_base + self.time_ms) & 0xFFFFFFFF, kind,
-                                       severity, bits, value, self.faults | self.latched)
+        end = codec.encode_fault_event(link.payload_buffer(), PAYLOAD_AT, index, self.clock(),
+                                       kind, severity, bits, value, self.faults | self.latched)
         link.send(codec.MSG_FAULT_EVENT, link.next_seq(), end)
 
     def _log(self, kind, code, value):
         # u32 on the wire: wraps in 2106, as the event log's 32-bit array does on a board
-        unix = (self.unix_base + self.time_ms // 1000) & 0xFFFFFFFF if self.unix_base else 0
-        return self.events.add(kind, code, value, self.time_base + self.time_ms, unix)
+        unix = (self.unix_base + 1577836800 + self.time_ms // 1000) & 0xFFFFFFFF \
+            if self.unix_base else 0
+        return self.events.add(kind, code, value, self.clock(), unix)
 
     def send_telemetry(self):
         m = self.meas
         link = self.link
         end = codec.encode_telemetry(
             link.payload_buffer(), PAYLOAD_AT,
-            self.telemetry_seq, (self.time_base + self.time_ms) & 0xFFFFFFFF, self.state,
+            self.telemetry_seq, self.clock(), self.state,
             self.faults | self.latched,
             self.warnings, self.alarms, self.allowed if self.contactor.closed else 0,
             m.pack_mv, m.current_ma, self.soc_cpct(), m.cells_mv, m.temps_dc,
@@ -344,7 +353,7 @@ class Bms:
 
     def _on_time_sync(self, seq, start, end):
         (unix,) = codec.decode_time_sync(self.link.frame, start, end)
-        self.unix_base = unix - self.time_ms // 1000
+        self.unix_base = unix - 1577836800 - self.time_ms // 1000  # from 2020 (above)
         # The event value is an i32 on the wire: from 2038 on it wraps, as the event
         # log's 32-bit array does under MicroPython (CPython raised when sending it).
         self._log(codec.EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
@@ -370,7 +379,7 @@ class Bms:
         link = self.link
         free = mem_free() if mem_free is not None else -1
         end = codec.encode_stats(
-            link.payload_buffer(), PAYLOAD_AT, (self.time_base + self.time_ms) & 0xFFFFFFFF,
+            link.payload_buffer(), PAYLOAD_AT, self.clock(),
             link.frames_ok, link.frames_bad, link.crc_errors, link.oversize, self.unknown_types,
             self.naks_sent, link.tx_frames, self.control_steps, self.control_overruns, free,
         )
