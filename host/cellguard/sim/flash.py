@@ -17,7 +17,11 @@ What it models (the assumptions, see docs/firmware.md "Flash budget"):
   commit, as on LittleFS). When the active block has no room, the pair is
   compacted: the other block is erased (one erase) and the live entries are
   programmed into it.
-- Files up to ``inline_max`` bytes live inline in the metadata (no data block).
+- LittleFS's wear levelling of metadata (``block_cycles``, 100 in MicroPython's
+  VFS): when a compaction finds the block it erases has been erased another
+  ``block_cycles`` times, the pair moves that half to a fresh block.
+- Files up to ``inline_max`` bytes live inline in the metadata (no data block;
+  MicroPython's cache of 4 program units makes LittleFS's limit 512 B here).
   Larger files take data blocks: a close after writes erases and programs a
   fresh block for every block touched since open (copy-on-write, as LittleFS
   does: an append to a partly filled last block copies it to a new block).
@@ -113,12 +117,13 @@ class _File:
 class FlashModel:
     """A flash filesystem with a LittleFS-like cost model (module docstring)."""
 
-    def __init__(self, block_size=4096, block_count=212, prog_size=256, inline_max=32,
-                 erase_ms=45.0, prog_ms=0.7, mount_point=""):
+    def __init__(self, block_size=4096, block_count=212, prog_size=256, inline_max=512,
+                 erase_ms=45.0, prog_ms=0.7, block_cycles=100, mount_point=""):
         self.block_size = block_size
         self.block_count = block_count
         self.prog_size = prog_size
         self.inline_max = inline_max
+        self.block_cycles = block_cycles
         self.erase_ms = erase_ms
         self.prog_ms = prog_ms
         self.mount_point = mount_point  # a prefix the CPython shims strip
@@ -126,7 +131,7 @@ class FlashModel:
         self.blocks_of = {}  # path -> data blocks of its committed content
         self.erases = [0] * block_count
         self.programs = [0] * block_count  # prog_size units programmed
-        self.meta = (0, 1)  # the root directory's metadata pair
+        self.meta = [0, 1]  # the root directory's metadata pair
         self.meta_used = 0  # bytes used in the pair's active block
         self.meta_active = 0
         self.next_block = 2
@@ -181,6 +186,8 @@ class FlashModel:
     def _alloc(self):
         # LittleFS's allocator scans forward from where it left off.
         used = {b for blocks in self.blocks_of.values() for b in blocks}
+        used.add(self.meta[0])
+        used.add(self.meta[1])
         for _ in range(self.block_count):
             b = self.next_block
             self.next_block = b + 1 if b + 1 < self.block_count else 2
@@ -202,7 +209,10 @@ class FlashModel:
         self.compactions += 1
         self.meta_active ^= 1
         block = self.meta[self.meta_active]
-        self.erase(block)
+        if self.block_cycles > 0 and (self.erases[block] + 1) % self.block_cycles == 0:
+            block = self.meta[self.meta_active] = self._alloc()  # worn: move (erased)
+        else:
+            self.erase(block)
         live = 8
         for path in self.files:
             data = self.files[path]
