@@ -41,7 +41,6 @@ _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
 _EVENTS_PAGE = const(10)  # events per EVENTS frame (21 bytes each)
 _TIME_WRAP = const(1073741000)  # board time wraps here: whole seconds, below 2**30
 _SILENCE_MAX = const(0x20000000)  # host silence saturates here (6.2 days)
-_FLUSH_STEPS = const(20)  # new events reach the flash in batches, every 20 steps
 
 
 def board_limits(board):
@@ -194,12 +193,12 @@ class Bms:
         return (self.time_wraps * _TIME_WRAP + self.time_ms) & 0xFFFFFFFF
 
     def persist(self):
-        """Deferred flash writes, for the main loop to call after a control step:
-        the event log's new records reach the file in batches (every
-        ``_FLUSH_STEPS`` steps, or when the ring is half full of them)."""
+        """Deferred flash writes, for the main loop to call after a control step
+        (the outputs are driven by then): the events the step logged reach the
+        file in one batch. Not later: a trip can be followed by a power loss (an
+        under-voltage cut-off of a pack-powered board), and its record with it."""
         ev = self.events
-        if ev.saved < ev.total and (self.control_steps % _FLUSH_STEPS == 0
-                                    or ev.total - ev.saved >= ev.capacity // 2):
+        if ev.saved < ev.total:
             ev.flush()
 
     # -- estimation (not on the safety path) --------------------------------
