@@ -77,6 +77,13 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         rf"^open_wire\s+cpython\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+",
         r"^protections tripped:$",
     )),
+    "flash_budget.py": (False, (
+        r"^figure\s+.*steady R0: after\s+.*drifting R0: after$",
+        rf"^erases/day(\s+{NUMBER})+$",
+        rf"^stall ms/hour(\s+{NUMBER})+$",
+        rf"^longest stall in a pass ms(\s+{NUMBER})+$",
+        r"^drifting R0: after: \d+ estimation runs, output closed at the end$",
+    )),
     "sim_speed.py": (False, (
         r"^\| micropython \| 4 \| \d+x \| \d+ \| \d+ / \d+ \| \d+ \|$",
         r"^\| cpython \| 4 \| \d+x \| \d+ \| \d+ / \d+ \| \d+ \|$",

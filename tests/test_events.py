@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cellguard.sim.flash import FlashModel
 from cellguard_fw.events import RECORD_SIZE, EventLog
 
 
 def fill(log: EventLog, n: int, start_value: int = 0) -> None:
     for i in range(n):
         log.add(2, 1 << (i % 6), start_value + i, 1000 * i, 1_700_000_000 + i)
+        log.flush()
 
 
 def events_of(log: EventLog) -> list[tuple[int, int, int, int, int, int]]:
@@ -30,6 +32,7 @@ def test_events_survive_a_restart(tmp_path: Path) -> None:
     assert again.total == 10
     assert events_of(again) == events_of(log)
     again.add(3, 1, 99, 5, 6)
+    again.flush()
     assert EventLog(capacity=16, path=path).total == 11
 
 
@@ -43,6 +46,7 @@ def test_a_torn_last_record_costs_only_that_record(tmp_path: Path) -> None:
     assert again.total == 4 and again.dropped_records == 1
     assert events_of(again) == events_of(log)[:4]
     again.add(4, 0, 0, 0, 0)  # the next event takes the lost one's index
+    again.flush()
     assert EventLog(capacity=16, path=str(path)).total >= 4
 
 
@@ -86,3 +90,30 @@ def test_without_a_path_nothing_is_written(tmp_path: Path) -> None:
     fill(log, 10)
     assert log.total == 10 and log.oldest() == 6
     assert list(tmp_path.iterdir()) == []
+
+
+def test_add_writes_nothing_flush_appends_a_batch(flash: FlashModel) -> None:
+    """add() runs inside the control step: it touches no file; flush() appends
+    every pending event in one open/close (issue 12, items 1 and 9)."""
+    log = EventLog(capacity=16, path="/flash/events.bin")
+    for i in range(5):
+        log.add(2, 1, i, 100 * i, 0)
+    assert flash.log == []  # nothing reached the flash yet
+    log.flush()
+    assert [k for k, _ in flash.log] == ["open"] + ["write"] * 5 + ["close"]
+    assert len(flash.files["/events.bin"]) == 5 * RECORD_SIZE
+    log.flush()  # nothing new: no I/O
+    assert len(flash.log) == 7
+    again = EventLog(capacity=16, path="/flash/events.bin")
+    assert again.total == 5 and events_of(again) == events_of(log)
+
+
+def test_events_the_ring_overwrote_before_a_flush_are_counted(tmp_path: Path) -> None:
+    path = tmp_path / "events.bin"
+    log = EventLog(capacity=8, path=str(path))
+    for i in range(11):
+        log.add(2, 1, i, i, 0)
+    log.flush()
+    assert log.lost == 3
+    again = EventLog(capacity=8, path=str(path))
+    assert again.total == 11 and events_of(again) == events_of(log)

@@ -507,3 +507,132 @@ for _k in range(2):
 print("cellguard_fw.protection_setup" in sys.modules)
 """)
     assert out == ["False False True", "False False True", "True"], out
+
+
+# -- (d) board time near its wrap (issue 12, item 11) --------------------------
+
+
+def test_steps_past_the_clock_wrap_allocate_nothing(mp: MicroPythonRuntime) -> None:
+    """Board time and host silence stay small ints: 40 quiet steps starting 2 s
+    below 2**30 ms (12.4 days) run under heap_lock; the u32 clock on the wire and
+    Unix time carry on across the wrap. On main, time_ms became a big int."""
+    out = run(mp, BMS_FAKE_HAL + f"""
+_board = json.loads({board_text()!r})
+_hal = _FakeHal(_board["cells"], _board["temp_sensors"])
+for _i in range(_board["cells"]):
+    _hal.cells[_i] = 48500
+for _i in range(_board["temp_sensors"]):
+    _hal.temps[_i] = 2000
+_hal.current = {json.loads(board_text())["frontend"]["current_adc"]["zero_code"]}
+_bms = Bms(_board, _hal, _NullPort())
+for _k in range(30):
+    _bms.step(100)
+_start = (1 << 30) - 2000
+_bms.time_ms = _start
+_bms.host_silence_ms = (1 << 30) - 2000
+_bms.unix_base = 200000000
+_bms.telemetry_due_ms = 100000  # quiet steps: no frame in the locked run
+
+def _quiet(n):
+    for k in range(n):
+        _bms.step(100)
+
+locked(_quiet, 40)
+print(_bms.time_ms < (1 << 30), _bms.host_silence_ms < (1 << 30), _bms.output_closed,
+      (_bms.clock() if hasattr(_bms, "clock") else _bms.time_ms) == _start + 4000,
+      _bms.unix_base)
+""")
+    assert out[0] == "NO-ALLOC", out
+    small_time, small_silence, closed, wire_ok, unix_base = out[1].split()
+    assert small_time == "True" and small_silence == "True" and closed == "True"
+    assert wire_ok == "True"  # the wire clock did not jump
+    assert int(unix_base) == 200_000_000 + 1_073_741  # whole seconds carried over
+
+
+# -- (e) the flash model mounted under MicroPython (issue 12, items 1 and 8) ----
+
+
+def test_flash_model_mounts_and_latches_survive_power_loss(mp: MicroPythonRuntime) -> None:
+    """The flash model runs as a mounted VFS in the real runtime: the firmware's
+    own open/os.rename reach it. Power lost at every operation of a latch save
+    never brings back a word older than a closed record; a trip drives the
+    output before the first flash or port write."""
+    from cellguard.sim import flash as flash_module
+
+    source = open(flash_module.__file__).read()  # noqa: SIM115 - read once, small
+    out = run(mp, source + BMS_FAKE_HAL + f"""
+import vfs, os
+from cellguard_fw.latches import LatchStore
+_fs = FlashModel()
+vfs.mount(_fs, "/flash")
+_order = []
+_fs.on_op = lambda kind, path: _order.append(kind)
+LatchStore("/flash/latches.bin").save(1)
+_ops0 = _fs.ops
+LatchStore("/flash/latches.bin").save(3)
+_n = _fs.ops - _ops0
+print(_n, " ".join(_order[-_n:]))
+_bad = []
+for _fail in range(_n + 1):
+    _fs.files = {{}}
+    _fs.blocks_of = {{}}
+    _fs.reboot()
+    LatchStore("/flash/latches.bin").save(1)
+    _fs.fail_after = _fs.ops + _fail
+    try:
+        LatchStore("/flash/latches.bin").save(3)
+        _done = True
+    except PowerLost:
+        _done = False
+    _fs.reboot()
+    _got = LatchStore("/flash/latches.bin").load()
+    if _got not in (1, 3) or ((_done or _fail >= 3) and _got != 3):
+        _bad.append((_fail, _got))
+print("bad", _bad)
+
+class _StoreHal(_FakeHal):
+    def storage_dir(self):
+        return "/flash"
+
+    def set_output(self, closed):
+        if closed != self.closed:
+            _order.append("output-" + ("closed" if closed else "open"))
+        _FakeHal.set_output(self, closed)
+
+class _OrderPort(_NullPort):
+    def write(self, data):
+        _order.append("port")
+        return len(data)
+
+_board = json.loads({board_text()!r})
+_board["estimator"] = "none"
+_hal = _StoreHal(_board["cells"], _board["temp_sensors"])
+for _i in range(_board["cells"]):
+    _hal.cells[_i] = 48500
+for _i in range(_board["temp_sensors"]):
+    _hal.temps[_i] = 2000
+_hal.current = {json.loads(board_text())["frontend"]["current_adc"]["zero_code"]}
+_fs.files = {{}}  # a fresh flash: no latch from the runs above
+_fs.blocks_of = {{}}
+_bms = Bms(_board, _hal, _OrderPort())
+for _k in range(30):
+    _bms.step(100)
+print(_hal.closed)
+_hal.cells[0] = 56000
+for _k in range(100):
+    del _order[:]
+    _bms.step(100)
+    if not _hal.closed:
+        break
+print(" ".join(_order))
+print(sorted(_fs.files))
+""")
+    n, kinds = out[0].split(" ", 1)
+    assert int(n) == 4
+    assert kinds.split() == ["open", "write", "close", "rename"]
+    assert out[1] == "bad []"
+    assert out[2] == "True"  # the output closed on a healthy pack
+    order = out[3].split()
+    assert order[0] == "output-open", order
+    assert "rename" in order and "port" in order  # the latch saved, the event sent
+    assert "/latches.bin" in out[4]

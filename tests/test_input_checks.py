@@ -245,6 +245,25 @@ def test_board_files_the_firmware_cannot_run_with(change: dict[str, Any], words:
         load_board(str(path))
 
 
+@pytest.mark.parametrize("base, watchdog, words", [
+    ("pico-4s", 9000, "watchdog_ms must be a whole number 1..8388 (the most an rp2040 "
+                      "watchdog takes), not 9000"),
+    ("pico-4s", 8389, "watchdog_ms must be a whole number 1..8388"),
+    ("sim-4s", "2000", "watchdog_ms must be a whole number 1..2147483647, not '2000'"),
+    ("esp32-4s", 100, "watchdog_ms (100) must be longer than control_period_ms (100)"),
+])
+def test_watchdog_beyond_the_port_is_refused_at_load(base: str, watchdog: Any, words: str,
+                                                     tmp_path: Path) -> None:
+    """Issue 12, item 14: the RP2040's watchdog takes at most 8388 ms; a board file
+    asking more is refused when it is loaded, not when the board boots."""
+    path = tmp_path / "board.json"
+    path.write_text(json.dumps({**load_board(base), "watchdog_ms": watchdog}))
+    with pytest.raises(BoardFileError, match=re.escape(words)):
+        load_board(str(path))
+    path.write_text(json.dumps({**load_board(base), "watchdog_ms": 8388}))
+    assert load_board(str(path))["watchdog_ms"] == 8388  # the limit itself is fine
+
+
 def test_a_bad_board_file_is_one_line_from_sim(tmp_path: Path) -> None:
     path = tmp_path / "board.json"
     path.write_text(json.dumps({**load_board("sim-4s"), "temp_sensors": -1}))

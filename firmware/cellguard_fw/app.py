@@ -39,6 +39,8 @@ KNOWN_TYPES = bytes((
 ))
 _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
 _EVENTS_PAGE = const(10)  # events per EVENTS frame (21 bytes each)
+_TIME_WRAP = const(1073741000)  # board time wraps here: whole seconds, below 2**30
+_SILENCE_MAX = const(0x20000000)  # host silence saturates here (6.2 days)
 
 
 def board_limits(board):
@@ -93,7 +95,10 @@ class Bms:
         self.allowed = 3  # directions the alarms allow: bit 0 charge, bit 1 discharge
         self.tripped = 0  # bits that tripped since boot or the last CLEAR_FAULTS
         self.time_ms = 0
-        self.unix_base = 0  # Unix time at board time 0, once the host set the clock
+        self.time_wraps = 0  # times time_ms wrapped (the wire clock runs on)
+        # Unix time at board time 0 once the host set the clock (0: not set), kept
+        # from 2020 on so that it is a small int: the wrap adds to it allocation-free.
+        self.unix_base = 0
         self.telemetry_due_ms = 0
         self.telemetry_seq = 0
         self.control_steps = 0
@@ -122,6 +127,7 @@ class Bms:
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
         self._log(codec.EVENT_BOOT, self.latched, 0)
+        self.events.flush()  # a board that resets in a loop still logs each boot
 
     @property
     def output_closed(self):
@@ -130,8 +136,18 @@ class Bms:
 
     # -- control step ------------------------------------------------------
     def step(self, dt_ms):
-        """One control step, ``dt_ms`` after the previous one."""
-        self.time_ms += dt_ms
+        """One control step, ``dt_ms`` after the previous one: measure, protect
+        and drive the outputs, then persist and report what changed."""
+        # Board time stays a small int (below 2**30): it wraps every 12.4 days, at
+        # a whole second so Unix time carries over exactly; with ``time_wraps`` the
+        # u32 clock on the wire runs on (:meth:`clock`).
+        t = self.time_ms + dt_ms
+        if t >= _TIME_WRAP:
+            t -= _TIME_WRAP
+            self.time_wraps += 1
+            if self.unix_base:
+                self.unix_base += _TIME_WRAP // 1000
+        self.time_ms = t
         self.control_steps += 1
         m = self.meas
         # measure
@@ -144,14 +160,19 @@ class Bms:
         p = self.protection
         p.load(m)
         faults = p.step(dt_ms) | self.contactor.faults
-        self.host_silence_ms += dt_ms
+        if self.host_silence_ms < _SILENCE_MAX:  # saturates: stays a small int
+            self.host_silence_ms += dt_ms
         if self.host_timeout_ms and self.host_silence_ms >= self.host_timeout_ms:
             faults |= codec.FAULT_HOST_LOST
         self.alarms = p.alarms
         self.warnings = p.warnings
+        # Protection acts first: the outputs follow the decision before any flash
+        # write (the latch) or USB write (FAULT_EVENT), which can stall for tens
+        # or hundreds of ms.
+        self._drive_output(dt_ms, faults | self.latched, m.pack_mv)
+        faults |= self.contactor.faults  # precharge failed or welded, found just now
         if faults != self.faults or p.changed:
             self._report_changes(faults, p.changed)
-        self._drive_output(dt_ms, faults | self.latched, m.pack_mv)
         # estimate
         self.soc.step(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
         if self.estimator is not None:
@@ -163,6 +184,22 @@ class Bms:
             if self.telemetry_due_ms <= 0:  # fell behind: do not burst
                 self.telemetry_due_ms = self.telemetry_period_ms
             self.send_telemetry()
+
+    def clock(self):
+        """The u32 board clock the frames carry: ms since boot, wrapping at 2**32
+        (``time_ms`` itself wraps sooner, to stay a small int)."""
+        if not self.time_wraps:
+            return self.time_ms
+        return (self.time_wraps * _TIME_WRAP + self.time_ms) & 0xFFFFFFFF
+
+    def persist(self):
+        """Deferred flash writes, for the main loop to call after a control step
+        (the outputs are driven by then): the events the step logged reach the
+        file in one batch. Not later: a trip can be followed by a power loss (an
+        under-voltage cut-off of a pack-powered board), and its record with it."""
+        ev = self.events
+        if ev.saved < ev.total:
+            ev.flush()
 
     # -- estimation (not on the safety path) --------------------------------
     def estimate_due(self):
@@ -185,9 +222,9 @@ class Bms:
         if mask != self.balancing:
             self.balancing = mask
             self.hal.set_balancing(mask)
-        if self.time_ms - self.estimate_sent_ms >= self.telemetry_period_ms:
+        if (self.time_ms - self.estimate_sent_ms) % _TIME_WRAP >= self.telemetry_period_ms:
             self.estimate_sent_ms = self.time_ms
-            est.send(self.link, self.time_ms)
+            est.send(self.link, self.clock())
 
     def soc_cpct(self):
         """The SoC telemetry reports: the estimator's, else the coulomb counter's."""
@@ -201,10 +238,7 @@ class Bms:
         # after a clear): wait until every measurement is inside its limits.
         c = self.contactor
         want = not held and (c.closed or not self.protection.pending_trips)
-        before = c.faults
         c.step(dt_ms, want, pack_mv)
-        if c.faults != before:  # precharge failed or contactor welded: report now
-            self._report_changes(self.faults | c.faults, 0)
         allowed = self.protection.allowed
         if allowed != self.allowed:
             self.allowed = allowed
@@ -251,22 +285,23 @@ class Bms:
     def _fault_event(self, kind, severity, bits, value):
         index = self._log(kind, bits, value)
         link = self.link
-        end = codec.encode_fault_event(link.payload_buffer(), PAYLOAD_AT, index,
-                                 self.time_ms & 0xFFFFFFFF, kind, severity, bits, value,
-                                 self.faults | self.latched)
+        end = codec.encode_fault_event(link.payload_buffer(), PAYLOAD_AT, index, self.clock(),
+                                       kind, severity, bits, value, self.faults | self.latched)
         link.send(codec.MSG_FAULT_EVENT, link.next_seq(), end)
 
     def _log(self, kind, code, value):
         # u32 on the wire: wraps in 2106, as the event log's 32-bit array does on a board
-        unix = (self.unix_base + self.time_ms // 1000) & 0xFFFFFFFF if self.unix_base else 0
-        return self.events.add(kind, code, value, self.time_ms, unix)
+        unix = (self.unix_base + 1577836800 + self.time_ms // 1000) & 0xFFFFFFFF \
+            if self.unix_base else 0
+        return self.events.add(kind, code, value, self.clock(), unix)
 
     def send_telemetry(self):
         m = self.meas
         link = self.link
         end = codec.encode_telemetry(
             link.payload_buffer(), PAYLOAD_AT,
-            self.telemetry_seq, self.time_ms & 0xFFFFFFFF, self.state, self.faults | self.latched,
+            self.telemetry_seq, self.clock(), self.state,
+            self.faults | self.latched,
             self.warnings, self.alarms, self.allowed if self.contactor.closed else 0,
             m.pack_mv, m.current_ma, self.soc_cpct(), m.cells_mv, m.temps_dc,
         )
@@ -317,7 +352,7 @@ class Bms:
 
     def _on_time_sync(self, seq, start, end):
         (unix,) = codec.decode_time_sync(self.link.frame, start, end)
-        self.unix_base = unix - self.time_ms // 1000
+        self.unix_base = unix - 1577836800 - self.time_ms // 1000  # from 2020 (above)
         # The event value is an i32 on the wire: from 2038 on it wraps, as the event
         # log's 32-bit array does under MicroPython (CPython raised when sending it).
         self._log(codec.EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
@@ -326,6 +361,7 @@ class Bms:
     def _on_reset(self, seq, start, end):
         codec.decode_empty(self.link.frame, start, end)
         self._log(codec.EVENT_RESET, 0, 0)
+        self.events.flush()  # nothing pending may be lost to the reset
         self._ack(seq, codec.MSG_RESET)
         self.reset_requested = True  # the main loop resets once the ACK is out
 
@@ -334,6 +370,7 @@ class Bms:
         self._ack(seq, codec.MSG_ENTER_REPL)
         # Nothing protects the cells from the REPL: open the output first.
         self.contactor.step(0, False, 0)
+        self.events.flush()
         self.repl_requested = True  # the main loop hands the port back
 
     def _on_get_stats(self, seq, start, end):
@@ -341,8 +378,8 @@ class Bms:
         link = self.link
         free = mem_free() if mem_free is not None else -1
         end = codec.encode_stats(
-            link.payload_buffer(), PAYLOAD_AT, self.time_ms & 0xFFFFFFFF, link.frames_ok,
-            link.frames_bad, link.crc_errors, link.oversize, self.unknown_types,
+            link.payload_buffer(), PAYLOAD_AT, self.clock(),
+            link.frames_ok, link.frames_bad, link.crc_errors, link.oversize, self.unknown_types,
             self.naks_sent, link.tx_frames, self.control_steps, self.control_overruns, free,
             link.tx_dropped,
         )

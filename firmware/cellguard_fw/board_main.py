@@ -152,12 +152,17 @@ def _loop(bms, board, port, clock, wdt):
         # One step for the time that really passed, however long: a burst of
         # catch-up steps would count a trip delay in milliseconds of real time.
         last = now
+        stepped = True
         try:
             bms.step(min(elapsed, longest))
         except Exception:
             _firmware_fault(bms)
-            continue
-        if bms.estimate_due():  # floats, once a second: after the control step
+            stepped = False
+        try:
+            bms.persist()  # deferred flash writes: after the outputs were driven
+        except Exception:  # a flash error must never stop protection
+            pass
+        if stepped and bms.estimate_due():  # floats, once a second: after the control step
             try:
                 bms.estimate()
             except Exception:  # estimation is not protection: it must never stop the loop

@@ -490,7 +490,8 @@ class StateEstimator:
         Returns the balancing mask."""
         elapsed = self.elapsed_ms
         dt_s = elapsed / 1000.0
-        current_a = self.charge_ma_ms / elapsed / 1000.0 if elapsed else 0.0
+        charge = self.charge_ma_ms  # integer mA·ms: health counts it exactly
+        current_a = charge / elapsed / 1000.0 if elapsed else 0.0
         self.charge_ma_ms = 0
         self.elapsed_ms = 0
         n = self.n
@@ -586,14 +587,13 @@ class StateEstimator:
         if not volts_ok:
             h.steps = h.sum_dv_mv = h.sum_di_ma = 0
         m.at(ekf.x[0], t)
-        changed = h.update_r0(m.get("r0_ohm"))
+        h.update_r0(m.get("r0_ohm"))
         # A point is taken only at the end of a rest: the OCV inversion runs then.
-        if h.count(current_a, dt_s) and volts_ok \
+        if h.count(charge, elapsed) and volts_ok \
                 and h.take_point(m.soc_from_ocv(mean_v, t), ekf.x[3]):
             ekf.capacity_ah = h.capacity_ah
             m.capacity_ah = h.capacity_ah  # the cell filters count with it
-            changed = True
-        if changed:
+        if h.save_due():  # a meaningful change, at most every 5 min (health.py)
             h.save()
         self._limits(t, socs, ratings_a)
         if self.balancer is not None:

@@ -5,8 +5,10 @@ from 0 at the first boot ever) lives at slot ``i % capacity``, so the newest
 ``capacity`` events are kept and a reader can ask from any index it has not
 seen.
 
-With a ``path`` the log survives resets and power loss: each event is appended
-to the file as one fixed-size record with its own CRC-32, so a write torn by
+With a ``path`` the log survives resets and power loss: :meth:`add` only
+stores in RAM (it runs inside the control step); :meth:`flush`, called after
+the step, appends the new events to the file in one batch, each as one
+fixed-size record with its own CRC-32, so a write torn by
 power loss costs at most that one record and never the records before it. When
 the file holds twice the ring, the newest ``capacity`` records are written to
 ``path + ".new"`` and renamed over the old file; a crash between the two steps
@@ -40,15 +42,37 @@ class EventLog:
         self.dropped_records = 0  # torn or corrupt records found at load
         if path:
             self._load()
+        self.saved = self.total  # events before this index are in the file
+        self.lost = 0  # events the ring overwrote before they reached the file
 
     def add(self, kind, code, value, time_ms, unix_time):
-        """Record an event; return its index."""
+        """Record an event in RAM; return its index. It reaches the file at the
+        next :meth:`flush` (no flash I/O here: the control step calls this)."""
         index = self.total
         self._store(index, time_ms & 0xFFFFFFFF, unix_time, kind, code, value)
         self.total = index + 1
-        if self.path:
-            self._append(index)
         return index
+
+    def flush(self):
+        """Append the events not in the file yet, in one batch (one open and
+        close). The ring is the queue: events it overwrote before a flush are
+        counted in ``lost``."""
+        first = self.saved
+        if first < self.oldest():
+            self.lost += self.oldest() - first
+            first = self.oldest()
+        self.saved = self.total
+        if not self.path or first >= self.total:
+            return
+        try:
+            with open(self.path, "ab") as f:
+                for index in range(first, self.total):
+                    f.write(self._pack(index))
+        except OSError:
+            return  # a full or failing flash must not stop protection
+        self.file_records += self.total - first
+        if self.file_records >= 2 * self.capacity:
+            self._compact()
 
     def _store(self, index, time_ms, unix_time, kind, code, value):
         slot = index % self.capacity
@@ -76,16 +100,6 @@ class EventLog:
         pack_into("<L", rec, _RECORD_BODY, crc32(memoryview(rec)[:_RECORD_BODY]))
         return rec
 
-    def _append(self, index):
-        try:
-            with open(self.path, "ab") as f:
-                f.write(self._pack(index))
-        except OSError:
-            return  # a full or failing flash must not stop protection
-        self.file_records += 1
-        if self.file_records >= 2 * self.capacity:
-            self._compact()
-
     def _compact(self):
         new = self.path + ".new"
         try:
@@ -93,10 +107,10 @@ class EventLog:
                 for index in range(self.oldest(), self.total):
                     f.write(self._pack(index))
             try:
-                os.remove(self.path)  # FAT cannot rename over a file; LittleFS can
-            except OSError:
-                pass
-            os.rename(new, self.path)
+                os.rename(new, self.path)  # atomic over the old file on LittleFS
+            except OSError:  # FAT cannot rename over a file
+                os.remove(self.path)
+                os.rename(new, self.path)
         except OSError:
             return
         self.file_records = self.total - self.oldest()

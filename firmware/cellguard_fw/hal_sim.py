@@ -153,6 +153,7 @@ class SimBoard:
         bms.poll()
         if not (bms.reset_requested or bms.repl_requested):
             bms.step(dt_ms)
+            bms.persist()
             if bms.estimate_due():
                 bms.estimate()
         tx = bytes(self.port.tx)

@@ -12,34 +12,49 @@ samples, 100 ms apart) the cell voltage jumps by R0 times the step before the
 RC pairs move; the ratio of the jump to the model's R0 there, averaged, is the
 R0 growth against the beginning of life.
 
+The charge is counted in integer mA·ms (no float accumulation: single-precision
+floats, as on both ports, would lose 0.1–0.5 % of a capacity measurement).
+
 Both are persisted (``WordStore``: capacity in mAh, growth in 0.1 %) so a reset
-does not forget them. The control-rate part (:meth:`Health.sample`) is integer
-arithmetic and allocates nothing.
+does not forget them, but only on a meaningful change (the capacity by at least
+1 mAh, the growth by at least 1 %) and at most every ``save_interval_s`` (five
+minutes): a rewrite is a metadata commit on LittleFS, and a pulsed load moves
+the growth a little almost every second. The control-rate part
+(:meth:`Health.sample`) is integer arithmetic and allocates nothing.
 """
 
 from .latches import WordStore
 
+_GROWTH_STEP = 10  # a growth change worth a write: 1 % (the file keeps 0.1 %)
+
 
 class Health:
     def __init__(self, rated_capacity_ah, path=None, rest_current_a=0.05,
-                 rest_s=1800.0, min_span_pct=40.0, gain=1.0, step_a=1.0):
+                 rest_s=1800.0, min_span_pct=40.0, gain=1.0, step_a=1.0,
+                 save_interval_s=300.0):
         self.rated_capacity_ah = rated_capacity_ah
         self.store = WordStore(path, 2)
         saved = self.store.load_words()
         self.capacity_ah = rated_capacity_ah
         self.r0_growth = 1.0  # R0 measured / R0 of the model
+        self.saved = (0, 0)  # what the file holds (mAh, 0.1 %)
         if saved and saved[0]:
             self.capacity_ah = saved[0] / 1000.0
             self.r0_growth = saved[1] / 1000.0
-        self.rest_current_a = rest_current_a
-        self.rest_s = rest_s
+            self.saved = (saved[0], saved[1])
+        self.rest_ma = int(rest_current_a * 1000 + 0.5)
+        self.rest_needed_ms = int(rest_s * 1000)
         self.min_span_pct = min_span_pct
         self.gain = gain
-        self.rest_time_s = 0.0
+        self.rest_ms = 0
         self.anchor_soc = -1.0  # SoC at the last well-known point, -1: none yet
-        self.charge_ah = 0.0  # counted since that point
+        self.charge_ma_ms = 0  # counted since that point, integer mA·ms
+        self.counted_ms = 0  # the time it was counted over, ms
         self.anchor_bias_a = 0.0  # the current sensor's bias at that point
         self.relearned = 0
+        self.save_interval_ms = int(save_interval_s * 1000)
+        self.since_save_ms = self.save_interval_ms  # the first change saves at once
+        self.saves = 0
         # R0 from steps: control-rate integers, read at the estimation rate.
         self.step_ma = int(step_a * 1000)
         self.last_ma = 0
@@ -77,21 +92,31 @@ class Health:
             return True
         return False
 
-    def count(self, current_a, dt_s):
-        """Count the charge of one period (``current_a`` measured); True when the
-        rest is long enough for a well-known point (:meth:`take_point`).
+    def count(self, charge_ma_ms, elapsed_ms):
+        """Count the charge of one period (``charge_ma_ms``: the sum of current
+        times step over ``elapsed_ms``, integers); True when the rest is long
+        enough for a well-known point (:meth:`take_point`).
 
         The charge is counted with the bias as it was at the last point (a rest,
         where it is well known), not as the filter has it now: under load the
         filter's bias also soaks up a capacity error, the very thing measured. The
-        rest itself is judged on the measured current: the filter's bias can be
-        off by more than the threshold just after a cut-off."""
-        self.charge_ah += (current_a - self.anchor_bias_a) * dt_s / 3600.0
-        if -self.rest_current_a <= current_a <= self.rest_current_a:
-            self.rest_time_s += dt_s
+        bias is taken off once, at the next point, from the time counted. The
+        rest itself is judged on the measured mean current: the filter's bias can
+        be off by more than the threshold just after a cut-off."""
+        self.charge_ma_ms += charge_ma_ms
+        self.counted_ms += elapsed_ms
+        self.since_save_ms += elapsed_ms
+        limit = self.rest_ma * elapsed_ms
+        if -limit <= charge_ma_ms <= limit:
+            self.rest_ms += elapsed_ms
         else:
-            self.rest_time_s = 0.0
-        return self.rest_time_s >= self.rest_s
+            self.rest_ms = 0
+        return self.rest_ms >= self.rest_needed_ms
+
+    @property
+    def charge_ah(self):
+        """The charge counted since the last point, bias taken off, Ah."""
+        return (self.charge_ma_ms - self.anchor_bias_a * 1000.0 * self.counted_ms) / 3.6e9
 
     def take_point(self, rested_soc_pct, bias_a):
         """Take the rest's point: ``rested_soc_pct`` is the SoC its OCV gives,
@@ -107,13 +132,29 @@ class Health:
                 learned = True
         self.anchor_soc = rested_soc_pct
         self.anchor_bias_a = bias_a
-        self.charge_ah = 0.0
-        self.rest_time_s = 0.0  # the next point needs a new rest
+        self.charge_ma_ms = 0
+        self.counted_ms = 0
+        self.rest_ms = 0  # the next point needs a new rest
         return learned
 
+    def _words(self):
+        return (int(self.capacity_ah * 1000 + 0.5), int(self.r0_growth * 1000 + 0.5))
+
+    def save_due(self):
+        """Whether the health moved enough since the last write, and that write is
+        at least ``save_interval_s`` old (the write policy above)."""
+        if self.since_save_ms < self.save_interval_ms:
+            return False
+        cap, growth = self._words()
+        d = growth - self.saved[1]
+        return cap != self.saved[0] or d >= _GROWTH_STEP or -d >= _GROWTH_STEP
+
     def save(self):
-        self.store.save_words(int(self.capacity_ah * 1000 + 0.5),
-                              int(self.r0_growth * 1000 + 0.5))
+        words = self._words()
+        self.store.save_words(words[0], words[1])
+        self.saved = words
+        self.since_save_ms = 0
+        self.saves += 1
 
     @property
     def capacity_pct(self):

@@ -60,6 +60,13 @@ _WHOLE: dict[str, tuple[int, int]] = {
 }
 
 
+# The longest watchdog timeout each port's hardware takes, ms: the RP2040's
+# counter holds 0x7fffff µs (MicroPython's rp2 port refuses more); the ESP32's
+# task watchdog has no such small limit.
+WATCHDOG_MAX_MS: dict[str, int] = {"rp2040": 8388}
+_WATCHDOG_DEFAULT_MS = 2000
+
+
 def check_board(board: dict[str, Any], where: str) -> None:
     """One clear BoardFileError for a value the firmware cannot run with."""
     from cellguard_fw.adc_front import calibration, range_error
@@ -78,6 +85,16 @@ def check_board(board: dict[str, Any], where: str) -> None:
     if board["telemetry_period_ms"] < board["control_period_ms"]:
         raise BoardFileError(f"{where}: telemetry_period_ms ({board['telemetry_period_ms']}) "
                              f"is shorter than control_period_ms ({board['control_period_ms']})")
+    watchdog = board.get("watchdog_ms", _WATCHDOG_DEFAULT_MS)
+    limit = WATCHDOG_MAX_MS.get(board["mcu"], 2**31 - 1)
+    if isinstance(watchdog, bool) or not isinstance(watchdog, int) or not 1 <= watchdog <= limit:
+        port = f" (the most an {board['mcu']} watchdog takes)" if board["mcu"] in \
+            WATCHDOG_MAX_MS else ""
+        raise BoardFileError(f"{where}: watchdog_ms must be a whole number 1..{limit}{port}, "
+                             f"not {watchdog!r}")
+    if watchdog <= board["control_period_ms"]:
+        raise BoardFileError(f"{where}: watchdog_ms ({watchdog}) must be longer than "
+                             f"control_period_ms ({board['control_period_ms']})")
     frontend = board["frontend"]
     if not isinstance(frontend, dict):
         raise BoardFileError(f"{where}: frontend must be an object")
