@@ -19,7 +19,7 @@ from board_harness import EndOfRun, LoopPort, Reset, ScriptedHal, SimClock, Watc
 from cellguard.link.framing import FrameReader
 from cellguard.protocol.codec import encode_frame, parse_payload
 from cellguard.protocol.messages import BY_NAME
-from cellguard_fw import board_main, codec
+from cellguard_fw import board_main, codec, events
 
 
 class Run:
@@ -107,6 +107,25 @@ def test_an_exception_in_the_step_opens_the_output_and_latches_a_firmware_fault(
     tele = [p for name, p in r.frames() if name == "telemetry"]
     assert tele[-1]["faults"] & codec.FAULT_FIRMWARE and tele[-1]["state"] == "fault"
 
+
+
+def test_the_loop_writes_the_events_a_step_logged_after_the_step(tmp_path: Path) -> None:
+    """Bms.step only logs in RAM (item 1): the loop's persist() takes the events to
+    the flash, after the outputs were driven."""
+    r = Run(tmp_path)
+    r.hal._storage = str(tmp_path)
+
+    def fail_once(now: int) -> None:
+        if now == 1000:
+            raise RuntimeError("a bug in the step")
+
+    r.hal.on_sample = fail_once
+    assert r.go(2000) is EndOfRun
+    ev = r.bms.events
+    assert ev.saved == ev.total  # every event the steps logged reached the file
+    records = (tmp_path / "events.bin").read_bytes()
+    assert len(records) == ev.total * events.RECORD_SIZE
+    assert any(ev.codes[i] & codec.FAULT_FIRMWARE for i in range(ev.total))
 
 def test_run_opens_the_output_on_any_way_out(tmp_path: Path) -> None:
     r = Run(tmp_path)
