@@ -361,6 +361,14 @@ class _FakeHal(Hal):
         self.closed = closed
         self.switches += 1
 
+    def healthy(self, zero_code):
+        # every cell at code 48500, every NTC at 2000, no current: inside all limits
+        for i in range(len(self.cells)):
+            self.cells[i] = 48500
+        for i in range(len(self.temps)):
+            self.temps[i] = 2000
+        self.current = zero_code
+
     def unique_id(self):
         return b"\\x01\\x02\\x03\\x04\\x05\\x06\\x07\\x08"
 
@@ -519,11 +527,7 @@ def test_steps_past_the_clock_wrap_allocate_nothing(mp: MicroPythonRuntime) -> N
     out = run(mp, BMS_FAKE_HAL + f"""
 _board = json.loads({board_text()!r})
 _hal = _FakeHal(_board["cells"], _board["temp_sensors"])
-for _i in range(_board["cells"]):
-    _hal.cells[_i] = 48500
-for _i in range(_board["temp_sensors"]):
-    _hal.temps[_i] = 2000
-_hal.current = {json.loads(board_text())["frontend"]["current_adc"]["zero_code"]}
+_hal.healthy(_board["frontend"]["current_adc"]["zero_code"])
 _bms = Bms(_board, _hal, _NullPort())
 for _k in range(30):
     _bms.step(100)
@@ -607,11 +611,7 @@ class _OrderPort(_NullPort):
 _board = json.loads({board_text()!r})
 _board["estimator"] = "none"
 _hal = _StoreHal(_board["cells"], _board["temp_sensors"])
-for _i in range(_board["cells"]):
-    _hal.cells[_i] = 48500
-for _i in range(_board["temp_sensors"]):
-    _hal.temps[_i] = 2000
-_hal.current = {json.loads(board_text())["frontend"]["current_adc"]["zero_code"]}
+_hal.healthy(_board["frontend"]["current_adc"]["zero_code"])
 _fs.files = {{}}  # a fresh flash: no latch from the runs above
 _fs.blocks_of = {{}}
 _bms = Bms(_board, _hal, _OrderPort())
