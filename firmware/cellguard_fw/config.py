@@ -177,6 +177,8 @@ class Config:
         where = self._per_protection(key)
         if where is not None:
             i, field = where
+            if field == 5 and p.active[i] and p.severity[i] != value:
+                p.regraded |= p.bit[i]  # announced by the next step, as it acts
             (p.trip, p.release, p.trip_delay_ms, p.release_delay_ms, p.debounce,
              p.severity)[field][i] = value
         elif key == CONFIG_TELEMETRY_PERIOD_MS:

@@ -102,9 +102,10 @@ class Contactor:
             return
         if self.state != CLOSED and fb:
             self.mismatch_ms += dt_ms
-            if self.mismatch_ms >= self.feedback_delay_ms:
+            if self.mismatch_ms >= self.feedback_delay_ms \
+                    and not self.faults & FAULT_CONTACTOR_WELDED:
                 self.faults |= FAULT_CONTACTOR_WELDED
-                self.fault_value = self.mismatch_ms
+                self.fault_value = self.mismatch_ms  # as found: it does not grow after
         else:
             self.mismatch_ms = 0
 

@@ -18,7 +18,9 @@ It releases the same way past the release threshold (``release_delay_ms``).
 
 Severity: a warning is reported only; an alarm holds the current to zero in its
 direction (``blocks``) and releases by itself; a fault opens the output and
-latches (the latching is the application's, ``app.py``).
+latches (the latching is the application's, ``app.py``). A severity changed at
+run time while its protection is active acts on the next step, which reports
+the bit as changed (``regraded``): a trip event at the new severity.
 """
 
 from array import array
@@ -107,6 +109,9 @@ class Protection:
         self.alarms = 0
         self.warnings = 0
         self.changed = 0  # bits that tripped or released on the last step
+        # Active bits whose severity changed since (config.py): the next step reports
+        # them as changed, so the change is announced and logged as it takes effect.
+        self.regraded = 0
         self.allowed = 3  # bit 0: charge allowed, bit 1: discharge allowed (alarms only)
         self.pending_trips = 0  # fault bits whose trip condition holds but whose delay runs
         for i in range(n):
@@ -165,7 +170,8 @@ class Protection:
         alarms = 0
         warnings = 0
         pending = 0
-        changed = 0
+        changed = self.regraded
+        self.regraded = 0
         blocked = 0
         values = self.values
         for i in range(self.count):
