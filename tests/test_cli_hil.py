@@ -46,7 +46,6 @@ def test_hil_on_a_simulated_board_prints_the_table(tmp_path: Path) -> None:
         "test_serial_link.py::test_link_recovers_from_garbage",
     ], proc.stdout
     assert {result for result, _ in rows.values()} == {"passed"}, proc.stdout
-    assert all(0 < seconds < 60 for _, seconds in rows.values())
     lines = proc.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("test "))
     assert lines[header].split() == ["test", "result", "duration"]
@@ -57,6 +56,12 @@ def test_hil_on_a_simulated_board_prints_the_table(tmp_path: Path) -> None:
     root = ET.parse(xml).getroot()
     cases = list(root.iter("testcase"))
     assert len(cases) == 3
+    # the durations the table prints are the ones the run recorded (not this
+    # machine's speed: what is checked is that the table reports them faithfully)
+    recorded = {f"{Path(c.get('file') or c.get('classname').replace('.', '/') + '.py').name}"
+                f"::{c.get('name')}": float(c.get("time")) for c in cases}
+    assert {k: round(v, 2) for k, v in recorded.items()} == {
+        k: seconds for k, (_, seconds) in rows.items()}, (recorded, rows)
     for case in cases:
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
         assert props["board"] == "sim-4s" and props["runtime"] == "cpython", props
