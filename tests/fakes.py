@@ -71,3 +71,37 @@ class FakeBoard:
         os.close(self.slave)
 
 
+
+
+class ReadCounter:
+    """Counts the bytes a host's ``BoardClient`` reads from its port, so a test can
+    read until it has everything a simulated board wrote (``sim.tx_bytes`` less what
+    was dropped) instead of until the line has been quiet for a while. Wrap the
+    client before it reads anything."""
+
+    def __init__(self, client: Any) -> None:
+        self.count = 0
+        read = client.serial.read
+
+        def counted(size: int = 1) -> bytes:
+            data: bytes = read(size)
+            self.count += len(data)
+            return data
+
+        client.serial.read = counted
+
+
+def drain_board(client: Any, counter: ReadCounter, sim: Any, guard_s: float = 60.0) -> list[Any]:
+    """Every message a (lock-step) simulated board has written to the host so far: the
+    pty hands written bytes over asynchronously, so read until the count matches.
+    ``guard_s`` (wall seconds) only stops a broken run from hanging."""
+    import time
+
+    messages: list[Any] = []
+    deadline = time.monotonic() + guard_s
+    while counter.count < sim.tx_bytes - sim.tx_dropped_bytes:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"read {counter.count} of {sim.tx_bytes - sim.tx_dropped_bytes}"
+                                 " bytes the board wrote")
+        messages += client.receive()
+    return messages

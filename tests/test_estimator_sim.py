@@ -4,10 +4,10 @@ bleeds the fullest cell in the plant."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
+from fakes import ReadCounter, drain_board
 
 from cellguard.link.client import BoardClient, Estimate
 from cellguard.sim import SimulatedBoard
@@ -17,6 +17,7 @@ class Host:
     def __init__(self, sim: SimulatedBoard) -> None:
         self.sim = sim
         self.client = BoardClient(sim.port)
+        self.counter = ReadCounter(self.client)
         self.telemetry: list[dict[str, Any]] = []
         self.estimates: list[Estimate] = []
 
@@ -25,23 +26,16 @@ class Host:
         for k in range(round(seconds / period_s)):
             self.sim.advance(period_s)
             if k % 10 == 0:
-                self.drain(0.0)
-        self.drain(0.05)
+                self.drain()
+        self.drain()
 
-    def drain(self, settle_s: float) -> None:
-        quiet_until = time.monotonic() + settle_s
-        while True:
-            if self.client.serial.in_waiting:
-                for m in self.client.receive():
-                    if m.name == "telemetry":
-                        self.telemetry.append(m.payload)
-                    elif m.name == "estimate":
-                        self.estimates.append(Estimate.from_wire(m.payload))
-                quiet_until = time.monotonic() + settle_s
-            elif time.monotonic() >= quiet_until:
-                return
-            else:
-                time.sleep(0.002)
+    def drain(self) -> None:
+        """Everything the board has written so far (not: until the line is quiet)."""
+        for m in drain_board(self.client, self.counter, self.sim):
+            if m.name == "telemetry":
+                self.telemetry.append(m.payload)
+            elif m.name == "estimate":
+                self.estimates.append(Estimate.from_wire(m.payload))
 
 
 @pytest.mark.parametrize("runtime", ["cpython", "micropython"])

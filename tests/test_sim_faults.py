@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from fakes import ReadCounter, drain_board
 
 from cellguard.link.client import BoardClient, fault_names
 from cellguard.protocol.messages import Faults
@@ -22,7 +22,6 @@ from cellguard.sim import SimulatedBoard
 from cellguard.sim.plant import OUT_CLOSED, PlantTruth
 
 FAULT_BITS: dict[str, int] = dict(Faults.flags)
-SETTLE_S = 0.05
 
 
 class Host:
@@ -31,6 +30,7 @@ class Host:
     def __init__(self, sim: SimulatedBoard) -> None:
         self.sim = sim
         self.client = BoardClient(sim.port)
+        self.counter = ReadCounter(self.client)
         self.telemetry: list[dict[str, Any]] = []
 
     def run(self, seconds: float) -> None:
@@ -38,21 +38,13 @@ class Host:
         period_s = self.sim.period_ms / 1000.0
         for _ in range(round(seconds / period_s)):
             self.sim.advance(period_s)
-            self._drain(0.0)
-        # A pty hands written bytes to the reader asynchronously: let the last arrive.
-        self._drain(SETTLE_S)
+            self._drain()
+        # A pty hands written bytes to the reader asynchronously: read until the host
+        # has every byte the board wrote (drain_board), not until the line is quiet.
 
-    def _drain(self, settle_s: float) -> None:
-        quiet_until = time.monotonic() + settle_s
-        while True:
-            if self.client.serial.in_waiting:
-                self.telemetry += [m.payload for m in self.client.receive()
-                                   if m.name == "telemetry"]
-                quiet_until = time.monotonic() + settle_s
-            elif time.monotonic() >= quiet_until:
-                return
-            else:
-                time.sleep(0.002)
+    def _drain(self) -> None:
+        self.telemetry += [m.payload for m in drain_board(self.client, self.counter, self.sim)
+                           if m.name == "telemetry"]
 
     @property
     def last(self) -> dict[str, Any]:
