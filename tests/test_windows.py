@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_protection import ALARM_BLOCKS, SPECS, Spec, isolated_limits
 
 from cellguard.link.framing import FrameReader
 from cellguard.paths import boards_dir
@@ -27,6 +28,19 @@ from cellguard_fw.contactor import PRECHARGE
 from cellguard_fw.frontend import Frontend
 from cellguard_fw.hal import Hal
 from cellguard_fw.latches import LatchStore
+from cellguard_fw.protection import (
+    Q_CELL_SPREAD_MV,
+    Q_CHARGE_MA,
+    Q_DISCHARGE_MA,
+    Q_MAX_CELL_MV,
+    Q_MAX_TEMP_DC,
+    Q_MIN_CELL_MV,
+    Q_MIN_TEMP_DC,
+    Q_PACK_MISMATCH_MV,
+    Q_STUCK_MS,
+    Q_TEMP_RISE_DC,
+    Q_TEMPS_RAILED,
+)
 
 DT_MS = 100
 
@@ -69,6 +83,11 @@ class CodeHal(Hal):
         self.precharges: list[bool] = []
         self.directions: list[tuple[bool, bool]] = []
         self.link_mv = -1  # no DC-link sensor unless a test says
+        self.temp_raw: list[int | None] = [None] * board["temp_sensors"]  # a code as is
+        pack = fe.get("pack_adc")
+        self.pack_max = (1 << pack["bits"]) - 1 if pack else 0
+        self.pack_fs = pack["full_scale_mv"] if pack else 0
+        self.pack_sensor_mv: int | None = None  # what the pack divider reads, if set
         self.feedback = -1  # no auxiliary contact unless a test says
         self._temp_codes: dict[int, int] = {}
 
@@ -92,8 +111,15 @@ class CodeHal(Hal):
         for i, mv in enumerate(self.cells_mv):
             raw_cells[i] = self.cell_code(mv)
         for i, dc in enumerate(self.temps_dc):
-            raw_temps[i] = self.temp_code(dc)
+            raw = self.temp_raw[i]
+            raw_temps[i] = self.temp_code(dc) if raw is None else raw
         return self.current_code(self.current_ma)
+
+    def read_pack_code(self) -> int:
+        if self.pack_sensor_mv is None or not self.pack_max:
+            return -1
+        return max(0, min(self.pack_max, round(self.pack_sensor_mv * self.pack_max
+                                               / self.pack_fs)))
 
     def set_output(self, closed: bool) -> None:
         self.outputs.append(bool(closed))
@@ -146,7 +172,10 @@ class Port:
 class Board:
     """A Bms on a CodeHal and a Port, stepped in board time."""
 
-    def __init__(self, board: dict[str, Any] = SIM_4S, storage: str | None = None) -> None:
+    def __init__(self, board: dict[str, Any] = SIM_4S, storage: str | None = None,
+                 limits: dict[str, Any] | None = None) -> None:
+        if limits is not None:
+            board = {**board, "limits": {k: list(v) for k, v in limits.items()}}
         self.hal = CodeHal(board, storage)
         self.port = Port()
         self.bms = Bms(board, self.hal, self.port)
@@ -529,3 +558,126 @@ def test_a_failed_rename_is_a_write_error_too(tmp_path: Path,
     monkeypatch.undo()
     # the new record is complete in ``.new``: the next boot takes it
     assert LatchStore(str(path)).load() == 3
+
+
+# -- every protection through Bms, from ADC codes -------------------------------------
+
+def put_beyond(hal: CodeHal, spec: Spec) -> None:
+    """Sensor readings (as codes, through the HAL) that put ``spec``'s quantity past its
+    trip by a margin the converters resolve; the other quantities stay nominal."""
+    q = spec.quantity
+    if q in (Q_MAX_CELL_MV, Q_MIN_CELL_MV):
+        hal.cells_mv[0] = spec.beyond(spec.trip, 30)
+    elif q in (Q_MAX_TEMP_DC, Q_MIN_TEMP_DC):
+        hal.temps_dc = [spec.beyond(spec.trip, 30)] * len(hal.temps_dc)
+    elif q == Q_CHARGE_MA:
+        hal.current_ma = spec.beyond(spec.trip, 300)
+    elif q == Q_DISCHARGE_MA:
+        hal.current_ma = -spec.beyond(spec.trip, 300)
+    elif q == Q_CELL_SPREAD_MV:
+        hal.cells_mv[0] = 3700 + spec.beyond(spec.trip, 30)
+    elif q == Q_TEMPS_RAILED:
+        hal.temp_raw[0] = 0  # a shorted NTC: the code at the bottom rail
+    elif q == Q_PACK_MISMATCH_MV:
+        hal.pack_sensor_mv = sum(hal.cells_mv) + spec.beyond(spec.trip, 100)
+    else:
+        raise AssertionError(f"no sensor reading puts {spec.name} past its limit")
+
+
+def put_normal(hal: CodeHal, board: dict[str, Any]) -> None:
+    hal.cells_mv = [3700] * board["cells"]
+    hal.temps_dc = [250] * board["temp_sensors"]
+    hal.temp_raw = [None] * board["temp_sensors"]
+    hal.current_ma = 0
+    hal.pack_sensor_mv = None
+
+
+# A rise in temperature per minute needs a ramp (tests/test_protection.py feeds it
+# through a forced measurement); a stuck reading is a time with current flowing (below).
+CODE_SPECS = [s for s in SPECS if s.quantity not in (Q_TEMP_RISE_DC, Q_STUCK_MS)]
+
+
+@pytest.mark.parametrize("spec", CODE_SPECS, ids=[s.name for s in CODE_SPECS])
+def test_each_protection_from_adc_codes_trips_latches_across_a_reset_and_clears(
+        spec: Spec, tmp_path: Path) -> None:
+    limits = isolated_limits(spec)
+    b = Board(SIM_4S, str(tmp_path), limits)
+    b.run(3)
+    assert b.bms.output_closed and b.bms.state == codec.STATE_ACTIVE
+    put_beyond(b.hal, spec)
+    b.run(spec.samples_to_trip() - 1)
+    bms = b.bms
+    assert bms.output_closed and not (bms.faults | bms.alarms | bms.warnings) & spec.bit
+    b.run(1)
+    ev = b.port.fault_events()[-1]
+    assert (ev["kind"], ev["fault"], ev["severity"]) == ("trip", spec.bit,
+                                                         SEVERITY_NAMES[spec.severity])
+    assert ev["value"] == b.p.value(index_of(bms, spec.name))
+    if spec.severity == codec.SEVERITY_WARNING:
+        assert bms.warnings == spec.bit and bms.output_closed and not bms.latched
+        return
+    if spec.severity == codec.SEVERITY_ALARM:
+        blocks = ALARM_BLOCKS[spec.name]
+        assert bms.alarms == spec.bit and bms.output_closed and not bms.latched
+        assert b.hal.directions[-1] == (not blocks & 1, not blocks & 2)
+        put_normal(b.hal, SIM_4S)
+        b.run(spec.samples_to_release())
+        assert bms.alarms == 0 and b.hal.directions[-1] == (True, True)
+        return
+    assert bms.faults == spec.bit and bms.latched == spec.bit
+    assert not bms.output_closed and bms.state == codec.STATE_FAULT
+    put_normal(b.hal, SIM_4S)
+    b.run(spec.samples_to_release() + 5)
+    assert bms.faults == 0 and bms.latched == spec.bit and not bms.output_closed
+    again = Board(SIM_4S, str(tmp_path), limits)  # a reset, the same flash
+    assert again.bms.latched == spec.bit
+    again.run(20)
+    assert not again.bms.output_closed and again.hal.outputs == [False]
+    assert again.bms.clear_faults() == spec.bit
+    again.run(2)
+    assert again.bms.output_closed and again.bms.state == codec.STATE_ACTIVE
+    assert Board(SIM_4S, str(tmp_path), limits).bms.latched == 0
+
+
+def test_a_stuck_reading_from_adc_codes_trips_on_the_first_sample_past_its_limit() -> None:
+    """Codes that do not move while 1 A flows (above the C/10 the stuck clock needs):
+    the stuck time grows a control period a sample and trips on the first sample
+    where it is past the limit, at once (no trip delay)."""
+    spec = next(s for s in SPECS if s.name == "sensor_stuck")
+    b = Board(SIM_4S, None, isolated_limits(spec))
+    b.run(3)
+    b.hal.current_ma = -1000
+    i = index_of(b.bms, spec.name)
+    steps = 0
+    while not b.bms.faults and steps < 2 * spec.trip // DT_MS:
+        b.run(1)
+        steps += 1
+        stuck = b.bms.meas.stuck_ms
+        assert bool(b.bms.faults) == (stuck > spec.trip), (steps, stuck)
+    assert b.bms.faults == spec.bit and b.p.value(i) == spec.trip + DT_MS
+    assert not b.bms.output_closed
+
+
+def test_an_active_fault_cannot_be_cleared(tmp_path: Path) -> None:
+    spec = next(s for s in SPECS if s.name == "cell_overvoltage")
+    b = Board(SIM_4S, str(tmp_path), isolated_limits(spec))
+    put_beyond(b.hal, spec)
+    b.run(spec.samples_to_trip())
+    assert b.bms.clear_faults() == 0 and b.bms.latched == spec.bit
+    assert not b.bms.output_closed
+
+
+def test_severity_and_debounce_from_the_board_file(tmp_path: Path) -> None:
+    """A board file may make over-voltage an alarm (charge stopped, discharge allowed)
+    and ask for 20 samples past the limit before it counts."""
+    spec = next(s for s in SPECS if s.name == "cell_overvoltage")
+    board = {**SIM_4S, "severity": {"cell_overvoltage": "alarm"},
+             "debounce": {"cell_overvoltage": 20}}
+    b = Board(board, str(tmp_path))
+    b.run(2)
+    put_beyond(b.hal, spec)
+    b.run(19)  # past the 1000 ms delay, short of 20 samples
+    assert b.bms.alarms == 0
+    b.run(1)
+    assert b.bms.alarms == spec.bit and b.bms.faults == 0 and b.bms.output_closed
+    assert b.hal.directions[-1] == (False, True)
