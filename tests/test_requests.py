@@ -113,7 +113,7 @@ def test_telemetry_period_is_set_by_the_host(board: Any) -> None:
     _, client = board
     client.set_config("telemetry_period_ms", 200)
     times: list[float] = []
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # a guard only
     while len(times) < 8 and time.monotonic() < deadline:
         times += [t.board_time_s for t in _telemetry(client)]
     gaps = {round(b - a, 3) for a, b in itertools.pairwise(times[1:])}
@@ -156,7 +156,7 @@ def test_trip_reports_a_fault_event_and_the_log_keeps_it(board: Any) -> None:
     assert [e.kind for e in client.events()][-1] == "clear"
 
 
-def _wait_for(client: BoardClient, name: str, match: Any, timeout_s: float = 10) -> Any:
+def _wait_for(client: BoardClient, name: str, match: Any, timeout_s: float = 60) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for msg in client.receive():
@@ -189,7 +189,7 @@ def test_reset_restarts_the_firmware(board: Any) -> None:
 
 
 def _telemetry_wait(client: BoardClient) -> Any:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # a guard only
     while time.monotonic() < deadline:
         got = _telemetry(client)
         if got:
@@ -342,7 +342,7 @@ def test_a_fault_stays_latched_across_a_reset_until_cleared(board: Any) -> None:
     assert _telemetry_wait(client).state == "fault"
     client.clear_faults()
     assert client.fault_state()["latched"] == []
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # a guard only
     while not sim.truth().output_closed and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sim.truth().output_closed
@@ -358,7 +358,7 @@ def test_host_lost_policy_opens_the_output_until_the_host_returns(board: Any) ->
     assert not sim.truth().output_closed
     state = client.fault_state()  # the host is back: the condition releases
     assert state["latched"] == []  # a policy, never latched
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60  # a guard only
     while not sim.truth().output_closed and time.monotonic() < deadline:
         client.stats()
     assert sim.truth().output_closed
