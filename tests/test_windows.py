@@ -681,3 +681,72 @@ def test_severity_and_debounce_from_the_board_file(tmp_path: Path) -> None:
     b.run(1)
     assert b.bms.alarms == spec.bit and b.bms.faults == 0 and b.bms.output_closed
     assert b.hal.directions[-1] == (False, True)
+
+
+# -- the severity change under real MicroPython --------------------------------------
+
+MP_REGRADE = """
+import json
+from cellguard_fw.app import Bms
+from cellguard_fw import codec
+from cellguard_fw.hal import Hal
+
+class _Hal(Hal):
+    def __init__(self, n, t):
+        self.cells = [48500] * n  # ~3.70 V
+        self.temps = [2000] * t  # ~25 degC
+        self.current = 32768  # 0 A
+    def sample(self, raw_cells, raw_temps):
+        for i in range(len(self.cells)):
+            raw_cells[i] = self.cells[i]
+        for i in range(len(self.temps)):
+            raw_temps[i] = self.temps[i]
+        return self.current
+    def set_output(self, closed):
+        pass
+    def unique_id(self):
+        return b"\\x01"
+    def storage_dir(self):
+        return None
+
+class _Port:
+    def readinto(self, buf):
+        return 0
+    def write(self, data):
+        return len(data)
+
+board = json.loads(BOARD)
+hal = _Hal(board["cells"], board["temp_sensors"])
+bms = Bms(board, hal, _Port())
+p = bms.protection
+i = INDEX
+for _ in range(3):
+    bms.step(100)
+hal.cells[0] = 53740  # ~4.10 V: 400 mV above the others
+for _ in range(STEPS):
+    bms.step(100)
+ev = bms.events
+def trips():
+    return sum(1 for k in range(ev.total) if ev.kinds[k % ev.capacity] == codec.EVENT_TRIP)
+before = trips()
+print("warning", p.active[i], bms.warnings, bms.faults, bms.latched, bms.output_closed)
+bms.config.set(codec.CONFIG_SEVERITY_BASE + i, 2)
+bms.step(100)
+print("fault", trips() - before, bms.warnings, bms.faults, bms.latched, bms.output_closed)
+"""
+
+
+def test_a_severity_raised_while_active_is_reported_under_micropython() -> None:
+    from cellguard.sim.runtime import MicroPythonRuntime
+
+    b = Board()
+    i = index_of(b.bms, IMB)
+    bit = b.p.bit[i]
+    source = (MP_REGRADE.replace("BOARD", repr(json.dumps(SIM_4S)))
+              .replace("INDEX", str(i)).replace("STEPS", str(b.samples_to_trip(IMB))))
+    rt = MicroPythonRuntime()
+    try:
+        lines = rt.exec(source).strip().splitlines()
+    finally:
+        rt.close()
+    assert lines == [f"warning 1 {bit} 0 0 True", f"fault 1 0 {bit} {bit} False"], lines
