@@ -245,6 +245,22 @@ def test_booting_beyond_a_limit_keeps_the_output_open_through_the_trip_delay(
     assert b.hal.outputs == [False]  # the one set_output of the contactor's start
 
 
+def test_a_contactor_board_booting_beyond_a_limit_never_precharges() -> None:
+    """On the sim-4s-contactor board neither the precharge relay nor the main contactor
+    closes while the trip delay of a condition present at boot runs, nor after."""
+    b = Board(load_board("sim-4s-contactor"))
+    b.hal.link_mv = 0
+    b.hal.feedback = 0
+    b.hal.cells_mv = [4300] * 4
+    n = b.samples_to_trip("cell_overvoltage")
+    for _ in range(n - 1):
+        b.run(1)
+        assert b.bms.state == codec.STATE_STANDBY and not b.bms.faults
+    b.run(1 + 30)
+    assert b.bms.faults == codec.FAULT_CELL_OVERVOLTAGE and b.bms.state == codec.STATE_FAULT
+    assert True not in b.hal.precharges and True not in b.hal.outputs
+
+
 # -- severity changes at run time ---------------------------------------------------
 
 # cell_imbalance: a warning by default; 300 mV spread trips, 200 mV releases.
