@@ -363,10 +363,10 @@ def test_raising_a_pending_condition_to_fault_keeps_the_output_open() -> None:
 
 
 def test_two_alarms_holding_opposite_directions_release_in_either_order() -> None:
-    """Over-temperature while charging stops charging; cell over-voltage made an alarm
-    stops... charging too, so take under-temperature-charge (charge) against cell
-    under-voltage as an alarm (discharge): both directions held, output closed; each
-    release gives back its own direction only."""
+    """Under-temperature for charging (an alarm that stops charging) and cell
+    under-voltage made an alarm (it stops discharging): both directions held, the
+    output closed, nothing latched; each release gives back its own direction only,
+    in either order."""
     for first in ("charge", "discharge"):
         b = Board()
         uv = index_of(b.bms, "cell_undervoltage")
