@@ -5,6 +5,7 @@ the profiles the cells were fitted on as in-sample."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from types import ModuleType
 
@@ -50,7 +51,7 @@ def test_the_coulomb_table_is_the_cells_ocv_at_the_first_temperature() -> None:
     for temp in (0.0, 25.0, 45.0):
         table = estimate.coulomb_ocv_mv(model, temp)
         assert len(table) == 21
-        assert all(b > a for a, b in zip(table, table[1:], strict=False))
+        assert all(b > a for a, b in itertools.pairwise(table))
         for k in (0, 10, 20):
             assert abs(table[k] - model.ocv(5.0 * k, temp) * 1000) <= 1.0
 
