@@ -53,9 +53,11 @@ lint: setup
 	$(BIN)/ruff check .
 
 # The command reference, generated from the parser (tests/test_cli_reference.py
-# fails while it is stale).
+# fails while it is stale), and docs/protection.md's tables from spec/safety.toml
+# (tests/test_safety_spec.py fails while they are stale).
 docs: setup
 	$(BIN)/python tools/gen_cli_reference.py
+	$(BIN)/python tools/gen_safety_docs.py
 
 # PyBaMM (DFN reference traces, host/cellguard/pybamm_traces.py, the PyBaMM plant
 # of `cellguard sim --plant pybamm`) into the same .venv: `make test` runs its

@@ -17,13 +17,19 @@ Measurements pass through the simulator's sensor model
 ``boards/sim-4s.json`` and the firmware's own code-to-unit conversion
 (``cellguard_fw.frontend``): cell voltage through a 16-bit, 5 V ADC with 2 mV
 (rms) noise, current through a 16-bit +/-50 A channel with 10 mA (rms) noise,
-a -20 mA offset and a +0.5 % gain error (both make a discharge read larger:
-they add up), temperature through the board's 12-bit NTC channel with 0.2 degC
-noise; seeded per case. Then ``cellguard.estimation.estimate.run`` runs the firmware's
+a 20 mA offset and a 0.5 % gain error, temperature through the board's 12-bit
+NTC channel with 0.2 degC noise; seeded per case. Every case runs with both signs
+of the current errors: -20 mA and +0.5 % (both make a discharge read larger:
+they add up) and the mirror, +20 mA and -0.5 % (a discharge reads smaller), so
+neither estimator is scored on one lucky sign (``--sensor`` sets the first; the
+mirror negates its offset and gain). Then ``cellguard.estimation.estimate.run`` runs the firmware's
 estimator (the same code as on the board) over the measured trace with the
 fitted cell file (``cells/lg-m50-chen2020.json``,
 ``cells/a123-26650-prada2013.json``), once as the EKF and once as the coulomb
-baseline.
+baseline. Both start from the same information: the baseline's OCV table is the
+fitted cell's OCV at the first measured temperature
+(``estimate.coulomb_ocv_mv``), not the chemistry's generic table, and a case
+with a given start SoC gives it to both.
 
 Per case and estimator: RMSE of the SoC error over the whole run, the largest
 |error| after the first 10 minutes, and the convergence time (the first time
@@ -131,6 +137,21 @@ SENSORS = {
     "temp_noise_c": 0.2,
 }
 """The sensor errors of the benchmark (with the front end of ``BOARD_FILE``)."""
+
+
+def mirrored(sensors: dict[str, float]) -> dict[str, float]:
+    """The same sensor errors with the current offset and gain error negated."""
+    out = dict(sensors)
+    out["current_offset_a"] = -sensors["current_offset_a"]
+    out["current_gain_error"] = -sensors["current_gain_error"]
+    return out
+
+
+def sign_label(sensors: dict[str, float]) -> str:
+    """How the current errors lean: "+" when a discharge reads larger than it is."""
+    lean = -sensors["current_offset_a"] + sensors["current_gain_error"]
+    return "exact" if sensors["current_offset_a"] == sensors["current_gain_error"] == 0 else (
+        "+" if lean > 0 else "-")
 
 
 @dataclass
@@ -334,6 +355,7 @@ class Score:
 @dataclass
 class Result:
     case: Case
+    sign: str  # sensor errors: "+" a discharge reads larger, "-" smaller, "exact" none
     hours: float
     end_true_soc: float
     temp_max_c: float
@@ -391,8 +413,10 @@ def run_case(case: Case, seed: int, exact: bool = False,
     late = (tr.t - tr.t[0]) >= SETTLE_S
     worst = int(np.flatnonzero(late)[np.argmax(np.abs(err[late]))]) if late.any() else 0
     capacities = [r[5] for r in ekf_rows]
+    sens = SENSORS if sensors is None else sensors
     return Result(
-        case=case, hours=float((tr.t[-1] - tr.t[0]) / 3600.0), end_true_soc=float(tr.soc[-1]),
+        case=case, sign="exact" if exact else sign_label(sens),
+        hours=float((tr.t[-1] - tr.t[0]) / 3600.0), end_true_soc=float(tr.soc[-1]),
         temp_max_c=float(np.max(tr.temp)), ekf=ekf, coulomb=score(tr.t, cc_soc, tr.soc),
         capacity_ah=float(capacities[-1]), capacity_start_ah=float(model.capacity_ah),
         capacity_true_ah=pybamm_traces.CELLS[case.cell].capacity_ah,
@@ -481,7 +505,7 @@ def goals(results: list[Result]) -> list[Goal]:
 
 # -- the report ---------------------------------------------------------------------------
 
-HEADER = ("case", "h", "T max", "EKF RMSE", "EKF max>10m", "EKF conv", "CC RMSE",
+HEADER = ("case", "errors", "h", "T max", "EKF RMSE", "EKF max>10m", "EKF conv", "CC RMSE",
           "CC max>10m", "CC conv", "capacity")
 
 
@@ -494,7 +518,7 @@ def _capacity_cell(r: Result) -> str:
 
 
 def row_cells(r: Result) -> list[str]:
-    return [r.case.name, f"{r.hours:.1f}", f"{r.temp_max_c:.1f}",
+    return [r.case.name, r.sign, f"{r.hours:.1f}", f"{r.temp_max_c:.1f}",
             f"{r.ekf.rmse:.2f}", f"{r.ekf.max_late:.2f}", format_time(r.ekf.converge_s),
             f"{r.coulomb.rmse:.2f}", f"{r.coulomb.max_late:.2f}",
             format_time(r.coulomb.converge_s), _capacity_cell(r)]
@@ -518,7 +542,7 @@ def print_details(results: list[Result]) -> None:
     print("\nper case: end of run (true SoC, EKF and coulomb error, EKF sigma, bias) and where "
           "the EKF's late error peaks")
     for r in results:
-        print(f"  {r.case.name:24} end true {r.end_true_soc:6.2f} %  EKF err "
+        print(f"  {r.case.name:24} {r.sign:5} end true {r.end_true_soc:6.2f} %  EKF err "
               f"{r.ekf.end_error:+6.2f}  CC err {r.coulomb.end_error:+6.2f}  sigma "
               f"{r.soc_std_end:5.2f}  bias {1000 * r.bias_end_a:+6.1f} mA  worst at true "
               f"{r.worst_at_true_soc:6.2f} %  ({r.seconds:.1f} s"
@@ -538,14 +562,15 @@ def print_bands(results: list[Result]) -> None:
         for lo, hi in bands:
             m = late & (tr.soc >= lo) & (tr.soc < hi)
             parts.append(f"{rmse(err[m]):6.2f}" if m.any() else "     -")
-        print(f"  {r.case.name:24} " + "  ".join(parts))
+        print(f"  {r.case.name:24} {r.sign:5} " + "  ".join(parts))
 
 
 def write_csvs(folder: Path, results: list[Result]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for r in results:
         tr = r.truth
-        with (folder / f"{r.case.name}.csv").open("w", newline="") as f:
+        suffix = {"+": "-errors+", "-": "-errors-"}.get(r.sign, "")
+        with (folder / f"{r.case.name}{suffix}.csv").open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["t_s", "current_a", "cell_v", "temp_c", "true_soc_pct", "ekf_soc_pct",
                         "coulomb_soc_pct"])
@@ -663,15 +688,17 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"+-50 A, NTC 12 bit); " + ("exact (quantisation only)" if args.exact else
           f"cell noise {s['cell_noise_mv']:g} mV, current noise {s['current_noise_ma']:g} mA, "
           f"offset {1000 * s['current_offset_a']:+g} mA, gain error "
-          f"{100 * s['current_gain_error']:+g} %, temperature noise {s['temp_noise_c']:g} degC; "
-          f"seed {args.seed}"))
+          f"{100 * s['current_gain_error']:+g} % (\"+\": a discharge reads larger) and its "
+          f"mirror (\"-\"), temperature noise {s['temp_noise_c']:g} degC; seed {args.seed}"))
+    sign_sets = [s] if args.exact else [s, mirrored(s)]
     results: list[Result] = []
     try:
         for case in cases:
-            r = run_case(case, args.seed * 1000 + CASES.index(case), args.exact, s)
-            results.append(r)
-            print(f"  {case.name:24} done in {r.seconds:5.1f} s"
-                  f"{'' if r.trace_cached else ' (PyBaMM ran)'}", flush=True)
+            for sens in sign_sets:
+                r = run_case(case, args.seed * 1000 + CASES.index(case), args.exact, sens)
+                results.append(r)
+                print(f"  {case.name:24} {r.sign:5} done in {r.seconds:5.1f} s"
+                      f"{'' if r.trace_cached else ' (PyBaMM ran)'}", flush=True)
     except CellguardError as exc:
         print(f"estimator_accuracy: error: {exc}", file=sys.stderr)
         return 1

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from cellguard.boards import load_board
+from cellguard.config.safety_spec import Expected, expected, load_spec
 from cellguard.link.framing import FrameReader
 from cellguard.paths import repo_root
 from cellguard.protocol.codec import encode_frame, parse_payload
@@ -105,6 +106,8 @@ FAULT_EVENT = BY_NAME["fault_event"].msg_id
 CLEAR_FAULTS = BY_NAME["clear_faults"].msg_id
 
 SEVERITY_NAMES = {WARNING: "warning", ALARM: "alarm", FAULT: "fault"}
+HOLDS_BITS = {"charge": BLOCKS_CHARGE, "discharge": BLOCKS_DISCHARGE,
+              "both": BLOCKS_CHARGE | BLOCKS_DISCHARGE}
 DIRECTIONS: tuple[tuple[str, int, int], ...] = (
     ("charge", BLOCKS_CHARGE, OUT_CHARGE),
     ("discharge", BLOCKS_DISCHARGE, OUT_DISCHARGE),
@@ -959,6 +962,69 @@ def measure_all(runtime: str = "micropython", board: str = BOARD,
         rt.close()
 
 
+def spec_check(timings: Sequence[Timing], board: str = BOARD,
+               safety: dict[str, Any] | None = None) -> list[str]:
+    """The measured behaviour against the safety specification (``spec/safety.toml``),
+    not against the firmware's own table: every protection's trip and release come at
+    exactly the time its specified delay and debounce count give (the first sample
+    after the crossing, then the delay in whole periods, at least debounce - 1
+    periods; a release whose onset is not known exactly within its bound), and it
+    acts as its specified severity: a fault opens the output and latches, an alarm
+    holds exactly its specified direction(s) and leaves the output closed, a warning
+    changes neither. Returns what disagrees (empty: all agree)."""
+    want = expected(load_spec() if safety is None else safety, load_board(board))
+    out: list[str] = []
+    for t in timings:
+        s, period = t.spec, t.period_ms
+        name = s.name
+        if name not in want:
+            out.append(f"{name}: not in the safety specification")
+            continue
+        w = want[name]
+        for run in t.runs:
+            at = f"{name} (phase {run.phase_ms} ms)"
+            trip = expected_ms(s.trip_onset_ms, run.phase_ms, w.trip_delay_ms, w.debounce,
+                               period)
+            if run.trips[name] != trip:
+                out.append(f"{at}: tripped after {run.trips[name]} ms; the specified "
+                           f"{w.trip_delay_ms} ms delay and debounce {w.debounce} give "
+                           f"{trip} ms")
+            own = run.releases[name]
+            if s.release_onset_ms is not None:
+                release = expected_ms(s.release_onset_ms, run.phase_ms, w.release_delay_ms,
+                                      w.debounce, period)
+                if own != release:
+                    out.append(f"{at}: released after {own} ms; the specified "
+                               f"{w.release_delay_ms} ms delay and debounce {w.debounce} "
+                               f"give {release} ms")
+            else:
+                low = max(w.release_delay_ms, (w.debounce - 1) * period)
+                high = worst_case_ms(s.release_bound_ms, w.release_delay_ms, w.debounce,
+                                     period)
+                if not low < own <= high:
+                    out.append(f"{at}: released after {own} ms, outside the specified "
+                               f"({low}, {high}] ms")
+        out += _severity_check(t, w)
+    return out
+
+
+def _severity_check(t: Timing, w: Expected) -> list[str]:
+    name = t.spec.name
+    holds = {d for d, bit, _ in DIRECTIONS if HOLDS_BITS[w.holds] & bit}
+    if w.severity == "fault":
+        ok = t.opens_output and t.latched
+    elif w.severity == "alarm":
+        ok = not t.opens_output and all(set(r.blocked) == holds for r in t.runs)
+    else:
+        ok = not t.opens_output and all(not r.blocked for r in t.runs)
+    if ok:
+        return []
+    return [f"{name}: specified {w.severity} holding {w.holds}, but the output "
+            f"{'opened' if t.opens_output else 'stayed closed'}"
+            f"{', latched' if t.latched else ''} and `allowed` dropped "
+            f"{sorted({d for r in t.runs for d in r.blocked}) or 'nothing'}"]
+
+
 # -- output ----------------------------------------------------------------------------
 
 
@@ -995,11 +1061,15 @@ def severity_text(lim: Limit) -> str:
     return "warning: reported only"
 
 
-def table_rows(timings: Sequence[Timing]) -> list[list[str]]:
+def table_rows(timings: Sequence[Timing], board: str = BOARD) -> list[list[str]]:
+    """One row a protection; its delays are the safety specification's (which the
+    measured times are checked against: :func:`spec_check`)."""
+    want = expected(load_spec(), load_board(board))
     rows: list[list[str]] = []
     for t in timings:
         s = t.spec
         lim = s.limit
+        w = want[lim.name]
         runs = t.runs
         own_trip, own_release = _span(t.own_trips()), _span(t.own_releases())
         if t.opens_output:
@@ -1030,15 +1100,16 @@ def table_rows(timings: Sequence[Timing]) -> list[list[str]]:
         debounce = f"{lim.debounce} sample" + ("s" if lim.debounce != 1 else "")
         rows.append([
             f"`{lim.name}`", severity_text(lim), s.label, _limit(s, lim.trip, True),
-            _limit(s, lim.release, False), debounce, f"{lim.trip_delay_ms} ms", reaction,
-            f"{t.trip_worst_ms} ms", f"{lim.release_delay_ms} ms", release,
+            _limit(s, lim.release, False), debounce, f"{w.trip_delay_ms} ms", reaction,
+            f"{t.trip_worst_ms} ms", f"{w.release_delay_ms} ms", release,
             f"{t.release_worst_ms} ms",
         ])
     return rows
 
 
 HEADER = ["protection", "severity", "quantity", "trip at", "release at", "debounce",
-          "trip delay", "reaction min–max", "reaction worst case", "release delay",
+          "trip delay (spec)", "reaction min–max", "reaction worst case",
+          "release delay (spec)",
           "release min–max", "release worst case"]
 
 
@@ -1048,8 +1119,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_table(timings: Sequence[Timing]) -> str:
-    return markdown_table(HEADER, table_rows(timings))
+def render_table(timings: Sequence[Timing], board: str = BOARD) -> str:
+    return markdown_table(HEADER, table_rows(timings, board))
 
 
 def stimulus_table(timings: Sequence[Timing]) -> str:
@@ -1171,8 +1242,15 @@ regenerate it (`tests/test_reaction_times.py` fails while it is out of date):
 - **worst case**: one period (a crossing just after a sample), plus the delay
   rounded up to whole control periods, or debounce − 1 periods if that is
   more.
-{latching}
-{render_table(timings)}
+{latching}- **checked against the specification**: the delays in the table are those of
+  the safety specification (`spec/safety.toml`), not of the firmware's table.
+  Every trip and every release measured here came at exactly the time the
+  specified delay and debounce count give (first sample after the crossing,
+  then the delay in whole periods; for a release whose onset is not known
+  exactly, within its bound), and every protection acted as its specified
+  severity and direction; the page is not written otherwise.
+
+{render_table(timings, board)}
 The stimulus: the value the sensor model turns into ADC codes and what the
 firmware reads from them, one unit (1 mV, 1 mA, 0.1 °C, 1 channel) after
 another past the threshold until the firmware reads it past. Everything else
@@ -1207,6 +1285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.only = args.only or [protection_table()[0][0]]
     timings = measure_all(args.runtime, only=args.only)
     sys.stdout.write(render_table(timings))
+    disagree = spec_check(timings)
+    if disagree:
+        print("the measured behaviour disagrees with spec/safety.toml:", file=sys.stderr)
+        for line in disagree:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     if args.write_docs:
         path = repo_root() / DOCS_PAGE
         path.write_text(render_page(timings, args.runtime))

@@ -1,8 +1,10 @@
 """The generated reaction-time table (benchmarks/reaction_times.py, docs/reaction-times.md).
 
-The measurements run under the CPython runtime (fast); one protection is run
-under real MicroPython too and must give the same figures, which is what lets
-the page generated under MicroPython be checked against a CPython run here.
+The measurements run under the CPython runtime (fast); every protection is run
+under real MicroPython too (about half a minute) and must give the same runs and
+the same table, which is what lets the page generated under MicroPython be
+checked against a CPython run here. The delays are checked against the safety
+specification (spec/safety.toml), not against the firmware's own table.
 Every time asserted is simulated time, which is deterministic; wall time never.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 
 from cellguard.boards import load_board
+from cellguard.config.safety_spec import HOLDS, expected, load_spec, spec_path
 from cellguard_fw.protection import (
     ALARM,
     FAULT,
@@ -42,6 +45,10 @@ def _load_script() -> ModuleType:
 
 
 rt = _load_script()
+WANT = expected(load_spec(), load_board(rt.BOARD))
+"""What the safety specification (spec/safety.toml) says, per protection: the
+delays and debounce counts below are its, not the firmware table's."""
+SEVERITY_CODES = {"warning": WARNING, "alarm": ALARM, "fault": FAULT}
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +79,14 @@ def test_every_protection_of_the_firmware_table_is_measured(timings: list[Any]) 
     table = protection_table()
     assert [t.spec.name for t in timings] == [row[0] for row in table]
     assert all(len(t.runs) == len(rt.PHASES_MS) for t in timings)
-    for t, row in zip(timings, table, strict=True):
-        lim = t.spec.limit
-        # At the table's defaults: delays, severity, blocked directions, debounce.
+    for t in timings:
+        lim, w = t.spec.limit, WANT[t.spec.name]
+        # The firmware built each at the specification's defaults: delays, severity,
+        # held directions, debounce count.
         assert (lim.trip_delay_ms, lim.release_delay_ms, lim.severity, lim.blocks,
-                lim.debounce) == row[5:10], lim.name
+                lim.debounce) == (w.trip_delay_ms, w.release_delay_ms,
+                                  SEVERITY_CODES[w.severity], HOLDS[w.holds],
+                                  w.debounce), lim.name
     # The time-based quantities are measured by their scenarios, not by a step.
     kinds = {t.spec.limit.quantity: type(t.spec).__name__ for t in timings}
     assert kinds[Q_STUCK_MS] == "StuckSpec"
@@ -88,11 +98,12 @@ def test_every_protection_of_the_firmware_table_is_measured(timings: list[Any]) 
 def test_trip_within_delay_debounce_and_one_period(timings: list[Any]) -> None:
     for t in timings:
         spec, lim, period = t.spec, t.spec.limit, t.period_ms
-        held = _held(lim.trip_delay_ms, lim.debounce, period)
+        w = WANT[lim.name]  # the specified delay and debounce count
+        held = _held(w.trip_delay_ms, w.debounce, period)
         onset = spec.trip_onset_ms  # 0 for a step
         for run in t.runs:
             own = run.trips[lim.name]  # its FAULT_EVENT
-            lower = onset + max(lim.trip_delay_ms, (lim.debounce - 1) * period)
+            lower = onset + max(w.trip_delay_ms, (w.debounce - 1) * period)
             assert lower < own <= onset + held + period, (lim.name, run)
             assert own <= t.trip_worst_ms == onset + held + period
             # Sampled at step instants: seen at the first step after the onset.
@@ -147,12 +158,13 @@ def test_warning_changes_nothing_but_the_event(timings: list[Any]) -> None:
 def test_release_within_delay_debounce_and_one_period(timings: list[Any]) -> None:
     for t in timings:
         spec, lim, period = t.spec, t.spec.limit, t.period_ms
-        held = _held(lim.release_delay_ms, lim.debounce, period)
+        w = WANT[lim.name]  # the specified delay and debounce count
+        held = _held(w.release_delay_ms, w.debounce, period)
         severities = {o.name: o.severity for o in (lim, *spec.crossed)}
         for run in t.runs:
             # The protection itself releases (its FAULT_EVENT) within the bound ...
             own = run.releases[lim.name]
-            assert max(lim.release_delay_ms, (lim.debounce - 1) * period) < own, (lim.name, run)
+            assert max(w.release_delay_ms, (w.debounce - 1) * period) < own, (lim.name, run)
             assert own <= spec.release_worst_ms() == spec.release_bound_ms + held + period
             if spec.release_onset_ms is not None:  # known exactly: a step, a code moving
                 assert own == _first_sample_after(run.phase_ms, spec.release_onset_ms,
@@ -237,9 +249,45 @@ def test_reruns_are_identical(timings: list[Any]) -> None:
 
 
 def test_micropython_gives_the_same_table(timings: list[Any]) -> None:
-    name = "cell_overvoltage"  # short trip and release delays: few steps
-    cpython = [t for t in timings if t.spec.name == name]
-    micropython = rt.measure_all("micropython", only=[name])
-    assert micropython[0].spec == cpython[0].spec
-    assert micropython[0].runs == cpython[0].runs
-    assert rt.table_rows(micropython) == rt.table_rows(cpython)
+    """All protections, every phase, under real MicroPython: the page says it was
+    generated there, and the docs check above compares it with CPython's runs."""
+    micropython = rt.measure_all("micropython")
+    assert [t.spec.name for t in micropython] == [row[0] for row in protection_table()]
+    for mp, cp in zip(micropython, timings, strict=True):
+        assert mp.spec == cp.spec, cp.spec.name
+        assert mp.runs == cp.runs, cp.spec.name
+    assert rt.table_rows(micropython) == rt.table_rows(timings)
+
+
+def test_measured_behaviour_matches_the_spec(timings: list[Any]) -> None:
+    assert rt.spec_check(timings) == []
+
+
+@pytest.mark.parametrize(("old", "new", "named"), [
+    ("unit = \"°C\"\ntrip_delay_ms = 2000\nrelease_delay_ms = 5000\ndebounce = 1\n"
+     "severity = \"fault\"\nholds = \"both\"\nsource = \"severity: iec_62619 (discharge",
+     "unit = \"°C\"\ntrip_delay_ms = 20000\nrelease_delay_ms = 5000\ndebounce = 1\n"
+     "severity = \"fault\"\nholds = \"both\"\nsource = \"severity: iec_62619 (discharge",
+     "overtemperature (phase 0 ms): tripped after 2100 ms; the specified 20000 ms"),
+    ('severity = "fault"\nholds = "both"\nsource = "severity: iec_62619 (discharge',
+     'severity = "alarm"\nholds = "both"\nsource = "severity: iec_62619 (discharge',
+     "overtemperature: specified alarm holding both, but the output opened"),
+    ('severity = "alarm"\nholds = "charge"\nsource = "severity: nmc_datasheet (charging',
+     'severity = "alarm"\nholds = "both"\nsource = "severity: nmc_datasheet (charging',
+     "overtemperature_charge: specified alarm holding both, but the output stayed closed"),
+    ('release_delay_ms = 2000\ndebounce = 1\nseverity = "fault"\nholds = "charge"\n'
+     'source = "severity: iec_62619, foxbms2 (a maximum',
+     'release_delay_ms = 3000\ndebounce = 1\nseverity = "fault"\nholds = "charge"\n'
+     'source = "severity: iec_62619, foxbms2 (a maximum',
+     "cell_overvoltage (phase 0 ms): released after 2100 ms; the specified 3000 ms"),
+])
+def test_the_spec_check_names_a_disagreement(timings: list[Any], tmp_path: Path, old: str,
+                                             new: str, named: str) -> None:
+    """The check is against the file, not the firmware: a spec that says otherwise
+    than the firmware does (the firmware unchanged) makes it fail, naming what."""
+    text = spec_path().read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    copy = tmp_path / "safety.toml"
+    copy.write_text(text.replace(old, new), encoding="utf-8")
+    found = rt.spec_check(timings, safety=load_spec(copy))
+    assert any(line.startswith(named) for line in found), found

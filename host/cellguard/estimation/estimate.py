@@ -134,6 +134,23 @@ def estimator_board(model: cellmodel.CellModel, n_cells: int, mode: str,
     return board
 
 
+def coulomb_ocv_mv(model: cellmodel.CellModel, temp_c: float) -> tuple[int, ...]:
+    """The fitted cell's OCV at ``temp_c`` as the coulomb counter's table (integer mV
+    every 5 % SoC from 0 to 100 %, rising strictly, as ``soc_from_ocv`` needs): the
+    baseline starts and re-anchors from the same OCV as the EKF, not from the
+    chemistry's generic table."""
+    table: list[int] = []
+    for k in range(21):
+        mv = round(model.ocv(5.0 * k, temp_c) * 1000)
+        table.append(max(mv, table[-1] + 1) if table else mv)
+    return tuple(table)
+
+
+def _start_temp_c(trace: Trace) -> float:
+    first = trace.temps_c[0]
+    return sum(first) / len(first) if first else 25.0
+
+
 def _ratings(model: cellmodel.CellModel) -> tuple[float, float, float, float]:
     # Offline there is no board: rate the cell at 2C sustained and 5C peak.
     c = model.capacity_ah
@@ -150,7 +167,9 @@ def run_cpython(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
     n = len(trace.cells_v[0])
     profile = PROFILES[model.chemistry]
     board = estimator_board(model, n, mode, initial_soc_pct)
-    counter = CoulombCounter(board["capacity_mah"], profile["ocv_mv"])
+    ocv_mv = (coulomb_ocv_mv(model, _start_temp_c(trace)) if mode == "coulomb"
+              else profile["ocv_mv"])
+    counter = CoulombCounter(board["capacity_mah"], ocv_mv)
     est = StateEstimator(board, profile, None, counter)
     ratings = _ratings(model)
     prev = trace.t_s[0]
@@ -185,7 +204,7 @@ from cellguard_fw.estimator import StateEstimator
 from cellguard_fw.soc import CoulombCounter
 _board = json.loads({board!r})
 _profile = PROFILES[{chemistry!r}]
-_counter = CoulombCounter(_board["capacity_mah"], _profile["ocv_mv"])
+_counter = CoulombCounter(_board["capacity_mah"], {ocv_mv!r} or _profile["ocv_mv"])
 _est = StateEstimator(_board, _profile, None, _counter)
 _ratings = {ratings!r}
 
@@ -217,8 +236,9 @@ def run_micropython(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
     board = estimator_board(model, n, mode, initial_soc_pct)
     rt = MicroPythonRuntime()
     try:
+        ocv_mv = coulomb_ocv_mv(model, _start_temp_c(trace)) if mode == "coulomb" else ()
         rt.exec(_MP_SETUP.format(board=json.dumps(board), chemistry=model.chemistry,
-                                 ratings=_ratings(model)))
+                                 ratings=_ratings(model), ocv_mv=ocv_mv))
         prev = trace.t_s[0]
         rows: list[list[Any]] = []
         times: list[float] = []
