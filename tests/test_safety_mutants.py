@@ -4,10 +4,28 @@ wrong operator would change."""
 
 from __future__ import annotations
 
+import pytest
 from test_contactor import LinkHal, run
+from test_protection import (
+    CUR_ZERO,
+    DT_MS,
+    LIMITS,
+    SIM_BOARD,
+    SPEC_IDS,
+    SPECS,
+    FakeHal,
+    NullPort,
+    Rig,
+    Spec,
+    cell_code,
+    isolated_limits,
+    samples_to,
+)
 
 from cellguard_fw import codec
+from cellguard_fw.app import Bms
 from cellguard_fw.contactor import OPEN, PRECHARGE, WAIT_RETRY, Contactor
+from cellguard_fw.protection import ALARM, FAULT, MAX_DEBOUNCE, WARNING, Protection
 
 # -- contactor ---------------------------------------------------------------
 
@@ -172,3 +190,95 @@ def test_a_welded_contactor_after_a_failed_precharge_adds_its_bit() -> None:
     for _ in range(4):
         c.step(100, True, 14800)
     assert c.faults == codec.FAULT_PRECHARGE_FAILED | codec.FAULT_CONTACTOR_WELDED
+
+
+# -- protection --------------------------------------------------------------
+
+# The directions an alarm holds at zero current, per protection: what
+# docs/protection.md says each guards against (bit 0 charge, bit 1 discharge
+# allowed, as in telemetry).
+ALLOWED_WHILE_ALARM = {
+    "cell_overvoltage": 0b10, "cell_undervoltage": 0b01, "overtemperature": 0b00,
+    "undertemperature": 0b00, "overcurrent_charge": 0b10, "overcurrent_discharge": 0b01,
+    "deep_discharge": 0b01, "overtemperature_charge": 0b10, "undertemperature_charge": 0b10,
+    "overcurrent_charge_peak": 0b10, "overcurrent_discharge_peak": 0b01,
+    "short_circuit": 0b01, "cell_imbalance": 0b00, "open_wire": 0b00, "sensor_range": 0b00,
+    "sensor_disconnected": 0b00, "sensor_stuck": 0b00, "pack_voltage_mismatch": 0b00,
+    "temperature_rise": 0b00,
+}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_an_alarm_holds_its_directions_and_only_those(spec: Spec) -> None:
+    rig = Rig(spec)
+    rig.p = Protection(isolated_limits(spec), severities={spec.name: ALARM})
+    rig.feed(spec.normal, 3)
+    assert rig.p.allowed == 0b11
+    rig.trip_now()
+    assert rig.p.alarms == spec.bit and rig.p.faults == 0
+    assert rig.p.allowed == ALLOWED_WHILE_ALARM[spec.name]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_pending_trips_name_the_faults_whose_delay_runs(spec: Spec) -> None:
+    """While a fault's condition holds but its delay (or debounce) runs, its bit
+    is pending (the output must not close onto it); never a warning's or an
+    alarm's, and no longer once it has tripped."""
+    for severity in (WARNING, ALARM, FAULT):
+        rig = Rig(spec)
+        rig.p = Protection(isolated_limits(spec), severities={spec.name: severity})
+        rig.feed(spec.normal, 3)
+        assert rig.p.pending_trips == 0
+        n = spec.samples_to_trip()
+        for _ in range(n - 1):
+            rig.feed(spec.beyond(spec.trip))
+            assert rig.p.pending_trips == (spec.bit if severity == FAULT else 0)
+            assert not rig.tripped()
+        rig.feed(spec.beyond(spec.trip))
+        assert rig.tripped() and rig.p.pending_trips == 0
+
+
+def test_a_one_ms_delay_never_trips_on_the_first_sample() -> None:
+    """Only a delay of 0 (with a debounce of 1) trips on one sample."""
+    spec = SPECS[0]
+    rig = Rig(spec)
+    rig.p = Protection(isolated_limits(spec), {spec.name: (1, 1)})
+    rig.feed(spec.beyond(spec.trip))
+    assert not rig.tripped()
+    rig.feed(spec.beyond(spec.trip))
+    assert rig.tripped()
+    rig.feed(spec.normal)
+    assert rig.tripped()
+    rig.feed(spec.normal)
+    assert not rig.tripped()
+
+
+def test_bad_severity_and_debounce_are_refused_by_name() -> None:
+    with pytest.raises(ValueError) as e:
+        Protection(LIMITS, severities={"overtemperature": 3})
+    assert str(e.value) == "severity of overtemperature must be 0, 1 or 2"
+    for bad in (0, MAX_DEBOUNCE + 1):
+        with pytest.raises(ValueError) as e:
+            Protection(LIMITS, debounces={"open_wire": bad})
+        assert str(e.value) == "debounce count of open_wire must be 1..1000"
+    assert Protection(LIMITS, debounces={"open_wire": 1000}).debounce[13] == 1000
+
+
+def booted(cells_mv: list[int]) -> tuple[Bms, FakeHal]:
+    """A Bms on the sim board whose real Measurement reads these cells (ADC codes)."""
+    hal = FakeHal(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
+    hal.cells = [cell_code(mv) for mv in cells_mv]
+    hal.temps = [2000] * SIM_BOARD["temp_sensors"]
+    return Bms(SIM_BOARD, hal, NullPort()), hal
+
+
+def test_booting_past_a_limit_keeps_the_output_open_through_the_trip_delay() -> None:
+    ov = next(s for s in SPECS if s.name == "cell_overvoltage")
+    bms, hal = booted([ov.trip + 30, 3700, 3700, 3700])
+    for _ in range(samples_to(ov.trip_delay_ms) - 1):
+        bms.step(DT_MS)
+        assert not bms.output_closed and True not in hal.outputs
+        assert bms.protection.pending_trips == ov.bit and bms.faults == 0
+    bms.step(DT_MS)
+    assert bms.faults == ov.bit and bms.latched == ov.bit
+    assert not bms.output_closed and True not in hal.outputs

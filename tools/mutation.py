@@ -81,34 +81,75 @@ def app_scope(source: str) -> set[int]:
     return lines
 
 
+_SCOPE: dict[str, set[int]] = {}
+
+
 def in_scope(module: str, source: str, line_index: int) -> bool:
     if module != "app":
         return True
-    return line_index in app_scope(source)
+    if source not in _SCOPE:
+        _SCOPE[source] = app_scope(source)
+    return line_index in _SCOPE[source]
 
 
 # -- the mutants, without running anything -------------------------------------
-def mutants(module: str, root: Path = ROOT) -> list[dict]:
-    """Every mutant mutmut makes of ``module`` (in scope): line index, index on
-    the line, original and mutated line text."""
-    from mutmut import ALL, Context, RelativeMutationID, mutate
+def mutants(module: str, root: Path = ROOT, text: bool = False) -> list[dict]:
+    """Every mutant mutmut makes of ``module`` (in scope): line number, index on
+    the line, the enclosing class or function, the original line and its
+    occurrence (the n-th mutant with that line and index in that function).
+    With ``text``, the mutated line too (one parse per mutant: slow)."""
+    from mutmut import ALL, Context, mutate
 
     path = root / module_path(module)
     source = path.read_text()
     ctx = Context(source=source, filename=str(path), mutation_id=ALL, dict_synonyms=[])
     mutate(ctx)
+    where = enclosing(source)
+    scope = app_scope(source) if module == "app" else None
     out = []
+    seen: dict[tuple[str, str, int], int] = {}
     for mid in ctx.performed_mutation_ids:
-        if not in_scope(module, source, mid.line_number):
+        if scope is not None and mid.line_number not in scope:
             continue
-        one = Context(source=source, filename=str(path), dict_synonyms=[],
-                      mutation_id=RelativeMutationID(mid.line, mid.index, mid.line_number))
-        mutated, _ = mutate(one)
-        out.append({
-            "module": module, "line_number": mid.line_number + 1, "index": mid.index,
-            "line": mid.line.strip(), "mutant": changed_line(source, mutated, mid.line_number),
-        })
+        m = {"module": module, "line_number": mid.line_number + 1, "index": mid.index,
+             "where": where.get(mid.line_number + 1, "<module>"), "line": mid.line.strip()}
+        same = (m["where"], m["line"], m["index"])
+        seen[same] = m["occurrence"] = seen.get(same, 0) + 1
+        if text:
+            m["mutant"] = mutant_text(root, m)
+        out.append(m)
     return out
+
+
+def mutant_text(root: Path, m: dict) -> str:
+    """The mutated line of mutant ``m`` (stripped)."""
+    from mutmut import Context, RelativeMutationID, mutate
+
+    path = root / module_path(m["module"])
+    source = path.read_text()
+    line = source.split("\n")[m["line_number"] - 1]
+    one = Context(source=source, filename=str(path), dict_synonyms=[],
+                  mutation_id=RelativeMutationID(line, m["index"], m["line_number"] - 1))
+    mutated, _ = mutate(one)
+    return changed_line(source, mutated, m["line_number"] - 1)
+
+
+def enclosing(source: str) -> dict[int, str]:
+    """Line number -> the qualified name of the innermost class or function around it."""
+    names: dict[int, str] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                name = prefix + child.name
+                for n in range(child.lineno, (child.end_lineno or child.lineno) + 1):
+                    names[n] = name
+                visit(child, name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return names
 
 
 def changed_line(source: str, mutated: str, line_index: int) -> str:
@@ -137,22 +178,27 @@ def apply_mutant(root: Path, m: dict) -> str:
 
 # -- equivalent mutants -------------------------------------------------------
 def load_equivalent(root: Path = ROOT) -> list[dict]:
-    """The reviewed list: ``[[equivalent]]`` tables with module, line, mutant and
-    reason (line and mutant are the stripped line texts)."""
+    """The reviewed list: ``[[equivalent]]`` tables with module, where (the class
+    or function), line (stripped), index (mutmut's number of the mutant on that
+    line), mutant (the mutated line, for the reader; checked by the smoke test),
+    reason, and optionally occurrence (the n-th such mutant in that function;
+    default 1)."""
     path = root / EQUIVALENT_FILE
     if not path.exists():
         return []
     data = tomllib.loads(path.read_text())
     rows = data.get("equivalent", [])
     for row in rows:
-        for key in ("module", "line", "mutant", "reason"):
-            if not str(row.get(key, "")).strip():
-                raise ValueError(f"{EQUIVALENT_FILE}: an entry has no {key}: {row!r}")
+        for field in ("module", "where", "line", "index", "mutant", "reason"):
+            if not str(row.get(field, "")).strip():
+                raise ValueError(f"{EQUIVALENT_FILE}: an entry has no {field}: {row!r}")
     return rows
 
 
-def key(m: dict) -> tuple[str, str, str]:
-    return (m["module"], m["line"], m["mutant"])
+def key(m: dict) -> tuple[str, str, str, int, int]:
+    """What names a mutant across edits elsewhere in its module (the index is
+    the mutant's number on its line: fixed for a given line and mutmut version)."""
+    return (m["module"], m["where"], m["line"], m["index"], m.get("occurrence", 1))
 
 
 # -- the copy and the run ------------------------------------------------------
@@ -320,11 +366,27 @@ def table(rows: list[dict], equivalent: list[dict]) -> tuple[str, list[dict], li
     return "\n".join(lines), survivors, stale
 
 
+def describe(rows: list[dict]) -> list[dict]:
+    """Rows with ``where`` and ``occurrence`` (recomputed from the source when a
+    results file predates them)."""
+    if all("occurrence" in r for r in rows):
+        return rows
+    known = {}
+    for module in {r["module"] for r in rows}:
+        for m in mutants(module):
+            known[(module, m["line_number"], m["index"])] = m
+    return [r | known[(r["module"], r["line_number"], r["index"])] for r in rows]
+
+
 def report(rows: list[dict]) -> int:
+    rows = describe(rows)
     text, survivors, stale = table(rows, load_equivalent())
     print(text)
     for r in survivors:
-        print(f"survived: {r['module']}.py:{r['line_number']}  {r['line']}  ->  {r['mutant']}")
+        if "mutant" not in r:
+            r["mutant"] = mutant_text(ROOT, r)
+        print(f"survived: {r['module']}.py:{r['line_number']} ({r['where']})  {r['line']}  ->  "
+              f"{r['mutant']}")
     for e in stale:
         print(f"stale equivalent entry ({e['why']}): {e['module']}.py  {e['line']}  ->  "
               f"{e['mutant']}")
