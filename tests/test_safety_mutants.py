@@ -4,6 +4,11 @@ wrong operator would change."""
 
 from __future__ import annotations
 
+import binascii
+import os
+import struct
+from pathlib import Path
+
 import pytest
 from test_contactor import LinkHal, run
 from test_protection import (
@@ -22,9 +27,10 @@ from test_protection import (
     samples_to,
 )
 
-from cellguard_fw import codec
+from cellguard_fw import codec, latches
 from cellguard_fw.app import Bms
 from cellguard_fw.contactor import OPEN, PRECHARGE, WAIT_RETRY, Contactor
+from cellguard_fw.latches import LatchStore, WordStore
 from cellguard_fw.protection import ALARM, FAULT, MAX_DEBOUNCE, WARNING, Protection
 
 # -- contactor ---------------------------------------------------------------
@@ -223,7 +229,8 @@ def test_an_alarm_holds_its_directions_and_only_those(spec: Spec) -> None:
 def test_pending_trips_name_the_faults_whose_delay_runs(spec: Spec) -> None:
     """While a fault's condition holds but its delay (or debounce) runs, its bit
     is pending (the output must not close onto it); never a warning's or an
-    alarm's, and no longer once it has tripped."""
+    alarm's, and no longer once it has tripped. ``changed`` holds the bit on the
+    step it trips and on no other."""
     for severity in (WARNING, ALARM, FAULT):
         rig = Rig(spec)
         rig.p = Protection(isolated_limits(spec), severities={spec.name: severity})
@@ -233,9 +240,11 @@ def test_pending_trips_name_the_faults_whose_delay_runs(spec: Spec) -> None:
         for _ in range(n - 1):
             rig.feed(spec.beyond(spec.trip))
             assert rig.p.pending_trips == (spec.bit if severity == FAULT else 0)
-            assert not rig.tripped()
+            assert not rig.tripped() and rig.p.changed == 0
         rig.feed(spec.beyond(spec.trip))
-        assert rig.tripped() and rig.p.pending_trips == 0
+        assert rig.tripped() and rig.p.pending_trips == 0 and rig.p.changed == spec.bit
+        rig.feed(spec.beyond(spec.trip))
+        assert rig.tripped() and rig.p.changed == 0
 
 
 def test_a_one_ms_delay_never_trips_on_the_first_sample() -> None:
@@ -282,3 +291,137 @@ def test_booting_past_a_limit_keeps_the_output_open_through_the_trip_delay() -> 
     bms.step(DT_MS)
     assert bms.faults == ov.bit and bms.latched == ov.bit
     assert not bms.output_closed and True not in hal.outputs
+
+
+# -- latches -----------------------------------------------------------------
+
+
+def record(path: Path) -> tuple[int, ...]:
+    """A one-word record as the docstring of latches.py lays it out: the word,
+    the sequence number, the CRC-32 of both (little-endian u32s)."""
+    data = path.read_bytes()
+    assert len(data) == 12
+    word, seq, crc = struct.unpack("<LLL", data)
+    assert crc == binascii.crc32(data[:8])
+    return word, seq
+
+
+def test_a_latch_record_is_the_word_a_sequence_number_and_a_crc(tmp_path: Path) -> None:
+    path = tmp_path / "latches.bin"
+    LatchStore(str(path)).save(0b101)
+    assert record(path) == (0b101, 1)
+    LatchStore(str(path)).save(0b111)  # a new store (a reset) continues the sequence
+    assert record(path) == (0b111, 2)
+    store = LatchStore(str(path))
+    assert store.load() == 0b111
+    store.save(0b1)
+    store.save(0b11)
+    assert record(path) == (0b11, 4) and not (tmp_path / "latches.bin.new").exists()
+
+
+def test_the_sequence_number_wraps_at_32_bits(tmp_path: Path) -> None:
+    path = tmp_path / "latches.bin"
+    data = struct.pack("<LL", 0b10, 0xFFFFFFFE)
+    path.write_bytes(data + struct.pack("<L", binascii.crc32(data)))
+    store = LatchStore(str(path))
+    store.save(0b100)
+    assert record(path) == (0b100, 0xFFFFFFFF)
+    store.save(0b1000)
+    assert record(path) == (0b1000, 0)
+
+
+def test_a_record_of_the_earlier_format_loads_and_is_superseded(tmp_path: Path) -> None:
+    path = tmp_path / "latches.bin"
+    word = struct.pack("<L", 0b110)
+    path.write_bytes(word + struct.pack("<L", binascii.crc32(word)))  # no sequence number
+    store = LatchStore(str(path))
+    assert store.load() == 0b110
+    store.save(0b1)
+    assert record(path) == (0b1, 1) and LatchStore(str(path)).load() == 0b1
+
+
+def test_the_newer_record_wins_in_either_file(tmp_path: Path) -> None:
+    path = tmp_path / "latches.bin"
+    new = tmp_path / "latches.bin.new"
+    store = LatchStore(str(path))
+    store.save(0b1)
+    older = path.read_bytes()
+    store.save(0b10)
+    newer = path.read_bytes()
+    # power lost after the new record was closed, before the rename
+    path.write_bytes(older)
+    new.write_bytes(newer)
+    assert LatchStore(str(path)).load() == 0b10
+    assert path.read_bytes() == newer and not new.exists()  # the rename is finished
+    # a stale ``.new`` beside a newer main file is not believed nor renamed
+    new.write_bytes(older)
+    assert LatchStore(str(path)).load() == 0b10
+    assert path.read_bytes() == newer
+
+
+def test_a_failing_flash_counts_write_errors_and_keeps_the_last_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "latches.bin"
+    store = LatchStore(str(path))
+    store.save(0b1)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError(5, "EIO")
+
+    monkeypatch.setattr(latches, "open", broken, raising=False)
+    store.save(0b11)  # does not raise: protection goes on
+    store.save(0b111)
+    assert store.write_errors == 2
+    monkeypatch.undo()
+    assert LatchStore(str(path)).load() == 0b1
+
+
+class FatOs:
+    """``os`` of a FAT volume: a rename onto an existing file fails."""
+
+    def __init__(self, fail_rename: bool = False) -> None:
+        self.fail_rename = fail_rename
+        self.removed: list[str] = []
+
+    def rename(self, old: str, new: str) -> None:
+        if self.fail_rename or os.path.exists(new):
+            raise OSError(17, "EEXIST")
+        os.rename(old, new)
+
+    def remove(self, path: str) -> None:
+        self.removed.append(path)
+        os.remove(path)
+
+
+def test_on_fat_the_old_record_is_removed_before_the_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "latches.bin"
+    fat = FatOs()
+    monkeypatch.setattr(latches, "os", fat)
+    store = LatchStore(str(path))
+    store.save(0b1)
+    assert fat.removed == []
+    store.save(0b10)
+    assert fat.removed == [str(path)]
+    assert record(path) == (0b10, 2) and not (tmp_path / "latches.bin.new").exists()
+    assert LatchStore(str(path)).load() == 0b10
+
+
+def test_a_rename_that_fails_at_boot_still_loads_the_newer_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "latches.bin"
+    store = LatchStore(str(path))
+    store.save(0b1)
+    older = path.read_bytes()
+    store.save(0b100)
+    (tmp_path / "latches.bin.new").write_bytes(path.read_bytes())
+    path.write_bytes(older)
+    monkeypatch.setattr(latches, "os", FatOs(fail_rename=True))
+    assert LatchStore(str(path)).load() == 0b100
+
+
+def test_a_store_of_several_words_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "health.bin"
+    WordStore(str(path), words=3).save_words(7, 0xFFFFFFFF, 0)
+    assert WordStore(str(path), words=3).load_words() == (7, 0xFFFFFFFF, 0)
+    assert len(path.read_bytes()) == 3 * 4 + 8

@@ -403,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", type=Path, metavar="RESULTS",
                     help="print the table of RESULTS and run nothing")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
+    ap.add_argument("--sample", type=int, default=1, metavar="N",
+                    help="run every N-th mutant of each module only (in mutmut's order; "
+                         "the others are left out of the table)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy")
     ap.add_argument("--exclude", action="append", default=[], metavar="PATH",
                     help="leave a file out of the copy (e.g. a test file, to measure "
@@ -420,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
             if r["status"] == "survived":
                 only.setdefault(r["module"], []).append([r["line_number"], r["index"]])
         modules = [m for m in modules if m in only] or modules[:0]
+    elif args.sample > 1:
+        only = {m: [[x["line_number"], x["index"]] for x in mutants(m)[::args.sample]]
+                for m in modules}
     start = time.monotonic()
     rows = run(modules, only, args.keep, tuple(args.exclude)) if modules else []
     if args.retest:
