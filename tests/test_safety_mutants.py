@@ -31,6 +31,7 @@ from cellguard_fw import codec, latches
 from cellguard_fw.app import Bms
 from cellguard_fw.contactor import OPEN, PRECHARGE, WAIT_RETRY, Contactor
 from cellguard_fw.latches import LatchStore, WordStore
+from cellguard_fw.measurement import Measurement
 from cellguard_fw.protection import ALARM, FAULT, MAX_DEBOUNCE, WARNING, Protection
 
 # -- contactor ---------------------------------------------------------------
@@ -425,3 +426,96 @@ def test_a_store_of_several_words_round_trips(tmp_path: Path) -> None:
     WordStore(str(path), words=3).save_words(7, 0xFFFFFFFF, 0)
     assert WordStore(str(path), words=3).load_words() == (7, 0xFFFFFFFF, 0)
     assert len(path.read_bytes()) == 3 * 4 + 8
+
+
+# -- measurement -------------------------------------------------------------
+
+
+class Same:
+    """A channel that reads its code as the value (what Measurement does with the
+    values is seen alone); ``max_code`` of a 12-bit converter."""
+
+    max_code = 4095
+
+    def convert(self, code: int) -> int:
+        return code
+
+
+class SameFrontend:
+    cell = Same()
+    temp = Same()
+    current = Same()
+
+
+def measured(cells: list[int], temps: list[int], current: int = 0, dt_ms: int = 100,
+             pack_sensor_mv: int = -1, m: Measurement | None = None) -> Measurement:
+    m = m or Measurement(len(cells), len(temps), stuck_current_ma=1000)
+    for i, c in enumerate(cells):
+        m.raw_cells[i] = c
+    for i, t in enumerate(temps):
+        m.raw_temps[i] = t
+    m.update(SameFrontend(), current, dt_ms, pack_sensor_mv)
+    return m
+
+
+def test_pack_figures_from_the_cells() -> None:
+    m = measured([3700, 3650, 3720, 3690], [300, 250])
+    assert (m.pack_mv, m.min_cell_mv, m.max_cell_mv) == (14760, 3650, 3720)
+    assert (m.min_temp_dc, m.max_temp_dc, m.current_ma) == (250, 300, 0)
+    assert list(m.cells_mv) == [3700, 3650, 3720, 3690] and m.valid
+    m = measured([0, 0], [2000])  # a front end that reads nothing
+    assert (m.pack_mv, m.min_cell_mv, m.max_cell_mv) == (0, 0, 0)
+
+
+def test_a_temperature_channel_within_1_percent_of_a_rail_is_railed() -> None:
+    """12 bits: codes 0..40 (shorted) and 4055..4095 (open) are railed."""
+    for code, railed in ((40, 1), (41, 0), (4054, 0), (4055, 1), (0, 1), (4095, 1)):
+        assert measured([3700], [2000, code]).temps_railed == railed, code
+    assert measured([3700], [40, 4055]).temps_railed == 2
+
+
+def test_the_pack_sensor_against_the_sum_of_cells() -> None:
+    assert measured([3700, 3700], [2000], pack_sensor_mv=7350).pack_mismatch_mv == 50
+    assert measured([3700, 3700], [2000], pack_sensor_mv=7460).pack_mismatch_mv == 60
+    # a pack sensor that reads 0 V (its divider open) differs by the whole pack
+    assert measured([3700, 3700], [2000], pack_sensor_mv=0).pack_mismatch_mv == 7400
+    assert measured([3700, 3700], [2000]).pack_mismatch_mv == 0  # no sensor
+
+
+def test_the_stuck_clock_runs_from_the_stuck_current_in_either_direction() -> None:
+    for current, runs in ((1000, True), (999, False), (-1000, True), (-999, False)):
+        m = measured([3700, 3701], [2000], current)
+        measured([3700, 3701], [2000], current, m=m)
+        measured([3700, 3701], [2000], current, m=m)
+        assert m.stuck_ms == (200 if runs else 0), current
+        measured([3700, 3702], [2000], current, m=m)  # cell 1 moved: cell 0 is stuck
+        assert m.stuck_ms == (300 if runs else 0), current
+        measured([3699, 3702], [2000], current, m=m)
+        assert m.stuck_ms == (100 if runs else 0), current
+
+
+def test_the_stuck_clock_stops_at_its_cap() -> None:
+    m = measured([3700], [2000], 5000, dt_ms=0)
+    for _ in range(4):
+        measured([3700], [2000], 5000, dt_ms=1 << 28, m=m)
+    assert m.stuck_ms == 1 << 29
+
+
+def test_the_temperature_rise_is_over_the_last_minute() -> None:
+    """A step of 5 degC shows at once as the rise and stays while a reading from
+    before it is in the history (one every 6 s, ten of them): it is gone once
+    every slot holds the new reading, 54 to 60 s after the step (here 59 s: the
+    step comes 1 s after a slot was written)."""
+    m = measured([3700], [250, 250], dt_ms=0)
+    for _ in range(120):  # two minutes at 25.0 degC
+        measured([3700], [250, 250], dt_ms=1000, m=m)
+    assert m.temp_rise_dc == 0
+    seconds = 0
+    measured([3700], [250, 300], dt_ms=1000, m=m)
+    while m.temp_rise_dc:
+        assert m.temp_rise_dc == 50
+        seconds += 1
+        measured([3700], [250, 300], dt_ms=1000, m=m)
+    assert seconds == 59
+    measured([3700], [200, 300], dt_ms=1000, m=m)  # cooling is no rise
+    assert m.temp_rise_dc == 0
