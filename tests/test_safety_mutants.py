@@ -5,6 +5,7 @@ wrong operator would change."""
 from __future__ import annotations
 
 import binascii
+import json
 import os
 import struct
 from pathlib import Path
@@ -27,6 +28,7 @@ from test_protection import (
     samples_to,
 )
 
+from cellguard.paths import boards_dir
 from cellguard_fw import codec, latches
 from cellguard_fw.app import Bms
 from cellguard_fw.contactor import OPEN, PRECHARGE, WAIT_RETRY, Contactor
@@ -519,3 +521,148 @@ def test_the_temperature_rise_is_over_the_last_minute() -> None:
     assert seconds == 59
     measured([3700], [200, 300], dt_ms=1000, m=m)  # cooling is no rise
     assert m.temp_rise_dc == 0
+
+
+# -- app: the output logic ---------------------------------------------------
+
+
+def logged(bms: Bms, since: int = 0) -> list[tuple[int, int, int]]:
+    """(kind, code, value) of the events logged from index ``since`` on."""
+    ev = bms.events
+    return [(ev.kinds[i % ev.capacity], ev.codes[i % ev.capacity], ev.values[i % ev.capacity])
+            for i in range(since, ev.total)]
+
+
+class DirectionsHal(FakeHal):
+    def __init__(self) -> None:
+        super().__init__(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
+        self.cells = [cell_code(3700)] * SIM_BOARD["cells"]
+        self.temps = [2000] * SIM_BOARD["temp_sensors"]
+        self.directions: list[tuple[bool, bool]] = []
+
+    def set_directions(self, charge: object, discharge: object) -> None:
+        self.directions.append((bool(charge), bool(discharge)))
+
+
+def test_a_fault_trips_latches_releases_and_clears_through_bms() -> None:
+    ov = next(s for s in SPECS if s.name == "cell_overvoltage")
+    bms, hal = booted([3700] * 4)
+    bms.step(DT_MS)
+    assert bms.output_closed and bms.state == codec.STATE_ACTIVE
+    start = bms.events.total
+    hal.cells[2] = cell_code(ov.trip + 30)
+    for _ in range(samples_to(ov.trip_delay_ms)):
+        bms.step(DT_MS)
+    mv = bms.meas.max_cell_mv
+    assert mv > ov.trip
+    assert logged(bms, start) == [(codec.EVENT_TRIP, ov.bit, mv)]
+    assert (bms.faults, bms.latched, bms.tripped) == (ov.bit, ov.bit, ov.bit)
+    assert not bms.output_closed and bms.state == codec.STATE_FAULT
+    assert bms.clear_faults() == 0 and bms.latched == ov.bit  # active: stays latched
+    assert logged(bms, start) == [(codec.EVENT_TRIP, ov.bit, mv)]
+    hal.cells[2] = cell_code(3700)
+    for _ in range(samples_to(ov.release_delay_ms)):
+        bms.step(DT_MS)
+    assert logged(bms, start)[1:] == [(codec.EVENT_RELEASE, ov.bit, bms.meas.max_cell_mv)]
+    assert bms.faults == 0 and bms.latched == ov.bit and bms.tripped == ov.bit
+    bms.step(DT_MS)
+    assert not bms.output_closed and bms.state == codec.STATE_FAULT  # held by the latch
+    assert bms.clear_faults() == ov.bit
+    assert logged(bms, start)[2] == (codec.EVENT_CLEAR, ov.bit, 0)
+    assert (bms.faults, bms.latched, bms.tripped) == (0, 0, 0)
+    bms.step(DT_MS)
+    assert bms.output_closed and bms.state == codec.STATE_ACTIVE
+    assert len(logged(bms, start)) == 3
+
+
+def test_an_alarm_holds_its_direction_through_the_hal_and_keeps_the_output() -> None:
+    board = dict(SIM_BOARD)
+    board["severity"] = {"cell_overvoltage": "alarm"}
+    hal = DirectionsHal()
+    bms = Bms(board, hal, NullPort())
+    ov = next(s for s in SPECS if s.name == "cell_overvoltage")
+    bms.step(DT_MS)
+    assert hal.directions == [(True, True)] and bms.output_closed
+    hal.cells[0] = cell_code(ov.trip + 30)
+    for _ in range(samples_to(ov.trip_delay_ms)):
+        bms.step(DT_MS)
+    assert bms.alarms == ov.bit and bms.faults == 0 and bms.latched == 0
+    assert hal.directions == [(True, True), (False, True)] and bms.allowed == 0b10
+    assert bms.output_closed and bms.state == codec.STATE_ACTIVE
+    hal.cells[0] = cell_code(3700)
+    for _ in range(samples_to(ov.release_delay_ms)):
+        bms.step(DT_MS)
+    assert bms.alarms == 0 and hal.directions[-1] == (True, True) and bms.allowed == 0b11
+    assert len(hal.directions) == 3
+
+
+class DeadLinkHal(DirectionsHal):
+    """A contactor board whose DC link never charges, with the aux contact read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.main = False
+        self.welded = False
+
+    def set_output(self, closed: bool) -> None:
+        self.main = closed
+        super().set_output(closed)
+
+    def read_link_mv(self) -> int:
+        return 123
+
+    def output_feedback(self) -> int:
+        return 1 if self.main or self.welded else 0
+
+
+def contactor_board() -> dict:
+    board = json.loads((boards_dir() / "sim-4s-contactor.json").read_text())
+    board["estimator"] = "none"
+    return board
+
+
+def test_a_failed_precharge_is_reported_latched_and_cleared_through_bms() -> None:
+    board = contactor_board()
+    hal = DeadLinkHal()
+    bms = Bms(board, hal, NullPort())
+    start = bms.events.total
+    states = []
+    steps = 0
+    while not bms.faults and steps < 400:
+        bms.step(DT_MS)
+        states.append(bms.state)
+        steps += 1
+    # 3 attempts of 2 s, 5 s apart (the board file), one step to start each
+    assert steps == 3 * (1 + 20) + 2 * 50
+    # precharge while it runs and while it waits to retry; standby for the one
+    # step between the wait and the next attempt
+    assert states.count(codec.STATE_STANDBY) == 2 and states[-1] == codec.STATE_FAULT
+    assert states.count(codec.STATE_PRECHARGE) == steps - 3
+    bit = codec.FAULT_PRECHARGE_FAILED
+    assert logged(bms, start) == [(codec.EVENT_TRIP, bit, 123)]
+    assert bms.latched == bit and bms.state == codec.STATE_FAULT and not hal.main
+    assert bms.clear_faults() == bit
+    assert logged(bms, start)[1:] == [(codec.EVENT_CLEAR, bit, 0)]
+    assert bms.faults == 0 and bms.latched == 0 and bms.tripped == 0
+    bms.step(DT_MS)
+    assert bms.state == codec.STATE_PRECHARGE  # tries again, from its first attempt
+    assert bms.contactor.attempts == 0
+
+
+def test_a_welded_contactor_is_reported_with_its_time_and_trips_again_after_a_clear() -> None:
+    board = contactor_board()
+    hal = DeadLinkHal()
+    hal.welded = True
+    bms = Bms(board, hal, NullPort())
+    start = bms.events.total
+    for _ in range(2):
+        bms.step(DT_MS)
+    bit = codec.FAULT_CONTACTOR_WELDED
+    assert logged(bms, start) == [(codec.EVENT_TRIP, bit, 200)]
+    assert bms.faults == bit and bms.latched == bit and bms.state == codec.STATE_FAULT
+    assert bms.clear_faults() == bit  # the contactor's fault clears ...
+    bms.step(DT_MS)
+    assert bms.latched == 0 and bms.state == codec.STATE_PRECHARGE
+    bms.step(DT_MS)  # ... and it is found again 200 ms later
+    assert bms.faults == bit and bms.latched == bit
+    assert logged(bms, start)[1:] == [(codec.EVENT_CLEAR, bit, 0), (codec.EVENT_TRIP, bit, 200)]
