@@ -20,6 +20,7 @@ from test_protection import (
     SPEC_IDS,
     SPECS,
     FakeHal,
+    Meas,
     NullPort,
     Rig,
     Spec,
@@ -666,3 +667,108 @@ def test_a_welded_contactor_is_reported_with_its_time_and_trips_again_after_a_cl
     bms.step(DT_MS)  # ... and it is found again 200 ms later
     assert bms.faults == bit and bms.latched == bit
     assert logged(bms, start)[1:] == [(codec.EVENT_CLEAR, bit, 0), (codec.EVENT_TRIP, bit, 200)]
+
+
+# -- protection: timing of a run, several protections at once ----------------
+
+
+def spec_of(name: str) -> Spec:
+    return next(s for s in SPECS if s.name == name)
+
+
+def run_pattern(pattern: str, delay_ms: int, dt_ms: int = 100,
+                release_ms: int = 100000) -> int:
+    """Feed cell_overvoltage ``pattern`` ("x": past the limit, ".": not), then
+    samples past it until it trips; return the 1-based sample it tripped at."""
+    spec = spec_of("cell_overvoltage")
+    rig = Rig(spec)
+    rig.p = Protection(isolated_limits(spec), {spec.name: (delay_ms, release_ms)})
+    n = 0
+    for c in pattern:
+        n += 1
+        rig.feed(spec.beyond(spec.trip) if c == "x" else spec.normal, dt_ms=dt_ms)
+        if rig.tripped():
+            return n
+    while n < 1000:
+        n += 1
+        rig.feed(spec.beyond(spec.trip), dt_ms=dt_ms)
+        if rig.tripped():
+            return n
+    raise AssertionError("never tripped")
+
+
+def test_a_condition_held_two_samples_in_three_never_trips() -> None:
+    spec = spec_of("cell_overvoltage")
+    rig = Rig(spec)
+    for _ in range(100):
+        rig.feed(spec.beyond(spec.trip), 2)
+        rig.feed(spec.normal)
+        assert not rig.tripped() and rig.p.pending_trips in (0, spec.bit)
+
+
+def test_the_third_miss_within_8_samples_restarts_the_delay_not_one_later() -> None:
+    """1 s delay at 100 ms: 11 samples from the first past the limit. Misses at
+    samples 2, 5 and 9 (8 samples from the first miss to the third) end the run:
+    a new one starts at sample 10 and trips 11 samples later. Misses at 2, 5 and
+    10 (9 samples) do not: it trips at sample 11 as if none were missed."""
+    assert run_pattern("x", 1000) == 11
+    assert run_pattern("x.xx.xxx.", 1000) == 9 + 11
+    assert run_pattern("x.xx.xxxx.", 1000) == 11
+    # two misses right after a restart are tolerated like any two
+    assert run_pattern("x.xx.xxx." + "x.x.", 1000) == 9 + 11
+
+
+def test_a_restarted_run_counts_its_delay_from_its_own_first_sample() -> None:
+    """An odd delay shows a timer that does not restart from 0: 1001 ms at 100 ms
+    trips on the 12th sample of a run."""
+    assert run_pattern("x", 1001) == 12
+    assert run_pattern("x.xx.xxx.", 1001) == 9 + 12
+
+
+def test_the_release_delay_counts_from_the_first_sample_inside_the_release() -> None:
+    spec = spec_of("cell_overvoltage")
+    rig = Rig(spec)
+    rig.p = Protection(isolated_limits(spec), {spec.name: (0, 1001)})
+    rig.feed(spec.beyond(spec.trip))
+    assert rig.tripped()
+    n = 0
+    while rig.tripped():
+        n += 1
+        rig.feed(spec.normal)
+    assert n == 12
+
+
+def test_several_protections_at_once_each_keep_their_bit() -> None:
+    """Two faults, two alarms and two warnings at once: every bit is in its word,
+    on the step it changes in ``changed``, and the alarms (one holding charge,
+    one discharge) hold both directions."""
+    names = ("cell_overvoltage", "overtemperature", "overtemperature_charge",
+             "cell_undervoltage", "cell_imbalance", "temperature_rise")
+    sev = {"cell_overvoltage": FAULT, "overtemperature": FAULT,
+           "overtemperature_charge": ALARM, "cell_undervoltage": ALARM,
+           "cell_imbalance": WARNING, "temperature_rise": WARNING}
+    p = Protection(LIMITS, severities=sev)
+    m = Meas()
+    uv, ot = spec_of("cell_undervoltage"), spec_of("overtemperature")
+    m.min_cell_mv = uv.trip - 10
+    m.max_cell_mv = spec_of("cell_overvoltage").trip + 10
+    m.max_temp_dc = ot.trip + 10  # past both temperature limits
+    m.temp_rise_dc = spec_of("temperature_rise").trip + 10
+    bits = {n: spec_of(n).bit for n in names}
+    changed = {}
+    for step in range(1, 60):
+        p.load(m)
+        p.step(DT_MS)
+        if step == 2:  # every delay is running, the faults' are pending
+            assert p.pending_trips == bits["cell_overvoltage"] | bits["overtemperature"]
+        for n in names:
+            if p.changed & bits[n]:
+                changed[n] = step
+    assert p.faults == bits["cell_overvoltage"] | bits["overtemperature"]
+    assert p.alarms == bits["overtemperature_charge"] | bits["cell_undervoltage"]
+    assert p.warnings == bits["cell_imbalance"] | bits["temperature_rise"]
+    assert p.allowed == 0 and p.pending_trips == 0
+    for n in names:
+        assert changed[n] == spec_of(n).samples_to_trip(), n
+    # overtemperature and its charge alarm (both 2 s) trip on the same step
+    assert changed["overtemperature"] == changed["overtemperature_charge"]

@@ -51,8 +51,8 @@ TARGETS: dict[str, list[str]] = {
                 "tests/test_safety_mutants.py"],
     "measurement": ["tests/test_protection.py", "tests/test_safety_mutants.py"],
     "frontend": ["tests/test_frontend.py", "tests/test_safety_mutants.py"],
-    "app": ["tests/test_protection.py", "tests/test_safety_mutants.py",
-            "tests/test_requests.py", "tests/test_board_main.py"],
+    "app": ["tests/test_safety_mutants.py", "tests/test_protection.py",
+            "tests/test_flash_policy.py", "tests/test_requests.py", "tests/test_board_main.py"],
 }
 
 # app.py: the output and protection logic only (whole functions, and the
