@@ -33,6 +33,7 @@ from cellguard.paths import boards_dir
 from cellguard_fw import codec, latches
 from cellguard_fw.app import Bms
 from cellguard_fw.contactor import OPEN, PRECHARGE, WAIT_RETRY, Contactor
+from cellguard_fw.frontend import LinearChannel, NtcChannel
 from cellguard_fw.latches import LatchStore, WordStore
 from cellguard_fw.measurement import Measurement
 from cellguard_fw.protection import ALARM, FAULT, MAX_DEBOUNCE, WARNING, Protection
@@ -772,3 +773,37 @@ def test_several_protections_at_once_each_keep_their_bit() -> None:
         assert changed[n] == spec_of(n).samples_to_trip(), n
     # overtemperature and its charge alarm (both 2 s) trip on the same step
     assert changed["overtemperature"] == changed["overtemperature_charge"]
+
+
+# -- frontend ----------------------------------------------------------------
+
+
+def test_a_linear_channel_takes_up_to_16_bits_and_scales_below_2_to_the_21() -> None:
+    assert LinearChannel(16, 5000).max_code == 65535
+    with pytest.raises(ValueError) as e:
+        LinearChannel(17, 5000)
+    assert str(e.value) == "ADC codes wider than 16 bits are not supported"
+    # 2**21 - 1 and 65535 share no factor: the fraction stays as it is
+    ch = LinearChannel(16, (1 << 21) - 1)
+    assert (ch.num, ch.den) == ((1 << 21) - 1, 65535)
+    assert ch.convert(65535) == (1 << 21) - 1 and ch.convert(0) == 0
+    with pytest.raises(ValueError) as e:
+        LinearChannel(16, 1 << 21)
+    assert str(e.value) == "front-end scale too large for integer conversion"
+
+
+def test_a_bipolar_channel_is_signed_around_its_zero_code() -> None:
+    ch = LinearChannel(16, 50000, 32768)  # the sim boards' +/-50 A shunt
+    assert ch.convert(32768) == 0
+    assert ch.convert(32767) == -ch.convert(32769) == round(-50000 / 32767)
+    assert ch.convert(65535) == 50000 and ch.convert(0) == -round(32768 * 50000 / 32767)
+
+
+def test_an_ntc_open_or_shorted_reads_the_ends_of_its_range() -> None:
+    """Open (full scale): -55.0 degC; shorted (code 0): 150.0 degC, the limits of
+    the table (and beyond the rail too)."""
+    ch = NtcChannel(12, 10000, 3435, 10000)
+    assert ch.convert(4095) == -550 and ch.convert(0) == 1500
+    assert ch.convert(0xFFFF) == -550
+    ch = NtcChannel(12, 10000, 3435, 10000, min_dc=-400, max_dc=1200)
+    assert ch.convert(4095) == -400 and ch.convert(0) == 1200
