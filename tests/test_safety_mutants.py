@@ -807,3 +807,15 @@ def test_an_ntc_open_or_shorted_reads_the_ends_of_its_range() -> None:
     assert ch.convert(0xFFFF) == -550
     ch = NtcChannel(12, 10000, 3435, 10000, min_dc=-400, max_dc=1200)
     assert ch.convert(4095) == -400 and ch.convert(0) == 1200
+
+
+def test_a_corrupt_main_file_beside_a_complete_new_record_loads_the_new(
+        tmp_path: Path) -> None:
+    path = tmp_path / "latches.bin"
+    store = LatchStore(str(path))
+    store.save(0b1)
+    store.save(0b11)
+    (tmp_path / "latches.bin.new").write_bytes(path.read_bytes())
+    path.write_bytes(b"\xff" * 12)  # torn while the old record was being removed (FAT)
+    assert LatchStore(str(path)).load() == 0b11
+    assert record(path) == (0b11, 2)
