@@ -36,7 +36,16 @@ from cellguard_fw.contactor import OPEN, PRECHARGE, WAIT_RETRY, Contactor
 from cellguard_fw.frontend import LinearChannel, NtcChannel
 from cellguard_fw.latches import LatchStore, WordStore
 from cellguard_fw.measurement import Measurement
-from cellguard_fw.protection import ALARM, FAULT, MAX_DEBOUNCE, WARNING, Protection
+from cellguard_fw.protection import (
+    ABOVE,
+    ALARM,
+    BELOW,
+    FAULT,
+    MAX_DEBOUNCE,
+    WARNING,
+    Protection,
+    check_thresholds,
+)
 
 # -- contactor ---------------------------------------------------------------
 
@@ -819,3 +828,15 @@ def test_a_corrupt_main_file_beside_a_complete_new_record_loads_the_new(
     path.write_bytes(b"\xff" * 12)  # torn while the old record was being removed (FAT)
     assert LatchStore(str(path)).load() == 0b11
     assert record(path) == (0b11, 2)
+
+
+def test_a_release_threshold_may_meet_its_trip_but_not_pass_it() -> None:
+    """Integers: release one inside the trip is no hysteresis, and allowed;
+    one further (past the trip) is refused, by name."""
+    check_thresholds("cell_overvoltage", ABOVE, 4250, 4251)
+    check_thresholds("cell_undervoltage", BELOW, 2800, 2799)
+    check_thresholds("cell_undervoltage", BELOW, 2800, 2850)
+    for above, release in ((ABOVE, 4252), (BELOW, 4248)):
+        with pytest.raises(ValueError) as e:
+            check_thresholds("x_limit", above, 4250, release)
+        assert str(e.value) == "release threshold of x_limit is beyond its trip"
