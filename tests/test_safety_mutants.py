@@ -30,6 +30,7 @@ from test_protection import (
 )
 
 from cellguard.paths import boards_dir
+from cellguard.protocol.codec import encode_frame
 from cellguard_fw import codec, latches
 from cellguard_fw.app import Bms
 from cellguard_fw.contactor import OPEN, PRECHARGE, WAIT_RETRY, Contactor
@@ -840,3 +841,44 @@ def test_a_release_threshold_may_meet_its_trip_but_not_pass_it() -> None:
         with pytest.raises(ValueError) as e:
             check_thresholds("x_limit", above, 4250, release)
         assert str(e.value) == "release threshold of x_limit is beyond its trip"
+
+
+class FramePort(NullPort):
+    """A port the test can put host frames into."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rx = b""
+
+    def readinto(self, buf: bytearray) -> int:
+        n = min(len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n
+
+
+def test_host_lost_trips_at_exactly_its_timeout_beside_other_faults_and_never_latches() -> None:
+    board = dict(SIM_BOARD)
+    board["host_timeout_ms"] = 1000
+    board["estimator"] = "none"
+    hal = DirectionsHal()
+    port = FramePort()
+    bms = Bms(board, hal, port)
+    start = bms.events.total
+    for _ in range(9):
+        bms.step(DT_MS)
+    assert bms.output_closed and bms.faults == 0
+    bms.step(DT_MS)  # 1000 ms without a frame
+    lost = codec.FAULT_HOST_LOST
+    assert bms.faults == lost and not bms.output_closed and bms.latched == 0
+    assert logged(bms, start) == [(codec.EVENT_TRIP, lost, 1000)]
+    ov = spec_of("cell_overvoltage")
+    hal.cells[1] = cell_code(ov.trip + 30)
+    for _ in range(samples_to(ov.trip_delay_ms)):
+        bms.step(DT_MS)
+    assert bms.faults == lost | ov.bit and bms.latched == ov.bit
+    port.rx = encode_frame(codec.MSG_GET_FAULTS, 1, b"")
+    bms.poll()
+    bms.step(DT_MS)
+    assert bms.faults == ov.bit and bms.latched == ov.bit
+    assert logged(bms, start)[-1] == (codec.EVENT_RELEASE, lost, DT_MS)
