@@ -589,7 +589,7 @@ def test_a_fault_trips_latches_releases_and_clears_through_bms() -> None:
 
 def test_an_alarm_holds_its_direction_through_the_hal_and_keeps_the_output() -> None:
     board = dict(SIM_BOARD)
-    board["severity"] = {"cell_overvoltage": "alarm"}
+    board["severity"] = {"cell_overvoltage": "alarm", "cell_undervoltage": "alarm"}
     hal = DirectionsHal()
     bms = Bms(board, hal, NullPort())
     ov = next(s for s in SPECS if s.name == "cell_overvoltage")
@@ -606,6 +606,12 @@ def test_an_alarm_holds_its_direction_through_the_hal_and_keeps_the_output() -> 
         bms.step(DT_MS)
     assert bms.alarms == 0 and hal.directions[-1] == (True, True) and bms.allowed == 0b11
     assert len(hal.directions) == 3
+    uv = spec_of("cell_undervoltage")
+    hal.cells[3] = cell_code(uv.trip - 30)
+    for _ in range(samples_to(uv.trip_delay_ms)):
+        bms.step(DT_MS)
+    assert bms.alarms == uv.bit and bms.allowed == 0b01 and bms.output_closed
+    assert hal.directions[3:] == [(True, False)]
 
 
 class DeadLinkHal(DirectionsHal):
