@@ -31,6 +31,7 @@ from test_protection import (
 
 from cellguard.paths import boards_dir
 from cellguard.protocol.codec import encode_frame
+from cellguard.sim.flash import FlashModel
 from cellguard_fw import codec, latches
 from cellguard_fw.app import Bms
 from cellguard_fw.contactor import OPEN, PRECHARGE, WAIT_RETRY, Contactor
@@ -883,8 +884,25 @@ def test_host_lost_trips_at_exactly_its_timeout_beside_other_faults_and_never_la
     for _ in range(samples_to(ov.trip_delay_ms)):
         bms.step(DT_MS)
     assert bms.faults == lost | ov.bit and bms.latched == ov.bit
+    assert bms.tripped == lost | ov.bit
     port.rx = encode_frame(codec.MSG_GET_FAULTS, 1, b"")
     bms.poll()
     bms.step(DT_MS)
     assert bms.faults == ov.bit and bms.latched == ov.bit
     assert logged(bms, start)[-1] == (codec.EVENT_RELEASE, lost, DT_MS)
+
+
+class FlashHal(DirectionsHal):
+    def storage_dir(self) -> str:  # type: ignore[override]
+        return "/flash"
+
+
+def test_a_trip_that_does_not_latch_writes_no_latch_record(flash: FlashModel) -> None:
+    board = dict(SIM_BOARD)
+    board["host_timeout_ms"] = 500
+    board["estimator"] = "none"
+    bms = Bms(board, FlashHal(), NullPort())
+    for _ in range(5):
+        bms.step(DT_MS)
+    assert bms.faults == codec.FAULT_HOST_LOST
+    assert "/latches.bin" not in flash.files and "/latches.bin.new" not in flash.files
