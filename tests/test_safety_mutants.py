@@ -464,7 +464,7 @@ class SameFrontend:
 
 def measured(cells: list[int], temps: list[int], current: int = 0, dt_ms: int = 100,
              pack_sensor_mv: int = -1, m: Measurement | None = None) -> Measurement:
-    m = m or Measurement(len(cells), len(temps), stuck_current_ma=1000)
+    m = m or Measurement(len(cells), len(temps))  # the stuck clock runs from 1 A
     for i, c in enumerate(cells):
         m.raw_cells[i] = c
     for i, t in enumerate(temps):
