@@ -509,6 +509,13 @@ def test_the_stuck_clock_runs_from_the_stuck_current_in_either_direction() -> No
         assert m.stuck_ms == (100 if runs else 0), current
 
 
+def test_a_cell_reading_zero_from_boot_is_stuck_from_the_first_sample() -> None:
+    m = measured([0, 3700], [2000], 5000)
+    assert m.stuck_ms == 100
+    measured([0, 3701], [2000], 5000, m=m)
+    assert m.stuck_ms == 200
+
+
 def test_the_stuck_clock_stops_at_its_cap() -> None:
     m = measured([3700], [2000], 5000, dt_ms=0)
     for _ in range(4):
