@@ -8,6 +8,7 @@ import binascii
 import json
 import os
 import struct
+from array import array
 from pathlib import Path
 
 import pytest
@@ -487,6 +488,24 @@ def test_a_temperature_channel_within_1_percent_of_a_rail_is_railed() -> None:
     for code, railed in ((40, 1), (41, 0), (4054, 0), (4055, 1), (0, 1), (4095, 1)):
         assert measured([3700], [2000, code]).temps_railed == railed, code
     assert measured([3700], [40, 4055]).temps_railed == 2
+    # 16 bits: 0..655 and 64880..65535
+    m = Measurement(1, 6)
+    m.raw_temps[:] = array("H", [655, 656, 64879, 64880, 0, 65535])
+    m.update(Wide(), 0, 100)
+    assert m.temps_railed == 4
+
+
+class Same16(Same):
+    """A 16-bit temperature channel (railed is judged on the code)."""
+
+    max_code = 65535
+
+    def convert(self, code: int) -> int:
+        return 250
+
+
+class Wide(SameFrontend):
+    temp = Same16()
 
 
 def test_the_pack_sensor_against_the_sum_of_cells() -> None:
