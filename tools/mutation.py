@@ -400,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retest", type=Path, metavar="RESULTS",
                     help="re-run only the mutants that survived in RESULTS; the others "
                          "keep their status (new tests cannot revive a killed mutant)")
+    ap.add_argument("--skip-equivalent", action="store_true",
+                    help="with --retest: leave the listed equivalent mutants out (they "
+                         "keep their earlier status)")
     ap.add_argument("--report", type=Path, metavar="RESULTS",
                     help="print the table of RESULTS and run nothing")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
@@ -419,8 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.retest:
         previous = [r for r in json.loads(args.retest.read_text()) if r["module"] in modules]
         only = {}
-        for r in previous:
-            if r["status"] == "survived":
+        listed = {key(e) for e in load_equivalent()} if args.skip_equivalent else set()
+        for r in describe(previous):
+            if r["status"] == "survived" and key(r) not in listed:
                 only.setdefault(r["module"], []).append([r["line_number"], r["index"]])
         modules = [m for m in modules if m in only] or modules[:0]
     elif args.sample > 1:
