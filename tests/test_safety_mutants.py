@@ -852,6 +852,12 @@ def test_an_ntc_open_or_shorted_reads_the_ends_of_its_range() -> None:
     assert ch.convert(4095) == -400 and ch.convert(0) == 1200
 
 
+def test_an_ntc_reading_is_a_whole_number_of_tenths() -> None:
+    """Integer units on the safety path: every code converts to an int."""
+    ch = NtcChannel(12, 10000, 3435, 10000)
+    assert all(type(ch.convert(code)) is int for code in range(4096))
+
+
 def test_a_corrupt_main_file_beside_a_complete_new_record_loads_the_new(
         tmp_path: Path) -> None:
     path = tmp_path / "latches.bin"
