@@ -90,9 +90,16 @@ pybamm-cells: pybamm-setup
 # The on-board SoC estimator (EKF and the coulomb baseline) against PyBaMM DFN
 # ground truth through the board's sensor model: benchmarks/README.md. Runs
 # PyBaMM on first use (cached), then about a minute.
-.PHONY: bench-accuracy
+.PHONY: bench-accuracy mutation
 bench-accuracy: pybamm-setup
 	$(BIN)/python benchmarks/estimator_accuracy.py
 
 clean:
 	rm -rf $(VENV) node_modules .stubs demo .pytest_cache .hypothesis
+
+# Mutation testing of the safety path (docs/mutation.md): mutmut, pinned in the
+# dev extras, runs in a temporary copy of the repository (the working tree is
+# never mutated); one worker; prints mutants, killed, survived, timeout and
+# equivalent per module. MUTATION_ARGS, e.g. "--module contactor".
+mutation: setup
+	$(BIN)/python tools/mutation.py $(MUTATION_ARGS)

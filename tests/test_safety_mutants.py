@@ -1,0 +1,941 @@
+"""Tests written to kill mutants of the safety path that survived the other tests
+(``make mutation``, docs/mutation.md). Each asserts behaviour a wrong default or a
+wrong operator would change."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import os
+import struct
+from array import array
+from pathlib import Path
+
+import pytest
+from test_contactor import LinkHal, run
+from test_protection import (
+    CUR_ZERO,
+    DT_MS,
+    LIMITS,
+    SIM_BOARD,
+    SPEC_IDS,
+    SPECS,
+    FakeHal,
+    Meas,
+    NullPort,
+    Rig,
+    Spec,
+    cell_code,
+    isolated_limits,
+    samples_to,
+)
+
+from cellguard.paths import boards_dir
+from cellguard.protocol.codec import encode_frame
+from cellguard.sim.flash import FlashModel
+from cellguard_fw import codec, latches
+from cellguard_fw.app import Bms
+from cellguard_fw.contactor import OPEN, PRECHARGE, WAIT_RETRY, Contactor
+from cellguard_fw.frontend import LinearChannel, NtcChannel
+from cellguard_fw.latches import LatchStore, WordStore
+from cellguard_fw.measurement import Measurement
+from cellguard_fw.protection import (
+    ABOVE,
+    ALARM,
+    BELOW,
+    FAULT,
+    MAX_DEBOUNCE,
+    WARNING,
+    Protection,
+    check_thresholds,
+)
+
+# -- contactor ---------------------------------------------------------------
+
+
+def test_opening_gives_the_precharge_its_full_attempts_again() -> None:
+    """Told to open, the contactor forgets its failed attempts: the next close
+    request gets all ``retries + 1`` attempts before the precharge fault latches."""
+    hal = LinkHal(tau_ms=float("inf"))  # the link never charges
+    cfg = {"timeout_ms": 300, "retries": 2, "retry_delay_ms": 200}
+    c = Contactor(hal, cfg)
+    # an attempt: a step to start it and 3 to time out; 2 steps of waiting between.
+    # Two attempts time out: no fault yet
+    states = run(c, hal, 4 + 2 + 4)
+    assert c.attempts == 2 and not c.faults and states[-1] == WAIT_RETRY
+    run(c, hal, 1, want=False)
+    assert c.state == OPEN and c.attempts == 0
+    # again: two more timed-out attempts do not latch the fault ...
+    run(c, hal, 4 + 2 + 4)
+    assert not c.faults and c.attempts == 2
+    # ... the third does, with the link voltage it had reached
+    run(c, hal, 2 + 3)
+    assert not c.faults and c.state == PRECHARGE
+    run(c, hal, 1)
+    assert c.faults == codec.FAULT_PRECHARGE_FAILED and c.state == OPEN
+    assert c.fault_value == 0
+
+
+class PinHal(LinkHal):
+    """A HAL whose link voltage and auxiliary contact the test sets directly
+    (``link``: -1 without a link sensor; ``aux``: -1 without feedback)."""
+
+    def __init__(self, link: int = -1, aux: int = -1) -> None:
+        super().__init__()
+        self.link = link
+        self.aux = aux
+
+    def read_link_mv(self) -> int:
+        return self.link
+
+    def output_feedback(self) -> int:
+        return self.aux
+
+
+def steps_until(c: Contactor, dt_ms: int, want: bool, pack_mv: int, done, limit: int) -> int:
+    """Step until ``done(c)``; return how many steps it took."""
+    for n in range(1, limit + 1):
+        c.step(dt_ms, want, pack_mv)
+        if done(c):
+            return n
+    raise AssertionError(f"not done after {limit} steps")
+
+
+def test_precharge_defaults_are_the_documented_ones() -> None:
+    """A ``precharge`` object with no keys: 0.5 s without a link sensor, 2 s
+    timeout, 2 retries 5 s apart (docs/protection.md), all to the millisecond."""
+    # without a link sensor: closes once it has precharged for 500 ms
+    c = Contactor(PinHal(), {})
+    assert steps_until(c, 1, True, 14800, lambda c: c.closed, 1000) == 1 + 500
+    # a link that never charges: the first attempt times out after 2000 ms
+    hal = PinHal(link=0)
+    c = Contactor(hal, {})
+    assert steps_until(c, 1, True, 14800, lambda c: c.state == WAIT_RETRY, 5000) == 1 + 2000
+    # ... the next starts 5000 ms later
+    assert steps_until(c, 1, True, 14800, lambda c: c.state == PRECHARGE, 9000) == 5000 + 1
+    # ... and after the third attempt (2 retries) the fault latches
+    n = steps_until(c, 100, True, 14800, lambda c: c.faults != 0, 1000)
+    assert n == 20 + 50 + 1 + 20 and c.attempts == 3
+    assert c.faults == codec.FAULT_PRECHARGE_FAILED and c.fault_value == 0 and c.state == OPEN
+    assert not hal.precharge and not hal.main
+
+
+def test_precharge_done_at_exactly_done_pct_of_the_pack() -> None:
+    """The link at ``pack * done_pct // 100`` mV is enough, one mV less is not;
+    default 95 %, and the board's ``done_pct`` is read."""
+    pack = 14801  # 95 % of it is not a whole number of mV
+    for cfg, pct in (({}, 95), ({"done_pct": 50}, 50)):
+        threshold = pack * pct // 100
+        hal = PinHal(link=threshold - 1)
+        c = Contactor(hal, cfg)
+        for _ in range(5):
+            c.step(100, True, pack)
+        assert c.state == PRECHARGE and hal.precharge and not hal.main
+        hal.link = threshold
+        c.step(100, True, pack)
+        assert c.closed and hal.main and not hal.precharge
+
+
+def test_precharge_without_a_link_sensor_runs_time_ms_not_a_ms_less() -> None:
+    c = Contactor(PinHal(), {"time_ms": 500})
+    c.step(499, True, 14800)  # starts the precharge
+    c.step(499, True, 14800)
+    assert c.state == PRECHARGE
+    c.step(1, True, 14800)
+    assert c.closed
+
+
+def test_retry_waits_retry_delay_ms_to_the_millisecond() -> None:
+    c = Contactor(PinHal(link=0), {"timeout_ms": 100, "retry_delay_ms": 300})
+    assert steps_until(c, 1, True, 14800, lambda c: c.state == WAIT_RETRY, 1000) == 101
+    assert steps_until(c, 1, True, 14800, lambda c: c.state != WAIT_RETRY, 1000) == 300
+
+
+def test_opening_during_precharge_releases_the_precharge_relay() -> None:
+    hal = PinHal(link=0)
+    c = Contactor(hal, {})
+    c.step(100, True, 14800)
+    assert hal.precharge and c.state == PRECHARGE
+    c.step(100, False, 14800)
+    assert c.state == OPEN and not hal.precharge and not hal.main
+
+
+def test_clear_gives_the_precharge_its_full_attempts_again() -> None:
+    c = Contactor(PinHal(link=0), {"timeout_ms": 100, "retries": 1, "retry_delay_ms": 100})
+    first = steps_until(c, 100, True, 14800, lambda c: c.faults != 0, 100)
+    assert c.clear() == codec.FAULT_PRECHARGE_FAILED and c.attempts == 0
+    assert steps_until(c, 100, True, 14800, lambda c: c.faults != 0, 100) == first
+
+
+def test_welded_contactor_trips_after_exactly_the_feedback_delay() -> None:
+    """Closed when told to open (from boot, after a normal close and open, and
+    again after a clear): ``contactor_welded`` after 200 ms (default) of it,
+    with the time as its value."""
+    for cfg in ({}, {"feedback_delay_ms": 300}):
+        delay = cfg.get("feedback_delay_ms", 200)
+        hal = PinHal(link=20000, aux=1)  # welded from boot
+        c = Contactor(hal, cfg)
+        n = steps_until(c, 50, False, 14800, lambda c: c.faults != 0, 100)
+        assert n == delay // 50 and c.fault_value == delay
+        assert c.faults == codec.FAULT_CONTACTOR_WELDED
+        assert c.clear() == codec.FAULT_CONTACTOR_WELDED and not c.faults
+        n = steps_until(c, 50, False, 14800, lambda c: c.faults != 0, 100)
+        assert n == delay // 50 and c.fault_value == delay
+    hal = PinHal(link=20000, aux=0)
+    c = Contactor(hal, {})
+    c.step(50, True, 14800)
+    hal.aux = 1  # closed as told
+    for _ in range(3):
+        c.step(50, True, 14800)
+    assert c.closed and not c.faults
+    n = steps_until(c, 50, False, 14800, lambda c: c.faults != 0, 100)
+    assert n == 4 and c.fault_value == 200
+
+
+def test_an_aux_contact_that_bounces_shorter_than_the_delay_does_not_trip() -> None:
+    """The 200 ms count only while the contact reads closed without interruption."""
+    hal = PinHal(aux=0)
+    c = Contactor(hal, {})
+    for _ in range(10):
+        hal.aux = 1
+        c.step(150, False, 14800)
+        hal.aux = 0
+        c.step(150, False, 14800)
+    assert not c.faults
+
+
+def test_a_welded_contactor_after_a_failed_precharge_adds_its_bit() -> None:
+    hal = PinHal(link=0, aux=0)
+    c = Contactor(hal, {"timeout_ms": 100, "retries": 0})
+    steps_until(c, 100, True, 14800, lambda c: c.faults != 0, 10)
+    assert c.faults == codec.FAULT_PRECHARGE_FAILED
+    hal.aux = 1
+    for _ in range(4):
+        c.step(100, True, 14800)
+    assert c.faults == codec.FAULT_PRECHARGE_FAILED | codec.FAULT_CONTACTOR_WELDED
+
+
+# -- protection --------------------------------------------------------------
+
+# The directions an alarm holds at zero current, per protection: what
+# docs/protection.md says each guards against (bit 0 charge, bit 1 discharge
+# allowed, as in telemetry).
+ALLOWED_WHILE_ALARM = {
+    "cell_overvoltage": 0b10, "cell_undervoltage": 0b01, "overtemperature": 0b00,
+    "undertemperature": 0b00, "overcurrent_charge": 0b10, "overcurrent_discharge": 0b01,
+    "deep_discharge": 0b01, "overtemperature_charge": 0b10, "undertemperature_charge": 0b10,
+    "overcurrent_charge_peak": 0b10, "overcurrent_discharge_peak": 0b01,
+    "short_circuit": 0b01, "cell_imbalance": 0b00, "open_wire": 0b00, "sensor_range": 0b00,
+    "sensor_disconnected": 0b00, "sensor_stuck": 0b00, "pack_voltage_mismatch": 0b00,
+    "temperature_rise": 0b00,
+}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_an_alarm_holds_its_directions_and_only_those(spec: Spec) -> None:
+    rig = Rig(spec)
+    rig.p = Protection(isolated_limits(spec), severities={spec.name: ALARM})
+    rig.feed(spec.normal, 3)
+    assert rig.p.allowed == 0b11
+    rig.trip_now()
+    assert rig.p.alarms == spec.bit and rig.p.faults == 0
+    assert rig.p.allowed == ALLOWED_WHILE_ALARM[spec.name]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_pending_trips_name_the_faults_whose_delay_runs(spec: Spec) -> None:
+    """While a fault's condition holds but its delay (or debounce) runs, its bit
+    is pending (the output must not close onto it); never a warning's or an
+    alarm's, and no longer once it has tripped. ``changed`` holds the bit on the
+    step it trips and on no other."""
+    for severity in (WARNING, ALARM, FAULT):
+        rig = Rig(spec)
+        rig.p = Protection(isolated_limits(spec), severities={spec.name: severity})
+        rig.feed(spec.normal, 3)
+        assert rig.p.pending_trips == 0
+        n = spec.samples_to_trip()
+        for _ in range(n - 1):
+            rig.feed(spec.beyond(spec.trip))
+            assert rig.p.pending_trips == (spec.bit if severity == FAULT else 0)
+            assert not rig.tripped() and rig.p.changed == 0
+        rig.feed(spec.beyond(spec.trip))
+        assert rig.tripped() and rig.p.pending_trips == 0 and rig.p.changed == spec.bit
+        rig.feed(spec.beyond(spec.trip))
+        assert rig.tripped() and rig.p.changed == 0
+
+
+def test_a_one_ms_delay_never_trips_on_the_first_sample() -> None:
+    """Only a delay of 0 (with a debounce of 1) trips on one sample."""
+    spec = SPECS[0]
+    rig = Rig(spec)
+    rig.p = Protection(isolated_limits(spec), {spec.name: (1, 1)})
+    rig.feed(spec.beyond(spec.trip))
+    assert not rig.tripped()
+    rig.feed(spec.beyond(spec.trip))
+    assert rig.tripped()
+    rig.feed(spec.normal)
+    assert rig.tripped()
+    rig.feed(spec.normal)
+    assert not rig.tripped()
+
+
+def test_bad_severity_and_debounce_are_refused_by_name() -> None:
+    with pytest.raises(ValueError) as e:
+        Protection(LIMITS, severities={"overtemperature": 3})
+    assert str(e.value) == "severity of overtemperature must be 0, 1 or 2"
+    for bad in (0, MAX_DEBOUNCE + 1):
+        with pytest.raises(ValueError) as e:
+            Protection(LIMITS, debounces={"open_wire": bad})
+        assert str(e.value) == "debounce count of open_wire must be 1..1000"
+    assert Protection(LIMITS, debounces={"open_wire": 1000}).debounce[13] == 1000
+
+
+def booted(cells_mv: list[int]) -> tuple[Bms, FakeHal]:
+    """A Bms on the sim board whose real Measurement reads these cells (ADC codes)."""
+    hal = FakeHal(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
+    hal.cells = [cell_code(mv) for mv in cells_mv]
+    hal.temps = [2000] * SIM_BOARD["temp_sensors"]
+    return Bms(SIM_BOARD, hal, NullPort()), hal
+
+
+def test_booting_past_a_limit_keeps_the_output_open_through_the_trip_delay() -> None:
+    ov = next(s for s in SPECS if s.name == "cell_overvoltage")
+    bms, hal = booted([ov.trip + 30, 3700, 3700, 3700])
+    for _ in range(samples_to(ov.trip_delay_ms) - 1):
+        bms.step(DT_MS)
+        assert not bms.output_closed and True not in hal.outputs
+        assert bms.protection.pending_trips == ov.bit and bms.faults == 0
+    bms.step(DT_MS)
+    assert bms.faults == ov.bit and bms.latched == ov.bit
+    assert not bms.output_closed and True not in hal.outputs
+
+
+# -- latches -----------------------------------------------------------------
+
+
+def record(path: Path) -> tuple[int, ...]:
+    """A one-word record as the docstring of latches.py lays it out: the word,
+    the sequence number, the CRC-32 of both (little-endian u32s)."""
+    data = path.read_bytes()
+    assert len(data) == 12
+    word, seq, crc = struct.unpack("<LLL", data)
+    assert crc == binascii.crc32(data[:8])
+    return word, seq
+
+
+def test_a_latch_record_is_the_word_a_sequence_number_and_a_crc(tmp_path: Path) -> None:
+    path = tmp_path / "latches.bin"
+    LatchStore(str(path)).save(0b101)
+    assert record(path) == (0b101, 1)
+    LatchStore(str(path)).save(0b111)  # a new store (a reset) continues the sequence
+    assert record(path) == (0b111, 2)
+    store = LatchStore(str(path))
+    assert store.load() == 0b111
+    store.save(0b1)
+    store.save(0b11)
+    assert record(path) == (0b11, 4) and not (tmp_path / "latches.bin.new").exists()
+
+
+def test_the_sequence_number_wraps_at_32_bits(tmp_path: Path) -> None:
+    path = tmp_path / "latches.bin"
+    data = struct.pack("<LL", 0b10, 0xFFFFFFFE)
+    path.write_bytes(data + struct.pack("<L", binascii.crc32(data)))
+    store = LatchStore(str(path))
+    store.save(0b100)
+    assert record(path) == (0b100, 0xFFFFFFFF)
+    store.save(0b1000)
+    assert record(path) == (0b1000, 0)
+
+
+def test_a_record_of_the_earlier_format_loads_and_is_superseded(tmp_path: Path) -> None:
+    path = tmp_path / "latches.bin"
+    word = struct.pack("<L", 0b110)
+    path.write_bytes(word + struct.pack("<L", binascii.crc32(word)))  # no sequence number
+    store = LatchStore(str(path))
+    assert store.load() == 0b110
+    store.save(0b1)
+    assert record(path) == (0b1, 1) and LatchStore(str(path)).load() == 0b1
+
+
+def test_the_newer_record_wins_in_either_file(tmp_path: Path) -> None:
+    path = tmp_path / "latches.bin"
+    new = tmp_path / "latches.bin.new"
+    store = LatchStore(str(path))
+    store.save(0b1)
+    older = path.read_bytes()
+    store.save(0b10)
+    newer = path.read_bytes()
+    # power lost after the new record was closed, before the rename
+    path.write_bytes(older)
+    new.write_bytes(newer)
+    assert LatchStore(str(path)).load() == 0b10
+    assert path.read_bytes() == newer and not new.exists()  # the rename is finished
+    # a stale ``.new`` beside a newer main file is not believed nor renamed
+    new.write_bytes(older)
+    assert LatchStore(str(path)).load() == 0b10
+    assert path.read_bytes() == newer
+
+
+def test_a_failing_flash_counts_write_errors_and_keeps_the_last_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "latches.bin"
+    store = LatchStore(str(path))
+    store.save(0b1)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError(5, "EIO")
+
+    monkeypatch.setattr(latches, "open", broken, raising=False)
+    store.save(0b11)  # does not raise: protection goes on
+    store.save(0b111)
+    assert store.write_errors == 2
+    monkeypatch.undo()
+    assert LatchStore(str(path)).load() == 0b1
+
+
+class FatOs:
+    """``os`` of a FAT volume: a rename onto an existing file fails."""
+
+    def __init__(self, fail_rename: bool = False) -> None:
+        self.fail_rename = fail_rename
+        self.removed: list[str] = []
+
+    def rename(self, old: str, new: str) -> None:
+        if self.fail_rename or os.path.exists(new):
+            raise OSError(17, "EEXIST")
+        os.rename(old, new)
+
+    def remove(self, path: str) -> None:
+        self.removed.append(path)
+        os.remove(path)
+
+
+def test_on_fat_the_old_record_is_removed_before_the_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "latches.bin"
+    fat = FatOs()
+    monkeypatch.setattr(latches, "os", fat)
+    store = LatchStore(str(path))
+    store.save(0b1)
+    assert fat.removed == []
+    store.save(0b10)
+    assert fat.removed == [str(path)]
+    assert record(path) == (0b10, 2) and not (tmp_path / "latches.bin.new").exists()
+    assert LatchStore(str(path)).load() == 0b10
+
+
+def test_a_rename_that_fails_at_boot_still_loads_the_newer_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "latches.bin"
+    store = LatchStore(str(path))
+    store.save(0b1)
+    older = path.read_bytes()
+    store.save(0b100)
+    (tmp_path / "latches.bin.new").write_bytes(path.read_bytes())
+    path.write_bytes(older)
+    monkeypatch.setattr(latches, "os", FatOs(fail_rename=True))
+    assert LatchStore(str(path)).load() == 0b100
+
+
+def test_a_store_of_several_words_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "health.bin"
+    WordStore(str(path), words=3).save_words(7, 0xFFFFFFFF, 0)
+    assert WordStore(str(path), words=3).load_words() == (7, 0xFFFFFFFF, 0)
+    assert len(path.read_bytes()) == 3 * 4 + 8
+
+
+# -- measurement -------------------------------------------------------------
+
+
+class Same:
+    """A channel that reads its code as the value (what Measurement does with the
+    values is seen alone); ``max_code`` of a 12-bit converter."""
+
+    max_code = 4095
+
+    def convert(self, code: int) -> int:
+        return code
+
+
+class SameFrontend:
+    cell = Same()
+    temp = Same()
+    current = Same()
+
+
+def measured(cells: list[int], temps: list[int], current: int = 0, dt_ms: int = 100,
+             pack_sensor_mv: int = -1, m: Measurement | None = None) -> Measurement:
+    m = m or Measurement(len(cells), len(temps))  # the stuck clock runs from 1 A
+    for i, c in enumerate(cells):
+        m.raw_cells[i] = c
+    for i, t in enumerate(temps):
+        m.raw_temps[i] = t
+    m.update(SameFrontend(), current, dt_ms, pack_sensor_mv)
+    return m
+
+
+def test_pack_figures_from_the_cells() -> None:
+    m = measured([3700, 3650, 3720, 3690], [300, 250])
+    assert (m.pack_mv, m.min_cell_mv, m.max_cell_mv) == (14760, 3650, 3720)
+    assert (m.min_temp_dc, m.max_temp_dc, m.current_ma) == (250, 300, 0)
+    assert list(m.cells_mv) == [3700, 3650, 3720, 3690] and m.valid
+    m = measured([0, 0], [2000])  # a front end that reads nothing
+    assert (m.pack_mv, m.min_cell_mv, m.max_cell_mv) == (0, 0, 0)
+
+
+def test_a_temperature_channel_within_1_percent_of_a_rail_is_railed() -> None:
+    """12 bits: codes 0..40 (shorted) and 4055..4095 (open) are railed."""
+    for code, railed in ((40, 1), (41, 0), (4054, 0), (4055, 1), (0, 1), (4095, 1)):
+        assert measured([3700], [2000, code]).temps_railed == railed, code
+    assert measured([3700], [40, 4055]).temps_railed == 2
+    # 16 bits: 0..655 and 64880..65535
+    m = Measurement(1, 6)
+    m.raw_temps[:] = array("H", [655, 656, 64879, 64880, 0, 65535])
+    m.update(Wide(), 0, 100)
+    assert m.temps_railed == 4
+
+
+class Same16(Same):
+    """A 16-bit temperature channel (railed is judged on the code)."""
+
+    max_code = 65535
+
+    def convert(self, code: int) -> int:
+        return 250
+
+
+class Wide(SameFrontend):
+    temp = Same16()
+
+
+def test_the_pack_sensor_against_the_sum_of_cells() -> None:
+    assert measured([3700, 3700], [2000], pack_sensor_mv=7350).pack_mismatch_mv == 50
+    assert measured([3700, 3700], [2000], pack_sensor_mv=7460).pack_mismatch_mv == 60
+    # a pack sensor that reads 0 V (its divider open) differs by the whole pack
+    assert measured([3700, 3700], [2000], pack_sensor_mv=0).pack_mismatch_mv == 7400
+    assert measured([3700, 3700], [2000]).pack_mismatch_mv == 0  # no sensor
+
+
+def test_the_stuck_clock_runs_from_the_stuck_current_in_either_direction() -> None:
+    for current, runs in ((1000, True), (999, False), (-1000, True), (-999, False)):
+        m = measured([3700, 3701], [2000], current)
+        measured([3700, 3701], [2000], current, m=m)
+        measured([3700, 3701], [2000], current, m=m)
+        assert m.stuck_ms == (200 if runs else 0), current
+        measured([3700, 3702], [2000], current, m=m)  # cell 1 moved: cell 0 is stuck
+        assert m.stuck_ms == (300 if runs else 0), current
+        measured([3699, 3702], [2000], current, m=m)
+        assert m.stuck_ms == (100 if runs else 0), current
+
+
+def test_a_cell_reading_zero_from_boot_is_stuck_from_the_first_sample() -> None:
+    m = measured([0, 3700], [2000], 5000)
+    assert m.stuck_ms == 100
+    measured([0, 3701], [2000], 5000, m=m)
+    assert m.stuck_ms == 200
+
+
+def test_the_stuck_clock_stops_at_its_cap() -> None:
+    m = measured([3700], [2000], 5000, dt_ms=0)
+    for _ in range(4):
+        measured([3700], [2000], 5000, dt_ms=1 << 28, m=m)
+    assert m.stuck_ms == 1 << 29
+
+
+@pytest.mark.parametrize("rest_s", [120, 150])
+def test_the_temperature_rise_is_over_the_last_minute(rest_s: int) -> None:
+    """A step of 5 degC shows at once as the rise and stays while a reading from
+    before it is in the history (one every 6 s, ten of them): it is gone once
+    every slot holds the new reading, 54 to 60 s after the step (here 59 s: the
+    step comes 1 s after a slot was written), wherever the ring stands."""
+    m = measured([3700], [250, 250], dt_ms=0)
+    for _ in range(rest_s):  # minutes at 25.0 degC
+        measured([3700], [250, 250], dt_ms=1000, m=m)
+    assert m.temp_rise_dc == 0
+    seconds = 0
+    measured([3700], [250, 300], dt_ms=1000, m=m)
+    while m.temp_rise_dc:
+        assert m.temp_rise_dc == 50
+        seconds += 1
+        measured([3700], [250, 300], dt_ms=1000, m=m)
+    assert seconds == 59
+    measured([3700], [200, 300], dt_ms=1000, m=m)  # cooling is no rise
+    assert m.temp_rise_dc == 0
+
+
+# -- app: the output logic ---------------------------------------------------
+
+
+def logged(bms: Bms, since: int = 0) -> list[tuple[int, int, int]]:
+    """(kind, code, value) of the events logged from index ``since`` on."""
+    ev = bms.events
+    return [(ev.kinds[i % ev.capacity], ev.codes[i % ev.capacity], ev.values[i % ev.capacity])
+            for i in range(since, ev.total)]
+
+
+class DirectionsHal(FakeHal):
+    def __init__(self) -> None:
+        super().__init__(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
+        self.cells = [cell_code(3700)] * SIM_BOARD["cells"]
+        self.temps = [2000] * SIM_BOARD["temp_sensors"]
+        self.directions: list[tuple[bool, bool]] = []
+
+    def set_directions(self, charge: object, discharge: object) -> None:
+        self.directions.append((bool(charge), bool(discharge)))
+
+
+def test_a_fault_trips_latches_releases_and_clears_through_bms() -> None:
+    ov = next(s for s in SPECS if s.name == "cell_overvoltage")
+    bms, hal = booted([3700] * 4)
+    bms.step(DT_MS)
+    assert bms.output_closed and bms.state == codec.STATE_ACTIVE
+    start = bms.events.total
+    hal.cells[2] = cell_code(ov.trip + 30)
+    for _ in range(samples_to(ov.trip_delay_ms)):
+        bms.step(DT_MS)
+    mv = bms.meas.max_cell_mv
+    assert mv > ov.trip
+    assert logged(bms, start) == [(codec.EVENT_TRIP, ov.bit, mv)]
+    assert (bms.faults, bms.latched, bms.tripped) == (ov.bit, ov.bit, ov.bit)
+    assert not bms.output_closed and bms.state == codec.STATE_FAULT
+    assert bms.clear_faults() == 0 and bms.latched == ov.bit  # active: stays latched
+    assert logged(bms, start) == [(codec.EVENT_TRIP, ov.bit, mv)]
+    hal.cells[2] = cell_code(3700)
+    for _ in range(samples_to(ov.release_delay_ms)):
+        bms.step(DT_MS)
+    assert logged(bms, start)[1:] == [(codec.EVENT_RELEASE, ov.bit, bms.meas.max_cell_mv)]
+    assert bms.faults == 0 and bms.latched == ov.bit and bms.tripped == ov.bit
+    bms.step(DT_MS)
+    assert not bms.output_closed and bms.state == codec.STATE_FAULT  # held by the latch
+    assert bms.clear_faults() == ov.bit
+    assert logged(bms, start)[2] == (codec.EVENT_CLEAR, ov.bit, 0)
+    assert (bms.faults, bms.latched, bms.tripped) == (0, 0, 0)
+    bms.step(DT_MS)
+    assert bms.output_closed and bms.state == codec.STATE_ACTIVE
+    assert len(logged(bms, start)) == 3
+
+
+def test_an_alarm_holds_its_direction_through_the_hal_and_keeps_the_output() -> None:
+    board = dict(SIM_BOARD)
+    board["severity"] = {"cell_overvoltage": "alarm", "cell_undervoltage": "alarm"}
+    hal = DirectionsHal()
+    bms = Bms(board, hal, NullPort())
+    ov = next(s for s in SPECS if s.name == "cell_overvoltage")
+    bms.step(DT_MS)
+    assert hal.directions == [(True, True)] and bms.output_closed
+    hal.cells[0] = cell_code(ov.trip + 30)
+    for _ in range(samples_to(ov.trip_delay_ms)):
+        bms.step(DT_MS)
+    assert bms.alarms == ov.bit and bms.faults == 0 and bms.latched == 0
+    assert hal.directions == [(True, True), (False, True)] and bms.allowed == 0b10
+    assert bms.output_closed and bms.state == codec.STATE_ACTIVE
+    hal.cells[0] = cell_code(3700)
+    for _ in range(samples_to(ov.release_delay_ms)):
+        bms.step(DT_MS)
+    assert bms.alarms == 0 and hal.directions[-1] == (True, True) and bms.allowed == 0b11
+    assert len(hal.directions) == 3
+    uv = spec_of("cell_undervoltage")
+    hal.cells[3] = cell_code(uv.trip - 30)
+    for _ in range(samples_to(uv.trip_delay_ms)):
+        bms.step(DT_MS)
+    assert bms.alarms == uv.bit and bms.allowed == 0b01 and bms.output_closed
+    assert hal.directions[3:] == [(True, False)]
+
+
+class DeadLinkHal(DirectionsHal):
+    """A contactor board whose DC link never charges, with the aux contact read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.main = False
+        self.welded = False
+
+    def set_output(self, closed: bool) -> None:
+        self.main = closed
+        super().set_output(closed)
+
+    def read_link_mv(self) -> int:
+        return 123
+
+    def output_feedback(self) -> int:
+        return 1 if self.main or self.welded else 0
+
+
+def contactor_board() -> dict:
+    board = json.loads((boards_dir() / "sim-4s-contactor.json").read_text())
+    board["estimator"] = "none"
+    return board
+
+
+def test_a_failed_precharge_is_reported_latched_and_cleared_through_bms() -> None:
+    board = contactor_board()
+    hal = DeadLinkHal()
+    bms = Bms(board, hal, NullPort())
+    start = bms.events.total
+    states = []
+    steps = 0
+    while not bms.faults and steps < 400:
+        bms.step(DT_MS)
+        states.append(bms.state)
+        steps += 1
+    # 3 attempts of 2 s, 5 s apart (the board file), one step to start each
+    assert steps == 3 * (1 + 20) + 2 * 50
+    # precharge while it runs and while it waits to retry; standby for the one
+    # step between the wait and the next attempt
+    assert states.count(codec.STATE_STANDBY) == 2 and states[-1] == codec.STATE_FAULT
+    assert states.count(codec.STATE_PRECHARGE) == steps - 3
+    bit = codec.FAULT_PRECHARGE_FAILED
+    assert logged(bms, start) == [(codec.EVENT_TRIP, bit, 123)]
+    assert bms.latched == bit and bms.state == codec.STATE_FAULT and not hal.main
+    assert bms.clear_faults() == bit
+    assert logged(bms, start)[1:] == [(codec.EVENT_CLEAR, bit, 0)]
+    assert bms.faults == 0 and bms.latched == 0 and bms.tripped == 0
+    bms.step(DT_MS)
+    assert bms.state == codec.STATE_PRECHARGE  # tries again, from its first attempt
+    assert bms.contactor.attempts == 0
+
+
+def test_a_welded_contactor_is_reported_with_its_time_and_trips_again_after_a_clear() -> None:
+    board = contactor_board()
+    hal = DeadLinkHal()
+    hal.welded = True
+    bms = Bms(board, hal, NullPort())
+    start = bms.events.total
+    for _ in range(2):
+        bms.step(DT_MS)
+    bit = codec.FAULT_CONTACTOR_WELDED
+    assert logged(bms, start) == [(codec.EVENT_TRIP, bit, 200)]
+    assert bms.faults == bit and bms.latched == bit and bms.state == codec.STATE_FAULT
+    assert bms.clear_faults() == bit  # the contactor's fault clears ...
+    bms.step(DT_MS)
+    assert bms.latched == 0 and bms.state == codec.STATE_PRECHARGE
+    bms.step(DT_MS)  # ... and it is found again 200 ms later
+    assert bms.faults == bit and bms.latched == bit
+    assert logged(bms, start)[1:] == [(codec.EVENT_CLEAR, bit, 0), (codec.EVENT_TRIP, bit, 200)]
+
+
+# -- protection: timing of a run, several protections at once ----------------
+
+
+def spec_of(name: str) -> Spec:
+    return next(s for s in SPECS if s.name == name)
+
+
+def run_pattern(pattern: str, delay_ms: int, dt_ms: int = 100,
+                release_ms: int = 100000) -> int:
+    """Feed cell_overvoltage ``pattern`` ("x": past the limit, ".": not), then
+    samples past it until it trips; return the 1-based sample it tripped at."""
+    spec = spec_of("cell_overvoltage")
+    rig = Rig(spec)
+    rig.p = Protection(isolated_limits(spec), {spec.name: (delay_ms, release_ms)})
+    n = 0
+    for c in pattern:
+        n += 1
+        rig.feed(spec.beyond(spec.trip) if c == "x" else spec.normal, dt_ms=dt_ms)
+        if rig.tripped():
+            return n
+    while n < 1000:
+        n += 1
+        rig.feed(spec.beyond(spec.trip), dt_ms=dt_ms)
+        if rig.tripped():
+            return n
+    raise AssertionError("never tripped")
+
+
+def test_a_condition_held_two_samples_in_three_never_trips() -> None:
+    spec = spec_of("cell_overvoltage")
+    rig = Rig(spec)
+    for _ in range(100):
+        rig.feed(spec.beyond(spec.trip), 2)
+        rig.feed(spec.normal)
+        assert not rig.tripped() and rig.p.pending_trips in (0, spec.bit)
+
+
+def test_the_third_miss_within_8_samples_restarts_the_delay_not_one_later() -> None:
+    """1 s delay at 100 ms: 11 samples from the first past the limit. Misses at
+    samples 2, 5 and 9 (8 samples from the first miss to the third) end the run:
+    a new one starts at sample 10 and trips 11 samples later. Misses at 2, 5 and
+    10 (9 samples) do not: it trips at sample 11 as if none were missed."""
+    assert run_pattern("x", 1000) == 11
+    assert run_pattern("x.xx.xxx.", 1000) == 9 + 11
+    assert run_pattern("x.xx.xxxx.", 1000) == 11
+    # two misses right after a restart are tolerated like any two
+    assert run_pattern("x.xx.xxx." + "x.x.", 1000) == 9 + 11
+
+
+def test_a_restarted_run_counts_its_delay_from_its_own_first_sample() -> None:
+    """An odd delay shows a timer that does not restart from 0: 1001 ms at 100 ms
+    trips on the 12th sample of a run."""
+    assert run_pattern("x", 1001) == 12
+    assert run_pattern("x.xx.xxx.", 1001) == 9 + 12
+
+
+def test_the_release_delay_counts_from_the_first_sample_inside_the_release() -> None:
+    spec = spec_of("cell_overvoltage")
+    rig = Rig(spec)
+    rig.p = Protection(isolated_limits(spec), {spec.name: (0, 1001)})
+    rig.feed(spec.beyond(spec.trip))
+    assert rig.tripped()
+    n = 0
+    while rig.tripped():
+        n += 1
+        rig.feed(spec.normal)
+    assert n == 12
+
+
+def test_several_protections_at_once_each_keep_their_bit() -> None:
+    """Two faults, two alarms and two warnings at once: every bit is in its word,
+    on the step it changes in ``changed``, and the alarms (one holding charge,
+    one discharge) hold both directions."""
+    names = ("cell_overvoltage", "overtemperature", "overtemperature_charge",
+             "cell_undervoltage", "cell_imbalance", "temperature_rise")
+    sev = {"cell_overvoltage": FAULT, "overtemperature": FAULT,
+           "overtemperature_charge": ALARM, "cell_undervoltage": ALARM,
+           "cell_imbalance": WARNING, "temperature_rise": WARNING}
+    p = Protection(LIMITS, severities=sev)
+    m = Meas()
+    uv, ot = spec_of("cell_undervoltage"), spec_of("overtemperature")
+    m.min_cell_mv = uv.trip - 10
+    m.max_cell_mv = spec_of("cell_overvoltage").trip + 10
+    m.max_temp_dc = ot.trip + 10  # past both temperature limits
+    m.temp_rise_dc = spec_of("temperature_rise").trip + 10
+    bits = {n: spec_of(n).bit for n in names}
+    changed = {}
+    for step in range(1, 60):
+        p.load(m)
+        p.step(DT_MS)
+        if step == 2:  # every delay is running, the faults' are pending
+            assert p.pending_trips == bits["cell_overvoltage"] | bits["overtemperature"]
+        for n in names:
+            if p.changed & bits[n]:
+                changed[n] = step
+    assert p.faults == bits["cell_overvoltage"] | bits["overtemperature"]
+    assert p.alarms == bits["overtemperature_charge"] | bits["cell_undervoltage"]
+    assert p.warnings == bits["cell_imbalance"] | bits["temperature_rise"]
+    assert p.allowed == 0 and p.pending_trips == 0
+    for n in names:
+        assert changed[n] == spec_of(n).samples_to_trip(), n
+    # overtemperature and its charge alarm (both 2 s) trip on the same step
+    assert changed["overtemperature"] == changed["overtemperature_charge"]
+
+
+# -- frontend ----------------------------------------------------------------
+
+
+def test_a_linear_channel_takes_up_to_16_bits_and_scales_below_2_to_the_21() -> None:
+    assert LinearChannel(16, 5000).max_code == 65535
+    with pytest.raises(ValueError) as e:
+        LinearChannel(17, 5000)
+    assert str(e.value) == "ADC codes wider than 16 bits are not supported"
+    # 2**21 - 1 and 65535 share no factor: the fraction stays as it is
+    ch = LinearChannel(16, (1 << 21) - 1)
+    assert (ch.num, ch.den) == ((1 << 21) - 1, 65535)
+    assert ch.convert(65535) == (1 << 21) - 1 and ch.convert(0) == 0
+    with pytest.raises(ValueError) as e:
+        LinearChannel(16, 1 << 21)
+    assert str(e.value) == "front-end scale too large for integer conversion"
+
+
+def test_a_bipolar_channel_is_signed_around_its_zero_code() -> None:
+    ch = LinearChannel(16, 50000, 32768)  # the sim boards' +/-50 A shunt
+    assert ch.convert(32768) == 0
+    assert ch.convert(32767) == -ch.convert(32769) == round(-50000 / 32767)
+    assert ch.convert(65535) == 50000 and ch.convert(0) == -round(32768 * 50000 / 32767)
+
+
+def test_an_ntc_open_or_shorted_reads_the_ends_of_its_range() -> None:
+    """Open (full scale): -55.0 degC; shorted (code 0): 150.0 degC, the limits of
+    the table (and beyond the rail too)."""
+    ch = NtcChannel(12, 10000, 3435, 10000)
+    assert ch.convert(4095) == -550 and ch.convert(0) == 1500
+    assert ch.convert(0xFFFF) == -550
+    ch = NtcChannel(12, 10000, 3435, 10000, min_dc=-400, max_dc=1200)
+    assert ch.convert(4095) == -400 and ch.convert(0) == 1200
+
+
+def test_an_ntc_reading_is_a_whole_number_of_tenths() -> None:
+    """Integer units on the safety path: every code converts to an int."""
+    ch = NtcChannel(12, 10000, 3435, 10000)
+    assert all(type(ch.convert(code)) is int for code in range(4096))
+
+
+def test_a_corrupt_main_file_beside_a_complete_new_record_loads_the_new(
+        tmp_path: Path) -> None:
+    path = tmp_path / "latches.bin"
+    store = LatchStore(str(path))
+    store.save(0b1)
+    store.save(0b11)
+    (tmp_path / "latches.bin.new").write_bytes(path.read_bytes())
+    path.write_bytes(b"\xff" * 12)  # torn while the old record was being removed (FAT)
+    assert LatchStore(str(path)).load() == 0b11
+    assert record(path) == (0b11, 2)
+
+
+def test_a_release_threshold_may_meet_its_trip_but_not_pass_it() -> None:
+    """Integers: release one inside the trip is no hysteresis, and allowed;
+    one further (past the trip) is refused, by name."""
+    check_thresholds("cell_overvoltage", ABOVE, 4250, 4251)
+    check_thresholds("cell_undervoltage", BELOW, 2800, 2799)
+    check_thresholds("cell_undervoltage", BELOW, 2800, 2850)
+    for above, release in ((ABOVE, 4252), (BELOW, 4248)):
+        with pytest.raises(ValueError) as e:
+            check_thresholds("x_limit", above, 4250, release)
+        assert str(e.value) == "release threshold of x_limit is beyond its trip"
+
+
+class FramePort(NullPort):
+    """A port the test can put host frames into."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rx = b""
+
+    def readinto(self, buf: bytearray) -> int:
+        n = min(len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n
+
+
+def test_host_lost_trips_at_exactly_its_timeout_beside_other_faults_and_never_latches() -> None:
+    board = dict(SIM_BOARD)
+    board["host_timeout_ms"] = 1000
+    board["estimator"] = "none"
+    hal = DirectionsHal()
+    port = FramePort()
+    bms = Bms(board, hal, port)
+    start = bms.events.total
+    for _ in range(9):
+        bms.step(DT_MS)
+    assert bms.output_closed and bms.faults == 0
+    bms.step(DT_MS)  # 1000 ms without a frame
+    lost = codec.FAULT_HOST_LOST
+    assert bms.faults == lost and not bms.output_closed and bms.latched == 0
+    assert logged(bms, start) == [(codec.EVENT_TRIP, lost, 1000)]
+    ov = spec_of("cell_overvoltage")
+    hal.cells[1] = cell_code(ov.trip + 30)
+    for _ in range(samples_to(ov.trip_delay_ms)):
+        bms.step(DT_MS)
+    assert bms.faults == lost | ov.bit and bms.latched == ov.bit
+    assert bms.tripped == lost | ov.bit
+    port.rx = encode_frame(codec.MSG_GET_FAULTS, 1, b"")
+    bms.poll()
+    bms.step(DT_MS)
+    assert bms.faults == ov.bit and bms.latched == ov.bit
+    assert logged(bms, start)[-1] == (codec.EVENT_RELEASE, lost, DT_MS)
+
+
+class FlashHal(DirectionsHal):
+    def storage_dir(self) -> str:  # type: ignore[override]
+        return "/flash"
+
+
+def test_a_trip_that_does_not_latch_writes_no_latch_record(flash: FlashModel) -> None:
+    board = dict(SIM_BOARD)
+    board["host_timeout_ms"] = 500
+    board["estimator"] = "none"
+    bms = Bms(board, FlashHal(), NullPort())
+    for _ in range(5):
+        bms.step(DT_MS)
+    assert bms.faults == codec.FAULT_HOST_LOST
+    assert "/latches.bin" not in flash.files and "/latches.bin.new" not in flash.files
