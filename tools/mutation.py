@@ -121,16 +121,23 @@ def mutants(module: str, root: Path = ROOT, text: bool = False) -> list[dict]:
     return out
 
 
-def mutant_text(root: Path, m: dict) -> str:
-    """The mutated line of mutant ``m`` (stripped)."""
+def mutate_module(root: Path, m: dict) -> tuple[Path, str, str, int]:
+    """Mutant ``m`` of its module in the copy at ``root``: the file, its source,
+    the mutated source and how many mutations were made (1 when it was found)."""
     from mutmut import Context, RelativeMutationID, mutate
 
     path = root / module_path(m["module"])
     source = path.read_text()
     line = source.split("\n")[m["line_number"] - 1]
-    one = Context(source=source, filename=str(path), dict_synonyms=[],
+    ctx = Context(source=source, filename=str(path), dict_synonyms=[],
                   mutation_id=RelativeMutationID(line, m["index"], m["line_number"] - 1))
-    mutated, _ = mutate(one)
+    mutated, n = mutate(ctx)
+    return path, source, mutated, n
+
+
+def mutant_text(root: Path, m: dict) -> str:
+    """The mutated line of mutant ``m`` (stripped)."""
+    _, source, mutated, _ = mutate_module(root, m)
     return changed_line(source, mutated, m["line_number"] - 1)
 
 
@@ -162,14 +169,7 @@ def changed_line(source: str, mutated: str, line_index: int) -> str:
 
 def apply_mutant(root: Path, m: dict) -> str:
     """Write mutant ``m`` into the copy at ``root``; return the original source."""
-    from mutmut import Context, RelativeMutationID, mutate
-
-    path = root / module_path(m["module"])
-    source = path.read_text()
-    line = source.split("\n")[m["line_number"] - 1]
-    ctx = Context(source=source, filename=str(path), dict_synonyms=[],
-                  mutation_id=RelativeMutationID(line, m["index"], m["line_number"] - 1))
-    mutated, n = mutate(ctx)
+    path, source, mutated, n = mutate_module(root, m)
     if n != 1:
         raise ValueError(f"mutant not found: {m!r}")
     path.write_text(mutated)
