@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_contactor import LinkHal, run
+from test_frontend import BOARDS
 from test_protection import (
     CUR_ZERO,
     DT_MS,
@@ -563,6 +564,20 @@ def test_the_temperature_rise_is_over_the_last_minute(rest_s: int) -> None:
     assert m.temp_rise_dc == 0
 
 
+def test_a_temperature_history_slot_is_taken_6000_ms_after_the_last_not_before() -> None:
+    """The slot boundary is exact: a sample 5 999 ms after the first does not
+    start a slot, the one 1 ms later does. Ten slots on (one a minute later),
+    the slot holding that later sample is the oldest and the rise is measured
+    against it: a warming between 5 999 and 6 000 ms is no longer in the window."""
+    m = measured([3700], [200], dt_ms=0)  # slot 0 at t = 0
+    measured([3700], [200], dt_ms=5999, m=m)
+    measured([3700], [250], dt_ms=1, m=m)  # slot 1 at t = 6 000 ms: 25.0 degC
+    assert m.temp_rise_dc == 50  # against slot 0
+    for _ in range(9):  # slots 2..9, then slot 0 again at t = 60 000 ms
+        measured([3700], [250], dt_ms=6000, m=m)
+    assert m.temp_rise_dc == 0  # the oldest slot (1) holds 25.0 degC
+
+
 # -- app: the output logic ---------------------------------------------------
 
 
@@ -851,6 +866,46 @@ def test_an_ntc_open_or_shorted_reads_the_ends_of_its_range() -> None:
     assert ch.convert(0xFFFF) == -550
     ch = NtcChannel(12, 10000, 3435, 10000, min_dc=-400, max_dc=1200)
     assert ch.convert(4095) == -400 and ch.convert(0) == 1200
+
+
+def ntc_configs() -> list[tuple[int, int, int, int]]:
+    """(bits, r25_ohm, beta, pullup_ohm): every board's NTC front end, and one whose
+    table ends far from its clamp (a small pull-up: -9 degC at 63/64 of full scale)."""
+    out = {(t["bits"], t["ntc_r25_ohm"], t["ntc_beta"], t["pullup_ohm"])
+           for t in (b["frontend"]["temp_adc"] for b in BOARDS.values())}
+    return sorted(out | {(12, 10000, 3950, 1000), (16, 10000, 3435, 10000)})
+
+
+@pytest.mark.parametrize("bits,r25,beta,pullup", ntc_configs())
+def test_one_adc_code_never_moves_an_ntc_reading_more_than_its_table_slope(
+        bits: int, r25: int, beta: int, pullup: int) -> None:
+    """The reading is the table interpolated: between adjacent codes it moves at
+    most the local slope (rounded up) plus one tenth of rounding, up to the last
+    code. A jump would turn one LSB of ADC noise into a temperature step."""
+    ch = NtcChannel(bits, r25, beta, pullup)
+    step, table = ch.step, ch.table
+
+    def slope(code: int) -> int:
+        i = min(code // step, len(table) - 2)
+        return -(-abs(table[i + 1] - table[i]) // step)
+
+    prev = ch.convert(0)
+    for code in range(1, ch.max_code + 1):
+        now = ch.convert(code)
+        bound = max(slope(code - 1), slope(code)) + 1
+        assert abs(now - prev) <= bound, f"{bits} bits: jump of {prev - now} at code {code}"
+        prev = now
+
+
+@pytest.mark.parametrize("bits", range(8, 17))
+def test_the_ntc_table_is_as_fine_as_its_points_allow(bits: int) -> None:
+    """The nodes are spaced by the smallest whole step whose 64 intervals reach
+    full scale: a wider step spreads the same 65 points over codes the ADC never
+    gives (and coarsens the interpolation everywhere)."""
+    ch = NtcChannel(bits, 10000, 3435, 10000)
+    intervals = len(ch.table) - 1
+    assert intervals * ch.step >= ch.max_code
+    assert intervals * (ch.step - 1) < ch.max_code
 
 
 def test_an_ntc_reading_is_a_whole_number_of_tenths() -> None:
