@@ -491,7 +491,7 @@ from cellguard_fw.measurement import Measurement
 _scen_meas = []
 for _s in range({scenarios}):
     _m = Measurement(len(_bms.meas.raw_cells), len(_bms.meas.raw_temps))
-    _m.update(_bms.frontend, _hal.fill(_s, _m.raw_cells, _m.raw_temps))
+    _m.update(_bms.frontend, _hal.fill(_s, _m.raw_cells, _m.raw_temps), 0, -1)
     _scen_meas.append(_m)
 """
 

@@ -278,7 +278,7 @@ def python_measurements(board: dict[str, object]) -> list[str]:
     for c, t, i in zip(cells, temps, currents, strict=True):
         m.raw_cells[:] = array("H", c)
         m.raw_temps[:] = array("H", t)
-        m.update(fe, i)
+        m.update(fe, i, 0, -1)
         lines.append(" ".join(str(v) for v in (
             *m.cells_mv, *m.temps_dc, m.current_ma, m.pack_mv,
             m.min_cell_mv, m.max_cell_mv, m.min_temp_dc, m.max_temp_dc)))
@@ -310,7 +310,7 @@ def _drive(rounds):
                 m.raw_cells[i] = _cells[4 * k + i]
             for i in range(2):
                 m.raw_temps[i] = _temps[2 * k + i]
-            m.update(fe, _currents[k])
+            m.update(fe, _currents[k], 0, -1)
             o = 12 * k
             for i in range(4):
                 out[o + i] = m.cells_mv[i]

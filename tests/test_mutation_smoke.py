@@ -36,6 +36,9 @@ KILLED = [
      "self.seq = (self.seq - 1) & 0xFFFFFFFF"),
     ("measurement", "Measurement._track_stuck", "if raw[i] != last[i]:", 0,
      "if raw[i] == last[i]:"),
+    # a float on the safety path: only the MicroPython heap_lock run (HEAP_LOCKED) sees it
+    ("measurement", "Measurement.update", "bottom = conv.max_code // 100", 0,
+     "bottom = conv.max_code / 100"),
 ]
 
 

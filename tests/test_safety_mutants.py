@@ -479,7 +479,7 @@ def test_pack_figures_from_the_cells() -> None:
     m = measured([3700, 3650, 3720, 3690], [300, 250])
     assert (m.pack_mv, m.min_cell_mv, m.max_cell_mv) == (14760, 3650, 3720)
     assert (m.min_temp_dc, m.max_temp_dc, m.current_ma) == (250, 300, 0)
-    assert list(m.cells_mv) == [3700, 3650, 3720, 3690] and m.valid
+    assert list(m.cells_mv) == [3700, 3650, 3720, 3690]
     m = measured([0, 0], [2000])  # a front end that reads nothing
     assert (m.pack_mv, m.min_cell_mv, m.max_cell_mv) == (0, 0, 0)
 
@@ -492,7 +492,7 @@ def test_a_temperature_channel_within_1_percent_of_a_rail_is_railed() -> None:
     # 16 bits: 0..655 and 64880..65535
     m = Measurement(1, 6)
     m.raw_temps[:] = array("H", [655, 656, 64879, 64880, 0, 65535])
-    m.update(Wide(), 0, 100)
+    m.update(Wide(), 0, 100, -1)
     assert m.temps_railed == 4
 
 

@@ -25,12 +25,10 @@ class Measurement:
         self.temps_dc = array("h", [0] * n_temps)
         self.current_ma = 0  # positive = charging
         self.pack_mv = 0  # sum of the cells
-        self.pack_sensor_mv = -1  # the pack-voltage sensor, -1 where the board has none
         self.min_cell_mv = 0
         self.max_cell_mv = 0
         self.min_temp_dc = 0
         self.max_temp_dc = 0
-        self.valid = False
         # plausibility
         self.stuck_current_ma = stuck_current_ma  # the stuck-reading clock runs above this
         self.last_raw_cells = array("H", [0] * n_cells)
@@ -44,7 +42,9 @@ class Measurement:
         self.rise_timer_ms = 0
         self.temp_rise_dc = 0  # fastest rise over the last minute, 0.1 degC
 
-    def update(self, frontend, raw_current, dt_ms=0, pack_sensor_mv=-1):
+    def update(self, frontend, raw_current, dt_ms, pack_sensor_mv):
+        """One sample: ``pack_sensor_mv`` is what the pack-voltage sensor reads, -1
+        where the board has none."""
         cells = self.cells_mv
         raw = self.raw_cells
         conv = frontend.cell
@@ -85,7 +85,6 @@ class Measurement:
         self.temps_railed = railed
         current = frontend.current.convert(raw_current)
         self.current_ma = current
-        self.pack_sensor_mv = pack_sensor_mv
         if pack_sensor_mv >= 0:
             d = pack_sensor_mv - total
             self.pack_mismatch_mv = d if d >= 0 else -d
@@ -94,7 +93,6 @@ class Measurement:
         self._track_stuck(dt_ms, current >= self.stuck_current_ma
                           or -current >= self.stuck_current_ma)
         self._track_rise(dt_ms)
-        self.valid = True
 
     def _track_stuck(self, dt_ms, flowing):
         # A live ADC reading moves: with current flowing the cell's voltage changes,
