@@ -120,3 +120,11 @@ def test_app_scope_is_the_output_logic() -> None:
     step_lines = {m["line_number"] for m in mutation.mutants("app") if m["where"] == "Bms.step"}
     assert all("soc" not in lines[n - 1] and "hal.sample" not in lines[n - 1]
                for n in step_lines)
+
+
+def test_the_docs_list_every_reviewed_equivalent_mutant() -> None:
+    """docs/mutation.md shows the list as tools/mutation.py --equivalents renders
+    it from tests/mutation_equivalent.toml: an entry added, changed or dropped
+    without the docs following fails here."""
+    docs = (ROOT / "docs" / "mutation.md").read_text()
+    assert mutation.equivalents_markdown(mutation.load_equivalent()) in docs

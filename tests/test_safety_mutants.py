@@ -564,6 +564,16 @@ def test_the_temperature_rise_is_over_the_last_minute(rest_s: int) -> None:
     assert m.temp_rise_dc == 0
 
 
+def test_a_steady_temperature_shows_no_rise_while_the_history_fills() -> None:
+    """From boot, before the ring of ten slots is full, the rise is against the
+    first reading: a pack at a steady 25.0 degC shows no rise at any moment of
+    its first two minutes (a slot never written must not count as a reading)."""
+    m = measured([3700], [250, 250], dt_ms=0)
+    for t_s in range(1, 121):
+        measured([3700], [250, 250], dt_ms=1000, m=m)
+        assert m.temp_rise_dc == 0, f"a rise of {m.temp_rise_dc} at {t_s} s"
+
+
 def test_a_temperature_history_slot_is_taken_6000_ms_after_the_last_not_before() -> None:
     """The slot boundary is exact: a sample 5 999 ms after the first does not
     start a slot, the one 1 ms later does. Ten slots on (one a minute later),
@@ -848,6 +858,12 @@ def test_a_linear_channel_takes_up_to_16_bits_and_scales_below_2_to_the_21() -> 
     assert ch.convert(65535) == (1 << 21) - 1 and ch.convert(0) == 0
     with pytest.raises(ValueError) as e:
         LinearChannel(16, 1 << 21)
+    assert str(e.value) == "front-end scale too large for integer conversion"
+    # the same bound on the denominator (full scale 1 keeps the fraction as it is;
+    # the zero code far below 0 stretches the span)
+    assert LinearChannel(16, 1, 65535 - ((1 << 21) - 1)).den == (1 << 21) - 1
+    with pytest.raises(ValueError) as e:
+        LinearChannel(16, 1, 65535 - (1 << 21))
     assert str(e.value) == "front-end scale too large for integer conversion"
 
 

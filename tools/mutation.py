@@ -401,6 +401,31 @@ def report(rows: list[dict]) -> int:
     return 1 if stale else 0
 
 
+def equivalents_markdown(equivalent: list[dict]) -> str:
+    """The reviewed equivalent mutants as the Markdown list docs/mutation.md
+    shows: per module, entries with the same reason on one line (comments
+    left off the shown lines)."""
+
+    def shown(text: str) -> str:
+        return text.split("  #")[0].strip()
+
+    out = []
+    for module in TARGETS:
+        mine = [e for e in equivalent if e["module"] == module]
+        if not mine:
+            continue
+        out.append(f"- **{module}** ({len(mine)}):")
+        groups: list[tuple[str, list[str]]] = []
+        for e in mine:
+            pair = f"`{shown(e['line'])}` → `{shown(e['mutant'])}`"
+            if groups and groups[-1][0] == e["reason"]:
+                groups[-1][1].append(pair)
+            else:
+                groups.append((e["reason"], [pair]))
+        out += [f"  - {'; '.join(pairs)}: {reason}" for reason, pairs in groups]
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--module", action="append", choices=sorted(TARGETS),
@@ -413,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                          "keep their earlier status)")
     ap.add_argument("--report", type=Path, metavar="RESULTS",
                     help="print the table of RESULTS and run nothing")
+    ap.add_argument("--equivalents", action="store_true",
+                    help="print the reviewed equivalent mutants as docs/mutation.md lists them")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
     ap.add_argument("--sample", type=int, default=1, metavar="N",
                     help="run every N-th mutant of each module only (in mutmut's order; "
@@ -422,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="leave a file out of the copy (e.g. a test file, to measure "
                          "the score without it)")
     args = ap.parse_args(argv)
+    if args.equivalents:
+        print(equivalents_markdown(load_equivalent()), end="")
+        return 0
     if args.report:
         return report(json.loads(args.report.read_text()))
     modules = args.module or list(TARGETS)
