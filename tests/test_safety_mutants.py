@@ -915,10 +915,11 @@ def test_one_adc_code_never_moves_an_ntc_reading_more_than_its_table_slope(
 
 @pytest.mark.parametrize("bits", range(8, 17))
 def test_the_ntc_table_is_as_fine_as_its_points_allow(bits: int) -> None:
-    """The nodes are spaced by the smallest whole step whose 64 intervals reach
-    full scale: a wider step spreads the same 65 points over codes the ADC never
-    gives (and coarsens the interpolation everywhere)."""
+    """65 points (130 bytes a channel, docs/boards.md), spaced by the smallest
+    whole step whose 64 intervals reach full scale: a wider step spreads the
+    points over codes the ADC never gives (and coarsens the interpolation)."""
     ch = NtcChannel(bits, 10000, 3435, 10000)
+    assert len(ch.table) == 65
     intervals = len(ch.table) - 1
     assert intervals * ch.step >= ch.max_code
     assert intervals * (ch.step - 1) < ch.max_code
