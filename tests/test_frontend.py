@@ -331,3 +331,9 @@ def test_frontend_from_board(name: str) -> None:
     assert fe.cell.convert(cell_max) == cfg["cell_adc"]["full_scale_mv"]
     assert fe.current.convert(cfg["current_adc"]["zero_code"]) == 0
     assert fe.temp.max_code == (1 << cfg["temp_adc"]["bits"]) - 1
+    if "pack_adc" in cfg:  # the pack-voltage divider, read only where the board has one
+        pack = cfg["pack_adc"]
+        assert fe.pack is not None
+        assert fe.pack.convert((1 << pack["bits"]) - 1) == pack["full_scale_mv"]
+    else:
+        assert fe.pack is None
