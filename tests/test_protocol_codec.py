@@ -306,9 +306,10 @@ def test_largest_info_payload_round_trips() -> None:
     """A payload of exactly MAX_PAYLOAD bytes, multi-byte characters included."""
     model = next(m for m in MODELS if m.spec.name == "info")
     values = random_values(model, random.Random(7))
-    values.update(firmware_version="€" * 40, board="ß" * 45)  # 120 + 90 bytes
+    values.update(firmware_version="€" * 30, board="ß" * 45)  # 90 + 90 bytes
     values["known_types"] = [1, 2, 16]
-    values["unique_id"] = "u" * (MAX_PAYLOAD - model.fixed_size - 120 - 90 - 3)
+    values["boot"] = [2, *range(32)]  # status and a SHA-256
+    values["unique_id"] = "u" * (MAX_PAYLOAD - model.fixed_size - 90 - 90 - 3 - 33)
     assert len(values["unique_id"]) > 0
     assert payload_size(model, values) == MAX_PAYLOAD
     built = model.spec.payload.build(values)
