@@ -71,7 +71,6 @@ from .messages import (
     BY_NAME,
     FLAGS,
     INFO_1_3,
-    INFO_BOOT_SINCE_MINOR,
     MAX_FRAME,
     MAX_PAYLOAD,
     PROTOCOL_MAJOR,
@@ -210,8 +209,8 @@ def _parse_interpreted(msg_type: int, payload: bytes) -> Any:
         return _STRICT[msg_type].parse(payload)
     except (ConstructError, UnicodeDecodeError) as exc:
         older = _OLDER.get(msg_type)
-        # a board of an older minor version (its INFO names it in its second byte)
-        if older is not None and len(payload) > 1 and payload[1] < older[2]:
+        # a board of an older minor version, or one answering a HELLO of an older one
+        if older is not None:
             with contextlib.suppress(ConstructError, UnicodeDecodeError):
                 value = older[0].parse(payload)
                 value.update(older[1])
@@ -224,10 +223,11 @@ _STRICT = {
     m.msg_id: FocusedSeq("message", "message" / m.payload, Terminated) for m in BY_ID.values()
 }
 # Payloads as boards of an older minor version send them, with the values of the fields
-# they lack, and the first minor version that has them: a 1.3 board's INFO has no ``boot``.
+# they lack: a 1.3 board's INFO has no ``boot``, nor has a 1.4 board's answer to a HELLO
+# that named 1.3.
 _OLDER = {
     BY_NAME["info"].msg_id: (FocusedSeq("message", "message" / INFO_1_3, Terminated),
-                             {"boot": ListContainer()}, INFO_BOOT_SINCE_MINOR),
+                             {"boot": ListContainer()}),
 }
 
 
