@@ -26,6 +26,7 @@ agree for every message in ``messages.MESSAGES``.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ from .messages import (
     BY_ID,
     BY_NAME,
     FLAGS,
+    INFO_1_3,
     MAX_FRAME,
     MAX_PAYLOAD,
     PROTOCOL_MAJOR,
@@ -206,12 +208,26 @@ def _parse_interpreted(msg_type: int, payload: bytes) -> Any:
     try:
         return _STRICT[msg_type].parse(payload)
     except (ConstructError, UnicodeDecodeError) as exc:
+        older = _OLDER.get(msg_type)
+        # a board of an older minor version, or one answering a HELLO of an older one
+        if older is not None:
+            with contextlib.suppress(ConstructError, UnicodeDecodeError):
+                value = older[0].parse(payload)
+                value.update(older[1])
+                return value
         raise PayloadError(f"bad {spec.name} payload: {exc}") from None
 
 
 # A payload must be consumed exactly: trailing bytes mean a malformed frame.
 _STRICT = {
     m.msg_id: FocusedSeq("message", "message" / m.payload, Terminated) for m in BY_ID.values()
+}
+# Payloads as boards of an older minor version send them, with the values of the fields
+# they lack: a 1.3 board's INFO has no ``boot``, nor has a 1.4 board's answer to a HELLO
+# that named 1.3.
+_OLDER = {
+    BY_NAME["info"].msg_id: (FocusedSeq("message", "message" / INFO_1_3, Terminated),
+                             {"boot": ListContainer()}),
 }
 
 

@@ -28,7 +28,7 @@ from construct import (
 
 PROTOCOL_MAJOR = 1
 """A board and a host talk only when their major versions are equal."""
-PROTOCOL_MINOR = 3
+PROTOCOL_MINOR = 4
 """Minor versions add message types; a host ignores types it does not know."""
 
 MAX_PAYLOAD = 255
@@ -187,7 +187,19 @@ Info = Struct(
     "discharge_current_max_ma" / Int32ul * "discharge over-current trip, mA (magnitude)",
     "max_frame" / Int16ul * "largest frame the board accepts and sends, bytes before COBS",
     "known_types" / PrefixedArray(Int8ul, Int8ul) * "message type ids the firmware knows",
+    # Since 1.4, and only to a host whose HELLO says 1.4 or later (so 1.3 hosts, which
+    # parse strictly, keep working). One field, not two: each field is a name the
+    # board's heap keeps.
+    "boot" / PrefixedArray(Int8ul, Int8ul) * (
+        "the running build: its boot status (0 not from a slot, 1 confirmed, 2 on trial, "
+        "3 fell back at this boot, 4 running the previous build since a fallback), then "
+        "the SHA-256 of its manifest (32 bytes; none from a firmware not deployed as a "
+        "build)"),
 )
+INFO_BOOT_SINCE_MINOR = 4
+"""INFO's ``boot`` field goes to hosts whose HELLO names this minor version or later."""
+INFO_1_3 = Struct(*(c for c in Info.subcons if c.name != "boot"))
+"""INFO as a 1.3 board sends it (a 1.4 host reads it with an empty ``boot``)."""
 
 Telemetry = Struct(
     "telemetry_seq" / Int32ul * "telemetry counter; a gap means lost frames",

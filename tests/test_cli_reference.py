@@ -121,8 +121,9 @@ def test_firmware_page_describes_the_watchdog_and_the_deployment() -> None:
     assert "No watchdog" not in page and "watchdog_ms" in page  # ... and the page says so
     deploy = page.split("## Deployment", 1)[1].split("\n## ", 1)[0]
     assert "by hand" in deploy and "mpy-cross" in deploy
-    for step in ("mkdir :cellguard_fw", "cp build/cellguard_fw/*.mpy :cellguard_fw/",
-                 "cp firmware/main.py :main.py", ":board.json", "reset"):
+    for step in ("mkdir :a + mkdir :a/cellguard_fw", "cp cellguard_fw/*.mpy :a/cellguard_fw/",
+                 "cp main.py :main.py", "cp board.json manifest.json :a/", "/slots.json",
+                 "reset"):
         assert f"mpremote connect /dev/ttyACM0 {step}" in deploy or step in deploy, step
 
 
@@ -245,6 +246,8 @@ PRODUCERS: dict[tuple[str, str], Producer] = {
     ("stats", "--json"): lambda c, log, sim, tmp: _json(c, ["stats", "--port", sim.port,
                                                              "--json"]),
     ("characterize", "--json"): _characterize,
+    ("build", "--json"): lambda c, log, sim, tmp: _json(
+        c, ["build", "--board", "pico-4s", "--out", str(tmp / "build"), "--json"]),
 }
 
 

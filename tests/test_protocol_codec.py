@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from cobs import cobs
-from construct import Container, Enum, FlagsEnum, Renamed
+from construct import Container, Enum, FlagsEnum, Renamed, Terminated
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -306,9 +306,10 @@ def test_largest_info_payload_round_trips() -> None:
     """A payload of exactly MAX_PAYLOAD bytes, multi-byte characters included."""
     model = next(m for m in MODELS if m.spec.name == "info")
     values = random_values(model, random.Random(7))
-    values.update(firmware_version="€" * 40, board="ß" * 45)  # 120 + 90 bytes
+    values.update(firmware_version="€" * 30, board="ß" * 45)  # 90 + 90 bytes
     values["known_types"] = [1, 2, 16]
-    values["unique_id"] = "u" * (MAX_PAYLOAD - model.fixed_size - 120 - 90 - 3)
+    values["boot"] = [2, *range(32)]  # status and a SHA-256
+    values["unique_id"] = "u" * (MAX_PAYLOAD - model.fixed_size - 90 - 90 - 3 - 33)
     assert len(values["unique_id"]) > 0
     assert payload_size(model, values) == MAX_PAYLOAD
     built = model.spec.payload.build(values)
@@ -521,8 +522,38 @@ def test_decoders_reject_truncated_and_trailing_bytes(
         buf = b"\x00\x01" + bad + b"\x02" * 4  # bytes outside [off, end) must not help
         with pytest.raises(ValueError):
             decode(buf, 2, 2 + len(bad))
+        if is_older_info(model.spec.name, bad):
+            continue  # the host reads it as what a 1.3 board sends (test_older_info_...)
         with pytest.raises(codec.PayloadError):
             codec.parse_payload(model.spec.msg_id, bad)
+
+
+def is_older_info(name: str, payload: bytes) -> bool:
+    """An INFO cut just before ``boot``: a valid 1.3 INFO (what a 1.3 board sends, and
+    what a 1.4 board sends to a host whose HELLO named 1.3)."""
+    if name != "info":
+        return False
+    try:
+        (messages.INFO_1_3 + Terminated).parse(payload)
+    except Exception:
+        return False
+    return True
+
+
+def test_an_info_without_the_boot_field_reads_with_an_empty_boot() -> None:
+    model = next(m for m in MODELS if m.spec.name == "info")
+    values = random_values(model, random.Random(3))
+    values["boot"] = [1, *range(32)]
+    for minor in (3, 4):
+        values["protocol_minor"] = minor
+        built = model.spec.payload.build(values)
+        older = built[:-34]  # without the boot field
+        parsed = codec.parse_payload(model.spec.msg_id, older)
+        assert parsed["boot"] == [] and parsed["protocol_minor"] == minor
+        assert codec.parse_payload(model.spec.msg_id, built)["boot"] == values["boot"]
+        for cut in (built[:-33], built[:-1], older[:-1]):  # anything else stays an error
+            with pytest.raises(codec.PayloadError):
+                codec.parse_payload(model.spec.msg_id, cut)
 
 
 def test_unknown_message_type_is_a_payload_error() -> None:

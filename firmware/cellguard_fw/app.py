@@ -126,7 +126,10 @@ class Bms:
         }
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
-        self._log(codec.EVENT_BOOT, self.latched, 0)
+        # The running build (main.py's boot record): status byte, then the manifest's
+        # SHA-256; the BOOT event's value is the status (3: fell back to the old build).
+        self.boot = board.get("boot") or b"\x00"
+        self._log(codec.EVENT_BOOT, self.latched, self.boot[0])
         self.events.flush()  # a board that resets in a loop still logs each boot
 
     @property
@@ -338,7 +341,7 @@ class Bms:
         self.link.send(codec.MSG_ACK, seq, end)
 
     def _on_hello(self, seq, start, end):
-        codec.decode_hello(self.link.frame, start, end)
+        host_minor = codec.decode_hello(self.link.frame, start, end)[1]
         p = self.protection
         end = codec.encode_info(
             self.link.payload_buffer(), PAYLOAD_AT,
@@ -346,8 +349,10 @@ class Bms:
             self.unique_id, self.profile["id"], self.n_cells, self.n_temps,
             self.soc.capacity_mah, self.control_period_ms, self.telemetry_period_ms,
             p.trip[0], p.trip[1], p.trip[2], p.trip[3], p.trip[4], p.trip[5],
-            codec.MAX_FRAME, KNOWN_TYPES,
+            codec.MAX_FRAME, KNOWN_TYPES, self.boot,
         )
+        if host_minor < 4:  # a 1.3 host parses INFO strictly: without the boot field
+            end -= 1 + len(self.boot)
         self.link.send(codec.MSG_INFO, seq, end)
 
     def _on_time_sync(self, seq, start, end):

@@ -85,17 +85,23 @@ class UsbSerialPort:
             self.used -= 1
 
 
-def run(board_path="/board.json", hal=None, port=None, clock=time, wdt=None, reset=None):
+def run(board_path="/board.json", hal=None, port=None, clock=time, wdt=None, reset=None,
+        boot=None, confirm=None):
     """Run the firmware on a board until it resets; the outputs open on any way out.
 
     ``clock`` has ``ticks_ms``, ``ticks_add``, ``ticks_diff`` and ``sleep_ms`` (the ``time``
-    module); ``wdt`` has ``feed()``; ``reset()`` restarts the board. ENTER_REPL
+    module); ``wdt`` has ``feed()``; ``reset()`` restarts the board. ``boot`` (main.py's
+    boot status and manifest hash, reported in INFO) and ``confirm()``, called once after
+    the first full pass of the loop (a build on trial keeps its place), come from the
+    slot loader in ``main.py``. ENTER_REPL
     leaves the file ``maintenance`` beside the board file and resets: ``main.py``
     then serves the REPL with the outputs open, no loop and no watchdog.
     """
     micropython.kbd_intr(-1)  # 0x03 is a legal byte inside a frame
     with open(board_path) as f:
         board = json.load(f)
+    if boot is not None:
+        board["boot"] = boot
     if hal is None:
         from .hal_adc_mux import AdcMuxHal
 
@@ -112,7 +118,7 @@ def run(board_path="/board.json", hal=None, port=None, clock=time, wdt=None, res
             from machine import WDT
 
             wdt = WDT(timeout=board.get("watchdog_ms", 2000))
-        _loop(bms, board, port, clock, wdt)
+        _loop(bms, board, port, clock, wdt, confirm)
         if bms.repl_requested:  # the output is open already
             try:
                 with open(board_path[:board_path.rfind("/") + 1] + "maintenance", "w") as f:
@@ -128,7 +134,7 @@ def run(board_path="/board.json", hal=None, port=None, clock=time, wdt=None, res
         hal.set_precharge(False)
 
 
-def _loop(bms, board, port, clock, wdt):
+def _loop(bms, board, port, clock, wdt, confirm=None):
     period = board["control_period_ms"]
     # No pass outlasts the watchdog; a longer gap is a clock fault, not time.
     longest = board.get("watchdog_ms", 2000)
@@ -167,6 +173,12 @@ def _loop(bms, board, port, clock, wdt):
                 bms.estimate()
             except Exception:  # estimation is not protection: it must never stop the loop
                 bms.estimator = None
+        if stepped and confirm is not None:  # the first full pass: the build works
+            try:
+                confirm()
+            except Exception:  # a flash error: it stays on trial, never stops the loop
+                pass
+            confirm = None
 
 
 def _firmware_fault(bms):

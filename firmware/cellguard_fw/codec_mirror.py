@@ -62,9 +62,19 @@ def decode_info(buf, off, end):
     for i in range(n):
         known_types.append(unpack_from("<B", buf, off)[0])
         off += 1
+    if off + 1 > end:
+        raise ValueError("short info")
+    n = unpack_from("<B", buf, off)[0]
+    off += 1
+    if off + n * 1 > end:
+        raise ValueError("short info")
+    boot = []
+    for i in range(n):
+        boot.append(unpack_from("<B", buf, off)[0])
+        off += 1
     if off != end:
         raise ValueError("trailing bytes in info")
-    return (protocol_major, protocol_minor, firmware_version, board, unique_id, chemistry, cell_count, temp_count, capacity_mah, control_period_ms, telemetry_period_ms, cell_ov_mv, cell_uv_mv, temp_max_dc, temp_min_dc, charge_current_max_ma, discharge_current_max_ma, max_frame, known_types)
+    return (protocol_major, protocol_minor, firmware_version, board, unique_id, chemistry, cell_count, temp_count, capacity_mah, control_period_ms, telemetry_period_ms, cell_ov_mv, cell_uv_mv, temp_max_dc, temp_min_dc, charge_current_max_ma, discharge_current_max_ma, max_frame, known_types, boot)
 
 
 def encode_time_sync(buf, off, v0):

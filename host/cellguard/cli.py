@@ -112,6 +112,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return command(args)
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from .deploy.build import command
+
+    return command(args)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .link.client import BoardClient
 
@@ -482,6 +488,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to wait for the answer (default 2 s)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("build", help="compile the firmware a board runs, with its manifest")
+    s.add_argument("--board", required=True, metavar="NAME",
+                   help="board name (boards/NAME.json) or a board file with an mcu")
+    s.add_argument("--out", metavar="DIR",
+                   help="output folder (default build/NAME); an existing build there is "
+                        "replaced whole")
+    s.add_argument("--no-heap", action="store_true",
+                   help="skip the heap measurement (MicroPython WebAssembly runtime)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_build)
 
     s = sub.add_parser("log", help="log telemetry of one or more boards to a SQLite file")
     s.add_argument("--port", required=True, action="append",

@@ -129,7 +129,8 @@ class Event:
             wire = name.rsplit("_", 1)[-1]
             return f"{name} = {self.value}" + (f" {wire_unit_name(wire)}" if wire in UNITS else "")
         if self.kind == "boot":
-            return "latched: " + (", ".join(fault_names(self.code)) or "none")
+            return "latched: " + (", ".join(fault_names(self.code)) or "none") + (
+                f"; build {boot_status(self.value)}" if self.value else "")
         if self.kind == "time_sync":
             return f"clock set to {self.value & 0xFFFFFFFF}"  # an i32 on the wire
         return ""
@@ -141,6 +142,15 @@ def fault_names(bits: int) -> list[str]:
     unknown = bits & ~sum(FAULT_BITS.values())
     names += [f"bit{n}" for n in range(32) if unknown >> n & 1]
     return names
+
+
+BOOT_STATUS = ("not from a slot", "confirmed", "on trial", "fell back at this boot",
+               "running the previous build since a fallback")
+"""INFO's boot status byte, and the BOOT event's value (docs/firmware.md, "Slots")."""
+
+
+def boot_status(code: int) -> str:
+    return BOOT_STATUS[code] if 0 <= code < len(BOOT_STATUS) else f"status {code}"
 
 
 @dataclass(frozen=True)
@@ -163,6 +173,8 @@ class Info:
     discharge_current_max_a: float
     max_frame: int = 0  # bytes before COBS; 0 in logs written before protocol 1.1
     known_types: tuple[str, ...] = ()
+    boot: str = ""  # the running build's status (BOOT_STATUS); "" before protocol 1.4
+    manifest_sha256: str = ""  # its manifest's hash, hex; "" when not deployed as a build
 
     @classmethod
     def from_wire(cls, p: dict[str, Any]) -> Info:
@@ -185,6 +197,8 @@ class Info:
             discharge_current_max_a=p["discharge_current_max_ma"] / 1000.0,
             max_frame=p["max_frame"],
             known_types=tuple(_NAMES.get(t, f"0x{t:02x}") for t in p["known_types"]),
+            boot=boot_status(p["boot"][0]) if p.get("boot") else "",
+            manifest_sha256=bytes(p["boot"][1:33]).hex() if p.get("boot") else "",
         )
 
     def to_dict(self) -> dict[str, Any]:

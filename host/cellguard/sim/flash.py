@@ -78,10 +78,11 @@ class _File:
         if not self.writable:
             raise OSError(9)  # EBADF
         self.fs._op("write", self.path)
+        buf = buf.encode() if isinstance(buf, str) else bytes(buf)  # text mode: UTF-8
         n = len(buf)
         if self.pos < self.start:
             self.start = self.pos
-        self.data[self.pos:self.pos + n] = bytes(buf)
+        self.data[self.pos:self.pos + n] = buf
         self.pos += n
         self.wrote = True
         return n

@@ -76,6 +76,8 @@ _INFO = (
     K("discharge_current_max_a", "discharge over-current trip threshold, A"),
     K("max_frame", "largest frame the board accepts, bytes"),
     K("known_types", "message names the firmware understands (list)"),
+    K("boot", "the running build: confirmed, on trial, fell back, ... (\"\" before 1.4)"),
+    K("manifest_sha256", "its manifest's SHA-256, hex (\"\" when not deployed as a build)"),
 )
 
 _STATS = (
@@ -306,6 +308,28 @@ OUTPUTS: tuple[Output, ...] = (
         K("kind", "boot, trip, release, clear, config, time_sync or reset"),
         K("code", "fault bits (trip, release, clear, boot) or configuration key id"),
         K("value", "the value: tripped at (wire unit), new configuration value, time set"),
+    )),
+    Output("build", "--json", OBJECT, "what was built, its footprint and heap", (
+        K("out", "the output folder"), K("board", "board name"),
+        K("mcu", "the board's MCU"), K("arch", "mpy-cross -march"),
+        K("sha256", "SHA-256 over the set of files (the manifest's; INFO reports it)"),
+        K("firmware_version", "firmware version"), K("protocol", "protocol MAJOR.MINOR"),
+        K("files", "each file of the build but the manifest",
+          K("path", "path on the board's flash"), K("size", "bytes"),
+          K("sha256", "SHA-256 of the file"), kind=OBJECTS),
+        K("left_out", "package modules this board never runs (list)"),
+        K("flash_bytes", "bytes of every file, manifest included"),
+        K("flash_blocks", "4 KB blocks the files take on LittleFS (up to 512 B inline)"),
+        K("build_s", "time the build took, s"),
+        K("heap", "the control firmware's heap, measured under MicroPython",
+          K("high_water", "largest live heap during a drive cycle, B"),
+          K("boot", "live heap once the firmware is built, B"),
+          K("names_room", "interned names before the next pool"),
+          K("cells", "cells measured"), K("temps", "sensors measured"),
+          K("source", "where the figure comes from"),
+          K("estimator_note", "what the state estimator adds, if the board runs it",
+            nullable=True), nullable=True),
+        K("heap_error", "why the heap was not measured", optional=True),
     )),
     Output("stats", "--json", OBJECT, "the board's link and control-loop counters", _STATS),
     Output("characterize", "--json", OBJECT, "the fitted model and how well it replays", (
