@@ -129,10 +129,13 @@ Date.now = () => {
   const t = boardMs();
   if (loading) return Math.floor(wallAtStart + powerOn);
   if (running) {
+    if (pendingReset !== null) checkWatchdog();
     const real = mono();
     if (real - lastPoll >= 5) {
       lastPoll = real;
       pollInput();
+      pollControl();
+      checkWatchdog();
     }
     const ms = Math.floor(t);
     if (ms === spinMs) {
@@ -148,12 +151,115 @@ Date.now = () => {
   return Math.floor(wallAtStart + t);
 };
 
+// ---------------------------------------------------------------- the chip outside the VM
+// What silicon keeps across a soft reset (pads, watchdog, reset cause) lives here;
+// vboard_lib/machine.py reaches it through the `_vboard` module.
+const MCU = options.mcu || "rp2040";
+const PIN_COUNT = MCU === "esp32" ? 40 : 30;
+const ADC_PINS = MCU === "esp32" ? [32, 33, 34, 35, 36, 37, 38, 39] : [26, 27, 28, 29, -1];
+const CAUSE_CODE = { power_on: 1, watchdog: 3, reset: MCU === "esp32" ? 5 : 3 };
+// ESP32 ADC full scale by attenuation (mV), as its port's read_uv; rp2: 3.3 V reference.
+const ESP32_FULL_MV = [950, 1250, 1750, 2450];
+let pins = [];
+let wdt = null; // {timeout, deadline} in board ms: keeps running across a soft reset
+let resetCode = 1;
+let freqHz = MCU === "esp32" ? 160000000 : 125000000;
+const adcMv = new Map(); // pin -> millivolts the host puts on it
+const extLevel = new Map(); // pin -> level the host drives on it (an input)
+
+function hardResetChip(cause) {
+  pins = Array.from({ length: PIN_COUNT }, () => ({ mode: 0, pull: MCU === "esp32" ? 0 : 2, latch: 0, drive: 0 }));
+  wdt = null;
+  resetCode = CAUSE_CODE[cause] || 1;
+  freqHz = MCU === "esp32" ? 160000000 : 125000000;
+}
+
+function pinLevel(id) {
+  const p = pins[id];
+  if (p.mode === 1 || (p.mode === 2 && p.latch === 0)) return p.latch;
+  if (extLevel.has(id)) return extLevel.get(id);
+  return p.pull === 1 ? 1 : 0; // pulled up, or down, or floating (reads 0 here)
+}
+
+let pendingReset = null;
+
+function checkWatchdog() {
+  if (pendingReset !== null) {
+    const cause = pendingReset;
+    pendingReset = null;
+    throw new BoardReset(cause);
+  }
+  if (wdt !== null && boardMs() > wdt.deadline) throw new BoardReset("watchdog");
+}
+
+const vboardModule = {
+  mcu: () => MCU,
+  pin_count: () => PIN_COUNT,
+  pin_set: (id, v) => { pins[id].latch = v ? 1 : 0; },
+  pin_latch: (id) => pins[id].latch,
+  pin_get: (id) => pinLevel(id),
+  pin_mode: (id, m) => { if (m >= 0) pins[id].mode = m; return pins[id].mode; },
+  pin_pull: (id, p) => { if (p >= 0) pins[id].pull = p; return pins[id].pull; },
+  pin_drive: (id, d) => { if (d >= 0) pins[id].drive = d; return pins[id].drive; },
+  adc_ok: (id) => ADC_PINS.includes(id),
+  adc_uv: (id, atten) => Math.round(Math.max(0, Math.min(adcMv.get(id) || 0,
+    MCU === "esp32" ? ESP32_FULL_MV[atten] : 3300)) * 1000),
+  adc_u16: (id, atten) => {
+    const full = MCU === "esp32" ? ESP32_FULL_MV[atten] : 3300;
+    const mv = Math.max(0, Math.min(adcMv.get(id) || 0, full));
+    return Math.min(65535, Math.round((mv / full) * 65535));
+  },
+  // A JS exception thrown here would reach Python as an exception it could catch;
+  // one thrown from the clock (Date.now, which machine.reset then reads) unwinds
+  // the interpreter without running its `finally` blocks, as a reset does.
+  reset: () => { pendingReset = "reset"; },
+  soft_reset: () => { pendingReset = "soft"; },
+  reset_cause: () => resetCode,
+  unique_id: () => options.unique_id || "e66038b7132a4c2f",
+  freq: (hz) => { if (hz > 0) freqHz = hz; return freqHz; },
+  idle: () => { sleepMs(1); },
+  wdt_start: (timeout) => {
+    const max = MCU === "esp32" ? 0x7fffffff : 8388;
+    if (!(timeout >= 1 && timeout <= max)) throw new Error("ValueError: timeout");
+    wdt = { timeout, deadline: boardMs() + timeout };
+  },
+  wdt_feed: () => { if (wdt) wdt.deadline = boardMs() + wdt.timeout; },
+};
+
+// ---------------------------------------------------------------- host control
+// Lines on stdin from the launcher: "adc <pin> <mV>", "drive <pin> <0|1|->", "pins".
+let ctrlPending = "";
+const ctrlBuf = Buffer.alloc(4096);
+function pollControl() {
+  let n;
+  try {
+    n = fs.readSync(0, ctrlBuf, 0, ctrlBuf.length, null);
+  } catch (err) {
+    if (err.code === "EAGAIN") return;
+    throw err;
+  }
+  if (n === 0) process.exit(0); // the launcher is gone: so is the board
+  ctrlPending += ctrlBuf.toString("latin1", 0, n);
+  let nl;
+  while ((nl = ctrlPending.indexOf("\n")) >= 0) {
+    const [cmd, a, b] = ctrlPending.slice(0, nl).split(" ");
+    ctrlPending = ctrlPending.slice(nl + 1);
+    if (cmd === "adc") adcMv.set(parseInt(a, 10), parseFloat(b));
+    else if (cmd === "drive") b === "-" ? extLevel.delete(parseInt(a, 10)) : extLevel.set(parseInt(a, 10), b === "1" ? 1 : 0);
+    else if (cmd === "pins") {
+      const state = pins.map((p, id) => ({ mode: p.mode, pull: p.pull, latch: p.latch, level: pinLevel(id) }));
+      process.stdout.write("pins " + JSON.stringify(state) + "\n");
+    }
+  }
+}
+
 // ---------------------------------------------------------------- the flash (host folder)
 // The board's filesystem is an in-memory one loaded from the folder at each boot; every
 // change is written through to the folder: a file when it is closed (written beside and
 // renamed over, so the folder never holds a half-written file as the only copy), and
 // mkdir, unlink, rmdir and rename as they happen.
-const HIDDEN = new Set(["dev", "proc"]); // the runtime's own, not the board's
+const HIDDEN = new Set(["dev", "proc", ".vboard"]); // the runtime's own, not the board's
+const LIB_DIR = path.join(path.dirname(new URL(import.meta.url).pathname), "vboard_lib");
 
 function hostPath(p) {
   const rel = path.posix.normalize(p).replace(/^\/+/, "");
@@ -197,6 +303,10 @@ function setUpFlash(FS) {
     try { FS.rmdir(p); } catch { /* not there */ }
   }
   FS.chdir("/");
+  FS.mkdir("/.vboard"); // the board's built-in modules (machine)
+  for (const name of fs.readdirSync(LIB_DIR)) {
+    if (name.endsWith(".py")) FS.writeFile("/.vboard/" + name, fs.readFileSync(path.join(LIB_DIR, name)));
+  }
   loadFlash(FS, flashDir, "/");
   const orig = {
     close: FS.close, unlink: FS.unlink, rmdir: FS.rmdir, mkdir: FS.mkdir,
@@ -291,6 +401,8 @@ async function boot(runMain) {
   });
   loading = false;
   setUpFlash(mp.FS);
+  mp.registerJsModule("_vboard", vboardModule);
+  mp.runPython("import sys\nsys.path.append('/.vboard')");
   process.stdout.write("boot\n");
   for (;;) {
     try {
@@ -359,7 +471,10 @@ async function main() {
   let cause = "power_on";
   let runMain = true;
   for (;;) {
-    if (cause !== "soft") powerOn = boardMs();
+    if (cause !== "soft") {
+      powerOn = boardMs();
+      hardResetChip(cause);
+    }
     let next = await boot(runMain);
     if (next === null) {
       process.stdout.write(`ready ${cause}\n`);
@@ -376,6 +491,12 @@ async function main() {
 function serve() {
   for (;;) {
     pollInput();
+    pollControl();
+    try {
+      checkWatchdog(); // at the REPL too: nothing feeds it there
+    } catch (err) {
+      return err.cause;
+    }
     if (!inq.length) {
       flushOut();
       sleepMs(2);

@@ -8,6 +8,7 @@ See docs/virtual_board.md for what is faithful and what is not yet.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
@@ -66,6 +67,12 @@ class VirtualBoard:
         self._proc: subprocess.Popen[bytes] | None = None
         self._events: IO[bytes] | None = None
         self._pending = bytearray()
+        self._ctrl: int | None = None
+        self._pins_reply: list[dict[str, int]] | None = None
+        # Like a chip's: one per board, and per flash folder (a board keeps its flash).
+        self.unique_id = hashlib.sha256(
+            f"{self.board['mcu']}:{self.flash.resolve()}".encode()).digest()[
+                : 8 if self.board["mcu"] == "rp2040" else 6]
         self.port = ""
         self.resets: list[str] = []  # the board's resets since start(), by cause
 
@@ -84,14 +91,22 @@ class VirtualBoard:
         finally:
             os.close(slave)
         os.set_blocking(master, False)
-        options = {"speed": self.speed, "mcu": self.board["mcu"]}
+        options = {"speed": self.speed, "mcu": self.board["mcu"],
+                   "unique_id": self.unique_id.hex()}
+        ctrl_r, ctrl_w = os.pipe()  # host control: the board reads it without blocking
+        os.set_blocking(ctrl_r, False)
         try:
             self._proc = subprocess.Popen(
                 [node, str(vboard_script()), str(micropython_mjs()), str(master),
                  str(self.flash), json.dumps(options)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, pass_fds=(master,))
+                stdin=ctrl_r, stdout=subprocess.PIPE, pass_fds=(master,))
+        except BaseException:
+            os.close(ctrl_w)
+            raise
         finally:
-            os.close(master)  # the board holds it now
+            os.close(master)  # the board holds these now
+            os.close(ctrl_r)
+        self._ctrl = ctrl_w
         assert self._proc.stdout is not None
         self._events = self._proc.stdout
         self._pending.clear()
@@ -110,6 +125,9 @@ class VirtualBoard:
         if self._events is not None:
             self._events.close()
             self._events = None
+        if self._ctrl is not None:
+            os.close(self._ctrl)
+            self._ctrl = None
 
     def restart(self, timeout_s: float = BOOT_TIMEOUT_S) -> str:
         """A power cycle: unplug, plug back in; return the (new) port."""
@@ -163,11 +181,43 @@ class VirtualBoard:
             if line is None:
                 raise VirtualBoardError(f"the virtual board did not {what} within {timeout_s:g} s")
             kind, _, cause = line.partition(" ")
+            if kind == "pins":
+                self._pins_reply = json.loads(cause)
+                if what == "pins":
+                    return ""
             if kind == "reset":
                 self.resets.append(cause)
             if (kind == "ready" and what == "reach its REPL") or (
-                    kind == "boot" and what == "boot"):
+                    kind == "boot" and what == "boot") or (
+                    kind == "reset" and what == f"reset ({cause})"):
                 return cause
+
+    # -- the host's side of the pins
+    def _send(self, line: str) -> None:
+        if self._ctrl is None:
+            raise VirtualBoardError("the virtual board is not running")
+        os.write(self._ctrl, line.encode() + b"\n")
+
+    def set_adc_mv(self, pin: int, mv: float) -> None:
+        """Put a voltage (millivolts) on an ADC pin."""
+        self._send(f"adc {int(pin)} {float(mv)!r}")
+
+    def drive_pin(self, pin: int, level: int | None) -> None:
+        """Drive an input pin high (1) or low (0) from outside; None lets it go."""
+        self._send(f"drive {int(pin)} {'-' if level is None else (1 if level else 0)}")
+
+    def pins(self, timeout_s: float = 10.0) -> list[dict[str, int]]:
+        """Every pad's mode, pull, output latch and level, as the chip holds them."""
+        self._pins_reply = None
+        self._send("pins")
+        self._wait_for("pins", timeout_s)
+        assert self._pins_reply is not None
+        return self._pins_reply
+
+    def wait_reset(self, cause: str, timeout_s: float = BOOT_TIMEOUT_S) -> None:
+        """Wait for the board's next reset of this cause ("soft", "reset" for
+        machine.reset(), "watchdog"), reading past the others."""
+        self._wait_for(f"reset ({cause})", timeout_s)
 
     def wait_booted(self, timeout_s: float = BOOT_TIMEOUT_S) -> None:
         """Wait until the board has (re)started: its flash is loaded, boot.py is next."""
