@@ -171,3 +171,35 @@ def test_board_time_runs_at_the_speed_factor(tmp_path: Path) -> None:
                           "import time\nt0 = time.ticks_ms()\ntime.sleep(200)\n"
                           "print(time.ticks_diff(time.ticks_ms(), t0) >= 200_000)", timeout=60))
     assert out.strip() == "True"
+
+
+def _install_firmware(flash: Path, board: str) -> None:
+    """What a deploy leaves on a board: the firmware tree, main.py and the board file."""
+    import shutil
+
+    from cellguard.paths import boards_dir, firmware_dir
+
+    fw = firmware_dir()
+    shutil.copytree(fw / "cellguard_fw", flash / "cellguard_fw",
+                    ignore=shutil.ignore_patterns("__pycache__", "hal_sim.py", "_cpython*"))
+    shutil.copy(fw / "main.py", flash / "main.py")
+    shutil.copy(boards_dir() / f"{board}.json", flash / "board.json")
+
+
+def test_the_unchanged_firmware_boots_and_answers_hello_over_the_pty(tmp_path: Path) -> None:
+    from cellguard.link.client import BoardClient
+
+    _install_firmware(tmp_path, "pico-4s")
+    with VirtualBoard("pico-4s", flash=tmp_path) as vb:
+        client = BoardClient(vb.port)
+        try:
+            info = client.hello(timeout_s=10)
+            assert info.board == "pico-4s"
+            assert info.unique_id == vb.unique_id.hex()  # through machine.unique_id()
+            assert vb.pins()[15]["mode"] == 1 and vb.pins()[15]["latch"] == 0  # output open
+            client.reset()  # the protocol's RESET: board_main calls machine.reset()
+            vb.wait_reset("reset")
+            assert client.hello(timeout_s=10).board == "pico-4s"  # booted again
+        finally:
+            client.close()
+        assert "watchdog" not in vb.resets  # the loop fed it all along

@@ -133,6 +133,7 @@ Date.now = () => {
     const real = mono();
     if (real - lastPoll >= 5) {
       lastPoll = real;
+      flushOut();
       pollInput();
       pollControl();
       checkWatchdog();
@@ -397,6 +398,11 @@ async function boot(runMain) {
       }
     },
     stderr: (b) => { for (const c of b) outBuf.push(c); },
+    // sys.stdin is the USB serial too: what the host sent and the REPL has not taken.
+    stdin: () => {
+      if (!inq.length) pollInput();
+      return inq.length ? inq.shift() : null;
+    },
     linebuffer: false,
   });
   loading = false;
