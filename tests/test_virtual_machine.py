@@ -203,3 +203,28 @@ def test_the_unchanged_firmware_boots_and_answers_hello_over_the_pty(tmp_path: P
         finally:
             client.close()
         assert "watchdog" not in vb.resets  # the loop fed it all along
+
+
+def test_timers_fire_on_board_time_and_end_at_a_soft_reset(tmp_path: Path) -> None:
+    with VirtualBoard("pico-4s", flash=tmp_path) as vb:
+        # One mpremote session: it soft-resets the board only before its first command.
+        out = ok(mpremote(vb.port, "exec",
+                          "from machine import Timer\nimport time\n"
+                          "c = [0]\nfired = []\n"
+                          "def tick(t):\n    c[0] += 1\n"
+                          "t = Timer(period=10, mode=Timer.PERIODIC, callback=tick)\n"
+                          "Timer(mode=Timer.ONE_SHOT, period=30,\n"
+                          "      callback=lambda t: fired.append(1))\n"
+                          "time.sleep_ms(205)\n"
+                          "t.deinit()\nseen = c[0]\ntime.sleep_ms(50)\n"
+                          "print(seen, c[0] == seen, len(fired))\n"
+                          "import builtins\nbuiltins.LEFT = c\n"
+                          "Timer(period=10, callback=tick)\n",
+                          "+", "exec", "import _vboard; print(_vboard.timer_count())",
+                          "+", "soft-reset",
+                          "+", "exec", "import time, builtins, _vboard\ntime.sleep_ms(50)\n"
+                                       "print(hasattr(builtins, 'LEFT'), _vboard.timer_count())"))
+        seen, stopped, one_shot, before, fresh, after = out.split()
+        assert 19 <= int(seen) <= 21 and stopped == "True" and one_shot == "1"
+        assert before == "1"  # the last timer runs on at the raw REPL
+        assert (fresh, after) == ("False", "0")  # a fresh interpreter, no timer left

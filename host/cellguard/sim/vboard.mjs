@@ -130,6 +130,7 @@ Date.now = () => {
   if (loading) return Math.floor(wallAtStart + powerOn);
   if (running) {
     if (pendingReset !== null) checkWatchdog();
+    if (timers.size && !inTimer) runTimers();
     const real = mono();
     if (real - lastPoll >= 5) {
       lastPoll = real;
@@ -183,6 +184,32 @@ function pinLevel(id) {
 }
 
 let pendingReset = null;
+// machine.Timer: soft timers of the interpreter, so a soft reset ends them (the
+// watchdog it leaves running). Callbacks run when the board reads its clock or
+// sits at the REPL, as scheduled (soft) callbacks run between bytecodes.
+let timers = new Map(); // key -> {periodic, periodMs, due, cb}
+let inTimer = false;
+
+function runTimers() {
+  if (inTimer || !timers.size) return;
+  inTimer = true;
+  try {
+    const now = boardMs();
+    for (const [key, t] of timers) {
+      if (now < t.due) continue;
+      if (t.periodic) t.due += t.periodMs * Math.max(1, Math.ceil((now - t.due) / t.periodMs));
+      else timers.delete(key);
+      try {
+        t.cb();
+      } catch (err) {
+        if (err instanceof BoardReset) throw err;
+        emit(`Unhandled exception in timer callback: ${err.message || err}\r\n`);
+      }
+    }
+  } finally {
+    inTimer = false;
+  }
+}
 
 function checkWatchdog() {
   if (pendingReset !== null) {
@@ -225,6 +252,11 @@ const vboardModule = {
     wdt = { timeout, deadline: boardMs() + timeout };
   },
   wdt_feed: () => { if (wdt) wdt.deadline = boardMs() + wdt.timeout; },
+  timer_start: (key, periodic, periodMs, cb) => {
+    timers.set(key, { periodic: !!periodic, periodMs, due: boardMs() + periodMs, cb });
+  },
+  timer_stop: (key) => { timers.delete(key); },
+  timer_count: () => timers.size,
 };
 
 // ---------------------------------------------------------------- host control
@@ -387,6 +419,7 @@ function runFile(name) {
 
 async function boot(runMain) {
   outBuf.length && flushOut();
+  timers = new Map(); // a fresh interpreter has no timers
   loading = true;
   mp = await loadMicroPython({
     stdout: (b) => {
@@ -500,8 +533,17 @@ function serve() {
     pollControl();
     try {
       checkWatchdog(); // at the REPL too: nothing feeds it there
+      if (timers.size) {
+        running = true;
+        try {
+          runTimers();
+        } finally {
+          running = false;
+        }
+      }
     } catch (err) {
-      return err.cause;
+      if (err instanceof BoardReset) return err.cause;
+      throw err;
     }
     if (!inq.length) {
       flushOut();

@@ -198,3 +198,41 @@ class WDT:
 
     def feed(self):
         _vboard.wdt_feed()
+
+
+_timer_keys = [0]
+
+
+class Timer:
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id=-1, *, mode=1, period=-1, callback=None, hard=False, freq=None,
+                 tick_hz=1000):
+        if _MCU == "esp32" and id not in (0, 1, 2, 3):
+            raise ValueError("invalid Timer number")
+        _timer_keys[0] += 1
+        self._key = _timer_keys[0]
+        self._id = id
+        if period != -1 or freq is not None or callback is not None:
+            self.init(mode=mode, period=period, callback=callback, hard=hard, freq=freq,
+                      tick_hz=tick_hz)
+
+    def init(self, *, mode=1, period=-1, callback=None, hard=False, freq=None, tick_hz=1000):
+        if mode not in (0, 1):
+            raise ValueError("mode")
+        if freq is not None:
+            period_ms = 1000 / freq
+        elif period >= 0:
+            period_ms = period * 1000 / tick_hz
+        else:
+            period_ms = 0xFFFFFFFF
+        _vboard.timer_stop(self._key)
+        if callback is not None:
+            _vboard.timer_start(self._key, mode, period_ms, lambda: callback(self))
+
+    def deinit(self):
+        _vboard.timer_stop(self._key)
+
+    def value(self, *args, **kwargs):
+        return 0
