@@ -92,6 +92,12 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         r"^\| cpython \| 4 \| \d+x \| \d+ \| \d+ / \d+ \| \d+ \|$",
         r"^goal: micropython, 4 cells >= \d+x real time: \d+x\s+(PASS|FAIL)$",
     )),
+    "virtual_board.py": (False, (
+        rf"^power-on to REPL\s+{NUMBER} s$",
+        rf"^mpremote fs cp 2 KB to board\s+{NUMBER} s$",
+        rf"^mpremote fs cp 2 KB from board\s+{NUMBER} s$",
+        rf"^power-on to firmware HELLO\s+{NUMBER} s$",
+    )),
 }
 
 pytestmark = pytest.mark.timeout(300)

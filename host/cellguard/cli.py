@@ -173,6 +173,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from .sim import SimulatedBoard
     from .sim.script import PROFILE, Step, load_script
 
+    if args.virtual:
+        return _sim_virtual(args)
+    if args.flash is not None:
+        raise CellguardError("--flash goes with --virtual")
+    args.board = args.board or "sim-4s"
     if args.script is None and (args.repeat != 1 or args.exit_at_end):
         raise CellguardError("--repeat and --exit-at-end go with --script FILE")
     if args.plant != "pybamm" and (args.pybamm_model or args.parameter_set):
@@ -236,6 +241,40 @@ def cmd_sim(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         sim.check()
+    return 0
+
+
+def _sim_virtual(args: argparse.Namespace) -> int:
+    """A virtual dev board on a pty until Ctrl-C (docs/virtual_board.md)."""
+    from .sim.virtual import VirtualBoard
+
+    plain = {"runtime": "micropython", "script": None, "link": None, "plant": "ecm"}
+    given = [f"--{name}" for name, default in plain.items() if getattr(args, name) != default]
+    if given:
+        raise CellguardError(f"{', '.join(given)} do not go with --virtual (not yet)")
+    if args.speed == 0:
+        raise CellguardError("--speed 0 (as fast as possible) does not go with --virtual; "
+                             "give a factor such as 10")
+    board = args.board or "pico-4s"
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    with VirtualBoard(board, flash=args.flash, speed=args.speed) as vb:
+        print(f"port: {vb.port}", flush=True)
+        print(f"virtual board {vb.board['name']} ({vb.board['mcu']}), flash in "
+              f"{args.flash or 'a temporary folder'}, speed {args.speed:g}x; Ctrl-C stops",
+              flush=True)
+        try:
+            while not stop and vb.running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        if not vb.running and not stop:
+            raise CellguardError("the virtual board's process stopped")
     return 0
 
 
@@ -520,7 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_summary)
 
     s = sub.add_parser("sim", help="run a simulated board on a pseudo-terminal")
-    s.add_argument("--board", default="sim-4s", help="board name or JSON file (default sim-4s)")
+    s.add_argument("--board", help="board name or JSON file (default sim-4s; pico-4s with "
+                                   "--virtual)")
     s.add_argument("--runtime", choices=["micropython", "cpython"], default="micropython",
                    help="interpreter for the firmware (default micropython)")
     s.add_argument("--speed", type=_speed, default=1.0,
@@ -551,6 +591,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--parameter-set", choices=["chen2020", "prada2013"],
                    help="with --plant pybamm: PyBaMM's LG M50 NMC (chen2020, default) or A123 "
                         "LFP (prada2013) cell")
+    s.add_argument("--virtual", action="store_true",
+                   help="a virtual dev board instead: MicroPython's REPL on the pty, as a board "
+                        "with an `mcu` presents it over USB (default board pico-4s; "
+                        "see docs/virtual_board.md)")
+    s.add_argument("--flash", metavar="DIR",
+                   help="with --virtual: the folder that holds the board's filesystem, kept "
+                        "across its resets and restarts (default: a temporary folder)")
     s.set_defaults(func=cmd_sim)
 
     s = sub.add_parser("config", help="read and write the board's configuration")
