@@ -237,7 +237,7 @@ def _exec(transport: Any, code: str, what: str) -> bytes:
             return bytes(transport.exec(code))
     except TransportExecError as exc:
         message = str(exc.error_output).strip().splitlines()[-1:] or ["an error"]
-        if "ENOSPC" in message[0] or "28" in message[0]:
+        if message[0].rstrip().endswith(("OSError: 28", "ENOSPC")):
             raise DeployError(f"{what}: the board's flash is full ({message[0]})") from None
         raise DeployError(f"{what}: the board said {message[0]}") from None
     except (TransportError, OSError) as exc:
