@@ -92,6 +92,12 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         r"^\| cpython \| 4 \| \d+x \| \d+ \| \d+ / \d+ \| \d+ \|$",
         r"^goal: micropython, 4 cells >= \d+x real time: \d+x\s+(PASS|FAIL)$",
     )),
+    "deploy_time.py": (False, (
+        r"^cellguard deploy on a virtual pico-4s, median of 1 ",
+        rf"^full firmware, empty board\s+{NUMBER} s   \d+ files sent \({NUMBER} B\)",
+        rf"^one module changed\s+{NUMBER} s   2 files sent \({NUMBER} B\), \d+ copied",
+        rf"^same build again\s+{NUMBER} s   0 files sent \(0 B\)",
+    )),
     "virtual_board.py": (False, (
         rf"^power-on to REPL\s+{NUMBER} s$",
         rf"^mpremote fs cp 2 KB to board\s+{NUMBER} s$",

@@ -119,8 +119,14 @@ def test_firmware_page_describes_the_watchdog_and_the_deployment() -> None:
     board_main = (ROOT / "firmware" / "cellguard_fw" / "board_main.py").read_text()
     assert "WDT(" in board_main  # the watchdog exists ...
     assert "No watchdog" not in page and "watchdog_ms" in page  # ... and the page says so
-    deploy = page.split("## Deployment", 1)[1].split("\n## ", 1)[0]
-    assert "by hand" in deploy and "mpy-cross" in deploy
+    tool = page.split("\n## Deploy\n", 1)[1].split("\n## ", 1)[0]
+    for part in ("cellguard deploy --board pico-4s --port /dev/ttyACM0", "ENTER_REPL",
+                 "--dry-run", "--json", "falls back", "never neither"):
+        assert part in tool, part
+    limits = page.split("## Limits", 1)[1]
+    assert "Deployment is by hand" not in limits and "by hand" not in limits
+    deploy = page.split("## Deployment by hand", 1)[1].split("\n## ", 1)[0]
+    assert "cannot reach the board" in deploy and "mpy-cross" in deploy
     for step in ("mkdir :a + mkdir :a/cellguard_fw", "cp cellguard_fw/*.mpy :a/cellguard_fw/",
                  "cp main.py :main.py", "cp board.json manifest.json :a/", "/slots.json",
                  "reset"):
@@ -248,7 +254,16 @@ PRODUCERS: dict[tuple[str, str], Producer] = {
     ("characterize", "--json"): _characterize,
     ("build", "--json"): lambda c, log, sim, tmp: _json(
         c, ["build", "--board", "pico-4s", "--out", str(tmp / "build"), "--json"]),
+    ("deploy", "--json"): lambda c, log, sim, tmp: _deploy(c, tmp),
 }
+
+
+def _deploy(capsys: pytest.CaptureFixture[str], tmp: Path) -> Any:
+    from cellguard.sim.virtual import VirtualBoard
+
+    with VirtualBoard("pico-4s", flash=tmp / "flash") as vb:  # empty: every file is a change
+        return _json(capsys, ["deploy", "--board", "pico-4s", "--port", vb.port, "--dry-run",
+                              "--json"])
 
 
 def _monitor(capsys: pytest.CaptureFixture[str], sim: Any) -> list[Any]:

@@ -118,6 +118,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     return command(args)
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from .deploy.deploy import command
+
+    return command(args)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .link.client import BoardClient
 
@@ -538,6 +544,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the heap measurement (MicroPython WebAssembly runtime)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("deploy", help="build the firmware and put it on a board (A/B slots)")
+    s.add_argument("--board", required=True, metavar="NAME",
+                   help="board name (boards/NAME.json) or a board file with an mcu")
+    s.add_argument("--port", required=True, help="the board's serial port")
+    s.add_argument("--dry-run", action="store_true",
+                   help="list what would change; write nothing (a running firmware is "
+                        "stopped to read the flash, then reset)")
+    s.add_argument("--json", action="store_true", help="print JSON (no progress bar)")
+    s.set_defaults(func=cmd_deploy)
 
     s = sub.add_parser("log", help="log telemetry of one or more boards to a SQLite file")
     s.add_argument("--port", required=True, action="append",
