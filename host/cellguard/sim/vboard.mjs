@@ -129,7 +129,9 @@ Date.now = () => {
   const t = boardMs();
   if (loading) return Math.floor(wallAtStart + powerOn);
   if (running) {
+    if (hangUntil > t) hang();
     if (pendingReset !== null) checkWatchdog();
+    if (wiring !== null && t - lastTick >= wiring.tick_ms) plantTick(t);
     if (timers.size && !inTimer) runTimers();
     const real = mono();
     if (real - lastPoll >= 5) {
@@ -169,9 +171,65 @@ let freqHz = MCU === "esp32" ? 160000000 : 125000000;
 const adcMv = new Map(); // pin -> millivolts the host puts on it
 const extLevel = new Map(); // pin -> level the host drives on it (an input)
 
+// ---------------------------------------------------------------- the plant's wiring
+// With a plant (virtual.py, wiring.py) the host keeps, per ADC input (and per mux
+// channel of the cell pin), a ring of modelled conversions it refills at every plant
+// tick; a read takes the next one. The board reports "tick <board ms> <levels>" of
+// the pins that drive the plant every `tick_ms` of board time (at most every
+// TICK_REAL_MS of host time) and at once when one of them changes.
+const wiring = options.wiring || null;
+const TICK_REAL_MS = 2;
+const codes = new Map(); // "pin" or "pin:channel" -> {u16: [], uv: [], i}
+let lastTick = -Infinity;
+let lastTickReal = -Infinity;
+let lastLevels = "";
+let hangUntil = -1; // board ms: the firmware is stuck (a bug, a peripheral) until then
+
+function ring(id) {
+  if (wiring === null || !codes.size) return null;
+  let key = String(id);
+  if (id === wiring.cell_pin) {
+    let ch = 0;
+    wiring.select.forEach((p, bit) => { ch |= pinLevel(p) << bit; });
+    key += ":" + ch;
+  }
+  return codes.get(key) || null;
+}
+
+function plantTick(t, force = false) {
+  if (wiring === null) return;
+  const real = mono();
+  const levels = wiring.watch.map((p) => pinLevel(p)).join(",");
+  if (!force && levels === lastLevels && real - lastTickReal < TICK_REAL_MS) return;
+  lastTick = t;
+  lastTickReal = real;
+  lastLevels = levels;
+  process.stdout.write(`tick ${Math.floor(t)} ${levels}\n`);
+}
+
+function watched(id) {
+  if (wiring !== null && wiring.watch.includes(id)) plantTick(boardMs(), true);
+}
+
+function hang() {
+  // The interpreter stuck inside one call: nothing runs, nothing feeds the watchdog;
+  // the pads hold their levels, the plant and the host's commands go on.
+  while (boardMs() < hangUntil) {
+    sleepMs(1);
+    flushOut();
+    pollInput();
+    pollControl();
+    const t = boardMs();
+    if (wiring !== null && t - lastTick >= wiring.tick_ms) plantTick(t);
+    checkWatchdog();
+  }
+  hangUntil = -1;
+}
+
 function hardResetChip(cause) {
   pins = Array.from({ length: PIN_COUNT }, () => ({ mode: 0, pull: MCU === "esp32" ? 0 : 2, latch: 0, drive: 0 }));
   wdt = null;
+  hangUntil = -1;
   resetCode = CAUSE_CODE[cause] || 1;
   freqHz = MCU === "esp32" ? 160000000 : 125000000;
 }
@@ -220,22 +278,36 @@ function checkWatchdog() {
   if (wdt !== null && boardMs() > wdt.deadline) throw new BoardReset("watchdog");
 }
 
+function adcUvOf(id, atten) {
+  return Math.round(Math.max(0, Math.min(adcMv.get(id) || 0,
+    MCU === "esp32" ? ESP32_FULL_MV[atten] : 3300)) * 1000);
+}
+
+function adcU16Of(id, atten) {
+  const full = MCU === "esp32" ? ESP32_FULL_MV[atten] : 3300;
+  const mv = Math.max(0, Math.min(adcMv.get(id) || 0, full));
+  return Math.min(65535, Math.round((mv / full) * 65535));
+}
+
 const vboardModule = {
   mcu: () => MCU,
   pin_count: () => PIN_COUNT,
-  pin_set: (id, v) => { pins[id].latch = v ? 1 : 0; },
+  pin_set: (id, v) => { pins[id].latch = v ? 1 : 0; watched(id); },
   pin_latch: (id) => pins[id].latch,
   pin_get: (id) => pinLevel(id),
-  pin_mode: (id, m) => { if (m >= 0) pins[id].mode = m; return pins[id].mode; },
-  pin_pull: (id, p) => { if (p >= 0) pins[id].pull = p; return pins[id].pull; },
+  pin_mode: (id, m) => { if (m >= 0) { pins[id].mode = m; watched(id); } return pins[id].mode; },
+  pin_pull: (id, p) => { if (p >= 0) { pins[id].pull = p; watched(id); } return pins[id].pull; },
   pin_drive: (id, d) => { if (d >= 0) pins[id].drive = d; return pins[id].drive; },
   adc_ok: (id) => ADC_PINS.includes(id),
-  adc_uv: (id, atten) => Math.round(Math.max(0, Math.min(adcMv.get(id) || 0,
-    MCU === "esp32" ? ESP32_FULL_MV[atten] : 3300)) * 1000),
+  adc_uv: (id, atten) => {
+    const r = ring(id);
+    if (r !== null && r.uv.length) return r.uv[r.i++ % r.uv.length];
+    return adcUvOf(id, atten);
+  },
   adc_u16: (id, atten) => {
-    const full = MCU === "esp32" ? ESP32_FULL_MV[atten] : 3300;
-    const mv = Math.max(0, Math.min(adcMv.get(id) || 0, full));
-    return Math.min(65535, Math.round((mv / full) * 65535));
+    const r = ring(id);
+    if (r !== null) return r.u16[r.i++ % r.u16.length];
+    return adcU16Of(id, atten);
   },
   // A JS exception thrown here would reach Python as an exception it could catch;
   // one thrown from the clock (Date.now, which machine.reset then reads) unwinds
@@ -260,7 +332,8 @@ const vboardModule = {
 };
 
 // ---------------------------------------------------------------- host control
-// Lines on stdin from the launcher: "adc <pin> <mV>", "drive <pin> <0|1|->", "pins".
+// Lines on stdin from the launcher: "adc <pin> <mV>", "drive <pin> <0|1|->", "pins",
+// "codes <pin[:channel]> <u16,...> <uv,...|->" (the plant's), "hang <ms>".
 let ctrlPending = "";
 const ctrlBuf = Buffer.alloc(4096);
 function pollControl() {
@@ -275,9 +348,15 @@ function pollControl() {
   ctrlPending += ctrlBuf.toString("latin1", 0, n);
   let nl;
   while ((nl = ctrlPending.indexOf("\n")) >= 0) {
-    const [cmd, a, b] = ctrlPending.slice(0, nl).split(" ");
+    const [cmd, a, b, c] = ctrlPending.slice(0, nl).split(" ");
     ctrlPending = ctrlPending.slice(nl + 1);
-    if (cmd === "adc") adcMv.set(parseInt(a, 10), parseFloat(b));
+    if (cmd === "adc") {
+      const id = parseInt(a, 10);
+      adcMv.set(id, parseFloat(b));
+      for (const key of [...codes.keys()]) if (key.split(":")[0] === String(id)) codes.delete(key);
+    } else if (cmd === "codes") {
+      codes.set(a, { u16: b.split(",").map(Number), uv: c === "-" ? [] : c.split(",").map(Number), i: 0 });
+    } else if (cmd === "hang") hangUntil = boardMs() + parseFloat(a);
     else if (cmd === "drive") b === "-" ? extLevel.delete(parseInt(a, 10)) : extLevel.set(parseInt(a, 10), b === "1" ? 1 : 0);
     else if (cmd === "pins") {
       const state = pins.map((p, id) => ({ mode: p.mode, pull: p.pull, latch: p.latch, level: pinLevel(id) }));
@@ -442,6 +521,8 @@ async function boot(runMain) {
   setUpFlash(mp.FS);
   mp.registerJsModule("_vboard", vboardModule);
   mp.runPython("import sys\nsys.path.append('/.vboard')");
+  pollControl(); // the host's first codes, before anything reads an ADC
+  plantTick(boardMs(), true); // the pads as this boot left them (a reset: all inputs)
   process.stdout.write("boot\n");
   for (;;) {
     try {
@@ -533,6 +614,8 @@ function serve() {
     pollControl();
     try {
       checkWatchdog(); // at the REPL too: nothing feeds it there
+      const now = boardMs();
+      if (wiring !== null && now - lastTick >= wiring.tick_ms) plantTick(now);
       if (timers.size) {
         running = true;
         try {

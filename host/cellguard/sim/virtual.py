@@ -11,21 +11,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import select
+import queue
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import tty
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
-from ..boards import load_board
+from ..boards import BoardFileError, load_board
 from ..errors import CellguardError, SetupError
-from ..paths import micropython_mjs
+from ..paths import boards_dir, firmware_dir, micropython_mjs
+from .adc import AdcModel
+from .controls import PlantControls
+from .plant import Plant, PlantTruth
+from .sensors import SensorModel
+from .wiring import PinWiring
 
 BOOT_TIMEOUT_S = 30.0
 MCUS = ("rp2040", "esp32")  # the board files' `mcu` values a virtual board emulates
+TICK_MS = 10.0  # board time between plant ticks (and at once when an output pin changes)
+_EXITED = object()  # the board process ended (the event reader's last word)
 
 
 def vboard_script() -> Path:
@@ -36,17 +45,40 @@ class VirtualBoardError(CellguardError):
     """The virtual board could not start or stopped unexpectedly."""
 
 
-class VirtualBoard:
+def install_firmware(flash: str | os.PathLike[str], board: str) -> None:
+    """Put the working tree's firmware on a board's flash folder as a deploy by hand
+    would (docs/firmware.md): ``cellguard_fw/`` (sources, less what only the host
+    uses), ``main.py`` and the board file as ``board.json``."""
+    folder = Path(flash)
+    fw = firmware_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(fw / "cellguard_fw", folder / "cellguard_fw", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "hal_sim.py", "_cpython*",
+                                                  "codec_mirror.py"))
+    shutil.copy(fw / "main.py", folder / "main.py")
+    shutil.copy(boards_dir() / f"{board}.json", folder / "board.json")
+
+
+class VirtualBoard(PlantControls):
     """A virtual dev board on a pty; ``with VirtualBoard(...) as vb: vb.port``.
 
     ``flash`` is the folder that holds the board's filesystem (made if missing; a
     temporary one, removed on close, when not given). ``stop()`` unplugs the board
     (the process ends, the files stay); ``start()`` plugs it back in: a power-on boot
     from the same folder, on a new pty.
+
+    ``plant=True`` (the default) wires the board file's pins to a plant, as
+    ``SimulatedBoard`` has one (``seed``, ``initial_soc_pct``, ``ambient_c``,
+    ``noise_lsb``, ``sensors`` as there; ``adc``: the MCU's converter model, by
+    default the board's own): ``set_current``, ``inject``, ``truth`` ... act on it
+    and it steps on the board's clock (``time_ms``, board milliseconds).
     """
 
     def __init__(self, board: str = "pico-4s", flash: str | os.PathLike[str] | None = None,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, plant: bool = True, seed: int = 1,
+                 initial_soc_pct: float = 50.0, ambient_c: float = 25.0,
+                 noise_lsb: float | None = None, sensors: dict[str, Any] | None = None,
+                 adc: str | None = None, history_s: float = 600.0) -> None:
         self.board: dict[str, Any] = load_board(board)
         if self.board.get("mcu") not in MCUS:
             raise CellguardError(
@@ -75,6 +107,33 @@ class VirtualBoard:
                 : 8 if self.board["mcu"] == "rp2040" else 6]
         self.port = ""
         self.resets: list[str] = []  # the board's resets since start(), by cause
+        self._events_q: queue.Queue[object] = queue.Queue()
+        self._reader: threading.Thread | None = None
+        self._ctrl_lock = threading.Lock()
+        # The plant (PlantControls' state): stepped on the board's clock by its ticks.
+        self._lock = threading.RLock()
+        self._injections: list[tuple[str, dict[str, Any]]] = []
+        self.history: deque[tuple[int, PlantTruth]] = deque(
+            maxlen=max(int(history_s * 1000 / TICK_MS), 1))
+        self.time_ms = 0  # board time of the plant's last tick
+        self._plant_ms: int | None = None
+        self.plant_ticks = 0
+        self.wiring: PinWiring | None = None
+        if plant:
+            config = dict(sensors or {})
+            kind = adc or config.pop("adc", None) or self.board.get("sensors", {}).get(
+                "adc") or self.board["mcu"]
+            config["adc"] = None  # the converter is modelled per reading (wiring.py)
+            try:
+                self.plant = Plant(self.board, seed=seed, initial_soc_pct=initial_soc_pct,
+                                   ambient_c=ambient_c)
+                self.sensors = SensorModel(self.board, seed=seed, noise_lsb=noise_lsb,
+                                           config=config)
+                self.adc_model = AdcModel(kind, seed=seed)
+            except ValueError as exc:
+                raise BoardFileError(str(exc)) from None
+            self.wiring = PinWiring(self.board, self.sensors, self.adc_model,
+                                    int(self.sensors.adc_samples))
 
     # -- plugging in and out
     def start(self, timeout_s: float = BOOT_TIMEOUT_S) -> str:
@@ -91,10 +150,18 @@ class VirtualBoard:
         finally:
             os.close(slave)
         os.set_blocking(master, False)
-        options = {"speed": self.speed, "mcu": self.board["mcu"],
-                   "unique_id": self.unique_id.hex()}
+        options: dict[str, Any] = {"speed": self.speed, "mcu": self.board["mcu"],
+                                   "unique_id": self.unique_id.hex()}
+        if self.wiring is not None:
+            options["wiring"] = self.wiring.options(TICK_MS)
         ctrl_r, ctrl_w = os.pipe()  # host control: the board reads it without blocking
         os.set_blocking(ctrl_r, False)
+        os.set_blocking(ctrl_w, False)  # the host never waits long on a busy board
+        self._plant_ms = None  # a new process: its clock starts again at power-on
+        if self.wiring is not None:  # the analog inputs are there before the chip boots
+            with self._lock:
+                lines = self.wiring.code_lines(self.plant)
+            os.write(ctrl_w, "".join(f"{line}\n" for line in lines).encode())
         try:
             self._proc = subprocess.Popen(
                 [node, str(vboard_script()), str(micropython_mjs()), str(master),
@@ -110,6 +177,10 @@ class VirtualBoard:
         assert self._proc.stdout is not None
         self._events = self._proc.stdout
         self._pending.clear()
+        self._events_q = queue.Queue()
+        self._reader = threading.Thread(target=self._read_events, args=(self._events,),
+                                        name="vboard-events", daemon=True)
+        self._reader.start()
         self.resets = []
         self.port = port
         self.wait_booted(timeout_s)
@@ -122,12 +193,16 @@ class VirtualBoard:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=10)
+            self._reader = None
         if self._events is not None:
             self._events.close()
             self._events = None
-        if self._ctrl is not None:
-            os.close(self._ctrl)
-            self._ctrl = None
+        with self._ctrl_lock:
+            if self._ctrl is not None:
+                os.close(self._ctrl)
+                self._ctrl = None
 
     def restart(self, timeout_s: float = BOOT_TIMEOUT_S) -> str:
         """A power cycle: unplug, plug back in; return the (new) port."""
@@ -153,26 +228,40 @@ class VirtualBoard:
         return self._proc is not None and self._proc.poll() is None
 
     # -- what the board reports
+    def _read_events(self, events: IO[bytes]) -> None:
+        """The reader thread: plant ticks are handled here at once (the board waits
+        for nobody); every other line is queued for :meth:`_event`."""
+        fd = events.fileno()
+        pending = bytearray()
+        try:
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                pending += chunk
+                while (nl := pending.find(b"\n")) >= 0:
+                    line = bytes(pending[:nl]).decode()
+                    del pending[: nl + 1]
+                    if line.startswith("tick "):
+                        self._tick(line)
+                    else:
+                        self._events_q.put(line)
+        except (OSError, ValueError):
+            pass  # closed by stop()
+        finally:
+            self._events_q.put(_EXITED)
+
     def _event(self, timeout_s: float) -> str | None:
         assert self._events is not None, "start() first"
-        deadline = time.monotonic() + timeout_s
-        fd = self._events.fileno()
-        while True:
-            nl = self._pending.find(b"\n")
-            if nl >= 0:
-                line = bytes(self._pending[:nl]).decode()
-                del self._pending[: nl + 1]
-                return line
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                raise VirtualBoardError("the virtual board's process (node) exited")
-            self._pending += chunk
+        try:
+            line = self._events_q.get(timeout=max(timeout_s, 0.0))
+        except queue.Empty:
+            return None
+        if line is _EXITED:
+            self._events_q.put(_EXITED)  # and for every later call
+            raise VirtualBoardError("the virtual board's process (node) exited")
+        assert isinstance(line, str)
+        return line
 
     def _wait_for(self, what: str, timeout_s: float) -> str:
         deadline = time.monotonic() + timeout_s
@@ -193,13 +282,84 @@ class VirtualBoard:
                 return cause
 
     # -- the host's side of the pins
-    def _send(self, line: str) -> None:
-        if self._ctrl is None:
-            raise VirtualBoardError("the virtual board is not running")
-        os.write(self._ctrl, line.encode() + b"\n")
+    def _send(self, line: str, droppable: bool = False) -> bool:
+        """Write one control line (< 4096 bytes: a pipe writes it whole or not at all).
+        A board that reads none for a while (a busy moment) makes a host command wait;
+        a ``droppable`` line (fresh ADC codes: the next tick brings newer) is dropped."""
+        data = line.encode() + b"\n"
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        while True:
+            with self._ctrl_lock:
+                if self._ctrl is None:
+                    if droppable:
+                        return False
+                    raise VirtualBoardError("the virtual board is not running")
+                try:
+                    os.write(self._ctrl, data)
+                    return True
+                except BlockingIOError:
+                    if droppable:
+                        return False
+            if time.monotonic() > deadline:
+                raise VirtualBoardError("the virtual board reads no commands")
+            time.sleep(0.001)
+
+    # -- the plant on the board's clock
+    def _tick(self, line: str) -> None:
+        """A plant tick from the board: ``tick <board ms> <levels of wiring.watch>``.
+        The plant runs from the last tick to this one with the outputs as they were,
+        then takes the levels now; the ADC inputs follow."""
+        if self.wiring is None:
+            return
+        _, ms_text, levels_text = line.split(" ")
+        ms = int(ms_text)
+        levels = [int(x) for x in levels_text.split(",")]
+        with self._lock:
+            if self._plant_ms is not None and ms > self._plant_ms:
+                self.plant.step((ms - self._plant_ms) / 1000.0)
+            if self._plant_ms is None or ms > self._plant_ms:
+                self._plant_ms = ms
+            self.time_ms = ms
+            self.plant.outputs = self.wiring.outputs(levels)
+            self.plant_ticks += 1
+            self.history.append((ms, self.plant.truth()))
+            lines = self.wiring.code_lines(self.plant)
+            feedback = self.wiring.feedback
+            closed = self.plant.output_closed
+        for code_line in lines:
+            if not self._send(code_line, droppable=True):
+                break
+        if feedback is not None:  # the auxiliary contact pulls the pin low while closed
+            self._send(f"drive {feedback} {0 if closed else 1}", droppable=True)
+
+    def hang(self, seconds: float) -> None:
+        """Stop the firmware for ``seconds`` of board time, as a bug or a stuck
+        peripheral would: the interpreter stays inside its next call, nothing feeds
+        the watchdog, the pads keep their levels; the watchdog (if started) resets
+        the board, which then boots again from its flash."""
+        self._send(f"hang {float(seconds) * 1000.0!r}")
+
+    @property
+    def watchdog_resets(self) -> int:
+        return self.resets.count("watchdog")
+
+    def wait_time(self, board_ms: int, timeout_s: float = BOOT_TIMEOUT_S) -> None:
+        """Wait until the plant has ticked at ``board_ms`` (board time) or later."""
+        deadline = time.monotonic() + timeout_s
+        while self.time_ms < board_ms:
+            if not self.running:
+                raise VirtualBoardError("the virtual board's process (node) exited")
+            if time.monotonic() > deadline:
+                raise VirtualBoardError(f"board time did not reach {board_ms} ms within "
+                                        f"{timeout_s:g} s")
+            time.sleep(0.005)
 
     def set_adc_mv(self, pin: int, mv: float) -> None:
-        """Put a voltage (millivolts) on an ADC pin."""
+        """Put a voltage (millivolts) on an ADC pin (from now on the pin follows the
+        host's voltage, not the plant's)."""
+        if self.wiring is not None:
+            with self._lock:
+                self.wiring.manual.add(int(pin))
         self._send(f"adc {int(pin)} {float(mv)!r}")
 
     def drive_pin(self, pin: int, level: int | None) -> None:
