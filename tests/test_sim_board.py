@@ -297,9 +297,12 @@ def test_a_board_held_while_away_runs_only_as_far_as_it_is_let() -> None:
 
 
 def test_run_for_holds_the_board_and_still_answers_its_host() -> None:
-    with SimulatedBoard(runtime="cpython", speed=math.inf) as sim, \
+    # host_stall_s: a loaded machine may keep this test from reading for more than
+    # the default second; a host that stalls is another test's subject.
+    with SimulatedBoard(runtime="cpython", speed=math.inf, host_stall_s=60.0) as sim, \
             BoardClient(sim.port) as client:
         client.hello()
+        dropped, stalls = sim.tx_dropped_bytes, sim.host_stalls  # before the host came
         end = sim.run_for(10.0)
         seqs = _read_until(client, sim, end)
         time.sleep(0.2)
@@ -310,3 +313,4 @@ def test_run_for_holds_the_board_and_still_answers_its_host() -> None:
         sim.release()
         seqs += _read_until(client, sim, sim.time_ms + 5_000)
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "nothing lost"
+        assert (sim.tx_dropped_bytes, sim.host_stalls) == (dropped, stalls)
