@@ -35,6 +35,7 @@ class Rig:
 
     kind = "none"
     observes = False  # whether truth() tells what the plant really does
+    observes_directions = False  # whether truth() tells which directions are allowed
 
     def __init__(self, target: RigTarget, reason: str = "") -> None:
         self.target = target
@@ -79,6 +80,11 @@ class Rig:
         """One step of the cell-voltage ADC, where the rig knows the front end."""
         self._cannot("the cell ADC's resolution", "a board file for its front end")
 
+    def cell_accuracy_v(self) -> float:
+        """How far a cell reading may be from the truth: one step of an ideal
+        converter (the simulated board's); a rig with a real converter says more."""
+        return self.cell_lsb_v()
+
     def wait(self, board_s: float) -> None:
         """Let ``board_s`` of board time pass, reading every open client meanwhile."""
         end = time.monotonic() + board_s
@@ -95,6 +101,7 @@ class SimRig(Rig):
 
     kind = "simulator"
     observes = True
+    observes_directions = True  # the simulated board's direction flags reach the plant
 
     def __init__(self, target: SimRigTarget) -> None:
         super().__init__(target)
@@ -165,6 +172,64 @@ class SimRig(Rig):
                 raise HilTimeout(f"the simulated board did not run {board_s:g} s in time")
             self.target.drain()
             time.sleep(0.001)
+
+
+class VirtualRig(SimRig):
+    """Drives the plant wired to a virtual dev board's pins (``VirtualBoard``):
+    the simulator's controls, on a board that free-runs at its ``speed`` (it is
+    never held: board time is the host's clock times the speed)."""
+
+    kind = "virtual board plant"
+    CELL_ACCURACY_V = 0.008
+    """A cell read through the mux, the front end and the MCU's own ADC (its
+    reference ripple and DNL, the ESP32's calibration), 16 samples averaged:
+    within 8 mV (tests/test_virtual_plant.py holds the firmware's readings to it)."""
+
+    def cell_accuracy_v(self) -> float:
+        return self.CELL_ACCURACY_V
+
+    @property
+    def observes_directions(self) -> bool:  # type: ignore[override]
+        """Only a board with charge and discharge enable pins switches the
+        directions in the plant (pico-4s and esp32-4s have one output)."""
+        wiring = self.sim.wiring
+        return wiring is not None and None not in (wiring.charge_enable,
+                                                   wiring.discharge_enable)
+
+    def describe(self) -> str:
+        return "the plant wired to the virtual board's pins"
+
+    def power_cycle(self) -> None:
+        """Unplug the board and plug it back in (its pty may change, as a USB
+        replug): the clients follow it to its new port and say HELLO."""
+        power = self.target.power_cycle  # type: ignore[attr-defined]
+        power()
+
+    def truth_at(self, board_time_ms: int) -> Any:
+        """The plant as the firmware read it at ``board_time_ms``: the last plant
+        tick at or before it (the ADC codes a read takes come from that tick)."""
+        with self.sim._lock:
+            history = list(self.sim.history)
+        found = None
+        for t, truth in history:
+            if t > board_time_ms:
+                break
+            found = truth
+        if found is None or board_time_ms - history[-1][0] > 1000:
+            return None  # before what is kept, or later than the plant has ticked
+        return found
+
+    def wait(self, board_s: float) -> None:
+        """Let ``board_s`` of board time pass, reading every open client meanwhile."""
+        sim = self.sim
+        end_ms = sim.time_ms + round(board_s * 1000)
+        deadline = time.monotonic() + board_s / self.target.min_speed + WALL_SLACK_S
+        while sim.time_ms < end_ms:
+            self.target.health()
+            if time.monotonic() > deadline:
+                raise HilTimeout(f"the virtual board did not run {board_s:g} s in time")
+            self.target.drain()
+            time.sleep(0.002)
 
 
 # What an operator can do by hand, per injected fault (None: needs an instrument).

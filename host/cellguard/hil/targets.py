@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from typing import Any
 
 from ..link.client import BoardClient, Info
 from .client import HOST_LEAD_S, RUNTIME_HARDWARE, WALL_SLACK_S, HilClient, HilError
-from .rigs import Rig, SimRig
+from .rigs import Rig, SimRig, VirtualRig
 
 
 # -- targets ----------------------------------------------------------------------------
@@ -132,3 +133,79 @@ class SimTarget(Target):
     def properties(self) -> dict[str, str]:
         return {"board": self.board, "runtime": self.runtime, "rig": self.rig.kind,
                 "seed": str(self.seed)}
+
+
+VIRTUAL_SPEED = 50.0
+"""Board seconds per wall second of a virtual board in the suite unless told:
+fast enough for minutes of board time, slow enough that the firmware's 100 ms
+control loop keeps its period on a busy 2-core host (docs/hil.md)."""
+
+
+class VirtualTarget(Target):
+    """A virtual dev board (``cellguard.sim.virtual.VirtualBoard``): real MicroPython
+    running the working tree's firmware from its flash (``main.py``,
+    ``board_main.run()``, ``hal_adc_mux`` on the board file's pins), the plant wired
+    to those pins as its rig. It free-runs at ``speed`` times the host's clock; it
+    is never held (as a real board is not), so a host that pauses lets board time
+    pass."""
+
+    simulated = True
+    runtime = "micropython (virtual board)"
+
+    def __init__(self, board: str = "pico-4s", seed: int = 7,
+                 speed: float = VIRTUAL_SPEED) -> None:
+        from ..sim.virtual import VirtualBoard, install_firmware
+
+        if not (math.isfinite(speed) and speed > 0):
+            raise HilError(f"a virtual board runs at a finite speed above 0, not {speed}")
+        self._flash = tempfile.TemporaryDirectory(prefix="cellguard-hil-vflash-")
+        try:
+            self.vboard = VirtualBoard(board, flash=self._flash.name, speed=speed, seed=seed)
+            install_firmware(self._flash.name, self.vboard.board["name"])
+            self.vboard.start()
+        except BaseException:
+            self._flash.cleanup()
+            raise
+        super().__init__(self.vboard.port, self.vboard.board["name"])
+        self.sim = self.vboard  # the rig drives its plant with the simulator's controls
+        self.seed = seed
+        self.speed = speed
+        # Wall timeouts: the host may lag the board (a busy machine), never the
+        # other way round; a quarter of the speed leaves room for slow hosts.
+        self.min_speed = max(speed / 4, 1.0)
+        self.rig = VirtualRig(self)
+
+    def health(self) -> None:
+        if not self.vboard.running:
+            raise HilError("the virtual board's process stopped")
+        self.vboard.poll()
+        if self.vboard.watchdog_resets:
+            raise HilError(f"the virtual board's watchdog reset it (resets: "
+                           f"{', '.join(self.vboard.resets)}): the firmware did not feed it "
+                           f"in time at {self.speed:g}x (a lower --sim-speed on a busy host)")
+
+    def power_cycle(self) -> None:
+        """Unplug and plug back in: every open client follows to the (new) port."""
+        clients = [c for c in self.clients if c.is_open]
+        for c in clients:
+            c.disconnect()
+        self.port = self.vboard.restart()
+        for c in self.clients:
+            c.port_name = self.port
+        for c in clients:
+            c.reconnect(wait_s=5.0)
+
+    def close(self) -> None:
+        super().close()
+        try:
+            self.vboard.close()
+        finally:
+            self._flash.cleanup()
+
+    def describe(self) -> str:
+        return (f"virtual board {self.board} at {self.speed:g}x, the working tree's "
+                f"firmware on its flash, seed {self.seed}")
+
+    def properties(self) -> dict[str, str]:
+        return {"board": self.board, "runtime": self.runtime, "rig": self.rig.kind,
+                "seed": str(self.seed), "speed": f"{self.speed:g}"}

@@ -374,6 +374,15 @@ class VirtualBoard(PlantControls):
         assert self._pins_reply is not None
         return self._pins_reply
 
+    def poll(self) -> None:
+        """Take in what the board has reported so far (its resets), without waiting."""
+        while (line := self._event(0.0)) is not None:
+            kind, _, cause = line.partition(" ")
+            if kind == "reset":
+                self.resets.append(cause)
+            elif kind == "pins":
+                self._pins_reply = json.loads(cause)
+
     def wait_reset(self, cause: str, timeout_s: float = BOOT_TIMEOUT_S) -> None:
         """Wait for the board's next reset of this cause ("soft", "reset" for
         machine.reset(), "watchdog"), reading past the others."""
