@@ -78,6 +78,8 @@ def test_logged_cells_match_the_plant_within_adc_resolution(port: str, rig: Rig,
     moving = set()
     for s in samples:
         truth = rig.truth_at(s.board_time_ms)
+        if truth is None and not rig.exact_time:
+            continue  # next to a step of the current: the rig's clock cannot tell the side
         assert truth is not None, f"no plant record for board time {s.board_time_ms} ms"
         for logged, true in zip(s.cells_v, truth.cells_v, strict=True):
             assert math.isclose(logged, true, abs_tol=tolerance_v), (
@@ -85,7 +87,7 @@ def test_logged_cells_match_the_plant_within_adc_resolution(port: str, rig: Rig,
             )
         compared += 1
         moving.add(round(truth.current_a / amps))
-    assert compared >= 60
+    assert compared >= (60 if rig.exact_time else 50)
     assert moving >= {1, -1}, "the profile did not both charge and discharge"
 
 

@@ -44,7 +44,7 @@ def test_the_hil_suite_runs_on_the_virtual_board(board: str, tmp_path: Path) -> 
     proc = run_suite("--virtual", "--board", board, "--sim-speed", SPEED, "-k", SUBSET,
                      junit=xml)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert f"cellguard HIL: virtual board {board}" in proc.stdout
+    assert f"ran on board {board}, runtime micropython (virtual board)" in proc.stdout
     root = ET.parse(xml).getroot()
     cases = list(root.iter("testcase"))
     results = {c.get("name"): [x.tag for x in c if x.tag in ("failure", "error", "skipped")]

@@ -36,6 +36,7 @@ class Rig:
     kind = "none"
     observes = False  # whether truth() tells what the plant really does
     observes_directions = False  # whether truth() tells which directions are allowed
+    exact_time = True  # truth_at(t) is the plant exactly as the firmware read it at t
 
     def __init__(self, target: RigTarget, reason: str = "") -> None:
         self.target = target
@@ -180,6 +181,7 @@ class VirtualRig(SimRig):
     never held: board time is the host's clock times the speed)."""
 
     kind = "virtual board plant"
+    exact_time = False  # truth_at matches the firmware's clock within a window
     CELL_ACCURACY_V = 0.008
     """A cell read through the mux, the front end and the MCU's own ADC (its
     reference ripple and DNL, the ESP32's calibration), 16 samples averaged:
@@ -206,17 +208,31 @@ class VirtualRig(SimRig):
         power()
 
     def truth_at(self, board_time_ms: int) -> Any:
-        """The plant as the firmware read it at ``board_time_ms``: the last plant
-        tick at or before it (the ADC codes a read takes come from that tick)."""
+        """The plant as the firmware read it at ``board_time_ms`` (its telemetry's
+        clock): the last plant tick at or before that time on the plant's clock
+        (the ADC codes a read takes come from a tick). The two clocks are matched
+        within the host's latency times the speed, so next to a step of the
+        plant's current the side cannot be told: None there (``exact_time`` is
+        False), and where the plant kept no record."""
+        plant_ms = self.target.plant_ms(board_time_ms)  # type: ignore[attr-defined]
+        if plant_ms is None:
+            return None
+        window = max(50, round(self.sim.speed * 5))  # 5 ms of host latency
         with self.sim._lock:
             history = list(self.sim.history)
+        if not history or plant_ms - history[-1][0] > 1000:
+            return None  # later than the plant has ticked
         found = None
+        currents = []
         for t, truth in history:
-            if t > board_time_ms:
+            if t > plant_ms + window:
                 break
-            found = truth
-        if found is None or board_time_ms - history[-1][0] > 1000:
-            return None  # before what is kept, or later than the plant has ticked
+            if t >= plant_ms - window:
+                currents.append(truth.current_a)
+            if t <= plant_ms:
+                found = truth
+        if found is None or (currents and max(currents) - min(currents) > 0.05):
+            return None
         return found
 
     def wait(self, board_s: float) -> None:

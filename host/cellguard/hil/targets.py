@@ -141,6 +141,12 @@ fast enough for minutes of board time, slow enough that the firmware's 100 ms
 control loop keeps its period on a busy 2-core host (docs/hil.md)."""
 
 
+HISTORY_S = 4800.0
+"""Board time of plant history a virtual target keeps (the SoC cycle looks back
+over its charge leg, about an hour)."""
+OFFSET_SAMPLES = 30
+
+
 class VirtualTarget(Target):
     """A virtual dev board (``cellguard.sim.virtual.VirtualBoard``): real MicroPython
     running the working tree's firmware from its flash (``main.py``,
@@ -160,7 +166,10 @@ class VirtualTarget(Target):
             raise HilError(f"a virtual board runs at a finite speed above 0, not {speed}")
         self._flash = tempfile.TemporaryDirectory(prefix="cellguard-hil-vflash-")
         try:
-            self.vboard = VirtualBoard(board, flash=self._flash.name, speed=speed, seed=seed)
+            # Enough plant history for a test's longest look back (the SoC cycle's
+            # charge leg, about an hour of board time).
+            self.vboard = VirtualBoard(board, flash=self._flash.name, speed=speed, seed=seed,
+                                       history_s=HISTORY_S)
             install_firmware(self._flash.name, self.vboard.board["name"])
             self.vboard.start()
         except BaseException:
@@ -168,12 +177,40 @@ class VirtualTarget(Target):
             raise
         super().__init__(self.vboard.port, self.vboard.board["name"])
         self.sim = self.vboard  # the rig drives its plant with the simulator's controls
+        # The firmware's board time (telemetry) counts from its first control step,
+        # the plant's from power-on: their difference, sampled as telemetry arrives.
+        self._offsets: list[int] = []
+        self._last_board_ms: int | None = None
         self.seed = seed
         self.speed = speed
         # Wall timeouts: the host may lag the board (a busy machine), never the
         # other way round; a quarter of the speed leaves room for slow hosts.
         self.min_speed = max(speed / 4, 1.0)
         self.rig = VirtualRig(self)
+
+    def connect(self) -> HilClient:
+        client = super().connect()
+        client.on_telemetry = self._note_telemetry
+        return client
+
+    def _note_telemetry(self, board_ms: int) -> None:
+        """A telemetry frame arrived, stamped ``board_ms`` by the firmware: the
+        plant's clock now, less that, is one sample of the offset between them
+        (late by the host's latency, early by up to a plant tick)."""
+        if self._last_board_ms is not None and board_ms < self._last_board_ms:
+            self._offsets.clear()  # the firmware started again: a new offset
+        self._last_board_ms = board_ms
+        self._offsets.append(self.vboard.time_ms - board_ms)
+        del self._offsets[:-OFFSET_SAMPLES]
+
+    def plant_ms(self, board_ms: int) -> int | None:
+        """The plant's time (ms from power-on) at the firmware's board time
+        ``board_ms``; None before any telemetry."""
+        if not self._offsets:
+            return None
+        # A frame read late (a backlog) overstates the offset; the plant's clock
+        # lags by at most a tick: the smallest sample is the closest.
+        return board_ms + min(self._offsets)
 
     def health(self) -> None:
         if not self.vboard.running:
@@ -190,6 +227,7 @@ class VirtualTarget(Target):
         for c in clients:
             c.disconnect()
         self.port = self.vboard.restart()
+        self._offsets.clear()
         for c in self.clients:
             c.port_name = self.port
         for c in clients:
