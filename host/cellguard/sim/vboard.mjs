@@ -428,12 +428,18 @@ function setUpFlash(FS) {
     const p = stream.path;
     const written = (stream.flags & 3) !== 0 && FS.isFile(stream.node.mode);
     orig.close(stream);
-    if (written && onFlash(p)) atomicWrite(hostPath(p), FS.readFile(p));
+    if (written && onFlash(p)) {
+      atomicWrite(hostPath(p), FS.readFile(p));
+      flashStall();
+    }
   };
   FS.unlink = (p) => {
     const a = abs(FS, p);
     orig.unlink(p);
-    if (onFlash(a)) fs.rmSync(hostPath(a), { force: true });
+    if (onFlash(a)) {
+      fs.rmSync(hostPath(a), { force: true });
+      flashStall();
+    }
   };
   FS.rmdir = (p) => {
     const a = abs(FS, p);
@@ -455,6 +461,18 @@ function setUpFlash(FS) {
     const names = orig.readdir(p);
     return abs(FS, p) === "/" ? names.filter((n) => !HIDDEN.has(n)) : names;
   };
+}
+
+// A flash erase/program stalls the chip (XIP off: no code runs) for
+// options.flash_stall_ms of board time per file written or removed (0: off).
+// Board time goes on; nothing runs, so nothing feeds the watchdog; the pads hold.
+const FLASH_STALL_MS = options.flash_stall_ms > 0 ? options.flash_stall_ms : 0;
+
+function flashStall() {
+  if (!FLASH_STALL_MS || !running) return;
+  const start = boardMs();
+  process.stdout.write(`stall ${Math.floor(start)} ${FLASH_STALL_MS}\n`);
+  while (boardMs() - start < FLASH_STALL_MS) sleepMs(1);
 }
 
 function abs(FS, p) {

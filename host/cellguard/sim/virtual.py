@@ -78,7 +78,8 @@ class VirtualBoard(PlantControls):
                  speed: float = 1.0, plant: bool = True, seed: int = 1,
                  initial_soc_pct: float = 50.0, ambient_c: float = 25.0,
                  noise_lsb: float | None = None, sensors: dict[str, Any] | None = None,
-                 adc: str | None = None, history_s: float = 600.0) -> None:
+                 adc: str | None = None, history_s: float = 600.0,
+                 flash_stall_ms: float = 0.0) -> None:
         self.board: dict[str, Any] = load_board(board)
         if self.board.get("mcu") not in MCUS:
             raise CellguardError(
@@ -88,6 +89,10 @@ class VirtualBoard(PlantControls):
         if not speed > 0:
             raise CellguardError(f"speed must be above 0, not {speed}")
         self.speed = speed
+        if not flash_stall_ms >= 0:
+            raise CellguardError(f"flash_stall_ms must be 0 or more, not {flash_stall_ms}")
+        self.flash_stall_ms = float(flash_stall_ms)
+        self.flash_stalls: list[int] = []  # board ms (plant clock) each flash stall began
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if flash is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="cellguard-vflash-")
@@ -151,7 +156,8 @@ class VirtualBoard(PlantControls):
             os.close(slave)
         os.set_blocking(master, False)
         options: dict[str, Any] = {"speed": self.speed, "mcu": self.board["mcu"],
-                                   "unique_id": self.unique_id.hex()}
+                                   "unique_id": self.unique_id.hex(),
+                                   "flash_stall_ms": self.flash_stall_ms}
         if self.wiring is not None:
             options["wiring"] = self.wiring.options(TICK_MS)
         ctrl_r, ctrl_w = os.pipe()  # host control: the board reads it without blocking
@@ -244,6 +250,8 @@ class VirtualBoard(PlantControls):
                     del pending[: nl + 1]
                     if line.startswith("tick "):
                         self._tick(line)
+                    elif line.startswith("stall "):
+                        self.flash_stalls.append(int(line.split(" ")[1]))
                     else:
                         self._events_q.put(line)
         except (OSError, ValueError):
