@@ -3,6 +3,7 @@ operator at the terminal on a real one, or nothing (the stimulus skips the test)
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable
@@ -181,6 +182,10 @@ class VirtualRig(SimRig):
     never held: board time is the host's clock times the speed)."""
 
     kind = "virtual board plant"
+
+    def __init__(self, target: SimRigTarget) -> None:
+        super().__init__(target)
+        self._snapshot: tuple[list[int], list[Any]] = ([], [])
     exact_time = False  # truth_at matches the firmware's clock within a window
     CELL_ACCURACY_V = 0.008
     """A cell read through the mux, the front end and the MCU's own ADC (its
@@ -218,22 +223,25 @@ class VirtualRig(SimRig):
         if plant_ms is None:
             return None
         window = max(50, round(self.sim.speed * 5))  # 5 ms of host latency
-        with self.sim._lock:
-            history = list(self.sim.history)
-        if not history or plant_ms - history[-1][0] > 1000:
+        # One snapshot of the history for many look-ups (a test looks back over
+        # thousands of samples): taken again only when asked past its end.
+        snap = self._snapshot
+        if not snap[0] or plant_ms + window > snap[0][-1]:
+            with self.sim._lock:
+                history = list(self.sim.history)
+            snap = self._snapshot = ([t for t, _ in history], [x for _, x in history])
+        times, truths = snap
+        if not times or plant_ms - times[-1] > 1000:
             return None  # later than the plant has ticked
-        found = None
-        currents = []
-        for t, truth in history:
-            if t > plant_ms + window:
-                break
-            if t >= plant_ms - window:
-                currents.append(truth.current_a)
-            if t <= plant_ms:
-                found = truth
-        if found is None or (currents and max(currents) - min(currents) > 0.05):
+        at = bisect.bisect_right(times, plant_ms) - 1
+        if at < 0:
+            return None  # before what is kept
+        lo = bisect.bisect_left(times, plant_ms - window)
+        hi = bisect.bisect_right(times, plant_ms + window)
+        currents = [x.current_a for x in truths[lo:hi]]
+        if currents and max(currents) - min(currents) > 0.05:
             return None
-        return found
+        return truths[at]
 
     def wait(self, board_s: float) -> None:
         """Let ``board_s`` of board time pass, reading every open client meanwhile."""
