@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +158,14 @@ def install_models(rt: MicroPythonRuntime, folder: str = "/fw") -> None:
     for src in sorted(MP_MODELS.glob("*.py")):
         rt.exec(f"with open({folder + '/' + src.name!r}, 'w') as f:\n"
                 f"    f.write({src.read_text()!r})\n")
+
+
+def runtime_with_models() -> Iterator[MicroPythonRuntime]:
+    """A MicroPython runtime with the board models installed, closed when done
+    (the body of a test module's ``mp`` fixture)."""
+    rt = MicroPythonRuntime()
+    try:
+        install_models(rt)
+        yield rt
+    finally:
+        rt.close()

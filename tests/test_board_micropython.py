@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from board_harness import install_models
+from board_harness import runtime_with_models
 
 from cellguard.link.framing import FrameReader
 from cellguard.paths import boards_dir, firmware_dir
@@ -33,12 +33,7 @@ OUTPUT_PIN = PICO["pins"]["output"]
 
 @pytest.fixture(scope="module")
 def mp() -> Iterator[MicroPythonRuntime]:
-    rt = MicroPythonRuntime()
-    try:
-        install_models(rt)
-        yield rt
-    finally:
-        rt.close()
+    yield from runtime_with_models()
 
 
 def boot(mp: MicroPythonRuntime, board: dict[str, Any], flag: bool = False,

@@ -24,8 +24,8 @@ from board_harness import (
     ScriptedHal,
     SimClock,
     Watchdog,
-    install_models,
     make_board,
+    runtime_with_models,
 )
 
 from cellguard.deploy.slots import (
@@ -442,12 +442,7 @@ CRASH = "raise ImportError('a module this build lacks')\n"
 
 @pytest.fixture(scope="module")
 def mp() -> Iterator[MicroPythonRuntime]:
-    rt = MicroPythonRuntime()
-    try:
-        install_models(rt)
-        yield rt
-    finally:
-        rt.close()
+    yield from runtime_with_models()
 
 
 def mp_write(mp: MicroPythonRuntime, files: dict[str, str]) -> None:

@@ -9,7 +9,7 @@ import pytest
 from test_virtual_board import BANNER_END, Terminal, mpremote, ok
 
 from cellguard.paths import repo_root
-from cellguard.sim.virtual import VirtualBoard
+from cellguard.sim.virtual import VirtualBoard, install_firmware
 
 MACHINE = Path(__file__).resolve().parents[1] / "host/cellguard/sim/vboard_lib/machine.py"
 STUBS = repo_root() / ".stubs"
@@ -173,23 +173,10 @@ def test_board_time_runs_at_the_speed_factor(tmp_path: Path) -> None:
     assert out.strip() == "True"
 
 
-def _install_firmware(flash: Path, board: str) -> None:
-    """What a deploy leaves on a board: the firmware tree, main.py and the board file."""
-    import shutil
-
-    from cellguard.paths import boards_dir, firmware_dir
-
-    fw = firmware_dir()
-    shutil.copytree(fw / "cellguard_fw", flash / "cellguard_fw",
-                    ignore=shutil.ignore_patterns("__pycache__", "hal_sim.py", "_cpython*"))
-    shutil.copy(fw / "main.py", flash / "main.py")
-    shutil.copy(boards_dir() / f"{board}.json", flash / "board.json")
-
-
 def test_the_unchanged_firmware_boots_and_answers_hello_over_the_pty(tmp_path: Path) -> None:
     from cellguard.link.client import BoardClient
 
-    _install_firmware(tmp_path, "pico-4s")
+    install_firmware(tmp_path, "pico-4s")
     # No plant: nothing on the ADC pins, the cells read 0 V and the output stays open.
     with VirtualBoard("pico-4s", flash=tmp_path, plant=False) as vb:
         client = BoardClient(vb.port)
