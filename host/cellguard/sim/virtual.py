@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -347,8 +348,24 @@ class VirtualBoard(PlantControls):
         the board, which then boots again from its flash."""
         self._send(f"hang {float(seconds) * 1000.0!r}")
 
+    def freeze(self, seconds: float) -> None:
+        """Stop the board's process for ``seconds`` of host time (SIGSTOP, then
+        SIGCONT), as a loaded machine or a debugger does. Not a board event: the
+        board's clock stands still with it (one clock read counts at most 50 ms, or
+        4 ms of host time at ``speed``), so the watchdog does not bite."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise VirtualBoardError("the virtual board is not running")
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+
     @property
     def watchdog_resets(self) -> int:
+        """Watchdog resets since start(), counting what the board has reported by now."""
+        self.poll()
         return self.resets.count("watchdog")
 
     def wait_time(self, board_ms: int, timeout_s: float = BOOT_TIMEOUT_S) -> None:
