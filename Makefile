@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STUBS_VERSION := 1.29.0.post1
 STDLIB_STUBS_VERSION := 1.29.0.post2
 
-.PHONY: demo test setup check-prereqs typecheck lint docs clean pybamm-setup pybamm-cells
+.PHONY: demo test setup check-prereqs typecheck lint docs clean pybamm-setup pybamm-cells hil-virtual
 
 demo: setup
 	$(BIN)/cellguard demo --force
@@ -18,6 +18,15 @@ demo: setup
 # The suite includes the PyBaMM plant's tests, so it installs PyBaMM too (~25 s).
 test: setup pybamm-setup
 	$(BIN)/python -m pytest
+
+# The whole HIL suite on the virtual Pico and ESP32 (real MicroPython, the
+# firmware on their flash, the plant on their pins; docs/hil.md). Slow: the SoC
+# cycle is about 80 minutes of board time. `make test` runs a subset
+# (tests/test_hil_virtual.py).
+HIL_SPEED ?= 20
+hil-virtual: setup
+	$(BIN)/python -m pytest hil_tests -p no:cacheprovider -q --virtual --board pico-4s --sim-speed $(HIL_SPEED)
+	$(BIN)/python -m pytest hil_tests -p no:cacheprovider -q --virtual --board esp32-4s --sim-speed $(HIL_SPEED)
 
 setup: check-prereqs $(VENV)/.installed node_modules/.installed .stubs/.installed
 

@@ -2,8 +2,11 @@
 
 ``pytest hil_tests`` runs against a simulated ``sim-4s`` whose firmware runs
 under MicroPython; ``--board NAME`` picks another simulated board,
-``--runtime cpython`` the other interpreter, ``--port URL`` a real board (any
-pyserial URL). Tests use only these fixtures:
+``--runtime cpython`` the other interpreter, ``--virtual`` a virtual dev board
+(``--board pico-4s`` or ``esp32-4s``: real MicroPython running the working tree's
+firmware from its flash, through ``machine`` and the board file's pins, with the
+plant wired to them; ``--sim-speed`` times the host's clock, default
+``VIRTUAL_SPEED``), ``--port URL`` a real board (any pyserial URL). Tests use only these fixtures:
 
 - ``client``: a :class:`cellguard.hil.HilClient` on the board's port, HELLO
   answered, clock set, the board ready (output closed). Afterwards the
@@ -32,6 +35,7 @@ import pytest
 from cellguard.boards import BoardFileError, load_board
 from cellguard.errors import CellguardError
 from cellguard.hil import (
+    VIRTUAL_SPEED,
     BoardLimits,
     HilClient,
     OperatorRig,
@@ -39,11 +43,14 @@ from cellguard.hil import (
     Rig,
     SimTarget,
     Target,
+    VirtualTarget,
     restore_config,
 )
 from cellguard.sim import RUNTIMES
+from cellguard.sim.virtual import MCUS
 
 DEFAULT_BOARD = "sim-4s"
+DEFAULT_VIRTUAL_BOARD = "pico-4s"
 DEFAULT_RUNTIME = "micropython"
 READY_S = 15.0  # board time a board may take to close its output (precharge, releases)
 
@@ -57,6 +64,7 @@ class HilOptions:
     speed: float
     operator: bool
     interactive: bool  # pytest -s: the terminal is the operator's
+    virtual: bool = False  # a virtual dev board (real MicroPython, the plant on its pins)
 
     @property
     def simulated(self) -> bool:
@@ -81,9 +89,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--operator", action="store_true",
                     help="real board: ask the operator at the terminal to set plant "
                          "conditions (needs -s)")
+    group.addoption("--virtual", action="store_true",
+                    help=f"a virtual dev board: the firmware on its flash under real "
+                         f"MicroPython, the plant on its pins (--board: one with an mcu, "
+                         f"default {DEFAULT_VIRTUAL_BOARD}; --sim-speed default "
+                         f"{VIRTUAL_SPEED:g})")
     group.addoption("--seed", type=int, default=7, help="simulated plant seed (default 7)")
     group.addoption("--sim-speed", type=float, default=0.0,
-                    help="simulated seconds per wall second (default 0: as fast as it goes)")
+                    help="simulated seconds per wall second (default 0: as fast as it goes; "
+                         f"a virtual board: {VIRTUAL_SPEED:g})")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -96,21 +110,37 @@ def pytest_configure(config: pytest.Config) -> None:
     if port and runtime:
         raise pytest.UsageError("--runtime is for simulated boards; a real board runs its "
                                 "own MicroPython")
+    virtual = bool(config.getoption("--virtual"))
+    if virtual and port:
+        raise pytest.UsageError("--virtual (a virtual dev board) and --port (a real board) "
+                                "exclude each other")
+    if virtual and runtime:
+        raise pytest.UsageError("--runtime is for simulated boards; a virtual board runs "
+                                "real MicroPython")
+    default_board = DEFAULT_VIRTUAL_BOARD if virtual else DEFAULT_BOARD
     if not port:
         try:
-            load_board(board or DEFAULT_BOARD)
+            spec = load_board(board or default_board)
         except BoardFileError as exc:
             raise pytest.UsageError(str(exc)) from None
+        if virtual and spec.get("mcu") not in MCUS:
+            raise pytest.UsageError(
+                f"board {spec.get('name', board)!r} names no mcu a virtual board emulates "
+                f"({', '.join(MCUS)}): choose a board file for one (pico-4s, esp32-4s)")
     speed = float(config.getoption("--sim-speed"))
+    if virtual and not speed > 0:
+        speed = VIRTUAL_SPEED
     config.stash[HIL] = HilOptions(
-        port=port, board=board or DEFAULT_BOARD, runtime=runtime or DEFAULT_RUNTIME,
+        port=port, board=board or default_board, runtime=runtime or DEFAULT_RUNTIME,
         seed=int(config.getoption("--seed")), speed=speed if speed > 0 else math.inf,
         operator=bool(config.getoption("--operator")),
-        interactive=config.getoption("capture") == "no",
+        interactive=config.getoption("capture") == "no", virtual=virtual,
     )
 
 
 def _rig_summary(o: HilOptions) -> str:
+    if o.virtual:
+        return "the plant wired to the virtual board's pins"
     if o.simulated:
         return "the simulator's plant"
     if o.operator:
@@ -122,6 +152,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     o = config.stash.get(HIL, None)
     if o is None:
         return []
+    if o.virtual:
+        return [f"cellguard HIL: virtual board {o.board} (the working tree's firmware on its "
+                f"flash, real MicroPython), seed {o.seed}, {o.speed:g}x; rig: "
+                f"{_rig_summary(o)}"]
     if o.simulated:
         speed = "as fast as it goes" if math.isinf(o.speed) else f"{o.speed:g}x"
         return [f"cellguard HIL: simulated board {o.board}, firmware under {o.runtime}, "
@@ -178,7 +212,11 @@ def _hil_properties(request: pytest.FixtureRequest, hil_options: HilOptions) -> 
     """Board and runtime of this run: JUnit properties of the test and of the suite."""
     config = request.config
     if PROPS not in config.stash:
-        if hil_options.simulated:
+        if hil_options.virtual:
+            props = {"board": hil_options.board, "runtime": VirtualTarget.runtime,
+                     "rig": "virtual board plant", "seed": str(hil_options.seed),
+                     "speed": f"{hil_options.speed:g}"}
+        elif hil_options.simulated:
             props = {"board": hil_options.board, "runtime": hil_options.runtime,
                      "rig": "simulator", "seed": str(hil_options.seed)}
         else:
@@ -193,8 +231,15 @@ def _hil_properties(request: pytest.FixtureRequest, hil_options: HilOptions) -> 
 
 @pytest.fixture
 def target(request: pytest.FixtureRequest, hil_options: HilOptions) -> Iterator[Target]:
-    """A fresh simulated board per test, or the session's real board."""
-    if hil_options.simulated:
+    """A fresh simulated or virtual board per test, or the session's real board."""
+    if hil_options.virtual:
+        virtual_target = VirtualTarget(hil_options.board, hil_options.seed,
+                                       hil_options.speed)
+        try:
+            yield virtual_target
+        finally:
+            virtual_target.close()
+    elif hil_options.simulated:
         sim_target = SimTarget(hil_options.board, hil_options.runtime, hil_options.seed,
                                hil_options.speed)
         try:

@@ -70,12 +70,16 @@ def test_logged_cells_match_the_plant_within_adc_resolution(port: str, rig: Rig,
     seqs = [s.seq for s in samples]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "telemetry sequence has a gap"
 
-    # Within one ADC step of the plant, plus the 0.5 mV rounding of the wire's mV.
-    tolerance_v = rig.cell_lsb_v() + 0.0005
+    # Within the front end's accuracy (one ADC step of the simulated board's ideal
+    # converter; a virtual board's MCU converter errs more), plus the 0.5 mV
+    # rounding of the wire's mV.
+    tolerance_v = rig.cell_accuracy_v() + 0.0005
     compared = 0
     moving = set()
     for s in samples:
         truth = rig.truth_at(s.board_time_ms)
+        if truth is None and not rig.exact_time:
+            continue  # next to a step of the current: the rig's clock cannot tell the side
         assert truth is not None, f"no plant record for board time {s.board_time_ms} ms"
         for logged, true in zip(s.cells_v, truth.cells_v, strict=True):
             assert math.isclose(logged, true, abs_tol=tolerance_v), (
@@ -83,7 +87,7 @@ def test_logged_cells_match_the_plant_within_adc_resolution(port: str, rig: Rig,
             )
         compared += 1
         moving.add(round(truth.current_a / amps))
-    assert compared >= 60
+    assert compared >= (60 if rig.exact_time else 50)
     assert moving >= {1, -1}, "the profile did not both charge and discharge"
 
 

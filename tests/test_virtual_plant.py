@@ -140,6 +140,19 @@ def test_a_starved_watchdog_resets_the_board_with_the_output_open_and_the_latche
     assert vboard.pins()[output]["level"] == 0
 
 
+def test_a_host_pause_stops_the_boards_clock_and_never_starves_the_watchdog(
+        vboard: VirtualBoard, client: HilClient) -> None:
+    # A loaded CI machine can stop the board's process for seconds. That is not a
+    # board event: the board's clock stops with it, as a halted chip's would.
+    client.wait_telemetry("the output closed", lambda t: t.state == "active", 5.0)
+    watchdog_ms = vboard.board.get("watchdog_ms", 2000)
+    vboard.freeze(1.5 * watchdog_ms / 1000.0)
+    client.hello(timeout_s=10)
+    client.run(0.5)
+    assert vboard.watchdog_resets == 0 and vboard.resets.count("reset") == 0
+    assert vboard.truth().output_closed
+
+
 # -- the wiring, without a board -------------------------------------------------------
 def _wiring(board: dict[str, Any], seed: int) -> tuple[PinWiring, Plant]:
     sensors = SensorModel(board, seed=seed)

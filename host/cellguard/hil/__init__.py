@@ -35,7 +35,7 @@ from .client import (
     restore_config,
     set_config,
 )
-from .rigs import NEEDS_RIG, OperatorRig, Rig, SimRig
+from .rigs import NEEDS_RIG, OperatorRig, Rig, SimRig, VirtualRig
 from .suite import (
     CaseResult,
     SuiteRun,
@@ -46,13 +46,39 @@ from .suite import (
     suite_dir,
     summary_lines,
 )
-from .targets import PortTarget, SimTarget, Target
+from .targets import VIRTUAL_SPEED, PortTarget, SimTarget, Target, VirtualTarget
 
 __all__ = [
-    "BLOCKS_CHARGE", "BLOCKS_DISCHARGE", "HOST_LEAD_S", "NEEDS_RIG", "RUNTIME_HARDWARE",
-    "SEVERITIES", "WALL_SLACK_S", "BoardLimits", "CaseResult", "HilClient", "HilError",
-    "HilTimeout", "OperatorRig", "PortTarget", "ProtectionLimits", "Rig", "SimRig", "SimTarget",
-    "SuiteRun", "Target", "check_suite_args", "cli_hil", "parse_junit", "restore_config",
-    "run_suite", "set_config", "suite_dir", "summary_lines",
+    "BLOCKS_CHARGE",
+    "BLOCKS_DISCHARGE",
+    "HOST_LEAD_S",
+    "NEEDS_RIG",
+    "RUNTIME_HARDWARE",
+    "SEVERITIES",
+    "VIRTUAL_SPEED",
+    "WALL_SLACK_S",
+    "BoardLimits",
+    "CaseResult",
+    "HilClient",
+    "HilError",
+    "HilTimeout",
+    "OperatorRig",
+    "PortTarget",
+    "ProtectionLimits",
+    "Rig",
+    "SimRig",
+    "SimTarget",
+    "SuiteRun",
+    "Target",
+    "VirtualRig",
+    "VirtualTarget",
+    "check_suite_args",
+    "cli_hil",
+    "parse_junit",
+    "restore_config",
+    "run_suite",
+    "set_config",
+    "suite_dir",
+    "summary_lines",
 ]
 

@@ -77,6 +77,9 @@ class HilClient(BoardClient):
         self._board_ms: int | None = None
         self._lock = threading.RLock()  # an operator prompt drains from a thread
         self.health: Callable[[], None] | None = None  # raises when the target died
+        # Called with each telemetry's board_time_ms as it is read (a target that
+        # maps the firmware's clock to its plant's: the virtual board).
+        self.on_telemetry: Callable[[int], None] | None = None
 
     # -- reading ------------------------------------------------------------------
     def _read_messages(self) -> list[Message]:
@@ -95,6 +98,8 @@ class HilClient(BoardClient):
             self.elapsed_ms += step if step >= 0 else now  # backwards: the board restarted
         self._board_ms = now
         self.last = Telemetry.from_wire(m.payload)
+        if self.on_telemetry is not None:
+            self.on_telemetry(now)
 
     @property
     def is_open(self) -> bool:

@@ -3,6 +3,7 @@ operator at the terminal on a real one, or nothing (the stimulus skips the test)
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,8 @@ class Rig:
 
     kind = "none"
     observes = False  # whether truth() tells what the plant really does
+    observes_directions = False  # whether truth() tells which directions are allowed
+    exact_time = True  # truth_at(t) is the plant exactly as the firmware read it at t
 
     def __init__(self, target: RigTarget, reason: str = "") -> None:
         self.target = target
@@ -79,6 +82,11 @@ class Rig:
         """One step of the cell-voltage ADC, where the rig knows the front end."""
         self._cannot("the cell ADC's resolution", "a board file for its front end")
 
+    def cell_accuracy_v(self) -> float:
+        """How far a cell reading may be from the truth: one step of an ideal
+        converter (the simulated board's); a rig with a real converter says more."""
+        return self.cell_lsb_v()
+
     def wait(self, board_s: float) -> None:
         """Let ``board_s`` of board time pass, reading every open client meanwhile."""
         end = time.monotonic() + board_s
@@ -95,6 +103,7 @@ class SimRig(Rig):
 
     kind = "simulator"
     observes = True
+    observes_directions = True  # the simulated board's direction flags reach the plant
 
     def __init__(self, target: SimRigTarget) -> None:
         super().__init__(target)
@@ -165,6 +174,86 @@ class SimRig(Rig):
                 raise HilTimeout(f"the simulated board did not run {board_s:g} s in time")
             self.target.drain()
             time.sleep(0.001)
+
+
+class VirtualRig(SimRig):
+    """Drives the plant wired to a virtual dev board's pins (``VirtualBoard``):
+    the simulator's controls, on a board that free-runs at its ``speed`` (it is
+    never held: board time is the host's clock times the speed)."""
+
+    kind = "virtual board plant"
+
+    def __init__(self, target: SimRigTarget) -> None:
+        super().__init__(target)
+        self._snapshot: tuple[list[int], list[Any]] = ([], [])
+    exact_time = False  # truth_at matches the firmware's clock within a window
+    CELL_ACCURACY_V = 0.008
+    """A cell read through the mux, the front end and the MCU's own ADC (its
+    reference ripple and DNL, the ESP32's calibration), 16 samples averaged:
+    within 8 mV (tests/test_virtual_plant.py holds the firmware's readings to it)."""
+
+    def cell_accuracy_v(self) -> float:
+        return self.CELL_ACCURACY_V
+
+    @property
+    def observes_directions(self) -> bool:  # type: ignore[override]
+        """Only a board with charge and discharge enable pins switches the
+        directions in the plant (pico-4s and esp32-4s have one output)."""
+        wiring = self.sim.wiring
+        return wiring is not None and None not in (wiring.charge_enable,
+                                                   wiring.discharge_enable)
+
+    def describe(self) -> str:
+        return "the plant wired to the virtual board's pins"
+
+    def power_cycle(self) -> None:
+        """Unplug the board and plug it back in (its pty may change, as a USB
+        replug): the clients follow it to its new port and say HELLO."""
+        power = self.target.power_cycle  # type: ignore[attr-defined]
+        power()
+
+    def truth_at(self, board_time_ms: int) -> Any:
+        """The plant as the firmware read it at ``board_time_ms`` (its telemetry's
+        clock): the last plant tick at or before that time on the plant's clock
+        (the ADC codes a read takes come from a tick). The two clocks are matched
+        within the host's latency times the speed, so next to a step of the
+        plant's current the side cannot be told: None there (``exact_time`` is
+        False), and where the plant kept no record."""
+        plant_ms = self.target.plant_ms(board_time_ms)  # type: ignore[attr-defined]
+        if plant_ms is None:
+            return None
+        window = max(50, round(self.sim.speed * 5))  # 5 ms of host latency
+        # One snapshot of the history for many look-ups (a test looks back over
+        # thousands of samples): taken again only when asked past its end.
+        snap = self._snapshot
+        if not snap[0] or plant_ms + window > snap[0][-1]:
+            with self.sim._lock:
+                history = list(self.sim.history)
+            snap = self._snapshot = ([t for t, _ in history], [x for _, x in history])
+        times, truths = snap
+        if not times or plant_ms - times[-1] > 1000:
+            return None  # later than the plant has ticked
+        at = bisect.bisect_right(times, plant_ms) - 1
+        if at < 0:
+            return None  # before what is kept
+        lo = bisect.bisect_left(times, plant_ms - window)
+        hi = bisect.bisect_right(times, plant_ms + window)
+        currents = [x.current_a for x in truths[lo:hi]]
+        if currents and max(currents) - min(currents) > 0.05:
+            return None
+        return truths[at]
+
+    def wait(self, board_s: float) -> None:
+        """Let ``board_s`` of board time pass, reading every open client meanwhile."""
+        sim = self.sim
+        end_ms = sim.time_ms + round(board_s * 1000)
+        deadline = time.monotonic() + board_s / self.target.min_speed + WALL_SLACK_S
+        while sim.time_ms < end_ms:
+            self.target.health()
+            if time.monotonic() > deadline:
+                raise HilTimeout(f"the virtual board did not run {board_s:g} s in time")
+            self.target.drain()
+            time.sleep(0.002)
 
 
 # What an operator can do by hand, per injected fault (None: needs an instrument).

@@ -87,17 +87,18 @@ function flushOut() {
   pollInput();
   if (!hostOpen) return; // USB CDC with no host: the bytes are dropped
   let off = 0;
-  let waited = 0;
+  // Board time, read every millisecond: the wait is the chip's, and counts in full.
+  let since = boardMs();
   while (off < data.length) {
     try {
       off += fs.writeSync(fd, data, off, data.length - off);
-      waited = 0;
+      since = boardMs();
     } catch (err) {
       if (err.code === "EIO") return;
       if (err.code !== "EAGAIN") throw err;
-      if (waited >= USB_WRITE_TIMEOUT_MS) return; // the host holds the port without reading
+      // the host holds the port without reading
+      if (boardMs() - since >= USB_WRITE_TIMEOUT_MS) return;
       sleepMs(1);
-      waited += 1;
     }
   }
 }
@@ -109,7 +110,10 @@ function emit(s) {
 // ---------------------------------------------------------------- the clock
 // The runtime reads every clock through Date.now(): ticks_ms is Date.now() minus the
 // value at load, and sleep_ms spins on it. Replaced here before the runtime loads:
-// - board time runs at `speed` times the host's monotonic clock;
+// - board time runs at `speed` times the host's monotonic clock, but one clock read
+//   advances it by at most MAX_STEP_MS of board time: a host that stops this process
+//   (a loaded CI machine, a full pipe, a debugger) stops the board's clock with it, as
+//   a stopped chip's timer would be, instead of letting the watchdog bite on return;
 // - ticks_ms counts from power-on, not from the last soft reset (the load at a soft
 //   reset sees the power-on instant);
 // - a spin (sleep_ms, a wait loop) gives the host CPU back a millisecond at a time,
@@ -124,7 +128,18 @@ let loading = false;
 let spinMs = -1;
 let spinCalls = 0;
 let lastPoll = 0;
-const boardMs = () => (mono() - monoAtStart) * speed;
+// At the REPL the launcher sleeps 2 ms between looks and a spin 1 ms: a step of
+// 4 ms of host time always counts in full, so an idle board keeps its speed.
+const MAX_STEP_MS = Math.max(50, 4 * speed);
+let monoLast = monoAtStart;
+let boardNow = 0;
+const boardMs = () => {
+  const real = mono();
+  const step = (real - monoLast) * speed;
+  monoLast = real;
+  if (step > 0) boardNow += Math.min(step, MAX_STEP_MS);
+  return boardNow;
+};
 Date.now = () => {
   const t = boardMs();
   if (loading) return Math.floor(wallAtStart + powerOn);
@@ -428,12 +443,18 @@ function setUpFlash(FS) {
     const p = stream.path;
     const written = (stream.flags & 3) !== 0 && FS.isFile(stream.node.mode);
     orig.close(stream);
-    if (written && onFlash(p)) atomicWrite(hostPath(p), FS.readFile(p));
+    if (written && onFlash(p)) {
+      atomicWrite(hostPath(p), FS.readFile(p));
+      flashStall();
+    }
   };
   FS.unlink = (p) => {
     const a = abs(FS, p);
     orig.unlink(p);
-    if (onFlash(a)) fs.rmSync(hostPath(a), { force: true });
+    if (onFlash(a)) {
+      fs.rmSync(hostPath(a), { force: true });
+      flashStall();
+    }
   };
   FS.rmdir = (p) => {
     const a = abs(FS, p);
@@ -455,6 +476,18 @@ function setUpFlash(FS) {
     const names = orig.readdir(p);
     return abs(FS, p) === "/" ? names.filter((n) => !HIDDEN.has(n)) : names;
   };
+}
+
+// A flash erase/program stalls the chip (XIP off: no code runs) for
+// options.flash_stall_ms of board time per file written or removed (0: off).
+// Board time goes on; nothing runs, so nothing feeds the watchdog; the pads hold.
+const FLASH_STALL_MS = options.flash_stall_ms > 0 ? options.flash_stall_ms : 0;
+
+function flashStall() {
+  if (!FLASH_STALL_MS || !running) return;
+  const start = boardMs();
+  process.stdout.write(`stall ${Math.floor(start)} ${FLASH_STALL_MS}\n`);
+  while (boardMs() - start < FLASH_STALL_MS) sleepMs(1);
 }
 
 function abs(FS, p) {

@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -78,7 +79,8 @@ class VirtualBoard(PlantControls):
                  speed: float = 1.0, plant: bool = True, seed: int = 1,
                  initial_soc_pct: float = 50.0, ambient_c: float = 25.0,
                  noise_lsb: float | None = None, sensors: dict[str, Any] | None = None,
-                 adc: str | None = None, history_s: float = 600.0) -> None:
+                 adc: str | None = None, history_s: float = 600.0,
+                 flash_stall_ms: float = 0.0) -> None:
         self.board: dict[str, Any] = load_board(board)
         if self.board.get("mcu") not in MCUS:
             raise CellguardError(
@@ -88,6 +90,10 @@ class VirtualBoard(PlantControls):
         if not speed > 0:
             raise CellguardError(f"speed must be above 0, not {speed}")
         self.speed = speed
+        if not flash_stall_ms >= 0:
+            raise CellguardError(f"flash_stall_ms must be 0 or more, not {flash_stall_ms}")
+        self.flash_stall_ms = float(flash_stall_ms)
+        self.flash_stalls: list[int] = []  # board ms (plant clock) each flash stall began
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if flash is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="cellguard-vflash-")
@@ -151,7 +157,8 @@ class VirtualBoard(PlantControls):
             os.close(slave)
         os.set_blocking(master, False)
         options: dict[str, Any] = {"speed": self.speed, "mcu": self.board["mcu"],
-                                   "unique_id": self.unique_id.hex()}
+                                   "unique_id": self.unique_id.hex(),
+                                   "flash_stall_ms": self.flash_stall_ms}
         if self.wiring is not None:
             options["wiring"] = self.wiring.options(TICK_MS)
         ctrl_r, ctrl_w = os.pipe()  # host control: the board reads it without blocking
@@ -244,6 +251,8 @@ class VirtualBoard(PlantControls):
                     del pending[: nl + 1]
                     if line.startswith("tick "):
                         self._tick(line)
+                    elif line.startswith("stall "):
+                        self.flash_stalls.append(int(line.split(" ")[1]))
                     else:
                         self._events_q.put(line)
         except (OSError, ValueError):
@@ -339,8 +348,24 @@ class VirtualBoard(PlantControls):
         the board, which then boots again from its flash."""
         self._send(f"hang {float(seconds) * 1000.0!r}")
 
+    def freeze(self, seconds: float) -> None:
+        """Stop the board's process for ``seconds`` of host time (SIGSTOP, then
+        SIGCONT), as a loaded machine or a debugger does. Not a board event: the
+        board's clock stands still with it (one clock read counts at most 50 ms, or
+        4 ms of host time at ``speed``), so the watchdog does not bite."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise VirtualBoardError("the virtual board is not running")
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+
     @property
     def watchdog_resets(self) -> int:
+        """Watchdog resets since start(), counting what the board has reported by now."""
+        self.poll()
         return self.resets.count("watchdog")
 
     def wait_time(self, board_ms: int, timeout_s: float = BOOT_TIMEOUT_S) -> None:
@@ -373,6 +398,15 @@ class VirtualBoard(PlantControls):
         self._wait_for("pins", timeout_s)
         assert self._pins_reply is not None
         return self._pins_reply
+
+    def poll(self) -> None:
+        """Take in what the board has reported so far (its resets), without waiting."""
+        while (line := self._event(0.0)) is not None:
+            kind, _, cause = line.partition(" ")
+            if kind == "reset":
+                self.resets.append(cause)
+            elif kind == "pins":
+                self._pins_reply = json.loads(cause)
 
     def wait_reset(self, cause: str, timeout_s: float = BOOT_TIMEOUT_S) -> None:
         """Wait for the board's next reset of this cause ("soft", "reset" for
