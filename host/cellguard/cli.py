@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -177,49 +178,28 @@ def _pin(text: str) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     from .sim import SimulatedBoard
-    from .sim.script import PROFILE, Step, load_script
 
+    if args.script is None and (args.repeat != 1 or args.exit_at_end):
+        raise CellguardError("--repeat and --exit-at-end go with --script FILE")
     if args.virtual:
         return _sim_virtual(args)
     if args.flash is not None:
         raise CellguardError("--flash goes with --virtual")
     args.board = args.board or "sim-4s"
-    if args.script is None and (args.repeat != 1 or args.exit_at_end):
-        raise CellguardError("--repeat and --exit-at-end go with --script FILE")
     if args.plant != "pybamm" and (args.pybamm_model or args.parameter_set):
         raise CellguardError("--pybamm-model and --parameter-set go with --plant pybamm")
-    script = None if args.script is None else load_script(args.script)  # before the pty opens
+    script = _load_sim_script(args)  # before the pty opens
     speed = math.inf if args.speed == 0 else args.speed
     sim = SimulatedBoard(board=args.board, runtime=args.runtime, seed=args.seed, speed=speed,
                          initial_soc_pct=args.soc, ambient_c=args.ambient, link=args.link,
                          plant=args.plant, pybamm_model=args.pybamm_model,
                          parameter_set=args.parameter_set)
-    try:
-        sim._check_current(args.current)
-    except ValueError as exc:
-        raise CellguardError(f"--current: {exc}") from None
-    sim.set_current(args.current)
+    _set_sim_current(sim, args.current)
     runner = None
     if script is not None:
-        passes = f"/{args.repeat}" if args.repeat else ""
-
-        def show(board: SimulatedBoard, step: Step, pass_index: int) -> None:
-            if script.kind != PROFILE:
-                print(f"{board.time_s:10.1f} s  line {step.line}: {step.text}", flush=True)
-            elif step is script.steps[0]:
-                print(f"{board.time_s:10.1f} s  {script.name}: pass {pass_index + 1}{passes}",
-                      flush=True)
-
-        runner = sim.run_script(script, repeat=args.repeat, on_step=show,  # checks it first
-                                pause_when_done=args.exit_at_end)
+        runner = _start_sim_script(sim, script, args)
         sim.pause()  # until the port is printed: the script starts at board time 0
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = _stop_on_sigterm()
     with sim:
         print(f"port: {sim.port}", flush=True)
         if args.link:  # SIGUSR1 pulls the USB cable, SIGUSR2 plugs it back in
@@ -234,27 +214,73 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print(f"board {sim.board['name']}, firmware under {args.runtime}{plant}, speed "
               f"{'max' if math.isinf(speed) else f'{speed:g}x'}; Ctrl-C stops", flush=True)
         sim.resume()
-        reported = False
-        try:
-            while not stop and sim.running:
-                if runner is not None and runner.done.is_set():
-                    if not reported:
-                        reported = True
-                        print(f"{runner.done_s or 0.0:10.1f} s  script done", flush=True)
-                    if runner.ended or args.exit_at_end:
-                        break
-                time.sleep(0.05 if runner is not None else 0.2)
-        except KeyboardInterrupt:
-            pass
+        _serve_sim(sim, runner, args, stop)
         sim.check()
     return 0
 
 
+def _load_sim_script(args: argparse.Namespace) -> Any:
+    from .sim.script import load_script
+
+    return None if args.script is None else load_script(args.script)
+
+
+def _set_sim_current(sim: Any, amps: float) -> None:
+    try:
+        sim._check_current(amps)
+    except ValueError as exc:
+        raise CellguardError(f"--current: {exc}") from None
+    sim.set_current(amps)
+
+
+def _start_sim_script(sim: Any, script: Any, args: argparse.Namespace) -> Any:
+    """Attach the script to the board (checked against it first), printing each step
+    (a step file) or each pass (a current profile) as it is applied."""
+    from .sim.script import PROFILE, Step
+
+    passes = f"/{args.repeat}" if args.repeat else ""
+
+    def show(board: Any, step: Step, pass_index: int) -> None:
+        if script.kind != PROFILE:
+            print(f"{board.time_s:10.1f} s  line {step.line}: {step.text}", flush=True)
+        elif step is script.steps[0]:
+            print(f"{board.time_s:10.1f} s  {script.name}: pass {pass_index + 1}{passes}",
+                  flush=True)
+
+    return sim.run_script(script, repeat=args.repeat, on_step=show,
+                          pause_when_done=args.exit_at_end)
+
+
+def _stop_on_sigterm() -> threading.Event:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
+
+
+def _serve_sim(sim: Any, runner: Any, args: argparse.Namespace, stop: threading.Event) -> None:
+    """Until Ctrl-C, SIGTERM, the board's end, or the script's end (``end``, or
+    ``--exit-at-end``)."""
+    reported = False
+    try:
+        while not stop.is_set() and sim.running:
+            if runner is not None and runner.done.is_set():
+                if not reported:
+                    reported = True
+                    print(f"{runner.done_s or 0.0:10.1f} s  script done", flush=True)
+                if runner.ended or args.exit_at_end:
+                    break
+            sim.check()
+            time.sleep(0.05 if runner is not None else 0.2)
+    except KeyboardInterrupt:
+        pass
+
+
 def _sim_virtual(args: argparse.Namespace) -> int:
     """A virtual dev board on a pty until Ctrl-C (docs/virtual_board.md)."""
+    from .sim.script import ScriptRunner
     from .sim.virtual import VirtualBoard
 
-    plain = {"runtime": "micropython", "script": None, "link": None, "plant": "ecm"}
+    plain = {"runtime": "micropython", "link": None, "plant": "ecm"}
     given = [f"--{name}" for name, default in plain.items() if getattr(args, name) != default]
     if given:
         raise CellguardError(f"{', '.join(given)} do not go with --virtual (not yet)")
@@ -262,25 +288,24 @@ def _sim_virtual(args: argparse.Namespace) -> int:
         raise CellguardError("--speed 0 (as fast as possible) does not go with --virtual; "
                              "give a factor such as 10")
     board = args.board or "pico-4s"
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    with VirtualBoard(board, flash=args.flash, speed=args.speed) as vb:
+    script = _load_sim_script(args)
+    vb = VirtualBoard(board, flash=args.flash, speed=args.speed, seed=args.seed,
+                      initial_soc_pct=args.soc, ambient_c=args.ambient)
+    _set_sim_current(vb, args.current)
+    if script is not None:  # every step checked before the board starts
+        ScriptRunner(script, repeat=args.repeat).check(vb)
+    stop = _stop_on_sigterm()
+    with vb:
         print(f"port: {vb.port}", flush=True)
         print(f"virtual board {vb.board['name']} ({vb.board['mcu']}), flash in "
               f"{args.flash or 'a temporary folder'}, speed {args.speed:g}x; Ctrl-C stops",
               flush=True)
-        try:
-            while not stop and vb.running:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
-        if not vb.running and not stop:
+        # The script's time 0 is the board's first plant tick from here on.
+        runner = None if script is None else _start_sim_script(vb, script, args)
+        _serve_sim(vb, runner, args, stop)
+        if not vb.running and not stop.is_set():
             raise CellguardError("the virtual board's process stopped")
+        vb.check()
     return 0
 
 

@@ -43,7 +43,6 @@ from .plant import Plant, PlantTruth
 from .pybamm_plant import MODELS as PYBAMM_MODELS  # imports PyBaMM only when used
 from .pybamm_plant import PARAMETER_SETS, PybammPlant, check_choice, pybamm_board
 from .runtime import FirmwareRuntime, make_runtime
-from .script import Script, ScriptError, ScriptRunner, StepCallback, load_script
 from .sensors import SensorModel
 
 TickHook = Callable[["SimulatedBoard"], None]
@@ -231,27 +230,7 @@ class SimulatedBoard(PlantControls):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- scripts -------------------------------------------------------------------
-    def run_script(self, script: str | os.PathLike[str] | Script, repeat: int = 1,
-                   wait: bool = False, on_step: StepCallback | None = None,
-                   timeout_s: float | None = None,
-                   pause_when_done: bool = False) -> ScriptRunner:
-        """Play a script (a file, see ``script.py``, or a parsed :class:`Script`)
-        from the next control period on: check it against this board, attach a
-        :class:`ScriptRunner` as a tick hook and return it. ``wait=True``
-        returns once it is done (lock-step: advancing time; free-running:
-        waiting; ``timeout_s`` simulated or wall seconds). Raises ScriptError
-        naming the line of a bad step."""
-        parsed = script if isinstance(script, Script) else load_script(script)
-        runner = ScriptRunner(parsed, repeat=repeat, on_step=on_step,
-                              pause_when_done=pause_when_done)
-        runner.check(self)
-        with self._lock:
-            self.tick_hooks.append(runner)
-        if wait and not runner.wait(self, timeout_s):
-            raise ScriptError(f"{parsed.name}: not done within {timeout_s:g} s")
-        return runner
-
+    # -- scripts (run_script: PlantControls) --------------------------------------
     def wait_for(self, event: threading.Event, timeout_s: float | None = None) -> bool:
         """Until ``event`` is set: lock-step, advance one control period at a
         time (``timeout_s`` in simulated seconds); free-running, wait (in wall

@@ -5,11 +5,14 @@ truth a test holds the board to."""
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .plant import Plant, PlantTruth
+from .script import Script, ScriptError, ScriptRunner, StepCallback, load_script
 from .sensors import TEMP_OPEN, TEMP_SHORTED, SensorModel
 
 REQUIRED: Any = ...
@@ -51,6 +54,31 @@ class PlantControls:
     _lock: threading.RLock
     _injections: list[tuple[str, dict[str, Any]]]
     history: deque[tuple[int, PlantTruth]]
+    tick_hooks: list[Callable[[Any], None]]  # called at each plant step, under _lock
+
+    def wait_for(self, event: threading.Event, timeout_s: float | None = None) -> bool:
+        raise NotImplementedError
+
+    # -- scripts -------------------------------------------------------------------
+    def run_script(self, script: str | os.PathLike[str] | Script, repeat: int = 1,
+                   wait: bool = False, on_step: StepCallback | None = None,
+                   timeout_s: float | None = None,
+                   pause_when_done: bool = False) -> ScriptRunner:
+        """Play a script (a file, see ``script.py``, or a parsed :class:`Script`)
+        from the next plant step on: check it against this board, attach a
+        :class:`ScriptRunner` as a tick hook and return it. ``wait=True``
+        returns once it is done (a lock-step simulated board: advancing time;
+        otherwise waiting; ``timeout_s`` simulated or wall seconds). Raises
+        ScriptError naming the line of a bad step."""
+        parsed = script if isinstance(script, Script) else load_script(script)
+        runner = ScriptRunner(parsed, repeat=repeat, on_step=on_step,
+                              pause_when_done=pause_when_done)
+        runner.check(self)  # type: ignore[arg-type]
+        with self._lock:
+            self.tick_hooks.append(runner)
+        if wait and not runner.wait(self, timeout_s):  # type: ignore[arg-type]
+            raise ScriptError(f"{parsed.name}: not done within {timeout_s:g} s")
+        return runner
 
     # -- plant control (SI units, current positive = charging) ----------------
     def set_current(self, amps: float) -> None:

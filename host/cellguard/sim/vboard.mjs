@@ -372,6 +372,7 @@ function pollControl() {
     } else if (cmd === "codes") {
       codes.set(a, { u16: b.split(",").map(Number), uv: c === "-" ? [] : c.split(",").map(Number), i: 0 });
     } else if (cmd === "hang") hangUntil = boardMs() + parseFloat(a);
+    else if (cmd === "power") pendingReset = "power_on"; // off and on again, USB kept
     else if (cmd === "drive") b === "-" ? extLevel.delete(parseInt(a, 10)) : extLevel.set(parseInt(a, 10), b === "1" ? 1 : 0);
     else if (cmd === "pins") {
       const state = pins.map((p, id) => ({ mode: p.mode, pull: p.pull, latch: p.latch, level: pinLevel(id) }));

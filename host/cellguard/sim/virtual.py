@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import queue
 import shutil
@@ -20,6 +21,7 @@ import threading
 import time
 import tty
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -103,6 +105,7 @@ class VirtualBoard(PlantControls):
             raise CellguardError(f"--flash {self.flash}: not a folder")
         self.flash.mkdir(parents=True, exist_ok=True)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._paused = False
         self._events: IO[bytes] | None = None
         self._pending = bytearray()
         self._ctrl: int | None = None
@@ -121,6 +124,8 @@ class VirtualBoard(PlantControls):
         self._injections: list[tuple[str, dict[str, Any]]] = []
         self.history: deque[tuple[int, PlantTruth]] = deque(
             maxlen=max(int(history_s * 1000 / TICK_MS), 1))
+        self.tick_hooks: list[Callable[[VirtualBoard], None]] = []  # at each plant tick
+        self.error: BaseException | None = None  # what a tick hook raised (check())
         self.time_ms = 0  # board time of the plant's last tick
         self._plant_ms: int | None = None
         self.plant_ticks = 0
@@ -196,9 +201,10 @@ class VirtualBoard(PlantControls):
     def stop(self) -> None:
         """Unplug the board: the process ends at once; the flash folder keeps the files."""
         proc, self._proc = self._proc, None
+        self._paused = False
         if proc is not None:
             if proc.poll() is None:
-                proc.kill()
+                proc.kill()  # SIGKILL ends a stopped process too
             proc.wait()
         if self._reader is not None:
             self._reader.join(timeout=10)
@@ -332,6 +338,7 @@ class VirtualBoard(PlantControls):
             self.plant.outputs = self.wiring.outputs(levels)
             self.plant_ticks += 1
             self.history.append((ms, self.plant.truth()))
+            self._run_hooks()
             lines = self.wiring.code_lines(self.plant)
             feedback = self.wiring.feedback
             closed = self.plant.output_closed
@@ -340,6 +347,57 @@ class VirtualBoard(PlantControls):
                 break
         if feedback is not None:  # the auxiliary contact pulls the pin low while closed
             self._send(f"drive {feedback} {0 if closed else 1}", droppable=True)
+
+    def _run_hooks(self) -> None:
+        for hook in list(self.tick_hooks):
+            try:
+                hook(self)
+            except Exception as exc:  # the reader thread must go on: check() raises it
+                self.error = exc
+                self.tick_hooks.remove(hook)
+
+    def check(self) -> None:
+        """Raise what a tick hook (a script) raised, or say that the board's process
+        ended while it was meant to run."""
+        if self.error is not None:
+            raise self.error
+        if self._proc is not None and self._proc.poll() is not None:
+            raise VirtualBoardError("the virtual board's process (node) exited")
+
+    def wait_for(self, event: threading.Event, timeout_s: float | None = None) -> bool:
+        """Until ``event`` is set (``timeout_s`` in host seconds), raising what
+        stopped the board meanwhile. True if set."""
+        deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
+        while not event.wait(0.05):
+            self.check()
+            if not self.running:
+                raise VirtualBoardError("the virtual board is not running (start() first)")
+            if time.monotonic() >= deadline:
+                return False
+        return True
+
+    @property
+    def time_s(self) -> float:
+        """Board time of the plant's last tick, seconds."""
+        return self.time_ms / 1000.0
+
+    def power_cycle(self) -> None:
+        """Power off and on again with USB kept (the same pty): a power-on reset;
+        the flash folder keeps its files, the plant its state."""
+        self._send("power")
+
+    def pause(self) -> None:
+        """Stop the board where it is (its process stopped, its clock with it, as
+        :meth:`freeze` does) until :meth:`resume`; the plant stands still too."""
+        if self.running and not self._paused:
+            assert self._proc is not None
+            os.kill(self._proc.pid, signal.SIGSTOP)
+            self._paused = True
+
+    def resume(self) -> None:
+        if self._paused and self._proc is not None:
+            os.kill(self._proc.pid, signal.SIGCONT)
+        self._paused = False
 
     def hang(self, seconds: float) -> None:
         """Stop the firmware for ``seconds`` of board time, as a bug or a stuck
