@@ -169,3 +169,11 @@ def runtime_with_models() -> Iterator[MicroPythonRuntime]:
         yield rt
     finally:
         rt.close()
+
+
+def set_cell_socs(board: Any, socs: list[float]) -> None:
+    """Put a board's plant cells at these states of charge (0..1, beyond 1:
+    overcharged), under its lock: a virtual or simulated board."""
+    with board._lock:
+        for cell, soc in zip(board.plant.cells, socs, strict=True):
+            cell.soc = soc

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from board_harness import set_cell_socs
 
 from cellguard import cli
 from cellguard.deploy import build as b
 from cellguard.deploy.deploy import DeployError, plan
 from cellguard.deploy.deploy import deploy as run_deploy
+from cellguard.hil.client import HilClient
 from cellguard.link.client import BoardClient, Info
 from cellguard.paths import boards_dir, firmware_dir
 from cellguard.sim.virtual import VirtualBoard
@@ -142,6 +144,18 @@ def test_a_deploy_onto_an_empty_board_boots_the_firmware(
             where = tmp_path / (f["path"] if f["path"] == "main.py" else f"a/{f['path']}")
             assert b.sha256(where.read_bytes()) == f["sha256"], f["path"]
         assert json.loads((tmp_path / "slots.json").read_text()) == {"active": "a"}
+        # It protects: an overcharged cell, read through hal_adc_mux and the board's
+        # pins, trips and the output pin opens the plant's switch.
+        with HilClient(vb.port, min_speed=1.0) as client:
+            client.hello(timeout_s=10)
+            client.time_sync()
+            client.wait_telemetry("the output closed", lambda t: t.state == "active", 5.0)
+            assert vb.truth().output_closed
+            mark = client.mark()
+            set_cell_socs(vb, [0.5, 1.08, 0.5, 0.5])
+            client.wait_event("trip", "cell_overvoltage", 3.0, since=mark)
+            assert not vb.truth().output_closed
+            assert vb.pins()[vb.board["pins"]["output"]]["level"] == 0
         assert "watchdog" not in vb.resets
 
 

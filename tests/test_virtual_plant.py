@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from board_harness import set_cell_socs
 
 from cellguard.boards import load_board
 from cellguard.hil.client import HilClient
@@ -38,13 +39,6 @@ BOARDS = ("pico-4s", "esp32-4s")
 CELL_ACCURACY_V = 0.008
 CURRENT_ACCURACY_A = 0.1
 TEMP_ACCURACY_C = 1.0
-
-
-def set_cell_socs(vb: VirtualBoard, socs: list[float]) -> None:
-    """Put the plant's cells at these states of charge (0..1, beyond 1: overcharged)."""
-    with vb._lock:
-        for cell, soc in zip(vb.plant.cells, socs, strict=True):
-            cell.soc = soc
 
 
 @pytest.fixture(params=BOARDS)
