@@ -106,6 +106,18 @@ def test_mpremote_exec_mkdir_rm_rmdir_reach_the_folder(board: VirtualBoard, flas
     assert not (flash / "lib").exists()
 
 
+def test_mpremote_run_runs_a_host_file_on_the_board_without_storing_it(
+        board: VirtualBoard, flash: Path, tmp_path: Path) -> None:
+    script = tmp_path / "hello_board.py"
+    script.write_text("import machine, os\n"
+                      "print('on', len(machine.unique_id()), sorted(os.listdir()))\n")
+    before = sorted(p.name for p in flash.iterdir())
+    out = ok(mpremote(board.port, "run", str(script)))
+    unique_id_len = 8 if board.board["mcu"] == "rp2040" else 6
+    assert out.strip() == f"on {unique_id_len} {before}"
+    assert sorted(p.name for p in flash.iterdir()) == before
+
+
 def test_a_missing_file_is_enoent_as_on_a_board(board: VirtualBoard, tmp_path: Path) -> None:
     out = ok(mpremote(board.port, "exec",
                       "import errno, os\n"
