@@ -712,6 +712,8 @@ async function main() {
   }
 }
 
+let lastInput = -Infinity; // host ms of the last bytes the REPL took
+
 function serve() {
   for (;;) {
     pollInput();
@@ -734,9 +736,12 @@ function serve() {
     }
     if (!inq.length) {
       flushOut();
-      sleepMs(2);
+      // A host in a conversation (a raw-paste window, an mpremote command) gets its
+      // answer within a fraction of a millisecond; an idle port is looked at every 2 ms.
+      sleepMs(mono() - lastInput < 50 ? 0.2 : 2);
       continue;
     }
+    lastInput = mono();
     while (inq.length) {
       let r;
       try {
