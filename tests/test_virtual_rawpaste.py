@@ -311,3 +311,34 @@ def test_fs_writefile_and_readfile_keep_every_byte(transport: tuple[SerialTransp
     assert (flash / "h.bin").read_bytes() == data
     assert t.fs_readfile("h.bin") == data
     assert t.use_raw_paste is True
+
+
+def test_a_watchdog_started_by_a_paste_bites_mid_paste_and_the_board_comes_back(
+        host: Host, board: VirtualBoard) -> None:
+    # The same runtime path as the raw REPL: the pasted code starts the watchdog; the
+    # next paste stalls half way (the host stops sending), nothing feeds it, it bites.
+    host.start_paste()
+    host.write(b"import machine\nw = machine.WDT(timeout=300)\nprint('armed')\x04")
+    assert host.read_until(b"\x04>") == b"\x04armed\n\x04\x04>"
+    host.start_paste()
+    host.write(b"print('never')\n" + b"#" * 200)
+    board.wait_reset("watchdog")
+    assert board.wait_ready() == "watchdog"
+    host.read_until(b">>> ")  # a hard reset: the friendly REPL, the half paste gone
+    host.raw_repl()
+    host.start_paste()
+    host.write(b"import machine\nprint(machine.reset_cause() == machine.WDT_RESET)\x04")
+    assert host.read_until(b"\x04>") == b"\x04True\n\x04\x04>"
+
+
+def test_the_esp32_board_gives_the_same_window(tmp_path: Path) -> None:
+    with VirtualBoard("esp32-4s", flash=tmp_path / "flash") as vb:
+        vb.wait_ready()
+        h = Host(vb.port)
+        try:
+            h.raw_repl()
+            assert h.start_paste() == WINDOW
+            h.write(b"import sys\nprint(sys.implementation.name)\x04")
+            assert h.read_until(b"\x04>") == b"\x04micropython\n\x04\x04>"
+        finally:
+            h.close()
