@@ -325,6 +325,8 @@ def test_a_watchdog_started_by_a_paste_bites_mid_paste_and_the_board_comes_back(
     board.wait_reset("watchdog")
     assert board.wait_ready() == "watchdog"
     host.read_until(b">>> ")  # a hard reset: the friendly REPL, the half paste gone
+    host.write(b"print(40 + 2)\r")
+    assert host.read_until(b">>> ", timeout_s=10) == b"print(40 + 2)\r\n42\r\n>>> "
     host.raw_repl()
     host.start_paste()
     host.write(b"import machine\nprint(machine.reset_cause() == machine.WDT_RESET)\x04")
