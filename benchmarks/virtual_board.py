@@ -10,7 +10,8 @@ an empty flash folder and times, with the pinned mpremote as a subprocess exactl
 an engineer runs it: the power-on (process start to the REPL), ``mpremote fs ls``,
 ``mpremote fs cp`` of a random file onto the board and back (checked byte for byte),
 ``mpremote soft-reset``; then, with the firmware on the flash folder (as a deploy
-leaves it), a power-on to the firmware's HELLO answer. Each mpremote figure includes
+leaves it), a power-on to the firmware's HELLO answer. mpremote sends its commands in
+raw-paste mode, as to a real board (docs/virtual_board.md). Each mpremote figure includes
 mpremote's own start-up (about 0.1 s of Python) and its soft reset of the board.
 Figures are wall-clock medians: they vary with the machine and its load. It always
 exits 0 (a benchmark, not a test).

@@ -533,10 +533,20 @@ function runFile(name) {
 async function boot(runMain) {
   outBuf.length && flushOut();
   timers = new Map(); // a fresh interpreter has no timers
+  paste = null; // nor a raw-paste half read
+  pasteHeld = [];
+  withhold = [];
   loading = true;
   mp = await loadMicroPython({
     stdout: (b) => {
       for (const c of b) {
+        if (withhold.length) {
+          if (c === withhold[0]) {
+            withhold.shift();
+            continue;
+          }
+          withhold = [];
+        }
         // A board's print at the friendly REPL ends lines with CR LF; this runtime's
         // with LF alone. What boot.py, main.py and the raw REPL write passes as it is.
         if (cooked && c === 10 && outBuf[outBuf.length - 1] !== 13) outBuf.push(13);
@@ -582,17 +592,78 @@ async function boot(runMain) {
   return null;
 }
 
+// ---------------------------------------------------------------- raw-paste mode
+// The runtime has pyexec's raw-paste reader, but its mp_hal_stdin_rx_chr() is a stub
+// that returns 0 forever (the reader would never see the host's Ctrl-D), so the
+// launcher plays the reader's part, byte for byte as pyexec.c's mp_reader_stdin does:
+// "R\x01", the window (2 bytes, little-endian) and "\x01" (a second window free), a
+// "\x01" each time the board has taken a window, "\x04" when the host's Ctrl-D (end)
+// or Ctrl-C (abort) arrives. The source then runs through the runtime's own raw REPL
+// (the same parse, compile, execute and output framing: "\x04", errors, "\x04", ">"),
+// with the raw REPL's "OK" withheld, as raw-paste does not send it.
+// MICROPY_REPL_STDIN_BUFFER_MAX is 256 on rp2 and esp32 (neither port sets it):
+// the window is half of it.
+const PASTE_WINDOW = 128;
+let paste = null; // {data: [], remain}: the board is reading a raw-paste
+let withhold = []; // bytes the runtime is about to write that the host must not see
+
+function startPaste() {
+  emit("R\x01");
+  emit(String.fromCharCode(PASTE_WINDOW & 0xff, PASTE_WINDOW >> 8, 0x01));
+  paste = { data: [], remain: PASTE_WINDOW };
+}
+
+function pasteChar(c) {
+  if (c === CTRL_C) {
+    // pyexec: the reader ends ("\x04") and raises KeyboardInterrupt (no traceback)
+    // before anything is compiled: "\x04", the exception, "\x04", then the prompt.
+    // Printed as the runtime prints an uncaught exception (CR LF line ends).
+    paste = null;
+    emit("\x04\x04KeyboardInterrupt: \r\n\x04>");
+    return 0;
+  }
+  if (c !== CTRL_D) {
+    paste.data.push(c);
+    if (--paste.remain === 0) {
+      emit("\x01"); // the board has taken a window: the host may send another
+      paste.remain = PASTE_WINDOW;
+    }
+    return 0;
+  }
+  const data = paste.data;
+  paste = null;
+  emit("\x04"); // the end of data, acknowledged before compiling
+  if (data.includes(CTRL_A) || data.includes(CTRL_B)) return runStaged(data);
+  // Into the raw REPL's line, then its Ctrl-D: an empty line there would be a soft
+  // reset, an empty source here compiles to nothing, as a lone newline does.
+  for (const x of data.length ? data : [10]) mp.replProcessChar(x);
+  withhold = [0x4f, 0x4b]; // "OK"
+  return feed(CTRL_D);
+}
+
+function runStaged(data) {
+  // Ctrl-A and Ctrl-B are commands to the raw REPL's line but plain data in a paste:
+  // such a source is compiled from a file under the same name. Its traceback has one
+  // more line (the exec) than the board's.
+  mp.FS.writeFile("/.vboard/paste", Uint8Array.from(data));
+  const cmd = "exec(compile(open('/.vboard/paste','rb').read(),'<stdin>','exec'))";
+  for (const x of Buffer.from(cmd, "latin1")) mp.replProcessChar(x);
+  withhold = [0x4f, 0x4b];
+  return feed(CTRL_D);
+}
+
 function replChar(c) {
-  // Raw-paste mode hangs this runtime's event-driven REPL (it waits for stdin that
-  // never comes): answer "R\x00", "understood but not supported", as a board
-  // without it does; mpremote then uses the plain raw REPL.
+  if (paste !== null) return pasteChar(c);
+  // Raw-paste request: Ctrl-E 'A' Ctrl-A on an empty raw-REPL line (pyexec checks
+  // the line holds exactly Ctrl-E and the command when Ctrl-A comes). Another
+  // command letter goes to the runtime, which answers "R\x00" itself.
   if (rawMode && rawLineEmpty && (pasteHeld.length || c === CTRL_E)) {
     pasteHeld.push(c);
     const want = [CTRL_E, 0x41, CTRL_A];
     if (pasteHeld.every((x, i) => x === want[i])) {
       if (pasteHeld.length < 3) return 0;
       pasteHeld = [];
-      emit("R\x00");
+      startPaste();
       return 0;
     }
     const held = pasteHeld;
@@ -642,6 +713,8 @@ async function main() {
   }
 }
 
+let lastInput = -Infinity; // host ms of the last bytes the REPL took
+
 function serve() {
   for (;;) {
     pollInput();
@@ -664,9 +737,12 @@ function serve() {
     }
     if (!inq.length) {
       flushOut();
-      sleepMs(2);
+      // A host in a conversation (a raw-paste window, an mpremote command) gets its
+      // answer within a fraction of a millisecond; an idle port is looked at every 2 ms.
+      sleepMs(mono() - lastInput < 50 ? 0.2 : 2);
       continue;
     }
+    lastInput = mono();
     while (inq.length) {
       let r;
       try {
