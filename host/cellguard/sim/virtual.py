@@ -306,10 +306,12 @@ class VirtualBoard(PlantControls):
 
     # -- the host's side of the pins
     def _send(self, line: str, droppable: bool = False) -> bool:
-        """Write one control line (< 4096 bytes: a pipe writes it whole or not at all).
+        """Write one control line. Up to PIPE_BUF (4096 bytes) a pipe writes it whole
+        or not at all; a longer one (an I2C answer of a long read) is written in parts
+        with the pipe held, so no other line lands inside it.
         A board that reads none for a while (a busy moment) makes a host command wait;
         a ``droppable`` line (fresh ADC codes: the next tick brings newer) is dropped."""
-        data = line.encode() + b"\n"
+        data = memoryview(line.encode() + b"\n")
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         while True:
             with self._ctrl_lock:
@@ -318,7 +320,15 @@ class VirtualBoard(PlantControls):
                         return False
                     raise VirtualBoardError("the virtual board is not running")
                 try:
-                    os.write(self._ctrl, data)
+                    data = data[os.write(self._ctrl, data):]
+                    while len(data):  # a long line: the rest, before any other line
+                        try:
+                            data = data[os.write(self._ctrl, data):]
+                        except BlockingIOError:
+                            if time.monotonic() > deadline:
+                                raise VirtualBoardError(
+                                    "the virtual board reads no commands") from None
+                            time.sleep(0.0005)
                     return True
                 except BlockingIOError:
                     if droppable:

@@ -268,6 +268,10 @@ def _addr_hex(addr, read):
     return f"{byte:02x}"
 
 
+def _hex(data):
+    return data.hex() if data else ""  # this runtime's b"".hex() is b"", not ""
+
+
 def _fill(buf, data):
     for i in range(len(data)):
         buf[i] = data[i]
@@ -330,7 +334,7 @@ class I2C:
     # -- one transfer, as each port makes it
     def _write(self, addr, data, stop):
         """Write `data` to `addr`: the count of data bytes ACKed, or OSError."""
-        ops = ["S", "W" + _addr_hex(addr, False) + data.hex()]
+        ops = ["S", "W" + _addr_hex(addr, False) + _hex(data)]
         if stop:
             ops.append("P")
         res = self._do(ops)
@@ -353,7 +357,7 @@ class I2C:
         where the port does both in one transfer)."""
         ops = []
         if pre is not None:
-            ops += ["S", "W" + _addr_hex(addr, False) + pre.hex()]
+            ops += ["S", "W" + _addr_hex(addr, False) + _hex(pre)]
         at = len(ops) + 1  # the read's address byte
         ops += ["S", "W" + _addr_hex(addr, True)]
         if n:
@@ -466,7 +470,7 @@ class SoftI2C(I2C):
             _fill(buf, bytes.fromhex(self._do([f"R{len(buf)}"])[0]))
 
     def write(self, buf):
-        res = self._do(["W" + bytes(buf).hex()])
+        res = self._do(["W" + _hex(bytes(buf))])
         if res[0] == "T":
             raise OSError(_ETIMEDOUT)
         return int(res[0])
