@@ -183,6 +183,21 @@ def test_a_host_that_does_not_answer_is_a_timeout_and_its_late_answer_is_dropped
     assert out == [f"E{ETIMEDOUT}", "True", "44", "00"]  # 0x50's pointer moved on
 
 
+class Broken(RegisterDevice):
+    def read(self, n: int) -> bytes:
+        raise RuntimeError("a bug in the chip model")
+
+
+def test_a_device_model_that_raises_is_eio_on_the_board_and_kept_on_the_host(
+        tmp_path: Path) -> None:
+    with VirtualBoard("esp32-4s", flash=tmp_path, plant=False) as vb:
+        vb.attach_i2c(0x50, Broken(registers={0: 7}))
+        out = run(vb, TRY + "from machine import I2C\ni2c = I2C(0)\n"
+                            "print(tryit(lambda: i2c.readfrom(0x50, 1)), i2c.scan())")
+        assert out == ["E5", "[80]"]  # and the board runs on
+        assert vb.i2c_errors == ["scl=18,sda=19: RuntimeError: a bug in the chip model"]
+
+
 @pytest.mark.parametrize("board", BOARDS)
 def test_a_corrupted_byte_reaches_the_board_once(board: str, tmp_path: Path) -> None:
     dev = RegisterDevice(registers={0: 0x10, 1: 0x20})

@@ -380,7 +380,11 @@ class VirtualBoard(PlantControls):
     def attach_i2c(self, address: int, device: I2cDevice,
                    bus: tuple[int, int] | None = None) -> None:
         """Put a chip on the board at a 7-bit ``address`` of the bus on pins ``bus``
-        (before or after start(); it stays across resets and restarts)."""
+        (before or after start(); it stays across resets and restarts).
+
+        The device runs in the launcher's reader thread while the board waits: it may
+        use the plant and send commands (``set_adc_mv``, ``set_current``, ...), but not
+        wait for the board (``pins()``, ``wait_*``): those wait on that same thread."""
         self.i2c_bus(bus).attach(address, device)
 
     def detach_i2c(self, address: int, bus: tuple[int, int] | None = None) -> I2cDevice:
