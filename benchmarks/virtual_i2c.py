@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/virtual_i2c.py             # 1000 transfers a kind, both boards
     .venv/bin/python benchmarks/virtual_i2c.py --n 200 --board pico-4s
+    .venv/bin/python benchmarks/virtual_i2c.py --quick       # 50 calls, pico-4s, one run
 
 A virtual board (``VirtualBoard``, no plant) runs a loop of ``machine.I2C`` calls against
 a ``RegisterDevice`` the host attached at 0x08 (a BQ76952's address). Host time: the
@@ -53,28 +54,31 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="calls per kind (default 1000)")
     parser.add_argument("--board", action="append", help="pico-4s, esp32-4s (default both)")
+    parser.add_argument("--quick", action="store_true", help="50 calls, pico-4s, one run")
     args = parser.parse_args()
+    n, runs = (50, 1) if args.quick else (args.n, 3)
+    boards = ["pico-4s"] if args.quick else args.board or ["pico-4s", "esp32-4s"]
     print(f"{'board':10} {'call':30} {'host ms/call':>13} {'board us/call':>14} "
           f"{'addr phases':>11}")
-    for board in args.board or ["pico-4s", "esp32-4s"]:
+    for board in boards:
         dev = Stamped()
         with VirtualBoard(board, plant=False) as vb:
             vb.attach_i2c(0x08, dev)
             for name, call in CALLS.items():
                 host, on_board = [], []
-                for _ in range(3):
+                for _ in range(runs):
                     dev.stamps.clear()
                     code = ("from machine import I2C\nimport time\ni2c = I2C(0)\n"
                             "buf = bytearray(2)\nbig = bytearray(32)\n"
-                            f"t0 = time.ticks_us()\nfor _ in range({args.n}):\n    {call}\n"
+                            f"t0 = time.ticks_us()\nfor _ in range({n}):\n    {call}\n"
                             "print(time.ticks_diff(time.ticks_us(), t0))")
                     out = subprocess.run([MPREMOTE, "connect", vb.port, "exec", code],
                                          capture_output=True, text=True, timeout=600)
                     if out.returncode != 0:
                         raise SystemExit(out.stderr or out.stdout)
-                    per_call = len(dev.stamps) / args.n
-                    host.append((dev.stamps[-1] - dev.stamps[0]) / (args.n - 1 / per_call))
-                    on_board.append(int(out.stdout.split()[-1]) / args.n)
+                    per_call = len(dev.stamps) / n
+                    host.append((dev.stamps[-1] - dev.stamps[0]) / (n - 1 / per_call))
+                    on_board.append(int(out.stdout.split()[-1]) / n)
                 print(f"{board:10} {name:30} {statistics.median(host) * 1000:13.3f} "
                       f"{statistics.median(on_board):14.1f} {per_call:11.0f}")
     return 0
