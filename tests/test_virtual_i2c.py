@@ -360,6 +360,8 @@ def test_the_bus_counts_faults_and_releases_a_device_on_a_repeated_start_to_anot
         bus.attach(0x80, RegisterDevice())
     with pytest.raises(ValueError):
         bus.nack(0x10, times=0)
+    with pytest.raises(ValueError, match="no device at 0x12"):
+        bus.detach(0x12)
     assert (bus.nacks, bus.timeouts, bus.transfers) == (1, 1, 5)
 
 

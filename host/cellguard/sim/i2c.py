@@ -160,6 +160,8 @@ class I2cBus:
 
     def detach(self, address: int) -> I2cDevice:
         with self._lock:
+            if address not in self.devices:
+                raise ValueError(f"no device at 0x{address:02x} on bus {self.name}")
             device = self.devices.pop(address)
             if device is self._active:
                 self._active = None
