@@ -306,7 +306,7 @@ def test_control_lines_sent_while_a_transfer_waits_are_taken(board: str, tmp_pat
 def test_the_plant_feeds_the_adc_while_the_board_talks_i2c(tmp_path: Path) -> None:
     # Plant ticks go out, their ADC codes come back while the board waits for I2C answers.
     # End to end: it fails when I2C traffic stops the plant's ticks or their codes; a
-    # board that dropped lines only during the waits would still pass now and then (a
+    # board that dropped lines only during the waits would often still pass (a
     # few codes lines get in between transfers): the exact check of that is
     # test_control_lines_sent_while_a_transfer_waits_are_taken.
     class Load(RegisterDevice):
