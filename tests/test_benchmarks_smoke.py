@@ -104,6 +104,11 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         rf"^mpremote fs cp 2 KB from board\s+{NUMBER} s$",
         rf"^power-on to firmware HELLO\s+{NUMBER} s$",
     )),
+    "virtual_i2c.py": (False, (
+        r"^board\s+call\s+host ms/call\s+board us/call\s+addr phases$",
+        rf"^pico-4s\s+readfrom_mem_into \(2 bytes\)\s+{NUMBER}\s+{NUMBER}\s+2$",
+        rf"^pico-4s\s+writeto_mem \(2 bytes\)\s+{NUMBER}\s+{NUMBER}\s+1$",
+    )),
 }
 
 pytestmark = pytest.mark.timeout(300)

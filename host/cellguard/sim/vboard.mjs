@@ -344,11 +344,59 @@ const vboardModule = {
   },
   timer_stop: (key) => { timers.delete(key); },
   timer_count: () => timers.size,
+  i2c: (bus, freq, timeoutUs, ops) => i2cTransfer(bus, freq, timeoutUs, ops),
 };
+
+// ---------------------------------------------------------------- I2C
+// The chips on the board's I2C buses live in the launcher (virtual.py, i2c.py). A
+// transfer is synchronous, as on a board: the request goes out on the event pipe
+// ("i2c <seq> <board ms> <scl>,<sda> <ops>"), the board waits for the launcher's
+// answer on the control pipe ("i2c <seq> <results>"), taking every other control
+// line as it comes (ADC codes, driven inputs). The launcher's time does not count on
+// the board's clock; the transfer's own does: 9 bit times per byte and one per START
+// and STOP at the bus frequency, or the controller's timeout when the bus is stuck.
+// A launcher that does not answer within I2C_HOST_TIMEOUT_MS of host time is a stuck
+// bus too ("H"); its late answer is dropped by its sequence number.
+const I2C_HOST_TIMEOUT_MS = options.i2c_host_timeout_ms > 0 ? options.i2c_host_timeout_ms : 2000;
+let i2cSeq = 0;
+let i2cWant = -1;
+let i2cReply = null;
+
+function i2cTransfer(bus, freq, timeoutUs, ops) {
+  const seq = ++i2cSeq;
+  const t0 = boardMs();
+  i2cWant = seq;
+  i2cReply = null;
+  process.stdout.write(`i2c ${seq} ${t0.toFixed(3)} ${bus} ${ops}\n`);
+  const start = mono();
+  let spins = 0;
+  while (i2cReply === null && mono() - start < I2C_HOST_TIMEOUT_MS) {
+    pollControl();
+    if (i2cReply === null && ++spins > 20) Atomics.wait(sleeper, 0, 0, 0.02);
+  }
+  const reply = i2cReply === null ? "H" : i2cReply;
+  i2cWant = -1;
+  i2cReply = null;
+  let bits = 0, stuck = reply === "H" ? 1 : 0;
+  const list = reply === "H" || reply === "E" ? [] : ops.split(","); // E: the launcher's device failed
+  const results = reply.split(",");
+  list.forEach((op, i) => {
+    const r = results[i];
+    if (op[0] === "S" || op[0] === "P") bits += 1;
+    else if (r === "T") stuck += 1;
+    else if (op[0] === "W" && r !== "x") bits += 9 * Math.min(parseInt(r, 10) + 1, (op.length - 1) / 2);
+    else if (op[0] === "R" && r !== "x") bits += 9 * parseInt(op.slice(1), 10);
+  });
+  // The board's clock: the transfer's bus time, not the launcher's.
+  monoLast = mono();
+  boardNow = t0 + (bits * 1000) / Math.max(freq, 1) + (stuck * timeoutUs) / 1000;
+  return reply;
+}
 
 // ---------------------------------------------------------------- host control
 // Lines on stdin from the launcher: "adc <pin> <mV>", "drive <pin> <0|1|->", "pins",
-// "codes <pin[:channel]> <u16,...> <uv,...|->" (the plant's), "hang <ms>".
+// "codes <pin[:channel]> <u16,...> <uv,...|->" (the plant's), "hang <ms>",
+// "i2c <seq> <results>" (the answer to a transfer, below).
 let ctrlPending = "";
 const ctrlBuf = Buffer.alloc(4096);
 function pollControl() {
@@ -365,7 +413,9 @@ function pollControl() {
   while ((nl = ctrlPending.indexOf("\n")) >= 0) {
     const [cmd, a, b, c] = ctrlPending.slice(0, nl).split(" ");
     ctrlPending = ctrlPending.slice(nl + 1);
-    if (cmd === "adc") {
+    if (cmd === "i2c") {
+      if (parseInt(a, 10) === i2cWant) i2cReply = b; // else a late answer to a given-up transfer
+    } else if (cmd === "adc") {
       const id = parseInt(a, 10);
       adcMv.set(id, parseFloat(b));
       for (const key of [...codes.keys()]) if (key.split(":")[0] === String(id)) codes.delete(key);

@@ -8,6 +8,7 @@ See docs/virtual_board.md for what is faithful and what is not yet.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -30,6 +31,7 @@ from ..errors import CellguardError, SetupError
 from ..paths import boards_dir, firmware_dir, micropython_mjs
 from .adc import AdcModel
 from .controls import PlantControls
+from .i2c import I2cBus, I2cDevice
 from .plant import Plant, PlantTruth
 from .sensors import SensorModel
 from .wiring import PinWiring
@@ -37,6 +39,8 @@ from .wiring import PinWiring
 BOOT_TIMEOUT_S = 30.0
 MCUS = ("rp2040", "esp32")  # the board files' `mcu` values a virtual board emulates
 TICK_MS = 10.0  # board time between plant ticks (and at once when an output pin changes)
+# (scl, sda) of I2C0 by default: the bus attach_i2c() means without `bus`.
+I2C0_PINS = {"rp2040": (5, 4), "esp32": (18, 19)}
 _EXITED = object()  # the board process ended (the event reader's last word)
 
 
@@ -82,7 +86,7 @@ class VirtualBoard(PlantControls):
                  initial_soc_pct: float = 50.0, ambient_c: float = 25.0,
                  noise_lsb: float | None = None, sensors: dict[str, Any] | None = None,
                  adc: str | None = None, history_s: float = 600.0,
-                 flash_stall_ms: float = 0.0) -> None:
+                 flash_stall_ms: float = 0.0, i2c_host_timeout_s: float = 2.0) -> None:
         self.board: dict[str, Any] = load_board(board)
         if self.board.get("mcu") not in MCUS:
             raise CellguardError(
@@ -96,6 +100,13 @@ class VirtualBoard(PlantControls):
             raise CellguardError(f"flash_stall_ms must be 0 or more, not {flash_stall_ms}")
         self.flash_stall_ms = float(flash_stall_ms)
         self.flash_stalls: list[int] = []  # board ms (plant clock) each flash stall began
+        if not i2c_host_timeout_s > 0:
+            raise CellguardError(f"i2c_host_timeout_s must be above 0, not {i2c_host_timeout_s}")
+        self.i2c_host_timeout_s = float(i2c_host_timeout_s)
+        # The chips on the board's I2C buses, by (scl, sda): other chips on the board,
+        # they keep their state across the MCU's resets and restarts.
+        self._i2c: dict[tuple[int, int], I2cBus] = {}
+        self.i2c_errors: list[str] = []  # a device that raised: the board saw EIO
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if flash is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="cellguard-vflash-")
@@ -163,7 +174,8 @@ class VirtualBoard(PlantControls):
         os.set_blocking(master, False)
         options: dict[str, Any] = {"speed": self.speed, "mcu": self.board["mcu"],
                                    "unique_id": self.unique_id.hex(),
-                                   "flash_stall_ms": self.flash_stall_ms}
+                                   "flash_stall_ms": self.flash_stall_ms,
+                                   "i2c_host_timeout_ms": self.i2c_host_timeout_s * 1000.0}
         if self.wiring is not None:
             options["wiring"] = self.wiring.options(TICK_MS)
         ctrl_r, ctrl_w = os.pipe()  # host control: the board reads it without blocking
@@ -259,6 +271,8 @@ class VirtualBoard(PlantControls):
                         self._tick(line)
                     elif line.startswith("stall "):
                         self.flash_stalls.append(int(line.split(" ")[1]))
+                    elif line.startswith("i2c "):
+                        self._i2c_transfer(line)
                     else:
                         self._events_q.put(line)
         except (OSError, ValueError):
@@ -298,10 +312,12 @@ class VirtualBoard(PlantControls):
 
     # -- the host's side of the pins
     def _send(self, line: str, droppable: bool = False) -> bool:
-        """Write one control line (< 4096 bytes: a pipe writes it whole or not at all).
+        """Write one control line. Up to PIPE_BUF (4096 bytes) a pipe writes it whole
+        or not at all; a longer one (an I2C answer of a long read) is written in parts
+        with the pipe held, so no other line lands inside it.
         A board that reads none for a while (a busy moment) makes a host command wait;
         a ``droppable`` line (fresh ADC codes: the next tick brings newer) is dropped."""
-        data = line.encode() + b"\n"
+        data = memoryview(line.encode() + b"\n")
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         while True:
             with self._ctrl_lock:
@@ -310,7 +326,15 @@ class VirtualBoard(PlantControls):
                         return False
                     raise VirtualBoardError("the virtual board is not running")
                 try:
-                    os.write(self._ctrl, data)
+                    data = data[os.write(self._ctrl, data):]
+                    while len(data):  # a long line: the rest, before any other line
+                        try:
+                            data = data[os.write(self._ctrl, data):]
+                        except BlockingIOError:
+                            if time.monotonic() > deadline:
+                                raise VirtualBoardError(
+                                    "the virtual board reads no commands") from None
+                            time.sleep(0.0005)
                     return True
                 except BlockingIOError:
                     if droppable:
@@ -398,6 +422,56 @@ class VirtualBoard(PlantControls):
         if self._paused and self._proc is not None:
             os.kill(self._proc.pid, signal.SIGCONT)
         self._paused = False
+
+    # -- I2C: chips on the board's buses
+    def i2c_bus(self, bus: tuple[int, int] | None = None) -> I2cBus:
+        """The I2C bus on pins ``bus`` = (scl, sda) (default: I2C0's default pins, GPIO5/4
+        on a Pico, 18/19 on an ESP32): its devices, faults (``nack``, ``timeout``,
+        ``corrupt``, ``clear_faults``) and counters. ``machine.I2C`` and ``SoftI2C`` on
+        the same pins reach the same bus."""
+        key = self._bus_key(bus)
+        with self._lock:
+            if key not in self._i2c:
+                self._i2c[key] = I2cBus(f"scl={key[0]},sda={key[1]}")
+            return self._i2c[key]
+
+    def attach_i2c(self, address: int, device: I2cDevice,
+                   bus: tuple[int, int] | None = None) -> None:
+        """Put a chip on the board at a 7-bit ``address`` of the bus on pins ``bus``
+        (before or after start(); it stays across resets and restarts).
+
+        The device runs in the launcher's reader thread while the board waits: it may
+        use the plant and send commands (``set_adc_mv``, ``set_current``, ...), but not
+        wait for the board (``pins()``, ``wait_*``): those wait on that same thread."""
+        self.i2c_bus(bus).attach(address, device)
+
+    def detach_i2c(self, address: int, bus: tuple[int, int] | None = None) -> I2cDevice:
+        return self.i2c_bus(bus).detach(address)
+
+    def _bus_key(self, bus: tuple[int, int] | None) -> tuple[int, int]:
+        if bus is None:
+            return I2C0_PINS[self.board["mcu"]]
+        try:
+            scl, sda = (int(p) for p in bus)
+        except (TypeError, ValueError):
+            raise CellguardError(
+                f"an I2C bus is named by its pins (scl, sda), not {bus!r}") from None
+        return scl, sda
+
+    def _i2c_transfer(self, line: str) -> None:
+        """A transfer from the board (reader thread): ``i2c <seq> <board ms> <scl>,<sda>
+        <ops>``; the board waits for the answer on the control pipe."""
+        _, seq, ms, pins, ops = line.split(" ")
+        scl, sda = (int(p) for p in pins.split(","))
+        bus = self.i2c_bus((scl, sda))
+        try:
+            reply = ",".join(bus.transfer(ops.split(","), float(ms)))
+        except Exception as exc:  # a device model's bug: the board sees EIO, the host keeps it
+            self.i2c_errors.append(f"{bus.name}: {type(exc).__name__}: {exc}")
+            reply = "E"
+        # The board gone (stop()) or stuck: it times the transfer out itself.
+        with contextlib.suppress(VirtualBoardError):
+            self._send(f"i2c {seq} {reply}")
 
     def hang(self, seconds: float) -> None:
         """Stop the firmware for ``seconds`` of board time, as a bug or a stuck
