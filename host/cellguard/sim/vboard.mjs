@@ -268,15 +268,21 @@ function runTimers() {
   inTimer = true;
   try {
     const now = boardMs();
-    for (const [key, t] of timers) {
-      if (now < t.due) continue;
-      if (t.periodic) t.due += t.periodMs * Math.max(1, Math.ceil((now - t.due) / t.periodMs));
+    // As the ports' soft timers: the earliest due first, and a periodic timer that
+    // fell behind fires once for every period it missed (expiry += period).
+    for (let fired = 0; fired < 100000; fired++) {
+      let key = null;
+      let t = null;
+      for (const [k, e] of timers) if (e.due <= now && (t === null || e.due < t.due)) [key, t] = [k, e];
+      if (t === null) break;
+      if (t.periodic) t.due += Math.max(t.periodMs, 1);
       else timers.delete(key);
       try {
         t.cb();
       } catch (err) {
         if (err instanceof BoardReset) throw err;
         emit(`Unhandled exception in timer callback: ${err.message || err}\r\n`);
+        if (timers.get(key) === t) timers.delete(key); // disabled, as the ports do
       }
     }
   } finally {
