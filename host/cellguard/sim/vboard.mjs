@@ -16,7 +16,18 @@ const { loadMicroPython } = await import(pathToFileURL(mjsPath).href);
 
 const CTRL_A = 0x01, CTRL_B = 0x02, CTRL_C = 0x03, CTRL_D = 0x04, CTRL_E = 0x05;
 const RAW_BANNER = "raw REPL; CTRL-B to exit\r\n>";
-const USB_WRITE_TIMEOUT_MS = 500; // an rp2 CDC write waits this long for room, then drops
+// The chip's behaviours where silicon bites, each a switch (host/cellguard/sim/silicon.py;
+// these defaults are an RP2040's).
+const SILICON = Object.assign({
+  soft_reset_keeps_pins: true, hard_reset_resets_pins: true,
+  watchdog_survives_soft_reset: true, usb_write_timeout_ms: 500,
+  drop_output_without_host: true, flash_stall_ms: 0, flash_stall_worst_ms: 0,
+  flash_worst_share: 0,
+}, options.silicon || {});
+// A USB write waits this long for a host that holds the port without reading, then
+// its bytes are dropped (rp2 CDC: 500 ms; 0: never waits, as an ESP32's UART).
+const USB_WRITE_TIMEOUT_MS = SILICON.usb_write_timeout_ms;
+const HOLD_MAX = 65536; // output kept for the next host (drop_output_without_host off)
 
 // ---------------------------------------------------------------- errno numbers
 // The runtime's C library numbers errors as WASI does (ENOENT is 44), but its
@@ -82,10 +93,14 @@ function interruptChar() {
 
 function flushOut() {
   if (!outBuf.length) return;
+  pollInput();
+  if (!hostOpen) {
+    if (SILICON.drop_output_without_host) outBuf = []; // USB CDC with no host: dropped
+    else if (outBuf.length > HOLD_MAX) outBuf.splice(0, outBuf.length - HOLD_MAX);
+    return;
+  }
   const data = Buffer.from(outBuf);
   outBuf = [];
-  pollInput();
-  if (!hostOpen) return; // USB CDC with no host: the bytes are dropped
   let off = 0;
   // Board time, read every millisecond: the wait is the chip's, and counts in full.
   let since = boardMs();
@@ -97,7 +112,11 @@ function flushOut() {
       if (err.code === "EIO") return;
       if (err.code !== "EAGAIN") throw err;
       // the host holds the port without reading
-      if (boardMs() - since >= USB_WRITE_TIMEOUT_MS) return;
+      const waited = boardMs() - since;
+      if (waited >= USB_WRITE_TIMEOUT_MS) {
+        process.stdout.write(`usbdrop ${Math.floor(boardMs())} ${Math.round(waited)} ${data.length - off}\n`);
+        return;
+      }
       sleepMs(1);
     }
   }
@@ -241,12 +260,24 @@ function hang() {
   hangUntil = -1;
 }
 
-function hardResetChip(cause) {
+function resetPins() {
   pins = Array.from({ length: PIN_COUNT }, () => ({ mode: 0, pull: MCU === "esp32" ? 0 : 2, latch: 0, drive: 0 }));
+}
+
+function hardResetChip(cause) {
+  // Every pad to its reset default (an output opens), unless switched off (no chip
+  // keeps its pads through a reset; power-on always starts from the default).
+  if (cause === "power_on" || SILICON.hard_reset_resets_pins || !pins.length) resetPins();
   wdt = null;
   hangUntil = -1;
   resetCode = CAUSE_CODE[cause] || 1;
   freqHz = MCU === "esp32" ? 160000000 : 125000000;
+}
+
+function softResetChip() {
+  // A soft reset is the interpreter's: the pads and the watchdog are the chip's.
+  if (!SILICON.soft_reset_keeps_pins) resetPins();
+  if (!SILICON.watchdog_survives_soft_reset) wdt = null;
 }
 
 function pinLevel(id) {
@@ -439,6 +470,15 @@ function setUpFlash(FS) {
     close: FS.close, unlink: FS.unlink, rmdir: FS.rmdir, mkdir: FS.mkdir,
     rename: FS.rename, readdir: FS.readdir,
   };
+  // A byte the host sends reaches the chip while Python runs (a USB or UART
+  // interrupt), not only when it reads its clock: the port is read at every file
+  // open too (imports included), so a Ctrl-C sent while main.py still loads from
+  // flash interrupts it as it would on a board.
+  const open = FS.open;
+  FS.open = (...a) => {
+    if (running && mp !== null) pollInput();
+    return open(...a);
+  };
   FS.close = (stream) => {
     const p = stream.path;
     const written = (stream.flags & 3) !== 0 && FS.isFile(stream.node.mode);
@@ -479,15 +519,27 @@ function setUpFlash(FS) {
 }
 
 // A flash erase/program stalls the chip (XIP off: no code runs) for
-// options.flash_stall_ms of board time per file written or removed (0: off).
-// Board time goes on; nothing runs, so nothing feeds the watchdog; the pads hold.
-const FLASH_STALL_MS = options.flash_stall_ms > 0 ? options.flash_stall_ms : 0;
+// silicon.flash_stall_ms of board time per file written or removed (0: off), or for
+// flash_stall_worst_ms in a share flash_worst_share of the stalls, drawn from the
+// board's seed. Board time goes on; nothing runs, so nothing feeds the watchdog; the
+// pads hold.
+let rngState = ((options.seed | 0) ^ 0x5eed1e55) >>> 0;
+function random() { // a small seeded generator (mulberry32)
+  rngState = (rngState + 0x6d2b79f5) >>> 0;
+  let t = rngState;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
 
 function flashStall() {
-  if (!FLASH_STALL_MS || !running) return;
+  if (!running || !(SILICON.flash_stall_ms > 0 || SILICON.flash_worst_share > 0)) return;
+  const worst = SILICON.flash_worst_share > 0 && random() < SILICON.flash_worst_share;
+  const length = worst ? SILICON.flash_stall_worst_ms : SILICON.flash_stall_ms;
+  if (!(length > 0)) return;
   const start = boardMs();
-  process.stdout.write(`stall ${Math.floor(start)} ${FLASH_STALL_MS}\n`);
-  while (boardMs() - start < FLASH_STALL_MS) sleepMs(1);
+  process.stdout.write(`stall ${Math.floor(start)} ${length}\n`);
+  while (boardMs() - start < length) sleepMs(1);
 }
 
 function abs(FS, p) {
@@ -627,6 +679,8 @@ async function main() {
     if (cause !== "soft") {
       powerOn = boardMs();
       hardResetChip(cause);
+    } else {
+      softResetChip();
     }
     let next = await boot(runMain);
     if (next === null) {
