@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from cellguard.errors import CellguardError
-
 from cellguard.hil.client import HilClient
 from cellguard.sim.silicon import FLASH_ERASE_TYPICAL_MS, Silicon
 from cellguard.sim.virtual import VirtualBoard, install_firmware

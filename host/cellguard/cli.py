@@ -183,6 +183,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return _sim_virtual(args)
     if args.flash is not None:
         raise CellguardError("--flash goes with --virtual")
+    if args.silicon:
+        raise CellguardError("--silicon goes with --virtual")
     args.board = args.board or "sim-4s"
     if args.script is None and (args.repeat != 1 or args.exit_at_end):
         raise CellguardError("--repeat and --exit-at-end go with --script FILE")
@@ -252,6 +254,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
 def _sim_virtual(args: argparse.Namespace) -> int:
     """A virtual dev board on a pty until Ctrl-C (docs/virtual_board.md)."""
+    from .boards import load_board
+    from .sim.silicon import Silicon
     from .sim.virtual import VirtualBoard
 
     plain = {"runtime": "micropython", "script": None, "link": None, "plant": "ecm"}
@@ -262,6 +266,13 @@ def _sim_virtual(args: argparse.Namespace) -> int:
         raise CellguardError("--speed 0 (as fast as possible) does not go with --virtual; "
                              "give a factor such as 10")
     board = args.board or "pico-4s"
+    mcu = load_board(board).get("mcu")
+    silicon = None
+    if args.silicon:
+        if mcu not in ("rp2040", "esp32"):
+            raise CellguardError(f"board {board!r} has no `mcu` a virtual dev board emulates "
+                                 "(rp2040, esp32): choose pico-4s or esp32-4s")
+        silicon = Silicon.default(mcu).parsed(args.silicon)
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -269,7 +280,7 @@ def _sim_virtual(args: argparse.Namespace) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, on_signal)
-    with VirtualBoard(board, flash=args.flash, speed=args.speed) as vb:
+    with VirtualBoard(board, flash=args.flash, speed=args.speed, silicon=silicon) as vb:
         print(f"port: {vb.port}", flush=True)
         print(f"virtual board {vb.board['name']} ({vb.board['mcu']}), flash in "
               f"{args.flash or 'a temporary folder'}, speed {args.speed:g}x; Ctrl-C stops",
@@ -614,6 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--flash", metavar="DIR",
                    help="with --virtual: the folder that holds the board's filesystem, kept "
                         "across its resets and restarts (default: a temporary folder)")
+    s.add_argument("--silicon", action="append", default=[], metavar="NAME=VALUE",
+                   help="with --virtual: change one of the chip's behaviours, such as "
+                        "usb_write_timeout_ms=0 or watchdog_survives_soft_reset=off (repeatable; "
+                        "see docs/virtual_board.md)")
     s.set_defaults(func=cmd_sim)
 
     s = sub.add_parser("config", help="read and write the board's configuration")
