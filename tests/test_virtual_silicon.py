@@ -112,12 +112,13 @@ def test_pads_after_a_hard_reset(tmp_path: Path, resets: bool) -> None:
 @pytest.mark.parametrize("survives", [True, False])
 def test_the_watchdog_across_a_soft_reset(tmp_path: Path, survives: bool) -> None:
     with board(tmp_path, watchdog_survives_soft_reset=survives) as vb:
-        ok(mpremote(vb.port, "exec", "import machine; machine.WDT(timeout=300)"))
-        ok(mpremote(vb.port, "soft-reset"))  # a fresh interpreter, which never feeds it
+        # Started, then at once a fresh interpreter, which never feeds it.
+        ok(mpremote(vb.port, "exec", "import machine; machine.WDT(timeout=1000)",
+                    "+", "soft-reset"))
         if survives:  # silicon: the watchdog is the chip's; it bites at the REPL
             vb.wait_reset("watchdog")
-        else:  # 1 s of board time, more than three timeouts
-            out = ok(mpremote(vb.port, "exec", "import time\ntime.sleep_ms(1000)\nprint('slept')"))
+        else:  # 2.5 s of board time, more than twice the timeout
+            out = ok(mpremote(vb.port, "exec", "import time\ntime.sleep_ms(2500)\nprint('slept')"))
             assert out.strip() == "slept"
             vb.poll()
             assert "watchdog" not in vb.resets
@@ -127,9 +128,9 @@ MAIN_FILLS_THE_PORT = (
     "import time\n"
     "time.sleep_ms(300)\n"  # the host opens the port meanwhile, and never reads
     "longest = 0\n"
-    "for i in range(40):\n"
+    "for i in range(12):\n"
     "    t = time.ticks_ms()\n"
-    "    print('%04d' % i + 'x' * 995)\n"
+    "    print('%04d' % i + 'x' * 3995)\n"
     "    time.sleep_ms(6)\n"  # a clock read: the launcher writes to the port here
     "    longest = max(longest, time.ticks_diff(time.ticks_ms(), t))\n"
     "with open('longest', 'w') as f:\n"
@@ -181,3 +182,39 @@ def test_output_while_no_host_has_the_port_open(tmp_path: Path, drops: bool) -> 
         finally:
             t.close()
     assert (b"said while nobody listened" in out) is not drops
+
+
+def test_poll_reports_room_on_the_port_only_while_there_is_some(tmp_path: Path) -> None:
+    # rp2: POLLOUT on the USB serial only while its TX buffer has room, so a writer that
+    # polls first (the firmware's UsbSerialPort) never waits on a host that does not read.
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text(
+        "import sys, time, select\n"
+        "time.sleep_ms(300)\n"
+        "p = select.poll()\n"
+        "p.register(sys.stdout.buffer, select.POLLOUT)\n"
+        "one = b'x'\n"
+        "sent = refused = 0\n"
+        "t = time.ticks_ms()\n"
+        "while time.ticks_diff(time.ticks_ms(), t) < 1500:\n"
+        "    if p.poll(0):\n"
+        "        sys.stdout.buffer.write(one)\n"
+        "        sent += 1\n"
+        "    else:\n"
+        "        refused += 1\n"
+        "with open('counts', 'w') as f:\n"
+        "    f.write('%d %d' % (sent, refused))\n")
+    with board(tmp_path) as vb:
+        t = Terminal(vb.port)  # opened, never read
+        try:
+            deadline = time.monotonic() + 60
+            while not (flash / "counts").exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        finally:
+            t.close()
+        vb.poll()
+        sent, refused = map(int, (flash / "counts").read_text().split())
+        assert refused > 0 and sent > 4000  # the port filled, then poll said so
+        assert vb.usb_drops == []  # and no write ever waited or lost a byte

@@ -91,6 +91,17 @@ function interruptChar() {
   return mp._module.ccall("mp_hal_get_interrupt_char", "number", [], []);
 }
 
+// The USB serial's transmit side, as the rp2 port's TinyUSB CDC: `outBuf` is the
+// chip's TX FIFO, which the host empties as it reads (here: into the pty).
+// - flushOut() moves what the host takes; it never waits;
+// - a write by the interpreter (print, sys.stdout.write: one call of usbWrite) waits,
+//   while the FIFO is full, up to usb_write_timeout_ms of board time in all, then its
+//   remaining bytes are dropped (0: never waits, as an ESP32's UART through a bridge);
+// - poll() on stdout reports POLLOUT only while the FIFO has room (or no host is there);
+// - with no host, output is dropped (drop_output_without_host) or kept for the next one.
+const TX_FIFO = 256; // bytes: TinyUSB's CDC TX buffer on a full-speed port
+let lastOut = -1;
+
 function flushOut() {
   if (!outBuf.length) return;
   pollInput();
@@ -100,26 +111,71 @@ function flushOut() {
     return;
   }
   const data = Buffer.from(outBuf);
-  outBuf = [];
   let off = 0;
-  // Board time, read every millisecond: the wait is the chip's, and counts in full.
-  let since = boardMs();
-  while (off < data.length) {
-    try {
-      off += fs.writeSync(fd, data, off, data.length - off);
-      since = boardMs();
-    } catch (err) {
-      if (err.code === "EIO") return;
-      if (err.code !== "EAGAIN") throw err;
-      // the host holds the port without reading
-      const waited = boardMs() - since;
-      if (waited >= USB_WRITE_TIMEOUT_MS) {
-        process.stdout.write(`usbdrop ${Math.floor(boardMs())} ${Math.round(waited)} ${data.length - off}\n`);
-        return;
-      }
+  try {
+    while (off < data.length) {
+      const n = fs.writeSync(fd, data, off, data.length - off);
+      if (n <= 0) break;
+      off += n;
+    }
+  } catch (err) {
+    if (err.code === "EIO") { hostOpen = false; outBuf = []; return; }
+    if (err.code !== "EAGAIN") throw err; // the host holds the port without reading
+  }
+  if (off) outBuf = outBuf.slice(off);
+}
+
+// The runtime hands over stdout a byte at a time and reads the clock (Date.now) at the
+// end of each write call: `call` is the write call in progress.
+let call = null; // {start: board ms, dropped: bytes}
+
+function usbWrite(b) {
+  const bytes = [];
+  for (const c of b) {
+    // A board's print at the friendly REPL ends lines with CR LF; this runtime's
+    // with LF alone. What boot.py, main.py and the raw REPL write passes as it is.
+    if (cooked && c === 10 && lastOut !== 13) bytes.push(13);
+    bytes.push(c);
+    lastOut = c;
+  }
+  if (!running) { // the REPL's own output (banner, prompt): the launcher sends it on
+    for (const c of bytes) outBuf.push(c);
+    return;
+  }
+  if (call === null) call = { start: boardMs(), dropped: 0 };
+  for (const c of bytes) {
+    if (call.dropped) { call.dropped++; continue; }
+    // Board time, read every millisecond: the wait is the chip's, and counts in full.
+    while (hostOpen && outBuf.length >= TX_FIFO) {
+      flushOut();
+      if (outBuf.length < TX_FIFO || boardMs() - call.start >= USB_WRITE_TIMEOUT_MS) break;
       sleepMs(1);
     }
+    if (hostOpen && outBuf.length >= TX_FIFO) call.dropped = 1;
+    else outBuf.push(c);
   }
+}
+
+function endWriteCall() {
+  if (call !== null && call.dropped) {
+    const waited = Math.round(boardMs() - call.start);
+    process.stdout.write(`usbdrop ${Math.floor(boardMs())} ${waited} ${call.dropped}\n`);
+  }
+  call = null;
+}
+
+function usbPoll(ops) {
+  // stdout's POLLOUT only while the TX FIFO has room (rp2: tud_cdc_write_available).
+  if (ops.vboardPoll) return;
+  const orig = ops.poll;
+  ops.poll = (stream, timeout) => {
+    if (stream.fd === 1 || stream.fd === 2) {
+      flushOut();
+      return !hostOpen || outBuf.length < TX_FIFO ? 4 : 0;
+    }
+    return orig ? orig(stream, timeout) : 5;
+  };
+  ops.vboardPoll = true;
 }
 
 function emit(s) {
@@ -160,6 +216,7 @@ const boardMs = () => {
   return boardNow;
 };
 Date.now = () => {
+  if (call !== null) endWriteCall();
   const t = boardMs();
   if (loading) return Math.floor(wallAtStart + powerOn);
   if (running) {
@@ -586,15 +643,8 @@ async function boot(runMain) {
   timers = new Map(); // a fresh interpreter has no timers
   loading = true;
   mp = await loadMicroPython({
-    stdout: (b) => {
-      for (const c of b) {
-        // A board's print at the friendly REPL ends lines with CR LF; this runtime's
-        // with LF alone. What boot.py, main.py and the raw REPL write passes as it is.
-        if (cooked && c === 10 && outBuf[outBuf.length - 1] !== 13) outBuf.push(13);
-        outBuf.push(c);
-      }
-    },
-    stderr: (b) => { for (const c of b) outBuf.push(c); },
+    stdout: usbWrite,
+    stderr: usbWrite,
     // sys.stdin is the USB serial too: what the host sent and the REPL has not taken.
     stdin: () => {
       if (!inq.length) pollInput();
@@ -604,6 +654,8 @@ async function boot(runMain) {
   });
   loading = false;
   setUpFlash(mp.FS);
+  const stdout = mp.FS.getStream(1);
+  if (stdout) usbPoll(stdout.stream_ops);
   mp.registerJsModule("_vboard", vboardModule);
   mp.runPython("import sys\nsys.path.append('/.vboard')");
   pollControl(); // the host's first codes, before anything reads an ADC
