@@ -614,27 +614,37 @@ let rawLineEmpty = false;
 let cooked = false; // output at the friendly REPL gets CR LF line ends
 
 function runFile(name) {
-  // As pyexec_file: in __main__'s namespace, a traceback printed, never fatal.
+  // As pyexec_file: in __main__'s namespace, a traceback printed, never fatal; Ctrl-C
+  // on (interrupt char 3) from after the compile to the end of the run only.
   running = true;
+  let exit = null;
   try {
     mp.runPython(
+      "import micropython as _vb_m\n" +
+      "_vb_m.kbd_intr(-1)\n" +
       "def _vb_run():\n" +
       "    import sys\n" +
       `    try:\n        f = open('${name}')\n    except OSError:\n        return\n` +
       "    with f:\n        src = f.read()\n" +
-      "    import micropython\n" +
-      "    micropython.kbd_intr(3)\n" + // as pyexec_file: Ctrl-C stops the script
       "    try:\n" +
-      `        exec(compile(src, '${name}', 'exec'), globals())\n` +
+      `        code = compile(src, '${name}', 'exec')\n` +
+      "        _vb_m.kbd_intr(3)\n" +
+      "        exec(code, globals())\n" +
       "    except SystemExit:\n        return True\n" +
       "    except BaseException as e:\n        sys.print_exception(e)\n" +
-      "_vb_exit = _vb_run()\ndel _vb_run\nimport micropython\nmicropython.kbd_intr(-1)\n",
+      "try:\n    _vb_exit = _vb_run()\nfinally:\n    _vb_m.kbd_intr(-1)\n" +
+      "del _vb_run, _vb_m\n",
     );
+    exit = mp.globals.get("_vb_exit");
+    mp.globals.delete("_vb_exit");
+  } catch (err) {
+    if (err instanceof BoardReset || err.name !== "PythonError") throw err;
+    // A Ctrl-C that reached the edges of the run (after the script's own handler):
+    // pyexec prints it and goes on, as here.
+    emit(`${err.type}: ${err.message}\r\n`);
   } finally {
     running = false;
   }
-  const exit = mp.globals.get("_vb_exit");
-  mp.globals.delete("_vb_exit");
   return exit === true;
 }
 
