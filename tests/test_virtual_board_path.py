@@ -256,6 +256,7 @@ def test_enter_repl_then_mpremote_copies_longer_than_the_watchdog_without_a_rese
         vb.wait_reset("reset")
         with BoardClient(vb.port) as client:
             assert client.hello(timeout_s=10).board == board
+    print(f"{board}: {sum(map(len, files.values()))} B copied in {copy_ms} ms of board time")
     assert copy_ms > 2 * watchdog_ms, copy_ms  # the copy outlasted the watchdog's timeout
     assert during == ["soft"], during  # mpremote's soft reset, nothing else
     assert output_level == 0  # maintenance: the output open all along
