@@ -105,11 +105,14 @@ let lastOut = -1;
 function flushOut() {
   if (!outBuf.length) return;
   pollInput();
+  if (hostOpen) writeOut();
   if (!hostOpen) {
     if (SILICON.drop_output_without_host) outBuf = []; // USB CDC with no host: dropped
     else if (outBuf.length > HOLD_MAX) outBuf.splice(0, outBuf.length - HOLD_MAX);
-    return;
   }
+}
+
+function writeOut() {
   const data = Buffer.from(outBuf);
   let off = 0;
   try {
@@ -119,8 +122,8 @@ function flushOut() {
       off += n;
     }
   } catch (err) {
-    if (err.code === "EIO") { hostOpen = false; outBuf = []; return; }
-    if (err.code !== "EAGAIN") throw err; // the host holds the port without reading
+    if (err.code === "EIO") hostOpen = false; // the host closed the port
+    else if (err.code !== "EAGAIN") throw err; // EAGAIN: the host holds it, not reading
   }
   if (off) outBuf = outBuf.slice(off);
 }
