@@ -95,6 +95,56 @@ def test_a_host_holding_the_port_without_reading_never_starves_the_watchdog(
     assert vb.resets == [], vb.resets  # no watchdog reset, no reset at all
 
 
+def test_a_host_that_never_stops_sending_never_starves_the_watchdog(tmp_path: Path) -> None:
+    # The other side of 1: a host that writes requests without pause (and reads what
+    # comes back). The loop polls the port a bounded share per pass, so it still feeds
+    # its watchdog and steps protection (before the bound, it stayed inside poll).
+    install_firmware(tmp_path, "pico-4s")
+    with VirtualBoard("pico-4s", flash=tmp_path, seed=3) as vb:
+        watchdog_ms = vb.board.get("watchdog_ms", 2000)
+        with BoardClient(vb.port) as client:
+            client.hello(timeout_s=10)
+        vb.wait_time(vb.time_ms + 500)
+        assert vb.truth().output_closed
+        stop = threading.Event()
+        sent = [0]
+
+        def flood() -> None:
+            fd = os.open(vb.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            burst = b"".join(frame("get_stats", seq) for seq in range(1, 65))
+            try:
+                while not stop.is_set():
+                    try:
+                        sent[0] += os.write(fd, burst)
+                    except BlockingIOError:
+                        time.sleep(0.0005)
+                    try:
+                        while os.read(fd, 65536):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
+            finally:
+                os.close(fd)
+
+        flooder = threading.Thread(target=flood, daemon=True)
+        flooder.start()
+        try:
+            start = vb.time_ms
+            vb.wait_time(start + 2 * watchdog_ms, timeout_s=60)
+            set_cell_socs(vb, [0.5, 0.5, 1.08, 0.5])
+            injected = vb.time_ms
+            vb.wait_time(injected + 2 * watchdog_ms, timeout_s=60)
+        finally:
+            stop.set()
+            flooder.join(timeout=10)
+        vb.poll()
+        opened = [ms for ms, truth in list(vb.history)
+                  if ms >= injected and not truth.output_closed]
+    assert vb.resets == [], vb.resets
+    assert opened and opened[0] - injected < 1000 + 2 * vb.board["control_period_ms"]
+    assert sent[0] > 20_000  # the board took requests all along (the host waited on it)
+
+
 # -- 2. TIME_SYNC frames while the board boots -------------------------------------------
 class TimeSyncSender:
     """A host that sends TIME_SYNC frames (and a few others) without pause, as one that

@@ -64,11 +64,17 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const sleepMs = (ms) => Atomics.wait(sleeper, 0, 0, ms);
 const readBuf = Buffer.alloc(4096);
 
+// The chip's receive buffer: while it is full the board takes no more from the host
+// (USB answers NAK; the host's writes wait), as a board that reads slower than a
+// host writes.
+const STDIN_MAX = 4096;
+
 function pollInput() {
   for (;;) {
+    if (inq.length >= STDIN_MAX) return;
     let n;
     try {
-      n = fs.readSync(fd, readBuf, 0, readBuf.length, null);
+      n = fs.readSync(fd, readBuf, 0, Math.min(readBuf.length, STDIN_MAX - inq.length), null);
     } catch (err) {
       if (err.code === "EAGAIN") { hostOpen = true; return; }
       if (err.code === "EIO") { hostOpen = false; return; } // no host has the port open
