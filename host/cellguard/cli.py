@@ -285,6 +285,11 @@ def _sim_virtual(args: argparse.Namespace) -> int:
         print(f"virtual board {vb.board['name']} ({vb.board['mcu']}), flash in "
               f"{args.flash or 'a temporary folder'}, speed {args.speed:g}x; Ctrl-C stops",
               flush=True)
+        if silicon is not None:
+            default = Silicon.default(mcu)
+            changed = [f"{name}={getattr(silicon, name)}" for name in Silicon.names()
+                       if getattr(silicon, name) != getattr(default, name)]
+            print(f"silicon: {', '.join(changed) or 'as the chip'}", flush=True)
         try:
             while not stop and vb.running:
                 time.sleep(0.2)
