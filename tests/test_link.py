@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cellguard.protocol import codec, messages
+from cellguard_fw import link as fw_link
 from cellguard_fw.link import Link
 
 MAX_FRAME = messages.MAX_FRAME
@@ -318,13 +319,44 @@ def test_largest_frame_fits(fill: int) -> None:
     assert rx.feed(data) == [frame]
 
 
-def test_poll_reads_the_port_until_it_is_empty() -> None:
+def test_poll_reads_a_bounded_share_of_the_port_and_the_rest_at_the_next_call() -> None:
     sent = [(1, 0x01, n, bytes([n]) * (n * 20)) for n in range(5)]
     stream = b"noise\x00" + b"".join(wire(f) for f in sent)
     chunks = [stream[i : i + 100] for i in range(0, len(stream), 100)]  # > the 64-byte rx
     rx = Receiver()
     rx.link.port = FakePort(chunks)
     rx.link.poll(rx.handler)
+    assert len(rx.got) < len(sent)  # at most _POLL_READS reads of 64 bytes a call
+    for _ in range(len(stream) // (64 * fw_link._POLL_READS) + 1):
+        rx.link.poll(rx.handler)
     assert rx.got == sent
     assert rx.counts == (5, 1, 0)
     assert rx.link.port.chunks == []
+
+
+class FloodPort(FakePort):
+    """A host that never stops sending (requests, or noise): the port never runs dry."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data = data
+        self.reads = 0
+
+    def readinto(self, buf: bytearray) -> int | None:
+        self.reads += 1
+        if self.reads > 10_000:
+            raise AssertionError("Link.poll never came back to the loop")
+        n = min(len(buf), len(self.data))
+        buf[:n] = self.data[:n]
+        return n
+
+
+@pytest.mark.parametrize("data", [b"\x00" + wire((1, 0x01, 7, b"")) * 20, bytes(range(1, 65))])
+def test_a_host_that_never_stops_sending_cannot_hold_the_loop_in_poll(data: bytes) -> None:
+    # The control loop feeds the watchdog and steps protection between polls: a host
+    # flooding the port must not keep it inside one (the watchdog would reset the board,
+    # and protection would not run meanwhile).
+    rx = Receiver()
+    rx.link.port = port = FloodPort(data)
+    rx.link.poll(rx.handler)
+    assert port.reads <= 8  # a few chunks, then back to the loop

@@ -151,6 +151,8 @@ class SimBoard:
             self.port.rx.extend(rx)
         bms = self.bms
         bms.poll()
+        while self.port.rx and not (bms.reset_requested or bms.repl_requested):
+            bms.poll()  # a board polls every few ms: all of a period's bytes, here at once
         if not (bms.reset_requested or bms.repl_requested):
             bms.step(dt_ms)
             bms.persist()

@@ -9,7 +9,13 @@ never raised: a serial line carries noise.
 from binascii import crc32
 from struct import pack_into, unpack_from
 
+from micropython import const
+
 from .codec import CRC_SIZE, HEADER_FMT, HEADER_SIZE, MAX_FRAME, MAX_WIRE_FRAME, PROTOCOL_MAJOR
+
+# Port reads of the 64-byte rx buffer per poll(): 256 bytes a loop pass (the loop
+# polls every few ms: tens of KB/s, far more than requests need; the port holds the rest).
+_POLL_READS = const(4)
 
 PAYLOAD_AT = HEADER_SIZE
 """Offset of the payload in the outgoing body buffer: encoders write there."""
@@ -84,8 +90,10 @@ class Link:
 
     # -- receive ---------------------------------------------------------
     def poll(self, handler):
-        """Read what the port has and dispatch complete frames to ``handler``."""
-        while True:
+        """Read what the port has, at most ``_POLL_READS`` chunks (the rest at the next
+        call), and dispatch complete frames to ``handler``: a host that never stops
+        sending must not hold the loop away from its watchdog and control step."""
+        for _ in range(_POLL_READS):
             n = self.port.readinto(self.rx)
             if not n:
                 return

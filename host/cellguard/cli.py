@@ -185,6 +185,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return _sim_virtual(args)
     if args.flash is not None:
         raise CellguardError("--flash goes with --virtual")
+    if args.silicon:
+        raise CellguardError("--silicon goes with --virtual")
     args.board = args.board or "sim-4s"
     if args.plant != "pybamm" and (args.pybamm_model or args.parameter_set):
         raise CellguardError("--pybamm-model and --parameter-set go with --plant pybamm")
@@ -277,7 +279,9 @@ def _serve_sim(sim: Any, runner: Any, args: argparse.Namespace, stop: threading.
 
 def _sim_virtual(args: argparse.Namespace) -> int:
     """A virtual dev board on a pty until Ctrl-C (docs/virtual_board.md)."""
+    from .boards import load_board
     from .sim.script import ScriptRunner
+    from .sim.silicon import Silicon
     from .sim.virtual import VirtualBoard
 
     plain = {"runtime": "micropython", "link": None, "plant": "ecm"}
@@ -288,9 +292,16 @@ def _sim_virtual(args: argparse.Namespace) -> int:
         raise CellguardError("--speed 0 (as fast as possible) does not go with --virtual; "
                              "give a factor such as 10")
     board = args.board or "pico-4s"
+    mcu = load_board(board).get("mcu")
+    silicon = None
+    if args.silicon:
+        if mcu not in ("rp2040", "esp32"):
+            raise CellguardError(f"board {board!r} has no `mcu` a virtual dev board emulates "
+                                 "(rp2040, esp32): choose pico-4s or esp32-4s")
+        silicon = Silicon.default(mcu).parsed(args.silicon)
     script = _load_sim_script(args)
     vb = VirtualBoard(board, flash=args.flash, speed=args.speed, seed=args.seed,
-                      initial_soc_pct=args.soc, ambient_c=args.ambient)
+                      initial_soc_pct=args.soc, ambient_c=args.ambient, silicon=silicon)
     _set_sim_current(vb, args.current)
     if script is not None:  # every step checked before the board starts
         ScriptRunner(script, repeat=args.repeat).check(vb)
@@ -300,6 +311,11 @@ def _sim_virtual(args: argparse.Namespace) -> int:
         print(f"virtual board {vb.board['name']} ({vb.board['mcu']}), flash in "
               f"{args.flash or 'a temporary folder'}, speed {args.speed:g}x; Ctrl-C stops",
               flush=True)
+        if silicon is not None:
+            default = Silicon.default(mcu)
+            changed = [f"{name}={getattr(silicon, name)}" for name in Silicon.names()
+                       if getattr(silicon, name) != getattr(default, name)]
+            print(f"silicon: {', '.join(changed) or 'as the chip'}", flush=True)
         # The script's time 0 is the board's first plant tick from here on.
         runner = None if script is None else _start_sim_script(vb, script, args)
         _serve_sim(vb, runner, args, stop)
@@ -639,6 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--flash", metavar="DIR",
                    help="with --virtual: the folder that holds the board's filesystem, kept "
                         "across its resets and restarts (default: a temporary folder)")
+    s.add_argument("--silicon", action="append", default=[], metavar="NAME=VALUE",
+                   help="with --virtual: change one of the chip's behaviours, such as "
+                        "usb_write_timeout_ms=0 or watchdog_survives_soft_reset=off (repeatable; "
+                        "see docs/virtual_board.md)")
     s.set_defaults(func=cmd_sim)
 
     s = sub.add_parser("config", help="read and write the board's configuration")

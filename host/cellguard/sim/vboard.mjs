@@ -16,7 +16,18 @@ const { loadMicroPython } = await import(pathToFileURL(mjsPath).href);
 
 const CTRL_A = 0x01, CTRL_B = 0x02, CTRL_C = 0x03, CTRL_D = 0x04, CTRL_E = 0x05;
 const RAW_BANNER = "raw REPL; CTRL-B to exit\r\n>";
-const USB_WRITE_TIMEOUT_MS = 500; // an rp2 CDC write waits this long for room, then drops
+// The chip's behaviours where silicon bites, each a switch (host/cellguard/sim/silicon.py;
+// these defaults are an RP2040's).
+const SILICON = Object.assign({
+  soft_reset_keeps_pins: true, hard_reset_resets_pins: true,
+  watchdog_survives_soft_reset: true, usb_write_timeout_ms: 500,
+  drop_output_without_host: true, flash_stall_ms: 0, flash_stall_worst_ms: 0,
+  flash_worst_share: 0,
+}, options.silicon || {});
+// A USB write waits this long for a host that holds the port without reading, then
+// its bytes are dropped (rp2 CDC: 500 ms; 0: never waits, as an ESP32's UART).
+const USB_WRITE_TIMEOUT_MS = SILICON.usb_write_timeout_ms;
+const HOLD_MAX = 65536; // output kept for the next host (drop_output_without_host off)
 
 // ---------------------------------------------------------------- errno numbers
 // The runtime's C library numbers errors as WASI does (ENOENT is 44), but its
@@ -53,11 +64,17 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const sleepMs = (ms) => Atomics.wait(sleeper, 0, 0, ms);
 const readBuf = Buffer.alloc(4096);
 
+// The chip's receive buffer: while it is full the board takes no more from the host
+// (USB answers NAK; the host's writes wait), as a board that reads slower than a
+// host writes.
+const STDIN_MAX = 4096;
+
 function pollInput() {
   for (;;) {
+    if (inq.length >= STDIN_MAX) return;
     let n;
     try {
-      n = fs.readSync(fd, readBuf, 0, readBuf.length, null);
+      n = fs.readSync(fd, readBuf, 0, Math.min(readBuf.length, STDIN_MAX - inq.length), null);
     } catch (err) {
       if (err.code === "EAGAIN") { hostOpen = true; return; }
       if (err.code === "EIO") { hostOpen = false; return; } // no host has the port open
@@ -80,27 +97,101 @@ function interruptChar() {
   return mp._module.ccall("mp_hal_get_interrupt_char", "number", [], []);
 }
 
+// The USB serial's transmit side, as the rp2 port's TinyUSB CDC: `outBuf` is the
+// chip's TX FIFO, which the host empties as it reads (here: into the pty).
+// - flushOut() moves what the host takes; it never waits;
+// - a write by the interpreter (print, sys.stdout.write: one call of usbWrite) waits,
+//   while the FIFO is full, up to usb_write_timeout_ms of board time in all, then its
+//   remaining bytes are dropped (0: never waits, as an ESP32's UART through a bridge);
+// - poll() on stdout reports POLLOUT only while the FIFO has room (or no host is there);
+// - with no host, output is dropped (drop_output_without_host) or kept for the next one.
+const TX_FIFO = 256; // bytes: TinyUSB's CDC TX buffer on a full-speed port
+let lastOut = -1;
+
 function flushOut() {
   if (!outBuf.length) return;
-  const data = Buffer.from(outBuf);
-  outBuf = [];
   pollInput();
-  if (!hostOpen) return; // USB CDC with no host: the bytes are dropped
+  if (hostOpen) writeOut();
+  if (!hostOpen) {
+    if (SILICON.drop_output_without_host) outBuf = []; // USB CDC with no host: dropped
+    else if (outBuf.length > HOLD_MAX) outBuf.splice(0, outBuf.length - HOLD_MAX);
+  }
+}
+
+function writeOut() {
+  const data = Buffer.from(outBuf);
   let off = 0;
-  // Board time, read every millisecond: the wait is the chip's, and counts in full.
-  let since = boardMs();
-  while (off < data.length) {
-    try {
-      off += fs.writeSync(fd, data, off, data.length - off);
-      since = boardMs();
-    } catch (err) {
-      if (err.code === "EIO") return;
-      if (err.code !== "EAGAIN") throw err;
-      // the host holds the port without reading
-      if (boardMs() - since >= USB_WRITE_TIMEOUT_MS) return;
+  try {
+    while (off < data.length) {
+      const n = fs.writeSync(fd, data, off, data.length - off);
+      if (n <= 0) break;
+      off += n;
+    }
+  } catch (err) {
+    if (err.code === "EIO") hostOpen = false; // the host closed the port
+    else if (err.code !== "EAGAIN") throw err; // EAGAIN: the host holds it, not reading
+  }
+  if (off) outBuf = outBuf.slice(off);
+}
+
+// The runtime hands over stdout a byte at a time and reads the clock (Date.now) at the
+// end of each write call: `call` is the write call in progress.
+let call = null; // {start: board ms, dropped: bytes}
+
+function usbWrite(b) {
+  const bytes = [];
+  for (const c of b) {
+    if (withhold.length) { // the raw REPL's "OK" that raw-paste does not send
+      if (c === withhold[0]) {
+        withhold.shift();
+        continue;
+      }
+      withhold = [];
+    }
+    // A board's print at the friendly REPL ends lines with CR LF; this runtime's
+    // with LF alone. What boot.py, main.py and the raw REPL write passes as it is.
+    if (cooked && c === 10 && lastOut !== 13) bytes.push(13);
+    bytes.push(c);
+    lastOut = c;
+  }
+  if (!running) { // the REPL's own output (banner, prompt): the launcher sends it on
+    for (const c of bytes) outBuf.push(c);
+    return;
+  }
+  if (call === null) call = { start: boardMs(), dropped: 0 };
+  for (const c of bytes) {
+    if (call.dropped) { call.dropped++; continue; }
+    // Board time, read every millisecond: the wait is the chip's, and counts in full.
+    while (hostOpen && outBuf.length >= TX_FIFO) {
+      flushOut();
+      if (outBuf.length < TX_FIFO || boardMs() - call.start >= USB_WRITE_TIMEOUT_MS) break;
       sleepMs(1);
     }
+    if (hostOpen && outBuf.length >= TX_FIFO) call.dropped = 1;
+    else outBuf.push(c);
   }
+}
+
+function endWriteCall() {
+  if (call !== null && call.dropped) {
+    const waited = Math.round(boardMs() - call.start);
+    process.stdout.write(`usbdrop ${Math.floor(boardMs())} ${waited} ${call.dropped}\n`);
+  }
+  call = null;
+}
+
+function usbPoll(ops) {
+  // stdout's POLLOUT only while the TX FIFO has room (rp2: tud_cdc_write_available).
+  if (ops.vboardPoll) return;
+  const orig = ops.poll;
+  ops.poll = (stream, timeout) => {
+    if (stream.fd === 1 || stream.fd === 2) {
+      flushOut();
+      return !hostOpen || outBuf.length < TX_FIFO ? 4 : 0;
+    }
+    return orig ? orig(stream, timeout) : 5;
+  };
+  ops.vboardPoll = true;
 }
 
 function emit(s) {
@@ -141,6 +232,7 @@ const boardMs = () => {
   return boardNow;
 };
 Date.now = () => {
+  if (call !== null) endWriteCall();
   const t = boardMs();
   if (loading) return Math.floor(wallAtStart + powerOn);
   if (running) {
@@ -241,12 +333,24 @@ function hang() {
   hangUntil = -1;
 }
 
-function hardResetChip(cause) {
+function resetPins() {
   pins = Array.from({ length: PIN_COUNT }, () => ({ mode: 0, pull: MCU === "esp32" ? 0 : 2, latch: 0, drive: 0 }));
+}
+
+function hardResetChip(cause) {
+  // Every pad to its reset default (an output opens), unless switched off (no chip
+  // keeps its pads through a reset; power-on always starts from the default).
+  if (cause === "power_on" || SILICON.hard_reset_resets_pins || !pins.length) resetPins();
   wdt = null;
   hangUntil = -1;
   resetCode = CAUSE_CODE[cause] || 1;
   freqHz = MCU === "esp32" ? 160000000 : 125000000;
+}
+
+function softResetChip() {
+  // A soft reset is the interpreter's: the pads and the watchdog are the chip's.
+  if (!SILICON.soft_reset_keeps_pins) resetPins();
+  if (!SILICON.watchdog_survives_soft_reset) wdt = null;
 }
 
 function pinLevel(id) {
@@ -496,6 +600,15 @@ function setUpFlash(FS) {
     close: FS.close, unlink: FS.unlink, rmdir: FS.rmdir, mkdir: FS.mkdir,
     rename: FS.rename, readdir: FS.readdir,
   };
+  // A byte the host sends reaches the chip while Python runs (a USB or UART
+  // interrupt), not only when it reads its clock: the port is read at every file
+  // open too (imports included), so a Ctrl-C sent while main.py still loads from
+  // flash interrupts it as it would on a board.
+  const open = FS.open;
+  FS.open = (...a) => {
+    if (running && mp !== null) pollInput();
+    return open(...a);
+  };
   FS.close = (stream) => {
     const p = stream.path;
     const written = (stream.flags & 3) !== 0 && FS.isFile(stream.node.mode);
@@ -536,15 +649,27 @@ function setUpFlash(FS) {
 }
 
 // A flash erase/program stalls the chip (XIP off: no code runs) for
-// options.flash_stall_ms of board time per file written or removed (0: off).
-// Board time goes on; nothing runs, so nothing feeds the watchdog; the pads hold.
-const FLASH_STALL_MS = options.flash_stall_ms > 0 ? options.flash_stall_ms : 0;
+// silicon.flash_stall_ms of board time per file written or removed (0: off), or for
+// flash_stall_worst_ms in a share flash_worst_share of the stalls, drawn from the
+// board's seed. Board time goes on; nothing runs, so nothing feeds the watchdog; the
+// pads hold.
+let rngState = ((options.seed | 0) ^ 0x5eed1e55) >>> 0;
+function random() { // a small seeded generator (mulberry32)
+  rngState = (rngState + 0x6d2b79f5) >>> 0;
+  let t = rngState;
+  t = Math.imul(t ^ (t >>> 15), t | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+}
 
 function flashStall() {
-  if (!FLASH_STALL_MS || !running) return;
+  if (!running || !(SILICON.flash_stall_ms > 0 || SILICON.flash_worst_share > 0)) return;
+  const worst = SILICON.flash_worst_share > 0 && random() < SILICON.flash_worst_share;
+  const length = worst ? SILICON.flash_stall_worst_ms : SILICON.flash_stall_ms;
+  if (!(length > 0)) return;
   const start = boardMs();
-  process.stdout.write(`stall ${Math.floor(start)} ${FLASH_STALL_MS}\n`);
-  while (boardMs() - start < FLASH_STALL_MS) sleepMs(1);
+  process.stdout.write(`stall ${Math.floor(start)} ${length}\n`);
+  while (boardMs() - start < length) sleepMs(1);
 }
 
 function abs(FS, p) {
@@ -562,27 +687,37 @@ let rawLineEmpty = false;
 let cooked = false; // output at the friendly REPL gets CR LF line ends
 
 function runFile(name) {
-  // As pyexec_file: in __main__'s namespace, a traceback printed, never fatal.
+  // As pyexec_file: in __main__'s namespace, a traceback printed, never fatal; Ctrl-C
+  // on (interrupt char 3) from after the compile to the end of the run only.
   running = true;
+  let exit = null;
   try {
     mp.runPython(
+      "import micropython as _vb_m\n" +
+      "_vb_m.kbd_intr(-1)\n" +
       "def _vb_run():\n" +
       "    import sys\n" +
       `    try:\n        f = open('${name}')\n    except OSError:\n        return\n` +
       "    with f:\n        src = f.read()\n" +
-      "    import micropython\n" +
-      "    micropython.kbd_intr(3)\n" + // as pyexec_file: Ctrl-C stops the script
       "    try:\n" +
-      `        exec(compile(src, '${name}', 'exec'), globals())\n` +
+      `        code = compile(src, '${name}', 'exec')\n` +
+      "        _vb_m.kbd_intr(3)\n" +
+      "        exec(code, globals())\n" +
       "    except SystemExit:\n        return True\n" +
       "    except BaseException as e:\n        sys.print_exception(e)\n" +
-      "_vb_exit = _vb_run()\ndel _vb_run\nimport micropython\nmicropython.kbd_intr(-1)\n",
+      "try:\n    _vb_exit = _vb_run()\nfinally:\n    _vb_m.kbd_intr(-1)\n" +
+      "del _vb_run, _vb_m\n",
     );
+    exit = mp.globals.get("_vb_exit");
+    mp.globals.delete("_vb_exit");
+  } catch (err) {
+    if (err instanceof BoardReset || err.name !== "PythonError") throw err;
+    // A Ctrl-C that reached the edges of the run (after the script's own handler):
+    // pyexec prints it and goes on, as here.
+    emit(`${err.type}: ${err.message}\r\n`);
   } finally {
     running = false;
   }
-  const exit = mp.globals.get("_vb_exit");
-  mp.globals.delete("_vb_exit");
   return exit === true;
 }
 
@@ -594,22 +729,8 @@ async function boot(runMain) {
   withhold = [];
   loading = true;
   mp = await loadMicroPython({
-    stdout: (b) => {
-      for (const c of b) {
-        if (withhold.length) {
-          if (c === withhold[0]) {
-            withhold.shift();
-            continue;
-          }
-          withhold = [];
-        }
-        // A board's print at the friendly REPL ends lines with CR LF; this runtime's
-        // with LF alone. What boot.py, main.py and the raw REPL write passes as it is.
-        if (cooked && c === 10 && outBuf[outBuf.length - 1] !== 13) outBuf.push(13);
-        outBuf.push(c);
-      }
-    },
-    stderr: (b) => { for (const c of b) outBuf.push(c); },
+    stdout: usbWrite,
+    stderr: usbWrite,
     // sys.stdin is the USB serial too: what the host sent and the REPL has not taken.
     stdin: () => {
       if (!inq.length) pollInput();
@@ -619,6 +740,8 @@ async function boot(runMain) {
   });
   loading = false;
   setUpFlash(mp.FS);
+  const stdout = mp.FS.getStream(1);
+  if (stdout) usbPoll(stdout.stream_ops);
   mp.registerJsModule("_vboard", vboardModule);
   mp.runPython("import sys\nsys.path.append('/.vboard')");
   pollControl(); // the host's first codes, before anything reads an ADC
@@ -755,6 +878,8 @@ async function main() {
     if (cause !== "soft") {
       powerOn = boardMs();
       hardResetChip(cause);
+    } else {
+      softResetChip();
     }
     let next = await boot(runMain);
     if (next === null) {

@@ -34,6 +34,7 @@ from .controls import PlantControls
 from .i2c import I2cBus, I2cDevice
 from .plant import Plant, PlantTruth
 from .sensors import SensorModel
+from .silicon import Silicon
 from .wiring import PinWiring
 
 BOOT_TIMEOUT_S = 30.0
@@ -79,6 +80,10 @@ class VirtualBoard(PlantControls):
     ``noise_lsb``, ``sensors`` as there; ``adc``: the MCU's converter model, by
     default the board's own): ``set_current``, ``inject``, ``truth`` ... act on it
     and it steps on the board's clock (``time_ms``, board milliseconds).
+
+    ``silicon``: the chip's behaviours where silicon bites (``Silicon``; by default
+    the board's MCU as it is, ``Silicon.default(mcu)``). ``flash_stall_ms``, when
+    given, replaces its typical flash stall (0: none).
     """
 
     def __init__(self, board: str = "pico-4s", flash: str | os.PathLike[str] | None = None,
@@ -86,7 +91,8 @@ class VirtualBoard(PlantControls):
                  initial_soc_pct: float = 50.0, ambient_c: float = 25.0,
                  noise_lsb: float | None = None, sensors: dict[str, Any] | None = None,
                  adc: str | None = None, history_s: float = 600.0,
-                 flash_stall_ms: float = 0.0, i2c_host_timeout_s: float = 2.0) -> None:
+                 flash_stall_ms: float | None = None, silicon: Silicon | None = None,
+                 i2c_host_timeout_s: float = 2.0) -> None:
         self.board: dict[str, Any] = load_board(board)
         if self.board.get("mcu") not in MCUS:
             raise CellguardError(
@@ -96,9 +102,14 @@ class VirtualBoard(PlantControls):
         if not speed > 0:
             raise CellguardError(f"speed must be above 0, not {speed}")
         self.speed = speed
-        if not flash_stall_ms >= 0:
-            raise CellguardError(f"flash_stall_ms must be 0 or more, not {flash_stall_ms}")
-        self.flash_stall_ms = float(flash_stall_ms)
+        if silicon is None:
+            silicon = Silicon.default(self.board["mcu"])
+        elif not isinstance(silicon, Silicon):
+            raise CellguardError(f"silicon must be a Silicon, not {silicon!r}")
+        if flash_stall_ms is not None:
+            silicon = silicon.changed(flash_stall_ms=flash_stall_ms)
+        self.silicon = silicon
+        self.seed = seed
         self.flash_stalls: list[int] = []  # board ms (plant clock) each flash stall began
         if not i2c_host_timeout_s > 0:
             raise CellguardError(f"i2c_host_timeout_s must be above 0, not {i2c_host_timeout_s}")
@@ -107,6 +118,11 @@ class VirtualBoard(PlantControls):
         # they keep their state across the MCU's resets and restarts.
         self._i2c: dict[tuple[int, int], I2cBus] = {}
         self.i2c_errors: list[str] = []  # a device that raised: the board saw EIO
+        self.flash_stall_lengths: list[float] = []  # and how long it lasted (board ms)
+        # Writes that found the host holding the port without reading: (board ms when
+        # given up, ms waited, bytes dropped).
+        self.usb_drops: list[tuple[int, float, int]] = []
+        self.repl_entries: list[str] = []  # each time the board sat at its REPL: the cause
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if flash is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="cellguard-vflash-")
@@ -174,7 +190,7 @@ class VirtualBoard(PlantControls):
         os.set_blocking(master, False)
         options: dict[str, Any] = {"speed": self.speed, "mcu": self.board["mcu"],
                                    "unique_id": self.unique_id.hex(),
-                                   "flash_stall_ms": self.flash_stall_ms,
+                                   "silicon": self.silicon.options(), "seed": self.seed,
                                    "i2c_host_timeout_ms": self.i2c_host_timeout_s * 1000.0}
         if self.wiring is not None:
             options["wiring"] = self.wiring.options(TICK_MS)
@@ -206,6 +222,7 @@ class VirtualBoard(PlantControls):
                                         name="vboard-events", daemon=True)
         self._reader.start()
         self.resets = []
+        self.repl_entries = []
         self.port = port
         self.wait_booted(timeout_s)
         return port
@@ -249,6 +266,11 @@ class VirtualBoard(PlantControls):
         self.close()
 
     @property
+    def flash_stall_ms(self) -> float:
+        """The typical flash stall (board ms; 0: none), ``silicon.flash_stall_ms``."""
+        return self.silicon.flash_stall_ms
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
@@ -270,7 +292,12 @@ class VirtualBoard(PlantControls):
                     if line.startswith("tick "):
                         self._tick(line)
                     elif line.startswith("stall "):
-                        self.flash_stalls.append(int(line.split(" ")[1]))
+                        _, start, length = line.split(" ")
+                        self.flash_stall_lengths.append(float(length))
+                        self.flash_stalls.append(int(start))
+                    elif line.startswith("usbdrop "):
+                        _, at, waited, dropped = line.split(" ")
+                        self.usb_drops.append((int(at), float(waited), int(dropped)))
                     elif line.startswith("i2c "):
                         self._i2c_transfer(line)
                     else:
@@ -305,6 +332,8 @@ class VirtualBoard(PlantControls):
                     return ""
             if kind == "reset":
                 self.resets.append(cause)
+            elif kind == "ready":
+                self.repl_entries.append(cause)
             if (kind == "ready" and what == "reach its REPL") or (
                     kind == "boot" and what == "boot") or (
                     kind == "reset" and what == f"reset ({cause})"):
@@ -537,6 +566,8 @@ class VirtualBoard(PlantControls):
             kind, _, cause = line.partition(" ")
             if kind == "reset":
                 self.resets.append(cause)
+            elif kind == "ready":
+                self.repl_entries.append(cause)
             elif kind == "pins":
                 self._pins_reply = json.loads(cause)
 
