@@ -285,7 +285,8 @@ def test_enter_repl_then_mpremote_copies_longer_than_the_watchdog_without_a_rese
     files = {f"big{i}.bin": rng.randbytes(24_000) for i in range(3)}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    with VirtualBoard(board, flash=flash, seed=3) as vb:
+    # At 10x: raw-paste copies these 72 KB in about a second of host time.
+    with VirtualBoard(board, flash=flash, seed=3, speed=10.0) as vb:
         watchdog_ms = vb.board.get("watchdog_ms", 2000)
         enter_maintenance(vb)
         before = list(vb.resets)
@@ -320,7 +321,7 @@ def test_a_watchdog_left_running_would_cut_the_copy(tmp_path: Path) -> None:
     flash = tmp_path / "flash"
     install_firmware(flash, "pico-4s")
     (tmp_path / "big.bin").write_bytes(random.Random(1).randbytes(48_000))
-    with VirtualBoard("pico-4s", flash=flash, seed=3) as vb:
+    with VirtualBoard("pico-4s", flash=flash, seed=3, speed=10.0) as vb:
         enter_maintenance(vb)
         started = mpremote(vb.port, "exec", "import machine; machine.WDT(timeout=2000)")
         assert started.returncode == 0, started.stderr
