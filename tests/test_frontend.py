@@ -352,6 +352,9 @@ def test_an_ntc_reading_within_1_percent_of_the_rail_or_the_converters_full_scal
     saturating = NtcChannel(16, 10000, 3435, 33000, full_code=48655)
     assert saturating.open_code == 48655 - 655
     assert NtcChannel(12, 10000, 3435, 10000, full_code=3000).open_code == 3000 - 40
+    # any full scale from 1 code up to below max_code is taken as it is
+    assert NtcChannel(12, 10000, 3435, 10000, full_code=1).open_code == 1 - 40
+    assert NtcChannel(12, 10000, 3435, 10000, full_code=4094).open_code == 4094 - 40
     fe = Frontend({**json.loads((boards_dir() / "esp32-4s.json").read_text())["frontend"]})
     assert fe.temp.open_code == 65535 - 655  # the board file alone: the rail
     cfg = json.loads((boards_dir() / "esp32-4s.json").read_text())["frontend"]

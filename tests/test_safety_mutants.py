@@ -1101,3 +1101,12 @@ def test_the_board_file_states_the_band_in_mv() -> None:
     bms = bms_of(sim)
     assert bms.meas.stuck_band == 0
     assert bms.meas.stuck_current_ma == sim["capacity_mah"] // 10
+
+
+def test_a_reading_that_starts_within_its_band_of_zero_counts_from_zero_current() -> None:
+    """Before the first sample the reference is code 0 at 0 mA: a reading that
+    starts within the band of 0 (a dead channel) counts once the current is a
+    step away from 0, and not at 1 mA less."""
+    for current, want in ((1000, 100), (-1000, 100), (999, 0)):
+        m = Measurement(1, 1, stuck_current_ma=1000, stuck_band=5)
+        assert stepped(m, [3], current) == want, current
