@@ -45,7 +45,8 @@ def test_protection_trips_releases_and_latches(client: HilClient, rig: Rig,
     stimulus.apply()
 
     # Trip: the event, at the board's severity, with a value past the threshold.
-    trip = client.wait_event("trip", protection, spec.trip_within_s + stimulus.extra_s, mark)
+    trip = client.wait_event("trip", protection,
+                             spec.trip_within_s + stimulus.extra_s + rig.latency_s, mark)
     assert trip["severity"] == spec.severity, trip
     assert spec.above == (trip["value"] > stimulus.trip) and trip["value"] != stimulus.trip, (
         f"{protection} tripped at {trip['value']} {spec.unit}; threshold {stimulus.trip} "
@@ -84,7 +85,8 @@ def test_protection_trips_releases_and_latches(client: HilClient, rig: Rig,
     # Release, once the condition is gone.
     stimulus.remove()
     release = client.wait_event("release", protection,
-                                spec.release_within_s + stimulus.release_extra_s, mark)
+                                spec.release_within_s + stimulus.release_extra_s
+                                + rig.latency_s, mark)
     assert release["severity"] == spec.severity, release
     assert spec.within_release(release["value"]), (
         f"{protection} released at {release['value']} {spec.unit}; release threshold "

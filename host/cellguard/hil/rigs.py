@@ -38,6 +38,9 @@ class Rig:
     observes = False  # whether truth() tells what the plant really does
     observes_directions = False  # whether truth() tells which directions are allowed
     exact_time = True  # truth_at(t) is the plant exactly as the firmware read it at t
+    latency_s = 0.0
+    """Board time a stimulus may take to reach the firmware after the rig's call
+    returns (a wait for its trip or release allows this much more)."""
 
     def __init__(self, target: RigTarget, reason: str = "") -> None:
         self.target = target
@@ -194,6 +197,17 @@ class VirtualRig(SimRig):
 
     def cell_accuracy_v(self) -> float:
         return self.CELL_ACCURACY_V
+
+    HOST_LATENCY_S = 0.25
+    """Host time a stimulus may take to reach the firmware: the plant's next tick and
+    its ADC rings, or a request over the pty, through a busy host (two cores shared
+    with other work); a simulated board is held, a real board's rig waits itself."""
+
+    @property
+    def latency_s(self) -> float:  # type: ignore[override]
+        """At ``speed`` times the host's clock a host latency is that many times
+        more board time: 5 s at 20x (the trip waits' own slack is 1.3 s and more)."""
+        return self.HOST_LATENCY_S * self.sim.speed
 
     @property
     def observes_directions(self) -> bool:  # type: ignore[override]
