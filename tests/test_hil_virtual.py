@@ -87,6 +87,22 @@ def test_the_virtual_target_boots_its_flash_and_its_rig_holds_it_to_the_plant() 
             assert abs(read - true) <= target.rig.cell_accuracy_v() + 0.0005
         assert target.rig.truth_at(0) is None or target.rig.truth_at(0).time_s >= 0
         assert target.rig.truth_at(round(t.board_time_s * 1000) + 60_000) is None
+        # A reading lags the plant by the host's latency: no truth for up to 100 ms
+        # of host time (2 s at 20x) after a step of the current, then truth again.
+        target.rig.set_current(3.0)
+        client.run(5.0)
+        t2 = client.last
+        assert t2 is not None
+        step_ms = round(t.board_time_s * 1000) + 3000  # somewhere in the 5 s run
+        times = [round(m.payload["board_time_ms"]) for m in client.log
+                 if m.name == "telemetry"]
+        after = [ms for ms in times if ms > round(t.board_time_s * 1000)]
+        truths = [target.rig.truth_at(ms) for ms in after]
+        nones = [ms for ms, x in zip(after, truths, strict=True) if x is None]
+        assert nones and max(nones) - min(nones) <= 2000 + 1000, (nones, step_ms)
+        assert truths[-1] is not None and truths[-1].current_a == 3.0
+        # ... and a stimulus may take 0.25 s of host time to reach the firmware
+        assert target.rig.latency_s == 0.25 * 20
         # A power cycle is a replug: the client follows to the port and the board
         # boots again from its flash.
         target.rig.power_cycle()
