@@ -1037,20 +1037,36 @@ def stepped(m: Measurement, cells: list[int], current: int) -> int:
 
 
 def test_a_reading_within_its_band_that_does_not_follow_a_current_step_is_stuck() -> None:
-    """Band 5 codes, step 1000 mA: a reading that keeps within 5 codes of where it
-    last moved while the current is 1000 mA or more from what it was then gains
-    a period a sample; one that leaves the band (by 6) starts again."""
+    """Band 5 codes, step 1000 mA: while the current holds the reference follows the
+    reading; once the current is 1000 mA or more from the reference's, a reading
+    within 5 codes of the reference gains a period a sample; one that leaves the
+    band (by 6) takes a new reference and starts again."""
     m = Measurement(2, 1, stuck_current_ma=1000, stuck_band=5)
     assert stepped(m, [3700, 3800], 0) == 0  # first sample: both moved from 0
-    assert stepped(m, [3703, 3797], 0) == 0  # noise within the band, no current step
+    assert stepped(m, [3703, 3797], 0) == 0  # the current holds: the references follow
+    assert list(m.ref_cells) == [3703, 3797]
     assert stepped(m, [3705, 3795], 1000) == 100  # the current stepped: neither followed
-    assert stepped(m, [3695, 3805], 1000) == 200  # -5 and +5 of the reference: within
-    assert stepped(m, [3706, 3805], 1000) == 300  # cell 0 left (+6): cell 1 still within
+    assert stepped(m, [3698, 3802], 1000) == 200  # -5 and +5 of the reference: within
+    assert list(m.ref_cells) == [3703, 3797]  # held while the current is a step away
+    assert stepped(m, [3709, 3802], 1000) == 300  # cell 0 left (+6): cell 1 still within
     assert list(m.unchanged_ms) == [0, 300]
     # cell 1 leaves (-6); cell 0 repeats its code exactly while 1000 mA flows
-    assert stepped(m, [3706, 3794], 1000) == 100
+    assert stepped(m, [3709, 3791], 1000) == 100
     assert list(m.unchanged_ms) == [100, 0]
-    assert list(m.ref_cells) == [3706, 3794] and list(m.ref_ma) == [1000, 1000]
+    assert list(m.ref_cells) == [3709, 3791] and list(m.ref_ma) == [1000, 1000]
+
+
+def test_a_reference_that_follows_the_reading_sees_a_step_against_a_drifting_reading(
+) -> None:
+    """A reading drifting 1 code a sample at a steady current keeps its reference
+    with it, so a current step that moves it 6 codes the other way leaves the band
+    (a reference left where the reading last left its band would lag the drift by
+    up to the band, and count a live cell as stuck)."""
+    m = Measurement(1, 1, stuck_current_ma=1000, stuck_band=5)
+    for k in range(10):
+        assert stepped(m, [3700 + k], 1500) == 0
+    assert stepped(m, [3709 - 6], 0) == 0  # 6 below the last reading: followed
+    assert m.ref_cells[0] == 3703 and m.ref_ma[0] == 0
 
 
 @pytest.mark.parametrize(("ref_ma", "current", "code", "runs"), [
@@ -1060,11 +1076,13 @@ def test_a_reading_within_its_band_that_does_not_follow_a_current_step_is_stuck(
     (-1500, -501, 3696, False), (-1500, -500, 3695, True), (0, -1000, 3705, True),
     (0, 999, 3701, False),
 ])
-def test_the_current_step_counts_from_the_current_where_the_reading_last_moved(
+def test_the_current_step_counts_from_the_reference_current(
         ref_ma: int, current: int, code: int, runs: bool) -> None:
     m = Measurement(1, 1, stuck_current_ma=1000, stuck_band=5)
     stepped(m, [3700], ref_ma)  # the reading moves here: reference 3700 at ref_ma
     assert stepped(m, [code], current) == (100 if runs else 0)
+    # not a step: the reference followed to the reading and the current
+    assert (m.ref_cells[0], m.ref_ma[0]) == ((3700, ref_ma) if runs else (code, current))
 
 
 def test_with_a_band_an_exact_repeat_counts_only_while_current_flows() -> None:

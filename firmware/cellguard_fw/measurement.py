@@ -100,11 +100,13 @@ class Measurement:
     def _track_stuck(self, dt_ms, current):
         # A live reading follows the current: when the current steps by
         # ``stuck_current_ma`` a cell's voltage steps by that times its resistance,
-        # beyond the front end's noise (``stuck_band``, codes). A reading that stays
-        # within its band of where it last moved while the current moved that far
-        # from what it was then belongs to a frozen mux, amplifier or converter (whose
-        # own noise still moves the last bits). A code repeated exactly while the
-        # current flows is frozen too (a converter or a buffer nobody refills).
+        # beyond the front end's noise (``stuck_band``, codes). Each reading keeps a
+        # reference: itself and the current while the current holds, or where it
+        # last left its band. A reading that stays within its band of the reference
+        # while the current is a step away from the reference's belongs to a frozen
+        # mux, amplifier or converter (whose own noise still moves the last bits).
+        # A code repeated exactly while the current flows is frozen too (a
+        # converter or a buffer nobody refills).
         raw = self.raw_cells
         last = self.last_raw_cells
         ref = self.ref_cells
@@ -118,15 +120,13 @@ class Measurement:
             code = raw[i]
             d = code - ref[i]
             moved = current - ref_ma[i]
-            if d > band or -d > band:
+            if d > band or -d > band or -step < moved < step and code != last[i]:
                 ref[i] = code
                 ref_ma[i] = current
                 unchanged[i] = 0
             elif moved >= step or -moved >= step or code == last[i] and flowing:
                 if unchanged[i] < _TIME_CAP_MS:
                     unchanged[i] += dt_ms
-            elif code != last[i]:
-                unchanged[i] = 0
             last[i] = code
             if unchanged[i] > longest:
                 longest = unchanged[i]
