@@ -15,6 +15,7 @@ from numbers written for one board. Two kinds:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ from cellguard.link.client import Telemetry
 VOLTAGE_MARGIN_MV = 100
 TEMPERATURE_MARGIN_DC = 30
 MIN_SPREAD_MV = 4  # a cell spread the imbalance threshold can be moved across
+BLEED_OHMS = 0.25  # drains a cell at about 5 % of its charge a minute (a 3 Ah cell)
+BLEED_WITHIN_S = 600.0  # board time the bleed gets to open the spread
 
 
 @dataclass
@@ -107,30 +110,56 @@ def _gentle_charge_a(limits: BoardLimits) -> float:
     return min(info.capacity_ah / 2, info.charge_current_max_a / 2)
 
 
+def _spread_error_mv(rig: Rig) -> int:
+    """How far a reported cell spread may be off (two readings, each within the rig's
+    stated accuracy), mV rounded up; 0 where the rig does not know its front end."""
+    try:
+        accuracy_v = rig.cell_accuracy_v()
+    except pytest.skip.Exception:  # a real board without a board file for its front end
+        return 0
+    return math.ceil(2 * accuracy_v * 1000)
+
+
 def imbalance_threshold(bench: Bench, spec: ProtectionLimits) -> Stimulus:
     """The cell spread at rest (or, where the cells agree at rest, under a current,
-    through their different resistances) against a lowered threshold."""
+    through their different resistances) against a lowered threshold: half-way to
+    the spread, and at least the spread's error below it (two readings, each within
+    the rig's stated accuracy), down to 0 mV.
+
+    On a front end whose readings differ by more than the cells do (an MCU's
+    converter: 8 mV a cell), the spread at rest is the converter's noise; a
+    threshold half-way to one sample of it is crossed and uncrossed by that noise.
+    There the threshold goes to 0 mV (release 0 mV): any spread the readings show
+    trips it, none can release it until the threshold is put back."""
+    rig = bench.rig
     spread = READINGS[spec.name](bench.reading())
     amps = 0.0
     if spread < MIN_SPREAD_MV:
         info = bench.limits.info
         # Half the larger rating: the cells' resistances differ more than their volts.
         amps = max(info.charge_current_max_a / 2, -info.discharge_current_max_a / 2, key=abs)
-        bench.rig.set_current(amps)
+        rig.set_current(amps)
         bench.client.run(5.0)
         spread = READINGS[spec.name](bench.reading())
         if spread < MIN_SPREAD_MV:
             pytest.skip(f"the cells agree within {spread} mV even at {amps:g} A: no spread "
                         "to move the threshold across")
-    inner = _threshold(bench, spec, spread // 2, spread)
+    half = spread // 2
+    trip = max(spread - max(half, _spread_error_mv(rig)), 0)
+    release = max(trip - half, 0)
+    client = bench.client
+    moved = {spec.release_key: release, spec.trip_key: trip}
+    back = {spec.trip_key: spec.trip, spec.release_key: spec.release}
 
     def remove() -> None:
-        inner.remove()
+        set_config(client, back)
         if amps:
-            bench.rig.set_current(0.0)
+            rig.set_current(0.0)
 
-    return Stimulus(inner.describe + (f" at {amps:g} A" if amps else ""), inner.apply,
-                    remove, inner.trip)
+    return Stimulus(
+        f"{spec.trip_key} {spec.trip} -> {trip} {spec.unit} (release {release}) across "
+        f"the spread {spread}" + (f" at {amps:g} A" if amps else ""),
+        apply=lambda: set_config(client, moved), remove=remove, trip=trip)
 
 
 # -- plant ---------------------------------------------------------------------------------

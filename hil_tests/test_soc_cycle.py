@@ -15,6 +15,13 @@ from cellguard.link.client import Telemetry
 
 TRUTH_TOLERANCE_PCT = 4.0  # capacity spread between cells, the OCV start, rounding
 COUNT_TOLERANCE_PCT = 1.5  # against the host's own coulomb count at 1 s sampling
+RELAX_S = 600.0
+"""Rest a leg's protection gets to release in. A cell charged at 1C into the
+over-voltage trip (4250 mV) relaxes towards an OCV just below the release (4150 mV):
+the plant's fast RC pair (60 s) and slow one (600 s) leave the highest cell at the
+release threshold about 100 s into the rest and 20 mV below it after 600 s; a real
+cell's diffusion relaxes over minutes too. 120 s was at the edge: a reading with a
+converter's noise (the highest of four cells) stays above 4150 mV for longer."""
 
 
 def _counted_pct(samples: list[Telemetry], capacity_ah: float) -> float:
@@ -37,7 +44,7 @@ def _leg(client: HilClient, rig: Rig, limits: BoardLimits, amps: float,
     rig.set_current(amps)
     client.wait_event("trip", protection, 1.3 * hours * 3600 + spec.trip_within_s, mark)
     rig.set_current(0.0)
-    client.wait_event("release", protection, spec.release_within_s + 120, mark)
+    client.wait_event("release", protection, spec.release_within_s + RELAX_S, mark)
     samples = client.telemetry_since(mark)
     if rig.observes:
         truths = [rig.truth_at(round(t.board_time_s * 1000)) for t in samples]

@@ -60,12 +60,14 @@ def test_soc_holds_through_a_plausibility_fault(client: HilClient, rig: Rig,
     client.run(LOAD_S)
     start = client.mark()
     stimulus.apply()
-    client.wait_event("trip", protection, spec.trip_within_s + stimulus.extra_s, start)
+    client.wait_event("trip", protection, spec.trip_within_s + stimulus.extra_s + rig.latency_s,
+                      start)
     client.run(HOLD_S)
     repaired = client.mark()
     stimulus.remove()
     client.wait_event("release", protection,
-                      spec.release_within_s + stimulus.release_extra_s, repaired)
+                      spec.release_within_s + stimulus.release_extra_s
+                      + rig.latency_s, repaired)
     for _ in range(round(SETTLE_S)):
         if not client.fault_state()["active"]:
             break
@@ -92,16 +94,25 @@ def test_soc_holds_through_a_plausibility_fault(client: HilClient, rig: Rig,
 
     if not rig.observes:
         return
-    def error(t: Telemetry) -> float:
-        truth = rig.truth_at(round(t.board_time_s * 1000))
-        assert truth is not None, "the plant kept too little history"
-        return t.soc_pct - truth.soc_pct
+    def errors(samples: list[Telemetry]) -> list[float]:
+        """The SoC against the plant's; a rig whose clocks match only within a window
+        (``exact_time`` False: a virtual board) cannot tell the side of a step of the
+        current and answers None there, so at least 90 % of the samples count."""
+        out = []
+        for t in samples:
+            truth = rig.truth_at(round(t.board_time_s * 1000))
+            if truth is None:
+                assert not rig.exact_time, "the plant kept too little history"
+                continue
+            out.append(t.soc_pct - truth.soc_pct)
+        assert len(out) >= 0.9 * len(samples), "the plant kept too little history"
+        return out
 
-    worst = max(abs(error(t)) for t in during)
+    worst = max(abs(e) for e in errors(during))
     assert worst < DURING_PCT, f"SoC {worst:.2f} points off the plant's during the fault"
     late = [t for t in after if t.board_time_s >= repair_s + RECOVERED_S]
     assert late, "the run ended too early to judge the recovery"
-    worst = max(abs(error(t)) for t in late)
+    worst = max(abs(e) for e in errors(late))
     assert worst < AFTER_PCT, f"SoC {worst:.2f} points off the plant's after the repair"
     # Honest: the uncertainty the board reports covers its error, from the fault on.
     estimates = [Estimate.from_wire(m.payload) for m in client.log[start:]

@@ -322,3 +322,51 @@ def test_simulated_board_runs_on_the_modelled_adc() -> None:
         cells = sim.runtime.firmware.bms.meas.cells_mv  # type: ignore[union-attr]
         truth = sim.truth().cells_v
         assert max(abs(c - t * 1000) for c, t in zip(cells, truth, strict=True)) < 8
+
+
+# -- an open NTC at the converter's full scale ------------------------------------------
+
+
+class OpenNtcBench(AdcBench):
+    """The last NTC open: its pull-up takes the pin to the 3.3 V rail."""
+
+    def pin_v(self, pin: int) -> float:
+        if pin == self.board["pins"]["temp_adcs"][-1]:
+            return 3.3
+        return super().pin_v(pin)
+
+
+@pytest.mark.parametrize(("name", "kind"), MCU_BOARDS)
+def test_an_open_ntc_is_a_disconnected_sensor_even_where_the_adc_saturates(
+        name: str, kind: str) -> None:
+    """On an ESP32 at 11 dB the converter reads a pin at the 3.3 V rail as about
+    2.9 V (read_uv), far from the rail's code: the front end's open-sensor check
+    needs the converter's full scale (2450 mV, set by hal_adc_mux), or an open NTC
+    reads as a cold cell only (undertemperature). On both boards it is
+    sensor_disconnected (and, read as the coldest, undertemperature as well)."""
+    from cellguard_fw import codec
+
+    cfg = copy.deepcopy(board(name))
+    cfg["estimator"] = "none"
+    bench = OpenNtcBench(cfg, AdcModel(kind, seed=3))
+    bench.cells_v = [3.7] * cfg["cells"]
+    bms = Bms(cfg, make_hal(cfg, bench), SimPort())
+    for _ in range(50):  # 5 s: past both trip delays
+        bms.step(cfg["control_period_ms"])
+    assert bms.meas.temps_railed == 1
+    assert bms.protection.faults & codec.FAULT_SENSOR_DISCONNECTED
+
+
+@pytest.mark.parametrize(("name", "kind"), MCU_BOARDS)
+def test_an_ntc_at_the_bottom_of_the_boards_range_is_not_open(name: str, kind: str) -> None:
+    """-20 degC (the bottom of esp32-4s's stated -20..+80 degC) on every NTC: read,
+    not railed."""
+    cfg = copy.deepcopy(board(name))
+    cfg["estimator"] = "none"
+    bench = AdcBench(cfg, AdcModel(kind, seed=3))
+    bench.temps_c = [-20.0] * cfg["temp_sensors"]
+    bms = Bms(cfg, make_hal(cfg, bench), SimPort())
+    for _ in range(10):
+        bms.step(cfg["control_period_ms"])
+    assert bms.meas.temps_railed == 0
+    assert all(-215 <= t <= -185 for t in bms.meas.temps_dc), list(bms.meas.temps_dc)

@@ -267,21 +267,37 @@ def measurement_codes(board: dict[str, object]) -> tuple[list[list[int]], list[l
     cells[0] = [0, cell_max, cell_max // 2, 1]
     temps[0] = [0, temp_max]
     currents[0:3] = [0, cur_max, fe["current_adc"]["zero_code"]]
+    # Then readings that wander within the stuck band (STUCK_BAND codes) while the
+    # current steps, repeat exactly, and leave the band: every branch of the
+    # stuck-reading check.
+    zero = fe["current_adc"]["zero_code"]
+    for k in range(32):
+        wobble = (k * 37) % (2 * STUCK_BAND + 1) - STUCK_BAND if k % 4 else 0
+        cells.append([cell_max // 2 + wobble + (3 * STUCK_BAND if k >= 28 else 0)] * 4)
+        temps.append([temp_max // 2, temp_max - k])  # the second one near its rail
+        currents.append(zero + (cur_max - zero) * (k // 8 % 2) // 4)
     return cells, temps, currents
+
+
+STUCK_BAND = 50  # codes
+STUCK_CURRENT_MA = 1000
 
 
 def python_measurements(board: dict[str, object]) -> list[str]:
     cells, temps, currents = measurement_codes(board)
     fe = Frontend(board["frontend"])
-    m = Measurement(4, 2)
-    lines = []
-    for c, t, i in zip(cells, temps, currents, strict=True):
+    m = Measurement(4, 2, STUCK_CURRENT_MA, STUCK_BAND)
+    lines: list[str] = []
+    for c, t, i in [*zip(cells, temps, currents, strict=True)] * 20:  # the last round
+        if len(lines) == len(cells):
+            lines = []
         m.raw_cells[:] = array("H", c)
         m.raw_temps[:] = array("H", t)
-        m.update(fe, i, 0, -1)
+        m.update(fe, i, 100, -1)
         lines.append(" ".join(str(v) for v in (
             *m.cells_mv, *m.temps_dc, m.current_ma, m.pack_mv,
-            m.min_cell_mv, m.max_cell_mv, m.min_temp_dc, m.max_temp_dc)))
+            m.min_cell_mv, m.max_cell_mv, m.min_temp_dc, m.max_temp_dc,
+            m.stuck_ms, m.temps_railed)))
     return lines
 
 
@@ -294,11 +310,11 @@ def test_measurement_update_allocates_nothing(mp: MicroPythonRuntime, name: str)
     n = len(currents)
     out = run(mp, f"""
 _fe = Frontend(json.loads({board_text(name)!r})["frontend"])
-_m = Measurement(4, 2)
+_m = Measurement(4, 2, {STUCK_CURRENT_MA}, {STUCK_BAND})
 _cells = array("H", {flat_cells!r})
 _temps = array("H", {flat_temps!r})
 _currents = array("H", {currents!r})
-_out = array("l", [0] * ({n} * 12))
+_out = array("l", [0] * ({n} * 14))
 
 def _drive(rounds):
     m = _m
@@ -310,8 +326,8 @@ def _drive(rounds):
                 m.raw_cells[i] = _cells[4 * k + i]
             for i in range(2):
                 m.raw_temps[i] = _temps[2 * k + i]
-            m.update(fe, _currents[k], 0, -1)
-            o = 12 * k
+            m.update(fe, _currents[k], 100, -1)
+            o = 14 * k
             for i in range(4):
                 out[o + i] = m.cells_mv[i]
             out[o + 4] = m.temps_dc[0]
@@ -322,10 +338,12 @@ def _drive(rounds):
             out[o + 9] = m.max_cell_mv
             out[o + 10] = m.min_temp_dc
             out[o + 11] = m.max_temp_dc
+            out[o + 12] = m.stuck_ms
+            out[o + 13] = m.temps_railed
 
 locked(_drive, 20)
 for k in range({n}):
-    print(" ".join(str(_out[12 * k + j]) for j in range(12)))
+    print(" ".join(str(_out[14 * k + j]) for j in range(14)))
 """)
     assert out[0] != "ALLOCATED", f"Measurement.update allocated under heap_lock ({name})"
     assert out[0] == "NO-ALLOC"
@@ -333,6 +351,9 @@ for k in range({n}):
     expected = python_measurements(board)
     assert out[1:] == expected
     assert any(int(line.split()[6]) < 0 for line in expected)
+    stuck = [int(line.split()[12]) for line in expected]
+    assert max(stuck) >= 500 and stuck[-1] == 0  # the band held, then left
+    assert any(int(line.split()[13]) for line in expected)
 
 
 # -- (c) a whole Bms step ----------------------------------------------------

@@ -337,3 +337,26 @@ def test_frontend_from_board(name: str) -> None:
         assert fe.pack.convert((1 << pack["bits"]) - 1) == pack["full_scale_mv"]
     else:
         assert fe.pack is None
+
+
+def test_an_ntc_reading_within_1_percent_of_the_rail_or_the_converters_full_scale_is_open(
+) -> None:
+    """An open NTC: the pull-up takes the input to the rail, or where the converter
+    saturates below it (an ESP32 at 11 dB: 2450 mV of a 3300 mV rail, code 48655 of
+    65535) to that full scale; 1 % of the code range below either counts as open."""
+    rail = NtcChannel(16, 10000, 3435, 33000)
+    assert rail.open_code == 65535 - 655
+    assert NtcChannel(16, 10000, 3435, 33000, full_code=0).open_code == 65535 - 655
+    assert NtcChannel(16, 10000, 3435, 33000, full_code=65535).open_code == 65535 - 655
+    assert NtcChannel(16, 10000, 3435, 33000, full_code=70000).open_code == 65535 - 655
+    saturating = NtcChannel(16, 10000, 3435, 33000, full_code=48655)
+    assert saturating.open_code == 48655 - 655
+    assert NtcChannel(12, 10000, 3435, 10000, full_code=3000).open_code == 3000 - 40
+    # any full scale from 1 code up to below max_code is taken as it is
+    assert NtcChannel(12, 10000, 3435, 10000, full_code=1).open_code == 1 - 40
+    assert NtcChannel(12, 10000, 3435, 10000, full_code=4094).open_code == 4094 - 40
+    fe = Frontend({**json.loads((boards_dir() / "esp32-4s.json").read_text())["frontend"]})
+    assert fe.temp.open_code == 65535 - 655  # the board file alone: the rail
+    cfg = json.loads((boards_dir() / "esp32-4s.json").read_text())["frontend"]
+    cfg["temp_adc"]["full_code"] = 48655  # what hal_adc_mux sets on an ESP32
+    assert Frontend(cfg).temp.open_code == 48000

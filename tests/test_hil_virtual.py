@@ -22,11 +22,13 @@ SPEED = "20"
 # One of each kind: a plant fault that opens the output through the real pins, a
 # plant alarm, a threshold moved over the link, the latch across a power cycle
 # (a replug of the virtual board), protecting while no host holds the port, the
-# host-silence policy, the configuration round trip (flash writes).
+# host-silence policy, the configuration round trip (flash writes); the sensor
+# checks an MCU's converter bites: a frozen front end (its converter's noise on
+# top) and an open NTC (an ESP32's converter saturates below the pull-up's rail).
 SUBSET = ("short_circuit-plant or (overtemperature-plant) or cell_overvoltage-threshold "
           "or fault_stays_latched or keeps_protecting or host_timeout_policy "
-          "or round_trips")
-EXPECTED = 7
+          "or round_trips or sensor_stuck-plant or sensor_disconnected-plant")
+EXPECTED = 9
 
 
 def run_suite(*args: str, junit: Path | None = None,
@@ -85,6 +87,22 @@ def test_the_virtual_target_boots_its_flash_and_its_rig_holds_it_to_the_plant() 
             assert abs(read - true) <= target.rig.cell_accuracy_v() + 0.0005
         assert target.rig.truth_at(0) is None or target.rig.truth_at(0).time_s >= 0
         assert target.rig.truth_at(round(t.board_time_s * 1000) + 60_000) is None
+        # A reading lags the plant by the host's latency: no truth for up to 100 ms
+        # of host time (2 s at 20x) after a step of the current, then truth again.
+        target.rig.set_current(3.0)
+        client.run(5.0)
+        t2 = client.last
+        assert t2 is not None
+        step_ms = round(t.board_time_s * 1000) + 3000  # somewhere in the 5 s run
+        times = [round(m.payload["board_time_ms"]) for m in client.log
+                 if m.name == "telemetry"]
+        after = [ms for ms in times if ms > round(t.board_time_s * 1000)]
+        truths = [target.rig.truth_at(ms) for ms in after]
+        nones = [ms for ms, x in zip(after, truths, strict=True) if x is None]
+        assert nones and max(nones) - min(nones) <= 2000 + 1000, (nones, step_ms)
+        assert truths[-1] is not None and truths[-1].current_a == 3.0
+        # ... and a stimulus may take 0.25 s of host time to reach the firmware
+        assert target.rig.latency_s == 0.25 * 20
         # A power cycle is a replug: the client follows to the port and the board
         # boots again from its flash.
         target.rig.power_cycle()

@@ -234,6 +234,9 @@ def test_scripts_and_the_python_api_check_the_same_ranges() -> None:
     ({"telemetry_period_ms": 10**12}, "telemetry_period_ms must be a whole number 1..60000"),
     ({"telemetry_period_ms": 50}, "shorter than control_period_ms"),
     ({"temp_sensors": -1}, "temp_sensors must be a whole number 1..16"),
+    ({"stuck_band_mv": -1}, "stuck_band_mv must be a whole number 0..1000, not -1"),
+    ({"stuck_band_mv": 2.5}, "stuck_band_mv must be a whole number 0..1000"),
+    ({"stuck_current_ma": 0}, "stuck_current_ma must be a whole number 1..1073741823"),
     ({"discharge_current_max_ma": 90000}, "beyond what the current sensor measures"),
 ])
 def test_board_files_the_firmware_cannot_run_with(change: dict[str, Any], words: str,

@@ -34,8 +34,12 @@ KILLED = [
      "if self.samples[i] and not self.active[i] and self.severity[i] != FAULT:"),
     ("latches", "WordStore.save_words", "self.seq = (self.seq + 1) & 0xFFFFFFFF", 0,
      "self.seq = (self.seq - 1) & 0xFFFFFFFF"),
-    ("measurement", "Measurement._track_stuck", "if raw[i] != last[i]:", 0,
-     "if raw[i] == last[i]:"),
+    ("measurement", "Measurement._track_stuck",  # a frozen converter's repeats ignored
+     "elif moved >= step or -moved >= step or code == last[i] and flowing:", 3,
+     "elif moved >= step or -moved >= step or code != last[i] and flowing:"),
+    ("measurement", "Measurement._track_stuck",  # a step against a noisy reading missed
+     "if d > band or -d > band or -step < moved < step and code != last[i]:", 7,
+     "if d > band or -d > band or -step < moved < step or code != last[i]:"),
     # a float on the safety path: only the MicroPython heap_lock run (HEAP_LOCKED) sees it
     ("measurement", "Measurement.update", "bottom = conv.max_code // 100", 0,
      "bottom = conv.max_code / 100"),

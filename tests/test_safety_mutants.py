@@ -453,6 +453,7 @@ class Same:
     values is seen alone); ``max_code`` of a 12-bit converter."""
 
     max_code = 4095
+    open_code = 4095 - 40  # NtcChannel's: within 1 % of the rail
 
     def convert(self, code: int) -> int:
         return code
@@ -500,6 +501,7 @@ class Same16(Same):
     """A 16-bit temperature channel (railed is judged on the code)."""
 
     max_code = 65535
+    open_code = 65535 - 655
 
     def convert(self, code: int) -> int:
         return 250
@@ -1011,3 +1013,118 @@ def test_a_trip_that_does_not_latch_writes_no_latch_record(flash: FlashModel) ->
         bms.step(DT_MS)
     assert bms.faults == codec.FAULT_HOST_LOST
     assert "/latches.bin" not in flash.files and "/latches.bin.new" not in flash.files
+
+
+def test_a_temperature_channel_at_the_converters_full_scale_is_railed() -> None:
+    """Where the converter saturates below the rail (``open_code`` from the front
+    end), a code from there up is open; a code 1 below is not."""
+
+    class Saturating(Same16):
+        open_code = 48000
+
+    class Front(SameFrontend):
+        temp = Saturating()
+
+    m = Measurement(1, 5)
+    m.raw_temps[:] = array("H", [47999, 48000, 57333, 65535, 656])
+    m.update(Front(), 0, 100, -1)
+    assert m.temps_railed == 3
+
+
+def stepped(m: Measurement, cells: list[int], current: int) -> int:
+    measured(cells, [2000], current, m=m)
+    return m.stuck_ms
+
+
+def test_a_reading_within_its_band_that_does_not_follow_a_current_step_is_stuck() -> None:
+    """Band 5 codes, step 1000 mA: while the current holds the reference follows the
+    reading; once the current is 1000 mA or more from the reference's, a reading
+    within 5 codes of the reference gains a period a sample; one that leaves the
+    band (by 6) takes a new reference and starts again."""
+    m = Measurement(2, 1, stuck_current_ma=1000, stuck_band=5)
+    assert stepped(m, [3700, 3800], 0) == 0  # first sample: both moved from 0
+    assert stepped(m, [3703, 3797], 0) == 0  # the current holds: the references follow
+    assert list(m.ref_cells) == [3703, 3797]
+    assert stepped(m, [3705, 3795], 1000) == 100  # the current stepped: neither followed
+    assert stepped(m, [3698, 3802], 1000) == 200  # -5 and +5 of the reference: within
+    assert list(m.ref_cells) == [3703, 3797]  # held while the current is a step away
+    assert stepped(m, [3709, 3802], 1000) == 300  # cell 0 left (+6): cell 1 still within
+    assert list(m.unchanged_ms) == [0, 300]
+    # cell 1 leaves (-6); cell 0 repeats its code exactly while 1000 mA flows
+    assert stepped(m, [3709, 3791], 1000) == 100
+    assert list(m.unchanged_ms) == [100, 0]
+    assert list(m.ref_cells) == [3709, 3791] and list(m.ref_ma) == [1000, 1000]
+
+
+def test_a_reference_that_follows_the_reading_sees_a_step_against_a_drifting_reading(
+) -> None:
+    """A reading drifting 1 code a sample at a steady current keeps its reference
+    with it, so a current step that moves it 6 codes the other way leaves the band
+    (a reference left where the reading last left its band would lag the drift by
+    up to the band, and count a live cell as stuck)."""
+    m = Measurement(1, 1, stuck_current_ma=1000, stuck_band=5)
+    for k in range(10):
+        assert stepped(m, [3700 + k], 1500) == 0
+    assert stepped(m, [3709 - 6], 0) == 0  # 6 below the last reading: followed
+    assert m.ref_cells[0] == 3703 and m.ref_ma[0] == 0
+
+
+@pytest.mark.parametrize(("ref_ma", "current", "code", "runs"), [
+    (1500, 501, 3702, False), (1500, 2499, 3698, False),  # 999 mA away
+    (1500, 500, 3701, True), (1500, 2500, 3699, True),  # 1000 mA away
+    (1500, 0, 3704, True),  # the current stopped, the reading did not follow
+    (-1500, -501, 3696, False), (-1500, -500, 3695, True), (0, -1000, 3705, True),
+    (0, 999, 3701, False),
+])
+def test_the_current_step_counts_from_the_reference_current(
+        ref_ma: int, current: int, code: int, runs: bool) -> None:
+    m = Measurement(1, 1, stuck_current_ma=1000, stuck_band=5)
+    stepped(m, [3700], ref_ma)  # the reading moves here: reference 3700 at ref_ma
+    assert stepped(m, [code], current) == (100 if runs else 0)
+    # not a step: the reference followed to the reading and the current
+    assert (m.ref_cells[0], m.ref_ma[0]) == ((3700, ref_ma) if runs else (code, current))
+
+
+def test_with_a_band_an_exact_repeat_counts_only_while_current_flows() -> None:
+    """A converter or buffer that repeats its code: stuck while the stuck current
+    flows (either direction), held while it does not; a code that moves within the
+    band with no current step starts the clock again."""
+    for current, runs in ((1000, True), (-1000, True), (999, False), (-999, False)):
+        m = Measurement(1, 1, stuck_current_ma=1000, stuck_band=5)
+        stepped(m, [3700], current)
+        assert stepped(m, [3700], current) == (100 if runs else 0), current
+        assert stepped(m, [3700], current) == (200 if runs else 0), current
+        assert stepped(m, [3701], current) == 0, current
+
+
+def test_the_board_file_states_the_band_in_mv() -> None:
+    """``stuck_band_mv`` at the cell, in codes of the cell channel rounded up:
+    pico-4s 15 mV of 5000 mV full scale = 196.6 -> 197 codes; none: 0."""
+    from cellguard.boards import load_board
+    from cellguard_fw.app import Bms
+    from cellguard_fw.hal_sim import SimHal, SimPort
+
+    def bms_of(board: dict) -> Bms:
+        board["estimator"] = "none"
+        hal = SimHal(board["cells"], board["temp_sensors"], b"12345678")
+        return Bms(board, hal, SimPort())
+
+    board = load_board("pico-4s")
+    assert (board["stuck_band_mv"], board["stuck_current_ma"]) == (15, 1000)
+    bms = bms_of(board)
+    assert bms.meas.stuck_band == 197 and bms.meas.stuck_current_ma == 1000
+    board["stuck_band_mv"] = 1  # 13.1 codes: 14
+    assert bms_of(board).meas.stuck_band == 14
+    sim = load_board("sim-4s")
+    bms = bms_of(sim)
+    assert bms.meas.stuck_band == 0
+    assert bms.meas.stuck_current_ma == sim["capacity_mah"] // 10
+
+
+def test_a_reading_that_starts_within_its_band_of_zero_counts_from_zero_current() -> None:
+    """Before the first sample the reference is code 0 at 0 mA: a reading that
+    starts within the band of 0 (a dead channel) counts once the current is a
+    step away from 0, and not at 1 mA less."""
+    for current, want in ((1000, 100), (-1000, 100), (999, 0)):
+        m = Measurement(1, 1, stuck_current_ma=1000, stuck_band=5)
+        assert stepped(m, [3], current) == want, current

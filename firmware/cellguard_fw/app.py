@@ -60,9 +60,13 @@ class Bms:
         self.control_period_ms = board["control_period_ms"]
         self.telemetry_period_ms = board["telemetry_period_ms"]
         self.frontend = Frontend(board["frontend"])
-        # The stuck-reading clock runs while at least C/10 flows (a board may say).
+        # The stuck-reading check: a current step of C/10 (a board may say) that a
+        # reading does not follow beyond its front end's noise (stuck_band_mv, codes here).
+        fs = board["frontend"]["cell_adc"]["full_scale_mv"]
         self.meas = Measurement(self.n_cells, self.n_temps,
-                                board.get("stuck_current_ma", board["capacity_mah"] // 10))
+                                board.get("stuck_current_ma", board["capacity_mah"] // 10),
+                                -(-board.get("stuck_band_mv", 0) * self.frontend.cell.max_code
+                                  // fs))
         # What builds the protection table is needed only now: it leaves RAM after.
         from . import protection_setup as setup
 

@@ -12,6 +12,9 @@ chain; everything here is integer arithmetic chosen so intermediates stay below
 - pack voltage (optional, ``pack_adc``): ``mv = code * full_scale_mv / max_code``.
 - temperature: an NTC thermistor to ground with a pull-up to the ADC reference,
   converted through a table built once at start-up (the only float maths).
+  ``full_code`` (optional): the highest code the converter gives, where it
+  saturates below the pull-up's rail (an ESP32 at 11 dB: ``hal_adc_mux`` sets it);
+  a reading within 1 % of it, or of the rail, is an open sensor.
 """
 
 import math
@@ -67,8 +70,12 @@ KELVIN_0C = 273.15
 class NtcChannel:
     """NTC thermistor (to ground, pull-up to reference) in 0.1 degC."""
 
-    def __init__(self, bits, r25_ohm, beta, pullup_ohm, min_dc=-550, max_dc=1500):
+    def __init__(self, bits, r25_ohm, beta, pullup_ohm, min_dc=-550, max_dc=1500, full_code=0):
         self.max_code = (1 << bits) - 1
+        # An open sensor: the pull-up takes the input to the rail, or the converter
+        # to its full scale (``full_code``) where that lies below the rail.
+        top = full_code if 0 < full_code < self.max_code else self.max_code
+        self.open_code = top - self.max_code // 100
         self.step = (self.max_code + _NTC_POINTS - 2) // (_NTC_POINTS - 1)
         self.table = array("h", [0] * _NTC_POINTS)
         inv_t25 = 1.0 / (25.0 + KELVIN_0C)
@@ -103,6 +110,7 @@ class Frontend:
         i = cfg["current_adc"]
         self.current = LinearChannel(i["bits"], i["full_scale_ma"], i["zero_code"])
         t = cfg["temp_adc"]
-        self.temp = NtcChannel(t["bits"], t["ntc_r25_ohm"], t["ntc_beta"], t["pullup_ohm"])
+        self.temp = NtcChannel(t["bits"], t["ntc_r25_ohm"], t["ntc_beta"], t["pullup_ohm"],
+                               full_code=t.get("full_code", 0))
         p = cfg.get("pack_adc")  # optional: a divider from the pack's top terminal
         self.pack = LinearChannel(p["bits"], p["full_scale_mv"]) if p else None

@@ -55,6 +55,12 @@ class AdcMuxHal(Hal):
                                       PROFILES[board["chemistry"]]["hard_cell_mv"][1])
         if error:
             raise ValueError("board file: " + error)
+        top_mv = adc_front.ACCURATE_MV.get(mcu, (0, adc_front.ADC_REF_MV))[1]
+        if top_mv < adc_front.ADC_REF_MV:
+            # The converter saturates below the NTC pull-up's rail (an ESP32 at 11 dB
+            # reads nothing above 2450 mV as it is): an open NTC reads this full
+            # scale, not the rail. The front end counts a reading there as open.
+            fe["temp_adc"].setdefault("full_code", top_mv * 65535 // adc_front.ADC_REF_MV)
         self.esp32 = mcu == "esp32"
         self.rp2040 = mcu == "rp2040"
         self.fix = adc_front.rp2040_fix

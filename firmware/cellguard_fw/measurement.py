@@ -3,9 +3,10 @@
 This is where a cell voltage enters the pure-logic part of the firmware: the
 HAL fills raw codes, :meth:`Measurement.update` converts them and derives the
 pack figures the protection and estimators use, including the plausibility
-figures: temperature channels at an ADC rail, how long a cell reading has not
-moved while current flowed, the pack-voltage sensor against the sum of cells,
-and the temperature rise over the last minute.
+figures: temperature channels at an ADC rail (or at the converter's full
+scale), how long a cell reading has not followed the current (a frozen mux,
+converter or front end), the pack-voltage sensor against the sum of cells, and
+the temperature rise over the last minute.
 """
 
 from array import array
@@ -18,7 +19,7 @@ _TIME_CAP_MS = const(1 << 29)  # timers stop here: they stay small ints
 
 
 class Measurement:
-    def __init__(self, n_cells, n_temps, stuck_current_ma=1000):
+    def __init__(self, n_cells, n_temps, stuck_current_ma=1000, stuck_band=0):
         self.raw_cells = array("H", [0] * n_cells)
         self.raw_temps = array("H", [0] * n_temps)
         self.cells_mv = array("H", [0] * n_cells)
@@ -31,7 +32,10 @@ class Measurement:
         self.max_temp_dc = 0
         # plausibility
         self.stuck_current_ma = stuck_current_ma  # the stuck-reading clock runs above this
+        self.stuck_band = stuck_band  # codes a live reading's noise stays within
         self.last_raw_cells = array("H", [0] * n_cells)
+        self.ref_cells = array("H", [0] * n_cells)  # each reading where it last moved
+        self.ref_ma = array("l", [0] * n_cells)  # ... and the current then
         self.unchanged_ms = array("l", [0] * n_cells)
         self.stuck_ms = 0
         self.temps_railed = 0
@@ -68,7 +72,7 @@ class Measurement:
         lo = 32767
         hi = -32768
         railed = 0
-        top = conv.max_code - conv.max_code // 100
+        top = conv.open_code
         bottom = conv.max_code // 100
         for i in range(len(temps)):
             code = raw[i]
@@ -90,24 +94,40 @@ class Measurement:
             self.pack_mismatch_mv = d if d >= 0 else -d
         else:
             self.pack_mismatch_mv = 0
-        self._track_stuck(dt_ms, current >= self.stuck_current_ma
-                          or -current >= self.stuck_current_ma)
+        self._track_stuck(dt_ms, current)
         self._track_rise(dt_ms)
 
-    def _track_stuck(self, dt_ms, flowing):
-        # A live ADC reading moves: with current flowing the cell's voltage changes,
-        # and a real converter's noise moves its last bits. A code that stays put
-        # means a frozen mux, converter or front end.
+    def _track_stuck(self, dt_ms, current):
+        # A live reading follows the current: when the current steps by
+        # ``stuck_current_ma`` a cell's voltage steps by that times its resistance,
+        # beyond the front end's noise (``stuck_band``, codes). Each reading keeps a
+        # reference: itself and the current while the current holds, or where it
+        # last left its band. A reading that stays within its band of the reference
+        # while the current is a step away from the reference's belongs to a frozen
+        # mux, amplifier or converter (whose own noise still moves the last bits).
+        # A code repeated exactly while the current flows is frozen too (a
+        # converter or a buffer nobody refills).
         raw = self.raw_cells
         last = self.last_raw_cells
+        ref = self.ref_cells
+        ref_ma = self.ref_ma
+        band = self.stuck_band
+        step = self.stuck_current_ma
+        flowing = current >= step or -current >= step
         unchanged = self.unchanged_ms
         longest = 0
         for i in range(len(raw)):
-            if raw[i] != last[i]:
-                last[i] = raw[i]
+            code = raw[i]
+            d = code - ref[i]
+            moved = current - ref_ma[i]
+            if d > band or -d > band or -step < moved < step and code != last[i]:
+                ref[i] = code
+                ref_ma[i] = current
                 unchanged[i] = 0
-            elif flowing and unchanged[i] < _TIME_CAP_MS:
-                unchanged[i] += dt_ms
+            elif moved >= step or -moved >= step or code == last[i] and flowing:
+                if unchanged[i] < _TIME_CAP_MS:
+                    unchanged[i] += dt_ms
+            last[i] = code
             if unchanged[i] > longest:
                 longest = unchanged[i]
         self.stuck_ms = longest

@@ -59,6 +59,13 @@ _WHOLE: dict[str, tuple[int, int]] = {
     "telemetry_period_ms": (1, 60_000),
 }
 
+_OPTIONAL_WHOLE: dict[str, tuple[int, int]] = {
+    # the current step a live cell reading must follow (firmware default C/10) ...
+    "stuck_current_ma": (1, 2**30 - 1),
+    # ... beyond the front end's noise, mV (0: any code that moves is live)
+    "stuck_band_mv": (0, 1000),
+}
+
 
 # The longest watchdog timeout each port's hardware takes, ms: the RP2040's
 # counter holds 0x7fffff µs (MicroPython's rp2 port refuses more); the ESP32's
@@ -79,6 +86,11 @@ def check_board(board: dict[str, Any], where: str) -> None:
                              f"{board['chemistry']!r}")
     for key, (lo, hi) in _WHOLE.items():
         value = board[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise BoardFileError(f"{where}: {key} must be a whole number {lo}..{hi}, not "
+                                 f"{value!r}")
+    for key, (lo, hi) in _OPTIONAL_WHOLE.items():
+        value = board.get(key, lo)
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise BoardFileError(f"{where}: {key} must be a whole number {lo}..{hi}, not "
                                  f"{value!r}")

@@ -38,6 +38,9 @@ class Rig:
     observes = False  # whether truth() tells what the plant really does
     observes_directions = False  # whether truth() tells which directions are allowed
     exact_time = True  # truth_at(t) is the plant exactly as the firmware read it at t
+    latency_s = 0.0
+    """Board time a stimulus may take to reach the firmware after the rig's call
+    returns (a wait for its trip or release allows this much more)."""
 
     def __init__(self, target: RigTarget, reason: str = "") -> None:
         self.target = target
@@ -176,6 +179,10 @@ class SimRig(Rig):
             time.sleep(0.001)
 
 
+TRUTH_LATENCY_S = 0.1
+"""Host time the virtual board's ADC readings may lag the plant (``truth_at``)."""
+
+
 class VirtualRig(SimRig):
     """Drives the plant wired to a virtual dev board's pins (``VirtualBoard``):
     the simulator's controls, on a board that free-runs at its ``speed`` (it is
@@ -194,6 +201,17 @@ class VirtualRig(SimRig):
 
     def cell_accuracy_v(self) -> float:
         return self.CELL_ACCURACY_V
+
+    HOST_LATENCY_S = 0.25
+    """Host time a stimulus may take to reach the firmware: the plant's next tick and
+    its ADC rings, or a request over the pty, through a busy host (two cores shared
+    with other work); a simulated board is held, a real board's rig waits itself."""
+
+    @property
+    def latency_s(self) -> float:  # type: ignore[override]
+        """At ``speed`` times the host's clock a host latency is that many times
+        more board time: 5 s at 20x (the trip waits' own slack is 1.3 s and more)."""
+        return self.HOST_LATENCY_S * self.sim.speed
 
     @property
     def observes_directions(self) -> bool:  # type: ignore[override]
@@ -222,7 +240,11 @@ class VirtualRig(SimRig):
         plant_ms = self.target.plant_ms(board_time_ms)  # type: ignore[attr-defined]
         if plant_ms is None:
             return None
-        window = max(50, round(self.sim.speed * 5))  # 5 ms of host latency
+        # The reading at plant_ms comes from ADC rings the host sent at an earlier
+        # tick (late by the host's latency, 100 ms of it allowed: 2 s at 20x), and the
+        # clocks match within a tick or so the other way.
+        behind = max(50, round(self.sim.speed * TRUTH_LATENCY_S * 1000))
+        window = max(50, round(self.sim.speed * 5))
         # One snapshot of the history for many look-ups (a test looks back over
         # thousands of samples): taken again only when asked past its end.
         snap = self._snapshot
@@ -236,7 +258,7 @@ class VirtualRig(SimRig):
         at = bisect.bisect_right(times, plant_ms) - 1
         if at < 0:
             return None  # before what is kept
-        lo = bisect.bisect_left(times, plant_ms - window)
+        lo = bisect.bisect_left(times, plant_ms - behind)
         hi = bisect.bisect_right(times, plant_ms + window)
         currents = [x.current_a for x in truths[lo:hi]]
         if currents and max(currents) - min(currents) > 0.05:

@@ -287,6 +287,7 @@ const extLevel = new Map(); // pin -> level the host drives on it (an input)
 const wiring = options.wiring || null;
 const TICK_REAL_MS = 2;
 const codes = new Map(); // "pin" or "pin:channel" -> {u16: [], uv: [], i}
+const staged = new Map(); // a tick's codes until its "commit"
 let lastTick = -Infinity;
 let lastTickReal = -Infinity;
 let lastLevels = "";
@@ -505,8 +506,8 @@ function i2cTransfer(bus, freq, timeoutUs, ops) {
 
 // ---------------------------------------------------------------- host control
 // Lines on stdin from the launcher: "adc <pin> <mV>", "drive <pin> <0|1|->", "pins",
-// "codes <pin[:channel]> <u16,...> <uv,...|->" (the plant's), "hang <ms>",
-// "i2c <seq> <results>" (the answer to a transfer, below).
+// "codes <pin[:channel]> <u16,...> <uv,...|->" (the plant's; current at the next
+// "commit"), "hang <ms>", "i2c <seq> <results>" (the answer to a transfer, below).
 let ctrlPending = "";
 const ctrlBuf = Buffer.alloc(4096);
 function pollControl() {
@@ -530,7 +531,11 @@ function pollControl() {
       adcMv.set(id, parseFloat(b));
       for (const key of [...codes.keys()]) if (key.split(":")[0] === String(id)) codes.delete(key);
     } else if (cmd === "codes") {
-      codes.set(a, { u16: b.split(",").map(Number), uv: c === "-" ? [] : c.split(",").map(Number), i: 0 });
+      staged.set(a, { u16: b.split(",").map(Number), uv: c === "-" ? [] : c.split(",").map(Number), i: 0 });
+    } else if (cmd === "commit") {
+      // a tick's conversions become current together, as real pins move together
+      for (const [key, ring] of staged) codes.set(key, ring);
+      staged.clear();
     } else if (cmd === "hang") hangUntil = boardMs() + parseFloat(a);
     else if (cmd === "power") pendingReset = "power_on"; // off and on again, USB kept
     else if (cmd === "drive") b === "-" ? extLevel.delete(parseInt(a, 10)) : extLevel.set(parseInt(a, 10), b === "1" ? 1 : 0);

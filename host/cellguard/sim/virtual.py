@@ -201,7 +201,7 @@ class VirtualBoard(PlantControls):
         if self.wiring is not None:  # the analog inputs are there before the chip boots
             with self._lock:
                 lines = self.wiring.code_lines(self.plant)
-            os.write(ctrl_w, "".join(f"{line}\n" for line in lines).encode())
+            os.write(ctrl_w, "".join(f"{line}\n" for line in [*lines, "commit"]).encode())
         try:
             self._proc = subprocess.Popen(
                 [node, str(vboard_script()), str(micropython_mjs()), str(master),
@@ -395,9 +395,16 @@ class VirtualBoard(PlantControls):
             lines = self.wiring.code_lines(self.plant)
             feedback = self.wiring.feedback
             closed = self.plant.output_closed
-        for code_line in lines:
-            if not self._send(code_line, droppable=True):
-                break
+        # One tick's conversions reach the board together or not at all ("commit"
+        # makes them current at once): as real pins, which all move with the plant,
+        # never the cells after a step and the current from before it.
+        group = "\n".join([*lines, "commit"])
+        if len(group) < 4000:  # one write below the pipe's atomic size
+            self._send(group, droppable=True)
+        else:
+            for code_line in [*lines, "commit"]:
+                if not self._send(code_line, droppable=True):
+                    break
         if feedback is not None:  # the auxiliary contact pulls the pin low while closed
             self._send(f"drive {feedback} {0 if closed else 1}", droppable=True)
 
