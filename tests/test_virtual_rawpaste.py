@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,25 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mpremote.transport import TransportExecError
 from mpremote.transport_serial import SerialTransport
+from test_virtual_board import Terminal, mpremote
 
 from cellguard.sim.virtual import VirtualBoard
 
-MPREMOTE = str(Path(sys.executable).with_name("mpremote"))
 WINDOW = 128  # MICROPY_REPL_STDIN_BUFFER_MAX (256 on rp2 and esp32) / 2
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 
 
-def mpremote(port: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([MPREMOTE, "connect", port, *args], capture_output=True, text=True,
-                          timeout=120)
-
-
-class Host:
+class Host(Terminal):
     """A host that speaks the raw REPL and raw-paste protocol itself."""
-
-    def __init__(self, port: str) -> None:
-        self.fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        self.seen = bytearray()
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -49,31 +38,6 @@ class Host:
                 view = view[os.write(self.fd, view):]
             except BlockingIOError:  # the port's buffer is full: the board holds us off
                 time.sleep(0.001)
-
-    def read(self, n: int, timeout_s: float = 20.0) -> bytes:
-        deadline = time.monotonic() + timeout_s
-        while len(self.seen) < n:
-            self._fill(deadline, f"{n} bytes")
-        out = bytes(self.seen[:n])
-        del self.seen[:n]
-        return out
-
-    def read_until(self, marker: bytes, timeout_s: float = 20.0) -> bytes:
-        deadline = time.monotonic() + timeout_s
-        while marker not in self.seen:
-            self._fill(deadline, repr(marker))
-        at = self.seen.index(marker) + len(marker)
-        out = bytes(self.seen[:at])
-        del self.seen[:at]
-        return out
-
-    def _fill(self, deadline: float, what: str) -> None:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} in {bytes(self.seen)!r}")
-        try:
-            self.seen += os.read(self.fd, 65536)
-        except BlockingIOError:
-            time.sleep(0.002)
 
     def raw_repl(self) -> None:
         self.write(b"\r\x03\x03\x01")
@@ -86,9 +50,6 @@ class Host:
         window = int.from_bytes(self.read(2), "little")
         assert self.read(1) == b"\x01"  # a second window is free
         return window
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 @pytest.fixture

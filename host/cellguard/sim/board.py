@@ -95,6 +95,8 @@ class SimulatedBoard(PlantControls):
     holds it there until :meth:`release`, so what a test does next happens at
     exactly that board time."""
 
+    NOT_RUNNING = (RuntimeError, "the simulated board is not running (start() first)")
+
     def __init__(
         self,
         board: str | dict[str, Any] = "sim-4s",
@@ -242,14 +244,7 @@ class SimulatedBoard(PlantControls):
                     return False
                 self._tick()
             return True
-        deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
-        while not event.wait(0.05):
-            self.check()
-            if not self.running:
-                raise RuntimeError("the simulated board is not running (start() first)")
-            if time.monotonic() >= deadline:
-                return False
-        return True
+        return super().wait_for(event, timeout_s)
 
     @property
     def time_s(self) -> float:

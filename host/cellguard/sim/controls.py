@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -55,9 +56,28 @@ class PlantControls:
     _injections: list[tuple[str, dict[str, Any]]]
     history: deque[tuple[int, PlantTruth]]
     tick_hooks: list[Callable[[Any], None]]  # called at each plant step, under _lock
+    # The error wait_for raises once the board has stopped: (class, message).
+    NOT_RUNNING: tuple[type[Exception], str] = (RuntimeError, "the board is not running")
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise what stopped the board, if anything did."""
 
     def wait_for(self, event: threading.Event, timeout_s: float | None = None) -> bool:
-        raise NotImplementedError
+        """Until ``event`` is set (``timeout_s`` in wall seconds), raising what
+        stopped the board meanwhile. True if set."""
+        deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
+        while not event.wait(0.05):
+            self.check()
+            if not self.running:
+                kind, message = self.NOT_RUNNING
+                raise kind(message)
+            if time.monotonic() >= deadline:
+                return False
+        return True
 
     # -- scripts -------------------------------------------------------------------
     def run_script(self, script: str | os.PathLike[str] | Script, repeat: int = 1,

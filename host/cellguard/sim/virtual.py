@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import queue
 import shutil
@@ -85,6 +84,8 @@ class VirtualBoard(PlantControls):
     the board's MCU as it is, ``Silicon.default(mcu)``). ``flash_stall_ms``, when
     given, replaces its typical flash stall (0: none).
     """
+
+    NOT_RUNNING = (VirtualBoardError, "the virtual board is not running (start() first)")
 
     def __init__(self, board: str = "pico-4s", flash: str | os.PathLike[str] | None = None,
                  speed: float = 1.0, plant: bool = True, seed: int = 1,
@@ -423,18 +424,6 @@ class VirtualBoard(PlantControls):
             raise self.error
         if self._proc is not None and self._proc.poll() is not None:
             raise VirtualBoardError("the virtual board's process (node) exited")
-
-    def wait_for(self, event: threading.Event, timeout_s: float | None = None) -> bool:
-        """Until ``event`` is set (``timeout_s`` in host seconds), raising what
-        stopped the board meanwhile. True if set."""
-        deadline = math.inf if timeout_s is None else time.monotonic() + timeout_s
-        while not event.wait(0.05):
-            self.check()
-            if not self.running:
-                raise VirtualBoardError("the virtual board is not running (start() first)")
-            if time.monotonic() >= deadline:
-                return False
-        return True
 
     @property
     def time_s(self) -> float:
