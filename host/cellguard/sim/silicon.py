@@ -21,6 +21,8 @@ from ..errors import CellguardError
 FLASH_ERASE_TYPICAL_MS = 45.0
 FLASH_ERASE_WORST_MS = 400.0
 RP2_USB_WRITE_TIMEOUT_MS = 500.0  # the rp2 port's stdout waits this long for a USB host
+RP2_CDC_TX_BYTES = 256.0  # TinyUSB's CDC TX buffer on a full-speed port
+HOST_SERIAL_BUFFER_BYTES = 65536.0  # behind a USB-UART bridge: the host's serial buffer
 
 _TRUE = {"1", "on", "true", "yes"}
 _FALSE = {"0", "off", "false", "no"}
@@ -41,6 +43,10 @@ class Silicon:
       open without reading before its bytes are dropped (rp2 native USB: 500; 0: it
       never waits, as an ESP32's UART does: its USB–UART bridge takes the bytes
       whether or not the host reads them);
+    - ``tx_buffer_bytes``: what the board's output path holds for a host that does
+      not read (rp2: TinyUSB's 256-byte CDC TX buffer, then the write waits; esp32:
+      the bytes leave on the UART at once and wait in the host's serial buffer, 64 KB
+      here, so a host that pauses loses nothing until that fills);
     - ``drop_output_without_host``: output while no host has the port open is lost
       (off: it waits, up to 64 KB, and reaches the next host to open the port);
     - ``flash_stall_ms``: a flash erase/program (a file written and closed, or
@@ -53,6 +59,7 @@ class Silicon:
     hard_reset_resets_pins: bool = True
     watchdog_survives_soft_reset: bool = True
     usb_write_timeout_ms: float = RP2_USB_WRITE_TIMEOUT_MS
+    tx_buffer_bytes: float = RP2_CDC_TX_BYTES
     drop_output_without_host: bool = True
     flash_stall_ms: float = FLASH_ERASE_TYPICAL_MS
     flash_stall_worst_ms: float = FLASH_ERASE_WORST_MS
@@ -69,6 +76,9 @@ class Silicon:
                     math.isfinite(value) and value >= 0):
                 raise CellguardError(f"silicon {f.name} must be a number, 0 or more, "
                                      f"not {value!r}")
+        if self.tx_buffer_bytes < 1:
+            raise CellguardError(f"silicon tx_buffer_bytes must be at least 1, not "
+                                 f"{self.tx_buffer_bytes!r}")
         if self.flash_worst_share > 1:
             raise CellguardError(f"silicon flash_worst_share is a share, 0 to 1, not "
                                  f"{self.flash_worst_share!r}")
@@ -83,7 +93,7 @@ class Silicon:
         if mcu == "esp32":
             # A plain ESP32 has no USB: its REPL is UART0 through the dev board's
             # USB-UART bridge, which never holds a write back for the host.
-            base = cls(usb_write_timeout_ms=0.0)
+            base = cls(usb_write_timeout_ms=0.0, tx_buffer_bytes=HOST_SERIAL_BUFFER_BYTES)
         elif mcu == "rp2040":
             base = cls()
         else:

@@ -20,7 +20,7 @@ const RAW_BANNER = "raw REPL; CTRL-B to exit\r\n>";
 // these defaults are an RP2040's).
 const SILICON = Object.assign({
   soft_reset_keeps_pins: true, hard_reset_resets_pins: true,
-  watchdog_survives_soft_reset: true, usb_write_timeout_ms: 500,
+  watchdog_survives_soft_reset: true, usb_write_timeout_ms: 500, tx_buffer_bytes: 256,
   drop_output_without_host: true, flash_stall_ms: 0, flash_stall_worst_ms: 0,
   flash_worst_share: 0,
 }, options.silicon || {});
@@ -105,7 +105,7 @@ function interruptChar() {
 //   remaining bytes are dropped (0: never waits, as an ESP32's UART through a bridge);
 // - poll() on stdout reports POLLOUT only while the FIFO has room (or no host is there);
 // - with no host, output is dropped (drop_output_without_host) or kept for the next one.
-const TX_FIFO = 256; // bytes: TinyUSB's CDC TX buffer on a full-speed port
+const TX_FIFO = Math.max(1, Math.floor(SILICON.tx_buffer_bytes)); // rp2: TinyUSB's CDC TX buffer
 let lastOut = -1;
 
 function flushOut() {
