@@ -119,13 +119,16 @@ function flushOut() {
 }
 
 function writeOut() {
-  const data = Buffer.from(outBuf);
+  // In pieces: a large backlog (an ESP32's host buffer) that the host does not read
+  // costs one small failed write, not a copy of the whole backlog, per look.
   let off = 0;
   try {
-    while (off < data.length) {
-      const n = fs.writeSync(fd, data, off, data.length - off);
+    while (off < outBuf.length) {
+      const data = Buffer.from(outBuf.slice(off, off + 4096));
+      const n = fs.writeSync(fd, data, 0, data.length);
       if (n <= 0) break;
       off += n;
+      if (n < data.length) break;
     }
   } catch (err) {
     if (err.code === "EIO") hostOpen = false; // the host closed the port
