@@ -28,8 +28,9 @@ class UsbSerialPort:
     Receive: ``ipoll`` and ``readinto`` into a preallocated byte, allocation-free
     (a board's stdin ``readinto`` waits for the whole buffer, so one byte at a time).
     Send: a frame is queued whole into a preallocated ring or dropped whole and
-    counted (``Link.tx_dropped``, in STATS); the ring drains one byte at a time
-    while the stream has room (POLLOUT), so a host that holds the port open
+    counted (``Link.tx_dropped``, in STATS); the loop drains the ring (``flush``)
+    after its request handling and after the step's flash writes, one byte at a
+    time while the stream has room (POLLOUT), so a host that holds the port open
     without reading never stalls the loop (an rp2 write would wait up to 500 ms)
     and never receives a partial frame.
     """
@@ -70,8 +71,7 @@ class UsbSerialPort:
         if first < n:
             ring[:n - first] = data[first:]
         self.used += n
-        self.flush()
-        return n
+        return n  # sent by flush(): the loop's, after the step's flash writes
 
     def flush(self):
         """Send what the stream takes now; never wait for room."""
@@ -168,6 +168,9 @@ def _loop(bms, board, port, clock, wdt, confirm=None):
             bms.persist()  # deferred flash writes: after the outputs were driven
         except Exception:  # a flash error must never stop protection
             pass
+        # Then the step's frames: a host that has seen a FAULT_EVENT may cut the
+        # power at once, and the event log has it by then.
+        port.flush()
         if stepped and bms.estimate_due():  # floats, once a second: after the control step
             try:
                 bms.estimate()
