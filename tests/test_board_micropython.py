@@ -308,3 +308,84 @@ def test_enter_repl_under_micropython_resets_into_maintenance_mode(
     boot_log, flag = boot(mp, PICO)  # the board comes up in maintenance mode
     assert ("run",) not in boot_log and boot_log[-1] == ("kbd_intr", 3)
     assert flag == "no flag"
+
+
+# -- a step's frames leave after its flash writes --------------------------------------
+TRIP_RUN = """
+import os
+from cellguard_fw import board_main
+from cellguard_fw.hal_sim import SimHal
+from binascii import unhexlify
+from sim_clock import EndOfRun, SimClock
+from usb_model import UsbStream
+
+try:
+    os.mkdir('/trip_store')
+except OSError:
+    pass
+for name in os.listdir('/trip_store'):
+    os.remove('/trip_store/' + name)
+
+class Watching(UsbStream):
+    # Where the host's stream stood each time the event log's size changed.
+    def __init__(self, *args, **kwargs):
+        UsbStream.__init__(self, *args, **kwargs)
+        self.size = -1
+        self.marks = []
+    def write(self, data):
+        try:
+            size = os.stat('/trip_store/events.bin')[6]
+        except OSError:
+            size = 0
+        if size != self.size:
+            self.size = size
+            self.marks.append((self.tx_len, size))
+        return UsbStream.write(self, data)
+
+hal = SimHal(4, 2, b"\\x01" * 8, '/trip_store', True)
+hal.codes[:] = unhexlify(CODES)
+clock = SimClock(3000)
+stream = Watching(rx_size=64, tx_size=65536)
+stream.clock = clock
+stream.room = 1 << 20
+try:
+    board_main.run("/board.json", hal, board_main.UsbSerialPort(stream, stream), clock, clock)
+except EndOfRun:
+    pass
+print("MARKS", repr(stream.marks))
+print("TX", stream.take().hex())
+"""
+
+
+def test_a_fault_event_leaves_only_once_its_trip_is_in_the_event_log(
+        mp: MicroPythonRuntime) -> None:
+    # A host that has seen a FAULT_EVENT may cut the power at once (a HIL rig does):
+    # the trip must be on flash by the time the frame's first byte leaves.
+    import struct
+
+    from cellguard.protocol.codec import decode_frame
+    from cellguard.protocol.messages import BY_NAME
+    from cellguard.sim.sensors import SensorModel
+
+    board = json.loads((boards_dir() / "sim-4s.json").read_text())
+    board["estimator"] = "none"
+    mp.exec(f"with open('/board.json', 'w') as f:\n    f.write({json.dumps(board)!r})\n")
+    s = SensorModel(board, noise_lsb=0)
+    codes = (struct.pack("<7H", *[s.cell_code(3.7)] * 3, s.cell_code(4.4),
+                         s.current_code(0.0), *[s.temp_code(25.0)] * 2)
+             + s.tail_values(15.5, 15.5, False)).hex()
+    out = mp.exec(TRIP_RUN.replace("CODES", repr(codes))).splitlines()
+    marks = ast.literal_eval(next(x for x in out if x.startswith("MARKS "))[6:])
+    tx = bytes.fromhex(next(x for x in out if x.startswith("TX "))[3:])
+    fault_event = BY_NAME["fault_event"].msg_id
+    at = 0
+    first_event_at = None
+    for part in tx.split(b"\x00"):
+        if part and decode_frame(part).msg_type == fault_event:
+            first_event_at = at
+            break
+        at += len(part) + 1
+    assert first_event_at is not None, "no FAULT_EVENT: the trip did not happen"
+    size_then = [size for tx_len, size in marks if tx_len <= first_event_at][-1]
+    boot_size = marks[0][1]
+    assert size_then > boot_size, (marks, first_event_at)  # the trip's record was there
