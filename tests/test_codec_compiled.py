@@ -288,6 +288,7 @@ class OriginalReader:
     def __init__(self) -> None:
         self._buf = bytearray()
         self._discarding = False
+        self._joined = False  # (the first part that fails: a frame's tail, as since)
         self.stats = LinkStats()
 
     def feed(self, data: bytes) -> list[codec.Frame]:
@@ -302,11 +303,14 @@ class OriginalReader:
             if self._discarding:
                 self.stats.oversize += 1
             elif self._buf:
+                first, self._joined = not self._joined, True
                 try:
                     frames.append(codec.decode_frame(bytes(self._buf)))
                     self.stats.frames += 1
                 except codec.FrameError as exc:
-                    if "CRC" in str(exc):
+                    if first:
+                        self.stats.joined_mid_frame += 1
+                    elif "CRC" in str(exc):
                         self.stats.crc_errors += 1
                     else:
                         self.stats.bad_frames += 1
@@ -416,3 +420,23 @@ def test_log_rows_pack_like_struct(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         cells, temps = db.execute("SELECT cells_mv, temps_dc FROM telemetry").fetchone()
     assert cells == struct.pack("<2H", 3700, 3705) and temps == struct.pack("<h", 295)
+
+
+def test_a_port_opened_inside_a_frame_is_its_tail_not_a_link_error() -> None:
+    # A board streams whether or not a host has its port: a host that opens it
+    # halfway through a frame reads that frame's tail first.
+    one = codec.encode_frame(7, 1, b"first frame's payload")
+    two = codec.encode_frame(7, 2, b"second")
+    damaged = bytes([two[0] ^ 0x40]) + two[1:]
+    reader = FrameReader()
+    assert [f.seq for f in reader.feed(one[9:] + two + damaged)] == [2]
+    assert (reader.stats.joined_mid_frame, reader.stats.crc_errors + reader.stats.bad_frames,
+            reader.stats.frames) == (1, 1, 1)  # the later damage is an error all the same
+    # Opened between two frames: nothing is lost, nothing counted.
+    clean = FrameReader()
+    assert [f.seq for f in clean.feed(one + two)] == [1, 2]
+    assert (clean.stats.joined_mid_frame, clean.stats.crc_errors) == (0, 0)
+    # A reconnection (reset) may come in inside a frame again.
+    reader.reset()
+    reader.feed(one[5:] + one)
+    assert reader.stats.joined_mid_frame == 2 and reader.stats.frames == 2

@@ -18,17 +18,26 @@ class LinkStats:
     bad_frames: int = 0
     crc_errors: int = 0
     oversize: int = 0
+    joined_mid_frame: int = 0  # the port opened inside a frame: its tail, not an error
 
 
 class FrameReader:
+    """Frames from a byte stream. A board streams whether or not a host has its port
+    open, so a host that opens it may come in halfway through a frame (a real rp2
+    even keeps the last bytes it could not send for the next host): the first part
+    after the start (or :meth:`reset`) that does not decode is that frame's tail,
+    counted in ``joined_mid_frame``, not as a CRC error or a bad frame."""
+
     def __init__(self) -> None:
         self._buf = bytearray()
         self._discarding = False  # inside an oversize frame: skip to its delimiter
+        self._joined = False  # a first whole part seen since the start or reset()
         self.stats = LinkStats()
 
     def reset(self) -> None:
         self._buf.clear()
         self._discarding = False
+        self._joined = False
 
     def feed(self, data: bytes) -> list[Frame]:
         """Decode every frame that ``data`` completes; keep the rest for the next call."""
@@ -50,10 +59,13 @@ class FrameReader:
             if len(part) > MAX_WIRE_FRAME:
                 stats.oversize += 1
                 continue
+            first, self._joined = not self._joined, True
             try:
                 frames.append(decode_frame(part))
             except FrameError as exc:
-                if "CRC" in str(exc):
+                if first:
+                    stats.joined_mid_frame += 1
+                elif "CRC" in str(exc):
                     stats.crc_errors += 1
                 else:
                     stats.bad_frames += 1
