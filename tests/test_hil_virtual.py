@@ -19,7 +19,11 @@ from cellguard.sim.plant import PlantTruth
 
 BOARDS = ("pico-4s", "esp32-4s")
 SPEED = "20"
-SUITE_TESTS = 42  # every test of hil_tests/ on a board file with an mcu
+# Every test of hil_tests/ but the SoC full cycle (80 minutes of board time: 3.5
+# minutes at 20x, which would double this test's time in CI; `make hil-virtual` runs
+# it on both boards, docs/hil.md).
+NOT_HERE = "test_soc_follows_a_full_cycle"
+SUITE_TESTS = 41
 NOT_APPLICABLE = "has no pack-voltage sensor"  # the only skips these boards may give
 
 
@@ -36,16 +40,17 @@ def run_suite(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[s
                           timeout=timeout)
 
 
-@pytest.mark.timeout(1500)  # about 6 minutes here: the SoC cycle is 80 board minutes
+@pytest.mark.timeout(1200)  # about 2.5 minutes here
 def test_the_whole_hil_suite_is_green_on_both_virtual_boards(tmp_path: Path) -> None:
-    # Both boards at once (each is its own processes): the whole suite, the SoC cycle
-    # included, on each board file with an mcu, over its pty at 20x.
+    # Both boards at once (each is its own processes): the suite but the SoC full
+    # cycle (above), on each board file with an mcu, over its pty at 20x.
     runs = {}
     for board in BOARDS:
         xml = tmp_path / f"{board}.xml"
         out = (tmp_path / f"{board}.out").open("w")
         runs[board] = (xml, out, subprocess.Popen(
-            suite_command("--virtual", "--board", board, "--sim-speed", SPEED, junit=xml),
+            suite_command("--virtual", "--board", board, "--sim-speed", SPEED,
+                          "-k", f"not {NOT_HERE}", junit=xml),
             stdout=out, stderr=subprocess.STDOUT, text=True))
     try:
         for _, _, proc in runs.values():
