@@ -168,15 +168,18 @@ class SimRig(Rig):
         """Run the board ``board_s`` (also while no client has the port open) and
         hold it there, so the next stimulus acts at exactly that board time; a
         client's wait (or its frames, one control period each) moves it on."""
-        sim = self.sim
-        end_ms = sim.run_for(board_s)
+        self._run_to(self.sim.run_for(board_s), board_s, "simulated board", 0.001)
+
+    def _run_to(self, end_ms: int, board_s: float, what: str, poll_s: float) -> None:
+        """Until the board reaches ``end_ms`` (its ``board_s`` from now), reading every
+        open client; past the target's slowest speed, a HilTimeout naming ``what``."""
         deadline = time.monotonic() + board_s / self.target.min_speed + WALL_SLACK_S
-        while sim.time_ms < end_ms:
+        while self.sim.time_ms < end_ms:
             self.target.health()
             if time.monotonic() > deadline:
-                raise HilTimeout(f"the simulated board did not run {board_s:g} s in time")
+                raise HilTimeout(f"the {what} did not run {board_s:g} s in time")
             self.target.drain()
-            time.sleep(0.001)
+            time.sleep(poll_s)
 
 
 TRUTH_LATENCY_S = 0.1
@@ -267,15 +270,7 @@ class VirtualRig(SimRig):
 
     def wait(self, board_s: float) -> None:
         """Let ``board_s`` of board time pass, reading every open client meanwhile."""
-        sim = self.sim
-        end_ms = sim.time_ms + round(board_s * 1000)
-        deadline = time.monotonic() + board_s / self.target.min_speed + WALL_SLACK_S
-        while sim.time_ms < end_ms:
-            self.target.health()
-            if time.monotonic() > deadline:
-                raise HilTimeout(f"the virtual board did not run {board_s:g} s in time")
-            self.target.drain()
-            time.sleep(0.002)
+        self._run_to(self.sim.time_ms + round(board_s * 1000), board_s, "virtual board", 0.002)
 
 
 # What an operator can do by hand, per injected fault (None: needs an instrument).
