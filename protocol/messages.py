@@ -86,6 +86,10 @@ Faults = FlagsEnum(
     pack_voltage_mismatch=1 << 20,  # pack voltage sensor disagrees with the sum of cells
     temperature_rise=1 << 21,  # temperature rising faster than the limit (dT/dt)
     firmware=1 << 22,  # the control step raised an exception: outputs opened (latches)
+    # The battery-monitor chip's own protection (the second layer) opened its FETs; the
+    # event's value is the chip's Safety Status A | B << 8 | C << 16. Latches.
+    afe_protection=1 << 23,
+    sensor_bus=1 << 24,  # the monitor chip has not answered past the retry bound (latches)
 )
 
 Severity = Enum(

@@ -45,6 +45,22 @@ class Hal:
         """1 if the contactor's auxiliary contact says closed, 0 if open, -1 if unread."""
         return -1
 
+    def chip_trips(self):
+        """The protections a battery-monitor chip (AFE) has tripped by itself, the
+        second protection layer: its Safety Status A | B << 8 | C << 16 while any
+        is set, else 0 (also on boards without such a chip)."""
+        return 0
+
+    def bus_fault(self):
+        """True once the sensor chip has failed to answer past its driver's retry
+        bound: the readings are stale and the output must open."""
+        return False
+
+    def arm(self, trip):
+        """Program a monitor chip's own protections from the firmware's trip limits
+        (``Protection.trip``, in the protection table's order), a margin beyond
+        them: the hardware backstop. Boards without such a chip ignore it."""
+
     def storage_dir(self):
         """A folder in flash that survives resets, or None."""
         return None
