@@ -76,6 +76,7 @@ class NtcChannel:
         # to its full scale (``full_code``) where that lies below the rail.
         top = full_code if 0 < full_code < self.max_code else self.max_code
         self.open_code = top - self.max_code // 100
+        self.short_code = self.max_code // 100  # at or below: a shorted sensor
         self.step = (self.max_code + _NTC_POINTS - 2) // (_NTC_POINTS - 1)
         self.table = array("h", [0] * _NTC_POINTS)
         inv_t25 = 1.0 / (25.0 + KELVIN_0C)

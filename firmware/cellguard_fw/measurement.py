@@ -72,8 +72,8 @@ class Measurement:
         lo = 32767
         hi = -32768
         railed = 0
-        top = conv.open_code
-        bottom = conv.max_code // 100
+        top = conv.open_code  # a channel's rails: an open sensor at or beyond one,
+        bottom = conv.short_code  # a shorted one at or beyond the other
         for i in range(len(temps)):
             code = raw[i]
             if code >= top or code <= bottom:  # open (pulled up) or shorted NTC
