@@ -84,6 +84,10 @@ class Bms:
             self.estimator = StateEstimator(board, self.profile, storage, self.soc)
         self.estimate_sent_ms = 0
         self.config = Config(self, self.profile, board)
+        # A monitor chip's own protections, a margin beyond the firmware's limits as
+        # configured now: the second layer, which holds while the MCU does not.
+        hal.arm(self.protection.trip)
+        self.chip_trips = 0  # the chip's Safety Status A | B << 8 | C << 16, last read
         self.config_pin = board.get("config_pin", 0)
         self.events = EventLog(path=None if storage is None else storage + "/events.bin")
         self.latch_store = LatchStore(None if storage is None else storage + "/latches.bin")
@@ -167,6 +171,12 @@ class Bms:
         p = self.protection
         p.load(m)
         faults = p.step(dt_ms) | self.contactor.faults
+        hal = self.hal
+        chip = hal.chip_trips()  # the second layer: what a monitor chip tripped by itself
+        if chip:
+            faults |= codec.FAULT_AFE_PROTECTION
+        if hal.bus_fault():  # the readings are stale: nothing above judged the pack
+            faults |= codec.FAULT_SENSOR_BUS
         if self.host_silence_ms < _SILENCE_MAX:  # saturates: stays a small int
             self.host_silence_ms += dt_ms
         if self.host_timeout_ms and self.host_silence_ms >= self.host_timeout_ms:
@@ -178,8 +188,8 @@ class Bms:
         # or hundreds of ms.
         self._drive_output(dt_ms, faults | self.latched, m.pack_mv)
         faults |= self.contactor.faults  # precharge failed or welded, found just now
-        if faults != self.faults or p.changed:
-            self._report_changes(faults, p.changed)
+        if faults != self.faults or p.changed or chip != self.chip_trips:
+            self._report_changes(faults, p.changed, chip)
         # estimate
         self.soc.step(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
         if self.estimator is not None:
@@ -259,10 +269,14 @@ class Bms:
         else:
             self.state = codec.STATE_STANDBY
 
-    def _report_changes(self, faults, changed):
+    def _report_changes(self, faults, changed, chip=-1):
         """Latch new faults and send a FAULT_EVENT for each change: ``changed``
         holds the protection bits (any severity) that tripped or released;
-        contactor and host-lost bits are found from ``faults``."""
+        contactor, monitor-chip and host-lost bits are found from ``faults``;
+        ``chip`` is the monitor chip's safety status (a new trip of the chip while
+        another holds is an event too, its value the whole status; -1: unchanged)."""
+        if chip < 0:
+            chip = self.chip_trips
         old = self.faults
         trips = faults & ~old
         self.tripped |= trips
@@ -284,6 +298,13 @@ class Bms:
             kind = codec.EVENT_TRIP if faults & contactor_bits else codec.EVENT_RELEASE
             self._fault_event(kind, codec.SEVERITY_FAULT, contactor_bits,
                               self.contactor.fault_value)
+        if chip != self.chip_trips:
+            self.chip_trips = chip
+            kind = codec.EVENT_TRIP if chip else codec.EVENT_RELEASE
+            self._fault_event(kind, codec.SEVERITY_FAULT, codec.FAULT_AFE_PROTECTION, chip)
+        if flipped & codec.FAULT_SENSOR_BUS:
+            kind = codec.EVENT_TRIP if faults & codec.FAULT_SENSOR_BUS else codec.EVENT_RELEASE
+            self._fault_event(kind, codec.SEVERITY_FAULT, codec.FAULT_SENSOR_BUS, 0)
         if flipped & codec.FAULT_HOST_LOST:
             kind = codec.EVENT_TRIP if faults & codec.FAULT_HOST_LOST else codec.EVENT_RELEASE
             self._fault_event(kind, codec.SEVERITY_FAULT, codec.FAULT_HOST_LOST,

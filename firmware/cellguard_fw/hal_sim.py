@@ -52,6 +52,14 @@ class SimHal(Hal):
             raw_temps[i] = unpack_from("<H", codes, base + 2 * i)[0]
         return unpack_from("<H", codes, 2 * self.n_cells)[0]
 
+    def release(self):
+        """What a reset does to the outputs: every pin released."""
+        self.output_closed = False
+        self.precharge_on = False
+        self.charge_allowed = True
+        self.discharge_allowed = True
+        self.balancing = 0
+
     def set_output(self, closed):
         self.output_closed = closed
 
@@ -113,6 +121,85 @@ class SimPort:
         return len(data)
 
 
+_EIO = 5
+_ETIMEDOUT = 110
+
+
+class SimI2c:
+    """The four ``machine.I2C`` transfer methods a chip driver uses, over the
+    simulator's bus: ``xfer`` sends a transfer's operations (``S``, ``W<hex>`` whose
+    first byte after a START is the address byte, ``R<n>``, ``P``; comma-separated)
+    and returns the results (``cellguard.sim.i2c.I2cBus.transfer``). An RP2040's
+    errors: a NACK is EIO, a stuck bus ETIMEDOUT; a memory read writes the register
+    without a STOP, then reads after a repeated START."""
+
+    def __init__(self, xfer):
+        self.xfer = xfer
+
+    def _do(self, ops):
+        reply = self.xfer(ops)
+        if reply == "H":
+            raise OSError(_ETIMEDOUT)
+        if reply == "E":
+            raise OSError(_EIO)  # the simulator's chip model failed
+        res = reply.split(",")
+        if "T" in res:
+            raise OSError(_ETIMEDOUT)
+        return res
+
+    def _write(self, addr, data, stop):
+        res = self._do("S,W%02x%s%s" % (addr << 1, hexlify(data).decode(), ",P" if stop else ""))
+        if int(res[1]) < 1 + len(data):
+            if not stop:
+                self._do("P")  # the I2C block aborts with a STOP
+            raise OSError(_EIO)
+
+    def _read(self, addr, buf, stop):
+        res = self._do("S,W%02x,R%d%s" % ((addr << 1) | 1, len(buf), ",P" if stop else ""))
+        if res[1] != "1":
+            raise OSError(_EIO)
+        data = unhexlify(res[2])
+        for i in range(len(buf)):
+            buf[i] = data[i]
+
+    def writeto(self, addr, buf, stop=True):
+        self._write(addr, bytes(buf), stop)
+        return len(buf)
+
+    def readfrom_into(self, addr, buf, stop=True):
+        self._read(addr, buf, stop)
+
+    def writeto_mem(self, addr, memaddr, buf, addrsize=8):
+        self._write(addr, bytes((memaddr,)) + bytes(buf), True)
+
+    def readfrom_mem_into(self, addr, memaddr, buf, addrsize=8):
+        self._write(addr, bytes((memaddr,)), False)
+        self._read(addr, buf, True)
+
+
+def _afe_hal(board, i2c, unique_id, storage):
+    """The board's own HAL for its monitor chip, with what only a simulated board
+    adds: its id, its flash folder, and a reset that leaves the chip as it is (the
+    chip is powered by the pack, not by the MCU: its FETs stay as they were until
+    the firmware's next boot commands them)."""
+    from .hal_bq76952 import Bq76952Hal
+
+    class SimAfeHal(Bq76952Hal):
+        def unique_id(self):
+            return unique_id
+
+        def storage_dir(self):
+            return storage
+
+        def release(self):
+            pass
+
+        def outputs(self):
+            return 0  # the chip drives the FETs and the balancing: the simulator reads it
+
+    return SimAfeHal(board, i2c)
+
+
 class SimBoard:
     """Firmware plus simulated HAL, stepped by the host simulator.
 
@@ -121,10 +208,18 @@ class SimBoard:
     """
 
     def __init__(self, board_json, unique_id=b"\x5e\x11\x00\x00\x00\x00\x00\x01",
-                 storage=None):
+                 storage=None, i2c_xfer=None):
         self.board = json.loads(board_json)
-        self.hal = SimHal(self.board["cells"], self.board["temp_sensors"], unique_id, storage,
-                          "pack_adc" in self.board["frontend"])
+        if "afe" in self.board:
+            # The cells are measured by a monitor chip on the board's I2C bus (the
+            # simulator's model of it); the chip drives the FETs.
+            if i2c_xfer is None:
+                raise ValueError("board %s has a monitor chip: it needs an I2C bus"
+                                 % self.board["name"])
+            self.hal = _afe_hal(self.board, SimI2c(i2c_xfer), unique_id, storage)
+        else:
+            self.hal = SimHal(self.board["cells"], self.board["temp_sensors"], unique_id,
+                              storage, "pack_adc" in self.board["frontend"])
         self.port = SimPort()
         self.resets = 0
         self.in_repl = False
@@ -132,11 +227,7 @@ class SimBoard:
 
     def boot(self):
         """Start the firmware afresh, as after a power cycle or machine.reset()."""
-        self.hal.output_closed = False  # a reset releases every output pin
-        self.hal.precharge_on = False
-        self.hal.charge_allowed = True
-        self.hal.discharge_allowed = True
-        self.hal.balancing = 0
+        self.hal.release()  # a reset releases every output pin
         self.port.rx = bytearray()
         self.bms = Bms(self.board, self.hal, self.port)
         self.in_repl = False
@@ -144,7 +235,8 @@ class SimBoard:
     def step(self, dt_ms, codes, rx):
         """Run one control period; return (tx bytes, OUT_* flags with the
         balancing mask in bits 4 and up)."""
-        self.hal.codes[:] = codes
+        if codes:  # a board with a monitor chip has none: the chip measures
+            self.hal.codes[:] = codes
         if self.in_repl:  # the firmware has handed the port back: it is silent
             return b"", self.hal.outputs()
         if rx:

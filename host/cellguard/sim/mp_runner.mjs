@@ -1,10 +1,14 @@
 // Runs the cellguard firmware under the MicroPython WebAssembly port, driven by
 // the Python simulator over stdin/stdout, one line per request and per reply:
-//   B <board json hex> <unique id hex>   boot the firmware      -> "ok" | "error <hex>"
+//   B <board json hex> <unique id hex> <1|0: an I2C bus>  boot -> "ok" | "error <hex>"
 //   S <dt ms> <codes hex> <rx hex|->     one control step       -> "<tx hex|-> <flags>" | "error <hex>"
 //     (flags: the OUT_* bits of hal_sim and the balancing mask above them (flags >> 4),
 //     in decimal, passed through as the firmware gives them)
 //   X <python source hex>                run code (tests, bench) -> "ok <stdout hex>" | "error <hex>"
+// During a step the firmware may talk to chips on the board's I2C bus (a battery-monitor
+// AFE): each transfer goes out as a line of its own, "I <ops>" (ops as i2c.py's
+// I2cBus.transfer takes them: S, W<hex>, R<n>, P), and the step waits for the answer,
+// "i <results>", before it goes on: a transfer is synchronous, as on a board.
 // argv: <path of micropython.mjs> <firmware folder>
 import fs from "node:fs";
 import path from "node:path";
@@ -33,6 +37,52 @@ function copyTree(src, dst) {
   }
 }
 copyTree(firmwareDir, "/fw");
+
+// stdin is read synchronously (an I2C transfer waits for its answer inside a step), so
+// never through process.stdin, whose handle would make fd 0 non-blocking.
+const inBuf = Buffer.alloc(65536);
+let pending = "";
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+function readLine() {
+  for (;;) {
+    const nl = pending.indexOf("\n");
+    if (nl >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      return line;
+    }
+    let n;
+    try {
+      n = fs.readSync(0, inBuf, 0, inBuf.length, null);
+    } catch (err) {
+      if (err.code === "EAGAIN") { Atomics.wait(sleeper, 0, 0, 1); continue; }
+      if (err.code === "EOF") return null;
+      throw err;
+    }
+    if (n === 0) return null;
+    pending += inBuf.toString("latin1", 0, n);
+  }
+}
+function writeLine(text) {
+  const data = Buffer.from(text + "\n", "latin1");
+  let at = 0;
+  while (at < data.length) {
+    try {
+      at += fs.writeSync(1, data, at, data.length - at);
+    } catch (err) {
+      if (err.code !== "EAGAIN") throw err;
+      Atomics.wait(sleeper, 0, 0, 1);
+    }
+  }
+}
+mp.registerJsModule("simbus", {
+  xfer: (ops) => {
+    writeLine("I " + ops);
+    const line = readLine();
+    if (line === null) process.exit(0); // the simulator is gone
+    return line.startsWith("i ") ? line.slice(2) : "E";
+  },
+});
 mp.FS.mkdir("/flash"); // the simulated board's flash: survives its resets
 mp.runPython("import sys\nsys.path.insert(0, '/fw')");
 
@@ -48,7 +98,9 @@ function handle(line) {
         mp.runPython(
           "from cellguard_fw.hal_sim import SimBoard\n" +
           "from binascii import unhexlify\n" +
-          `_sim = SimBoard(unhexlify('${parts[1]}').decode(), unhexlify('${parts[2]}'), '/flash')\n` +
+          "import simbus\n" +
+          `_sim = SimBoard(unhexlify('${parts[1]}').decode(), unhexlify('${parts[2]}'), '/flash',\n` +
+          `               simbus.xfer if '${parts[3]}' == '1' else None)\n` +
           "_step = _sim.step_hex\n"
         );
         step = mp.globals.get("_step");
@@ -74,16 +126,8 @@ function handle(line) {
   }
 }
 
-let pending = "";
-process.stdin.setEncoding("latin1");
-process.stdin.on("data", (chunk) => {
-  pending += chunk;
-  const replies = [];
-  let nl;
-  while ((nl = pending.indexOf("\n")) >= 0) {
-    replies.push(handle(pending.slice(0, nl)));
-    pending = pending.slice(nl + 1);
-  }
-  if (replies.length) process.stdout.write(replies.join("\n") + "\n");
-});
-process.stdin.on("end", () => process.exit(0));
+for (;;) {
+  const line = readLine();
+  if (line === null) process.exit(0);
+  writeLine(handle(line));
+}

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
 from ..errors import CellguardError, SetupError
@@ -25,12 +26,18 @@ class FirmwareCrash(CellguardError):
     """The firmware raised an exception: a bug the simulator must not hide."""
 
 
+I2cTransport = Callable[[list[str]], list[str]]
+"""One I2C transfer of the board's controller: operations in, results out, as
+``cellguard.sim.i2c.I2cBus.transfer`` takes and gives them."""
+
+
 class FirmwareRuntime(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def boot(self, board_json: str, unique_id: bytes) -> None:
-        """Start (or restart) the firmware for a board."""
+    def boot(self, board_json: str, unique_id: bytes, i2c: I2cTransport | None = None) -> None:
+        """Start (or restart) the firmware for a board; ``i2c`` carries the transfers
+        of a board whose sensors sit on an I2C bus (a battery-monitor chip)."""
 
     @abstractmethod
     def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, int]:
@@ -50,14 +57,15 @@ class CPythonRuntime(FirmwareRuntime):
         # The simulated flash: survives the firmware's resets, not the runtime.
         self._flash = tempfile.TemporaryDirectory(prefix="cellguard-flash-")
 
-    def boot(self, board_json: str, unique_id: bytes) -> None:
+    def boot(self, board_json: str, unique_id: bytes, i2c: I2cTransport | None = None) -> None:
         fw = str(firmware_dir())
         if fw not in sys.path:
             sys.path.insert(0, fw)
         from cellguard_fw.hal_sim import SimBoard
 
+        xfer = None if i2c is None else (lambda ops: ",".join(i2c(ops.split(","))))
         try:
-            self._board = SimBoard(board_json, unique_id, self._flash.name)
+            self._board = SimBoard(board_json, unique_id, self._flash.name, xfer)
         except Exception as exc:
             raise FirmwareCrash(f"firmware failed to boot: {exc!r}") from exc
 
@@ -98,6 +106,7 @@ class MicroPythonRuntime(FirmwareRuntime):
         self._in: IO[bytes] = self._proc.stdin
         self._out: IO[bytes] = self._proc.stdout
         self._pending = bytearray()
+        self._i2c: I2cTransport | None = None
 
     def _readline(self, timeout_s: float) -> bytes:
         deadline = time.monotonic() + timeout_s
@@ -120,20 +129,33 @@ class MicroPythonRuntime(FirmwareRuntime):
                 raise FirmwareCrash("the MicroPython runtime (node) exited")
             self._pending += chunk
 
-    def _request(self, line: str, timeout_s: float = 30.0) -> str:
+    def _send(self, line: str) -> None:
         try:
             self._in.write(line.encode("ascii") + b"\n")
         except (BrokenPipeError, ValueError):
             raise FirmwareCrash("the MicroPython runtime (node) exited") from None
-        text = self._readline(timeout_s).decode("ascii")
+
+    def _request(self, line: str, timeout_s: float = 30.0) -> str:
+        self._send(line)
+        while True:
+            text = self._readline(timeout_s).decode("ascii")
+            if not text.startswith("I "):
+                break
+            # An I2C transfer in the middle of the request: answer it, wait on.
+            if self._i2c is None:
+                self._send("i E")
+            else:
+                self._send("i " + ",".join(self._i2c(text[2:].split(","))))
         if text.startswith("error "):
             raise FirmwareCrash(
                 "firmware raised under MicroPython:\n" + bytes.fromhex(text[6:]).decode()
             )
         return text
 
-    def boot(self, board_json: str, unique_id: bytes) -> None:
-        self._request(f"B {board_json.encode().hex()} {unique_id.hex()}")
+    def boot(self, board_json: str, unique_id: bytes, i2c: I2cTransport | None = None) -> None:
+        self._i2c = i2c
+        bus = "1" if i2c is not None else "0"
+        self._request(f"B {board_json.encode().hex()} {unique_id.hex()} {bus}")
 
     def step(self, dt_ms: int, codes: bytes, rx: bytes) -> tuple[bytes, int]:
         reply = self._request(f"S {dt_ms} {codes.hex()} {rx.hex() or '-'}")
