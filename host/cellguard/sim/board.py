@@ -35,6 +35,7 @@ from typing import Any
 
 from ..boards import BoardFileError, load_board
 from ..errors import PortError
+from .afe import MonitorChip
 from .controls import AMBIENT_RANGE_C as AMBIENT_RANGE_C  # re-exported: cli, tests
 from .controls import INJECTIONS as INJECTIONS
 from .controls import REQUIRED as REQUIRED
@@ -154,6 +155,13 @@ class SimulatedBoard(PlantControls):
         except ValueError as exc:
             raise BoardFileError(str(exc)) from None
         self.board_json = json.dumps(self.board)
+        # A board whose cells a monitor chip measures: the chip drives the FETs.
+        try:
+            self.chip: MonitorChip | None = MonitorChip(self.board) if "afe" in self.board \
+                else None
+        except (KeyError, ValueError) as exc:
+            raise BoardFileError(f"board {self.board['name']!r}: bad \"afe\" object: "
+                                 f"{exc}") from None
         self.runtime_name = runtime
         self.speed = speed
         self.lockstep = lockstep
@@ -203,7 +211,7 @@ class SimulatedBoard(PlantControls):
         try:
             self._point_link()
             self._runtime = make_runtime(self.runtime_name)
-            self._runtime.boot(self.board_json, self._unique_id)
+            self._boot()
         except BaseException:
             self.close()
             raise
@@ -254,8 +262,8 @@ class SimulatedBoard(PlantControls):
         """Restart the firmware as after a power cycle; its flash files persist."""
         with self._lock:
             assert self._runtime is not None, "start() first"
-            self._runtime.boot(self.board_json, self._unique_id)
-            self.plant.release_outputs()
+            self._boot()
+            self._release_outputs()
 
     def hang(self, seconds: float) -> None:
         """Stop the firmware's loop for ``seconds`` of simulated time, as a bug or a
@@ -267,13 +275,26 @@ class SimulatedBoard(PlantControls):
             self._hung_until_ms = self.time_ms + round(seconds * 1000)
             self._hung_since_ms = self.time_ms
 
+    def _boot(self) -> None:
+        assert self._runtime is not None
+        chip = self.chip
+        if chip is not None:
+            chip.start_step(self.time_ms)
+        self._runtime.boot(self.board_json, self._unique_id,
+                           None if chip is None else chip.transfer)
+
+    def _release_outputs(self) -> None:
+        """What an MCU reset does to the switches: its pins let go; a monitor chip,
+        powered by the pack, keeps driving its FETs as it was."""
+        if self.chip is None:
+            self.plant.release_outputs()
+
     def _while_hung(self) -> None:
         if self.time_ms - self._hung_since_ms >= self.watchdog_ms:
             self.watchdog_resets += 1
             self._hung_until_ms = 0
-            self.plant.release_outputs()  # a reset releases the output pins
-            assert self._runtime is not None
-            self._runtime.boot(self.board_json, self._unique_id)
+            self._release_outputs()  # a reset releases the output pins
+            self._boot()
 
     def pause(self) -> None:
         self._paused.set()
@@ -382,15 +403,27 @@ class SimulatedBoard(PlantControls):
         with self._lock:
             for hook in self.tick_hooks:
                 hook(self)
+            chip = self.chip
+            if chip is not None:
+                # The chip watches the pack all period long, the MCU or not: its
+                # protections act within the period (a short in microseconds).
+                chip.feed(self.sensors, self.plant)
+                chip.advance(self.time_ms + self.period_ms)
+                self.plant.outputs = chip.outputs()
             self.plant.step(self.period_ms / 1000.0)
             self.time_ms += self.period_ms
             if self._hung_until_ms > self.time_ms - self.period_ms:
                 self._while_hung()
                 return
-            codes = self.sensors.codes(self.plant)
+            if chip is not None:
+                chip.feed(self.sensors, self.plant)
+                chip.start_step(self.time_ms)
+                codes = b""
+            else:
+                codes = self.sensors.codes(self.plant)
             sampled = self.plant.truth()  # what the firmware is about to measure
             tx, outputs = self._runtime.step(self.period_ms, codes, rx)
-            self.plant.outputs = outputs
+            self.plant.outputs = outputs if chip is None else chip.outputs()
             self.history.append((self.time_ms, sampled))
         if tx:
             self._write_host(tx)

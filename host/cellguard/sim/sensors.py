@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 from cellguard_fw.frontend import KELVIN_0C
@@ -76,6 +77,16 @@ def sensor_parameters(board: dict[str, Any],
     return p
 
 
+@dataclass
+class ChipInputs:
+    """A monitor chip's analog inputs (SI units; current positive when charging)."""
+
+    cells_v: list[float]
+    current_a: float
+    temps_c: list[float | None]  # None: open thermistor; inf: shorted
+    pack_v: float
+
+
 TEMP_OPEN = "open"  # NTC open: the pull-up takes the input to the top rail
 TEMP_SHORTED = "shorted"  # NTC shorted: the input sits at 0
 
@@ -88,6 +99,17 @@ class SensorModel:
         fe = board["frontend"]
         self.n_cells = board["cells"]
         self.n_temps = board["temp_sensors"]
+        # A monitor chip (``"type": "bq76952"``) measures by itself: its cells to 1 mV,
+        # its current through the shunt and its thermistors through its own pull-ups.
+        # What the model gives it is the physical inputs (:meth:`chip_inputs`); the
+        # codes below describe the chip's resolution (1 mV a cell, 1 mA, 0.1 K).
+        self.chip: str | None = fe.get("type")
+        if self.chip is not None:
+            fe = {"cell_adc": {"bits": 16, "full_scale_mv": 65535},
+                  "current_adc": {"bits": 16, "full_scale_ma": fe["current_full_scale_ma"],
+                                  "zero_code": 32768},
+                  "temp_adc": {"bits": 16, "ntc_r25_ohm": 10000, "ntc_beta": 3435,
+                               "pullup_ohm": 10000}}
         c, i, t = fe["cell_adc"], fe["current_adc"], fe["temp_adc"]
         self.cell_max = (1 << c["bits"]) - 1
         self.cell_fs_v = c["full_scale_mv"] / 1000.0
@@ -240,6 +262,21 @@ class SensorModel:
         pack_v = plant.pack_voltage_v()
         closed = plant.output_closed
         return self.tail_values(pack_v, pack_v if closed else plant.link_voltage_v(), closed)
+
+    def chip_inputs(self, plant: Plant) -> ChipInputs:
+        """What a monitor chip's pins see now, the injected faults included: the
+        cells through their sense wires (a frozen reading stays at its mV), the
+        current through the sensor's errors, each thermistor (None: open, inf:
+        shorted), the pack voltage at the chip's top-of-stack pin."""
+        cells = self.sensed_cells_v(plant.cells_v())
+        for k, code in self.stuck_codes.items():
+            cells[k] = code / 1000.0  # a chip's code is its mV
+        self.last_cell_codes = [round(v * 1000.0) for v in cells]
+        temps: list[float | None] = list(plant.sensors_temperature_c())
+        for j, kind in self.temp_faults.items():
+            temps[j] = None if kind == TEMP_OPEN else math.inf
+        return ChipInputs(cells, self.sensed_current_a(plant.current_a), temps,
+                          plant.pack_voltage_v() + self.pack_offset_v)
 
     def codes(self, plant: Plant, temps_c: list[float] | None = None) -> bytes:
         """All codes of one sample, packed as the firmware's SimHal expects."""

@@ -1,0 +1,92 @@
+"""A battery-monitor chip on a simulated board: the chip model on an I2C bus, fed
+from the plant through the sensor model, running its own protections on the board's
+clock and driving the plant's FETs (docs/bq76952.md).
+
+A board file with an ``"afe"`` object has one: ``{"chip": "bq76952", "address": 8,
+"crc": true, "shunt_uohm": 300, "i2c_hz": 400000}``. The simulated board
+(``board.py``) and the virtual dev board (``virtual.py``) both use
+:class:`MonitorChip`: each plant tick they :meth:`feed` it and :meth:`advance` its
+clock, and the plant's switches follow :meth:`outputs`; the firmware reaches the chip
+through :meth:`transfer` (the step-based board) or the virtual board's ``machine.I2C``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .i2c import I2cBus
+from .plant import OUT_BALANCE_SHIFT, OUT_CHARGE, OUT_CLOSED, OUT_DISCHARGE, Plant
+from .sensors import SensorModel
+
+CHIPS = ("bq76952",)
+"""The monitor chips a board file's ``"afe"`` object may name."""
+
+
+def bus_time_ms(ops: list[str], hz: float) -> float:
+    """How long a transfer holds the bus: one bit time for each START and STOP, nine
+    for each byte (eight and the ACK)."""
+    bits = 0
+    for op in ops:
+        if op[:1] in ("S", "P"):
+            bits += 1
+        elif op[:1] == "W":
+            bits += 9 * (len(op) - 1) // 2
+        elif op[:1] == "R":
+            bits += 9 * int(op[1:])
+    return bits * 1000.0 / hz
+
+
+class MonitorChip:
+    """The board's monitor chip, its bus and what the firmware's transfers cost."""
+
+    def __init__(self, board: dict[str, Any]) -> None:
+        afe = board["afe"]
+        kind = afe.get("chip")
+        if kind not in CHIPS:
+            raise ValueError(f"board {board.get('name')!r}: afe.chip must be one of "
+                             f"{', '.join(CHIPS)}, not {kind!r}")
+        from .bq76952 import Bq76952
+
+        self.address = int(afe.get("address", 8))
+        self.hz = float(afe.get("i2c_hz", 400000))
+        self.chip = Bq76952(crc=bool(afe.get("crc", False)),
+                            shunt_ohm=float(afe["shunt_uohm"]) * 1e-6)
+        self.bus = I2cBus("afe")
+        self.bus.attach(self.address, self.chip)
+        self.clock_ms = 0.0  # the board's time at the start of the firmware's step
+        self._bus_ms = 0.0  # ... plus the bus time of the step's transfers so far
+        self.transfers = 0
+        self.bytes = 0
+        self.busy_ms = 0.0
+
+    def feed(self, sensors: SensorModel, plant: Plant) -> None:
+        """The plant as the chip's pins see it now (the sensor model's faults on top)."""
+        x = sensors.chip_inputs(plant)
+        self.chip.set_inputs(cells_v=x.cells_v, current_a=x.current_a, ts_c=x.temps_c,
+                             pack_v=x.pack_v)
+
+    def advance(self, to_ms: float) -> None:
+        self.chip.advance(to_ms)
+
+    def start_step(self, board_ms: float) -> None:
+        """The firmware's step begins at ``board_ms``: its transfers follow one another."""
+        self.clock_ms = float(board_ms)
+        self._bus_ms = 0.0
+
+    def transfer(self, ops: list[str]) -> list[str]:
+        """One transfer of the firmware's I2C controller (``runtime.I2cTransport``)."""
+        t = self.clock_ms + self._bus_ms
+        spent = bus_time_ms(ops, self.hz)
+        self._bus_ms += spent
+        self.busy_ms += spent
+        self.transfers += 1
+        self.bytes += sum((len(op) - 1) // 2 if op[:1] == "W" else int(op[1:])
+                          for op in ops if op[:1] in ("W", "R"))
+        return self.bus.transfer(ops, t)
+
+    def outputs(self) -> int:
+        """The plant's ``OUT_*`` flags from the chip's FETs and balancing."""
+        chg, dsg = self.chip.chg_on, self.chip.dsg_on
+        flags = ((OUT_CLOSED if chg or dsg else 0) | (OUT_CHARGE if chg else 0)
+                 | (OUT_DISCHARGE if dsg else 0))
+        return flags | (self.chip.balancing_mask << OUT_BALANCE_SHIFT)
