@@ -245,10 +245,11 @@ def test_fault_bits_match_codec() -> None:
         assert bit == EXPECTED_BITS[name], name
     codec_bits = {v for k, v in vars(codec).items() if k.startswith("FAULT_")}
     # every fault bit is a protection's, the contactor state machine's, the policy's
-    # or the board loop's (a control step that raised)
+    # or the board loop's (a control step that raised), or a monitor chip's (its own
+    # trips, its bus)
     contactor_bits = {codec.FAULT_PRECHARGE_FAILED, codec.FAULT_CONTACTOR_WELDED,
                       codec.FAULT_HOST_LOST,  # and the host-silence policy
-                      codec.FAULT_FIRMWARE}
+                      codec.FAULT_FIRMWARE, codec.FAULT_AFE_PROTECTION, codec.FAULT_SENSOR_BUS}
     assert {p[1] for p in PROTECTIONS} | contactor_bits == codec_bits
     assert len(codec_bits) == len(PROTECTIONS) + len(contactor_bits)
     for bit in codec_bits:

@@ -62,11 +62,13 @@ class Bms:
         self.frontend = Frontend(board["frontend"])
         # The stuck-reading check: a current step of C/10 (a board may say) that a
         # reading does not follow beyond its front end's noise (stuck_band_mv, codes here).
-        fs = board["frontend"]["cell_adc"]["full_scale_mv"]
+        fe = board["frontend"]
+        band = board.get("stuck_band_mv", 0)
+        if "type" not in fe:  # an ADC front end: the band in its codes (a chip's are mV)
+            band = -(-band * self.frontend.cell.max_code // fe["cell_adc"]["full_scale_mv"])
         self.meas = Measurement(self.n_cells, self.n_temps,
                                 board.get("stuck_current_ma", board["capacity_mah"] // 10),
-                                -(-board.get("stuck_band_mv", 0) * self.frontend.cell.max_code
-                                  // fs))
+                                band)
         # What builds the protection table is needed only now: it leaves RAM after.
         from . import protection_setup as setup
 
