@@ -269,6 +269,8 @@ class SensorModel:
         current through the sensor's errors, each thermistor (None: open, inf:
         shorted), the pack voltage at the chip's top-of-stack pin."""
         cells = self.sensed_cells_v(plant.cells_v())
+        if self.cell_noise_lsb:  # the chip's own noise, 1 LSB = 1 mV
+            cells = [v + self.rng.gauss(0.0, self.cell_noise_lsb) / 1000.0 for v in cells]
         for k, code in self.stuck_codes.items():
             cells[k] = code / 1000.0  # a chip's code is its mV
         self.last_cell_codes = [round(v * 1000.0) for v in cells]
