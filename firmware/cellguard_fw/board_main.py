@@ -103,9 +103,7 @@ def run(board_path="/board.json", hal=None, port=None, clock=time, wdt=None, res
     if boot is not None:
         board["boot"] = boot
     if hal is None:
-        from .hal_adc_mux import AdcMuxHal
-
-        hal = AdcMuxHal(board)
+        hal = _board_hal(board)
     try:
         if port is None:
             port = UsbSerialPort()
@@ -132,6 +130,22 @@ def run(board_path="/board.json", hal=None, port=None, clock=time, wdt=None, res
     finally:
         hal.set_output(False)
         hal.set_precharge(False)
+
+
+def _board_hal(board):
+    """The board file's HAL: a monitor chip on I2C (``"afe"``), else the MCU's ADC."""
+    if "afe" not in board:
+        from .hal_adc_mux import AdcMuxHal
+
+        return AdcMuxHal(board)
+    from machine import I2C, Pin
+
+    from .hal_bq76952 import Bq76952Hal
+
+    bus = board["pins"]["i2c"]
+    i2c = I2C(bus.get("id", 0), scl=Pin(bus["scl"]), sda=Pin(bus["sda"]),
+              freq=board["afe"].get("i2c_hz", 400000))
+    return Bq76952Hal(board, i2c)
 
 
 def _loop(bms, board, port, clock, wdt, confirm=None):

@@ -90,3 +90,27 @@ class MonitorChip:
         flags = ((OUT_CLOSED if chg or dsg else 0) | (OUT_CHARGE if chg else 0)
                  | (OUT_DISCHARGE if dsg else 0))
         return flags | (self.chip.balancing_mask << OUT_BALANCE_SHIFT)
+
+
+class ChipWiring:
+    """The virtual dev board's wiring (``wiring.PinWiring``'s part) when a monitor chip
+    measures the cells: no ADC pin carries a cell, the chip sits on the board's I2C
+    pins (``"pins": {"i2c": {"scl": .., "sda": ..}}``) and drives the FETs itself."""
+
+    def __init__(self, monitor: MonitorChip, sensors: SensorModel) -> None:
+        self.monitor = monitor
+        self.sensors = sensors
+        self.watch: list[int] = []  # no MCU pin drives the plant
+        self.manual: set[int] = set()
+        self.feedback: int | None = None
+
+    def options(self, tick_ms: float) -> dict[str, Any]:
+        return {"cell_pin": -1, "select": [], "watch": [], "tick_ms": tick_ms}
+
+    def outputs(self, levels: list[int]) -> int:
+        return self.monitor.outputs()
+
+    def code_lines(self, plant: Plant) -> list[str]:
+        """The chip's inputs follow the plant; no ADC pin has codes to send."""
+        self.monitor.feed(self.sensors, plant)
+        return []

@@ -29,6 +29,7 @@ from ..boards import BoardFileError, load_board
 from ..errors import CellguardError, SetupError
 from ..paths import boards_dir, firmware_dir, micropython_mjs
 from .adc import AdcModel
+from .afe import ChipWiring, MonitorChip
 from .controls import PlantControls
 from .i2c import I2cBus, I2cDevice
 from .plant import Plant, PlantTruth
@@ -157,7 +158,8 @@ class VirtualBoard(PlantControls):
         self.time_ms = 0  # board time of the plant's last tick
         self._plant_ms: int | None = None
         self.plant_ticks = 0
-        self.wiring: PinWiring | None = None
+        self.wiring: PinWiring | ChipWiring | None = None
+        self.chip: MonitorChip | None = None  # a board whose cells a monitor chip measures
         if plant:
             config = dict(sensors or {})
             kind = adc or config.pop("adc", None) or self.board.get("sensors", {}).get(
@@ -171,8 +173,14 @@ class VirtualBoard(PlantControls):
                 self.adc_model = AdcModel(kind, seed=seed)
             except ValueError as exc:
                 raise BoardFileError(str(exc)) from None
-            self.wiring = PinWiring(self.board, self.sensors, self.adc_model,
-                                    int(self.sensors.adc_samples))
+            if "afe" in self.board:  # a monitor chip on the I2C pins measures the cells
+                self.chip = MonitorChip(self.board)
+                pins = self.board["pins"]["i2c"]
+                self.attach_i2c(self.chip.address, self.chip.chip, (pins["scl"], pins["sda"]))
+                self.wiring: PinWiring | ChipWiring | None = ChipWiring(self.chip, self.sensors)
+            else:
+                self.wiring = PinWiring(self.board, self.sensors, self.adc_model,
+                                        int(self.sensors.adc_samples))
 
     # -- plugging in and out
     def start(self, timeout_s: float = BOOT_TIMEOUT_S) -> str:
@@ -389,6 +397,8 @@ class VirtualBoard(PlantControls):
             if self._plant_ms is None or ms > self._plant_ms:
                 self._plant_ms = ms
             self.time_ms = ms
+            if self.chip is not None:
+                self.chip.advance(ms)  # the chip's protections, on the board's clock
             self.plant.outputs = self.wiring.outputs(levels)
             self.plant_ticks += 1
             self.history.append((ms, self.plant.truth()))
