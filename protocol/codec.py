@@ -74,6 +74,7 @@ from .messages import (
     MAX_FRAME,
     MAX_PAYLOAD,
     PROTOCOL_MAJOR,
+    STATS_1_4,
     FrameCrc,
     FrameHeader,
 )
@@ -224,10 +225,12 @@ _STRICT = {
 }
 # Payloads as boards of an older minor version send them, with the values of the fields
 # they lack: a 1.3 board's INFO has no ``boot``, nor has a 1.4 board's answer to a HELLO
-# that named 1.3.
+# that named 1.3; a 1.4 board's STATS has no ``sensor_bus_errors``.
 _OLDER = {
     BY_NAME["info"].msg_id: (FocusedSeq("message", "message" / INFO_1_3, Terminated),
                              {"boot": ListContainer()}),
+    BY_NAME["stats"].msg_id: (FocusedSeq("message", "message" / STATS_1_4, Terminated),
+                              {"sensor_bus_errors": ListContainer()}),
 }
 
 

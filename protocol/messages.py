@@ -28,7 +28,7 @@ from construct import (
 
 PROTOCOL_MAJOR = 1
 """A board and a host talk only when their major versions are equal."""
-PROTOCOL_MINOR = 4
+PROTOCOL_MINOR = 5
 """Minor versions add message types; a host ignores types it does not know."""
 
 MAX_PAYLOAD = 255
@@ -264,7 +264,17 @@ Stats = Struct(
     "control_overruns" / Int32ul * "control steps started late by more than one period",
     "heap_free" / Int32sl * "free heap, bytes (-1 where unknown)",
     "tx_dropped" / Int32ul * "frames dropped whole because the host was not reading",
+    # Since 1.5, and only to a host whose HELLO says 1.5 or later (a 1.4 host parses
+    # strictly).
+    "sensor_bus_errors" / PrefixedArray(Int8ul, Int32ul) * (
+        "errors on the sensor chip's bus since boot, by kind: NACK, timeout, bad CRC, "
+        "bad checksum or length, busy past the bound; then the retries that recovered "
+        "and the cycles that failed (none on a board without such a chip)"),
 )
+STATS_BUS_SINCE_MINOR = 5
+"""STATS' ``sensor_bus_errors`` goes to hosts whose HELLO names this minor version or later."""
+STATS_1_4 = Struct(*(c for c in Stats.subcons if c.name != "sensor_bus_errors"))
+"""STATS as a 1.4 board sends it (a 1.5 host reads it with empty ``sensor_bus_errors``)."""
 
 FaultEvent = Struct(
     "event_index" / Int32ul * "index of this event in the board's event log",

@@ -528,16 +528,29 @@ def test_decoders_reject_truncated_and_trailing_bytes(
             codec.parse_payload(model.spec.msg_id, bad)
 
 
-def is_older_info(name: str, payload: bytes) -> bool:
-    """An INFO cut just before ``boot``: a valid 1.3 INFO (what a 1.3 board sends, and
-    what a 1.4 board sends to a host whose HELLO named 1.3)."""
-    if name != "info":
-        return False
+OLDER_FORMS = {"info": (messages.INFO_1_3, "boot"),
+               "stats": (messages.STATS_1_4, "sensor_bus_errors")}
+"""Payloads an older minor version sends: the older struct and the field it lacks."""
+
+
+def older_form(name: str, payload: bytes) -> Any:
+    """An INFO cut just before ``boot`` (a 1.3 board's, or a 1.4 board's to a host whose
+    HELLO named 1.3) or a STATS cut before ``sensor_bus_errors`` (a 1.4 board's, or a
+    1.5 board's to a 1.4 host), parsed with that field empty; else None."""
+    if name not in OLDER_FORMS:
+        return None
+    struct, field = OLDER_FORMS[name]
     try:
-        (messages.INFO_1_3 + Terminated).parse(payload)
+        parsed = (struct + Terminated).parse(payload)
     except Exception:
-        return False
-    return True
+        return None
+    parsed[field] = []
+    return parsed
+
+
+def is_older_info(name: str, payload: bytes) -> bool:
+    """A payload in an older minor version's form (:func:`older_form`)."""
+    return older_form(name, payload) is not None
 
 
 def test_an_info_without_the_boot_field_reads_with_an_empty_boot() -> None:
@@ -554,6 +567,20 @@ def test_an_info_without_the_boot_field_reads_with_an_empty_boot() -> None:
         for cut in (built[:-33], built[:-1], older[:-1]):  # anything else stays an error
             with pytest.raises(codec.PayloadError):
                 codec.parse_payload(model.spec.msg_id, cut)
+
+
+def test_stats_without_the_bus_errors_read_with_none() -> None:
+    model = next(m for m in MODELS if m.spec.name == "stats")
+    values = random_values(model, random.Random(5))
+    values["sensor_bus_errors"] = [3, 1, 4, 1, 5, 9, 2]
+    built = model.spec.payload.build(values)
+    older = built[:-29]  # a 1.4 board's: without the field (count byte, 7 x u32)
+    assert codec.parse_payload(model.spec.msg_id, older)["sensor_bus_errors"] == []
+    assert codec.parse_payload(model.spec.msg_id, built)["sensor_bus_errors"] == [
+        3, 1, 4, 1, 5, 9, 2]
+    for cut in (built[:-28], built[:-1], older[:-1]):  # anything else stays an error
+        with pytest.raises(codec.PayloadError):
+            codec.parse_payload(model.spec.msg_id, cut)
 
 
 def test_unknown_message_type_is_a_payload_error() -> None:

@@ -121,6 +121,7 @@ class Bms:
         # the output opens after this long without a frame, until one arrives.
         self.host_timeout_ms = board.get("host_timeout_ms", 0)
         self.host_silence_ms = 0
+        self.host_minor = 0  # the protocol minor version of the host's last HELLO
         self.handlers = {
             codec.MSG_HELLO: self._on_hello,
             codec.MSG_TIME_SYNC: self._on_time_sync,
@@ -369,6 +370,7 @@ class Bms:
 
     def _on_hello(self, seq, start, end):
         host_minor = codec.decode_hello(self.link.frame, start, end)[1]
+        self.host_minor = host_minor
         p = self.protection
         end = codec.encode_info(
             self.link.payload_buffer(), PAYLOAD_AT,
@@ -413,8 +415,10 @@ class Bms:
             link.payload_buffer(), PAYLOAD_AT, self.clock(),
             link.frames_ok, link.frames_bad, link.crc_errors, link.oversize, self.unknown_types,
             self.naks_sent, link.tx_frames, self.control_steps, self.control_overruns, free,
-            link.tx_dropped,
+            link.tx_dropped, self.hal.bus_errors(),
         )
+        if self.host_minor < 5:  # a 1.4 host parses STATS strictly: without the bus errors
+            end -= 1 + 4 * len(self.hal.bus_errors())
         link.send(codec.MSG_STATS, seq, end)
 
     def _send_config_value(self, seq, key):

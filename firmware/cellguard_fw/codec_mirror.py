@@ -109,9 +109,19 @@ def decode_stats(buf, off, end):
         raise ValueError("short stats")
     uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free, tx_dropped = unpack_from("<LLLLLLLLLLlL", buf, off)
     off += 48
+    if off + 1 > end:
+        raise ValueError("short stats")
+    n = unpack_from("<B", buf, off)[0]
+    off += 1
+    if off + n * 4 > end:
+        raise ValueError("short stats")
+    sensor_bus_errors = []
+    for i in range(n):
+        sensor_bus_errors.append(unpack_from("<L", buf, off)[0])
+        off += 4
     if off != end:
         raise ValueError("trailing bytes in stats")
-    return (uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free, tx_dropped)
+    return (uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free, tx_dropped, sensor_bus_errors)
 
 
 def decode_telemetry(buf, off, end):

@@ -56,6 +56,12 @@ class Hal:
         bound: the readings are stale and the output must open."""
         return False
 
+    def bus_errors(self):
+        """The sensor chip's bus error counts (STATS' ``sensor_bus_errors``: NACK,
+        timeout, CRC, checksum or length, busy, recovered retries, failed cycles),
+        or an empty tuple on a board without such a chip."""
+        return ()
+
     def arm(self, trip):
         """Program a monitor chip's own protections from the firmware's trip limits
         (``Protection.trip``, in the protection table's order), a margin beyond

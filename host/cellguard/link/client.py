@@ -70,6 +70,11 @@ def format_fault_value(bits: int, value: int) -> str:
     return f"{value / scale:g} {si}"
 
 
+SENSOR_BUS_COUNTS = ("nacks", "timeouts", "crc_errors", "checksum_errors", "busy_timeouts",
+                     "retries_recovered", "cycles_failed")
+"""STATS' ``sensor_bus_errors``, in order (a newer board may send more: left out)."""
+
+
 class BoardRefused(CellguardError):
     """The board answered a request with NAK."""
 
@@ -443,8 +448,13 @@ class BoardClient:
         now = int(time.time() if unix_time is None else unix_time)
         self.request("time_sync", {"unix_time_s": now & 0xFFFFFFFF})
 
-    def stats(self) -> dict[str, int]:
-        return self.request("get_stats", expect=("stats",)).payload
+    def stats(self) -> dict[str, Any]:
+        """STATS' counters; ``sensor_bus`` names the sensor chip's bus error counts
+        (``SENSOR_BUS_COUNTS``), null on a board without such a chip."""
+        p = dict(self.request("get_stats", expect=("stats",)).payload)
+        counts = list(p.pop("sensor_bus_errors", None) or [])
+        p["sensor_bus"] = dict(zip(SENSOR_BUS_COUNTS, counts, strict=False)) if counts else None
+        return p
 
     def fault_state(self) -> dict[str, list[str]]:
         p = self.request("get_faults", expect=("fault_state",)).payload
