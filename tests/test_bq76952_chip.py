@@ -654,3 +654,35 @@ def test_bad_constructor_arguments_are_clear_errors() -> None:
     chip = Bq76952(cells=4)
     with pytest.raises(ValueError, match="4-cell"):
         chip.set_inputs(cells_v=[3.3] * 5)
+
+
+def test_esp32_style_single_transfer_read_and_crc() -> None:
+    """The ESP32 port writes the register and reads after a repeated START in one
+    transfer; the CRC of the first byte still covers both address bytes and the register."""
+    for crc in (False, True):
+        chip, host = chip_and_host(crc=crc)
+        chip.set_inputs(cells_v=[2.920] + [3.3] * 15)
+        res = host.raw(["S", "W1014", "S", "W11", "R4" if crc else "R2", "P"])
+        assert res[1:4] == ["2", "-", "1"]
+        assert res[4] == ("68330b31" if crc else "680b")
+
+
+def test_internal_overtemperature_opens_both_fets() -> None:
+    chip, host = chip_and_host()
+    enabled(host, b=bq.OTINT)
+    host.at(100.0)
+    chip.set_inputs(die_c=90.0)  # OTINT 85 °C, 2 s
+    host.at(2200.0)
+    assert chip.safety_status[1] & bq.OTINT
+    assert not chip.chg_on and not chip.dsg_on  # in both default B masks
+    chip.set_inputs(die_c=79.0)  # recovery at 80 °C, then 3 s
+    host.at(6000.0)
+    assert not chip.safety_status[1] & bq.OTINT and chip.dsg_on
+
+
+def test_chip_time_only_moves_forward() -> None:
+    chip, host = chip_and_host()
+    host.at(500.0)
+    host.t = 100.0  # a transfer stamped earlier than the chip's clock
+    host.u16(0x66)
+    assert chip._now >= 500.0

@@ -30,9 +30,12 @@ board's clock stands still during one control step. The clock never runs backwar
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from .i2c import I2cDevice
 
@@ -223,6 +226,21 @@ RESET_BOOT_MS = 5.0  # after RESET or a POR the chip answers nothing (NACK) this
 SCAN_MS = 3.0  # one ADC scan (ADSCAN); FULLSCAN after a pass of all channels
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """One thread at a time in the chip: the board's plant thread calls advance() while
+    its bus thread runs transfers."""
+
+    @functools.wraps(method)
+    def wrapper(self: Bq76952, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def crc8(data: bytes | Sequence[int], crc: int = 0) -> int:
     """CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), initial value 0, as the chip uses."""
     for byte in data:
@@ -284,6 +302,7 @@ class Bq76952(I2cDevice):
             raise ValueError(f"the shunt resistance must be positive, not {shunt_ohm!r} Ω")
         if not bus_hz > 0:
             raise ValueError(f"the bus clock must be positive, not {bus_hz!r} Hz")
+        self._lock = threading.RLock()
         self.cells = cells
         self.cell_inputs = inputs
         self.shunt_ohm = float(shunt_ohm)
@@ -313,6 +332,7 @@ class Bq76952(I2cDevice):
         self._power_on(0.0)
 
     # ================================================================ host side
+    @_locked
     def set_inputs(self, *, cells_v: Sequence[float] | None = None,
                    current_a: float | None = None,
                    ts_c: Sequence[float | None] | None = None,
@@ -344,17 +364,20 @@ class Bq76952(I2cDevice):
         if ld_v is not None:
             self._ld_v = float(ld_v)
 
+    @_locked
     def advance(self, to_ms: float) -> None:
         """Run the chip (scans, protections, recovery) up to ``to_ms`` on its clock."""
         self._run_to(to_ms)
 
     @property
     def chg_on(self) -> bool:
-        return bool(self._fet_bits() & FS_CHG)
+        with self._lock:
+            return bool(self._fet_bits() & FS_CHG)
 
     @property
     def dsg_on(self) -> bool:
-        return bool(self._fet_bits() & FS_DSG)
+        with self._lock:
+            return bool(self._fet_bits() & FS_DSG)
 
     @property
     def pchg_on(self) -> bool:
@@ -395,11 +418,13 @@ class Bq76952(I2cDevice):
     def safety_alert(self) -> tuple[int, int, int]:
         return self._alert_a, self._alert_b, 0
 
+    @_locked
     def dm_read(self, address: int, fmt: str) -> float:
         """A data-memory value as the chip holds it now (for tests and benches)."""
         return struct.unpack_from(fmt, self._dm, address - DM_START)[0]
 
     # -- fault injection
+    @_locked
     def inject_nack(self, times: int = 1, *, phase: str = "address") -> None:
         """NACK the next ``times`` address phases (``"address"``) or the first data byte
         of the next ``times`` writes (``"data"``)."""
@@ -412,6 +437,7 @@ class Bq76952(I2cDevice):
         else:
             raise ValueError(f"phase is 'address' or 'data', not {phase!r}")
 
+    @_locked
     def inject_stuck_busy(self, times: int = 1) -> None:
         """The next ``times`` subcommands never finish: 0x3E/0x3F read 0xFF 0xFF until
         another subcommand is written (or the chip resets)."""
@@ -419,18 +445,21 @@ class Bq76952(I2cDevice):
             raise ValueError(f"times must be 1 or more, not {times}")
         self._stuck_busy += times
 
+    @_locked
     def inject_crc_error(self, times: int = 1) -> None:
         """Corrupt the CRC byte(s) of the next ``times`` reads (in CRC mode)."""
         if times < 1:
             raise ValueError(f"times must be 1 or more, not {times}")
         self._crc_corrupt += times
 
+    @_locked
     def power_on_reset(self) -> None:
         """A POR: RAM data memory back to its defaults, FETs off, protections cleared."""
         self.injected["por"] += 1
         self._power_on(self._now)
 
     # ================================================================ the wire
+    @_locked
     def address(self, read: bool) -> bool:
         self._finish_write()
         self._sync(self.time_ms)
@@ -457,6 +486,7 @@ class Bq76952(I2cDevice):
             self._wr_bytes = []
         return True
 
+    @_locked
     def write(self, data: bytes) -> int:
         self._now += self.byte_ms * len(data)
         taken = 0
@@ -482,6 +512,7 @@ class Bq76952(I2cDevice):
             taken += 1
         return taken
 
+    @_locked
     def read(self, n: int) -> bytes:
         self._now += self.byte_ms * n
         out = bytearray()
@@ -500,6 +531,7 @@ class Bq76952(I2cDevice):
             self._rd_index += 1
         return bytes(out)
 
+    @_locked
     def stop(self) -> None:
         self._finish_write()
         self._chain_reg = None
