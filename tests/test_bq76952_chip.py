@@ -686,3 +686,31 @@ def test_chip_time_only_moves_forward() -> None:
     host.t = 100.0  # a transfer stamped earlier than the chip's clock
     host.u16(0x66)
     assert chip._now >= 500.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 0xFFFF), st.integers(0, 3), st.integers(0, 7))
+def test_crc_framed_writes_round_trip_and_any_bad_crc_bit_is_refused(
+        value: int, which: int, bit: int) -> None:
+    _chip, host = chip_and_host(crc=True)
+    lo, hi = value & 0xFF, value >> 8
+    frame = [0x10, 0x66, lo, crc8(bytes([0x10, 0x66, lo])), hi, crc8(bytes([hi]))]
+    bad = list(frame)
+    crc_index = (3, 5)[which % 2]
+    bad[crc_index] ^= 1 << bit
+    res = host.raw(["S", "W" + bytes(bad).hex(), "P"])
+    assert res[1] == str(crc_index)  # ACKed up to the bad CRC byte, which is NACKed
+    assert host.u16(0x66) == 0xF800
+    assert host.raw(["S", "W" + bytes(frame).hex(), "P"])[1] == "6"
+    assert host.u16(0x66) == value
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([a for a, _, _ in bq.DATA_MEMORY_DEFAULTS]),
+       st.binary(min_size=1, max_size=32), st.booleans())
+def test_data_memory_write_read_round_trip(address: int, data: bytes, crc: bool) -> None:
+    chip, host = chip_and_host(crc=crc)
+    data = data[:bq.DM_END - address]
+    host.config([(address, data)])
+    assert host.sub_read(address, len(data)) == data
+    assert chip.rejected_writes == 0
