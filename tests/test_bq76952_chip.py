@@ -4,6 +4,7 @@ driven through an I2cBus with the operations the virtual board's machine.I2C sen
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -714,3 +715,54 @@ def test_data_memory_write_read_round_trip(address: int, data: bytes, crc: bool)
     host.config([(address, data)])
     assert host.sub_read(address, len(data)) == data
     assert chip.rejected_writes == 0
+
+
+# ============================================================ on the virtual dev board
+DRIVER_SNIPPET = """
+from machine import I2C
+i2c = I2C(0)
+def crc8(data):
+    c = 0
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = ((c << 1) ^ 7) & 255 if c & 128 else (c << 1) & 255
+    return c
+def wr(reg, data):
+    if CRC:
+        out = bytearray()
+        for i, b in enumerate(data):
+            out.append(b)
+            out.append(crc8(bytes([16, reg, b]) if i == 0 else bytes([b])))
+        data = bytes(out)
+    i2c.writeto_mem(8, reg, data)
+def rd(reg, n):
+    raw = i2c.readfrom_mem(8, reg, 2 * n if CRC else n)
+    if not CRC:
+        return raw
+    for i in range(n):
+        cover = bytes([16, reg, 17, raw[0]]) if i == 0 else bytes([raw[2 * i]])
+        assert crc8(cover) == raw[2 * i + 1], 'crc'
+    return bytes([raw[2 * i] for i in range(n)])
+wr(0x3E, b'\\x01\\x00')
+polls = 1
+while rd(0x3E, 2) != b'\\x01\\x00':
+    polls += 1
+print(rd(0x40, 2).hex(), rd(0x14, 2).hex(), polls > 1)
+"""
+
+
+@pytest.mark.parametrize("board,crc", [("pico-4s", False), ("esp32-4s", False),
+                                       ("pico-4s", True)])
+def test_on_the_virtual_board_through_machine_i2c(board: str, crc: bool,
+                                                   tmp_path: Path) -> None:
+    from test_virtual_board import mpremote, ok
+
+    from cellguard.sim.virtual import VirtualBoard
+
+    chip = Bq76952(crc=crc)
+    chip.set_inputs(cells_v=[3.7] + [3.3] * 15)
+    with VirtualBoard(board, flash=tmp_path, plant=False) as vb:
+        vb.attach_i2c(0x08, chip)
+        out = ok(mpremote(vb.port, "exec", f"CRC = {crc}\n" + DRIVER_SNIPPET)).split()
+    assert out == ["9576", "740e", "True"]
