@@ -766,3 +766,22 @@ def test_on_the_virtual_board_through_machine_i2c(board: str, crc: bool,
         vb.attach_i2c(0x08, chip)
         out = ok(mpremote(vb.port, "exec", f"CRC = {crc}\n" + DRIVER_SNIPPET)).split()
     assert out == ["9576", "740e", "True"]
+
+
+def test_sleep_enable_flag_follows_power_config_and_commands() -> None:
+    _chip, host = chip_and_host()
+    assert host.u16(0x12) & bq.BS_SLEEP_EN  # Power Config default 0x2982 has SLEEP
+    host.sub(bq.SUB_SLEEP_DISABLE)
+    assert not host.u16(0x12) & bq.BS_SLEEP_EN
+    host.sub(bq.SUB_SLEEP_ENABLE)
+    assert host.u16(0x12) & bq.BS_SLEEP_EN
+    host.config([(bq.POWER_CONFIG, struct.pack("<H", 0x2902))])
+    assert not host.u16(0x12) & bq.BS_SLEEP_EN
+
+
+def test_power_on_reset_at_time_zero_still_boots() -> None:
+    chip, host = chip_and_host()
+    chip.power_on_reset()
+    assert host.raw(["S", "W1066", "P"])[1] == "0"  # booting
+    host.at(bq.RESET_BOOT_MS + 0.1)
+    assert host.u16(0x66) == 0xF800

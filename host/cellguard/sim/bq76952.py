@@ -77,6 +77,7 @@ SUB_CHG_PCHG_OFF = 0x0094
 SUB_ALL_FETS_OFF = 0x0095
 SUB_ALL_FETS_ON = 0x0096
 SUB_FET_CONTROL = 0x0097
+SUB_SLEEP_ENABLE, SUB_SLEEP_DISABLE = 0x0099, 0x009A
 SUB_SWAP_COMM_MODE = 0x29BC
 
 # Safety Alert/Status A bits
@@ -96,6 +97,8 @@ FS_CHG, FS_PCHG, FS_DSG, FS_PDSG, FS_ALRT = 0x01, 0x02, 0x04, 0x08, 0x40
 FC_DSG_OFF, FC_PDSG_OFF, FC_CHG_OFF, FC_PCHG_OFF = 0x01, 0x02, 0x04, 0x08
 # Manufacturing Status bits
 MS_PCHG_TEST, MS_CHG_TEST, MS_DSG_TEST, MS_FET_EN, MS_PDSG_TEST = 0x01, 0x02, 0x04, 0x10, 0x20
+# Power Config bits
+PC_SLEEP = 0x0080
 # FET Options bits
 FO_HOST_FET_EN, FO_FET_CTRL_EN, FO_FET_INIT_OFF = 0x04, 0x08, 0x20
 
@@ -329,7 +332,7 @@ class Bq76952(I2cDevice):
         self.ignored_dm_writes = 0  # data-memory writes outside CONFIG_UPDATE
         self._now = 0.0
         self._prot_ms = 0.0
-        self._power_on(0.0)
+        self._power_on(0.0, boot=False)
 
     # ================================================================ host side
     @_locked
@@ -537,7 +540,7 @@ class Bq76952(I2cDevice):
         self._chain_reg = None
 
     # ================================================================ internals
-    def _power_on(self, now: float) -> None:
+    def _power_on(self, now: float, *, boot: bool = True) -> None:
         self._dm = bytearray(DM_END - DM_START)
         for address, fmt, value in DATA_MEMORY_DEFAULTS:
             struct.pack_into(fmt, self._dm, address - DM_START,
@@ -546,6 +549,7 @@ class Bq76952(I2cDevice):
         self._crc = self.otp_crc
         self._cfgupdate = False
         self._por_flag = True
+        self._sleep_en = bool(self._applied_u("<H", POWER_CONFIG) & PC_SLEEP)
         self._mfg_status = self._applied_u("<H", MFG_STATUS_INIT) & 0x00F0
         fet_options = self._applied_u("<B", FET_OPTIONS)
         self._host_chg_off = self._host_dsg_off = bool(fet_options & FO_FET_INIT_OFF)
@@ -583,7 +587,7 @@ class Bq76952(I2cDevice):
         self._crc_prefix: list[int] = []
         self._snapshot = bytes(128)
         self._corrupt_this_read = False
-        self._offline_until = now + RESET_BOOT_MS if now > 0 else now
+        self._offline_until = now + RESET_BOOT_MS if boot else now
         self._last_scan_ms = now
         self._now = max(self._now, now)
         self._prot_ms = max(self._prot_ms, now)
@@ -679,6 +683,7 @@ class Bq76952(I2cDevice):
                 self._cfgupdate = False
                 self._applied = bytes(self._dm)
                 self._alarm_enable = self._applied_u("<H", DEFAULT_ALARM_MASK)
+                self._sleep_en = bool(self._applied_u("<H", POWER_CONFIG) & PC_SLEEP)
                 self._por_flag = False
         elif sub in (SUB_DSG_PDSG_OFF, SUB_CHG_PCHG_OFF, SUB_ALL_FETS_OFF, SUB_ALL_FETS_ON):
             if self._applied_u("<B", FET_OPTIONS) & FO_HOST_FET_EN:
@@ -693,6 +698,8 @@ class Bq76952(I2cDevice):
                 self._mfg_status ^= {SUB_CHGTEST: MS_CHG_TEST, SUB_DSGTEST: MS_DSG_TEST,
                                      SUB_PCHGTEST: MS_PCHG_TEST,
                                      SUB_PDSGTEST: MS_PDSG_TEST}[sub]
+        elif sub in (SUB_SLEEP_ENABLE, SUB_SLEEP_DISABLE):
+            self._sleep_en = sub == SUB_SLEEP_ENABLE  # the flag only: SLEEP is not modelled
         elif sub == SUB_SWAP_COMM_MODE:
             comm = self._dm[COMM_TYPE - DM_START]
             if comm in (0x11, 0x12):
@@ -892,7 +899,7 @@ class Bq76952(I2cDevice):
             bits |= BS_CFGUPDATE
         if self._por_flag:
             bits |= BS_POR
-        if self._applied_u("<H", POWER_CONFIG) & 0x0080:
+        if self._sleep_en:
             bits |= BS_SLEEP_EN
         if self._status_a or self._status_b:
             bits |= BS_SS
