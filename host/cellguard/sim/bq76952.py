@@ -473,7 +473,6 @@ class Bq76952(I2cDevice):
             self.injected["nack_address"] += 1
             return False
         self._now += self.byte_ms
-        self._reading = read
         self._rd_index = 0
         if read:
             ar = (self.i2c_address << 1) | 1
@@ -577,10 +576,8 @@ class Bq76952(I2cDevice):
         self._pending_fill: bytes | None = None
         # wire state
         self.pointer = 0
-        self._reading = False
         self._wr_bytes: list[int] = []
         self._wr_bad = False
-        self._wr_nacked = False
         self._rd_index = 0
         self._rd_last = 0
         self._chain_reg: int | None = None  # the register written since the last STOP
