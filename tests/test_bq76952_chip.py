@@ -745,10 +745,9 @@ def rd(reg, n):
         assert crc8(cover) == raw[2 * i + 1], 'crc'
     return bytes([raw[2 * i] for i in range(n)])
 wr(0x3E, b'\\x01\\x00')
-polls = 1
 while rd(0x3E, 2) != b'\\x01\\x00':
-    polls += 1
-print(rd(0x40, 2).hex(), rd(0x14, 2).hex(), polls > 1)
+    pass
+print(rd(0x40, 2).hex(), rd(0x14, 2).hex())
 """
 
 
@@ -765,7 +764,7 @@ def test_on_the_virtual_board_through_machine_i2c(board: str, crc: bool,
     with VirtualBoard(board, flash=tmp_path, plant=False) as vb:
         vb.attach_i2c(0x08, chip)
         out = ok(mpremote(vb.port, "exec", f"CRC = {crc}\n" + DRIVER_SNIPPET)).split()
-    assert out == ["9576", "740e", "True"]
+    assert out == ["9576", "740e"]
 
 
 def test_sleep_enable_flag_follows_power_config_and_commands() -> None:
@@ -785,3 +784,13 @@ def test_power_on_reset_at_time_zero_still_boots() -> None:
     assert host.raw(["S", "W1066", "P"])[1] == "0"  # booting
     host.at(bq.RESET_BOOT_MS + 0.1)
     assert host.u16(0x66) == 0xF800
+
+
+@pytest.mark.parametrize("gain,expect", [(float("inf"), 32767), (float("-inf"), -32768),
+                                         (float("nan"), 0)])
+def test_a_nonsense_cc_gain_reads_clamped_never_crashes(gain: float, expect: int) -> None:
+    chip, host = chip_and_host()
+    host.config([(bq.CC_GAIN, struct.pack("<f", gain))])
+    chip.set_inputs(current_a=1.0)
+    assert host.i16(0x3A) == expect
+    host.at(1000.0)  # the protections run on it too

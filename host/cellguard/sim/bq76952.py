@@ -31,6 +31,7 @@ board's clock stands still during one control step. The clock never runs backwar
 from __future__ import annotations
 
 import functools
+import math
 import struct
 import threading
 from collections.abc import Callable, Sequence
@@ -812,7 +813,7 @@ class Bq76952(I2cDevice):
     def _cell_mv(self) -> list[int]:
         mv = [0] * 16
         for volts, vc in zip(self._cells_v, self.cell_inputs, strict=True):
-            mv[vc - 1] = _i16(round(volts * 1000.0))
+            mv[vc - 1] = _i16(volts * 1000.0)
         return mv
 
     def _measured_cells(self) -> list[int]:
@@ -826,7 +827,7 @@ class Bq76952(I2cDevice):
 
     def _user_v(self, volts: float) -> int:
         cv = self._applied_u("<B", DA_CONFIGURATION) & 0x04
-        return _i16(round(volts * (100.0 if cv else 1000.0)))
+        return _i16(volts * (100.0 if cv else 1000.0))
 
     def _current_ma(self) -> float:
         """The current as the chip computes it: shunt voltage through CC Gain."""
@@ -835,7 +836,7 @@ class Bq76952(I2cDevice):
 
     def _user_a(self) -> int:
         lsb = USER_AMPS_MA[self._applied_u("<B", DA_CONFIGURATION) & 0x03]
-        return _i16(round(self._current_ma() / lsb))
+        return _i16(self._current_ma() / lsb)
 
     def _ts_deci_k(self, index: int) -> int:
         config = self._applied_u("<B", TS1_CONFIG + index)
@@ -1044,8 +1045,14 @@ def scd_delay_us(code: int) -> float:
 
 
 def _deci_k(celsius: float) -> int:
-    return _i16(round((celsius + ZERO_C_IN_K) * 10.0))
+    return _i16((celsius + ZERO_C_IN_K) * 10.0)
 
 
-def _i16(value: int) -> int:
-    return max(-32768, min(32767, value))
+def _i16(value: float) -> int:
+    """A reading as the chip's signed 16-bit register holds it: clamped; a NaN (from a
+    nonsense float in data memory, e.g. CC Gain) reads 0."""
+    if math.isnan(value):
+        return 0
+    if math.isinf(value):
+        return 32767 if value > 0 else -32768
+    return max(-32768, min(32767, round(value)))
