@@ -794,3 +794,23 @@ def test_a_nonsense_cc_gain_reads_clamped_never_crashes(gain: float, expect: int
     chip.set_inputs(current_a=1.0)
     assert host.i16(0x3A) == expect
     host.at(1000.0)  # the protections run on it too
+
+
+_OP = st.one_of(st.just("S"), st.just("P"), st.just("W10"), st.just("W11"),
+                st.binary(min_size=1, max_size=40).map(lambda b: "W" + b.hex()),
+                st.integers(1, 40).map(lambda n: f"R{n}"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.booleans(), st.lists(st.lists(_OP, max_size=12), max_size=6))
+def test_any_wire_traffic_leaves_a_chip_that_still_answers(
+        crc: bool, transfers: list[list[str]]) -> None:
+    chip, host = chip_and_host(crc=crc)
+    for i, ops in enumerate(transfers):
+        host.t = i * 0.5
+        host.raw(ops)
+    host.raw(["P"])
+    host.at(1000.0)  # past any reset it may have sent
+    if chip.crc_mode != crc:  # the traffic may have swapped the CRC mode: follow it
+        host.crc = chip.crc_mode
+    assert host.sub_read(bq.SUB_DEVICE_NUMBER, 2) == struct.pack("<H", 0x7695)
