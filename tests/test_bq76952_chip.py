@@ -814,3 +814,24 @@ def test_any_wire_traffic_leaves_a_chip_that_still_answers(
     if chip.crc_mode != crc:  # the traffic may have swapped the CRC mode: follow it
         host.crc = chip.crc_mode
     assert host.sub_read(bq.SUB_DEVICE_NUMBER, 2) == struct.pack("<H", 0x7695)
+
+
+def test_occ_recovers_by_discharge_current_or_by_pack_below_the_stack() -> None:
+    for how in ("current", "pack"):
+        chip, host = chip_and_host(shunt_ohm=0.001)
+        enabled(host)
+        host.at(10.0)
+        chip.set_inputs(cells_v=[3.3] * 16, current_a=5.0)  # 5 mV > 4 mV
+        host.at(100.0)
+        assert chip.safety_status[0] & bq.OCC and not chip.chg_on
+        chip.set_inputs(current_a=0.0, pack_v=52.8)  # no current, PACK at the stack
+        host.at(10_000.0)
+        assert chip.safety_status[0] & bq.OCC  # neither mechanism holds
+        if how == "current":
+            chip.set_inputs(current_a=-0.2)  # -200 mA: the OCC recovery threshold
+        else:
+            chip.set_inputs(pack_v=52.8 - 2.0)  # PACK-TOS delta 200 × 10 mV
+        host.at(12_000.0)
+        assert chip.safety_status[0] & bq.OCC
+        host.at(13_001.0)
+        assert not chip.safety_status[0] & bq.OCC and chip.chg_on, how

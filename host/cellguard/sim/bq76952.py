@@ -1003,7 +1003,7 @@ class Bq76952(I2cDevice):
             rec = u1("<h", OCC_RECOVERY_THRESHOLD)
             delta = u1("<h", OCC_PACK_TOS_DELTA) * 0.01
             pack = self._stack_v() if self._pack_v is None else self._pack_v
-            recovered = current_ma <= rec or pack < self._stack_v() - delta
+            recovered = current_ma <= rec or pack <= self._stack_v() - delta
             return (shunt_mv >= thr, _oc_delay_ms(u1("<B", OCC_DELAY)), recovered,
                     recovery_ms)
         if name in ("OCD1", "OCD2"):
