@@ -997,13 +997,14 @@ class Bq76952(I2cDevice):
             delay = _oc_delay_ms(u1("<H", CUV_DELAY))
             return min(cells) <= thr, delay, min(cells) > thr + hyst, recovery_ms
         shunt_mv = self._current_a * self.shunt_ohm * 1000.0  # positive charging
-        current_ma = self._current_ma()
+        current_ma = _i16(self._current_ma())  # as the chip compares it, in whole mA
         if name == "OCC":
             thr = u1("<B", OCC_THRESHOLD) * OC_STEP_MV
             rec = u1("<h", OCC_RECOVERY_THRESHOLD)
-            delta = u1("<h", OCC_PACK_TOS_DELTA) * 0.01
-            pack = self._stack_v() if self._pack_v is None else self._pack_v
-            recovered = current_ma <= rec or pack <= self._stack_v() - delta
+            delta_cv = u1("<h", OCC_PACK_TOS_DELTA)  # in 10 mV, compared in 10 mV
+            stack_cv = _i16(self._stack_v() * 100.0)
+            pack_cv = stack_cv if self._pack_v is None else _i16(self._pack_v * 100.0)
+            recovered = current_ma <= rec or pack_cv <= stack_cv - delta_cv
             return (shunt_mv >= thr, _oc_delay_ms(u1("<B", OCC_DELAY)), recovered,
                     recovery_ms)
         if name in ("OCD1", "OCD2"):
