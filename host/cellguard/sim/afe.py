@@ -12,11 +12,15 @@ through :meth:`transfer` (the step-based board) or the virtual board's ``machine
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .i2c import I2cBus
 from .plant import OUT_BALANCE_SHIFT, OUT_CHARGE, OUT_CLOSED, OUT_DISCHARGE, Plant
 from .sensors import SensorModel
+
+SHORTED_C = 150.0
+"""What a shorted thermistor shows the chip: its hottest reading (°C)."""
 
 CHIPS = ("bq76952",)
 """The monitor chips a board file's ``"afe"`` object may name."""
@@ -49,8 +53,15 @@ class MonitorChip:
 
         self.address = int(afe.get("address", 8))
         self.hz = float(afe.get("i2c_hz", 400000))
-        self.chip = Bq76952(crc=bool(afe.get("crc", False)),
-                            shunt_ohm=float(afe["shunt_uohm"]) * 1e-6)
+        cells = int(board["cells"])
+        self.chip = Bq76952(cells=cells, cell_inputs=afe.get("cells"),
+                            shunt_ohm=float(afe["shunt_uohm"]) * 1e-6,
+                            crc=bool(afe.get("crc", False)), address=self.address,
+                            bus_hz=self.hz)
+        # What each of the board's temperature sensors is: a thermistor on TS1..TS3 or
+        # the chip's die ("int"), as the firmware's HAL reads them.
+        self.sources: list[str] = list(afe.get("ts") or ["ts1", "ts2", "ts3"][
+            :int(board["temp_sensors"])])
         self.bus = I2cBus("afe")
         self.bus.attach(self.address, self.chip)
         self.clock_ms = 0.0  # the board's time at the start of the firmware's step
@@ -62,7 +73,16 @@ class MonitorChip:
     def feed(self, sensors: SensorModel, plant: Plant) -> None:
         """The plant as the chip's pins see it now (the sensor model's faults on top)."""
         x = sensors.chip_inputs(plant)
-        self.chip.set_inputs(cells_v=x.cells_v, current_a=x.current_a, ts_c=x.temps_c,
+        ts: list[float | None] = [25.0, 25.0, 25.0]  # an unused TS pin: not a thermistor
+        die = 25.0
+        for source, t in zip(self.sources, x.temps_c, strict=False):
+            # A shorted thermistor reads as hot as the chip's table goes.
+            value = SHORTED_C if t is not None and math.isinf(t) else t
+            if source == "int":
+                die = 25.0 if value is None else value
+            elif source in ("ts1", "ts2", "ts3"):
+                ts[int(source[2]) - 1] = value
+        self.chip.set_inputs(cells_v=x.cells_v, current_a=x.current_a, ts_c=ts, die_c=die,
                              pack_v=x.pack_v)
 
     def advance(self, to_ms: float) -> None:
