@@ -301,6 +301,18 @@ class Bq76952:
             out[2 + 2 * i] = t[b]
         return self.oviews[n]
 
+    def read_reg(self, reg):
+        """A 16-bit direct command's value (unsigned), or -1."""
+        if not self._read(reg, 2):
+            return -1
+        return self.data[0] | self.data[1] << 8
+
+    def write_reg(self, reg, value):
+        """Write a 16-bit direct command (e.g. 0x66 Alarm Enable); True when sent."""
+        self.tx[0] = value & 0xFF
+        self.tx[1] = (value >> 8) & 0xFF
+        return self._write(reg, 2)
+
     # -- subcommands ----------------------------------------------------------
     def _command(self, cmd, n=0):
         """Subcommand ``cmd`` with ``n`` data bytes already in ``tx[2:2 + n]``;

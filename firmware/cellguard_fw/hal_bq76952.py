@@ -57,10 +57,12 @@ class Bq76952Hal(Hal):
         self.afe = afe
         self.period_ms = board.get("control_period_ms", 100)
         # User-amps: the finest unit whose signed 16 bits hold what the coulomb
-        # counter measures (+/-200 mV across the shunt); stack, PACK and LD in cV.
+        # counter measures (+/-200 mV across the shunt), or three times the board's
+        # current rating if that is less; stack, PACK and LD in cV.
         sense_ma = 200000000 // self.shunt
-        amps = 0 if sense_ma <= 3276 else 1 if sense_ma <= 32767 else (
-            2 if sense_ma <= 327670 else 3)
+        need = min(sense_ma, 3 * max(board.get("charge_current_max_ma", 0),
+                                     board.get("discharge_current_max_ma", 0)))
+        amps = 0 if need <= 3276 else 1 if need <= 32767 else 2 if need <= 327670 else 3
         self.da = afe.get("da_config", 0x04 | amps)
         unit = (1, 10, 100, 1000)[self.da & 3]  # 0.1 mA steps
         fe = board["frontend"]
@@ -82,6 +84,7 @@ class Bq76952Hal(Hal):
         self.clamped = ()
         self.configured = self.driver.configure(self._base())
         self._fets()  # both directions blocked until the firmware closes the output
+        self._balance()  # and no balancing left over from before a restart
 
     def _base(self):
         cc, cap = gains(self.shunt)
