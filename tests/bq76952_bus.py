@@ -90,8 +90,8 @@ class ImageBus:
             self.ptr = buf[0]
             return 1
         reg = buf[0]
-        data = bytes(buf[1::2])
-        crcs = bytes(buf[2::2])
+        data = bytes(buf[i] for i in range(1, len(buf), 2))
+        crcs = bytes(buf[i] for i in range(2, len(buf), 2))
         if len(data) != len(crcs) or crcs[0] != crc8([addr << 1, reg, data[0]]) or any(
                 crcs[i] != crc8([data[i]]) for i in range(1, len(data))):
             raise OSError(5)  # the chip NACKs a bad CRC

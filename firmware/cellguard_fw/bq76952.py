@@ -41,15 +41,10 @@ The measurement path (:meth:`Bq76952.read`) and the FET and balancing commands
 allocate nothing: preallocated buffers and memoryviews, integer maths.
 """
 
+import time
 from array import array
 
 from micropython import const
-
-try:
-    from time import sleep_us
-except ImportError:  # CPython (host tests): time has no sleep_us
-    def sleep_us(us):
-        pass
 
 # Direct commands
 _SAFETY = const(0x02)  # Safety Alert A, Status A, Alert B, Status B, Alert C, Status C
@@ -193,7 +188,8 @@ class Bq76952:
         self.i2c = i2c
         self.address = address
         self.crc = crc
-        self.sleep = sleep_us if sleep is None else sleep
+        # time.sleep_us on a board; CPython (host tests) has none: no wait
+        self.sleep = getattr(time, "sleep_us", _no_wait) if sleep is None else sleep
         self.data = bytearray(_N_MAIN)  # the last read's data bytes
         self.raw = bytearray(2 * _N_MAIN)  # a CRC read's bytes (data, CRC, ...)
         self.tx = bytearray(36)  # a write's data bytes
@@ -255,7 +251,7 @@ class Bq76952:
             self.reg[0] = reg
             self.i2c.writeto(addr, self.reg, False)
             self.i2c.readfrom_into(addr, self.rviews[n])
-        except OSError:
+        except Exception:  # OSError on a board: NACK, timeout
             self._count(_E_BUS)
             return False
         raw = self.raw
@@ -283,7 +279,7 @@ class Bq76952:
                 else:
                     self.i2c.writeto_mem(self.address, reg, self.tviews[n])
                 return True
-            except OSError:
+            except Exception:  # OSError on a board: NACK, timeout
                 self._count(_E_BUS)
         return False
 
@@ -535,6 +531,10 @@ class Bq76952:
             return False
         self.fet_status = d[0]
         return True
+
+
+def _no_wait(us):
+    pass
 
 
 def _i16(d, i):
