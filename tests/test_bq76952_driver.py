@@ -494,3 +494,40 @@ def test_configure_on_a_dead_bus_reports_failure() -> None:
     assert not hal.configured
     assert not hal.arm(trips())
     assert copy.copy(hal.driver.errors[0]) > 0
+
+
+def wire_bytes(log: list[tuple[Any, ...]]) -> tuple[int, int]:
+    """(transactions, bytes on the wire) of a recorded log: a read is the address
+    byte, the register, the repeated-start address byte and the data; a write the
+    address byte, the register and the data."""
+    transactions = 0
+    total = 0
+    for entry in log:
+        kind = entry[0]
+        if kind == "readfrom_mem_into":
+            transactions += 1
+            total += 3 + entry[3]
+        elif kind == "writeto_mem":
+            transactions += 1
+            total += 2 + len(entry[3])
+        elif kind == "writeto" and entry[3]:
+            transactions += 1
+            total += 1 + len(entry[2])
+        elif kind == "writeto":  # the register of a CRC read, before the repeated start
+            transactions += 1
+            total += 2
+        elif kind == "readfrom_into":
+            total += 1 + entry[2]
+    return transactions, total
+
+
+@pytest.mark.parametrize(("crc", "want"), [(False, (4, 81)), (True, (4, 150))])
+def test_bus_traffic_per_control_period(crc: bool, want: tuple[int, int]) -> None:
+    # docs/bq76952.md: four transactions a period, 81 bytes (CRC off) or 150 (CRC
+    # on): 1.82 ms or 3.38 ms at 400 kHz (9 clocks a byte)
+    bus = ImageBus(A, crc)
+    hal = Bq76952Hal(make_board(crc=crc), bus)
+    image(bus, [3300] * 16, 0, [2982] * 7, 5280, fets=0)
+    bus.log.clear()
+    hal.sample([0] * 16, [0] * 2)
+    assert wire_bytes(bus.log) == want

@@ -183,6 +183,40 @@ def control_bits(on):
     return ((off >> 2) & 1) | ((off >> 3) & 1) << 1 | (off & 1) << 2 | ((off >> 1) & 1) << 3
 
 
+class ChipChannel:
+    """A channel a monitor chip (``"type": "bq76952"``) reports in the firmware's
+    units already: cells and pack in mV, current in mA (``offset`` 0), or
+    temperatures in 0.1 K (``offset`` 2732: 0.1 degC out). The chip's open
+    thermistor reads very cold and a shorted one very hot, so for a temperature
+    channel ``open_code`` is the hot rail and ``short_code`` the cold one:
+    Measurement counts a code at or beyond either as a railed sensor."""
+
+    def __init__(self, max_code, offset=0, cold=0, hot=0):
+        self.max_code = max_code
+        self.zero = offset
+        self.open_code = hot
+        self.short_code = cold
+
+    def convert(self, code):
+        return code - self.zero
+
+
+class Frontend:
+    """The front end of a board the chip measures (``frontend.Frontend`` builds it
+    for ``"frontend": {"type": "bq76952"}``): identity for cells, current and
+    pack; 0.1 K to 0.1 degC for temperatures, railed at or below -40 degC (an open
+    thermistor) or at or above 150 degC (a shorted one)."""
+
+    def __init__(self, cfg):
+        if cfg.get("type") != "bq76952":
+            raise ValueError("frontend type must be bq76952")
+        self.cell = ChipChannel(cfg.get("cell_adc", {}).get("full_scale_mv", 5000))
+        self.current = ChipChannel(0x3FFFFFFF)
+        self.temp = ChipChannel(0xFFFF, 2732, 2732 + cfg.get("cold_rail_dc", -400),
+                                2732 + cfg.get("hot_rail_dc", 1500))
+        self.pack = ChipChannel(0xFFFF)
+
+
 class Bq76952:
     def __init__(self, i2c, address=0x08, crc=False, sleep=None):
         self.i2c = i2c

@@ -102,37 +102,15 @@ class NtcChannel:
         return lo + (self.table[i + 1] - lo) * frac // self.step
 
 
-class ChipChannel:
-    """A channel a monitor chip (``"type": "bq76952"``) reports in the firmware's
-    units already: cells and pack in mV, current in mA (``offset`` 0), or
-    temperatures in 0.1 K (``offset`` 2732: 0.1 degC out). The chip's open
-    thermistor reads very cold and a shorted one very hot, so for a temperature
-    channel ``open_code`` is the hot rail and ``short_code`` the cold one:
-    Measurement counts a code at or beyond either as a railed sensor."""
-
-    def __init__(self, max_code, offset=0, cold=0, hot=0):
-        self.max_code = max_code
-        self.zero = offset
-        self.open_code = hot
-        self.short_code = cold
-
-    def convert(self, code):
-        return code - self.zero
-
-
 class Frontend:
     """The three channel types of one board, built from its ``frontend`` config."""
 
     def __init__(self, cfg):
-        if cfg.get("type") == "bq76952":
-            # A monitor chip: identity for cells, current and pack; 0.1 K to 0.1 degC
-            # for temperatures, railed below -40 degC (open) or above 150 degC (short).
-            fs = cfg.get("cell_adc", {}).get("full_scale_mv", 5000)
-            self.cell = ChipChannel(fs)
-            self.current = ChipChannel(0x3FFFFFFF)
-            self.temp = ChipChannel(0xFFFF, 2732, 2732 + cfg.get("cold_rail_dc", -400),
-                                    2732 + cfg.get("hot_rail_dc", 1500))
-            self.pack = ChipChannel(0xFFFF)
+        if "type" in cfg:  # a monitor chip (bq76952): the chip's own channels
+            from .bq76952 import Frontend as Chip
+
+            f = Chip(cfg)
+            self.cell, self.current, self.temp, self.pack = f.cell, f.current, f.temp, f.pack
             return
         c = cfg["cell_adc"]
         self.cell = LinearChannel(c["bits"], c["full_scale_mv"])
