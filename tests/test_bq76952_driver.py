@@ -531,3 +531,24 @@ def test_bus_traffic_per_control_period(crc: bool, want: tuple[int, int]) -> Non
     bus.log.clear()
     hal.sample([0] * 16, [0] * 2)
     assert wire_bytes(bus.log) == want
+
+
+def test_a_chip_reset_is_rearmed() -> None:
+    bus = ImageBus(A, True)
+    hal = Bq76952Hal(make_board(), bus)
+    assert hal.arm(trips())
+    image(bus, [3300] * 16, 0, [2982] * 7, 5280, fets=0)
+    hal.set_output(True)
+    hal.sample([0] * 16, [0] * 2)
+    # the chip resets: data memory back to defaults, POR set, host FET blocks gone
+    bus.dm = bytearray(len(bus.dm))
+    bus.regs[0x12] |= 8
+    bus.mfg_status = 0
+    bus.commands.clear()
+    hal.sample([0] * 16, [0] * 2)
+    assert bus.dm_get(0x9303, 1) == hal.da and bus.dm_get(0x9261, 1) == 0xFC
+    assert bus.mfg_status & 0x10  # FET_EN again
+    assert 0x0096 in bus.commands  # the FETs as the firmware wants them
+    bus.commands.clear()
+    hal.sample([0] * 16, [0] * 2)  # POR still set: no second re-arm
+    assert 0x0090 not in bus.commands

@@ -82,6 +82,7 @@ _E_VERIFY = const(4)  # a data-memory write read back different, or CFGUPDATE no
 _TRIES = const(3)  # attempts per transaction
 _POLLS = const(20)  # reads of 0x3E/0x3F (or Battery Status) waiting for the chip
 _POLL_US = const(500)
+_CFG_POLL_US = const(5000)  # entering or leaving CONFIG_UPDATE: up to 100 ms
 _DEAD_AFTER = const(3)  # failed measurement cycles in a row before ``dead``
 
 
@@ -438,7 +439,7 @@ class Bq76952:
         for _ in range(_POLLS):
             if self._read(_BATTERY, 2) and (self.data[0] & 1) == (1 if enter else 0):
                 return True
-            self.sleep(_POLL_US)
+            self.sleep(_CFG_POLL_US)
         self._count(_E_VERIFY)
         return False
 

@@ -80,6 +80,8 @@ class Bq76952Hal(Hal):
         self.balancing = 0  # cells to balance (chip's VC order)
         self.balanced = -1  # ... as the chip last confirmed
         self.trips = 0
+        self.por = -1  # Battery Status POR as last seen (-1: not yet)
+        self.trip = None  # the limits arm() was last given
         self.armed = False
         self.clamped = ()
         self.configured = self.driver.configure(self._base())
@@ -142,8 +144,19 @@ class Bq76952Hal(Hal):
     def arm(self, trip):
         """Program the chip's protections from the firmware's trip limits (only
         what differs: see ``Bq76952.configure``), then leave FET test mode."""
+        self.trip = trip
         self.armed = self.driver.configure(self.settings(trip)) and self.driver.fet_enable()
         return self.armed
+
+    def _restarted(self):
+        """The chip reset (Battery Status POR rose): its data memory is back at its
+        defaults and its FET blocks and balancing are gone. Put them back (not
+        allocation-free: a reset chip is no normal period)."""
+        self.configured = self.driver.configure(self._base())
+        if self.trip is not None:
+            self.arm(self.trip)
+        self.sent = -1
+        self.balanced = -1
 
     # -- the control step (allocation-free) ----------------------------------------
     def sample(self, raw_cells, raw_temps):
@@ -161,6 +174,10 @@ class Bq76952Hal(Hal):
             raw_temps[i] = v if v > 0 else 0
         s = d.safety
         self.trips = s[1] | s[3] << 8 | s[5] << 16
+        por = d.battery_status & 8
+        if por and self.por == 0:
+            self._restarted()
+        self.por = por
         # Re-assert a block the chip does not show (a reset chip, a lost command).
         fs = d.fet_status
         if self.sent > 0 and (self.sent & 1 and fs & 1 or self.sent & 2 and fs & 4):
