@@ -292,7 +292,7 @@ def test_frontend_rails_open_cold_short_hot() -> None:
 # The chip's value for each code (TRM), independent of the driver's arithmetic.
 DECODE = {
     "cov": (lambda c, r: c * 50.6, 20, 110),
-    "cuv": (lambda c, r: c * 50.6, 1, 90),
+    "cuv": (lambda c, r: c * 50.6, 20, 90),
     "occ": (lambda c, r: c * 2e6 / r, 2, 62),  # mA across r uOhm
     "ocd": (lambda c, r: c * 2e6 / r, 2, 100),
     "temp_hi": (lambda c, r: c * 10, -40, 120),

@@ -135,7 +135,7 @@ def encode(kind, value, shunt_uohm=0):
         if kind == "cov":
             code, lo, hi = -(-value * 10 // 506), 20, 110
         else:
-            code, lo, hi = value * 10 // 506, 1, 90
+            code, lo, hi = value * 10 // 506, 20, 90
     elif kind == "occ" or kind == "ocd":
         code = -(-value * shunt_uohm // 2000000)  # mA * uOhm = nV; 2 mV steps
         lo, hi = 2, 62 if kind == "occ" else 100
