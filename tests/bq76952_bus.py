@@ -31,7 +31,11 @@ class ImageBus:
         self.regs = bytearray(128)
         self.dm = bytearray(0x300)  # data memory 0x9180..0x947F
         self.ptr = 0
-        self.pending = None
+        self.wbuf = bytearray(64)  # the bytes of the write being handled
+        self.pending = bytearray(36)  # a subcommand's data, until its checksum comes
+        self.pending_n = 0
+        self.pending_cmd = -1
+        self.answer = bytearray(2)
         self.record = True
         self.log = []
         self.commands = []
@@ -80,7 +84,10 @@ class ImageBus:
         if self.record:
             self.log.append(("writeto_mem", addr, reg, bytes(buf)))
         self._check(addr)
-        self._write(reg, bytes(buf))
+        w = self.wbuf
+        for i in range(len(buf)):
+            w[i] = buf[i]
+        self._write(reg, len(buf))
 
     def writeto(self, addr, buf, stop=True):
         if self.record:
@@ -90,12 +97,18 @@ class ImageBus:
             self.ptr = buf[0]
             return 1
         reg = buf[0]
-        data = bytes(buf[i] for i in range(1, len(buf), 2))
-        crcs = bytes(buf[i] for i in range(2, len(buf), 2))
-        if len(data) != len(crcs) or crcs[0] != crc8([addr << 1, reg, data[0]]) or any(
-                crcs[i] != crc8([data[i]]) for i in range(1, len(data))):
-            raise OSError(5)  # the chip NACKs a bad CRC
-        self._write(reg, data)
+        n = (len(buf) - 1) // 2
+        t = _TABLE
+        if len(buf) != 1 + 2 * n or n == 0:
+            raise OSError(5)
+        w = self.wbuf
+        for i in range(n):
+            b = buf[1 + 2 * i]
+            c = t[t[t[addr << 1] ^ reg] ^ b] if i == 0 else t[b]
+            if buf[2 + 2 * i] != c:
+                raise OSError(5)  # the chip NACKs a bad CRC
+            w[i] = b
+        self._write(reg, n)
         return len(buf)
 
     def readfrom_into(self, addr, buf):
@@ -122,49 +135,64 @@ class ImageBus:
             return 0xFF
         return self.regs[reg] if reg < 128 else 0
 
-    def _write(self, reg, data):
+    def _write(self, reg, n):
+        # the written bytes are wbuf[:n]; nothing here allocates
+        w = self.wbuf
         if reg == 0x3E:
-            cmd = data[0] | data[1] << 8
-            if len(data) > 2:
-                self.pending = (cmd, data[2:])
+            cmd = w[0] | w[1] << 8
+            if n > 2:
+                self.pending_cmd = cmd
+                self.pending_n = n - 2
+                for i in range(n - 2):
+                    self.pending[i] = w[2 + i]
             else:
-                self.pending = None
+                self.pending_cmd = -1
                 self._run(cmd)
-        elif reg == 0x60 and self.pending is not None:
-            cmd, payload = self.pending
-            self.pending = None
-            if data[0] != (~(data_sum(cmd, payload)) & 0xFF) or data[1] != len(payload) + 4:
+        elif reg == 0x60 and self.pending_cmd >= 0:
+            cmd = self.pending_cmd
+            self.pending_cmd = -1
+            k = self.pending_n
+            s = (cmd & 0xFF) + (cmd >> 8)
+            for i in range(k):
+                s += self.pending[i]
+            if w[0] != ~s & 0xFF or w[1] != k + 4:
                 return  # the chip ignores a bad checksum or length
-            self._apply(cmd, payload)
+            self._apply(cmd, self.pending, k)
         else:
-            for i in range(len(data)):
-                self.regs[reg + i] = data[i]
+            for i in range(n):
+                self.regs[reg + i] = w[i]
 
-    def _answer(self, cmd, payload):
-        self.regs[0x3E] = cmd & 0xFF
-        self.regs[0x3F] = cmd >> 8
+    def _answer(self, cmd, src, at, k):
+        """The answer to ``cmd``: ``k`` bytes of ``src`` from ``at``."""
+        regs = self.regs
+        regs[0x3E] = cmd & 0xFF
+        regs[0x3F] = cmd >> 8
+        s = (cmd & 0xFF) + (cmd >> 8)
         for i in range(32):
-            self.regs[0x40 + i] = payload[i] if i < len(payload) else 0
-        chk = ~data_sum(cmd, payload) & 0xFF
+            b = src[at + i] if i < k else 0
+            regs[0x40 + i] = b
+            if i < k:
+                s += b
+        chk = ~s & 0xFF
         if self.bad_checksum:
             self.bad_checksum -= 1
             chk ^= 0xFF
-        self.regs[0x60] = chk
-        self.regs[0x61] = len(payload) + 4
+        regs[0x60] = chk
+        regs[0x61] = k + 4
 
     def _run(self, cmd):
-        self.commands.append(cmd)
+        if self.commands is not None:
+            self.commands.append(cmd)
+        a = self.answer
         if 0x9180 <= cmd < 0x9480:
-            at = cmd - 0x9180
-            self._answer(cmd, bytes(self.dm[at:at + 32]))
-        elif cmd == 0x0057:
-            self._answer(cmd, bytes([self.mfg_status & 0xFF, self.mfg_status >> 8]))
-        elif cmd == 0x0083:
-            self._answer(cmd, bytes([self.cb_active & 0xFF, self.cb_active >> 8]))
-        elif cmd == 0x0001:
-            self._answer(cmd, b"\x95\x76")
+            self._answer(cmd, self.dm, cmd - 0x9180, 32)
+        elif cmd == 0x0057 or cmd == 0x0083 or cmd == 0x0001:
+            v = self.mfg_status if cmd == 0x0057 else self.cb_active if cmd == 0x0083 else 0x7695
+            a[0] = v & 0xFF
+            a[1] = v >> 8
+            self._answer(cmd, a, 0, 2)
         else:
-            self._answer(cmd, b"")
+            self._answer(cmd, a, 0, 0)
             if cmd == 0x0090:
                 self.regs[0x12] |= 1
             elif cmd == 0x0092:
@@ -172,12 +200,13 @@ class ImageBus:
             elif cmd == 0x0022:
                 self.mfg_status ^= 0x10
 
-    def _apply(self, cmd, payload):
-        self.commands.append(cmd)
+    def _apply(self, cmd, payload, k):
+        if self.commands is not None:
+            self.commands.append(cmd)
         if 0x9180 <= cmd < 0x9480:
             if self.regs[0x12] & 1:  # only in CONFIG_UPDATE
                 at = cmd - 0x9180
-                for i in range(len(payload)):
+                for i in range(k):
                     self.dm[at + i] = payload[i]
         elif cmd == 0x0083 and not self.ignore_cb:
             self.cb_active = payload[0] | payload[1] << 8

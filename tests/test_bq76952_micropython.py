@@ -1,6 +1,6 @@
 """The BQ76952 HAL under real MicroPython: one measurement cycle of a 16-cell
-board (``Bq76952Hal.sample``), with CRC off and on, allocates nothing
-(``micropython.heap_lock``), and reads what CPython reads.
+board (``Bq76952Hal.sample``) and the FET and balancing commands, with CRC off
+and on, allocate nothing (``micropython.heap_lock``), and read what CPython reads.
 
 The bus is ``bq76952_bus.ImageBus`` (copied onto MicroPython's filesystem): a
 preallocated register image the reads copy from, so the lock measures the driver.
@@ -90,6 +90,9 @@ try:
     trips = hal.chip_trips()
     fault = hal.bus_fault()
     pack = hal.read_pack_code()
+    hal.set_output(True)  # ALL_FETS_ON
+    hal.set_directions(True, False)  # DSG_PDSG_OFF
+    hal.set_balancing(0b101)  # CB_ACTIVE_CELLS, read back
     micropython.heap_unlock()
     alloc = "NO-ALLOC"
 except MemoryError:
@@ -97,9 +100,11 @@ except MemoryError:
     alloc = "ALLOCATED"
     current = trips = pack = None
 print(json.dumps([list(cells), list(temps), current, trips, pack]))
+print(bus.cb_active, hal.sent, hal.balanced)
 print(alloc)
 """)
     lines = out.strip().splitlines()
     assert lines[-1] == "NO-ALLOC", out
-    assert json.loads(lines[-2]) == want
+    assert json.loads(lines[-3]) == want
+    assert lines[-2] == "5 2 5"  # the commands reached the chip under the lock
     assert want[0][0] == 3200 and want[2] == -4321 * 10  # 10 mA user-amps

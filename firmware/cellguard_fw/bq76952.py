@@ -230,16 +230,19 @@ class Bq76952:
         self.tx = bytearray(36)  # a write's data bytes
         self.out = bytearray(1 + 2 * 36)  # a CRC write: register, data, CRC, ...
         self.reg = bytearray(1)
-        # A view for each length the driver transfers, made now: slicing a
-        # memoryview allocates, so the measurement path only picks one.
-        dv = memoryview(self.data)
-        rv = memoryview(self.raw)
-        tv = memoryview(self.tx)
-        ov = memoryview(self.out)
-        self.dviews = [dv[:n] for n in range(_N_MAIN + 1)]
-        self.rviews = [rv[:2 * n] for n in range(_N_MAIN + 1)]
-        self.tviews = [tv[:n] for n in range(37)]
-        self.oviews = [ov[:1 + 2 * n] for n in range(37)]
+        # A view of each buffer for each transfer length, made on first use:
+        # slicing a memoryview allocates, so the lengths of the measurement path
+        # and of the FET and balancing commands are made now.
+        self.dviews = [None] * (_N_MAIN + 1)  # data[:n]
+        self.rviews = [None] * (_N_MAIN + 1)  # raw[:2n]
+        self.tviews = [None] * 37  # tx[:n]
+        self.oviews = [None] * 37  # out[:1 + 2n]
+        for n in (1, 2, _N_SAFETY, _N_TEMPS, _N_MAIN):
+            self._view(self.dviews, self.data, n, n)
+            self._view(self.rviews, self.raw, n, 2 * n)
+        for n in (2, 3, 4):
+            self._view(self.tviews, self.tx, n, n)
+            self._view(self.oviews, self.out, n, 1 + 2 * n)
         # measurements (converted)
         self.cells = array("h", [0] * 16)  # mV
         self.temps = array("h", [0] * 7)  # 0.1 K: Int, CFETOFF, DFETOFF, ALERT, TS1..TS3
@@ -256,6 +259,13 @@ class Bq76952:
         self.failed = 0  # measurement cycles failed in a row
         self.dead = False
         self.written = 0  # data-memory values the last configure() wrote
+
+    @staticmethod
+    def _view(views, buf, n, length):
+        v = views[n]
+        if v is None:
+            v = views[n] = memoryview(buf)[:length]
+        return v
 
     def units(self, da):
         """Convert with DA Configuration ``da`` (USER_AMPS bits 0-1, USER_VOLTS_CV bit 2)."""
@@ -281,11 +291,11 @@ class Bq76952:
         addr = self.address
         try:
             if not self.crc:
-                self.i2c.readfrom_mem_into(addr, reg, self.dviews[n])
+                self.i2c.readfrom_mem_into(addr, reg, self._view(self.dviews, self.data, n, n))
                 return True
             self.reg[0] = reg
             self.i2c.writeto(addr, self.reg, False)
-            self.i2c.readfrom_into(addr, self.rviews[n])
+            self.i2c.readfrom_into(addr, self._view(self.rviews, self.raw, n, 2 * n))
         except Exception:  # OSError on a board: NACK, timeout
             self._count(_E_BUS)
             return False
@@ -312,7 +322,7 @@ class Bq76952:
                 if self.crc:
                     self.i2c.writeto(self.address, self._frame(reg, n))
                 else:
-                    self.i2c.writeto_mem(self.address, reg, self.tviews[n])
+                    self.i2c.writeto_mem(self.address, reg, self._view(self.tviews, self.tx, n, n))
                 return True
             except Exception:  # OSError on a board: NACK, timeout
                 self._count(_E_BUS)
@@ -330,7 +340,7 @@ class Bq76952:
             b = tx[i]
             out[1 + 2 * i] = b
             out[2 + 2 * i] = t[b]
-        return self.oviews[n]
+        return self._view(self.oviews, self.out, n, 1 + 2 * n)
 
     def read_reg(self, reg):
         """A 16-bit direct command's value (unsigned), or -1."""
