@@ -441,22 +441,26 @@ def test_transient_faults_are_retried_and_counted(crc: bool, fault: str) -> None
     assert not d.dead and list(d.cells) == [3300] * 16
 
 
-@pytest.mark.parametrize("crc", [False, True])
-def test_dead_bus_becomes_a_sensor_fault_without_exceptions(crc: bool) -> None:
+@pytest.mark.parametrize(("crc", "fault"), [(False, "nack"), (True, "nack"), (True, "crc")])
+def test_dead_bus_becomes_a_sensor_fault_without_exceptions(crc: bool, fault: str) -> None:
     bus = ImageBus(A, crc)
     hal = Bq76952Hal(make_board(crc=crc), bus)
     image(bus, [3300] * 16, 0, [2982] * 7, 5280)
     cells, temps = [0] * 16, [0] * 2
     hal.sample(cells, temps)
     assert not hal.bus_fault()
-    bus.fail = 10**6  # the chip is gone
+    if fault == "crc":
+        bus.corrupt = 10**6  # every answer garbled
+    else:
+        bus.fail = 10**6  # the chip is gone
     for n in range(1, 4):
         hal.sample(cells, temps)  # never raises
         hal.set_output(n % 2 == 0)
         hal.set_balancing(n)
         assert hal.bus_fault() == (n >= 3)
     assert cells == [3300] * 16  # the last readings kept
-    bus.fail = 0
+    assert hal.driver.errors[1 if fault == "crc" else 0] >= 9  # 3 cycles x 3 tries, counted
+    bus.fail = bus.corrupt = 0
     hal.sample(cells, temps)
     assert not hal.bus_fault()  # back: the firmware's latch holds the fault
 
