@@ -556,3 +556,40 @@ def test_a_chip_reset_is_rearmed() -> None:
     bus.commands.clear()
     hal.sample([0] * 16, [0] * 2)  # POR still set: no second re-arm
     assert 0x0090 not in bus.commands
+
+
+class Rp2Bus(ImageBus):
+    """An rp2's machine.I2C: a NACKed register byte or data byte raises nothing;
+    ``readfrom_mem_into`` returns without data, ``writeto`` returns the ACK count."""
+
+    def __init__(self, crc: bool) -> None:
+        super().__init__(A, crc)
+        self.silent = 0
+
+    def readfrom_mem_into(self, addr: int, reg: int, buf: Any) -> None:
+        if self.silent:
+            self.silent -= 1
+            return
+        super().readfrom_mem_into(addr, reg, buf)
+
+    def writeto(self, addr: int, buf: Any, stop: bool = True) -> int:
+        if self.silent:
+            self.silent -= 1
+            return 0
+        return super().writeto(addr, buf, stop)
+
+
+@pytest.mark.parametrize("crc", [False, True])
+def test_nacks_an_rp2_does_not_raise_are_caught(crc: bool) -> None:
+    bus = Rp2Bus(crc)
+    d = Bq76952(bus, A, crc, sleep=lambda us: None)
+    image(bus, [3300] * 16, 0, [2982] * 7, 5280)
+    assert d.read()
+    image(bus, [3400] * 16, 0, [2982] * 7, 5280)
+    bus.silent = 2  # the next two transfers NACKed without an error
+    assert d.read()
+    assert list(d.cells) == [3400] * 16 and d.errors[0] == 2  # retried, counted
+    bus.silent = 10**6
+    for _ in range(3):
+        assert not d.read()
+    assert d.dead

@@ -289,18 +289,32 @@ class Bq76952:
 
     def _read1(self, reg, n):
         addr = self.address
+        data = self.data
         try:
             if not self.crc:
-                self.i2c.readfrom_mem_into(addr, reg, self._view(self.dviews, self.data, n, n))
+                # A NACKed register byte makes an rp2's readfrom_mem_into return
+                # without data and without an error: the buffer keeps 0xFF then,
+                # which no answer of more than two bytes (or FET Status) is.
+                for i in range(n):
+                    data[i] = 0xFF
+                self.i2c.readfrom_mem_into(addr, reg, self._view(self.dviews, data, n, n))
+                if n != 2:
+                    for i in range(n):
+                        if data[i] != 0xFF:
+                            return True
+                    self._count(_E_BUS)
+                    return False
                 return True
             self.reg[0] = reg
-            self.i2c.writeto(addr, self.reg, False)
+            acks = self.i2c.writeto(addr, self.reg, False)
+            if acks is not None and acks != 1:  # a NACK an rp2 does not raise
+                self._count(_E_BUS)
+                return False
             self.i2c.readfrom_into(addr, self._view(self.rviews, self.raw, n, 2 * n))
         except Exception:  # OSError on a board: NACK, timeout
             self._count(_E_BUS)
             return False
         raw = self.raw
-        data = self.data
         t = _CRC_TABLE
         # the first CRC covers the write address, register, read address, first byte
         if t[t[t[t[addr << 1] ^ reg] ^ (addr << 1 | 1)] ^ raw[0]] != raw[1]:
@@ -320,7 +334,10 @@ class Bq76952:
         for _ in range(_TRIES):
             try:
                 if self.crc:
-                    self.i2c.writeto(self.address, self._frame(reg, n))
+                    acks = self.i2c.writeto(self.address, self._frame(reg, n))
+                    if acks is not None and acks != 1 + 2 * n:  # an rp2 NACK: no raise
+                        self._count(_E_BUS)
+                        continue
                 else:
                     self.i2c.writeto_mem(self.address, reg, self._view(self.tviews, self.tx, n, n))
                 return True
