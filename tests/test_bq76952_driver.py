@@ -270,6 +270,7 @@ def test_hal_reads_every_thermistor_source() -> None:
     board["afe"]["ts"] = list(reversed(sources))
     bus = ImageBus(A, True)
     hal = Bq76952Hal(board, bus)
+    assert [bus.dm_get(0x92FD + i, 1) for i in range(3)] == [0x07] * 3  # TS pins: thermistors
     kelvin = [2731 + 100 * i for i in range(7)]  # 0.0 .. 60.0 degC, one per source
     image(bus, [3000, 3100, 3200, 0] + [0] * 11 + [3300], 0, kelvin, 1280)
     cells, temps = [0] * 4, [0] * 7
@@ -593,3 +594,27 @@ def test_nacks_an_rp2_does_not_raise_are_caught(crc: bool) -> None:
     for _ in range(3):
         assert not d.read()
     assert d.dead
+
+
+def test_board_settings_override_the_base_settings() -> None:
+    bus = ImageBus(A, False)
+    board = make_board(temps=1)
+    board["afe"]["ts"] = ["ts2"]
+    board["afe"]["settings"] = [[0x92FE, 1, 0x0B], [0x9308, 1, 0x0D]]  # TS2 config, FET Options
+    hal = Bq76952Hal(board, bus)
+    assert hal.configured
+    assert bus.dm_get(0x92FE, 1) == 0x0B and bus.dm_get(0x9308, 1) == 0x0D
+    assert bus.dm_get(0x92FD, 1) == 0  # TS1 not read: left alone
+
+
+def test_a_fresh_hal_on_a_reset_chip_rearms_once() -> None:
+    bus = ImageBus(A, True)
+    hal = Bq76952Hal(make_board(), bus)  # nothing needed writing? the image is blank: it did
+    image(bus, [3300] * 16, 0, [2982] * 7, 5280, fets=0)
+    bus.regs[0x12] |= 8  # POR set (a chip whose defaults are the board's: nothing to write)
+    bus.commands.clear()
+    hal.sample([0] * 16, [0] * 2)
+    assert 0x9303 in bus.commands  # its settings read back once
+    bus.commands.clear()
+    hal.sample([0] * 16, [0] * 2)
+    assert not any(0x9180 <= c < 0x9480 for c in bus.commands)  # and not every period

@@ -80,7 +80,7 @@ class Bq76952Hal(Hal):
         self.balancing = 0  # cells to balance (chip's VC order)
         self.balanced = -1  # ... as the chip last confirmed
         self.trips = 0
-        self.por = -1  # Battery Status POR as last seen (-1: not yet)
+        self.por = 0  # Battery Status POR, seen and handled
         self.trip = None  # the limits arm() was last given
         self.armed = False
         self.clamped = ()
@@ -89,11 +89,24 @@ class Bq76952Hal(Hal):
         self._balance()  # and no balancing left over from before a restart
 
     def _base(self):
+        """What the measurements need: units, cells, the shunt's gains, the TS pins
+        the board reads as thermistors (0x07: thermistor, cell temperature, the
+        18K model, like TS1's default); the board file's ``settings`` last."""
         cc, cap = gains(self.shunt)
-        return [(0x9303, 1, self.da),  # DA Configuration
-                (0x9304, 2, self.vcell_mode),  # VCell Mode
-                (0x91A8, 4, cc),  # CC Gain
-                (0x91AC, 4, cap)]  # Capacity Gain
+        out = [(0x9303, 1, self.da),  # DA Configuration
+               (0x9304, 2, self.vcell_mode),  # VCell Mode
+               (0x91A8, 4, cc),  # CC Gain
+               (0x91AC, 4, cap)]  # Capacity Gain
+        for i in self.ts_idx:
+            if i >= 4:  # TS1..TS3: Settings:Configuration:TSn Config
+                out.append((0x92FD + i - 4, 1, 0x07))
+        for addr, size, value in self.afe.get("settings", ()):
+            for j in range(len(out)):
+                if out[j][0] == addr:
+                    del out[j]
+                    break
+            out.append((addr, size, _u(value, size)))
+        return out
 
     def settings(self, trip):
         """The data-memory settings (``(address, size, value)``) for the firmware's
@@ -136,8 +149,6 @@ class Bq76952Hal(Hal):
         put(0x92AB, 1, "temp_lo", "utd_recovery", 10 * cold + 50)
         out.append((0x9261, 1, 0xFC))  # Enabled Protections A: SCD OCD2 OCD1 OCC COV CUV
         out.append((0x9262, 1, 0x33))  # Enabled Protections B: OTD OTC UTD UTC
-        for addr, size, value in afe.get("settings", ()):
-            out.append((addr, size, _u(value, size)))
         self.clamped = tuple(clamped)
         return out
 
@@ -149,9 +160,10 @@ class Bq76952Hal(Hal):
         return self.armed
 
     def _restarted(self):
-        """The chip reset (Battery Status POR rose): its data memory is back at its
-        defaults and its FET blocks and balancing are gone. Put them back (not
-        allocation-free: a reset chip is no normal period)."""
+        """The chip reset (Battery Status POR set, once until it clears): its data
+        memory may be back at its defaults and its FET blocks and balancing gone. Put
+        them back; configure() writes only what differs (not allocation-free: a
+        reset chip is no normal period)."""
         self.configured = self.driver.configure(self._base())
         if self.trip is not None:
             self.arm(self.trip)
@@ -174,8 +186,8 @@ class Bq76952Hal(Hal):
             raw_temps[i] = v if v > 0 else 0
         s = d.safety
         self.trips = s[1] | s[3] << 8 | s[5] << 16
-        por = d.battery_status & 8
-        if por and self.por == 0:
+        por = d.battery_status & 8  # set by a reset, cleared when CONFIG_UPDATE ends
+        if por and not self.por:
             self._restarted()
         self.por = por
         # Re-assert a block the chip does not show (a reset chip, a lost command).
