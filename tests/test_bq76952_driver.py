@@ -142,6 +142,7 @@ def test_configure_enters_config_update_only_when_something_differs() -> None:
     bus.commands.clear()
     assert d.configure(want)  # a restart: the chip has its settings
     assert 0x0090 not in bus.commands and d.written == 0
+    assert bus.commands == [0x9261]  # one 32-byte read serves all three
     bus.dm_set(0x9278, 1, 86)  # one differs: only it is written
     bus.commands.clear()
     assert d.configure(want)
@@ -614,7 +615,7 @@ def test_a_fresh_hal_on_a_reset_chip_rearms_once() -> None:
     bus.regs[0x12] |= 8  # POR set (a chip whose defaults are the board's: nothing to write)
     bus.commands.clear()
     hal.sample([0] * 16, [0] * 2)
-    assert 0x9303 in bus.commands  # its settings read back once
+    assert any(0x9180 <= c < 0x9480 for c in bus.commands)  # its settings read back once
     bus.commands.clear()
     hal.sample([0] * 16, [0] * 2)
     assert not any(0x9180 <= c < 0x9480 for c in bus.commands)  # and not every period

@@ -478,10 +478,23 @@ class Bq76952:
         when every setting holds; ``written`` counts the values written."""
         self.written = 0
         todo = []
-        for addr, size, value in settings:
-            got = self.dm_read(addr, size)
-            if got < 0:
-                return False
+        # A data-memory read answers 32 bytes from its address: in address order,
+        # one read serves every setting that lies within it.
+        block = bytearray(32)
+        at = -1
+        for addr, size, value in sorted(settings):
+            if at < 0 or not at <= addr <= at + 32 - size:
+                n = self.query(addr)
+                if n < size:
+                    return False
+                at = addr
+                for i in range(n):
+                    block[i] = self.data[i]
+                if n < 32:
+                    at = -1  # a short answer serves this setting only
+            got = 0
+            for i in range(size - 1, -1, -1):
+                got = got << 8 | block[addr - (at if at >= 0 else addr) + i]
             if got != value:
                 todo.append((addr, size, value))
         if not todo:
