@@ -104,6 +104,22 @@ def test_enabled_protections_a_read_golden() -> None:
     assert bus.regs[0x61] == 0x24  # TRM: 32 bytes + 4
 
 
+def test_enabled_protections_a_read_with_crc() -> None:
+    d, bus = drv(crc=True)
+    bus.dm_set(0x9261, 1, 0x88)
+    assert d.dm_read(0x9261, 1) == 0x88
+    assert bus.log == [
+        ("writeto", A, framed(0x3E, [0x61, 0x92]), True),
+        ("writeto", A, bytes([0x3E]), False), ("readfrom_into", A, 4),
+        ("writeto", A, bytes([0x60]), False), ("readfrom_into", A, 4),
+        ("writeto", A, bytes([0x40]), False), ("readfrom_into", A, 64),
+    ]
+    bus.regs[0x40] = 0x89  # the buffer no longer matches the checksum: caught
+    bus.record = False
+    bus._run = lambda cmd: None  # (the chip does not refill it)
+    assert d.dm_read(0x9261, 1) == -1 and d.errors[2] == 3
+
+
 def test_enabled_protections_a_write_golden() -> None:
     # SLUAA11 3.3: 0x8C to 0x9261, checksum of (0x61, 0x92, 0x8C) = 0x80, length 5
     d, bus = drv()
