@@ -635,3 +635,17 @@ def test_a_fresh_hal_on_a_reset_chip_rearms_once() -> None:
     bus.commands.clear()
     hal.sample([0] * 16, [0] * 2)
     assert not any(0x9180 <= c < 0x9480 for c in bus.commands)  # and not every period
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"cells": [1, 2, 3]}, "afe.cells needs 16 VC inputs"),
+    ({"cells": [0, *range(2, 17)]}, "afe.cells needs 16 VC inputs"),
+    ({"ts": ["ts1", "ts9"]}, "afe.ts needs 2 of"),
+    ({"shunt_uohm": 0}, "afe.shunt_uohm must be"),
+    ({"chip": "bq76940"}, "afe.chip must be bq76952"),
+])
+def test_bad_board_files_get_a_clear_error(change: dict[str, Any], message: str) -> None:
+    board = make_board()
+    board["afe"].update(change)
+    with pytest.raises(ValueError, match=message):
+        Bq76952Hal(board, ImageBus(A, True))
