@@ -86,7 +86,6 @@ _CFG_POLL_US = const(5000)  # entering or leaving CONFIG_UPDATE: up to 100 ms
 _DEAD_AFTER = const(3)  # failed measurement cycles in a row before ``dead``
 
 
-
 def _crc_table():
     t = bytearray(256)
     for i in range(256):
