@@ -20,6 +20,7 @@ from cellguard.paths import boards_dir, firmware_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 NEVER_ON_A_BOARD = {"hal_sim", "_cpython_compat", "codec_mirror"}
+CHIP_ONLY = {"bq76952", "hal_bq76952"}  # a board with a BQ76952 ("afe") runs these
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None,
@@ -73,7 +74,14 @@ def test_build_compiles_what_the_board_runs_with_a_manifest(tmp_path: Path, boar
     lines = "".join(f"{listed[p]['sha256']} {p}\n" for p in sorted(listed))
     assert manifest["sha256"] == hashlib.sha256(lines.encode()).hexdigest()
     assert result.flash_bytes() == sum(len(v) for v in files.values())
-    assert sorted(result.left_out) == sorted(f"{n}.py" for n in NEVER_ON_A_BOARD)
+    assert sorted(result.left_out) == sorted(f"{n}.py" for n in NEVER_ON_A_BOARD | CHIP_ONLY)
+
+
+def test_only_a_board_with_the_chip_gets_its_driver() -> None:
+    adc = {p.stem for p in b.board_modules(firmware_dir(), {"estimator": "ekf"})}
+    chip = {p.stem for p in b.board_modules(firmware_dir(), {"estimator": "ekf", "afe": {}})}
+    assert not adc & CHIP_ONLY
+    assert chip - adc == {"bq76952"}  # the HAL comes with the boards' wiring (board_main)
 
 
 def test_a_board_without_the_estimator_leaves_its_modules_out(tmp_path: Path) -> None:

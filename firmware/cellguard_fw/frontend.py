@@ -106,6 +106,12 @@ class Frontend:
     """The three channel types of one board, built from its ``frontend`` config."""
 
     def __init__(self, cfg):
+        if "type" in cfg:  # a monitor chip (bq76952): the chip's own channels
+            from .bq76952 import Frontend as Chip
+
+            f = Chip(cfg)
+            self.cell, self.current, self.temp, self.pack = f.cell, f.current, f.temp, f.pack
+            return
         c = cfg["cell_adc"]
         self.cell = LinearChannel(c["bits"], c["full_scale_mv"])
         i = cfg["current_adc"]

@@ -1,0 +1,110 @@
+"""The BQ76952 HAL under real MicroPython: one measurement cycle of a 16-cell
+board (``Bq76952Hal.sample``) and the FET and balancing commands, with CRC off
+and on, allocate nothing (``micropython.heap_lock``), and read what CPython reads.
+
+The bus is ``bq76952_bus.ImageBus`` (copied onto MicroPython's filesystem): a
+preallocated register image the reads copy from, so the lock measures the driver.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bq76952_bus import ImageBus
+
+from cellguard.sim.runtime import MicroPythonRuntime
+from cellguard_fw.hal_bq76952 import Bq76952Hal
+
+pytestmark = pytest.mark.timeout(180)
+BUS = Path(__file__).with_name("bq76952_bus.py")
+
+
+def board(crc: bool) -> dict[str, Any]:
+    return {
+        "name": "t", "cells": 16, "temp_sensors": 3, "chemistry": "lfp",
+        "capacity_mah": 100000, "charge_current_max_ma": 50000,
+        "discharge_current_max_ma": 100000, "control_period_ms": 100,
+        "afe": {"chip": "bq76952", "address": 8, "crc": crc, "shunt_uohm": 500,
+                "ts": ["ts1", "ts3", "int"]},
+        "frontend": {"type": "bq76952"},
+    }
+
+
+SETUP = """
+def fill(bus):
+    for i in range(16):
+        bus.set16(0x14 + 2 * i, 3200 + 11 * i)
+    bus.set16(0x34, 5300)
+    bus.set16(0x3A, -4321)
+    for i in range(7):
+        bus.set16(0x68 + 2 * i, 2900 + 10 * i)
+    bus.regs[0x03] = 0x08
+    bus.regs[0x7F] = 0x00  # FETs off, as blocked
+"""
+
+
+@pytest.fixture(scope="module")
+def rt() -> Any:
+    runtime = MicroPythonRuntime()
+    yield runtime
+    runtime.close()
+
+
+@pytest.mark.parametrize("crc", [False, True])
+def test_sample_allocates_nothing_under_micropython(rt: Any, crc: bool) -> None:
+    cfg = board(crc)
+    # CPython: what the same image reads as
+    bus = ImageBus(8, crc)
+    hal = Bq76952Hal(json.loads(json.dumps(cfg)), bus)
+    scope: dict[str, Any] = {}
+    exec(SETUP, scope)
+    scope["fill"](bus)
+    cells, temps = [0] * 16, [0] * 3
+    current = hal.sample(cells, temps)
+    want = [cells, temps, current, hal.chip_trips(), hal.read_pack_code()]
+    out = rt.exec(f"""
+import sys, json, gc, micropython
+from array import array
+with open("/fw/bq76952_bus.py", "w") as f:
+    f.write({BUS.read_text()!r})
+sys.modules.pop("bq76952_bus", None)
+from bq76952_bus import ImageBus
+from cellguard_fw.hal_bq76952 import Bq76952Hal
+{SETUP}
+bus = ImageBus(8, {crc})
+hal = Bq76952Hal(json.loads({json.dumps(cfg)!r}), bus)
+fill(bus)
+bus.record = False
+cells = array("H", [0] * 16)
+temps = array("H", [0] * 3)
+current = hal.sample(cells, temps)
+trips = fault = pack = 0  # globals exist before the lock: storing them allocates nothing
+alloc = ""
+gc.collect()
+micropython.heap_lock()
+try:
+    current = hal.sample(cells, temps)
+    trips = hal.chip_trips()
+    fault = hal.bus_fault()
+    pack = hal.read_pack_code()
+    hal.set_output(True)  # ALL_FETS_ON
+    hal.set_directions(True, False)  # DSG_PDSG_OFF
+    hal.set_balancing(0b101)  # CB_ACTIVE_CELLS, read back
+    micropython.heap_unlock()
+    alloc = "NO-ALLOC"
+except MemoryError:
+    micropython.heap_unlock()
+    alloc = "ALLOCATED"
+    current = trips = pack = None
+print(json.dumps([list(cells), list(temps), current, trips, pack]))
+print(bus.cb_active, hal.sent, hal.balanced)
+print(alloc)
+""")
+    lines = out.strip().splitlines()
+    assert lines[-1] == "NO-ALLOC", out
+    assert json.loads(lines[-3]) == want
+    assert lines[-2] == "5 2 5"  # the commands reached the chip under the lock
+    assert want[0][0] == 3200 and want[2] == -4321 * 10  # 10 mA user-amps
