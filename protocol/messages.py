@@ -267,9 +267,10 @@ Stats = Struct(
     # Since 1.5, and only to a host whose HELLO says 1.5 or later (a 1.4 host parses
     # strictly).
     "sensor_bus_errors" / PrefixedArray(Int8ul, Int32ul) * (
-        "errors on the sensor chip's bus since boot, by kind: NACK, timeout, bad CRC, "
-        "bad checksum or length, busy past the bound; then the retries that recovered "
-        "and the cycles that failed (none on a board without such a chip)"),
+        "errors on the sensor chip's bus since boot, by kind: NACK, bad CRC, bad "
+        "checksum or length, busy past the bound, a write that did not read back, "
+        "timeout, measurement cycles failed past the retries (none on a board without "
+        "such a chip)"),
 )
 STATS_BUS_SINCE_MINOR = 5
 """STATS' ``sensor_bus_errors`` goes to hosts whose HELLO names this minor version or later."""

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from cellguard_fw import bq76952
 from cellguard_fw.bq76952 import Bq76952, control_bits, encode, gains, scd_mv
-from cellguard_fw.frontend import Frontend
+from cellguard_fw.bq76952 import Frontend as ChipFrontend
 from cellguard_fw.hal_bq76952 import Bq76952Hal
 
 A = 0x08
@@ -294,14 +294,14 @@ def test_hal_reads_every_thermistor_source() -> None:
     hal.sample(cells, temps)
     assert cells == [3000, 3100, 3200, 3300]  # VC1..VC3 and VC16 by default
     assert temps == list(reversed(kelvin))
-    fe = Frontend(board["frontend"])
+    fe = hal.frontend(board["frontend"])
     for code in temps:
         assert abs(fe.temp.convert(code) - (code - 2731.5)) <= 1  # 0.1 K -> 0.1 degC
 
 
 def test_frontend_rails_open_cold_short_hot() -> None:
-    fe = Frontend({"type": "bq76952"})
-    assert fe.temp.short_code == 2732 - 400  # -40.0 degC: an open thermistor
+    fe = ChipFrontend({"type": "bq76952", "cell_adc": {"full_scale_mv": 5000}})
+    assert fe.temp.max_code // 100 == 2732 - 400  # -40.0 degC: an open thermistor
     assert fe.temp.open_code == 2732 + 1500  # 150.0 degC: a shorted one
     assert fe.cell.convert(3456) == 3456 and fe.current.convert(-5000) == -5000
 
@@ -372,7 +372,8 @@ def make_board(cells: int = 16, temps: int = 2, crc: bool = True) -> dict[str, A
         "capacity_mah": 100000, "charge_current_max_ma": 50000,
         "discharge_current_max_ma": 100000, "control_period_ms": 100,
         "afe": {"chip": "bq76952", "address": 8, "crc": crc, "shunt_uohm": 500},
-        "frontend": {"type": "bq76952"},
+        "frontend": {"type": "bq76952", "cell_adc": {"full_scale_mv": 5000},
+                     "current_adc": {"full_scale_ma": 300000}},
     }
 
 
@@ -405,7 +406,9 @@ def test_hal_arms_the_chip_beyond_the_firmware_limits() -> None:
     board = make_board()
     hal2 = Bq76952Hal(board, bus)  # a restart: nothing differs, no CONFIG_UPDATE
     assert hal2.arm(trips()) and 0x0090 not in bus.commands
-    assert board["frontend"]["current_adc"]["full_scale_ma"] == 327670
+    board["frontend"]["current_adc"]["full_scale_ma"] = 327671  # more than 10 mA hold
+    with pytest.raises(ValueError, match="full_scale_ma above the 327670 mA"):
+        Bq76952Hal(board, bus)
 
 
 def test_hal_fets_follow_output_and_directions() -> None:
@@ -453,7 +456,9 @@ def test_transient_faults_are_retried_and_counted(crc: bool, fault: str) -> None
         bus.fail = 2
         bus.timeout = fault == "timeout"
     assert d.read()  # two failures, then the third try of the same transaction works
-    assert d.errors[1 if fault == "crc" else 0] == 2
+    # counted by kind: a NACK, a timeout (ETIMEDOUT) and a bad CRC each their own
+    assert d.errors[{"nack": 0, "crc": 1, "timeout": 5}[fault]] == 2
+    assert sum(d.errors) == 2
     assert not d.dead and list(d.cells) == [3300] * 16
 
 
@@ -464,7 +469,7 @@ def test_dead_bus_becomes_a_sensor_fault_without_exceptions(crc: bool, fault: st
     image(bus, [3300] * 16, 0, [2982] * 7, 5280)
     cells, temps = [0] * 16, [0] * 2
     hal.sample(cells, temps)
-    assert not hal.bus_fault()
+    assert hal.chip_trips() != -1
     if fault == "crc":
         bus.corrupt = 10**6  # every answer garbled
     else:
@@ -473,12 +478,12 @@ def test_dead_bus_becomes_a_sensor_fault_without_exceptions(crc: bool, fault: st
         hal.sample(cells, temps)  # never raises
         hal.set_output(n % 2 == 0)
         hal.set_balancing(n)
-        assert hal.bus_fault() == (n >= 3)
+        assert (hal.chip_trips() == -1) == (n >= 3)
     assert cells == [3300] * 16  # the last readings kept
     assert hal.driver.errors[1 if fault == "crc" else 0] >= 9  # 3 cycles x 3 tries, counted
     bus.fail = bus.corrupt = 0
     hal.sample(cells, temps)
-    assert not hal.bus_fault()  # back: the firmware's latch holds the fault
+    assert hal.chip_trips() != -1  # back: the firmware's latch holds the fault
 
 
 def test_busy_subcommand_is_bounded() -> None:

@@ -29,7 +29,8 @@ def board(crc: bool) -> dict[str, Any]:
         "discharge_current_max_ma": 100000, "control_period_ms": 100,
         "afe": {"chip": "bq76952", "address": 8, "crc": crc, "shunt_uohm": 500,
                 "ts": ["ts1", "ts3", "int"]},
-        "frontend": {"type": "bq76952"},
+        "frontend": {"type": "bq76952", "cell_adc": {"full_scale_mv": 5000},
+                     "current_adc": {"full_scale_ma": 300000}},
     }
 
 
@@ -88,7 +89,7 @@ micropython.heap_lock()
 try:
     current = hal.sample(cells, temps)
     trips = hal.chip_trips()
-    fault = hal.bus_fault()
+    fault = hal.chip_trips()
     pack = hal.read_pack_code()
     hal.set_output(True)  # ALL_FETS_ON
     hal.set_directions(True, False)  # DSG_PDSG_OFF

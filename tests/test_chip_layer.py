@@ -39,8 +39,7 @@ class Bench:
 
     def _wire(self) -> None:
         hal = self.sim.hal
-        hal.chip_trips = lambda: self.chip
-        hal.bus_fault = lambda: self.dead
+        hal.chip_trips = lambda: -1 if self.dead else self.chip
 
     def reboot(self) -> None:
         hal = self.sim.hal

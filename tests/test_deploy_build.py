@@ -81,7 +81,7 @@ def test_only_a_board_with_the_chip_gets_its_driver() -> None:
     adc = {p.stem for p in b.board_modules(firmware_dir(), {"estimator": "ekf"})}
     chip = {p.stem for p in b.board_modules(firmware_dir(), {"estimator": "ekf", "afe": {}})}
     assert not adc & CHIP_ONLY
-    assert chip - adc == {"bq76952"}  # the HAL comes with the boards' wiring (board_main)
+    assert chip - adc == {"bq76952", "hal_bq76952"}
 
 
 def test_a_board_without_the_estimator_leaves_its_modules_out(tmp_path: Path) -> None:
@@ -172,7 +172,8 @@ def test_a_failed_build_leaves_the_old_one(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("board", "words"), [
     ("sim-4s", "has mcu 'sim': a build is for a board MicroPython runs on"),
-    ("no-such-board", "unknown board 'no-such-board'; known boards: esp32-4s, pico-4s"),
+    ("no-such-board",
+     "unknown board 'no-such-board'; known boards: esp32-4s, esp32-bq76952-16s, pico-4s"),
 ])
 def test_bad_boards_get_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       board: str, words: str) -> None:

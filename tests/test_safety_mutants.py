@@ -454,7 +454,6 @@ class Same:
 
     max_code = 4095
     open_code = 4095 - 40  # NtcChannel's: within 1 % of the rail
-    short_code = 4095 // 100
 
     def convert(self, code: int) -> int:
         return code
@@ -503,7 +502,6 @@ class Same16(Same):
 
     max_code = 65535
     open_code = 65535 - 655
-    short_code = 65535 // 100
 
     def convert(self, code: int) -> int:
         return 250

@@ -16,7 +16,6 @@ from .chemistry import PROFILES
 from .config import KEYS, Config
 from .contactor import PRECHARGE, WAIT_RETRY, Contactor
 from .events import EventLog
-from .frontend import Frontend
 from .latches import LatchStore
 from .link import PAYLOAD_AT, Link
 from .measurement import Measurement
@@ -59,16 +58,14 @@ class Bms:
         self.profile = PROFILES[board["chemistry"]]
         self.control_period_ms = board["control_period_ms"]
         self.telemetry_period_ms = board["telemetry_period_ms"]
-        self.frontend = Frontend(board["frontend"])
+        self.frontend = hal.frontend(board["frontend"])  # ADC codes or a chip's units
         # The stuck-reading check: a current step of C/10 (a board may say) that a
         # reading does not follow beyond its front end's noise (stuck_band_mv, codes here).
-        fe = board["frontend"]
-        band = board.get("stuck_band_mv", 0)
-        if "type" not in fe:  # an ADC front end: the band in its codes (a chip's are mV)
-            band = -(-band * self.frontend.cell.max_code // fe["cell_adc"]["full_scale_mv"])
+        fs = board["frontend"]["cell_adc"]["full_scale_mv"]
         self.meas = Measurement(self.n_cells, self.n_temps,
                                 board.get("stuck_current_ma", board["capacity_mah"] // 10),
-                                band)
+                                -(-board.get("stuck_band_mv", 0) * self.frontend.cell.max_code
+                                  // fs))
         # What builds the protection table is needed only now: it leaves RAM after.
         from . import protection_setup as setup
 
@@ -121,7 +118,6 @@ class Bms:
         # the output opens after this long without a frame, until one arrives.
         self.host_timeout_ms = board.get("host_timeout_ms", 0)
         self.host_silence_ms = 0
-        self.host_minor = 0  # the protocol minor version of the host's last HELLO
         self.handlers = {
             codec.MSG_HELLO: self._on_hello,
             codec.MSG_TIME_SYNC: self._on_time_sync,
@@ -176,10 +172,11 @@ class Bms:
         faults = p.step(dt_ms) | self.contactor.faults
         hal = self.hal
         chip = hal.chip_trips()  # the second layer: what a monitor chip tripped by itself
+        if chip < 0:  # the chip does not answer: the readings are stale
+            faults |= codec.FAULT_SENSOR_BUS
+            chip = self.chip_trips  # its last status stands
         if chip:
             faults |= codec.FAULT_AFE_PROTECTION
-        if hal.bus_fault():  # the readings are stale: nothing above judged the pack
-            faults |= codec.FAULT_SENSOR_BUS
         if self.host_silence_ms < _SILENCE_MAX:  # saturates: stays a small int
             self.host_silence_ms += dt_ms
         if self.host_timeout_ms and self.host_silence_ms >= self.host_timeout_ms:
@@ -272,14 +269,14 @@ class Bms:
         else:
             self.state = codec.STATE_STANDBY
 
-    def _report_changes(self, faults, changed, chip=-1):
+    def _report_changes(self, faults, changed, value=-1):
         """Latch new faults and send a FAULT_EVENT for each change: ``changed``
         holds the protection bits (any severity) that tripped or released;
         contactor, monitor-chip and host-lost bits are found from ``faults``;
-        ``chip`` is the monitor chip's safety status (a new trip of the chip while
-        another holds is an event too, its value the whole status; -1: unchanged)."""
-        if chip < 0:
-            chip = self.chip_trips
+        ``value`` is the monitor chip's safety status (a new trip of the chip while
+        another holds is an event too, its value the whole status; -1: unchanged).
+        (Named as a name the firmware has already: each new one costs heap.)"""
+        chip = self.chip_trips if value < 0 else value
         old = self.faults
         trips = faults & ~old
         self.tripped |= trips
@@ -370,7 +367,6 @@ class Bms:
 
     def _on_hello(self, seq, start, end):
         host_minor = codec.decode_hello(self.link.frame, start, end)[1]
-        self.host_minor = host_minor
         p = self.protection
         end = codec.encode_info(
             self.link.payload_buffer(), PAYLOAD_AT,
@@ -417,8 +413,6 @@ class Bms:
             self.naks_sent, link.tx_frames, self.control_steps, self.control_overruns, free,
             link.tx_dropped, self.hal.bus_errors(),
         )
-        if self.host_minor < 5:  # a 1.4 host parses STATS strictly: without the bus errors
-            end -= 1 + 4 * len(self.hal.bus_errors())
         link.send(codec.MSG_STATS, seq, end)
 
     def _send_config_value(self, seq, key):

@@ -78,6 +78,9 @@ _E_CRC = const(1)
 _E_CHECKSUM = const(2)  # subcommand response checksum or length
 _E_BUSY = const(3)  # subcommand still busy after _POLLS polls
 _E_VERIFY = const(4)  # a data-memory write read back different, or CFGUPDATE not entered
+_E_TIMEOUT = const(5)  # OSError ETIMEDOUT: a stuck bus (counted apart from _E_BUS)
+_E_CYCLES = const(6)  # measurement cycles that failed past the retries
+_ETIMEDOUT = const(110)
 
 _TRIES = const(3)  # attempts per transaction
 _POLLS = const(20)  # reads of 0x3E/0x3F (or Battery Status) waiting for the chip
@@ -186,16 +189,20 @@ def control_bits(on):
 class ChipChannel:
     """A channel a monitor chip (``"type": "bq76952"``) reports in the firmware's
     units already: cells and pack in mV, current in mA (``offset`` 0), or
-    temperatures in 0.1 K (``offset`` 2732: 0.1 degC out). The chip's open
-    thermistor reads very cold and a shorted one very hot, so for a temperature
-    channel ``open_code`` is the hot rail and ``short_code`` the cold one:
-    Measurement counts a code at or beyond either as a railed sensor."""
+    temperatures in 0.1 K (``offset`` 2732: 0.1 degC out).
+
+    Measurement counts a temperature code at or above ``open_code`` or at or below
+    ``max_code // 100`` as a railed sensor (an NTC's open and shorted ends). The
+    chip's open thermistor reads very cold and a shorted one very hot, so here
+    ``open_code`` is the hot rail and ``max_code`` a hundred times the cold one
+    (a temperature channel's ``max_code`` means nothing else: the codes are
+    0.1 K, not a converter's). Reusing the two names costs no heap: each new
+    attribute name is an interned string a board keeps."""
 
     def __init__(self, max_code, offset=0, cold=0, hot=0):
-        self.max_code = max_code
+        self.max_code = max_code if not cold else 100 * cold
         self.zero = offset
         self.open_code = hot
-        self.short_code = cold
 
     def convert(self, code):
         return code - self.zero
@@ -210,7 +217,7 @@ class Frontend:
     def __init__(self, cfg):
         if cfg.get("type") != "bq76952":
             raise ValueError("frontend type must be bq76952")
-        self.cell = ChipChannel(cfg.get("cell_adc", {}).get("full_scale_mv", 5000))
+        self.cell = ChipChannel(cfg["cell_adc"]["full_scale_mv"])
         self.current = ChipChannel(0x3FFFFFFF)
         self.temp = ChipChannel(0xFFFF, 2732, 2732 + cfg.get("cold_rail_dc", -400),
                                 2732 + cfg.get("hot_rail_dc", 1500))
@@ -254,7 +261,8 @@ class Bq76952:
         self.alarm_status = 0
         self.fet_status = 0
         self.units(0x05)  # DA Configuration default: 1 mA, cV
-        self.errors = array("H", [0] * 5)  # by kind: bus, CRC, checksum, busy, verify
+        # by kind: bus (NACK), CRC, checksum, busy, verify, timeout, failed cycles
+        self.errors = array("H", [0] * 7)
         self.failed = 0  # measurement cycles failed in a row
         self.dead = False
         self.written = 0  # data-memory values the last configure() wrote
@@ -278,6 +286,10 @@ class Bq76952:
         e = self.errors
         if e[kind] < 0xFFFF:
             e[kind] += 1
+
+    def _bus_error(self, exc):
+        args = exc.args if isinstance(exc, OSError) else ()
+        self._count(_E_TIMEOUT if args and args[0] == _ETIMEDOUT else _E_BUS)
 
     def _read(self, reg, n):
         """Read ``n`` bytes from ``reg`` into ``data``; True on success."""
@@ -310,8 +322,8 @@ class Bq76952:
                 self._count(_E_BUS)
                 return False
             self.i2c.readfrom_into(addr, self._view(self.rviews, self.raw, n, 2 * n))
-        except Exception:  # OSError on a board: NACK, timeout
-            self._count(_E_BUS)
+        except Exception as exc:  # OSError on a board: NACK, timeout
+            self._bus_error(exc)
             return False
         raw = self.raw
         t = _CRC_TABLE
@@ -340,8 +352,8 @@ class Bq76952:
                 else:
                     self.i2c.writeto_mem(self.address, reg, self._view(self.tviews, self.tx, n, n))
                 return True
-            except Exception:  # OSError on a board: NACK, timeout
-                self._count(_E_BUS)
+            except Exception as exc:  # OSError on a board: NACK, timeout
+                self._bus_error(exc)
         return False
 
     def _frame(self, reg, n):
@@ -565,6 +577,7 @@ class Bq76952:
             self.failed = 0
             self.dead = False
             return True
+        self._count(_E_CYCLES)
         if self.failed < _DEAD_AFTER:
             self.failed += 1
         if self.failed >= _DEAD_AFTER:

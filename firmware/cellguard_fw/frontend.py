@@ -76,7 +76,6 @@ class NtcChannel:
         # to its full scale (``full_code``) where that lies below the rail.
         top = full_code if 0 < full_code < self.max_code else self.max_code
         self.open_code = top - self.max_code // 100
-        self.short_code = self.max_code // 100  # at or below: a shorted sensor
         self.step = (self.max_code + _NTC_POINTS - 2) // (_NTC_POINTS - 1)
         self.table = array("h", [0] * _NTC_POINTS)
         inv_t25 = 1.0 / (25.0 + KELVIN_0C)
@@ -106,12 +105,6 @@ class Frontend:
     """The three channel types of one board, built from its ``frontend`` config."""
 
     def __init__(self, cfg):
-        if "type" in cfg:  # a monitor chip (bq76952): the chip's own channels
-            from .bq76952 import Frontend as Chip
-
-            f = Chip(cfg)
-            self.cell, self.current, self.temp, self.pack = f.cell, f.current, f.temp, f.pack
-            return
         c = cfg["cell_adc"]
         self.cell = LinearChannel(c["bits"], c["full_scale_mv"])
         i = cfg["current_adc"]

@@ -45,16 +45,20 @@ class Hal:
         """1 if the contactor's auxiliary contact says closed, 0 if open, -1 if unread."""
         return -1
 
+    def frontend(self, cfg):
+        """The front end that turns what :meth:`sample` gives into mV, mA and 0.1 degC
+        (the board file's ``frontend`` object)."""
+        from .frontend import Frontend
+
+        return Frontend(cfg)
+
     def chip_trips(self):
         """The protections a battery-monitor chip (AFE) has tripped by itself, the
         second protection layer: its Safety Status A | B << 8 | C << 16 while any
-        is set, else 0 (also on boards without such a chip)."""
+        is set, else 0 (also on boards without such a chip); -1 once the chip has
+        failed to answer past its driver's retry bound (the readings are stale and
+        the output must open)."""
         return 0
-
-    def bus_fault(self):
-        """True once the sensor chip has failed to answer past its driver's retry
-        bound: the readings are stale and the output must open."""
-        return False
 
     def bus_errors(self):
         """The sensor chip's bus error counts (STATS' ``sensor_bus_errors``: NACK,

@@ -11,7 +11,8 @@ wired, ``i2c`` is the board's ``machine.I2C`` (or a simulated bus)::
             "margin_mv": 100, "margin_dc": 50, "margin_pct": 25,
             "scd_pct": 200, "scd_delay_us": 60,
             "settings": [[address, size, value], ...]}   # further data memory
-    "frontend": {"type": "bq76952"}
+    "frontend": {"type": "bq76952", "cell_adc": {"full_scale_mv": 5000},
+                 "current_adc": {"full_scale_ma": 300000}}
 
 The front end (``frontend.ChipChannel``) is identity for cells, current and the
 stack voltage, and 0.1 K to 0.1 degC for temperatures.
@@ -24,7 +25,7 @@ control periods), SCD at ``scd_pct`` of the short-circuit limit (``scd_delay_us`
 OTC/OTD and UTC/UTD ``margin_dc`` (0.1 degC) beyond the temperature limits.
 """
 
-from .bq76952 import Bq76952, encode, gains
+from .bq76952 import Bq76952, Frontend, encode, gains
 from .hal import Hal
 
 _TEMP_SOURCES = ("int", "cfetoff", "dfetoff", "alert", "ts1", "ts2", "ts3")
@@ -65,10 +66,12 @@ class Bq76952Hal(Hal):
         amps = 0 if need <= 3276 else 1 if need <= 32767 else 2 if need <= 327670 else 3
         self.da = afe.get("da_config", 0x04 | amps)
         unit = (1, 10, 100, 1000)[self.da & 3]  # 0.1 mA steps
-        fe = board["frontend"]
-        # What the firmware's limits are checked against (app, protection_setup).
-        fe.setdefault("cell_adc", {"full_scale_mv": 5000})
-        fe.setdefault("current_adc", {"full_scale_ma": min(sense_ma, 32767 * unit // 10)})
+        # The current the chip reports at most in these units: the board file's
+        # ``frontend.current_adc.full_scale_ma`` may not promise more.
+        top = min(sense_ma, 32767 * unit // 10)
+        if board["frontend"]["current_adc"]["full_scale_ma"] > top:
+            raise ValueError("board file: frontend.current_adc.full_scale_ma above the %d mA "
+                             "the chip measures on this shunt" % top)
         self.vcell_mode = 0
         for c in inputs:
             self.vcell_mode |= 1 << (c - 1)
@@ -173,7 +176,7 @@ class Bq76952Hal(Hal):
     # -- the control step (allocation-free) ----------------------------------------
     def sample(self, raw_cells, raw_temps):
         d = self.driver
-        d.read()  # a failure keeps the last readings and counts towards bus_fault()
+        d.read()  # a failure keeps the last readings and counts towards chip_trips() == -1
         cells = d.cells
         idx = self.cell_idx
         for i in range(len(raw_cells)):
@@ -202,11 +205,14 @@ class Bq76952Hal(Hal):
     def read_pack_code(self):
         return self.driver.stack_mv
 
-    def chip_trips(self):
-        return self.trips
+    def frontend(self, cfg):
+        return Frontend(cfg)
 
-    def bus_fault(self):
-        return self.driver.dead
+    def chip_trips(self):
+        return -1 if self.driver.dead else self.trips
+
+    def bus_errors(self):
+        return self.driver.errors
 
     def set_output(self, closed):
         self.closed = closed

@@ -184,12 +184,12 @@ def _afe_hal(board, i2c, unique_id, storage):
     the firmware's next boot commands them)."""
     from .hal_bq76952 import Bq76952Hal
 
-    class SimAfeHal(Bq76952Hal):
+    class SimAfeHal(Bq76952Hal):  # (MicroPython: a method cannot close over the function)
         def unique_id(self):
-            return unique_id
+            return self.uid
 
         def storage_dir(self):
-            return storage
+            return self.storage
 
         def release(self):
             pass
@@ -197,7 +197,10 @@ def _afe_hal(board, i2c, unique_id, storage):
         def outputs(self):
             return 0  # the chip drives the FETs and the balancing: the simulator reads it
 
-    return SimAfeHal(board, i2c)
+    hal = SimAfeHal(board, i2c)
+    hal.uid = unique_id
+    hal.storage = storage
+    return hal
 
 
 class SimBoard:
@@ -217,9 +220,12 @@ class SimBoard:
                 raise ValueError("board %s has a monitor chip: it needs an I2C bus"
                                  % self.board["name"])
             self.hal = _afe_hal(self.board, SimI2c(i2c_xfer), unique_id, storage)
+            self.codes = None
         else:
-            self.hal = SimHal(self.board["cells"], self.board["temp_sensors"], unique_id,
-                              storage, "pack_adc" in self.board["frontend"])
+            hal = SimHal(self.board["cells"], self.board["temp_sensors"], unique_id,
+                         storage, "pack_adc" in self.board["frontend"])
+            self.hal = hal
+            self.codes = hal.codes
         self.port = SimPort()
         self.resets = 0
         self.in_repl = False
@@ -235,8 +241,8 @@ class SimBoard:
     def step(self, dt_ms, codes, rx):
         """Run one control period; return (tx bytes, OUT_* flags with the
         balancing mask in bits 4 and up)."""
-        if codes:  # a board with a monitor chip has none: the chip measures
-            self.hal.codes[:] = codes
+        if self.codes is not None:  # a board with a monitor chip has none: it measures
+            self.codes[:] = codes
         if self.in_repl:  # the firmware has handed the port back: it is silent
             return b"", self.hal.outputs()
         if rx:

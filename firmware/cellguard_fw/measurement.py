@@ -73,7 +73,7 @@ class Measurement:
         hi = -32768
         railed = 0
         top = conv.open_code  # a channel's rails: an open sensor at or beyond one,
-        bottom = conv.short_code  # a shorted one at or beyond the other
+        bottom = conv.max_code // 100  # a shorted one at or below 1 % of full scale
         for i in range(len(temps)):
             code = raw[i]
             if code >= top or code <= bottom:  # open (pulled up) or shorted NTC

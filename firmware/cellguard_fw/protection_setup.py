@@ -132,9 +132,7 @@ def board_limits(board):
     profile = PROFILES[board["chemistry"]]
     overrides = board.get("limits", {})
     n = board["cells"]
-    fe = board["frontend"]
-    # A monitor chip's front end states its ranges; an ADC front end, its converters'.
-    cell_fs = fe["cell_full_scale_mv"] if "type" in fe else fe["cell_adc"]["full_scale_mv"]
+    cell_fs = board["frontend"]["cell_adc"]["full_scale_mv"]
     # Plausibility: no cell in service reads below 0.4 V (an open tap does); none
     # reads 0.5 V beyond its chemistry's hard limit (a sensor at its rail does).
     beyond = min(cell_fs * 99 // 100, profile["hard_cell_mv"][1] + 500)
@@ -155,8 +153,7 @@ def board_limits(board):
         limits[key] = tuple(overrides.get(key, profile[key]))
     charge = board["charge_current_max_ma"]
     discharge = board["discharge_current_max_ma"]
-    full_scale = fe["current_full_scale_ma"] if "type" in fe \
-        else fe["current_adc"]["full_scale_ma"]
+    full_scale = board["frontend"]["current_adc"]["full_scale_ma"]
     limits["charge_current_max_ma"] = (charge, charge // 2)
     limits["discharge_current_max_ma"] = (discharge, discharge // 2)
     # Peak levels default to twice the sustained rating, a short circuit to four

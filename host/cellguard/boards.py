@@ -74,6 +74,10 @@ WATCHDOG_MAX_MS: dict[str, int] = {"rp2040": 8388}
 _WATCHDOG_DEFAULT_MS = 2000
 
 
+CHIPS = ("bq76952",)
+"""The battery-monitor chips a board file's ``"afe"`` object may name."""
+
+
 def check_board(board: dict[str, Any], where: str) -> None:
     """One clear BoardFileError for a value the firmware cannot run with."""
     from cellguard_fw.adc_front import calibration, range_error
@@ -121,7 +125,30 @@ def check_board(board: dict[str, Any], where: str) -> None:
                 raise BoardFileError(f"{where}: {key} ({board[key]}) is beyond what the current "
                                      f"sensor measures (frontend.current_adc.full_scale_ma "
                                      f"{full_scale})")
-    _check_adc(board, where, calibration, range_error, PROFILES)
+    if "type" in frontend:  # a monitor chip measures: the MCU's ADC has no part in it
+        _check_afe(board, where)
+    else:
+        _check_adc(board, where, calibration, range_error, PROFILES)
+
+
+def _check_afe(board: dict[str, Any], where: str) -> None:
+    """A battery-monitor chip's board: a chip cellguard drives and what it needs."""
+    kind = board["frontend"]["type"]
+    afe = board.get("afe")
+    if kind not in CHIPS or not isinstance(afe, dict) or afe.get("chip") != kind:
+        raise BoardFileError(f"{where}: frontend.type {kind!r} needs a matching \"afe\" "
+                             f"object naming the chip ({', '.join(CHIPS)})")
+    shunt = afe.get("shunt_uohm")
+    if isinstance(shunt, bool) or not isinstance(shunt, int) or not 10 <= shunt <= 1000000:
+        raise BoardFileError(f"{where}: afe.shunt_uohm must be a whole number 10..1000000 "
+                             f"(the sense resistor, µΩ), not {shunt!r}")
+    fe = board["frontend"]
+    if not isinstance(fe.get("cell_adc"), dict) or not isinstance(fe.get("current_adc"), dict):
+        raise BoardFileError(f"{where}: frontend needs cell_adc.full_scale_mv and "
+                             "current_adc.full_scale_ma: what the chip measures")
+    if board["mcu"] != "sim" and not isinstance(board.get("pins", {}).get("i2c"), dict):
+        raise BoardFileError(f"{where}: pins.i2c ({{\"scl\": .., \"sda\": ..}}) names the "
+                             "bus the chip is on")
 
 
 def _check_adc(board: dict[str, Any], where: str, calibration: Any, range_error: Any,

@@ -70,8 +70,8 @@ def format_fault_value(bits: int, value: int) -> str:
     return f"{value / scale:g} {si}"
 
 
-SENSOR_BUS_COUNTS = ("nacks", "timeouts", "crc_errors", "checksum_errors", "busy_timeouts",
-                     "retries_recovered", "cycles_failed")
+SENSOR_BUS_COUNTS = ("nacks", "crc_errors", "checksum_errors", "busy_timeouts",
+                     "verify_failures", "timeouts", "cycles_failed")
 """STATS' ``sensor_bus_errors``, in order (a newer board may send more: left out)."""
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..boards import CHIPS
 from .i2c import I2cBus
 from .plant import OUT_BALANCE_SHIFT, OUT_CHARGE, OUT_CLOSED, OUT_DISCHARGE, Plant
 from .sensors import SensorModel
@@ -22,8 +23,6 @@ from .sensors import SensorModel
 SHORTED_C = 150.0
 """What a shorted thermistor shows the chip: its hottest reading (°C)."""
 
-CHIPS = ("bq76952",)
-"""The monitor chips a board file's ``"afe"`` object may name."""
 
 
 def bus_time_ms(ops: list[str], hz: float) -> float:

@@ -106,7 +106,7 @@ class SensorModel:
         self.chip: str | None = fe.get("type")
         if self.chip is not None:
             fe = {"cell_adc": {"bits": 16, "full_scale_mv": 65535},
-                  "current_adc": {"bits": 16, "full_scale_ma": fe["current_full_scale_ma"],
+                  "current_adc": {"bits": 16, "full_scale_ma": fe["current_adc"]["full_scale_ma"],
                                   "zero_code": 32768},
                   "temp_adc": {"bits": 16, "ntc_r25_ohm": 10000, "ntc_beta": 3435,
                                "pullup_ohm": 10000}}

@@ -95,11 +95,11 @@ _STATS = (
     K("tx_dropped", "frames the board dropped whole: the host was not reading"),
     K("sensor_bus", "the sensor chip's bus since boot (null: the board has none)",
       K("nacks", "transfers the chip did not acknowledge"),
-      K("timeouts", "transfers that timed out (a stuck bus)"),
       K("crc_errors", "reads whose CRC was wrong"),
       K("checksum_errors", "subcommand answers whose checksum or length was wrong"),
       K("busy_timeouts", "subcommands still busy past the driver's bound"),
-      K("retries_recovered", "errors a retry within the bound recovered from"),
+      K("verify_failures", "data-memory writes that did not read back"),
+      K("timeouts", "transfers that timed out (a stuck bus)"),
       K("cycles_failed", "measurement cycles that failed past the retries"),
       nullable=True),
 )
