@@ -185,6 +185,11 @@ def _afe_hal(board, i2c, unique_id, storage):
     from .hal_bq76952 import Bq76952Hal
 
     class SimAfeHal(Bq76952Hal):  # (MicroPython: a method cannot close over the function)
+        def __init__(self, board, i2c, uid, storage):
+            self.uid = uid
+            self.storage = storage
+            Bq76952Hal.__init__(self, board, i2c)
+
         def unique_id(self):
             return self.uid
 
@@ -197,10 +202,7 @@ def _afe_hal(board, i2c, unique_id, storage):
         def outputs(self):
             return 0  # the chip drives the FETs and the balancing: the simulator reads it
 
-    hal = SimAfeHal(board, i2c)
-    hal.uid = unique_id
-    hal.storage = storage
-    return hal
+    return SimAfeHal(board, i2c, unique_id, storage)
 
 
 class SimBoard:
