@@ -164,6 +164,12 @@ class SimRig(Rig):
     def cell_lsb_v(self) -> float:
         return float(self.sim.sensors.cell_lsb_v())
 
+    def cell_accuracy_v(self) -> float:
+        """One step of the cell converter, and four sigma of its noise where the board
+        file gives it some (a monitor chip's, ``sensors.cell_noise_lsb``)."""
+        s = self.sim.sensors
+        return float(s.cell_lsb_v() * (1.0 + 4.0 * s.cell_noise_lsb))
+
     def wait(self, board_s: float) -> None:
         """Run the board ``board_s`` (also while no client has the port open) and
         hold it there, so the next stimulus acts at exactly that board time; a
