@@ -61,11 +61,14 @@ class CellModel:
 
     @staticmethod
     def from_profile(profile, capacity_mah):
-        """A model from a chemistry profile's OCV table (mV every 5 %)."""
+        """A model from a chemistry profile's OCV table (mV every 5 %), with the
+        typical resistances of a 3 Ah cell scaled to the capacity (a cell of ten
+        times the capacity has about a tenth of the resistance: more electrode in
+        parallel)."""
         ocv = [mv / 1000.0 for mv in profile["ocv_mv"]]
         n = len(ocv)
         step = 100.0 / (n - 1)
-        row = [1.0] * n
+        row = [3000.0 / capacity_mah] * n
         return CellModel({
             "capacity_ah": capacity_mah / 1000.0,
             "soc_pct": [i * step for i in range(n)],
@@ -73,9 +76,9 @@ class CellModel:
             "ocv_v": [ocv],
             "r0_ohm": [[DEFAULT_R0_OHM * x for x in row]],
             "r1_ohm": [[DEFAULT_R1_OHM * x for x in row]],
-            "tau1_s": [[DEFAULT_TAU1_S * x for x in row]],
+            "tau1_s": [[DEFAULT_TAU1_S] * n],
             "r2_ohm": [[DEFAULT_R2_OHM * x for x in row]],
-            "tau2_s": [[DEFAULT_TAU2_S * x for x in row]],
+            "tau2_s": [[DEFAULT_TAU2_S] * n],
         })
 
     @staticmethod

@@ -81,6 +81,7 @@ class MonitorChip:
                 die = 25.0 if value is None else value
             elif source in ("ts1", "ts2", "ts3"):
                 ts[int(source[2]) - 1] = value
+        self.chip.stack_offset_v = x.stack_offset_v
         self.chip.set_inputs(cells_v=x.cells_v, current_a=x.current_a, ts_c=ts, die_c=die,
                              pack_v=x.pack_v)
 

@@ -329,6 +329,9 @@ class Bq76952(I2cDevice):
         self._crc_corrupt = 0
         # records
         self.trips: list[Trip] = []
+        # The top-of-stack measurement's own error (its divider, its ADC), V: what a
+        # fault injection sets; the cells' readings do not share it.
+        self.stack_offset_v = 0.0
         self.rejected_writes = 0  # checksum/length or CRC failures, ignored writes
         self.ignored_dm_writes = 0  # data-memory writes outside CONFIG_UPDATE
         self._now = 0.0
@@ -823,7 +826,7 @@ class Bq76952(I2cDevice):
         return [mv[i] for i in range(16) if mode == 0 or mode & (1 << i)]
 
     def _stack_v(self) -> float:
-        return sum(self._cells_v)
+        return sum(self._cells_v) + self.stack_offset_v
 
     def _user_v(self, volts: float) -> int:
         cv = self._applied_u("<B", DA_CONFIGURATION) & 0x04

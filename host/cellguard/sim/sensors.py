@@ -85,6 +85,7 @@ class ChipInputs:
     current_a: float
     temps_c: list[float | None]  # None: open thermistor; inf: shorted
     pack_v: float
+    stack_offset_v: float  # the chip's own top-of-stack reading errs by this much
 
 
 TEMP_OPEN = "open"  # NTC open: the pull-up takes the input to the top rail
@@ -267,7 +268,8 @@ class SensorModel:
         """What a monitor chip's pins see now, the injected faults included: the
         cells through their sense wires (a frozen reading stays at its mV), the
         current through the sensor's errors, each thermistor (None: open, inf:
-        shorted), the pack voltage at the chip's top-of-stack pin."""
+        shorted), the pack voltage and the injected error of the chip's stack
+        measurement."""
         cells = self.sensed_cells_v(plant.cells_v())
         if self.cell_noise_lsb:  # the chip's own noise, 1 LSB = 1 mV
             cells = [v + self.rng.gauss(0.0, self.cell_noise_lsb) / 1000.0 for v in cells]
@@ -278,7 +280,7 @@ class SensorModel:
         for j, kind in self.temp_faults.items():
             temps[j] = None if kind == TEMP_OPEN else math.inf
         return ChipInputs(cells, self.sensed_current_a(plant.current_a), temps,
-                          plant.pack_voltage_v() + self.pack_offset_v)
+                          plant.pack_voltage_v(), self.pack_offset_v)
 
     def codes(self, plant: Plant, temps_c: list[float] | None = None) -> bytes:
         """All codes of one sample, packed as the firmware's SimHal expects."""
