@@ -41,7 +41,8 @@ def _off(d):
     # The outputs off: until driven they float (ESP32) or hang on a weak pull-down (RP2040).
     with open(d + "board.json") as f:
         p = json.load(f)["pins"]
-    Pin(p["output"], Pin.OUT, value=0)
+    if "output" in p:  # (a board whose monitor chip drives the FETs has no output pin)
+        Pin(p["output"], Pin.OUT, value=0)
     if "precharge" in p:
         Pin(p["precharge"], Pin.OUT, value=0)
     return p

@@ -390,7 +390,7 @@ class VirtualBoard(PlantControls):
             return
         _, ms_text, levels_text = line.split(" ")
         ms = int(ms_text)
-        levels = [int(x) for x in levels_text.split(",")]
+        levels = [int(x) for x in levels_text.split(",") if x]  # none: a chip drives the FETs
         with self._lock:
             if self._plant_ms is not None and ms > self._plant_ms:
                 self.plant.step((ms - self._plant_ms) / 1000.0)
