@@ -209,3 +209,21 @@ def test_build_prints_footprint_and_the_measured_heap(tmp_path: Path) -> None:
     text = run_cli("build", "--board", "esp32-4s", "--out", str(tmp_path / "e"))
     assert text.returncode == 0, text.stderr
     assert "heap:" in text.stdout and "flash:" in text.stdout and "xtensawin" in text.stdout
+
+
+def test_a_chip_board_build_reports_what_the_chips_range_clamped(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from cellguard.boards import chip_backstop, load_board
+
+    board = load_board("pico-bq76952-16s")
+    count, clamped = chip_backstop(board)
+    assert count > 20 and clamped == []
+    # A 2 mOhm shunt: 1.25 x the 90 A short-circuit limit is 225 mV across it, past
+    # OCD2's 200 mV: the chip's backstop sits at the end of its range, and says so.
+    board["afe"]["shunt_uohm"] = 2000
+    board["frontend"]["current_adc"]["full_scale_ma"] = 100000
+    assert chip_backstop(board)[1] == ["occ", "ocd2"]  # OCC: 62 x 2 mV at most
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(board))
+    assert cli.main(["build", "--board", str(path), "--no-heap", "--out", str(tmp_path / "o")]) == 0
+    assert "clamped to the chip's range: occ, ocd2" in capsys.readouterr().out

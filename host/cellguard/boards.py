@@ -74,6 +74,30 @@ WATCHDOG_MAX_MS: dict[str, int] = {"rp2040": 8388}
 _WATCHDOG_DEFAULT_MS = 2000
 
 
+class _NoBus:
+    """An I2C bus with nothing on it: the chip's HAL built on the host for its settings."""
+
+    def _none(self, *args: Any, **kwargs: Any) -> None:
+        raise OSError(19, "no chip on the host")
+
+    readfrom_mem_into = writeto_mem = readfrom_into = writeto = _none
+
+
+def chip_backstop(board: dict[str, Any]) -> tuple[int, list[str]]:
+    """What a board's monitor chip is armed with at boot from the board's default
+    limits (``Bq76952Hal.settings``): the count of protection settings and the names
+    of those the chip's register range clamped (a limit beyond what the chip can be
+    set to: its backstop sits at the end of its range instead)."""
+    from cellguard_fw.hal_bq76952 import Bq76952Hal
+    from cellguard_fw.protection_setup import board_limits, protection_table
+
+    limits = board_limits(board)
+    trip = [limits[row[4]][0] for row in protection_table()]
+    hal = Bq76952Hal(json.loads(json.dumps(board)), _NoBus())
+    settings = hal.settings(trip)
+    return len(settings), list(hal.clamped)
+
+
 CHIPS = ("bq76952",)
 """The battery-monitor chips a board file's ``"afe"`` object may name."""
 
@@ -146,6 +170,10 @@ def _check_afe(board: dict[str, Any], where: str) -> None:
     if not isinstance(fe.get("cell_adc"), dict) or not isinstance(fe.get("current_adc"), dict):
         raise BoardFileError(f"{where}: frontend needs cell_adc.full_scale_mv and "
                              "current_adc.full_scale_ma: what the chip measures")
+    try:  # what the chip's HAL arms it with: a board it refuses is refused here
+        chip_backstop(board)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BoardFileError(f"{where}: {exc}") from None
     if board["mcu"] != "sim" and not isinstance(board.get("pins", {}).get("i2c"), dict):
         raise BoardFileError(f"{where}: pins.i2c ({{\"scl\": .., \"sda\": ..}}) names the "
                              "bus the chip is on")

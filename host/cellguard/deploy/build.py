@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..boards import BoardFileError, load_board
+from ..boards import BoardFileError, chip_backstop, load_board
 from ..errors import CellguardError
 from ..paths import firmware_dir
 
@@ -434,5 +434,11 @@ def command(args: Any) -> int:
             lines.append(f"    {heap.estimator_note}")
     elif heap_error:
         lines.append(f"  heap: not measured: {heap_error}")
+    board = load_board(args.board)
+    if "afe" in board:
+        count, clamped = chip_backstop(board)  # (load_board checked it builds)
+        lines.append(f"  {board['afe']['chip']}: {count} settings armed at boot, its own "
+                     f"protections a margin beyond the firmware's limits; clamped to the "
+                     f"chip's range: {', '.join(clamped) or 'none'}")
     print("\n".join(lines))
     return 0
