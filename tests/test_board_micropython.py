@@ -122,7 +122,7 @@ link = Link(port)
 
 def send(i):
     end = codec.encode_stats(link.payload_buffer(), PAYLOAD_AT, i, i, i, i, i, i, i, i, i, i,
-                             i, i)
+                             i, i, ())
     link.send(codec.MSG_STATS, link.next_seq(), end)
 
 for i in range(40):

@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from fakes import ReadCounter, drain_board
+from fakes import drain_board
+from test_sim_faults import Host as TelemetryHost
 
 from cellguard.boards import load_board
-from cellguard.link.client import BoardClient
 from cellguard.protocol.messages import Faults
 from cellguard.sim import SimulatedBoard
 
@@ -29,31 +29,22 @@ COV, SCD = 0x08, 0x80  # Safety Status A
 UV_A = 0x04  # Safety Status A: CUV
 
 
-class Host:
+class Host(TelemetryHost):
     """A host on the board's port that keeps telemetry and fault events."""
 
     def __init__(self, sim: SimulatedBoard) -> None:
-        self.sim = sim
-        self.client = BoardClient(sim.port)
-        self.counter = ReadCounter(self.client)
-        self.telemetry: list[dict[str, Any]] = []
+        super().__init__(sim)
         self.events: list[dict[str, Any]] = []
-
-    def run(self, seconds: float) -> None:
-        for _ in range(round(seconds * 1000 / self.sim.period_ms)):
-            self.sim.advance(self.sim.period_ms / 1000.0)
-            self.drain()
 
     def run_until(self, done: Any, limit_s: float) -> float:
         """Run until ``done()`` holds; return the board time (s) it did."""
         for _ in range(round(limit_s * 1000 / self.sim.period_ms)):
-            self.sim.advance(self.sim.period_ms / 1000.0)
-            self.drain()
+            self.run(self.sim.period_ms / 1000.0)
             if done():
                 return self.sim.time_ms / 1000.0
         raise AssertionError(f"not within {limit_s} s of board time")
 
-    def drain(self) -> None:
+    def _drain(self) -> None:
         for m in drain_board(self.client, self.counter, self.sim):
             if m.name == "telemetry":
                 self.telemetry.append(m.payload)
@@ -70,15 +61,12 @@ class Host:
         while worker.is_alive():
             self.sim.advance(self.sim.period_ms / 1000.0)
             worker.join(0.01)
-        self.drain()
+        self._drain()
         return out.get("r")
 
     def trips(self, bit: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["kind"] == "trip" and e["fault"] & BITS[bit]]
 
-    @property
-    def last(self) -> dict[str, Any]:
-        return self.telemetry[-1]
 
 
 @contextmanager
