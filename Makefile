@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STUBS_VERSION := 1.29.0.post1
 STDLIB_STUBS_VERSION := 1.29.0.post2
 
-.PHONY: demo test setup check-prereqs typecheck lint docs clean pybamm-setup pybamm-cells hil-virtual hil-chip
+.PHONY: demo test setup check-prereqs typecheck lint docs clean pybamm-setup pybamm-cells hil-virtual
 
 demo: setup
 	$(BIN)/cellguard demo --force
@@ -27,12 +27,6 @@ HIL_SPEED ?= 20
 hil-virtual: setup
 	$(BIN)/python -m pytest hil_tests -p no:cacheprovider -q --virtual --board pico-4s --sim-speed $(HIL_SPEED)
 	$(BIN)/python -m pytest hil_tests -p no:cacheprovider -q --virtual --board esp32-4s --sim-speed $(HIL_SPEED)
-
-# The whole HIL suite on the simulated 16S board with a BQ76952, the SoC full cycle
-# included (five hours of board time: about ten minutes; tests/test_hil_chip_board.py
-# runs the rest in `make test`).
-hil-chip: setup
-	$(BIN)/python -m pytest hil_tests -p no:cacheprovider -q --board sim-bq76952-16s
 
 setup: check-prereqs $(VENV)/.installed node_modules/.installed .stubs/.installed
 

@@ -12,8 +12,11 @@ import pytest
 from test_hil_virtual import SUITE_TESTS, suite_command
 
 BOARD = "sim-bq76952-16s"
-# Every test but the SoC full cycle: 100 Ah cells at the suite's C/2 and 1C are five
-# hours of board time, about ten minutes here (`make hil-chip` runs it).
+# Every test but the SoC full cycle: 100 Ah cells at the suite's C/2 and C/4 are five
+# hours of board time, and on LFP cells the cycle cannot end its discharge leg: the
+# cells cut off at 2.5 V under load relax to 2.56..2.63 V, short of the chemistry's
+# 2.6 V release, and the latched under-voltage fault holds both FETs open, so nothing
+# can charge them (docs/hil.md, "On the 16S board with a BQ76952").
 NOT_HERE = "test_soc_follows_a_full_cycle"
 
 
