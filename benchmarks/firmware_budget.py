@@ -231,9 +231,12 @@ CHIP_BOARD = "pico-bq76952-16s"
 IMAGE_BUS = Path(__file__).resolve().parents[1] / "tests" / "bq76952_bus.py"
 
 
-def make_chip_board() -> dict[str, Any]:
-    """The 16-cell BQ76952 board as its file has it (CRC on), estimator off."""
-    board: dict[str, Any] = json.loads((boards_dir() / f"{CHIP_BOARD}.json").read_text())
+def make_chip_board(board: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A BQ76952 board (default the 16-cell ``pico-bq76952-16s`` as its file has it, CRC
+    on), estimator off."""
+    if board is None:
+        board = json.loads((boards_dir() / f"{CHIP_BOARD}.json").read_text())
+    board = json.loads(json.dumps(board))
     board["estimator"] = "none"
     return board
 
@@ -1120,13 +1123,15 @@ def measure_board(rt: MicroPythonRuntime, cells: int, temps: int, steps: int = 2
 
 def measure_chip_board(rt: MicroPythonRuntime, steps: int = 2000, reps: int = 0,
                        batch_ms: float = 100.0, firmware: Path | None = None,
-                       traffic_steps: int | None = None) -> BoardBudget:
-    """The same figures for ``boards/pico-bq76952-16s.json`` (estimator off) as deployed:
-    the firmware as .mpy, ``Bms(board, Bq76952Hal(board, bus), port)`` over a register
-    image of the chip that the drive fills in the chip's units; then the bus traffic,
-    with CRC off and on, over ``traffic_steps`` (default one drive cycle)."""
+                       traffic_steps: int | None = None,
+                       board: dict[str, Any] | None = None) -> BoardBudget:
+    """The same figures for a BQ76952 board (default ``boards/pico-bq76952-16s.json``;
+    estimator off) as deployed: the firmware as .mpy, ``Bms(board, Bq76952Hal(board,
+    bus), port)`` over a register image of the chip that the drive fills in the chip's
+    units; then the bus traffic, with CRC off and on, over ``traffic_steps`` (default
+    one drive cycle; 0: no traffic run)."""
     install_mpy(rt, firmware)
-    board = make_chip_board()
+    board = make_chip_board(board)
     codes, extra = chip_codes(board)
     harness = (HARNESS_HEAD + image_bus_source() + CHIP_HARNESS
                + common_harness("        _import_hal()\n", "_make_hal(board)")
@@ -1136,7 +1141,7 @@ def measure_chip_board(rt: MicroPythonRuntime, steps: int = 2000, reps: int = 0,
                        "_scenario_raw")
     n = traffic_steps if traffic_steps is not None else len(codes.schedule)
     traffic = tuple(traffic_of(_json_line(rt, f"print(json.dumps(_traffic({crc}, {n})))"))
-                    for crc in (False, True))
+                    for crc in (False, True)) if n > 0 else ()
     return replace(figures, traffic=traffic)
 
 
