@@ -8,7 +8,19 @@ Everything runs in the MicroPython 1.27 WebAssembly port (the simulator's
 ``MicroPythonRuntime``), one fresh interpreter per board, for boards built from
 ``boards/sim-4s.json`` with 4 cells and 2 sensors, 8 cells and 2 sensors, and 16
 cells and 16 sensors; then the 16-cell board once more with the firmware
-precompiled by ``mpy-cross`` (heap figures only).
+precompiled by ``mpy-cross`` (heap figures only); then the 16-cell BQ76952 board
+``boards/pico-bq76952-16s.json`` as deployed (``--no-chip`` skips it).
+
+The BQ76952 board runs ``Bms(board, Bq76952Hal(board, bus), port)``, the firmware
+as ``.mpy`` with the driver and the HAL, over ``bus``: the driver tests' register
+image (``tests/bq76952_bus.py``'s ``ImageBus``, allocation-free) which loads the
+drive's next scenario, in the chip's units (cells mV, temperatures 0.1 K, current
+in the HAL's user-amps, stack cV), when the driver starts a measurement cycle,
+and counts what crosses the bus: the driver's ``machine.I2C`` calls, STARTs,
+STOPs, address, register, data and CRC bytes. The chip's I2C traffic per control
+step is then counted on a fresh Bms with CRC off and on over one drive cycle:
+steady steps, steps that open or close the FETs, one balancing change; the bus
+time at 400 kHz counts 9 clocks a byte and one per START, repeated START and STOP.
 
 The firmware is driven through its public interface only: ``Bms(board, hal,
 port)`` and ``Bms.step(dt_ms)``, with a bench HAL whose ``sample`` copies
@@ -32,6 +44,10 @@ allocation per control step
     collected before every step. Max and mean over ``--steps`` steps, for all
     steps, steps that sent nothing (and among them those with a fault active),
     telemetry steps and steps that sent a FAULT_EVENT (a trip or a release).
+measurement path
+    ``HAL.sample`` + the pack reading + ``Measurement.update`` as ``Bms.step`` runs
+    them, through every scenario, with ``gc.mem_alloc`` around each call and then
+    under ``micropython.heap_lock()`` (on the BQ76952 board: the driver's reads).
 protection step
     The same for ``Protection.load(m)`` + ``Protection.step(dt)`` over the same
     cycle, then the same calls under ``micropython.heap_lock()`` inside a
@@ -72,7 +88,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -148,10 +164,10 @@ CHARGE = ("charge_current_max_ma", "charge_current_peak_ma")
 DISCHARGE_KEYS = ("discharge_current_max_ma", "discharge_current_peak_ma", "short_circuit_ma")
 
 
-def scenarios(board: dict[str, Any]) -> list[Scenario]:
-    """Normal; beyond every trip but discharge current (charging); between release and
-    trip of the six basic protections; beyond every discharge-current trip (clipped to
-    what the sensor measures). In engineering units."""
+def scenarios(board: dict[str, Any], nominal_mv: int = 3700) -> list[Scenario]:
+    """Normal (cells about ``nominal_mv``); beyond every trip but discharge current
+    (charging); between release and trip of the six basic protections; beyond every
+    discharge-current trip (clipped to what the sensor measures). In engineering units."""
     n, t = board["cells"], board["temp_sensors"]
     limits = board_limits(board)
 
@@ -162,19 +178,19 @@ def scenarios(board: dict[str, Any]) -> list[Scenario]:
         return (limits[key][0] + limits[key][1]) // 2
 
     def pack(first_mv: int, last_mv: int, hot_dc: int, cold_dc: int, ma: int) -> Scenario:
-        cells = [3700 + (i * 7) % 11 - 5 for i in range(n)]
+        cells = [nominal_mv + (i * 7) % 11 - 5 for i in range(n)]
         temps = [250 + (i * 3) % 7 - 3 for i in range(t)]
         cells[0], cells[-1] = first_mv, last_mv
         temps[0], temps[-1] = hot_dc, cold_dc
         return Scenario(cells, temps, ma)
 
     return [
-        pack(3710, 3690, 260, 240, 500),
+        pack(nominal_mv + 10, nominal_mv - 10, 260, 240, 500),
         pack(max(trips(HIGH_CELL)) + 50, min(trips(LOW_CELL)) - 100, max(trips(HOT)) + 50,
              min(trips(COLD)) - 50, max(trips(CHARGE)) + 1000),
         pack(mid("cell_ov_mv"), mid("cell_uv_mv"), mid("temp_max_dc"), mid("temp_min_dc"),
              mid("charge_current_max_ma")),
-        pack(3710, 3690, 260, 240, -max(trips(DISCHARGE_KEYS)) - 1000),
+        pack(nominal_mv + 10, nominal_mv - 10, 260, 240, -max(trips(DISCHARGE_KEYS)) - 1000),
     ]
 
 
@@ -211,6 +227,73 @@ def adc_codes(board: dict[str, Any]) -> Codes:
     return Codes(cells, temps, currents, schedule)
 
 
+CHIP_BOARD = "pico-bq76952-16s"
+IMAGE_BUS = Path(__file__).resolve().parents[1] / "tests" / "bq76952_bus.py"
+
+
+def make_chip_board(board: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A BQ76952 board (default the 16-cell ``pico-bq76952-16s`` as its file has it, CRC
+    on), estimator off."""
+    if board is None:
+        board = json.loads((boards_dir() / f"{CHIP_BOARD}.json").read_text())
+    board = json.loads(json.dumps(board))
+    board["estimator"] = "none"
+    return board
+
+
+def image_bus_source() -> str:
+    """``tests/bq76952_bus.py``: the driver tests' allocation-free register image."""
+    return IMAGE_BUS.read_text() + "\n"
+
+
+def _image_bus() -> Any:
+    name = "cellguard_benchmarks_bq76952_bus"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, IMAGE_BUS)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name].ImageBus
+
+
+def chip_codes(board: dict[str, Any]) -> tuple[Codes, str]:
+    """The drive in the chip's units (cells mV, temperatures 0.1 K, current in the
+    user-amps the HAL picks, stack in cV), checked through the chip's front end like
+    the ADC codes; and the harness globals saying which registers hold them."""
+    from cellguard_fw.bq76952 import Frontend as ChipFrontend
+    from cellguard_fw.hal_bq76952 import Bq76952Hal
+
+    hal = Bq76952Hal(json.loads(json.dumps(board)), _image_bus()(8, board["afe"]["crc"]))
+    fe = ChipFrontend(board["frontend"])
+    unit = (1, 10, 100, 1000)[hal.da & 3]  # 0.1 mA
+    cv = 10 if hal.da & 4 else 1  # stack in cV or mV
+    lim = board_limits(board)
+    nominal = (lim["cell_ov_mv"][1] + lim["cell_uv_mv"][1]) // 2
+    cells: list[int] = []
+    temps: list[int] = []
+    currents: list[int] = []
+    stacks: list[int] = []
+    seen: list[Scenario] = []
+    for s in scenarios(board, nominal):
+        t = [dc + 2732 for dc in s.temps_dc]
+        code = max(-32768, min(32767, round(s.current_ma * 10 / unit)))
+        cells += s.cells_mv
+        temps += t
+        currents.append(code)
+        stacks.append(round(sum(s.cells_mv) / cv))
+        ma = code * unit // 10 if unit >= 10 else round(code * unit / 10)
+        seen.append(Scenario([fe.cell.convert(c) for c in s.cells_mv],
+                             [fe.temp.convert(x) for x in t], ma))
+    _check_scenarios(board, seen)
+    schedule = bytes(s for s, steps in CYCLE for _ in range(steps))
+    extra = (f"_stacks = array('H', {stacks!r})\n"
+             f"_cell_regs = bytes({[0x14 + 2 * i for i in hal.cell_idx]!r})\n"
+             f"_temp_regs = bytes({[0x68 + 2 * i for i in hal.ts_idx]!r})\n"
+             "_Hal = None\n")
+    return Codes(cells, temps, currents, schedule), extra
+
+
 def _check_scenarios(board: dict[str, Any], seen: list[Scenario]) -> None:
     lim = board_limits(board)
     normal, beyond, hold, dis = seen
@@ -244,11 +327,13 @@ def _check_scenarios(board: dict[str, Any], seen: list[Scenario]) -> None:
 # -- the MicroPython side -------------------------------------------------------------
 
 # Defined before the baseline is taken, so none of it is counted as the firmware's.
-HARNESS = r"""
+HARNESS_HEAD = r"""
 import gc, json, micropython, sys, time
 from array import array
+"""
 
-
+# The ADC boards: a bench HAL that copies precomputed ADC codes.
+ADC_HARNESS = r"""
 from cellguard_fw.hal import Hal
 
 
@@ -296,6 +381,196 @@ class BenchHal(Hal):
         return None
 
 
+"""
+
+# The BQ76952 board: the real driver and HAL over a register image (tests/bq76952_bus.py's
+# ImageBus, prepended) that the drive fills in the chip's units, counting the bus traffic.
+CHIP_HARNESS = r"""
+import cellguard_fw  # the package, as the ADC harness has it before the baseline
+
+
+class BenchBus(ImageBus):
+    # The image of the scenario due is loaded when the driver starts a measurement cycle
+    # (reads Safety Alert A, 0x02), as BenchHal.sample advances its schedule. ``count``:
+    # driver calls, STARTs (repeated STARTs included), STOPs, address bytes, register
+    # bytes, data bytes, CRC bytes. Nothing here allocates.
+    def __init__(self, crc):
+        ImageBus.__init__(self, 8, crc)
+        self.record = False
+        self.commands = None
+        self.count = array("l", [0] * 7)
+        self.subs = 0  # subcommands the chip ran
+        self.last = 0  # the last one
+        self.tick = 0
+        self.drive = True
+        self.set16(0x68, 2982)  # die temperature 25 degC
+        self.load(0)
+
+    def load(self, s):
+        r = self.regs
+        v = _cells
+        at = _cell_regs
+        n = len(at)
+        base = s * n
+        for i in range(n):
+            x = v[base + i]
+            r[at[i]] = x & 0xFF
+            r[at[i] + 1] = x >> 8
+        v = _temps
+        at = _temp_regs
+        n = len(at)
+        base = s * n
+        for i in range(n):
+            x = v[base + i]
+            r[at[i]] = x & 0xFF
+            r[at[i] + 1] = x >> 8
+        x = _stacks[s]
+        r[0x34] = x & 0xFF
+        r[0x35] = x >> 8
+        x = _currents[s] & 0xFFFF
+        r[0x3A] = x & 0xFF
+        r[0x3B] = x >> 8
+
+    def _cycle(self):
+        if self.drive:
+            s = _sched[self.tick]
+            self.tick += 1
+            if self.tick >= len(_sched):
+                self.tick = 0
+            self.load(s)
+
+    def readfrom_mem_into(self, addr, reg, buf):
+        c = self.count
+        c[0] += 1
+        c[1] += 2  # START, repeated START
+        c[2] += 1
+        c[3] += 2
+        c[4] += 1
+        c[5] += len(buf)
+        if reg == 0x02:
+            self._cycle()
+        ImageBus.readfrom_mem_into(self, addr, reg, buf)
+
+    def writeto_mem(self, addr, reg, buf):
+        c = self.count
+        c[0] += 1
+        c[1] += 1
+        c[2] += 1
+        c[3] += 1
+        c[4] += 1
+        c[5] += len(buf)
+        ImageBus.writeto_mem(self, addr, reg, buf)
+
+    def writeto(self, addr, buf, stop=True):
+        c = self.count
+        c[0] += 1
+        c[1] += 1
+        c[3] += 1
+        c[4] += 1
+        n = len(buf) - 1
+        if stop:
+            c[2] += 1
+            if self.crc:  # register, then each data byte and its CRC
+                c[5] += n // 2
+                c[6] += n // 2
+            else:
+                c[5] += n
+        elif buf[0] == 0x02:  # the register of a CRC read: the cycle starts
+            self._cycle()
+        return ImageBus.writeto(self, addr, buf, stop)
+
+    def readfrom_into(self, addr, buf):
+        c = self.count
+        c[0] += 1
+        c[1] += 1  # the repeated START after the register
+        c[2] += 1
+        c[3] += 1
+        n = len(buf)
+        if self.crc:
+            c[5] += n // 2
+            c[6] += n // 2
+        else:
+            c[5] += n
+        ImageBus.readfrom_into(self, addr, buf)
+
+    def _run(self, cmd):
+        self.subs += 1
+        self.last = cmd
+        ImageBus._run(self, cmd)
+        r = self.regs
+        if cmd == 0x0095:  # ALL_FETS_OFF; FET Status: bit 0 CHG, 2 DSG
+            r[0x7F] = 0
+        elif cmd == 0x0096:  # ALL_FETS_ON
+            r[0x7F] = 0x05
+        elif cmd == 0x0094:  # CHG_PCHG_OFF
+            r[0x7F] &= 0xFC
+        elif cmd == 0x0093:  # DSG_PDSG_OFF
+            r[0x7F] &= 0xF3
+
+    def _apply(self, cmd, payload, k):
+        self.subs += 1
+        self.last = cmd
+        ImageBus._apply(self, cmd, payload, k)
+
+
+def _import_hal():
+    global _Hal
+    from cellguard_fw.hal_bq76952 import Bq76952Hal
+    _Hal = Bq76952Hal
+
+
+def _no_storage():
+    return None
+
+
+def _make_hal(board):
+    hal = _Hal(board, _bus)
+    hal.storage_dir = _no_storage  # nothing persisted, as with the bench HAL
+    return hal
+
+
+def _scenario_raw(s, raw_cells, raw_temps):
+    bus = _bus
+    bus.drive = False
+    bus.load(s)
+    r = _hal.sample(raw_cells, raw_temps)
+    bus.drive = True
+    return r
+
+
+def _traffic(crc, n):
+    # A fresh chip image, HAL and Bms with CRC on or off, driven through n steps of the
+    # cycle (the host clears a latch once its condition is gone); the bus counts of
+    # each step, of the boot (Bms built: the chip configured and armed), and of one
+    # balancing change (Bms.estimate's set_balancing, after a control step).
+    global _bus
+    keep = _bus
+    board = json.loads(_board_text)
+    board["afe"]["crc"] = crc
+    bus = _bus = BenchBus(crc)
+    c = bus.count
+    hal = _Hal(board, bus)
+    hal.storage_dir = _no_storage
+    bms = _Bms(board, hal, BenchPort())
+    boot = list(c) + [bus.subs]
+    steps = []
+    for k in range(n):
+        before = list(c)
+        subs = bus.subs
+        bms.step(_dt)
+        steps.append([c[i] - before[i] for i in range(7)] + [bus.subs - subs, bus.last])
+        if bms.latched and not bms.faults:
+            bms.clear_faults()
+    before = list(c)
+    subs = bus.subs
+    hal.set_balancing(0b0101)
+    balance = [c[i] - before[i] for i in range(7)] + [bus.subs - subs, bus.last]
+    _bus = keep
+    return [crc, boot, steps, balance, list(hal.bus_errors())]
+"""
+
+# Everything else, for both kinds of board.
+COMMON_HARNESS = r"""
 class BenchPort:
     def __init__(self):
         self.frames = 0
@@ -322,11 +597,11 @@ def _do(op):
     elif op == 1:
         from cellguard_fw.app import Bms
         _Bms = Bms
+#IMPORT_HAL
     elif op == 2:
         r[1] = gc.mem_alloc()  # firmware code loaded
         board = json.loads(_board_text)
-        hal = BenchHal(board["cells"], board["temp_sensors"], _cells, _temps, _currents,
-                       _sched)
+        hal = MAKE_HAL
         port = BenchPort()
         _bms = _Bms(board, hal, port)
         _hal = hal
@@ -464,7 +739,7 @@ def harness_data(board: dict[str, Any], codes: Codes, steps: int) -> str:
 _board_text = {json.dumps(board)!r}
 _cells = array("H", {codes.cells!r})
 _temps = array("H", {codes.temps!r})
-_currents = array("H", {codes.currents!r})
+_currents = array("{'h' if min(codes.currents) < 0 else 'H'}", {codes.currents!r})
 _sched = bytes({codes.schedule!r})
 _dt = {board["control_period_ms"]}
 _before = array("l", [0] * {steps})
@@ -486,14 +761,68 @@ _has_latch = False
 """
 
 
+# After the drive (its names are not interned before it): a Measurement per scenario for
+# the protection figures, and the measurement path's figures.
 AFTER_STEPS = """
 from cellguard_fw.measurement import Measurement
 _scen_meas = []
 for _s in range({scenarios}):
     _m = Measurement(len(_bms.meas.raw_cells), len(_bms.meas.raw_temps))
-    _m.update(_bms.frontend, _hal.fill(_s, _m.raw_cells, _m.raw_temps), 0, -1)
+    _m.update(_bms.frontend, {fill}(_s, _m.raw_cells, _m.raw_temps), 0, -1)
     _scen_meas.append(_m)
+
+
+def _meas_alloc(n, dt):
+    # The measurement path of Bms.step (HAL.sample, the pack reading, Measurement.update),
+    # mem_alloc around each call; then the same calls with the heap locked.
+    hal = _hal
+    m = _bms.meas
+    fe = _bms.frontend
+    pack = fe.pack
+    worst = 0
+    total = 0
+    for k in range(n):
+        a = gc.mem_alloc()
+        raw = hal.sample(m.raw_cells, m.raw_temps)
+        code = hal.read_pack_code()
+        m.update(fe, raw, dt, pack.convert(code) if code >= 0 and pack is not None else -1)
+        d = gc.mem_alloc() - a
+        total += d
+        if d > worst:
+            worst = d
+    return worst, total
+
+
+def _meas_locked(n, dt):
+    # 0 = nothing allocated, 1 = MemoryError
+    hal = _hal
+    m = _bms.meas
+    fe = _bms.frontend
+    pack = fe.pack
+    result = 0
+    micropython.heap_lock()
+    try:
+        for k in range(n):
+            raw = hal.sample(m.raw_cells, m.raw_temps)
+            code = hal.read_pack_code()
+            m.update(fe, raw, dt, pack.convert(code) if code >= 0 and pack is not None else -1)
+    except MemoryError:
+        result = 1
+    finally:
+        micropython.heap_unlock()
+    return result
+
+
 """
+
+
+def common_harness(import_hal: str, make_hal: str) -> str:
+    """The harness with the HAL's import (after the baseline) and construction filled in."""
+    return COMMON_HARNESS.replace("#IMPORT_HAL\n", import_hal).replace("MAKE_HAL", make_hal)
+
+
+ADC_MAKE_HAL = """BenchHal(board["cells"], board["temp_sensors"], _cells, _temps, _currents,
+                       _sched)"""
 
 
 # -- figures ---------------------------------------------------------------------------
@@ -573,6 +902,92 @@ class BoardBudget:
     heap: Heap
     names: Names | None = None
     timing: Timing | None = None
+    kind: str = "adc"  # "adc": the bench HAL's ADC codes; "bq76952": the chip's driver
+    measurement_max: int = 0  # HAL.sample + Measurement.update: most allocated by one
+    measurement_total: int = 0
+    measurement_locked_ok: bool = True  # no MemoryError under heap_lock
+    traffic: tuple[Traffic, ...] = ()  # the chip's bus traffic: CRC off, CRC on
+
+
+I2C_HZ = 400_000
+TRAFFIC_FIELDS = ("calls", "starts", "stops", "address", "register", "data", "crc")
+
+
+@dataclass(frozen=True)
+class Wire:
+    """What went over the I2C bus: the driver's ``machine.I2C`` calls, START conditions
+    (repeated STARTs included), STOPs (one per transfer) and the bytes by kind."""
+
+    calls: int
+    starts: int
+    stops: int
+    address: int
+    register: int
+    data: int
+    crc: int
+    subcommands: int = 0  # subcommands the chip ran
+    last_command: int = 0  # the last of them
+
+    @classmethod
+    def of(cls, row: Sequence[int]) -> Wire:
+        return cls(*row)
+
+    @property
+    def transfers(self) -> int:  # START ... STOP, a register read's repeated START inside
+        return self.stops
+
+    @property
+    def nbytes(self) -> int:
+        return self.address + self.register + self.data + self.crc
+
+    @property
+    def bit_times(self) -> int:
+        """9 clocks a byte (8 bits and the ACK), one for each START, repeated START
+        and STOP."""
+        return 9 * self.nbytes + self.starts + self.stops
+
+    def seconds(self, hz: int = I2C_HZ) -> float:
+        return self.bit_times / hz
+
+    def key(self) -> tuple[int, ...]:
+        return (self.calls, self.starts, self.stops, self.address, self.register,
+                self.data, self.crc)
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The chip's bus traffic over a drive cycle, CRC on or off."""
+
+    crc: bool
+    boot: Wire  # Bms built: the chip at its defaults configured, armed, FETs blocked
+    steps: tuple[Wire, ...]  # each control step
+    balance: Wire  # one CB_ACTIVE_CELLS change (written, then read back)
+    bus_errors: tuple[int, ...]
+
+    @property
+    def steady(self) -> tuple[Wire, ...]:
+        """The steps that sent no command (FETs and balancing unchanged)."""
+        return tuple(w for w in self.steps if not w.subcommands)
+
+    @property
+    def commands(self) -> dict[int, Wire]:
+        """A step that sent a command, by its last command (the largest of each)."""
+        out: dict[int, Wire] = {}
+        for w in self.steps:
+            if w.subcommands and (w.last_command not in out
+                                  or w.nbytes > out[w.last_command].nbytes):
+                out[w.last_command] = w
+        return out
+
+
+def traffic_of(raw: list[Any]) -> Traffic:
+    crc, boot, steps, balance, errors = raw
+    return Traffic(bool(crc), Wire.of([*boot[:7], boot[7], 0]),
+                   tuple(Wire.of(r) for r in steps), Wire.of(balance), tuple(errors))
+
+
+COMMAND_NAMES = {0x0093: "DSG_PDSG_OFF", 0x0094: "CHG_PCHG_OFF", 0x0095: "ALL_FETS_OFF",
+                 0x0096: "ALL_FETS_ON", 0x0083: "CB_ACTIVE_CELLS"}
 
 
 STEP_KINDS = ("all", "quiet", "quiet, fault active", "telemetry", "fault event")
@@ -696,14 +1111,45 @@ def measure_board(rt: MicroPythonRuntime, cells: int, temps: int, steps: int = 2
     ``mpy``, the firmware is imported from mpy-cross output instead of its sources
     (compiled from ``firmware``, default the repository's).
     """
-    source = ".py"
     if mpy:
         install_mpy(rt, firmware)
-        source = ".mpy"
     board = make_board(cells, temps)
     codes = adc_codes(board)
+    harness = (HARNESS_HEAD + ADC_HARNESS + common_harness("", ADC_MAKE_HAL)
+               + harness_data(board, codes, steps))
+    return _measure(rt, board, codes, harness, steps, reps, batch_ms,
+                    ".mpy" if mpy else ".py", "adc", "_hal.fill")
+
+
+def measure_chip_board(rt: MicroPythonRuntime, steps: int = 2000, reps: int = 0,
+                       batch_ms: float = 100.0, firmware: Path | None = None,
+                       traffic_steps: int | None = None,
+                       board: dict[str, Any] | None = None) -> BoardBudget:
+    """The same figures for a BQ76952 board (default ``boards/pico-bq76952-16s.json``;
+    estimator off) as deployed: the firmware as .mpy, ``Bms(board, Bq76952Hal(board,
+    bus), port)`` over a register image of the chip that the drive fills in the chip's
+    units; then the bus traffic, with CRC off and on, over ``traffic_steps`` (default
+    one drive cycle; 0: no traffic run)."""
+    install_mpy(rt, firmware)
+    board = make_chip_board(board)
+    codes, extra = chip_codes(board)
+    harness = (HARNESS_HEAD + image_bus_source() + CHIP_HARNESS
+               + common_harness("        _import_hal()\n", "_make_hal(board)")
+               + harness_data(board, codes, steps) + extra + "\n_bus = BenchBus("
+               + repr(bool(board["afe"].get("crc", False))) + ")\n")
+    figures = _measure(rt, board, codes, harness, steps, reps, batch_ms, ".mpy", "bq76952",
+                       "_scenario_raw")
+    n = traffic_steps if traffic_steps is not None else len(codes.schedule)
+    traffic = tuple(traffic_of(_json_line(rt, f"print(json.dumps(_traffic({crc}, {n})))"))
+                    for crc in (False, True)) if n > 0 else ()
+    return replace(figures, traffic=traffic)
+
+
+def _measure(rt: MicroPythonRuntime, board: dict[str, Any], codes: Codes, harness: str,
+             steps: int, reps: int, batch_ms: float, source: str, kind: str,
+             fill: str) -> BoardBudget:
     dt = board["control_period_ms"]
-    rt.exec(HARNESS + harness_data(board, codes, steps))
+    rt.exec(harness)
     rt.exec("gc.collect()")
     for op in (0, 1, 2, 3):
         rt.exec(f"_do({op})\ngc.collect()")
@@ -719,17 +1165,20 @@ def measure_board(rt: MicroPythonRuntime, cells: int, temps: int, steps: int = 2
                 high_water=max(a + d for a, d in zip(before, delta, strict=True)) - base)
     seen, trips, releases = _transitions(faults)
 
-    rt.exec(AFTER_STEPS.format(scenarios=len(SCENARIO_NAMES)))
+    rt.exec(AFTER_STEPS.format(scenarios=len(SCENARIO_NAMES), fill=fill))
     p_max, p_total = _json_line(rt, f"print(json.dumps(_protection_alloc({steps}, {dt})))")
     locked = _json_line(rt, f"print(json.dumps([_protection_locked({steps}, {dt}), "
                             f"_hal_locked({len(codes.schedule)}), list(_pfaults)]))")
     p_locked, hal_locked, p_trace = locked
     p_seen, _, _ = _transitions(p_trace)
+    n = len(codes.schedule)  # the measurement path through every scenario
+    m_max, m_total = _json_line(rt, f"print(json.dumps(_meas_alloc({n}, {dt})))")
+    m_locked = _json_line(rt, f"print(json.dumps(_meas_locked({n}, {dt})))")
 
     timing = time_board(rt, reps, batch_ms) if reps > 0 else None
     names = measure_names(rt)
     return BoardBudget(
-        cells=cells, temps=temps, steps=steps, source=source,
+        cells=board["cells"], temps=board["temp_sensors"], steps=steps, source=source,
         step_alloc=_classify(delta, frames, tele, faults),
         protection_max=p_max, protection_total=p_total,
         protection_locked_ok=p_locked == 0, protection_locked_faults=p_seen,
@@ -738,7 +1187,9 @@ def measure_board(rt: MicroPythonRuntime, cells: int, temps: int, steps: int = 2
         frames_max=max(frames),
         bytes_per_frame_max=max((-(-d // f) for d, f in zip(delta, frames, strict=True) if f),
                                 default=0),
-        heap=heap, names=names, timing=timing,
+        heap=heap, names=names, timing=timing, kind=kind,
+        measurement_max=m_max, measurement_total=m_total,
+        measurement_locked_ok=m_locked == 0,
     )
 
 
@@ -786,11 +1237,15 @@ def _kb(n: int) -> str:
 
 
 def _label(b: BoardBudget) -> str:
-    return f"{b.cells}s/{b.temps}t" + (" .mpy" if b.source == ".mpy" else "")
+    chip = "bq " if b.kind == "bq76952" else ""
+    return f"{chip}{b.cells}s/{b.temps}t" + (" .mpy" if b.source == ".mpy" else "")
 
 
-def report(results: list[BoardBudget], mpy: list[BoardBudget], mp_version: str) -> None:
-    """Print every figure; ``mpy`` holds heap-only runs with the firmware as .mpy."""
+def report(results: list[BoardBudget], mpy: list[BoardBudget], mp_version: str,
+           chip: Sequence[BoardBudget] = ()) -> None:
+    """Print every figure; ``mpy`` holds heap-only runs with the firmware as .mpy,
+    ``chip`` the BQ76952 board's run (as deployed: .mpy)."""
+    stepped = [*results, *chip]
     node = shutil.which("node")
     node_version = (subprocess.run([node, "--version"], capture_output=True, text=True,
                                    check=False).stdout.strip() if node else "?")
@@ -803,97 +1258,144 @@ def report(results: list[BoardBudget], mpy: list[BoardBudget], mp_version: str) 
 
     print("\nBytes allocated per Bms.step (gc.mem_alloc just before and after the step; "
           "heap collected\nbefore every step)")
-    print(f"{'board':<9}{'steps':<22}{'count':>7}{'max B':>8}{'mean B':>9}")
-    for b in results:
+    print(f"{'board':<15}{'steps':<22}{'count':>7}{'max B':>8}{'mean B':>9}")
+    for b in stepped:
         for i, kind in enumerate(STEP_KINDS):
             s = b.step_alloc[kind]
-            print(f"{_label(b) if i == 0 else '':<9}{kind:<22}{s.count:>7}{s.max:>8}"
+            print(f"{_label(b) if i == 0 else '':<15}{kind:<22}{s.count:>7}{s.max:>8}"
                   f"{s.mean:>9.1f}")
-    for b in results:
+    for b in stepped:
         print(f"{_label(b)}: faults seen 0x{b.faults_seen:03x}, {b.trips} trips and "
               f"{b.releases} releases (counted per protection), {b.telemetry_frames} "
               "telemetry frames")
     n_prot = bin(all_fault_bits()).count("1")
-    per_frame = max(b.bytes_per_frame_max for b in results)
-    frames = max(b.frames_max for b in results)
+    per_frame = max(b.bytes_per_frame_max for b in stepped)
+    frames = max(b.frames_max for b in stepped)
     print(f"Per frame sent, a step allocated at most {per_frame} B; at most {frames} frames "
           f"went out in one\nstep in this drive. If all {n_prot} protections "
           f"changed state in the same step, with\ntelemetry: about {n_prot + 1} x {per_frame} "
           f"= {(n_prot + 1) * per_frame} B (an estimate, not measured).")
 
     print("\nProtection.load + Protection.step, the same drive cycle")
-    print(f"{'board':<9}{'calls':>7}{'max B':>7}{'total B':>9}  {'under heap_lock':<36}"
-          "bench HAL under heap_lock")
-    for b in results:
+    print(f"{'board':<15}{'calls':>7}{'max B':>7}{'total B':>9}  {'under heap_lock':<36}"
+          "HAL.sample under heap_lock")
+    for b in stepped:
         lock = (f"no allocation, faults seen 0x{b.protection_locked_faults:03x}"
                 if b.protection_locked_ok else "ALLOCATED (MemoryError)")
         hal = "no allocation" if b.hal_locked_ok else "ALLOCATED"
-        print(f"{_label(b):<9}{b.steps:>7}{b.protection_max:>7}{b.protection_total:>9}  "
+        print(f"{_label(b):<15}{b.steps:>7}{b.protection_max:>7}{b.protection_total:>9}  "
               f"{lock:<36}{hal}")
+
+    print("\nMeasurement path of Bms.step (HAL.sample, the pack reading, Measurement.update), "
+          f"{cycle}\ncalls through the drive cycle; bq: the BQ76952 driver over I2C "
+          "(CRC on), as in the step")
+    print(f"{'board':<15}{'calls':>7}{'max B':>7}{'total B':>9}  under heap_lock")
+    for b in stepped:
+        lock = "no allocation" if b.measurement_locked_ok else "ALLOCATED (MemoryError)"
+        print(f"{_label(b):<15}{cycle:>7}{b.measurement_max:>7}"
+              f"{b.measurement_total:>9}  {lock}")
 
     print("\nHeap in use above the baseline taken before the firmware is imported "
           "(gc.mem_alloc, collected)")
-    print(f"{'board':<13}{'code':>9}{'+ Bms':>9}{'= booted':>10}{'after steps':>13}"
+    print(f"{'board':<15}{'code':>9}{'+ Bms':>9}{'= booted':>10}{'after steps':>13}"
           f"{'max live':>10}{'high-water':>12}")
-    for b in [*results, *mpy]:
+    for b in [*results, *mpy, *chip]:
         h = b.heap
-        print(f"{_label(b):<13}{_kb(h.code):>9}{_kb(h.objects):>9}{_kb(h.boot):>10}"
+        print(f"{_label(b):<15}{_kb(h.code):>9}{_kb(h.objects):>9}{_kb(h.boot):>10}"
               f"{_kb(h.live):>13}{_kb(h.live_max):>10}{_kb(h.high_water):>12}")
     print("  code: the modules Bms needs, imported (bytecode, module dicts, interned names); "
           "+ Bms: the\n  objects Bms(board, hal, port) builds, board dict included; "
           "high-water: the largest live\n  heap before a step plus what that step "
           "allocated. .mpy: the same firmware precompiled\n  with mpy-cross. The WebAssembly "
           "heap grows on demand, so these are bytes in use, not a\n  limit that was reached. "
-          "1 KB = 1024 B.")
+          "1 KB = 1024 B.\n  bq: boards/pico-bq76952-16s.json (estimator off) as deployed, "
+          "Bms over Bq76952Hal:\n  its code counts the driver, the HAL and hal.py (the ADC "
+          "rows' bench HAL stands in\n  for theirs); the register image it reads is the "
+          "bench's, outside the figures.")
 
     print("\nInterned names (qstrs) after the drive, the harness's included")
-    print(f"{'board':<13}{'names':>7}{'pools':>7}{'bytes':>9}{'room':>7}{'next pool':>11}")
-    for b in [*results, *mpy]:
+    print(f"{'board':<15}{'names':>7}{'pools':>7}{'bytes':>9}{'room':>7}{'next pool':>11}")
+    for b in [*results, *mpy, *chip]:
         q = b.names
         if q is not None:
-            print(f"{_label(b):<13}{q.count:>7}{q.pools:>7}{q.bytes:>9}{q.room:>7}"
+            print(f"{_label(b):<15}{q.count:>7}{q.pools:>7}{q.bytes:>9}{q.room:>7}"
                   f"{q.next_pool_bytes:>9} B")
     print("  room: names that still fit in the pools; one more starts a pool of twice the "
           "last one's\n  entries, and the heap grows by 'next pool' at once. On a board, "
           "board_main and its HAL\n  intern about as many names as this harness does.")
 
-    timed = [b for b in results if b.timing is not None]
+    timed = [b for b in stepped if b.timing is not None]
     if timed:
         reps = timed[0].timing.reps if timed[0].timing else 0
         print(f"\nTime per call, median of {reps} interleaved repetitions of ~100 ms batches "
               f"(µs on this\nmachine); reference: {REFERENCE_ADDS:,} integer additions into "
               "a preallocated array")
-        print(f"{'board':<9}{'protection':>11}{'reference':>11}{'ratio':>8}{'  (IQR)':<15}"
+        print(f"{'board':<15}{'protection':>11}{'reference':>11}{'ratio':>8}{'  (IQR)':<15}"
               f"{'full step':>10}{'ratio':>8}{'  (IQR)':<13}")
         for b in timed:
             t = b.timing
             assert t is not None
             pq = f"  {t.protection_ratio_iqr[0]:.4f}–{t.protection_ratio_iqr[1]:.4f}"
             sq = f"  {t.step_ratio_iqr[0]:.3f}–{t.step_ratio_iqr[1]:.3f}"
-            print(f"{_label(b):<9}{t.protection_us:>11.2f}{t.reference_us:>11.1f}"
+            print(f"{_label(b):<15}{t.protection_us:>11.2f}{t.reference_us:>11.1f}"
                   f"{t.protection_ratio:>8.4f}{pq:<15}{t.step_us:>10.1f}{t.step_ratio:>8.3f}"
                   f"{sq:<13}")
         print("  protection: net of the driving loop's own cost (timed alone). full step: "
-              "includes the\n  bench HAL's copy of the codes; no garbage collection (this "
+              "includes the\n  bench HAL's copy of the codes (bq: the driver's reads of "
+              "the register image);\n  no garbage collection (this "
               "port collects only between\n  requests). ticks_us ticks in whole ms here. "
               "No RP2040 projection: no published\n  MicroPython figure for a comparable loop "
               "was found to scale by; compare ratios.")
 
+    for t in (tr for b in chip for tr in b.traffic):
+        report_traffic(t)
+
     print("\nGoals")
     print(f"{'goal':<48}{'measured':<30}result")
-    for name, measured, ok in goal_checks(results, mpy):
+    for name, measured, ok in goal_checks(results, mpy, chip):
         print(f"{name:<48}{measured:<30}{'PASS' if ok else 'FAIL'}")
 
 
-def goal_checks(results: list[BoardBudget],
-                mpy: Sequence[BoardBudget] = ()) -> list[tuple[str, str, bool]]:
+def report_traffic(t: Traffic) -> None:
+    """The chip's I2C traffic per control period, CRC on or off."""
+    steady = t.steady
+    kinds = sorted({w.key() for w in steady})
+    print(f"\nI2C traffic of the BQ76952 per control step, CRC {'on' if t.crc else 'off'} "
+          f"({len(t.steps)} steps of the drive, counted\nat the bus; time at "
+          f"{I2C_HZ // 1000} kHz: 9 clocks a byte, one per START, repeated START and STOP)")
+    print(f"{'step':<34}{'transfers':>10}{'calls':>6}{'addr':>5}{'reg':>5}{'data':>6}"
+          f"{'CRC':>5}{'bytes':>7}{'bus time':>11}")
+    rows: list[tuple[str, Wire]] = []
+    if steady:
+        rows.append((f"steady ({len(steady)} steps"
+                     + (", all alike)" if len(kinds) == 1 else f", {len(kinds)} kinds)"),
+                     max(steady, key=lambda w: w.nbytes)))
+    for cmd, w in sorted(t.commands.items()):
+        rows.append((f"with {COMMAND_NAMES.get(cmd, hex(cmd))}", w))
+    if steady:
+        b = t.balance
+        rows.append(("steady + CB_ACTIVE_CELLS change", Wire(
+            *(x + y for x, y in zip(max(steady, key=lambda w: w.nbytes).key(), b.key(),
+                                    strict=True)), b.subcommands, b.last_command)))
+    rows.append(("  the balancing change alone", t.balance))
+    rows.append(("boot: every setting written", t.boot))
+    for name, w in rows:
+        print(f"{name:<34}{w.transfers:>10}{w.calls:>6}{w.address:>5}{w.register:>5}"
+              f"{w.data:>6}{w.crc:>5}{w.nbytes:>7}{w.seconds() * 1000:>8.2f} ms")
+    if any(t.bus_errors):
+        print(f"  bus errors counted by the driver: {t.bus_errors}")
+
+
+def goal_checks(results: list[BoardBudget], mpy: Sequence[BoardBudget] = (),
+                chip: Sequence[BoardBudget] = ()) -> list[tuple[str, str, bool]]:
     """(goal, measured, met) for each goal."""
-    p_max = max(b.protection_max for b in results)
+    stepped = [*results, *chip]
+    p_max = max(b.protection_max for b in stepped)
     p_ok = all(b.protection_max == 0 and b.protection_total == 0 and b.protection_locked_ok
-               for b in results)
-    worst = max(results, key=lambda b: b.step_alloc["all"].max)
+               for b in stepped)
+    worst = max(stepped, key=lambda b: b.step_alloc["all"].max)
     step_max = worst.step_alloc["all"].max
-    where = (_label(worst) if sum(b.step_alloc["all"].max == step_max for b in results) == 1
+    where = (_label(worst) if sum(b.step_alloc["all"].max == step_max for b in stepped) == 1
              else "every board")
     goals = [
         ("protection step allocates 0 bytes",
@@ -906,6 +1408,14 @@ def goal_checks(results: list[BoardBudget],
             hw = b.heap.high_water
             goals.append((f"heap high-water < {GOAL_HEAP_BYTES // 1024} KB, 16 cells "
                           f"({b.source})", f"{_kb(hw)} ({hw} B)", hw < GOAL_HEAP_BYTES))
+    for b in chip:
+        hw = b.heap.high_water
+        goals.append((f"16-cell BQ76952 heap high-water < {GOAL_HEAP_BYTES // 1024} KB "
+                      f"({b.source})", f"{_kb(hw)} ({hw} B)", hw < GOAL_HEAP_BYTES))
+        ok = b.measurement_max == 0 and b.measurement_total == 0 and b.measurement_locked_ok
+        goals.append(("measurement path allocates 0 B (BQ76952)",
+                      f"max {b.measurement_max} B, heap_lock "
+                      f"{'clean' if b.measurement_locked_ok else 'ALLOCATED'}", ok))
     return goals
 
 
@@ -919,9 +1429,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-timing", action="store_true", help="allocation and heap only")
     ap.add_argument("--no-mpy", action="store_true",
                     help="skip the heap run with the firmware precompiled by mpy-cross")
+    ap.add_argument("--no-chip", action="store_true",
+                    help="skip the 16-cell BQ76952 board (pico-bq76952-16s, .mpy)")
     ap.add_argument("--quick", action="store_true",
-                    help="a smoke run in seconds: the 4-cell board and the 16-cell .mpy run, "
-                         "one drive cycle (200 steps), one timing repetition of 10 ms batches")
+                    help="a smoke run in seconds: the 4-cell board, the 16-cell .mpy run and "
+                         "the BQ76952 board, one drive cycle (200 steps), one timing "
+                         "repetition of 10 ms batches")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.reps < 1 or args.batch_ms <= 0:
         ap.error("--steps, --reps and --batch-ms must be positive")
@@ -952,7 +1465,20 @@ def main(argv: list[str] | None = None) -> int:
         if missing or not b.trips or not b.releases:
             print(f"NOTE: {_label(b)}: the drive did not trip and release every protection "
                   f"(bits never seen 0x{missing:x}; {b.trips} trips, {b.releases} releases)")
-    report(results, mpy, mp_version)
+    chip: list[BoardBudget] = []
+    if not args.no_chip:
+        rt = MicroPythonRuntime()
+        try:
+            chip.append(measure_chip_board(rt, args.steps, 0 if args.no_timing else args.reps,
+                                           args.batch_ms))
+        finally:
+            rt.close()
+    for b in chip:
+        missing = BASIC_FAULTS & ~b.faults_seen
+        if missing or not b.trips or not b.releases:
+            print(f"NOTE: {_label(b)}: the drive did not trip and release the basic "
+                  f"protections (bits never seen 0x{missing:x})")
+    report(results, mpy, mp_version, chip)
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     return 0
 

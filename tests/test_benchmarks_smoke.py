@@ -49,6 +49,11 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         rf"^4s/2t\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}–{NUMBER}\s+{NUMBER}\s+{NUMBER}",
         r"^protection step allocates 0 bytes\s+.*(PASS|FAIL)$",
         r"^heap high-water < \d+ KB, 16 cells \(\.mpy\)\s+.*(PASS|FAIL)$",
+        rf"^bq 16s/3t \.mpy\s+{NUMBER} KB\s+{NUMBER} KB",
+        r"^bq 16s/3t \.mpy\s+\d+\s+\d+\s+\d+\s+no allocation$",
+        r"^steady \(\d+ steps, all alike\)\s+4\s+\d+(\s+\d+){5}\s+\d+\.\d+ ms$",
+        r"^16-cell BQ76952 heap high-water < \d+ KB \(\.mpy\)\s+.*(PASS|FAIL)$",
+        r"^measurement path allocates 0 B \(BQ76952\)\s+.*(PASS|FAIL)$",
     )),
     "estimator_cost.py": (False, (
         r"^4s profile\s+\d+\s+no allocation\s+\d+",

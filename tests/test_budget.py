@@ -1,8 +1,10 @@
 """The firmware's allocation and heap budget under real MicroPython.
 
 A short run of ``benchmarks/firmware_budget.py`` (200 control steps, 16 cells and
-16 sensors, one drive cycle: every protection trips and releases). Allocation
-figures are deterministic, so the goals are asserted; times are never asserted.
+16 sensors, one drive cycle: every protection trips and releases), and of its
+16-cell BQ76952 row (``pico-bq76952-16s`` as deployed, with the chip's I2C traffic
+counted at the bus). Allocation and traffic figures are deterministic, so they are
+asserted; times are never asserted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pytest
 from benchmark_module import load_benchmark as load_module
 
 from cellguard.sim.runtime import MicroPythonRuntime
+from cellguard_fw import bq76952 as driver
 
 STEPS = 200
 
@@ -41,6 +44,15 @@ def run_board(mpy: bool, firmware: Path | None = None, steps: int = STEPS) -> An
 @pytest.fixture(scope="module")
 def figures() -> Iterator[Any]:
     yield run_board(mpy=False)
+
+
+@pytest.fixture(scope="module")
+def chip() -> Iterator[Any]:
+    rt = MicroPythonRuntime()
+    try:
+        yield budget.measure_chip_board(rt, steps=STEPS)
+    finally:
+        rt.close()
 
 
 def test_drive_exercised_trips_releases_and_telemetry(figures: Any) -> None:
@@ -96,3 +108,86 @@ def test_heap_figure_does_not_depend_on_where_the_repository_sits(tmp_path: Path
     long_heap, short_heap = figures.values()
     assert long_heap == short_heap
     assert long_heap.code > 0 and long_heap.high_water >= long_heap.boot
+
+
+def test_measurement_path_allocates_nothing(figures: Any) -> None:
+    """HAL.sample + Measurement.update as Bms.step runs them, through every scenario."""
+    assert figures.measurement_locked_ok
+    assert figures.measurement_max == 0 and figures.measurement_total == 0
+
+
+# -- the 16-cell BQ76952 board --------------------------------------------------------
+
+# One measurement cycle of the driver: safety A-C, battery status to CC2, alarm status
+# and temperatures, FET status (bq76952.py's block reads)
+CYCLE_DATA = driver._N_SAFETY + driver._N_MAIN + driver._N_TEMPS + 1
+READS = 4
+
+
+def test_chip_drive_exercised_trips_releases_and_telemetry(chip: Any) -> None:
+    assert chip.kind == "bq76952" and chip.source == ".mpy" and chip.cells == 16
+    assert chip.faults_seen & budget.BASIC_FAULTS == budget.BASIC_FAULTS
+    assert chip.trips >= 6 and chip.releases >= 6
+    assert chip.step_alloc["telemetry"].count == STEPS // 10 + 1
+    assert chip.step_alloc["fault event"].count > 0
+
+
+def test_chip_measurement_path_allocates_nothing(chip: Any) -> None:
+    """The driver's four block reads over I2C (CRC on, as the board file has it), the
+    HAL's copy and Measurement.update: nothing allocated, and no MemoryError with the
+    heap locked."""
+    assert chip.measurement_locked_ok, "the measurement path raised MemoryError under heap_lock"
+    assert chip.measurement_max == 0 and chip.measurement_total == 0
+    assert chip.hal_locked_ok
+
+
+def test_chip_control_step_allocation(chip: Any) -> None:
+    assert chip.protection_max == 0 and chip.protection_locked_ok
+    assert chip.step_alloc["quiet"].max == 0, "a chip step that sends nothing allocated"
+    assert chip.step_alloc["all"].max < budget.GOAL_STEP_BYTES
+    assert chip.heap.live == chip.heap.boot  # the live heap does not grow
+    # the chip's code (driver, HAL) is on top of what the ADC board's firmware needs
+    assert chip.heap.code > 0 and chip.heap.high_water >= chip.heap.boot
+
+
+@pytest.mark.parametrize("crc", [False, True])
+def test_chip_steady_step_is_four_block_reads(chip: Any, crc: bool) -> None:
+    traffic = {t.crc: t for t in chip.traffic}[crc]
+    assert traffic.bus_errors == (0,) * len(traffic.bus_errors)
+    steady = traffic.steady
+    assert len({w.key() for w in steady}) == 1, "steady steps differ"
+    assert len(steady) >= len(traffic.steps) - 4  # only the FET changes send more
+    w = steady[0]
+    assert w.transfers == READS and w.register == READS
+    assert w.starts == 2 * READS and w.address == 2 * READS  # START and repeated START
+    assert w.data == CYCLE_DATA == 69
+    if crc:  # a write of the register, then a read of data and CRC bytes
+        assert w.calls == 2 * READS and w.crc == w.data
+        assert w.nbytes == 2 * CYCLE_DATA + 3 * READS == 150
+    else:
+        assert w.calls == READS and w.crc == 0
+        assert w.nbytes == CYCLE_DATA + 3 * READS == 81
+    assert w.bit_times == 9 * w.nbytes + 3 * READS
+    assert w.seconds() == pytest.approx(w.bit_times / 400_000)
+
+
+@pytest.mark.parametrize("crc", [False, True])
+def test_chip_fet_and_balancing_changes(chip: Any, crc: bool) -> None:
+    """The drive opens the output on a trip and closes it after the clear: one
+    command-only subcommand (two bytes to 0x3E) on top of the steady step; a balancing
+    change writes CB_ACTIVE_CELLS, its checksum and length, and reads it back."""
+    traffic = {t.crc: t for t in chip.traffic}[crc]
+    steady = traffic.steady[0]
+    per_data = 2 if crc else 1
+    commands = traffic.commands
+    assert set(commands) == {0x0095, 0x0096}  # ALL_FETS_OFF, ALL_FETS_ON
+    for w in commands.values():
+        assert w.subcommands == 1
+        assert w.transfers == steady.transfers + 1
+        assert w.nbytes == steady.nbytes + 2 + 2 * per_data
+    b = traffic.balance
+    assert b.subcommands == 2 and b.last_command == 0x0083
+    # writes: 0x3E (command + mask), 0x60 (checksum, length), 0x3E (the query);
+    # reads: 0x3E (done), 0x60 (checksum, length), 0x40 (the mask)
+    assert b.transfers == 6 and b.data == 4 + 2 + 2 + 2 + 2 + 2
+    assert b.nbytes == 6 * 2 + 3 + b.data * per_data

@@ -227,3 +227,19 @@ def test_a_chip_board_build_reports_what_the_chips_range_clamped(
     path.write_text(json.dumps(board))
     assert cli.main(["build", "--board", str(path), "--no-heap", "--out", str(tmp_path / "o")]) == 0
     assert "clamped to the chip's range: occ, ocd2" in capsys.readouterr().out
+
+
+def test_the_heap_of_a_chip_board_counts_its_driver() -> None:
+    """A BQ76952 board's heap is measured with the driver and its HAL (the benchmark's
+    chip row over a register image), not as the ADC firmware of its cell count."""
+    from cellguard.boards import load_board
+    from cellguard.deploy.build import expected_heap
+
+    board = load_board("pico-bq76952-16s")
+    chip = expected_heap(board)
+    adc = expected_heap({k: v for k, v in board.items() if k != "afe"})
+    assert "BQ76952" in chip.source and "BQ76952" not in adc.source
+    assert (chip.cells, chip.temps) == (16, 3)
+    # the driver and the HAL are counted: several KB more code than the ADC firmware
+    assert chip.boot > adc.boot + 8 * 1024
+    assert chip.high_water >= chip.boot

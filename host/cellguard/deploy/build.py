@@ -340,6 +340,11 @@ HEAP_SOURCE = ("benchmarks/firmware_budget.py: the firmware as .mpy in MicroPyth
                "(WebAssembly port under Node), {cells} cells and {temps} sensors, "
                "estimator off, one drive cycle ({steps} steps, every protection trips and "
                "releases), bytes above the heap before the import")
+CHIP_HEAP_SOURCE = ("benchmarks/firmware_budget.py: the firmware as .mpy with the BQ76952 "
+                    "driver and HAL in MicroPython 1.27 (WebAssembly port under Node), this "
+                    "board's {cells} cells and {temps} sensors over a register image of the "
+                    "chip, estimator off, one drive cycle ({steps} steps), bytes above the "
+                    "heap before the import")
 ESTIMATOR_NOTE = ("the board runs the state estimator: add about 18 KB of code, 5-11 KB of "
                   "objects and 19-35 KB of garbage per estimation step "
                   "(benchmarks/estimator_cost.py, docs/estimation.md)")
@@ -370,10 +375,16 @@ def expected_heap(board: dict[str, Any], firmware: Path | None = None,
     # The benchmark's drive heats one sensor and cools another: at least two (one sensor
     # fewer is a few bytes of arrays less).
     cells, temps = board["cells"], max(2, board["temp_sensors"])
+    chip = "afe" in board  # a monitor chip: its driver and HAL, over a register image
     rt = MicroPythonRuntime()
     try:
-        figures = module.measure_board(rt, cells, temps, steps=steps, mpy=True,
-                                       firmware=firmware)
+        if chip:
+            cells, temps = board["cells"], board["temp_sensors"]
+            figures = module.measure_chip_board(rt, steps=steps, firmware=firmware,
+                                                traffic_steps=0, board=board)
+        else:
+            figures = module.measure_board(rt, cells, temps, steps=steps, mpy=True,
+                                           firmware=firmware)
     except SystemExit as exc:  # the benchmark's own stop: a clear message, not an exit
         raise BuildError(f"cannot measure the heap: {exc}") from None
     finally:
@@ -381,7 +392,8 @@ def expected_heap(board: dict[str, Any], firmware: Path | None = None,
     return HeapFigure(
         high_water=figures.heap.high_water, boot=figures.heap.boot,
         names_room=figures.names.room if figures.names else -1, cells=cells, temps=temps,
-        source=HEAP_SOURCE.format(cells=cells, temps=temps, steps=steps),
+        source=(CHIP_HEAP_SOURCE if chip else HEAP_SOURCE).format(cells=cells, temps=temps,
+                                                                  steps=steps),
         estimator_note=ESTIMATOR_NOTE if CONDITIONAL["estimator"](board) else None)
 
 
