@@ -435,8 +435,8 @@ def table_rows(rows: Sequence[Row]) -> list[list[str]]:
         elif fw is None:
             fw_text = "— (the chip had opened before its first sample)"
         else:
-            fw_text = f"{fw} ms ({fw // r.period_ms} periods)" if fw % r.period_ms == 0 \
-                else f"{fw} ms ({fw / r.period_ms:g} periods)"
+            n = fw / r.period_ms
+            fw_text = f"{fw} ms ({n:g} period{'' if n == 1 else 's'})"
         first = r.firmware_first
         c = r.chip_run
         assert c.chip_trip_ms is not None
@@ -445,7 +445,8 @@ def table_rows(rows: Sequence[Row]) -> list[list[str]]:
         elif first:
             assert r.firmware_run is not None and r.firmware_run.firmware_trip_ms is not None
             ahead = c.chip_trip_ms - r.firmware_run.firmware_trip_ms
-            first_text = f"firmware, {_fmt_ms(round(ahead, 1))} before the chip"
+            when = f"{ahead / 1000:.1f} s" if ahead >= 10000 else _fmt_ms(round(ahead, 1))
+            first_text = f"firmware, {when} before the chip"
         else:
             first_text = "chip"
         report = f"{round(r.report_after_ms, 1):g} ms"
