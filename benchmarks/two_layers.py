@@ -445,7 +445,7 @@ def table_rows(rows: Sequence[Row]) -> list[list[str]]:
         elif first:
             assert r.firmware_run is not None and r.firmware_run.firmware_trip_ms is not None
             ahead = c.chip_trip_ms - r.firmware_run.firmware_trip_ms
-            when = f"{ahead / 1000:.1f} s" if ahead >= 10000 else _fmt_ms(round(ahead, 1))
+            when = f"{ahead / 1000:.1f} s" if ahead >= 1000 else _fmt_ms(round(ahead, 1))
             first_text = f"firmware, {when} before the chip"
         else:
             first_text = "chip"
@@ -482,6 +482,7 @@ def render_section(rows: Sequence[Row], runtime: str = "cpython") -> str:
     """The docs section: no dates, wall times or paths, so reruns are identical."""
     period = rows[0].period_ms if rows else 0
     scd_us = round(next(r for r in rows if r.chip == "SCD").programmed_delay_ms * 1000)
+    temp_delay = _fmt_ms(next(r for r in rows if r.chip == "OTC").programmed_delay_ms)
     return f"""{BEGIN}
 
 ## Two layers
@@ -519,12 +520,12 @@ Each condition is run twice from a fresh board, made between two control steps:
 {markdown_table(rows)}
 The chip's SCD opens in its programmed {scd_us:d} µs, within the plant step in which
 the short begins: the firmware's `short_circuit` never sees the current. Every
-other chip protection sits behind the firmware's (a margin beyond its limit, a
-longer delay), so the firmware acts first and the chip is the backstop. The HAL
-leaves the chip's temperature delays at their default of 2 s, the same as the
-firmware's: a temperature that steps past both limits at once (a thermistor jump,
-not a cell warming) trips the chip about one period before the firmware; the ramp
-here crosses the firmware's limit first. In the last row the MCU hangs before the
+other chip protection sits behind the firmware's, a margin beyond its limit and
+a longer delay, so the firmware acts first and the chip is the backstop; only
+the temperature delays are the chip's default ({temp_delay}), kept behind by the
+margin alone: a temperature that jumped past both limits at once (a thermistor,
+not a cell warming as here) would start the chip's delay at once and the
+firmware's only at its next sample. In the last row the MCU hangs before the
 short: the chip alone opens, and the firmware, restarted by its watchdog, reports
 the chip's trip it finds latched in Safety Status A.
 
