@@ -37,7 +37,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -238,7 +238,6 @@ class Row:
     chip_run: Run
     period_ms: int = 100
     hung: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def firmware_reaction_ms(self) -> int | None:
