@@ -324,7 +324,9 @@ def _drive(sim: SimulatedBoard, host: _Host, s: Scenario, mode: str
     chip = sim.chip.chip
     for _ in range(round(WARMUP_S * 1000 / sim.period_ms)):
         host.step()
-    trip_limit = firmware_limits(load_board(BOARD))[s.firmware]
+    if BOARD not in _LIMITS:
+        _LIMITS[BOARD] = firmware_limits(load_board(BOARD))
+    trip_limit = _LIMITS[BOARD][s.firmware]
     if mode == "hung":
         sim.hang(10.0)
         for _ in range(5):
@@ -351,7 +353,7 @@ def _drive(sim: SimulatedBoard, host: _Host, s: Scenario, mode: str
             if report is not None:
                 break
     else:
-        if mode != "firmware" or not chip.trips:
+        if mode != "firmware" or not trips:
             raise RuntimeError(f"{s.chip} ({mode}): no trip within {s.limit_s:g} s")
         # The chip opened before the firmware's protection saw the condition at all.
     trips = [t for t in chip.trips if t.name == s.chip]
@@ -379,6 +381,9 @@ def firmware_limits(board: dict[str, Any]) -> dict[str, tuple[int, bool]]:
         p = sim.runtime.firmware.bms.protection  # type: ignore[union-attr]
         return {str(row[0]): (int(p.trip[i]), bool(p.above[i]))
                 for i, row in enumerate(protection_table())}
+
+
+_LIMITS: dict[str, dict[str, tuple[int, bool]]] = {}
 
 
 def _units(name: str, value: int) -> str:
@@ -413,6 +418,7 @@ def hung_row(runtime: str = "cpython") -> Row:
     return Row(HUNG.chip, HUNG.firmware, HUNG.condition,
                ("> " if limit[1] else "< ") + _units(HUNG.firmware, limit[0]), text, code,
                delay, None, run, info["period_ms"], hung=True)
+
 
 # -- the report --------------------------------------------------------------------
 def _fmt_ms(ms: float) -> str:
