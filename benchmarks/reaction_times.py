@@ -47,8 +47,9 @@ reruns give identical output. The firmware's own FAULT_EVENT frames are
 decoded too and must agree (the right bit and severity, at the step the output
 or ``allowed`` moved, with the value the stimulus was built to give).
 
-``--write-docs`` writes the table into ``docs/reaction-times.md``;
-``tests/test_reaction_times.py`` checks that page is up to date.
+``--write-docs`` writes the table into ``docs/reaction-times.md`` (keeping the
+section ``two_layers.py`` writes after it); ``tests/test_reaction_times.py``
+checks that page is up to date.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ LATCH_MARGIN_STEPS = 5
 """Steps past the release worst case after which an open output counts as latched."""
 DOCS_PAGE = Path("docs") / "reaction-times.md"
 COMMAND = ".venv/bin/python benchmarks/reaction_times.py --write-docs"
+KEPT = "\n\n<!-- BEGIN "
+"""Where a section another generator writes after this page's content starts
+(``benchmarks/two_layers.py``): ``--write-docs`` keeps it, the test ignores it."""
 
 FAULT_EVENT = BY_NAME["fault_event"].msg_id
 CLEAR_FAULTS = BY_NAME["clear_faults"].msg_id
@@ -1266,6 +1270,12 @@ See [protection.md](protection.md) for what the limits and delays mean.
 """
 
 
+def own_part(page: str) -> str:
+    """What this script generates of ``page``: all before a kept section (KEPT)."""
+    i = page.find(KEPT)
+    return page if i < 0 else page[:i + 1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Protection reaction times, measured on the "
                                  "simulated board; prints a Markdown table.")
@@ -1293,7 +1303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.write_docs:
         path = repo_root() / DOCS_PAGE
-        path.write_text(render_page(timings, args.runtime))
+        old = path.read_text() if path.exists() else ""
+        path.write_text(render_page(timings, args.runtime) + old[len(own_part(old)):])
         print(f"wrote {path}")
     return 0
 

@@ -41,6 +41,10 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         r"^\| protection \| severity \| quantity \|",
         r"^\| `cell_overvoltage` \| fault: .* \| \d+–\d+ ms: output opens \|",
     )),
+    "two_layers.py": (False, (
+        r"^\| chip \| condition \| firmware's protection \|",
+        r"^\| OCC \| charging at \d+ A \| `overcurrent_charge_peak` > \d+ A \| \d+ ms",
+    )),
     "firmware_budget.py": (False, (
         rf"^4s/2t\s+all\s+\d+\s+\d+\s+{NUMBER}$",
         r"^4s/2t\s+\d+\s+\d+\s+\d+\s+no allocation, faults seen 0x[0-9a-f]+",
