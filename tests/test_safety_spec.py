@@ -49,6 +49,13 @@ class QuietHal(Hal):
     def sample(self, raw_cells: Any, raw_temps: Any) -> int:
         return 0
 
+    def frontend(self, cfg: dict[str, Any]) -> Any:
+        if "type" in cfg:  # a monitor chip's board: the chip's front end, as its HAL gives
+            from cellguard_fw.bq76952 import Frontend as ChipFrontend
+
+            return ChipFrontend(cfg)
+        return super().frontend(cfg)
+
     def set_output(self, closed: bool) -> None:
         pass
 
