@@ -26,7 +26,6 @@ from cellguard.sim import SimulatedBoard
 BOARD = "sim-bq76952-16s"
 BITS: dict[str, int] = dict(Faults.flags)
 COV, SCD = 0x08, 0x80  # Safety Status A
-UV_A = 0x04  # Safety Status A: CUV
 
 
 class Host(TelemetryHost):

@@ -19,7 +19,7 @@ from cellguard.sim.sensors import SensorModel
 from cellguard_fw import codec as fw
 from cellguard_fw.hal_sim import SimBoard
 
-COV = 0x04  # Safety Status A: cell over-voltage
+COV = 0x08  # Safety Status A: cell over-voltage
 SCD = 0x80  # Safety Status A: short circuit in discharge
 
 
@@ -128,3 +128,12 @@ def test_the_chip_is_armed_with_the_firmwares_trip_limits_at_boot(bench: Bench) 
     assert len(bench.armed) == 1
     assert bench.armed[0] == list(bench.sim.bms.protection.trip)
     assert bench.armed[0][0] == bench.sim.bms.config.get(1)  # cell OV trip, key 1
+
+
+def test_the_host_names_the_chips_protections_in_an_event() -> None:
+    from cellguard.link.client import chip_trip_names, format_fault_value
+
+    assert format_fault_value(fw.FAULT_AFE_PROTECTION, SCD) == "chip: SCD"
+    assert chip_trip_names(COV | 0x10 << 8 | 0x80 << 16) == ["COV", "OTC", "OCD3"]
+    assert format_fault_value(fw.FAULT_AFE_PROTECTION, 0) == "chip: none"
+    assert format_fault_value(fw.FAULT_CELL_OVERVOLTAGE, 4300) == "4.3 V"  # others as ever

@@ -60,9 +60,26 @@ def _fault_value_units() -> dict[str, str]:
 FAULT_VALUE_UNITS: dict[str, str] = _fault_value_units()
 
 
+CHIP_SAFETY_BITS = (
+    ("CUV", 2), ("COV", 3), ("OCC", 4), ("OCD1", 5), ("OCD2", 6), ("SCD", 7),  # A
+    ("UTC", 8), ("UTD", 9), ("UTINT", 10), ("OTC", 12), ("OTD", 13), ("OTINT", 14),  # B
+    ("OTF", 15), ("HWDF", 17), ("PTOS", 18), ("COVL", 20), ("OCDL", 21), ("SCDL", 22),  # C
+    ("OCD3", 23))
+"""An ``afe_protection`` event's value: a BQ769x2's Safety Status A | B << 8 | C << 16,
+its protections by bit (TRM, "Safety Status A/B/C")."""
+
+
+def chip_trip_names(value: int) -> list[str]:
+    """The monitor chip's own protections an ``afe_protection`` value holds."""
+    return [name for name, bit in CHIP_SAFETY_BITS if value >> bit & 1]
+
+
 def format_fault_value(bits: int, value: int) -> str:
-    """A protection's trip/release value in SI units, e.g. ``2.795 V``."""
+    """A protection's trip/release value in SI units, e.g. ``2.795 V``; a monitor
+    chip's trip as the chip's protections, e.g. ``chip: SCD``."""
     names = fault_names(bits)
+    if names == ["afe_protection"]:
+        return "chip: " + (", ".join(chip_trip_names(value)) or "none")
     wire = FAULT_VALUE_UNITS.get(names[0]) if len(names) == 1 else None
     if wire not in UNITS:  # several bits, or a count
         return str(value)
@@ -73,6 +90,15 @@ def format_fault_value(bits: int, value: int) -> str:
 SENSOR_BUS_COUNTS = ("nacks", "crc_errors", "checksum_errors", "busy_timeouts",
                      "verify_failures", "timeouts", "cycles_failed")
 """STATS' ``sensor_bus_errors``, in order (a newer board may send more: left out)."""
+
+
+def named_stats(payload: dict[str, Any]) -> dict[str, Any]:
+    """A STATS payload's counters, ``sensor_bus`` naming the sensor chip's bus error
+    counts (``SENSOR_BUS_COUNTS``), null on a board without such a chip."""
+    p = dict(payload)
+    counts = list(p.pop("sensor_bus_errors", None) or [])
+    p["sensor_bus"] = dict(zip(SENSOR_BUS_COUNTS, counts, strict=False)) if counts else None
+    return p
 
 
 class BoardRefused(CellguardError):
@@ -449,12 +475,8 @@ class BoardClient:
         self.request("time_sync", {"unix_time_s": now & 0xFFFFFFFF})
 
     def stats(self) -> dict[str, Any]:
-        """STATS' counters; ``sensor_bus`` names the sensor chip's bus error counts
-        (``SENSOR_BUS_COUNTS``), null on a board without such a chip."""
-        p = dict(self.request("get_stats", expect=("stats",)).payload)
-        counts = list(p.pop("sensor_bus_errors", None) or [])
-        p["sensor_bus"] = dict(zip(SENSOR_BUS_COUNTS, counts, strict=False)) if counts else None
-        return p
+        """STATS' counters (:func:`named_stats`)."""
+        return named_stats(self.request("get_stats", expect=("stats",)).payload)
 
     def fault_state(self) -> dict[str, list[str]]:
         p = self.request("get_faults", expect=("fault_state",)).payload

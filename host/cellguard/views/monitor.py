@@ -40,6 +40,7 @@ from ..link.client import (
     Telemetry,
     fault_names,
     format_fault_value,
+    named_stats,
 )
 from ..units import plural, to_json
 
@@ -149,7 +150,7 @@ class MonitorState:
     arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     host_crc_errors: int = 0  # board->host frames dropped by this host: CRC
     host_bad_frames: int = 0  # ... bad COBS, length, size or payload
-    board_stats: dict[str, int] | None = None  # the board's STATS (host->board side)
+    board_stats: dict[str, Any] | None = None  # the board's STATS (host->board side)
     stats_at: float | None = None
     stats_error: str = ""
     events: deque[str] = field(default_factory=lambda: deque(maxlen=5))
@@ -168,7 +169,7 @@ class MonitorState:
         self.last_frame_at = now
         self.arrivals.append(now)
 
-    def on_stats(self, stats: dict[str, int], now: float) -> None:
+    def on_stats(self, stats: dict[str, Any], now: float) -> None:
         self.board_stats, self.stats_at, self.stats_error = stats, now, ""
 
     def on_event(self, line: str) -> None:
@@ -509,8 +510,8 @@ def run_monitor(
         if now >= next_stats:
             next_stats = now + stats_every_s
             try:
-                state.on_stats(client.request("get_stats", expect=("stats",), timeout_s=0.5,
-                                              attempts=1).payload, clock())
+                state.on_stats(named_stats(client.request(
+                    "get_stats", expect=("stats",), timeout_s=0.5, attempts=1).payload), clock())
             except RequestTimeout:
                 state.stats_error = "no answer to GET_STATS"
             except BoardRefused as exc:  # a firmware without STATS: stop asking
