@@ -72,8 +72,10 @@ class Measurement:
         lo = 32767
         hi = -32768
         railed = 0
-        top = conv.open_code  # a channel's rails: an open sensor at or beyond one,
-        bottom = conv.max_code // 100  # a shorted one at or below 1 % of full scale
+        # A channel's rails: an open sensor at or beyond one, a shorted one at or below
+        # 1 % of full scale (a monitor chip's cold rail rides on its max_code).
+        top = conv.open_code
+        bottom = conv.max_code // 100
         for i in range(len(temps)):
             code = raw[i]
             if code >= top or code <= bottom:  # open (pulled up) or shorted NTC
