@@ -392,7 +392,7 @@ def test_a_fallback_is_in_the_event_log_and_info(tmp_path: Path) -> None:
     new = Info.from_wire(infos[0])
     assert new.boot == "fell back at this boot" == boot_status(3)
     assert new.manifest_sha256 == DIGEST.hex()
-    assert new.protocol == "1.4"
+    assert new.protocol == f"{codec.PROTOCOL_MAJOR}.{codec.PROTOCOL_MINOR}"
     assert run.bms.boot[0] == 3
 
 
