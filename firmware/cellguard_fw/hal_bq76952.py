@@ -28,11 +28,23 @@ Only the control step is here: the start, ``arm`` and the re-arm after a chip
 reset are in ``bq76952_setup``, imported for them and released after.
 """
 
-from .bq76952 import Frontend
+from .bq76952 import Bq76952, Frontend
 from .hal import Hal
 
 
 class Bq76952Hal(Hal):
+    # set by bq76952_setup.start (annotations only: no code, no names on a board)
+    driver: Bq76952
+    cell_idx: bytearray  # the VC input of each firmware cell
+    ts_idx: bytearray  # the chip's temperature of each firmware sensor
+    closed: bool
+    allow: int
+    sent: int
+    balancing: int
+    balanced: int
+    trips: int
+    por: int
+
     def __init__(self, board, i2c):
         from . import bq76952_setup
 
