@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from cellguard_fw import bq76952_setup as setup
 from cellguard_fw.bq76952 import Bq76952
-from cellguard_fw.bq76952 import Frontend as ChipFrontend
 from cellguard_fw.bq76952_setup import control_bits, encode, gains, scd_mv
 from cellguard_fw.hal_bq76952 import Bq76952Hal
 
@@ -301,7 +300,7 @@ def test_hal_reads_every_thermistor_source() -> None:
 
 
 def test_frontend_rails_open_cold_short_hot() -> None:
-    fe = ChipFrontend({"type": "bq76952", "cell_adc": {"full_scale_mv": 5000}})
+    fe = setup.frontend({"type": "bq76952", "cell_adc": {"full_scale_mv": 5000}})
     assert fe.temp.max_code // 100 == 2732 - 400  # -40.0 degC: an open thermistor
     assert fe.temp.open_code == 2732 + 1500  # 150.0 degC: a shorted one
     assert fe.cell.convert(3456) == 3456 and fe.current.convert(-5000) == -5000
@@ -578,6 +577,34 @@ def test_a_chip_reset_is_rearmed() -> None:
     bus.commands.clear()
     hal.sample([0] * 16, [0] * 2)  # POR still set: no second re-arm
     assert 0x0090 not in bus.commands
+
+
+def test_start_up_code_leaves_with_each_use() -> None:
+    """``bq76952_setup`` is out of ``sys.modules`` and the package after the HAL's
+    start, its front end, ``arm`` and a re-arm, and nothing the HAL keeps is
+    from it (a function or class would hold the whole module)."""
+    import sys
+
+    import cellguard_fw
+
+    def loaded() -> bool:
+        return "cellguard_fw.bq76952_setup" in sys.modules or hasattr(cellguard_fw,
+                                                                      "bq76952_setup")
+
+    bus = ImageBus(A, True)
+    board = make_board()
+    hal = Bq76952Hal(board, bus)
+    assert not loaded()
+    fe = hal.frontend(board["frontend"])
+    assert not loaded()
+    assert hal.arm(trips()) and not loaded()
+    bus.dm = bytearray(len(bus.dm))
+    bus.regs[0x12] |= 8  # a chip reset: re-armed on the next sample
+    hal.sample([0] * 16, [0] * 2)
+    assert not loaded() and bus.dm_get(0x9261, 1) == 0xFC
+    for obj in (hal, hal.driver, fe, fe.temp):
+        for value in vars(obj).values():
+            assert getattr(value, "__module__", None) != "cellguard_fw.bq76952_setup", value
 
 
 class Rp2Bus(ImageBus):

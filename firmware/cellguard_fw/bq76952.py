@@ -105,7 +105,16 @@ class ChipChannel:
     ``open_code`` is the hot rail and ``max_code`` a hundred times the cold one
     (a temperature channel's ``max_code`` means nothing else: the codes are
     0.1 K, not a converter's). Reusing the two names costs no heap: each new
-    attribute name is an interned string a board keeps."""
+    attribute name is an interned string a board keeps.
+
+    A chip board's front end (``Hal.frontend``) is a ChipChannel carrying the four
+    channels (bq76952_setup.frontend builds it)."""
+
+    # the front end's channels (annotations only: no code on a board)
+    cell: "ChipChannel"
+    current: "ChipChannel"
+    temp: "ChipChannel"
+    pack: "ChipChannel"
 
     def __init__(self, max_code, offset=0, cold=0, hot=0):
         self.max_code = max_code if not cold else 100 * cold
@@ -114,22 +123,6 @@ class ChipChannel:
 
     def convert(self, code):
         return code - self.zero
-
-
-class Frontend:
-    """The front end of a board the chip measures (``frontend.Frontend`` builds it
-    for ``"frontend": {"type": "bq76952"}``): identity for cells, current and
-    pack; 0.1 K to 0.1 degC for temperatures, railed at or below -40 degC (an open
-    thermistor) or at or above 150 degC (a shorted one)."""
-
-    def __init__(self, cfg):
-        if cfg.get("type") != "bq76952":
-            raise ValueError("frontend type must be bq76952")
-        self.cell = ChipChannel(cfg["cell_adc"]["full_scale_mv"])
-        self.current = ChipChannel(0x3FFFFFFF)
-        self.temp = ChipChannel(0xFFFF, 2732, 2732 + cfg.get("cold_rail_dc", -400),
-                                2732 + cfg.get("hot_rail_dc", 1500))
-        self.pack = ChipChannel(0xFFFF)
 
 
 class Bq76952:

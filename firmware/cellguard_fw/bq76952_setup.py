@@ -17,7 +17,7 @@ import sys
 
 from micropython import const
 
-from .bq76952 import CRC_TABLE, Bq76952
+from .bq76952 import CRC_TABLE, Bq76952, ChipChannel
 
 _RESET = const(0x0012)
 _FET_ENABLE = const(0x0022)
@@ -240,6 +240,27 @@ def fet_control(d, on):
 
 
 # -- the HAL ---------------------------------------------------------------------
+def frontend(cfg):
+    """The front end of a board the chip measures (``Bq76952Hal.frontend``, for
+    ``"frontend": {"type": "bq76952"}``): identity for cells, current and pack;
+    0.1 K to 0.1 degC for temperatures, railed at or below -40 degC (an open
+    thermistor) or at or above 150 degC (a shorted one). A ``ChipChannel`` holds
+    the four channels (``cell``, ``current``, ``temp``, ``pack``), so nothing of
+    this module stays with it; then this module is released."""
+    try:
+        if cfg.get("type") != "bq76952":
+            raise ValueError("frontend type must be bq76952")
+        fe = ChipChannel(0)
+        fe.cell = ChipChannel(cfg["cell_adc"]["full_scale_mv"])
+        fe.current = ChipChannel(0x3FFFFFFF)
+        fe.temp = ChipChannel(0xFFFF, 2732, 2732 + cfg.get("cold_rail_dc", -400),
+                              2732 + cfg.get("hot_rail_dc", 1500))
+        fe.pack = ChipChannel(0xFFFF)
+        return fe
+    finally:
+        release()
+
+
 def _u(value, size):
     """A signed setting as the unsigned value data memory holds."""
     return value & ((1 << (8 * size)) - 1)

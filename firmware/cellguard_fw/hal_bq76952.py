@@ -14,7 +14,7 @@ wired, ``i2c`` is the board's ``machine.I2C`` (or a simulated bus)::
     "frontend": {"type": "bq76952", "cell_adc": {"full_scale_mv": 5000},
                  "current_adc": {"full_scale_ma": 300000}}
 
-The front end (``frontend.ChipChannel``) is identity for cells, current and the
+The front end (``bq76952.ChipChannel``) is identity for cells, current and the
 stack voltage, and 0.1 K to 0.1 degC for temperatures.
 
 The chip's own protections, a margin beyond the firmware's limits (:meth:`arm`):
@@ -28,7 +28,7 @@ Only the control step is here: the start, ``arm`` and the re-arm after a chip
 reset are in ``bq76952_setup``, imported for them and released after.
 """
 
-from .bq76952 import Bq76952, Frontend
+from .bq76952 import Bq76952
 from .hal import Hal
 
 
@@ -94,7 +94,9 @@ class Bq76952Hal(Hal):
         return self.driver.stack_mv
 
     def frontend(self, cfg):
-        return Frontend(cfg)
+        from . import bq76952_setup
+
+        return bq76952_setup.frontend(cfg)
 
     def chip_trips(self):
         return -1 if self.driver.dead else self.trips
