@@ -261,11 +261,11 @@ def chip_codes(board: dict[str, Any]) -> tuple[Codes, str]:
     """The drive in the chip's units (cells mV, temperatures 0.1 K, current in the
     user-amps the HAL picks, stack in cV), checked through the chip's front end like
     the ADC codes; and the harness globals saying which registers hold them."""
-    from cellguard_fw.bq76952 import Frontend as ChipFrontend
+    from cellguard_fw.bq76952_setup import frontend as chip_frontend
     from cellguard_fw.hal_bq76952 import Bq76952Hal
 
     hal = Bq76952Hal(json.loads(json.dumps(board)), _image_bus()(8, board["afe"]["crc"]))
-    fe = ChipFrontend(board["frontend"])
+    fe = chip_frontend(board["frontend"])
     unit = (1, 10, 100, 1000)[hal.da & 3]  # 0.1 mA
     cv = 10 if hal.da & 4 else 1  # stack in cV or mV
     lim = board_limits(board)

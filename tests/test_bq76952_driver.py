@@ -14,9 +14,9 @@ from bq76952_bus import ImageBus, crc8, data_sum
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cellguard_fw import bq76952
-from cellguard_fw.bq76952 import Bq76952, control_bits, encode, gains, scd_mv
-from cellguard_fw.bq76952 import Frontend as ChipFrontend
+from cellguard_fw import bq76952_setup as setup
+from cellguard_fw.bq76952 import Bq76952
+from cellguard_fw.bq76952_setup import control_bits, encode, gains, scd_mv
 from cellguard_fw.hal_bq76952 import Bq76952Hal
 
 A = 0x08
@@ -39,7 +39,7 @@ def framed(reg: int, data: list[int]) -> bytes:
 def test_crc_matches_sluaa11_examples() -> None:
     # SLUAA11 section 4: FET_ENABLE [0x10 0x3E 0x22] -> 0x63, [0x00] -> 0x00;
     # Cell 1 read [0x10 0x14 0x11 0x68] -> 0x33, [0x0B] -> 0x31.
-    for f in (crc8, bq76952.crc8):
+    for f in (crc8, setup.crc8):
         assert f([0x10, 0x3E, 0x22]) == 0x63
         assert f([0x00]) == 0x00
         assert f([0x10, 0x14, 0x11, 0x68]) == 0x33
@@ -49,10 +49,10 @@ def test_crc_matches_sluaa11_examples() -> None:
 # -- golden transactions -------------------------------------------------------------------
 def test_alarm_enable_write_golden() -> None:
     d, bus = drv()
-    assert d.write_reg(0x66, 0xF082)
+    assert setup.write_reg(d, 0x66, 0xF082)
     assert bus.log == [("writeto_mem", A, 0x66, bytes([0x82, 0xF0]))]
     d, bus = drv(crc=True)
-    assert d.write_reg(0x66, 0xF082)
+    assert setup.write_reg(d, 0x66, 0xF082)
     assert bus.log == [("writeto", A, framed(0x66, [0x82, 0xF0]), True)]
     assert bus.regs[0x66:0x68] == bytes([0x82, 0xF0])
 
@@ -60,7 +60,7 @@ def test_alarm_enable_write_golden() -> None:
 def test_cell1_read_golden() -> None:
     d, bus = drv()
     bus.set16(0x14, 0x0E74)  # SLUAA11: 3700 mV
-    assert d.read_reg(0x14) == 3700
+    assert setup.read_reg(d, 0x14) == 3700
     assert bus.log == [("readfrom_mem_into", A, 0x14, 2)]
     d, bus = drv(crc=True)
     bus.set16(0x14, 0x0B68)
@@ -70,7 +70,7 @@ def test_cell1_read_golden() -> None:
     bus.readfrom_into(A, raw)
     assert bytes(raw) == bytes([0x68, 0x33, 0x0B, 0x31])  # SLUAA11 figure 4-2
     bus.record = True
-    assert d.read_reg(0x14) == 2920
+    assert setup.read_reg(d, 0x14) == 2920
     assert bus.log == [("writeto", A, bytes([0x14]), False), ("readfrom_into", A, 4)]
 
 
@@ -78,21 +78,21 @@ def test_cell1_read_golden() -> None:
 def test_command_only_subcommands_golden(cmd: int) -> None:
     # FET_ENABLE, RESET, SET_CFGUPDATE, EXIT_CFGUPDATE: the command to 0x3E, low byte first
     d, bus = drv()
-    assert d.subcommand(cmd)
+    assert setup.subcommand(d, cmd)
     assert bus.log == [("writeto_mem", A, 0x3E, bytes([cmd & 0xFF, cmd >> 8]))]
     d, bus = drv(crc=True)
-    assert d.subcommand(cmd)
+    assert setup.subcommand(d, cmd)
     assert bus.log == [("writeto", A, framed(0x3E, [cmd & 0xFF, cmd >> 8]), True)]
     if cmd == 0x0022:  # SLUAA11 figure 4-1, every byte
         assert bus.log[0][2] == bytes([0x3E, 0x22, 0x63, 0x00, 0x00])
     d, bus = drv()
-    assert d.reset() if cmd == 0x0012 else True
+    assert setup.reset(d) if cmd == 0x0012 else True
 
 
 def test_enabled_protections_a_read_golden() -> None:
     d, bus = drv()
     bus.dm_set(0x9261, 1, 0x88)  # SLUAA11: the default, COV and SCD
-    assert d.dm_read(0x9261, 1) == 0x88
+    assert setup.dm_read(d, 0x9261, 1) == 0x88
     block = bytes(bus.dm[0x9261 - 0x9180:0x9261 - 0x9180 + 32])
     assert bus.log == [
         ("writeto_mem", A, 0x3E, bytes([0x61, 0x92])),
@@ -107,7 +107,7 @@ def test_enabled_protections_a_read_golden() -> None:
 def test_enabled_protections_a_read_with_crc() -> None:
     d, bus = drv(crc=True)
     bus.dm_set(0x9261, 1, 0x88)
-    assert d.dm_read(0x9261, 1) == 0x88
+    assert setup.dm_read(d, 0x9261, 1) == 0x88
     assert bus.log == [
         ("writeto", A, framed(0x3E, [0x61, 0x92]), True),
         ("writeto", A, bytes([0x3E]), False), ("readfrom_into", A, 4),
@@ -117,14 +117,14 @@ def test_enabled_protections_a_read_with_crc() -> None:
     bus.regs[0x40] = 0x89  # the buffer no longer matches the checksum: caught
     bus.record = False
     bus._run = lambda cmd: None  # (the chip does not refill it)
-    assert d.dm_read(0x9261, 1) == -1 and d.errors[2] == 3
+    assert setup.dm_read(d, 0x9261, 1) == -1 and d.errors[2] == 3
 
 
 def test_enabled_protections_a_write_golden() -> None:
     # SLUAA11 3.3: 0x8C to 0x9261, checksum of (0x61, 0x92, 0x8C) = 0x80, length 5
     d, bus = drv()
     bus.regs[0x12] |= 1  # in CONFIG_UPDATE
-    assert d.dm_write(0x9261, 1, 0x8C)
+    assert setup.dm_write(d, 0x9261, 1, 0x8C)
     assert bus.log[:2] == [
         ("writeto_mem", A, 0x3E, bytes([0x61, 0x92, 0x8C])),
         ("writeto_mem", A, 0x60, bytes([0x80, 0x05])),
@@ -132,7 +132,7 @@ def test_enabled_protections_a_write_golden() -> None:
     assert bus.dm_get(0x9261, 1) == 0x8C
     d, bus = drv(crc=True)
     bus.regs[0x12] |= 1
-    assert d.dm_write(0x9261, 1, 0x8C)
+    assert setup.dm_write(d, 0x9261, 1, 0x8C)
     assert bus.log[:2] == [
         ("writeto", A, framed(0x3E, [0x61, 0x92, 0x8C]), True),
         ("writeto", A, framed(0x60, [0x80, 0x05]), True),
@@ -143,7 +143,7 @@ def test_cell1_gain_write_matches_trm_example() -> None:
     # TRM: Cell 1 Gain (0x9180) = 12410 (0x307A): checksum 0x44, length 0x06
     d, bus = drv()
     bus.regs[0x12] |= 1
-    assert d.dm_write(0x9180, 2, 12410)
+    assert setup.dm_write(d, 0x9180, 2, 12410)
     assert bus.log[1] == ("writeto_mem", A, 0x60, bytes([0x44, 0x06]))
 
 
@@ -151,17 +151,17 @@ def test_cell1_gain_write_matches_trm_example() -> None:
 def test_configure_enters_config_update_only_when_something_differs() -> None:
     d, bus = drv(crc=True)
     want = [(0x9261, 1, 0xFC), (0x9278, 1, 90), (0x9279, 2, 607)]
-    assert d.configure(want)
+    assert setup.configure(d, want)
     assert 0x0090 in bus.commands and 0x0092 in bus.commands
     assert d.written == 3
     assert [bus.dm_get(a, s) for a, s, _ in want] == [v for _, _, v in want]
     bus.commands.clear()
-    assert d.configure(want)  # a restart: the chip has its settings
+    assert setup.configure(d, want)  # a restart: the chip has its settings
     assert 0x0090 not in bus.commands and d.written == 0
     assert bus.commands == [0x9261]  # one 32-byte read serves all three
     bus.dm_set(0x9278, 1, 86)  # one differs: only it is written
     bus.commands.clear()
-    assert d.configure(want)
+    assert setup.configure(d, want)
     assert d.written == 1 and bus.commands.count(0x0090) == 1
     assert not bus.regs[0x12] & 1  # left CONFIG_UPDATE
 
@@ -170,7 +170,7 @@ def test_configure_write_that_does_not_hold_fails_and_counts() -> None:
     d, bus = drv()
     orig = bus._apply
     bus._apply = lambda cmd, payload, k: None  # the chip ignores the write
-    assert not d.configure([(0x9261, 1, 0xFC)])
+    assert not setup.configure(d, [(0x9261, 1, 0xFC)])
     assert d.errors[4] > 0 and d.errors[0] == 0  # a verify failure, not a bus one
     assert not bus.regs[0x12] & 1  # CONFIG_UPDATE left even so
     bus._apply = orig
@@ -188,7 +188,7 @@ def test_fet_control_bit_order_differs_from_fet_status() -> None:
     assert control_bits(chg | pchg | pdsg) == 0b0001  # DSG off
     assert control_bits(chg | dsg | pdsg) == 0b1000  # PCHG off
     d, bus = drv(crc=True)
-    assert d.fet_control(chg)  # CHG only: DSG, PDSG, PCHG off
+    assert setup.fet_control(d, chg)  # CHG only: DSG, PDSG, PCHG off
     assert bus.fet_control == 0b1011
     assert bus.log[0][2] == framed(0x3E, [0x97, 0x00, 0x0B])
 
@@ -211,9 +211,9 @@ def test_fet_blocking_commands() -> None:
 def test_fet_enable_only_toggles_when_clear() -> None:
     d, bus = drv()
     bus.mfg_status = 0
-    assert d.fet_enable() and bus.mfg_status & 0x10
+    assert setup.fet_enable(d) and bus.mfg_status & 0x10
     bus.commands.clear()
-    assert d.fet_enable() and 0x0022 not in bus.commands
+    assert setup.fet_enable(d) and 0x0022 not in bus.commands
 
 
 def test_balancing_mask_written_and_read_back() -> None:
@@ -273,7 +273,7 @@ def test_decoding_within_one_lsb_across_da_scalings(da: int, ma: int, cv: int,
     raw = max(-32768, min(32767, raw))
     want_ma = raw * unit_01ma / 10
     d, bus = drv(crc)
-    d.units(da)
+    setup.units(d, da)
     volts = 10 if da & 4 else 1
     image(bus, [3300] * 16, raw, [2731] * 7, cv)
     assert d.read()
@@ -300,7 +300,7 @@ def test_hal_reads_every_thermistor_source() -> None:
 
 
 def test_frontend_rails_open_cold_short_hot() -> None:
-    fe = ChipFrontend({"type": "bq76952", "cell_adc": {"full_scale_mv": 5000}})
+    fe = setup.frontend({"type": "bq76952", "cell_adc": {"full_scale_mv": 5000}})
     assert fe.temp.max_code // 100 == 2732 - 400  # -40.0 degC: an open thermistor
     assert fe.temp.open_code == 2732 + 1500  # 150.0 degC: a shorted one
     assert fe.cell.convert(3456) == 3456 and fe.current.convert(-5000) == -5000
@@ -489,7 +489,7 @@ def test_dead_bus_becomes_a_sensor_fault_without_exceptions(crc: bool, fault: st
 def test_busy_subcommand_is_bounded() -> None:
     d, bus = drv()
     bus.busy = 10**6  # never finishes
-    assert d.dm_read(0x9261, 1) == -1
+    assert setup.dm_read(d, 0x9261, 1) == -1
     assert d.errors[3] == 3  # each try gave up after its polls
     assert bus.busy > 10**6 - 100  # bounded: a few dozen polls, not a hang
 
@@ -498,7 +498,7 @@ def test_busy_then_ready_is_waited_for() -> None:
     d, bus = drv(crc=True)
     bus.dm_set(0x9261, 1, 0x88)
     bus.busy = 3
-    assert d.dm_read(0x9261, 1) == 0x88
+    assert setup.dm_read(d, 0x9261, 1) == 0x88
     assert d.errors[3] == 0
 
 
@@ -506,10 +506,10 @@ def test_bad_checksum_is_retried_and_counted() -> None:
     d, bus = drv()
     bus.dm_set(0x9261, 1, 0x88)
     bus.bad_checksum = 1
-    assert d.dm_read(0x9261, 1) == 0x88
+    assert setup.dm_read(d, 0x9261, 1) == 0x88
     assert d.errors[2] == 1
     bus.bad_checksum = 10
-    assert d.dm_read(0x9261, 1) == -1  # past the bound: reported, not raised
+    assert setup.dm_read(d, 0x9261, 1) == -1  # past the bound: reported, not raised
 
 
 def test_configure_on_a_dead_bus_reports_failure() -> None:
@@ -577,6 +577,34 @@ def test_a_chip_reset_is_rearmed() -> None:
     bus.commands.clear()
     hal.sample([0] * 16, [0] * 2)  # POR still set: no second re-arm
     assert 0x0090 not in bus.commands
+
+
+def test_start_up_code_leaves_with_each_use() -> None:
+    """``bq76952_setup`` is out of ``sys.modules`` and the package after the HAL's
+    start, its front end, ``arm`` and a re-arm, and nothing the HAL keeps is
+    from it (a function or class would hold the whole module)."""
+    import sys
+
+    import cellguard_fw
+
+    def loaded() -> bool:
+        return "cellguard_fw.bq76952_setup" in sys.modules or hasattr(cellguard_fw,
+                                                                      "bq76952_setup")
+
+    bus = ImageBus(A, True)
+    board = make_board()
+    hal = Bq76952Hal(board, bus)
+    assert not loaded()
+    fe = hal.frontend(board["frontend"])
+    assert not loaded()
+    assert hal.arm(trips()) and not loaded()
+    bus.dm = bytearray(len(bus.dm))
+    bus.regs[0x12] |= 8  # a chip reset: re-armed on the next sample
+    hal.sample([0] * 16, [0] * 2)
+    assert not loaded() and bus.dm_get(0x9261, 1) == 0xFC
+    for obj in (hal, hal.driver, fe, fe.temp):
+        for value in vars(obj).values():
+            assert getattr(value, "__module__", None) != "cellguard_fw.bq76952_setup", value
 
 
 class Rp2Bus(ImageBus):

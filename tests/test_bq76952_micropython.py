@@ -109,3 +109,56 @@ print(alloc)
     assert json.loads(lines[-3]) == want
     assert lines[-2] == "5 2 5"  # the commands reached the chip under the lock
     assert want[0][0] == 3200 and want[2] == -4321 * 10  # 10 mA user-amps
+
+
+def test_start_up_code_is_released_after_start_arm_and_a_reset(rt: Any) -> None:
+    """``bq76952_setup`` (data memory, CONFIG_UPDATE, the settings) is imported for
+    the HAL's start, its front end, ``arm`` and the re-arm after a chip reset, and
+    released after each: not in ``sys.modules`` nor the package, and its code is
+    garbage (what the HAL keeps after all of it is less than the module alone).
+    The WebAssembly port collects when a request returns: one request per phase."""
+    cfg = board(True)
+    rt.exec(f"""
+import sys, json, gc
+with open("/fw/bq76952_bus.py", "w") as f:
+    f.write({BUS.read_text()!r})
+sys.modules.pop("bq76952_bus", None)
+from bq76952_bus import ImageBus
+import cellguard_fw
+from cellguard_fw.hal_bq76952 import Bq76952Hal
+{SETUP}
+def loaded():
+    return ("cellguard_fw.bq76952_setup" in sys.modules
+            or hasattr(cellguard_fw, "bq76952_setup"))
+bus = ImageBus(8, True)
+bus.record = False  # no log of the transfers or commands: it would grow the heap
+bus.commands = None
+fill(bus)
+board = json.loads({json.dumps(cfg)!r})
+cells = [0] * 16
+temps = [0] * 3
+hal = fe = armed = kept = None
+after = []
+mem = [0] * 4
+gc.collect()
+""")
+    rt.exec("mem[0] = gc.mem_alloc()\nhal = Bq76952Hal(board, bus)\nafter.append(loaded())\n"
+            "fe = hal.frontend(board['frontend'])\nafter.append(loaded())\n"
+            "armed = hal.arm([3650, 2500, 600, -200, 50000, 100000, 2000, 450, 0, 100000, "
+            "200000, 400000])\nafter.append(loaded())\ngc.collect()")
+    # the chip resets: data memory back to blank, POR set; the next sample re-arms it
+    rt.exec("mem[1] = gc.mem_alloc()\nbus.dm = bytearray(len(bus.dm))\nbus.regs[0x12] |= 8\n"
+            "hal.sample(cells, temps)\nafter.append(loaded())\ngc.collect()")
+    rt.exec("mem[2] = gc.mem_alloc()\nimport cellguard_fw.bq76952_setup as kept\ngc.collect()")
+    out = rt.exec("mem[3] = gc.mem_alloc()\nprint(json.dumps([after, armed, "
+                  "[bus.dm_get(0x9261, 1), bus.dm_get(0x9303, 1) == hal.da, hal.armed], "
+                  "list(mem), fe.temp.convert(2982)]))")
+    after, armed, rearmed, mem, celsius = json.loads(out.strip().splitlines()[-1])
+    assert after == [False, False, False, False]
+    assert armed and rearmed == [0xFC, True, True]
+    assert celsius == 250  # the front end works without the module
+    hal_bytes, module_bytes = mem[1] - mem[0], mem[3] - mem[2]
+    # the re-arm left nothing of the module behind (a few hundred bytes move: the
+    # fresh data-memory image, the HAL's new settings)
+    assert abs(mem[2] - mem[1]) < 512 < module_bytes, mem
+    assert hal_bytes < module_bytes, (hal_bytes, module_bytes)

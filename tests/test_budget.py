@@ -150,6 +150,14 @@ def test_chip_control_step_allocation(chip: Any) -> None:
     assert chip.heap.code > 0 and chip.heap.high_water >= chip.heap.boot
 
 
+def test_chip_board_start_up_code_is_not_resident(chip: Any) -> None:
+    """The driver's and HAL's start-up code (bq76952_setup: data memory, CONFIG_UPDATE,
+    the threshold encoding, the settings) leaves the heap once the chip is armed: the
+    16-cell chip board's high-water was 60.8 KB with it resident (docs/firmware.md)."""
+    assert chip.heap.high_water < 56 * 1024, chip.heap
+    assert chip.heap.code < 47 * 1024, chip.heap  # 52.2 KB with it resident
+
+
 @pytest.mark.parametrize("crc", [False, True])
 def test_chip_steady_step_is_four_block_reads(chip: Any, crc: bool) -> None:
     traffic = {t.crc: t for t in chip.traffic}[crc]

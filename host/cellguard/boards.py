@@ -85,16 +85,17 @@ class _NoBus:
 
 def chip_backstop(board: dict[str, Any]) -> tuple[int, list[str]]:
     """What a board's monitor chip is armed with at boot from the board's default
-    limits (``Bq76952Hal.settings``): the count of protection settings and the names
+    limits (``bq76952_setup.settings``): the count of protection settings and the names
     of those the chip's register range clamped (a limit beyond what the chip can be
     set to: its backstop sits at the end of its range instead)."""
+    from cellguard_fw.bq76952_setup import settings as chip_settings
     from cellguard_fw.hal_bq76952 import Bq76952Hal
     from cellguard_fw.protection_setup import board_limits, protection_table
 
     limits = board_limits(board)
     trip = [limits[row[4]][0] for row in protection_table()]
     hal = Bq76952Hal(json.loads(json.dumps(board)), _NoBus())
-    settings = hal.settings(trip)
+    settings = chip_settings(hal, trip)
     return len(settings), list(hal.clamped)
 
 

@@ -41,8 +41,9 @@ ARCH = {"rp2040": "armv6m", "esp32": "xtensawin"}
 # Modules imported only when the board file asks for them (app.Bms.__init__).
 CONDITIONAL: dict[str, Callable[[dict[str, Any]], bool]] = {
     "estimator": lambda board: board.get("estimator", "ekf") != "none",
-    # the BQ76952 driver and HAL: boards with the chip only
+    # the BQ76952 driver, its HAL and their start-up code: boards with the chip only
     "bq76952": lambda board: "afe" in board,
+    "bq76952_setup": lambda board: "afe" in board,
     "hal_bq76952": lambda board: "afe" in board,
 }
 MANIFEST = "manifest.json"
