@@ -526,11 +526,11 @@ Each condition is run twice from a fresh board, made between two control steps:
 The chip's SCD opens in its programmed {scd_us:d} µs, within the plant step in which
 the short begins: the firmware's `short_circuit` never sees the current. Every
 other chip protection sits behind the firmware's, a margin beyond its limit and
-a longer delay, so the firmware acts first and the chip is the backstop; only
-the temperature delays are the chip's default ({temp_delay}), kept behind by the
-margin alone: a temperature that jumped past both limits at once (a thermistor,
-not a cell warming as here) would start the chip's delay at once and the
-firmware's only at its next sample. In the last row the MCU hangs before the
+a longer delay, so the firmware acts first and the chip is the backstop: the
+temperature delays too ({temp_delay} against the firmware's 2 s), so that a
+temperature that jumps past both limits at once (a thermistor, not a cell warming
+as here), which starts the chip's delay at once and the firmware's only at its
+next sample, is still the firmware's to report first. In the last row the MCU hangs before the
 short: the chip alone opens, and the firmware, restarted by its watchdog, reports
 the chip's trip it finds latched in Safety Status A.
 

@@ -224,3 +224,19 @@ def test_the_firmwares_balancing_reaches_the_cells_through_the_chip() -> None:
         bleeding = [a > 0 for a in sim.truth().balance_a]
         assert bleeding == [bool(mask & 1 << k) for k in range(16)]  # the plant follows
         assert sum(bleeding) <= 3
+
+
+def test_a_temperature_step_past_both_layers_is_the_firmwares_to_report_first() -> None:
+    # A thermistor that jumps past both thresholds at once starts the chip's delay at
+    # once and the firmware's only at its next sample: the chip's longer delay (4 s
+    # against 2 s) keeps the firmware first.
+    with bench() as (sim, host):
+        assert sim.chip is not None
+        host.run(2.0)
+        sim.set_cell_temperature(0, 66.0)  # the firmware trips above 60, the chip 65 degC
+        host.run(6.0)
+        firmware = host.trips("overtemperature")
+        assert firmware
+        ot = [t for t in sim.chip.chip.trips if t.name in ("OTC", "OTD")]
+        assert all(firmware[0]["board_time_ms"] < t.trip_ms for t in ot)
+        assert ot and min(t.trip_ms - t.onset_ms for t in ot) >= 4000.0

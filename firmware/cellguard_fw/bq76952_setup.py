@@ -60,7 +60,8 @@ def encode(kind, value, shunt_uohm=0):
     ``shunt_uohm``, 2 mV steps, rounded up), "scd" (mA, the first of the 16 SCD
     thresholds at or above it), "temp_hi" / "temp_lo" (0.1 degC to whole degC, up
     / down), "v_delay" (COV/CUV delay, ms, 3.3 ms steps), "oc_delay" (OCC/OCD
-    delay, ms, 3.3 ms steps with a 6.6 ms offset), "scd_delay" (us, 15 us steps,
+    delay, ms, 3.3 ms steps with a 6.6 ms offset), "t_delay" (OTC/OTD/UTC/UTD delay,
+    ms, whole seconds), "scd_delay" (us, 15 us steps,
     1 = no delay). Every code rounds away from tripping early (delays round up).
     A value beyond the register's range gives the nearest end and ``clamped``
     True: never a wrapped value.
@@ -84,6 +85,8 @@ def encode(kind, value, shunt_uohm=0):
         code, lo, hi = -(-value // 10), -40, 120
     elif kind == "temp_lo":
         code, lo, hi = value // 10, -40, 120
+    elif kind == "t_delay":
+        code, lo, hi = -(-value // 1000), 0, 255
     elif kind == "v_delay":
         code, lo, hi = -(-value * 10 // 33), 1, 2047
     elif kind == "oc_delay":
@@ -384,13 +387,20 @@ def settings(hal, trip):
         afe.get("ocd2_delay_ms", max(10, 2 * hal.period_ms)))
     put(0x9286, 1, "scd", "scd", trip[11] * afe.get("scd_pct", 200) // 100)
     put(0x9287, 1, "scd_delay", "scd_delay", afe.get("scd_delay_us", 60))
+    # The temperature delays longer than the firmware's (2 s): a step past both
+    # thresholds at once is still the firmware's to report first.
+    t_delay = afe.get("temp_delay_ms", 4000)
     hot = put(0x929A, 1, "temp_hi", "otc", trip[2] + dc)  # OTC
+    put(0x929B, 1, "t_delay", "otc_delay", t_delay)
     put(0x929C, 1, "temp_hi", "otc_recovery", 10 * hot - 50)
     put(0x929D, 1, "temp_hi", "otd", trip[2] + dc)  # OTD
+    put(0x929E, 1, "t_delay", "otd_delay", t_delay)
     put(0x929F, 1, "temp_hi", "otd_recovery", 10 * hot - 50)
     cold = put(0x92A6, 1, "temp_lo", "utc", trip[3] - dc)  # UTC
+    put(0x92A7, 1, "t_delay", "utc_delay", t_delay)
     put(0x92A8, 1, "temp_lo", "utc_recovery", 10 * cold + 50)
     put(0x92A9, 1, "temp_lo", "utd", trip[3] - dc)  # UTD
+    put(0x92AA, 1, "t_delay", "utd_delay", t_delay)
     put(0x92AB, 1, "temp_lo", "utd_recovery", 10 * cold + 50)
     out.append((0x9261, 1, 0xFC))  # Enabled Protections A: SCD OCD2 OCD1 OCC COV CUV
     out.append((0x9262, 1, 0x33))  # Enabled Protections B: OTD OTC UTD UTC
