@@ -233,3 +233,6 @@ def test_config_faults_events_and_stats_commands(sim_port: str) -> None:
     proc = run("stats", "--port", sim_port, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["frames_ok"] > 0
+    assert json.loads(proc.stdout)["sensor_bus"] is None  # sim-4s: no sensor chip
+    proc = run("stats", "--port", sim_port)
+    assert proc.returncode == 0 and "sensor_bus         none (no sensor chip)" in proc.stdout

@@ -383,7 +383,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
     client = _connect(args.port)
     with client:
         stats = client.stats()
-    _emit(stats, args.json, [f"{k:18} {v}" for k, v in stats.items()])
+
+    def shown(value: object) -> object:
+        if isinstance(value, dict):  # the sensor chip's bus errors, by kind
+            return " ".join(f"{k}={v}" for k, v in value.items())
+        return "none (no sensor chip)" if value is None else value
+
+    _emit(stats, args.json, [f"{k:18} {shown(v)}" for k, v in stats.items()])
     return 0
 
 
