@@ -51,9 +51,9 @@ class QuietHal(Hal):
 
     def frontend(self, cfg: dict[str, Any]) -> Any:
         if "type" in cfg:  # a monitor chip's board: the chip's front end, as its HAL gives
-            from cellguard_fw.bq76952 import Frontend as ChipFrontend
+            from cellguard_fw.bq76952_setup import frontend
 
-            return ChipFrontend(cfg)
+            return frontend(cfg)
         return super().frontend(cfg)
 
     def set_output(self, closed: bool) -> None:
