@@ -406,16 +406,18 @@ class VirtualBoard(PlantControls):
             lines = self.wiring.code_lines(self.plant)
             feedback = self.wiring.feedback
             closed = self.plant.output_closed
-        # One tick's conversions reach the board together or not at all ("commit"
-        # makes them current at once): as real pins, which all move with the plant,
-        # never the cells after a step and the current from before it.
-        group = "\n".join([*lines, "commit"])
-        if len(group) < 4000:  # one write below the pipe's atomic size
-            self._send(group, droppable=True)
-        else:
-            for code_line in [*lines, "commit"]:
-                if not self._send(code_line, droppable=True):
-                    break
+            # One tick's conversions reach the board together or not at all ("commit"
+            # makes them current at once): as real pins, which all move with the plant,
+            # never the cells after a step and the current from before it. Sent under
+            # the lock: a pin the host takes over meanwhile (set_adc_mv) gets its
+            # voltage after this tick's codes, never before them.
+            group = "\n".join([*lines, "commit"])
+            if len(group) < 4000:  # one write below the pipe's atomic size
+                self._send(group, droppable=True)
+            else:
+                for code_line in [*lines, "commit"]:
+                    if not self._send(code_line, droppable=True):
+                        break
         if feedback is not None:  # the auxiliary contact pulls the pin low while closed
             self._send(f"drive {feedback} {0 if closed else 1}", droppable=True)
 
@@ -549,10 +551,10 @@ class VirtualBoard(PlantControls):
     def set_adc_mv(self, pin: int, mv: float) -> None:
         """Put a voltage (millivolts) on an ADC pin (from now on the pin follows the
         host's voltage, not the plant's)."""
-        if self.wiring is not None:
-            with self._lock:
+        with self._lock:  # after any tick's codes already computed for the pin
+            if self.wiring is not None:
                 self.wiring.manual.add(int(pin))
-        self._send(f"adc {int(pin)} {float(mv)!r}")
+            self._send(f"adc {int(pin)} {float(mv)!r}")
 
     def drive_pin(self, pin: int, level: int | None) -> None:
         """Drive an input pin high (1) or low (0) from outside; None lets it go."""
