@@ -146,7 +146,9 @@ def test_a_host_that_never_stops_sending_never_starves_the_watchdog(tmp_path: Pa
         opened = [ms for ms, truth in list(vb.history)
                   if ms >= injected and not truth.output_closed]
     assert vb.resets == [], vb.resets
-    assert opened and opened[0] - injected < 1000 + 2 * vb.board["control_period_ms"]
+    # The trip delay (1 s), the sample that sees it, and a pass of the loop that the
+    # flood (and a busy host under it) may start up to a period late (an overrun).
+    assert opened and opened[0] - injected < 1000 + 3 * vb.board["control_period_ms"]
     assert sent[0] > 20_000  # the board took requests all along (the host waited on it)
 
 
