@@ -246,15 +246,19 @@ def image_bus_source() -> str:
     return IMAGE_BUS.read_text() + "\n"
 
 
-def _image_bus() -> Any:
-    name = "cellguard_benchmarks_bq76952_bus"
+def _file_module(name: str, path: Path) -> ModuleType:
+    """A module loaded once from a file outside any package (tools/, tests/)."""
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, IMAGE_BUS)
+        spec = importlib.util.spec_from_file_location(name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-    return sys.modules[name].ImageBus
+    return sys.modules[name]
+
+
+def _image_bus() -> Any:
+    return _file_module("cellguard_benchmarks_bq76952_bus", IMAGE_BUS).ImageBus
 
 
 def chip_codes(board: dict[str, Any]) -> tuple[Codes, str]:
@@ -1032,14 +1036,7 @@ def _transitions(trace: Sequence[int]) -> tuple[int, int, int]:
 
 def _build_tool() -> ModuleType:
     """tools/build_mpy.py (tools/ is not a package): the project's one mpy-cross build."""
-    name = "cellguard_tools_build_mpy"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BUILD_TOOL)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return _file_module("cellguard_tools_build_mpy", BUILD_TOOL)
 
 
 def build_mpy(firmware: Path | None = None) -> dict[str, bytes]:

@@ -25,22 +25,9 @@ SHORTED_C = 150.0
 
 
 
-def bus_time_ms(ops: list[str], hz: float) -> float:
-    """How long a transfer holds the bus: one bit time for each START and STOP, nine
-    for each byte (eight and the ACK)."""
-    bits = 0
-    for op in ops:
-        if op[:1] in ("S", "P"):
-            bits += 1
-        elif op[:1] == "W":
-            bits += 9 * (len(op) - 1) // 2
-        elif op[:1] == "R":
-            bits += 9 * int(op[1:])
-    return bits * 1000.0 / hz
-
-
 class MonitorChip:
-    """The board's monitor chip, its bus and what the firmware's transfers cost."""
+    """The board's monitor chip and its bus. The chip counts the bus time of the
+    bytes it sees on its own clock (``bus_hz``); the bus counts the transfers."""
 
     def __init__(self, board: dict[str, Any]) -> None:
         afe = board["afe"]
@@ -64,10 +51,6 @@ class MonitorChip:
         self.bus = I2cBus("afe")
         self.bus.attach(self.address, self.chip)
         self.clock_ms = 0.0  # the board's time at the start of the firmware's step
-        self._bus_ms = 0.0  # ... plus the bus time of the step's transfers so far
-        self.transfers = 0
-        self.bytes = 0
-        self.busy_ms = 0.0
 
     def feed(self, sensors: SensorModel, plant: Plant) -> None:
         """The plant as the chip's pins see it now (the sensor model's faults on top)."""
@@ -89,20 +72,13 @@ class MonitorChip:
         self.chip.advance(to_ms)
 
     def start_step(self, board_ms: float) -> None:
-        """The firmware's step begins at ``board_ms``: its transfers follow one another."""
+        """The firmware's step begins at ``board_ms`` (its transfers then follow one
+        another on the chip's clock, each its bus time later)."""
         self.clock_ms = float(board_ms)
-        self._bus_ms = 0.0
 
     def transfer(self, ops: list[str]) -> list[str]:
         """One transfer of the firmware's I2C controller (``runtime.I2cTransport``)."""
-        t = self.clock_ms + self._bus_ms
-        spent = bus_time_ms(ops, self.hz)
-        self._bus_ms += spent
-        self.busy_ms += spent
-        self.transfers += 1
-        self.bytes += sum((len(op) - 1) // 2 if op[:1] == "W" else int(op[1:])
-                          for op in ops if op[:1] in ("W", "R"))
-        return self.bus.transfer(ops, t)
+        return self.bus.transfer(ops, self.clock_ms)
 
     def outputs(self) -> int:
         """The plant's ``OUT_*`` flags from the chip's FETs and balancing."""
