@@ -256,8 +256,10 @@ def test_timers_fire_on_board_time_and_end_at_a_soft_reset(tmp_path: Path) -> No
                                        "print(hasattr(builtins, 'LEFT'), _vboard.timer_count())"))
         elapsed, seen, stopped, one_shot, before, fresh, after = out.split()
         # Every 10 ms from the start (a busy host may stretch the sleep; each period
-        # still fires once), nothing after deinit, the one-shot once.
-        assert int(elapsed) >= 205 and int(elapsed) // 10 <= int(seen) <= int(elapsed) // 10 + 5
+        # still fires once), nothing after deinit, the one-shot once. A firing due in
+        # the very millisecond the clock was read may run just after the reading.
+        el = int(elapsed)
+        assert el >= 205 and (el - 1) // 10 <= int(seen) <= el // 10 + 5
         assert stopped == "True" and one_shot == "1"
         assert before == "1"  # the last timer runs on at the raw REPL
         assert (fresh, after) == ("False", "0")  # a fresh interpreter, no timer left
