@@ -940,7 +940,10 @@ def measure_all(runtime: str = "micropython", board: str = BOARD,
                 phases: Sequence[int] = PHASES_MS,
                 only: Sequence[str] | None = None) -> list[Timing]:
     """Measure every protection (or those named in ``only``) on ``runtime``."""
-    board_cfg = load_board(board)
+    # One switch for both directions, so every fault's reaction is the output
+    # opening; on a board with separate charge and discharge switches a cell-voltage
+    # fault stops its own direction instead, in the same step (tests/test_flash_policy.py).
+    board_cfg = {**load_board(board), "switches": "single"}
     sensors = SensorModel(board_cfg)  # no noise: codes are exact and repeatable
     specs = [s for s in protection_specs(board_cfg, sensors) if only is None or s.name in only]
     if only is not None and len(specs) != len(set(only)):
@@ -1230,7 +1233,9 @@ regenerate it (`tests/test_reaction_times.py` fails while it is out of date):
   just inside its release threshold, and that of any other protection the step
   crossed too (the last column of the second table).
 {scenarios}- **severity**, from the firmware's table: a **fault** opens the output and
-  latches; an **alarm** leaves the output closed and clears its direction's bit
+  latches (measured with one switch for both directions: on a board with
+  `"switches": "dual"` the cell-voltage faults stop only their own direction
+  instead, in the same step, and latch it); an **alarm** leaves the output closed and clears its direction's bit
   in `allowed` (the charge or discharge switch the board drives; on a board
   with `"switches": "dual"` that direction's current is held at zero) and
   releases by itself; a **warning** is only reported (FAULT_EVENT, telemetry

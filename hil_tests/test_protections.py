@@ -6,7 +6,9 @@ with the severity the board reports for it; the board does what the severity
 says (a fault opens the output and latches, an alarm holds its direction at
 zero with the output closed, a warning only reports); the condition is
 removed and the protection releases; a fault stays latched, output open, until
-CLEAR_FAULTS; the event log has it all.
+CLEAR_FAULTS; the event log has it all. On a board with separate charge and
+discharge switches a cell-voltage fault stops only its own direction (``one_way``):
+the output stays closed for the way back, the latch holds that direction.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from __future__ import annotations
 import pytest
 from stimuli import STIMULI, Bench
 
-from cellguard.hil import BLOCKS_CHARGE, BLOCKS_DISCHARGE, BoardLimits, HilClient, Rig
+from cellguard.hil import (
+    BLOCKS_CHARGE,
+    BLOCKS_DISCHARGE,
+    BoardLimits,
+    HilClient,
+    ProtectionLimits,
+    Rig,
+)
 from cellguard.link.client import Telemetry
 from cellguard.sim.plant import PlantTruth
 from cellguard_fw.protection import protection_table
@@ -47,6 +56,23 @@ def _plant(client: HilClient, rig: Rig, closed: bool) -> PlantTruth | None:
     return truth
 
 
+def _check_fault(t: Telemetry, truth: PlantTruth | None, spec: ProtectionLimits,
+                 observes_directions: bool) -> None:
+    """What a latched fault leaves: the output open, or only its direction stopped."""
+    if not spec.one_way:
+        assert not t.charge_allowed and not t.discharge_allowed, "the output is open"
+        if truth is not None:
+            assert not truth.output_closed
+        return
+    if not t.alarms:  # no alarm stops a direction besides
+        _check_directions(t, spec.blocks)
+    if truth is not None:
+        assert truth.output_closed, "a cell-voltage fault keeps the way back open"
+        if observes_directions:
+            assert truth.charge_allowed == (not spec.blocks & BLOCKS_CHARGE)
+            assert truth.discharge_allowed == (not spec.blocks & BLOCKS_DISCHARGE)
+
+
 @pytest.mark.parametrize(("protection", "variant"), CASES)
 def test_protection_trips_releases_and_latches(client: HilClient, rig: Rig,
                                                limits: BoardLimits, protection: str,
@@ -68,14 +94,13 @@ def test_protection_trips_releases_and_latches(client: HilClient, rig: Rig,
     after_trip = client.mark()
     t = client.next_telemetry(after_trip)
     state = client.fault_state()
-    truth = _plant(client, rig, closed=spec.severity != "fault")
+    opens = spec.severity == "fault" and not spec.one_way
+    truth = _plant(client, rig, closed=not opens)
     if spec.severity == "fault":
         assert trip["faults"] & bit
         assert t.faults & bit and t.state == "fault", t
-        assert not t.charge_allowed and not t.discharge_allowed, "the output is open"
         assert protection in state["latched"] and protection in state["tripped"], state
-        if truth is not None:
-            assert not truth.output_closed
+        _check_fault(t, truth, spec, rig.observes_directions)
     else:
         assert not t.faults & bit and not trip["faults"] & bit
         assert t.state == "active", f"a {spec.severity} keeps the output closed: {t}"
@@ -108,11 +133,11 @@ def test_protection_trips_releases_and_latches(client: HilClient, rig: Rig,
     t = client.next_telemetry()
     kinds = ["trip", "release"]
     if spec.severity == "fault":
-        # Latched: the output stays open after the condition went.
+        # Latched: the output stays open (its direction stopped) after the condition went.
         assert t.faults & bit and t.state == "fault", t
         assert protection not in client.fault_state()["active"]
-        if truth is not None:
-            assert not _plant(client, rig, closed=False).output_closed
+        _check_fault(t, truth and _plant(client, rig, closed=not opens), spec,
+                     rig.observes_directions)
         # What else the stimulus tripped releases too; then CLEAR_FAULTS closes it.
         for _ in range(round(SETTLE_S)):
             if not client.fault_state()["active"]:

@@ -469,6 +469,7 @@ def test_bms_step_allocation_fake_hal(mp: MicroPythonRuntime) -> None:
     fe = board["frontend"]
     out = run(mp, BMS_FAKE_HAL + f"""
 _board = json.loads({board_text()!r})
+_board["switches"] = "single"  # each over-voltage opens the output: a switching cycle
 _hal = _FakeHal(_board["cells"], _board["temp_sensors"])
 _bms = Bms(_board, _hal, _NullPort())
 _bms.hal_switches = lambda: _hal.switches
@@ -636,6 +637,7 @@ class _OrderPort(_NullPort):
 
 _board = json.loads({board_text()!r})
 _board["estimator"] = "none"
+_board["switches"] = "single"  # the trip opens the output (a dual board stops charging)
 _hal = _StoreHal(_board["cells"], _board["temp_sensors"])
 _hal.healthy(_board["frontend"]["current_adc"]["zero_code"])
 _fs.files = {{}}  # a fresh flash: no latch from the runs above

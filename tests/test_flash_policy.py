@@ -70,19 +70,24 @@ def board() -> dict[str, object]:
     return b
 
 
-def boot(flash: FlashModel) -> tuple[Bms, OrderHal, list[tuple[str, str]]]:
+def boot(flash: FlashModel, switches: str = "dual") -> tuple[Bms, OrderHal,
+                                                            list[tuple[str, str]]]:
     log: list[tuple[str, str]] = []
     flash.on_op = lambda kind, path: log.append(("flash " + kind, path))
     b = board()
+    b["switches"] = switches
     hal = OrderHal(log, int(b["cells"]), int(b["temp_sensors"]))  # type: ignore[call-overload]
     bms = Bms(b, hal, OrderPort(log))
     return bms, hal, log
 
 
-def test_a_trip_opens_the_output_before_any_flash_or_port_write(flash: FlashModel) -> None:
-    """Item 1: the step that trips drives the output open first; the latch file,
-    the event log and the FAULT_EVENT come after it."""
-    bms, hal, log = boot(flash)
+@pytest.mark.parametrize("switches", ["single", "dual"])
+def test_a_trip_opens_the_output_before_any_flash_or_port_write(flash: FlashModel,
+                                                                switches: str) -> None:
+    """Item 1: the step that trips drives the output open first (on separate charge
+    and discharge switches, the over-voltage stops the charge switch only); the latch
+    file, the event log and the FAULT_EVENT come after it."""
+    bms, hal, log = boot(flash, switches)
     for _ in range(30):
         bms.step(100)
     assert hal.closed, "the output should close on a healthy pack"
@@ -90,10 +95,12 @@ def test_a_trip_opens_the_output_before_any_flash_or_port_write(flash: FlashMode
     for _ in range(100):
         del log[:]
         bms.step(100)
-        if not hal.closed:
+        if bms.latched:
             break
-    assert not hal.closed and bms.latched & codec.FAULT_CELL_OVERVOLTAGE
-    opened = log.index(("output", "open"))
+    assert bms.latched & codec.FAULT_CELL_OVERVOLTAGE
+    driven = ("output", "open") if switches == "single" else ("directions", "False True")
+    assert hal.closed == (switches == "dual")
+    opened = log.index(driven)
     io = [k for k, (kind, _) in enumerate(log) if kind.startswith(("flash", "port"))]
     assert any(log[k][0] == "flash rename" for k in io), log  # the latch was saved
     assert any(log[k][0] == "port" for k in io), log  # the FAULT_EVENT went out

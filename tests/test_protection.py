@@ -459,6 +459,7 @@ class FakeHal(Hal):
         self.temps = [0] * n_temps
         self.current = zero_code
         self.outputs: list[bool] = []
+        self.directions: list[tuple[bool, bool]] = []
 
     def sample(self, raw_cells: Any, raw_temps: Any) -> int:
         for i, c in enumerate(self.cells):
@@ -469,6 +470,9 @@ class FakeHal(Hal):
 
     def set_output(self, closed: bool) -> None:
         self.outputs.append(closed)
+
+    def set_directions(self, charge: Any, discharge: Any) -> None:
+        self.directions.append((bool(charge), bool(discharge)))
 
     def unique_id(self) -> bytes:
         return b"\x01\x02\x03\x04\x05\x06\x07\x08"
@@ -582,8 +586,13 @@ class BmsMachine(RuleBasedStateMachine):
         if faults:
             self.fault_steps += 1
         assert bms.latched == self.expected_latched  # a latch never clears by itself
-        if held:  # open on any held fault
+        if _opens(bms, held):  # open on any held fault but a one-way one
             assert bms.state == STATE_FAULT and not bms.output_closed
+        elif held:  # a cell-voltage fault on a dual-switch board: its direction stopped
+            assert bms.state == STATE_FAULT
+            charge, discharge = self.hal.directions[-1]
+            cw, dw = bms.one_way
+            assert not (held & cw and charge) and not (held & dw and discharge)
         elif bms.output_closed:
             assert bms.state == STATE_ACTIVE
         else:  # never closes onto a condition whose trip delay is running
@@ -595,9 +604,16 @@ class BmsMachine(RuleBasedStateMachine):
 
     @invariant()
     def output_never_closed_with_a_fault(self) -> None:
-        if self.bms.protection.faults or self.bms.latched:
+        if _opens(self.bms, self.bms.protection.faults | self.bms.latched):
             assert not self.bms.output_closed
             assert not self.hal.outputs[-1]
+
+
+def _opens(bms: Bms, held: int) -> bool:
+    """Whether the held fault bits open the output: any but the cell-voltage limits of a
+    dual-switch board, which stop only their direction (both at once open it)."""
+    cw, dw = bms.one_way
+    return bool(held & ~(cw | dw)) or bool(held & cw and held & dw)
 
 
 BmsMachine.TestCase.settings = settings(
@@ -620,22 +636,46 @@ def test_bms_machine_reaches_faults_and_recovery() -> None:
     m.run(100, samples_to(1000) - 1)
     assert m.bms.output_closed
     m.run(100, 1)
+    # sim-4s has separate charge and discharge FETs: over-voltage stops charging only
     assert m.bms.protection.faults == codec.FAULT_CELL_OVERVOLTAGE
-    assert not m.bms.output_closed and m.hal.outputs[-1] is False
+    assert m.bms.output_closed and m.hal.directions[-1] == (False, True)
     for i in range(SIM_BOARD["cells"]):
         m.set_cell(i, 4100)
     m.run(100, samples_to(2000))
     assert m.bms.protection.faults == 0  # the condition released ...
-    assert m.bms.state == STATE_FAULT and m.hal.outputs[-1] is False  # ... but it latched
+    assert m.bms.state == STATE_FAULT and m.hal.directions[-1] == (False, True)  # ... latched
     m.run(100, 50)
     assert m.bms.state == STATE_FAULT
     m.clear_faults()
     m.run(100, 1)
-    assert m.bms.state == STATE_ACTIVE and m.hal.outputs[-1] is True
+    assert m.bms.state == STATE_ACTIVE and m.hal.directions[-1] == (True, True)
     m.set_current(-16000)
     m.run(100, samples_to(500))
     assert m.bms.protection.faults == codec.FAULT_OVERCURRENT_DISCHARGE
-    assert m.hal.outputs == [False, True, False, True, False]
+    assert m.hal.outputs == [False, True, False]
+
+
+def test_a_cell_voltage_fault_opens_the_output_of_a_single_switch_board() -> None:
+    """The same over-voltage on one switch for both directions: nothing but opening."""
+    hal = FakeHal(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
+    hal.cells = [cell_code(3700)] * SIM_BOARD["cells"]
+    hal.temps = [2000] * SIM_BOARD["temp_sensors"]
+    bms = Bms({**SIM_BOARD, "switches": "single"}, hal, NullPort())
+    assert bms.one_way == (0, 0)
+    for _ in range(5):
+        bms.step(100)
+    hal.cells = [cell_code(4300)] * SIM_BOARD["cells"]
+    for _ in range(samples_to(1000)):
+        bms.step(100)
+    assert bms.protection.faults == codec.FAULT_CELL_OVERVOLTAGE
+    assert not bms.output_closed and hal.outputs == [False, True, False]
+
+
+def test_on_a_dual_switch_board_only_the_cell_voltage_limits_stop_one_way() -> None:
+    bms = BmsMachine().bms
+    cw, dw = bms.one_way
+    assert cw == codec.FAULT_CELL_OVERVOLTAGE
+    assert dw == codec.FAULT_CELL_UNDERVOLTAGE  # deep discharge opens both: not charged
 
 
 def test_a_warning_is_reported_but_never_opens_or_latches() -> None:
@@ -657,18 +697,14 @@ def test_a_warning_is_reported_but_never_opens_or_latches() -> None:
 
 
 class StoredHal(FakeHal):
-    """FakeHal with a flash folder (latches survive a new Bms) and direction calls."""
+    """FakeHal with a flash folder (latches survive a new Bms)."""
 
     def __init__(self, storage: str) -> None:
         super().__init__(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
         self.storage = storage
-        self.directions: list[tuple[bool, bool]] = []
 
     def storage_dir(self) -> str:  # type: ignore[override]
         return self.storage
-
-    def set_directions(self, charge: Any, discharge: Any) -> None:
-        self.directions.append((bool(charge), bool(discharge)))
 
 
 @dataclass

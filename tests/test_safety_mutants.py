@@ -224,7 +224,7 @@ def test_a_welded_contactor_after_a_failed_precharge_adds_its_bit() -> None:
 ALLOWED_WHILE_ALARM = {
     "cell_overvoltage": 0b10, "cell_undervoltage": 0b01, "overtemperature": 0b00,
     "undertemperature": 0b00, "overcurrent_charge": 0b10, "overcurrent_discharge": 0b01,
-    "deep_discharge": 0b01, "overtemperature_charge": 0b10, "undertemperature_charge": 0b10,
+    "deep_discharge": 0b00, "overtemperature_charge": 0b10, "undertemperature_charge": 0b10,
     "overcurrent_charge_peak": 0b10, "overcurrent_discharge_peak": 0b01,
     "short_circuit": 0b01, "cell_imbalance": 0b00, "open_wire": 0b00, "sensor_range": 0b00,
     "sensor_disconnected": 0b00, "sensor_stuck": 0b00, "pack_voltage_mismatch": 0b00,
@@ -291,12 +291,13 @@ def test_bad_severity_and_debounce_are_refused_by_name() -> None:
     assert Protection(LIMITS, debounces={"open_wire": 1000}).debounce[13] == 1000
 
 
-def booted(cells_mv: list[int]) -> tuple[Bms, FakeHal]:
-    """A Bms on the sim board whose real Measurement reads these cells (ADC codes)."""
+def booted(cells_mv: list[int], switches: str = "dual") -> tuple[Bms, FakeHal]:
+    """A Bms on the sim board whose real Measurement reads these cells (ADC codes);
+    ``switches`` "single": one switch for both directions, any fault opens it."""
     hal = FakeHal(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
     hal.cells = [cell_code(mv) for mv in cells_mv]
     hal.temps = [2000] * SIM_BOARD["temp_sensors"]
-    return Bms(SIM_BOARD, hal, NullPort()), hal
+    return Bms({**SIM_BOARD, "switches": switches}, hal, NullPort()), hal
 
 
 def test_booting_past_a_limit_keeps_the_output_open_through_the_trip_delay() -> None:
@@ -308,7 +309,10 @@ def test_booting_past_a_limit_keeps_the_output_open_through_the_trip_delay() -> 
         assert bms.protection.pending_trips == ov.bit and bms.faults == 0
     bms.step(DT_MS)
     assert bms.faults == ov.bit and bms.latched == ov.bit
-    assert not bms.output_closed and True not in hal.outputs
+    # sim-4s has separate charge and discharge FETs: once the fault has tripped, the
+    # output closes for the way back only (discharging), the charge FET stopped first
+    assert bms.output_closed and hal.directions == [(True, True), (False, True)]
+    assert hal.outputs == [False, True]
 
 
 # -- latches -----------------------------------------------------------------
@@ -605,15 +609,11 @@ class DirectionsHal(FakeHal):
         super().__init__(SIM_BOARD["cells"], SIM_BOARD["temp_sensors"], CUR_ZERO)
         self.cells = [cell_code(3700)] * SIM_BOARD["cells"]
         self.temps = [2000] * SIM_BOARD["temp_sensors"]
-        self.directions: list[tuple[bool, bool]] = []
-
-    def set_directions(self, charge: object, discharge: object) -> None:
-        self.directions.append((bool(charge), bool(discharge)))
 
 
 def test_a_fault_trips_latches_releases_and_clears_through_bms() -> None:
     ov = next(s for s in SPECS if s.name == "cell_overvoltage")
-    bms, hal = booted([3700] * 4)
+    bms, hal = booted([3700] * 4, switches="single")
     bms.step(DT_MS)
     assert bms.output_closed and bms.state == codec.STATE_ACTIVE
     start = bms.events.total

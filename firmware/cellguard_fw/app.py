@@ -40,6 +40,7 @@ _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
 _EVENTS_PAGE = const(10)  # events per EVENTS frame (21 bytes each)
 _TIME_WRAP = const(1073741000)  # board time wraps here: whole seconds, below 2**30
 _SILENCE_MAX = const(0x20000000)  # host silence saturates here (6.2 days)
+_Q_CELL_MV = const(1)  # protection.Q_MAX_CELL_MV and Q_MIN_CELL_MV are 0 and 1
 
 
 def board_limits(board):
@@ -72,6 +73,20 @@ class Bms:
         self.protection = Protection(setup.board_limits(board), board.get("delays"),
                                      setup.board_severities(board), board.get("debounce"))
         setup.release()
+        # On a board with separate charge and discharge switches a cell-voltage fault
+        # stops only the direction it holds: the other one is the way back inside the
+        # limits (an empty LFP cell rests below its release: it must be charged).
+        # Bits that stop charging, bits that stop discharging; (0, 0): the output opens.
+        cw = dw = 0
+        p = self.protection
+        if board.get("switches") == "dual":
+            for i in range(p.count):
+                if p.quantity[i] <= _Q_CELL_MV:
+                    if p.blocks[i] == 1:
+                        cw |= p.bit[i]
+                    elif p.blocks[i] == 2:
+                        dw |= p.bit[i]
+        self.one_way = (cw, dw)
         self.soc = CoulombCounter(board["capacity_mah"], self.profile["ocv_mv"])
         storage = hal.storage_dir()  # None: nothing survives a reset
         # Estimation (floats, once a second) runs beside the control step, never
@@ -254,12 +269,15 @@ class Bms:
         # Never close onto a condition that is about to trip (at start-up, or
         # after a clear): wait until every measurement is inside its limits.
         c = self.contactor
-        want = not held and (c.closed or not self.protection.pending_trips)
-        c.step(dt_ms, want, pack_mv)
-        allowed = self.protection.allowed
-        if allowed != self.allowed:
+        cw, dw = self.one_way
+        stop = (1 if held & cw else 0) | (2 if held & dw else 0)
+        opens = held & ~(cw | dw) or stop == 3
+        want = not opens and (c.closed or not self.protection.pending_trips)
+        allowed = self.protection.allowed & ~stop
+        if allowed != self.allowed:  # first: a closing output never lets a stopped way through
             self.allowed = allowed
             self.hal.set_directions(allowed & 1, allowed & 2)
+        c.step(dt_ms, want, pack_mv)
         if held or c.faults:
             self.state = codec.STATE_FAULT
         elif c.closed:

@@ -75,7 +75,7 @@ def protection_table():
          "discharge_current_max_ma", 500, 10000, FAULT, BLOCKS_DISCHARGE, 1),
         # A lower, latching level: a cell this empty may be damaged.
         ("deep_discharge", FAULT_DEEP_DISCHARGE, Q_MIN_CELL_MV, BELOW, "deep_discharge_mv",
-         1000, 2000, FAULT, BLOCKS_DISCHARGE, 1),
+         1000, 2000, FAULT, BLOCKS_BOTH, 1),
         # Charging has narrower temperature limits than discharging (lithium plating
         # below freezing, ageing when hot): an alarm that stops charging only.
         ("overtemperature_charge", FAULT_OVERTEMPERATURE_CHARGE, Q_MAX_TEMP_DC, ABOVE,

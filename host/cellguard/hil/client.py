@@ -282,6 +282,8 @@ class ProtectionLimits:
     hard_min: int  # how far the thresholds may ever go
     hard_max: int
     period_ms: int
+    one_way: bool = False  # as a fault, stops only ``blocks``: a cell-voltage limit on a
+    # board with separate charge and discharge switches (the other way leads back inside)
 
     @property
     def unit(self) -> str:
@@ -314,7 +316,13 @@ class BoardLimits:
 
     @classmethod
     def read(cls, client: BoardClient) -> BoardLimits:
-        from cellguard_fw.protection import ABOVE, protection_table
+        from cellguard_fw.protection import (
+            ABOVE,
+            BLOCKS_BOTH,
+            Q_MAX_CELL_MV,
+            Q_MIN_CELL_MV,
+            protection_table,
+        )
 
         from ..protocol.messages import DEBOUNCE_KEY_BASE, SEVERITY_KEY_BASE
 
@@ -322,8 +330,9 @@ class BoardLimits:
         config = {e.key: e for e in client.config_dump()}
         limits = cls(info, config)
         period_ms = round(info.control_period_s * 1000)
+        dual = limits.switches == "dual"
         for i, row in enumerate(protection_table()):
-            name, bit, _quantity, direction, _key, _td, _rd, _sev, blocks, _deb = row
+            name, bit, quantity, direction, _key, _td, _rd, _sev, blocks, _deb = row
             if FAULT_BITS.get(name) != bit:
                 raise HilError(f"protection {name}: the firmware's bit {bit} is not the "
                                f"protocol's {FAULT_BITS.get(name)}")
@@ -341,8 +350,20 @@ class BoardLimits:
                 severity=SEVERITIES[config[CONFIG_NAMES[SEVERITY_KEY_BASE + i]].value],
                 hard_min=min(trip.min, release.min), hard_max=max(trip.max, release.max),
                 period_ms=period_ms,
+                one_way=dual and quantity in (Q_MAX_CELL_MV, Q_MIN_CELL_MV)
+                and blocks != BLOCKS_BOTH,
             )
         return limits
+
+    @property
+    def switches(self) -> str:
+        """"dual" (separate charge and discharge switches) or "single", from the board
+        file of the board's name; "single" for a board this host has no file for."""
+        from ..boards import board_names, load_board
+
+        if self.info.board not in board_names():
+            return "single"
+        return str(load_board(self.info.board).get("switches", "single"))
 
     def value(self, key: str) -> int:
         return self.config[key].value
