@@ -137,7 +137,8 @@ def test_trip_reports_a_fault_event_and_the_log_keeps_it(board: Any) -> None:
     assert abs(events["value"] - 3750) < 5  # the cell voltage that tripped it
     state = client.fault_state()
     assert state["active"] == ["cell_overvoltage"] and state["tripped"] == ["cell_overvoltage"]
-    assert not sim.truth().output_closed
+    truth = sim.truth()  # sim-4s's separate FETs: charging stops, discharging is the way back
+    assert truth.output_closed and not truth.charge_allowed and truth.discharge_allowed
 
     log = client.events()
     kinds = [e.kind for e in log]
@@ -338,14 +339,14 @@ def test_a_fault_stays_latched_across_a_reset_until_cleared(board: Any) -> None:
     _wait_board_time(sim, 10.0)
     state = client.fault_state()
     assert state["active"] == [] and state["latched"] == ["cell_overvoltage"]
-    assert not sim.truth().output_closed
+    assert not sim.truth().charge_allowed  # the latch holds the charge FET open
     assert _telemetry_wait(client).state == "fault"
     client.clear_faults()
     assert client.fault_state()["latched"] == []
     deadline = time.monotonic() + 60  # a guard only
-    while not sim.truth().output_closed and time.monotonic() < deadline:
+    while not sim.truth().charge_allowed and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sim.truth().output_closed
+    assert sim.truth().charge_allowed and sim.truth().output_closed
     kinds = [e.kind for e in client.events()]
     assert kinds[-1] == "clear" and kinds.count("boot") == 2
 
