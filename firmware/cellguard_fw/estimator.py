@@ -24,6 +24,8 @@ Current is in A, positive when charging; voltages in V; temperatures in degC.
 
 from math import exp, sqrt
 
+from micropython import const
+
 from . import codec
 from .balancing import Balancer
 from .health import Health
@@ -397,10 +399,17 @@ VOLTS_SUSPECT = (codec.FAULT_OPEN_WIRE | codec.FAULT_SENSOR_RANGE | codec.FAULT_
                  | codec.FAULT_PACK_VOLTAGE_MISMATCH)
 PLAUSIBLE_MARGIN_MV = 500  # a cell reading this far beyond the chemistry's hard limits
 BIAS_HOLD_MS = 60000  # the bias learns again this long after the readings were suspect
-# A cell whose innovation is this far from the other cells' median (plus five of
-# its own standard deviations) is not taken: the model's error is common to the
-# cells, a frozen or drifting channel's is its own.
-OUTLIER_V = 0.05
+# A cell whose innovation is further from the other cells' median than cells of
+# one pack differ by is not taken (docs/estimation.md). The model's error is
+# common to the cells and cancels in that difference; what is a cell's own, added
+# up: the front end's noise band (the board's stuck_band_mv, at least
+# _BAND_MIN_MV), its resistances' spread (_SPREAD_PCT of the overpotential: each
+# within +/-5 %), and _OUTLIER_SIGMAS of its reading's noise (rms) and its filter's
+# SoC uncertainty. A frozen or drifting channel's error is its own.
+_OUTLIER_SIGMAS = const(5)
+_READ_NOISE_UV = const(2000)
+_SPREAD_PCT = const(10)
+_BAND_MIN_MV = const(5)
 
 CONTINUOUS_S = 300.0  # horizon of the "continuous" current limit
 PEAK_S = (2.0, 10.0, 30.0)  # horizons of the peak limits
@@ -455,6 +464,8 @@ class StateEstimator:
         # where the range is unknown), unless the board gives its spec.
         self.bias_max_a = board.get("current_bias_max_ma", fs // 200 if fs
                                     else board["capacity_mah"] // 20) / 1000.0
+        # the outlier test's floor, V: the front end's noise band
+        self.outlier_band_v = max(board.get("stuck_band_mv", 0), _BAND_MIN_MV) / 1000.0
         self.saturated = False
         self.gated = 0  # runs whose cell voltages were not trusted
         self.hold_ms = 0  # the bias learns again once this has run out
@@ -543,15 +554,26 @@ class StateEstimator:
             if volts_ok:
                 nu[k] = cells[k].innovation(volts[k], i_true, t)
         # Each cell's reading against its model, and against the other cells': one
-        # far off the median is left out (and with two cells that disagree, both).
+        # further off the median than cells differ by is left out (and with two
+        # cells that disagree, both). In V, the bounds added up: the front end's
+        # band, the resistances' spread (of the mean cell's overpotential), and
+        # _OUTLIER_SIGMAS of the reading noise and the cell's own SoC uncertainty.
         used = 0
         total = 0.0
         if volts_ok:
             mid = _median(nu, n)
+            x = ekf.x
+            m.at(x[0], t)
+            spread = (m.get("r0_ohm") * i_true + x[1] + x[2]) * (_SPREAD_PCT / 100.0)
+            bound = self.outlier_band_v + (spread if spread > 0 else -spread)
+            noise = _READ_NOISE_UV / 1e6
+            noise *= noise
             for k in range(n):
                 c = cells[k]
                 d = nu[k] - (nu[1 - k] if n == 2 else mid)
-                if n > 1 and d * d > OUTLIER_V * OUTLIER_V + 25.0 * c.s:
+                # c.s less c.r_meas: H^2 P, the cell's own SoC uncertainty in V^2
+                if n > 1 and (d if d > 0 else -d) > bound + _OUTLIER_SIGMAS * sqrt(
+                        c.s - c.r_meas + noise):
                     continue
                 c.update(nu[k])
                 used += 1
