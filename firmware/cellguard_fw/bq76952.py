@@ -38,9 +38,6 @@ The measurement path (:meth:`Bq76952.read`) and the FET and balancing commands
 allocate nothing: preallocated buffers and memoryviews, integer maths.
 """
 
-import time
-from array import array
-
 from micropython import const
 
 # Direct commands
@@ -77,7 +74,6 @@ _TRIES = const(3)  # attempts per transaction
 _POLLS = const(20)  # reads of 0x3E/0x3F waiting for the chip
 _POLL_US = const(500)
 _DEAD_AFTER = const(3)  # failed measurement cycles in a row before ``dead``
-_N_BUF = const(84)  # the longest transfer: the main block read with CRC (2 x 42)
 
 
 # CRC-8 (polynomial 0x07) of each byte: a bytes constant, so no code builds it on a
@@ -104,8 +100,8 @@ CRC_TABLE = (
 
 class ChipChannel:
     """A channel a monitor chip (``"type": "bq76952"``) reports in the firmware's
-    units already: cells and pack in mV, current in mA (``offset`` 0), or
-    temperatures in 0.1 K (``offset`` 2732: 0.1 degC out).
+    units already: cells and pack in mV, current in mA (``zero`` 0), or
+    temperatures in 0.1 K (``zero`` 2732: 0.1 degC out).
 
     Measurement counts a temperature code at or above ``open_code`` or at or below
     ``max_code // 100`` as a railed sensor (an NTC's open and shorted ends). The
@@ -116,7 +112,9 @@ class ChipChannel:
     attribute name is an interned string a board keeps.
 
     A chip board's front end (``Hal.frontend``) is a ChipChannel carrying the four
-    channels (bq76952_setup.frontend builds it)."""
+    channels (bq76952_setup.frontend builds it): cells, current and pack need no
+    conversion, so it is itself the one identity channel for the three, and its
+    ``temp`` the temperature channel."""
 
     # the front end's channels (annotations only: no code on a board)
     cell: "ChipChannel"
@@ -124,10 +122,11 @@ class ChipChannel:
     temp: "ChipChannel"
     pack: "ChipChannel"
 
-    def __init__(self, max_code, offset=0, cold=0, hot=0):
-        self.max_code = max_code if not cold else 100 * cold
-        self.zero = offset
-        self.open_code = hot
+    # max_code, zero (subtracted by convert) and open_code are set by
+    # bq76952_setup.frontend: no constructor on a board
+    max_code: int
+    zero: int
+    open_code: int
 
     def convert(self, code):
         return code - self.zero
@@ -135,41 +134,11 @@ class ChipChannel:
 
 class Bq76952:
     def __init__(self, i2c, address=0x08, crc=False, sleep=None):
-        self.i2c = i2c
-        self.address = address
-        self.crc = crc
-        # time.sleep_us on a board; CPython (host tests) has none: no wait
-        self.sleep = getattr(time, "sleep_us", lambda us: None) if sleep is None else sleep
-        # One buffer for every transfer: a read's data (with CRC: data and CRC
-        # bytes, decoded in place), a write's bytes on the wire. ``tx``: a write's
-        # data, kept for its retries.
-        self.buf = bytearray(_N_BUF)
-        self.tx = bytearray(36)
-        # buf[:n] for the transfer lengths of the measurement path and of the FET
-        # and balancing commands (CRC off and on), made once: slicing a memoryview
-        # allocates. Other lengths (data memory, at start-up) get a view for the one
-        # transfer, which is not kept.
-        buf = memoryview(self.buf)
-        self.views = {n: buf[:n] for n in b"\x01\x02\x04\x05\x06\x09\x0c\x14\x28\x2a\x54"}
-        # measurements (converted)
-        self.cells = array("h", [0] * 16)  # mV
-        self.temps = array("h", [0] * 7)  # 0.1 K: Int, CFETOFF, DFETOFF, ALERT, TS1..TS3
-        self.safety = bytearray(_N_SAFETY)  # Alert A, Status A, Alert B, Status B, ...
-        self.stack_mv = 0
-        self.pack_mv = 0
-        self.ld_mv = 0
-        self.current_ma = 0
-        self.battery_status = 0
-        self.alarm_status = 0
-        self.fet_status = 0
-        # DA Configuration (bq76952_setup.units): user-amps in mA (0: 0.1 mA),
-        # user-volts in mV; the default 0x05 is 1 mA, cV
-        self.amps = 1
-        self.volts = 10
-        # by kind: bus (NACK), CRC, checksum, busy, verify, timeout, failed cycles
-        self.errors = array("H", [0] * 7)
-        self.failed = 0  # measurement cycles failed in a row
-        self.dead = False
+        # buffers, views, readings and counters: bq76952_setup.init (start-up code
+        # is not kept on a board; it says what each attribute holds)
+        from . import bq76952_setup
+
+        bq76952_setup.init(self, i2c, address, crc, sleep)
 
     def _view(self, n):
         v = self.views.get(n)

@@ -14,6 +14,8 @@ argument; see docs/bq76952.md.
 """
 
 import sys
+import time
+from array import array
 
 from micropython import const
 
@@ -121,6 +123,52 @@ def control_bits(on):
 
 
 # -- the driver: direct commands, subcommands, data memory -------------------------
+def init(d, i2c, address, crc, sleep):
+    """``Bq76952(i2c, address, crc, sleep)``: the driver's buffers, views of them,
+    readings and counters (every attribute the control step uses); then this
+    module is released."""
+    try:
+        d.i2c = i2c
+        d.address = address
+        d.crc = crc
+        # time.sleep_us on a board; CPython (host tests) has none: no wait, with a
+        # built-in that does nothing to its argument (a function from here would
+        # keep this module alive)
+        d.sleep = getattr(time, "sleep_us", abs) if sleep is None else sleep
+        # One buffer for every transfer: a read's data (with CRC: data and CRC
+        # bytes, decoded in place), a write's bytes on the wire. ``tx``: a write's
+        # data, kept for its retries.
+        d.buf = bytearray(84)  # the longest transfer: the main block with CRC
+        d.tx = bytearray(36)
+        # buf[:n] for the transfer lengths of the measurement path and of the FET
+        # and balancing commands (CRC off and on), made once: slicing a memoryview
+        # allocates. Other lengths (data memory, at start-up) get a view for the one
+        # transfer, which is not kept.
+        buf = memoryview(d.buf)
+        d.views = {n: buf[:n] for n in b"\x01\x02\x04\x05\x06\x09\x0c\x14\x28\x2a\x54"}
+        # measurements (converted)
+        d.cells = array("h", [0] * 16)  # mV
+        d.temps = array("h", [0] * 7)  # 0.1 K: Int, CFETOFF, DFETOFF, ALERT, TS1..TS3
+        d.safety = bytearray(6)  # Alert A, Status A, Alert B, Status B, ...
+        d.stack_mv = 0
+        d.pack_mv = 0
+        d.ld_mv = 0
+        d.current_ma = 0
+        d.battery_status = 0
+        d.alarm_status = 0
+        d.fet_status = 0
+        # DA Configuration (:func:`units`): user-amps in mA (0: 0.1 mA),
+        # user-volts in mV; the default 0x05 is 1 mA, cV
+        d.amps = 1
+        d.volts = 10
+        # by kind: bus (NACK), CRC, checksum, busy, verify, timeout, failed cycles
+        d.errors = array("H", [0] * 7)
+        d.failed = 0  # measurement cycles failed in a row
+        d.dead = False
+    finally:
+        release()
+
+
 def units(d, da):
     """Convert with DA Configuration ``da`` (USER_AMPS bits 0-1, USER_VOLTS_CV bit 2)."""
     d.amps = (0, 1, 10, 100)[da & 3]  # 0: 0.1 mA
@@ -253,12 +301,17 @@ def frontend(cfg):
     try:
         if cfg.get("type") != "bq76952":
             raise ValueError("frontend type must be bq76952")
-        fe = ChipChannel(0)
-        fe.cell = ChipChannel(cfg["cell_adc"]["full_scale_mv"])
-        fe.current = ChipChannel(0x3FFFFFFF)
-        fe.temp = ChipChannel(0xFFFF, 2732, 2732 + cfg.get("cold_rail_dc", -400),
-                              2732 + cfg.get("hot_rail_dc", 1500))
-        fe.pack = ChipChannel(0xFFFF)
+        # cells (mV), current (mA) and pack (mV) need no conversion: one identity
+        # channel serves the three, and it is the front end itself
+        fe = ChipChannel()
+        fe.max_code = cfg["cell_adc"]["full_scale_mv"]
+        fe.zero = 0
+        fe.open_code = 0
+        fe.cell = fe.current = fe.pack = fe
+        t = fe.temp = ChipChannel()  # 0.1 K in, 0.1 degC out; the rails (ChipChannel)
+        t.max_code = 100 * (2732 + cfg.get("cold_rail_dc", -400))
+        t.zero = 2732
+        t.open_code = 2732 + cfg.get("hot_rail_dc", 1500)
         return fe
     finally:
         release()
@@ -439,8 +492,5 @@ def release():
     """Forget this module, so its code is garbage once nothing else holds it."""
     sys.modules.pop("cellguard_fw.bq76952_setup", None)
     package = sys.modules.get("cellguard_fw")
-    if package is not None:
-        try:
-            delattr(package, "bq76952_setup")
-        except AttributeError:
-            pass
+    if package is not None and hasattr(package, "bq76952_setup"):  # released twice:
+        delattr(package, "bq76952_setup")  # the driver's start within the HAL's
