@@ -38,6 +38,9 @@ The measurement path (:meth:`Bq76952.read`) and the FET and balancing commands
 allocate nothing: preallocated buffers and memoryviews, integer maths.
 """
 
+import time
+from array import array
+
 from micropython import const
 
 # Direct commands
@@ -133,12 +136,37 @@ class ChipChannel:
 
 
 class Bq76952:
+    # set by bq76952_setup.init, which says what each holds (annotations only: no
+    # code, no names on a board; the start-up code is not kept)
+    buf: bytearray
+    tx: bytearray
+    views: dict
+    cells: array
+    temps: array
+    safety: bytearray
+    stack_mv: int
+    pack_mv: int
+    ld_mv: int
+    current_ma: int
+    battery_status: int
+    alarm_status: int
+    fet_status: int
+    amps: int
+    volts: int
+    errors: array
+    failed: int
+    dead: bool
+
     def __init__(self, i2c, address=0x08, crc=False, sleep=None):
-        # buffers, views, readings and counters: bq76952_setup.init (start-up code
-        # is not kept on a board; it says what each attribute holds)
+        self.i2c = i2c
+        self.address = address
+        self.crc = crc
+        # time.sleep_us on a board; CPython (host tests) has none: no wait, with a
+        # built-in that does nothing to its argument
+        self.sleep = getattr(time, "sleep_us", abs) if sleep is None else sleep
         from . import bq76952_setup
 
-        bq76952_setup.init(self, i2c, address, crc, sleep)
+        bq76952_setup.init(self)
 
     def _view(self, n):
         v = self.views.get(n)

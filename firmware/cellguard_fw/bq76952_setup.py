@@ -14,7 +14,6 @@ argument; see docs/bq76952.md.
 """
 
 import sys
-import time
 from array import array
 
 from micropython import const
@@ -140,18 +139,11 @@ def control_bits(on):
 
 
 # -- the driver: direct commands, subcommands, data memory -------------------------
-def init(d, i2c, address, crc, sleep):
+def init(d):
     """``Bq76952(i2c, address, crc, sleep)``: the driver's buffers, views of them,
-    readings and counters (every attribute the control step uses); then this
-    module is released."""
+    readings and counters (every attribute the control step uses but the bus's);
+    then this module is released."""
     try:
-        d.i2c = i2c
-        d.address = address
-        d.crc = crc
-        # time.sleep_us on a board; CPython (host tests) has none: no wait, with a
-        # built-in that does nothing to its argument (a function from here would
-        # keep this module alive)
-        d.sleep = getattr(time, "sleep_us", abs) if sleep is None else sleep
         # One buffer for every transfer: a read's data (with CRC: data and CRC
         # bytes, decoded in place), a write's bytes on the wire. ``tx``: a write's
         # data, kept for its retries.
