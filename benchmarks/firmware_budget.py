@@ -1306,9 +1306,10 @@ def report(results: list[BoardBudget], mpy: list[BoardBudget], mp_version: str,
           "allocated. .mpy: the same firmware precompiled\n  with mpy-cross. The WebAssembly "
           "heap grows on demand, so these are bytes in use, not a\n  limit that was reached. "
           "1 KB = 1024 B.\n  bq: boards/pico-bq76952-16s.json (estimator off) as deployed, "
-          "Bms over Bq76952Hal:\n  its code counts the driver, the HAL and hal.py (the ADC "
-          "rows' bench HAL stands in\n  for theirs); the register image it reads is the "
-          "bench's, outside the figures.")
+          "Bms over Bq76952Hal:\n  its code counts the driver and its HAL (which has the Hal "
+          "interface itself: hal.py is\n  not loaded; the ADC rows' bench HAL, outside the "
+          "figures, stands in for theirs); the\n  register image it reads is the bench's, "
+          "outside the figures.")
 
     print("\nInterned names (qstrs) after the drive, the harness's included")
     print(f"{'board':<15}{'names':>7}{'pools':>7}{'bytes':>9}{'room':>7}{'next pool':>11}")

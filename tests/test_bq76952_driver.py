@@ -7,6 +7,7 @@ SLUUBY2, the Technical Reference Manual), byte for byte, with CRC off and on.
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import pytest
@@ -15,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cellguard_fw import bq76952_setup as setup
-from cellguard_fw.bq76952 import Bq76952
+from cellguard_fw.bq76952 import CRC_TABLE, Bq76952
 from cellguard_fw.bq76952_setup import control_bits, encode, gains, scd_mv
+from cellguard_fw.hal import Hal
 from cellguard_fw.hal_bq76952 import Bq76952Hal
 
 A = 0x08
@@ -44,6 +46,33 @@ def test_crc_matches_sluaa11_examples() -> None:
         assert f([0x00]) == 0x00
         assert f([0x10, 0x14, 0x11, 0x68]) == 0x33
         assert f([0x0B]) == 0x31
+
+
+def test_crc_table_is_the_polynomial() -> None:
+    """The driver's CRC table (a bytes constant on the board) is CRC-8, polynomial
+    0x07, of each byte, computed bit by bit."""
+    assert isinstance(CRC_TABLE, bytes) and len(CRC_TABLE) == 256
+    assert [CRC_TABLE[i] for i in range(256)] == [crc8([i]) for i in range(256)]
+
+
+# -- the HAL interface -------------------------------------------------------------------
+def test_chip_hal_has_every_hal_method_without_subclassing() -> None:
+    """Bq76952Hal keeps hal.py off a chip board's heap by not subclassing Hal: it
+    must still have every method of the interface, with the same parameters, and
+    where the chip board has no hardware behave as Hal's default."""
+    assert Hal not in Bq76952Hal.__mro__
+    methods = [n for n, f in vars(Hal).items() if inspect.isfunction(f)]
+    assert len(methods) >= 14
+    for name in methods:
+        mine = getattr(Bq76952Hal, name, None)
+        assert inspect.isfunction(mine), f"Bq76952Hal has no {name}"
+        assert (list(inspect.signature(mine).parameters)
+                == list(inspect.signature(getattr(Hal, name)).parameters)), name
+    hal = Bq76952Hal(make_board(), ImageBus(A, False))
+    base = Hal()
+    for name in ("read_link_mv", "output_feedback"):
+        assert getattr(hal, name)() == getattr(base, name)() == -1
+    assert hal.set_precharge(True) is None and base.set_precharge(True) is None
 
 
 # -- golden transactions -------------------------------------------------------------------

@@ -162,3 +162,30 @@ gc.collect()
     # fresh data-memory image, the HAL's new settings)
     assert abs(mem[2] - mem[1]) < 512 < module_bytes, mem
     assert hal_bytes < module_bytes, (hal_bytes, module_bytes)
+
+
+def test_a_chip_board_does_not_load_hal_py() -> None:
+    """Bq76952Hal has the whole HAL interface itself: building it, its front end and
+    arming it leave ``cellguard_fw.hal`` unimported (about 1.4 KB of heap on a chip
+    board)."""
+    runtime = MicroPythonRuntime()
+    try:
+        out = runtime.exec(f"""
+import sys, json
+with open("/fw/bq76952_bus.py", "w") as f:
+    f.write({BUS.read_text()!r})
+from bq76952_bus import ImageBus
+from cellguard_fw.hal_bq76952 import Bq76952Hal
+board = json.loads({json.dumps(board(True))!r})
+hal = Bq76952Hal(board, ImageBus(8, True))
+fe = hal.frontend(board["frontend"])
+hal.arm([3650, 2500, 600, -200, 50000, 100000, 2000, 450, 0, 100000, 200000, 400000])
+print(json.dumps([sorted(k for k in sys.modules if k.startswith("cellguard_fw")),
+                  hal.read_link_mv(), hal.output_feedback(), hal.set_precharge(True)]))
+""")
+    finally:
+        runtime.close()
+    modules, link_mv, feedback, precharge = json.loads(out.strip().splitlines()[-1])
+    assert "cellguard_fw.hal_bq76952" in modules and "cellguard_fw.bq76952" in modules
+    assert "cellguard_fw.hal" not in modules, modules
+    assert (link_mv, feedback, precharge) == (-1, -1, None)

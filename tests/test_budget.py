@@ -158,6 +158,16 @@ def test_chip_board_start_up_code_is_not_resident(chip: Any) -> None:
     assert chip.heap.code < 47 * 1024, chip.heap  # 52.2 KB with it resident
 
 
+def test_chip_board_keeps_less_resident_than_before_its_trim(chip: Any) -> None:
+    """What a chip board keeps after its start: no hal.py (Bq76952Hal has the Hal
+    interface itself), the driver's constructor and the front end's channels built by
+    bq76952_setup (released), fewer names left interned by it. 200 steps: 53,488 B
+    high-water, 738 names with the harness's (55,056 B and 776 before; docs/firmware.md)."""
+    assert chip.heap.high_water < 53 * 1024, chip.heap
+    assert chip.heap.code < 44.5 * 1024, chip.heap  # 45.3 KB before
+    assert chip.names.count < 760, chip.names
+
+
 @pytest.mark.parametrize("crc", [False, True])
 def test_chip_steady_step_is_four_block_reads(chip: Any, crc: bool) -> None:
     traffic = {t.crc: t for t in chip.traffic}[crc]

@@ -77,27 +77,34 @@ _TRIES = const(3)  # attempts per transaction
 _POLLS = const(20)  # reads of 0x3E/0x3F waiting for the chip
 _POLL_US = const(500)
 _DEAD_AFTER = const(3)  # failed measurement cycles in a row before ``dead``
-_N_BUF = const(84)  # the longest transfer: the main block read with CRC (2 x 42)
 
 
-def _crc_table():
-    t = bytearray(256)
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = ((c << 1) ^ 0x07) & 0xFF if c & 0x80 else (c << 1) & 0xFF
-        t[i] = c
-    return t
-
-
-CRC_TABLE = _crc_table()  # CRC-8 (polynomial 0x07) of each byte
-del _crc_table
+# CRC-8 (polynomial 0x07) of each byte: a bytes constant, so no code builds it on a
+# board (tests/test_bq76952_driver.py checks it against the polynomial)
+CRC_TABLE = (
+    b"\x00\x07\x0e\x09\x1c\x1b\x12\x15\x38\x3f\x36\x31\x24\x23\x2a\x2d"
+    b"\x70\x77\x7e\x79\x6c\x6b\x62\x65\x48\x4f\x46\x41\x54\x53\x5a\x5d"
+    b"\xe0\xe7\xee\xe9\xfc\xfb\xf2\xf5\xd8\xdf\xd6\xd1\xc4\xc3\xca\xcd"
+    b"\x90\x97\x9e\x99\x8c\x8b\x82\x85\xa8\xaf\xa6\xa1\xb4\xb3\xba\xbd"
+    b"\xc7\xc0\xc9\xce\xdb\xdc\xd5\xd2\xff\xf8\xf1\xf6\xe3\xe4\xed\xea"
+    b"\xb7\xb0\xb9\xbe\xab\xac\xa5\xa2\x8f\x88\x81\x86\x93\x94\x9d\x9a"
+    b"\x27\x20\x29\x2e\x3b\x3c\x35\x32\x1f\x18\x11\x16\x03\x04\x0d\x0a"
+    b"\x57\x50\x59\x5e\x4b\x4c\x45\x42\x6f\x68\x61\x66\x73\x74\x7d\x7a"
+    b"\x89\x8e\x87\x80\x95\x92\x9b\x9c\xb1\xb6\xbf\xb8\xad\xaa\xa3\xa4"
+    b"\xf9\xfe\xf7\xf0\xe5\xe2\xeb\xec\xc1\xc6\xcf\xc8\xdd\xda\xd3\xd4"
+    b"\x69\x6e\x67\x60\x75\x72\x7b\x7c\x51\x56\x5f\x58\x4d\x4a\x43\x44"
+    b"\x19\x1e\x17\x10\x05\x02\x0b\x0c\x21\x26\x2f\x28\x3d\x3a\x33\x34"
+    b"\x4e\x49\x40\x47\x52\x55\x5c\x5b\x76\x71\x78\x7f\x6a\x6d\x64\x63"
+    b"\x3e\x39\x30\x37\x22\x25\x2c\x2b\x06\x01\x08\x0f\x1a\x1d\x14\x13"
+    b"\xae\xa9\xa0\xa7\xb2\xb5\xbc\xbb\x96\x91\x98\x9f\x8a\x8d\x84\x83"
+    b"\xde\xd9\xd0\xd7\xc2\xc5\xcc\xcb\xe6\xe1\xe8\xef\xfa\xfd\xf4\xf3"
+)
 
 
 class ChipChannel:
     """A channel a monitor chip (``"type": "bq76952"``) reports in the firmware's
-    units already: cells and pack in mV, current in mA (``offset`` 0), or
-    temperatures in 0.1 K (``offset`` 2732: 0.1 degC out).
+    units already: cells and pack in mV, current in mA (``zero`` 0), or
+    temperatures in 0.1 K (``zero`` 2732: 0.1 degC out).
 
     Measurement counts a temperature code at or above ``open_code`` or at or below
     ``max_code // 100`` as a railed sensor (an NTC's open and shorted ends). The
@@ -108,7 +115,9 @@ class ChipChannel:
     attribute name is an interned string a board keeps.
 
     A chip board's front end (``Hal.frontend``) is a ChipChannel carrying the four
-    channels (bq76952_setup.frontend builds it)."""
+    channels (bq76952_setup.frontend builds it): cells, current and pack need no
+    conversion, so it is itself the one identity channel for the three, and its
+    ``temp`` the temperature channel."""
 
     # the front end's channels (annotations only: no code on a board)
     cell: "ChipChannel"
@@ -116,58 +125,52 @@ class ChipChannel:
     temp: "ChipChannel"
     pack: "ChipChannel"
 
-    def __init__(self, max_code, offset=0, cold=0, hot=0):
-        self.max_code = max_code if not cold else 100 * cold
-        self.zero = offset
-        self.open_code = hot
+    # max_code, zero (subtracted by convert) and open_code are set by
+    # bq76952_setup.frontend: no constructor on a board
+    max_code: int
+    zero: int
+    open_code: int
 
     def convert(self, code):
         return code - self.zero
 
 
 class Bq76952:
+    # set by bq76952_setup.init, which says what each holds (annotations only: no
+    # code, no names on a board; the start-up code is not kept)
+    buf: bytearray
+    tx: bytearray
+    views: dict
+    cells: array
+    temps: array
+    safety: bytearray
+    stack_mv: int
+    pack_mv: int
+    ld_mv: int
+    current_ma: int
+    battery_status: int
+    alarm_status: int
+    fet_status: int
+    amps: int
+    volts: int
+    errors: array
+    failed: int
+    dead: bool
+
     def __init__(self, i2c, address=0x08, crc=False, sleep=None):
         self.i2c = i2c
         self.address = address
         self.crc = crc
-        # time.sleep_us on a board; CPython (host tests) has none: no wait
-        self.sleep = getattr(time, "sleep_us", _no_wait) if sleep is None else sleep
-        # One buffer for every transfer: a read's data (with CRC: data and CRC
-        # bytes, decoded in place), a write's bytes on the wire. ``tx``: a write's
-        # data, kept for its retries.
-        self.buf = bytearray(_N_BUF)
-        self.tx = bytearray(36)
-        # buf[:n] for each transfer length, made on first use: slicing a
-        # memoryview allocates, so the lengths of the measurement path and of the
-        # FET and balancing commands (CRC off and on) are made now.
-        self.views = {}
-        for n in (1, 2, 4, 5, 6, 9, 12, 20, 40, 42, 84):
-            self._view(n)
-        # measurements (converted)
-        self.cells = array("h", [0] * 16)  # mV
-        self.temps = array("h", [0] * 7)  # 0.1 K: Int, CFETOFF, DFETOFF, ALERT, TS1..TS3
-        self.safety = bytearray(_N_SAFETY)  # Alert A, Status A, Alert B, Status B, ...
-        self.stack_mv = 0
-        self.pack_mv = 0
-        self.ld_mv = 0
-        self.current_ma = 0
-        self.battery_status = 0
-        self.alarm_status = 0
-        self.fet_status = 0
-        # DA Configuration (bq76952_setup.units): user-amps in mA (0: 0.1 mA),
-        # user-volts in mV; the default 0x05 is 1 mA, cV
-        self.amps = 1
-        self.volts = 10
-        # by kind: bus (NACK), CRC, checksum, busy, verify, timeout, failed cycles
-        self.errors = array("H", [0] * 7)
-        self.failed = 0  # measurement cycles failed in a row
-        self.dead = False
+        # time.sleep_us on a board; CPython (host tests) has none: no wait, with a
+        # built-in that does nothing to its argument
+        self.sleep = getattr(time, "sleep_us", abs) if sleep is None else sleep
+        from . import bq76952_setup
+
+        bq76952_setup.init(self)
 
     def _view(self, n):
         v = self.views.get(n)
-        if v is None:
-            v = self.views[n] = memoryview(self.buf)[:n]
-        return v
+        return memoryview(self.buf)[:n] if v is None else v
 
     # -- bus ----------------------------------------------------------------
     def _count(self, kind):
@@ -385,10 +388,6 @@ class Bq76952:
             return False
         self.fet_status = d[0]
         return True
-
-
-def _no_wait(us):
-    pass
 
 
 def _i16(d, i):

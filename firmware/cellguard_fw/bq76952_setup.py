@@ -14,6 +14,7 @@ argument; see docs/bq76952.md.
 """
 
 import sys
+from array import array
 
 from micropython import const
 
@@ -31,8 +32,6 @@ _TRIES = const(3)
 _POLLS = const(20)
 _CFG_POLL_US = const(5000)  # entering or leaving CONFIG_UPDATE: up to 100 ms
 
-_TEMP_SOURCES = "int cfetoff dfetoff alert ts1 ts2 ts3"
-
 
 def crc8(data, crc=0):
     """CRC-8 (polynomial 0x07, initial 0) of ``data``, continuing from ``crc``."""
@@ -43,13 +42,28 @@ def crc8(data, crc=0):
 
 
 # -- threshold encoding ----------------------------------------------------------
-# SCD thresholds (Protections:SCD:Threshold 0..15), mV across the shunt
-_SCD_MV = b"\x0a\x14\x28\x3c\x50\x64\x7d\x96\xaf\xc8\xfa"  # 10..250 (one byte each)
+# Every name this module has (functions, arguments, globals, attributes, strings of
+# up to 10 characters) is interned when it loads and stays on the board after the
+# module is released: so the kinds are numbers here, tables are bytes, and the
+# names of the settings are one long string (longer strings are not interned).
+_COV = const(0)
+_CUV = const(1)
+_OCC = const(2)
+_OCD = const(3)
+_SCD = const(4)
+_TEMP_HI = const(5)
+_TEMP_LO = const(6)
+_T_DELAY = const(7)
+_V_DELAY = const(8)
+_OC_DELAY = const(9)
+_SCD_DELAY = const(10)
 
 
 def scd_mv(code):
     """The SCD threshold (mV across the shunt) of setting ``code`` (0..15)."""
-    return _SCD_MV[code] if code < 11 else 300 + 50 * (code - 11)
+    if code < 11:  # Protections:SCD:Threshold 0..10: 10..250 mV, one byte each
+        return b"\x0a\x14\x28\x3c\x50\x64\x7d\x96\xaf\xc8\xfa"[code]
+    return 300 + 50 * (code - 11)
 
 
 def encode(kind, value, shunt_uohm=0):
@@ -64,16 +78,20 @@ def encode(kind, value, shunt_uohm=0):
     ms, whole seconds), "scd_delay" (us, 15 us steps,
     1 = no delay). Every code rounds away from tripping early (delays round up).
     A value beyond the register's range gives the nearest end and ``clamped``
-    True: never a wrapped value.
+    True: never a wrapped value. (The module passes the kinds as their numbers.)
     """
-    if kind == "cov":
+    k = kind
+    if not isinstance(k, int):  # the name: its number
+        kinds = "cov cuv occ ocd scd temp_hi temp_lo t_delay v_delay oc_delay scd_delay".split()
+        k = kinds.index(kind) if kind in kinds else -1
+    if k == _COV:
         code, lo, hi = -(-value * 10 // 506), 20, 110
-    elif kind == "cuv":
+    elif k == _CUV:
         code, lo, hi = value * 10 // 506, 20, 90
-    elif kind == "occ" or kind == "ocd":
+    elif k == _OCC or k == _OCD:
         code = -(-value * shunt_uohm // 2000000)  # mA * uOhm = nV; 2 mV steps
-        lo, hi = 2, 62 if kind == "occ" else 100
-    elif kind == "scd":
+        lo, hi = 2, 62 if k == _OCC else 100
+    elif k == _SCD:
         nv = value * shunt_uohm
         code = 16
         for i in range(16):
@@ -81,20 +99,20 @@ def encode(kind, value, shunt_uohm=0):
                 code = i
                 break
         lo, hi = 0, 15
-    elif kind == "temp_hi":
+    elif k == _TEMP_HI:
         code, lo, hi = -(-value // 10), -40, 120
-    elif kind == "temp_lo":
+    elif k == _TEMP_LO:
         code, lo, hi = value // 10, -40, 120
-    elif kind == "t_delay":
+    elif k == _T_DELAY:
         code, lo, hi = -(-value // 1000), 0, 255
-    elif kind == "v_delay":
+    elif k == _V_DELAY:
         code, lo, hi = -(-value * 10 // 33), 1, 2047
-    elif kind == "oc_delay":
+    elif k == _OC_DELAY:
         code, lo, hi = -(-value * 10 // 33) - 2, 1, 127
-    elif kind == "scd_delay":
+    elif k == _SCD_DELAY:
         code, lo, hi = -(-value // 15) + 1, 1, 31
     else:
-        raise ValueError("unknown protection setting " + kind)
+        raise ValueError("unknown protection setting %s" % (kind,))
     if code < lo:
         return lo, True
     if code > hi:
@@ -121,6 +139,45 @@ def control_bits(on):
 
 
 # -- the driver: direct commands, subcommands, data memory -------------------------
+def init(d):
+    """``Bq76952(i2c, address, crc, sleep)``: the driver's buffers, views of them,
+    readings and counters (every attribute the control step uses but the bus's);
+    then this module is released."""
+    try:
+        # One buffer for every transfer: a read's data (with CRC: data and CRC
+        # bytes, decoded in place), a write's bytes on the wire. ``tx``: a write's
+        # data, kept for its retries.
+        d.buf = bytearray(84)  # the longest transfer: the main block with CRC
+        d.tx = bytearray(36)
+        # buf[:n] for the transfer lengths of the measurement path and of the FET
+        # and balancing commands (CRC off and on), made once: slicing a memoryview
+        # allocates. Other lengths (data memory, at start-up) get a view for the one
+        # transfer, which is not kept.
+        buf = memoryview(d.buf)
+        d.views = {n: buf[:n] for n in b"\x01\x02\x04\x05\x06\x09\x0c\x14\x28\x2a\x54"}
+        # measurements (converted)
+        d.cells = array("h", [0] * 16)  # mV
+        d.temps = array("h", [0] * 7)  # 0.1 K: Int, CFETOFF, DFETOFF, ALERT, TS1..TS3
+        d.safety = bytearray(6)  # Alert A, Status A, Alert B, Status B, ...
+        d.stack_mv = 0
+        d.pack_mv = 0
+        d.ld_mv = 0
+        d.current_ma = 0
+        d.battery_status = 0
+        d.alarm_status = 0
+        d.fet_status = 0
+        # DA Configuration (:func:`units`): user-amps in mA (0: 0.1 mA),
+        # user-volts in mV; the default 0x05 is 1 mA, cV
+        d.amps = 1
+        d.volts = 10
+        # by kind: bus (NACK), CRC, checksum, busy, verify, timeout, failed cycles
+        d.errors = array("H", [0] * 7)
+        d.failed = 0  # measurement cycles failed in a row
+        d.dead = False
+    finally:
+        release()
+
+
 def units(d, da):
     """Convert with DA Configuration ``da`` (USER_AMPS bits 0-1, USER_VOLTS_CV bit 2)."""
     d.amps = (0, 1, 10, 100)[da & 3]  # 0: 0.1 mA
@@ -169,12 +226,12 @@ def dm_write(d, addr, size, value):
     return False
 
 
-def cfgupdate(d, enter):
-    """Enter or leave CONFIG_UPDATE and wait for Battery Status to show it."""
-    if not d._command(_SET_CFGUPDATE if enter else _EXIT_CFGUPDATE):
+def cfgupdate(d, on):
+    """Enter (``on``) or leave CONFIG_UPDATE and wait for Battery Status to show it."""
+    if not d._command(_SET_CFGUPDATE if on else _EXIT_CFGUPDATE):
         return False
     for _ in range(_POLLS):
-        if d._read(_BATTERY, 2) and (d.buf[0] & 1) == (1 if enter else 0):
+        if d._read(_BATTERY, 2) and (d.buf[0] & 1) == (1 if on else 0):
             return True
         d.sleep(_CFG_POLL_US)
     d._count(_E_VERIFY)
@@ -253,20 +310,20 @@ def frontend(cfg):
     try:
         if cfg.get("type") != "bq76952":
             raise ValueError("frontend type must be bq76952")
-        fe = ChipChannel(0)
-        fe.cell = ChipChannel(cfg["cell_adc"]["full_scale_mv"])
-        fe.current = ChipChannel(0x3FFFFFFF)
-        fe.temp = ChipChannel(0xFFFF, 2732, 2732 + cfg.get("cold_rail_dc", -400),
-                              2732 + cfg.get("hot_rail_dc", 1500))
-        fe.pack = ChipChannel(0xFFFF)
+        # cells (mV), current (mA) and pack (mV) need no conversion: one identity
+        # channel serves the three, and it is the front end itself
+        fe = ChipChannel()
+        fe.max_code = cfg["cell_adc"]["full_scale_mv"]
+        fe.zero = 0
+        fe.open_code = 0
+        fe.cell = fe.current = fe.pack = fe
+        t = fe.temp = ChipChannel()  # 0.1 K in, 0.1 degC out; the rails (ChipChannel)
+        t.max_code = 100 * (2732 + cfg.get("cold_rail_dc", -400))
+        t.zero = 2732
+        t.open_code = 2732 + cfg.get("hot_rail_dc", 1500)
         return fe
     finally:
         release()
-
-
-def _u(value, size):
-    """A signed setting as the unsigned value data memory holds."""
-    return value & ((1 << (8 * size)) - 1)
 
 
 def start(hal, board, i2c):
@@ -274,61 +331,57 @@ def start(hal, board, i2c):
     chip's measurement settings, both directions blocked and no balancing; then
     this module is released."""
     try:
-        _start(hal, board, i2c)
+        afe = board["afe"]
+        if afe.get("chip", "bq76952") != "bq76952":
+            raise ValueError("board file: afe.chip must be bq76952")
+        n = board["cells"]
+        inputs = afe.get("cells") or (list(range(1, n)) + [16] if n < 16 else list(range(1, 17)))
+        if len(inputs) != n or any(not 1 <= c <= 16 for c in inputs):
+            raise ValueError("board file: afe.cells needs %d VC inputs, 1..16" % n)
+        hal.cell_idx = bytearray(c - 1 for c in inputs)
+        sources = "int cfetoff dfetoff alert ts1 ts2 ts3".split()
+        ts = afe.get("ts", sources[4:4 + board["temp_sensors"]])
+        if len(ts) != board["temp_sensors"] or any(t not in sources for t in ts):
+            raise ValueError("board file: afe.ts needs %d of %s" % (
+                board["temp_sensors"], ", ".join(sources)))
+        hal.ts_idx = bytearray(sources.index(t) for t in ts)
+        shunt = afe["shunt_uohm"]
+        if not 10 <= shunt <= 1000000:
+            raise ValueError("board file: afe.shunt_uohm must be 10..1000000")
+        hal.afe = afe
+        hal.period_ms = board.get("control_period_ms", 100)
+        # User-amps: the finest unit whose signed 16 bits hold what the coulomb
+        # counter measures (+/-200 mV across the shunt), or three times the board's
+        # current rating if that is less; stack, PACK and LD in cV.
+        sense_ma = 200000000 // shunt
+        need = min(sense_ma, 3 * max(board.get("charge_current_max_ma", 0),
+                                     board.get("discharge_current_max_ma", 0)))
+        amps = 0 if need <= 3276 else 1 if need <= 32767 else 2 if need <= 327670 else 3
+        hal.da = afe.get("da_config", 0x04 | amps)
+        unit = (1, 10, 100, 1000)[hal.da & 3]  # 0.1 mA steps
+        # The current the chip reports at most in these units: the board file's
+        # ``frontend.current_adc.full_scale_ma`` may not promise more.
+        top = min(sense_ma, 32767 * unit // 10)
+        if board["frontend"]["current_adc"]["full_scale_ma"] > top:
+            raise ValueError("board file: frontend.current_adc.full_scale_ma above the %d mA "
+                             "the chip measures on this shunt" % top)
+        d = hal.driver = Bq76952(i2c, afe.get("address", 8), afe.get("crc", False))
+        units(d, hal.da)
+        hal.closed = False
+        hal.allow = 3  # bit 0 charge, bit 1 discharge
+        hal.sent = -1  # directions blocked as last commanded (-1: unknown)
+        hal.balancing = 0  # cells to balance (chip's VC order)
+        hal.balanced = -1  # ... as the chip last confirmed
+        hal.trips = 0
+        hal.por = 0  # Battery Status POR, seen and handled
+        hal.trip = None  # the limits arm() was last given
+        hal.armed = False
+        hal.clamped = ()
+        hal.configured = configure(d, base(hal))
+        hal._fets()  # both directions blocked until the firmware closes the output
+        hal._balance()  # and no balancing left over from before a restart
     finally:
         release()
-
-
-def _start(hal, board, i2c):
-    afe = board["afe"]
-    if afe.get("chip", "bq76952") != "bq76952":
-        raise ValueError("board file: afe.chip must be bq76952")
-    n = board["cells"]
-    inputs = afe.get("cells") or (list(range(1, n)) + [16] if n < 16 else list(range(1, 17)))
-    if len(inputs) != n or any(not 1 <= c <= 16 for c in inputs):
-        raise ValueError("board file: afe.cells needs %d VC inputs, 1..16" % n)
-    hal.cell_idx = bytearray(c - 1 for c in inputs)
-    sources = _TEMP_SOURCES.split()
-    ts = afe.get("ts", sources[4:4 + board["temp_sensors"]])
-    if len(ts) != board["temp_sensors"] or any(t not in sources for t in ts):
-        raise ValueError("board file: afe.ts needs %d of %s" % (
-            board["temp_sensors"], ", ".join(sources)))
-    hal.ts_idx = bytearray(sources.index(t) for t in ts)
-    shunt = afe["shunt_uohm"]
-    if not 10 <= shunt <= 1000000:
-        raise ValueError("board file: afe.shunt_uohm must be 10..1000000")
-    hal.afe = afe
-    hal.period_ms = board.get("control_period_ms", 100)
-    # User-amps: the finest unit whose signed 16 bits hold what the coulomb
-    # counter measures (+/-200 mV across the shunt), or three times the board's
-    # current rating if that is less; stack, PACK and LD in cV.
-    sense_ma = 200000000 // shunt
-    need = min(sense_ma, 3 * max(board.get("charge_current_max_ma", 0),
-                                 board.get("discharge_current_max_ma", 0)))
-    amps = 0 if need <= 3276 else 1 if need <= 32767 else 2 if need <= 327670 else 3
-    hal.da = afe.get("da_config", 0x04 | amps)
-    unit = (1, 10, 100, 1000)[hal.da & 3]  # 0.1 mA steps
-    # The current the chip reports at most in these units: the board file's
-    # ``frontend.current_adc.full_scale_ma`` may not promise more.
-    top = min(sense_ma, 32767 * unit // 10)
-    if board["frontend"]["current_adc"]["full_scale_ma"] > top:
-        raise ValueError("board file: frontend.current_adc.full_scale_ma above the %d mA "
-                         "the chip measures on this shunt" % top)
-    d = hal.driver = Bq76952(i2c, afe.get("address", 8), afe.get("crc", False))
-    units(d, hal.da)
-    hal.closed = False
-    hal.allow = 3  # bit 0 charge, bit 1 discharge
-    hal.sent = -1  # directions blocked as last commanded (-1: unknown)
-    hal.balancing = 0  # cells to balance (chip's VC order)
-    hal.balanced = -1  # ... as the chip last confirmed
-    hal.trips = 0
-    hal.por = 0  # Battery Status POR, seen and handled
-    hal.trip = None  # the limits arm() was last given
-    hal.armed = False
-    hal.clamped = ()
-    hal.configured = configure(d, base(hal))
-    hal._fets()  # both directions blocked until the firmware closes the output
-    hal._balance()  # and no balancing left over from before a restart
 
 
 def base(hal):
@@ -351,7 +404,7 @@ def base(hal):
             if out[j][0] == addr:
                 del out[j]
                 break
-        out.append((addr, size, _u(value, size)))
+        out.append((addr, size, value & ((1 << (8 * size)) - 1)))  # as data memory holds it
     return out
 
 
@@ -365,43 +418,48 @@ def settings(hal, trip):
     dc = afe.get("margin_dc", 50)
     pct = 100 + afe.get("margin_pct", 25)
     out = base(hal)
+    first = len(out)
     clamped = []
 
-    def put(addr, size, kind, name, value):
+    def put(addr, size, kind, value):
         code, cut = encode(kind, value, r)
         if cut:
-            clamped.append(name)
-        out.append((addr, size, _u(code, size)))
+            clamped.append(len(out) - first)  # the setting's place in the names below
+        out.append((addr, size, code & ((1 << (8 * size)) - 1)))
         return code
 
-    put(0x9278, 1, "cov", "cov", trip[0] + mv)
-    put(0x9279, 2, "v_delay", "cov_delay", afe.get("cov_delay_ms", 2000))
-    put(0x9275, 1, "cuv", "cuv", trip[1] - mv)
-    put(0x9276, 2, "v_delay", "cuv_delay", afe.get("cuv_delay_ms", 2000))
-    put(0x9280, 1, "occ", "occ", trip[9] * pct // 100)
-    put(0x9281, 1, "oc_delay", "occ_delay", afe.get("occ_delay_ms", 420))
-    put(0x9282, 1, "ocd", "ocd1", trip[10] * pct // 100)
-    put(0x9283, 1, "oc_delay", "ocd1_delay", afe.get("ocd1_delay_ms", 420))
-    put(0x9284, 1, "ocd", "ocd2", trip[11] * pct // 100)
-    put(0x9285, 1, "oc_delay", "ocd2_delay",
-        afe.get("ocd2_delay_ms", max(10, 2 * hal.period_ms)))
-    put(0x9286, 1, "scd", "scd", trip[11] * afe.get("scd_pct", 200) // 100)
-    put(0x9287, 1, "scd_delay", "scd_delay", afe.get("scd_delay_us", 60))
+    put(0x9278, 1, _COV, trip[0] + mv)
+    put(0x9279, 2, _V_DELAY, afe.get("cov_delay_ms", 2000))
+    put(0x9275, 1, _CUV, trip[1] - mv)
+    put(0x9276, 2, _V_DELAY, afe.get("cuv_delay_ms", 2000))
+    put(0x9280, 1, _OCC, trip[9] * pct // 100)
+    put(0x9281, 1, _OC_DELAY, afe.get("occ_delay_ms", 420))
+    put(0x9282, 1, _OCD, trip[10] * pct // 100)  # OCD1
+    put(0x9283, 1, _OC_DELAY, afe.get("ocd1_delay_ms", 420))
+    put(0x9284, 1, _OCD, trip[11] * pct // 100)  # OCD2
+    put(0x9285, 1, _OC_DELAY, afe.get("ocd2_delay_ms", max(10, 2 * hal.period_ms)))
+    put(0x9286, 1, _SCD, trip[11] * afe.get("scd_pct", 200) // 100)
+    put(0x9287, 1, _SCD_DELAY, afe.get("scd_delay_us", 60))
     # The temperature delays longer than the firmware's (2 s): a step past both
     # thresholds at once is still the firmware's to report first.
     t_delay = afe.get("temp_delay_ms", 4000)
-    hot = put(0x929A, 1, "temp_hi", "otc", trip[2] + dc)  # OTC
-    put(0x929B, 1, "t_delay", "otc_delay", t_delay)
-    put(0x929C, 1, "temp_hi", "otc_recovery", 10 * hot - 50)
-    put(0x929D, 1, "temp_hi", "otd", trip[2] + dc)  # OTD
-    put(0x929E, 1, "t_delay", "otd_delay", t_delay)
-    put(0x929F, 1, "temp_hi", "otd_recovery", 10 * hot - 50)
-    cold = put(0x92A6, 1, "temp_lo", "utc", trip[3] - dc)  # UTC
-    put(0x92A7, 1, "t_delay", "utc_delay", t_delay)
-    put(0x92A8, 1, "temp_lo", "utc_recovery", 10 * cold + 50)
-    put(0x92A9, 1, "temp_lo", "utd", trip[3] - dc)  # UTD
-    put(0x92AA, 1, "t_delay", "utd_delay", t_delay)
-    put(0x92AB, 1, "temp_lo", "utd_recovery", 10 * cold + 50)
+    hot = put(0x929A, 1, _TEMP_HI, trip[2] + dc)  # OTC
+    put(0x929B, 1, _T_DELAY, t_delay)
+    put(0x929C, 1, _TEMP_HI, 10 * hot - 50)  # OTC recovery
+    put(0x929D, 1, _TEMP_HI, trip[2] + dc)  # OTD
+    put(0x929E, 1, _T_DELAY, t_delay)
+    put(0x929F, 1, _TEMP_HI, 10 * hot - 50)  # OTD recovery
+    cold = put(0x92A6, 1, _TEMP_LO, trip[3] - dc)  # UTC
+    put(0x92A7, 1, _T_DELAY, t_delay)
+    put(0x92A8, 1, _TEMP_LO, 10 * cold + 50)  # UTC recovery
+    put(0x92A9, 1, _TEMP_LO, trip[3] - dc)  # UTD
+    put(0x92AA, 1, _T_DELAY, t_delay)
+    put(0x92AB, 1, _TEMP_LO, 10 * cold + 50)  # UTD recovery
+    if clamped:  # named in the order of the settings above
+        names = ("cov cov_delay cuv cuv_delay occ occ_delay ocd1 ocd1_delay ocd2 ocd2_delay "
+                 "scd scd_delay otc otc_delay otc_recovery otd otd_delay otd_recovery "
+                 "utc utc_delay utc_recovery utd utd_delay utd_recovery").split()
+        clamped = [names[i] for i in clamped]
     out.append((0x9261, 1, 0xFC))  # Enabled Protections A: SCD OCD2 OCD1 OCC COV CUV
     out.append((0x9262, 1, 0x33))  # Enabled Protections B: OTD OTC UTD UTC
     hal.clamped = tuple(clamped)
@@ -439,8 +497,5 @@ def release():
     """Forget this module, so its code is garbage once nothing else holds it."""
     sys.modules.pop("cellguard_fw.bq76952_setup", None)
     package = sys.modules.get("cellguard_fw")
-    if package is not None:
-        try:
-            delattr(package, "bq76952_setup")
-        except AttributeError:
-            pass
+    if package is not None and hasattr(package, "bq76952_setup"):  # released twice:
+        delattr(package, "bq76952_setup")  # the driver's start within the HAL's

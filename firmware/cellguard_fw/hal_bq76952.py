@@ -29,10 +29,14 @@ reset are in ``bq76952_setup``, imported for them and released after.
 """
 
 from .bq76952 import Bq76952
-from .hal import Hal
 
 
-class Bq76952Hal(Hal):
+class Bq76952Hal:
+    """The :class:`hal.Hal` interface, every method of it, without subclassing it:
+    a chip board then does not load ``hal.py`` (about 1.4 KB of heap). The methods
+    the chip board has no hardware for behave as ``Hal``'s defaults
+    (``tests/test_bq76952_driver.py`` checks none is missing)."""
+
     # set by bq76952_setup.start (annotations only: no code, no names on a board)
     driver: Bq76952
     cell_idx: bytearray  # the VC input of each firmware cell
@@ -129,6 +133,15 @@ class Bq76952Hal(Hal):
 
     def _balance(self):
         self.balanced = self.balancing if self.driver.balance(self.balancing) else -1
+
+    def set_precharge(self, on):
+        pass  # no precharge circuit
+
+    def read_link_mv(self):
+        return -1  # no DC-link voltage sensor
+
+    def output_feedback(self):
+        return -1  # no contactor feedback
 
     def unique_id(self):
         try:
