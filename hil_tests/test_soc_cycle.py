@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 
-from cellguard.hil import BLOCKS_CHARGE, BoardLimits, HilClient, HilTimeout, Rig
+from cellguard.hil import BoardLimits, HilClient, HilTimeout, Rig
 from cellguard.link.client import Telemetry
 
 TRUTH_TOLERANCE_PCT = 4.0  # capacity spread between cells, the OCV start, rounding
@@ -109,11 +109,11 @@ def _leg(client: HilClient, rig: Rig, limits: BoardLimits, amps: float,
     return samples, left
 
 
-def _leg_back(client: HilClient, rig: Rig, limits: BoardLimits, latched: str) -> None:
-    """Leave the board as found: a gentle current the way back until ``latched``
-    releases, then clear it."""
+def _leg_back(client: HilClient, limits: BoardLimits, rig: Rig, amps: float,
+              latched: str) -> None:
+    """Leave the board as found: ``amps`` the way back until ``latched`` releases,
+    then clear it."""
     spec = limits.protections[latched]
-    amps = limits.info.capacity_ah / 10 * (-1 if spec.blocks == BLOCKS_CHARGE else 1)
     mark = client.mark()
     rig.set_current(amps)
     client.wait_event("release", latched, spec.release_within_s + RELAX_S, mark)
@@ -129,7 +129,7 @@ def test_soc_follows_a_full_cycle(client: HilClient, rig: Rig, limits: BoardLimi
     empty, latched = _leg(client, rig, limits, discharge_a, "cell_undervoltage")
     full, latched = _leg(client, rig, limits, charge_a, "cell_overvoltage", latched)
     if latched is not None:  # the way back clears it: a short discharge
-        _leg_back(client, rig, limits, latched)
+        _leg_back(client, limits, rig, discharge_a, latched)
 
     low, high = empty[-1].soc_pct, full[-1].soc_pct
     assert low < 15.0, f"SoC {low} % where the board stopped the discharge"

@@ -37,3 +37,30 @@ def flash(monkeypatch: pytest.MonkeyPatch) -> FlashModel:
         monkeypatch.setattr(module, "open", fs.open, raising=False)
         monkeypatch.setattr(module, "os", fs)
     return fs
+
+
+# -- long jobs beside the suite ---------------------------------------------------------
+# The HIL suite on the 16S chip board, SoC full cycle included, is six hours of board
+# time (about six minutes here): it runs in its own processes from the end of the
+# collection, beside the rest of the suite, and its test, moved to the end, collects
+# the result (tests/test_hil_chip_board.py).
+CHIP_SUITE = "test_hil_chip_board.py::test_the_hil_suite_is_green_on_the_16s_chip_board"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.nodeid.endswith(CHIP_SUITE))  # stable: last
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    if any(item.nodeid.endswith(CHIP_SUITE) for item in session.items):
+        from test_hil_chip_board import start_chip_suite
+
+        start_chip_suite(session.config)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from test_hil_chip_board import stop_chip_suite
+
+    stop_chip_suite(session.config)
