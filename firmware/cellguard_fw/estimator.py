@@ -1,7 +1,8 @@
 """Model-based state estimation: SoC by extended Kalman filter, health and power.
 
 Not on the safety path: it runs once per estimation period (1 s by default)
-with the current averaged over that period, in floats (MicroPython's floats
+with the current averaged over that period (the readings, taken at the last
+control step, are compared at that step's current), in floats (MicroPython's floats
 are single precision on an RP2040, so the filter is written to stay well
 conditioned in float32: SoC in percent, Joseph-form covariance update).
 
