@@ -1,7 +1,8 @@
 """Model-based state estimation: SoC by extended Kalman filter, health and power.
 
 Not on the safety path: it runs once per estimation period (1 s by default)
-with the current averaged over that period, in floats (MicroPython's floats
+with the current averaged over that period (the readings, taken at the last
+control step, are compared at that step's current), in floats (MicroPython's floats
 are single precision on an RP2040, so the filter is written to stay well
 conditioned in float32: SoC in percent, Joseph-form covariance update).
 
@@ -497,7 +498,8 @@ class StateEstimator:
         return self.elapsed_ms >= self.period_ms
 
     def run(self, cells_mv, temps_dc, ratings_a, balance_allowed, suspect=0):
-        """One estimation step with the mean current since the last one.
+        """One estimation step: the states move with the mean current since the
+        last one; the readings are compared at the last control step's current.
         ``ratings_a``: the board's sustained and peak charge and discharge
         currents (A, magnitudes); ``suspect``: the protection bits whose
         condition holds (active or pending), which say what not to trust.
@@ -545,14 +547,20 @@ class StateEstimator:
             self.cells = [CellFilter(m, m.soc_from_ocv(v, t) if guess else start)
                           for v in volts]
             self._nu = [0.0] * n
+        # The charge moves the states: the period's mean current. The readings were
+        # taken at the last control step, at its current: the voltage model takes
+        # that one (a step inside the period would otherwise show as R0 times the
+        # difference: on the LFP plateau, points of SoC). Health keeps it (mA).
+        now_a = self.health.last_ma / 1000.0 if elapsed else current_a
         ekf.predict(current_a, dt_s, t)
         cells = self.cells
         nu = self._nu
         i_true = current_a - ekf.x[3]
+        i_now = now_a - ekf.x[3]
         for k in range(n):
             cells[k].predict(i_true, dt_s, t)
             if volts_ok:
-                nu[k] = cells[k].innovation(volts[k], i_true, t)
+                nu[k] = cells[k].innovation(volts[k], i_now, t)
         # Each cell's reading against its model, and against the other cells': one
         # further off the median than cells differ by is left out (and with two
         # cells that disagree, both). In V, the bounds added up: the front end's
@@ -564,7 +572,7 @@ class StateEstimator:
             mid = _median(nu, n)
             x = ekf.x
             m.at(x[0], t)
-            spread = (m.get("r0_ohm") * i_true + x[1] + x[2]) * (_SPREAD_PCT / 100.0)
+            spread = (m.get("r0_ohm") * i_now + x[1] + x[2]) * (_SPREAD_PCT / 100.0)
             bound = self.outlier_band_v + (spread if spread > 0 else -spread)
             noise = _READ_NOISE_UV / 1e6
             noise *= noise
@@ -591,7 +599,7 @@ class StateEstimator:
             ekf.p[0][0] += g
             for k in range(n):
                 cells[k].var += g
-        if used and not ekf.update(total / used, current_a, t, self.hold_ms <= 0):
+        if used and not ekf.update(total / used, now_a, t, self.hold_ms <= 0):
             self.hold_ms = BIAS_HOLD_MS  # refused as absurd: suspect, as above
         x = ekf.x
         if x[0] < 0.0 or x[0] > 100.0:  # not updated: a plain clamp, the bias held
