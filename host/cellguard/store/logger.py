@@ -87,7 +87,7 @@ def describe_fault_event(p: dict[str, Any]) -> str:
     severity = p.get("severity", "fault")
     what = "fault" if kind == "clear" else str(severity)
     return (f"{what} {kind}: {names}{value} (board time {p['board_time_ms'] / 1000:.1f} s; "
-            f"output held open by: {held})")
+            f"faults held: {held})")
 
 
 def log_board(

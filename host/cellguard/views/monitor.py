@@ -30,7 +30,6 @@ from rich.text import Text
 
 from ..errors import CellguardError
 from ..link.client import (
-    EVENT_NAMES,
     MSG_TELEMETRY,
     BoardClient,
     BoardRefused,
@@ -39,9 +38,9 @@ from ..link.client import (
     RequestTimeout,
     Telemetry,
     fault_names,
-    format_fault_value,
     named_stats,
 )
+from ..store.logger import describe_fault_event
 from ..units import plural, to_json
 
 OK, NEAR, BEYOND = "ok", "near", "beyond"
@@ -216,13 +215,7 @@ class MonitorState:
 
 def describe_event(p: dict[str, Any]) -> str:
     """One line for a FAULT_EVENT payload: ``fault trip: cell_overvoltage at 4.26 V``."""
-    kind = p["kind"] if isinstance(p["kind"], str) else EVENT_NAMES.get(p["kind"], p["kind"])
-    names = ", ".join(fault_names(p["fault"])) or "-"
-    value = f" at {format_fault_value(p['fault'], p['value'])}" if kind != "clear" else ""
-    severity = p.get("severity", "fault")
-    what = "fault" if kind == "clear" else str(severity)
-    return (f"{what} {kind}: {names}{value} (board time {p['board_time_ms'] / 1000:.1f} s; "
-            f"output held open by: {_names(p['faults'])})")
+    return describe_fault_event(p)
 
 
 def _round(x: float | None) -> float | None:
