@@ -1238,8 +1238,8 @@ regenerate it (`tests/test_reaction_times.py` fails while it is out of date):
   instead, in the same step, and latch it); an **alarm** leaves the output
   closed and clears its direction's bit in `allowed` (the charge or
   discharge switch the board drives; on a board with `"switches": "dual"`
-  that direction's current is held at zero) and releases by itself; a **warning** is only reported (FAULT_EVENT, telemetry
-  `warnings`).
+  that direction's current is held at zero) and releases by itself; a
+  **warning** is only reported (FAULT_EVENT, telemetry `warnings`).
 - **reaction**: from the crossing to the first control step at which the
   severity acts: the output is open (fault), `allowed` has dropped the
   direction (alarm), the trip event is sent (warning). **release**: from the
