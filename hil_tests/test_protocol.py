@@ -118,8 +118,14 @@ def test_fault_stays_latched_across_a_power_cycle_until_cleared(
     client.run(3.0)
     samples = client.telemetry_since(mark)
     assert samples and all(t.state == "fault" and t.faults == spec.bit for t in samples)
+    # The latch holds what the trip did: the output open, or on separate charge and
+    # discharge switches only the discharge switch (charging is the way back).
+    assert all(not t.discharge_allowed and t.charge_allowed == spec.one_way for t in samples)
     if rig.observes:
-        assert not rig.truth().output_closed
+        truth = rig.truth()
+        assert truth.output_closed == spec.one_way
+        if spec.one_way and rig.observes_directions:
+            assert truth.charge_allowed and not truth.discharge_allowed
     client.clear_faults()
     client.wait_telemetry("the output closed again", lambda t: t.state == "active", 5.0)
     assert client.fault_state()["latched"] == []
