@@ -36,6 +36,10 @@ RECOVERED_S = 120.0  # "after" counts from this long after the repair
 DURING_PCT = 5.0  # band around the truth while the fault lasts
 AFTER_PCT = 3.0  # ... and once recovered
 COUNT_PCT = 5.0  # against the host's own count while the fault lasts (no truth needed)
+# Samples a rig without exact time (a virtual board) may not place next to the two
+# current steps of a window (the stimulus's and the trip's): its clocks match within
+# about 2 s at 20x, each step hides up to 3 one-second samples.
+STEP_MISSES = 6
 
 
 def _counted_pct(samples: list[Telemetry], capacity_ah: float) -> list[float]:
@@ -97,7 +101,8 @@ def test_soc_holds_through_a_plausibility_fault(client: HilClient, rig: Rig,
     def errors(samples: list[Telemetry]) -> list[float]:
         """The SoC against the plant's; a rig whose clocks match only within a window
         (``exact_time`` False: a virtual board) cannot tell the side of a step of the
-        current and answers None there, so at least 90 % of the samples count."""
+        current and answers None there, so at least 90 % of the samples count, less
+        ``STEP_MISSES`` on such a rig."""
         out = []
         for t in samples:
             truth = rig.truth_at(round(t.board_time_s * 1000))
@@ -105,7 +110,8 @@ def test_soc_holds_through_a_plausibility_fault(client: HilClient, rig: Rig,
                 assert not rig.exact_time, "the plant kept too little history"
                 continue
             out.append(t.soc_pct - truth.soc_pct)
-        assert len(out) >= 0.9 * len(samples), "the plant kept too little history"
+        misses = 0.1 * len(samples) + (0 if rig.exact_time else STEP_MISSES)
+        assert len(out) >= len(samples) - misses, "the plant kept too little history"
         return out
 
     worst = max(abs(e) for e in errors(during))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from fakes import FakeBoard
@@ -43,8 +44,9 @@ def flash(monkeypatch: pytest.MonkeyPatch) -> FlashModel:
 # The HIL suite on the 16S chip board, SoC full cycle included, is six hours of board
 # time (about six minutes here): it runs in its own processes from the end of the
 # collection, beside the rest of the suite, and its test, moved to the end, collects
-# the result (tests/test_hil_chip_board.py).
+# the result through the ``chip_suite`` fixture (tests/test_hil_chip_board.py).
 CHIP_SUITE = "test_hil_chip_board.py::test_the_hil_suite_is_green_on_the_16s_chip_board"
+_CHIP = pytest.StashKey[Any]()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,12 +57,19 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
     if any(item.nodeid.endswith(CHIP_SUITE) for item in session.items):
-        from test_hil_chip_board import start_chip_suite
+        from test_hil_chip_board import ChipSuite
 
-        start_chip_suite(session.config)
+        session.config.stash[_CHIP] = ChipSuite.start()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    from test_hil_chip_board import stop_chip_suite
+    run = session.config.stash.get(_CHIP, None)
+    if run is not None:
+        run.stop()
 
-    stop_chip_suite(session.config)
+
+@pytest.fixture
+def chip_suite(request: pytest.FixtureRequest) -> Any:
+    """The chip board's HIL suite (``test_hil_chip_board.ChipSuite``), started when the
+    collection ended."""
+    return request.config.stash[_CHIP]

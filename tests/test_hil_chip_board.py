@@ -24,45 +24,37 @@ WALL_S = 1500  # a guard only: the suite's own waits have board- and wall-time b
 
 
 class ChipSuite(NamedTuple):
+    """The suite in its own processes: its output and JUnit report in ``folder``."""
+
     folder: Path
     out: IO[str]
     proc: subprocess.Popen[str]
 
+    @classmethod
+    def start(cls) -> ChipSuite:
+        folder = Path(tempfile.mkdtemp(prefix="cellguard-chip-suite-"))
+        out = (folder / "suite.out").open("w")
+        proc = subprocess.Popen(suite_command("--board", BOARD, "--timeout", str(WALL_S),
+                                              junit=folder / "suite.xml"),
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
+        return cls(folder, out, proc)
 
-_KEY = pytest.StashKey[ChipSuite]()
-
-
-def start_chip_suite(config: pytest.Config) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="cellguard-chip-suite-"))
-    out = (folder / "suite.out").open("w")
-    proc = subprocess.Popen(suite_command("--board", BOARD, "--timeout", str(WALL_S),
-                                          junit=folder / "suite.xml"),
-                            stdout=out, stderr=subprocess.STDOUT, text=True)
-    config.stash[_KEY] = ChipSuite(folder, out, proc)
-
-
-def stop_chip_suite(config: pytest.Config) -> None:
-    run = config.stash.get(_KEY, None)
-    if run is None:
-        return
-    if run.proc.poll() is None:
-        run.proc.kill()
-        run.proc.wait()
-    run.out.close()
-    shutil.rmtree(run.folder, ignore_errors=True)
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @pytest.mark.timeout(WALL_S + 60)
-def test_the_hil_suite_is_green_on_the_16s_chip_board(request: pytest.FixtureRequest) -> None:
-    run = request.config.stash[_KEY]
-    try:
-        code = run.proc.wait(timeout=WALL_S)
-    finally:
-        run.out.close()
-    text = (run.folder / "suite.out").read_text()
+def test_the_hil_suite_is_green_on_the_16s_chip_board(chip_suite: ChipSuite) -> None:
+    code = chip_suite.proc.wait(timeout=WALL_S)
+    chip_suite.out.flush()
+    text = (chip_suite.folder / "suite.out").read_text()
     assert code == 0, text[-6000:]
     assert f"ran on board {BOARD}, runtime micropython, rig simulator" in text
-    cases = list(ET.parse(run.folder / "suite.xml").getroot().iter("testcase"))
+    cases = list(ET.parse(chip_suite.folder / "suite.xml").getroot().iter("testcase"))
     assert len(cases) == SUITE_TESTS + 1, len(cases)  # with the SoC full cycle
     assert any(c.get("name") == "test_soc_follows_a_full_cycle" for c in cases)
     for case in cases:

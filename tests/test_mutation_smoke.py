@@ -25,8 +25,8 @@ KILLED = [
     ("contactor", "Contactor.step", "self.attempts = 0", 0,  # not reset when told to open
      "self.attempts = 1"),
     ("app", "Bms._drive_output",  # closes onto a condition whose trip delay runs
-     "want = not held and (c.closed or not self.protection.pending_trips)", 1,
-     "want = not held and (c.closed or  self.protection.pending_trips)"),
+     "want = not opens and (c.closed or not self.protection.pending_trips)", 1,
+     "want = not opens and (c.closed or  self.protection.pending_trips)"),
     ("protection", "Protection.step", "holding = v > t if self.above[i] else v < t", 0,
      "holding = v >= t if self.above[i] else v < t"),
     ("protection", "Protection.step",
