@@ -364,3 +364,32 @@ def test_pybamm_trace_copies_need_force(tmp_path: Path, monkeypatch: pytest.Monk
     assert dest.read_bytes() == cached.read_bytes()
     assert pybamm_traces.main(["--profile", "cc", "--out", str(cached), "--force"]) == 1
     assert "is this command's input" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("switches", ["single", "dual"])
+def test_the_demo_discharge_ends_where_the_bms_stops_it(switches: str) -> None:
+    """The demo's discharge ends when the board stops it at under-voltage: its output
+    opens on one switch; on separate charge and discharge FETs only the discharge FET
+    does (a one-way fault), and the cycle must not run on to its time limit."""
+    from types import SimpleNamespace
+
+    from cellguard.boards import load_board
+    from cellguard.demo import CycleScript
+    from cellguard.sim.plant import OUT_DISCHARGE, Plant
+
+    plant = Plant({**load_board("sim-4s"), "switches": switches})
+    plant.output_closed = True
+    sim = SimpleNamespace(plant=plant, time_s=0.0, pause=lambda: None)
+    script = CycleScript(charge_v=4.2, current_a=3.0, first_rest_s=1, mid_rest_s=1)
+    script.armed.set()
+    script._enter(sim, "discharge")  # type: ignore[arg-type]
+    sim.time_s = 10.0
+    script(sim)  # type: ignore[arg-type]
+    assert script.phase is not None and script.phase.name == "discharge"
+    if switches == "dual":
+        plant.outputs &= ~OUT_DISCHARGE  # the discharge FET off, the output closed
+    else:
+        plant.output_closed = False
+    sim.time_s = 20.0
+    script(sim)  # type: ignore[arg-type]
+    assert script.phase.name == "rest-after" and plant.requested_current_a == 0.0

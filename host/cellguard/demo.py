@@ -71,12 +71,12 @@ class CycleScript:
                 self._enter(sim, following[phase.name])
         elif phase.name == "charge":
             plant.requested_current_a = self.current_a
-            if max(plant.cells_v()) >= self.charge_v or (not plant.output_closed and elapsed > 5):
+            if max(plant.cells_v()) >= self.charge_v or (not plant.passes(True) and elapsed > 5):
                 plant.requested_current_a = 0.0
                 self._enter(sim, "rest")
         elif phase.name == "discharge":
             plant.requested_current_a = -self.current_a
-            if not plant.output_closed and elapsed > 5:  # the BMS opened at its UV limit
+            if not plant.passes(False) and elapsed > 5:  # the BMS stopped it at its UV limit
                 plant.requested_current_a = 0.0
                 self._enter(sim, "rest-after")
         if (self.phase and self.phase.name == "done") or sim.time_s > self.limit_s:
@@ -103,7 +103,7 @@ def run_demo(out_dir: str = "demo", runtime: str = "micropython", board: str = "
     sim.tick_hooks.append(script)
     print(f"simulated board {board} ({runtime} firmware) on {sim.start().port}")
     print("cycle: rest 1 min, charge at 1C to the end-of-charge voltage, rest 20 min, "
-          "discharge at 1C until the BMS opens at under-voltage (the fault latches), "
+          "discharge at 1C until the BMS stops it at under-voltage (the fault latches), "
           "rest 10 min")
 
     def go_fast(info: Info) -> None:
