@@ -2,9 +2,10 @@
 
 The script plays the lab's cycler: it charges at 1C until the highest cell
 reaches the chemistry's end-of-charge voltage, rests, then discharges at 1C
-until the BMS itself opens the output at its cell under-voltage limit, and
+until the BMS itself stops it at its cell under-voltage limit (on separate
+charge and discharge FETs, as sim-4s has, by opening the discharge FET), and
 rests again: the condition releases as the cells relax, but the fault stays
-latched (output open) until someone clears it (``cellguard faults --clear``).
+latched until someone clears it (``cellguard faults --clear``).
 Simulated time runs as fast as the firmware (under real MicroPython by default)
 allows.
 """

@@ -89,7 +89,7 @@ class LogEvent:
     severity: str  # warning, alarm, fault
     bits: int
     value: int  # in the protection's wire unit (see client.format_fault_value)
-    faults: int  # bits holding the output open afterwards
+    faults: int  # fault bits held (active or latched) afterwards
 
     @property
     def names(self) -> list[str]:

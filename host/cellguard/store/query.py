@@ -156,7 +156,7 @@ class EventRow:
     severity: str  # warning, alarm, fault
     fault: int  # the bit(s) that changed
     value: int | None
-    faults: int | None  # bits holding the output open after it
+    faults: int | None  # fault bits held (active or latched) after it
     board_time_ms: int | None = None
     names: list[str] = field(default_factory=list)
 

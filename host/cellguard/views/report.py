@@ -356,7 +356,7 @@ def _sections(rep: dict[str, Any]) -> list[tuple[str, Any]]:
         if b["events"]:
             out.append(("p", "Events the board sent (FAULT_EVENT):"))
             out.append(("table", (["at", "event", "severity", "protection", "value",
-                                   "holding the output open"],
+                                   "faults held"],
                                   [[_t(e["t_s"]), e["kind"], e["severity"],
                                     ", ".join(e["names"]) or "-", e["value_si"] or "-",
                                     _held(e["faults"])] for e in b["events"]])))
