@@ -4,8 +4,9 @@ model on the simulated I2C bus between them and the plant (docs/bq76952.md).
 
 All of it, the SoC full cycle included: 100 Ah LFP cells at the suite's C/2 and C/4
 are six hours of board time, about six minutes here, so the suite starts in its own
-processes when the collection ends and runs beside the rest of ``make test``
-(``tests/conftest.py``); this test, ordered last, waits for it and reads its report."""
+processes once the virtual boards' suite is done and runs beside the rest of ``make
+test`` (``tests/conftest.py``); this test, ordered last, waits for it and reads its
+report."""
 
 from __future__ import annotations
 
