@@ -446,6 +446,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_passport(args: argparse.Namespace) -> int:
+    from .formats.passport import passport
+
+    result = passport(args.file, args.out, args.format, board=args.board, force=args.force)
+    if args.json:
+        print(to_json(result.to_dict()))
+    else:
+        print(f"wrote the {result.board} {result.unique_id} passport to {result.out} "
+              f"({result.unavailable} attributes not available from a log)", file=sys.stderr)
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .files import check_outputs
     from .store import query as logdata
@@ -548,6 +560,19 @@ def _add_offline_commands(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="the same as --format json")
     _force(s)
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("passport", help="the pack's Battery Pass performance and durability "
+                                        "data (1.2.1) from a log")
+    s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
+    s.add_argument("--out", "-o", required=True, help="output file (passport.json)")
+    s.add_argument("--format", choices=["json", "md"], default="json",
+                   help="json (the Battery Pass model, default) or md (a page for a person)")
+    s.add_argument("--board", metavar="ID",
+                   help="the pack: a board id, unique id or board name (needed when the log "
+                        "holds several packs)")
+    s.add_argument("--json", action="store_true", help="print what was written as JSON")
+    _force(s)
+    s.set_defaults(func=cmd_passport)
 
 
 def build_parser() -> argparse.ArgumentParser:

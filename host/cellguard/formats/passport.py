@@ -1,0 +1,385 @@
+"""The Battery Pass *Performance and Durability* aspect (version 1.2.1) of one pack.
+
+Two halves meet in :func:`build_passport`:
+
+- :class:`Static`: what the pack was built as (rated capacity, voltage limits,
+  temperature range, ...), from the board's INFO and its chemistry profile;
+- :class:`Lifetime`: what happened to it (throughput, equivalent full cycles,
+  time at extreme temperatures, harmful events, health estimates), each figure
+  with the time it was last updated.
+
+Today :func:`lifetime_from_log` fills :class:`Lifetime` from a cellguard log
+(what the host saw while logging). The board's own lifetime record (issue 16,
+item 1) will fill the same class from the board, for the pack's whole life;
+:func:`lifetime_from_board` is the seam for it.
+
+The model is kept valid: every property it requires is written. A figure the
+source cannot give is written as 0 (the model has no null) and its path is
+listed in the extension block's ``unavailable``, so a reader never mistakes
+it for a measurement. Exact figures the model lacks, or declares in a wrong
+unit (``remainingCapacity`` in kWh), go in :data:`EXTENSION`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CellguardError
+from ..files import atomic_output, check_output
+from ..link.client import FAULT_VALUE_UNITS, UNITS, Info
+from ..store import LogReader
+from ..store.query import choose_boards
+from ..views.report import integrate_split
+
+MODEL = "urn:samm:io.BatteryPass.Performance:1.2.1#PerformanceAndDurability"
+EXTENSION = "cellguardExtension"
+"""The top-level block with cellguard's exact data beside the model's properties."""
+FORMATS = ("json", "md")
+
+# Protection trips the model's free-text negativeEvents carries, and the
+# counts the extension block keeps (the model has no integer property for them).
+HARMFUL = ("deep_discharge", "cell_overvoltage", "cell_undervoltage", "overtemperature",
+           "undertemperature", "overtemperature_charge", "undertemperature_charge",
+           "overcurrent_charge", "overcurrent_discharge", "overcurrent_charge_peak",
+           "overcurrent_discharge_peak", "short_circuit")
+
+
+def iso(unix: float) -> str:
+    """A model ``Timestamp``: UTC, milliseconds, with the zone."""
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Static:
+    """What the pack was built as (SI units, pack level)."""
+
+    board: str
+    unique_id: str
+    chemistry: str
+    cells: int
+    rated_capacity_ah: float
+    nominal_voltage_v: float  # cells x the chemistry's open-circuit voltage at 50 % SoC
+    minimum_voltage_v: float  # cells x the under-voltage trip the board enforces
+    maximum_voltage_v: float  # cells x the over-voltage trip the board enforces
+    temp_min_c: float
+    temp_max_c: float
+    temp_charge_min_c: float
+    temp_charge_max_c: float
+    discharge_current_max_a: float
+    expected_cycles: int | None = None  # from a cell file that gives it (none does yet)
+
+    @property
+    def rated_energy_kwh(self) -> float:
+        return self.rated_capacity_ah * self.nominal_voltage_v / 1000.0
+
+    @property
+    def rated_maximum_power_kw(self) -> float:
+        return self.discharge_current_max_a * self.nominal_voltage_v / 1000.0
+
+
+def static_from_info(info: Info) -> Static:
+    """The pack as its INFO describes it, with the chemistry profile's figures."""
+    from cellguard_fw.chemistry import PROFILES
+
+    profile = PROFILES.get(info.chemistry)
+    if profile is None:
+        raise CellguardError(f"board {info.board!r} reports chemistry {info.chemistry!r}, which "
+                             f"this host has no profile for ({', '.join(PROFILES)})")
+    ocv = profile["ocv_mv"]
+    n = info.cell_count
+    return Static(
+        board=info.board, unique_id=info.unique_id, chemistry=info.chemistry, cells=n,
+        rated_capacity_ah=info.capacity_ah,
+        nominal_voltage_v=n * ocv[len(ocv) // 2] / 1000.0,
+        minimum_voltage_v=n * info.cell_uv_v, maximum_voltage_v=n * info.cell_ov_v,
+        temp_min_c=info.temp_min_c, temp_max_c=info.temp_max_c,
+        temp_charge_min_c=profile["temp_charge_min_dc"][0] / 10.0,
+        temp_charge_max_c=profile["temp_charge_max_dc"][0] / 10.0,
+        discharge_current_max_a=info.discharge_current_max_a,
+    )
+
+
+@dataclass
+class HarmfulEvent:
+    name: str
+    host_time: float
+    value: float  # SI (V, A, °C, s), from the wire unit of the protection
+    unit: str
+
+
+@dataclass
+class Lifetime:
+    """What happened to the pack, SI units; ``*_at`` are Unix times of the last update."""
+
+    source: str  # "log" (what the host saw) or "board" (the board's lifetime record)
+    charge_in_ah: float = 0.0
+    charge_out_ah: float = 0.0
+    energy_in_wh: float = 0.0
+    energy_out_wh: float = 0.0
+    throughput_at: float = 0.0
+    observed_s: float = 0.0  # time the figures cover (gaps left out)
+    time_above_max_s: float = 0.0
+    time_below_min_s: float = 0.0
+    time_above_charge_max_s: float = 0.0  # while charging
+    time_below_charge_min_s: float = 0.0
+    soc_pct: float | None = None
+    soc_at: float = 0.0
+    capacity_ah: float | None = None  # the estimator's relearned capacity
+    r0_growth_pct: float | None = None  # 100 = as new
+    estimate_at: float = 0.0
+    events: list[HarmfulEvent] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def equivalent_full_cycles(self, capacity_ah: float) -> float:
+        """Charge throughput (in and out) over twice the capacity."""
+        return (self.charge_in_ah + self.charge_out_ah) / (2.0 * capacity_ah)
+
+
+def _pack_ids(reader: LogReader, board: str | None) -> tuple[Info, list[int]]:
+    """One pack's INFO and its board rows (one per connection)."""
+    chosen = choose_boards(reader, board)
+    packs = sorted({info.unique_id for _, info in chosen})
+    if len(packs) > 1:
+        raise CellguardError(f"{reader.path} holds {len(packs)} packs ({', '.join(packs)}): "
+                             "a passport is for one; choose it with --board")
+    ids = [b for b, _ in chosen]
+    return chosen[-1][1], ids
+
+
+def lifetime_from_log(reader: LogReader, static: Static, ids: list[int]) -> Lifetime:
+    """Integrate the logged samples of these board rows (gaps left out)."""
+    life = Lifetime(source="log")
+    infos = dict(reader.boards())
+    for bid in ids:
+        s = reader.series(bid, infos[bid])
+        if len(s) == 0:
+            continue
+        skip = s.gap_mask()
+        a_in, a_out = integrate_split(s.t, s.current_a, skip)
+        w_in, w_out = integrate_split(s.t, s.pack_v * s.current_a, skip)
+        life.charge_in_ah += a_in / 3600.0
+        life.charge_out_ah += a_out / 3600.0
+        life.energy_in_wh += w_in / 3600.0
+        life.energy_out_wh += w_out / 3600.0
+        # time at extreme temperatures: each interval counted at its first sample's state
+        dt = np.diff(s.t)
+        keep = (dt > 0) & ~skip if len(dt) else np.zeros(0, dtype=bool)
+        dt = np.where(keep, dt, 0.0)
+        temps = s.temps_c[:-1]
+        hot = np.nanmax(temps, axis=1) if temps.size else np.full(len(dt), np.nan)
+        cold = np.nanmin(temps, axis=1) if temps.size else np.full(len(dt), np.nan)
+        charging = s.current_a[:-1] > 0
+        with np.errstate(invalid="ignore"):
+            life.time_above_max_s += float(dt[hot > static.temp_max_c].sum())
+            life.time_below_min_s += float(dt[cold < static.temp_min_c].sum())
+            life.time_above_charge_max_s += float(
+                dt[charging & (hot > static.temp_charge_max_c)].sum())
+            life.time_below_charge_min_s += float(
+                dt[charging & (cold < static.temp_charge_min_c)].sum())
+        life.observed_s += float(dt.sum())
+        last = float(s.host_time[-1])
+        if last >= life.soc_at:
+            life.soc_pct, life.soc_at = float(s.soc_pct[-1]), last
+        life.throughput_at = max(life.throughput_at, last)
+    for ev in reader.events():
+        if ev.board_id not in ids or ev.kind != "trip":
+            continue
+        for name in ev.names():
+            if name not in HARMFUL:
+                continue
+            wire = FAULT_VALUE_UNITS.get(name, "")
+            unit, scale = UNITS.get(wire, (wire, 1.0))
+            life.events.append(HarmfulEvent(name, ev.host_time, ev.value / scale, unit))
+            life.counts[name] = life.counts.get(name, 0) + 1
+    for est in reader.estimates():
+        if est["board_id"] in ids and est["host_time"] >= life.estimate_at:
+            life.capacity_ah = est["capacity_mah"] / 1000.0
+            life.r0_growth_pct = est["r0_growth_cpct"] / 100.0
+            life.estimate_at = float(est["host_time"])
+    return life
+
+
+def lifetime_from_board(port: str) -> Lifetime:
+    """The board's own lifetime record: the seam for issue 16, item 1."""
+    raise CellguardError("reading a passport from a board needs the firmware's lifetime "
+                         "record, which is not there yet: give a log file")
+
+
+def build_passport(static: Static, life: Lifetime, generated: float) -> dict[str, Any]:
+    """The aspect as a JSON-ready dict, valid against the 1.2.1 schema."""
+    unavailable: list[str] = []
+
+    def value(path: str, v: float | None) -> float:
+        if v is None:
+            unavailable.append(path)
+            return 0
+        return v
+
+    def dyn(name: str, v: float | None, at: float) -> dict[str, Any]:
+        return {f"{name}Value": value(f"batteryCondition.{name}", v),
+                "lastUpdate": iso(at or generated)}
+
+    tp = "batteryTechicalProperties"
+    for name in ("originalPowerCapability", "powerCapabilityRatio", "initialSelfDischarge",
+                 "roundtripEfficiency", "initialInternalResistance", "expectedLifetime",
+                 "capacityThresholdForExhaustion", "lifetimeReferenceTest",
+                 "cRateLifeCycleTest", "roundTripEfficiencyat50PerCentCycleLife",
+                 "roundTripEfficiencyFade", "powerFade", "cRate"):
+        unavailable.append(f"{tp}.{name}")
+    technical: dict[str, Any] = {
+        "originalPowerCapability": [],
+        "ratedMaximumPower": static.rated_maximum_power_kw,
+        "powerCapabilityRatio": 0,
+        "ratedEnergy": static.rated_energy_kwh,
+        "expectedNumberOfCycles": value(f"{tp}.expectedNumberOfCycles", static.expected_cycles),
+        "initialSelfDischarge": 0,
+        "roundtripEfficiency": 0,
+        "ratedCapacity": static.rated_capacity_ah,
+        "initialInternalResistance": [],
+        "expectedLifetime": 0,
+        "nominalVoltage": static.nominal_voltage_v,
+        "minimumVoltage": static.minimum_voltage_v,
+        "maximumVoltage": static.maximum_voltage_v,
+        "capacityThresholdForExhaustion": 0,
+        "lifetimeReferenceTest": "urn:cellguard:not-available",
+        "cRateLifeCycleTest": 0,
+        "temperatureRangeIdleState": {"minimum": static.temp_min_c,
+                                      "maximum": static.temp_max_c},
+        "roundTripEfficiencyat50PerCentCycleLife": 0,
+        "roundTripEfficiencyFade": 0,
+        "powerFade": 0,
+        "cRate": 0,
+    }
+    capacity = life.capacity_ah
+    cycles = life.equivalent_full_cycles(capacity or static.rated_capacity_ah)
+    fade = None if capacity is None else 100.0 * (1.0 - capacity / static.rated_capacity_ah)
+    remaining_kwh = None if capacity is None else capacity * static.nominal_voltage_v / 1000.0
+    energy_now = None
+    if life.soc_pct is not None:
+        energy_now = life.soc_pct / 100.0 * (capacity or static.rated_capacity_ah) \
+            * static.nominal_voltage_v / 1000.0
+    t_at, e_at = life.throughput_at, life.estimate_at
+    condition: dict[str, Any] = {
+        "energyThroughput": dyn("energyThroughput",
+                                (life.energy_in_wh + life.energy_out_wh) / 1000.0, t_at),
+        "capacityThroughput": dyn("capacityThroughput",
+                                  life.charge_in_ah + life.charge_out_ah, t_at),
+        "numberOfFullCycles": dyn("numberOfFullCycles", int(cycles), t_at),
+        "stateOfCertifiedEnergy": dyn("stateOfCertifiedEnergy", None, 0),
+        "capacityFade": dyn("capacityFade", fade, e_at),
+        "remainingEnergy": dyn("remainingEnergy", energy_now, life.soc_at),
+        "remainingCapacity": dyn("remainingCapacity", remaining_kwh, e_at),
+        "negativeEvents": [
+            {"negativeEvent": f"{e.name}: {e.value:g} {e.unit}", "lastUpdate": iso(e.host_time)}
+            for e in life.events],
+        "temperatureInformation": {
+            "timeExtremeHighTemp": life.time_above_max_s / 60.0,
+            "timeExtremeLowTemp": life.time_below_min_s / 60.0,
+            "timeExtremeHighTempCharging": life.time_above_charge_max_s / 60.0,
+            "timeExtremeLowTempCharging": life.time_below_charge_min_s / 60.0,
+            "lastUpdate": iso(t_at or generated),
+        },
+        "remainingPowerCapability": {
+            "remainingPowerCapabilityValue": {"atSoC": 0, "powerCapabilityAt": 0,
+                                              "rPCLastUpdated": iso(generated)},
+            "lastUpdate": iso(generated),
+        },
+        "evolutionOfSelfDischarge": dyn("evolutionOfSelfDischarge", None, 0),
+        "currentSelfDischargingRate": dyn("currentSelfDischargingRate", None, 0),
+        "internalResistanceIncrease": [] if life.r0_growth_pct is None else [
+            {"internalResistanceIncreaseValue": life.r0_growth_pct - 100.0,
+             "batteryComponent": "pack", "lastUpdate": iso(e_at)}],
+        "remainingRoundTripEnergyEfficiency": dyn("remainingRoundTripEnergyEfficiency",
+                                                  None, 0),
+        "stateOfCharge": dyn("stateOfCharge", life.soc_pct, life.soc_at),
+    }
+    unavailable.append("batteryCondition.remainingPowerCapability")
+    if life.r0_growth_pct is None:
+        unavailable.append("batteryCondition.internalResistanceIncrease")
+    extension = {
+        "version": 1,
+        "source": life.source,
+        "generated": iso(generated),
+        "pack": {"board": static.board, "uniqueId": static.unique_id,
+                 "chemistry": static.chemistry, "cells": static.cells},
+        "observedSeconds": life.observed_s,
+        "chargeInAh": life.charge_in_ah,
+        "chargeOutAh": life.charge_out_ah,
+        "energyInWh": life.energy_in_wh,
+        "energyOutWh": life.energy_out_wh,
+        "equivalentFullCycles": cycles,
+        "remainingCapacityAh": capacity,
+        "harmfulEventCounts": {name: life.counts.get(name, 0) for name in HARMFUL},
+        "temperatureLimitsC": {"idle": [static.temp_min_c, static.temp_max_c],
+                               "charging": [static.temp_charge_min_c,
+                                            static.temp_charge_max_c]},
+        "unavailable": sorted(unavailable),
+    }
+    return {tp: technical, "batteryCondition": condition, EXTENSION: extension}
+
+
+@dataclass
+class PassportResult:
+    out: str
+    format: str
+    board: str
+    unique_id: str
+    unavailable: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": self.out, "format": self.format, "board": self.board,
+                "unique_id": self.unique_id, "unavailable": self.unavailable}
+
+
+def render_markdown(p: dict[str, Any]) -> str:
+    """A short page for a person: the pack and its main figures."""
+    ext, cond = p[EXTENSION], p["batteryCondition"]
+    tech = p["batteryTechicalProperties"]
+    lines = [f"# Battery passport: {ext['pack']['board']} {ext['pack']['uniqueId']}", "",
+             f"Source: {ext['source']}; generated {ext['generated']}.", "",
+             "| attribute | value |", "|---|---|",
+             f"| rated capacity | {tech['ratedCapacity']:.3f} Ah |",
+             f"| voltage min / nominal / max | {tech['minimumVoltage']:.2f} / "
+             f"{tech['nominalVoltage']:.2f} / {tech['maximumVoltage']:.2f} V |",
+             f"| charge in / out | {ext['chargeInAh']:.3f} / {ext['chargeOutAh']:.3f} Ah |",
+             f"| energy in / out | {ext['energyInWh']:.3f} / {ext['energyOutWh']:.3f} Wh |",
+             f"| equivalent full cycles | {ext['equivalentFullCycles']:.3f} |"]
+    if ext["remainingCapacityAh"] is not None:
+        lines.append(f"| remaining capacity | {ext['remainingCapacityAh']:.3f} Ah |")
+    ti = cond["temperatureInformation"]
+    lines.append(f"| minutes above / below the temperature limits | "
+                 f"{ti['timeExtremeHighTemp']:.1f} / {ti['timeExtremeLowTemp']:.1f} |")
+    for name, n in ext["harmfulEventCounts"].items():
+        if n:
+            lines.append(f"| {name.replace('_', ' ')} trips | {n} |")
+    lines += ["", "Not available from this source: " + ", ".join(ext["unavailable"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def passport(log: str | Path, out: str, fmt: str = "json", board: str | None = None,
+             force: bool = False, now: float | None = None) -> PassportResult:
+    """Write the passport of the pack a log holds to ``out`` (atomically; an
+    existing file only with ``force``)."""
+    if fmt not in FORMATS:
+        raise CellguardError(f"unknown passport format {fmt!r} (choose {', '.join(FORMATS)})")
+    check_output(out, inputs=[log], force=force)
+    with LogReader(log) as reader:
+        info, ids = _pack_ids(reader, board)
+        static = static_from_info(info)
+        if reader.time_span(ids) is None:
+            raise CellguardError(f"{reader.path} holds no samples of {info.board} "
+                                 f"{info.unique_id}")
+        life = lifetime_from_log(reader, static, ids)
+    generated = datetime.now(UTC).timestamp() if now is None else now
+    doc = build_passport(static, life, generated)
+    text = render_markdown(doc) if fmt == "md" else json.dumps(doc, indent=2) + "\n"
+    with atomic_output(out, inputs=[log], force=force) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return PassportResult(str(out), fmt, info.board, info.unique_id,
+                          len(doc[EXTENSION]["unavailable"]))
