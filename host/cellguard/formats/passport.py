@@ -190,7 +190,7 @@ def lifetime_from_log(reader: LogReader, static: Static, ids: list[int]) -> Life
     for ev in reader.events():
         if ev.board_id not in ids or ev.kind != "trip":
             continue
-        for name in ev.names():
+        for name in ev.names:
             if name not in HARMFUL:
                 continue
             wire = FAULT_VALUE_UNITS.get(name, "")
