@@ -229,6 +229,9 @@ PRODUCERS: dict[tuple[str, str], Producer] = {
     ("summary", "--json"): lambda c, log, sim, tmp: _json(c, ["summary", str(log), "--json"]),
     ("export", "--json"): lambda c, log, sim, tmp: _json(
         c, ["export", str(log), "-o", str(tmp / "e.csv"), "--json"]),
+    ("passport", "--json"): lambda c, log, sim, tmp: _json(
+        c, ["passport", str(log), "-o", str(tmp / "passport.json"), "--board", "abcd",
+            "--json"]),
     ("plot", "--json"): lambda c, log, sim, tmp: _json(
         c, ["plot", str(log), "-o", str(tmp / "p.png"), "--json"]),
     ("report", "--json or --format json"): lambda c, log, sim, tmp: _json(

@@ -67,7 +67,8 @@ def trace_csv(path: Path, rows: int = 40, volts: float = 3.7) -> Path:
     ["report", "{log}", "-o", "{log}"],
     ["plot", "{log}", "--html", "{log}"],
     ["plot", "{log}", "-o", "{log}"],
-], ids=["export-csv", "export-parquet", "report", "plot-html", "plot-png"])
+    ["passport", "{log}", "-o", "{log}"],
+], ids=["export-csv", "export-parquet", "report", "plot-html", "plot-png", "passport"])
 def test_offline_commands_refuse_to_write_over_their_log(
         argv: list[str], log: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = log.read_bytes()

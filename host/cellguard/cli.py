@@ -570,7 +570,8 @@ def _add_offline_commands(sub: Any) -> None:
     s.add_argument("--board", metavar="ID",
                    help="the pack: a board id, unique id or board name (needed when the log "
                         "holds several packs)")
-    s.add_argument("--json", action="store_true", help="print what was written as JSON")
+    s.add_argument("--json", action="store_true",
+                   help=f"print what was written as JSON ({key_list('passport')})")
     _force(s)
     s.set_defaults(func=cmd_passport)
 

@@ -277,6 +277,11 @@ OUTPUTS: tuple[Output, ...] = (
         K("out", "the file written"), K("format", "csv or parquet"), K("rows", "rows written"),
         K("boards", "board ids exported (list)"), K("columns", "column names (list)"),
     )),
+    Output("passport", "--json", OBJECT, "what was written", (
+        K("out", "the file written"), K("format", "json or md"), K("board", "board name"),
+        K("unique_id", "the pack's unique id"),
+        K("unavailable", "model attributes the source cannot give (written as 0)"),
+    )),
     Output("plot", "--json", OBJECT, "what was plotted", (
         K("files", "files written (list)"), K("board_id", "board id plotted"),
         K("board", "board name"), K("unique_id", "unique id"), K("samples", "samples plotted"),
