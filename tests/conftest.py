@@ -37,7 +37,7 @@ def flash(monkeypatch: pytest.MonkeyPatch) -> FlashModel:
     fs = FlashModel(mount_point="/flash")
     for module in (cellguard_fw.events, cellguard_fw.latches, cellguard_fw.lifetime):
         monkeypatch.setattr(module, "open", fs.open, raising=False)
-        monkeypatch.setattr(module, "os", fs)
+        monkeypatch.setattr(module, "os", fs, raising=False)
     return fs
 
 

@@ -20,7 +20,8 @@ counter keeps what is below its unit in a remainder word, so the sum of
   16-18 s at rest (|I| below the rest current), charging, discharging
   19-22 s beyond the chemistry's temperature trips: hot not charging, hot
         charging (the charge limit), cold not charging, cold charging
-  23-27 harmful events, one per trip edge: deep discharge, overcharge (cell
+  23-27 harmful events, one per edge of each kind (from none of its trip bits
+        to one): deep discharge, overcharge (cell
         over-voltage), over-temperature, over-current, short circuit
   28-30 boots, watchdog resets, configuration changes
   31-50 s per SoC x temperature bin: SoC 0-20-40-60-80-100 %, temperature (the
@@ -35,17 +36,18 @@ Limits of the integer arithmetic: |current| up to 1,000 A, steps up to 1 s, pack
 voltage up to 1,000 V.
 
 The record on flash: a magic word, the number of counter words, the counters,
-a sequence number and a CRC-32 over all of it (little-endian u32s). A save
-writes ``path + ".new"`` and renames it over ``path`` (atomic on LittleFS; FAT
-removes the old file first), as :mod:`latches` does; at boot the valid record
-with the highest sequence number wins. A torn or corrupt record fails its CRC
-and the other one stands: power lost during a save costs at most the interval
-since the previous one. A record with fewer counter words (an earlier layout)
+a sequence number and a CRC-32 over all of it (little-endian u32s). There are
+two files, ``path + ".0"`` and ``path + ".1"``; a save overwrites the one not
+holding the newest valid record (as :mod:`latches` it trusts a CRC and a
+sequence number, but it keeps the previous record instead of renaming over it).
+At boot the valid record with the highest sequence number wins. A torn or
+corrupt record fails its CRC and the other one stands: power lost during a
+save, or a flipped bit in the newest file, costs at most the interval since the
+previous save, never the whole life. A record with fewer counter words (an earlier layout)
 loads with the new words zero; one with more keeps the words this layout knows
 (words are only ever appended).
 """
 
-import os
 from array import array
 from binascii import crc32
 from struct import pack_into, unpack_from
@@ -142,7 +144,9 @@ class Lifetime:
         self.prev = 0  # the fault bits of the previous step
         self.since = 0  # ms of operation since the last save (saturates)
         self.edge = False  # an event since the last save
-        self.path = path or ""  # "": kept in RAM only
+        # the two record files, written in turn; None: kept in RAM only
+        self.names = (path + ".0", path + ".1") if path else None
+        self.slot = -1  # the file holding the newest valid record; -1: none
         self.buf = bytearray(_SIZE)
         self.seq = 0  # the newest record's sequence number
         self.errors = 0  # saves the flash refused
@@ -222,24 +226,27 @@ class Lifetime:
                 i += 1
             w[i] += n
         w[_OP_MS] = ms
-        # harmful events: one per rising edge of each kind
-        rise = trips & ~self.prev
-        self.prev = trips
-        if rise:
-            if rise & _F_DEEP:
+        # harmful events: one per kind's edge (none of its bits, then one of them)
+        p = self.prev
+        if trips != p:
+            self.prev = trips
+            rise = False
+            if (trips & _F_DEEP) and not (p & _F_DEEP):
                 w[_N_DEEP] += 1
-                self.edge = True
-            if rise & _F_OVERCHARGE:
+                rise = True
+            if (trips & _F_OVERCHARGE) and not (p & _F_OVERCHARGE):
                 w[_N_OVERCHARGE] += 1
-                self.edge = True
-            if rise & _F_OVERTEMP:
+                rise = True
+            if (trips & _F_OVERTEMP) and not (p & _F_OVERTEMP):
                 w[_N_OVERTEMP] += 1
-                self.edge = True
-            if rise & _F_OVERCURRENT:
+                rise = True
+            if (trips & _F_OVERCURRENT) and not (p & _F_OVERCURRENT):
                 w[_N_OVERCURRENT] += 1
-                self.edge = True
-            if rise & _F_SHORT:
+                rise = True
+            if (trips & _F_SHORT) and not (p & _F_SHORT):
                 w[_N_SHORT] += 1
+                rise = True
+            if rise:
                 self.edge = True
         if self.since < _SAVE_MS:
             self.since += dt
@@ -262,51 +269,39 @@ class Lifetime:
         return self.since >= _SAVE_MS or (self.edge and self.since >= _GAP_MS)
 
     def save(self):
+        """Write the record into the slot not holding the newest valid one."""
         self.since = 0
         self.edge = False
-        if not self.path:
+        if not self.names:
             return
         self.seq += 1
         encode(self.buf, self.w, self.seq)
-        new = self.path + ".new"
+        slot = 1 - self.slot if self.slot >= 0 else 0
         try:
-            with open(new, "wb") as f:
+            with open(self.names[slot], "wb") as f:
                 f.write(self.buf)
-            self._replace(new)
         except OSError:
             self.errors += 1  # a failing flash must not stop protection
+            return
+        self.slot = slot
 
     def load(self):
         """Read the newest valid record into ``w``; return its sequence number
         (0: none found, the counters stay as they are)."""
         best = None
-        seq = -1
-        newest = None
-        for name in (self.path, self.path + ".new"):
+        seq = 0
+        for slot in (0, 1):
             try:
-                with open(name, "rb") as f:
+                with open(self.names[slot], "rb") as f:
                     data = f.read(_SIZE + 256)
             except OSError:
                 continue
             s = decode(data)
-            if s > seq:
+            if s > seq or (best is None and s >= 0):
                 best = data
                 seq = s
-                newest = name
-        if best is None:
-            return 0
-        decode(best, self.w)
-        self.seq = seq
-        if newest != self.path:  # power lost before the rename: finish it
-            try:
-                self._replace(newest)
-            except OSError:
-                pass
+                self.slot = slot
+        if best is not None:
+            decode(best, self.w)
+            self.seq = seq
         return seq
-
-    def _replace(self, new):
-        try:
-            os.rename(new, self.path)
-        except OSError:  # FAT cannot rename over a file
-            os.remove(self.path)
-            os.rename(new, self.path)
