@@ -394,3 +394,26 @@ print(alloc)
     assert lines[-1] == "NO-ALLOC", out
     assert json.loads(lines[-2]) == list(lt.w)
     assert lt.w[N_SHORT] == 40 and lt.w[CHG_AH] > 0
+
+
+def test_a_refused_write_is_counted_and_the_previous_record_is_kept(
+        flash: FlashModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing flash (OSError) must not stop the control loop, nor make the next
+    save overwrite the newest good record."""
+    lt = Lifetime(NMC, PATH)
+    busy(lt, 60)
+    lt.save()  # seq 1 in slot 0
+    good = flash.files["/life.0"]
+
+    def refuse(path: str, mode: str = "r") -> Any:
+        raise OSError(28)  # ENOSPC
+
+    monkeypatch.setattr(lifetime, "open", refuse)
+    busy(lt, 60)
+    lt.save()
+    lt.save()
+    assert lt.errors == 2 and lt.slot == 0 and not lt.due()
+    monkeypatch.setattr(lifetime, "open", flash.open)
+    lt.save()  # seq 4, into slot 1: slot 0 still holds the last good record
+    assert flash.files["/life.0"] == good and decode(flash.files["/life.1"]) == 4
+    assert list(Lifetime(NMC, PATH).w) == list(lt.w)

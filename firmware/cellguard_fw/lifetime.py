@@ -144,8 +144,8 @@ class Lifetime:
         self.prev = 0  # the fault bits of the previous step
         self.since = 0  # ms of operation since the last save (saturates)
         self.edge = False  # an event since the last save
-        # the two record files, written in turn; None: kept in RAM only
-        self.names = (path + ".0", path + ".1") if path else None
+        # the two record files, written in turn; "": kept in RAM only
+        self.names = (path + ".0", path + ".1") if path else ("", "")
         self.slot = -1  # the file holding the newest valid record; -1: none
         self.buf = bytearray(_SIZE)
         self.seq = 0  # the newest record's sequence number
@@ -272,7 +272,7 @@ class Lifetime:
         """Write the record into the slot not holding the newest valid one."""
         self.since = 0
         self.edge = False
-        if not self.names:
+        if not self.names[0]:
             return
         self.seq += 1
         encode(self.buf, self.w, self.seq)
