@@ -32,8 +32,8 @@ The time counters move once a whole second of operating time has passed: that
 second goes to the state of the step that completed it, so the state times and
 the histogram sum to the operating time exactly.
 
-Limits of the integer arithmetic: |current| up to 1,000 A, steps up to 1 s, pack
-voltage up to 1,000 V.
+Limits of the integer arithmetic: |current| up to 1,000 A, pack voltage up to
+1,000 V; a step of any length (longer ones are counted in slices of 1 s).
 
 The record on flash: a magic word, the number of counter words, the counters,
 a sequence number and a CRC-32 over all of it (little-endian u32s). There are
@@ -165,9 +165,12 @@ class Lifetime:
             a = _DSG_AH
             e = _DSG_WH
             amp = -ma
-        if amp:
+        left = dt if amp else 0
+        while left > 0:  # in slices of at most 1 s: the products stay small ints
+            d = left if left < 1000 else 1000
+            left -= d
             # charge: mA*ms, carried into mAh and Ah
-            acc = w[a + 2] + amp * dt
+            acc = w[a + 2] + amp * d
             q = acc // _MAS_PER_MAH
             w[a + 2] = acc - q * _MAS_PER_MAH
             if q:
@@ -178,12 +181,12 @@ class Lifetime:
             v = mv // 1000
             x = (mv - v * 1000) * amp  # mV below a volt, times mA: uW
             pw = v * amp + x // 1000  # mW
-            uw = w[e + 3] + (x % 1000) * dt  # uW*ms
+            uw = w[e + 3] + (x % 1000) * d  # uW*ms
             acc = uw // 1000  # mW*ms
             w[e + 3] = uw - acc * 1000
             ph = pw // 3600
-            q = ph * dt  # 3600 mW*ms units
-            acc += w[e + 2] + (q % 1000) * 3600 + (pw - ph * 3600) * dt
+            q = ph * d  # 3600 mW*ms units
+            acc += w[e + 2] + (q % 1000) * 3600 + (pw - ph * 3600) * d
             q //= 1000  # mWh
             x = acc // _MAS_PER_MAH
             w[e + 2] = acc - x * _MAS_PER_MAH
