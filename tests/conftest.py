@@ -32,11 +32,12 @@ def flash(monkeypatch: pytest.MonkeyPatch) -> FlashModel:
     the firmware modules that touch files see it as their ``open`` and ``os``."""
     import cellguard_fw.events
     import cellguard_fw.latches
+    import cellguard_fw.lifetime
 
     fs = FlashModel(mount_point="/flash")
-    for module in (cellguard_fw.events, cellguard_fw.latches):
+    for module in (cellguard_fw.events, cellguard_fw.latches, cellguard_fw.lifetime):
         monkeypatch.setattr(module, "open", fs.open, raising=False)
-        monkeypatch.setattr(module, "os", fs)
+        monkeypatch.setattr(module, "os", fs, raising=False)
     return fs
 
 

@@ -1,0 +1,421 @@
+"""The lifetime record (issue 16, item 1): exact integer counters, each trip edge
+counted once, a record that survives power loss and corruption, and an update
+that allocates nothing under real MicroPython."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import struct
+from binascii import crc32
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cellguard.sim.flash import FlashModel, PowerLost
+from cellguard_fw import codec, lifetime
+from cellguard_fw.chemistry import PROFILES
+from cellguard_fw.lifetime import Lifetime, decode, encode
+
+NMC = PROFILES["nmc"]
+WORDS = lifetime._WORDS
+SIZE = lifetime._SIZE
+PATH = "/flash/life"
+
+# The layout (docs/lifetime.md), by word index.
+CHG_AH, DSG_AH, CHG_WH, DSG_WH = 0, 3, 6, 10
+OP_S, OP_MS, REST_S, CHG_S, DSG_S = 14, 15, 16, 17, 18
+HOT_IDLE, HOT_CHG, COLD_IDLE, COLD_CHG = 19, 20, 21, 22
+N_DEEP, N_OVERCHARGE, N_OVERTEMP, N_OVERCURRENT, N_SHORT = 23, 24, 25, 26, 27
+N_BOOTS, N_WATCHDOG, N_CONFIG = 28, 29, 30
+HIST = 31
+
+
+def charge_mams(w: Any, base: int) -> int:
+    """A charge counter as mA*ms."""
+    return (w[base] * 1000 + w[base + 1]) * 3_600_000 + w[base + 2]
+
+
+def energy_uwms(w: Any, base: int) -> int:
+    """An energy counter as mV*mA*ms (uW*ms)."""
+    return ((w[base] * 1000 + w[base + 1]) * 3_600_000 + w[base + 2]) * 1000 + w[base + 3]
+
+
+def hist(w: Any, soc_bin: int, temp_bin: int) -> int:
+    return w[HIST + 4 * soc_bin + temp_bin]
+
+
+def test_fault_masks_are_the_codecs_bits() -> None:
+    assert lifetime._F_DEEP == codec.FAULT_DEEP_DISCHARGE
+    assert lifetime._F_OVERCHARGE == codec.FAULT_CELL_OVERVOLTAGE
+    assert lifetime._F_OVERTEMP == codec.FAULT_OVERTEMPERATURE | codec.FAULT_OVERTEMPERATURE_CHARGE
+    assert lifetime._F_OVERCURRENT == (
+        codec.FAULT_OVERCURRENT_CHARGE | codec.FAULT_OVERCURRENT_DISCHARGE
+        | codec.FAULT_OVERCURRENT_CHARGE_PEAK | codec.FAULT_OVERCURRENT_DISCHARGE_PEAK)
+    assert lifetime._F_SHORT == codec.FAULT_SHORT_CIRCUIT
+    assert SIZE == 16 + 4 * WORDS and HIST + 20 == WORDS
+
+
+# -- counters against the integrated truth -------------------------------------------------
+
+
+def run_profile(lt: Lifetime, steps: list[tuple[int, int, int]]) -> dict[str, int]:
+    """Feed (dt ms, mA, pack mV) steps; return the exact integrals."""
+    truth = {"chg_mams": 0, "dsg_mams": 0, "chg_uwms": 0, "dsg_uwms": 0, "ms": 0}
+    for dt, ma, mv in steps:
+        lt.update(dt, ma, mv, 5000, 250, 250, 0)
+        d = "chg" if ma > 0 else "dsg"
+        truth[d + "_mams"] += abs(ma) * dt
+        truth[d + "_uwms"] += abs(ma) * mv * dt
+        truth["ms"] += dt
+    return truth
+
+
+def check_exact(lt: Lifetime, truth: dict[str, int]) -> None:
+    w = lt.w
+    assert charge_mams(w, CHG_AH) == truth["chg_mams"]
+    assert charge_mams(w, DSG_AH) == truth["dsg_mams"]
+    assert energy_uwms(w, CHG_WH) == truth["chg_uwms"]
+    assert energy_uwms(w, DSG_WH) == truth["dsg_uwms"]
+    assert w[OP_S] * 1000 + w[OP_MS] == truth["ms"]
+    # every remainder word below its unit, every word a small int on a 32-bit port
+    for base in (CHG_AH, DSG_AH):
+        assert w[base + 1] < 1000 and w[base + 2] < 3_600_000
+    for base in (CHG_WH, DSG_WH):
+        assert w[base + 1] < 1000 and w[base + 2] < 3_600_000 and w[base + 3] < 1000
+    assert w[OP_MS] < 1000 and max(w) < 2**30
+
+
+def test_throughput_and_energy_are_exact_over_a_synthetic_day() -> None:
+    """A day of a 16S pack at 100 ms (uneven steps too): charge and energy in and
+    out equal the sums of mA*ms and mV*mA*ms to the last unit."""
+    rng = random.Random(16)
+    steps = []
+    ma = 0
+    for _ in range(864_000):
+        if rng.random() < 0.001:  # a new current level every ~100 s
+            ma = rng.choice([0, 0, 30, -30, 1000, -1000, 50_000, -100_000, 150_000, -7])
+        dt = 100 if rng.random() < 0.99 else rng.choice([1, 37, 250, 1000])
+        steps.append((dt, ma + rng.randint(-50, 50), 52_000 + rng.randint(-4000, 4000)))
+    lt = Lifetime(NMC)
+    truth = run_profile(lt, steps)
+    check_exact(lt, truth)
+    assert lt.w[CHG_AH] > 100 and lt.w[DSG_WH] > 1000  # the profile moved real charge
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 5000), st.integers(-1_000_000, 1_000_000),
+                          st.integers(0, 999_999)), min_size=1, max_size=200))
+def test_throughput_is_exact_at_the_limits(steps: list[tuple[int, int, int]]) -> None:
+    """Up to 1,000 A and 1,000 V (the documented limits), steps up to 5 s."""
+    lt = Lifetime(NMC)
+    check_exact(lt, run_profile(lt, steps))
+
+
+def test_times_states_extremes_and_the_histogram() -> None:
+    """Blocks of whole seconds at 100 ms steps: each block's seconds go to its
+    state, its extreme-temperature counters and its histogram bin (NMC: hot above
+    60 degC, cold below -20 degC; charging: above 45, below 0)."""
+    lt = Lifetime(NMC, rest_ma=50)
+    blocks = [  # seconds, mA, SoC cpct, coldest, hottest
+        (30, 0, 5000, 250, 260),  # rest; SoC bin 2, temperature bin 2
+        (40, 20_000, 7000, 440, 470),  # charging hot; bin 3, 3
+        (20, 20_000, 1000, -10, 20),  # charging cold; bin 0, 1
+        (15, -30_000, 9999, 610, 620),  # discharging hot; bin 4, 3
+        (12, 0, 10000, -250, -240),  # rest cold; bin 4, 0
+        (7, -40, 3000, 100, 100),  # below the rest current: rest; bin 1, 1
+        (9, 30_000, 4100, 460, 460),  # charging at 46 degC: hot for charging only
+    ]
+    for seconds, ma, soc, tmin, tmax in blocks:
+        for _ in range(seconds * 10):
+            lt.update(100, ma, 50_000, soc, tmin, tmax, 0)
+    w = lt.w
+    assert (w[OP_S], w[OP_MS]) == (133, 0)
+    assert (w[REST_S], w[CHG_S], w[DSG_S]) == (30 + 12 + 7, 40 + 20 + 9, 15)
+    assert (w[HOT_IDLE], w[HOT_CHG], w[COLD_IDLE], w[COLD_CHG]) == (15, 40 + 9, 12, 20)
+    assert hist(w, 2, 2) == 30 and hist(w, 3, 3) == 40 and hist(w, 0, 1) == 20
+    assert hist(w, 4, 3) == 15 and hist(w, 4, 0) == 12 and hist(w, 1, 1) == 7
+    assert hist(w, 2, 3) == 9  # 41 % SoC, 46 degC
+    assert sum(w[HIST:HIST + 20]) == w[OP_S]
+
+
+def test_state_times_and_histogram_sum_to_the_operating_time() -> None:
+    rng = random.Random(7)
+    lt = Lifetime(PROFILES["lfp"])
+    total = 0
+    for _ in range(50_000):
+        dt = rng.choice([100, 100, 333, 1000, 2500])  # a late step spans seconds
+        total += dt
+        t = rng.randint(-300, 700)
+        lt.update(dt, rng.choice([0, 20, -20, 5000, -5000]), 13_000, rng.randint(0, 10_000),
+                  t, t + rng.randint(0, 50), 0)
+    w = lt.w
+    assert w[OP_S] * 1000 + w[OP_MS] == total
+    assert w[REST_S] + w[CHG_S] + w[DSG_S] == w[OP_S]
+    assert sum(w[HIST:HIST + 20]) == w[OP_S]
+    assert all(w[i] for i in range(HIST, HIST + 20))  # every bin was reached
+
+
+# -- harmful events ------------------------------------------------------------------------
+
+
+def test_each_trip_edge_is_counted_once() -> None:
+    lt = Lifetime(NMC)
+    f = codec
+    trips = [
+        0, f.FAULT_DEEP_DISCHARGE, f.FAULT_DEEP_DISCHARGE | f.FAULT_CELL_UNDERVOLTAGE,
+        f.FAULT_DEEP_DISCHARGE, 0, f.FAULT_DEEP_DISCHARGE,  # two deep discharges
+        f.FAULT_CELL_OVERVOLTAGE, f.FAULT_CELL_OVERVOLTAGE,  # one overcharge
+        f.FAULT_OVERTEMPERATURE, f.FAULT_OVERTEMPERATURE | f.FAULT_OVERTEMPERATURE_CHARGE,
+        0, f.FAULT_OVERTEMPERATURE_CHARGE,  # over-temperature twice (the kind held across)
+        f.FAULT_OVERCURRENT_CHARGE | f.FAULT_OVERCURRENT_DISCHARGE_PEAK,
+        f.FAULT_OVERCURRENT_DISCHARGE, 0, f.FAULT_OVERCURRENT_CHARGE_PEAK,  # twice
+        f.FAULT_SHORT_CIRCUIT | f.FAULT_OVERCURRENT_DISCHARGE_PEAK,  # over-current held
+        f.FAULT_SHORT_CIRCUIT,  # one short circuit
+        f.FAULT_CELL_UNDERVOLTAGE | f.FAULT_HOST_LOST | f.FAULT_SENSOR_BUS,  # not harmful
+        0,
+    ]
+    for bits in trips:
+        lt.update(100, 0, 50_000, 5000, 250, 250, bits)
+    w = lt.w
+    assert (w[N_DEEP], w[N_OVERCHARGE], w[N_OVERTEMP], w[N_OVERCURRENT], w[N_SHORT]) == (
+        2, 1, 2, 2, 1)
+
+
+def test_saves_are_due_every_five_minutes_and_soon_after_an_event() -> None:
+    lt = Lifetime(NMC)
+    for _ in range(299):
+        lt.update(1000, 0, 50_000, 5000, 250, 250, 0)
+        assert not lt.due()
+    lt.update(1000, 0, 50_000, 5000, 250, 250, 0)
+    assert lt.due()
+    lt.save()
+    assert not lt.due()
+    lt.update(1000, 0, 50_000, 5000, 250, 250, codec.FAULT_SHORT_CIRCUIT)
+    for _ in range(8):  # an event: a save after 10 s, not at once (a bounded rate)
+        assert not lt.due()
+        lt.update(1000, 0, 50_000, 5000, 250, 250, codec.FAULT_SHORT_CIRCUIT)
+    lt.update(1000, 0, 50_000, 5000, 250, 250, 0)
+    assert lt.due()
+    lt.save()
+    lt.config_changed()
+    assert not lt.due()
+    for _ in range(10):
+        lt.update(1000, 0, 50_000, 5000, 250, 250, 0)
+    assert lt.due() and lt.w[N_CONFIG] == 1
+
+
+# -- the record ---------------------------------------------------------------------------
+
+u32 = st.integers(0, 2**32 - 1)
+
+
+@settings(max_examples=300)
+@given(st.lists(u32, min_size=WORDS, max_size=WORDS), u32, st.data())
+def test_record_round_trip_and_a_flipped_byte_is_refused(words: list[int], seq: int,
+                                                         data: st.DataObject) -> None:
+    buf = bytearray(SIZE)
+    encode(buf, words, seq)
+    out = [0] * WORDS
+    assert decode(bytes(buf), out) == seq and out == words
+    at = data.draw(st.integers(0, SIZE - 1))
+    bad = bytearray(buf)
+    bad[at] ^= data.draw(st.integers(1, 255))
+    out2 = [7] * WORDS
+    assert decode(bytes(bad), out2) == -1 and out2 == [7] * WORDS  # untouched
+    cut = data.draw(st.integers(0, SIZE - 1))
+    assert decode(bytes(buf[:cut])) == -1  # a torn record
+
+
+@pytest.mark.parametrize("n", [40, 60])
+def test_a_record_of_another_layout_keeps_the_words_both_know(n: int) -> None:
+    """Words are only appended: an older (shorter) record loads with the new words
+    zero, a newer (longer) one with the words this layout knows."""
+    body = struct.pack("<LL", lifetime._MAGIC, n) + struct.pack(f"<{n}L", *range(1, n + 1))
+    body += struct.pack("<L", 9)
+    record = body + struct.pack("<L", crc32(body))
+    out = [5] * WORDS
+    assert decode(record, out) == 9
+    assert out == [i + 1 if i < n else 0 for i in range(WORDS)]
+
+
+def busy(lt: Lifetime, seconds: int, trips: int = 0) -> None:
+    for _ in range(seconds):
+        lt.update(1000, 12_345, 51_000, 6000, 300, 310, trips)
+
+
+def test_save_and_load_round_trip(flash: FlashModel) -> None:
+    lt = Lifetime(NMC, PATH)
+    assert lt.seq == 0 and max(lt.w) == 0  # a new board: nothing yet
+    lt.boot(watchdog=True)
+    busy(lt, 400, codec.FAULT_OVERTEMPERATURE)
+    lt.save()
+    again = Lifetime(NMC, PATH)
+    assert list(again.w) == list(lt.w) and again.seq == lt.seq == 1
+    assert again.w[N_BOOTS] == again.w[N_WATCHDOG] == again.w[N_OVERTEMP] == 1
+    assert set(flash.files) == {"/life.0"} and len(flash.files["/life.0"]) == SIZE
+    again.save()
+    assert set(flash.files) == {"/life.0", "/life.1"}  # the previous record is kept
+
+
+def test_a_corrupt_or_torn_newest_record_falls_back_to_the_previous(flash: FlashModel) -> None:
+    lt = Lifetime(NMC, PATH)
+    busy(lt, 100)
+    lt.save()
+    first = list(lt.w)
+    busy(lt, 100)
+    lt.save()
+    newest = "/life.1"
+    good = flash.files[newest]
+    for damaged in (good[:-1], good[:37], b"", good[:50] + bytes([good[50] ^ 4]) + good[51:]):
+        flash.files[newest] = damaged
+        back = Lifetime(NMC, PATH)
+        assert list(back.w) == first and back.seq == 1
+        back.save()  # over the damaged one, never over the previous record
+        assert decode(flash.files[newest]) == 2 and decode(flash.files["/life.0"]) == 1
+        flash.files[newest] = good
+    del flash.files["/life.0"], flash.files[newest]
+    fresh = Lifetime(NMC, PATH)  # both gone: the life starts again at zero
+    assert fresh.seq == 0 and max(fresh.w) == 0
+
+
+def test_power_lost_at_every_point_of_a_save(flash: FlashModel) -> None:
+    """Whatever operation the power fails at, the next boot reads the record before
+    the save or the one after it, never less."""
+    def fresh() -> tuple[Lifetime, list[int], list[int]]:
+        empty = FlashModel(mount_point="/flash")
+        flash.files, flash.blocks_of = empty.files, empty.blocks_of
+        flash.reboot()
+        lt = Lifetime(NMC, PATH)
+        busy(lt, 50)
+        lt.save()
+        busy(lt, 50)
+        lt.save()
+        before = list(lt.w)
+        busy(lt, 50, codec.FAULT_SHORT_CIRCUIT)
+        return lt, before, list(lt.w)
+
+    lt, _, _ = fresh()
+    start = flash.ops
+    lt.save()
+    n = flash.ops - start
+    assert n >= 2  # open, write, close at least
+    outcomes = set()
+    for k in range(n + 1):
+        lt, before, after = fresh()
+        flash.fail_after = flash.ops + k
+        with contextlib.suppress(PowerLost):
+            lt.save()
+        flash.reboot()
+        back = Lifetime(NMC, PATH)
+        assert list(back.w) in (before, after), k
+        assert back.seq >= 2
+        outcomes.add(back.seq)
+    assert outcomes == {2, 3}  # lost early: the record before; late: the new one
+
+
+def test_the_sequence_and_the_counters_never_go_back(flash: FlashModel) -> None:
+    """Random power cuts during saves and a flipped byte now and then: each boot
+    reads a sequence number and an operating time no lower than the last boot's
+    (a damaged newest record costs one save interval, not the life)."""
+    rng = random.Random(3)
+    lt = Lifetime(NMC, PATH)
+    last_seq = last_op = 0
+    rotted = 0
+    for _ in range(150):
+        busy(lt, rng.randint(1, 400))
+        if rng.random() < 0.3:
+            flash.fail_after = flash.ops + rng.randint(0, 3)  # within the save
+        with contextlib.suppress(PowerLost):
+            lt.save()
+        flash.reboot()
+        rot = rng.random() < 0.1 and lt.slot >= 0
+        if rot:  # bit rot in the newest record
+            name = f"/life.{lt.slot}"
+            data = bytearray(flash.files[name])
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+            flash.files[name] = bytes(data)
+            rotted += 1
+        lt = Lifetime(NMC, PATH)
+        if rot:  # the previous record stands: one save back, not the life
+            assert lt.seq >= last_seq - 1 and lt.seq > 0
+        else:
+            assert lt.seq >= last_seq and lt.w[OP_S] >= last_op
+        last_seq, last_op = lt.seq, lt.w[OP_S]
+    assert rotted > 5
+    assert last_seq > 50
+
+
+# -- under real MicroPython --------------------------------------------------------------
+
+
+@pytest.mark.timeout(180)
+def test_update_allocates_nothing_under_micropython() -> None:
+    """The per-step update, at the documented limits (1,000 A, 999 V), with steps
+    longer than a second and trip edges, under ``heap_lock``; and it counts what
+    CPython counts."""
+    from cellguard.sim.runtime import MicroPythonRuntime
+
+    steps = [(100, 20_000, 52_000, 5000, 250, 260, 0),
+             (1000, -1_000_000, 999_999, 10_000, -300, 700, codec.FAULT_SHORT_CIRCUIT),
+             (1000, 1_000_000, 999_999, 0, 600, 700, codec.FAULT_OVERTEMPERATURE),
+             (37, -7, 3300, 2500, 0, 0, 0),
+             (2500, -1_000_000, 999_999, 8000, -250, -200, codec.FAULT_DEEP_DISCHARGE),
+             (2000, 0, 50_000, 8000, 0, 0, 0)] * 40
+    lt = Lifetime(NMC)
+    for s in steps:
+        lt.update(*s)
+    rt = MicroPythonRuntime()
+    try:
+        out = rt.exec(f"""
+import gc, json, micropython
+from cellguard_fw.chemistry import PROFILES
+from cellguard_fw.lifetime import Lifetime
+steps = {steps!r}
+lt = Lifetime(PROFILES["nmc"])
+s = None
+alloc = "ALLOCATED"
+gc.collect()
+micropython.heap_lock()
+try:
+    for s in steps:
+        lt.update(s[0], s[1], s[2], s[3], s[4], s[5], s[6])
+    alloc = "NO-ALLOC"
+except MemoryError:
+    pass
+micropython.heap_unlock()
+print(json.dumps(list(lt.w)))
+print(alloc)
+""")
+    finally:
+        rt.close()
+    lines = out.strip().splitlines()
+    assert lines[-1] == "NO-ALLOC", out
+    assert json.loads(lines[-2]) == list(lt.w)
+    assert lt.w[N_SHORT] == 40 and lt.w[CHG_AH] > 0
+
+
+def test_a_refused_write_is_counted_and_the_previous_record_is_kept(
+        flash: FlashModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing flash (OSError) must not stop the control loop, nor make the next
+    save overwrite the newest good record."""
+    lt = Lifetime(NMC, PATH)
+    busy(lt, 60)
+    lt.save()  # seq 1 in slot 0
+    good = flash.files["/life.0"]
+
+    def refuse(path: str, mode: str = "r") -> Any:
+        raise OSError(28)  # ENOSPC
+
+    monkeypatch.setattr(lifetime, "open", refuse)
+    busy(lt, 60)
+    lt.save()
+    lt.save()
+    assert lt.errors == 2 and lt.slot == 0 and not lt.due()
+    monkeypatch.setattr(lifetime, "open", flash.open)
+    lt.save()  # seq 4, into slot 1: slot 0 still holds the last good record
+    assert flash.files["/life.0"] == good and decode(flash.files["/life.1"]) == 4
+    assert list(Lifetime(NMC, PATH).w) == list(lt.w)
