@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -42,57 +43,57 @@ def flash(monkeypatch: pytest.MonkeyPatch) -> FlashModel:
 
 
 # -- long jobs beside the suite ---------------------------------------------------------
-# The HIL suite on the 16S chip board, SoC full cycle included, is six hours of board
-# time (about six minutes here): it runs in its own processes beside the rest of the
-# suite, and its test, moved to the end, collects the result through the
-# ``chip_suite`` fixture (tests/test_hil_chip_board.py). It starts once the HIL suite
-# on the two virtual boards is done: that test, moved to the front, paces two boards
-# at 20x against their watchdogs and needs both cores to itself.
-CHIP_SUITE = "test_hil_chip_board.py::test_the_hil_suite_is_green_on_the_16s_chip_board"
-VIRTUAL_SUITE = "test_hil_virtual.py::test_the_whole_hil_suite_is_green_on_both_virtual_boards"
-_CHIP = pytest.StashKey[Any]()
-_CHIP_AFTER = pytest.StashKey[str]()  # the test whose end starts it
+# The HIL suite on the two virtual boards and on the 16S chip board (SoC full cycle
+# included) run in their own processes beside the rest of the suite, from the end of
+# the collection (tests/hil_background.py); their tests, moved to the end, collect the
+# results through the ``virtual_suites`` and ``chip_suite`` fixtures.
+BACKGROUND = {  # collecting test -> its module (whose start_suites() starts the runs)
+    "test_hil_virtual.py::test_the_whole_hil_suite_is_green_on_both_virtual_boards":
+        "test_hil_virtual",
+    "test_hil_chip_board.py::test_the_hil_suite_is_green_on_the_16s_chip_board":
+        "test_hil_chip_board",
+}
+_RUNS = pytest.StashKey[dict[str, Any]]()  # module -> its runs, once started
+
+
+def _background_module(nodeid: str) -> str | None:
+    return next((m for test, m in BACKGROUND.items() if nodeid.endswith(test)), None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: (not item.nodeid.endswith(VIRTUAL_SUITE),
-                                 item.nodeid.endswith(CHIP_SUITE)))  # stable otherwise
+    items.sort(key=lambda item: _background_module(item.nodeid) is not None)  # stable
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
-    ids = [item.nodeid for item in session.items]
-    if not any(i.endswith(CHIP_SUITE) for i in ids):
-        return
-    first = ids[0]
-    if first.endswith(VIRTUAL_SUITE) and len(ids) > 1:
-        session.config.stash[_CHIP_AFTER] = first
-    else:
-        _start_chip_suite(session.config)
+    for item in session.items:
+        module = _background_module(item.nodeid)
+        if module is not None:
+            _runs(session.config, module)
 
 
-def pytest_runtest_teardown(item: pytest.Item) -> None:
-    if item.config.stash.get(_CHIP_AFTER, None) == item.nodeid:
-        _start_chip_suite(item.config)
-
-
-def _start_chip_suite(config: pytest.Config) -> Any:
-    if _CHIP not in config.stash:
-        from test_hil_chip_board import ChipSuite
-
-        config.stash[_CHIP] = ChipSuite.start()
-    return config.stash[_CHIP]
+def _runs(config: pytest.Config, module: str) -> Any:
+    started = config.stash.setdefault(_RUNS, {})
+    if module not in started:
+        started[module] = importlib.import_module(module).start_suites()
+    return started[module]
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    run = session.config.stash.get(_CHIP, None)
-    if run is not None:
-        run.stop()
+    for runs in session.config.stash.get(_RUNS, {}).values():
+        for run in runs.values():
+            run.stop()
+
+
+@pytest.fixture
+def virtual_suites(request: pytest.FixtureRequest) -> Any:
+    """The HIL suite's runs on the two virtual boards (``hil_background.SuiteRun`` by
+    board), running since the collection ended."""
+    return _runs(request.config, "test_hil_virtual")
 
 
 @pytest.fixture
 def chip_suite(request: pytest.FixtureRequest) -> Any:
-    """The chip board's HIL suite (``test_hil_chip_board.ChipSuite``), running since the
-    virtual boards' suite ended (or since the collection, without that test)."""
-    return _start_chip_suite(request.config)
+    """The HIL suite's run on the 16S chip board, running since the collection ended."""
+    return _runs(request.config, "test_hil_chip_board")

@@ -2,19 +2,19 @@
 the working tree's firmware on the board's flash, run by real MicroPython through
 ``machine`` and the board file's pins, the plant wired to them as the rig.
 
-``make test`` runs a representative subset here on both board files with an
-``mcu``; ``make hil-virtual`` runs the whole suite on both (docs/hil.md)."""
+``make test`` runs all of it but the SoC full cycle on both board files with an
+``mcu``, beside the rest of the suite (``tests/hil_background.py``); ``make
+hil-virtual`` runs the whole suite on both (docs/hil.md)."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from hil_background import SuiteRun, failures, properties, skip_reasons, suite_command
 
-from cellguard.hil import VirtualRig, VirtualTarget, suite_dir
+from cellguard.hil import VirtualRig, VirtualTarget
 from cellguard.sim.plant import PlantTruth
 
 BOARDS = ("pico-4s", "esp32-4s")
@@ -25,14 +25,15 @@ SPEED = "20"
 NOT_HERE = "test_soc_follows_a_full_cycle"
 SUITE_TESTS = 41
 NOT_APPLICABLE = "has no pack-voltage sensor"  # the only skips these boards may give
+WALL_S = 1500  # a guard only: the suite's own waits have board- and wall-time budgets
 
 
-def suite_command(*args: str, junit: Path | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", str(suite_dir()), "-p", "no:cacheprovider",
-           "-q", "--tb=short", *args]
-    if junit is not None:
-        cmd.append(f"--junitxml={junit}")
-    return cmd
+def start_suites() -> dict[str, SuiteRun]:
+    """The suite but the SoC full cycle, on each board file with an mcu, each on its
+    own virtual board over its pty at 20x (``tests/conftest.py`` starts them)."""
+    return {board: SuiteRun.start("--virtual", "--board", board, "--sim-speed", SPEED,
+                                  "-k", f"not {NOT_HERE}")
+            for board in BOARDS}
 
 
 def run_suite(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -40,42 +41,23 @@ def run_suite(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[s
                           timeout=timeout)
 
 
-@pytest.mark.timeout(1200)  # about 2.5 minutes here
-def test_the_whole_hil_suite_is_green_on_both_virtual_boards(tmp_path: Path) -> None:
-    # Both boards at once (each is its own processes): the suite but the SoC full
-    # cycle (above), on each board file with an mcu, over its pty at 20x.
-    runs = {}
-    for board in BOARDS:
-        xml = tmp_path / f"{board}.xml"
-        out = (tmp_path / f"{board}.out").open("w")
-        runs[board] = (xml, out, subprocess.Popen(
-            suite_command("--virtual", "--board", board, "--sim-speed", SPEED,
-                          "-k", f"not {NOT_HERE}", junit=xml),
-            stdout=out, stderr=subprocess.STDOUT, text=True))
-    try:
-        for _, _, proc in runs.values():
-            proc.wait(timeout=1200)
-    finally:
-        for _, out, proc in runs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            out.close()
-    for board, (xml, _, proc) in runs.items():
-        text = (tmp_path / f"{board}.out").read_text()
-        assert proc.returncode == 0, f"{board}:\n" + text[-6000:]
+@pytest.mark.timeout(WALL_S + 60)
+def test_the_whole_hil_suite_is_green_on_both_virtual_boards(
+        virtual_suites: dict[str, SuiteRun]) -> None:
+    for board, run in virtual_suites.items():
+        code, text, cases = run.finish(WALL_S)
+        assert code == 0, f"{board}:\n" + text[-6000:]
         assert f"ran on board {board}, runtime micropython (virtual board)" in text
-        cases = list(ET.parse(xml).getroot().iter("testcase"))
         assert len(cases) == SUITE_TESTS, (board, len(cases))
         for case in cases:
-            bad = [x for x in case if x.tag in ("failure", "error")]
-            skipped = [x.get("message", "") for x in case if x.tag == "skipped"]
+            bad = failures(case)
+            skipped = skip_reasons(case)
             assert not bad, (board, case.get("name"), bad[0].get("message"))
             assert all(NOT_APPLICABLE in why for why in skipped), (case.get("name"), skipped)
-            props = {p.get("name"): p.get("value") for p in case.iter("property")}
+            props = properties(case)
             assert props["board"] == board and props["rig"] == "virtual board plant", props
-            assert props["speed"] == SPEED and "virtual" in props["runtime"], props
-        passed = sum(1 for c in cases if not any(x.tag == "skipped" for x in c))
+            assert props["speed"] == SPEED and "virtual" in (props["runtime"] or ""), props
+        passed = sum(1 for c in cases if not skip_reasons(c))
         assert passed >= SUITE_TESTS - 2, (board, passed)
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -211,6 +214,38 @@ def test_board_time_runs_at_the_speed_factor(tmp_path: Path) -> None:
                           "import time\nt0 = time.ticks_ms()\ntime.sleep(200)\n"
                           "print(time.ticks_diff(time.ticks_ms(), t0) >= 200_000)", timeout=60))
     assert out.strip() == "True"
+
+
+# Work, then a look at the clock, for 500 ms of board time: how much work was done.
+COUNT_FOR_500_MS = ("import time\nn = 0\nt0 = time.ticks_ms()\n"
+                    "while time.ticks_diff(time.ticks_ms(), t0) < 500:\n"
+                    "    for _ in range(1000):\n        n += 1\n"
+                    "print(n)")
+
+
+def test_a_host_that_gives_the_board_less_cpu_stops_its_clock_not_its_firmware(
+        tmp_path: Path) -> None:
+    # Three busy processes on the board process's CPU leave it about a quarter of it.
+    # The board's clock counts only its own time (CPU used, sleeps), so the firmware
+    # does as much per board millisecond as on an idle host: a loaded CI machine does
+    # not make a control step look 4x slower and starve the watchdog.
+    cpu = min(os.sched_getaffinity(0))
+    with VirtualBoard("pico-4s", flash=tmp_path, speed=1.0) as vb:
+        assert vb._proc is not None
+        os.sched_setaffinity(vb._proc.pid, {cpu})
+        idle = int(ok(mpremote(vb.port, "exec", COUNT_FOR_500_MS)))
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                 preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+                                 start_new_session=True)  # a share each (autogroups)
+                for _ in range(3)]
+        try:
+            loaded = int(ok(mpremote(vb.port, "exec", COUNT_FOR_500_MS)))
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+    # A wall clock would give about idle / 4.
+    assert loaded > idle / 2, (idle, loaded)
 
 
 def test_the_unchanged_firmware_boots_and_answers_hello_over_the_pty(tmp_path: Path) -> None:

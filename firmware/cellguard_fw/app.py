@@ -40,7 +40,6 @@ _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
 _EVENTS_PAGE = const(10)  # events per EVENTS frame (21 bytes each)
 _TIME_WRAP = const(1073741000)  # board time wraps here: whole seconds, below 2**30
 _SILENCE_MAX = const(0x20000000)  # host silence saturates here (6.2 days)
-_Q_CELL_MV = const(1)  # protection.Q_MAX_CELL_MV and Q_MIN_CELL_MV are 0 and 1
 
 
 def board_limits(board):
@@ -72,21 +71,11 @@ class Bms:
 
         self.protection = Protection(setup.board_limits(board), board.get("delays"),
                                      setup.board_severities(board), board.get("debounce"))
-        setup.release()
         # On a board with separate charge and discharge switches a cell-voltage fault
         # stops only the direction it holds: the other one is the way back inside the
         # limits (an empty LFP cell rests below its release: it must be charged).
-        # Bits that stop charging, bits that stop discharging; (0, 0): the output opens.
-        cw = dw = 0
-        p = self.protection
-        if board.get("switches") == "dual":
-            for i in range(p.count):
-                if p.quantity[i] <= _Q_CELL_MV:
-                    if p.blocks[i] == 1:
-                        cw |= p.bit[i]
-                    elif p.blocks[i] == 2:
-                        dw |= p.bit[i]
-        self.one_way = (cw, dw)
+        self.one_way = setup.one_way(board)
+        setup.release()
         self.soc = CoulombCounter(board["capacity_mah"], self.profile["ocv_mv"])
         storage = hal.storage_dir()  # None: nothing survives a reset
         # Estimation (floats, once a second) runs beside the control step, never

@@ -117,6 +117,22 @@ def protection_table():
 SEVERITY_NAMES = {"warning": WARNING, "alarm": ALARM, "fault": FAULT}
 
 
+def one_way(board):
+    """The fault bits that stop one direction only, as ``(charge, discharge)``: on a
+    board with separate charge and discharge switches (``"switches": "dual"``) the
+    cell-voltage limits, whose way back is the other direction; (0, 0) elsewhere,
+    where every fault opens the output."""
+    cw = dw = 0
+    if board.get("switches") == "dual":
+        for row in protection_table():
+            if row[2] == Q_MAX_CELL_MV or row[2] == Q_MIN_CELL_MV:
+                if row[8] == BLOCKS_CHARGE:
+                    cw |= row[1]
+                elif row[8] == BLOCKS_DISCHARGE:
+                    dw |= row[1]
+    return cw, dw
+
+
 def board_severities(board):
     """The board file's ``"severity"`` overrides, as numbers."""
     out = {}

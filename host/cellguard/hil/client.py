@@ -316,13 +316,8 @@ class BoardLimits:
 
     @classmethod
     def read(cls, client: BoardClient) -> BoardLimits:
-        from cellguard_fw.protection import (
-            ABOVE,
-            BLOCKS_BOTH,
-            Q_MAX_CELL_MV,
-            Q_MIN_CELL_MV,
-            protection_table,
-        )
+        from cellguard_fw.protection import ABOVE, protection_table
+        from cellguard_fw.protection_setup import one_way
 
         from ..protocol.messages import DEBOUNCE_KEY_BASE, SEVERITY_KEY_BASE
 
@@ -330,9 +325,9 @@ class BoardLimits:
         config = {e.key: e for e in client.config_dump()}
         limits = cls(info, config)
         period_ms = round(info.control_period_s * 1000)
-        dual = limits.switches == "dual"
+        charge_only, discharge_only = one_way({"switches": limits.switches})
         for i, row in enumerate(protection_table()):
-            name, bit, quantity, direction, _key, _td, _rd, _sev, blocks, _deb = row
+            name, bit, _quantity, direction, _key, _td, _rd, _sev, blocks, _deb = row
             if FAULT_BITS.get(name) != bit:
                 raise HilError(f"protection {name}: the firmware's bit {bit} is not the "
                                f"protocol's {FAULT_BITS.get(name)}")
@@ -350,8 +345,7 @@ class BoardLimits:
                 severity=SEVERITIES[config[CONFIG_NAMES[SEVERITY_KEY_BASE + i]].value],
                 hard_min=min(trip.min, release.min), hard_max=max(trip.max, release.max),
                 period_ms=period_ms,
-                one_way=dual and quantity in (Q_MAX_CELL_MV, Q_MIN_CELL_MV)
-                and blocks != BLOCKS_BOTH,
+                one_way=bool(bit & (charge_only | discharge_only)),
             )
         return limits
 

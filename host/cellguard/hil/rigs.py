@@ -197,7 +197,7 @@ TRUTH_LATENCY_S = 0.1
 class VirtualRig(SimRig):
     """Drives the plant wired to a virtual dev board's pins (``VirtualBoard``):
     the simulator's controls, on a board that free-runs at its ``speed`` (it is
-    never held: board time is the host's clock times the speed)."""
+    never held: board time is its process's own time times the speed)."""
 
     kind = "virtual board plant"
 

@@ -151,9 +151,9 @@ class VirtualTarget(Target):
     """A virtual dev board (``cellguard.sim.virtual.VirtualBoard``): real MicroPython
     running the working tree's firmware from its flash (``main.py``,
     ``board_main.run()``, ``hal_adc_mux`` on the board file's pins), the plant wired
-    to those pins as its rig. It free-runs at ``speed`` times the host's clock; it
-    is never held (as a real board is not), so a host that pauses lets board time
-    pass."""
+    to those pins as its rig. It free-runs at ``speed`` times its process's own time
+    (docs/virtual_board.md); it is never held (as a real board is not), so a host
+    that pauses lets board time pass."""
 
     simulated = True
     runtime = "micropython (virtual board)"

@@ -61,7 +61,14 @@ let running = false; // Python code is executing (Ctrl-C then raises KeyboardInt
 let mp = null;
 let outBuf = [];
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
-const sleepMs = (ms) => Atomics.wait(sleeper, 0, 0, ms);
+// Host ms this process slept in sleepMs: the board's idle time. Not the wake-up's
+// lateness (a loaded host that runs it late): that time is the host's.
+let sleptMs = 0;
+const sleepMs = (ms) => {
+  const t = performance.now();
+  Atomics.wait(sleeper, 0, 0, ms);
+  sleptMs += Math.min(performance.now() - t, ms);
+};
 const readBuf = Buffer.alloc(4096);
 
 // The chip's receive buffer: while it is full the board takes no more from the host
@@ -204,10 +211,12 @@ function emit(s) {
 // ---------------------------------------------------------------- the clock
 // The runtime reads every clock through Date.now(): ticks_ms is Date.now() minus the
 // value at load, and sleep_ms spins on it. Replaced here before the runtime loads:
-// - board time runs at `speed` times the host's monotonic clock, but one clock read
-//   advances it by at most MAX_STEP_MS of board time: a host that stops this process
-//   (a loaded CI machine, a full pipe, a debugger) stops the board's clock with it, as
-//   a stopped chip's timer would be, instead of letting the watchdog bite on return;
+// - board time runs at `speed` times this process's own time: the CPU time it used
+//   plus the time it slept (sleepMs), never more than the host's monotonic clock.
+//   Time the host gives to other processes (a loaded CI machine), or spends with this
+//   one stopped (a full pipe, a debugger), is not the board's: its clock stops, as a
+//   stopped chip's timer would, instead of the firmware seeming slow and the watchdog
+//   biting. And one clock read advances it by at most MAX_STEP_MS of board time;
 // - ticks_ms counts from power-on, not from the last soft reset (the load at a soft
 //   reset sees the power-on instant);
 // - a spin (sleep_ms, a wait loop) gives the host CPU back a millisecond at a time,
@@ -225,12 +234,19 @@ let lastPoll = 0;
 // At the REPL the launcher sleeps 2 ms between looks and a spin 1 ms: a step of
 // 4 ms of host time always counts in full, so an idle board keeps its speed.
 const MAX_STEP_MS = Math.max(50, 4 * speed);
+const cpuMs = () => {
+  const c = process.cpuUsage();
+  return (c.user + c.system) / 1000;
+};
 let monoLast = monoAtStart;
+let ownLast = cpuMs();
 let boardNow = 0;
 const boardMs = () => {
   const real = mono();
-  const step = (real - monoLast) * speed;
+  const own = cpuMs() + sleptMs;
+  const step = Math.min(real - monoLast, own - ownLast) * speed;
   monoLast = real;
+  ownLast = own;
   if (step > 0) boardNow += Math.min(step, MAX_STEP_MS);
   return boardNow;
 };
@@ -503,6 +519,7 @@ function i2cTransfer(bus, freq, timeoutUs, ops) {
   });
   // The board's clock: the transfer's bus time, not the launcher's.
   monoLast = mono();
+  ownLast = cpuMs() + sleptMs;
   boardNow = t0 + (bits * 1000) / Math.max(freq, 1) + (stuck * timeoutUs) / 1000;
   return reply;
 }
