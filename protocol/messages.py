@@ -28,7 +28,7 @@ from construct import (
 
 PROTOCOL_MAJOR = 1
 """A board and a host talk only when their major versions are equal."""
-PROTOCOL_MINOR = 5
+PROTOCOL_MINOR = 6
 """Minor versions add message types; a host ignores types it does not know."""
 
 MAX_PAYLOAD = 255
@@ -336,6 +336,17 @@ Events = Struct(
     "values" / PrefixedArray(Int8ul, Int32sl) * "the value that caused the event",
 )
 
+GetLifetime = Struct("first_word" / Int8ul * "first counter wanted (0: from the start)")
+
+Lifetime = Struct(
+    "layout" / Int8ul * "layout of the counters (docs/lifetime.md)",
+    "seq" / Int32ul * "sequence number of the newest saved record (0: none saved yet)",
+    "total_words" / Int8ul * "counters in the record",
+    "first_word" / Int8ul * "index of this page's first counter",
+    "words" / PrefixedArray(Int8ul, Int32ul) * (
+        "the counters from first_word on, as they are now (units: docs/lifetime.md)"),
+)
+
 Ack = Struct("request_type" / Int8ul * "message type of the request")
 
 Nak = Struct(
@@ -382,6 +393,10 @@ MESSAGES: tuple[MessageSpec, ...] = (
     MessageSpec(0x32, "clear_faults", Empty, H2B, "clear latched faults; answered by ACK"),
     MessageSpec(0x40, "get_events", GetEvents, H2B, "read the event log, a page at a time"),
     MessageSpec(0x41, "events", Events, B2H, "a page of the event log"),
+    MessageSpec(0x50, "get_lifetime", GetLifetime, H2B,
+                "read the battery's lifetime record, a page at a time (open to anyone)"),
+    MessageSpec(0x51, "lifetime", Lifetime, B2H,
+                "a page of the lifetime record: throughput, times, harmful events"),
     MessageSpec(0x7E, "ack", Ack, B2H, "request accepted"),
     MessageSpec(0x7F, "nak", Nak, B2H, "request refused, with a reason"),
 )

@@ -37,6 +37,8 @@ KNOWN_TYPES = bytes((
     codec.MSG_ACK, codec.MSG_NAK, codec.MSG_ESTIMATE,
 ))
 _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
+_LIFE_LAYOUT = const(1)  # docs/lifetime.md: the meaning of each counter word
+_LIFE_PAGE = const(60)  # u32 counters in one LIFETIME payload
 _EVENTS_PAGE = const(10)  # events per EVENTS frame (21 bytes each)
 _TIME_WRAP = const(1073741000)  # board time wraps here: whole seconds, below 2**30
 _SILENCE_MAX = const(0x20000000)  # host silence saturates here (6.2 days)
@@ -96,6 +98,13 @@ class Bms:
         self.latch_store = LatchStore(None if storage is None else storage + "/latches.bin")
         # Faults latch until CLEAR_FAULTS, across resets: the output stays open.
         self.latched = self.latch_store.load()
+        # The battery's life (EU 2023/1542 Annex VII): counted every step, saved
+        # every few minutes and after each event, outside the control step.
+        from .lifetime import Lifetime
+
+        self.lifetime = Lifetime(self.profile, None if storage is None else storage + "/life",
+                                 board["capacity_mah"] // 100)
+        self.lifetime.boot(board.get("watchdog_reset", False))
         self.link = Link(port)
         self.unique_id = hexlify(hal.unique_id())
         self.board_name = board["name"].encode()
@@ -134,6 +143,7 @@ class Bms:
             codec.MSG_GET_FAULTS: self._on_get_faults,
             codec.MSG_CLEAR_FAULTS: self._on_clear_faults,
             codec.MSG_GET_EVENTS: self._on_get_events,
+            codec.MSG_GET_LIFETIME: self._on_get_lifetime,
         }
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
@@ -196,6 +206,8 @@ class Bms:
             self._report_changes(faults, p.changed, chip)
         # estimate
         self.soc.step(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
+        self.lifetime.update(dt_ms, m.current_ma, m.pack_mv, self.soc.soc_cpct(),
+                             m.min_temp_dc, m.max_temp_dc, faults)
         if self.estimator is not None:
             self.estimator.sample(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
         # report
@@ -221,6 +233,8 @@ class Bms:
         ev = self.events
         if ev.saved < ev.total:
             ev.flush()
+        if self.lifetime.due():
+            self.lifetime.save()
 
     # -- estimation (not on the safety path) --------------------------------
     def estimate_due(self):
@@ -447,6 +461,7 @@ class Bms:
         if self.config.get(key) != value:
             self.config.set(key, value)
             self._log(codec.EVENT_CONFIG, key, value)
+            self.lifetime.config_changed()
         self._send_config_value(seq, key)
 
     def _on_get_config_dump(self, seq, start, end):
@@ -498,3 +513,13 @@ class Bms:
             [ev.values[s] for s in slots],
         )
         self.link.send(codec.MSG_EVENTS, seq, end)
+
+    def _on_get_lifetime(self, seq, start, end):
+        (first,) = codec.decode_get_lifetime(self.link.frame, start, end)
+        life = self.lifetime
+        w = life.w
+        first = min(first, len(w))
+        end = codec.encode_lifetime(self.link.payload_buffer(), PAYLOAD_AT, _LIFE_LAYOUT,
+                                    life.seq, len(w), first,
+                                    memoryview(w)[first:first + _LIFE_PAGE])
+        self.link.send(codec.MSG_LIFETIME, seq, end)

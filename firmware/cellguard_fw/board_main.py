@@ -102,6 +102,12 @@ def run(board_path="/board.json", hal=None, port=None, clock=time, wdt=None, res
         board = json.load(f)
     if boot is not None:
         board["boot"] = boot
+    try:  # the lifetime record counts the watchdog's resets
+        from machine import WDT_RESET, reset_cause
+
+        board["watchdog_reset"] = reset_cause() == WDT_RESET
+    except (ImportError, AttributeError):  # not on a chip (tests under CPython)
+        pass
     if hal is None:
         hal = _board_hal(board)
     try:

@@ -365,6 +365,35 @@ def decode_events(buf, off, end):
     return (total, oldest, indexes, times_ms, unix_times, kinds, codes, values)
 
 
+def encode_get_lifetime(buf, off, v0):
+    """Write a GET_LIFETIME payload at buf[off:]; return the end offset.
+    Fields v0...: first_word."""
+    pack_into("<B", buf, off, v0)
+    off += 1
+    return off
+
+
+def decode_lifetime(buf, off, end):
+    """Parse a LIFETIME payload in buf[off:end]; return its fields."""
+    if off + 7 > end:
+        raise ValueError("short lifetime")
+    layout, seq, total_words, first_word = unpack_from("<BLBB", buf, off)
+    off += 7
+    if off + 1 > end:
+        raise ValueError("short lifetime")
+    n = unpack_from("<B", buf, off)[0]
+    off += 1
+    if off + n * 4 > end:
+        raise ValueError("short lifetime")
+    words = []
+    for i in range(n):
+        words.append(unpack_from("<L", buf, off)[0])
+        off += 4
+    if off != end:
+        raise ValueError("trailing bytes in lifetime")
+    return (layout, seq, total_words, first_word, words)
+
+
 def decode_ack(buf, off, end):
     """Parse a ACK payload in buf[off:end]; return its fields."""
     if off + 1 > end:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import signal
@@ -379,6 +380,18 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lifetime(args: argparse.Namespace) -> int:
+    client = _connect(args.port)
+    with client:
+        record = client.lifetime()
+    fields = dataclasses.asdict(record)
+    lines = [f"{k:18} {v}" for k, v in fields.items() if k not in ("histogram_s", "words")]
+    lines.append("histogram_s        " + " | ".join(" ".join(str(x) for x in row)
+                                                    for row in record.histogram_s))
+    _emit(fields, args.json, lines)
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     client = _connect(args.port)
     with client:
@@ -449,12 +462,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_passport(args: argparse.Namespace) -> int:
     from .formats.passport import passport
 
-    result = passport(args.file, args.out, args.format, board=args.board, force=args.force)
+    if (args.file is None) == (args.port is None):
+        raise CellguardError("give a log file or --port (one of them): where the pack's "
+                             "life is read from")
+    result = passport(args.file, args.out, args.format, board=args.board, force=args.force,
+                      port=args.port)
     if args.json:
         print(to_json(result.to_dict()))
     else:
+        source = "the board" if args.port else "a log"
         print(f"wrote the {result.board} {result.unique_id} passport to {result.out} "
-              f"({result.unavailable} attributes not available from a log)", file=sys.stderr)
+              f"({result.unavailable} attributes not available from {source})",
+              file=sys.stderr)
     return 0
 
 
@@ -562,8 +581,11 @@ def _add_offline_commands(sub: Any) -> None:
     s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("passport", help="the pack's Battery Pass performance and durability "
-                                        "data (1.2.1) from a log")
-    s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
+                                        "data (1.2.1) from its board or a log")
+    s.add_argument("file", metavar="LOG", nargs="?",
+                   help="cellguard log file (SQLite); or --port")
+    s.add_argument("--port", "-p", help="read the board's lifetime record instead (open to "
+                                        "anyone: no key, no configuration mode)")
     s.add_argument("--out", "-o", required=True, help="output file (passport.json)")
     s.add_argument("--format", choices=["json", "md"], default="json",
                    help="json (the Battery Pass model, default) or md (a page for a person)")
@@ -722,6 +744,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", required=True, help="serial port or pyserial URL")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("lifetime", help="the battery's lifetime record from its board: "
+                                        "throughput, times, harmful events (open to anyone)")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_lifetime)
 
     s = sub.add_parser("demo", help="charge/rest/discharge a simulated board, log and plot it")
     s.add_argument("--out", default="demo",

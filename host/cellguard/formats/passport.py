@@ -8,10 +8,10 @@ Two halves meet in :func:`build_passport`:
   time at extreme temperatures, harmful events, health estimates), each figure
   with the time it was last updated.
 
-Today :func:`lifetime_from_log` fills :class:`Lifetime` from a cellguard log
-(what the host saw while logging). The board's own lifetime record (issue 16,
-item 1) will fill the same class from the board, for the pack's whole life;
-:func:`lifetime_from_board` is the seam for it.
+:func:`lifetime_from_board` fills :class:`Lifetime` from the board's own lifetime
+record (LIFETIME: the pack's whole life as its firmware counted it);
+:func:`lifetime_from_log` from a cellguard log (only what a host saw while logging,
+with every harmful event's time and value).
 
 The model is kept valid: every property it requires is written. A figure the
 source cannot give is written as 0 (the model has no null) and its path is
@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import CellguardError
 from ..files import atomic_output, check_output
 from ..link.client import FAULT_VALUE_UNITS, UNITS, Info
+from ..link.lifetime import HARMFUL_KINDS, LifetimeRecord
 from ..store import LogReader
 from ..store.query import choose_boards
 from ..views.report import integrate_split
@@ -205,10 +206,27 @@ def lifetime_from_log(reader: LogReader, static: Static, ids: list[int]) -> Life
     return life
 
 
-def lifetime_from_board(port: str) -> Lifetime:
-    """The board's own lifetime record: the seam for issue 16, item 1."""
-    raise CellguardError("reading a passport from a board needs the firmware's lifetime "
-                         "record, which is not there yet: give a log file")
+def lifetime_from_record(record: LifetimeRecord, at: float) -> Lifetime:
+    """The board's own record (read at Unix time ``at``): the pack's whole life as its
+    firmware counted it, not only what a host saw."""
+    return Lifetime(
+        source="board", charge_in_ah=record.charge_in_ah, charge_out_ah=record.charge_out_ah,
+        energy_in_wh=record.energy_in_wh, energy_out_wh=record.energy_out_wh,
+        throughput_at=at, observed_s=record.operating_s,
+        time_above_max_s=float(record.hot_idle_s), time_below_min_s=float(record.cold_idle_s),
+        time_above_charge_max_s=float(record.hot_charging_s),
+        time_below_charge_min_s=float(record.cold_charging_s),
+        counts=dict(record.harmful))
+
+
+def lifetime_from_board(port: str, at: float) -> tuple[Info, Lifetime]:
+    """Ask the board on ``port`` who it is and for its lifetime record."""
+    from ..link.client import BoardClient
+
+    with BoardClient(port) as client:
+        info = client.hello()
+        record = client.lifetime()
+    return info, lifetime_from_record(record, at)
 
 
 def build_passport(static: Static, life: Lifetime, generated: float) -> dict[str, Any]:
@@ -315,7 +333,10 @@ def build_passport(static: Static, life: Lifetime, generated: float) -> dict[str
         "energyOutWh": life.energy_out_wh,
         "equivalentFullCycles": cycles,
         "remainingCapacityAh": capacity,
-        "harmfulEventCounts": {name: life.counts.get(name, 0) for name in HARMFUL},
+        # By protection from a log; by kind (HARMFUL_KINDS) from the board's record.
+        "harmfulEventCounts": {name: life.counts.get(name, 0)
+                               for name in (HARMFUL_KINDS if life.source == "board"
+                                            else HARMFUL)},
         "temperatureLimitsC": {"idle": [static.temp_min_c, static.temp_max_c],
                                "charging": [static.temp_charge_min_c,
                                             static.temp_charge_max_c]},
@@ -362,24 +383,34 @@ def render_markdown(p: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def passport(log: str | Path, out: str, fmt: str = "json", board: str | None = None,
-             force: bool = False, now: float | None = None) -> PassportResult:
-    """Write the passport of the pack a log holds to ``out`` (atomically; an
-    existing file only with ``force``)."""
+def passport(log: str | Path | None, out: str, fmt: str = "json", board: str | None = None,
+             force: bool = False, now: float | None = None,
+             port: str | None = None) -> PassportResult:
+    """Write the passport of the pack a log holds, or of the board on ``port``, to
+    ``out`` (atomically; an existing file only with ``force``)."""
     if fmt not in FORMATS:
         raise CellguardError(f"unknown passport format {fmt!r} (choose {', '.join(FORMATS)})")
-    check_output(out, inputs=[log], force=force)
-    with LogReader(log) as reader:
-        info, ids = _pack_ids(reader, board)
-        static = static_from_info(info)
-        if reader.time_span(ids) is None:
-            raise CellguardError(f"{reader.path} holds no samples of {info.board} "
-                                 f"{info.unique_id}")
-        life = lifetime_from_log(reader, static, ids)
+    if (log is None) == (port is None):
+        raise CellguardError("a passport comes from a log file or from a board's port: "
+                             "give one of them")
+    inputs = [] if log is None else [log]
+    check_output(out, inputs=inputs, force=force)
     generated = datetime.now(UTC).timestamp() if now is None else now
+    if port is not None:
+        info, life = lifetime_from_board(port, generated)
+        static = static_from_info(info)
+    else:
+        assert log is not None
+        with LogReader(log) as reader:
+            info, ids = _pack_ids(reader, board)
+            static = static_from_info(info)
+            if reader.time_span(ids) is None:
+                raise CellguardError(f"{reader.path} holds no samples of {info.board} "
+                                     f"{info.unique_id}")
+            life = lifetime_from_log(reader, static, ids)
     doc = build_passport(static, life, generated)
     text = render_markdown(doc) if fmt == "md" else json.dumps(doc, indent=2) + "\n"
-    with atomic_output(out, inputs=[log], force=force) as tmp:
+    with atomic_output(out, inputs=inputs, force=force) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return PassportResult(str(out), fmt, info.board, info.unique_id,
                           len(doc[EXTENSION]["unavailable"]))

@@ -27,6 +27,7 @@ from ..protocol.messages import (
 )
 from ..units import wire_unit_name
 from .framing import FrameReader
+from .lifetime import LifetimeRecord
 
 MSG_INFO = BY_NAME["info"].msg_id
 MSG_TELEMETRY = BY_NAME["telemetry"].msg_id
@@ -552,6 +553,20 @@ class BoardClient:
             if not p["indexes"] or p["indexes"][-1] + 1 >= p["total"]:
                 return out
             index = p["indexes"][-1] + 1
+
+    def lifetime(self) -> LifetimeRecord:
+        """The board's lifetime record (its counters now), read a page at a time."""
+        words: list[int] = []
+        for _ in range(256):  # bounded: a word index is one byte
+            p = self.request("get_lifetime", {"first_word": len(words)},
+                             expect=("lifetime",)).payload
+            if p["first_word"] != len(words):
+                raise CellguardError(f"the board answered GET_LIFETIME from word "
+                                     f"{p['first_word']}, not {len(words)}")
+            words += p["words"]
+            if not p["words"] or len(words) >= p["total_words"]:
+                break
+        return LifetimeRecord.from_words(p["layout"], p["seq"], words)
 
     def telemetry(self) -> Iterator[Telemetry]:
         for msg in self.messages():

@@ -323,6 +323,24 @@ OUTPUTS: tuple[Output, ...] = (
         K("code", "fault bits (trip, release, clear, boot) or configuration key id"),
         K("value", "the value: tripped at (wire unit), new configuration value, time set"),
     )),
+    Output("lifetime", "--json", OBJECT, "the board's lifetime record (docs/lifetime.md)", (
+        K("seq", "sequence number of the newest saved record (0: none saved yet)"),
+        K("charge_in_ah", "charge in, Ah"), K("charge_out_ah", "charge out, Ah"),
+        K("energy_in_wh", "energy in, Wh"), K("energy_out_wh", "energy out, Wh"),
+        K("operating_s", "operating time, s"), K("rest_s", "time at rest, s"),
+        K("charging_s", "time charging, s"), K("discharging_s", "time discharging, s"),
+        K("hot_idle_s", "s above the over-temperature trip, not charging"),
+        K("hot_charging_s", "s above the charge over-temperature trip, charging"),
+        K("cold_idle_s", "s below the under-temperature trip, not charging"),
+        K("cold_charging_s", "s below the charge under-temperature trip, charging"),
+        K("harmful", "harmful events by kind: deep_discharge, overcharge, overtemperature, "
+                     "overcurrent, short_circuit"),
+        K("boots", "boots"), K("watchdog_resets", "watchdog resets"),
+        K("config_changes", "configuration changes"),
+        K("histogram_s", "s per [SoC bin 0-20-40-60-80-100 %][temperature bin <0, 0-25, "
+                         "25-45, >=45 °C]"),
+        K("words", "the counters as read (docs/lifetime.md)"),
+    )),
     Output("build", "--json", OBJECT, "what was built, its footprint and heap", (
         K("out", "the output folder"), K("board", "board name"),
         K("mcu", "the board's MCU"), K("arch", "mpy-cross -march"),

@@ -1,0 +1,121 @@
+"""The lifetime record on the board, end to end: the real firmware under MicroPython
+counts what the plant went through, keeps it across resets, and any host reads it
+(LIFETIME: no key, no configuration mode) and turns it into a Battery Pass."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from cellguard.formats.passport import passport
+from cellguard.link.client import BoardClient
+from cellguard.link.lifetime import LifetimeRecord
+from cellguard.sim import SimulatedBoard
+
+
+def run(sim: SimulatedBoard, seconds: float) -> None:
+    """Run the free-running board ``seconds`` of board time, then hold it there."""
+    end_ms = sim.run_for(seconds)
+    deadline = time.monotonic() + 600  # a guard only
+    while sim.time_ms < end_ms:
+        sim.check()
+        assert time.monotonic() < deadline, "the board did not get there"
+        time.sleep(0.01)
+
+
+def truth_integrals(sim: SimulatedBoard) -> tuple[float, float]:
+    """Energy in and out (Wh) from the plant's history, each interval at its start."""
+    hist = list(sim.history)
+    e_in = e_out = 0.0
+    for (t0, a), (t1, _) in itertools.pairwise(hist):
+        p = a.pack_v * a.current_a * (t1 - t0) / 3.6e6
+        if p > 0:
+            e_in += p
+        else:
+            e_out -= p
+    return e_in, e_out
+
+
+def test_the_board_counts_what_the_pack_went_through(tmp_path: Path) -> None:
+    with SimulatedBoard(runtime="micropython", speed=0, initial_soc_pct=70.0,
+                        history_s=7200) as sim:
+        client = BoardClient(sim.port)
+        with client:
+            client.hello()
+            before = client.lifetime()
+            t0 = sim.truth()
+            sim.set_current(-6.0)  # 2C out for 10 minutes
+            run(sim, 600)
+            sim.set_current(3.0)  # 1C in for 10 minutes
+            run(sim, 600)
+            sim.set_current(0.0)
+            run(sim, 400)  # at rest past the save interval (5 minutes)
+            t1 = sim.truth()
+            rec = client.lifetime()
+    assert isinstance(rec, LifetimeRecord)
+    assert before.boots == rec.boots == 1 and rec.watchdog_resets == 0
+    assert before.charge_out_ah < 0.01
+    # throughput within 1 % of the plant's (the current sensor's error is smaller)
+    out_ah = t1.charge_out_ah - t0.charge_out_ah
+    in_ah = t1.charge_in_ah - t0.charge_in_ah
+    assert out_ah == pytest.approx(1.0, rel=0.01) and in_ah == pytest.approx(0.5, rel=0.01)
+    assert rec.charge_out_ah == pytest.approx(out_ah, rel=0.01)
+    assert rec.charge_in_ah == pytest.approx(in_ah, rel=0.01)
+    e_in, e_out = truth_integrals(sim)
+    assert rec.energy_out_wh == pytest.approx(e_out, rel=0.01)
+    assert rec.energy_in_wh == pytest.approx(e_in, rel=0.01)
+    # the time counters: whole seconds, each to its state, summing to the operating time
+    board_s = sim.time_ms / 1000.0
+    assert rec.operating_s == pytest.approx(board_s, abs=2.0)
+    assert rec.discharging_s == pytest.approx(600, abs=3)
+    assert rec.charging_s == pytest.approx(600, abs=3)
+    assert rec.rest_s + rec.charging_s + rec.discharging_s == int(rec.operating_s)
+    assert sum(map(sum, rec.histogram_s)) == int(rec.operating_s)
+    # 25 degC: every second in the 0-25 or 25-45 degC column
+    assert sum(row[1] + row[2] for row in rec.histogram_s) == int(rec.operating_s)
+    assert rec.hot_idle_s == rec.cold_idle_s == 0
+    assert set(rec.harmful.values()) == {0}
+    assert rec.seq >= 1  # saved at least once (boot edge, then every 5 minutes)
+
+
+def test_the_record_survives_resets_and_counts_them(tmp_path: Path) -> None:
+    with SimulatedBoard(runtime="micropython", speed=0, initial_soc_pct=70.0) as sim:
+        client = BoardClient(sim.port)
+        with client:
+            client.hello()
+            sim.set_current(-6.0)
+            run(sim, 330)  # past one save
+            saved = client.lifetime()
+            client.reset()
+        run(sim, 20)
+        client = BoardClient(sim.port)
+        with client:
+            client.hello(timeout_s=10)
+            after = client.lifetime()
+    assert saved.seq >= 1 and after.boots == saved.boots + 1
+    # what the reset cost is at most what was counted since the last save (a save
+    # interval is 5 minutes; this one was under a minute old)
+    assert after.charge_out_ah >= saved.charge_out_ah - 6.0 * 60 / 3600
+    assert after.operating_s >= saved.operating_s - 60
+    assert after.discharging_s >= saved.discharging_s - 60
+
+
+def test_a_passport_from_the_board_validates(tmp_path: Path) -> None:
+    from test_passport import VALIDATOR  # the vendored 1.2.1 schema
+
+    with SimulatedBoard(runtime="cpython", speed=0, initial_soc_pct=70.0) as sim:
+        sim.set_current(-6.0)
+        run(sim, 120)
+        out = tmp_path / "passport.json"
+        result = passport(None, str(out), port=sim.port, now=1.8e9)
+    doc = json.loads(out.read_text())
+    VALIDATOR.validate(doc)
+    ext = doc["cellguardExtension"]
+    assert ext["source"] == "board" and result.board == "sim-4s"
+    assert set(ext["harmfulEventCounts"]) == {"deep_discharge", "overcharge",
+                                              "overtemperature", "overcurrent",
+                                              "short_circuit"}
