@@ -16,8 +16,10 @@ demo: setup
 	$(BIN)/cellguard demo --force
 
 # The suite includes the PyBaMM plant's tests, so it installs PyBaMM too (~25 s).
+# Two workers (pytest-xdist) beside the HIL suites that run in their own processes
+# (tests/hil_background.py): both cores stay busy.
 test: setup pybamm-setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # The whole HIL suite on the virtual Pico and ESP32 (real MicroPython, the
 # firmware on their flash, the plant on their pins; docs/hil.md). Slow: the SoC

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,18 +48,40 @@ def flash(monkeypatch: pytest.MonkeyPatch) -> FlashModel:
 # The HIL suite on the two virtual boards and on the 16S chip board (SoC full cycle
 # included) run in their own processes beside the rest of the suite, from the end of
 # the collection (tests/hil_background.py); their tests, moved to the end, collect the
-# results through the ``virtual_suites`` and ``chip_suite`` fixtures.
-BACKGROUND = {  # collecting test -> its module (whose start_suites() starts the runs)
+# results through the ``virtual_suites`` and ``chip_suite`` fixtures. Under
+# pytest-xdist (``make test``: two workers) the controller starts them, once, in a
+# folder it hands to every worker.
+BACKGROUND = {  # collecting test -> its module (start_suites(folder), suite_runs(folder))
     "test_hil_virtual.py::test_the_whole_hil_suite_is_green_on_both_virtual_boards":
         "test_hil_virtual",
     "test_hil_chip_board.py::test_the_hil_suite_is_green_on_the_16s_chip_board":
         "test_hil_chip_board",
 }
-_RUNS = pytest.StashKey[dict[str, Any]]()  # module -> its runs, once started
+_FOLDER = pytest.StashKey[Path]()  # where the runs live
+_STARTED = pytest.StashKey[dict[str, Any]]()  # module -> its runs, in the starting process
+_WORKER_KEY = "cellguard_hil_background"
 
 
 def _background_module(nodeid: str) -> str | None:
     return next((m for test, m in BACKGROUND.items() if nodeid.endswith(test)), None)
+
+
+def _folder(config: pytest.Config) -> Path:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # an xdist worker: the controller's folder
+        return Path(workerinput[_WORKER_KEY])
+    if _FOLDER not in config.stash:
+        config.stash[_FOLDER] = Path(tempfile.mkdtemp(prefix="cellguard-hil-background-"))
+    return config.stash[_FOLDER]
+
+
+def _start(config: pytest.Config, nodeids: Iterable[str]) -> None:
+    started = config.stash.setdefault(_STARTED, {})
+    for nodeid in nodeids:
+        module = _background_module(nodeid)
+        if module is not None and module not in started:
+            started[module] = importlib.import_module(module).start_suites(
+                _folder(config) / module)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,25 +89,47 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if session.config.option.collectonly:
-        return
-    for item in session.items:
-        module = _background_module(item.nodeid)
-        if module is not None:
-            _runs(session.config, module)
+    config = session.config
+    if config.option.collectonly or hasattr(config, "workerinput"):
+        return  # an xdist worker: the controller starts them
+    if config.pluginmanager.hasplugin("dsession"):
+        return  # the xdist controller: it collects nothing itself (below)
+    _start(config, (item.nodeid for item in session.items))
 
 
-def _runs(config: pytest.Config, module: str) -> Any:
-    started = config.stash.setdefault(_RUNS, {})
-    if module not in started:
-        started[module] = importlib.import_module(module).start_suites()
-    return started[module]
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker learns where the controller's runs live."""
+    node.workerinput[_WORKER_KEY] = str(_folder(node.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """xdist: the controller starts the runs once a worker has collected."""
+    if not node.config.option.collectonly:
+        _start(node.config, ids)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    for runs in session.config.stash.get(_RUNS, {}).values():
+    config = session.config
+    for runs in config.stash.get(_STARTED, {}).values():
         for run in runs.values():
             run.stop()
+    if _FOLDER in config.stash:
+        from hil_background import remove
+
+        remove(config.stash[_FOLDER])
+
+
+def _runs(config: pytest.Config, module: str) -> Any:
+    """The module's runs, started here if nothing started them yet (a test run
+    directly, e.g. by node id with a selection the collection hooks did not see)."""
+    folder = _folder(config) / module
+    started = config.stash.get(_STARTED, {})
+    if module in started or folder.is_dir():
+        return importlib.import_module(module).suite_runs(folder)
+    _start(config, [next(t for t, m in BACKGROUND.items() if m == module)])
+    return config.stash[_STARTED][module]
 
 
 @pytest.fixture

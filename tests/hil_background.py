@@ -1,24 +1,27 @@
 """HIL suites that run in their own processes beside the rest of ``make test``.
 
 The whole HIL suite on the two virtual boards and on the 16S chip board is minutes of
-CPU each; run one after the other in the test process they would leave one of the two
-cores idle. ``tests/conftest.py`` starts them all when the collection ends (only those
-whose test was collected); each test, ordered last, waits for its runs and reads their
-JUnit reports. A virtual board's clock counts only its own process's time
-(docs/virtual_board.md), so sharing the cores slows the boards, it does not starve
-their watchdogs."""
+CPU each. ``tests/conftest.py`` starts them when the collection ends (only those whose
+test was collected; under pytest-xdist, in the controller, once a worker has
+collected), and each test, ordered last, waits for its runs and reads their JUnit
+reports. A run lives in a folder: its output, its report and, once it has ended, its
+exit code, so a test in any worker process can wait for it. A virtual board's clock
+counts only its own process's time (docs/virtual_board.md), so sharing the cores slows
+the boards, it does not starve their watchdogs."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
-import tempfile
+import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import IO, NamedTuple
 
 from cellguard.hil import suite_dir
+
+EXIT_CODE = "exit_code"  # written into the run's folder when the run ends
 
 
 def suite_command(*args: str, junit: Path | None = None) -> list[str]:
@@ -30,38 +33,55 @@ def suite_command(*args: str, junit: Path | None = None) -> list[str]:
     return cmd
 
 
-class SuiteRun(NamedTuple):
-    """One run of the HIL suite in its own processes: output and report in ``folder``."""
+class SuiteRun:
+    """One run of the HIL suite in its own processes, in ``folder``: started by
+    :meth:`start` in one process, waited for by :meth:`finish` in any."""
 
-    folder: Path
-    out: IO[str]
-    proc: subprocess.Popen[str]
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, *args: str) -> SuiteRun:
-        folder = Path(tempfile.mkdtemp(prefix="cellguard-hil-suite-"))
-        out = (folder / "suite.out").open("w")
-        proc = subprocess.Popen(suite_command(*args, junit=folder / "suite.xml"),
-                                stdout=out, stderr=subprocess.STDOUT, text=True)
-        return cls(folder, out, proc)
+    def start(cls, folder: Path, *args: str) -> SuiteRun:
+        run = cls(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "suite.out").open("wb") as out:
+            run.proc = subprocess.Popen(suite_command(*args, junit=folder / "suite.xml"),
+                                        stdout=out, stderr=subprocess.STDOUT)
+        threading.Thread(target=run._record_exit, name=f"hil-suite-{folder.name}",
+                         daemon=True).start()
+        return run
+
+    def _record_exit(self) -> None:
+        assert self.proc is not None
+        code = self.proc.wait()
+        tmp = self.folder / (EXIT_CODE + ".tmp")
+        tmp.write_text(str(code))
+        tmp.rename(self.folder / EXIT_CODE)
 
     def finish(self, timeout_s: float) -> tuple[int, str, list[ET.Element]]:
-        """Wait for the run: (exit code, its output, its report's test cases)."""
-        try:
-            code = self.proc.wait(timeout=timeout_s)
-        finally:
-            self.out.flush()
-        text = (self.folder / "suite.out").read_text()
+        """Wait for the run to end: (exit code, its output, its report's test cases)."""
+        done = self.folder / EXIT_CODE
+        deadline = time.monotonic() + timeout_s
+        while not done.is_file():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the HIL suite in {self.folder} did not end within "
+                                   f"{timeout_s:.0f} s")
+            time.sleep(0.5)
+        text = (self.folder / "suite.out").read_text(errors="replace")
         report = self.folder / "suite.xml"
         cases = list(ET.parse(report).getroot().iter("testcase")) if report.is_file() else []
-        return code, text, cases
+        return int(done.read_text()), text, cases
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
+        """End the run if it still runs (the process that started it)."""
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        self.out.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def failures(case: ET.Element) -> list[ET.Element]:

@@ -10,6 +10,8 @@ report."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hil_background import SuiteRun, failures, skip_reasons
 from test_hil_virtual import SUITE_TESTS, WALL_S
@@ -17,9 +19,14 @@ from test_hil_virtual import SUITE_TESTS, WALL_S
 BOARD = "sim-bq76952-16s"
 
 
-def start_suites() -> dict[str, SuiteRun]:
+def start_suites(folder: Path) -> dict[str, SuiteRun]:
     """The whole suite, SoC full cycle included (``tests/conftest.py`` starts it)."""
-    return {BOARD: SuiteRun.start("--board", BOARD, "--timeout", str(WALL_S))}
+    return {BOARD: SuiteRun.start(folder / BOARD, "--board", BOARD, "--timeout", str(WALL_S))}
+
+
+def suite_runs(folder: Path) -> dict[str, SuiteRun]:
+    """The run :func:`start_suites` started in ``folder``, from any process."""
+    return {BOARD: SuiteRun(folder / BOARD)}
 
 
 @pytest.mark.timeout(WALL_S + 60)

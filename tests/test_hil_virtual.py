@@ -28,12 +28,17 @@ NOT_APPLICABLE = "has no pack-voltage sensor"  # the only skips these boards may
 WALL_S = 1500  # a guard only: the suite's own waits have board- and wall-time budgets
 
 
-def start_suites() -> dict[str, SuiteRun]:
+def start_suites(folder: Path) -> dict[str, SuiteRun]:
     """The suite but the SoC full cycle, on each board file with an mcu, each on its
     own virtual board over its pty at 20x (``tests/conftest.py`` starts them)."""
-    return {board: SuiteRun.start("--virtual", "--board", board, "--sim-speed", SPEED,
-                                  "-k", f"not {NOT_HERE}")
+    return {board: SuiteRun.start(folder / board, "--virtual", "--board", board,
+                                  "--sim-speed", SPEED, "-k", f"not {NOT_HERE}")
             for board in BOARDS}
+
+
+def suite_runs(folder: Path) -> dict[str, SuiteRun]:
+    """The runs :func:`start_suites` started in ``folder``, from any process."""
+    return {board: SuiteRun(folder / board) for board in BOARDS}
 
 
 def run_suite(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -292,8 +292,9 @@ def test_enter_repl_then_mpremote_copies_longer_than_the_watchdog_without_a_rese
     files = {f"big{i}.bin": rng.randbytes(24_000) for i in range(3)}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    # At 10x: raw-paste copies these 72 KB in about a second of host time.
-    with VirtualBoard(board, flash=flash, seed=3, speed=10.0) as vb:
+    # At 30x: raw-paste copies these 72 KB in about 0.4 s of the board process's own
+    # time (docs/virtual_board.md), some 10 s of board time: five watchdog periods.
+    with VirtualBoard(board, flash=flash, seed=3, speed=30.0) as vb:
         watchdog_ms = vb.board.get("watchdog_ms", 2000)
         enter_maintenance(vb)
         before = list(vb.resets)

@@ -202,9 +202,9 @@ def test_a_periodic_timer_that_fell_behind_fires_for_every_period_it_missed(
                           "print(time.ticks_diff(t1, t0), c[0])\n", timeout=60))
     behind_ms, fired = (int(x) for x in out.split())
     assert behind_ms >= 100  # at 100x the loop is seconds of board time, at most 400 ms a read
-    # Every period from t0 to t1 fired (a read between the timer's start and t0 may
-    # add a few: at 100x one read can be up to 400 ms).
-    assert behind_ms // 10 <= fired <= behind_ms // 10 + 40
+    # Every period from t0 to t1 fired; the two clock reads from the timer's start to t0
+    # (its due time, then t0) may add some: at 100x one read can be up to 400 ms.
+    assert behind_ms // 10 <= fired <= behind_ms // 10 + 80
 
 
 def test_board_time_runs_at_the_speed_factor(tmp_path: Path) -> None:
