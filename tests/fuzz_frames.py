@@ -21,7 +21,8 @@ must give. The mix:
 RESET and ENTER_REPL are never sent intact (they restart or silence the board);
 they appear only with a payload of the wrong size or a wrong version, which the
 board must refuse. Keys in :attr:`BoardModel.frozen` (by default the cell
-over-voltage protection) only ever receive values the board must refuse, so a
+over-voltage protection's limits, delays, debounce count and severity, and the host
+timeout) only ever receive values the board must refuse, so a
 test can predict that protection's timing while the fuzz runs.
 
 The checked-in corpus (``tests/fuzz_corpus/corpus.txt``) is read by
@@ -62,7 +63,7 @@ REQUEST_SIZES: dict[int, int] = {
     MSG["hello"]: 2, MSG["time_sync"]: 4, MSG["reset"]: 0, MSG["enter_repl"]: 0,
     MSG["get_stats"]: 0, MSG["get_config"]: 1, MSG["set_config"]: 9,
     MSG["get_config_dump"]: 1, MSG["get_faults"]: 0, MSG["clear_faults"]: 0,
-    MSG["get_events"]: 5,
+    MSG["get_events"]: 5, MSG["get_lifetime"]: 1,
 }
 NEVER_INTACT = frozenset({MSG["reset"], MSG["enter_repl"]})
 """Requests that restart or silence the board: never generated so that they act."""
@@ -135,6 +136,7 @@ def _sim_4s() -> BoardModel:
     # max], release in [hard min, trip + 1] (one apart: no hysteresis, the least); the
     # delays have no range narrower than the hard one.
     frozen = {1: (4149, 4300), 2: (2500, 4251), 3: delay, 4: delay,
+              128: (1, 1000), 160: (0, 2),  # its debounce count and severity
               102: (0, 3_600_000)}  # a random host timeout would open the output
     return BoardModel(hard=hard, frozen=frozen)
 
@@ -266,7 +268,8 @@ class FrameFuzzer:
         """A random valid request other than RESET and ENTER_REPL: (type, payload, answer)."""
         rng = self.rng
         name = rng.choice(("hello", "time_sync", "get_stats", "get_config", "set_config",
-                           "get_config_dump", "get_faults", "clear_faults", "get_events"))
+                           "get_config_dump", "get_faults", "clear_faults", "get_events",
+                           "get_lifetime"))
         values: dict[str, int]
         answer: str
         if name == "hello":
@@ -292,6 +295,8 @@ class FrameFuzzer:
             values, answer = {}, "fault_state"
         elif name == "clear_faults":
             values, answer = {}, "ack"
+        elif name == "get_lifetime":
+            values, answer = {"first_word": rng.randrange(256)}, "lifetime"
         else:
             values = {"first_index": self.u32(), "max_count": rng.randrange(256)}
             answer = "events"

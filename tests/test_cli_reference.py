@@ -254,6 +254,8 @@ PRODUCERS: dict[tuple[str, str], Producer] = {
                                                               "--json"]),
     ("stats", "--json"): lambda c, log, sim, tmp: _json(c, ["stats", "--port", sim.port,
                                                              "--json"]),
+    ("lifetime", "--json"): lambda c, log, sim, tmp: _json(c, ["lifetime", "--port", sim.port,
+                                                                "--json"]),
     ("characterize", "--json"): _characterize,
     ("build", "--json"): lambda c, log, sim, tmp: _json(
         c, ["build", "--board", "pico-4s", "--out", str(tmp / "build"), "--json"]),

@@ -333,8 +333,10 @@ OUTPUTS: tuple[Output, ...] = (
         K("hot_charging_s", "s above the charge over-temperature trip, charging"),
         K("cold_idle_s", "s below the under-temperature trip, not charging"),
         K("cold_charging_s", "s below the charge under-temperature trip, charging"),
-        K("harmful", "harmful events by kind: deep_discharge, overcharge, overtemperature, "
-                     "overcurrent, short_circuit"),
+        K("harmful", "harmful events, counted by kind",
+          K("deep_discharge", "deep discharges"), K("overcharge", "cell over-voltage trips"),
+          K("overtemperature", "over-temperature trips"),
+          K("overcurrent", "over-current trips"), K("short_circuit", "short circuits")),
         K("boots", "boots"), K("watchdog_resets", "watchdog resets"),
         K("config_changes", "configuration changes"),
         K("histogram_s", "s per [SoC bin 0-20-40-60-80-100 %][temperature bin <0, 0-25, "
