@@ -340,3 +340,33 @@ def test_type_check_catches_a_misspelt_micropython_call(pyright: dict[str, Pyrig
     assert "ticks_msx" in output and "soc.py" in output
     # Only the injected line is wrong: the copy is checked exactly like the original.
     assert "1 error," in output, output
+
+
+def test_each_module_folds_the_protocol_numbers_it_uses() -> None:
+    """The codec's constants are private (mpy-cross folds them: the board interns no
+    name for them), so each firmware module keeps folded copies of those it uses. Each
+    copy equals the codec's, and no module reads one as ``codec.NAME``, which the
+    board does not have (CPython finds it through the codec's ``__getattr__``)."""
+    import re
+
+    from cellguard_fw import codec
+
+    folded = re.compile(r"^_([A-Z][A-Z0-9_]*) = const\((0x[0-9a-f]+|\d+)\)", re.M)
+    read = re.compile(r"\bcodec\.([A-Z][A-Z0-9_]*)\b|^from \.codec import (.*)$", re.M)
+    checked = 0
+    for path in sorted((FIRMWARE / "cellguard_fw").glob("*.py")):
+        if path.name.startswith("codec"):
+            continue
+        text = path.read_text()
+        for name, value in folded.findall(text):
+            if hasattr(codec, name):
+                assert int(value, 0) == getattr(codec, name), (path.name, name)
+                checked += 1
+        for dotted, imported in read.findall(text):
+            names = [dotted] if dotted else [n.strip() for n in imported.split(",")]
+            ints = [n for n in names if isinstance(getattr(codec, n, None), int)]
+            assert not ints, (path.name, ints)
+    assert checked >= 100, checked  # app, config, protection_setup, link, ... fold theirs
+    # ... and the codec itself exports no constant but the header's struct format
+    public = [n for n in vars(codec) if n.isupper() and not n.startswith("_")]
+    assert public == ["HEADER_FMT"], public

@@ -243,7 +243,7 @@ def test_fault_bits_match_codec() -> None:
     assert names == list(EXPECTED_BITS), "every protection needs its own codec fault bit"
     for name, bit, *_ in PROTECTIONS:
         assert bit == EXPECTED_BITS[name], name
-    codec_bits = {v for k, v in vars(codec).items() if k.startswith("FAULT_")}
+    codec_bits = {v for k, v in vars(codec).items() if k.startswith("_FAULT_")}
     # every fault bit is a protection's, the contactor state machine's, the policy's
     # or the board loop's (a control step that raised), or a monitor chip's (its own
     # trips, its bus)

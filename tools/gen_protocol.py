@@ -231,18 +231,22 @@ def generate_codec() -> str:
         "",
         "from micropython import const",
         "",
-        f"PROTOCOL_MAJOR = const({m.PROTOCOL_MAJOR})",
-        f"PROTOCOL_MINOR = const({m.PROTOCOL_MINOR})",
-        f"MAX_PAYLOAD = const({m.MAX_PAYLOAD})",
-        f"MAX_FRAME = const({m.MAX_FRAME})",
-        f"MAX_WIRE_FRAME = const({m.MAX_WIRE_FRAME})",
+        "# The protocol's numbers are private constants: mpy-cross folds them, so the",
+        "# board interns no name for them. Each firmware module keeps its own folded",
+        "# copies of those it uses (tests/test_firmware_build.py holds them equal);",
+        "# CPython reads them as codec.NAME through __getattr__ below.",
+        f"_PROTOCOL_MAJOR = const({m.PROTOCOL_MAJOR})",
+        f"_PROTOCOL_MINOR = const({m.PROTOCOL_MINOR})",
+        f"_MAX_PAYLOAD = const({m.MAX_PAYLOAD})",
+        f"_MAX_FRAME = const({m.MAX_FRAME})",
+        f"_MAX_WIRE_FRAME = const({m.MAX_WIRE_FRAME})",
         f'HEADER_FMT = "<{"".join(f.fmt for f in describe(m.FrameHeader))}"',
-        f"HEADER_SIZE = const({m.FrameHeader.sizeof()})",
-        f"CRC_SIZE = const({m.FrameCrc.sizeof()})",
+        f"_HEADER_SIZE = const({m.FrameHeader.sizeof()})",
+        f"_CRC_SIZE = const({m.FrameCrc.sizeof()})",
         "",
     ]
     for spec in m.MESSAGES:
-        lines.append(f"MSG_{spec.name.upper()} = const(0x{spec.msg_id:02x})")
+        lines.append(f"_MSG_{spec.name.upper()} = const(0x{spec.msg_id:02x})")
     lines.append("")
     # Protection keys are found by arithmetic on the board (4i+1.., the bases
     # below + i): a name each would cost RAM for nothing.
@@ -251,13 +255,13 @@ def generate_codec() -> str:
         for key, value in enum.encmapping.items():
             if prefix == "config" and key in protection_keys:
                 continue
-            lines.append(f"{_const_name(prefix, key)} = const({value})")
-    lines.append(f"CONFIG_PROTECTION_COUNT = const({len(m.PROTECTION_STEMS)})")
-    lines.append(f"CONFIG_DEBOUNCE_BASE = const({m.DEBOUNCE_KEY_BASE})")
-    lines.append(f"CONFIG_SEVERITY_BASE = const({m.SEVERITY_KEY_BASE})")
+            lines.append(f"_{_const_name(prefix, key)} = const({value})")
+    lines.append(f"_CONFIG_PROTECTION_COUNT = const({len(m.PROTECTION_STEMS)})")
+    lines.append(f"_CONFIG_DEBOUNCE_BASE = const({m.DEBOUNCE_KEY_BASE})")
+    lines.append(f"_CONFIG_SEVERITY_BASE = const({m.SEVERITY_KEY_BASE})")
     for prefix, flags in m.FLAGS.items():
         for key, value in flags.flags.items():
-            lines.append(f"{_const_name(prefix, key)} = const(0x{value:x})")
+            lines.append(f"_{_const_name(prefix, key)} = const(0x{value:x})")
     # The board needs only its own direction: it encodes what it sends and
     # decodes what it receives. The other direction goes to codec_mirror.py.
     # Requests without a payload share one decoder (see decoder_name).
@@ -277,6 +281,16 @@ def generate_codec() -> str:
             '        raise ValueError("trailing bytes")',
             "    return ()",
         ]
+    lines += [
+        "", "",
+        "def __getattr__(name):",
+        '    """codec.NAME for the constant _NAME, under CPython (the host and the tests:',
+        '    the board folds them away and its modules never ask)."""',
+        "    try:",
+        '        return globals()["_" + name]',
+        "    except KeyError:",
+        "        raise AttributeError(name) from None",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,59 @@ from .measurement import Measurement
 from .protection import Protection
 from .soc import CoulombCounter
 
+# The protocol numbers used here, as folded copies of codec.py's: the board
+# interns no name for them (tests/test_firmware_build.py holds them equal).
+_EVENT_BOOT = const(1)
+_EVENT_CLEAR = const(4)
+_EVENT_CONFIG = const(5)
+_EVENT_RELEASE = const(3)
+_EVENT_RESET = const(7)
+_EVENT_TIME_SYNC = const(6)
+_EVENT_TRIP = const(2)
+_FAULT_AFE_PROTECTION = const(0x800000)
+_FAULT_CONTACTOR_WELDED = const(0x4000)
+_FAULT_HOST_LOST = const(0x8000)
+_FAULT_PRECHARGE_FAILED = const(0x2000)
+_FAULT_SENSOR_BUS = const(0x1000000)
+_MAX_FRAME = const(264)
+_MSG_ACK = const(126)
+_MSG_CLEAR_FAULTS = const(50)
+_MSG_CONFIG_DUMP = const(36)
+_MSG_CONFIG_VALUE = const(34)
+_MSG_ENTER_REPL = const(5)
+_MSG_ESTIMATE = const(18)
+_MSG_EVENTS = const(65)
+_MSG_FAULT_EVENT = const(17)
+_MSG_FAULT_STATE = const(49)
+_MSG_GET_CONFIG = const(32)
+_MSG_GET_CONFIG_DUMP = const(35)
+_MSG_GET_EVENTS = const(64)
+_MSG_GET_FAULTS = const(48)
+_MSG_GET_LIFETIME = const(80)
+_MSG_GET_STATS = const(6)
+_MSG_HELLO = const(1)
+_MSG_INFO = const(2)
+_MSG_LIFETIME = const(81)
+_MSG_NAK = const(127)
+_MSG_RESET = const(4)
+_MSG_SET_CONFIG = const(33)
+_MSG_STATS = const(7)
+_MSG_TELEMETRY = const(16)
+_MSG_TIME_SYNC = const(3)
+_NAK_ERROR_BAD_PAYLOAD = const(2)
+_NAK_ERROR_INCOMPATIBLE_VERSION = const(3)
+_NAK_ERROR_NOT_AUTHORISED = const(7)
+_NAK_ERROR_UNKNOWN_KEY = const(4)
+_NAK_ERROR_UNKNOWN_MESSAGE = const(1)
+_PROTOCOL_MAJOR = const(1)
+_PROTOCOL_MINOR = const(6)
+_SEVERITY_FAULT = const(2)
+_STATE_ACTIVE = const(2)
+_STATE_FAULT = const(3)
+_STATE_PRECHARGE = const(4)
+_STATE_STANDBY = const(1)
+_STATE_STARTUP = const(0)
+
 try:
     from gc import mem_free
 except ImportError:  # CPython
@@ -29,12 +82,12 @@ except ImportError:  # CPython
 
 # Message types this firmware answers or sends (reported in INFO).
 KNOWN_TYPES = bytes((
-    codec.MSG_HELLO, codec.MSG_INFO, codec.MSG_TIME_SYNC, codec.MSG_RESET,
-    codec.MSG_ENTER_REPL, codec.MSG_GET_STATS, codec.MSG_STATS, codec.MSG_TELEMETRY,
-    codec.MSG_FAULT_EVENT, codec.MSG_GET_CONFIG, codec.MSG_SET_CONFIG, codec.MSG_CONFIG_VALUE,
-    codec.MSG_GET_CONFIG_DUMP, codec.MSG_CONFIG_DUMP, codec.MSG_GET_FAULTS,
-    codec.MSG_FAULT_STATE, codec.MSG_CLEAR_FAULTS, codec.MSG_GET_EVENTS, codec.MSG_EVENTS,
-    codec.MSG_ACK, codec.MSG_NAK, codec.MSG_ESTIMATE,
+    _MSG_HELLO, _MSG_INFO, _MSG_TIME_SYNC, _MSG_RESET,
+    _MSG_ENTER_REPL, _MSG_GET_STATS, _MSG_STATS, _MSG_TELEMETRY,
+    _MSG_FAULT_EVENT, _MSG_GET_CONFIG, _MSG_SET_CONFIG, _MSG_CONFIG_VALUE,
+    _MSG_GET_CONFIG_DUMP, _MSG_CONFIG_DUMP, _MSG_GET_FAULTS,
+    _MSG_FAULT_STATE, _MSG_CLEAR_FAULTS, _MSG_GET_EVENTS, _MSG_EVENTS,
+    _MSG_ACK, _MSG_NAK, _MSG_ESTIMATE,
 ))
 _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
 _LIFE_LAYOUT = const(1)  # docs/lifetime.md: the meaning of each counter word
@@ -108,7 +161,7 @@ class Bms:
         self.link = Link(port)
         self.unique_id = hexlify(hal.unique_id())
         self.board_name = board["name"].encode()
-        self.state = codec.STATE_STARTUP
+        self.state = _STATE_STARTUP
         self.faults = 0
         self.alarms = 0
         self.warnings = 0
@@ -132,25 +185,25 @@ class Bms:
         self.host_timeout_ms = board.get("host_timeout_ms", 0)
         self.host_silence_ms = 0
         self.handlers = {
-            codec.MSG_HELLO: self._on_hello,
-            codec.MSG_TIME_SYNC: self._on_time_sync,
-            codec.MSG_RESET: self._on_reset,
-            codec.MSG_ENTER_REPL: self._on_enter_repl,
-            codec.MSG_GET_STATS: self._on_get_stats,
-            codec.MSG_GET_CONFIG: self._on_get_config,
-            codec.MSG_SET_CONFIG: self._on_set_config,
-            codec.MSG_GET_CONFIG_DUMP: self._on_get_config_dump,
-            codec.MSG_GET_FAULTS: self._on_get_faults,
-            codec.MSG_CLEAR_FAULTS: self._on_clear_faults,
-            codec.MSG_GET_EVENTS: self._on_get_events,
-            codec.MSG_GET_LIFETIME: self._on_get_lifetime,
+            _MSG_HELLO: self._on_hello,
+            _MSG_TIME_SYNC: self._on_time_sync,
+            _MSG_RESET: self._on_reset,
+            _MSG_ENTER_REPL: self._on_enter_repl,
+            _MSG_GET_STATS: self._on_get_stats,
+            _MSG_GET_CONFIG: self._on_get_config,
+            _MSG_SET_CONFIG: self._on_set_config,
+            _MSG_GET_CONFIG_DUMP: self._on_get_config_dump,
+            _MSG_GET_FAULTS: self._on_get_faults,
+            _MSG_CLEAR_FAULTS: self._on_clear_faults,
+            _MSG_GET_EVENTS: self._on_get_events,
+            _MSG_GET_LIFETIME: self._on_get_lifetime,
         }
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
         # The running build (main.py's boot record): status byte, then the manifest's
         # SHA-256; the BOOT event's value is the status (3: fell back to the old build).
         self.boot = board.get("boot") or b"\x00"
-        self._log(codec.EVENT_BOOT, self.latched, self.boot[0])
+        self._log(_EVENT_BOOT, self.latched, self.boot[0])
         self.events.flush()  # a board that resets in a loop still logs each boot
 
     @property
@@ -187,14 +240,14 @@ class Bms:
         hal = self.hal
         chip = hal.chip_trips()  # the second layer: what a monitor chip tripped by itself
         if chip < 0:  # the chip does not answer: the readings are stale
-            faults |= codec.FAULT_SENSOR_BUS
+            faults |= _FAULT_SENSOR_BUS
             chip = self.chip_trips  # its last status stands
         if chip:
-            faults |= codec.FAULT_AFE_PROTECTION
+            faults |= _FAULT_AFE_PROTECTION
         if self.host_silence_ms < _SILENCE_MAX:  # saturates: stays a small int
             self.host_silence_ms += dt_ms
         if self.host_timeout_ms and self.host_silence_ms >= self.host_timeout_ms:
-            faults |= codec.FAULT_HOST_LOST
+            faults |= _FAULT_HOST_LOST
         self.alarms = p.alarms
         self.warnings = p.warnings
         # Protection acts first: the outputs follow the decision before any flash
@@ -282,13 +335,13 @@ class Bms:
             self.hal.set_directions(allowed & 1, allowed & 2)
         c.step(dt_ms, want, pack_mv)
         if held or c.faults:
-            self.state = codec.STATE_FAULT
+            self.state = _STATE_FAULT
         elif c.closed:
-            self.state = codec.STATE_ACTIVE
+            self.state = _STATE_ACTIVE
         elif c.state == PRECHARGE or c.state == WAIT_RETRY:
-            self.state = codec.STATE_PRECHARGE
+            self.state = _STATE_PRECHARGE
         else:
-            self.state = codec.STATE_STANDBY
+            self.state = _STATE_STANDBY
 
     def _report_changes(self, faults, changed, value=-1):
         """Latch new faults and send a FAULT_EVENT for each change: ``changed``
@@ -302,7 +355,7 @@ class Bms:
         trips = faults & ~old
         self.tripped |= trips
         self.faults = faults
-        trips &= ~codec.FAULT_HOST_LOST  # a policy, not a fault of the pack: never latches
+        trips &= ~_FAULT_HOST_LOST  # a policy, not a fault of the pack: never latches
         if trips & ~self.latched:
             self.latched |= trips
             self.latch_store.save(self.latched)
@@ -311,24 +364,24 @@ class Bms:
             for i in range(p.count):
                 bit = p.bit[i]
                 if changed & bit:
-                    kind = codec.EVENT_TRIP if p.active[i] else codec.EVENT_RELEASE
+                    kind = _EVENT_TRIP if p.active[i] else _EVENT_RELEASE
                     self._fault_event(kind, p.severity[i], bit, p.value(i))
         flipped = faults ^ old
-        contactor_bits = flipped & (codec.FAULT_PRECHARGE_FAILED | codec.FAULT_CONTACTOR_WELDED)
+        contactor_bits = flipped & (_FAULT_PRECHARGE_FAILED | _FAULT_CONTACTOR_WELDED)
         if contactor_bits:
-            kind = codec.EVENT_TRIP if faults & contactor_bits else codec.EVENT_RELEASE
-            self._fault_event(kind, codec.SEVERITY_FAULT, contactor_bits,
+            kind = _EVENT_TRIP if faults & contactor_bits else _EVENT_RELEASE
+            self._fault_event(kind, _SEVERITY_FAULT, contactor_bits,
                               self.contactor.fault_value)
         if chip != self.chip_trips:
             self.chip_trips = chip
-            kind = codec.EVENT_TRIP if chip else codec.EVENT_RELEASE
-            self._fault_event(kind, codec.SEVERITY_FAULT, codec.FAULT_AFE_PROTECTION, chip)
-        if flipped & codec.FAULT_SENSOR_BUS:
-            kind = codec.EVENT_TRIP if faults & codec.FAULT_SENSOR_BUS else codec.EVENT_RELEASE
-            self._fault_event(kind, codec.SEVERITY_FAULT, codec.FAULT_SENSOR_BUS, 0)
-        if flipped & codec.FAULT_HOST_LOST:
-            kind = codec.EVENT_TRIP if faults & codec.FAULT_HOST_LOST else codec.EVENT_RELEASE
-            self._fault_event(kind, codec.SEVERITY_FAULT, codec.FAULT_HOST_LOST,
+            kind = _EVENT_TRIP if chip else _EVENT_RELEASE
+            self._fault_event(kind, _SEVERITY_FAULT, _FAULT_AFE_PROTECTION, chip)
+        if flipped & _FAULT_SENSOR_BUS:
+            kind = _EVENT_TRIP if faults & _FAULT_SENSOR_BUS else _EVENT_RELEASE
+            self._fault_event(kind, _SEVERITY_FAULT, _FAULT_SENSOR_BUS, 0)
+        if flipped & _FAULT_HOST_LOST:
+            kind = _EVENT_TRIP if faults & _FAULT_HOST_LOST else _EVENT_RELEASE
+            self._fault_event(kind, _SEVERITY_FAULT, _FAULT_HOST_LOST,
                               self.host_silence_ms)
 
     def _fault_event(self, kind, severity, bits, value):
@@ -336,7 +389,7 @@ class Bms:
         link = self.link
         end = codec.encode_fault_event(link.payload_buffer(), PAYLOAD_AT, index, self.clock(),
                                        kind, severity, bits, value, self.faults | self.latched)
-        link.send(codec.MSG_FAULT_EVENT, link.next_seq(), end)
+        link.send(_MSG_FAULT_EVENT, link.next_seq(), end)
 
     def _log(self, kind, code, value):
         # u32 on the wire: wraps in 2106, as the event log's 32-bit array does on a board
@@ -354,7 +407,7 @@ class Bms:
             self.warnings, self.alarms, self.allowed if self.contactor.closed else 0,
             m.pack_mv, m.current_ma, self.soc_cpct(), m.cells_mv, m.temps_dc,
         )
-        link.send(codec.MSG_TELEMETRY, link.next_seq(), end)
+        link.send(_MSG_TELEMETRY, link.next_seq(), end)
         self.telemetry_seq = (self.telemetry_seq + 1) & 0xFFFFFFFF
 
     # -- requests ------------------------------------------------------------
@@ -364,61 +417,61 @@ class Bms:
 
     def _on_frame(self, version, msg_type, seq, start, end):
         self.host_silence_ms = 0  # any intact frame shows the host is there
-        if version != codec.PROTOCOL_MAJOR:
-            self._nak(seq, msg_type, codec.NAK_ERROR_INCOMPATIBLE_VERSION, codec.PROTOCOL_MAJOR)
+        if version != _PROTOCOL_MAJOR:
+            self._nak(seq, msg_type, _NAK_ERROR_INCOMPATIBLE_VERSION, _PROTOCOL_MAJOR)
             return
         handler = self.handlers.get(msg_type)
         if handler is None:
             self.unknown_types += 1
-            self._nak(seq, msg_type, codec.NAK_ERROR_UNKNOWN_MESSAGE, 0)
+            self._nak(seq, msg_type, _NAK_ERROR_UNKNOWN_MESSAGE, 0)
             return
         try:
             handler(seq, start, end)
         except ValueError:  # a payload the codec could not parse
-            self._nak(seq, msg_type, codec.NAK_ERROR_BAD_PAYLOAD, 0)
+            self._nak(seq, msg_type, _NAK_ERROR_BAD_PAYLOAD, 0)
 
     def _nak(self, seq, msg_type, error, limit):
         self.naks_sent += 1
         end = codec.encode_nak(self.link.payload_buffer(), PAYLOAD_AT, msg_type, error, limit)
-        self.link.send(codec.MSG_NAK, seq, end)
+        self.link.send(_MSG_NAK, seq, end)
 
     def _ack(self, seq, msg_type):
         end = codec.encode_ack(self.link.payload_buffer(), PAYLOAD_AT, msg_type)
-        self.link.send(codec.MSG_ACK, seq, end)
+        self.link.send(_MSG_ACK, seq, end)
 
     def _on_hello(self, seq, start, end):
         host_minor = codec.decode_hello(self.link.frame, start, end)[1]
         p = self.protection
         end = codec.encode_info(
             self.link.payload_buffer(), PAYLOAD_AT,
-            codec.PROTOCOL_MAJOR, codec.PROTOCOL_MINOR, FIRMWARE_VERSION.encode(), self.board_name,
+            _PROTOCOL_MAJOR, _PROTOCOL_MINOR, FIRMWARE_VERSION.encode(), self.board_name,
             self.unique_id, self.profile["id"], self.n_cells, self.n_temps,
             self.soc.capacity_mah, self.control_period_ms, self.telemetry_period_ms,
             p.trip[0], p.trip[1], p.trip[2], p.trip[3], p.trip[4], p.trip[5],
-            codec.MAX_FRAME, KNOWN_TYPES, self.boot,
+            _MAX_FRAME, KNOWN_TYPES, self.boot,
         )
         if host_minor < 4:  # a 1.3 host parses INFO strictly: without the boot field
             end -= 1 + len(self.boot)
-        self.link.send(codec.MSG_INFO, seq, end)
+        self.link.send(_MSG_INFO, seq, end)
 
     def _on_time_sync(self, seq, start, end):
         (unix,) = codec.decode_time_sync(self.link.frame, start, end)
         self.unix_base = unix - 1577836800 - self.time_ms // 1000  # from 2020 (above)
         # The event value is an i32 on the wire: from 2038 on it wraps, as the event
         # log's 32-bit array does under MicroPython (CPython raised when sending it).
-        self._log(codec.EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
-        self._ack(seq, codec.MSG_TIME_SYNC)
+        self._log(_EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
+        self._ack(seq, _MSG_TIME_SYNC)
 
     def _on_reset(self, seq, start, end):
         codec.decode_empty(self.link.frame, start, end)
-        self._log(codec.EVENT_RESET, 0, 0)
+        self._log(_EVENT_RESET, 0, 0)
         self.events.flush()  # nothing pending may be lost to the reset
-        self._ack(seq, codec.MSG_RESET)
+        self._ack(seq, _MSG_RESET)
         self.reset_requested = True  # the main loop resets once the ACK is out
 
     def _on_enter_repl(self, seq, start, end):
         codec.decode_empty(self.link.frame, start, end)
-        self._ack(seq, codec.MSG_ENTER_REPL)
+        self._ack(seq, _MSG_ENTER_REPL)
         # Nothing protects the cells from the REPL: open the output first.
         self.contactor.step(0, False, 0)
         self.events.flush()
@@ -434,33 +487,33 @@ class Bms:
             self.naks_sent, link.tx_frames, self.control_steps, self.control_overruns, free,
             link.tx_dropped, self.hal.bus_errors(),
         )
-        link.send(codec.MSG_STATS, seq, end)
+        link.send(_MSG_STATS, seq, end)
 
     def _send_config_value(self, seq, key):
         _, _, lo, hi = self.config.limits(key)
         end = codec.encode_config_value(self.link.payload_buffer(), PAYLOAD_AT, key,
                                   self.config.get(key), lo, hi)
-        self.link.send(codec.MSG_CONFIG_VALUE, seq, end)
+        self.link.send(_MSG_CONFIG_VALUE, seq, end)
 
     def _on_get_config(self, seq, start, end):
         (key,) = codec.decode_get_config(self.link.frame, start, end)
         if key not in KEYS:
-            self._nak(seq, codec.MSG_GET_CONFIG, codec.NAK_ERROR_UNKNOWN_KEY, 0)
+            self._nak(seq, _MSG_GET_CONFIG, _NAK_ERROR_UNKNOWN_KEY, 0)
             return
         self._send_config_value(seq, key)
 
     def _on_set_config(self, seq, start, end):
         key, value, pin = codec.decode_set_config(self.link.frame, start, end)
         if self.config_pin and pin != self.config_pin:
-            self._nak(seq, codec.MSG_SET_CONFIG, codec.NAK_ERROR_NOT_AUTHORISED, 0)
+            self._nak(seq, _MSG_SET_CONFIG, _NAK_ERROR_NOT_AUTHORISED, 0)
             return
         error, limit = self.config.check(key, value)
         if error:
-            self._nak(seq, codec.MSG_SET_CONFIG, error, limit)
+            self._nak(seq, _MSG_SET_CONFIG, error, limit)
             return
         if self.config.get(key) != value:
             self.config.set(key, value)
-            self._log(codec.EVENT_CONFIG, key, value)
+            self._log(_EVENT_CONFIG, key, value)
             self.lifetime.config_changed()
         self._send_config_value(seq, key)
 
@@ -474,17 +527,17 @@ class Bms:
             self.link.payload_buffer(), PAYLOAD_AT, later[0] if later else 0, bytes(keys),
             [cfg.get(k) for k in keys], [x[2] for x in limits], [x[3] for x in limits],
         )
-        self.link.send(codec.MSG_CONFIG_DUMP, seq, end)
+        self.link.send(_MSG_CONFIG_DUMP, seq, end)
 
     def _on_get_faults(self, seq, start, end):
         codec.decode_empty(self.link.frame, start, end)
         end = codec.encode_fault_state(self.link.payload_buffer(), PAYLOAD_AT, self.faults,
                                        self.latched, self.tripped, self.alarms, self.warnings)
-        self.link.send(codec.MSG_FAULT_STATE, seq, end)
+        self.link.send(_MSG_FAULT_STATE, seq, end)
 
     def _on_clear_faults(self, seq, start, end):
         codec.decode_empty(self.link.frame, start, end)
-        self._ack(seq, codec.MSG_CLEAR_FAULTS)
+        self._ack(seq, _MSG_CLEAR_FAULTS)
         self.clear_faults()
 
     def clear_faults(self):
@@ -496,7 +549,7 @@ class Bms:
         if cleared:
             self.latched &= ~cleared
             self.latch_store.save(self.latched)
-            self._fault_event(codec.EVENT_CLEAR, codec.SEVERITY_FAULT, cleared, 0)
+            self._fault_event(_EVENT_CLEAR, _SEVERITY_FAULT, cleared, 0)
         return cleared
 
     def _on_get_events(self, seq, start, end):
@@ -512,7 +565,7 @@ class Bms:
             bytes([ev.kinds[s] for s in slots]), [ev.codes[s] for s in slots],
             [ev.values[s] for s in slots],
         )
-        self.link.send(codec.MSG_EVENTS, seq, end)
+        self.link.send(_MSG_EVENTS, seq, end)
 
     def _on_get_lifetime(self, seq, start, end):
         (first,) = codec.decode_get_lifetime(self.link.frame, start, end)
@@ -522,4 +575,4 @@ class Bms:
         end = codec.encode_lifetime(self.link.payload_buffer(), PAYLOAD_AT, _LIFE_LAYOUT,
                                     life.seq, len(w), first,
                                     memoryview(w)[first:first + _LIFE_PAGE])
-        self.link.send(codec.MSG_LIFETIME, seq, end)
+        self.link.send(_MSG_LIFETIME, seq, end)

@@ -6,13 +6,20 @@ inverted (OCV to SoC) by interpolation. Limits are (trip, release) pairs: the
 protection trips beyond ``trip`` and releases once back past ``release``.
 """
 
-from .codec import CHEMISTRY_LFP, CHEMISTRY_NMC, CHEMISTRY_SODIUM_ION
+from micropython import const
+
+# The protocol numbers used here, as folded copies of codec.py's: the board
+# interns no name for them (tests/test_firmware_build.py holds them equal).
+_CHEMISTRY_LFP = const(2)
+_CHEMISTRY_NMC = const(1)
+_CHEMISTRY_SODIUM_ION = const(3)
+
 
 OCV_STEP_CPCT = 500  # table spacing: 5 % SoC
 
 PROFILES = {
     "nmc": {
-        "id": CHEMISTRY_NMC,
+        "id": _CHEMISTRY_NMC,
         # Graphite / NMC, e.g. 21700 cells; 0 % is the 2.5 V low-rate cut-off.
         "ocv_mv": (2500, 3300, 3430, 3500, 3550, 3590, 3625, 3655, 3685, 3715, 3750,
                    3790, 3830, 3875, 3920, 3965, 4010, 4055, 4100, 4145, 4190),
@@ -30,7 +37,7 @@ PROFILES = {
         "hard_temp_dc": (-300, 700),
     },
     "lfp": {
-        "id": CHEMISTRY_LFP,
+        "id": _CHEMISTRY_LFP,
         # Graphite / LiFePO4: a flat plateau between 20 % and 90 %.
         "ocv_mv": (2500, 2950, 3150, 3220, 3250, 3265, 3275, 3283, 3290, 3295, 3300,
                    3304, 3308, 3313, 3318, 3323, 3330, 3337, 3345, 3380, 3500),
@@ -47,7 +54,7 @@ PROFILES = {
         "hard_temp_dc": (-300, 700),
     },
     "sodium_ion": {
-        "id": CHEMISTRY_SODIUM_ION,
+        "id": _CHEMISTRY_SODIUM_ION,
         # Hard carbon / layered oxide: a sloping curve from 1.5 V to 4.0 V.
         "ocv_mv": (1500, 2300, 2550, 2700, 2800, 2880, 2950, 3020, 3080, 3140, 3200,
                    3260, 3320, 3380, 3440, 3500, 3570, 3640, 3720, 3820, 3950),

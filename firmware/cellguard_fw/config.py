@@ -12,17 +12,6 @@ each refusal names the bound that was crossed.
 
 from micropython import const
 
-from .codec import (
-    CONFIG_CAPACITY_MAH,
-    CONFIG_DEBOUNCE_BASE,
-    CONFIG_HOST_TIMEOUT_MS,
-    CONFIG_PROTECTION_COUNT,
-    CONFIG_SEVERITY_BASE,
-    CONFIG_TELEMETRY_PERIOD_MS,
-    NAK_ERROR_BEYOND_HARD_LIMIT,
-    NAK_ERROR_OUT_OF_RANGE,
-    NAK_ERROR_UNKNOWN_KEY,
-)
 from .protection import (
     FAULT,
     I_OPEN_WIRE,
@@ -40,11 +29,23 @@ from .protection import (
     WARNING,
 )
 
+# The protocol numbers used here, as folded copies of codec.py's: the board
+# interns no name for them (tests/test_firmware_build.py holds them equal).
+_CONFIG_CAPACITY_MAH = const(101)
+_CONFIG_DEBOUNCE_BASE = const(128)
+_CONFIG_HOST_TIMEOUT_MS = const(102)
+_CONFIG_PROTECTION_COUNT = const(19)
+_CONFIG_SEVERITY_BASE = const(160)
+_CONFIG_TELEMETRY_PERIOD_MS = const(100)
+_NAK_ERROR_BEYOND_HARD_LIMIT = const(6)
+_NAK_ERROR_OUT_OF_RANGE = const(5)
+_NAK_ERROR_UNKNOWN_KEY = const(4)
+
 # Keys 1..4n: n protections x (trip, release, trip delay, release delay); then the
-# debounce count (samples) at CONFIG_DEBOUNCE_BASE + i and the severity (0 warning,
-# 1 alarm, 2 fault) at CONFIG_SEVERITY_BASE + i. The protocol fixes n; the protection
+# debounce count (samples) at _CONFIG_DEBOUNCE_BASE + i and the severity (0 warning,
+# 1 alarm, 2 fault) at _CONFIG_SEVERITY_BASE + i. The protocol fixes n; the protection
 # table has a row for each (tests/test_protection.py).
-N_PROTECTIONS = CONFIG_PROTECTION_COUNT
+N_PROTECTIONS = _CONFIG_PROTECTION_COUNT
 PROTECTION_KEYS = 4 * N_PROTECTIONS
 # Underscored constants are folded into the code: no name is kept in RAM for them.
 _MAX_DELAY_MS = const(60000)
@@ -54,9 +55,9 @@ _MAX_CAPACITY_MAH = const(10000000)
 _MAX_HOST_TIMEOUT_MS = const(3600000)
 # Every key, ascending: bytes (one byte a key) rather than a tuple of ints (four).
 KEYS = bytes(tuple(range(1, PROTECTION_KEYS + 1)) + (
-    CONFIG_TELEMETRY_PERIOD_MS, CONFIG_CAPACITY_MAH, CONFIG_HOST_TIMEOUT_MS) + tuple(
-    range(CONFIG_DEBOUNCE_BASE, CONFIG_DEBOUNCE_BASE + N_PROTECTIONS)) + tuple(
-    range(CONFIG_SEVERITY_BASE, CONFIG_SEVERITY_BASE + N_PROTECTIONS)))
+    _CONFIG_TELEMETRY_PERIOD_MS, _CONFIG_CAPACITY_MAH, _CONFIG_HOST_TIMEOUT_MS) + tuple(
+    range(_CONFIG_DEBOUNCE_BASE, _CONFIG_DEBOUNCE_BASE + N_PROTECTIONS)) + tuple(
+    range(_CONFIG_SEVERITY_BASE, _CONFIG_SEVERITY_BASE + N_PROTECTIONS)))
 
 
 class Config:
@@ -102,10 +103,10 @@ class Config:
         trip, release, trip delay, release delay; 4: debounce; 5: severity."""
         if 1 <= key <= PROTECTION_KEYS:
             return divmod(key - 1, 4)
-        if CONFIG_DEBOUNCE_BASE <= key < CONFIG_DEBOUNCE_BASE + N_PROTECTIONS:
-            return key - CONFIG_DEBOUNCE_BASE, 4
-        if CONFIG_SEVERITY_BASE <= key < CONFIG_SEVERITY_BASE + N_PROTECTIONS:
-            return key - CONFIG_SEVERITY_BASE, 5
+        if _CONFIG_DEBOUNCE_BASE <= key < _CONFIG_DEBOUNCE_BASE + N_PROTECTIONS:
+            return key - _CONFIG_DEBOUNCE_BASE, 4
+        if _CONFIG_SEVERITY_BASE <= key < _CONFIG_SEVERITY_BASE + N_PROTECTIONS:
+            return key - _CONFIG_SEVERITY_BASE, 5
         return None
 
     def get(self, key):
@@ -116,11 +117,11 @@ class Config:
             i, field = where
             return (p.trip, p.release, p.trip_delay_ms, p.release_delay_ms, p.debounce,
                     p.severity)[field][i]
-        if key == CONFIG_TELEMETRY_PERIOD_MS:
+        if key == _CONFIG_TELEMETRY_PERIOD_MS:
             return self.bms.telemetry_period_ms
-        if key == CONFIG_CAPACITY_MAH:
+        if key == _CONFIG_CAPACITY_MAH:
             return self.bms.soc.capacity_mah
-        if key == CONFIG_HOST_TIMEOUT_MS:
+        if key == _CONFIG_HOST_TIMEOUT_MS:
             return self.bms.host_timeout_ms
         raise KeyError(key)
 
@@ -146,12 +147,12 @@ class Config:
             if field == 0:
                 return lo, hi, lo, min(release + 1, hi)
             return lo, hi, max(trip - 1, lo), hi
-        if key == CONFIG_TELEMETRY_PERIOD_MS:
+        if key == _CONFIG_TELEMETRY_PERIOD_MS:
             period = self.bms.control_period_ms
             return period, _MAX_TELEMETRY_PERIOD_MS, period, _MAX_TELEMETRY_PERIOD_MS
-        if key == CONFIG_CAPACITY_MAH:
+        if key == _CONFIG_CAPACITY_MAH:
             return 1, _MAX_CAPACITY_MAH, 1, _MAX_CAPACITY_MAH
-        if key == CONFIG_HOST_TIMEOUT_MS:
+        if key == _CONFIG_HOST_TIMEOUT_MS:
             return 0, _MAX_HOST_TIMEOUT_MS, 0, _MAX_HOST_TIMEOUT_MS
         raise KeyError(key)
 
@@ -160,15 +161,15 @@ class Config:
         try:
             hard_lo, hard_hi, lo, hi = self.limits(key)
         except KeyError:
-            return NAK_ERROR_UNKNOWN_KEY, 0
+            return _NAK_ERROR_UNKNOWN_KEY, 0
         if value < hard_lo:
-            return NAK_ERROR_BEYOND_HARD_LIMIT, hard_lo
+            return _NAK_ERROR_BEYOND_HARD_LIMIT, hard_lo
         if value > hard_hi:
-            return NAK_ERROR_BEYOND_HARD_LIMIT, hard_hi
+            return _NAK_ERROR_BEYOND_HARD_LIMIT, hard_hi
         if value < lo:
-            return NAK_ERROR_OUT_OF_RANGE, lo
+            return _NAK_ERROR_OUT_OF_RANGE, lo
         if value > hi:
-            return NAK_ERROR_OUT_OF_RANGE, hi
+            return _NAK_ERROR_OUT_OF_RANGE, hi
         return 0, 0
 
     def set(self, key, value):
@@ -181,9 +182,9 @@ class Config:
                 p.regraded |= p.bit[i]  # announced by the next step, as it acts
             (p.trip, p.release, p.trip_delay_ms, p.release_delay_ms, p.debounce,
              p.severity)[field][i] = value
-        elif key == CONFIG_TELEMETRY_PERIOD_MS:
+        elif key == _CONFIG_TELEMETRY_PERIOD_MS:
             self.bms.telemetry_period_ms = value
-        elif key == CONFIG_CAPACITY_MAH:
+        elif key == _CONFIG_CAPACITY_MAH:
             self.bms.soc.set_capacity(value)
-        elif key == CONFIG_HOST_TIMEOUT_MS:
+        elif key == _CONFIG_HOST_TIMEOUT_MS:
             self.bms.host_timeout_ms = value

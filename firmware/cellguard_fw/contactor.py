@@ -14,7 +14,11 @@ All state is small ints: :meth:`Contactor.step` allocates nothing.
 
 from micropython import const
 
-from .codec import FAULT_CONTACTOR_WELDED, FAULT_PRECHARGE_FAILED
+# The protocol numbers used here, as folded copies of codec.py's: the board
+# interns no name for them (tests/test_firmware_build.py holds them equal).
+_FAULT_CONTACTOR_WELDED = const(0x4000)
+_FAULT_PRECHARGE_FAILED = const(0x2000)
+
 
 OPEN = const(0)
 PRECHARGE = const(1)
@@ -38,7 +42,7 @@ class Contactor:
         self.timer_ms = 0
         self.attempts = 0
         self.mismatch_ms = 0
-        self.faults = 0  # FAULT_PRECHARGE_FAILED / FAULT_CONTACTOR_WELDED
+        self.faults = 0  # _FAULT_PRECHARGE_FAILED / _FAULT_CONTACTOR_WELDED
         self.fault_value = 0  # what caused the last contactor fault (mV or ms)
         hal.set_output(False)
         hal.set_precharge(False)
@@ -83,7 +87,7 @@ class Contactor:
                 hal.set_precharge(False)
                 self.attempts += 1
                 if self.attempts > self.retries:
-                    self.faults |= FAULT_PRECHARGE_FAILED
+                    self.faults |= _FAULT_PRECHARGE_FAILED
                     self.fault_value = link
                     self.state = OPEN
                 else:
@@ -103,8 +107,8 @@ class Contactor:
         if self.state != CLOSED and fb:
             self.mismatch_ms += dt_ms
             if self.mismatch_ms >= self.feedback_delay_ms \
-                    and not self.faults & FAULT_CONTACTOR_WELDED:
-                self.faults |= FAULT_CONTACTOR_WELDED
+                    and not self.faults & _FAULT_CONTACTOR_WELDED:
+                self.faults |= _FAULT_CONTACTOR_WELDED
                 self.fault_value = self.mismatch_ms  # as found: it does not grow after
         else:
             self.mismatch_ms = 0

@@ -32,6 +32,17 @@ from .balancing import Balancer
 from .health import Health
 from .link import PAYLOAD_AT
 
+# The protocol numbers used here, as folded copies of codec.py's: the board
+# interns no name for them (tests/test_firmware_build.py holds them equal).
+_ESTIMATOR_COULOMB = const(0)
+_ESTIMATOR_EKF = const(1)
+_FAULT_OPEN_WIRE = const(0x10000)
+_FAULT_PACK_VOLTAGE_MISMATCH = const(0x100000)
+_FAULT_SENSOR_DISCONNECTED = const(0x40000)
+_FAULT_SENSOR_RANGE = const(0x20000)
+_FAULT_SENSOR_STUCK = const(0x80000)
+_MSG_ESTIMATE = const(18)
+
 # Typical resistances when the board has no cell model (SI units).
 DEFAULT_R0_OHM = 0.020
 DEFAULT_R1_OHM = 0.015
@@ -396,8 +407,8 @@ def trapezoid(x, zero_lo, full_lo, full_hi, zero_hi):
 
 # Protections (codec bits) that say the cell voltages cannot be trusted: no voltage
 # update while one holds (active, or its trip condition holding: pending).
-VOLTS_SUSPECT = (codec.FAULT_OPEN_WIRE | codec.FAULT_SENSOR_RANGE | codec.FAULT_SENSOR_STUCK
-                 | codec.FAULT_PACK_VOLTAGE_MISMATCH)
+VOLTS_SUSPECT = (_FAULT_OPEN_WIRE | _FAULT_SENSOR_RANGE | _FAULT_SENSOR_STUCK
+                 | _FAULT_PACK_VOLTAGE_MISMATCH)
 PLAUSIBLE_MARGIN_MV = 500  # a cell reading this far beyond the chemistry's hard limits
 BIAS_HOLD_MS = 60000  # the bias learns again this long after the readings were suspect
 # A cell whose innovation is further from the other cells' median than cells of
@@ -531,7 +542,7 @@ class StateEstimator:
                 if lo <= temps_dc[i] <= hi:
                     total += temps_dc[i]
                     k += 1
-            if k and (k < len(temps_dc) or not suspect & codec.FAULT_SENSOR_DISCONNECTED):
+            if k and (k < len(temps_dc) or not suspect & _FAULT_SENSOR_DISCONNECTED):
                 self.temp_c = total / k / 10.0
         volts = [mv / 1000.0 for mv in cells_mv]
         mean_v = sum(volts) / n
@@ -664,14 +675,14 @@ class StateEstimator:
         std = -1 if self.soc_std_pct < 0 else min(int(self.soc_std_pct * 100 + 0.5), 32767)
         end = codec.encode_estimate(
             link.payload_buffer(), PAYLOAD_AT, time_ms & 0xFFFFFFFF,
-            codec.ESTIMATOR_EKF if self.mode == "ekf" else codec.ESTIMATOR_COULOMB,
+            _ESTIMATOR_EKF if self.mode == "ekf" else _ESTIMATOR_COULOMB,
             _cpct(self.soc_pct), std, _cpct(self.cell_soc_min_pct), _cpct(self.cell_soc_max_pct),
             int(h.capacity_ah * 1000 + 0.5), min(_cpct(h.capacity_pct), 65535),
             min(_cpct(h.r0_growth * 100), 65535), int(self.bias_a * 1000),
             _ma(lim[0]), _ma(lim[1]), _ma(lim[2]), _ma(lim[3]),
             _ma(lim[4]), _ma(lim[5]), _ma(lim[6]), _ma(lim[7]), self.balancing,
         )
-        link.send(codec.MSG_ESTIMATE, link.next_seq(), end)
+        link.send(_MSG_ESTIMATE, link.next_seq(), end)
 
 
 def _cpct(pct):

@@ -11,13 +11,21 @@ from struct import pack_into, unpack_from
 
 from micropython import const
 
-from .codec import CRC_SIZE, HEADER_FMT, HEADER_SIZE, MAX_FRAME, MAX_WIRE_FRAME, PROTOCOL_MAJOR
+from .codec import HEADER_FMT
+
+# The protocol numbers used here, as folded copies of codec.py's: the board
+# interns no name for them (tests/test_firmware_build.py holds them equal).
+_CRC_SIZE = const(4)
+_HEADER_SIZE = const(5)
+_MAX_FRAME = const(264)
+_MAX_WIRE_FRAME = const(267)
+_PROTOCOL_MAJOR = const(1)
 
 # Port reads of the 64-byte rx buffer per poll(): 256 bytes a loop pass (the loop
 # polls every few ms: tens of KB/s, far more than requests need; the port holds the rest).
 _POLL_READS = const(4)
 
-PAYLOAD_AT = HEADER_SIZE
+PAYLOAD_AT = _HEADER_SIZE
 """Offset of the payload in the outgoing body buffer: encoders write there."""
 
 
@@ -74,11 +82,11 @@ class Link:
     def __init__(self, port):
         self.port = port  # has readinto(buf) -> int or None, and write(buf) -> 0 if dropped
         self.rx = bytearray(64)  # raw chunk from the port
-        self.frame = bytearray(MAX_WIRE_FRAME)  # bytes of the frame being received
+        self.frame = bytearray(_MAX_WIRE_FRAME)  # bytes of the frame being received
         self.frame_len = 0
         self.overflow = False  # current frame is too long: drop it at its delimiter
-        self.body = bytearray(MAX_FRAME)  # outgoing header + payload + CRC
-        self.tx = bytearray(MAX_WIRE_FRAME + 1)
+        self.body = bytearray(_MAX_FRAME)  # outgoing header + payload + CRC
+        self.tx = bytearray(_MAX_WIRE_FRAME + 1)
         self.tx_seq = 0
         # Link statistics, reported in STATS later.
         self.frames_ok = 0
@@ -104,7 +112,7 @@ class Link:
         for i in range(n):
             b = data[i]
             if b != 0:
-                if self.frame_len < MAX_WIRE_FRAME:
+                if self.frame_len < _MAX_WIRE_FRAME:
                     frame[self.frame_len] = b
                     self.frame_len += 1
                 else:
@@ -120,19 +128,19 @@ class Link:
     def _dispatch(self, handler):
         frame = self.frame
         n = cobs_decode(frame, self.frame_len)
-        if n < HEADER_SIZE + CRC_SIZE or n > MAX_FRAME:
+        if n < _HEADER_SIZE + _CRC_SIZE or n > _MAX_FRAME:
             self.frames_bad += 1
             return
-        end = n - CRC_SIZE
+        end = n - _CRC_SIZE
         if crc32(memoryview(frame)[:end]) != unpack_from("<L", frame, end)[0]:
             self.crc_errors += 1
             return
         version, msg_type, seq, length = unpack_from(HEADER_FMT, frame, 0)
-        if length != end - HEADER_SIZE:
+        if length != end - _HEADER_SIZE:
             self.frames_bad += 1
             return
         self.frames_ok += 1
-        handler(version, msg_type, seq, HEADER_SIZE, end)
+        handler(version, msg_type, seq, _HEADER_SIZE, end)
 
     # -- send -------------------------------------------------------------
     def payload_buffer(self):
@@ -142,12 +150,12 @@ class Link:
     def send(self, msg_type, seq, payload_end):
         """Frame the payload already in ``body[PAYLOAD_AT:payload_end]`` and write it."""
         length = payload_end - PAYLOAD_AT
-        if length < 0 or length > MAX_FRAME - HEADER_SIZE - CRC_SIZE:
+        if length < 0 or length > _MAX_FRAME - _HEADER_SIZE - _CRC_SIZE:
             raise ValueError("payload too large")
         body = self.body
-        pack_into(HEADER_FMT, body, 0, PROTOCOL_MAJOR, msg_type, seq & 0xFFFF, length)
+        pack_into(HEADER_FMT, body, 0, _PROTOCOL_MAJOR, msg_type, seq & 0xFFFF, length)
         pack_into("<L", body, payload_end, crc32(memoryview(body)[:payload_end]))
-        n = cobs_encode(body, payload_end + CRC_SIZE, self.tx)
+        n = cobs_encode(body, payload_end + _CRC_SIZE, self.tx)
         self.tx[n] = 0
         # A port takes a frame whole or not at all (0): never a partial frame.
         if self.port.write(memoryview(self.tx)[: n + 1]) == 0:

@@ -27,7 +27,12 @@ from array import array
 
 from micropython import const
 
-from .codec import SEVERITY_ALARM, SEVERITY_FAULT, SEVERITY_WARNING
+# The protocol numbers used here, as folded copies of codec.py's: the board
+# interns no name for them (tests/test_firmware_build.py holds them equal).
+_SEVERITY_ALARM = const(1)
+_SEVERITY_FAULT = const(2)
+_SEVERITY_WARNING = const(0)
+
 
 # Quantities a protection can watch; Protection.step reads them from an array.
 Q_MAX_CELL_MV = const(0)
@@ -51,9 +56,9 @@ BLOCKS_CHARGE = const(1)
 BLOCKS_DISCHARGE = const(2)
 BLOCKS_BOTH = const(3)
 
-WARNING = SEVERITY_WARNING
-ALARM = SEVERITY_ALARM
-FAULT = SEVERITY_FAULT
+WARNING = _SEVERITY_WARNING
+ALARM = _SEVERITY_ALARM
+FAULT = _SEVERITY_FAULT
 
 # Protections whose thresholds have their own hard limits (config.py).
 I_OPEN_WIRE = const(13)

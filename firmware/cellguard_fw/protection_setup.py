@@ -12,28 +12,9 @@ collection frees it. Anything that needs it again (``protection.protection_table
 
 import sys
 
+from micropython import const
+
 from .chemistry import PROFILES
-from .codec import (
-    FAULT_CELL_IMBALANCE,
-    FAULT_CELL_OVERVOLTAGE,
-    FAULT_CELL_UNDERVOLTAGE,
-    FAULT_DEEP_DISCHARGE,
-    FAULT_OPEN_WIRE,
-    FAULT_OVERCURRENT_CHARGE,
-    FAULT_OVERCURRENT_CHARGE_PEAK,
-    FAULT_OVERCURRENT_DISCHARGE,
-    FAULT_OVERCURRENT_DISCHARGE_PEAK,
-    FAULT_OVERTEMPERATURE,
-    FAULT_OVERTEMPERATURE_CHARGE,
-    FAULT_PACK_VOLTAGE_MISMATCH,
-    FAULT_SENSOR_DISCONNECTED,
-    FAULT_SENSOR_RANGE,
-    FAULT_SENSOR_STUCK,
-    FAULT_SHORT_CIRCUIT,
-    FAULT_TEMPERATURE_RISE,
-    FAULT_UNDERTEMPERATURE,
-    FAULT_UNDERTEMPERATURE_CHARGE,
-)
 from .protection import (
     ABOVE,
     ALARM,
@@ -56,60 +37,82 @@ from .protection import (
     WARNING,
 )
 
+# The protocol numbers used here, as folded copies of codec.py's: the board
+# interns no name for them (tests/test_firmware_build.py holds them equal).
+_FAULT_CELL_IMBALANCE = const(0x1000)
+_FAULT_CELL_OVERVOLTAGE = const(0x1)
+_FAULT_CELL_UNDERVOLTAGE = const(0x2)
+_FAULT_DEEP_DISCHARGE = const(0x40)
+_FAULT_OPEN_WIRE = const(0x10000)
+_FAULT_OVERCURRENT_CHARGE = const(0x10)
+_FAULT_OVERCURRENT_CHARGE_PEAK = const(0x200)
+_FAULT_OVERCURRENT_DISCHARGE = const(0x20)
+_FAULT_OVERCURRENT_DISCHARGE_PEAK = const(0x400)
+_FAULT_OVERTEMPERATURE = const(0x4)
+_FAULT_OVERTEMPERATURE_CHARGE = const(0x80)
+_FAULT_PACK_VOLTAGE_MISMATCH = const(0x100000)
+_FAULT_SENSOR_DISCONNECTED = const(0x40000)
+_FAULT_SENSOR_RANGE = const(0x20000)
+_FAULT_SENSOR_STUCK = const(0x80000)
+_FAULT_SHORT_CIRCUIT = const(0x800)
+_FAULT_TEMPERATURE_RISE = const(0x200000)
+_FAULT_UNDERTEMPERATURE = const(0x8)
+_FAULT_UNDERTEMPERATURE_CHARGE = const(0x100)
+
 
 def protection_table():
     """The protection table (``protection.protection_table``). Built on each call:
     :class:`Protection` copies it into arrays."""
     return (
-        ("cell_overvoltage", FAULT_CELL_OVERVOLTAGE, Q_MAX_CELL_MV, ABOVE, "cell_ov_mv",
+        ("cell_overvoltage", _FAULT_CELL_OVERVOLTAGE, Q_MAX_CELL_MV, ABOVE, "cell_ov_mv",
          1000, 2000, FAULT, BLOCKS_CHARGE, 1),
-        ("cell_undervoltage", FAULT_CELL_UNDERVOLTAGE, Q_MIN_CELL_MV, BELOW, "cell_uv_mv",
+        ("cell_undervoltage", _FAULT_CELL_UNDERVOLTAGE, Q_MIN_CELL_MV, BELOW, "cell_uv_mv",
          1000, 2000, FAULT, BLOCKS_DISCHARGE, 1),
-        ("overtemperature", FAULT_OVERTEMPERATURE, Q_MAX_TEMP_DC, ABOVE, "temp_max_dc",
+        ("overtemperature", _FAULT_OVERTEMPERATURE, Q_MAX_TEMP_DC, ABOVE, "temp_max_dc",
          2000, 5000, FAULT, BLOCKS_BOTH, 1),
-        ("undertemperature", FAULT_UNDERTEMPERATURE, Q_MIN_TEMP_DC, BELOW, "temp_min_dc",
+        ("undertemperature", _FAULT_UNDERTEMPERATURE, Q_MIN_TEMP_DC, BELOW, "temp_min_dc",
          2000, 5000, FAULT, BLOCKS_BOTH, 1),
-        ("overcurrent_charge", FAULT_OVERCURRENT_CHARGE, Q_CHARGE_MA, ABOVE,
+        ("overcurrent_charge", _FAULT_OVERCURRENT_CHARGE, Q_CHARGE_MA, ABOVE,
          "charge_current_max_ma", 500, 10000, FAULT, BLOCKS_CHARGE, 1),
-        ("overcurrent_discharge", FAULT_OVERCURRENT_DISCHARGE, Q_DISCHARGE_MA, ABOVE,
+        ("overcurrent_discharge", _FAULT_OVERCURRENT_DISCHARGE, Q_DISCHARGE_MA, ABOVE,
          "discharge_current_max_ma", 500, 10000, FAULT, BLOCKS_DISCHARGE, 1),
         # A lower, latching level: a cell this empty may be damaged.
-        ("deep_discharge", FAULT_DEEP_DISCHARGE, Q_MIN_CELL_MV, BELOW, "deep_discharge_mv",
+        ("deep_discharge", _FAULT_DEEP_DISCHARGE, Q_MIN_CELL_MV, BELOW, "deep_discharge_mv",
          1000, 2000, FAULT, BLOCKS_BOTH, 1),
         # Charging has narrower temperature limits than discharging (lithium plating
         # below freezing, ageing when hot): an alarm that stops charging only.
-        ("overtemperature_charge", FAULT_OVERTEMPERATURE_CHARGE, Q_MAX_TEMP_DC, ABOVE,
+        ("overtemperature_charge", _FAULT_OVERTEMPERATURE_CHARGE, Q_MAX_TEMP_DC, ABOVE,
          "temp_charge_max_dc", 2000, 5000, ALARM, BLOCKS_CHARGE, 1),
-        ("undertemperature_charge", FAULT_UNDERTEMPERATURE_CHARGE, Q_MIN_TEMP_DC, BELOW,
+        ("undertemperature_charge", _FAULT_UNDERTEMPERATURE_CHARGE, Q_MIN_TEMP_DC, BELOW,
          "temp_charge_min_dc", 2000, 5000, ALARM, BLOCKS_CHARGE, 1),
         # Over-current at two levels: sustained (above) and peak (short delay), and a
         # short circuit that trips on the first sample.
-        ("overcurrent_charge_peak", FAULT_OVERCURRENT_CHARGE_PEAK, Q_CHARGE_MA, ABOVE,
+        ("overcurrent_charge_peak", _FAULT_OVERCURRENT_CHARGE_PEAK, Q_CHARGE_MA, ABOVE,
          "charge_current_peak_ma", 100, 10000, FAULT, BLOCKS_CHARGE, 1),
-        ("overcurrent_discharge_peak", FAULT_OVERCURRENT_DISCHARGE_PEAK, Q_DISCHARGE_MA, ABOVE,
+        ("overcurrent_discharge_peak", _FAULT_OVERCURRENT_DISCHARGE_PEAK, Q_DISCHARGE_MA, ABOVE,
          "discharge_current_peak_ma", 100, 10000, FAULT, BLOCKS_DISCHARGE, 1),
-        ("short_circuit", FAULT_SHORT_CIRCUIT, Q_DISCHARGE_MA, ABOVE, "short_circuit_ma",
+        ("short_circuit", _FAULT_SHORT_CIRCUIT, Q_DISCHARGE_MA, ABOVE, "short_circuit_ma",
          0, 10000, FAULT, BLOCKS_DISCHARGE, 1),
         # Cells drifting apart: a failing cell, a loose sense wire, a balancer fault.
-        ("cell_imbalance", FAULT_CELL_IMBALANCE, Q_CELL_SPREAD_MV, ABOVE, "cell_spread_mv",
+        ("cell_imbalance", _FAULT_CELL_IMBALANCE, Q_CELL_SPREAD_MV, ABOVE, "cell_spread_mv",
          5000, 10000, WARNING, BLOCKS_BOTH, 1),
         # Sensor plausibility. An open sense wire lets its tap float towards the tap
         # below: the cell under it reads near 0 V, lower than any cell in service.
-        ("open_wire", FAULT_OPEN_WIRE, Q_MIN_CELL_MV, BELOW, "open_wire_mv",
+        ("open_wire", _FAULT_OPEN_WIRE, Q_MIN_CELL_MV, BELOW, "open_wire_mv",
          300, 2000, FAULT, BLOCKS_BOTH, 3),
         # ... and the cell above reads two cells' worth: beyond any chemistry, at the
         # ADC's full scale. Either way the reading cannot be trusted.
-        ("sensor_range", FAULT_SENSOR_RANGE, Q_MAX_CELL_MV, ABOVE, "sensor_range_mv",
+        ("sensor_range", _FAULT_SENSOR_RANGE, Q_MAX_CELL_MV, ABOVE, "sensor_range_mv",
          300, 2000, FAULT, BLOCKS_BOTH, 3),
-        ("sensor_disconnected", FAULT_SENSOR_DISCONNECTED, Q_TEMPS_RAILED, ABOVE,
+        ("sensor_disconnected", _FAULT_SENSOR_DISCONNECTED, Q_TEMPS_RAILED, ABOVE,
          "sensor_disconnected_count", 1000, 5000, FAULT, BLOCKS_BOTH, 3),
         # The quantity is itself a time: no further delay by default.
-        ("sensor_stuck", FAULT_SENSOR_STUCK, Q_STUCK_MS, ABOVE, "sensor_stuck_ms",
+        ("sensor_stuck", _FAULT_SENSOR_STUCK, Q_STUCK_MS, ABOVE, "sensor_stuck_ms",
          0, 0, FAULT, BLOCKS_BOTH, 1),
-        ("pack_voltage_mismatch", FAULT_PACK_VOLTAGE_MISMATCH, Q_PACK_MISMATCH_MV, ABOVE,
+        ("pack_voltage_mismatch", _FAULT_PACK_VOLTAGE_MISMATCH, Q_PACK_MISMATCH_MV, ABOVE,
          "pack_mismatch_mv", 1000, 5000, FAULT, BLOCKS_BOTH, 1),
         # Early warning of thermal runaway; the quantity is a rise over a minute.
-        ("temperature_rise", FAULT_TEMPERATURE_RISE, Q_TEMP_RISE_DC, ABOVE, "temp_rise_dc",
+        ("temperature_rise", _FAULT_TEMPERATURE_RISE, Q_TEMP_RISE_DC, ABOVE, "temp_rise_dc",
          0, 10000, WARNING, BLOCKS_BOTH, 1),
     )
 

@@ -171,7 +171,7 @@ def _versions(firmware: Path) -> tuple[str, str]:
         raise BuildError(f"the firmware sources do not define {name}")
 
     return (const(init, "FIRMWARE_VERSION"),
-            f"{const(codec, 'PROTOCOL_MAJOR')}.{const(codec, 'PROTOCOL_MINOR')}")
+            f"{const(codec, '_PROTOCOL_MAJOR')}.{const(codec, '_PROTOCOL_MINOR')}")
 
 
 def mpy_cross_version() -> str:
