@@ -15,8 +15,8 @@ answer with a 30 mΩ drop (so every second holds a current step of 2 A, the case
 issue 12 names). Two cases: a steady resistance (the learned R0 growth
 settles) and one that swings ±30 % over an hour, as with temperature (the
 growth keeps moving: the write policy's worst case, one write per interval).
-No fault trips: the writes are the health record, the event log and the
-latches.
+No fault trips: the writes are the health record, the lifetime record (every
+5 minutes), the event log and the latches.
 
 It prints, for the firmware of this tree and, side by side, for a baseline
 revision (``--baseline``, default the commit before the write policy; taken
@@ -60,7 +60,14 @@ def worker(fw_dir: str, hours: float, drift: bool) -> dict[str, Any]:
     from cellguard_fw.hal import Hal
 
     fs = FlashModel(mount_point="/flash")
-    for module in (events, latches):
+    writers: list[Any] = [events, latches]
+    try:  # the lifetime record (issue 16); a baseline firmware may predate it
+        from cellguard_fw import lifetime
+
+        writers.append(lifetime)
+    except ImportError:
+        pass
+    for module in writers:
         module.open = fs.open  # type: ignore[attr-defined]
         module.os = fs  # type: ignore[attr-defined]
     board = json.loads((boards_dir() / "sim-4s.json").read_text())
