@@ -340,7 +340,10 @@ def test_a_watchdog_left_running_would_cut_the_copy(tmp_path: Path) -> None:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             vb.wait_reset("watchdog", timeout_s=60)  # mid-copy
-            copied = copy.wait(timeout=60)
+            try:  # mpremote fails, or waits on for a board that has gone: not a success
+                copied = copy.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                copied = None
         finally:
             copy.kill()
             copy.wait()
