@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -13,6 +14,15 @@ from fakes import FakeBoard
 
 from cellguard.protocol.codec import Frame
 from cellguard.sim.flash import FlashModel
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Started in the background of a shell without job control (or under nohup), the
+    # suite inherits SIGINT ignored, and so would every process a test starts and then
+    # stops with Ctrl-C as a user does (`cellguard sim`, `monitor`): Python keeps an
+    # ignored SIGINT ignored. The tests need Ctrl-C to work: restore it.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
