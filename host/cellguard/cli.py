@@ -462,9 +462,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_passport(args: argparse.Namespace) -> int:
     from .formats.passport import passport
 
-    if (args.file is None) == (args.port is None):
-        raise CellguardError("give a log file or --port (one of them): where the pack's "
-                             "life is read from")
     result = passport(args.file, args.out, args.format, board=args.board, force=args.force,
                       port=args.port)
     if args.json:

@@ -77,7 +77,3 @@ class LifetimeRecord:
             boots=w[28], watchdog_resets=w[29], config_changes=w[30],
             histogram_s=[list(w[31 + 4 * s:35 + 4 * s]) for s in range(5)],
             words=list(words))
-
-    def equivalent_full_cycles(self, capacity_ah: float) -> float:
-        """Charge throughput, in and out, over twice the capacity."""
-        return (self.charge_in_ah + self.charge_out_ah) / (2.0 * capacity_ah)
