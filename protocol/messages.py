@@ -28,7 +28,7 @@ from construct import (
 
 PROTOCOL_MAJOR = 1
 """A board and a host talk only when their major versions are equal."""
-PROTOCOL_MINOR = 6
+PROTOCOL_MINOR = 7
 """Minor versions add message types; a host ignores types it does not know."""
 
 MAX_PAYLOAD = 255
@@ -140,6 +140,8 @@ NakError = Enum(
     out_of_range=5,  # value outside the key's allowed range; `limit` is the bound
     beyond_hard_limit=6,  # value beyond the chemistry's or hardware's hard limit; `limit`
     not_authorised=7,  # the board's configuration PIN was not given
+    already_set=8,  # a write-once field holds another value (commissioning data)
+    wrong_board=9,  # the confirmation names another board (second-life reset)
 )
 
 EventKind = Enum(
@@ -151,6 +153,8 @@ EventKind = Enum(
     config=5,  # a configuration key changed (code: key, value: new value)
     time_sync=6,  # the host set the clock (value: Unix time)
     reset=7,  # reset on request
+    second_life=8,  # a second-life reset started a new lifetime record (code: lives)
+    commissioned=9,  # commissioning data written into the lifetime record
 )
 
 # Configuration keys: the protection keys above, then the board-wide ones.
@@ -347,6 +351,18 @@ Lifetime = Struct(
         "the counters from first_word on, as they are now (units: docs/lifetime.md)"),
 )
 
+Commission = Struct(
+    "manufactured_unix_s" / Int32ul * "date of manufacture, Unix time (0: not given)",
+    "commissioned_unix_s" / Int32ul * "date of putting into service, Unix time (0: not given)",
+    "identity" / Text * "pack identity, up to 24 bytes of UTF-8 (empty: not given)",
+    "pin" / Int32ul * "configuration PIN (0 when the board has none)",
+)
+
+SecondLife = Struct(
+    "unique_id" / Text * "the board's unique id (hex, as INFO gives it): the confirmation",
+    "pin" / Int32ul * "configuration PIN (0 when the board has none)",
+)
+
 Ack = Struct("request_type" / Int8ul * "message type of the request")
 
 Nak = Struct(
@@ -397,6 +413,12 @@ MESSAGES: tuple[MessageSpec, ...] = (
                 "read the battery's lifetime record, a page at a time (open to anyone)"),
     MessageSpec(0x51, "lifetime", Lifetime, B2H,
                 "a page of the lifetime record: throughput, times, harmful events"),
+    MessageSpec(0x52, "commission", Commission, H2B,
+                "write the dates of manufacture and service and the pack identity, each "
+                "once; answered by ACK, or NAK already_set"),
+    MessageSpec(0x53, "second_life", SecondLife, H2B,
+                "start a new lifetime record that keeps the old one's totals as history "
+                "(logged); answered by ACK"),
     MessageSpec(0x7E, "ack", Ack, B2H, "request accepted"),
     MessageSpec(0x7F, "nak", Nak, B2H, "request refused, with a reason"),
 )

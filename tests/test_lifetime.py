@@ -5,6 +5,7 @@ that allocates nothing under real MicroPython."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import random
 import struct
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from cellguard.sim.flash import FlashModel, PowerLost
 from cellguard_fw import codec, lifetime
 from cellguard_fw.chemistry import PROFILES
-from cellguard_fw.lifetime import Lifetime, decode, encode
+from cellguard_fw.lifetime import Lifetime, decode
 
 NMC = PROFILES["nmc"]
 WORDS = lifetime._WORDS
@@ -44,6 +45,12 @@ def energy_uwms(w: Any, base: int) -> int:
     return ((w[base] * 1000 + w[base + 1]) * 3_600_000 + w[base + 2]) * 1000 + w[base + 3]
 
 
+def encode(words: list[int], seq: int) -> bytes:
+    """A record as the firmware saves it (built here with struct, independently)."""
+    body = struct.pack(f"<LL{len(words)}LL", lifetime._MAGIC, len(words), *words, seq)
+    return body + struct.pack("<L", crc32(body))
+
+
 def hist(w: Any, soc_bin: int, temp_bin: int) -> int:
     return w[HIST + 4 * soc_bin + temp_bin]
 
@@ -56,7 +63,19 @@ def test_fault_masks_are_the_codecs_bits() -> None:
         codec.FAULT_OVERCURRENT_CHARGE | codec.FAULT_OVERCURRENT_DISCHARGE
         | codec.FAULT_OVERCURRENT_CHARGE_PEAK | codec.FAULT_OVERCURRENT_DISCHARGE_PEAK)
     assert lifetime._F_SHORT == codec.FAULT_SHORT_CIRCUIT
-    assert SIZE == 16 + 4 * WORDS and HIST + 20 == WORDS
+    assert SIZE == 16 + 4 * WORDS and HIST + 20 == lifetime._HARM_TOTAL == 51  # layout 1's end
+
+
+def test_chip_masks_are_the_simulated_chips_status_bits() -> None:
+    """The monitor chip's trips of each harmful kind (Safety Status A | B << 8 | C << 16;
+    Status C's latches, which the simulated chip does not model, from the datasheet:
+    OCD3 bit 7, SCDL 6, OCDL 5, COVL 4)."""
+    from cellguard.sim import bq76952 as chip
+
+    assert lifetime._C_OVERCHARGE == chip.COV | 0x10 << 16
+    assert lifetime._C_OVERTEMP == (chip.OTC | chip.OTD | chip.OTINT | chip.OTF) << 8
+    assert lifetime._C_OVERCURRENT == chip.OCC | chip.OCD1 | chip.OCD2 | (0x80 | 0x20) << 16
+    assert lifetime._C_SHORT == chip.SCD | 0x40 << 16
 
 
 # -- counters against the integrated truth -------------------------------------------------
@@ -217,8 +236,7 @@ u32 = st.integers(0, 2**32 - 1)
 @given(st.lists(u32, min_size=WORDS, max_size=WORDS), u32, st.data())
 def test_record_round_trip_and_a_flipped_byte_is_refused(words: list[int], seq: int,
                                                          data: st.DataObject) -> None:
-    buf = bytearray(SIZE)
-    encode(buf, words, seq)
+    buf = encode(words, seq)
     out = [0] * WORDS
     assert decode(bytes(buf), out) == seq and out == words
     at = data.draw(st.integers(0, SIZE - 1))
@@ -359,12 +377,15 @@ def test_update_allocates_nothing_under_micropython() -> None:
     CPython counts."""
     from cellguard.sim.runtime import MicroPythonRuntime
 
-    steps = [(100, 20_000, 52_000, 5000, 250, 260, 0),
-             (1000, -1_000_000, 999_999, 10_000, -300, 700, codec.FAULT_SHORT_CIRCUIT),
-             (1000, 1_000_000, 999_999, 0, 600, 700, codec.FAULT_OVERTEMPERATURE),
-             (37, -7, 3300, 2500, 0, 0, 0),
-             (2500, -1_000_000, 999_999, 8000, -250, -200, codec.FAULT_DEEP_DISCHARGE),
-             (2000, 0, 50_000, 8000, 0, 0, 0)] * 40
+    steps = [(100, 20_000, 52_000, 5000, 250, 260, 0, 0, 3000, 3100),
+             (1000, -1_000_000, 999_999, 10_000, -300, 700, codec.FAULT_SHORT_CIRCUIT, 0,
+              3000, 3100),
+             (1000, 1_000_000, 999_999, 0, 600, 700, codec.FAULT_OVERTEMPERATURE, 0x100008,
+              4300, 4400),
+             (37, -7, 3300, 2500, 0, 0, 0, 0x400080, 3000, 3100),
+             (2500, -1_000_000, 999_999, 8000, -250, -200, codec.FAULT_DEEP_DISCHARGE,
+              0xA00070, 1900, 2000),
+             (2000, 0, 50_000, 8000, 0, 0, 0, 0, 3000, 3100)] * 40
     lt = Lifetime(NMC)
     for s in steps:
         lt.update(*s)
@@ -382,7 +403,7 @@ gc.collect()
 micropython.heap_lock()
 try:
     for s in steps:
-        lt.update(s[0], s[1], s[2], s[3], s[4], s[5], s[6])
+        lt.update(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9])
     alloc = "NO-ALLOC"
 except MemoryError:
     pass
@@ -395,7 +416,8 @@ print(alloc)
     lines = out.strip().splitlines()
     assert lines[-1] == "NO-ALLOC", out
     assert json.loads(lines[-2]) == list(lt.w)
-    assert lt.w[N_SHORT] == 40 and lt.w[CHG_AH] > 0
+    # short circuit: the firmware's trip, then the chip's SCD after a step without
+    assert lt.w[N_SHORT] == 80 and lt.w[CHG_AH] > 0
 
 
 def test_a_refused_write_is_counted_and_the_previous_record_is_kept(
@@ -419,3 +441,118 @@ def test_a_refused_write_is_counted_and_the_previous_record_is_kept(
     lt.save()  # seq 4, into slot 1: slot 0 still holds the last good record
     assert flash.files["/life.0"] == good and decode(flash.files["/life.1"]) == 4
     assert list(Lifetime(NMC, PATH).w) == list(lt.w)
+
+
+# -- layout 2: the last harmful events, self-discharge, snapshots, commissioning, lives --
+
+HARM_TOTAL, RING, MADE, SINCE, IDENTITY, LIVES = 51, 52, 68, 69, 70, 78
+SD_LOST, SD_GAINED, SD_S, N_SNAP, SNAP, HISTORY = 79, 80, 81, 82, 83, 119
+
+
+def ring(w: Any) -> list[tuple[int, int, int, int]]:
+    """The last harmful events, oldest first: (kind, operating s, unix2020 s, value)."""
+    total = w[HARM_TOTAL]
+    return [tuple(w[RING + 4 * (i % 4):RING + 4 * (i % 4) + 4])  # type: ignore[misc]
+            for i in range(max(0, total - 4), total)]
+
+
+def test_the_last_harmful_events_keep_kind_time_and_value() -> None:
+    lt = Lifetime(NMC)
+    idle = (1000, 0, 50_000, 5000, 250, 250, 0, 0, 3600, 3700)
+    lt.update(*idle)
+    lt.unix = 1000  # the host set the clock
+    lt.update(1000, -30_000, 50_000, 5000, 250, 250, codec.FAULT_DEEP_DISCHARGE, 0, 2480, 2600)
+    lt.update(*idle)
+    lt.update(1000, 12_000, 50_000, 5000, 250, 250, 0, 0x08, 3600, 4260)  # the chip's COV
+    lt.update(1000, 12_000, 50_000, 5000, 250, 250, codec.FAULT_CELL_OVERVOLTAGE, 0x08,
+              3600, 4270)  # the firmware trips too while the chip holds: the same event
+    lt.update(1000, 0, 50_000, 5000, 250, 640, codec.FAULT_OVERTEMPERATURE, 0, 3600, 3700)
+    lt.update(1000, -900_000, 50_000, 5000, 250, 250, codec.FAULT_SHORT_CIRCUIT
+              | codec.FAULT_OVERCURRENT_DISCHARGE_PEAK, 0, 3600, 3700)
+    w = lt.w
+    assert [w[N_DEEP], w[N_OVERCHARGE], w[N_OVERTEMP], w[N_OVERCURRENT], w[N_SHORT]] == \
+        [1, 1, 1, 1, 1]
+    assert w[HARM_TOTAL] == 5
+    # the ring holds the last four, oldest first; one step brought two kinds
+    assert ring(w) == [(2, 4, 1003, 4260), (3, 6, 1005, 640), (4, 7, 1006, 900_000),
+                       (5, 7, 1006, 900_000)]
+    assert lt.edge and not lt.due()  # saved once 10 s have passed since the last save
+
+
+def test_self_discharge_is_the_soc_lost_over_long_rests() -> None:
+    lt = Lifetime(NMC, rest_ma=50)
+    for _ in range(30):  # half an hour: not yet relaxed
+        lt.update(60_000, 0, 50_000, 5000, 250, 250, 0)
+        lt.rest_soc(5000)
+    assert lt.sd[0] == -1
+    soc = 5000
+    for _ in range(24 * 60):  # a day at rest, the estimate drifting down 0.5 %
+        lt.update(60_000, 10, 50_000, 5000, 250, 250, 0)
+        soc -= 50 if lt.w[OP_S] % 14400 == 0 else 0
+        lt.rest_soc(soc)
+    lost = lt.sd[1] - soc
+    assert lost > 0
+    lt.update(1000, -5000, 50_000, 5000, 250, 250, 0)  # the rest ends
+    lt.rest_soc(soc)
+    assert lt.w[SD_LOST] == lost and lt.w[SD_GAINED] == 0
+    assert 23 * 3600 <= lt.w[SD_S] <= 24 * 3600 and lt.sd[0] == -1
+    # a short rest adds nothing
+    for _ in range(120):
+        lt.update(60_000, 0, 50_000, 5000, 250, 250, 0)
+        lt.rest_soc(soc + 100)
+    lt.update(1000, -5000, 50_000, 5000, 250, 250, 0)
+    lt.rest_soc(soc)
+    assert lt.w[SD_LOST] == lost and lt.w[SD_GAINED] == 0
+
+
+def test_snapshots_first_after_an_hour_then_weekly_in_a_ring() -> None:
+    lt = Lifetime(NMC)
+    lt.unix = 500
+    taken = []
+    for day in range(40):
+        for _ in range(24):
+            lt.update(3_600_000, 0, 50_000, 5000, 250, 250, 0)
+            if lt.snapshot_due():
+                lt.snapshot(3000 - day, day, 1000 + day, 5000, 120)
+                taken.append(lt.w[OP_S])
+    assert taken[0] == 3600 and all(b - a == 7 * 86400 for a, b in itertools.pairwise(taken[1:]))
+    assert lt.w[N_SNAP] == len(taken) == 6
+    first = list(lt.w[SNAP:SNAP + 9])
+    assert first[:2] == [500 + 3600, 3600] and first[2] == 3000
+    ring_ops = sorted(lt.w[SNAP + 9 * k + 1] for k in range(1, 4))
+    assert ring_ops == taken[-3:]  # the last three after the first
+
+
+def test_commissioning_data_is_written_once() -> None:
+    lt = Lifetime(NMC)
+    assert lt.commission(100, 0, b"")
+    assert lt.commission(100, 200, "PACK-7 \u00e9".encode())  # same date again: fine
+    assert not lt.commission(101, 0, b"")  # another date of manufacture
+    assert not lt.commission(0, 0, b"PACK-8")  # another identity
+    assert lt.commission(0, 200, b"PACK-7 \xc3\xa9")
+    w = lt.w
+    assert (w[MADE], w[SINCE]) == (100, 200)
+    ident = b"".join(w[IDENTITY + i].to_bytes(3, "little") for i in range(8)).rstrip(b"\0")
+    assert ident.decode() == "PACK-7 \u00e9"
+
+
+def test_a_second_life_keeps_the_old_totals_as_history(flash: FlashModel) -> None:
+    lt = Lifetime(NMC, PATH)
+    lt.commission(100, 200, b"P1")
+    for _ in range(2):
+        for _ in range(3):
+            busy(lt, 3000)
+            lt.update(1000, -900_000, 50_000, 5000, 250, 250, codec.FAULT_SHORT_CIRCUIT)
+        lt.new_life()
+        assert lt.w[LIVES] in (1, 2) and lt.w[MADE] == 100 and lt.w[SINCE] == 0
+        assert max(lt.w[:HARM_TOTAL]) == 0 and lt.w[IDENTITY] == 0
+    again = Lifetime(NMC, PATH)  # both files hold the new life
+    w = again.w
+    assert w[LIVES] == 2 and again.seq == lt.seq
+    # the history is the sum of both ended lives, carried exactly
+    assert charge_mams(w, HISTORY + CHG_AH) == 2 * 3 * 3000 * 12_345 * 1000
+    assert charge_mams(w, HISTORY + DSG_AH) == 2 * 3 * 900_000 * 1000
+    assert w[HISTORY + OP_S] == 2 * 3 * 3001
+    assert w[HISTORY + N_SHORT] == 6 and w[HISTORY + N_BOOTS] == 0
+    assert {decode(flash.files["/life.0"]), decode(flash.files["/life.1"])} == \
+        {again.seq, again.seq - 1}

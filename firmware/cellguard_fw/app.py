@@ -25,10 +25,12 @@ from .soc import CoulombCounter
 # The protocol numbers used here, as folded copies of codec.py's: the board
 # interns no name for them (tests/test_firmware_build.py holds them equal).
 _EVENT_BOOT = const(1)
+_EVENT_COMMISSIONED = const(9)
 _EVENT_CLEAR = const(4)
 _EVENT_CONFIG = const(5)
 _EVENT_RELEASE = const(3)
 _EVENT_RESET = const(7)
+_EVENT_SECOND_LIFE = const(8)
 _EVENT_TIME_SYNC = const(6)
 _EVENT_TRIP = const(2)
 _FAULT_AFE_PROTECTION = const(0x800000)
@@ -39,6 +41,7 @@ _FAULT_SENSOR_BUS = const(0x1000000)
 _MAX_FRAME = const(264)
 _MSG_ACK = const(126)
 _MSG_CLEAR_FAULTS = const(50)
+_MSG_COMMISSION = const(82)
 _MSG_CONFIG_DUMP = const(36)
 _MSG_CONFIG_VALUE = const(34)
 _MSG_ENTER_REPL = const(5)
@@ -57,17 +60,20 @@ _MSG_INFO = const(2)
 _MSG_LIFETIME = const(81)
 _MSG_NAK = const(127)
 _MSG_RESET = const(4)
+_MSG_SECOND_LIFE = const(83)
 _MSG_SET_CONFIG = const(33)
 _MSG_STATS = const(7)
 _MSG_TELEMETRY = const(16)
 _MSG_TIME_SYNC = const(3)
+_NAK_ERROR_ALREADY_SET = const(8)
 _NAK_ERROR_BAD_PAYLOAD = const(2)
 _NAK_ERROR_INCOMPATIBLE_VERSION = const(3)
 _NAK_ERROR_NOT_AUTHORISED = const(7)
 _NAK_ERROR_UNKNOWN_KEY = const(4)
 _NAK_ERROR_UNKNOWN_MESSAGE = const(1)
+_NAK_ERROR_WRONG_BOARD = const(9)
 _PROTOCOL_MAJOR = const(1)
-_PROTOCOL_MINOR = const(6)
+_PROTOCOL_MINOR = const(7)
 _SEVERITY_FAULT = const(2)
 _STATE_ACTIVE = const(2)
 _STATE_FAULT = const(3)
@@ -87,14 +93,17 @@ KNOWN_TYPES = bytes((
     _MSG_FAULT_EVENT, _MSG_GET_CONFIG, _MSG_SET_CONFIG, _MSG_CONFIG_VALUE,
     _MSG_GET_CONFIG_DUMP, _MSG_CONFIG_DUMP, _MSG_GET_FAULTS,
     _MSG_FAULT_STATE, _MSG_CLEAR_FAULTS, _MSG_GET_EVENTS, _MSG_EVENTS,
-    _MSG_ACK, _MSG_NAK, _MSG_ESTIMATE,
+    _MSG_ACK, _MSG_NAK, _MSG_ESTIMATE, _MSG_GET_LIFETIME, _MSG_LIFETIME,
+    _MSG_COMMISSION, _MSG_SECOND_LIFE,
 ))
 _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
-_LIFE_LAYOUT = const(1)  # docs/lifetime.md: the meaning of each counter word
+_LIFE_LAYOUT = const(2)  # docs/lifetime.md: the meaning of each counter word
 _LIFE_PAGE = const(60)  # u32 counters in one LIFETIME payload
+_LIFE_LIVES = const(78)  # the record's word counting second-life resets
 _EVENTS_PAGE = const(10)  # events per EVENTS frame (21 bytes each)
 _TIME_WRAP = const(1073741000)  # board time wraps here: whole seconds, below 2**30
 _SILENCE_MAX = const(0x20000000)  # host silence saturates here (6.2 days)
+_UNIX_2020 = const(1577836800)  # the board keeps Unix time from 2020: a small int
 
 
 def board_limits(board):
@@ -197,6 +206,8 @@ class Bms:
             _MSG_CLEAR_FAULTS: self._on_clear_faults,
             _MSG_GET_EVENTS: self._on_get_events,
             _MSG_GET_LIFETIME: self._on_get_lifetime,
+            _MSG_COMMISSION: self._on_commission,
+            _MSG_SECOND_LIFE: self._on_second_life,
         }
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
@@ -260,7 +271,8 @@ class Bms:
         # estimate
         self.soc.step(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
         self.lifetime.update(dt_ms, m.current_ma, m.pack_mv, self.soc.soc_cpct(),
-                             m.min_temp_dc, m.max_temp_dc, faults)
+                             m.min_temp_dc, m.max_temp_dc, faults, chip, m.min_cell_mv,
+                             m.max_cell_mv)
         if self.estimator is not None:
             self.estimator.sample(dt_ms, m.current_ma, m.pack_mv // self.n_cells)
         # report
@@ -286,8 +298,18 @@ class Bms:
         ev = self.events
         if ev.saved < ev.total:
             ev.flush()
-        if self.lifetime.due():
-            self.lifetime.save()
+        life = self.lifetime
+        if life.snapshot_due():
+            est = self.estimator
+            if est is not None and est.runs:
+                h = est.health
+                life.snapshot(int(h.capacity_ah * 1000 + 0.5), h.relearned,
+                              int(h.r0_growth * 1000 + 0.5), self.soc_cpct(),
+                              int(est.limits_a[6] * self.meas.pack_mv // 1000))
+            else:  # no estimator: the capacity as configured, nothing measured
+                life.snapshot(self.soc.capacity_mah, 0, 1000, self.soc_cpct(), 0)
+        if life.due():
+            life.save()
 
     # -- estimation (not on the safety path) --------------------------------
     def estimate_due(self):
@@ -307,6 +329,8 @@ class Bms:
         # before the debounce has run): the estimator leaves implausible readings out.
         mask = est.run(self.meas.cells_mv, self.meas.temps_dc, ratings, within,
                        p.faults | p.alarms | p.warnings | p.pending_trips)
+        if est.runs:
+            self.lifetime.rest_soc(int(est.soc_pct * 100 + 0.5))
         if mask != self.balancing:
             self.balancing = mask
             self.hal.set_balancing(mask)
@@ -393,7 +417,7 @@ class Bms:
 
     def _log(self, kind, code, value):
         # u32 on the wire: wraps in 2106, as the event log's 32-bit array does on a board
-        unix = (self.unix_base + 1577836800 + self.time_ms // 1000) & 0xFFFFFFFF \
+        unix = (self.unix_base + _UNIX_2020 + self.time_ms // 1000) & 0xFFFFFFFF \
             if self.unix_base else 0
         return self.events.add(kind, code, value, self.clock(), unix)
 
@@ -456,7 +480,8 @@ class Bms:
 
     def _on_time_sync(self, seq, start, end):
         (unix,) = codec.decode_time_sync(self.link.frame, start, end)
-        self.unix_base = unix - 1577836800 - self.time_ms // 1000  # from 2020 (above)
+        self.unix_base = unix - _UNIX_2020 - self.time_ms // 1000  # from 2020 (above)
+        self.lifetime.unix = max(0, unix - _UNIX_2020)
         # The event value is an i32 on the wire: from 2038 on it wraps, as the event
         # log's 32-bit array does under MicroPython (CPython raised when sending it).
         self._log(_EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
@@ -576,3 +601,33 @@ class Bms:
                                     life.seq, len(w), first,
                                     memoryview(w)[first:first + _LIFE_PAGE])
         self.link.send(_MSG_LIFETIME, seq, end)
+
+    def _on_commission(self, seq, start, end):
+        made, since, identity, pin = codec.decode_commission(self.link.frame, start, end)
+        if self.config_pin and pin != self.config_pin:
+            self._nak(seq, _MSG_COMMISSION, _NAK_ERROR_NOT_AUTHORISED, 0)
+            return
+        ident = identity.encode()
+        if len(ident) > 24:
+            self._nak(seq, _MSG_COMMISSION, _NAK_ERROR_BAD_PAYLOAD, 24)
+            return
+        if not self.lifetime.commission(max(0, made - _UNIX_2020) if made else 0,
+                                        max(0, since - _UNIX_2020) if since else 0, ident):
+            self._nak(seq, _MSG_COMMISSION, _NAK_ERROR_ALREADY_SET, 0)
+            return
+        self._log(_EVENT_COMMISSIONED, 0, 0)
+        self._ack(seq, _MSG_COMMISSION)
+
+    def _on_second_life(self, seq, start, end):
+        unique_id, pin = codec.decode_second_life(self.link.frame, start, end)
+        if self.config_pin and pin != self.config_pin:
+            self._nak(seq, _MSG_SECOND_LIFE, _NAK_ERROR_NOT_AUTHORISED, 0)
+            return
+        if unique_id.encode() != self.unique_id:
+            self._nak(seq, _MSG_SECOND_LIFE, _NAK_ERROR_WRONG_BOARD, 0)
+            return
+        life = self.lifetime
+        life.new_life()
+        self._log(_EVENT_SECOND_LIFE, life.w[_LIFE_LIVES], 0)
+        self.events.flush()
+        self._ack(seq, _MSG_SECOND_LIFE)

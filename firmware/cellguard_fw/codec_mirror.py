@@ -394,6 +394,34 @@ def decode_lifetime(buf, off, end):
     return (layout, seq, total_words, first_word, words)
 
 
+def encode_commission(buf, off, v0, v1, v2, v3):
+    """Write a COMMISSION payload at buf[off:]; return the end offset.
+    Fields v0...: manufactured_unix_s, commissioned_unix_s, identity, pin."""
+    pack_into("<LL", buf, off, v0, v1)
+    off += 8
+    n = len(v2)
+    pack_into("<B", buf, off, n)
+    off += 1
+    buf[off : off + n] = v2
+    off += n
+    pack_into("<L", buf, off, v3)
+    off += 4
+    return off
+
+
+def encode_second_life(buf, off, v0, v1):
+    """Write a SECOND_LIFE payload at buf[off:]; return the end offset.
+    Fields v0...: unique_id, pin."""
+    n = len(v0)
+    pack_into("<B", buf, off, n)
+    off += 1
+    buf[off : off + n] = v0
+    off += n
+    pack_into("<L", buf, off, v1)
+    off += 4
+    return off
+
+
 def decode_ack(buf, off, end):
     """Parse a ACK payload in buf[off:end]; return its fields."""
     if off + 1 > end:

@@ -2,15 +2,17 @@
 
 :meth:`Lifetime.update` runs once per control step, after the protection step,
 with the step's integers (ms, mA positive charging, pack mV, SoC in 0.01 %,
-coldest and hottest sensor in 0.1 degC, the active fault bits). It allocates
-nothing. :meth:`Lifetime.save`, which the main loop calls outside the control
-step when :meth:`Lifetime.due`, writes the record power-loss safe.
+coldest and hottest sensor in 0.1 degC, the active fault bits, the monitor
+chip's own trips, the lowest and highest cell in mV). It allocates nothing.
+:meth:`Lifetime.save`, which the main loop calls outside the control step when
+:meth:`Lifetime.due`, writes the record power-loss safe.
 
-The counters are the u32 words of one array (``w``); every one of them stays a
-small int (below 2**30), so no step allocates. Throughput is exact: each
-counter keeps what is below its unit in a remainder word, so the sum of
-``mA*ms`` and of ``mV*mA*ms`` over every step is kept to the last unit. Layout
-(word: meaning; docs/lifetime.md has the same table):
+The counters are the u32 words of one array (``w``); every counter the step
+touches stays a small int (below 2**30), so no step allocates. Throughput is
+exact: each counter keeps what is below its unit in a remainder word, so the
+sum of ``mA*ms`` and of ``mV*mA*ms`` over every step is kept to the last unit.
+Layout (word: meaning; docs/lifetime.md has the same table). Layout 1 was words
+0-50; layout 2 appended 51-149 (words are only ever appended):
 
   0-2   charge in: Ah, mAh (0-999), mA*ms (below 3,600,000)
   3-5   charge out: the same
@@ -20,13 +22,33 @@ counter keeps what is below its unit in a remainder word, so the sum of
   16-18 s at rest (|I| below the rest current), charging, discharging
   19-22 s beyond the chemistry's temperature trips: hot not charging, hot
         charging (the charge limit), cold not charging, cold charging
-  23-27 harmful events, one per edge of each kind (from none of its trip bits
-        to one): deep discharge, overcharge (cell
-        over-voltage), over-temperature, over-current, short circuit
+  23-27 harmful events, one per edge of each kind (from none of its trips to
+        one, the firmware's or the monitor chip's): deep discharge, overcharge
+        (cell over-voltage), over-temperature, over-current, short circuit
   28-30 boots, watchdog resets, configuration changes
   31-50 s per SoC x temperature bin: SoC 0-20-40-60-80-100 %, temperature (the
         mean of the coldest and hottest sensor) below 0, 0-25, 25-45, from
         45 degC; word 31 + 4 * soc_bin + temp_bin
+  51    harmful events in all (the next ring slot is this modulo 4)
+  52-67 the last 4 harmful events, 4 words each: kind (1-5, the order of
+        23-27), operating s, Unix time from 2020 in s (0: clock not set), value
+        (deep discharge, overcharge: the lowest / highest cell, mV;
+        over-temperature: the hottest sensor, 0.1 degC; over-current, short
+        circuit: |current|, mA)
+  68-69 date of manufacture, of putting into service: Unix time from 2020, s
+        (0: not given; each written once)
+  70-77 pack identity, 24 bytes, 3 to a word (little-endian; 0: not given)
+  78    lives: second-life resets so far
+  79-81 self-discharge: SoC lost, SoC gained (0.01 %) over long rests, and
+        the rest seconds they were measured over
+  82    state-of-health snapshots taken so far
+  83-91 the first snapshot, 9 words: Unix time from 2020 (s), operating s,
+        capacity mAh, capacity relearns so far, R0 growth (0.1 %: 1000 at the
+        beginning of life), SoC (0.01 %), 10 s discharge power W, energy in,
+        energy out (Wh)
+  92-118 the last 3 snapshots after the first (ring; snapshot k >= 1 at
+        92 + 9 * ((k - 1) % 3))
+  119-149 the previous lives' total of words 0-30 (carried, as above)
 
 The time counters move once a whole second of operating time has passed: that
 second goes to the state of the step that completed it, so the state times and
@@ -44,8 +66,9 @@ At boot the valid record with the highest sequence number wins. A torn or
 corrupt record fails its CRC and the other one stands: power lost during a
 save, or a flipped bit in the newest file, costs at most the interval since the
 previous save, never the whole life. A record with fewer counter words (an earlier layout)
-loads with the new words zero; one with more keeps the words this layout knows
-(words are only ever appended).
+loads with the new words zero; one with more keeps the words this layout knows.
+The save streams the array itself (no second buffer): the ports are
+little-endian, and ``"I"`` is 32 bits on every port and under CPython.
 """
 
 from array import array
@@ -55,7 +78,7 @@ from struct import pack_into, unpack_from
 from micropython import const
 
 _MAGIC = const(0x0046494C)  # b"LIF\0" little-endian: a small int
-_WORDS = const(51)
+_WORDS = const(150)
 _HEADER = const(8)  # magic, word count
 _SIZE = const(_WORDS * 4 + 16)  # header, counters, sequence, CRC
 
@@ -72,15 +95,24 @@ _HOT_IDLE_S = const(19)
 _HOT_CHG_S = const(20)
 _COLD_IDLE_S = const(21)
 _COLD_CHG_S = const(22)
-_N_DEEP = const(23)
-_N_OVERCHARGE = const(24)
-_N_OVERTEMP = const(25)
-_N_OVERCURRENT = const(26)
-_N_SHORT = const(27)
+_N_HARM = const(23)  # the first of the five kinds' counters
 _N_BOOTS = const(28)
 _N_WATCHDOG = const(29)
 _N_CONFIG = const(30)
 _HIST = const(31)
+_HARM_TOTAL = const(51)
+_HARM_RING = const(52)
+_MADE = const(68)
+_IDENTITY = const(70)
+_LIVES = const(78)
+_SD_LOST = const(79)
+_SD_GAINED = const(80)
+_SD_S = const(81)
+_N_SNAP = const(82)
+_SNAP = const(83)
+_SNAP_WORDS = const(9)
+_HISTORY = const(119)
+_LIFE_WORDS = const(31)  # words 0-30 carry into the history at a new life
 
 _MAS_PER_MAH = const(3600000)  # mA*ms in one mAh; mW*ms in one mWh
 _T_EDGE_1 = const(0)  # histogram temperature edges, 0.1 degC
@@ -94,20 +126,18 @@ _F_OVERCHARGE = const(0x1)  # CELL_OVERVOLTAGE
 _F_OVERTEMP = const(0x84)  # OVERTEMPERATURE, OVERTEMPERATURE_CHARGE
 _F_OVERCURRENT = const(0x630)  # OVERCURRENT_CHARGE, _DISCHARGE and their _PEAKs
 _F_SHORT = const(0x800)  # SHORT_CIRCUIT
+# ... and of a monitor chip's own trips (BQ76952 Safety Status A | B << 8 | C << 16)
+_C_OVERCHARGE = const(0x100008)  # COV, COVL
+_C_OVERTEMP = const(0xF000)  # OTC, OTD, OTINT, OTF
+_C_OVERCURRENT = const(0xA00070)  # OCC, OCD1, OCD2, OCD3, OCDL
+_C_SHORT = const(0x400080)  # SCD, SCDL
 
 _SAVE_MS = const(300000)  # a save at least every 5 minutes of operation
 _GAP_MS = const(10000)  # and after an event edge, but at most one per 10 s
-
-
-def encode(buf, words, seq):
-    """Write the record of ``words`` (_WORDS u32s) with ``seq`` into ``buf``
-    (_SIZE bytes)."""
-    pack_into("<LL", buf, 0, _MAGIC, _WORDS)
-    for i in range(_WORDS):
-        pack_into("<L", buf, _HEADER + 4 * i, words[i])
-    end = _HEADER + 4 * _WORDS
-    pack_into("<L", buf, end, seq)
-    pack_into("<L", buf, end + 4, crc32(memoryview(buf)[:end + 4]))
+_RELAXED_MS = const(3600000)  # a rest counts for self-discharge after an hour
+_SD_MIN_S = const(43200)  # ... and only a rest measured over 12 h or more
+_SNAP_FIRST_S = const(3600)  # the first health snapshot after an hour of operation
+_SNAP_EVERY_S = const(604800)  # then one a week
 
 
 def decode(data, words=None):
@@ -128,6 +158,7 @@ def decode(data, words=None):
     return unpack_from("<L", data, end)[0]
 
 
+
 class Lifetime:
     """The counters (``w``), their update and their record (module docstring).
 
@@ -136,25 +167,28 @@ class Lifetime:
     is at rest."""
 
     def __init__(self, profile, path=None, rest_ma=50):
-        self.w = array("L", [0] * _WORDS)
+        self.w = array("I", [0] * _WORDS)
         # hot, cold, hot while charging, cold while charging (0.1 degC), rest mA
         self.lim = array("l", (profile["temp_max_dc"][0], profile["temp_min_dc"][0],
                                profile["temp_charge_max_dc"][0],
                                profile["temp_charge_min_dc"][0], rest_ma))
-        self.prev = 0  # the fault bits of the previous step
+        self.prev = 0  # the harmful kinds active in the previous step (bit per kind)
         self.since = 0  # ms of operation since the last save (saturates)
         self.edge = False  # an event since the last save
+        self.unix = 0  # Unix time from 2020 now, s (0: the host never set the clock)
+        self.rest_ms = 0  # how long the pack has rested (saturates at _RELAXED_MS)
+        self.sd = array("l", (-1, 0, 0, 0))  # a long rest: first s, its SoC, last s, SoC
         # the two record files, written in turn; "": kept in RAM only
         self.names = (path + ".0", path + ".1") if path else ("", "")
         self.slot = -1  # the file holding the newest valid record; -1: none
-        self.buf = bytearray(_SIZE)
+        self.ends = bytearray(16)  # the record's header and tail
         self.seq = 0  # the newest record's sequence number
         self.errors = 0  # saves the flash refused
         if path:
             self.load()
 
     # -- the control step (allocates nothing) ----------------------------------
-    def update(self, dt, ma, mv, soc, tmin, tmax, trips):
+    def update(self, dt, ma, mv, soc, tmin, tmax, trips, chip=0, lo_mv=0, hi_mv=0):
         w = self.w
         lim = self.lim
         if ma > 0:
@@ -195,14 +229,21 @@ class Lifetime:
                 q += w[e + 1]
                 w[e] += q // 1000
                 w[e + 1] = q % 1000
+        resting = amp < lim[4]
+        if not resting:
+            self.rest_ms = 0
+        elif self.rest_ms < _RELAXED_MS:
+            self.rest_ms += dt
         # time: whole seconds, each to the state of the step that completed it
         ms = w[_OP_MS] + dt
         if ms >= 1000:
             n = ms // 1000
             ms -= n * 1000
             w[_OP_S] += n
+            if self.unix:
+                self.unix += n
             charging = False
-            if amp < lim[4]:
+            if resting:
                 w[_REST_S] += n
             elif ma > 0:
                 w[_CHG_S] += n
@@ -229,28 +270,33 @@ class Lifetime:
                 i += 1
             w[i] += n
         w[_OP_MS] = ms
-        # harmful events: one per kind's edge (none of its bits, then one of them)
-        p = self.prev
-        if trips != p:
-            self.prev = trips
-            rise = False
-            if (trips & _F_DEEP) and not (p & _F_DEEP):
-                w[_N_DEEP] += 1
-                rise = True
-            if (trips & _F_OVERCHARGE) and not (p & _F_OVERCHARGE):
-                w[_N_OVERCHARGE] += 1
-                rise = True
-            if (trips & _F_OVERTEMP) and not (p & _F_OVERTEMP):
-                w[_N_OVERTEMP] += 1
-                rise = True
-            if (trips & _F_OVERCURRENT) and not (p & _F_OVERCURRENT):
-                w[_N_OVERCURRENT] += 1
-                rise = True
-            if (trips & _F_SHORT) and not (p & _F_SHORT):
-                w[_N_SHORT] += 1
-                rise = True
-            if rise:
+        # harmful events: one per kind's edge (none of its trips, then one of them)
+        k = 1 if trips & _F_DEEP else 0
+        if trips & _F_OVERCHARGE or chip & _C_OVERCHARGE:
+            k |= 2
+        if trips & _F_OVERTEMP or chip & _C_OVERTEMP:
+            k |= 4
+        if trips & _F_OVERCURRENT or chip & _C_OVERCURRENT:
+            k |= 8
+        if trips & _F_SHORT or chip & _C_SHORT:
+            k |= 16
+        rise = k & ~self.prev
+        self.prev = k
+        i = 0
+        while rise:
+            if rise & 1:
+                w[_N_HARM + i] += 1
+                n = w[_HARM_TOTAL]
+                w[_HARM_TOTAL] = n + 1
+                r = _HARM_RING + 4 * (n & 3)
+                w[r] = i + 1
+                w[r + 1] = w[_OP_S]
+                w[r + 2] = self.unix
+                w[r + 3] = lo_mv if i == 0 else hi_mv if i == 1 else \
+                    max(tmax, 0) if i == 2 else amp
                 self.edge = True
+            rise >>= 1
+            i += 1
         if self.since < _SAVE_MS:
             self.since += dt
 
@@ -266,6 +312,105 @@ class Lifetime:
         self.w[_N_CONFIG] += 1
         self.edge = True
 
+    def rest_soc(self, soc):
+        """Follow the SoC (0.01 %, from the estimator: it tracks the rest voltage)
+        over long rests; a rest measured over 12 h or more adds its SoC change to
+        the self-discharge words when it ends."""
+        sd = self.sd
+        op = self.w[_OP_S]
+        if self.rest_ms >= _RELAXED_MS:
+            if sd[0] < 0:
+                sd[0] = op
+                sd[1] = soc
+            sd[2] = op
+            sd[3] = soc
+        elif sd[0] >= 0:
+            if sd[2] - sd[0] >= _SD_MIN_S:
+                d = sd[1] - sd[3]
+                self.w[_SD_LOST if d >= 0 else _SD_GAINED] += abs(d)
+                self.w[_SD_S] += sd[2] - sd[0]
+                self.edge = True
+            sd[0] = -1
+
+    def snapshot_due(self):
+        w = self.w
+        n = w[_N_SNAP]
+        if not n:
+            return w[_OP_S] >= _SNAP_FIRST_S
+        at = _SNAP if n == 1 else _SNAP + _SNAP_WORDS * (1 + (n - 2) % 3)
+        return w[_OP_S] - w[at + 1] >= _SNAP_EVERY_S
+
+    def snapshot(self, capacity_mah, relearns, growth_pm, soc, power_w):
+        """Take a dated state-of-health snapshot (module docstring, words 82-118)."""
+        w = self.w
+        n = w[_N_SNAP]
+        at = _SNAP if not n else _SNAP + _SNAP_WORDS * (1 + (n - 1) % 3)
+        vals = (self.unix, w[_OP_S], capacity_mah, relearns, growth_pm, soc, power_w,
+                w[_CHG_WH], w[_DSG_WH])
+        for i in range(_SNAP_WORDS):
+            w[at + i] = max(0, vals[i])
+        w[_N_SNAP] = n + 1
+        self.edge = True
+
+    def commission(self, made, since, identity):
+        """Write the date of manufacture and of putting into service (Unix time
+        from 2020, s; 0: not given) and the pack identity (bytes, up to 24; empty:
+        not given), each once: False, and nothing written, if one given differs
+        from what the record holds."""
+        w = self.w
+        ident = array("I", [0] * 8)
+        for i in range(min(len(identity), 24)):
+            ident[i // 3] |= identity[i] << (8 * (i % 3))
+        held = False  # the record holds an identity
+        other = False  # ... and it is not this one
+        for i in range(8):
+            if w[_IDENTITY + i]:
+                held = True
+            if w[_IDENTITY + i] != ident[i]:
+                other = True
+        if made and w[_MADE] not in (0, made) or since and w[_MADE + 1] not in (0, since) \
+                or identity and held and other:
+            return False
+        if made:
+            w[_MADE] = made
+        if since:
+            w[_MADE + 1] = since
+        if identity:
+            for i in range(8):
+                w[_IDENTITY + i] = ident[i]
+        self.edge = True
+        return True
+
+    def new_life(self):
+        """A second-life reset: the counters of words 0-30 carry into the
+        history, this life's words start again from zero (the date of
+        manufacture stays), ``lives`` counts one more. Saved at once, into both
+        files, so no older record of the ended life can win at the next boot."""
+        w = self.w
+        for a, units in ((_CHG_AH, (1000, _MAS_PER_MAH)), (_DSG_AH, (1000, _MAS_PER_MAH)),
+                         (_CHG_WH, (1000, _MAS_PER_MAH, 1000)),
+                         (_DSG_WH, (1000, _MAS_PER_MAH, 1000)), (_OP_S, (1000,))):
+            k = len(units)
+            c = 0
+            while k:
+                v = w[_HISTORY + a + k] + w[a + k] + c
+                c = v // units[k - 1]
+                w[_HISTORY + a + k] = v - c * units[k - 1]
+                k -= 1
+            w[_HISTORY + a] += w[a] + c
+        for i in range(_REST_S, _LIFE_WORDS):
+            w[_HISTORY + i] += w[i]
+        lives = w[_LIVES] + 1
+        made = w[_MADE]
+        for i in range(_HISTORY):
+            w[i] = 0
+        w[_MADE] = made
+        w[_LIVES] = lives
+        self.prev = 0
+        self.sd[0] = -1
+        self.save()
+        self.save()
+
     def due(self):
         """Whether the main loop should :meth:`save` now: every few minutes of
         operation, and soon after an event (at a bounded rate)."""
@@ -278,11 +423,17 @@ class Lifetime:
         if not self.names[0]:
             return
         self.seq += 1
-        encode(self.buf, self.w, self.seq)
+        ends = self.ends
+        body = memoryview(self.w)
+        pack_into("<LLL", ends, 0, _MAGIC, _WORDS, self.seq)
+        crc = crc32(body, crc32(memoryview(ends)[:8]))
+        pack_into("<L", ends, 12, crc32(memoryview(ends)[8:12], crc))
         slot = 1 - self.slot if self.slot >= 0 else 0
         try:
             with open(self.names[slot], "wb") as f:
-                f.write(self.buf)
+                f.write(memoryview(ends)[:8])
+                f.write(body)
+                f.write(memoryview(ends)[8:])
         except OSError:
             self.errors += 1  # a failing flash must not stop protection
             return
@@ -296,7 +447,7 @@ class Lifetime:
         for slot in (0, 1):
             try:
                 with open(self.names[slot], "rb") as f:
-                    data = f.read(_SIZE + 256)
+                    data = f.read(_SIZE + 1024)
             except OSError:
                 continue
             s = decode(data)
