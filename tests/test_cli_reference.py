@@ -256,11 +256,23 @@ PRODUCERS: dict[tuple[str, str], Producer] = {
                                                              "--json"]),
     ("lifetime", "--json"): lambda c, log, sim, tmp: _json(c, ["lifetime", "--port", sim.port,
                                                                 "--json"]),
+    ("commission", "--json"): lambda c, log, sim, tmp: _json(
+        c, ["commission", "--port", sim.port, "--identity", "REF-1", "--in-service",
+            "2026-12-01", "--json"]),
+    ("second-life", "--json"): lambda c, log, sim, tmp: _json(
+        c, ["second-life", "--port", sim.port, "--confirm", _unique_id(sim), "--json"]),
     ("characterize", "--json"): _characterize,
     ("build", "--json"): lambda c, log, sim, tmp: _json(
         c, ["build", "--board", "pico-4s", "--out", str(tmp / "build"), "--json"]),
     ("deploy", "--json"): lambda c, log, sim, tmp: _deploy(c, tmp),
 }
+
+
+def _unique_id(sim: Any) -> str:
+    from cellguard.link.client import BoardClient
+
+    with BoardClient(sim.port) as client:
+        return client.hello().unique_id
 
 
 def _deploy(capsys: pytest.CaptureFixture[str], tmp: Path) -> Any:

@@ -177,6 +177,22 @@ def _pin(text: str) -> int:
     return value
 
 
+def _date(text: str) -> float:
+    """A UTC date (YYYY-MM-DD, or an ISO date and time; "today") as Unix time, s."""
+    from datetime import UTC, datetime
+
+    if text == "today":
+        now = datetime.now(UTC)
+        return datetime(now.year, now.month, now.day, tzinfo=UTC).timestamp()
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a date is YYYY-MM-DD (UTC), not {text}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     from .sim import SimulatedBoard
 
@@ -385,10 +401,63 @@ def cmd_lifetime(args: argparse.Namespace) -> int:
     with client:
         record = client.lifetime()
     fields = dataclasses.asdict(record)
-    lines = [f"{k:18} {v}" for k, v in fields.items() if k not in ("histogram_s", "words")]
-    lines.append("histogram_s        " + " | ".join(" ".join(str(x) for x in row)
-                                                    for row in record.histogram_s))
+    lines = [f"{k:26} {v}" for k, v in fields.items()
+             if k not in ("histogram_s", "words", "last_harmful", "snapshots", "history")]
+    lines.append(f"{'histogram_s':26} " + " | ".join(" ".join(str(x) for x in row)
+                                                     for row in record.histogram_s))
+    for e in record.last_harmful:
+        when = _utc(e.unix_time) if e.unix_time else "clock not set"
+        lines.append(f"{'harmful event':26} {e.kind} {e.value:g} {e.unit} at "
+                     f"{e.operating_s} s of operation ({when})")
+    for h in record.snapshots:
+        when = _utc(h.unix_time) if h.unix_time else "clock not set"
+        lines.append(f"{'health snapshot':26} {h.capacity_ah:.3f} Ah ({h.relearns} relearns), "
+                     f"R0 {h.r0_growth_pct:.1f} %, {h.power_w:.0f} W at {h.soc_pct:.0f} % SoC; "
+                     f"{h.operating_s} s of operation ({when})")
+    if record.history is not None:
+        lines.append(f"{'previous lives':26} {record.lives}: {record.history}")
     _emit(fields, args.json, lines)
+    return 0
+
+
+def _utc(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix))
+
+
+def cmd_commission(args: argparse.Namespace) -> int:
+    if args.manufactured is None and args.in_service is None and not args.identity:
+        raise CellguardError("give at least one of --manufactured, --in-service, --identity")
+    client = _connect(args.port)
+    with client:
+        client.commission(args.manufactured, args.in_service, args.identity or "", args.pin)
+        record = client.lifetime()
+    data = {"manufactured": record.manufactured, "in_service": record.in_service,
+            "identity": record.identity}
+    _emit(data, args.json, [
+        f"manufactured {_utc(record.manufactured) if record.manufactured else 'not given'}",
+        f"in service   {_utc(record.in_service) if record.in_service else 'not given'}",
+        f"identity     {record.identity or 'not given'}"])
+    return 0
+
+
+def cmd_second_life(args: argparse.Namespace) -> int:
+    client = _connect(args.port)
+    with client:
+        info = client.hello()
+        if args.confirm != info.unique_id:
+            raise CellguardError(f"--confirm must be this board's unique id ({info.unique_id}), "
+                                 f"not {args.confirm!r}: a second-life reset is deliberate")
+        client.second_life(args.confirm, args.pin)
+        record = client.lifetime()
+    history = record.history
+    data = {"unique_id": info.unique_id, "lives": record.lives,
+            "history": None if history is None else dataclasses.asdict(history)}
+    _emit(data, args.json, [
+        f"board {info.unique_id} starts life {(record.lives or 0) + 1}; the ended lives' "
+        f"totals stay in the record's history",
+        "" if history is None else
+        f"history: {history.charge_in_ah:.3f} Ah in, {history.charge_out_ah:.3f} Ah out, "
+        f"{history.operating_s / 3600:.1f} h of operation"])
     return 0
 
 
@@ -748,6 +817,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_lifetime)
 
+    s = sub.add_parser("commission", help="write the pack's date of manufacture, date of "
+                                          "putting into service and identity into its "
+                                          "lifetime record (each once)")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.add_argument("--manufactured", type=_date, help="date of manufacture, YYYY-MM-DD (UTC)")
+    s.add_argument("--in-service", type=_date,
+                   help="date of putting into service, YYYY-MM-DD (UTC) or today")
+    s.add_argument("--identity", help="pack identity (serial number), up to 24 bytes")
+    s.add_argument("--pin", type=_pin, default=0, help="configuration PIN, if the board has one")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_commission)
+
+    s = sub.add_parser("second-life", help="start a new lifetime record for a second life: "
+                                           "the ended lives' totals stay as history (logged)")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.add_argument("--confirm", required=True, metavar="UNIQUE_ID",
+                   help="the board's unique id (cellguard info shows it), as a confirmation")
+    s.add_argument("--pin", type=_pin, default=0, help="configuration PIN, if the board has one")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_second_life)
+
     s = sub.add_parser("demo", help="charge/rest/discharge a simulated board, log and plot it")
     s.add_argument("--out", default="demo",
                    help="output folder for run.sqlite and run.png (default demo)")
@@ -833,6 +923,7 @@ TYPE_NAMES: dict[Any, str] = {
     _ambient: "number -55..125 °C",
     _cell_number: "whole number >= 1",
     _pin: "whole number 0..4294967295",
+    _date: "date YYYY-MM-DD (UTC)",
     int: "integer",
     float: "number",
 }

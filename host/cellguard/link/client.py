@@ -568,6 +568,27 @@ class BoardClient:
                 break
         return LifetimeRecord.from_words(p["layout"], p["seq"], words)
 
+    def commission(self, manufactured: float | None = None, in_service: float | None = None,
+                   identity: str = "", pin: int = 0) -> None:
+        """Write the date of manufacture and of putting into service (Unix times) and
+        the pack identity into the lifetime record; each is written once, and
+        BoardRefused (``already_set``) says when the record holds another value."""
+        from .lifetime import UNIX_2020, pack_identity
+
+        for name, t in (("date of manufacture", manufactured), ("service date", in_service)):
+            if t is not None and not UNIX_2020 < t < 2**32:
+                raise CellguardError(f"the {name} must lie between 2020 and 2106")
+        self.request("commission", {
+            "manufactured_unix_s": int(manufactured or 0),
+            "commissioned_unix_s": int(in_service or 0),
+            "identity": pack_identity(identity).decode(), "pin": pin})
+
+    def second_life(self, unique_id: str, pin: int = 0) -> None:
+        """Start a new lifetime record (a second-life reset): the board keeps the ended
+        lives' totals as history and logs it. ``unique_id`` must be the board's own
+        (INFO's), as a confirmation."""
+        self.request("second_life", {"unique_id": unique_id, "pin": pin})
+
     def telemetry(self) -> Iterator[Telemetry]:
         for msg in self.messages():
             if msg.frame.msg_type == MSG_TELEMETRY:
