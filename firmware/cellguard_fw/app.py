@@ -306,8 +306,8 @@ class Bms:
                 life.snapshot(int(h.capacity_ah * 1000 + 0.5), h.relearned,
                               int(h.r0_growth * 1000 + 0.5), self.soc_cpct(),
                               int(est.limits_a[6] * self.meas.pack_mv // 1000))
-            else:  # no estimator: the capacity as configured, nothing measured
-                life.snapshot(self.soc.capacity_mah, 0, 1000, self.soc_cpct(), 0)
+            else:  # no estimator: the capacity as configured, R0 growth 0 (not estimated)
+                life.snapshot(self.soc.capacity_mah, 0, 0, self.soc_cpct(), 0)
         if life.due():
             life.save()
 

@@ -44,7 +44,8 @@ Layout (word: meaning; docs/lifetime.md has the same table). Layout 1 was words
   82    state-of-health snapshots taken so far
   83-91 the first snapshot, 9 words: Unix time from 2020 (s), operating s,
         capacity mAh, capacity relearns so far, R0 growth (0.1 %: 1000 at the
-        beginning of life), SoC (0.01 %), 10 s discharge power W, energy in,
+        beginning of life; 0: not estimated), SoC (0.01 %), 10 s discharge power
+        W (0: not estimated), energy in,
         energy out (Wh)
   92-118 the last 3 snapshots after the first (ring; snapshot k >= 1 at
         92 + 9 * ((k - 1) % 3))

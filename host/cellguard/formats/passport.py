@@ -112,6 +112,7 @@ class HarmfulEvent:
     host_time: float
     value: float  # SI (V, A, °C, s), from the wire unit of the protection
     unit: str
+    operating_s: float | None = None  # from the board's record: its operating time then
 
 
 @dataclass
@@ -136,6 +137,7 @@ class Lifetime:
     estimate_at: float = 0.0
     events: list[HarmfulEvent] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    record: LifetimeRecord | None = None  # the board's record, when it is the source
 
     def equivalent_full_cycles(self, capacity_ah: float) -> float:
         """Charge throughput (in and out) over twice the capacity."""
@@ -208,15 +210,53 @@ def lifetime_from_log(reader: LogReader, static: Static, ids: list[int]) -> Life
 
 def lifetime_from_record(record: LifetimeRecord, at: float) -> Lifetime:
     """The board's own record (read at Unix time ``at``): the pack's whole life as its
-    firmware counted it, not only what a host saw."""
-    return Lifetime(
+    firmware counted it, not only what a host saw. The health figures come from its
+    newest state-of-health snapshot (a capacity only once the board has relearned
+    it: before that it is the rated one, not a measurement)."""
+    life = Lifetime(
         source="board", charge_in_ah=record.charge_in_ah, charge_out_ah=record.charge_out_ah,
         energy_in_wh=record.energy_in_wh, energy_out_wh=record.energy_out_wh,
         throughput_at=at, observed_s=record.operating_s,
         time_above_max_s=float(record.hot_idle_s), time_below_min_s=float(record.cold_idle_s),
         time_above_charge_max_s=float(record.hot_charging_s),
         time_below_charge_min_s=float(record.cold_charging_s),
-        counts=dict(record.harmful))
+        counts=dict(record.harmful), record=record,
+        events=[HarmfulEvent(e.kind, float(e.unix_time or 0), e.value, e.unit, e.operating_s)
+                for e in record.last_harmful])
+    if record.snapshots:
+        last = record.snapshots[-1]
+        when = float(last.unix_time or at)
+        if last.relearns:
+            life.capacity_ah, life.estimate_at = last.capacity_ah, when
+        if last.r0_growth_pct is not None:
+            life.r0_growth_pct, life.estimate_at = last.r0_growth_pct, when
+    return life
+
+
+SOC_SIGMA_PCT = 2.0
+"""The SoC uncertainty (1 sigma, %) the round-trip efficiency's bound assumes: the
+estimator's converged error is below it (docs/estimation.md)."""
+
+
+def round_trip_efficiency(record: LifetimeRecord, static: Static,
+                          ) -> dict[str, float] | None:
+    """Energy out over energy in between the first and the newest health snapshot,
+    corrected for the energy stored between them (their SoC difference at the nominal
+    voltage and the rated capacity), with a bound from the SoC's uncertainty and the
+    counters' 1 Wh resolution: None until at least two full cycles of energy went in."""
+    if len(record.snapshots) < 2:
+        return None
+    a, b = record.snapshots[0], record.snapshots[-1]
+    e_in = b.energy_in_wh - a.energy_in_wh
+    e_out = b.energy_out_wh - a.energy_out_wh
+    rated_wh = static.rated_energy_kwh * 1000.0
+    if e_in < 2.0 * rated_wh or e_in <= 0:
+        return None
+    stored = (b.soc_pct - a.soc_pct) / 100.0 * rated_wh
+    bound = (2.0 * SOC_SIGMA_PCT * 2**0.5 / 100.0 * rated_wh + 2.0) / e_in
+    return {"percent": 100.0 * (e_out + stored) / e_in, "uncertaintyPercent": 100.0 * bound,
+            "energyInWh": float(e_in), "energyOutWh": float(e_out),
+            "fromOperatingS": float(a.operating_s), "toOperatingS": float(b.operating_s)}
 
 
 def lifetime_from_board(port: str, at: float) -> tuple[Info, Lifetime]:
@@ -294,7 +334,10 @@ def build_passport(static: Static, life: Lifetime, generated: float) -> dict[str
         "remainingEnergy": dyn("remainingEnergy", energy_now, life.soc_at),
         "remainingCapacity": dyn("remainingCapacity", remaining_kwh, e_at),
         "negativeEvents": [
-            {"negativeEvent": f"{e.name}: {e.value:g} {e.unit}", "lastUpdate": iso(e.host_time)}
+            {"negativeEvent": f"{e.name}: {e.value:g} {e.unit}" + (
+                "" if e.operating_s is None else f" at {e.operating_s:g} s of operation"
+                + ("" if e.host_time else " (board clock not set)")),
+             "lastUpdate": iso(e.host_time or generated)}
             for e in life.events],
         "temperatureInformation": {
             "timeExtremeHighTemp": life.time_above_max_s / 60.0,
@@ -308,16 +351,36 @@ def build_passport(static: Static, life: Lifetime, generated: float) -> dict[str
                                               "rPCLastUpdated": iso(generated)},
             "lastUpdate": iso(generated),
         },
-        "evolutionOfSelfDischarge": dyn("evolutionOfSelfDischarge", None, 0),
-        "currentSelfDischargingRate": dyn("currentSelfDischargingRate", None, 0),
+        "evolutionOfSelfDischarge": {"evolutionOfSelfDischargeValue": 0,
+                                     "lastUpdate": iso(generated)},
         "internalResistanceIncrease": [] if life.r0_growth_pct is None else [
             {"internalResistanceIncreaseValue": life.r0_growth_pct - 100.0,
              "batteryComponent": "pack", "lastUpdate": iso(e_at)}],
-        "remainingRoundTripEnergyEfficiency": dyn("remainingRoundTripEnergyEfficiency",
-                                                  None, 0),
         "stateOfCharge": dyn("stateOfCharge", life.soc_pct, life.soc_at),
     }
-    unavailable.append("batteryCondition.remainingPowerCapability")
+    rec = life.record
+    power = next((h for h in reversed(rec.snapshots) if h.power_w > 0), None) if rec else None
+    if power is not None:
+        when = iso(power.unix_time or generated)
+        condition["remainingPowerCapability"] = {
+            "remainingPowerCapabilityValue": {"atSoC": power.soc_pct,
+                                              "powerCapabilityAt": power.power_w / 1000.0,
+                                              "rPCLastUpdated": when},
+            "lastUpdate": when}
+        first = rec.snapshots[0] if rec else None
+        if first is not None and first.power_w > 0:
+            technical["originalPowerCapability"] = [
+                {"atSoC": first.soc_pct, "powerCapabilityAt": first.power_w / 1000.0}]
+            unavailable.remove(f"{tp}.originalPowerCapability")
+    else:
+        unavailable.append("batteryCondition.remainingPowerCapability")
+    rate = rec.self_discharge_pct_per_month if rec else None
+    condition["currentSelfDischargingRate"] = dyn("currentSelfDischargingRate", rate, t_at)
+    efficiency = round_trip_efficiency(rec, static) if rec else None
+    condition["remainingRoundTripEnergyEfficiency"] = dyn(
+        "remainingRoundTripEnergyEfficiency",
+        None if efficiency is None else efficiency["percent"], t_at)
+    unavailable.append("batteryCondition.evolutionOfSelfDischarge")
     if life.r0_growth_pct is None:
         unavailable.append("batteryCondition.internalResistanceIncrease")
     extension = {
@@ -342,7 +405,64 @@ def build_passport(static: Static, life: Lifetime, generated: float) -> dict[str
                                             static.temp_charge_max_c]},
         "unavailable": sorted(unavailable),
     }
+    if rec is not None:
+        extension.update(_record_extension(rec, efficiency))
     return {tp: technical, "batteryCondition": condition, EXTENSION: extension}
+
+
+def _record_extension(rec: LifetimeRecord, efficiency: dict[str, float] | None,
+                      ) -> dict[str, Any]:
+    """What the board's record holds beyond the model (layout 2), in SI units."""
+    def when(unix: int | None) -> str | None:
+        return None if unix is None else iso(unix)
+
+    out: dict[str, Any] = {
+        "recordLayout": rec.layout,
+        "uncertainty": UNCERTAINTY,
+        "lastHarmfulEvents": [
+            {"kind": e.kind, "value": e.value, "unit": e.unit, "operatingSeconds": e.operating_s,
+             "time": when(e.unix_time)} for e in rec.last_harmful],
+        "healthSnapshots": [
+            {"time": when(h.unix_time), "operatingSeconds": h.operating_s,
+             "capacityAh": h.capacity_ah, "capacityRelearns": h.relearns,
+             "internalResistancePct": h.r0_growth_pct, "socPct": h.soc_pct,
+             "powerCapabilityW": h.power_w, "energyInWh": h.energy_in_wh,
+             "energyOutWh": h.energy_out_wh} for h in rec.snapshots],
+        "roundTripEfficiency": efficiency,
+    }
+    if rec.layout >= 2:
+        out["selfDischarge"] = {
+            "socLostPct": rec.self_discharge_lost_pct,
+            "socGainedPct": rec.self_discharge_gained_pct,
+            "restSeconds": rec.self_discharge_rest_s,
+            "ratePctPerMonth": rec.self_discharge_pct_per_month,
+            "uncertaintyPctPerMonth": None if not rec.self_discharge_rest_s else
+            2.0 * SOC_SIGMA_PCT / rec.self_discharge_rest_s * 30.44 * 86_400}
+        out["commissioning"] = {"manufactured": when(rec.manufactured),
+                                "inService": when(rec.in_service),
+                                "identity": rec.identity}
+        out["lives"] = rec.lives
+        out["previousLives"] = None if rec.history is None else {
+            "chargeInAh": rec.history.charge_in_ah, "chargeOutAh": rec.history.charge_out_ah,
+            "energyInWh": rec.history.energy_in_wh, "energyOutWh": rec.history.energy_out_wh,
+            "operatingSeconds": rec.history.operating_s,
+            "harmfulEventCounts": rec.history.harmful}
+    return out
+
+
+UNCERTAINTY = {
+    "throughput": "exact sums of the board's integer readings; the current sensor's own "
+                  "error (a board file's figure) applies",
+    "capacity": "within 2 % after a full cycle's relearn (benchmarks/estimator_accuracy.py); "
+                "the rated capacity until the first relearn",
+    "internalResistance": "the mean ratio of voltage to current steps; about 5 % "
+                          "(docs/estimation.md)",
+    "temperatureTimes": "one second per interval (the board counts whole seconds), plus "
+                        "up to one save interval (5 minutes) lost at a power cut",
+    "selfDischarge": "two SoC uncertainties over the rest time measured",
+    "roundTripEfficiency": "roundTripEfficiency.uncertaintyPercent",
+}
+"""How far each board figure can be off, as docs/lifetime.md states it."""
 
 
 @dataclass

@@ -102,7 +102,7 @@ class HealthSnapshot:
     operating_s: int
     capacity_ah: float  # relearned (the rated one until a relearn)
     relearns: int  # capacity measurements so far (0: the capacity is the rated one)
-    r0_growth_pct: float  # 100 = as new
+    r0_growth_pct: float | None  # 100 = as new (None: no estimator)
     soc_pct: float
     power_w: float  # 10 s discharge power capability at soc_pct (0: no estimator)
     energy_in_wh: int  # the energy counters then (whole Wh)
@@ -181,7 +181,7 @@ class LifetimeRecord(LifeTotals):
             s = w[at:at + SNAPSHOT_WORDS]
             self.snapshots.append(HealthSnapshot(
                 unix_time=_unix(s[0]), operating_s=s[1], capacity_ah=s[2] / 1000.0,
-                relearns=s[3], r0_growth_pct=s[4] / 10.0, soc_pct=s[5] / 100.0,
+                relearns=s[3], r0_growth_pct=s[4] / 10.0 if s[4] else None, soc_pct=s[5] / 100.0,
                 power_w=float(s[6]), energy_in_wh=s[7], energy_out_wh=s[8]))
         if self.lives:
             self.history = LifeTotals.from_words(w, 119)

@@ -368,7 +368,8 @@ OUTPUTS: tuple[Output, ...] = (
           K("operating_s", "operating time, s"),
           K("capacity_ah", "relearned capacity, Ah (the rated one until a relearn)"),
           K("relearns", "capacity measurements so far"),
-          K("r0_growth_pct", "internal resistance against new, % (100: as new)"),
+          K("r0_growth_pct", "internal resistance against new, % (100: as new; null: no "
+                             "estimator)", nullable=True),
           K("soc_pct", "SoC then, %"),
           K("power_w", "10 s discharge power capability at that SoC, W (0: no estimator)"),
           K("energy_in_wh", "energy in by then, Wh"), K("energy_out_wh", "energy out, Wh"),
