@@ -137,3 +137,33 @@ def test_the_host_names_the_chips_protections_in_an_event() -> None:
     assert chip_trip_names(COV | 0x10 << 8 | 0x80 << 16) == ["COV", "OTC", "OCD3"]
     assert format_fault_value(fw.FAULT_AFE_PROTECTION, 0) == "chip: none"
     assert format_fault_value(fw.FAULT_CELL_OVERVOLTAGE, 4300) == "4.3 V"  # others as ever
+
+
+def test_the_chips_own_trips_count_as_harmful_events_once_each(bench: Bench) -> None:
+    """The lifetime record counts a chip trip by its kind (COV: overcharge, OTC:
+    over-temperature, SCD: short circuit), once per edge however long it holds, with
+    the measurement of the step it came in as its value."""
+    life = bench.sim.bms.lifetime
+    m = bench.sim.bms.meas
+    base = list(life.w[23:28])
+    bench.chip = COV
+    bench.run(1)
+    highest_mv = m.max_cell_mv  # the step the trip came in
+    bench.run(4)
+    bench.chip = COV | (0x10 << 8)
+    bench.run(1)
+    hottest_dc = m.max_temp_dc
+    bench.run(4)
+    bench.chip = 0
+    bench.run(3)
+    bench.chip = SCD
+    bench.run(1)
+    current_ma = abs(m.current_ma)
+    bench.run(1)
+    counts = [n - b for n, b in zip(life.w[23:28], base, strict=True)]
+    assert counts == [0, 1, 1, 0, 1]  # deep, overcharge, overtemperature, overcurrent, short
+    total = life.w[51]
+    ring = [list(life.w[52 + 4 * (i % 4):56 + 4 * (i % 4)]) for i in range(total - 3, total)]
+    assert [r[0] for r in ring] == [2, 3, 5]
+    assert [r[3] for r in ring] == [highest_mv, max(hottest_dc, 0), current_ma]
+    assert 3000 < highest_mv < 4300 and 100 < hottest_dc < 500

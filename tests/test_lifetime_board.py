@@ -119,3 +119,54 @@ def test_a_passport_from_the_board_validates(tmp_path: Path) -> None:
     assert set(ext["harmfulEventCounts"]) == {"deep_discharge", "overcharge",
                                               "overtemperature", "overcurrent",
                                               "short_circuit"}
+
+
+def test_commissioning_snapshots_and_a_second_life_on_the_board(tmp_path: Path) -> None:
+    """Under real MicroPython: commissioning data written once and kept across a reset,
+    a health snapshot after an hour of operation, and a second-life reset that starts
+    the counters again while the history keeps the ended life's totals."""
+    from cellguard.link.client import BoardRefused
+    from cellguard.link.lifetime import UNIX_2020
+
+    made, since = 1_780_000_000, 1_790_000_000
+    with SimulatedBoard(runtime="micropython", speed=0, initial_soc_pct=80.0) as sim:
+        client = BoardClient(sim.port)
+        with client:
+            info = client.hello()
+            client.time_sync(since + 3600)
+            client.commission(manufactured=made, identity="PACK-0042")
+            client.commission(in_service=since)  # a second field later: fine
+            with pytest.raises(BoardRefused) as refused:
+                client.commission(manufactured=made + 86_400)  # re-dating: refused
+            assert refused.value.error == "already_set"
+            sim.set_current(-1.0)
+            run(sim, 3700)  # past the first snapshot (an hour of operation)
+            lived = client.lifetime()
+            client.reset()
+        run(sim, 20)
+        client = BoardClient(sim.port)
+        with client:
+            client.hello(timeout_s=10)
+            kept = client.lifetime()
+            with pytest.raises(BoardRefused) as wrong:
+                client.second_life("0000")
+            assert wrong.value.error == "wrong_board"
+            client.second_life(info.unique_id)
+            fresh = client.lifetime()
+            events = client.events()
+    assert (lived.manufactured, lived.in_service, lived.identity) == (made, since, "PACK-0042")
+    assert (kept.manufactured, kept.in_service, kept.identity) == (made, since, "PACK-0042")
+    assert lived.snapshots_taken == 1 and len(lived.snapshots) == 1
+    snap = lived.snapshots[0]
+    assert snap.operating_s >= 3600 and snap.unix_time is not None
+    assert snap.unix_time - UNIX_2020 > 0 and snap.capacity_ah == pytest.approx(3.0, rel=0.1)
+    assert snap.r0_growth_pct is not None and snap.power_w > 0  # the EKF's figures
+    assert 40 < snap.soc_pct < 80
+    # the second life: counters from zero, the history holds the first life's totals
+    assert fresh.lives == 1 and kept.lives == 0
+    assert fresh.charge_out_ah < 0.01 and fresh.snapshots == [] and fresh.identity == ""
+    assert fresh.manufactured == made  # the date of manufacture stays
+    assert fresh.history is not None
+    assert fresh.history.charge_out_ah == pytest.approx(kept.charge_out_ah, abs=0.01)
+    assert fresh.history.boots == kept.boots
+    assert any(e.kind == "second_life" and e.code == 1 for e in events)

@@ -165,6 +165,11 @@ class Event:
                 f"; build {boot_status(self.value)}" if self.value else "")
         if self.kind == "time_sync":
             return f"clock set to {self.value & 0xFFFFFFFF}"  # an i32 on the wire
+        if self.kind == "second_life":
+            return f"lifetime record restarted: life {self.code + 1}, the ended lives kept " \
+                "as history"
+        if self.kind == "commissioned":
+            return "commissioning data written into the lifetime record"
         return ""
 
 

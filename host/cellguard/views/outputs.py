@@ -335,7 +335,8 @@ OUTPUTS: tuple[Output, ...] = (
     Output("events", "--json", OBJECTS, "the board's event log, oldest first", (
         K("index", "event number"), K("board_time_s", "board uptime at the event, s"),
         K("unix_time", "host clock at the event (0: the board's clock was not set)"),
-        K("kind", "boot, trip, release, clear, config, time_sync or reset"),
+        K("kind", "boot, trip, release, clear, config, time_sync, reset, second_life or "
+                  "commissioned"),
         K("code", "fault bits (trip, release, clear, boot) or configuration key id"),
         K("value", "the value: tripped at (wire unit), new configuration value, time set"),
     )),
