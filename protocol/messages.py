@@ -375,12 +375,16 @@ Nak = Struct(
 class MessageSpec:
     """One message type: its id, name, payload Construct and direction."""
 
-    def __init__(self, msg_id: int, name: str, payload: Struct, direction: str, doc: str) -> None:
+    def __init__(self, msg_id: int, name: str, payload: Struct, direction: str, doc: str,
+                 on_demand: bool = False) -> None:
         self.msg_id = msg_id
         self.name = name
         self.payload = payload
         self.direction = direction  # "host->board" or "board->host"
         self.doc = doc
+        # A rare request: the board's decoder lives in codec_rare.py, imported for the
+        # request and released after, so it takes no RAM the rest of the time.
+        self.on_demand = on_demand
 
 
 H2B, B2H = "host->board", "board->host"
@@ -415,10 +419,10 @@ MESSAGES: tuple[MessageSpec, ...] = (
                 "a page of the lifetime record: throughput, times, harmful events"),
     MessageSpec(0x52, "commission", Commission, H2B,
                 "write the dates of manufacture and service and the pack identity, each "
-                "once; answered by ACK, or NAK already_set"),
+                "once; answered by ACK, or NAK already_set", on_demand=True),
     MessageSpec(0x53, "second_life", SecondLife, H2B,
                 "start a new lifetime record that keeps the old one's totals as history "
-                "(logged); answered by ACK"),
+                "(logged); answered by ACK", on_demand=True),
     MessageSpec(0x7E, "ack", Ack, B2H, "request accepted"),
     MessageSpec(0x7F, "nak", Nak, B2H, "request refused, with a reason"),
 )

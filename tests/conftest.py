@@ -45,10 +45,12 @@ def flash(monkeypatch: pytest.MonkeyPatch) -> FlashModel:
     the firmware modules that touch files see it as their ``open`` and ``os``."""
     import cellguard_fw.events
     import cellguard_fw.latches
+    import cellguard_fw.life_admin
     import cellguard_fw.lifetime
 
     fs = FlashModel(mount_point="/flash")
-    for module in (cellguard_fw.events, cellguard_fw.latches, cellguard_fw.lifetime):
+    for module in (cellguard_fw.events, cellguard_fw.latches, cellguard_fw.lifetime,
+                   cellguard_fw.life_admin):
         monkeypatch.setattr(module, "open", fs.open, raising=False)
         monkeypatch.setattr(module, "os", fs, raising=False)
     return fs

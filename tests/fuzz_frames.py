@@ -67,7 +67,12 @@ REQUEST_SIZES: dict[int, int] = {
 }
 NEVER_INTACT = frozenset({MSG["reset"], MSG["enter_repl"]})
 """Requests that restart or silence the board: never generated so that they act."""
-NOT_REQUESTS: tuple[int, ...] = tuple(t for t in range(256) if t not in REQUEST_SIZES)
+VARIABLE_REQUESTS = frozenset({MSG["commission"], MSG["second_life"]})
+"""Requests with a text field (no fixed size), written once or changing the record for
+good: never generated here (tests/test_lifetime_board.py and test_lifetime.py cover
+them)."""
+NOT_REQUESTS: tuple[int, ...] = tuple(t for t in range(256)
+                                      if t not in REQUEST_SIZES and t not in VARIABLE_REQUESTS)
 """Message types the board answers with NAK unknown_message (board->host types too)."""
 
 # The answer a decoded frame must get, as a string:

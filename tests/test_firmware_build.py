@@ -202,6 +202,7 @@ def test_gen_protocol_check_fails_on_stale_files(tmp_path: Path) -> None:
         "protocol/README.md",
         "firmware/cellguard_fw/codec.py",
         "firmware/cellguard_fw/codec_mirror.py",
+        "firmware/cellguard_fw/codec_rare.py",
     ):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, tmp_path / rel)

@@ -17,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cellguard.sim.flash import FlashModel, PowerLost
-from cellguard_fw import codec, lifetime
+from cellguard_fw import codec, life_admin, lifetime
 from cellguard_fw.chemistry import PROFILES
-from cellguard_fw.lifetime import Lifetime, decode
+from cellguard_fw.life_admin import decode
+from cellguard_fw.lifetime import Lifetime
 
 NMC = PROFILES["nmc"]
 WORDS = lifetime._WORDS
@@ -513,7 +514,7 @@ def test_snapshots_first_after_an_hour_then_weekly_in_a_ring() -> None:
         for _ in range(24):
             lt.update(3_600_000, 0, 50_000, 5000, 250, 250, 0)
             if lt.snapshot_due():
-                lt.snapshot(3000 - day, day, 1000 + day, 5000, 120)
+                life_admin.snapshot(lt, 3000 - day, day, 1000 + day, 5000, 120)
                 taken.append(lt.w[OP_S])
     assert taken[0] == 3600 and all(b - a == 7 * 86400 for a, b in itertools.pairwise(taken[1:]))
     assert lt.w[N_SNAP] == len(taken) == 6
@@ -525,11 +526,11 @@ def test_snapshots_first_after_an_hour_then_weekly_in_a_ring() -> None:
 
 def test_commissioning_data_is_written_once() -> None:
     lt = Lifetime(NMC)
-    assert lt.commission(100, 0, b"")
-    assert lt.commission(100, 200, "PACK-7 \u00e9".encode())  # same date again: fine
-    assert not lt.commission(101, 0, b"")  # another date of manufacture
-    assert not lt.commission(0, 0, b"PACK-8")  # another identity
-    assert lt.commission(0, 200, b"PACK-7 \xc3\xa9")
+    assert life_admin.commission(lt, 100, 0, b"")
+    assert life_admin.commission(lt, 100, 200, "PACK-7 \u00e9".encode())  # same date again: fine
+    assert not life_admin.commission(lt, 101, 0, b"")  # another date of manufacture
+    assert not life_admin.commission(lt, 0, 0, b"PACK-8")  # another identity
+    assert life_admin.commission(lt, 0, 200, b"PACK-7 \xc3\xa9")
     w = lt.w
     assert (w[MADE], w[SINCE]) == (100, 200)
     ident = b"".join(w[IDENTITY + i].to_bytes(3, "little") for i in range(8)).rstrip(b"\0")
@@ -538,12 +539,12 @@ def test_commissioning_data_is_written_once() -> None:
 
 def test_a_second_life_keeps_the_old_totals_as_history(flash: FlashModel) -> None:
     lt = Lifetime(NMC, PATH)
-    lt.commission(100, 200, b"P1")
+    life_admin.commission(lt, 100, 200, b"P1")
     for _ in range(2):
         for _ in range(3):
             busy(lt, 3000)
             lt.update(1000, -900_000, 50_000, 5000, 250, 250, codec.FAULT_SHORT_CIRCUIT)
-        lt.new_life()
+        life_admin.new_life(lt)
         assert lt.w[LIVES] in (1, 2) and lt.w[MADE] == 100 and lt.w[SINCE] == 0
         assert max(lt.w[:HARM_TOTAL]) == 0 and lt.w[IDENTITY] == 0
     again = Lifetime(NMC, PATH)  # both files hold the new life

@@ -170,3 +170,27 @@ def test_commissioning_snapshots_and_a_second_life_on_the_board(tmp_path: Path) 
     assert fresh.history.charge_out_ah == pytest.approx(kept.charge_out_ah, abs=0.01)
     assert fresh.history.boots == kept.boots
     assert any(e.kind == "second_life" and e.code == 1 for e in events)
+
+
+def test_the_board_checks_commissioning_requests_itself() -> None:
+    """What a host that skips cellguard's own checks could send: an identity over 24
+    bytes, dates that differ from the recorded ones, another board's id."""
+    from cellguard.link.client import BoardRefused
+
+    with SimulatedBoard(runtime="cpython", speed=0) as sim, BoardClient(sim.port) as client:
+        client.hello()
+        with pytest.raises(BoardRefused) as long_id:
+            client.request("commission", {"manufactured_unix_s": 0, "commissioned_unix_s": 0,
+                                          "identity": "X" * 25, "pin": 0})
+        assert (long_id.value.error, long_id.value.limit) == ("bad_payload", 24)
+        client.commission(manufactured=1_700_000_000, identity="A")
+        for change in ({"manufactured": 1_700_000_001}, {"identity": "B"}):
+            with pytest.raises(BoardRefused) as again:
+                client.commission(**change)  # type: ignore[arg-type]
+            assert again.value.error == "already_set"
+        client.commission(manufactured=1_700_000_000, identity="A")  # the same: accepted
+        with pytest.raises(BoardRefused) as other:
+            client.second_life("5e11" + "0" * 12)
+        assert other.value.error == "wrong_board"
+        rec = client.lifetime()
+    assert rec.manufactured == 1_700_000_000 and rec.identity == "A" and rec.lives == 0

@@ -30,6 +30,7 @@ from cellguard.protocol import codec, messages
 from cellguard.sim.runtime import MicroPythonRuntime
 from cellguard_fw import codec as fw_codec
 from cellguard_fw import codec_mirror as fw_mirror
+from cellguard_fw import codec_rare as fw_rare
 from cellguard_fw.link import PAYLOAD_AT, Link, cobs_decode, cobs_encode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,11 +80,13 @@ class FieldModel:
 
 
 def firmware_function(name: str) -> Callable[..., Any]:
-    """A generated codec function: the board's own (codec) or the test-only other
-    direction (codec_mirror); each exists in exactly one of them."""
-    own, mirror = getattr(fw_codec, name, None), getattr(fw_mirror, name, None)
-    assert (own is None) != (mirror is None), f"{name} must be in exactly one module"
-    return own or mirror  # type: ignore[return-value]
+    """A generated codec function: the board's own (codec, or codec_rare for a rare
+    request's decoder) or the test-only other direction (codec_mirror); each exists
+    in exactly one of them."""
+    found = [f for f in (getattr(m, name, None) for m in (fw_codec, fw_rare, fw_mirror))
+             if f is not None]
+    assert len(found) == 1, f"{name} must be in exactly one module"
+    return found[0]  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -627,11 +630,12 @@ MP_IDS = [f"{i:02d}-{c.model.spec.name}" for i, c in enumerate(MP_CASES)]
 _MP_PRELUDE = """
 import sys
 from binascii import hexlify, unhexlify
-from cellguard_fw import codec, codec_mirror
+from cellguard_fw import codec, codec_mirror, codec_rare
 from cellguard_fw.link import Link, PAYLOAD_AT
 
 def _fn(name):
-    return getattr(codec, name, None) or getattr(codec_mirror, name)
+    return getattr(codec, name, None) or getattr(codec_rare, name, None) or \
+        getattr(codec_mirror, name)
 
 class _Port:
     def __init__(self):

@@ -25,12 +25,10 @@ from .soc import CoulombCounter
 # The protocol numbers used here, as folded copies of codec.py's: the board
 # interns no name for them (tests/test_firmware_build.py holds them equal).
 _EVENT_BOOT = const(1)
-_EVENT_COMMISSIONED = const(9)
 _EVENT_CLEAR = const(4)
 _EVENT_CONFIG = const(5)
 _EVENT_RELEASE = const(3)
 _EVENT_RESET = const(7)
-_EVENT_SECOND_LIFE = const(8)
 _EVENT_TIME_SYNC = const(6)
 _EVENT_TRIP = const(2)
 _FAULT_AFE_PROTECTION = const(0x800000)
@@ -65,13 +63,11 @@ _MSG_SET_CONFIG = const(33)
 _MSG_STATS = const(7)
 _MSG_TELEMETRY = const(16)
 _MSG_TIME_SYNC = const(3)
-_NAK_ERROR_ALREADY_SET = const(8)
 _NAK_ERROR_BAD_PAYLOAD = const(2)
 _NAK_ERROR_INCOMPATIBLE_VERSION = const(3)
 _NAK_ERROR_NOT_AUTHORISED = const(7)
 _NAK_ERROR_UNKNOWN_KEY = const(4)
 _NAK_ERROR_UNKNOWN_MESSAGE = const(1)
-_NAK_ERROR_WRONG_BOARD = const(9)
 _PROTOCOL_MAJOR = const(1)
 _PROTOCOL_MINOR = const(7)
 _SEVERITY_FAULT = const(2)
@@ -99,7 +95,6 @@ KNOWN_TYPES = bytes((
 _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
 _LIFE_LAYOUT = const(2)  # docs/lifetime.md: the meaning of each counter word
 _LIFE_PAGE = const(60)  # u32 counters in one LIFETIME payload
-_LIFE_LIVES = const(78)  # the record's word counting second-life resets
 _EVENTS_PAGE = const(10)  # events per EVENTS frame (21 bytes each)
 _TIME_WRAP = const(1073741000)  # board time wraps here: whole seconds, below 2**30
 _SILENCE_MAX = const(0x20000000)  # host silence saturates here (6.2 days)
@@ -206,8 +201,8 @@ class Bms:
             _MSG_CLEAR_FAULTS: self._on_clear_faults,
             _MSG_GET_EVENTS: self._on_get_events,
             _MSG_GET_LIFETIME: self._on_get_lifetime,
-            _MSG_COMMISSION: self._on_commission,
-            _MSG_SECOND_LIFE: self._on_second_life,
+            _MSG_COMMISSION: self._on_life_request,
+            _MSG_SECOND_LIFE: self._on_life_request,
         }
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
@@ -299,15 +294,10 @@ class Bms:
         if ev.saved < ev.total:
             ev.flush()
         life = self.lifetime
-        if life.snapshot_due():
-            est = self.estimator
-            if est is not None and est.runs:
-                h = est.health
-                life.snapshot(int(h.capacity_ah * 1000 + 0.5), h.relearned,
-                              int(h.r0_growth * 1000 + 0.5), self.soc_cpct(),
-                              int(est.limits_a[6] * self.meas.pack_mv // 1000))
-            else:  # no estimator: the capacity as configured, R0 growth 0 (not estimated)
-                life.snapshot(self.soc.capacity_mah, 0, 0, self.soc_cpct(), 0)
+        if life.snapshot_due():  # weekly: the code is loaded for it and released
+            from . import life_admin
+
+            life_admin.take(self)
         if life.due():
             life.save()
 
@@ -602,32 +592,8 @@ class Bms:
                                     memoryview(w)[first:first + _LIFE_PAGE])
         self.link.send(_MSG_LIFETIME, seq, end)
 
-    def _on_commission(self, seq, start, end):
-        made, since, identity, pin = codec.decode_commission(self.link.frame, start, end)
-        if self.config_pin and pin != self.config_pin:
-            self._nak(seq, _MSG_COMMISSION, _NAK_ERROR_NOT_AUTHORISED, 0)
-            return
-        ident = identity.encode()
-        if len(ident) > 24:
-            self._nak(seq, _MSG_COMMISSION, _NAK_ERROR_BAD_PAYLOAD, 24)
-            return
-        if not self.lifetime.commission(max(0, made - _UNIX_2020) if made else 0,
-                                        max(0, since - _UNIX_2020) if since else 0, ident):
-            self._nak(seq, _MSG_COMMISSION, _NAK_ERROR_ALREADY_SET, 0)
-            return
-        self._log(_EVENT_COMMISSIONED, 0, 0)
-        self._ack(seq, _MSG_COMMISSION)
+    def _on_life_request(self, seq, start, end):
+        """COMMISSION, SECOND_LIFE: rare, so their code is on the heap only meanwhile."""
+        from . import life_admin
 
-    def _on_second_life(self, seq, start, end):
-        unique_id, pin = codec.decode_second_life(self.link.frame, start, end)
-        if self.config_pin and pin != self.config_pin:
-            self._nak(seq, _MSG_SECOND_LIFE, _NAK_ERROR_NOT_AUTHORISED, 0)
-            return
-        if unique_id.encode() != self.unique_id:
-            self._nak(seq, _MSG_SECOND_LIFE, _NAK_ERROR_WRONG_BOARD, 0)
-            return
-        life = self.lifetime
-        life.new_life()
-        self._log(_EVENT_SECOND_LIFE, life.w[_LIFE_LIVES], 0)
-        self.events.flush()
-        self._ack(seq, _MSG_SECOND_LIFE)
+        life_admin.request(self, seq, start, end)

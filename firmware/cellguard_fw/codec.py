@@ -384,48 +384,6 @@ def encode_lifetime(buf, off, v0, v1, v2, v3, v4):
     return off
 
 
-def decode_commission(buf, off, end):
-    """Parse a COMMISSION payload in buf[off:end]; return its fields."""
-    if off + 8 > end:
-        raise ValueError("short payload")
-    manufactured_unix_s, commissioned_unix_s = unpack_from("<LL", buf, off)
-    off += 8
-    if off + 1 > end:
-        raise ValueError("short payload")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n > end:
-        raise ValueError("short payload")
-    identity = bytes(buf[off : off + n]).decode()
-    off += n
-    if off + 4 > end:
-        raise ValueError("short payload")
-    pin, = unpack_from("<L", buf, off)
-    off += 4
-    if off != end:
-        raise ValueError("trailing bytes")
-    return (manufactured_unix_s, commissioned_unix_s, identity, pin)
-
-
-def decode_second_life(buf, off, end):
-    """Parse a SECOND_LIFE payload in buf[off:end]; return its fields."""
-    if off + 1 > end:
-        raise ValueError("short payload")
-    n = unpack_from("<B", buf, off)[0]
-    off += 1
-    if off + n > end:
-        raise ValueError("short payload")
-    unique_id = bytes(buf[off : off + n]).decode()
-    off += n
-    if off + 4 > end:
-        raise ValueError("short payload")
-    pin, = unpack_from("<L", buf, off)
-    off += 4
-    if off != end:
-        raise ValueError("trailing bytes")
-    return (unique_id, pin)
-
-
 def encode_ack(buf, off, v0):
     """Write a ACK payload at buf[off:]; return the end offset.
     Fields v0...: request_type."""

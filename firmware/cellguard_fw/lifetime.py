@@ -74,7 +74,7 @@ little-endian, and ``"I"`` is 32 bits on every port and under CPython.
 
 from array import array
 from binascii import crc32
-from struct import pack_into, unpack_from
+from struct import pack_into
 
 from micropython import const
 
@@ -103,17 +103,12 @@ _N_CONFIG = const(30)
 _HIST = const(31)
 _HARM_TOTAL = const(51)
 _HARM_RING = const(52)
-_MADE = const(68)
-_IDENTITY = const(70)
-_LIVES = const(78)
 _SD_LOST = const(79)
 _SD_GAINED = const(80)
 _SD_S = const(81)
 _N_SNAP = const(82)
 _SNAP = const(83)
-_SNAP_WORDS = const(9)
-_HISTORY = const(119)
-_LIFE_WORDS = const(31)  # words 0-30 carry into the history at a new life
+_SNAP_WORDS = const(9)  # life_admin.py writes the snapshots, commissioning, new lives
 
 _MAS_PER_MAH = const(3600000)  # mA*ms in one mAh; mW*ms in one mWh
 _T_EDGE_1 = const(0)  # histogram temperature edges, 0.1 degC
@@ -141,25 +136,6 @@ _SNAP_FIRST_S = const(3600)  # the first health snapshot after an hour of operat
 _SNAP_EVERY_S = const(604800)  # then one a week
 
 
-def decode(data, words=None):
-    """The sequence number of the record in ``data``, or -1 if it is not a whole
-    valid record; with ``words``, a valid record's counters are copied there."""
-    size = len(data)
-    if size < _HEADER + 8:
-        return -1
-    magic, n = unpack_from("<LL", data, 0)
-    end = _HEADER + 4 * n
-    if magic != _MAGIC or size != end + 8:
-        return -1
-    if crc32(data[:end + 4]) != unpack_from("<L", data, end + 4)[0]:
-        return -1
-    if words is not None:
-        for i in range(_WORDS):
-            words[i] = unpack_from("<L", data, _HEADER + 4 * i)[0] if i < n else 0
-    return unpack_from("<L", data, end)[0]
-
-
-
 class Lifetime:
     """The counters (``w``), their update and their record (module docstring).
 
@@ -168,7 +144,9 @@ class Lifetime:
     is at rest."""
 
     def __init__(self, profile, path=None, rest_ma=50):
-        self.w = array("I", [0] * _WORDS)
+        self.w = w = array("I")
+        for _ in range(_WORDS):  # grown in place: a [0] * n list would linger on the heap
+            w.append(0)
         # hot, cold, hot while charging, cold while charging (0.1 degC), rest mA
         self.lim = array("l", (profile["temp_max_dc"][0], profile["temp_min_dc"][0],
                                profile["temp_charge_max_dc"][0],
@@ -185,8 +163,10 @@ class Lifetime:
         self.ends = bytearray(16)  # the record's header and tail
         self.seq = 0  # the newest record's sequence number
         self.errors = 0  # saves the flash refused
-        if path:
-            self.load()
+        if path:  # the newest valid record (life_admin.py: boot-only code, released)
+            from . import life_admin
+
+            life_admin.load(self)
 
     # -- the control step (allocates nothing) ----------------------------------
     def update(self, dt, ma, mv, soc, tmin, tmax, trips, chip=0, lo_mv=0, hi_mv=0):
@@ -341,77 +321,6 @@ class Lifetime:
         at = _SNAP if n == 1 else _SNAP + _SNAP_WORDS * (1 + (n - 2) % 3)
         return w[_OP_S] - w[at + 1] >= _SNAP_EVERY_S
 
-    def snapshot(self, capacity_mah, relearns, growth_pm, soc, power_w):
-        """Take a dated state-of-health snapshot (module docstring, words 82-118)."""
-        w = self.w
-        n = w[_N_SNAP]
-        at = _SNAP if not n else _SNAP + _SNAP_WORDS * (1 + (n - 1) % 3)
-        vals = (self.unix, w[_OP_S], capacity_mah, relearns, growth_pm, soc, power_w,
-                w[_CHG_WH], w[_DSG_WH])
-        for i in range(_SNAP_WORDS):
-            w[at + i] = max(0, vals[i])
-        w[_N_SNAP] = n + 1
-        self.edge = True
-
-    def commission(self, made, since, identity):
-        """Write the date of manufacture and of putting into service (Unix time
-        from 2020, s; 0: not given) and the pack identity (bytes, up to 24; empty:
-        not given), each once: False, and nothing written, if one given differs
-        from what the record holds."""
-        w = self.w
-        ident = array("I", [0] * 8)
-        for i in range(min(len(identity), 24)):
-            ident[i // 3] |= identity[i] << (8 * (i % 3))
-        held = False  # the record holds an identity
-        other = False  # ... and it is not this one
-        for i in range(8):
-            if w[_IDENTITY + i]:
-                held = True
-            if w[_IDENTITY + i] != ident[i]:
-                other = True
-        if made and w[_MADE] not in (0, made) or since and w[_MADE + 1] not in (0, since) \
-                or identity and held and other:
-            return False
-        if made:
-            w[_MADE] = made
-        if since:
-            w[_MADE + 1] = since
-        if identity:
-            for i in range(8):
-                w[_IDENTITY + i] = ident[i]
-        self.edge = True
-        return True
-
-    def new_life(self):
-        """A second-life reset: the counters of words 0-30 carry into the
-        history, this life's words start again from zero (the date of
-        manufacture stays), ``lives`` counts one more. Saved at once, into both
-        files, so no older record of the ended life can win at the next boot."""
-        w = self.w
-        for a, units in ((_CHG_AH, (1000, _MAS_PER_MAH)), (_DSG_AH, (1000, _MAS_PER_MAH)),
-                         (_CHG_WH, (1000, _MAS_PER_MAH, 1000)),
-                         (_DSG_WH, (1000, _MAS_PER_MAH, 1000)), (_OP_S, (1000,))):
-            k = len(units)
-            c = 0
-            while k:
-                v = w[_HISTORY + a + k] + w[a + k] + c
-                c = v // units[k - 1]
-                w[_HISTORY + a + k] = v - c * units[k - 1]
-                k -= 1
-            w[_HISTORY + a] += w[a] + c
-        for i in range(_REST_S, _LIFE_WORDS):
-            w[_HISTORY + i] += w[i]
-        lives = w[_LIVES] + 1
-        made = w[_MADE]
-        for i in range(_HISTORY):
-            w[i] = 0
-        w[_MADE] = made
-        w[_LIVES] = lives
-        self.prev = 0
-        self.sd[0] = -1
-        self.save()
-        self.save()
-
     def due(self):
         """Whether the main loop should :meth:`save` now: every few minutes of
         operation, and soon after an event (at a bounded rate)."""
@@ -439,24 +348,3 @@ class Lifetime:
             self.errors += 1  # a failing flash must not stop protection
             return
         self.slot = slot
-
-    def load(self):
-        """Read the newest valid record into ``w``; return its sequence number
-        (0: none found, the counters stay as they are)."""
-        best = None
-        seq = 0
-        for slot in (0, 1):
-            try:
-                with open(self.names[slot], "rb") as f:
-                    data = f.read(_SIZE + 1024)
-            except OSError:
-                continue
-            s = decode(data)
-            if s > seq or (best is None and s >= 0):
-                best = data
-                seq = s
-                self.slot = slot
-        if best is not None:
-            decode(best, self.w)
-            self.seq = seq
-        return seq

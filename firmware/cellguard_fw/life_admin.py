@@ -1,0 +1,226 @@
+"""What the lifetime record needs rarely: reading it at boot, a state-of-health
+snapshot (weekly), commissioning data (once) and a second-life reset (once a life).
+
+A board would otherwise keep this code in RAM for good. ``lifetime.py`` and
+``app.py`` import the module when one of them is due and :func:`release` forgets it
+after, so the next collection frees it (as ``bq76952_setup`` does). The words it
+writes are those of ``lifetime.py``'s layout 2 (its docstring, and docs/lifetime.md).
+"""
+
+import sys
+from binascii import crc32
+from struct import unpack_from
+
+from micropython import const
+
+from . import codec_rare
+
+_MAGIC = const(0x0046494C)  # lifetime.py's
+_HEADER = const(8)
+_CHG_AH = const(0)
+_DSG_AH = const(3)
+_CHG_WH = const(6)
+_DSG_WH = const(10)
+_OP_S = const(14)
+_REST_S = const(16)
+_MADE = const(68)  # then the date of putting into service
+_IDENTITY = const(70)
+_LIVES = const(78)
+_N_SNAP = const(82)
+_SNAP = const(83)
+_SNAP_WORDS = const(9)
+_HISTORY = const(119)
+_LIFE_WORDS = const(31)  # words 0-30 carry into the history at a new life
+_MAS_PER_MAH = const(3600000)
+_UNIX_2020 = const(1577836800)
+
+_MSG_COMMISSION = const(82)
+_MSG_SECOND_LIFE = const(83)
+_EVENT_SECOND_LIFE = const(8)
+_EVENT_COMMISSIONED = const(9)
+_NAK_ERROR_NOT_AUTHORISED = const(7)
+_NAK_ERROR_ALREADY_SET = const(8)
+_NAK_ERROR_WRONG_BOARD = const(9)
+_NAK_ERROR_BAD_PAYLOAD = const(2)
+
+
+def decode(data, words=None):
+    """The sequence number of the record in ``data``, or -1 if it is not a whole
+    valid record; with ``words``, a valid record's counters are copied there (words
+    this record lacks, from an earlier layout, are 0; words beyond ``words`` are
+    left out)."""
+    size = len(data)
+    if size < _HEADER + 8:
+        return -1
+    magic, n = unpack_from("<LL", data, 0)
+    end = _HEADER + 4 * n
+    if magic != _MAGIC or size != end + 8:
+        return -1
+    if crc32(data[:end + 4]) != unpack_from("<L", data, end + 4)[0]:
+        return -1
+    if words is not None:
+        for i in range(len(words)):
+            words[i] = unpack_from("<L", data, _HEADER + 4 * i)[0] if i < n else 0
+    return unpack_from("<L", data, end)[0]
+
+
+def load(life):
+    """Read the newest valid of the two record files into ``life.w``; return its
+    sequence number (0: none found, the counters stay as they are)."""
+    try:
+        best = None
+        seq = 0
+        for slot in (0, 1):
+            try:
+                with open(life.names[slot], "rb") as f:
+                    data = f.read(len(life.w) * 4 + 1024)
+            except OSError:
+                continue
+            s = decode(data)
+            if s > seq or (best is None and s >= 0):
+                best = data
+                seq = s
+                life.slot = slot
+        if best is not None:
+            decode(best, life.w)
+            life.seq = seq
+        return seq
+    finally:
+        release()
+
+
+def take(bms):
+    """The snapshot that is due, from the estimator's health (without one: the
+    capacity as configured, R0 growth and power 0, not estimated)."""
+    try:
+        est = bms.estimator
+        if est is not None and est.runs:
+            h = est.health
+            snapshot(bms.lifetime, int(h.capacity_ah * 1000 + 0.5), h.relearned,
+                     int(h.r0_growth * 1000 + 0.5), bms.soc_cpct(),
+                     int(est.limits_a[6] * bms.meas.pack_mv // 1000))
+        else:
+            snapshot(bms.lifetime, bms.soc.capacity_mah, 0, 0, bms.soc_cpct(), 0)
+    finally:
+        release()
+
+
+def snapshot(life, capacity_mah, relearns, growth_pm, soc, power_w):
+    """Write a dated snapshot: the first stays, later ones fill a ring of three."""
+    w = life.w
+    n = w[_N_SNAP]
+    at = _SNAP if not n else _SNAP + _SNAP_WORDS * (1 + (n - 1) % 3)
+    vals = (life.unix, w[_OP_S], capacity_mah, relearns, growth_pm, soc, power_w,
+            w[_CHG_WH], w[_DSG_WH])
+    for i in range(_SNAP_WORDS):
+        w[at + i] = max(0, vals[i])
+    w[_N_SNAP] = n + 1
+    life.edge = True
+
+
+def request(bms, seq, start, end):
+    """Answer COMMISSION or SECOND_LIFE (the frame's type says which)."""
+    try:
+        link = bms.link
+        msg = link.frame[1]
+        if msg == _MSG_COMMISSION:
+            made, since, text, pin = codec_rare.decode_commission(link.frame, start, end)
+        else:  # the text is the board's unique id: the confirmation
+            text, pin = codec_rare.decode_second_life(link.frame, start, end)
+        if bms.config_pin and pin != bms.config_pin:
+            bms._nak(seq, msg, _NAK_ERROR_NOT_AUTHORISED, 0)
+            return
+        text = text.encode()
+        life = bms.lifetime
+        if msg == _MSG_COMMISSION:
+            if len(text) > 24:
+                bms._nak(seq, msg, _NAK_ERROR_BAD_PAYLOAD, 24)
+                return
+            if not commission(life, max(0, made - _UNIX_2020) if made else 0,
+                              max(0, since - _UNIX_2020) if since else 0, text):
+                bms._nak(seq, msg, _NAK_ERROR_ALREADY_SET, 0)
+                return
+            bms._log(_EVENT_COMMISSIONED, 0, 0)
+        else:
+            if text != bms.unique_id:
+                bms._nak(seq, msg, _NAK_ERROR_WRONG_BOARD, 0)
+                return
+            new_life(life)
+            bms._log(_EVENT_SECOND_LIFE, life.w[_LIVES], 0)
+            bms.events.flush()
+        bms._ack(seq, msg)
+    finally:
+        release()
+
+
+def commission(life, made, since, identity):
+    """Write the date of manufacture and of putting into service (Unix time from
+    2020, s; 0: not given) and the pack identity (bytes, up to 24; empty: not
+    given), each once: False, and nothing written, if one given differs from what
+    the record holds."""
+    w = life.w
+    ident = [0] * 8
+    for i in range(min(len(identity), 24)):
+        ident[i // 3] |= identity[i] << (8 * (i % 3))
+    held = other = False  # the record holds an identity; it is not this one
+    for i in range(8):
+        if w[_IDENTITY + i]:
+            held = True
+        if w[_IDENTITY + i] != ident[i]:
+            other = True
+    if made and w[_MADE] not in (0, made) or since and w[_MADE + 1] not in (0, since) \
+            or identity and held and other:
+        return False
+    if made:
+        w[_MADE] = made
+    if since:
+        w[_MADE + 1] = since
+    if identity:
+        for i in range(8):
+            w[_IDENTITY + i] = ident[i]
+    life.edge = True
+    return True
+
+
+def new_life(life):
+    """A second-life reset: words 0-30 carry into the history, this life's words
+    start again from zero (the date of manufacture stays), ``lives`` counts one
+    more. Saved at once, into both files, so no record of the ended life can win
+    at the next boot."""
+    w = life.w
+    for a, units in ((_CHG_AH, (1000, _MAS_PER_MAH)), (_DSG_AH, (1000, _MAS_PER_MAH)),
+                     (_CHG_WH, (1000, _MAS_PER_MAH, 1000)),
+                     (_DSG_WH, (1000, _MAS_PER_MAH, 1000)), (_OP_S, (1000,))):
+        k = len(units)
+        c = 0
+        while k:
+            v = w[_HISTORY + a + k] + w[a + k] + c
+            c = v // units[k - 1]
+            w[_HISTORY + a + k] = v - c * units[k - 1]
+            k -= 1
+        w[_HISTORY + a] += w[a] + c
+    for i in range(_REST_S, _LIFE_WORDS):
+        w[_HISTORY + i] += w[i]
+    lives = w[_LIVES] + 1
+    made = w[_MADE]
+    for i in range(_HISTORY):
+        w[i] = 0
+    w[_MADE] = made
+    w[_LIVES] = lives
+    life.prev = 0
+    life.sd[0] = -1
+    life.save()
+    life.save()
+
+
+def release():
+    """Forget this module, so its code is garbage once nothing else holds it. Not
+    under CPython (the host's tests, a simulated board): memory is not the point
+    there, and the tests' flash model is this module's ``open``."""
+    if sys.implementation.name != "micropython":
+        return
+    package = sys.modules.get("cellguard_fw")
+    for name in ("life_admin", "codec_rare"):
+        sys.modules.pop("cellguard_fw." + name, None)
+        if package is not None and hasattr(package, name):
+            delattr(package, name)
