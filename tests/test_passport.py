@@ -239,8 +239,8 @@ def test_markdown_page(tmp_path: Path) -> None:
     out = tmp_path / "p.md"
     assert main("passport", path, "-o", out, "--format", "md") == 0
     page = out.read_text(encoding="utf-8")
-    assert page.startswith("# Battery passport: sim-4s abcd")
-    assert "| charge in / out | 0.300 / 0.000 Ah |" in page
+    assert page.startswith("# Battery health report: sim-4s · pack abcd")
+    assert "| charge (Ah) | 0.300 | 0 | 0.300 |" in page  # 3 A for 360 s
 
 
 def refused(capsys: pytest.CaptureFixture[str], *args: str | Path, words: str) -> None:

@@ -42,7 +42,8 @@ from ..views.report import integrate_split
 MODEL = "urn:samm:io.BatteryPass.Performance:1.2.1#PerformanceAndDurability"
 EXTENSION = "cellguardExtension"
 """The top-level block with cellguard's exact data beside the model's properties."""
-FORMATS = ("json", "md")
+FORMATS = ("json", "md", "html")
+"""json: the model; md and html: the one-page health report (:mod:`.passport_report`)."""
 HISTOGRAM = "timeAtStateHistogram"
 """The extension key of the SoC x temperature time histogram (seconds per bin)."""
 
@@ -414,31 +415,6 @@ class PassportResult:
                 "unique_id": self.unique_id, "unavailable": self.unavailable}
 
 
-def render_markdown(p: dict[str, Any]) -> str:
-    """A short page for a person: the pack and its main figures."""
-    ext, cond = p[EXTENSION], p["batteryCondition"]
-    tech = p["batteryTechicalProperties"]
-    lines = [f"# Battery passport: {ext['pack']['board']} {ext['pack']['uniqueId']}", "",
-             f"Source: {ext['source']}; generated {ext['generated']}.", "",
-             "| attribute | value |", "|---|---|",
-             f"| rated capacity | {tech['ratedCapacity']:.3f} Ah |",
-             f"| voltage min / nominal / max | {tech['minimumVoltage']:.2f} / "
-             f"{tech['nominalVoltage']:.2f} / {tech['maximumVoltage']:.2f} V |",
-             f"| charge in / out | {ext['chargeInAh']:.3f} / {ext['chargeOutAh']:.3f} Ah |",
-             f"| energy in / out | {ext['energyInWh']:.3f} / {ext['energyOutWh']:.3f} Wh |",
-             f"| equivalent full cycles | {ext['equivalentFullCycles']:.3f} |"]
-    if ext["remainingCapacityAh"] is not None:
-        lines.append(f"| remaining capacity | {ext['remainingCapacityAh']:.3f} Ah |")
-    ti = cond["temperatureInformation"]
-    lines.append(f"| minutes above / below the temperature limits | "
-                 f"{ti['timeExtremeHighTemp']:.1f} / {ti['timeExtremeLowTemp']:.1f} |")
-    for name, n in ext["harmfulEventCounts"].items():
-        if n:
-            lines.append(f"| {name.replace('_', ' ')} trips | {n} |")
-    lines += ["", "Not available from this source: " + ", ".join(ext["unavailable"]) + "."]
-    return "\n".join(lines) + "\n"
-
-
 def passport(log: str | Path | None, out: str, fmt: str = "json", board: str | None = None,
              force: bool = False, now: float | None = None,
              port: str | None = None) -> PassportResult:
@@ -465,7 +441,12 @@ def passport(log: str | Path | None, out: str, fmt: str = "json", board: str | N
                                      f"{info.unique_id}")
             life = lifetime_from_log(reader, static, ids)
     doc = build_passport(static, life, generated)
-    text = render_markdown(doc) if fmt == "md" else json.dumps(doc, indent=2) + "\n"
+    if fmt == "json":
+        text = json.dumps(doc, indent=2) + "\n"
+    else:  # the one-page report for a person, from the same dict
+        from .passport_report import render_html, render_markdown
+
+        text = render_html(doc) if fmt == "html" else render_markdown(doc)
     with atomic_output(out, inputs=inputs, force=force) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return PassportResult(str(out), fmt, info.board, info.unique_id,
