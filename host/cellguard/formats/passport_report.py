@@ -184,6 +184,7 @@ def gather(p: dict[str, Any]) -> Report:
 
     # state of health: remaining capacity against rated
     cap = ext.get("remainingCapacityAh")
+    fade = 0.0
     if cap is not None and f"{COND}.remainingCapacity" not in missing:
         fade = float(cond["capacityFade"]["capacityFadeValue"])
         soh = Fact("State of health (capacity)", f"{100.0 * cap / rated:.1f} %",
