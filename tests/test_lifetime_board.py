@@ -106,15 +106,25 @@ def test_the_record_survives_resets_and_counts_them(tmp_path: Path) -> None:
 
 def test_a_passport_from_the_board_validates(tmp_path: Path) -> None:
     from test_passport import VALIDATOR  # the vendored 1.2.1 schema
+    from test_passport_report import bins_of, check_self_contained
 
     with SimulatedBoard(runtime="cpython", speed=0, initial_soc_pct=70.0) as sim:
         sim.set_current(-6.0)
         run(sim, 120)
         out = tmp_path / "passport.json"
         result = passport(None, str(out), port=sim.port, now=1.8e9)
+        page = tmp_path / "passport.html"  # the report for a person, from the same record
+        passport(None, str(page), fmt="html", port=sim.port, now=1.8e9)
     doc = json.loads(out.read_text())
     VALIDATOR.validate(doc)
     ext = doc["cellguardExtension"]
+    hist = ext["timeAtStateHistogram"]["seconds"]
+    assert sum(map(sum, hist)) == int(ext["observedSeconds"])  # every second in a bin
+    # read a moment later: a held board still steps once per request it answers
+    drawn = bins_of(check_self_contained(page.read_text(encoding="utf-8")))
+    assert [len(row) for row in drawn] == [len(row) for row in hist]
+    assert all(abs(a - b) <= 1 for r, q in zip(drawn, hist, strict=True)
+               for a, b in zip(r, q, strict=True)), (drawn, hist)
     assert ext["source"] == "board" and result.board == "sim-4s"
     assert set(ext["harmfulEventCounts"]) == {"deep_discharge", "overcharge",
                                               "overtemperature", "overcurrent",

@@ -18,8 +18,15 @@ import pytest
 from test_offline import INFO, OTHER, Run, write
 
 from cellguard import cli
-from cellguard.formats.passport import EXTENSION, HARMFUL
+from cellguard.formats.passport import (
+    EXTENSION,
+    HARMFUL,
+    build_passport,
+    lifetime_from_record,
+    static_from_info,
+)
 from cellguard.link.client import FAULT_BITS
+from cellguard.link.lifetime import LAYOUT, WORDS, LifetimeRecord
 from cellguard.store import LogWriter
 
 SCHEMA = json.loads(
@@ -89,15 +96,99 @@ def test_static_attributes_come_from_info_and_the_chemistry(tmp_path: Path) -> N
 
 
 def test_time_at_extreme_temperatures_in_minutes(tmp_path: Path) -> None:
-    # 120 s at 65 °C idle, 60 s at 50 °C charging, 180 s at -25 °C idle (1 s period)
+    # 120 s at 65 °C idle, 60 s at 50 °C charging, 30 s at 65 °C charging, 180 s at
+    # -25 °C idle (1 s period). As the board counts: a second while charging goes to the
+    # charging limits only, never to the idle ones too.
     run = Run().add(10).add(120, temps=(650,)).add(60, 1000, temps=(500,))
-    run.add(180, temps=(-250,)).add(10)
+    run.add(30, 1000, temps=(650,)).add(180, temps=(-250,)).add(10)
     doc = passport_of(write(tmp_path / "a.sqlite", (INFO, run.rows)), tmp_path)
     ti = doc["batteryCondition"]["temperatureInformation"]
     assert ti["timeExtremeHighTemp"] == pytest.approx(2.0)
-    assert ti["timeExtremeHighTempCharging"] == pytest.approx(1.0)
+    assert ti["timeExtremeHighTempCharging"] == pytest.approx(1.5)
     assert ti["timeExtremeLowTemp"] == pytest.approx(3.0)
     assert ti["timeExtremeLowTempCharging"] == 0
+
+
+def test_time_at_rest_charging_and_discharging_as_the_board_counts(tmp_path: Path) -> None:
+    # Rest is |I| below C/100 (30 mA for 3 Ah), as the firmware's record counts it; each
+    # interval goes to its first sample's state; the gap (skip) is left out.
+    run = Run().add(10, 10).add(100, 2000).add(50, -20).add(40, -1500).add(5, skip=100)
+    doc = passport_of(write(tmp_path / "a.sqlite", (INFO, run.rows)), tmp_path)
+    ext = doc[EXTENSION]
+    states = ext["stateSeconds"]
+    assert states["restBelowA"] == pytest.approx(0.03)
+    assert states["charging"] == pytest.approx(100)
+    assert states["discharging"] == pytest.approx(39)  # its last interval is the gap
+    assert states["rest"] == pytest.approx(10 + 50 + 4)
+    assert sum(states[k] for k in ("rest", "charging", "discharging")) == \
+        pytest.approx(ext["observedSeconds"])
+
+
+def test_time_at_state_histogram_from_a_log(tmp_path: Path) -> None:
+    """SoC x temperature bins as the board's record keeps them, from the samples: the
+    temperature is the mean of the coldest and the hottest sensor; 100 % SoC and 0 °C
+    fall in the bin above; gaps are left out."""
+    two = replace(INFO, temp_count=2)
+    run = Run().add(100, soc=9000, temps=(240, 270))  # 25.5 °C: [4][2]
+    run.add(200, soc=3000, temps=(-80, -20))  # -5 °C: [1][0]
+    run.add(50, soc=5000, temps=(300, 700))  # 50 °C (coldest 30): [2][3]
+    run.add(30, soc=10000, temps=(-100, 300))  # 10 °C (-10 to 30), 100 %: [4][1]
+    run.add(20, soc=1999, temps=(-60, 60))  # 0 °C, 19.99 %: [0][1]
+    run.add(10, soc=7000, temps=(100, 100), skip=50)  # after a gap: [3][1]
+    doc = passport_of(write(tmp_path / "a.sqlite", (two, run.rows)), tmp_path)
+    ext = doc[EXTENSION]
+    hist = ext["timeAtStateHistogram"]
+    assert hist["unit"] == "s"
+    assert hist["socBinEdgesPct"] == [0, 20, 40, 60, 80, 100]
+    assert hist["temperatureBinEdgesC"] == [None, 0, 25, 45, None]
+    expected = [[0.0] * 4 for _ in range(5)]
+    expected[4][2] = 100  # each interval at its first sample
+    expected[1][0] = 200
+    expected[2][3] = 50
+    expected[4][1] = 30
+    expected[0][1] = 19  # its last interval is the gap
+    expected[3][1] = 9  # the last sample starts no interval
+    assert hist["seconds"] == [[pytest.approx(v) for v in row] for row in expected]
+    assert hist["unbinnedSeconds"] == 0
+    assert sum(map(sum, hist["seconds"])) == pytest.approx(ext["observedSeconds"])
+    assert f"{EXTENSION}.timeAtStateHistogram" not in ext["unavailable"]
+
+
+def test_a_log_without_temperatures_has_no_histogram(tmp_path: Path) -> None:
+    bare = replace(INFO, temp_count=0)
+    doc = passport_of(write(tmp_path / "a.sqlite", (bare, Run().add(20, temps=()).rows)),
+                      tmp_path)
+    ext = doc[EXTENSION]
+    assert ext["timeAtStateHistogram"] is None
+    assert f"{EXTENSION}.timeAtStateHistogram" in ext["unavailable"]
+
+
+def board_record(words: dict[int, int]) -> LifetimeRecord:
+    """A board's lifetime record with these counter words (the others 0)."""
+    w = [0] * WORDS
+    for k, v in words.items():
+        w[k] = v
+    return LifetimeRecord.from_words(LAYOUT, 7, w)
+
+
+def test_a_board_record_carries_its_histogram_and_state_times() -> None:
+    # distinct values in every histogram word (31 + 4 * soc_bin + temp_bin), so a
+    # transposed or shifted bin fails
+    words = {31 + k: 1000 * (k + 1) + k for k in range(20)}
+    words.update({14: 3600, 16: 1000, 17: 1500, 18: 1100})
+    rec = board_record(words)
+    doc = build_passport(static_from_info(INFO), lifetime_from_record(rec, T0), T0)
+    VALIDATOR.validate(doc)
+    ext = doc[EXTENSION]
+    hist = ext["timeAtStateHistogram"]
+    for soc_bin in range(5):
+        for temp_bin in range(4):
+            assert hist["seconds"][soc_bin][temp_bin] == words[31 + 4 * soc_bin + temp_bin]
+    assert hist["unbinnedSeconds"] == 0
+    assert ext["stateSeconds"]["rest"] == 1000 and ext["stateSeconds"]["charging"] == 1500
+    assert ext["stateSeconds"]["discharging"] == 1100
+    assert ext["source"] == "board"
+    assert f"{EXTENSION}.timeAtStateHistogram" not in ext["unavailable"]
 
 
 def test_health_estimates_fill_capacity_fade_and_the_exact_block(tmp_path: Path) -> None:
@@ -148,8 +239,8 @@ def test_markdown_page(tmp_path: Path) -> None:
     out = tmp_path / "p.md"
     assert main("passport", path, "-o", out, "--format", "md") == 0
     page = out.read_text(encoding="utf-8")
-    assert page.startswith("# Battery passport: sim-4s abcd")
-    assert "| charge in / out | 0.300 / 0.000 Ah |" in page
+    assert page.startswith("# Battery health report: sim-4s · pack abcd")
+    assert "| charge (Ah) | 0.300 | 0 | 0.300 |" in page  # 3 A for 360 s
 
 
 def refused(capsys: pytest.CaptureFixture[str], *args: str | Path, words: str) -> None:

@@ -653,8 +653,10 @@ def _add_offline_commands(sub: Any) -> None:
     s.add_argument("--port", "-p", help="read the board's lifetime record instead (open to "
                                         "anyone: no key, no configuration mode)")
     s.add_argument("--out", "-o", required=True, help="output file (passport.json)")
-    s.add_argument("--format", choices=["json", "md"], default="json",
-                   help="json (the Battery Pass model, default) or md (a page for a person)")
+    s.add_argument("--format", choices=["json", "md", "html"], default="json",
+                   help="json (the Battery Pass model, default); md or html: a one-page "
+                        "health report for a person (a buyer, a technician), the histogram "
+                        "drawn")
     s.add_argument("--board", metavar="ID",
                    help="the pack: a board id, unique id or board name (needed when the log "
                         "holds several packs)")

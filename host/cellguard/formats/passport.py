@@ -23,6 +23,7 @@ unit (``remainingCapacity`` in kWh), go in :data:`EXTENSION`.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 from ..errors import CellguardError
 from ..files import atomic_output, check_output
 from ..link.client import FAULT_VALUE_UNITS, UNITS, Info
-from ..link.lifetime import HARMFUL_KINDS, LifetimeRecord
+from ..link.lifetime import HARMFUL_KINDS, SOC_BINS_PCT, TEMP_BINS_C, LifetimeRecord
 from ..store import LogReader
 from ..store.query import choose_boards
 from ..views.report import integrate_split
@@ -41,7 +42,10 @@ from ..views.report import integrate_split
 MODEL = "urn:samm:io.BatteryPass.Performance:1.2.1#PerformanceAndDurability"
 EXTENSION = "cellguardExtension"
 """The top-level block with cellguard's exact data beside the model's properties."""
-FORMATS = ("json", "md")
+FORMATS = ("json", "md", "html")
+"""json: the model; md and html: the one-page health report (:mod:`.passport_report`)."""
+HISTOGRAM = "timeAtStateHistogram"
+"""The extension key of the SoC x temperature time histogram (seconds per bin)."""
 
 # Protection trips the model's free-text negativeEvents carries, and the
 # counts the extension block keeps (the model has no integer property for them).
@@ -130,6 +134,13 @@ class Lifetime:
     time_below_min_s: float = 0.0
     time_above_charge_max_s: float = 0.0  # while charging
     time_below_charge_min_s: float = 0.0
+    rest_s: float = 0.0  # |current| below the rest current (C/100), as the board counts
+    charging_s: float = 0.0
+    discharging_s: float = 0.0
+    # seconds per [SoC bin][temperature bin] (SOC_BINS_PCT x TEMP_BINS_C); None: no
+    # temperature or SoC to bin by
+    histogram_s: list[list[float]] | None = None
+    unbinned_s: float = 0.0  # time without a SoC or a temperature (left out of the bins)
     soc_pct: float | None = None
     soc_at: float = 0.0
     capacity_ah: float | None = None  # the estimator's relearned capacity
@@ -155,10 +166,18 @@ def _pack_ids(reader: LogReader, board: str | None) -> tuple[Info, list[int]]:
     return chosen[-1][1], ids
 
 
+def rest_current_a(static: Static) -> float:
+    """Below this |current| the pack is at rest: C/100 of the rated capacity, in whole
+    mA, as the firmware's record counts it (``app.py``)."""
+    return round(static.rated_capacity_ah * 1000.0) // 100 / 1000.0
+
+
 def lifetime_from_log(reader: LogReader, static: Static, ids: list[int]) -> Lifetime:
     """Integrate the logged samples of these board rows (gaps left out)."""
     life = Lifetime(source="log")
     infos = dict(reader.boards())
+    rest_a = rest_current_a(static)
+    hist = np.zeros((len(SOC_BINS_PCT) - 1, len(TEMP_BINS_C) + 1))
     for bid in ids:
         s = reader.series(bid, infos[bid])
         if len(s) == 0:
@@ -170,21 +189,37 @@ def lifetime_from_log(reader: LogReader, static: Static, ids: list[int]) -> Life
         life.charge_out_ah += a_out / 3600.0
         life.energy_in_wh += w_in / 3600.0
         life.energy_out_wh += w_out / 3600.0
-        # time at extreme temperatures: each interval counted at its first sample's state
+        # Times: each interval counted at its first sample's state, as the board's
+        # record counts each second at its step's state (docs/lifetime.md).
         dt = np.diff(s.t)
         keep = (dt > 0) & ~skip if len(dt) else np.zeros(0, dtype=bool)
         dt = np.where(keep, dt, 0.0)
         temps = s.temps_c[:-1]
-        hot = np.nanmax(temps, axis=1) if temps.size else np.full(len(dt), np.nan)
-        cold = np.nanmin(temps, axis=1) if temps.size else np.full(len(dt), np.nan)
-        charging = s.current_a[:-1] > 0
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a sample without sensors
+            hot = np.nanmax(temps, axis=1) if temps.size else np.full(len(dt), np.nan)
+            cold = np.nanmin(temps, axis=1) if temps.size else np.full(len(dt), np.nan)
+        current = s.current_a[:-1]
+        rest = np.abs(current) < rest_a
+        charging = ~rest & (current > 0)
         with np.errstate(invalid="ignore"):
-            life.time_above_max_s += float(dt[hot > static.temp_max_c].sum())
-            life.time_below_min_s += float(dt[cold < static.temp_min_c].sum())
+            life.time_above_max_s += float(dt[~charging & (hot > static.temp_max_c)].sum())
+            life.time_below_min_s += float(dt[~charging & (cold < static.temp_min_c)].sum())
             life.time_above_charge_max_s += float(
                 dt[charging & (hot > static.temp_charge_max_c)].sum())
             life.time_below_charge_min_s += float(
                 dt[charging & (cold < static.temp_charge_min_c)].sum())
+        life.rest_s += float(dt[rest].sum())
+        life.charging_s += float(dt[charging].sum())
+        life.discharging_s += float(dt[~rest & ~charging].sum())
+        # SoC x temperature (the mean of the coldest and hottest sensor), the board's bins
+        soc = s.soc_pct[:-1]
+        mean = (hot + cold) / 2.0
+        binned = np.isfinite(soc) & np.isfinite(mean)
+        soc_bin = np.clip(np.floor(np.where(binned, soc, 0.0) / 20.0), 0, 4).astype(int)
+        temp_bin = np.digitize(np.where(binned, mean, 0.0), TEMP_BINS_C)
+        np.add.at(hist, (soc_bin[binned], temp_bin[binned]), dt[binned])
+        life.unbinned_s += float(dt[~binned].sum())
         life.observed_s += float(dt.sum())
         last = float(s.host_time[-1])
         if last >= life.soc_at:
@@ -205,6 +240,8 @@ def lifetime_from_log(reader: LogReader, static: Static, ids: list[int]) -> Life
             life.capacity_ah = est["capacity_mah"] / 1000.0
             life.r0_growth_pct = est["r0_growth_cpct"] / 100.0
             life.estimate_at = float(est["host_time"])
+    if life.unbinned_s < life.observed_s:  # anything binned at all
+        life.histogram_s = hist.tolist()
     return life
 
 
@@ -220,6 +257,9 @@ def lifetime_from_record(record: LifetimeRecord, at: float) -> Lifetime:
         time_above_max_s=float(record.hot_idle_s), time_below_min_s=float(record.cold_idle_s),
         time_above_charge_max_s=float(record.hot_charging_s),
         time_below_charge_min_s=float(record.cold_charging_s),
+        rest_s=float(record.rest_s), charging_s=float(record.charging_s),
+        discharging_s=float(record.discharging_s),
+        histogram_s=[[float(v) for v in row] for row in record.histogram_s],
         counts=dict(record.harmful), record=record,
         events=[HarmfulEvent(e.kind, float(e.unix_time or 0), e.value, e.unit, e.operating_s)
                 for e in record.last_harmful])
@@ -383,6 +423,19 @@ def build_passport(static: Static, life: Lifetime, generated: float) -> dict[str
     unavailable.append("batteryCondition.evolutionOfSelfDischarge")
     if life.r0_growth_pct is None:
         unavailable.append("batteryCondition.internalResistanceIncrease")
+    histogram = None
+    if life.histogram_s is None:
+        unavailable.append(f"{EXTENSION}.{HISTOGRAM}")
+    else:
+        histogram = {
+            "unit": "s",
+            "seconds": life.histogram_s,  # [SoC bin][temperature bin]
+            "socBinEdgesPct": list(SOC_BINS_PCT),  # 100 % falls in the last bin
+            # the outer bins are open: below 0 degC, from 45 degC
+            "temperatureBinEdgesC": [None, *TEMP_BINS_C, None],
+            "temperature": "mean of the coldest and hottest sensor",
+            "unbinnedSeconds": life.unbinned_s,
+        }
     extension = {
         "version": 1,
         "source": life.source,
@@ -395,6 +448,10 @@ def build_passport(static: Static, life: Lifetime, generated: float) -> dict[str
         "energyInWh": life.energy_in_wh,
         "energyOutWh": life.energy_out_wh,
         "equivalentFullCycles": cycles,
+        "stateSeconds": {"rest": life.rest_s, "charging": life.charging_s,
+                         "discharging": life.discharging_s,
+                         "restBelowA": rest_current_a(static)},
+        HISTOGRAM: histogram,
         "remainingCapacityAh": capacity,
         # By protection from a log; by kind (HARMFUL_KINDS) from the board's record.
         "harmfulEventCounts": {name: life.counts.get(name, 0)
@@ -478,31 +535,6 @@ class PassportResult:
                 "unique_id": self.unique_id, "unavailable": self.unavailable}
 
 
-def render_markdown(p: dict[str, Any]) -> str:
-    """A short page for a person: the pack and its main figures."""
-    ext, cond = p[EXTENSION], p["batteryCondition"]
-    tech = p["batteryTechicalProperties"]
-    lines = [f"# Battery passport: {ext['pack']['board']} {ext['pack']['uniqueId']}", "",
-             f"Source: {ext['source']}; generated {ext['generated']}.", "",
-             "| attribute | value |", "|---|---|",
-             f"| rated capacity | {tech['ratedCapacity']:.3f} Ah |",
-             f"| voltage min / nominal / max | {tech['minimumVoltage']:.2f} / "
-             f"{tech['nominalVoltage']:.2f} / {tech['maximumVoltage']:.2f} V |",
-             f"| charge in / out | {ext['chargeInAh']:.3f} / {ext['chargeOutAh']:.3f} Ah |",
-             f"| energy in / out | {ext['energyInWh']:.3f} / {ext['energyOutWh']:.3f} Wh |",
-             f"| equivalent full cycles | {ext['equivalentFullCycles']:.3f} |"]
-    if ext["remainingCapacityAh"] is not None:
-        lines.append(f"| remaining capacity | {ext['remainingCapacityAh']:.3f} Ah |")
-    ti = cond["temperatureInformation"]
-    lines.append(f"| minutes above / below the temperature limits | "
-                 f"{ti['timeExtremeHighTemp']:.1f} / {ti['timeExtremeLowTemp']:.1f} |")
-    for name, n in ext["harmfulEventCounts"].items():
-        if n:
-            lines.append(f"| {name.replace('_', ' ')} trips | {n} |")
-    lines += ["", "Not available from this source: " + ", ".join(ext["unavailable"]) + "."]
-    return "\n".join(lines) + "\n"
-
-
 def passport(log: str | Path | None, out: str, fmt: str = "json", board: str | None = None,
              force: bool = False, now: float | None = None,
              port: str | None = None) -> PassportResult:
@@ -529,7 +561,12 @@ def passport(log: str | Path | None, out: str, fmt: str = "json", board: str | N
                                      f"{info.unique_id}")
             life = lifetime_from_log(reader, static, ids)
     doc = build_passport(static, life, generated)
-    text = render_markdown(doc) if fmt == "md" else json.dumps(doc, indent=2) + "\n"
+    if fmt == "json":
+        text = json.dumps(doc, indent=2) + "\n"
+    else:  # the one-page report for a person, from the same dict
+        from .passport_report import render_html, render_markdown
+
+        text = render_html(doc) if fmt == "html" else render_markdown(doc)
     with atomic_output(out, inputs=inputs, force=force) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return PassportResult(str(out), fmt, info.board, info.unique_id,

@@ -294,7 +294,7 @@ OUTPUTS: tuple[Output, ...] = (
         K("boards", "board ids exported (list)"), K("columns", "column names (list)"),
     )),
     Output("passport", "--json", OBJECT, "what was written", (
-        K("out", "the file written"), K("format", "json or md"), K("board", "board name"),
+        K("out", "the file written"), K("format", "json, md or html"), K("board", "board name"),
         K("unique_id", "the pack's unique id"),
         K("unavailable", "model attributes the source cannot give (written as 0)"),
     )),
