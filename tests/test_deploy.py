@@ -127,10 +127,12 @@ def test_the_plan_writes_the_other_slot_manifest_last_and_copies_what_the_board_
 def test_a_deploy_onto_an_empty_board_boots_the_firmware(
         board: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with VirtualBoard(board, flash=tmp_path) as vb:
-        code, out = cli_json(capsys, "--board", board, "--port", vb.port)
+        code, out = cli_json(capsys, "--board", board, "--port", vb.port,
+                             "--manufactured", "2026-11-02")
         assert code == 0, out
         assert (out["result"], out["slot"], out["boot"], out["reached_by"]) == (
             "deployed", "a", "confirmed", "ctrl_c")
+        assert out["manufactured"] == 1_793_577_600  # 2026-11-02 UTC, in the record
         info = hello(vb.port)
         assert info.board == board and info.boot == "confirmed"
         assert info.manifest_sha256 == out["manifest_sha256"]
@@ -157,6 +159,12 @@ def test_a_deploy_onto_an_empty_board_boots_the_firmware(
             assert not vb.truth().output_closed
             assert vb.pins()[vb.board["pins"]["output"]]["level"] == 0
         assert "watchdog" not in vb.resets
+        # A later deploy cannot re-date the pack: the first date given stands.
+        code, again = cli_json(capsys, "--board", board, "--port", vb.port,
+                               "--manufactured", "2027-01-01")
+        assert code == 0 and again["result"] == "unchanged", again
+        assert again["manufactured"] == 1_793_577_600
+        assert "keeps the date of manufacture 2026-11-02" in again["message"]
 
 
 def test_a_redeploy_with_one_module_changed_sends_only_that_file(

@@ -140,7 +140,9 @@ def request(bms, seq, start, end):
                               max(0, since - _UNIX_2020) if since else 0, text):
                 bms._nak(seq, msg, _NAK_ERROR_ALREADY_SET, 0)
                 return
+            life.save()  # written once: a reset right after must not lose it
             bms._log(_EVENT_COMMISSIONED, 0, 0)
+            bms.events.flush()
         else:
             if text != bms.unique_id:
                 bms._nak(seq, msg, _NAK_ERROR_WRONG_BOARD, 0)

@@ -712,6 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--board", required=True, metavar="NAME",
                    help="board name (boards/NAME.json) or a board file with an mcu")
     s.add_argument("--port", required=True, help="the board's serial port")
+    s.add_argument("--manufactured", type=_date, metavar="DATE",
+                   help="the pack's date of manufacture, YYYY-MM-DD (UTC), into its lifetime "
+                        "record; the date of the first deploy that gives one is kept")
     s.add_argument("--dry-run", action="store_true",
                    help="list what would change; write nothing (a running firmware is "
                         "stopped to read the flash, then reset)")

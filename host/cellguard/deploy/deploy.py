@@ -357,6 +357,7 @@ class Result:
     boot: str = ""  # INFO's boot status after the deploy
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    manufactured: float | None = None  # the record's date of manufacture (Unix time)
 
     def to_dict(self) -> dict[str, Any]:
         count = {a: sum(1 for c in self.changes if c.action == a)
@@ -372,6 +373,7 @@ class Result:
             "files_removed": count["remove"], "files_unchanged": self.files_unchanged,
             "bytes_sent": self.bytes_sent, "seconds": round(self.seconds, 3),
             "changes": [c.to_dict() for c in self.changes], "message": self.message,
+            "manufactured": self.manufactured,
         }
 
 
@@ -555,6 +557,26 @@ def deploy(board: str, port: str, *, dry_run: bool = False, the_build: Build | N
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def record_manufacture(result: Result, port: str, manufactured: float) -> None:
+    """Give the board its date of manufacture (the lifetime record keeps the one of the
+    first deploy that gave it: a later, different date is refused and the message
+    says which one stands)."""
+    from ..link.client import BoardClient, BoardRefused
+
+    with BoardClient(port) as client:
+        client.hello()
+        try:
+            client.commission(manufactured=manufactured)
+        except BoardRefused as exc:
+            if exc.error != "already_set":
+                raise
+        result.manufactured = client.lifetime().manufactured
+    if result.manufactured != int(manufactured):
+        kept = time.strftime("%Y-%m-%d", time.gmtime(result.manufactured or 0))
+        result.message = (result.message + " " if result.message else "") + (
+            f"the board keeps the date of manufacture {kept} of its first deploy")
+
+
 # -- the command --------------------------------------------------------------------------
 class ProgressBar:
     """A one-line bar on stderr (a terminal), or a line per file (a pipe)."""
@@ -620,6 +642,8 @@ def command(args: Any) -> int:
     finally:
         if bar is not None:
             bar.end()
+    if args.manufactured is not None and result.result in ("deployed", "unchanged"):
+        record_manufacture(result, args.port, args.manufactured)
     if args.json:
         print(to_json(result.to_dict()))
     else:

@@ -434,6 +434,8 @@ OUTPUTS: tuple[Output, ...] = (
           K("size", "bytes"), K("source", "copy: the board's file with those bytes"),
           kind=OBJECTS),
         K("message", "why it fell back, or what else to know (\"\" when nothing)"),
+        K("manufactured", "the lifetime record's date of manufacture, Unix time (null: "
+                          "--manufactured not given)", nullable=True),
     )),
     Output("stats", "--json", OBJECT, "the board's link and control-loop counters", _STATS),
     Output("characterize", "--json", OBJECT, "the fitted model and how well it replays", (
