@@ -155,3 +155,29 @@ def test_a_layout_1_record_still_reads() -> None:
     doc = build_passport(STATIC, lifetime_from_record(rec, NOW), NOW)
     VALIDATOR.validate(doc)
     assert "selfDischarge" not in doc[EXTENSION]
+
+
+def test_the_report_shows_the_records_commissioning_lives_and_health() -> None:
+    from cellguard.formats.passport_report import render_html, render_markdown
+
+    ident = b"<b>PACK</b>"
+    packed: dict[str, int] = {}
+    for i, byte in enumerate(ident):
+        packed[f"w{70 + i // 3}"] = packed.get(f"w{70 + i // 3}", 0) | byte << (8 * (i % 3))
+    unix = 1_780_000_000 - UNIX_2020
+    w = words(w68=1000, w78=1, w122=40, w133=7200, w79=300, w81=864_000, w82=2, **packed,
+              **snapshot(83, unix, 3000, 0, 1000, 5000, 120, 10, 9),
+              **snapshot(92, unix + 28 * 86_400, 2850, 3, 1150, 5200, 100, 890, 850))
+    doc, rec = passport(w)
+    md = render_markdown(doc)
+    assert "| identity | \\<b\\>PACK\\</b\\> |" in md
+    assert "| life | life 2; earlier lives: 40.00 Ah out, 2.00 h of operation |" in md
+    assert "(this life)." in md and "the earlier lives' totals are below" in md
+    assert "0.1000 kW at 52 % SoC (first: 0.1200 kW at 50 %)" in md
+    eff = round_trip_efficiency(rec, STATIC)
+    assert eff is not None and f"{eff['percent']:.1f} % ± " in md
+    rate = rec.self_discharge_pct_per_month
+    assert rate is not None and f"| self-discharge | {rate:.2f} %/month" in md
+    page = render_html(doc)
+    assert "&lt;b&gt;PACK&lt;/b&gt;" in page and "<b>PACK" not in page
+    assert "The pack&#x27;s record" in page or "The pack's record" in page

@@ -141,6 +141,7 @@ class Report:
     histogram: Histogram | None
     histogram_note: str
     ratings: list[list[str]]
+    record_rows: list[list[str]]  # the board record's health, commissioning and lives
     updates: list[list[str]]
     unavailable: list[str]
     generated: str
@@ -174,9 +175,12 @@ def gather(p: dict[str, Any]) -> Report:
     identity = (f"{pack['board']} · pack {pack['uniqueId']} · {str(pack['chemistry']).upper()}, "
                 f"{plural(int(pack['cells']), 'cell')} in series")
     observed = float(ext["observedSeconds"])
+    later_life = bool(ext.get("lives"))  # a second-life reset started this record
+    span = "this life" if later_life else "the pack's whole life"
     if board_src:
-        source_text = ("From the board's own lifetime record: the pack's whole life as its "
-                       f"firmware counted it, read {when(ext['generated'])}.")
+        source_text = (f"From the board's own lifetime record: {span} as its firmware "
+                       f"counted it, read {when(ext['generated'])}"
+                       + ("; the earlier lives' totals are below." if later_life else "."))
     else:
         source_text = (f"From a cellguard log: only the logged runs ({hours(observed)} h of "
                        f"samples, gaps left out), last sample "
@@ -234,7 +238,7 @@ def gather(p: dict[str, Any]) -> Report:
         lead = (f"{sig(efc, 3)} equivalent full cycles; state of health not available (no "
                 "capacity estimate)")
     verdict = (f"{lead}; {ir_words}; {harm_words}; {minutes(hot + cold)} min beyond the "
-               "temperature limits" + (" (the pack's whole life)." if board_src else
+               "temperature limits" + (f" ({span})." if board_src else
                                        " (the logged runs only)."))
 
     a_in, a_out = float(ext["chargeInAh"]), float(ext["chargeOutAh"])
@@ -262,8 +266,8 @@ def gather(p: dict[str, Any]) -> Report:
         events.append([when(e["lastUpdate"]).removesuffix(" UTC"), words(name), value])
     events_total = len(cond["negativeEvents"])
     if board_src:
-        events_note = ("The board's record counts harmful events by kind; the time and value "
-                       "of each are in its event log, not in the record.")
+        events_note = ("The board's record counts every harmful event by kind and keeps the "
+                       "last four with their time and value (the event log has more).")
     elif events_total > EVENTS_SHOWN:
         events_note = f"The last {EVENTS_SHOWN} of {events_total}, newest first."
     else:
@@ -307,6 +311,7 @@ def gather(p: dict[str, Any]) -> Report:
         ["expected cycles", rating("expectedNumberOfCycles",
                                    sig(tech["expectedNumberOfCycles"], 3))],
     ]
+    record_rows = _record_rows(ext, cond, tech, missing) if board_src else []
     soc = (NA if f"{COND}.stateOfCharge" in missing else
            f"{float(cond['stateOfCharge']['stateOfChargeValue']):.1f} % at "
            f"{when(cond['stateOfCharge']['lastUpdate'])}")
@@ -329,7 +334,46 @@ def gather(p: dict[str, Any]) -> Report:
         temperatures=temperatures, temperature_note=temperature_note,
         counts=counts, events=events, events_total=events_total, events_note=events_note,
         histogram=histogram, histogram_note=histogram_note, ratings=ratings,
-        updates=updates, unavailable=sorted(missing), generated=when(ext["generated"]))
+        record_rows=record_rows, updates=updates, unavailable=sorted(missing),
+        generated=when(ext["generated"]))
+
+
+def _record_rows(ext: dict[str, Any], cond: dict[str, Any], tech: dict[str, Any],
+                 missing: set[str]) -> list[list[str]]:
+    """What only a board's record says: who the pack is, its lives, and the health
+    figures its snapshots give (power, efficiency, self-discharge)."""
+    com = ext.get("commissioning") or {}
+    rows = [["identity", str(com.get("identity") or NA)],
+            ["manufactured", when(com["manufactured"]) if com.get("manufactured") else NA],
+            ["in service since", when(com["inService"]) if com.get("inService") else NA]]
+    lives = ext.get("lives")
+    before = ext.get("previousLives")
+    if lives is not None:
+        text = "first life" if not lives else f"life {lives + 1}"
+        if before:
+            text += (f"; earlier lives: {sig(before['chargeOutAh'])} Ah out, "
+                     f"{hours(before['operatingSeconds'])} h of operation")
+        rows.append(["life", text])
+    if f"{COND}.remainingPowerCapability" in missing:
+        rows.append(["power capability (10 s discharge)", NA])
+    else:
+        now = cond["remainingPowerCapability"]["remainingPowerCapabilityValue"]
+        text = f"{sig(now['powerCapabilityAt'])} kW at {now['atSoC']:.0f} % SoC"
+        first = tech.get("originalPowerCapability") or []
+        if first:
+            text += (f" (first: {sig(first[0]['powerCapabilityAt'])} kW at "
+                     f"{first[0]['atSoC']:.0f} %)")
+        rows.append(["power capability (10 s discharge)", text])
+    eff = ext.get("roundTripEfficiency")
+    rows.append(["round-trip energy efficiency", NA if not eff else
+                 f"{eff['percent']:.1f} % ± {eff['uncertaintyPercent']:.1f} "
+                 f"(over {sig(eff['energyInWh'] / 1000.0)} kWh in)"])
+    sd = ext.get("selfDischarge") or {}
+    rows.append(["self-discharge", NA if sd.get("ratePctPerMonth") is None else
+                 f"{sd['ratePctPerMonth']:.2f} %/month ± {sd['uncertaintyPctPerMonth']:.2f} "
+                 f"(over {hours(sd['restSeconds'])} h of rest)"])
+    rows.append(["health snapshots", str(len(ext.get("healthSnapshots") or []))])
+    return rows
 
 
 # -- Markdown -------------------------------------------------------------------------------
@@ -404,6 +448,9 @@ def render_markdown(p: dict[str, Any]) -> str:
         out += table(["time (UTC)", "event", "value"], r.events)
     out += ["", "## Ratings", ""]
     out += table(["rating", "value"], r.ratings)
+    if r.record_rows:
+        out += ["", "## The pack's record", ""]
+        out += table(["", ""], r.record_rows)
     out += ["", "## Source and updates", ""]
     out += table(["", ""], r.updates)
     out += ["", "## Not available from this source", "",
@@ -631,6 +678,8 @@ def render_html(p: dict[str, Any]) -> str:
         "<h2>Ratings</h2>",
         _table(None, r.ratings),
         "</section>",
+        *(["<section>", "<h2>The pack's record</h2>", _table(None, r.record_rows),
+           "</section>"] if r.record_rows else []),
         "</div>",
         "</div>",
         '<div class="cols">',
