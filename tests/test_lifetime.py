@@ -64,7 +64,9 @@ def test_fault_masks_are_the_codecs_bits() -> None:
         codec.FAULT_OVERCURRENT_CHARGE | codec.FAULT_OVERCURRENT_DISCHARGE
         | codec.FAULT_OVERCURRENT_CHARGE_PEAK | codec.FAULT_OVERCURRENT_DISCHARGE_PEAK)
     assert lifetime._F_SHORT == codec.FAULT_SHORT_CIRCUIT
-    assert SIZE == 16 + 4 * WORDS and HIST + 20 == lifetime._HARM_TOTAL == 51  # layout 1's end
+    assert HIST + 20 == lifetime._HARM_TOTAL == 51  # layout 1's end
+    # the record saved every few minutes: words 0-81, inline in LittleFS (no data block)
+    assert SIZE == 16 + 4 * lifetime._HOT <= FlashModel().inline_max
 
 
 def test_chip_masks_are_the_simulated_chips_status_bits() -> None:
@@ -557,3 +559,54 @@ def test_a_second_life_keeps_the_old_totals_as_history(flash: FlashModel) -> Non
     assert w[HISTORY + N_SHORT] == 6 and w[HISTORY + N_BOOTS] == 0
     assert {decode(flash.files["/life.0"]), decode(flash.files["/life.1"])} == \
         {again.seq, again.seq - 1}
+    assert {"/life.2", "/life.3"} <= set(flash.files)  # the history's own pair
+
+
+def test_snapshots_and_history_live_in_their_own_record(flash: FlashModel) -> None:
+    lt = Lifetime(NMC, PATH)
+    busy(lt, 3600)
+    life_admin.snapshot(lt, 2900, 2, 1100, 5000, 90)
+    saved = set(flash.files)
+    assert {"/life.2"} <= saved and "/life.0" not in saved  # only the snapshots' record
+    lt.save()
+    back = Lifetime(NMC, PATH)
+    assert list(back.w) == list(lt.w) and back.w[SNAP + 2] == 2900
+
+
+def test_a_second_life_cut_by_power_loss_is_finished_or_not_begun(flash: FlashModel) -> None:
+    """Power lost at any point of a second-life reset: the next boot has either the
+    old life whole, or the new life with the old one in its history; never both (the
+    ended life counted twice) and never neither."""
+    def fresh() -> Lifetime:
+        empty = FlashModel(mount_point="/flash")
+        flash.files, flash.blocks_of = empty.files, empty.blocks_of
+        flash.reboot()
+        lt = Lifetime(NMC, PATH)
+        busy(lt, 600)
+        lt.update(1000, -900_000, 50_000, 5000, 250, 250, codec.FAULT_SHORT_CIRCUIT)
+        lt.save()
+        life_admin.snapshot(lt, 2900, 2, 1100, 5000, 90)
+        return lt
+
+    lt = fresh()
+    old = list(lt.w)
+    start = flash.ops
+    life_admin.new_life(lt)
+    n = flash.ops - start
+    assert n >= 8
+    outcomes = set()
+    for k in range(n + 1):
+        lt = fresh()
+        flash.fail_after = flash.ops + k
+        with contextlib.suppress(PowerLost):
+            life_admin.new_life(lt)
+        flash.reboot()
+        w = Lifetime(NMC, PATH).w
+        if w[LIVES] == 0:  # not begun: the old life whole, no history
+            assert list(w) == old, k
+        else:  # finished: counters from zero, the ended life in the history
+            assert w[LIVES] == 1 and w[OP_S] == 0 and w[N_SHORT] == 0, k
+            assert w[HISTORY + OP_S] == old[OP_S] and w[HISTORY + N_SHORT] == 1, k
+            assert w[N_SNAP] == 0, k
+        outcomes.add(w[LIVES])
+    assert outcomes == {0, 1}

@@ -9,14 +9,17 @@ writes are those of ``lifetime.py``'s layout 2 (its docstring, and docs/lifetime
 
 import sys
 from binascii import crc32
-from struct import unpack_from
+from struct import pack, unpack_from
 
 from micropython import const
 
 from . import codec_rare
 
-_MAGIC = const(0x0046494C)  # lifetime.py's
+_MAGIC = const(0x0046494C)  # lifetime.py's: words 0-81 (b"LIF\0")
+_MAGIC_COLD = const(0x0043494C)  # words 82-149, after a copy of word 78 (b"LIC\0")
 _HEADER = const(8)
+_HOT = const(82)
+_WORDS = const(150)
 _CHG_AH = const(0)
 _DSG_AH = const(3)
 _CHG_WH = const(6)
@@ -44,49 +47,92 @@ _NAK_ERROR_WRONG_BOARD = const(9)
 _NAK_ERROR_BAD_PAYLOAD = const(2)
 
 
-def decode(data, words=None):
+def decode(data, words=None, start=0, stop=-1, magic=_MAGIC):
     """The sequence number of the record in ``data``, or -1 if it is not a whole
-    valid record; with ``words``, a valid record's counters are copied there (words
-    this record lacks, from an earlier layout, are 0; words beyond ``words`` are
-    left out)."""
+    valid record; with ``words``, a valid record's words are copied into
+    ``words[start:stop]`` (``stop`` -1: to the end; words the record lacks, an
+    earlier layout's, are 0; words beyond the range are left out)."""
     size = len(data)
     if size < _HEADER + 8:
         return -1
-    magic, n = unpack_from("<LL", data, 0)
+    m, n = unpack_from("<LL", data, 0)
     end = _HEADER + 4 * n
-    if magic != _MAGIC or size != end + 8:
+    if m != magic or size != end + 8:
         return -1
     if crc32(data[:end + 4]) != unpack_from("<L", data, end + 4)[0]:
         return -1
     if words is not None:
-        for i in range(len(words)):
-            words[i] = unpack_from("<L", data, _HEADER + 4 * i)[0] if i < n else 0
+        if stop < 0:
+            stop = len(words)
+        for i in range(stop - start):
+            words[start + i] = unpack_from("<L", data, _HEADER + 4 * i)[0] if i < n else 0
     return unpack_from("<L", data, end)[0]
 
 
+def _newest(names, magic):
+    """(the newest valid record's data, its slot, its sequence number) of a file
+    pair; (None, -1, 0) when neither holds one."""
+    best = None
+    slot = -1
+    seq = 0
+    for i in (0, 1):
+        try:
+            with open(names[i], "rb") as f:
+                data = f.read(_WORDS * 4 + 1024)
+        except OSError:
+            continue
+        s = decode(data, magic=magic)
+        if s > seq or (best is None and s >= 0):
+            best = data
+            seq = s
+            slot = i
+    return best, slot, seq
+
+
+def _cold_names(life):
+    return (life.names[0][:-1] + "2", life.names[0][:-1] + "3")
+
+
 def load(life):
-    """Read the newest valid of the two record files into ``life.w``; return its
-    sequence number (0: none found, the counters stay as they are)."""
+    """Read the newest valid records into ``life.w``: words 0-81 from the pair
+    saved every few minutes, 82-149 from the pair saved when they change. Then
+    finish a second-life reset that power cut short (the history already holds
+    the ended life, the counters do not yet start again: see :func:`new_life`).
+    Return the sequence number of the first pair's record (0: none found)."""
     try:
-        best = None
-        seq = 0
-        for slot in (0, 1):
-            try:
-                with open(life.names[slot], "rb") as f:
-                    data = f.read(len(life.w) * 4 + 1024)
-            except OSError:
-                continue
-            s = decode(data)
-            if s > seq or (best is None and s >= 0):
-                best = data
-                seq = s
-                life.slot = slot
+        w = life.w
+        best, slot, seq = _newest(life.names, _MAGIC)
         if best is not None:
-            decode(best, life.w)
+            decode(best, w, 0, _HOT)
             life.seq = seq
+            life.slot = slot
+        cold = _newest(_cold_names(life), _MAGIC_COLD)[0]
+        if cold is not None:
+            words = [0] * (_WORDS - _HOT + 1)
+            decode(cold, words, magic=_MAGIC_COLD)
+            for i in range(_WORDS - _HOT):
+                w[_HOT + i] = words[i + 1]
+            if words[0] > w[_LIVES]:
+                _restart(life, words[0])
         return seq
     finally:
         release()
+
+
+def save_cold(life):
+    """Save words 82-149 (after a copy of the lives word, which says which life
+    they belong to) into the file of their pair not holding the newest record."""
+    names = _cold_names(life)
+    if not life.names[0]:
+        return
+    slot, seq = _newest(names, _MAGIC_COLD)[1:]
+    body = pack("<LLL", _MAGIC_COLD, _WORDS - _HOT + 1, life.w[_LIVES]) + \
+        bytes(memoryview(life.w)[_HOT:]) + pack("<L", seq + 1)
+    try:
+        with open(names[1 - slot if slot >= 0 else 0], "wb") as f:
+            f.write(body + pack("<L", crc32(body)))
+    except OSError:
+        life.errors += 1
 
 
 def take(bms):
@@ -115,7 +161,7 @@ def snapshot(life, capacity_mah, relearns, growth_pm, soc, power_w):
     for i in range(_SNAP_WORDS):
         w[at + i] = max(0, vals[i])
     w[_N_SNAP] = n + 1
-    life.edge = True
+    save_cold(life)
 
 
 def request(bms, seq, start, end):
@@ -187,8 +233,10 @@ def commission(life, made, since, identity):
 def new_life(life):
     """A second-life reset: words 0-30 carry into the history, this life's words
     start again from zero (the date of manufacture stays), ``lives`` counts one
-    more. Saved at once, into both files, so no record of the ended life can win
-    at the next boot."""
+    more. The history and the cleared snapshots are saved first, into both files
+    of their pair, with the new life's number; then the counters, into both files
+    of theirs. Power lost in between is finished at the next boot (:func:`load`):
+    no record of the ended life can win, and nothing is counted twice."""
     w = life.w
     for a, units in ((_CHG_AH, (1000, _MAS_PER_MAH)), (_DSG_AH, (1000, _MAS_PER_MAH)),
                      (_CHG_WH, (1000, _MAS_PER_MAH, 1000)),
@@ -203,9 +251,20 @@ def new_life(life):
         w[_HISTORY + a] += w[a] + c
     for i in range(_REST_S, _LIFE_WORDS):
         w[_HISTORY + i] += w[i]
+    for i in range(_HOT, _HISTORY):
+        w[i] = 0
     lives = w[_LIVES] + 1
+    w[_LIVES] = lives  # the cold record's copy says which life it belongs to
+    save_cold(life)
+    save_cold(life)
+    _restart(life, lives)
+
+
+def _restart(life, lives):
+    """Start the counters of life ``lives`` (the history holds the ended ones)."""
+    w = life.w
     made = w[_MADE]
-    for i in range(_HISTORY):
+    for i in range(_HOT):
         w[i] = 0
     w[_MADE] = made
     w[_LIVES] = lives

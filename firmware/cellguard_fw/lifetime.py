@@ -59,10 +59,14 @@ Limits of the integer arithmetic: |current| up to 1,000 A, pack voltage up to
 1,000 V; a step of any length (longer ones are counted in slices of 1 s).
 
 The record on flash: a magic word, the number of counter words, the counters,
-a sequence number and a CRC-32 over all of it (little-endian u32s). There are
-two files, ``path + ".0"`` and ``path + ".1"``; a save overwrites the one not
-holding the newest valid record (as :mod:`latches` it trusts a CRC and a
-sequence number, but it keeps the previous record instead of renaming over it).
+a sequence number and a CRC-32 over all of it (little-endian u32s). Words 0-81,
+which move all the time, are saved every few minutes in 344 bytes (LittleFS keeps
+a file of up to 512 bytes inline in its metadata: no data block to erase per
+save); words 82-149 (snapshots, history), which change weekly at most, in their own
+record (``life_admin.py``, files ``.2`` and ``.3``). There are two files,
+``path + ".0"`` and ``path + ".1"``; a save overwrites the one not holding the
+newest valid record (as :mod:`latches` it trusts a CRC and a sequence number, but
+it keeps the previous record instead of renaming over it).
 At boot the valid record with the highest sequence number wins. A torn or
 corrupt record fails its CRC and the other one stands: power lost during a
 save, or a flipped bit in the newest file, costs at most the interval since the
@@ -80,8 +84,9 @@ from micropython import const
 
 _MAGIC = const(0x0046494C)  # b"LIF\0" little-endian: a small int
 _WORDS = const(150)
+_HOT = const(82)  # words 0-81 are saved every few minutes, 82-149 when they change
 _HEADER = const(8)  # magic, word count
-_SIZE = const(_WORDS * 4 + 16)  # header, counters, sequence, CRC
+_SIZE = const(_HOT * 4 + 16)  # header, words 0-81, sequence, CRC: inline in LittleFS
 
 _CHG_AH = const(0)
 _DSG_AH = const(3)
@@ -334,8 +339,8 @@ class Lifetime:
             return
         self.seq += 1
         ends = self.ends
-        body = memoryview(self.w)
-        pack_into("<LLL", ends, 0, _MAGIC, _WORDS, self.seq)
+        body = memoryview(self.w)[:_HOT]
+        pack_into("<LLL", ends, 0, _MAGIC, _HOT, self.seq)
         crc = crc32(body, crc32(memoryview(ends)[:8]))
         pack_into("<L", ends, 12, crc32(memoryview(ends)[8:12], crc))
         slot = 1 - self.slot if self.slot >= 0 else 0
