@@ -29,7 +29,9 @@ Layout (word: meaning; docs/lifetime.md has the same table). Layout 1 was words
   31-50 s per SoC x temperature bin: SoC 0-20-40-60-80-100 %, temperature (the
         mean of the coldest and hottest sensor) below 0, 0-25, 25-45, from
         45 degC; word 31 + 4 * soc_bin + temp_bin
-  51    harmful events in all (the next ring slot is this modulo 4)
+  51    harmful events in all (bits 0-23; the next ring slot is this modulo 4),
+        and (bits 24-28, written by a save) the kinds active then: a condition
+        that still holds after a reset is the same event, not a new one
   52-67 the last 4 harmful events, 4 words each: kind (1-5, the order of
         23-27), operating s, Unix time from 2020 in s (0: clock not set), value
         (deep discharge, overcharge: the lowest / highest cell, mV;
@@ -267,12 +269,14 @@ class Lifetime:
         if trips & _F_SHORT or chip & _C_SHORT:
             k |= 16
         rise = k & ~self.prev
-        self.prev = k
+        if k != self.prev:  # a rise or a fall: saved soon (the kinds active go too)
+            self.prev = k
+            self.edge = True
         i = 0
         while rise:
             if rise & 1:
                 w[_N_HARM + i] += 1
-                n = w[_HARM_TOTAL]
+                n = w[_HARM_TOTAL]  # the kinds in bits 24-28 do not touch n & 3
                 w[_HARM_TOTAL] = n + 1
                 r = _HARM_RING + 4 * (n & 3)
                 w[r] = i + 1
@@ -280,7 +284,6 @@ class Lifetime:
                 w[r + 2] = self.unix
                 w[r + 3] = lo_mv if i == 0 else hi_mv if i == 1 else \
                     max(tmax, 0) if i == 2 else amp
-                self.edge = True
             rise >>= 1
             i += 1
         if self.since < _SAVE_MS:
@@ -293,6 +296,8 @@ class Lifetime:
         if watchdog:
             self.w[_N_WATCHDOG] += 1
         self.edge = True
+        self.since = _GAP_MS  # saved at the first pass: a board that resets at once
+        # (a boot loop, a brown-out) still counts each boot
 
     def config_changed(self):
         self.w[_N_CONFIG] += 1
@@ -338,6 +343,8 @@ class Lifetime:
         if not self.names[0]:
             return
         self.seq += 1
+        w = self.w
+        w[_HARM_TOTAL] = (w[_HARM_TOTAL] & 0xFFFFFF) | self.prev << 24
         ends = self.ends
         body = memoryview(self.w)[:_HOT]
         pack_into("<LLL", ends, 0, _MAGIC, _HOT, self.seq)

@@ -159,7 +159,7 @@ class LifetimeRecord(LifeTotals):
         return rec
 
     def _layout_2(self, w: list[int]) -> None:
-        total = w[51]
+        total = w[51] & 0xFFFFFF  # bits 24-28: the kinds active at the last save
         self.harmful_total = total
         for i in range(max(0, total - 4), total):
             kind, op_s, unix, value = w[52 + 4 * (i % 4):56 + 4 * (i % 4)]
