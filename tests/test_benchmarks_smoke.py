@@ -96,6 +96,17 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         rf"^longest stall in a pass ms(\s+{NUMBER})+$",
         r"^drifting R0: after: \d+ estimation runs, output closed at the end$",
     )),
+    "lifetime_year.py": (False, (
+        r"^quantity\s+truth\s+record\s+difference\s+tolerance\s+result$",
+        rf"^charge_in_ah\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+1 %\s+(PASS|FAIL)$",
+        rf"^equivalent_full_cycles\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+2 %\s+(PASS|FAIL)$",
+        rf"^harmful: short_circuit\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+exact\s+(PASS|FAIL)$",
+        rf"^worst loss at a power cycle, s\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+",
+        rf"^record bytes written\s+{NUMBER}\s+{NUMBER}$",
+        rf"^most-erased block, erases\s+{NUMBER}\s+{NUMBER}$",
+        r"^years to 100,000 erases of the most-erased block: [\d,]+$",
+        r"^agreement: (PASS|FAIL)",
+    )),
     "sim_speed.py": (False, (
         r"^\| micropython \| 4 \| \d+x \| \d+ \| \d+ / \d+ \| \d+ \|$",
         r"^\| cpython \| 4 \| \d+x \| \d+ \| \d+ / \d+ \| \d+ \|$",

@@ -422,21 +422,25 @@ class Life:
             charge_h = 6 if d % 2 == 0 else 12
             self._at(base + charge_h * HOUR_MS, lambda: self._start_phase("charge", 5 * HOUR_MS))
             self._at(base + 17 * HOUR_MS, lambda: self._start_phase("discharge", 4 * HOUR_MS))
-        # weather extremes: a cold snap in the coldest part of the seasons, a hot spell
-        # at noon of the hottest, about one in six days of each season
-        cold_days = [d for d in range(n_days) if self._season(d) < -0.7]
-        hot_days = [d for d in range(n_days) if self._season(d) > 0.7 and d % 2 == 1]
-        for days, snap in ((cold_days, self._cold_snap), (hot_days, self._hot_spell)):
-            if days:
-                picks = sorted(self.rng.sample(days, max(1, len(days) // 6)))
-                for d in picks:
-                    snap(d)
         # harmful events: ``events`` of each kind, spread over the life
         slots = [d for d in range(n_days)]
         for k, kind in enumerate(KINDS):
             for j in range(events):
                 d = slots[(j * len(KINDS) + k) * len(slots) // (events * len(KINDS))]
                 self._inject(kind, d)
+        # weather extremes: a cold snap in the coldest part of the seasons, a hot spell
+        # at noon of the hottest, about one in six days of each season
+        # (not on a day with a runaway charger: a cold snap's latched under-temperature
+        # fault would keep that morning's charge from happening at all)
+        charger_days = {x.at_ms // DAY_MS for x in self.injections if x.kind == "overcharge"}
+        cold_days = [d for d in range(n_days)
+                     if self._season(d) < -0.7 and d not in charger_days]
+        hot_days = [d for d in range(n_days) if self._season(d) > 0.7 and d % 2 == 1]
+        for days, snap in ((cold_days, self._cold_snap), (hot_days, self._hot_spell)):
+            if days:
+                picks = sorted(self.rng.sample(days, max(1, len(days) // 6)))
+                for d in picks:
+                    snap(d)
         # power cycles at random points, out of the injections' windows
         n_cuts = max(1, round(cuts_per_day * self.days)) if cuts_per_day > 0 else 0
         for j in range(n_cuts):
@@ -526,6 +530,7 @@ class Life:
     def _overcharge(self, inj: Injection) -> None:
         self.watch = inj
         self.charger_faulty = True
+        self._at(inj.window_ms[1], lambda: self._recover(inj))
 
     def _deep_discharge(self, inj: Injection) -> None:
         self.watch = inj
