@@ -7,7 +7,10 @@ into the four days (a cold snap, a hot spell, charging below 0 and above 45
 degC), one injected harmful event of each kind, power cycles and torn saves at
 seeded random points. Its record must agree with the truth the host integrated
 from the plant within the issue's tolerances; ``benchmarks/lifetime_year.py``
-runs the year. Every assertion is on simulated quantities.
+runs the year. One simulated day runs under both interpreters, CPython and real MicroPython
+(the WebAssembly port the simulated board uses): the same record, word for word,
+and under MicroPython too it agrees with the plant. Every assertion is on
+simulated quantities.
 """
 
 from __future__ import annotations
@@ -22,6 +25,17 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def life() -> LifeResult:
     return Life(4.0, seed=3, cuts_per_day=2.0, events=1).run()
+
+
+@pytest.fixture(scope="module")
+def day_in_both() -> tuple[LifeResult, LifeResult]:
+    """One winter day (the seasons of a four-day life), every harmful kind once, three
+    power cycles (one a torn save): under CPython, then under MicroPython."""
+    def day(runtime: str) -> LifeResult:
+        return Life(1.0, seed=5, cuts_per_day=3.0, events=1, season_days=4.0,
+                    runtime=runtime).run()
+
+    return day("cpython"), day("micropython")
 
 
 def test_the_life_went_through_what_it_should_prove(life: LifeResult) -> None:
@@ -66,3 +80,24 @@ def test_a_power_cycle_loses_at_most_one_save_interval(life: LifeResult) -> None
         assert not cut.went_back, cut
     # a torn save falls back to the save before: the whole interval is lost
     assert max(c.loss_s for c in life.cuts if c.torn) >= SAVE_INTERVAL_S
+
+
+def test_a_day_under_micropython_agrees_with_the_plant(
+        day_in_both: tuple[LifeResult, LifeResult]) -> None:
+    _, mp = day_in_both
+    assert mp.seen_in_plant == mp.injected == dict.fromkeys(KINDS, 1)
+    assert any(c.torn for c in mp.cuts) and any(not c.torn for c in mp.cuts)
+    assert mp.flash["torn"] == sum(1 for c in mp.cuts if c.torn)
+    assert mp.kept.v["cold_charging_s"] > 60  # a winter morning's charge
+    failed = [f"{r.quantity}: truth {r.truth:,.4f}, record {r.record:,.4f}, tolerance "
+              f"{r.tolerance}" for r in agreement(mp) if not r.ok]
+    assert not failed
+
+
+def test_both_interpreters_keep_the_same_record(
+        day_in_both: tuple[LifeResult, LifeResult]) -> None:
+    cp, mp = day_in_both
+    assert mp.truth.v == cp.truth.v  # the same life (the plant saw the same outputs)
+    assert [c.loss_s for c in mp.cuts] == [c.loss_s for c in cp.cuts]
+    assert mp.record.words == cp.record.words
+    assert mp.record.seq == cp.record.seq

@@ -183,6 +183,182 @@ class _TornFile:
         return False
 
 
+# -- the firmware, in one interpreter or the other -------------------------------
+class LifeFirmware:
+    """The firmware's simulated board as the life drives it. ``step`` returns the
+    ``OUT_*`` flags and raises :class:`PowerLost` when a torn save cut the power;
+    after it, ``saved`` tells whether a whole record reached the flash, ``since``
+    and ``edge`` are the record's save clock (``Lifetime.since``/``edge``)."""
+
+    saved = False
+    since = 0
+    edge = False
+
+    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> int:
+        raise NotImplementedError
+
+    def words(self) -> list[int]:
+        raise NotImplementedError
+
+    def seq(self) -> int:
+        raise NotImplementedError
+
+    def tear(self, byte: int) -> None:
+        """The power fails ``byte`` bytes into the next save of the record."""
+        raise NotImplementedError
+
+    def power_cycle(self) -> None:
+        raise NotImplementedError
+
+    def flash(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class CPythonLifeFirmware(LifeFirmware):
+    """``cellguard_fw`` imported into this process (as ``flash_budget.py`` runs it),
+    its files on :class:`LifeFlash`."""
+
+    def __init__(self, board: dict[str, Any]) -> None:
+        fw = str(firmware_dir())
+        if fw not in sys.path:
+            sys.path.insert(0, fw)
+        from cellguard_fw import events, latches, lifetime
+        from cellguard_fw.hal_sim import SimBoard
+
+        self.fs = LifeFlash()
+        for module in (events, latches, lifetime):
+            module.open = self.fs.open  # type: ignore[attr-defined]
+            module.os = self.fs  # type: ignore[attr-defined]
+        self.fw = SimBoard(json.dumps(board), b"\x5e\x11life", "/flash")
+
+    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> int:
+        saves = self.fs.life_saves
+        _, outputs = self.fw.step(dt_ms, codes, rx)
+        self.saved = self.fs.life_saves != saves
+        life = self.fw.bms.lifetime
+        self.since = life.since
+        self.edge = life.edge
+        return int(outputs)
+
+    def words(self) -> list[int]:
+        return list(self.fw.bms.lifetime.w)
+
+    def seq(self) -> int:
+        return int(self.fw.bms.lifetime.seq)
+
+    def tear(self, byte: int) -> None:
+        self.fs.tear(byte)
+
+    def power_cycle(self) -> None:
+        self.fs.reboot()
+        self.fw.port.rx = bytearray()
+        self.fw.boot()  # releases the outputs, loads the record, counts the boot
+
+    def flash(self) -> dict[str, Any]:
+        fs = self.fs
+        return {"erases": fs.erase_count, "programs": fs.program_count,
+                "commits": fs.commits, "compactions": fs.compactions,
+                "max_block": fs.max_block_erases, "stall_ms": fs.stall_ms,
+                "life_saves": fs.life_saves, "torn": fs.torn}
+
+
+# The MicroPython side of MicroPythonLifeFirmware: a step that also reports the
+# record's save clock, and a torn save (the lifetime module's ``open`` replaced:
+# the next record written gets the new record's first bytes and the old file's
+# rest, then the "power" fails).
+_MP_HELPERS = """
+import cellguard_fw.lifetime as _lt
+class _Cut(Exception):
+    pass
+class _Torn:
+    def __init__(self, name, k):
+        self.name = name
+        self.k = k
+    def __enter__(self):
+        return self
+    def __exit__(self, *a):
+        return False
+    def write(self, buf):
+        try:
+            with open(self.name, 'rb') as f:
+                old = f.read()
+        except OSError:
+            old = b''
+        new = bytes(buf)
+        k = min(self.k, len(new))
+        data = new[:k] + old[k:len(new)] if len(old) >= len(new) else new[:k]
+        with open(self.name, 'wb') as f:
+            f.write(data)
+        raise _Cut()
+_tear = [-1]
+def _open(name, mode='r'):
+    if _tear[0] >= 0 and 'w' in mode:
+        k = _tear[0]
+        _tear[0] = -1
+        return _Torn(name, k)
+    return open(name, mode)
+_lt.open = _open
+def _ls(dt, c, r):
+    try:
+        out = _sim.step_hex(dt, c, r)
+    except _Cut:
+        return 'CUT'
+    l = _sim.bms.lifetime
+    return '%s %d %d %d' % (out, l.seq, l.since, 1 if l.edge else 0)
+"""
+
+
+class MicroPythonLifeFirmware(LifeFirmware):
+    """The firmware under real MicroPython (the WebAssembly port,
+    ``runtime.MicroPythonRuntime``), its files in that interpreter's own
+    filesystem (no flash model: no wear figures)."""
+
+    def __init__(self, board: dict[str, Any]) -> None:
+        from .runtime import MicroPythonRuntime
+
+        self.board_json = json.dumps(board)
+        self.rt = MicroPythonRuntime()
+        self.rt.boot(self.board_json, b"\x5e\x11life")
+        self.rt.exec(_MP_HELPERS)
+        self._seq = 0
+        self.torn = 0
+
+    def step(self, dt_ms: int, codes: bytes, rx: bytes) -> int:
+        reply = self.rt.exec(f"print(_ls({dt_ms},'{codes.hex()}','{rx.hex()}'))").strip()
+        if reply == "CUT":
+            self.torn += 1
+            raise PowerLost("power lost during the save of the record")
+        outputs, seq, since, edge = reply.split()[-4:]  # after the bytes sent (if any)
+        self.saved = int(seq) != self._seq
+        self._seq = int(seq)
+        self.since = int(since)
+        self.edge = edge == "1"
+        return int(outputs)
+
+    def words(self) -> list[int]:
+        text = self.rt.exec("print(' '.join(str(x) for x in _sim.bms.lifetime.w))")
+        return [int(x) for x in text.split()]
+
+    def seq(self) -> int:
+        return int(self.rt.exec("print(_sim.bms.lifetime.seq)"))
+
+    def tear(self, byte: int) -> None:
+        self.rt.exec(f"_tear[0] = {byte}")
+
+    def power_cycle(self) -> None:
+        self.rt.boot(self.board_json, b"\x5e\x11life")  # a new Bms: loads the record
+        self._seq = self.seq()
+
+    def flash(self) -> dict[str, Any]:
+        return {"torn": self.torn}
+
+    def close(self) -> None:
+        self.rt.close()
+
+
 # -- the schedule ------------------------------------------------------------------
 @dataclass
 class Injection:
@@ -321,7 +497,8 @@ class Life:
     over the life); ``power_cycle_at``: extra cuts at these times (ms), plain."""
 
     def __init__(self, days: float, seed: int = 1, cuts_per_day: float = 0.5,
-                 events: int = 1, season_days: float | None = None) -> None:
+                 events: int = 1, season_days: float | None = None,
+                 runtime: str = "cpython") -> None:
         self.days = days
         self.seed = seed
         self.rng = random.Random(seed)
@@ -331,8 +508,10 @@ class Life:
         self.season_days = season_days or (365.0 if days >= 365 else max(days, 1.0))
         self.plant = Plant(self.board, seed=seed, initial_soc_pct=50.0, ambient_c=15.0)
         self.sensors = SensorModel(self.board, seed=seed)
-        self.fs = LifeFlash()
-        self._start_firmware()
+        self.runtime = runtime
+        self.fw: LifeFirmware = (MicroPythonLifeFirmware(self.board) if runtime == "micropython"
+                                 else CPythonLifeFirmware(self.board))
+        self.plant.outputs = 4 | 8  # RESET_OUTPUTS: open, both directions allowed
         self.t_ms = 0
         self.truth = Truth()
         self.lost = Truth()
@@ -362,27 +541,8 @@ class Life:
         self._cut_times: list[int] = []
         self._schedule(events, cuts_per_day)
 
-    # -- the firmware ------------------------------------------------------------
-    def _start_firmware(self) -> None:
-        fw = str(firmware_dir())
-        if fw not in sys.path:
-            sys.path.insert(0, fw)
-        from cellguard_fw import events, latches, lifetime
-        from cellguard_fw.hal_sim import SimBoard
-
-        for module in (events, latches, lifetime):
-            module.open = self.fs.open  # type: ignore[attr-defined]
-            module.os = self.fs  # type: ignore[attr-defined]
-        self.fw = SimBoard(json.dumps(self.board), b"\x5e\x11life", "/flash")
-        self.plant.outputs = self.fw.hal.outputs()
-
-    @property
-    def words(self) -> list[int]:
-        return list(self.fw.bms.lifetime.w)
-
     def record(self) -> LifetimeRecord:
-        life = self.fw.bms.lifetime
-        return LifetimeRecord.from_words(1, life.seq, list(life.w))
+        return LifetimeRecord.from_words(1, self.fw.seq(), self.fw.words())
 
     def send(self, name: str, values: dict[str, Any] | None = None) -> None:
         """A request from the host, on the next step (as over the serial port)."""
@@ -494,6 +654,10 @@ class Life:
             at = base + 22 * HOUR_MS
             inj = Injection(kind, at, (at - 60_000, at + HOUR_MS))
             self._at(at, lambda: self._deep_discharge(inj))
+        if inj.window_ms[1] > self.end_ms:  # not within the life: left out
+            self.actions = [a for a in self.actions if a[0] != at and a[0] != at + 1]
+            heapq.heapify(self.actions)
+            return
         self.injections.append(inj)
 
     # -- actions -----------------------------------------------------------------------------
@@ -529,8 +693,7 @@ class Life:
 
     def _overcharge(self, inj: Injection) -> None:
         self.watch = inj
-        self.charger_faulty = True
-        self._at(inj.window_ms[1], lambda: self._recover(inj))
+        self.charger_faulty = True  # until its charge ends: then recovered
 
     def _deep_discharge(self, inj: Injection) -> None:
         self.watch = inj
@@ -553,7 +716,7 @@ class Life:
 
     def _cut(self, torn: bool, byte: int, off_s: float) -> None:
         if torn:
-            self.fs.tear(byte)  # the power fails during the next save of the record
+            self.fw.tear(byte)  # the power fails during the next save of the record
             self.pending_cut = Cut(self.t_ms, True, byte, off_s)
         else:
             self._power_cycle(Cut(self.t_ms, False, -1, off_s))
@@ -564,16 +727,13 @@ class Life:
         before = self.record()
         # what the record had not saved is lost: the truth since the last save
         self.lost.add(self.truth.minus(self.saved))
-        self.fs.reboot()
         self.plant.release_outputs()
         self.plant.ambient_c = self.ambient(self.t_ms)
         self.plant.requested_current_a = self.requested_a
         self.plant.step(cut.off_s)  # off: nothing flows, nothing is counted
         self.t_ms += round(cut.off_s * 1000)
-        self.fw.hal.release()
-        self.fw.port.rx = bytearray()
         self.rx = bytearray()
-        self.fw.boot()
+        self.fw.power_cycle()
         self.boots += 1
         self.saved = self.truth.copy()
         after = self.record()
@@ -585,7 +745,7 @@ class Life:
                     cut.went_back.append(q)
             expect = list(self.saved_words)
             expect[28] += 1  # the boot this reload counts
-            if list(self.fw.bms.lifetime.w) != expect:
+            if self.fw.words() != expect:
                 self.reload_mismatches += 1
         self.cuts.append(cut)
         self.active_until_ms = max(self.active_until_ms, self.t_ms + 20_000)
@@ -609,6 +769,9 @@ class Life:
                 stop = self.blocked_since >= 0 and t - self.blocked_since >= 60_000
             if stop:
                 self.phase = "rest"
+                inj = self.watch
+                if self.charger_faulty and inj is not None and inj.kind == "overcharge":
+                    self._at(t + 600_000, lambda: self._recover(inj))
         elif self.phase == "discharge" and min(cells_v) <= DISCHARGE_STOP_V:
             self.phase = "rest"
         a = CHARGE_A if self.phase == "charge" else DISCHARGE_A if self.phase == "discharge" \
@@ -628,10 +791,10 @@ class Life:
             dt = ACTIVE_MS
         else:
             dt = QUIET_MS
-            life = self.fw.bms.lifetime
-            if life.since < 300_000:  # the save comes when it would on a board
-                dt = min(dt, max(300_000 - life.since, ACTIVE_MS))
-            if life.edge:
+            fw = self.fw
+            if fw.since < 300_000:  # the save comes when it would on a board
+                dt = min(dt, max(300_000 - fw.since, ACTIVE_MS))
+            if fw.edge:
                 dt = ACTIVE_MS
         nxt = self.actions[0][0] if self.actions else self.end_ms
         hour = (t // HOUR_MS + 1) * HOUR_MS
@@ -686,11 +849,10 @@ class Life:
         self._watch_plant(dt_s, hot)
         codes = self.sensors.codes(plant)
         self.t_ms += dt_ms
-        saves = self.fs.life_saves
         rx = bytes(self.rx)
         self.rx = bytearray()
         try:
-            _, outputs = self.fw.step(dt_ms, codes, rx)
+            outputs = self.fw.step(dt_ms, codes, rx)
         except PowerLost:
             cut = self.pending_cut
             assert cut is not None
@@ -699,9 +861,9 @@ class Life:
             self._power_cycle(cut)
             return
         plant.outputs = outputs
-        if self.fs.life_saves != saves:  # a whole record reached the flash
+        if self.fw.saved:  # a whole record reached the flash
             self.saved = self.truth.copy()
-            self.saved_words = list(self.fw.bms.lifetime.w)
+            self.saved_words = self.fw.words()
         self.steps += 1
         self.step_counts[dt_ms] = self.step_counts.get(dt_ms, 0) + 1
 
@@ -751,13 +913,10 @@ class Life:
         injected = {k: sum(1 for x in self.injections if x.kind == k) for k in KINDS}
         seen = {k: sum(1 for x in self.injections if x.kind == k and x.seen_in_plant)
                 for k in KINDS}
-        fs = self.fs
-        flash = {"erases": fs.erase_count, "programs": fs.program_count,
-                 "commits": fs.commits, "compactions": fs.compactions,
-                 "max_block": fs.max_block_erases, "stall_ms": fs.stall_ms,
-                 "record_saves": self.fw.bms.lifetime.seq, "life_saves": fs.life_saves,
-                 "torn": fs.torn}
-        return LifeResult(self.days, self.seed, self.truth, self.lost, self.record(), injected,
+        flash = self.fw.flash()
+        record = self.record()
+        self.fw.close()
+        return LifeResult(self.days, self.seed, self.truth, self.lost, record, injected,
                           seen, self.boots, self.cuts, self.steps, dict(self.step_counts),
                           flash, dict(self.spurious), self.reload_mismatches)
 
