@@ -38,6 +38,7 @@ from cellguard.sim.life import (  # noqa: E402
     format_table,
 )
 
+PROBE_CUT_MS = (2 * 60 + 5) * 60_000  # 02:05, five minutes into the over-temperature hold
 RATED_ERASES = 100_000  # NOR flash sector endurance (W25Q16JV and typical ESP32 modules)
 RECORD_BYTES = 220  # one lifetime record on flash (lifetime._SIZE)
 
@@ -125,6 +126,14 @@ def main() -> None:
     print()
     for line in flash_report(result):
         print(line)
+    # Outside the proof: a power cycle while a harmful condition persists (the random
+    # cuts above keep out of the injections' windows).
+    probe = Life(1.0, seed=args.seed, cuts_per_day=0, events=1,
+                 extra_cuts=(PROBE_CUT_MS,)).run()
+    print()
+    print(f"power cycle during an over-temperature (cell held at 68 degC): "
+          f"{probe.record.harmful['overtemperature']} over-temperature events counted, "
+          f"{probe.seen_in_plant['overtemperature']} in the plant")
     failed = [r.quantity for r in rows if not r.ok]
     print()
     print(f"agreement: {'PASS' if not failed else 'FAIL: ' + ', '.join(failed)}")

@@ -494,11 +494,14 @@ class Life:
     """One simulated life (module docstring). ``days``: its length; ``seed``: the
     weather, the cells' spread, the power cycles; ``cuts_per_day``: power cycles
     (half of them torn saves); ``events``: injections of each harmful kind (spread
-    over the life); ``power_cycle_at``: extra cuts at these times (ms), plain."""
+    over the life); ``season_days``: the seasons' period (default the life's
+    length, a year at most); ``runtime``: ``cpython`` or ``micropython``;
+    ``extra_cuts``: plain power cycles (5 s off) at these times (ms), wherever they
+    fall."""
 
     def __init__(self, days: float, seed: int = 1, cuts_per_day: float = 0.5,
                  events: int = 1, season_days: float | None = None,
-                 runtime: str = "cpython") -> None:
+                 runtime: str = "cpython", extra_cuts: tuple[int, ...] = ()) -> None:
         self.days = days
         self.seed = seed
         self.rng = random.Random(seed)
@@ -540,6 +543,8 @@ class Life:
         self._order = 0
         self._cut_times: list[int] = []
         self._schedule(events, cuts_per_day)
+        for at in extra_cuts:
+            self._at(at, lambda: self._power_cycle(Cut(self.t_ms, False, -1, 5.0)))
 
     def record(self) -> LifetimeRecord:
         return LifetimeRecord.from_words(1, self.fw.seq(), self.fw.words())
