@@ -105,6 +105,8 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         rf"^record bytes written\s+{NUMBER}\s+{NUMBER}$",
         rf"^most-erased block, erases\s+{NUMBER}\s+{NUMBER}$",
         r"^years to 100,000 erases of the most-erased block: [\d,]+$",
+        r"^power cycle during an over-temperature .*: \d+ over-temperature events counted",
+        r"^power cycle 5 s after a boot: \d+ boots counted of \d+",
         r"^agreement: (PASS|FAIL)",
     )),
     "sim_speed.py": (False, (

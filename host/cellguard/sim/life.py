@@ -28,8 +28,13 @@ What a power cycle loses by design (operation since the record's last save) is
 taken out of the truth using the times of the saves, which the host sees on the
 flash model; each loss is also measured from the record before and after.
 
+``runtime="micropython"`` runs the same life with the firmware under real
+MicroPython (the WebAssembly port, ``runtime.MicroPythonRuntime``; its files in
+that interpreter's filesystem, so no flash-wear figures), slower but the same
+record word for word.
+
 Acceleration (what makes a year affordable; docs/lifetime.md "Simulated life"):
-the firmware runs in-process; steps are 1 s while current flows, a
+the firmware runs in-process under CPython; steps are 1 s while current flows, a
 temperature is near a limit or an event runs (the board's own 100 ms around a
 short circuit or over-current), and up to 60 s in a quiet rest (no current,
 the pack settled at an ambient at least 3 K from every temperature limit),
@@ -420,10 +425,6 @@ TOLERANCES = {
 """Quantity -> (relative or absolute, bound): throughput 1 %, equivalent full cycles
 2 %, the operating time to the second (both count the same milliseconds), every
 other time within one save interval."""
-
-UNITS = {"charge_in_ah": "Ah", "charge_out_ah": "Ah", "energy_in_wh": "Wh",
-         "energy_out_wh": "Wh", "equivalent_full_cycles": ""}
-
 
 @dataclass
 class Row:
