@@ -36,6 +36,7 @@ from cellguard.sim.life import (  # noqa: E402
     LifeResult,
     agreement,
     format_table,
+    markdown_table,
 )
 
 PROBE_CUT_MS = (2 * 60 + 5) * 60_000  # 02:05, five minutes into the over-temperature hold
@@ -95,6 +96,8 @@ def main() -> None:
     ap.add_argument("--cuts-per-day", type=float, default=None,
                     help="power cycles per day, half of them torn saves (default 0.25)")
     ap.add_argument("--quick", action="store_true", help="one simulated day")
+    ap.add_argument("--markdown", action="store_true",
+                    help="also print the agreement table as docs/lifetime.md shows it")
     args = ap.parse_args()
     days = 1.0 if args.quick else args.days
     if days <= 0:
@@ -149,6 +152,10 @@ def main() -> None:
     print()
     for line in probes(args.seed):
         print(line)
+    if args.markdown:
+        print()
+        for line in markdown_table(rows):
+            print(line)
     failed = [r.quantity for r in rows if not r.ok]
     print()
     print(f"agreement: {'PASS' if not failed else 'FAIL: ' + ', '.join(failed)}")

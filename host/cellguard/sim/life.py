@@ -482,11 +482,51 @@ def agreement(result: LifeResult, capacity_ah: float = 3.0) -> list[Row]:
 
 
 def format_table(rows: list[Row]) -> list[str]:
-    lines = [f"{'quantity':<36}{'truth':>14}{'record':>14}{'difference':>13}"
+    lines = [f"{'quantity':<36}{'truth':>17}{'record':>17}{'difference':>13}"
              f"{'tolerance':>22}  result"]
     for r in rows:
-        lines.append(f"{r.quantity:<36}{r.truth:>14,.3f}{r.record:>14,.3f}"
+        lines.append(f"{r.quantity:<36}{r.truth:>17,.3f}{r.record:>17,.3f}"
                      f"{r.difference:>+13,.3f}{r.tolerance:>22}  {'PASS' if r.ok else 'FAIL'}")
+    return lines
+
+
+_LABELS = {
+    "charge_in_ah": "charge in, Ah", "charge_out_ah": "charge out, Ah",
+    "energy_in_wh": "energy in, Wh", "energy_out_wh": "energy out, Wh",
+    "equivalent_full_cycles": "equivalent full cycles", "operating_s": "operating time, s",
+    "rest_s": "at rest, s", "charging_s": "charging, s", "discharging_s": "discharging, s",
+    "hot_idle_s": "above 60 °C not charging, s", "hot_charging_s": "above 45 °C charging, s",
+    "cold_idle_s": "below −20 °C not charging, s",
+    "cold_charging_s": "below 0 °C charging, s",
+    "worst loss at a power cycle, s": "worst loss at a power cycle, s (bound)",
+    "counters rolled back at a restart": "quantities below the last save after a restart",
+    "reloads not the last saved record": "reloads other than the last saved record"}
+
+
+def _cell(quantity: str, x: float) -> str:
+    if quantity.endswith(("_ah", "_wh")) or quantity == "equivalent_full_cycles":
+        return f"{x:,.3f}"
+    if quantity.endswith("_s"):
+        return f"{x:,.1f}"
+    if quantity.startswith("worst"):
+        return f"{x:,.3f}"
+    return f"{x:,.0f}"
+
+
+def markdown_table(rows: list[Row]) -> list[str]:
+    """The rows as the docs show them (docs/lifetime.md "Simulated life")."""
+    lines = ["| quantity | truth | record | difference | tolerance | |",
+             "|---|---:|---:|---:|---|---|"]
+    for r in rows:
+        q = r.quantity
+        label = _LABELS.get(q) or (f"{q.replace('_', ' ')} events" if q.startswith("harmful")
+                                   else q)
+        d = _cell(q, abs(r.difference))
+        if d.strip("0.,"):
+            d = ("+" if r.difference > 0 else "−") + d
+        truth = "300" if q.startswith("worst") else _cell(q, r.truth)
+        lines.append(f"| {label} | {truth} | {_cell(q, r.record)} | {d} | "
+                     f"{r.tolerance.replace('<=', '≤')} | {'PASS' if r.ok else 'FAIL'} |")
     return lines
 
 
