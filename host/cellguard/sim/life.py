@@ -61,7 +61,7 @@ from ..paths import firmware_dir
 from ..protocol.codec import build_payload, encode_frame
 from ..protocol.messages import BY_NAME
 from .flash import FlashModel, PowerLost
-from .plant import Plant
+from .plant import RESET_OUTPUTS, Plant
 from .sensors import SensorModel
 
 KINDS = ("deep_discharge", "overcharge", "overtemperature", "overcurrent", "short_circuit")
@@ -401,15 +401,17 @@ class LifeResult:
     flash: dict[str, Any]
     spurious: dict[str, int]  # harmful crossings in the plant outside the injections
     reload_mismatches: int  # reloads that did not bring back the last saved record
+    capacity_ah: float = 3.0  # the board's rated capacity
 
     @property
     def kept(self) -> Truth:
         """What the record should hold: the truth less what power cycles took."""
         return self.truth.minus(self.lost)
 
-    def efc_truth(self, capacity_ah: float) -> float:
+    def efc_truth(self) -> float:
+        """Equivalent full cycles of the kept truth: throughput over twice the capacity."""
         k = self.kept.v
-        return (k["charge_in_ah"] + k["charge_out_ah"]) / (2.0 * capacity_ah)
+        return (k["charge_in_ah"] + k["charge_out_ah"]) / (2.0 * self.capacity_ah)
 
 
 TOLERANCES = {
@@ -439,7 +441,7 @@ class Row:
         return self.record - self.truth
 
 
-def agreement(result: LifeResult, capacity_ah: float = 3.0) -> list[Row]:
+def agreement(result: LifeResult) -> list[Row]:
     """The record against the truth, quantity by quantity (``TOLERANCES``), then each
     harmful kind, the boots, the worst loss at a power cycle and the reloads."""
     rec = result.record
@@ -447,9 +449,9 @@ def agreement(result: LifeResult, capacity_ah: float = 3.0) -> list[Row]:
     rows: list[Row] = []
     record_values = {k: float(getattr(rec, k)) for k in TRUTH_KEYS}
     record_values["equivalent_full_cycles"] = (rec.charge_in_ah + rec.charge_out_ah) / (
-        2.0 * capacity_ah)
+        2.0 * result.capacity_ah)
     truth_values = dict(kept)
-    truth_values["equivalent_full_cycles"] = result.efc_truth(capacity_ah)
+    truth_values["equivalent_full_cycles"] = result.efc_truth()
     order = ("charge_in_ah", "charge_out_ah", "energy_in_wh", "energy_out_wh",
              "equivalent_full_cycles", "operating_s", "rest_s", "charging_s", "discharging_s",
              "hot_idle_s", "hot_charging_s", "cold_idle_s", "cold_charging_s")
@@ -552,10 +554,12 @@ class Life:
         self.season_days = season_days or (365.0 if days >= 365 else max(days, 1.0))
         self.plant = Plant(self.board, seed=seed, initial_soc_pct=50.0, ambient_c=15.0)
         self.sensors = SensorModel(self.board, seed=seed)
+        if runtime not in ("cpython", "micropython"):
+            raise ValueError(f"runtime must be cpython or micropython, not {runtime!r}")
         self.runtime = runtime
         self.fw: LifeFirmware = (MicroPythonLifeFirmware(self.board) if runtime == "micropython"
                                  else CPythonLifeFirmware(self.board))
-        self.plant.outputs = 4 | 8  # RESET_OUTPUTS: open, both directions allowed
+        self.plant.outputs = RESET_OUTPUTS  # the board's first step drives them
         self.t_ms = 0
         self.truth = Truth()
         self.lost = Truth()
@@ -964,7 +968,7 @@ class Life:
         self.fw.close()
         return LifeResult(self.days, self.seed, self.truth, self.lost, record, injected,
                           seen, self.boots, self.cuts, self.steps, dict(self.step_counts),
-                          flash, dict(self.spurious), self.reload_mismatches)
+                          flash, dict(self.spurious), self.reload_mismatches, self.capacity_ah)
 
 
 def _keep_clear(t: float) -> float:
