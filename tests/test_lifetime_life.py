@@ -101,3 +101,16 @@ def test_both_interpreters_keep_the_same_record(
     assert [c.loss_s for c in mp.cuts] == [c.loss_s for c in cp.cuts]
     assert mp.record.words == cp.record.words
     assert mp.record.seq == cp.record.seq
+
+
+@pytest.mark.parametrize("after_s", [5, 15])
+def test_an_event_is_saved_within_ten_seconds(after_s: int) -> None:
+    """A boot is an event edge: the record saves it 10 s after its last save (here
+    the boot itself). A second power cycle 15 s after the boot keeps every boot; one
+    5 s after it may lose that boot, never more."""
+    first = 3 * 3_600_000
+    life = Life(0.2, seed=2, cuts_per_day=0, events=1,
+                extra_cuts=(first, first + 5_000 + after_s * 1000)).run()
+    assert life.boots == 3
+    assert life.record.boots == 3 if after_s > 10 else life.record.boots >= 2
+    assert all(c.loss_s <= after_s + 1 for c in life.cuts[1:])
