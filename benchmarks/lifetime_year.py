@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "host"))
 from cellguard.sim.life import (  # noqa: E402
     ACTIVE_MS,
     FINE_MS,
+    RECORD_BYTES,
     Life,
     LifeResult,
     agreement,
@@ -41,7 +42,6 @@ from cellguard.sim.life import (  # noqa: E402
 
 PROBE_CUT_MS = (2 * 60 + 5) * 60_000  # 02:05, five minutes into the over-temperature hold
 RATED_ERASES = 100_000  # NOR flash sector endurance (W25Q16JV and typical ESP32 modules)
-RECORD_BYTES = 220  # one lifetime record on flash (lifetime._SIZE)
 
 
 def flash_report(result: LifeResult) -> list[str]:

@@ -30,6 +30,7 @@ _MADE = const(68)  # then the date of putting into service
 _IDENTITY = const(70)
 _LIVES = const(78)
 _HARM_TOTAL = const(51)
+_HELD_MS = const(10000)  # longer than any protection's trip delay at boot
 _N_SNAP = const(82)
 _SNAP = const(83)
 _SNAP_WORDS = const(9)
@@ -107,7 +108,8 @@ def load(life):
             decode(best, w, 0, _HOT)
             life.seq = seq
             life.slot = slot
-            life.prev = w[_HARM_TOTAL] >> 24  # kinds still active: the same events
+            life.prev = life.held = w[_HARM_TOTAL] >> 24  # still active: the same events
+            life.held_ms = _HELD_MS
         cold = _newest(_cold_names(life), _MAGIC_COLD)[0]
         if cold is not None:
             words = [0] * (_WORDS - _HOT + 1)

@@ -159,6 +159,10 @@ class Lifetime:
                                profile["temp_charge_max_dc"][0],
                                profile["temp_charge_min_dc"][0], rest_ma))
         self.prev = 0  # the harmful kinds active in the previous step (bit per kind)
+        # after a boot, the kinds the record saved as active count as active until
+        # the protection has had the time to trip again (its delays are shorter)
+        self.held = 0
+        self.held_ms = 0
         self.since = 0  # ms of operation since the last save (saturates)
         self.edge = False  # an event since the last save
         self.unix = 0  # Unix time from 2020 now, s (0: the host never set the clock)
@@ -268,6 +272,9 @@ class Lifetime:
             k |= 8
         if trips & _F_SHORT or chip & _C_SHORT:
             k |= 16
+        if self.held_ms > 0:
+            self.held_ms -= dt
+            k |= self.held
         rise = k & ~self.prev
         if k != self.prev:  # a rise or a fall: saved soon (the kinds active go too)
             self.prev = k

@@ -70,6 +70,9 @@ KINDS = ("deep_discharge", "overcharge", "overtemperature", "overcurrent", "shor
 SAVE_INTERVAL_S = 300.0
 """The record's save interval (``lifetime._SAVE_MS``): at most this much operation is
 lost at a power cycle."""
+RECORD_BYTES = 344
+"""The record saved every few minutes (words 0-81, ``lifetime._SIZE``): a torn save
+keeps a random number of its bytes below this."""
 EVENT_SAVE_S = 10.0
 """... and an event edge is saved this long after it (``lifetime._GAP_MS``)."""
 
@@ -153,7 +156,8 @@ class LifeFlash(FlashModel):
 
     def open(self, path: str, mode: str = "r") -> Any:
         f = super().open(path, mode)
-        if "w" in mode and "/life." in self._path(path):
+        name = self._path(path)
+        if "w" in mode and name.endswith((".0", ".1")) and "/life." in name:  # words 0-81
             if self.tear_byte is not None:
                 return _TornFile(self, f, self.tear_byte)
             self.life_saves += 1
@@ -161,18 +165,25 @@ class LifeFlash(FlashModel):
 
 
 class _TornFile:
+    """The record's file during a torn save: the save's writes (it streams a record
+    in a few) reach the file up to byte ``byte`` of the whole record, in place of the
+    old content's first bytes; then the power fails."""
+
     def __init__(self, fs: LifeFlash, f: Any, byte: int) -> None:
         self.fs = fs
         self.f = f
         self.byte = byte
+        self.new = b""
 
     def write(self, buf: bytes) -> int:
+        self.new += bytes(buf)
+        if len(self.new) <= self.byte:
+            return len(buf)
         fs = self.fs
         path = self.f.path
         old = fs.files.get(path, b"")
-        new = bytes(buf)
-        k = min(self.byte, len(new))
-        data = new[:k] + old[k:len(new)] if len(old) >= len(new) else new[:k]
+        k = self.byte
+        data = self.new[:k] + old[k:] if len(old) > k else self.new[:k]
         fs._write_back(path, data, 0)
         fs.tear_byte = None
         fs.torn += 1
@@ -230,11 +241,11 @@ class CPythonLifeFirmware(LifeFirmware):
         fw = str(firmware_dir())
         if fw not in sys.path:
             sys.path.insert(0, fw)
-        from cellguard_fw import events, latches, lifetime
+        from cellguard_fw import events, latches, life_admin, lifetime
         from cellguard_fw.hal_sim import SimBoard
 
         self.fs = LifeFlash()
-        for module in (events, latches, lifetime):
+        for module in (events, latches, lifetime, life_admin):
             module.open = self.fs.open  # type: ignore[attr-defined]
             module.os = self.fs  # type: ignore[attr-defined]
         self.fw = SimBoard(json.dumps(board), b"\x5e\x11life", "/flash")
@@ -282,19 +293,22 @@ class _Torn:
     def __init__(self, name, k):
         self.name = name
         self.k = k
+        self.new = b''
     def __enter__(self):
         return self
     def __exit__(self, *a):
         return False
     def write(self, buf):
+        self.new += bytes(buf)
+        if len(self.new) <= self.k:
+            return len(buf)
         try:
             with open(self.name, 'rb') as f:
                 old = f.read()
         except OSError:
             old = b''
-        new = bytes(buf)
-        k = min(self.k, len(new))
-        data = new[:k] + old[k:len(new)] if len(old) >= len(new) else new[:k]
+        k = self.k
+        data = self.new[:k] + old[k:] if len(old) > k else self.new[:k]
         with open(self.name, 'wb') as f:
             f.write(data)
         raise _Cut()
@@ -592,7 +606,7 @@ class Life:
             self._at(at, lambda: self._power_cycle(Cut(self.t_ms, False, -1, 5.0)))
 
     def record(self) -> LifetimeRecord:
-        return LifetimeRecord.from_words(1, self.fw.seq(), self.fw.words())
+        return LifetimeRecord.from_words(2, self.fw.seq(), self.fw.words())
 
     def send(self, name: str, values: dict[str, Any] | None = None) -> None:
         """A request from the host, on the next step (as over the serial port)."""
@@ -664,7 +678,7 @@ class Life:
                 continue
             torn = j % 2 == 1
             self._cut_times.append(at)
-            byte = self.rng.randrange(0, 220)
+            byte = self.rng.randrange(0, RECORD_BYTES)
             off_s = self.rng.uniform(1.0, 600.0)
             self._at(at, lambda torn=torn, byte=byte, off_s=off_s: self._cut(torn, byte, off_s))
 
@@ -789,7 +803,7 @@ class Life:
         after = self.record()
         cut.loss_s = before.operating_s - after.operating_s
         if self.saved_words is not None:
-            saved = LifetimeRecord.from_words(1, 0, self.saved_words)
+            saved = LifetimeRecord.from_words(2, 0, self.saved_words)
             for q in TRUTH_KEYS:
                 if getattr(after, q) < getattr(saved, q) - 1e-9:
                     cut.went_back.append(q)
