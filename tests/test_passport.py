@@ -37,6 +37,17 @@ VALIDATOR = jsonschema.Draft4Validator(SCHEMA)
 T0 = 1_700_000_000.0  # test_offline's host time at board time 0
 
 
+def estimate_row() -> dict[str, Any]:
+    """An ESTIMATE as the log stores it: capacity 2.7 Ah (90 %), R0 at 115 %."""
+    return {"board_time_ms": 0, "mode": "ekf", "soc_cpct": 5000, "soc_std_cpct": 100,
+            "cell_soc_min_cpct": 4900, "cell_soc_max_cpct": 5100, "capacity_mah": 2700,
+            "capacity_cpct": 9000, "r0_growth_cpct": 11500, "bias_ma": 0,
+            **{k: 0 for k in ("charge_limit_ma", "charge_peak_2s_ma", "charge_peak_10s_ma",
+                              "charge_peak_30s_ma", "discharge_limit_ma",
+                              "discharge_peak_2s_ma", "discharge_peak_10s_ma",
+                              "discharge_peak_30s_ma", "balancing")}}
+
+
 def main(*args: str | Path) -> int:
     return cli.main([str(a) for a in args])
 
@@ -195,13 +206,7 @@ def test_health_estimates_fill_capacity_fade_and_the_exact_block(tmp_path: Path)
     path = write(tmp_path / "a.sqlite", (INFO, Run().add(20).rows))
     w = LogWriter(path)
     bid = w.add_board(INFO, "/dev/ttyTEST")
-    estimate = {"board_time_ms": 0, "mode": "ekf", "soc_cpct": 5000, "soc_std_cpct": 100,
-                "cell_soc_min_cpct": 4900, "cell_soc_max_cpct": 5100, "capacity_mah": 2700,
-                "capacity_cpct": 9000, "r0_growth_cpct": 11500, "bias_ma": 0,
-                **{k: 0 for k in ("charge_limit_ma", "charge_peak_2s_ma", "charge_peak_10s_ma",
-                                  "charge_peak_30s_ma", "discharge_limit_ma",
-                                  "discharge_peak_2s_ma", "discharge_peak_10s_ma",
-                                  "discharge_peak_30s_ma", "balancing")}}
+    estimate = estimate_row()
     w.add(bid, Run().add(1).rows[0].telemetry(), host_time=T0 + 100)
     w.add_estimate(bid, estimate, host_time=T0 + 100)
     w.close()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from test_offline import INFO, Run, write
-from test_passport import T0, main, refused
+from test_passport import T0, estimate_row, main, refused
 
 from cellguard.formats.passport import (
     EXTENSION,
@@ -190,13 +190,7 @@ def a_log(tmp_path: Path, info: Any = INFO) -> Path:
     path = write(tmp_path / "a.sqlite", (replace(info, temp_count=2), run.rows), events=events)
     w = LogWriter(path)
     bid = w.add_board(replace(info, temp_count=2), "/dev/ttyTEST")
-    estimate = {"board_time_ms": 0, "mode": "ekf", "soc_cpct": 5000, "soc_std_cpct": 100,
-                "cell_soc_min_cpct": 4900, "cell_soc_max_cpct": 5100, "capacity_mah": 2700,
-                "capacity_cpct": 9000, "r0_growth_cpct": 11500, "bias_ma": 0,
-                **{k: 0 for k in ("charge_limit_ma", "charge_peak_2s_ma", "charge_peak_10s_ma",
-                                  "charge_peak_30s_ma", "discharge_limit_ma",
-                                  "discharge_peak_2s_ma", "discharge_peak_10s_ma",
-                                  "discharge_peak_30s_ma", "balancing")}}
+    estimate = estimate_row()
     w.add_estimate(bid, estimate, host_time=T0 + 2200)
     w.close()
     return path
