@@ -203,8 +203,9 @@ def test_a_dry_run_lists_the_changes_and_writes_nothing(
         info = hello(vb.port)  # reset back into the firmware it ran
         assert info.manifest_sha256 == builds["old"].sha256 and info.boot == "confirmed"
         after = snapshot(tmp_path)
-    # The firmware's own data (event log, latches) is its business: it booted twice.
-    data = {"events.bin", "latches.bin", "health.bin"}
+    # The firmware's own data (event log, latches, lifetime record) is its business: it
+    # booted twice, and each boot is saved in the lifetime record.
+    data = {"events.bin", "latches.bin", "health.bin", "life.0", "life.1", "life.2", "life.3"}
     assert {k: v for k, v in after.items() if k not in data} == {
         k: v for k, v in before.items() if k not in data}
     assert after["events.bin"].startswith(before["events.bin"])  # appended to, at most

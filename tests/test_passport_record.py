@@ -26,7 +26,7 @@ STATIC = static_from_info(INFO)  # 2 cells NMC, 3 Ah
 
 def words(**over: Any) -> list[int]:
     """A layout-2 record: a pack that ran 30 days, with the given words set."""
-    w = [0] * 150
+    w = [0] * 155
     w[0], w[1] = 120, 500  # charge in 120.5 Ah
     w[3], w[4] = 118, 0  # charge out 118 Ah
     w[6], w[10] = 890, 850  # energy in / out, Wh
@@ -39,7 +39,7 @@ def words(**over: Any) -> list[int]:
 def snapshot(at: int, unix: int, cap_mah: int, relearns: int, growth_pm: int, soc: int,
              power_w: int, e_in: int, e_out: int) -> dict[str, int]:
     return {f"w{at + i}": v for i, v in enumerate(
-        (unix, 3600 if at == 83 else 29 * 86_400, cap_mah, relearns, growth_pm, soc, power_w,
+        (unix, 3600 if at == 86 else 29 * 86_400, cap_mah, relearns, growth_pm, soc, power_w,
          e_in, e_out))}
 
 
@@ -65,8 +65,8 @@ def test_a_record_without_snapshots_or_events_leaves_health_unavailable() -> Non
 
 def test_health_power_and_efficiency_come_from_the_snapshots() -> None:
     unix = 1_780_000_000 - UNIX_2020
-    w = words(w82=2, **snapshot(83, unix, 3000, 0, 1000, 5000, 120, 10, 9),
-              **snapshot(92, unix + 28 * 86_400, 2850, 3, 1150, 5200, 100, 890, 850))
+    w = words(w85=2, **snapshot(86, unix, 3000, 0, 1000, 5000, 120, 10, 9),
+              **snapshot(95, unix + 28 * 86_400, 2850, 3, 1150, 5200, 100, 890, 850))
     doc, rec = passport(w)
     cond, tech, ext = doc["batteryCondition"], doc["batteryTechicalProperties"], doc[EXTENSION]
     assert [h.capacity_ah for h in rec.snapshots] == [3.0, 2.85]
@@ -90,8 +90,8 @@ def test_health_power_and_efficiency_come_from_the_snapshots() -> None:
 
 
 def test_too_little_energy_between_snapshots_gives_no_efficiency() -> None:
-    w = words(w82=2, **snapshot(83, 0, 3000, 0, 1000, 5000, 120, 10, 9),
-              **snapshot(92, 0, 3000, 0, 1000, 5000, 120, 20, 18))  # 10 Wh: under 2 cycles
+    w = words(w85=2, **snapshot(86, 0, 3000, 0, 1000, 5000, 120, 10, 9),
+              **snapshot(95, 0, 3000, 0, 1000, 5000, 120, 20, 18))  # 10 Wh: under 2 cycles
     doc, rec = passport(w)
     assert round_trip_efficiency(rec, STATIC) is None
     assert "batteryCondition.remainingRoundTripEnergyEfficiency" in doc[EXTENSION]["unavailable"]
@@ -132,7 +132,7 @@ def test_self_discharge_commissioning_and_an_earlier_life() -> None:
     for i, b in enumerate(ident):
         packed[f"w{70 + i // 3}"] |= b << (8 * (i % 3))
     w = words(w68=1000, w69=86_400, w78=1, w79=300, w80=50, w81=10 * 86_400,
-              w119=500, w133=4_000_000, w147=2, **packed)
+              w122=500, w136=4_000_000, w150=2, **packed)
     doc, rec = passport(w)
     ext = doc[EXTENSION]
     rate = (3.0 - 0.5) / (10 * 86_400) * 30.44 * 86_400
@@ -165,9 +165,9 @@ def test_the_report_shows_the_records_commissioning_lives_and_health() -> None:
     for i, byte in enumerate(ident):
         packed[f"w{70 + i // 3}"] = packed.get(f"w{70 + i // 3}", 0) | byte << (8 * (i % 3))
     unix = 1_780_000_000 - UNIX_2020
-    w = words(w68=1000, w78=1, w122=40, w133=7200, w79=300, w81=864_000, w82=2, **packed,
-              **snapshot(83, unix, 3000, 0, 1000, 5000, 120, 10, 9),
-              **snapshot(92, unix + 28 * 86_400, 2850, 3, 1150, 5200, 100, 890, 850))
+    w = words(w68=1000, w78=1, w125=40, w136=7200, w79=300, w81=864_000, w85=2, **packed,
+              **snapshot(86, unix, 3000, 0, 1000, 5000, 120, 10, 9),
+              **snapshot(95, unix + 28 * 86_400, 2850, 3, 1150, 5200, 100, 890, 850))
     doc, rec = passport(w)
     md = render_markdown(doc)
     assert "| identity | \\<b\\>PACK\\</b\\> |" in md

@@ -160,8 +160,8 @@ class Bms:
         from .lifetime import Lifetime
 
         self.lifetime = Lifetime(self.profile, None if storage is None else storage + "/life",
-                                 board["capacity_mah"] // 100)
-        self.lifetime.boot(board.get("watchdog_reset", False))
+                                 board["capacity_mah"])
+        self.lifetime.boot(board.get("watchdog_reset", False), board.get("boot") or b"")
         self.link = Link(port)
         self.unique_id = hexlify(hal.unique_id())
         self.board_name = board["name"].encode()
@@ -299,6 +299,9 @@ class Bms:
 
             life_admin.take(self)
         if life.due():
+            est = self.estimator
+            if est is not None and est.health.relearned:  # cycles count in the capacity now
+                life.cap = int(est.health.capacity_ah * 1000 + 0.5)
             life.save()
 
     # -- estimation (not on the safety path) --------------------------------

@@ -12,7 +12,7 @@ touches stays a small int (below 2**30), so no step allocates. Throughput is
 exact: each counter keeps what is below its unit in a remainder word, so the
 sum of ``mA*ms`` and of ``mV*mA*ms`` over every step is kept to the last unit.
 Layout (word: meaning; docs/lifetime.md has the same table). Layout 1 was words
-0-50; layout 2 appended 51-149 (words are only ever appended):
+0-50; layout 2 appended 51-154 (words are only ever appended):
 
   0-2   charge in: Ah, mAh (0-999), mA*ms (below 3,600,000)
   3-5   charge out: the same
@@ -43,15 +43,20 @@ Layout (word: meaning; docs/lifetime.md has the same table). Layout 1 was words
   78    lives: second-life resets so far
   79-81 self-discharge: SoC lost, SoC gained (0.01 %) over long rests, and
         the rest seconds they were measured over
-  82    state-of-health snapshots taken so far
-  83-91 the first snapshot, 9 words: Unix time from 2020 (s), operating s,
+  82-84 equivalent full cycles (0.001), the remainder (0.001 mAh), and the
+        charge throughput (mAh, in plus out) they were counted up to: at each
+        save the throughput since is divided by twice the capacity then (the
+        estimator's relearned one, else the configured one)
+  85    state-of-health snapshots taken so far
+  86-94 the first snapshot, 9 words: Unix time from 2020 (s), operating s,
         capacity mAh, capacity relearns so far, R0 growth (0.1 %: 1000 at the
         beginning of life; 0: not estimated), SoC (0.01 %), 10 s discharge power
-        W (0: not estimated), energy in,
-        energy out (Wh)
-  92-118 the last 3 snapshots after the first (ring; snapshot k >= 1 at
-        92 + 9 * ((k - 1) % 3))
-  119-149 the previous lives' total of words 0-30 (carried, as above)
+        W (0: not estimated), energy in, energy out (Wh)
+  95-121 the last 3 snapshots after the first (ring; snapshot k >= 1 at
+        95 + 9 * ((k - 1) % 3))
+  122-152 the previous lives' total of words 0-30 (carried, as above)
+  153-154 firmware deploys (boots of a build other than the last one's), and
+        the last build's id (3 bytes of its manifest's SHA-256)
 
 The time counters move once a whole second of operating time has passed: that
 second goes to the state of the step that completed it, so the state times and
@@ -85,8 +90,8 @@ from struct import pack_into
 from micropython import const
 
 _MAGIC = const(0x0046494C)  # b"LIF\0" little-endian: a small int
-_WORDS = const(150)
-_HOT = const(82)  # words 0-81 are saved every few minutes, 82-149 when they change
+_WORDS = const(155)
+_HOT = const(85)  # words 0-84 are saved every few minutes, 85-154 when they change
 _HEADER = const(8)  # magic, word count
 _SIZE = const(_HOT * 4 + 16)  # header, words 0-81, sequence, CRC: inline in LittleFS
 
@@ -113,8 +118,10 @@ _HARM_RING = const(52)
 _SD_LOST = const(79)
 _SD_GAINED = const(80)
 _SD_S = const(81)
-_N_SNAP = const(82)
-_SNAP = const(83)
+_EFC = const(82)  # equivalent full cycles, 0.001; then the remainder, the mAh counted
+_N_SNAP = const(85)
+_SNAP = const(86)
+_DEPLOYS = const(153)
 _SNAP_WORDS = const(9)  # life_admin.py writes the snapshots, commissioning, new lives
 
 _MAS_PER_MAH = const(3600000)  # mA*ms in one mAh; mW*ms in one mWh
@@ -147,17 +154,19 @@ class Lifetime:
     """The counters (``w``), their update and their record (module docstring).
 
     ``profile`` is the chemistry's (``chemistry.PROFILES``): its temperature trips
-    bound the extreme-temperature times. ``rest_ma``: below this |current| the pack
-    is at rest."""
+    bound the extreme-temperature times. ``capacity_mah``: the pack's; below C/100
+    of it the pack is at rest, and equivalent full cycles count in it until the
+    estimator relearns it (``cap``)."""
 
-    def __init__(self, profile, path=None, rest_ma=50):
+    def __init__(self, profile, path=None, capacity_mah=5000):
         self.w = w = array("I")
         for _ in range(_WORDS):  # grown in place: a [0] * n list would linger on the heap
             w.append(0)
         # hot, cold, hot while charging, cold while charging (0.1 degC), rest mA
         self.lim = array("l", (profile["temp_max_dc"][0], profile["temp_min_dc"][0],
                                profile["temp_charge_max_dc"][0],
-                               profile["temp_charge_min_dc"][0], rest_ma))
+                               profile["temp_charge_min_dc"][0], capacity_mah // 100))
+        self.cap = capacity_mah  # the capacity equivalent full cycles are counted in
         self.prev = 0  # the harmful kinds active in the previous step (bit per kind)
         # after a boot, the kinds the record saved as active count as active until
         # the protection has had the time to trip again (its delays are shorter)
@@ -297,11 +306,22 @@ class Lifetime:
             self.since += dt
 
     # -- outside the control step ----------------------------------------------
-    def boot(self, watchdog=False):
-        """Count a boot (and a watchdog reset); call once after the load."""
-        self.w[_N_BOOTS] += 1
+    def boot(self, watchdog=False, build=b""):
+        """Count a boot (and a watchdog reset, and a deploy when ``build``, main.py's
+        boot record: a status byte and the manifest's SHA-256, names another build
+        than the last boot's); call once after the load."""
+        w = self.w
+        w[_N_BOOTS] += 1
         if watchdog:
-            self.w[_N_WATCHDOG] += 1
+            w[_N_WATCHDOG] += 1
+        if len(build) > 3 and w[_DEPLOYS + 1] != build[1] | build[2] << 8 | build[3] << 16:
+            w[_DEPLOYS] += 1
+            w[_DEPLOYS + 1] = build[1] | build[2] << 8 | build[3] << 16
+            if self.names[0]:  # the words of the rarely saved part: saved now
+                from . import life_admin
+
+                life_admin.save_cold(self)
+                life_admin.release()
         self.edge = True
         self.since = _GAP_MS  # saved at the first pass: a board that resets at once
         # (a boot loop, a brown-out) still counts each boot
@@ -344,14 +364,23 @@ class Lifetime:
         return self.since >= _SAVE_MS or (self.edge and self.since >= _GAP_MS)
 
     def save(self):
-        """Write the record into the slot not holding the newest valid one."""
+        """Bring the words a save derives up to date (the kinds active, the
+        equivalent full cycles), then write the record into the slot not holding
+        the newest valid one."""
         self.since = 0
         self.edge = False
+        w = self.w
+        w[_HARM_TOTAL] = (w[_HARM_TOTAL] & 0xFFFFFF) | self.prev << 24
+        # equivalent full cycles: the throughput since the last save over 2 x capacity
+        mah = (w[_CHG_AH] + w[_DSG_AH]) * 1000 + w[_CHG_AH + 1] + w[_DSG_AH + 1]
+        acc = w[_EFC + 1] + (mah - w[_EFC + 2]) * 1000
+        q = acc // (2 * self.cap)
+        w[_EFC] += q
+        w[_EFC + 1] = acc - q * 2 * self.cap
+        w[_EFC + 2] = mah
         if not self.names[0]:
             return
         self.seq += 1
-        w = self.w
-        w[_HARM_TOTAL] = (w[_HARM_TOTAL] & 0xFFFFFF) | self.prev << 24
         ends = self.ends
         body = memoryview(self.w)[:_HOT]
         pack_into("<LLL", ends, 0, _MAGIC, _HOT, self.seq)

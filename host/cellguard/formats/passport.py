@@ -149,6 +149,7 @@ class Lifetime:
     events: list[HarmfulEvent] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     record: LifetimeRecord | None = None  # the board's record, when it is the source
+    counted_cycles: float | None = None  # the board's own count (each save's capacity)
 
     def equivalent_full_cycles(self, capacity_ah: float) -> float:
         """Charge throughput (in and out) over twice the capacity."""
@@ -261,6 +262,7 @@ def lifetime_from_record(record: LifetimeRecord, at: float) -> Lifetime:
         discharging_s=float(record.discharging_s),
         histogram_s=[[float(v) for v in row] for row in record.histogram_s],
         counts=dict(record.harmful), record=record,
+        counted_cycles=record.equivalent_full_cycles,
         events=[HarmfulEvent(e.kind, float(e.unix_time or 0), e.value, e.unit, e.operating_s)
                 for e in record.last_harmful])
     if record.snapshots:
@@ -355,7 +357,8 @@ def build_passport(static: Static, life: Lifetime, generated: float) -> dict[str
         "cRate": 0,
     }
     capacity = life.capacity_ah
-    cycles = life.equivalent_full_cycles(capacity or static.rated_capacity_ah)
+    cycles = life.counted_cycles if life.counted_cycles is not None else \
+        life.equivalent_full_cycles(capacity or static.rated_capacity_ah)
     fade = None if capacity is None else 100.0 * (1.0 - capacity / static.rated_capacity_ah)
     remaining_kwh = None if capacity is None else capacity * static.nominal_voltage_v / 1000.0
     energy_now = None

@@ -2,7 +2,7 @@
 
 The firmware keeps u32 counters in a fixed layout (``firmware/cellguard_fw/lifetime.py``);
 this module names them and turns them into SI units. A layout only ever grows by
-appending words: layout 1 is words 0-50, layout 2 adds 51-149. A record of an older
+appending words: layout 1 is words 0-50, layout 2 adds 51-154. A record of an older
 layout reads with the newer fields ``None`` (or empty); a newer board's extra words
 are kept in ``words`` and otherwise ignored."""
 
@@ -14,7 +14,7 @@ from ..errors import CellguardError
 
 LAYOUT = 2
 """The newest counter layout this host knows (LIFETIME's ``layout``)."""
-LAYOUT_WORDS = {1: 51, 2: 150}
+LAYOUT_WORDS = {1: 51, 2: 155}
 """Counter words in each layout."""
 WORDS = LAYOUT_WORDS[LAYOUT]
 MAS_PER_MAH = 3_600_000  # mA*ms in one mAh (and mW*ms in one mWh)
@@ -127,8 +127,10 @@ class LifetimeRecord(LifeTotals):
     self_discharge_lost_pct: float | None = None  # SoC lost over long rests
     self_discharge_gained_pct: float | None = None
     self_discharge_rest_s: int | None = None
+    equivalent_full_cycles: float | None = None  # each save's throughput / 2 x capacity then
     snapshots: list[HealthSnapshot] = field(default_factory=list)  # oldest first
     snapshots_taken: int | None = None
+    deploys: int | None = None  # boots of a build other than the last boot's
     history: LifeTotals | None = None  # the ended lives' totals (None: first life)
     words: list[int] = field(default_factory=list)  # as read
 
@@ -175,8 +177,9 @@ class LifetimeRecord(LifeTotals):
         self.self_discharge_lost_pct = w[79] / 100.0
         self.self_discharge_gained_pct = w[80] / 100.0
         self.self_discharge_rest_s = w[81]
-        n = self.snapshots_taken = w[82]
-        slots = [83] + [92 + SNAPSHOT_WORDS * ((k - 1) % 3) for k in range(max(1, n - 3), n)]
+        self.equivalent_full_cycles = w[82] / 1000.0
+        n = self.snapshots_taken = w[85]
+        slots = [86] + [95 + SNAPSHOT_WORDS * ((k - 1) % 3) for k in range(max(1, n - 3), n)]
         for at in slots[:n]:
             s = w[at:at + SNAPSHOT_WORDS]
             self.snapshots.append(HealthSnapshot(
@@ -184,7 +187,8 @@ class LifetimeRecord(LifeTotals):
                 relearns=s[3], r0_growth_pct=s[4] / 10.0 if s[4] else None, soc_pct=s[5] / 100.0,
                 power_w=float(s[6]), energy_in_wh=s[7], energy_out_wh=s[8]))
         if self.lives:
-            self.history = LifeTotals.from_words(w, 119)
+            self.history = LifeTotals.from_words(w, 122)
+        self.deploys = w[153]
 
 
 def pack_identity(identity: str) -> bytes:

@@ -343,7 +343,7 @@ OUTPUTS: tuple[Output, ...] = (
     Output("lifetime", "--json", OBJECT, "the board's lifetime record (docs/lifetime.md)", (
         *_LIFE_TOTALS,
         K("seq", "sequence number of the newest saved record (0: none saved yet)"),
-        K("layout", "the record's counter layout (1: words 0-50; 2: 0-149)"),
+        K("layout", "the record's counter layout (1: words 0-50; 2: 0-154)"),
         K("histogram_s", "s per [SoC bin 0-20-40-60-80-100 %][temperature bin <0, 0-25, "
                          "25-45, >=45 °C]"),
         K("harmful_total", "harmful events in all (layout 2)", nullable=True),
@@ -376,6 +376,9 @@ OUTPUTS: tuple[Output, ...] = (
           K("energy_in_wh", "energy in by then, Wh"), K("energy_out_wh", "energy out, Wh"),
           kind=OBJECTS),
         K("snapshots_taken", "snapshots taken so far (layout 2)", nullable=True),
+        K("equivalent_full_cycles", "charge throughput over twice the capacity at each "
+                                    "save (layout 2; the board counts it)", nullable=True),
+        K("deploys", "firmware deploys: boots of another build (layout 2)", nullable=True),
         K("history", "the ended lives' totals (null: the first life)", *_LIFE_TOTALS,
           nullable=True),
         K("words", "the counters as read (docs/lifetime.md)"),
