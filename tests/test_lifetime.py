@@ -65,7 +65,7 @@ def test_fault_masks_are_the_codecs_bits() -> None:
         | codec.FAULT_OVERCURRENT_CHARGE_PEAK | codec.FAULT_OVERCURRENT_DISCHARGE_PEAK)
     assert lifetime._F_SHORT == codec.FAULT_SHORT_CIRCUIT
     assert HIST + 20 == lifetime._HARM_TOTAL == 51  # layout 1's end
-    # the record saved every few minutes: words 0-81, inline in LittleFS (no data block)
+    # the record saved every few minutes: words 0-84, inline in LittleFS (no data block)
     assert SIZE == 16 + 4 * lifetime._HOT <= FlashModel().inline_max
 
 
@@ -483,29 +483,38 @@ def test_the_last_harmful_events_keep_kind_time_and_value() -> None:
     assert lt.edge and not lt.due()  # saved once 10 s have passed since the last save
 
 
+def rest_soc(lt: Lifetime, soc_cpct: int) -> None:
+    """An estimation step's call with the estimator's SoC (0.01 %)."""
+    from types import SimpleNamespace
+
+    from cellguard_fw.estimator import StateEstimator
+
+    StateEstimator.follow_rest(SimpleNamespace(soc_pct=soc_cpct / 100), lt)  # type: ignore[arg-type]
+
+
 def test_self_discharge_is_the_soc_lost_over_long_rests() -> None:
     lt = Lifetime(NMC, capacity_mah=5000)
     for _ in range(30):  # half an hour: not yet relaxed
         lt.update(60_000, 0, 50_000, 5000, 250, 250, 0)
-        lt.rest_soc(5000)
+        rest_soc(lt, 5000)
     assert lt.sd[0] == -1
     soc = 5000
     for _ in range(24 * 60):  # a day at rest, the estimate drifting down 0.5 %
         lt.update(60_000, 10, 50_000, 5000, 250, 250, 0)
         soc -= 50 if lt.w[OP_S] % 14400 == 0 else 0
-        lt.rest_soc(soc)
+        rest_soc(lt, soc)
     lost = lt.sd[1] - soc
     assert lost > 0
     lt.update(1000, -5000, 50_000, 5000, 250, 250, 0)  # the rest ends
-    lt.rest_soc(soc)
+    rest_soc(lt, soc)
     assert lt.w[SD_LOST] == lost and lt.w[SD_GAINED] == 0
     assert 23 * 3600 <= lt.w[SD_S] <= 24 * 3600 and lt.sd[0] == -1
     # a short rest adds nothing
     for _ in range(120):
         lt.update(60_000, 0, 50_000, 5000, 250, 250, 0)
-        lt.rest_soc(soc + 100)
+        rest_soc(lt, soc + 100)
     lt.update(1000, -5000, 50_000, 5000, 250, 250, 0)
-    lt.rest_soc(soc)
+    rest_soc(lt, soc)
     assert lt.w[SD_LOST] == lost and lt.w[SD_GAINED] == 0
 
 
@@ -660,10 +669,8 @@ def test_equivalent_full_cycles_count_in_the_capacity_at_each_save() -> None:
 def test_a_deploy_is_a_boot_of_another_build(flash: FlashModel) -> None:
     build_a = b"\x01" + bytes(range(1, 33))
     build_b = b"\x01" + bytes(range(2, 34))
-    lt = Lifetime(NMC, PATH)
-    lt.boot(build=build_a)
+    lt = Lifetime(NMC, PATH, build=build_a)
     assert lt.w[DEPLOYS] == 1 and lt.w[DEPLOYS + 1] == 0x030201
     for build, deploys in ((build_a, 1), (b"\x00", 1), (build_b, 2), (build_b, 2)):
-        again = Lifetime(NMC, PATH)  # saved at once: a reset right after keeps it
-        again.boot(build=build)
+        again = Lifetime(NMC, PATH, build=build)  # saved at once: a reset keeps it
         assert again.w[DEPLOYS] == deploys, build[:4]

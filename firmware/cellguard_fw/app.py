@@ -160,8 +160,8 @@ class Bms:
         from .lifetime import Lifetime
 
         self.lifetime = Lifetime(self.profile, None if storage is None else storage + "/life",
-                                 board["capacity_mah"])
-        self.lifetime.boot(board.get("watchdog_reset", False), board.get("boot") or b"")
+                                 board["capacity_mah"], board.get("boot") or b"")
+        self.lifetime.boot(board.get("watchdog_reset", False))
         self.link = Link(port)
         self.unique_id = hexlify(hal.unique_id())
         self.board_name = board["name"].encode()
@@ -299,9 +299,6 @@ class Bms:
 
             life_admin.take(self)
         if life.due():
-            est = self.estimator
-            if est is not None and est.health.relearned:  # cycles count in the capacity now
-                life.cap = int(est.health.capacity_ah * 1000 + 0.5)
             life.save()
 
     # -- estimation (not on the safety path) --------------------------------
@@ -323,7 +320,7 @@ class Bms:
         mask = est.run(self.meas.cells_mv, self.meas.temps_dc, ratings, within,
                        p.faults | p.alarms | p.warnings | p.pending_trips)
         if est.runs:
-            self.lifetime.rest_soc(int(est.soc_pct * 100 + 0.5))
+            est.follow_rest(self.lifetime)
         if mask != self.balancing:
             self.balancing = mask
             self.hal.set_balancing(mask)

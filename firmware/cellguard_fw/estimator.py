@@ -34,6 +34,11 @@ from .link import PAYLOAD_AT
 
 # The protocol numbers used here, as folded copies of codec.py's: the board
 # interns no name for them (tests/test_firmware_build.py holds them equal).
+# The lifetime record's words the self-discharge is kept in (lifetime.py's layout)
+_LIFE_OP_S = const(14)
+_LIFE_SD_LOST = const(79)  # then the SoC gained, then the rest seconds
+_LIFE_RELAXED_MS = const(3600000)  # lifetime.py's _RELAXED_MS: an hour at rest
+_LIFE_SD_MIN_S = const(43200)  # a rest measured over 12 h or more counts
 _ESTIMATOR_COULOMB = const(0)
 _ESTIMATOR_EKF = const(1)
 _FAULT_OPEN_WIRE = const(0x10000)
@@ -507,6 +512,30 @@ class StateEstimator:
 
     def due(self):
         return self.elapsed_ms >= self.period_ms
+
+    def follow_rest(self, life):
+        """The lifetime record's self-discharge words (79-81, docs/lifetime.md): the
+        SoC from an hour into a rest (the cell has relaxed, the filter follows its
+        voltage) to the rest's end; a rest measured over 12 h or more adds its SoC
+        change (a rise, which is noise, apart) and its time. Only a board with an
+        estimator measures it, so the code is here."""
+        sd = life.sd
+        w = life.w
+        op = w[_LIFE_OP_S]
+        soc = int(self.soc_pct * 100 + 0.5)
+        if life.rest_ms >= _LIFE_RELAXED_MS:
+            if sd[0] < 0:
+                sd[0] = op
+                sd[1] = soc
+            sd[2] = op
+            sd[3] = soc
+        elif sd[0] >= 0:
+            if sd[2] - sd[0] >= _LIFE_SD_MIN_S:
+                d = sd[1] - sd[3]
+                w[_LIFE_SD_LOST if d >= 0 else _LIFE_SD_LOST + 1] += abs(d)
+                w[_LIFE_SD_LOST + 2] += sd[2] - sd[0]
+                life.edge = True
+            sd[0] = -1
 
     def run(self, cells_mv, temps_dc, ratings_a, balance_allowed, suspect=0):
         """One estimation step: the states move with the mean current since the

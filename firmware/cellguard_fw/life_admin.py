@@ -15,8 +15,8 @@ from micropython import const
 
 from . import codec_rare
 
-_MAGIC = const(0x0046494C)  # lifetime.py's: words 0-81 (b"LIF\0")
-_MAGIC_COLD = const(0x0043494C)  # words 82-149, after a copy of word 78 (b"LIC\0")
+_MAGIC = const(0x0046494C)  # lifetime.py's: words 0-84 (b"LIF\0")
+_MAGIC_COLD = const(0x0043494C)  # words 85-154, after a copy of word 78 (b"LIC\0")
 _HEADER = const(8)
 _HOT = const(85)
 _WORDS = const(155)
@@ -35,6 +35,7 @@ _N_SNAP = const(85)
 _SNAP = const(86)
 _SNAP_WORDS = const(9)
 _HISTORY = const(122)
+_SNAP_EVERY_S = const(604800)  # a health snapshot a week
 _DEPLOYS = const(153)  # then the build's id (3 bytes of its manifest's SHA-256)
 _LIFE_WORDS = const(31)  # words 0-30 carry into the history at a new life
 _MAS_PER_MAH = const(3600000)
@@ -96,12 +97,14 @@ def _cold_names(life):
     return (life.names[0][:-1] + "2", life.names[0][:-1] + "3")
 
 
-def load(life):
-    """Read the newest valid records into ``life.w``: words 0-81 from the pair
-    saved every few minutes, 82-149 from the pair saved when they change. Then
+def load(life, build=b""):
+    """Read the newest valid records into ``life.w``: words 0-84 from the pair
+    saved every few minutes, 85-154 from the pair saved when they change. Then
     finish a second-life reset that power cut short (the history already holds
-    the ended life, the counters do not yet start again: see :func:`new_life`).
-    Return the sequence number of the first pair's record (0: none found)."""
+    the ended life, the counters do not yet start again: see :func:`new_life`),
+    and count a deploy when ``build`` (main.py's boot record: a status byte, the
+    manifest's SHA-256) is not the last boot's. Return the sequence number of the
+    first pair's record (0: none found)."""
     try:
         w = life.w
         best, slot, seq = _newest(life.names, _MAGIC)
@@ -119,13 +122,21 @@ def load(life):
                 w[_HOT + i] = words[i + 1]
             if words[0] > w[_LIVES]:
                 _restart(life, words[0])
+            n = w[_N_SNAP]
+            if n:  # the next snapshot: a week after the last one
+                at = _SNAP if n == 1 else _SNAP + _SNAP_WORDS * (1 + (n - 2) % 3)
+                life.snap_at = w[at + 1] + _SNAP_EVERY_S
+        if len(build) > 3 and w[_DEPLOYS + 1] != build[1] | build[2] << 8 | build[3] << 16:
+            w[_DEPLOYS] += 1  # another build than the last boot's: a deploy
+            w[_DEPLOYS + 1] = build[1] | build[2] << 8 | build[3] << 16
+            save_cold(life)
         return seq
     finally:
         release()
 
 
 def save_cold(life):
-    """Save words 82-149 (after a copy of the lives word, which says which life
+    """Save words 85-154 (after a copy of the lives word, which says which life
     they belong to) into the file of their pair not holding the newest record."""
     names = _cold_names(life)
     if not life.names[0]:
@@ -147,6 +158,8 @@ def take(bms):
         est = bms.estimator
         if est is not None and est.runs:
             h = est.health
+            if h.relearned:  # equivalent full cycles count in the relearned capacity
+                bms.lifetime.cap = int(h.capacity_ah * 1000 + 0.5)
             snapshot(bms.lifetime, int(h.capacity_ah * 1000 + 0.5), h.relearned,
                      int(h.r0_growth * 1000 + 0.5), bms.soc_cpct(),
                      int(est.limits_a[6] * bms.meas.pack_mv // 1000))
@@ -166,6 +179,7 @@ def snapshot(life, capacity_mah, relearns, growth_pm, soc, power_w):
     for i in range(_SNAP_WORDS):
         w[at + i] = max(0, vals[i])
     w[_N_SNAP] = n + 1
+    life.snap_at = w[_OP_S] + _SNAP_EVERY_S
     save_cold(life)
 
 
@@ -273,6 +287,7 @@ def _restart(life, lives):
         w[i] = 0
     w[_MADE] = made
     w[_LIVES] = lives
+    life.snap_at = 3600  # the new life's first snapshot, an hour in
     life.prev = 0
     life.sd[0] = -1
     life.save()

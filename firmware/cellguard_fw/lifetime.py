@@ -66,10 +66,10 @@ Limits of the integer arithmetic: |current| up to 1,000 A, pack voltage up to
 1,000 V; a step of any length (longer ones are counted in slices of 1 s).
 
 The record on flash: a magic word, the number of counter words, the counters,
-a sequence number and a CRC-32 over all of it (little-endian u32s). Words 0-81,
-which move all the time, are saved every few minutes in 344 bytes (LittleFS keeps
+a sequence number and a CRC-32 over all of it (little-endian u32s). Words 0-84,
+which move all the time, are saved every few minutes in 356 bytes (LittleFS keeps
 a file of up to 512 bytes inline in its metadata: no data block to erase per
-save); words 82-149 (snapshots, history), which change weekly at most, in their own
+save); words 85-154 (snapshots, history), which change weekly at most, in their own
 record (``life_admin.py``, files ``.2`` and ``.3``). There are two files,
 ``path + ".0"`` and ``path + ".1"``; a save overwrites the one not holding the
 newest valid record (as :mod:`latches` it trusts a CRC and a sequence number, but
@@ -93,7 +93,7 @@ _MAGIC = const(0x0046494C)  # b"LIF\0" little-endian: a small int
 _WORDS = const(155)
 _HOT = const(85)  # words 0-84 are saved every few minutes, 85-154 when they change
 _HEADER = const(8)  # magic, word count
-_SIZE = const(_HOT * 4 + 16)  # header, words 0-81, sequence, CRC: inline in LittleFS
+_SIZE = const(_HOT * 4 + 16)  # header, words 0-84, sequence, CRC: inline in LittleFS
 
 _CHG_AH = const(0)
 _DSG_AH = const(3)
@@ -115,14 +115,7 @@ _N_CONFIG = const(30)
 _HIST = const(31)
 _HARM_TOTAL = const(51)
 _HARM_RING = const(52)
-_SD_LOST = const(79)
-_SD_GAINED = const(80)
-_SD_S = const(81)
 _EFC = const(82)  # equivalent full cycles, 0.001; then the remainder, the mAh counted
-_N_SNAP = const(85)
-_SNAP = const(86)
-_DEPLOYS = const(153)
-_SNAP_WORDS = const(9)  # life_admin.py writes the snapshots, commissioning, new lives
 
 _MAS_PER_MAH = const(3600000)  # mA*ms in one mAh; mW*ms in one mWh
 _T_EDGE_1 = const(0)  # histogram temperature edges, 0.1 degC
@@ -144,10 +137,9 @@ _C_SHORT = const(0x400080)  # SCD, SCDL
 
 _SAVE_MS = const(300000)  # a save at least every 5 minutes of operation
 _GAP_MS = const(10000)  # and after an event edge, but at most one per 10 s
-_RELAXED_MS = const(3600000)  # a rest counts for self-discharge after an hour
-_SD_MIN_S = const(43200)  # ... and only a rest measured over 12 h or more
-_SNAP_FIRST_S = const(3600)  # the first health snapshot after an hour of operation
-_SNAP_EVERY_S = const(604800)  # then one a week
+_RELAXED_MS = const(3600000)  # a rest counts for self-discharge after an hour (estimator.py)
+_SNAP_FIRST_S = const(3600)  # the first health snapshot after an hour (then weekly:
+# life_admin.py writes the snapshots, the commissioning data and new lives)
 
 
 class Lifetime:
@@ -158,7 +150,7 @@ class Lifetime:
     of it the pack is at rest, and equivalent full cycles count in it until the
     estimator relearns it (``cap``)."""
 
-    def __init__(self, profile, path=None, capacity_mah=5000):
+    def __init__(self, profile, path=None, capacity_mah=5000, build=b""):
         self.w = w = array("I")
         for _ in range(_WORDS):  # grown in place: a [0] * n list would linger on the heap
             w.append(0)
@@ -183,10 +175,12 @@ class Lifetime:
         self.ends = bytearray(16)  # the record's header and tail
         self.seq = 0  # the newest record's sequence number
         self.errors = 0  # saves the flash refused
-        if path:  # the newest valid record (life_admin.py: boot-only code, released)
+        self.snap_at = _SNAP_FIRST_S  # operating s of the next health snapshot
+        if path:  # the newest valid record, and a deploy if ``build`` (main.py's boot
+            # record: status, manifest SHA-256) is not the last boot's (life_admin.py)
             from . import life_admin
 
-            life_admin.load(self)
+            life_admin.load(self, build)
 
     # -- the control step (allocates nothing) ----------------------------------
     def update(self, dt, ma, mv, soc, tmin, tmax, trips, chip=0, lo_mv=0, hi_mv=0):
@@ -306,22 +300,12 @@ class Lifetime:
             self.since += dt
 
     # -- outside the control step ----------------------------------------------
-    def boot(self, watchdog=False, build=b""):
-        """Count a boot (and a watchdog reset, and a deploy when ``build``, main.py's
-        boot record: a status byte and the manifest's SHA-256, names another build
-        than the last boot's); call once after the load."""
-        w = self.w
-        w[_N_BOOTS] += 1
+    def boot(self, watchdog=False):
+        """Count a boot (and a watchdog reset); call once after the load (a deploy
+        is counted by the load: ``build``)."""
+        self.w[_N_BOOTS] += 1
         if watchdog:
-            w[_N_WATCHDOG] += 1
-        if len(build) > 3 and w[_DEPLOYS + 1] != build[1] | build[2] << 8 | build[3] << 16:
-            w[_DEPLOYS] += 1
-            w[_DEPLOYS + 1] = build[1] | build[2] << 8 | build[3] << 16
-            if self.names[0]:  # the words of the rarely saved part: saved now
-                from . import life_admin
-
-                life_admin.save_cold(self)
-                life_admin.release()
+            self.w[_N_WATCHDOG] += 1
         self.edge = True
         self.since = _GAP_MS  # saved at the first pass: a board that resets at once
         # (a boot loop, a brown-out) still counts each boot
@@ -330,33 +314,9 @@ class Lifetime:
         self.w[_N_CONFIG] += 1
         self.edge = True
 
-    def rest_soc(self, soc):
-        """Follow the SoC (0.01 %, from the estimator: it tracks the rest voltage)
-        over long rests; a rest measured over 12 h or more adds its SoC change to
-        the self-discharge words when it ends."""
-        sd = self.sd
-        op = self.w[_OP_S]
-        if self.rest_ms >= _RELAXED_MS:
-            if sd[0] < 0:
-                sd[0] = op
-                sd[1] = soc
-            sd[2] = op
-            sd[3] = soc
-        elif sd[0] >= 0:
-            if sd[2] - sd[0] >= _SD_MIN_S:
-                d = sd[1] - sd[3]
-                self.w[_SD_LOST if d >= 0 else _SD_GAINED] += abs(d)
-                self.w[_SD_S] += sd[2] - sd[0]
-                self.edge = True
-            sd[0] = -1
-
     def snapshot_due(self):
-        w = self.w
-        n = w[_N_SNAP]
-        if not n:
-            return w[_OP_S] >= _SNAP_FIRST_S
-        at = _SNAP if n == 1 else _SNAP + _SNAP_WORDS * (1 + (n - 2) % 3)
-        return w[_OP_S] - w[at + 1] >= _SNAP_EVERY_S
+        """Whether a state-of-health snapshot is due (``life_admin.take``)."""
+        return self.w[_OP_S] >= self.snap_at
 
     def due(self):
         """Whether the main loop should :meth:`save` now: every few minutes of

@@ -502,6 +502,7 @@ def _record_extension(rec: LifetimeRecord, efficiency: dict[str, float] | None,
                                 "inService": when(rec.in_service),
                                 "identity": rec.identity}
         out["lives"] = rec.lives
+        out["deploys"] = rec.deploys
         out["previousLives"] = None if rec.history is None else {
             "chargeInAh": rec.history.charge_in_ah, "chargeOutAh": rec.history.charge_out_ah,
             "energyInWh": rec.history.energy_in_wh, "energyOutWh": rec.history.energy_out_wh,

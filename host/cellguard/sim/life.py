@@ -70,8 +70,8 @@ KINDS = ("deep_discharge", "overcharge", "overtemperature", "overcurrent", "shor
 SAVE_INTERVAL_S = 300.0
 """The record's save interval (``lifetime._SAVE_MS``): at most this much operation is
 lost at a power cycle."""
-RECORD_BYTES = 344
-"""The record saved every few minutes (words 0-81, ``lifetime._SIZE``): a torn save
+RECORD_BYTES = 356
+"""The record saved every few minutes (words 0-84, ``lifetime._SIZE``): a torn save
 keeps a random number of its bytes below this."""
 EVENT_SAVE_S = 10.0
 """... and an event edge is saved this long after it (``lifetime._GAP_MS``)."""
@@ -157,7 +157,7 @@ class LifeFlash(FlashModel):
     def open(self, path: str, mode: str = "r") -> Any:
         f = super().open(path, mode)
         name = self._path(path)
-        if "w" in mode and name.endswith((".0", ".1")) and "/life." in name:  # words 0-81
+        if "w" in mode and name.endswith((".0", ".1")) and "/life." in name:  # words 0-84
             if self.tear_byte is not None:
                 return _TornFile(self, f, self.tear_byte)
             self.life_saves += 1
