@@ -114,3 +114,14 @@ def test_an_event_is_saved_within_ten_seconds(after_s: int) -> None:
     assert life.boots == 3
     assert life.record.boots == 3 if after_s > 10 else life.record.boots >= 2
     assert all(c.loss_s <= after_s + 1 for c in life.cuts[1:])
+
+
+def test_a_life_leaves_the_firmware_modules_as_it_found_them() -> None:
+    """The life patches the firmware's open and os with its flash model while it runs;
+    other tests in the same process (the latch store's) need them back."""
+    from cellguard_fw import events, latches, life_admin, lifetime
+
+    modules = (events, latches, lifetime, life_admin)
+    before = [(m.__dict__.get("open"), m.__dict__.get("os")) for m in modules]
+    Life(0.05, seed=4, cuts_per_day=0, events=0).run()
+    assert [(m.__dict__.get("open"), m.__dict__.get("os")) for m in modules] == before

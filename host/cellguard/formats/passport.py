@@ -38,14 +38,10 @@ from ..link.lifetime import HARMFUL_KINDS, SOC_BINS_PCT, TEMP_BINS_C, LifetimeRe
 from ..store import LogReader
 from ..store.query import choose_boards
 from ..views.report import integrate_split
+from .batterypass import EXTENSION, HISTOGRAM
 
-MODEL = "urn:samm:io.BatteryPass.Performance:1.2.1#PerformanceAndDurability"
-EXTENSION = "cellguardExtension"
-"""The top-level block with cellguard's exact data beside the model's properties."""
 FORMATS = ("json", "md", "html")
 """json: the model; md and html: the one-page health report (:mod:`.passport_report`)."""
-HISTOGRAM = "timeAtStateHistogram"
-"""The extension key of the SoC x temperature time histogram (seconds per bin)."""
 
 # Protection trips the model's free-text negativeEvents carries, and the
 # counts the extension block keeps (the model has no integer property for them).

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .passport import EXTENSION, HISTOGRAM
+from .batterypass import EXTENSION, HISTOGRAM
 
 NA = "not available"
 TECH = "batteryTechicalProperties"

@@ -233,6 +233,9 @@ class LifeFirmware:
         pass
 
 
+_ABSENT = object()
+
+
 class CPythonLifeFirmware(LifeFirmware):
     """``cellguard_fw`` imported into this process (as ``flash_budget.py`` runs it),
     its files on :class:`LifeFlash`."""
@@ -245,9 +248,13 @@ class CPythonLifeFirmware(LifeFirmware):
         from cellguard_fw.hal_sim import SimBoard
 
         self.fs = LifeFlash()
+        # The firmware's modules see the flash model as their open and os until close():
+        # they are this process's modules, which other code (a test suite) shares.
+        self._patched: list[tuple[Any, str, Any]] = []
         for module in (events, latches, lifetime, life_admin):
-            module.open = self.fs.open  # type: ignore[attr-defined]
-            module.os = self.fs  # type: ignore[attr-defined]
+            for name, value in (("open", self.fs.open), ("os", self.fs)):
+                self._patched.append((module, name, module.__dict__.get(name, _ABSENT)))
+                setattr(module, name, value)
         self.fw = SimBoard(json.dumps(board), b"\x5e\x11life", "/flash")
 
     def step(self, dt_ms: int, codes: bytes, rx: bytes) -> int:
@@ -279,6 +286,14 @@ class CPythonLifeFirmware(LifeFirmware):
                 "commits": fs.commits, "compactions": fs.compactions,
                 "max_block": fs.max_block_erases, "stall_ms": fs.stall_ms,
                 "life_saves": fs.life_saves, "torn": fs.torn}
+
+    def close(self) -> None:
+        for module, name, value in reversed(self._patched):
+            if value is _ABSENT:
+                module.__dict__.pop(name, None)
+            else:
+                setattr(module, name, value)
+        self._patched = []
 
 
 # The MicroPython side of MicroPythonLifeFirmware: a step that also reports the
@@ -965,15 +980,19 @@ class Life:
 
     def run(self, progress: Callable[[Life], None] | None = None) -> LifeResult:
         next_report = DAY_MS
-        while self.t_ms < self.end_ms:
-            while self.actions and self.actions[0][0] <= self.t_ms:
-                _, _, fn = heapq.heappop(self.actions)
-                fn()
-            self._controls()
-            self._step(self._dt())
-            if progress is not None and self.t_ms >= next_report:
-                next_report += DAY_MS
-                progress(self)
+        try:
+            while self.t_ms < self.end_ms:
+                while self.actions and self.actions[0][0] <= self.t_ms:
+                    _, _, fn = heapq.heappop(self.actions)
+                    fn()
+                self._controls()
+                self._step(self._dt())
+                if progress is not None and self.t_ms >= next_report:
+                    next_report += DAY_MS
+                    progress(self)
+        except BaseException:
+            self.fw.close()
+            raise
         injected = {k: sum(1 for x in self.injections if x.kind == k) for k in KINDS}
         seen = {k: sum(1 for x in self.injections if x.kind == k and x.seen_in_plant)
                 for k in KINDS}
