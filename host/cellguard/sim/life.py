@@ -477,8 +477,9 @@ def agreement(result: LifeResult) -> list[Row]:
     kept = result.kept.v
     rows: list[Row] = []
     record_values = {k: float(getattr(rec, k)) for k in TRUTH_KEYS}
-    record_values["equivalent_full_cycles"] = (rec.charge_in_ah + rec.charge_out_ah) / (
-        2.0 * result.capacity_ah)
+    # the board's own count (words 82-84: each save's throughput over twice the
+    # capacity then; this life has no estimator, so the rated one), up to its last save
+    record_values["equivalent_full_cycles"] = float(rec.equivalent_full_cycles or 0.0)
     truth_values = dict(kept)
     truth_values["equivalent_full_cycles"] = result.efc_truth()
     order = ("charge_in_ah", "charge_out_ah", "energy_in_wh", "energy_out_wh",
