@@ -54,22 +54,13 @@ def worker(fw_dir: str, hours: float, drift: bool) -> dict[str, Any]:
     sys.path.insert(0, fw_dir)
     sys.path.insert(1, str(ROOT / "host"))
     from cellguard.paths import boards_dir
+    from cellguard.sim.firmware_files import mount_flash
     from cellguard.sim.flash import FlashModel
-    from cellguard_fw import events, latches
     from cellguard_fw.app import Bms
     from cellguard_fw.hal import Hal
 
     fs = FlashModel(mount_point="/flash")
-    writers: list[Any] = [events, latches]
-    try:  # the lifetime record (issue 16); a baseline firmware may predate it
-        from cellguard_fw import lifetime
-
-        writers.append(lifetime)
-    except ImportError:
-        pass
-    for module in writers:
-        module.open = fs.open  # type: ignore[attr-defined]
-        module.os = fs  # type: ignore[attr-defined]
+    mount_flash(fs)  # every file-touching module the firmware under test has
     board = json.loads((boards_dir() / "sim-4s.json").read_text())
     fe = board["frontend"]
     cell_scale = ((1 << fe["cell_adc"]["bits"]) - 1) / fe["cell_adc"]["full_scale_mv"]

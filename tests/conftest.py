@@ -40,20 +40,15 @@ def fake_board() -> Iterator[Callable[[Callable[[Frame], bytes]], FakeBoard]]:
 
 
 @pytest.fixture
-def flash(monkeypatch: pytest.MonkeyPatch) -> FlashModel:
+def flash() -> Iterator[FlashModel]:
     """A modelled LittleFS flash mounted at /flash for the firmware under CPython:
     the firmware modules that touch files see it as their ``open`` and ``os``."""
-    import cellguard_fw.events
-    import cellguard_fw.latches
-    import cellguard_fw.life_admin
-    import cellguard_fw.lifetime
+    from cellguard.sim.firmware_files import mount_flash
 
     fs = FlashModel(mount_point="/flash")
-    for module in (cellguard_fw.events, cellguard_fw.latches, cellguard_fw.lifetime,
-                   cellguard_fw.life_admin):
-        monkeypatch.setattr(module, "open", fs.open, raising=False)
-        monkeypatch.setattr(module, "os", fs, raising=False)
-    return fs
+    unmount = mount_flash(fs)
+    yield fs
+    unmount()
 
 
 # -- long jobs beside the suite ---------------------------------------------------------

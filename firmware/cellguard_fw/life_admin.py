@@ -124,8 +124,7 @@ def load(life, build=b""):
                 _restart(life, words[0])
             n = w[_N_SNAP]
             if n:  # the next snapshot: a week after the last one
-                at = _SNAP if n == 1 else _SNAP + _SNAP_WORDS * (1 + (n - 2) % 3)
-                life.snap_at = w[at + 1] + _SNAP_EVERY_S
+                life.snap_at = w[_slot(n - 1) + 1] + _SNAP_EVERY_S
         if len(build) > 3 and w[_DEPLOYS + 1] != build[1] | build[2] << 8 | build[3] << 16:
             w[_DEPLOYS] += 1  # another build than the last boot's: a deploy
             w[_DEPLOYS + 1] = build[1] | build[2] << 8 | build[3] << 16
@@ -173,7 +172,7 @@ def snapshot(life, capacity_mah, relearns, growth_pm, soc, power_w):
     """Write a dated snapshot: the first stays, later ones fill a ring of three."""
     w = life.w
     n = w[_N_SNAP]
-    at = _SNAP if not n else _SNAP + _SNAP_WORDS * (1 + (n - 1) % 3)
+    at = _slot(n)
     vals = (life.unix, w[_OP_S], capacity_mah, relearns, growth_pm, soc, power_w,
             w[_CHG_WH], w[_DSG_WH])
     for i in range(_SNAP_WORDS):
@@ -181,6 +180,11 @@ def snapshot(life, capacity_mah, relearns, growth_pm, soc, power_w):
     w[_N_SNAP] = n + 1
     life.snap_at = w[_OP_S] + _SNAP_EVERY_S
     save_cold(life)
+
+
+def _slot(k):
+    """The first word of snapshot ``k`` (0: the first, kept; then a ring of three)."""
+    return _SNAP if not k else _SNAP + _SNAP_WORDS * (1 + (k - 1) % 3)
 
 
 def request(bms, seq, start, end):

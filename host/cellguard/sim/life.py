@@ -233,9 +233,6 @@ class LifeFirmware:
         pass
 
 
-_ABSENT = object()
-
-
 class CPythonLifeFirmware(LifeFirmware):
     """``cellguard_fw`` imported into this process (as ``flash_budget.py`` runs it),
     its files on :class:`LifeFlash`."""
@@ -244,17 +241,14 @@ class CPythonLifeFirmware(LifeFirmware):
         fw = str(firmware_dir())
         if fw not in sys.path:
             sys.path.insert(0, fw)
-        from cellguard_fw import events, latches, life_admin, lifetime
         from cellguard_fw.hal_sim import SimBoard
+
+        from .firmware_files import mount_flash
 
         self.fs = LifeFlash()
         # The firmware's modules see the flash model as their open and os until close():
         # they are this process's modules, which other code (a test suite) shares.
-        self._patched: list[tuple[Any, str, Any]] = []
-        for module in (events, latches, lifetime, life_admin):
-            for name, value in (("open", self.fs.open), ("os", self.fs)):
-                self._patched.append((module, name, module.__dict__.get(name, _ABSENT)))
-                setattr(module, name, value)
+        self.unmount = mount_flash(self.fs)
         self.fw = SimBoard(json.dumps(board), b"\x5e\x11life", "/flash")
 
     def step(self, dt_ms: int, codes: bytes, rx: bytes) -> int:
@@ -288,12 +282,7 @@ class CPythonLifeFirmware(LifeFirmware):
                 "life_saves": fs.life_saves, "torn": fs.torn}
 
     def close(self) -> None:
-        for module, name, value in reversed(self._patched):
-            if value is _ABSENT:
-                module.__dict__.pop(name, None)
-            else:
-                setattr(module, name, value)
-        self._patched = []
+        self.unmount()
 
 
 # The MicroPython side of MicroPythonLifeFirmware: a step that also reports the
