@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cellguard.protocol import codec, messages
-from cellguard_fw import link as fw_link
 from cellguard_fw.link import Link
 
 MAX_FRAME = messages.MAX_FRAME
@@ -322,13 +321,14 @@ def test_largest_frame_fits(fill: int) -> None:
 def test_poll_reads_a_bounded_share_of_the_port_and_the_rest_at_the_next_call() -> None:
     sent = [(1, 0x01, n, bytes([n]) * (n * 20)) for n in range(5)]
     stream = b"noise\x00" + b"".join(wire(f) for f in sent)
-    chunks = [stream[i : i + 100] for i in range(0, len(stream), 100)]  # > the 64-byte rx
     rx = Receiver()
-    rx.link.port = FakePort(chunks)
-    rx.link.poll(rx.handler)
-    assert len(rx.got) < len(sent)  # at most _POLL_READS reads of 64 bytes a call
-    for _ in range(len(stream) // (64 * fw_link._POLL_READS) + 1):
-        rx.link.poll(rx.handler)
+    rx.link.port = FakePort([stream])  # all of it waiting at once: more than the 64-byte rx
+    assert rx.link.poll(rx.handler) is True  # one read of 64 bytes a call: more waits
+    assert len(rx.got) < len(sent)
+    full_reads = 1
+    while rx.link.poll(rx.handler):
+        full_reads += 1
+    assert full_reads == len(stream) // 64  # then one read of the rest, not full
     assert rx.got == sent
     assert rx.counts == (5, 1, 0)
     assert rx.link.port.chunks == []
@@ -358,5 +358,5 @@ def test_a_host_that_never_stops_sending_cannot_hold_the_loop_in_poll(data: byte
     # and protection would not run meanwhile).
     rx = Receiver()
     rx.link.port = port = FloodPort(data)
-    rx.link.poll(rx.handler)
-    assert port.reads <= 8  # a few chunks, then back to the loop
+    assert rx.link.poll(rx.handler) is True  # more waits ...
+    assert port.reads == 1  # ... but one chunk, then back to the loop

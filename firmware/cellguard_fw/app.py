@@ -426,8 +426,8 @@ class Bms:
 
     # -- requests ------------------------------------------------------------
     def poll(self):
-        """Handle whatever the host has sent."""
-        self.link.poll(self._on_frame)
+        """Handle a chunk of what the host has sent; True when more may wait."""
+        return self.link.poll(self._on_frame)
 
     def _on_frame(self, version, msg_type, seq, start, end):
         self.host_silence_ms = 0  # any intact frame shows the host is there

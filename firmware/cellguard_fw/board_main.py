@@ -168,16 +168,18 @@ def _loop(bms, board, port, clock, wdt, confirm=None):
     while True:
         wdt.feed()
         try:
-            bms.poll()
+            more = bms.poll()
         except Exception:  # a bug in request handling must never stop protection
             bms.link.frame_len = 0
+            more = False
         port.flush()
         if bms.reset_requested or bms.repl_requested:
             return
         now = clock.ticks_ms()
         elapsed = clock.ticks_diff(now, last)
         if elapsed < period:
-            clock.sleep_ms(min(period - elapsed, 5))
+            if not more:  # the host has nothing waiting: idle a few ms at a time
+                clock.sleep_ms(min(period - elapsed, 5))
             continue
         if elapsed > 2 * period:
             bms.control_overruns += 1

@@ -21,9 +21,6 @@ _MAX_FRAME = const(264)
 _MAX_WIRE_FRAME = const(267)
 _PROTOCOL_MAJOR = const(1)
 
-# Port reads of the 64-byte rx buffer per poll(): 256 bytes a loop pass (the loop
-# polls every few ms: tens of KB/s, far more than requests need; the port holds the rest).
-_POLL_READS = const(4)
 
 PAYLOAD_AT = _HEADER_SIZE
 """Offset of the payload in the outgoing body buffer: encoders write there."""
@@ -98,14 +95,16 @@ class Link:
 
     # -- receive ---------------------------------------------------------
     def poll(self, handler):
-        """Read what the port has, at most ``_POLL_READS`` chunks (the rest at the next
-        call), and dispatch complete frames to ``handler``: a host that never stops
-        sending must not hold the loop away from its watchdog and control step."""
-        for _ in range(_POLL_READS):
-            n = self.port.readinto(self.rx)
-            if not n:
-                return
-            self.feed(self.rx, n, handler)
+        """Read one chunk of what the port has (64 bytes at most; the rest at the next
+        call) and dispatch its complete frames to ``handler``; return True when the
+        chunk was full (more may wait). A host that never stops sending, or sends
+        requests that are slow to answer, holds the control step back by one chunk's
+        handling at most: the loop looks at the clock between chunks."""
+        rx = self.rx
+        n = self.port.readinto(rx)
+        if n:
+            self.feed(rx, n, handler)
+        return n == len(rx)
 
     def feed(self, data, n, handler):
         frame = self.frame
