@@ -32,6 +32,10 @@ RUNTIME_HARDWARE = "hardware"
 WALL_SLACK_S = 10.0
 """Wall time a wait allows beyond its board time at the target's slowest speed."""
 
+SILENT_WALL_S = 60.0
+"""Wall time a wait allows with no board time passing (no new telemetry), at the
+least: longer than a board's reboot, a flash erase's stall or a busy host's pause."""
+
 HOST_LEAD_S = 1.0
 """Board time a simulated target may run ahead of the output the suite has read:
 a host that pauses (a busy machine) holds the board instead of letting minutes
@@ -136,7 +140,14 @@ class HilClient(BoardClient):
                 and (not bit or int(m.payload["fault"]) & bit)]
 
     def wall_budget_s(self, board_s: float) -> float:
+        """Wall time ``board_s`` of board time takes at the target's slowest speed."""
         return board_s / self.min_speed + WALL_SLACK_S
+
+    def silent_budget_s(self, board_s: float) -> float:
+        """Wall time a wait of ``board_s`` allows with no board time passing: the
+        board went silent. A board that goes on running but slower than the target's
+        slowest speed (a loaded CI machine) is not silent: it gets its board time."""
+        return max(self.wall_budget_s(board_s), SILENT_WALL_S)
 
     def wait_for(self, what: str, predicate: Callable[[Message], bool], board_s: float,
                  since: int | None = None) -> tuple[int, Message]:
@@ -151,8 +162,8 @@ class HilClient(BoardClient):
         self.catch_up()
         if i is None:
             i = self.mark()
-        start_ms = self.elapsed_ms
-        budget = self.wall_budget_s(board_s)
+        start_ms = progress_ms = self.elapsed_ms
+        budget = self.silent_budget_s(board_s)
         deadline = time.monotonic() + budget
         while True:
             while i < len(self.log):
@@ -165,11 +176,15 @@ class HilClient(BoardClient):
                                  f"{self.describe_last()}")
             if self.health is not None:
                 self.health()
-            if time.monotonic() > deadline:
+            if self.elapsed_ms != progress_ms:
+                progress_ms = self.elapsed_ms
+                deadline = time.monotonic() + budget
+            elif time.monotonic() > deadline:
                 raise HilTimeout(
-                    f"no {what} within {budget:g} s of wall time (board time advanced "
-                    f"{(self.elapsed_ms - start_ms) / 1000:g} s of {board_s:g}: is the board "
-                    f"still sending telemetry?); {self.describe_last()}")
+                    f"no {what}: board time stood still for {budget:g} s of wall time "
+                    f"(it advanced {(self.elapsed_ms - start_ms) / 1000:g} s of "
+                    f"{board_s:g}: is the board still sending telemetry?); "
+                    f"{self.describe_last()}")
             self._read_messages()
 
     def run(self, board_s: float) -> None:

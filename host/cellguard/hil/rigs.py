@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, Protocol
 
-from .client import WALL_SLACK_S, HilClient, HilTimeout, skip
+from .client import SILENT_WALL_S, WALL_SLACK_S, HilClient, HilTimeout, skip
 
 NEEDS_RIG = ("run with --operator -s to have an operator at the terminal do it "
              "(lab instruments come with a later issue)")
@@ -180,12 +180,19 @@ class SimRig(Rig):
 
     def _run_to(self, end_ms: int, board_s: float, what: str, poll_s: float) -> None:
         """Until the board reaches ``end_ms`` (its ``board_s`` from now), reading every
-        open client; past the target's slowest speed, a HilTimeout naming ``what``."""
-        deadline = time.monotonic() + board_s / self.target.min_speed + WALL_SLACK_S
+        open client; a HilTimeout naming ``what`` once its clock stood still for as
+        long as ``board_s`` takes at the target's slowest speed (or SILENT_WALL_S)."""
+        budget = max(board_s / self.target.min_speed + WALL_SLACK_S, SILENT_WALL_S)
+        deadline = time.monotonic() + budget
+        progress_ms = self.sim.time_ms
         while self.sim.time_ms < end_ms:
             self.target.health()
-            if time.monotonic() > deadline:
-                raise HilTimeout(f"the {what} did not run {board_s:g} s in time")
+            if self.sim.time_ms != progress_ms:
+                progress_ms = self.sim.time_ms
+                deadline = time.monotonic() + budget
+            elif time.monotonic() > deadline:
+                raise HilTimeout(f"the {what} did not run {board_s:g} s: its clock stood "
+                                 f"still for {budget:g} s of wall time")
             self.target.drain()
             time.sleep(poll_s)
 
