@@ -71,6 +71,7 @@ from .messages import (
     BY_NAME,
     FLAGS,
     INFO_1_3,
+    INFO_1_7,
     MAX_FRAME,
     MAX_PAYLOAD,
     PROTOCOL_MAJOR,
@@ -209,12 +210,11 @@ def _parse_interpreted(msg_type: int, payload: bytes) -> Any:
     try:
         return _STRICT[msg_type].parse(payload)
     except (ConstructError, UnicodeDecodeError) as exc:
-        older = _OLDER.get(msg_type)
         # a board of an older minor version, or one answering a HELLO of an older one
-        if older is not None:
+        for older, lacking in _OLDER.get(msg_type, ()):
             with contextlib.suppress(ConstructError, UnicodeDecodeError):
-                value = older[0].parse(payload)
-                value.update(older[1])
+                value = older.parse(payload)
+                value.update(lacking)
                 return value
         raise PayloadError(f"bad {spec.name} payload: {exc}") from None
 
@@ -223,14 +223,18 @@ def _parse_interpreted(msg_type: int, payload: bytes) -> Any:
 _STRICT = {
     m.msg_id: FocusedSeq("message", "message" / m.payload, Terminated) for m in BY_ID.values()
 }
-# Payloads as boards of an older minor version send them, with the values of the fields
-# they lack: a 1.3 board's INFO has no ``boot``, nor has a 1.4 board's answer to a HELLO
-# that named 1.3; a 1.4 board's STATS has no ``sensor_bus_errors``.
-_OLDER = {
-    BY_NAME["info"].msg_id: (FocusedSeq("message", "message" / INFO_1_3, Terminated),
-                             {"boot": ListContainer()}),
-    BY_NAME["stats"].msg_id: (FocusedSeq("message", "message" / STATS_1_4, Terminated),
-                              {"sensor_bus_errors": ListContainer()}),
+# Payloads as boards of an older minor version send them, newest first, with the
+# values of the fields they lack: a 1.4-1.7 board's INFO has no ``key_id`` (open mode),
+# a 1.3 board's has no ``boot`` either (nor has a board's answer to a HELLO that named
+# such a version); a 1.4 board's STATS has no ``sensor_bus_errors``.
+def _terminated(struct: Struct) -> FocusedSeq:
+    return FocusedSeq("message", "message" / struct, Terminated)
+
+
+_OLDER: dict[int, tuple[tuple[FocusedSeq, dict[str, Any]], ...]] = {
+    BY_NAME["info"].msg_id: ((_terminated(INFO_1_7), {"key_id": 0}),
+                             (_terminated(INFO_1_3), {"boot": ListContainer(), "key_id": 0})),
+    BY_NAME["stats"].msg_id: ((_terminated(STATS_1_4), {"sensor_bus_errors": ListContainer()}),),
 }
 
 

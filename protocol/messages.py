@@ -14,8 +14,10 @@ A frame on the wire is ``COBS(body + crc32) + b"\\x00"`` where ``body`` is the
 from __future__ import annotations
 
 from construct import (
+    Bytes,
     Enum,
     FlagsEnum,
+    GreedyBytes,
     Int8ul,
     Int16sl,
     Int16ul,
@@ -28,7 +30,7 @@ from construct import (
 
 PROTOCOL_MAJOR = 1
 """A board and a host talk only when their major versions are equal."""
-PROTOCOL_MINOR = 7
+PROTOCOL_MINOR = 8
 """Minor versions add message types; a host ignores types it does not know."""
 
 MAX_PAYLOAD = 255
@@ -142,6 +144,12 @@ NakError = Enum(
     not_authorised=7,  # the board's configuration PIN was not given
     already_set=8,  # a write-once field holds another value (commissioning data)
     wrong_board=9,  # the confirmation names another board (second-life reset)
+    auth_required=10,  # a locked board takes this write only inside AUTH
+    bad_mac=11,  # AUTH's MAC is not the board key's over the request and the nonce
+    stale_nonce=12,  # AUTH's nonce is not the one given out: used, expired or replaced
+    rate_limited=13,  # too many refused AUTHs: `limit` is the ms before the next is heard
+    presence_required=14,  # a safety limit on a locked board: hold the presence button
+    wrong_key=15,  # AUTH names a key the board does not hold (`limit`: the board's key id)
 )
 
 EventKind = Enum(
@@ -155,6 +163,8 @@ EventKind = Enum(
     reset=7,  # reset on request
     second_life=8,  # a second-life reset started a new lifetime record (code: lives)
     commissioned=9,  # commissioning data written into the lifetime record
+    key_changed=10,  # the board's key changed (code: the new key id, 0: open mode)
+    auth_refused=11,  # an AUTH refused (code: the request type, value: the NAK error)
 )
 
 # Configuration keys: the protection keys above, then the board-wide ones.
@@ -203,10 +213,18 @@ Info = Struct(
         "3 fell back at this boot, 4 running the previous build since a fallback), then "
         "the SHA-256 of its manifest (32 bytes; none from a firmware not deployed as a "
         "build)"),
+    # Since 1.8, to a host whose HELLO says 1.8 or later.
+    "key_id" / Int8ul * (
+        "the key a write needs (docs/security.md): 0, open mode (any write is taken "
+        "as it is); else the locked board's key id, and writes come inside AUTH"),
 )
 INFO_BOOT_SINCE_MINOR = 4
 """INFO's ``boot`` field goes to hosts whose HELLO names this minor version or later."""
-INFO_1_3 = Struct(*(c for c in Info.subcons if c.name != "boot"))
+INFO_KEY_SINCE_MINOR = 8
+"""INFO's ``key_id`` field goes to hosts whose HELLO names this minor version or later."""
+INFO_1_7 = Struct(*(c for c in Info.subcons if c.name != "key_id"))
+"""INFO as a 1.4-1.7 board sends it (a 1.8 host reads it as open mode, key 0)."""
+INFO_1_3 = Struct(*(c for c in INFO_1_7.subcons if c.name != "boot"))
 """INFO as a 1.3 board sends it (a 1.4 host reads it with an empty ``boot``)."""
 
 Telemetry = Struct(
@@ -363,6 +381,34 @@ SecondLife = Struct(
     "pin" / Int32ul * "configuration PIN (0 when the board has none)",
 )
 
+NONCE_BYTES = 16
+MAC_BYTES = 32
+KEY_BYTES = 32
+
+NonceAnswer = Struct(
+    "nonce" / Bytes(NONCE_BYTES) * "single use: the next AUTH's, until valid_ms have passed",
+    "valid_ms" / Int32ul * "board time the nonce stays valid, ms",
+    "key_id" / Int8ul * "the board's key id (0: open mode, no key)",
+)
+
+Auth = Struct(
+    "key_id" / Int8ul * "the key the MAC is made with",
+    "nonce" / Bytes(NONCE_BYTES) * "the nonce the board gave out last (GET_NONCE)",
+    "mac" / Bytes(MAC_BYTES) * (
+        "HMAC-SHA256 under the key over AUTH_DOMAIN, the board's unique id (its hex "
+        "text), the nonce, request_type and request"),
+    "request_type" / Int8ul * "message type of the write",
+    "request" / GreedyBytes * "its payload, as it would be sent alone",
+)
+
+SetKey = Struct(
+    "key_id" / Int8ul * "1-255: the new key's id; 0: no key, open mode (unlock)",
+    "key" / Bytes(KEY_BYTES) * "the new key (zeros with key_id 0)",
+)
+
+AUTH_DOMAIN = b"cellguard-auth-1"
+"""What every MAC starts with: a MAC made for something else never passes as AUTH's."""
+
 Ack = Struct("request_type" / Int8ul * "message type of the request")
 
 Nak = Struct(
@@ -382,8 +428,9 @@ class MessageSpec:
         self.payload = payload
         self.direction = direction  # "host->board" or "board->host"
         self.doc = doc
-        # A rare request: the board's decoder lives in codec_rare.py, imported for the
-        # request and released after, so it takes no RAM the rest of the time.
+        # A rare request (or answer): the board's decoder (encoder) lives in
+        # codec_rare.py, imported for it and released after, so it takes no RAM the
+        # rest of the time.
         self.on_demand = on_demand
 
 
@@ -423,9 +470,24 @@ MESSAGES: tuple[MessageSpec, ...] = (
     MessageSpec(0x53, "second_life", SecondLife, H2B,
                 "start a new lifetime record that keeps the old one's totals as history "
                 "(logged); answered by ACK", on_demand=True),
+    MessageSpec(0x60, "get_nonce", Empty, H2B,
+                "ask for a nonce for the next AUTH; answered by NONCE (open to anyone)"),
+    MessageSpec(0x61, "nonce", NonceAnswer, B2H, "a single-use nonce and the board's key id",
+                on_demand=True),
+    MessageSpec(0x62, "auth", Auth, H2B,
+                "a write with its MAC: the board checks it and answers as the write would, "
+                "or NAK (bad_mac, stale_nonce, wrong_key, rate_limited)", on_demand=True),
+    MessageSpec(0x63, "set_key", SetKey, H2B,
+                "lock an open board with a key (alone), or change or remove the key of a "
+                "locked one (inside AUTH); answered by ACK", on_demand=True),
     MessageSpec(0x7E, "ack", Ack, B2H, "request accepted"),
     MessageSpec(0x7F, "nak", Nak, B2H, "request refused, with a reason"),
 )
+
+WRITES: tuple[str, ...] = ("time_sync", "reset", "enter_repl", "set_config", "clear_faults",
+                           "commission", "second_life", "set_key")
+"""Requests that change the board: a locked board takes them only inside AUTH. Every
+other request reads (open to anyone, EU 2023/1542 Article 14)."""
 
 BY_ID: dict[int, MessageSpec] = {m.msg_id: m for m in MESSAGES}
 BY_NAME: dict[str, MessageSpec] = {m.name: m for m in MESSAGES}

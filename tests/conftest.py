@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from fakes import FakeBoard
 
+from cellguard.link.auth import KEYS_ENV
 from cellguard.protocol.codec import Frame
 from cellguard.sim.flash import FlashModel
 
@@ -23,6 +25,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # ignored SIGINT ignored. The tests need Ctrl-C to work: restore it.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Board keys: a key store of the suite's own (and its subprocesses'), never the
+    # user's. A test that locks a board finds the key there.
+    os.environ[KEYS_ENV] = tempfile.mkdtemp(prefix="cellguard-test-keys-")
 
 
 @pytest.fixture

@@ -72,9 +72,10 @@ _SIZES: dict[str, int] = gen._SIZES
 @dataclass
 class FieldModel:
     name: str
-    kind: str  # "int", "enum", "flags", "str" or "array"
+    kind: str  # "int", "enum", "flags", "str", "array", "bytes" (fixed) or "rest"
     fmt: str  # struct char of the value, the string's length prefix or the array item
     count_fmt: str = ""
+    length: int = 0  # a "bytes" field's length
     names: dict[int, str] = field(default_factory=dict)  # enum value -> member name
     bits: dict[str, int] = field(default_factory=dict)  # flag name -> bit
 
@@ -96,8 +97,10 @@ class MessageModel:
 
     @property
     def fixed_size(self) -> int:
-        """Bytes taken whatever the values: integer fields and length prefixes."""
-        return sum(_SIZES[f.count_fmt or f.fmt] for f in self.fields)
+        """Bytes taken whatever the values: integer and fixed-length bytes fields, and
+        length prefixes."""
+        return sum(f.length if f.kind in ("bytes", "rest") else _SIZES[f.count_fmt or f.fmt]
+                   for f in self.fields)
 
     def encoder(self) -> Callable[..., int]:
         return firmware_function(f"encode_{self.spec.name}")
@@ -120,7 +123,7 @@ def message_model(spec: messages.MessageSpec) -> MessageModel:
     fields = []
     for f in gen.describe(spec.payload):
         con = _construct_of(spec.payload, f.name)
-        model = FieldModel(f.name, f.kind, f.fmt, f.count_fmt)
+        model = FieldModel(f.name, f.kind, f.fmt, f.count_fmt, length=f.length)
         if isinstance(con, Enum):
             model.kind = "enum"
             model.names = {int(v): str(k) for k, v in con.encmapping.items()}
@@ -140,6 +143,8 @@ def payload_size(model: MessageModel, values: dict[str, Any]) -> int:
     for f in model.fields:
         if f.kind == "str":
             size += len(values[f.name].encode("utf-8"))
+        elif f.kind == "rest":
+            size += len(values[f.name])
         elif f.kind == "array":
             size += _SIZES[f.fmt] * len(values[f.name])
     return size
@@ -169,6 +174,11 @@ def _values(draw: st.DrawFn, model: MessageModel) -> dict[str, Any]:
             text = _fit_utf8(draw(st.text(max_size=limit)), limit)
             values[f.name] = text
             budget -= len(text.encode("utf-8"))
+        elif f.kind == "bytes":
+            values[f.name] = draw(st.binary(min_size=f.length, max_size=f.length))
+        elif f.kind == "rest":
+            values[f.name] = draw(st.binary(max_size=budget))
+            budget -= len(values[f.name])
         else:
             size = _SIZES[f.fmt]
             most = min(MAX_ARRAY_ITEMS, budget // size, _INT_RANGES[f.count_fmt][1])
@@ -207,6 +217,11 @@ def random_values(model: MessageModel, rng: random.Random) -> dict[str, Any]:
             text = "".join(rng.choice(_SAMPLE_CHARS) for _ in range(limit))
             values[f.name] = text = _fit_utf8(text, limit)
             budget -= len(text.encode("utf-8"))
+        elif f.kind == "bytes":
+            values[f.name] = rng.randbytes(f.length)
+        elif f.kind == "rest":
+            values[f.name] = rng.randbytes(rng.randint(0, min(budget, 40)))
+            budget -= len(values[f.name])
         else:
             lo, hi = _INT_RANGES[f.fmt]
             most = min(MAX_ARRAY_ITEMS, budget // _SIZES[f.fmt])
@@ -271,8 +286,8 @@ def test_every_message_has_a_firmware_codec() -> None:
         assert getattr(fw_codec, f"MSG_{model.spec.name.upper()}") == model.spec.msg_id
     kinds = {f.kind for m in MODELS for f in m.fields}
     # Every field is of a kind the strategies know how to draw.
-    assert kinds <= {"int", "enum", "flags", "str", "array"}
-    assert {"int", "enum", "str", "array"} <= kinds
+    assert kinds <= {"int", "enum", "flags", "str", "array", "bytes", "rest"}
+    assert {"int", "enum", "str", "array", "bytes", "rest"} <= kinds
 
 
 # -- (a), (b): payloads, field by field ----------------------------------------------
@@ -517,7 +532,11 @@ def test_decoders_reject_truncated_and_trailing_bytes(
     values = data.draw(values_for(model))
     built = model.spec.payload.build(values)
     extra = data.draw(st.binary(min_size=1, max_size=8), label="extra")
-    bads = [built + extra]
+    # A payload that ends in GreedyBytes (AUTH's request) has no trailing bytes: the
+    # request runs to the end, and the request's own decoder judges its length.
+    bads = [] if model.fields[-1:] and model.fields[-1].kind == "rest" else [built + extra]
+    if model.fields[-1:] and model.fields[-1].kind == "rest":
+        built = built[: len(built) - len(values[model.fields[-1].name])]
     if built:  # an empty payload cannot be truncated
         bads.append(built[: data.draw(st.integers(0, len(built) - 1), label="cut")])
     decode = model.decoder()
@@ -531,24 +550,28 @@ def test_decoders_reject_truncated_and_trailing_bytes(
             codec.parse_payload(model.spec.msg_id, bad)
 
 
-OLDER_FORMS = {"info": (messages.INFO_1_3, "boot"),
-               "stats": (messages.STATS_1_4, "sensor_bus_errors")}
-"""Payloads an older minor version sends: the older struct and the field it lacks."""
+OLDER_FORMS: dict[str, list[tuple[Any, dict[str, Any]]]] = {
+    "info": [(messages.INFO_1_7, {"key_id": 0}),
+             (messages.INFO_1_3, {"boot": [], "key_id": 0})],
+    "stats": [(messages.STATS_1_4, {"sensor_bus_errors": []})],
+}
+"""Payloads older minor versions send: the older struct and the fields it lacks, with
+the values the host reads for them."""
 
 
 def older_form(name: str, payload: bytes) -> Any:
-    """An INFO cut just before ``boot`` (a 1.3 board's, or a 1.4 board's to a host whose
-    HELLO named 1.3) or a STATS cut before ``sensor_bus_errors`` (a 1.4 board's, or a
-    1.5 board's to a 1.4 host), parsed with that field empty; else None."""
-    if name not in OLDER_FORMS:
-        return None
-    struct, field = OLDER_FORMS[name]
-    try:
-        parsed = (struct + Terminated).parse(payload)
-    except Exception:
-        return None
-    parsed[field] = []
-    return parsed
+    """An INFO cut just before ``key_id`` (a 1.4-1.7 board's, or a 1.8 board's to a host
+    whose HELLO named 1.7) or before ``boot`` (a 1.3 board's), or a STATS cut before
+    ``sensor_bus_errors`` (a 1.4 board's, or a 1.5 board's to a 1.4 host), parsed with
+    the fields it lacks as the host reads them; else None."""
+    for struct, lacking in OLDER_FORMS.get(name, []):
+        try:
+            parsed = (struct + Terminated).parse(payload)
+        except Exception:
+            continue
+        parsed.update(lacking)
+        return parsed
+    return None
 
 
 def is_older_info(name: str, payload: bytes) -> bool:
@@ -560,14 +583,19 @@ def test_an_info_without_the_boot_field_reads_with_an_empty_boot() -> None:
     model = next(m for m in MODELS if m.spec.name == "info")
     values = random_values(model, random.Random(3))
     values["boot"] = [1, *range(32)]
-    for minor in (3, 4):
+    values["key_id"] = 7
+    for minor in (3, 4, 7):
         values["protocol_minor"] = minor
         built = model.spec.payload.build(values)
-        older = built[:-34]  # without the boot field
+        assert codec.parse_payload(model.spec.msg_id, built)["key_id"] == 7
+        no_key = built[:-1]  # a 1.4-1.7 board's: without key_id, read as open mode
+        parsed = codec.parse_payload(model.spec.msg_id, no_key)
+        assert parsed["boot"] == values["boot"] and parsed["key_id"] == 0
+        older = built[:-35]  # a 1.3 board's: without boot and key_id
         parsed = codec.parse_payload(model.spec.msg_id, older)
-        assert parsed["boot"] == [] and parsed["protocol_minor"] == minor
-        assert codec.parse_payload(model.spec.msg_id, built)["boot"] == values["boot"]
-        for cut in (built[:-33], built[:-1], older[:-1]):  # anything else stays an error
+        assert parsed["boot"] == [] and parsed["key_id"] == 0
+        assert parsed["protocol_minor"] == minor
+        for cut in (built[:-34], built[:-2], older[:-1]):  # anything else stays an error
             with pytest.raises(codec.PayloadError):
                 codec.parse_payload(model.spec.msg_id, cut)
 
@@ -601,7 +629,7 @@ def test_encode_frame_refuses_oversize_payload() -> None:
 
 # -- (f): the same, under the real MicroPython -------------------------------------
 
-N_MICROPYTHON_CASES = 30
+N_MICROPYTHON_CASES = 36
 
 
 @dataclass
@@ -648,8 +676,9 @@ class _Port:
 
 def _plain(t):
     # Strings as ('str', utf-8 bytes): bytes repr is ASCII, so the output parses
-    # with ast.literal_eval whatever the text holds.
-    return tuple(('str', v.encode()) if isinstance(v, str) else v for v in t)
+    # with ast.literal_eval whatever the text holds. A view (a request in place) as bytes.
+    return tuple(('str', v.encode()) if isinstance(v, str) else
+                 bytes(v) if isinstance(v, memoryview) else v for v in t)
 
 print(sys.implementation.name)
 """

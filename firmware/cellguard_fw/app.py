@@ -38,6 +38,7 @@ _FAULT_PRECHARGE_FAILED = const(0x2000)
 _FAULT_SENSOR_BUS = const(0x1000000)
 _MAX_FRAME = const(264)
 _MSG_ACK = const(126)
+_MSG_AUTH = const(98)
 _MSG_CLEAR_FAULTS = const(50)
 _MSG_COMMISSION = const(82)
 _MSG_CONFIG_DUMP = const(36)
@@ -52,17 +53,21 @@ _MSG_GET_CONFIG_DUMP = const(35)
 _MSG_GET_EVENTS = const(64)
 _MSG_GET_FAULTS = const(48)
 _MSG_GET_LIFETIME = const(80)
+_MSG_GET_NONCE = const(96)
 _MSG_GET_STATS = const(6)
 _MSG_HELLO = const(1)
 _MSG_INFO = const(2)
 _MSG_LIFETIME = const(81)
 _MSG_NAK = const(127)
+_MSG_NONCE = const(97)
 _MSG_RESET = const(4)
 _MSG_SECOND_LIFE = const(83)
 _MSG_SET_CONFIG = const(33)
+_MSG_SET_KEY = const(99)
 _MSG_STATS = const(7)
 _MSG_TELEMETRY = const(16)
 _MSG_TIME_SYNC = const(3)
+_NAK_ERROR_AUTH_REQUIRED = const(10)
 _NAK_ERROR_BAD_PAYLOAD = const(2)
 _NAK_ERROR_INCOMPATIBLE_VERSION = const(3)
 _NAK_ERROR_NOT_AUTHORISED = const(7)
@@ -90,8 +95,15 @@ KNOWN_TYPES = bytes((
     _MSG_GET_CONFIG_DUMP, _MSG_CONFIG_DUMP, _MSG_GET_FAULTS,
     _MSG_FAULT_STATE, _MSG_CLEAR_FAULTS, _MSG_GET_EVENTS, _MSG_EVENTS,
     _MSG_ACK, _MSG_NAK, _MSG_ESTIMATE, _MSG_GET_LIFETIME, _MSG_LIFETIME,
-    _MSG_COMMISSION, _MSG_SECOND_LIFE,
+    _MSG_COMMISSION, _MSG_SECOND_LIFE, _MSG_GET_NONCE, _MSG_NONCE, _MSG_AUTH, _MSG_SET_KEY,
 ))
+# Requests that change the board (messages.WRITES): a locked board takes them only
+# inside AUTH (auth.py).
+_WRITES = bytes((
+    _MSG_TIME_SYNC, _MSG_RESET, _MSG_ENTER_REPL, _MSG_SET_CONFIG, _MSG_CLEAR_FAULTS,
+    _MSG_COMMISSION, _MSG_SECOND_LIFE, _MSG_SET_KEY,
+))
+_KEY_FILE_BYTES = const(33)  # auth.py's key.bin: the id, then the key
 _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
 _LIFE_LAYOUT = const(2)  # docs/lifetime.md: the meaning of each counter word
 _LIFE_PAGE = const(60)  # u32 counters in one LIFETIME payload
@@ -151,6 +163,11 @@ class Bms:
         hal.arm(self.protection.trip)
         self.chip_trips = 0  # the chip's Safety Status A | B << 8 | C << 16, last read
         self.config_pin = board.get("config_pin", 0)
+        # Who may write (auth.py, docs/security.md): the key's id, 0 in open mode; the
+        # key stays on flash, read only to check a MAC. ``auth``: nonce and refusals.
+        self.key_path = None if storage is None else storage + "/key.bin"
+        self.key_id = _key_id(self.key_path)
+        self.auth = None
         self.events = EventLog(path=None if storage is None else storage + "/events.bin")
         self.latch_store = LatchStore(None if storage is None else storage + "/latches.bin")
         # Faults latch until CLEAR_FAULTS, across resets: the output stays open.
@@ -203,6 +220,9 @@ class Bms:
             _MSG_GET_LIFETIME: self._on_get_lifetime,
             _MSG_COMMISSION: self._on_life_request,
             _MSG_SECOND_LIFE: self._on_life_request,
+            _MSG_GET_NONCE: self._on_auth,
+            _MSG_AUTH: self._on_auth,
+            _MSG_SET_KEY: self._on_auth,
         }
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
@@ -439,6 +459,9 @@ class Bms:
             self.unknown_types += 1
             self._nak(seq, msg_type, _NAK_ERROR_UNKNOWN_MESSAGE, 0)
             return
+        if self.key_id and msg_type in _WRITES:  # locked: a write comes inside AUTH
+            self._nak(seq, msg_type, _NAK_ERROR_AUTH_REQUIRED, self.key_id)
+            return
         try:
             handler(seq, start, end)
         except ValueError:  # a payload the codec could not parse
@@ -462,10 +485,14 @@ class Bms:
             self.unique_id, self.profile["id"], self.n_cells, self.n_temps,
             self.soc.capacity_mah, self.control_period_ms, self.telemetry_period_ms,
             p.trip[0], p.trip[1], p.trip[2], p.trip[3], p.trip[4], p.trip[5],
-            _MAX_FRAME, KNOWN_TYPES, self.boot,
+            _MAX_FRAME, KNOWN_TYPES, self.boot, self.key_id,
         )
-        if host_minor < 4:  # a 1.3 host parses INFO strictly: without the boot field
+        if host_minor < 8:  # an older host parses INFO strictly: without key_id ...
+            end -= 1
+        if host_minor < 4:  # ... and a 1.3 host without the boot field
             end -= 1 + len(self.boot)
+        if self.auth is not None:  # a new session: the nonce given out is void
+            self.auth[0] = None
         self.link.send(_MSG_INFO, seq, end)
 
     def _on_time_sync(self, seq, start, end):
@@ -592,8 +619,30 @@ class Bms:
                                     memoryview(w)[first:first + _LIFE_PAGE])
         self.link.send(_MSG_LIFETIME, seq, end)
 
+    def _on_auth(self, seq, start, end):
+        """GET_NONCE, AUTH, SET_KEY: rare, so their code is on the heap only meanwhile."""
+        from . import auth
+
+        auth.request(self, seq, start, end)
+
     def _on_life_request(self, seq, start, end):
         """COMMISSION, SECOND_LIFE: rare, so their code is on the heap only meanwhile."""
         from . import life_admin
 
         life_admin.request(self, seq, start, end)
+
+
+def _key_id(path):
+    """The id of the key in ``path`` (auth.py's key.bin, or the key.new a change cut
+    short left), or 0: no key, open mode."""
+    if path is None:
+        return 0
+    for name in (path, path[:-3] + "new"):
+        try:
+            with open(name, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if len(data) == _KEY_FILE_BYTES:
+            return data[0]
+    return 0

@@ -72,9 +72,13 @@ def decode_info(buf, off, end):
     for i in range(n):
         boot.append(unpack_from("<B", buf, off)[0])
         off += 1
+    if off + 1 > end:
+        raise ValueError("short info")
+    key_id, = unpack_from("<B", buf, off)
+    off += 1
     if off != end:
         raise ValueError("trailing bytes in info")
-    return (protocol_major, protocol_minor, firmware_version, board, unique_id, chemistry, cell_count, temp_count, capacity_mah, control_period_ms, telemetry_period_ms, cell_ov_mv, cell_uv_mv, temp_max_dc, temp_min_dc, charge_current_max_ma, discharge_current_max_ma, max_frame, known_types, boot)
+    return (protocol_major, protocol_minor, firmware_version, board, unique_id, chemistry, cell_count, temp_count, capacity_mah, control_period_ms, telemetry_period_ms, cell_ov_mv, cell_uv_mv, temp_max_dc, temp_min_dc, charge_current_max_ma, discharge_current_max_ma, max_frame, known_types, boot, key_id)
 
 
 def encode_time_sync(buf, off, v0):
@@ -419,6 +423,60 @@ def encode_second_life(buf, off, v0, v1):
     off += n
     pack_into("<L", buf, off, v1)
     off += 4
+    return off
+
+
+def encode_get_nonce(buf, off):
+    """Write a GET_NONCE payload at buf[off:]; return the end offset.
+    Fields v0...: none."""
+    return off
+
+
+def decode_nonce(buf, off, end):
+    """Parse a NONCE payload in buf[off:end]; return its fields."""
+    if off + 16 > end:
+        raise ValueError("short nonce")
+    nonce = bytes(buf[off : off + 16])
+    off += 16
+    if off + 5 > end:
+        raise ValueError("short nonce")
+    valid_ms, key_id = unpack_from("<LB", buf, off)
+    off += 5
+    if off != end:
+        raise ValueError("trailing bytes in nonce")
+    return (nonce, valid_ms, key_id)
+
+
+def encode_auth(buf, off, v0, v1, v2, v3, v4):
+    """Write a AUTH payload at buf[off:]; return the end offset.
+    Fields v0...: key_id, nonce, mac, request_type, request."""
+    pack_into("<B", buf, off, v0)
+    off += 1
+    if len(v1) != 16:
+        raise ValueError("bytes field length")
+    buf[off : off + 16] = v1
+    off += 16
+    if len(v2) != 32:
+        raise ValueError("bytes field length")
+    buf[off : off + 32] = v2
+    off += 32
+    pack_into("<B", buf, off, v3)
+    off += 1
+    n = len(v4)
+    buf[off : off + n] = v4
+    off += n
+    return off
+
+
+def encode_set_key(buf, off, v0, v1):
+    """Write a SET_KEY payload at buf[off:]; return the end offset.
+    Fields v0...: key_id, key."""
+    pack_into("<B", buf, off, v0)
+    off += 1
+    if len(v1) != 32:
+        raise ValueError("bytes field length")
+    buf[off : off + 32] = v1
+    off += 32
     return off
 
 

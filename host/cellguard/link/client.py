@@ -21,11 +21,13 @@ from ..protocol.messages import (
     BY_NAME,
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
+    WRITES,
     ConfigKey,
     EventKind,
     Faults,
 )
 from ..units import wire_unit_name
+from .auth import BoardKey, KeyStore
 from .framing import FrameReader
 from .lifetime import LifetimeRecord
 
@@ -108,6 +110,10 @@ class BoardRefused(CellguardError):
     def __init__(self, request: str, error: str, limit: int, detail: str = "") -> None:
         self.request, self.error, self.limit = request, error, limit
         super().__init__(f"the board refused {request}: {error.replace('_', ' ')}{detail}")
+
+
+class NoBoardKey(CellguardError):
+    """A locked board, and the key store holds no key for it (or another one)."""
 
 
 class RequestTimeout(CellguardError):
@@ -212,6 +218,12 @@ class Info:
     known_types: tuple[str, ...] = ()
     boot: str = ""  # the running build's status (BOOT_STATUS); "" before protocol 1.4
     manifest_sha256: str = ""  # its manifest's hash, hex; "" when not deployed as a build
+    key_id: int = 0  # the key writes need; 0: open mode (and before protocol 1.8)
+
+    @property
+    def locked(self) -> bool:
+        """Whether the board takes writes only inside AUTH (docs/security.md)."""
+        return self.key_id != 0
 
     @classmethod
     def from_wire(cls, p: dict[str, Any]) -> Info:
@@ -236,6 +248,7 @@ class Info:
             known_types=tuple(_NAMES.get(t, f"0x{t:02x}") for t in p["known_types"]),
             boot=boot_status(p["boot"][0]) if p.get("boot") else "",
             manifest_sha256=bytes(p["boot"][1:33]).hex() if p.get("boot") else "",
+            key_id=p.get("key_id", 0),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -337,8 +350,11 @@ class Message:
 class BoardClient:
     """A connection to one board. Use as a context manager."""
 
-    def __init__(self, port: str, baudrate: int = 115200, read_timeout_s: float = 0.05) -> None:
+    def __init__(self, port: str, baudrate: int = 115200, read_timeout_s: float = 0.05,
+                 keys: KeyStore | None = None) -> None:
         self.port_name = port
+        # Where a locked board's key is looked up (the user's key store by default).
+        self.keys = keys if keys is not None else KeyStore()
         try:
             self.serial = open_serial(port, baudrate, read_timeout_s)
         except serial.SerialException as exc:
@@ -422,10 +438,16 @@ class BoardClient:
         answers) are kept for :meth:`receive`. Raises :class:`BoardRefused` on a
         NAK and :class:`RequestTimeout` when no attempt is answered.
         """
-        msg_type = BY_NAME[name].msg_id
+        if name in WRITES and self.info is not None and self.info.locked:
+            return self._authenticated(name, values or {}, expect, timeout_s, attempts)
+        return self._request(name, values or {}, expect, timeout_s, attempts)
+
+    def _request(self, name: str, values: dict[str, Any], expect: tuple[str, ...],
+                 timeout_s: float, attempts: int, refused_as: str | None = None) -> Message:
+        msg_type = BY_NAME[refused_as or name].msg_id
         seqs: set[int] = set()
         for _ in range(attempts):
-            seqs.add(self.send(name, values or {}))
+            seqs.add(self.send(name, values))
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 batch = self._read_messages()
@@ -436,7 +458,7 @@ class BoardClient:
                         return msg
                     if ours and msg.name == "nak" and msg.payload["request_type"] == msg_type:
                         self._backlog.extend(batch[i + 1 :])
-                        raise BoardRefused(name, str(msg.payload["error"]),
+                        raise BoardRefused(refused_as or name, str(msg.payload["error"]),
                                            msg.payload["limit"])
                     self._backlog.append(msg)
                 if self.peer_versions:
@@ -445,6 +467,43 @@ class BoardClient:
             f"no answer to {name.upper()} from {self.port_name} "
             f"({attempts} attempts, {timeout_s:g} s each)"
         )
+
+    def board_key(self) -> BoardKey:
+        """The key of the board this client talks to, from the key store."""
+        info = self.info
+        if info is None:
+            raise CellguardError("no HELLO yet: the board's key is found by its unique id")
+        key = self.keys.get(info.unique_id)
+        if key is None or key.key_id != info.key_id:
+            pending = self.keys.pending(info.unique_id)
+            if pending is not None and pending.key_id == info.key_id:
+                return pending  # a key change the board took, its answer lost
+            held = "no key" if key is None else f"key {key.key_id}"
+            raise NoBoardKey(
+                f"board {info.unique_id} on {self.port_name} is locked with key "
+                f"{info.key_id}, and the key store ({self.keys.folder}) holds {held} for "
+                "it: writes need the key the board was locked with (docs/security.md)")
+        return key
+
+    def _authenticated(self, name: str, values: dict[str, Any], expect: tuple[str, ...],
+                       timeout_s: float, attempts: int) -> Message:
+        """A write inside AUTH: a fresh nonce for each attempt, the MAC over it."""
+        assert self.info is not None
+        key = self.board_key()
+        msg_type = BY_NAME[name].msg_id
+        payload = build_payload(name, values)
+        for attempt in range(attempts):
+            nonce = self._request("get_nonce", {}, ("nonce",), timeout_s, attempts).payload
+            try:
+                return self._request("auth", {
+                    "key_id": key.key_id, "nonce": nonce["nonce"],
+                    "mac": key.mac(self.info.unique_id, nonce["nonce"], msg_type, payload),
+                    "request_type": msg_type, "request": payload,
+                }, expect, timeout_s, 1, refused_as=name)
+            except RequestTimeout:
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _incompatible(self) -> IncompatibleBoard:
         theirs = ", ".join(f"{v}.x" for v in sorted(self.peer_versions))

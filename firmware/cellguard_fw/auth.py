@@ -1,0 +1,242 @@
+"""Who may change the board: a key, nonces and MACs (docs/security.md).
+
+Reads are open to anyone with the port. A board with a key (*locked*) takes a
+write (codec's writes: ``app._WRITES``) only inside AUTH: the host asks GET_NONCE
+for a single-use nonce, then sends the write with
+``HMAC-SHA256(key, AUTH_DOMAIN | unique id | nonce | type | payload)``. The board
+checks the MAC in constant time, refuses a stale nonce (used, expired, replaced by
+a newer one or by a HELLO, or from before a reset), and after ``_FREE_FAILURES``
+refusals in a row hears no AUTH for a doubling wait. A board without a key is in
+*open* mode: it takes every write as it comes, and SET_KEY alone locks it.
+
+Writes are rare, so this code is on the heap only meanwhile: ``app.py`` imports
+the module for GET_NONCE, AUTH and SET_KEY and :func:`release` forgets it after, as
+``life_admin`` does. The key stays on flash (``key.bin``: its id, then 32 bytes;
+``app.key_id`` reads the id at boot); RAM holds only the id.
+"""
+
+import os
+import sys
+from hashlib import sha256
+from random import getrandbits
+from struct import pack
+
+from micropython import const
+
+from . import codec, codec_rare
+from .link import PAYLOAD_AT
+
+_KEY_BYTES = const(32)
+_NONCE_BYTES = const(16)
+_NONCE_VALID_MS = const(30000)  # board time: also at 20x a host's round trip
+_FREE_FAILURES = const(3)  # refusals in a row before the waits start
+_LONGEST_WAIT_MS = const(300000)
+_BOOTS = const(28)  # lifetime.py's word: the nonce differs at every boot
+
+_MSG_GET_NONCE = const(0x60)
+_MSG_NONCE = const(0x61)
+_MSG_AUTH = const(0x62)
+_MSG_SET_KEY = const(0x63)
+_NAK_ERROR_AUTH_REQUIRED = const(10)
+_NAK_ERROR_BAD_MAC = const(11)
+_NAK_ERROR_STALE_NONCE = const(12)
+_NAK_ERROR_RATE_LIMITED = const(13)
+_NAK_ERROR_WRONG_KEY = const(15)
+_NAK_ERROR_BAD_PAYLOAD = const(2)
+_NAK_ERROR_NOT_AUTHORISED = const(7)
+_EVENT_KEY_CHANGED = const(10)
+_EVENT_AUTH_REFUSED = const(11)
+
+DOMAIN = b"cellguard-auth-1"
+
+# Bms.auth, a list once the first GET_NONCE came: the nonce given out (None: none
+# valid), the board time (ms, Bms.clock) it expires, refusals in a row, the board
+# time before which no AUTH is heard, and nonces given out this boot.
+_NONCE = const(0)
+_EXPIRES = const(1)
+_FAILURES = const(2)
+_QUIET_UNTIL = const(3)
+_GIVEN = const(4)
+
+
+def _load(path):
+    """``key.bin``'s bytes (id, key), or None; ``key.new`` if a change was cut short
+    between writing it and renaming it over."""
+    for name in (path, path[:-3] + "new"):
+        try:
+            with open(name, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if len(data) == 1 + _KEY_BYTES:
+            if name != path:
+                try:
+                    os.rename(name, path)
+                except OSError:
+                    pass
+            return data
+    return None
+
+
+def _store(path, key_id, key):
+    """Write the key (key_id 0: remove it) power-loss safe: beside, then renamed over."""
+    if not key_id:
+        for name in (path, path[:-3] + "new"):
+            try:
+                os.remove(name)
+            except OSError:
+                pass
+        return
+    new = path[:-3] + "new"
+    with open(new, "wb") as f:
+        f.write(bytes((key_id,)) + key)
+    try:
+        os.rename(new, path)
+    except OSError:  # FAT cannot rename over a file
+        os.remove(path)
+        os.rename(new, path)
+
+
+def mac(key, unique_id, nonce, msg_type, payload):
+    """HMAC-SHA256 (RFC 2104) of one write, under ``key`` (32 bytes)."""
+    pad = bytearray(64)
+    pad[:len(key)] = key
+    for i in range(64):
+        pad[i] ^= 0x36
+    inner = sha256(bytes(pad))
+    for part in (DOMAIN, unique_id, nonce, bytes((msg_type,)), payload):
+        inner.update(part)
+    for i in range(64):
+        pad[i] ^= 0x36 ^ 0x5C
+    outer = sha256(bytes(pad))
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def same(a, b):
+    """Whether two byte strings are equal, in time that depends on their length
+    only, never on where the first differing byte is (a MAC must not leak how much
+    of a guess was right)."""
+    diff = len(a) ^ len(b)
+    n = min(len(a), len(b))
+    for i in range(n):
+        diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+def request(bms, seq, start, end):
+    """Answer GET_NONCE, AUTH or SET_KEY (the frame's type says which)."""
+    try:
+        msg = bms.link.frame[1]
+        if msg == _MSG_GET_NONCE:
+            codec.decode_empty(bms.link.frame, start, end)
+            _give_nonce(bms, seq)
+        elif msg == _MSG_SET_KEY:
+            key_id, key = codec_rare.decode_set_key(bms.link.frame, start, end)
+            if bms.key_id:  # a locked board changes its key only inside AUTH
+                bms._nak(seq, msg, _NAK_ERROR_AUTH_REQUIRED, bms.key_id)
+            else:
+                _set_key(bms, seq, key_id, key)
+        else:
+            _check(bms, seq, start, end)
+    finally:
+        release()
+
+
+def _state(bms):
+    if bms.auth is None:
+        bms.auth = [None, 0, 0, 0, 0]
+    return bms.auth
+
+
+def _give_nonce(bms, seq):
+    st = _state(bms)
+    st[_GIVEN] += 1
+    # Unique: the boot count and a count of this boot's nonces; not guessable ahead
+    # from outside: the board's clock and its random source.
+    seed = pack("<LLLL", bms.lifetime.w[_BOOTS], st[_GIVEN], bms.clock(), getrandbits(30))
+    st[_NONCE] = sha256(bms.unique_id + seed).digest()[:_NONCE_BYTES]
+    st[_EXPIRES] = bms.clock() + _NONCE_VALID_MS
+    link = bms.link
+    end = codec_rare.encode_nonce(link.payload_buffer(), PAYLOAD_AT, st[_NONCE],
+                                  _NONCE_VALID_MS, bms.key_id)
+    link.send(_MSG_NONCE, seq, end)
+
+
+def _refuse(bms, seq, msg, error, limit):
+    """A refused AUTH: counted (the waits), logged, answered."""
+    st = _state(bms)
+    st[_FAILURES] += 1
+    extra = st[_FAILURES] - _FREE_FAILURES
+    if extra >= 0:
+        st[_QUIET_UNTIL] = bms.clock() + min(1000 << min(extra, 9), _LONGEST_WAIT_MS)
+    bms._log(_EVENT_AUTH_REFUSED, msg, error)
+    bms._nak(seq, msg, error, limit)
+
+
+def _check(bms, seq, start, end):
+    frame = bms.link.frame
+    key_id, nonce, got, inner, payload = codec_rare.decode_auth(frame, start, end)
+    st = _state(bms)
+    now = bms.clock()
+    if st[_FAILURES] >= _FREE_FAILURES and now - st[_QUIET_UNTIL] < 0:
+        bms._nak(seq, inner, _NAK_ERROR_RATE_LIMITED, st[_QUIET_UNTIL] - now)
+        return
+    given = st[_NONCE]
+    st[_NONCE] = None  # single use, whatever comes of it
+    if not bms.key_id:  # open mode: nothing to check a MAC with
+        bms._nak(seq, inner, _NAK_ERROR_WRONG_KEY, 0)
+        return
+    if key_id != bms.key_id:
+        _refuse(bms, seq, inner, _NAK_ERROR_WRONG_KEY, bms.key_id)
+        return
+    if given is None or now - st[_EXPIRES] >= 0 or not same(nonce, given):
+        _refuse(bms, seq, inner, _NAK_ERROR_STALE_NONCE, 0)
+        return
+    key = _load(bms.key_path)
+    if key is None or not same(got, mac(key[1:], bms.unique_id, nonce, inner, payload)):
+        _refuse(bms, seq, inner, _NAK_ERROR_BAD_MAC, 0)
+        return
+    st[_FAILURES] = 0
+    begin = end - len(payload)
+    if inner == _MSG_SET_KEY:
+        key_id, key = codec_rare.decode_set_key(frame, begin, end)
+        _set_key(bms, seq, key_id, key)
+        return
+    handler = bms.handlers.get(inner)
+    if handler is None or inner in (_MSG_AUTH, _MSG_GET_NONCE):
+        bms._nak(seq, inner, _NAK_ERROR_BAD_PAYLOAD, 0)
+        return
+    frame[1] = inner  # the frame is now the write itself: its handler reads its type
+    try:
+        handler(seq, begin, end)
+    except ValueError:  # a payload the codec could not parse
+        bms._nak(seq, inner, _NAK_ERROR_BAD_PAYLOAD, 0)
+
+
+def _set_key(bms, seq, key_id, key):
+    if bms.key_path is None:  # a board without flash cannot keep a key
+        bms._nak(seq, _MSG_SET_KEY, _NAK_ERROR_NOT_AUTHORISED, 0)
+        return
+    try:
+        _store(bms.key_path, key_id, key)
+    except OSError:
+        bms._nak(seq, _MSG_SET_KEY, _NAK_ERROR_NOT_AUTHORISED, 0)
+        return
+    bms.key_id = key_id
+    if bms.auth is not None:
+        bms.auth[_NONCE] = None
+    bms._log(_EVENT_KEY_CHANGED, key_id, 0)
+    bms.events.flush()
+    bms._ack(seq, _MSG_SET_KEY)
+
+
+def release():
+    """Forget this module (see life_admin.release)."""
+    if sys.implementation.name != "micropython":
+        return
+    package = sys.modules.get("cellguard_fw")
+    for name in ("auth", "codec_rare"):
+        sys.modules.pop("cellguard_fw." + name, None)
+        if package is not None and hasattr(package, name):
+            delattr(package, name)
