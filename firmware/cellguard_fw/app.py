@@ -103,7 +103,6 @@ _WRITES = bytes((
     _MSG_TIME_SYNC, _MSG_RESET, _MSG_ENTER_REPL, _MSG_SET_CONFIG, _MSG_CLEAR_FAULTS,
     _MSG_COMMISSION, _MSG_SECOND_LIFE, _MSG_SET_KEY,
 ))
-_KEY_FILE_BYTES = const(33)  # auth.py's key.bin: the id, then the key
 _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
 _LIFE_LAYOUT = const(2)  # docs/lifetime.md: the meaning of each counter word
 _LIFE_PAGE = const(60)  # u32 counters in one LIFETIME payload
@@ -166,7 +165,7 @@ class Bms:
         # Who may write (auth.py, docs/security.md): the key's id, 0 in open mode; the
         # key stays on flash, read only to check a MAC. ``auth``: nonce and refusals.
         self.key_path = None if storage is None else storage + "/key.bin"
-        self.key_id = _key_id(self.key_path)
+        self.key_id = 0 if storage is None else _key_id(self.key_path)
         self.auth = None
         self.events = EventLog(path=None if storage is None else storage + "/events.bin")
         self.latch_store = LatchStore(None if storage is None else storage + "/latches.bin")
@@ -220,10 +219,7 @@ class Bms:
             _MSG_GET_LIFETIME: self._on_get_lifetime,
             _MSG_COMMISSION: self._on_life_request,
             _MSG_SECOND_LIFE: self._on_life_request,
-            _MSG_GET_NONCE: self._on_auth,
-            _MSG_AUTH: self._on_auth,
-            _MSG_SET_KEY: self._on_auth,
-        }
+        }  # and GET_NONCE..SET_KEY (_on_frame): rare, and each entry costs RAM
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
         # The running build (main.py's boot record): status byte, then the manifest's
@@ -455,6 +451,8 @@ class Bms:
             self._nak(seq, msg_type, _NAK_ERROR_INCOMPATIBLE_VERSION, _PROTOCOL_MAJOR)
             return
         handler = self.handlers.get(msg_type)
+        if handler is None and _MSG_GET_NONCE <= msg_type <= _MSG_SET_KEY:
+            handler = self._on_auth
         if handler is None:
             self.unknown_types += 1
             self._nak(seq, msg_type, _NAK_ERROR_UNKNOWN_MESSAGE, 0)
@@ -633,16 +631,12 @@ class Bms:
 
 
 def _key_id(path):
-    """The id of the key in ``path`` (auth.py's key.bin, or the key.new a change cut
-    short left), or 0: no key, open mode."""
-    if path is None:
-        return 0
+    """The id of the key in ``path`` (auth.py's key.bin, whole: it is written beside
+    and renamed over; or the key.new a change cut short left), or 0: open mode."""
     for name in (path, path[:-3] + "new"):
         try:
             with open(name, "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        if len(data) == _KEY_FILE_BYTES:
-            return data[0]
+                return f.read(1)[0]
+        except (OSError, IndexError):
+            pass
     return 0

@@ -203,8 +203,8 @@ def _check(bms, seq, start, end):
         key_id, key = codec_rare.decode_set_key(frame, begin, end)
         _set_key(bms, seq, key_id, key)
         return
-    handler = bms.handlers.get(inner)
-    if handler is None or inner in (_MSG_AUTH, _MSG_GET_NONCE):
+    handler = bms.handlers.get(inner)  # the writes (AUTH, GET_NONCE are not in it)
+    if handler is None:
         bms._nak(seq, inner, _NAK_ERROR_BAD_PAYLOAD, 0)
         return
     frame[1] = inner  # the frame is now the write itself: its handler reads its type
