@@ -438,7 +438,8 @@ H2B, B2H = "host->board", "board->host"
 MESSAGES: tuple[MessageSpec, ...] = (
     MessageSpec(0x01, "hello", Hello, H2B, "ask the board who it is; answered by INFO"),
     MessageSpec(0x02, "info", Info, B2H, "board identity, sizes, limits, known messages"),
-    MessageSpec(0x03, "time_sync", TimeSync, H2B, "set the board's clock; answered by ACK"),
+    MessageSpec(0x03, "time_sync", TimeSync, H2B, "set the board's clock; answered by ACK",
+                on_demand=True),
     MessageSpec(0x04, "reset", Empty, H2B, "restart the firmware; ACK, then a restart"),
     MessageSpec(0x05, "enter_repl", Empty, H2B,
                 "hand the serial port back to the MicroPython REPL (output open, reset into "
@@ -451,7 +452,8 @@ MESSAGES: tuple[MessageSpec, ...] = (
                 "state estimate: SoC with its uncertainty, health, current limits, balancing"),
     MessageSpec(0x20, "get_config", GetConfig, H2B, "read one key; answered by CONFIG_VALUE"),
     MessageSpec(0x21, "set_config", SetConfig, H2B,
-                "write one key; answered by CONFIG_VALUE or NAK with the reason"),
+                "write one key; answered by CONFIG_VALUE or NAK with the reason",
+                on_demand=True),
     MessageSpec(0x22, "config_value", ConfigValue, B2H, "one key's value and allowed range"),
     MessageSpec(0x23, "get_config_dump", GetConfigDump, H2B, "read every key, a page at a time"),
     MessageSpec(0x24, "config_dump", ConfigDump, B2H, "a page of keys, values and ranges"),

@@ -25,7 +25,7 @@ from cellguard.protocol.codec import build_payload
 from cellguard.protocol.messages import AUTH_DOMAIN, BY_NAME, WRITES
 from cellguard.sim import SimulatedBoard
 from cellguard_fw import app as fw_app
-from cellguard_fw import auth as fw_auth
+from cellguard_fw import admin as fw_auth
 
 KEY = BoardKey(7, bytes(range(32)))
 

@@ -26,10 +26,7 @@ from .soc import CoulombCounter
 # interns no name for them (tests/test_firmware_build.py holds them equal).
 _EVENT_BOOT = const(1)
 _EVENT_CLEAR = const(4)
-_EVENT_CONFIG = const(5)
 _EVENT_RELEASE = const(3)
-_EVENT_RESET = const(7)
-_EVENT_TIME_SYNC = const(6)
 _EVENT_TRIP = const(2)
 _FAULT_AFE_PROTECTION = const(0x800000)
 _FAULT_CONTACTOR_WELDED = const(0x4000)
@@ -70,11 +67,10 @@ _MSG_TIME_SYNC = const(3)
 _NAK_ERROR_AUTH_REQUIRED = const(10)
 _NAK_ERROR_BAD_PAYLOAD = const(2)
 _NAK_ERROR_INCOMPATIBLE_VERSION = const(3)
-_NAK_ERROR_NOT_AUTHORISED = const(7)
 _NAK_ERROR_UNKNOWN_KEY = const(4)
 _NAK_ERROR_UNKNOWN_MESSAGE = const(1)
 _PROTOCOL_MAJOR = const(1)
-_PROTOCOL_MINOR = const(7)
+_PROTOCOL_MINOR = const(8)
 _SEVERITY_FAULT = const(2)
 _STATE_ACTIVE = const(2)
 _STATE_FAULT = const(3)
@@ -98,7 +94,7 @@ KNOWN_TYPES = bytes((
     _MSG_COMMISSION, _MSG_SECOND_LIFE, _MSG_GET_NONCE, _MSG_NONCE, _MSG_AUTH, _MSG_SET_KEY,
 ))
 # Requests that change the board (messages.WRITES): a locked board takes them only
-# inside AUTH (auth.py).
+# inside AUTH (admin.py).
 _WRITES = bytes((
     _MSG_TIME_SYNC, _MSG_RESET, _MSG_ENTER_REPL, _MSG_SET_CONFIG, _MSG_CLEAR_FAULTS,
     _MSG_COMMISSION, _MSG_SECOND_LIFE, _MSG_SET_KEY,
@@ -162,7 +158,7 @@ class Bms:
         hal.arm(self.protection.trip)
         self.chip_trips = 0  # the chip's Safety Status A | B << 8 | C << 16, last read
         self.config_pin = board.get("config_pin", 0)
-        # Who may write (auth.py, docs/security.md): the key's id, 0 in open mode; the
+        # Who may write (admin.py, docs/security.md): the key's id, 0 in open mode; the
         # key stays on flash, read only to check a MAC. ``auth``: nonce and refusals.
         self.key_path = None if storage is None else storage + "/key.bin"
         self.key_id = 0 if storage is None else _key_id(self.key_path)
@@ -206,20 +202,15 @@ class Bms:
         self.host_silence_ms = 0
         self.handlers = {
             _MSG_HELLO: self._on_hello,
-            _MSG_TIME_SYNC: self._on_time_sync,
-            _MSG_RESET: self._on_reset,
-            _MSG_ENTER_REPL: self._on_enter_repl,
             _MSG_GET_STATS: self._on_get_stats,
             _MSG_GET_CONFIG: self._on_get_config,
-            _MSG_SET_CONFIG: self._on_set_config,
             _MSG_GET_CONFIG_DUMP: self._on_get_config_dump,
             _MSG_GET_FAULTS: self._on_get_faults,
-            _MSG_CLEAR_FAULTS: self._on_clear_faults,
             _MSG_GET_EVENTS: self._on_get_events,
             _MSG_GET_LIFETIME: self._on_get_lifetime,
             _MSG_COMMISSION: self._on_life_request,
             _MSG_SECOND_LIFE: self._on_life_request,
-        }  # and GET_NONCE..SET_KEY (_on_frame): rare, and each entry costs RAM
+        }  # the writes and GET_NONCE..SET_KEY: admin.py (_on_frame)
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
         # The running build (main.py's boot record): status byte, then the manifest's
@@ -451,8 +442,9 @@ class Bms:
             self._nak(seq, msg_type, _NAK_ERROR_INCOMPATIBLE_VERSION, _PROTOCOL_MAJOR)
             return
         handler = self.handlers.get(msg_type)
-        if handler is None and _MSG_GET_NONCE <= msg_type <= _MSG_SET_KEY:
-            handler = self._on_auth
+        if handler is None and (msg_type in _WRITES
+                                or _MSG_GET_NONCE <= msg_type <= _MSG_SET_KEY):
+            handler = self._on_admin  # rare: the code is on the heap only meanwhile
         if handler is None:
             self.unknown_types += 1
             self._nak(seq, msg_type, _NAK_ERROR_UNKNOWN_MESSAGE, 0)
@@ -493,30 +485,6 @@ class Bms:
             self.auth[0] = None
         self.link.send(_MSG_INFO, seq, end)
 
-    def _on_time_sync(self, seq, start, end):
-        (unix,) = codec.decode_time_sync(self.link.frame, start, end)
-        self.unix_base = unix - _UNIX_2020 - self.time_ms // 1000  # from 2020 (above)
-        self.lifetime.unix = max(0, unix - _UNIX_2020)
-        # The event value is an i32 on the wire: from 2038 on it wraps, as the event
-        # log's 32-bit array does under MicroPython (CPython raised when sending it).
-        self._log(_EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
-        self._ack(seq, _MSG_TIME_SYNC)
-
-    def _on_reset(self, seq, start, end):
-        codec.decode_empty(self.link.frame, start, end)
-        self._log(_EVENT_RESET, 0, 0)
-        self.events.flush()  # nothing pending may be lost to the reset
-        self._ack(seq, _MSG_RESET)
-        self.reset_requested = True  # the main loop resets once the ACK is out
-
-    def _on_enter_repl(self, seq, start, end):
-        codec.decode_empty(self.link.frame, start, end)
-        self._ack(seq, _MSG_ENTER_REPL)
-        # Nothing protects the cells from the REPL: open the output first.
-        self.contactor.step(0, False, 0)
-        self.events.flush()
-        self.repl_requested = True  # the main loop hands the port back
-
     def _on_get_stats(self, seq, start, end):
         codec.decode_empty(self.link.frame, start, end)
         link = self.link
@@ -542,21 +510,6 @@ class Bms:
             return
         self._send_config_value(seq, key)
 
-    def _on_set_config(self, seq, start, end):
-        key, value, pin = codec.decode_set_config(self.link.frame, start, end)
-        if self.config_pin and pin != self.config_pin:
-            self._nak(seq, _MSG_SET_CONFIG, _NAK_ERROR_NOT_AUTHORISED, 0)
-            return
-        error, limit = self.config.check(key, value)
-        if error:
-            self._nak(seq, _MSG_SET_CONFIG, error, limit)
-            return
-        if self.config.get(key) != value:
-            self.config.set(key, value)
-            self._log(_EVENT_CONFIG, key, value)
-            self.lifetime.config_changed()
-        self._send_config_value(seq, key)
-
     def _on_get_config_dump(self, seq, start, end):
         (first,) = codec.decode_get_config_dump(self.link.frame, start, end)
         keys = [k for k in KEYS if k >= first][:_DUMP_PAGE]
@@ -574,11 +527,6 @@ class Bms:
         end = codec.encode_fault_state(self.link.payload_buffer(), PAYLOAD_AT, self.faults,
                                        self.latched, self.tripped, self.alarms, self.warnings)
         self.link.send(_MSG_FAULT_STATE, seq, end)
-
-    def _on_clear_faults(self, seq, start, end):
-        codec.decode_empty(self.link.frame, start, end)
-        self._ack(seq, _MSG_CLEAR_FAULTS)
-        self.clear_faults()
 
     def clear_faults(self):
         """Clear the latches whose condition is gone (an active fault stays latched);
@@ -617,11 +565,11 @@ class Bms:
                                     memoryview(w)[first:first + _LIFE_PAGE])
         self.link.send(_MSG_LIFETIME, seq, end)
 
-    def _on_auth(self, seq, start, end):
-        """GET_NONCE, AUTH, SET_KEY: rare, so their code is on the heap only meanwhile."""
-        from . import auth
+    def _on_admin(self, seq, start, end):
+        """The writes (admin.py), and GET_NONCE, AUTH, SET_KEY."""
+        from . import admin
 
-        auth.request(self, seq, start, end)
+        admin.request(self, seq, start, end)
 
     def _on_life_request(self, seq, start, end):
         """COMMISSION, SECOND_LIFE: rare, so their code is on the heap only meanwhile."""
@@ -631,7 +579,7 @@ class Bms:
 
 
 def _key_id(path):
-    """The id of the key in ``path`` (auth.py's key.bin, whole: it is written beside
+    """The id of the key in ``path`` (admin.py's key.bin, whole: it is written beside
     and renamed over; or the key.new a change cut short left), or 0: open mode."""
     for name in (path, path[:-3] + "new"):
         try:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-FILE_MODULES = ("app", "auth", "events", "latches", "lifetime", "life_admin")
+FILE_MODULES = ("admin", "app", "events", "latches", "lifetime", "life_admin")
 """``cellguard_fw`` modules that open, write, rename or remove files."""
 
 _ABSENT = object()

@@ -1,4 +1,7 @@
-"""Who may change the board: a key, nonces and MACs (docs/security.md).
+"""The requests that change the board, and who may make them (docs/security.md).
+
+The writes (TIME_SYNC, RESET, ENTER_REPL, SET_CONFIG, CLEAR_FAULTS; COMMISSION and
+SECOND_LIFE are life_admin's) and the key that guards them: nonces and MACs.
 
 Reads are open to anyone with the port. A board with a key (*locked*) takes a
 write (codec's writes: ``app._WRITES``) only inside AUTH: the host asks GET_NONCE
@@ -10,9 +13,9 @@ refusals in a row hears no AUTH for a doubling wait. A board without a key is in
 *open* mode: it takes every write as it comes, and SET_KEY alone locks it.
 
 Writes are rare, so this code is on the heap only meanwhile: ``app.py`` imports
-the module for GET_NONCE, AUTH and SET_KEY and :func:`release` forgets it after, as
-``life_admin`` does. The key stays on flash (``key.bin``: its id, then 32 bytes;
-``app.key_id`` reads the id at boot); RAM holds only the id.
+the module for a write, GET_NONCE, AUTH or SET_KEY and :func:`release` forgets it
+after, as ``life_admin`` does. The key stays on flash (``key.bin``: its id, then 32
+bytes; ``app._key_id`` reads the id at boot); RAM holds only the id.
 """
 
 import os
@@ -31,19 +34,26 @@ _NONCE_BYTES = const(16)
 _NONCE_VALID_MS = const(30000)  # board time: also at 20x a host's round trip
 _FREE_FAILURES = const(3)  # refusals in a row before the waits start
 _LONGEST_WAIT_MS = const(300000)
+_UNIX_2020 = const(1577836800)
 _BOOTS = const(28)  # lifetime.py's word: the nonce differs at every boot
 
+_MSG_TIME_SYNC = const(0x03)
+_MSG_RESET = const(0x04)
+_MSG_SET_CONFIG = const(0x21)
+_MSG_CLEAR_FAULTS = const(0x32)
 _MSG_GET_NONCE = const(0x60)
 _MSG_NONCE = const(0x61)
 _MSG_AUTH = const(0x62)
 _MSG_SET_KEY = const(0x63)
-_NAK_ERROR_AUTH_REQUIRED = const(10)
 _NAK_ERROR_BAD_MAC = const(11)
 _NAK_ERROR_STALE_NONCE = const(12)
 _NAK_ERROR_RATE_LIMITED = const(13)
 _NAK_ERROR_WRONG_KEY = const(15)
 _NAK_ERROR_BAD_PAYLOAD = const(2)
 _NAK_ERROR_NOT_AUTHORISED = const(7)
+_EVENT_CONFIG = const(5)
+_EVENT_TIME_SYNC = const(6)
+_EVENT_RESET = const(7)
 _EVENT_KEY_CHANGED = const(10)
 _EVENT_AUTH_REFUSED = const(11)
 
@@ -125,22 +135,67 @@ def same(a, b):
 
 
 def request(bms, seq, start, end):
-    """Answer GET_NONCE, AUTH or SET_KEY (the frame's type says which)."""
+    """Answer a write, GET_NONCE, AUTH or SET_KEY (the frame's type says which);
+    ``app._on_frame`` has refused a plain write to a locked board before."""
     try:
-        msg = bms.link.frame[1]
-        if msg == _MSG_GET_NONCE:
-            codec.decode_empty(bms.link.frame, start, end)
-            _give_nonce(bms, seq)
-        elif msg == _MSG_SET_KEY:
-            key_id, key = codec_rare.decode_set_key(bms.link.frame, start, end)
-            if bms.key_id:  # a locked board changes its key only inside AUTH
-                bms._nak(seq, msg, _NAK_ERROR_AUTH_REQUIRED, bms.key_id)
-            else:
-                _set_key(bms, seq, key_id, key)
-        else:
+        if bms.link.frame[1] == _MSG_AUTH:
             _check(bms, seq, start, end)
+        else:
+            _write(bms, seq, start, end)
     finally:
         release()
+
+
+def _write(bms, seq, start, end):
+    """The request in link.frame[start:end]: a write (alone on an open board, or
+    checked inside AUTH), GET_NONCE or SET_KEY. ValueError: its payload is bad."""
+    frame = bms.link.frame
+    msg = frame[1]
+    if msg == _MSG_SET_CONFIG:
+        key, value, pin = codec_rare.decode_set_config(frame, start, end)
+        if bms.config_pin and pin != bms.config_pin:
+            bms._nak(seq, msg, _NAK_ERROR_NOT_AUTHORISED, 0)
+            return
+        cfg = bms.config
+        error, limit = cfg.check(key, value)
+        if error:
+            bms._nak(seq, msg, error, limit)
+            return
+        if cfg.get(key) != value:
+            cfg.set(key, value)
+            bms._log(_EVENT_CONFIG, key, value)
+            bms.lifetime.config_changed()
+        bms._send_config_value(seq, key)
+    elif msg == _MSG_TIME_SYNC:
+        (unix,) = codec_rare.decode_time_sync(frame, start, end)
+        bms.unix_base = unix - _UNIX_2020 - bms.time_ms // 1000  # from 2020 (app.py)
+        bms.lifetime.unix = max(0, unix - _UNIX_2020)
+        # The event value is an i32 on the wire: from 2038 on it wraps, as the event
+        # log's 32-bit array does under MicroPython.
+        bms._log(_EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
+        bms._ack(seq, msg)
+    elif msg == _MSG_SET_KEY:
+        key_id, key = codec_rare.decode_set_key(frame, start, end)
+        _set_key(bms, seq, key_id, key)
+    elif msg == _MSG_CLEAR_FAULTS:
+        codec.decode_empty(frame, start, end)
+        bms._ack(seq, msg)
+        bms.clear_faults()
+    else:  # GET_NONCE, RESET, ENTER_REPL: no payload
+        codec.decode_empty(frame, start, end)
+        if msg == _MSG_GET_NONCE:
+            _give_nonce(bms, seq)
+        elif msg == _MSG_RESET:
+            bms._log(_EVENT_RESET, 0, 0)
+            bms.events.flush()  # nothing pending may be lost to the reset
+            bms._ack(seq, msg)
+            bms.reset_requested = True  # the main loop resets once the ACK is out
+        else:
+            bms._ack(seq, msg)
+            # Nothing protects the cells from the REPL: open the output first.
+            bms.contactor.step(0, False, 0)
+            bms.events.flush()
+            bms.repl_requested = True  # the main loop hands the port back
 
 
 def _state(bms):
@@ -199,17 +254,15 @@ def _check(bms, seq, start, end):
         return
     st[_FAILURES] = 0
     begin = end - len(payload)
-    if inner == _MSG_SET_KEY:
-        key_id, key = codec_rare.decode_set_key(frame, begin, end)
-        _set_key(bms, seq, key_id, key)
-        return
-    handler = bms.handlers.get(inner)  # the writes (AUTH, GET_NONCE are not in it)
-    if handler is None:
-        bms._nak(seq, inner, _NAK_ERROR_BAD_PAYLOAD, 0)
-        return
     frame[1] = inner  # the frame is now the write itself: its handler reads its type
     try:
-        handler(seq, begin, end)
+        if inner in (_MSG_AUTH, _MSG_GET_NONCE):  # not writes: nothing to authenticate
+            raise ValueError
+        handler = bms.handlers.get(inner)  # COMMISSION, SECOND_LIFE (life_admin)
+        if handler is not None:
+            handler(seq, begin, end)
+        else:
+            _write(bms, seq, begin, end)
     except ValueError:  # a payload the codec could not parse
         bms._nak(seq, inner, _NAK_ERROR_BAD_PAYLOAD, 0)
 
@@ -236,7 +289,7 @@ def release():
     if sys.implementation.name != "micropython":
         return
     package = sys.modules.get("cellguard_fw")
-    for name in ("auth", "codec_rare"):
+    for name in ("admin", "codec_rare"):
         sys.modules.pop("cellguard_fw." + name, None)
         if package is not None and hasattr(package, name):
             delattr(package, name)
