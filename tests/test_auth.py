@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import os
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -19,13 +20,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cellguard.link.auth import BoardKey, KeyStore, KeyStoreError, mac
+from cellguard.link.auth import KEYS_ENV, BoardKey, KeyStore, KeyStoreError, mac
 from cellguard.link.client import BoardClient, BoardRefused, NoBoardKey
 from cellguard.protocol.codec import build_payload
 from cellguard.protocol.messages import AUTH_DOMAIN, BY_NAME, WRITES
 from cellguard.sim import SimulatedBoard
+from cellguard_fw import admin as fw_admin
 from cellguard_fw import app as fw_app
-from cellguard_fw import admin as fw_auth
 
 KEY = BoardKey(7, bytes(range(32)))
 
@@ -252,14 +253,14 @@ def test_the_boards_mac_is_hmac_sha256(key: bytes, nonce: bytes, msg_type: int,
                                        payload: bytes, uid: str) -> None:
     expected = hmac.new(key, AUTH_DOMAIN + uid.encode() + nonce + bytes((msg_type,)) + payload,
                         hashlib.sha256).digest()
-    assert fw_auth.mac(key, uid.encode(), nonce, msg_type, memoryview(payload)) == expected
+    assert fw_admin.mac(key, uid.encode(), nonce, msg_type, memoryview(payload)) == expected
     assert mac(key, uid, nonce, msg_type, payload) == expected
-    assert fw_auth.DOMAIN == AUTH_DOMAIN
+    assert fw_admin.DOMAIN == AUTH_DOMAIN
 
 
 @given(a=st.binary(max_size=40), b=st.binary(max_size=40))
 def test_same_is_equality(a: bytes, b: bytes) -> None:
-    assert fw_auth.same(a, b) == (a == b)
+    assert fw_admin.same(a, b) == (a == b)
 
 
 def _lines_run(a: bytes, b: bytes) -> int:
@@ -267,7 +268,7 @@ def _lines_run(a: bytes, b: bytes) -> int:
 
     def trace(frame: Any, event: str, arg: Any) -> Any:
         nonlocal count
-        if frame.f_code is fw_auth.same.__code__:
+        if frame.f_code is fw_admin.same.__code__:
             if event == "line":
                 count += 1
             return trace
@@ -275,7 +276,7 @@ def _lines_run(a: bytes, b: bytes) -> int:
 
     sys.settrace(trace)
     try:
-        fw_auth.same(a, b)
+        fw_admin.same(a, b)
     finally:
         sys.settrace(None)
     return count
@@ -311,3 +312,34 @@ def test_the_key_store_keeps_keys_private_and_whole(tmp_path: Path) -> None:
         store.get("../etc/passwd")
     store.forget("abcd")
     assert store.get("abcd") is None and store.pending("abcd") is None
+
+
+# -- the command line ------------------------------------------------------------------
+def _cli(*args: str, keys: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, KEYS_ENV: str(keys)}
+    return subprocess.run([sys.executable, "-m", "cellguard.cli", *args], capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_lock_info_rotate_and_unlock_from_the_command_line(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    with SimulatedBoard(runtime="cpython", speed=0) as sim:
+        assert "open: any host" in _cli("info", "--port", sim.port, keys=keys).stdout
+        locked = _cli("lock", "--port", sim.port, keys=keys)
+        assert locked.returncode == 0 and "locked with key 1" in locked.stdout, locked.stderr
+        info = _cli("info", "--port", sim.port, keys=keys).stdout
+        assert "locked with key 1: writes need the key; the key store holds its key" in info
+        elsewhere = _cli("info", "--port", sim.port, keys=tmp_path / "none").stdout
+        assert "locked with key 1" in elsewhere and "no key here" in elsewhere
+        again = _cli("lock", "--port", sim.port, keys=keys)
+        assert again.returncode == 1 and "already locked" in again.stderr
+        assert "Traceback" not in again.stderr
+        rotated = _cli("lock", "--port", sim.port, "--rotate", keys=keys)
+        assert rotated.returncode == 0 and "locked with key 2" in rotated.stdout
+        refused = _cli("unlock", "--port", sim.port, keys=tmp_path / "none")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert "locked with key 2" in refused.stderr
+        opened = _cli("unlock", "--port", sim.port, keys=keys)
+        assert opened.returncode == 0 and "open mode" in opened.stdout
+        assert not list(keys.glob("*.key"))
+        assert '"key_id": 0' in _cli("info", "--port", sim.port, "--json", keys=keys).stdout

@@ -11,11 +11,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import CellguardError
 from .units import DURATION_FORMS, parse_duration, plural, to_json
+
+if TYPE_CHECKING:
+    from .link.client import BoardClient
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -131,10 +134,49 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     with BoardClient(args.port) as client:
         info = client.hello(timeout_s=args.timeout)
+        mode = _mode_line(client)
     fields = info.to_dict()
     _emit(fields, args.json, [f"{k:24} {', '.join(v) if isinstance(v, list | tuple) else v}"
-                              for k, v in fields.items()])
+                              for k, v in fields.items()] + [f"{'mode':24} {mode}"])
     return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from .link.auth import lock
+    from .link.client import BoardClient
+
+    with BoardClient(args.port) as client:
+        key = lock(client, rotate=args.rotate)
+        assert client.info is not None
+        print(f"board {client.info.unique_id} on {args.port} locked with key {key.key_id}; "
+              f"the key is in {client.keys.folder}")
+    return 0
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    from .link.auth import unlock
+    from .link.client import BoardClient
+
+    with BoardClient(args.port) as client:
+        unlock(client)
+        assert client.info is not None
+        print(f"board {client.info.unique_id} on {args.port} is in open mode: any host "
+              "with the port may change it")
+    return 0
+
+
+def _mode_line(client: BoardClient) -> str:
+    """Who may write to the board (docs/security.md), in words."""
+    info = client.info
+    assert info is not None
+    if not info.locked:
+        return "open: any host with the port may change it (`cellguard lock` locks it)"
+    try:
+        client.board_key()
+        held = "the key store holds its key"
+    except CellguardError as exc:
+        held = f"no key here ({exc.__class__.__name__})"
+    return f"locked with key {info.key_id}: writes need the key; {held}"
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -696,6 +738,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to wait for the answer (default 2 s)")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("lock", help="give a board a key: from then on only this host's "
+                       "key store may change it (reads stay open)")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.add_argument("--rotate", action="store_true",
+                   help="the board is locked: replace its key with a new one")
+    s.set_defaults(func=cmd_lock)
+
+    s = sub.add_parser("unlock", help="put a locked board back in open mode (needs its key)")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.set_defaults(func=cmd_unlock)
 
     s = sub.add_parser("build", help="compile the firmware a board runs, with its manifest")
     s.add_argument("--board", required=True, metavar="NAME",
