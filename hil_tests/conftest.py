@@ -65,6 +65,7 @@ class HilOptions:
     operator: bool
     interactive: bool  # pytest -s: the terminal is the operator's
     virtual: bool = False  # a virtual dev board (real MicroPython, the plant on its pins)
+    locked: bool = False  # each simulated board is locked with a key the suite holds
 
     @property
     def simulated(self) -> bool:
@@ -95,6 +96,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"default {DEFAULT_VIRTUAL_BOARD}; --sim-speed default "
                          f"{VIRTUAL_SPEED:g})")
     group.addoption("--seed", type=int, default=7, help="simulated plant seed (default 7)")
+    group.addoption("--locked", action="store_true",
+                    help="lock each simulated or virtual board with a key the suite holds "
+                         "(its key store: $CELLGUARD_KEYS), so every write goes inside AUTH "
+                         "(docs/security.md); a real board is as it is, its key in the store")
     group.addoption("--sim-speed", type=float, default=0.0,
                     help="simulated seconds per wall second (default 0: as fast as it goes; "
                          f"a virtual board: {VIRTUAL_SPEED:g})")
@@ -135,7 +140,11 @@ def pytest_configure(config: pytest.Config) -> None:
         seed=int(config.getoption("--seed")), speed=speed if speed > 0 else math.inf,
         operator=bool(config.getoption("--operator")),
         interactive=config.getoption("capture") == "no", virtual=virtual,
+        locked=bool(config.getoption("--locked")),
     )
+    if config.stash[HIL].locked and port:
+        raise pytest.UsageError("--locked is for simulated and virtual boards; a real board "
+                                "is locked or open as it is (cellguard lock)")
 
 
 def _rig_summary(o: HilOptions) -> str:
@@ -159,7 +168,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if o.simulated:
         speed = "as fast as it goes" if math.isinf(o.speed) else f"{o.speed:g}x"
         return [f"cellguard HIL: simulated board {o.board}, firmware under {o.runtime}, "
-                f"seed {o.seed}, {speed}; rig: {_rig_summary(o)}"]
+                f"seed {o.seed}, {speed}{', locked' if o.locked else ''}; rig: "
+                f"{_rig_summary(o)}"]
     return [f"cellguard HIL: real board on {o.port}; rig: {_rig_summary(o)}"]
 
 
@@ -221,6 +231,8 @@ def _hil_properties(request: pytest.FixtureRequest, hil_options: HilOptions) -> 
                      "rig": "simulator", "seed": str(hil_options.seed)}
         else:
             props = request.getfixturevalue("_port_target").properties()
+        if hil_options.locked:
+            props["writes"] = "authenticated (locked)"
         config.stash[PROPS] = props
         record_suite = request.getfixturevalue("record_testsuite_property")
         for key, value in props.items():
@@ -236,6 +248,8 @@ def target(request: pytest.FixtureRequest, hil_options: HilOptions) -> Iterator[
         virtual_target = VirtualTarget(hil_options.board, hil_options.seed,
                                        hil_options.speed)
         try:
+            if hil_options.locked:
+                _lock(virtual_target)
             yield virtual_target
         finally:
             virtual_target.close()
@@ -243,6 +257,8 @@ def target(request: pytest.FixtureRequest, hil_options: HilOptions) -> Iterator[
         sim_target = SimTarget(hil_options.board, hil_options.runtime, hil_options.seed,
                                hil_options.speed)
         try:
+            if hil_options.locked:
+                _lock(sim_target)
             yield sim_target
         finally:
             sim_target.close()
@@ -252,6 +268,19 @@ def target(request: pytest.FixtureRequest, hil_options: HilOptions) -> Iterator[
             yield port_target
         finally:
             port_target.close_clients()
+
+
+def _lock(target: Target) -> None:
+    """Give a fresh simulated board a key (cellguard lock): the suite's clients find it
+    in the key store and send every write inside AUTH."""
+    from cellguard.link.auth import lock
+
+    client = target.connect()
+    try:
+        client.hello(timeout_s=10)
+        lock(client, rotate=client.info is not None and client.info.locked)
+    finally:
+        target.close_clients()
 
 
 @pytest.fixture
