@@ -208,6 +208,7 @@ def test_a_wrong_key_is_rate_limited_and_the_right_one_then_waits(
 
 def test_unlock_and_key_rotation(board: SimulatedBoard, keys: KeyStore) -> None:
     with BoardClient(board.port, keys=keys) as client:
+        client.presence = board.hold_presence  # unlocking needs the button
         old = lock(client, keys)
         uid = client.info.unique_id  # type: ignore[union-attr]
         new = keys.propose(uid, old)
@@ -339,7 +340,38 @@ def test_lock_info_rotate_and_unlock_from_the_command_line(tmp_path: Path) -> No
         refused = _cli("unlock", "--port", sim.port, keys=tmp_path / "none")
         assert refused.returncode == 1 and "Traceback" not in refused.stderr
         assert "locked with key 2" in refused.stderr
+        sim.hold_presence(True)  # the person at the board (the CLI asks for it)
         opened = _cli("unlock", "--port", sim.port, keys=keys)
-        assert opened.returncode == 0 and "open mode" in opened.stdout
+        assert opened.returncode == 0 and "open mode" in opened.stdout, opened.stderr
         assert not list(keys.glob("*.key"))
         assert '"key_id": 0' in _cli("info", "--port", sim.port, "--json", keys=keys).stdout
+
+
+def test_a_locked_board_lowers_protection_only_while_its_button_is_held(
+        board: SimulatedBoard, keys: KeyStore) -> None:
+    with BoardClient(board.port, keys=keys) as client:
+        lock(client, keys)
+        limit = client.get_config("cell_ov_mv").value
+        for name, values in (
+                ("set_config", {"key": 1, "value": limit - 10, "pin": 0}),  # cell_ov_mv
+                ("set_key", {"key_id": 0, "key": bytes(32)}),  # open mode
+                ("enter_repl", {})):
+            with pytest.raises(BoardRefused) as refused:
+                client.request(name, values, expect=("ack", "config_value"))
+            assert (refused.value.error, refused.value.limit) == ("presence_required", 0)
+        assert client.get_config("cell_ov_mv").value == limit
+        assert client.hello().locked
+        client.set_config("telemetry_period_ms", 700)  # not a protection: the key is enough
+        held: list[bool] = []
+
+        def hold(on: bool) -> None:
+            held.append(on)
+            board.hold_presence(on)
+
+        client.presence = hold  # a person at the board: held while the write retries
+        assert client.set_config("cell_ov_mv", limit - 10).value == limit - 10
+        assert held == [True, False]
+        board.hold_presence(False)
+        with pytest.raises(BoardRefused):  # let go: the next one is refused again
+            client.presence = None
+            client.set_config("cell_ov_mv", limit - 20)

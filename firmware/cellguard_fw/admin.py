@@ -51,6 +51,8 @@ _NAK_ERROR_RATE_LIMITED = const(13)
 _NAK_ERROR_WRONG_KEY = const(15)
 _NAK_ERROR_BAD_PAYLOAD = const(2)
 _NAK_ERROR_NOT_AUTHORISED = const(7)
+_NAK_ERROR_PRESENCE_REQUIRED = const(14)
+_CONFIG_TELEMETRY_PERIOD_MS = const(100)  # the first key that is not a protection's
 _EVENT_CONFIG = const(5)
 _EVENT_TIME_SYNC = const(6)
 _EVENT_RESET = const(7)
@@ -156,6 +158,8 @@ def _write(bms, seq, start, end):
         if bms.config_pin and pin != bms.config_pin:
             bms._nak(seq, msg, _NAK_ERROR_NOT_AUTHORISED, 0)
             return
+        if key < _CONFIG_TELEMETRY_PERIOD_MS and _absent(bms, seq, msg):
+            return
         cfg = bms.config
         error, limit = cfg.check(key, value)
         if error:
@@ -176,7 +180,10 @@ def _write(bms, seq, start, end):
         bms._ack(seq, msg)
     elif msg == _MSG_SET_KEY:
         key_id, key = codec_rare.decode_set_key(frame, start, end)
-        _set_key(bms, seq, key_id, key)
+        if not bms.key_id and bms.hal.presence() < 0:  # no button: it could not be unlocked
+            bms._nak(seq, msg, _NAK_ERROR_PRESENCE_REQUIRED, -1)
+        elif key_id or not _absent(bms, seq, msg):  # unlocking needs the button
+            _set_key(bms, seq, key_id, key)
     elif msg == _MSG_CLEAR_FAULTS:
         codec.decode_empty(frame, start, end)
         bms._ack(seq, msg)
@@ -190,12 +197,25 @@ def _write(bms, seq, start, end):
             bms.events.flush()  # nothing pending may be lost to the reset
             bms._ack(seq, msg)
             bms.reset_requested = True  # the main loop resets once the ACK is out
-        else:
+        elif not _absent(bms, seq, msg):  # ENTER_REPL: the REPL can change anything
             bms._ack(seq, msg)
             # Nothing protects the cells from the REPL: open the output first.
             bms.contactor.step(0, False, 0)
             bms.events.flush()
             bms.repl_requested = True  # the main loop hands the port back
+
+
+def _absent(bms, seq, msg):
+    """On a locked board, a change that lowers protection (a protection's limit,
+    severity or delay; open mode; the REPL) needs the presence button held as well
+    as the key: if it is not, NAK (``limit``: 0 not held, -1 no button) and True."""
+    if not bms.key_id:
+        return False
+    held = bms.hal.presence()
+    if held == 1:
+        return False
+    bms._nak(seq, msg, _NAK_ERROR_PRESENCE_REQUIRED, held)
+    return True
 
 
 def _state(bms):

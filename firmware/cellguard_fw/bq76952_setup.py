@@ -345,6 +345,12 @@ def start(hal, board, i2c):
             raise ValueError("board file: afe.ts needs %d of %s" % (
                 board["temp_sensors"], ", ".join(sources)))
         hal.ts_idx = bytearray(sources.index(t) for t in ts)
+        hal.button = None
+        button = board.get("pins", {}).get("presence")
+        if button is not None:
+            from machine import Pin
+
+            hal.button = Pin(button, Pin.IN, Pin.PULL_UP)
         shunt = afe["shunt_uohm"]
         if not 10 <= shunt <= 1000000:
             raise ValueError("board file: afe.shunt_uohm must be 10..1000000")

@@ -74,3 +74,10 @@ class Hal:
     def storage_dir(self):
         """A folder in flash that survives resets, or None."""
         return None
+
+    def presence(self):
+        """The presence button (``pins.presence``, active low; a jumper does as well):
+        1 held now, 0 not, -1 on a board without one. A locked board changes a
+        protection limit, goes back to open mode or to the REPL only while it is
+        held, and only a board with one can be locked (admin.py)."""
+        return -1

@@ -81,6 +81,8 @@ class AdcMuxHal(Hal):
         self.precharge = None if precharge is None else Pin(precharge, Pin.OUT, value=0)
         feedback = pins.get("feedback")
         self.feedback = None if feedback is None else Pin(feedback, Pin.IN, Pin.PULL_UP)
+        button = pins.get("presence")
+        self.button = None if button is None else Pin(button, Pin.IN, Pin.PULL_UP)
         self.cell_adc = _adc(pins["cell_adc"], board)
         self.current_adc = _adc(pins["current_adc"], board)
         self.temp_adcs = [_adc(p, board) for p in pins["temp_adcs"]]
@@ -171,6 +173,9 @@ class AdcMuxHal(Hal):
         if self.feedback is None:
             return -1
         return 1 if self.feedback.value() == 0 else 0
+
+    def presence(self):
+        return -1 if self.button is None else 1 - self.button.value()
 
     def unique_id(self):
         return unique_id()

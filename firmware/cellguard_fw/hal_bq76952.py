@@ -153,3 +153,7 @@ class Bq76952Hal:
 
     def storage_dir(self):
         return ""  # the root of the board's flash filesystem
+
+    def presence(self):
+        button = self.button  # bq76952_setup.start: pins.presence, or None
+        return -1 if button is None else 1 - button.value()

@@ -20,14 +20,15 @@ OUT_PRECHARGE = 2  # precharge relay on
 OUT_CHARGE = 4  # charge direction allowed
 OUT_DISCHARGE = 8  # discharge direction allowed
 OUT_BALANCE_SHIFT = 4  # bits 4 and up: the balancing mask (flags >> 4, bit i = cell i)
-EXTRA_BYTES = 7  # after the u16 codes: pack code u16, link mV i32, feedback i8
+EXTRA_BYTES = 8  # after the u16 codes: pack code u16, link mV i32, feedback i8, presence u8
 
 
 class SimHal(Hal):
     """Codes: u16 per cell, current, u16 per temperature sensor, then the pack
-    code (u16), the DC-link voltage (i32 mV, -1: not measured) and the contactor
-    feedback (i8, -1: not read). The pack code counts only on a board whose
-    front end has a ``pack_adc``."""
+    code (u16), the DC-link voltage (i32 mV, -1: not measured), the contactor
+    feedback (i8, -1: not read) and the presence button (u8: 1 held; a simulated
+    board has one). The pack code counts only on a board whose front end has a
+    ``pack_adc``."""
 
     def __init__(self, n_cells, n_temps, unique_id, storage=None, has_pack_adc=False):
         self.n_cells = n_cells
@@ -83,6 +84,9 @@ class SimHal(Hal):
 
     def output_feedback(self):
         return unpack_from("<b", self.codes, self.tail + 6)[0]
+
+    def presence(self):
+        return self.codes[self.tail + 7]
 
     def outputs(self):
         """The OUT_* flags of what the board drives now, the balancing mask above
@@ -188,7 +192,11 @@ def _afe_hal(board, i2c, unique_id, storage):
         def __init__(self, board, i2c, uid, storage):
             self.uid = uid
             self.storage = storage
+            self.held = 0  # the simulator's presence button (SimBoard.step's codes)
             Bq76952Hal.__init__(self, board, i2c)
+
+        def presence(self):
+            return self.held
 
         def unique_id(self):
             return self.uid
@@ -243,8 +251,10 @@ class SimBoard:
     def step(self, dt_ms, codes, rx):
         """Run one control period; return (tx bytes, OUT_* flags with the
         balancing mask in bits 4 and up)."""
-        if self.codes is not None:  # a board with a monitor chip has none: it measures
+        if self.codes is not None:
             self.codes[:] = codes
+        else:  # a board with a monitor chip has no codes (it measures): the button
+            self.hal.held = codes[-1] if codes else 0
         if self.in_repl:  # the firmware has handed the port back: it is silent
             return b"", self.hal.outputs()
         if rx:

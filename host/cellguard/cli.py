@@ -154,10 +154,11 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
-    from .link.auth import unlock
+    from .link.auth import ask_for_presence, unlock
     from .link.client import BoardClient
 
     with BoardClient(args.port) as client:
+        ask_for_presence(client)
         unlock(client)
         assert client.info is not None
         print(f"board {client.info.unique_id} on {args.port} is in open mode: any host "

@@ -109,6 +109,7 @@ class SimTarget(Target):
     def connect(self) -> HilClient:
         client = super().connect()
         client.health = self._client_waits
+        client.presence = self.sim.hold_presence  # the rig's hand on the button
         return client
 
     def _client_waits(self) -> None:
@@ -191,6 +192,7 @@ class VirtualTarget(Target):
     def connect(self) -> HilClient:
         client = super().connect()
         client.on_telemetry = self._note_telemetry
+        client.presence = self.vboard.hold_presence  # the rig's hand on the button
         return client
 
     def _note_telemetry(self, board_ms: int) -> None:

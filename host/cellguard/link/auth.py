@@ -182,3 +182,17 @@ def unlock(client: BoardClient) -> None:
             raise
     client.keys.forget(info.unique_id)
     client.hello()
+
+
+def ask_for_presence(client: BoardClient) -> None:
+    """Have ``client`` ask the person at the board to hold its presence button when a
+    write needs it (the command line's way; a test rig holds it itself)."""
+    import sys
+
+    def ask(held: bool) -> None:
+        if held:
+            print(f"the board on {client.port_name} is locked: hold its presence button "
+                  f"(pins.presence) until this is done (up to {client.presence_wait_s:g} s)",
+                  file=sys.stderr, flush=True)
+
+    client.presence = ask

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -355,6 +355,11 @@ class BoardClient:
         self.port_name = port
         # Where a locked board's key is looked up (the user's key store by default).
         self.keys = keys if keys is not None else KeyStore()
+        # A locked board makes a change that lowers protection (a protection's limit,
+        # open mode, the REPL) only while its presence button is held: called with
+        # True when a write needs it (hold it, or ask a person to), False after.
+        self.presence: Callable[[bool], None] | None = None
+        self.presence_wait_s = 60.0  # how long the write is retried while it is held
         try:
             self.serial = open_serial(port, baudrate, read_timeout_s)
         except serial.SerialException as exc:
@@ -492,18 +497,38 @@ class BoardClient:
         key = self.board_key()
         msg_type = BY_NAME[name].msg_id
         payload = build_payload(name, values)
-        for attempt in range(attempts):
-            nonce = self._request("get_nonce", {}, ("nonce",), timeout_s, attempts).payload
-            try:
-                return self._request("auth", {
-                    "key_id": key.key_id, "nonce": nonce["nonce"],
-                    "mac": key.mac(self.info.unique_id, nonce["nonce"], msg_type, payload),
-                    "request_type": msg_type, "request": payload,
-                }, expect, timeout_s, 1, refused_as=name)
-            except RequestTimeout:
-                if attempt == attempts - 1:
-                    raise
-        raise AssertionError("unreachable")
+        def once() -> Message:
+            for attempt in range(attempts):
+                nonce = self._request("get_nonce", {}, ("nonce",), timeout_s,
+                                      attempts).payload["nonce"]
+                try:
+                    return self._request("auth", {
+                        "key_id": key.key_id, "nonce": nonce,
+                        "mac": key.mac(self.info.unique_id, nonce, msg_type, payload),
+                        "request_type": msg_type, "request": payload,
+                    }, expect, timeout_s, 1, refused_as=name)
+                except RequestTimeout:
+                    if attempt == attempts - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+        try:
+            return once()
+        except BoardRefused as exc:
+            if exc.error != "presence_required" or exc.limit != 0 or self.presence is None:
+                raise
+        self.presence(True)
+        try:
+            deadline = time.monotonic() + self.presence_wait_s
+            while True:
+                try:
+                    return once()
+                except BoardRefused as exc:
+                    if exc.error != "presence_required" or time.monotonic() > deadline:
+                        raise
+                time.sleep(0.2)
+        finally:
+            self.presence(False)
 
     def _incompatible(self) -> IncompatibleBoard:
         theirs = ", ".join(f"{v}.x" for v in sorted(self.peer_versions))

@@ -418,7 +418,7 @@ class SimulatedBoard(PlantControls):
             if chip is not None:
                 chip.feed(self.sensors, self.plant)
                 chip.start_step(self.time_ms)
-                codes = b""
+                codes = bytes((self.sensors.presence,))  # the button: the chip measures
             else:
                 codes = self.sensors.codes(self.plant)
             sampled = self.plant.truth()  # what the firmware is about to measure

@@ -100,6 +100,13 @@ class PlantControls:
             raise ScriptError(f"{parsed.name}: not done within {timeout_s:g} s")
         return runner
 
+    def hold_presence(self, held: bool = True) -> None:
+        """Hold (or let go of) the board's presence button, as a person at the board
+        would (docs/security.md): a locked board changes a protection limit, goes
+        back to open mode or to the REPL only while it is held."""
+        with self._lock:
+            self.sensors.presence = bool(held)
+
     # -- plant control (SI units, current positive = charging) ----------------
     def set_current(self, amps: float) -> None:
         with self._lock:

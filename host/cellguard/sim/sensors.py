@@ -28,10 +28,10 @@ from cellguard_fw.frontend import KELVIN_0C
 from .adc import ADC_DEFAULTS, REF_V, AdcModel
 from .plant import Plant
 
-TAIL_FORMAT = "<Hlb"
+TAIL_FORMAT = "<HlbB"
 """After the u16 codes: pack-voltage code (u16, 0 without a ``pack_adc``), DC-link
 voltage (i32 mV, -1 where not measured), contactor feedback (i8: 1 closed, 0 open,
--1 where not read); as ``hal_sim.SimHal`` unpacks them."""
+-1 where not read), presence button (u8: 1 held); as ``hal_sim.SimHal`` unpacks them."""
 
 SENSOR_DEFAULTS: dict[str, float | str | None] = {
     "noise_lsb": 0.0,  # Gaussian noise (sigma, LSB) on every ADC channel (link: mV)
@@ -127,6 +127,7 @@ class SensorModel:
         precharge = board.get("precharge") or {}
         self.link_sensor = bool(precharge.get("link_sensor", False))
         self.contactor_feedback = bool(board.get("contactor_feedback", False))
+        self.presence = False  # the board's presence button, held (set_presence)
         overrides = dict(config or {})
         if noise_lsb is not None:
             overrides["noise_lsb"] = noise_lsb
@@ -256,7 +257,7 @@ class SensorModel:
                 link += self.rng.gauss(0.0, self.noise_lsb)
             link_mv = max(round(link), 0)
         feedback = int(closed) if self.contactor_feedback else -1
-        return struct.pack(TAIL_FORMAT, pack, link_mv, feedback)
+        return struct.pack(TAIL_FORMAT, pack, link_mv, feedback, int(self.presence))
 
     def tail(self, plant: Plant) -> bytes:
         """The pack code, DC-link mV and contactor feedback of the plant now."""

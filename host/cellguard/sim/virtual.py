@@ -559,6 +559,14 @@ class VirtualBoard(PlantControls):
                 self.wiring.manual.add(int(pin))
             self._send(f"adc {int(pin)} {float(mv)!r}")
 
+    def hold_presence(self, held: bool = True) -> None:
+        """Hold (or let go of) the presence button on the board file's
+        ``pins.presence`` (active low: held pulls it to ground)."""
+        pin = self.board.get("pins", {}).get("presence")
+        if pin is None:
+            raise CellguardError(f"board {self.board['name']} names no pins.presence")
+        self.drive_pin(pin, 0 if held else None)
+
     def drive_pin(self, pin: int, level: int | None) -> None:
         """Drive an input pin high (1) or low (0) from outside; None lets it go."""
         self._send(f"drive {int(pin)} {'-' if level is None else (1 if level else 0)}")
