@@ -375,3 +375,8 @@ def test_a_locked_board_lowers_protection_only_while_its_button_is_held(
         with pytest.raises(BoardRefused):  # let go: the next one is refused again
             client.presence = None
             client.set_config("cell_ov_mv", limit - 20)
+
+
+@given(now=st.integers(0, 2**32 - 1), ahead=st.integers(-(2**31) + 1, 2**31 - 1))
+def test_board_time_comparisons_survive_the_clocks_wrap(now: int, ahead: int) -> None:
+    assert fw_admin._ms_until((now + ahead) & 0xFFFFFFFF, now) == ahead

@@ -218,6 +218,13 @@ def _absent(bms, seq, msg):
     return True
 
 
+def _ms_until(then, now):
+    """Board ms from ``now`` to ``then`` (Bms.clock's u32, which wraps every 49
+    days), negative once it has passed."""
+    d = (then - now) & 0xFFFFFFFF
+    return d - 0x100000000 if d >= 0x80000000 else d
+
+
 def _state(bms):
     if bms.auth is None:
         bms.auth = [None, 0, 0, 0, 0]
@@ -231,7 +238,7 @@ def _give_nonce(bms, seq):
     # from outside: the board's clock and its random source.
     seed = pack("<LLLL", bms.lifetime.w[_BOOTS], st[_GIVEN], bms.clock(), getrandbits(30))
     st[_NONCE] = sha256(bms.unique_id + seed).digest()[:_NONCE_BYTES]
-    st[_EXPIRES] = bms.clock() + _NONCE_VALID_MS
+    st[_EXPIRES] = (bms.clock() + _NONCE_VALID_MS) & 0xFFFFFFFF
     link = bms.link
     end = codec_rare.encode_nonce(link.payload_buffer(), PAYLOAD_AT, st[_NONCE],
                                   _NONCE_VALID_MS, bms.key_id)
@@ -244,7 +251,8 @@ def _refuse(bms, seq, msg, error, limit):
     st[_FAILURES] += 1
     extra = st[_FAILURES] - _FREE_FAILURES
     if extra >= 0:
-        st[_QUIET_UNTIL] = bms.clock() + min(1000 << min(extra, 9), _LONGEST_WAIT_MS)
+        st[_QUIET_UNTIL] = (bms.clock() + min(1000 << min(extra, 9), _LONGEST_WAIT_MS)) \
+            & 0xFFFFFFFF
     bms._log(_EVENT_AUTH_REFUSED, msg, error)
     bms._nak(seq, msg, error, limit)
 
@@ -254,8 +262,9 @@ def _check(bms, seq, start, end):
     key_id, nonce, got, inner, payload = codec_rare.decode_auth(frame, start, end)
     st = _state(bms)
     now = bms.clock()
-    if st[_FAILURES] >= _FREE_FAILURES and now - st[_QUIET_UNTIL] < 0:
-        bms._nak(seq, inner, _NAK_ERROR_RATE_LIMITED, st[_QUIET_UNTIL] - now)
+    wait = _ms_until(st[_QUIET_UNTIL], now)
+    if st[_FAILURES] >= _FREE_FAILURES and wait > 0:
+        bms._nak(seq, inner, _NAK_ERROR_RATE_LIMITED, wait)
         return
     given = st[_NONCE]
     st[_NONCE] = None  # single use, whatever comes of it
@@ -265,7 +274,7 @@ def _check(bms, seq, start, end):
     if key_id != bms.key_id:
         _refuse(bms, seq, inner, _NAK_ERROR_WRONG_KEY, bms.key_id)
         return
-    if given is None or now - st[_EXPIRES] >= 0 or not same(nonce, given):
+    if given is None or _ms_until(st[_EXPIRES], now) <= 0 or not same(nonce, given):
         _refuse(bms, seq, inner, _NAK_ERROR_STALE_NONCE, 0)
         return
     key = _load(bms.key_path)
