@@ -29,6 +29,21 @@ NUMBER = r"[-+]?[\d,]+(?:\.\d+)?"
 
 # script -> (needs PyBaMM, patterns each of which must match a line of its output)
 SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "auth_cost.py": (False, (
+        r"^open\s+1\s+1\s+\d+\s+\d+  set_config \d+ -> config_value \d+$",
+        r"^locked\s+2\s+2\s+\d+\s+\d+  get_nonce \d+, auth \d+ -> nonce \d+, config_value \d+$",
+        rf"^micropython\s+locked/open\s+{NUMBER}x\s+{NUMBER}x\s+{NUMBER}–{NUMBER} ",
+        r"^\.mpy\s+locked\s+\d+\s+\d+ \+ \d+(\s+\d+){6}$",
+        r"^- Wire: a locked write takes \d+ round trips instead of \d+",
+    )),
+    "ed25519_board.py": (False, (
+        r"^correctness \(RFC 8032 TEST 1-3 verify, tampered fail, both interpreters\): "
+        r"(PASS|FAIL)$",
+        r"^Ed25519 verify at boot < 2 s on an RP2040 \(projected\), double-and-add: [\d.,]+ s: "
+        r"(PASS|FAIL)$",
+        r"^Ed25519 verify at boot < 2 s on an RP2040 \(projected\), joint: [\d.,]+ s: "
+        r"(PASS|FAIL)$",
+    )),
     "protocol_throughput.py": (False, (
         r"^\d+ TELEMETRY frames, 16 cells, 16 temperatures: payload \d+ bytes",
         r"^\d+ frames byte-identical to the firmware's Link.send",
