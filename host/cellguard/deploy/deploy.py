@@ -299,7 +299,10 @@ def reach_repl(port: str, timeout_s: float = REPL_TIMEOUT_S) -> Reached:
 
     info = None
     incompatible = ""
+    from ..link.auth import ask_for_presence
+
     with BoardClient(port) as client:  # PortError: absent, busy, no permission
+        ask_for_presence(client)  # a locked board: ENTER_REPL needs its key and the button
         try:
             info = client.hello(timeout_s=1.5)
         except NotABoardError:
