@@ -10,7 +10,7 @@ default board (``sim-4s``: default limits, delays, severities and debounce
 counts, 100 ms control period) and drives it through the simulated board's
 firmware path (``hal_sim.SimBoard.step`` via a ``cellguard.sim`` runtime;
 MicroPython by default) with ADC codes built from the simulator's sensor model
-(the pack-voltage code and the rest of the 7-byte tail are built here):
+(the pack-voltage code and the rest of the 8-byte tail are built here):
 
 1. a few control steps at nominal values (the output closes);
 2. at ``t_cross`` the stimulus starts. The crossing is placed ``phase`` ms into
@@ -130,9 +130,9 @@ RISE_RATE_C_PER_MIN = 3.0
 RISE_SPAN_MS = RISE_SLOTS * RISE_SLOT_MS
 """The firmware's temperature history: ``RISE_SLOTS`` slots written every ``RISE_SLOT_MS``."""
 
-TAIL_FORMAT = "<Hlb"
+TAIL_FORMAT = "<HlbB"
 """After the u16 codes: pack-voltage code, DC-link mV (-1: none), contactor feedback
-(-1: none), as ``hal_sim.SimHal`` unpacks them."""
+(-1: none), presence button (0: not held), as ``hal_sim.SimHal`` unpacks them."""
 if struct.calcsize(TAIL_FORMAT) != EXTRA_BYTES:
     raise RuntimeError(f"hal_sim expects {EXTRA_BYTES} bytes after the codes; "
                        f"{TAIL_FORMAT!r} packs {struct.calcsize(TAIL_FORMAT)}")
@@ -185,7 +185,7 @@ class Encoder:
             temps[j] = self.temp_rail
         values = [*cells, self.sensors.current_code(s.current_a), *temps]
         return (struct.pack(f"<{len(values)}H", *values)
-                + struct.pack(TAIL_FORMAT, self.pack_code(s), -1, -1))
+                + struct.pack(TAIL_FORMAT, self.pack_code(s), -1, -1, 0))
 
     def codes(self, s: Stimulus) -> bytes:
         return self.pack(self.cell_codes(s), s)

@@ -34,7 +34,8 @@ def sample(sim: SimulatedBoard) -> Sample:
     raw = sim.sensors.codes(sim.plant)
     assert len(raw) == 2 * (n + 1 + m) + struct.calcsize(TAIL_FORMAT)
     values = struct.unpack_from(f"<{n + 1 + m}H", raw)
-    pack, link_mv, feedback = struct.unpack_from(TAIL_FORMAT, raw, 2 * (n + 1 + m))
+    pack, link_mv, feedback, _presence = struct.unpack_from(TAIL_FORMAT, raw,
+                                                            2 * (n + 1 + m))
     return Sample(list(values[:n]), values[n], list(values[n + 1:]), pack, link_mv, feedback)
 
 
