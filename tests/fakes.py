@@ -18,7 +18,7 @@ INFO_FIELDS: dict[str, Any] = {
     "cell_count": 2, "temp_count": 1, "capacity_mah": 1000, "control_period_ms": 100,
     "telemetry_period_ms": 1000, "cell_ov_mv": 4250, "cell_uv_mv": 2800, "temp_max_dc": 600,
     "temp_min_dc": -200, "charge_current_max_ma": 1000, "discharge_current_max_ma": 1000,
-    "max_frame": MAX_FRAME, "known_types": [0x01, 0x02, 0x10], "boot": [],
+    "max_frame": MAX_FRAME, "known_types": [0x01, 0x02, 0x10], "boot": [], "key_id": 0,
 }
 
 TELEMETRY_FIELDS: dict[str, Any] = {
