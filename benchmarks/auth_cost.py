@@ -22,7 +22,7 @@ round trips and bytes
     Telemetry and estimates the board sends meanwhile are counted apart.
 time
     Two simulated boards of the same runtime, one open and one locked (``cellguard
-    lock``'s way: ``cellguard.link.auth.lock``), held in time (``run_for(0)``: each
+    lock``'s way: ``cellguard.link.locking.lock``), held in time (``run_for(0)``: each
     frame the host sends steps the board one control period); the writes alternate
     between them. Board time per write: ``SimulatedBoard.time_ms`` before and after.
     Host wall time per write: ``time.perf_counter`` around the write
@@ -75,8 +75,9 @@ from typing import Any
 
 from cellguard.boards import load_board
 from cellguard.deploy.build import BuildError, build_package
-from cellguard.link.auth import KeyStore, lock, mac
+from cellguard.link.auth import KeyStore, mac
 from cellguard.link.client import BoardClient
+from cellguard.link.locking import lock
 from cellguard.paths import firmware_dir
 from cellguard.protocol.codec import (
     FrameError,

@@ -273,7 +273,7 @@ def target(request: pytest.FixtureRequest, hil_options: HilOptions) -> Iterator[
 def _lock(target: Target) -> None:
     """Give a fresh simulated board a key (cellguard lock): the suite's clients find it
     in the key store and send every write inside AUTH."""
-    from cellguard.link.auth import lock
+    from cellguard.link.locking import lock
 
     client = target.connect()
     try:

@@ -142,8 +142,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
-    from .link.auth import lock
     from .link.client import BoardClient
+    from .link.locking import lock
 
     with BoardClient(args.port) as client:
         key = lock(client, rotate=args.rotate)
@@ -154,8 +154,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:
-    from .link.auth import ask_for_presence, unlock
     from .link.client import BoardClient
+    from .link.locking import ask_for_presence, unlock
 
     with BoardClient(args.port) as client:
         ask_for_presence(client)

@@ -134,7 +134,7 @@ def print_entries(entries: list[ConfigEntry], as_json: bool) -> None:
 
 # -- the command ---------------------------------------------------------------------------
 def _connect(port: str) -> tuple[BoardClient, Info]:
-    from ..link.auth import ask_for_presence
+    from ..link.locking import ask_for_presence
 
     client = BoardClient(port)
     ask_for_presence(client)

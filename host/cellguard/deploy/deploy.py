@@ -299,7 +299,7 @@ def reach_repl(port: str, timeout_s: float = REPL_TIMEOUT_S) -> Reached:
 
     info = None
     incompatible = ""
-    from ..link.auth import ask_for_presence
+    from ..link.locking import ask_for_presence
 
     with BoardClient(port) as client:  # PortError: absent, busy, no permission
         ask_for_presence(client)  # a locked board: ENTER_REPL needs its key and the button
