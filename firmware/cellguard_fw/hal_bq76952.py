@@ -48,6 +48,7 @@ class Bq76952Hal:
     balanced: int
     trips: int
     por: int
+    button: object  # pins.presence's machine.Pin, or None
 
     def __init__(self, board, i2c):
         from . import bq76952_setup
@@ -155,5 +156,5 @@ class Bq76952Hal:
         return ""  # the root of the board's flash filesystem
 
     def presence(self):
-        button = self.button  # bq76952_setup.start: pins.presence, or None
-        return -1 if button is None else 1 - button.value()
+        button = self.button
+        return -1 if button is None else 1 - button.value()  # type: ignore[attr-defined]

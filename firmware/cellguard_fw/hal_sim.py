@@ -229,11 +229,13 @@ class SimBoard:
             if i2c_xfer is None:
                 raise ValueError("board %s has a monitor chip: it needs an I2C bus"
                                  % self.board["name"])
-            self.hal = _afe_hal(self.board, SimI2c(i2c_xfer), unique_id, storage)
+            self.afe_hal = _afe_hal(self.board, SimI2c(i2c_xfer), unique_id, storage)
+            self.hal = self.afe_hal
             self.codes = None
         else:
             hal = SimHal(self.board["cells"], self.board["temp_sensors"], unique_id,
                          storage, "pack_adc" in self.board["frontend"])
+            self.afe_hal = None
             self.hal = hal
             self.codes = hal.codes
         self.port = SimPort()
@@ -251,10 +253,11 @@ class SimBoard:
     def step(self, dt_ms, codes, rx):
         """Run one control period; return (tx bytes, OUT_* flags with the
         balancing mask in bits 4 and up)."""
-        if self.codes is not None:
+        afe = self.afe_hal
+        if afe is not None:  # a board with a monitor chip has no codes (it measures): the button
+            afe.held = codes[-1] if codes else 0
+        elif self.codes is not None:
             self.codes[:] = codes
-        else:  # a board with a monitor chip has no codes (it measures): the button
-            self.hal.held = codes[-1] if codes else 0
         if self.in_repl:  # the firmware has handed the port back: it is silent
             return b"", self.hal.outputs()
         if rx:
