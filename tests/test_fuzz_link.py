@@ -62,6 +62,7 @@ from cellguard.paths import boards_dir
 from cellguard.protocol import codec, messages
 from cellguard.protocol.codec import Frame, PayloadError
 from cellguard.sim.runtime import MicroPythonRuntime
+from cellguard.sim.sensors import TAIL_FORMAT
 from cellguard_fw.config import KEYS as FIRMWARE_KEYS
 from cellguard_fw.frontend import Frontend
 from cellguard_fw.hal_sim import SimBoard
@@ -150,12 +151,12 @@ def cell_code(mv: int) -> int:
 
 def adc_codes(cell_mv: int) -> bytes:
     """Codes for 4 cells at ``cell_mv``, zero current, two NTCs at about 25 degC, and
-    the simulated HAL's tail: the pack divider reading the cells' sum, no DC-link
-    sensor, no contactor feedback."""
+    the simulated HAL's tail (``TAIL_FORMAT``): the pack divider reading the cells'
+    sum, no DC-link sensor, no contactor feedback, the presence button not held."""
     pack = json.loads(board_text())["frontend"]["pack_adc"]
     pack_code = round(4 * cell_mv * ((1 << pack["bits"]) - 1) / pack["full_scale_mv"])
-    return struct.pack("<4HH2HHlb", *[cell_code(cell_mv)] * 4, 32768, 2048, 2048,
-                       pack_code, -1, -1)
+    return struct.pack("<4HH2H", *[cell_code(cell_mv)] * 4, 32768, 2048, 2048) + \
+        struct.pack(TAIL_FORMAT, pack_code, -1, -1, 0)
 
 
 # -- the host's reading of the stream -------------------------------------------------
