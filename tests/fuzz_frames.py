@@ -71,8 +71,12 @@ VARIABLE_REQUESTS = frozenset({MSG["commission"], MSG["second_life"]})
 """Requests with a text field (no fixed size), written once or changing the record for
 good: never generated here (tests/test_lifetime_board.py and test_lifetime.py cover
 them)."""
+AUTH_REQUESTS = frozenset({MSG["get_nonce"], MSG["auth"], MSG["set_key"]})
+"""Who may write (docs/security.md): never generated here, since SET_KEY would lock the
+board and AUTH needs its key (tests/test_auth.py covers them, and the refusals)."""
 NOT_REQUESTS: tuple[int, ...] = tuple(t for t in range(256)
-                                      if t not in REQUEST_SIZES and t not in VARIABLE_REQUESTS)
+                                      if t not in REQUEST_SIZES and t not in VARIABLE_REQUESTS
+                                      and t not in AUTH_REQUESTS)
 """Message types the board answers with NAK unknown_message (board->host types too)."""
 
 # The answer a decoded frame must get, as a string:

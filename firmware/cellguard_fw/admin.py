@@ -39,6 +39,7 @@ _BOOTS = const(28)  # lifetime.py's word: the nonce differs at every boot
 
 _MSG_TIME_SYNC = const(0x03)
 _MSG_RESET = const(0x04)
+_MSG_ENTER_REPL = const(0x05)
 _MSG_SET_CONFIG = const(0x21)
 _MSG_CLEAR_FAULTS = const(0x32)
 _MSG_GET_NONCE = const(0x60)
@@ -197,6 +198,8 @@ def _write(bms, seq, start, end):
             bms.events.flush()  # nothing pending may be lost to the reset
             bms._ack(seq, msg)
             bms.reset_requested = True  # the main loop resets once the ACK is out
+        elif msg != _MSG_ENTER_REPL:  # no other request comes here (app._on_frame)
+            raise ValueError
         elif not _absent(bms, seq, msg):  # ENTER_REPL: the REPL can change anything
             bms._ack(seq, msg)
             # Nothing protects the cells from the REPL: open the output first.

@@ -442,8 +442,8 @@ class Bms:
             self._nak(seq, msg_type, _NAK_ERROR_INCOMPATIBLE_VERSION, _PROTOCOL_MAJOR)
             return
         handler = self.handlers.get(msg_type)
-        if handler is None and (msg_type in _WRITES
-                                or _MSG_GET_NONCE <= msg_type <= _MSG_SET_KEY):
+        if handler is None and (msg_type in _WRITES or msg_type == _MSG_GET_NONCE
+                                or msg_type == _MSG_AUTH):
             handler = self._on_admin  # rare: the code is on the heap only meanwhile
         if handler is None:
             self.unknown_types += 1
