@@ -55,7 +55,10 @@ def test_the_board_reads_16_cells_through_the_chip_and_both_layers_protect(
     vboard.set_current(0.0)
     mark = client.mark()
     socs = [0.5] * 16
-    socs[9] = 1.05  # cell 10 overcharged: past the firmware's trip, not the chip's COV
+    # Cell 10 overcharged past the firmware's trip (3650 mV), not the chip's COV (the
+    # firmware's trip + 100 mV, armed at boot): 3716 mV at rest. (At 1.05, 3860 mV,
+    # the chip's COV tripped too, 2 s after the onset, which a loaded host saw.)
+    socs[9] = 1.03
     set_cell_socs(vboard, socs)
     client.wait_event("trip", "cell_overvoltage", 5.0, since=mark)
     client.next_telemetry()

@@ -21,7 +21,6 @@ _MAX_FRAME = const(264)
 _MAX_WIRE_FRAME = const(267)
 _PROTOCOL_MAJOR = const(1)
 
-
 PAYLOAD_AT = _HEADER_SIZE
 """Offset of the payload in the outgoing body buffer: encoders write there."""
 

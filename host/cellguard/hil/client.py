@@ -36,6 +36,28 @@ SILENT_WALL_S = 60.0
 """Wall time a wait allows with no board time passing (no new telemetry), at the
 least: longer than a board's reboot, a flash erase's stall or a busy host's pause."""
 
+def silent_budget_s(board_s: float, min_speed: float) -> float:
+    """Wall time a wait of ``board_s`` allows with no board time passing (the board
+    went silent): as long as the wait takes at the target's slowest speed, and at least
+    SILENT_WALL_S. A board that runs on, however slowly, is not silent."""
+    return max(board_s / min_speed + WALL_SLACK_S, SILENT_WALL_S)
+
+
+class StoodStill:
+    """Whether a clock (board ms) has stood still for ``budget_s`` of wall time: each
+    move starts the wall time again."""
+
+    def __init__(self, budget_s: float, now_ms: int) -> None:
+        self.budget_s, self.last_ms = budget_s, now_ms
+        self.deadline = time.monotonic() + budget_s
+
+    def __call__(self, now_ms: int) -> bool:
+        if now_ms != self.last_ms:
+            self.last_ms, self.deadline = now_ms, time.monotonic() + self.budget_s
+            return False
+        return time.monotonic() > self.deadline
+
+
 HOST_LEAD_S = 1.0
 """Board time a simulated target may run ahead of the output the suite has read:
 a host that pauses (a busy machine) holds the board instead of letting minutes
@@ -143,12 +165,6 @@ class HilClient(BoardClient):
         """Wall time ``board_s`` of board time takes at the target's slowest speed."""
         return board_s / self.min_speed + WALL_SLACK_S
 
-    def silent_budget_s(self, board_s: float) -> float:
-        """Wall time a wait of ``board_s`` allows with no board time passing: the
-        board went silent. A board that goes on running but slower than the target's
-        slowest speed (a loaded CI machine) is not silent: it gets its board time."""
-        return max(self.wall_budget_s(board_s), SILENT_WALL_S)
-
     def wait_for(self, what: str, predicate: Callable[[Message], bool], board_s: float,
                  since: int | None = None) -> tuple[int, Message]:
         """Read until a message after ``since`` (default: now) satisfies ``predicate``;
@@ -162,9 +178,9 @@ class HilClient(BoardClient):
         self.catch_up()
         if i is None:
             i = self.mark()
-        start_ms = progress_ms = self.elapsed_ms
-        budget = self.silent_budget_s(board_s)
-        deadline = time.monotonic() + budget
+        start_ms = self.elapsed_ms
+        budget = silent_budget_s(board_s, self.min_speed)
+        still = StoodStill(budget, start_ms)
         while True:
             while i < len(self.log):
                 m = self.log[i]
@@ -176,10 +192,7 @@ class HilClient(BoardClient):
                                  f"{self.describe_last()}")
             if self.health is not None:
                 self.health()
-            if self.elapsed_ms != progress_ms:
-                progress_ms = self.elapsed_ms
-                deadline = time.monotonic() + budget
-            elif time.monotonic() > deadline:
+            if still(self.elapsed_ms):
                 raise HilTimeout(
                     f"no {what}: board time stood still for {budget:g} s of wall time "
                     f"(it advanced {(self.elapsed_ms - start_ms) / 1000:g} s of "

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn, Protocol
 
-from .client import SILENT_WALL_S, WALL_SLACK_S, HilClient, HilTimeout, skip
+from .client import HilClient, HilTimeout, StoodStill, silent_budget_s, skip
 
 NEEDS_RIG = ("run with --operator -s to have an operator at the terminal do it "
              "(lab instruments come with a later issue)")
@@ -182,15 +182,11 @@ class SimRig(Rig):
         """Until the board reaches ``end_ms`` (its ``board_s`` from now), reading every
         open client; a HilTimeout naming ``what`` once its clock stood still for as
         long as ``board_s`` takes at the target's slowest speed (or SILENT_WALL_S)."""
-        budget = max(board_s / self.target.min_speed + WALL_SLACK_S, SILENT_WALL_S)
-        deadline = time.monotonic() + budget
-        progress_ms = self.sim.time_ms
+        budget = silent_budget_s(board_s, self.target.min_speed)
+        still = StoodStill(budget, self.sim.time_ms)
         while self.sim.time_ms < end_ms:
             self.target.health()
-            if self.sim.time_ms != progress_ms:
-                progress_ms = self.sim.time_ms
-                deadline = time.monotonic() + budget
-            elif time.monotonic() > deadline:
+            if still(self.sim.time_ms):
                 raise HilTimeout(f"the {what} did not run {board_s:g} s: its clock stood "
                                  f"still for {budget:g} s of wall time")
             self.target.drain()

@@ -258,7 +258,6 @@ Date.now = () => {
     if (hangUntil > t) hang();
     if (pendingReset !== null) checkWatchdog();
     if (wiring !== null && t - lastTick >= wiring.tick_ms) plantTick(t);
-    if (t - plantAnswered > PLANT_LEAD_MS) waitPlant(t);
     if (timers.size && !inTimer) runTimers();
     const real = mono();
     if (real - lastPoll >= 5) {
@@ -333,34 +332,6 @@ function plantTick(t, force = false) {
   lastTickReal = real;
   lastLevels = levels;
   process.stdout.write(`tick ${Math.floor(t)} ${levels}\n`);
-}
-
-// The launcher answers each tick with its conversions and "commit <tick ms>". The
-// board runs at most PLANT_LEAD_MS of board time ahead of the last answered tick: a
-// launcher that a loaded host runs late holds the board (its clock stops, as in an
-// I2C transfer) instead of the firmware reading an older plant on a busy machine than
-// on an idle one. A tick whose answer was dropped (a full pipe) is asked again; a
-// launcher silent for PLANT_HOST_TIMEOUT_MS of host time lets the board go on.
-const PLANT_LEAD_MS = wiring === null ? Infinity
-  : Math.max(5 * wiring.tick_ms, 4 * TICK_REAL_MS * speed);
-const PLANT_HOST_TIMEOUT_MS = 2000;
-let plantAnswered = Infinity; // board ms of the last answered tick (none yet: no hold)
-
-function waitPlant(t) {
-  const start = mono();
-  let asked = start;
-  while (t - plantAnswered > PLANT_LEAD_MS && mono() - start < PLANT_HOST_TIMEOUT_MS) {
-    pollControl();
-    if (t - plantAnswered <= PLANT_LEAD_MS) break;
-    if (mono() - asked > 50) {
-      plantTick(t, true);
-      asked = mono();
-    }
-    Atomics.wait(sleeper, 0, 0, 0.05);
-  }
-  // The board's clock: the wait was the launcher's time, not the board's.
-  monoLast = mono();
-  ownLast = cpuMs() + sleptMs;
 }
 
 function watched(id) {
@@ -585,8 +556,6 @@ function pollControl() {
       // a tick's conversions become current together, as real pins move together
       for (const [key, ring] of staged) codes.set(key, ring);
       staged.clear();
-      const ms = parseInt(a, 10);
-      if (ms >= 0 && (plantAnswered === Infinity || ms > plantAnswered)) plantAnswered = ms;
     } else if (cmd === "hang") hangUntil = boardMs() + parseFloat(a);
     else if (cmd === "power") pendingReset = "power_on"; // off and on again, USB kept
     else if (cmd === "drive") b === "-" ? extLevel.delete(parseInt(a, 10)) : extLevel.set(parseInt(a, 10), b === "1" ? 1 : 0);

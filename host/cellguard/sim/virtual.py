@@ -411,14 +411,11 @@ class VirtualBoard(PlantControls):
             # never the cells after a step and the current from before it. Sent under
             # the lock: a pin the host takes over meanwhile (set_adc_mv) gets its
             # voltage after this tick's codes, never before them.
-            # "commit <ms>" also tells the board which tick the plant has answered:
-            # it runs only a few ticks ahead of its plant (vboard.mjs, waitPlant).
-            commit = f"commit {ms}"
-            group = "\n".join([*lines, commit])
+            group = "\n".join([*lines, "commit"])
             if len(group) < 4000:  # one write below the pipe's atomic size
                 self._send(group, droppable=True)
             else:
-                for code_line in [*lines, commit]:
+                for code_line in [*lines, "commit"]:
                     if not self._send(code_line, droppable=True):
                         break
         if feedback is not None:  # the auxiliary contact pulls the pin low while closed
