@@ -109,7 +109,7 @@ def test_signing_key_new_makes_a_private_key_only_its_owner_reads(
     assert set(signing.trusted_keys()) == {key.key_id}
     # One the others may read is refused, naming the fix.
     path.chmod(0o644)
-    with pytest.raises(signing.SigningError, match="can be read by others.*chmod 600"):
+    with pytest.raises(signing.SigningError, match=r"can be read by others.*chmod 600"):
         signing.load_key()
 
 
@@ -197,7 +197,7 @@ def test_trusting_another_hosts_key(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "holds no PEM public key" in err and "Traceback" not in err
     (tmp_path / "trusted" / "broken.pem").write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n"
                                                      "-----END PUBLIC KEY-----\n")
-    with pytest.raises(signing.SigningError, match="broken.pem"):
+    with pytest.raises(signing.SigningError, match=r"broken\.pem"):
         signing.trusted_keys()
 
 
@@ -332,7 +332,7 @@ def test_a_bundle_signed_by_a_key_this_host_does_not_trust_is_refused(
     other_pub = tmp_path / "other.pem"
     other_pub.write_text(other.public_pem())
     signing.trust(other_pub)
-    vb, flash = running
+    vb, _ = running
     code, out, _ = deploy_cli(capsys, "--bundle", str(bundle), "--port", vb.port, "--dry-run")
     assert code == 0 and out["signed_by"] == other.key_id and out["result"] == "dry_run"
 
