@@ -352,6 +352,7 @@ def test_an_unsigned_bundle_is_refused_and_goes_on_with_allow_unsigned(
         assert_refused((vb, flash), capsys, bundle, "is unsigned")
         code, out, err = deploy_cli(capsys, "--board", "pico-4s", "--port", vb.port)
         assert code == 1 and "is unsigned" in err and "nothing was deployed" in err
+        assert f"this host has no signing key: {tmp_path / 'no.key'}" in err
         code, out, err = deploy_cli(capsys, "--bundle", str(bundle), "--port", vb.port,
                                     "--allow-unsigned")
         assert code == 0, err

@@ -79,13 +79,14 @@ Presence = Callable[[bool], None]
 
 def check_build(b: Build, allow_unsigned: bool = False,
                 trusted: dict[str, signing.TrustedKey] | None = None,
-                warn: Callable[[str], None] | None = None) -> signing.Verdict:
+                warn: Callable[[str], None] | None = None,
+                where: str | None = None) -> signing.Verdict:
     """Whether ``b`` may be deployed: its signature by a trusted key (``trusted``, default
     :func:`cellguard.deploy.signing.trusted_keys`) over its manifest, then every file
     against the manifest. Raises :class:`BuildRefused` naming what is wrong; with
     ``allow_unsigned`` a missing or untrusted signature is only a warning (``warn``), a
     file that does not match the manifest never is."""
-    where = f"the build in {b.out}"
+    where = where or f"the build in {b.out}"
     if trusted is None:
         trusted = signing.trusted_keys()
     verdict = signing.verify_signature(b.files.get(MANIFEST, b""), b.signature, trusted,
@@ -543,6 +544,7 @@ def deploy(board: str | None, port: str, *, dry_run: bool = False,
     say = log or (lambda text: None)
     timings: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
+        where = None
         if the_build is None and bundle is not None:
             the_build = read_build(bundle)
         elif the_build is None:
@@ -550,9 +552,12 @@ def deploy(board: str | None, port: str, *, dry_run: bool = False,
                 raise DeployError("name the board to build for, or a build folder to deploy")
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cellguard-")))
             the_build = build(board, tmp / "build", firmware=firmware)
+            where = f"the {the_build.board} build made here" + (
+                "" if the_build.signed_by else
+                f" (this host has no signing key: {signing.default_key_path()})")
         b = the_build
         timings["build_s"] = time.monotonic() - started
-        verdict = check_build(b, allow_unsigned, trusted, say)
+        verdict = check_build(b, allow_unsigned, trusted, say, where)
         say(f"{'built' if bundle is None else 'read'} {b.board} firmware "
             f"{b.manifest['firmware_version']}, manifest {b.sha256[:12]}, "
             + (f"signed by trusted key {verdict.signed_by} ({verdict.trusted_as})"
