@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fakes import FakeBoard
 
+from cellguard.deploy.signing import SIGNING_KEY_ENV, TRUSTED_KEYS_ENV, new_key
 from cellguard.link.auth import KEYS_ENV
 from cellguard.protocol.codec import Frame
 from cellguard.sim.flash import FlashModel
@@ -28,6 +29,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # Board keys: a key store of the suite's own (and its subprocesses'), never the
     # user's. A test that locks a board finds the key there.
     os.environ[KEYS_ENV] = tempfile.mkdtemp(prefix="cellguard-test-keys-")
+    # A signing key of the suite's own, so builds are signed and deploys check them as
+    # they do for a user (docs/security.md, "Signed builds"), and no trusted key but it.
+    signing = Path(tempfile.mkdtemp(prefix="cellguard-test-signing-"))
+    os.environ[SIGNING_KEY_ENV] = str(signing / "release.key")
+    os.environ[TRUSTED_KEYS_ENV] = str(signing / "trusted")
+    new_key()
 
 
 @pytest.fixture

@@ -34,6 +34,11 @@ def tree(folder: Path) -> dict[str, bytes]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def flash_files(folder: Path) -> dict[str, bytes]:
+    """What of a build goes onto a board: all but the signature (docs/security.md)."""
+    return {p: d for p, d in tree(folder).items() if p != "manifest.sig"}
+
+
 def board_file(tmp_path: Path, **changes: Any) -> Path:
     board = json.loads((boards_dir() / "pico-4s.json").read_text())
     for key, value in changes.items():
@@ -51,7 +56,8 @@ def test_build_compiles_what_the_board_runs_with_a_manifest(tmp_path: Path, boar
                                                             arch: str) -> None:
     out = tmp_path / "out"
     result = b.build(board, out)
-    files = tree(out)
+    files = flash_files(out)
+    assert (out / "manifest.sig").read_bytes() == result.signature  # the suite's key signs
     modules = {Path(p).stem for p in files if p.startswith("cellguard_fw/")}
     assert all(p.endswith(".mpy") for p in files if p.startswith("cellguard_fw/"))
     assert not modules & NEVER_ON_A_BOARD
@@ -196,7 +202,7 @@ def test_build_prints_footprint_and_the_measured_heap(tmp_path: Path) -> None:
     proc = run_cli("build", "--board", "pico-4s", "--out", str(tmp_path / "o"), "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    files = tree(tmp_path / "o")
+    files = flash_files(tmp_path / "o")
     assert data["flash_bytes"] == sum(len(v) for v in files.values())
     assert data["flash_blocks"] == sum(-(-len(v) // 4096) for v in files.values()
                                        if len(v) > 512)

@@ -63,9 +63,12 @@ def usage(name: str, parser: argparse.ArgumentParser) -> str:
     and whose layout changes between Python versions."""
     actions = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
     grouped: dict[int, list[argparse.Action]] = {}
+    required: set[int] = set()
     for group in parser._mutually_exclusive_groups:
         for a in group._group_actions:
             grouped[id(a)] = group._group_actions
+            if group.required:
+                required.add(id(a))
     parts: list[str] = []
     done: set[int] = set()
     for a in [a for a in actions if a.option_strings] + [a for a in actions
@@ -76,7 +79,7 @@ def usage(name: str, parser: argparse.ArgumentParser) -> str:
         done.update(id(m) for m in members)
         if len(members) > 1:
             inner = " | ".join(_usage_part(m).strip("[]") for m in members)
-            parts.append(f"[{inner}]")
+            parts.append(f"({inner})" if id(a) in required else f"[{inner}]")
         else:
             parts.append(_usage_part(a))
     return f"cellguard {name} " + " ".join(parts)
@@ -133,7 +136,8 @@ def command_section(name: str, parser: argparse.ArgumentParser, summary: str) ->
     for group in parser._mutually_exclusive_groups:
         names = " and ".join(f"`{min(a.option_strings, key=len)}`"
                              for a in group._group_actions)
-        lines += ["", f"{names} do not go together."]
+        lines += ["", f"{names} do not go together" + (
+            ": give one of them." if group.required else ".")]
     for out in outputs.outputs_of(name):
         lines += ["", *outputs.render_markdown(out)]
     return [*lines, ""]

