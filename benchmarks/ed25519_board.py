@@ -6,96 +6,26 @@ Run from the repository root::
     .venv/bin/python benchmarks/ed25519_board.py [--reps R] [--batch-ms MS] [--no-timing]
     .venv/bin/python benchmarks/ed25519_board.py --quick   # a smoke run, ~3 s
 
-The question comes from the boot check: the board checks each file's SHA-256
-against its manifest, and a signature over the manifest's hash (32 bytes) would
-tell it the manifest is the vendor's. Is one Ed25519 verify affordable on an
-RP2040, in MicroPython, at boot (goal: under 2 s)?
+The board checks each file's SHA-256 against its manifest; a signature over the
+manifest's hash would tell it the manifest is the vendor's. Is one Ed25519 verify
+affordable on an RP2040, in MicroPython, at boot (goal: under 2 s)?
 
-The verifier (between the ``board code`` markers below) is measurement code only:
-it is never deployed to a board. It is written from RFC 8032 section 5.1 and FIPS
-180-4, plainly, the way one would first write it in Python:
+The verifier (between the ``board code`` markers) is measurement code only, never
+deployed: RFC 8032 section 5.1 and FIPS 180-4 written plainly in Python, run as that
+text under CPython and under the MicroPython WebAssembly port. Two verifies: ``verify``
+([s]B == R + [k]A, two double-and-adds, as the RFC reads) and ``verify_joint`` (both
+products in one Straus-Shamir pass). MicroPython's ``hashlib`` has no ``sha512``, so
+there the pure one runs; missing builtins (3-argument ``pow``, ``int.from_bytes`` and
+``to_bytes``) are replaced by the code's own.
 
-- field GF(p), p = 2**255 - 19, as Python integers reduced with ``%`` after each
-  product (MicroPython's big integers: ``mpz`` with 16-bit digits on both 32-bit
-  ports concerned, this WebAssembly one and the RP2040's);
-- points in extended twisted Edwards coordinates (X:Y:Z:T), the addition and
-  doubling formulas of RFC 8032 section 5.1.4 (a = -1);
-- point decoding as in section 5.1.3, the square root recovered as
-  x = u v^3 (u v^7)^((p-5)/8), with the sqrt(-1) correction;
-- the check of section 5.1.7 without the cofactor, compared projectively (no
-  inversion), two ways: ``verify``, [s]B == R + [k]A with each product by
-  double-and-add (right to left), as the RFC reads; and ``verify_joint``,
-  [s]B + [k](-A) == R with both products in one left-to-right double-and-add
-  (Straus-Shamir: one doubling per bit, an addition of B, -A or B - A), the first
-  thing one would do to make it cheaper; k = SHA-512(R || A || M) mod L for both;
-- SHA-512 in pure Python (FIPS 180-4; 64-bit words as big integers) whenever
-  ``hashlib`` has no ``sha512``: MicroPython's ``hashlib`` has ``sha256`` only
-  (on this port and on the rp2 port), so under MicroPython the pure one runs.
-
-The runtime is probed first: 3-argument ``pow`` (``MICROPY_PY_BUILTINS_POW3``),
-``int.from_bytes``/``to_bytes`` with "little" and "big". Whatever is missing is
-replaced by the code's own (square-and-multiply, byte loops); the replacements are
-checked against the builtins in both interpreters.
-
-Correctness, under CPython (with hashlib's SHA-512 and with the pure one) and
-under MicroPython, both verifies: TEST 1, 2 and 3 of RFC 8032 section 7.1 verify;
-each with a bit flipped in R, a bit flipped in S and a bit flipped in the message
-(a byte added to TEST 1's empty message) fails; so do the timed signature and its
-message with a bit flipped. Under CPython the vectors' public keys and signatures
-are also derived again from their secret keys (a signer kept outside the board
-code), d and the base point are compared with the RFC's, the pure SHA-512 with
-``hashlib.sha512`` across the padding boundaries, and its constants with their
-definition (cube and square roots of the first primes); under MicroPython the pure
-SHA-512 is compared with CPython's digests. The checks run in one interpreter, the
-measurements in a fresh one.
-
-Figures:
-
-time
-    The verify of a 32-byte message (the SHA-256 of a stand-in manifest) signed
-    under CPython with a fixed key. ``time.ticks_us`` around interleaved batches of
-    at least ``--batch-ms`` (this port's clock ticks in whole milliseconds),
-    ``--reps`` times, medians per call: both verifies; the SHA-512 of R || A || M
-    alone (one 128-byte block); one point doubling, addition and decoding; the
-    verify's scalar multiplications, and the same bytecodes on small integers (P
-    and 2d swapped for a 7-bit field: every product a small int, no big-integer
-    work); and the three calibration loops below.
-projection
-    Three published figures of one table, ``PUBLISHED``, for a Raspberry Pi Pico
-    (RP2040 at 125 MHz, MicroPython 1.23.0), run here in the same batches: 1,000,000
-    iterations of adding two integers from a list into a local, 7,984 ms (the
-    calibration loop of ``estimator_cost.py``); the same loop multiplying them
-    (12345678 * 56781234 is a big integer), 28,283 ms; and pi to 1,000 decimal
-    digits by a series in big integers of about 3,350 bits, 868 ms. The integer
-    loop's ratio (RP2040 / here) projects bytecode; projecting the whole verify by
-    it is a lower bound, as big-integer work is relatively much dearer on the
-    RP2040: its Cortex-M0+ has no 32x32->64 multiply (which is why MicroPython's
-    32-bit ports use 16-bit ``mpz`` digits, a 16x16->32 product per digit pair); this
-    port uses the same digits but runs them as WebAssembly compiled by V8 on an
-    out-of-order x86-64 core, while the RP2040 runs ``mpz`` and the heap allocator
-    in order from a small flash cache. The model: the verify's small-integer share
-    (its 7-bit field run) at the integer loop's ratio, the rest (its big-integer
-    work) at a big-integer ratio, either the multiplication loop's (its excess over
-    the integer loop: making a big integer of two small ones) or the pi loop's (long
-    digit loops). Medians of the per-repetition projections. The goal line of each
-    verify uses its larger model projection; the conclusion calls a verify affordable
-    only if that is under the goal by more than the projection's roughness, about a
-    factor of 2 (``ROUGHNESS``, as ``estimator_cost.py`` judges its own). The
-    published big-integer loops' times include the collections of their own garbage
-    (on a nearly empty heap), so the model carries the verify's over in proportion;
-    a board's live firmware objects would make each collection dearer, and the rp2
-    port's heap-allocated call frames (no pystack there) are not in it.
-heap
-    The board code's own heap (``gc.mem_alloc`` before and after it is compiled and
-    run). Bytes allocated by one verify, by the SHA-512 alone, by one joint verify
-    and by the big-integer calibration loops (``gc.mem_alloc`` before and after, in
-    one request: this port never collects garbage inside a request from JavaScript,
-    so the difference is everything allocated). The peak: the plain verify run
-    again one step per request (each decoding, each SHA-512 schedule word and round
-    by a stepped copy of ``sha512_pure``, each doubling and addition, the final
-    comparison), the heap collected between requests; the live heap at each step
-    boundary is exact, and the live heap at a step's start plus all that step
-    allocates bounds the peak inside it.
+Correctness: RFC 8032's TEST 1-3 verify and their copies with a bit flipped in R, in
+S or in the message fail, under CPython (both SHA-512s) and MicroPython, both
+verifies. Figures, measured in a fresh interpreter: the time of each verify and of
+its parts, projected onto an RP2040 by published figures of three loops run here
+too (``PUBLISHED``; the model weighs big-integer work at its own measured cost);
+the heap, including the verify's peak live heap, from a stepped copy of it run one
+step per request. benchmarks/README.md explains the projection and records the
+figures.
 
 This is a benchmark: it never asserts timing; the goal lines say PASS or FAIL and
 the exit status is 0 either way (1 only if a correctness check fails).
@@ -131,7 +61,7 @@ RP2040_HEAP = 233_024  # the same table's RP2040 MicroPython heap (mem_free + me
 
 @dataclass(frozen=True)
 class Published:
-    """Published MicroPython speed figures for the RP2040 (see module docstring)."""
+    """Published MicroPython speed figures for the RP2040 (benchmarks/README.md)."""
 
     source: str
     url: str
@@ -1058,7 +988,7 @@ def set_timed(rt: MicroPythonRuntime) -> Case:
 
 
 def measure_heap(rt: MicroPythonRuntime, code: int) -> Heap:
-    """Allocation of one verify, and its peak live heap, stepped (see module docstring)."""
+    """Allocation of one verify, and its peak live heap, stepped."""
     rt.exec("gc.collect()")
     allocated = _json_line(rt, "_a = gc.mem_alloc()\n_ok = verify(_pk, _msg, _sig)\n"
                                "print(json.dumps(gc.mem_alloc() - _a if _ok else -1))")
@@ -1145,7 +1075,7 @@ PROJECTIONS = ("integer loop", "model, mpz by the mul loop", "model, mpz by the 
 
 def project_rep(rep: dict[str, float], variant: str,
                 published: Published = PUBLISHED) -> dict[str, float]:
-    """One repetition's RP2040 projections of a verify, ms (see the module docstring).
+    """One repetition's RP2040 projections of a verify, ms.
 
     integer loop: the whole verify at the integer loop's ratio (RP2040 / here), a lower
     bound. The model: the verify's 7-bit field run (the same bytecodes, no big integers)
