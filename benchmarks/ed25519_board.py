@@ -755,81 +755,6 @@ def _mul_loop(p):
         s = p[1] * p[2]
 
 
-def _batch(kind, count):
-    # Microseconds taken by one batch: 0 verifies, 1 SHA-512 of R || A || M, 2 point
-    # doublings, 3 point additions, 4 point decodings (A), 5 integer calibration loops,
-    # 6 pi calibration loops, 7 multiplication calibration loops, 8 the verify's two
-    # scalar multiplications, 9 the same in a 7-bit field (P and 2d swapped, the same
-    # bytecodes on small ints: no big-integer work but the scalars' bit loop), 10 joint
-    # verifies, 11 the joint verify's joint_mult in the 7-bit field.
-    # ticks_us ticks in whole ms in this port, so batches are long and start on a tick.
-    global P, D2
-    pk = _pk
-    msg = _msg
-    sig = _sig
-    data = sig[:32] + pk + msg
-    s = _s
-    k = _k
-    minus_a = _minus_a
-    if kind == 9 or kind == 11:
-        base = _base_small
-        a = _a_small
-        minus_a = _minus_a_small
-        P = _SMALL_P
-        D2 = D2 % _SMALL_P
-    else:
-        base = BASE
-        a = _pt
-    ticks_us = time.ticks_us
-    t = ticks_us()
-    while ticks_us() == t:
-        pass
-    t0 = ticks_us()
-    if kind == 0:
-        for _ in range(count):
-            verify(pk, msg, sig)
-    elif kind == 1:
-        for _ in range(count):
-            sha512(data)
-    elif kind == 2:
-        q = _pt
-        for _ in range(count):
-            point_double(q)
-    elif kind == 3:
-        q = _pt
-        r = _pt2
-        for _ in range(count):
-            point_add(q, r)
-    elif kind == 4:
-        for _ in range(count):
-            decode_point(pk)
-    elif kind == 5:
-        p = _cal_int
-        for _ in range(count):
-            _int_loop(p)
-    elif kind == 6:
-        for _ in range(count):
-            _pi(_PI_DIGITS)
-    elif kind == 7:
-        p = _cal_int
-        for _ in range(count):
-            _mul_loop(p)
-    elif kind == 8 or kind == 9:
-        for _ in range(count):
-            scalar_mult(s, base)
-            scalar_mult(k, a)
-    elif kind == 10:
-        for _ in range(count):
-            verify_joint(pk, msg, sig)
-    else:
-        for _ in range(count):
-            joint_mult(s, base, k, minus_a)
-    elapsed = time.ticks_diff(ticks_us(), t0)
-    P = _FULL_P
-    D2 = _FULL_D2
-    return elapsed
-
-
 def _mark():
     # The baseline, taken by a request of the same shape as _step's.
     global _base, _live_max, _peak_max
@@ -929,7 +854,7 @@ def load_board_code(rt: MicroPythonRuntime) -> int:
     before = _json_line(rt, "import json\nprint(json.dumps(gc.mem_alloc()))")
     rt.exec(board_source() + "\ngc.collect()")
     after = _json_line(rt, "print(json.dumps(gc.mem_alloc()))")
-    rt.exec(HARNESS)
+    rt.exec(HARNESS + batch_source())
     rt.exec(stepped_source(board_source()))
     return after - before
 
@@ -1016,21 +941,65 @@ def measure_heap(rt: MicroPythonRuntime, code: int) -> Heap:
                 allocated_mul_iter=mul / CALIBRATION_ITERS)
 
 
-KINDS = ("verify", "sha512", "double", "add", "decode", "int loop", "pi loop", "mul loop",
-         "scalar mults", "scalar mults, 7-bit field", "verify, joint",
-         "joint mult, 7-bit field")
+# What a timed batch repeats, by kind: a statement on the locals of BATCH. A "7-bit
+# field" kind runs with P and 2d swapped for small ones: the same bytecodes on small
+# ints, no big-integer work but the scalars' bit loop.
+KINDS = {
+    "verify": "verify(pk, msg, sig)",
+    "sha512": "sha512(data)",
+    "double": "point_double(pt)",
+    "add": "point_add(pt, pt2)",
+    "decode": "decode_point(pk)",
+    "int loop": "_int_loop(cal)",
+    "pi loop": "_pi(_PI_DIGITS)",
+    "mul loop": "_mul_loop(cal)",
+    "scalar mults": "scalar_mult(s, base); scalar_mult(k, a)",
+    "scalar mults, 7-bit field": "scalar_mult(s, base); scalar_mult(k, a)",
+    "verify, joint": "verify_joint(pk, msg, sig)",
+    "joint mult, 7-bit field": "joint_mult(s, base, k, minus_a)",
+}
+# One function per kind, so the timed loop is that statement alone, on locals (a global
+# looked up per call would be timed too). ticks_us ticks in whole ms in this port, so
+# batches are long and start on a tick.
+BATCH = """
+def _batch_{index}(count):
+    global P, D2
+    pk, msg, sig, pt, pt2, s, k, cal = _pk, _msg, _sig, _pt, _pt2, _s, _k, _cal_int
+    data = sig[:32] + pk + msg
+    base, a, minus_a = BASE, _pt, _minus_a
+    if {small_field}:
+        base, a, minus_a = _base_small, _a_small, _minus_a_small
+        P, D2 = _SMALL_P, D2 % _SMALL_P
+    ticks_us = time.ticks_us
+    t = ticks_us()
+    while ticks_us() == t:
+        pass
+    t0 = ticks_us()
+    for _ in range(count):
+        {statement}
+    elapsed = time.ticks_diff(ticks_us(), t0)
+    P, D2 = _FULL_P, _FULL_D2
+    return elapsed
+"""
 # variant -> (its verify's kind, its scalar multiplication in the 7-bit field)
 VARIANTS = {"double-and-add": ("verify", "scalar mults, 7-bit field"),
             "joint": ("verify, joint", "joint mult, 7-bit field")}
 
 
+def batch_source() -> str:
+    """``_batch_<i>(count)`` for the i-th of KINDS: microseconds taken by count runs."""
+    return "".join(BATCH.format(index=i, statement=statement,
+                                small_field=kind.endswith("7-bit field"))
+                   for i, (kind, statement) in enumerate(KINDS.items()))
+
+
 def time_verify(rt: MicroPythonRuntime, reps: int, batch_ms: float) -> Timing:
     """Interleaved batches of at least ``batch_ms`` each, ``reps`` times."""
     counts = []
-    for kind in range(len(KINDS)):  # calibrate: grow the count until a batch is long enough
+    for i in range(len(KINDS)):  # calibrate: grow the count until a batch is long enough
         count = 1
         while True:
-            elapsed = _json_line(rt, f"print(json.dumps(_batch({kind}, {count})))")
+            elapsed = _json_line(rt, f"print(json.dumps(_batch_{i}({count})))")
             if elapsed >= batch_ms * 1000 or count >= 1 << 22:
                 break
             count = int(count * min(8.0, max(2.0, 1.2 * batch_ms * 1000 / max(elapsed, 1))))
@@ -1038,10 +1007,10 @@ def time_verify(rt: MicroPythonRuntime, reps: int, batch_ms: float) -> Timing:
     per: dict[str, list[float]] = {k: [] for k in KINDS}
     for _ in range(reps):
         rt.exec("gc.collect()")
-        t = _json_line(rt, "print(json.dumps([" + ", ".join(
-            f"_batch({k}, {c})" for k, c in enumerate(counts)) + "]))", 600.0)
-        for k, name in enumerate(KINDS):
-            per[name].append(t[k] / counts[k])
+        elapsed_us = _json_line(rt, "print(json.dumps([" + ", ".join(
+            f"_batch_{i}({c})" for i, c in enumerate(counts)) + "]))", 600.0)
+        for kind, count, us in zip(KINDS, counts, elapsed_us, strict=True):
+            per[kind].append(us / count)
     for loop in ("int loop", "mul loop"):
         per[loop] = [v / CALIBRATION_ITERS for v in per[loop]]
     projections: dict[str, dict[str, list[float]]] = {
