@@ -6,96 +6,27 @@ Run from the repository root::
     .venv/bin/python benchmarks/ed25519_board.py [--reps R] [--batch-ms MS] [--no-timing]
     .venv/bin/python benchmarks/ed25519_board.py --quick   # a smoke run, ~3 s
 
-The question comes from the boot check: the board checks each file's SHA-256
-against its manifest, and a signature over the manifest's hash (32 bytes) would
-tell it the manifest is the vendor's. Is one Ed25519 verify affordable on an
-RP2040, in MicroPython, at boot (goal: under 2 s)?
+The board checks each file's SHA-256 against its manifest; a signature over the
+manifest's hash would tell it the manifest is the vendor's. Is one Ed25519 verify
+affordable on an RP2040, in MicroPython, at boot (goal: under 2 s)?
 
-The verifier (between the ``board code`` markers below) is measurement code only:
-it is never deployed to a board. It is written from RFC 8032 section 5.1 and FIPS
-180-4, plainly, the way one would first write it in Python:
+The verifier (between the ``board code`` markers) is measurement code only, never
+deployed: RFC 8032 section 5.1 and FIPS 180-4 written plainly in Python, run as that
+text under CPython and under the MicroPython WebAssembly port. Two verifies: ``verify``
+([s]B == R + [k]A, two double-and-adds, as the RFC reads) and ``verify_joint`` (both
+products in one Straus-Shamir pass). MicroPython's ``hashlib`` has no ``sha512``, so
+there the pure one runs; missing builtins (3-argument ``pow``, ``int.from_bytes`` and
+``to_bytes``) are replaced by the code's own.
 
-- field GF(p), p = 2**255 - 19, as Python integers reduced with ``%`` after each
-  product (MicroPython's big integers: ``mpz`` with 16-bit digits on both 32-bit
-  ports concerned, this WebAssembly one and the RP2040's);
-- points in extended twisted Edwards coordinates (X:Y:Z:T), the addition and
-  doubling formulas of RFC 8032 section 5.1.4 (a = -1);
-- point decoding as in section 5.1.3, the square root recovered as
-  x = u v^3 (u v^7)^((p-5)/8), with the sqrt(-1) correction;
-- the check of section 5.1.7 without the cofactor, compared projectively (no
-  inversion), two ways: ``verify``, [s]B == R + [k]A with each product by
-  double-and-add (right to left), as the RFC reads; and ``verify_joint``,
-  [s]B + [k](-A) == R with both products in one left-to-right double-and-add
-  (Straus-Shamir: one doubling per bit, an addition of B, -A or B - A), the first
-  thing one would do to make it cheaper; k = SHA-512(R || A || M) mod L for both;
-- SHA-512 in pure Python (FIPS 180-4; 64-bit words as big integers) whenever
-  ``hashlib`` has no ``sha512``: MicroPython's ``hashlib`` has ``sha256`` only
-  (on this port and on the rp2 port), so under MicroPython the pure one runs.
-
-The runtime is probed first: 3-argument ``pow`` (``MICROPY_PY_BUILTINS_POW3``),
-``int.from_bytes``/``to_bytes`` with "little" and "big". Whatever is missing is
-replaced by the code's own (square-and-multiply, byte loops); the replacements are
-checked against the builtins in both interpreters.
-
-Correctness, under CPython (with hashlib's SHA-512 and with the pure one) and
-under MicroPython, both verifies: TEST 1, 2 and 3 of RFC 8032 section 7.1 verify;
-each with a bit flipped in R, a bit flipped in S and a bit flipped in the message
-(a byte added to TEST 1's empty message) fails; so do the timed signature and its
-message with a bit flipped. Under CPython the vectors' public keys and signatures
-are also derived again from their secret keys (a signer kept outside the board
-code), d and the base point are compared with the RFC's, the pure SHA-512 with
-``hashlib.sha512`` across the padding boundaries, and its constants with their
-definition (cube and square roots of the first primes); under MicroPython the pure
-SHA-512 is compared with CPython's digests. The checks run in one interpreter, the
-measurements in a fresh one.
-
-Figures:
-
-time
-    The verify of a 32-byte message (the SHA-256 of a stand-in manifest) signed
-    under CPython with a fixed key. ``time.ticks_us`` around interleaved batches of
-    at least ``--batch-ms`` (this port's clock ticks in whole milliseconds),
-    ``--reps`` times, medians per call: both verifies; the SHA-512 of R || A || M
-    alone (one 128-byte block); one point doubling, addition and decoding; the
-    verify's scalar multiplications, and the same bytecodes on small integers (P
-    and 2d swapped for a 7-bit field: every product a small int, no big-integer
-    work); and the three calibration loops below.
-projection
-    Three published figures of one table, ``PUBLISHED``, for a Raspberry Pi Pico
-    (RP2040 at 125 MHz, MicroPython 1.23.0), run here in the same batches: 1,000,000
-    iterations of adding two integers from a list into a local, 7,984 ms (the
-    calibration loop of ``estimator_cost.py``); the same loop multiplying them
-    (12345678 * 56781234 is a big integer), 28,283 ms; and pi to 1,000 decimal
-    digits by a series in big integers of about 3,350 bits, 868 ms. The integer
-    loop's ratio (RP2040 / here) projects bytecode; projecting the whole verify by
-    it is a lower bound, as big-integer work is relatively much dearer on the
-    RP2040: its Cortex-M0+ has no 32x32->64 multiply (which is why MicroPython's
-    32-bit ports use 16-bit ``mpz`` digits, a 16x16->32 product per digit pair); this
-    port uses the same digits but runs them as WebAssembly compiled by V8 on an
-    out-of-order x86-64 core, while the RP2040 runs ``mpz`` and the heap allocator
-    in order from a small flash cache. The model: the verify's small-integer share
-    (its 7-bit field run) at the integer loop's ratio, the rest (its big-integer
-    work) at a big-integer ratio, either the multiplication loop's (its excess over
-    the integer loop: making a big integer of two small ones) or the pi loop's (long
-    digit loops). Medians of the per-repetition projections. The goal line of each
-    verify uses its larger model projection; the conclusion calls a verify affordable
-    only if that is under the goal by more than the projection's roughness, about a
-    factor of 2 (``ROUGHNESS``, as ``estimator_cost.py`` judges its own). The
-    published big-integer loops' times include the collections of their own garbage
-    (on a nearly empty heap), so the model carries the verify's over in proportion;
-    a board's live firmware objects would make each collection dearer, and the rp2
-    port's heap-allocated call frames (no pystack there) are not in it.
-heap
-    The board code's own heap (``gc.mem_alloc`` before and after it is compiled and
-    run). Bytes allocated by one verify, by the SHA-512 alone, by one joint verify
-    and by the big-integer calibration loops (``gc.mem_alloc`` before and after, in
-    one request: this port never collects garbage inside a request from JavaScript,
-    so the difference is everything allocated). The peak: the plain verify run
-    again one step per request (each decoding, each SHA-512 schedule word and round
-    by a stepped copy of ``sha512_pure``, each doubling and addition, the final
-    comparison), the heap collected between requests; the live heap at each step
-    boundary is exact, and the live heap at a step's start plus all that step
-    allocates bounds the peak inside it.
+Correctness: RFC 8032's TEST 1-3 verify and their copies with a bit flipped in R, in
+S or in the message fail, under CPython (both SHA-512s) and MicroPython, both
+verifies. Figures, measured in a fresh interpreter: the time of each verify and of
+its parts, projected onto an RP2040 by published figures of three loops run here
+too (``PUBLISHED``; the model weighs big-integer work at its own measured cost);
+the heap, including the verify's peak live heap, from a copy of it that yields at
+the statements marked ``# step`` (``stepped_source``: derived from the same text at
+run time, so the timed code carries no hook). benchmarks/README.md explains the
+projection and records the figures.
 
 This is a benchmark: it never asserts timing; the goal lines say PASS or FAIL and
 the exit status is 0 either way (1 only if a correctness check fails).
@@ -106,7 +37,9 @@ interpreters.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
+import io
 import json
 import platform
 import shutil
@@ -114,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tokenize
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +65,7 @@ RP2040_HEAP = 233_024  # the same table's RP2040 MicroPython heap (mem_free + me
 
 @dataclass(frozen=True)
 class Published:
-    """Published MicroPython speed figures for the RP2040 (see module docstring)."""
+    """Published MicroPython speed figures for the RP2040 (benchmarks/README.md)."""
 
     source: str
     url: str
@@ -203,7 +137,8 @@ BENCH_SECRET = hashlib.sha256(b"cellguard ed25519_board benchmark key").digest()
 
 # --- board code: begin -------------------------------------------------------------------
 # Runs under CPython (this module) and, as this text, under MicroPython. Measurement
-# only: never deployed to a board.
+# only: never deployed to a board. A statement marked ``# step`` ends a step of the heap
+# profile's stepped copy (stepped_source); here the mark is only a comment.
 
 try:
     HAS_POW3 = pow(3, 5, 7) == 5
@@ -326,7 +261,7 @@ def sha512_pure(data: bytes) -> bytes:
             s0 = (((x >> 1) | (x << 63)) ^ ((x >> 8) | (x << 56)) ^ (x >> 7)) & m64
             x = w[t - 2]
             s1 = (((x >> 19) | (x << 45)) ^ ((x >> 61) | (x << 3)) ^ (x >> 6)) & m64
-            w.append((w[t - 16] + s0 + w[t - 7] + s1) & m64)
+            w.append((w[t - 16] + s0 + w[t - 7] + s1) & m64)  # step
         a, b, c, d, e, f, g, hh = h0, h1, h2, h3, h4, h5, h6, h7
         for t in range(80):
             big_s1 = (((e >> 14) | (e << 50)) ^ ((e >> 18) | (e << 46))
@@ -343,7 +278,7 @@ def sha512_pure(data: bytes) -> bytes:
             d = c
             c = b
             b = a
-            a = (t1 + big_s0 + maj) & m64
+            a = (t1 + big_s0 + maj) & m64  # step
         h0 = (h0 + a) & m64
         h1 = (h1 + b) & m64
         h2 = (h2 + c) & m64
@@ -444,10 +379,10 @@ def scalar_mult(n: int, pt: tuple) -> tuple:
     q = IDENTITY
     while n:
         if n & 1:
-            q = point_add(q, pt)
+            q = point_add(q, pt)  # step
         n >>= 1
         if n:
-            pt = point_double(pt)
+            pt = point_double(pt)  # step
     return q
 
 
@@ -463,17 +398,17 @@ def parse(public: bytes, message: bytes, signature: bytes,
     key or the signature cannot be valid."""
     if len(public) != 32 or len(signature) != 64:
         return None
-    a = decode_point(public)
+    a = decode_point(public)  # step
     if a is None:
         return None
     r_enc = signature[:32]
-    r = decode_point(r_enc)
+    r = decode_point(r_enc)  # step
     if r is None:
         return None
     s = le_int(signature[32:])
     if s >= L:
         return None
-    k = le_int((hash512 or sha512)(r_enc + public + message)) % L
+    k = le_int((hash512 or sha512)(r_enc + public + message)) % L  # step
     return a, r, s, k
 
 
@@ -483,7 +418,9 @@ def verify(public: bytes, message: bytes, signature: bytes, hash512: Any = None)
     if parsed is None:
         return False
     a, r, s, k = parsed
-    return point_equal(scalar_mult(s, BASE), point_add(r, scalar_mult(k, a)))
+    sb = scalar_mult(s, BASE)
+    r_plus_ka = point_add(r, scalar_mult(k, a))  # step
+    return point_equal(sb, r_plus_ka)
 
 
 def bits(n: int) -> list:
@@ -542,6 +479,67 @@ def board_source() -> str:
     begin = text.index(BOARD_BEGIN)
     end = text.index(BOARD_END)
     return text[text.index("\n", begin) + 1:end]
+
+
+# The heap profile runs the verify one step per request (the heap collected between
+# requests), so it needs the verify as a generator. It gets one derived from the board
+# code's own text rather than a second copy of SHA-512 and the curve, and derived at run
+# time rather than by a hook in the board code, so the timed verify stays as written.
+STEP_MARK = "# step"
+# The functions the stepped verify runs through, and their stepped copies. Under
+# MicroPython ``sha512`` is ``sha512_pure`` (its hashlib has no sha512); the copy calls
+# the pure one under CPython too.
+STEPPED = {"verify": "verify_steps", "parse": "parse_steps",
+           "scalar_mult": "scalar_mult_steps", "sha512_pure": "sha512_pure_steps",
+           "sha512": "sha512_pure_steps"}
+
+
+class _Stepper(ast.NodeTransformer):
+    """A STEPPED function made its stepped copy: renamed, each call of a STEPPED function
+    made a ``yield from`` its copy, and a ``yield 0`` after each marked statement."""
+
+    def __init__(self, marked_lines: set[int]) -> None:
+        self.marked_lines = marked_lines
+        self.yielded: set[int] = set()  # the marked lines given their yield
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        node.name = STEPPED[node.name]
+        return self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        stepped = [n for n in ast.walk(node.func) if isinstance(n, ast.Name) and n.id in STEPPED]
+        for name in stepped:
+            name.id = STEPPED[name.id]
+        return ast.YieldFrom(node) if stepped else node
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        super().generic_visit(node)
+        for field in ("body", "orelse"):
+            block = getattr(node, field, None)
+            if isinstance(block, list):  # of statements
+                setattr(node, field, [s for stmt in block for s in self._then_yield(stmt)])
+        return node
+
+    def _then_yield(self, stmt: ast.stmt) -> list[ast.stmt]:
+        if stmt.end_lineno not in self.marked_lines or hasattr(stmt, "body"):
+            return [stmt]
+        self.yielded.add(stmt.end_lineno)
+        return [stmt, ast.Expr(ast.Yield(ast.Constant(0)))]
+
+
+def stepped_source(source: str) -> str:
+    """The stepped copies of ``source``'s STEPPED functions (``_Stepper``), as source
+    text. Each ``# step`` mark must end a simple statement of one of them."""
+    marked = {tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+              if tok.type == tokenize.COMMENT and tok.string == STEP_MARK}
+    stepper = _Stepper(marked)
+    copies = [stepper.visit(node) for node in ast.parse(source).body
+              if isinstance(node, ast.FunctionDef) and node.name in STEPPED]
+    if not marked or stepper.yielded != marked or len(copies) != len(set(STEPPED.values())):
+        raise ValueError(f"step marks off a stepped function's statement: "
+                         f"lines {sorted(marked - stepper.yielded)}")
+    return ast.unparse(ast.fix_missing_locations(ast.Module(copies, type_ignores=[])))
 
 
 # -- CPython only: a signer (for the timed message) and the checks ------------------------
@@ -713,6 +711,11 @@ def check_cpython() -> Checks:
 HARNESS = r"""
 import gc, json, time
 
+# The globals the measuring requests set, made now: a global made while a request is
+# measured could grow the globals' dict and count that among the bytes measured.
+_a = _ok = _d = _g = None
+_base = _live_max = _peak_max = 0
+
 
 def _check(cases, lengths_digests):
     # Each case's verify result, and the pure SHA-512 of each sample.
@@ -752,163 +755,6 @@ def _mul_loop(p):
         s = p[1] * p[2]
 
 
-def _batch(kind, count):
-    # Microseconds taken by one batch: 0 verifies, 1 SHA-512 of R || A || M, 2 point
-    # doublings, 3 point additions, 4 point decodings (A), 5 integer calibration loops,
-    # 6 pi calibration loops, 7 multiplication calibration loops, 8 the verify's two
-    # scalar multiplications, 9 the same in a 7-bit field (P and 2d swapped, the same
-    # bytecodes on small ints: no big-integer work but the scalars' bit loop), 10 joint
-    # verifies, 11 the joint verify's joint_mult in the 7-bit field.
-    # ticks_us ticks in whole ms in this port, so batches are long and start on a tick.
-    global P, D2
-    pk = _pk
-    msg = _msg
-    sig = _sig
-    data = sig[:32] + pk + msg
-    s = _s
-    k = _k
-    minus_a = _minus_a
-    if kind == 9 or kind == 11:
-        base = _base_small
-        a = _a_small
-        minus_a = _minus_a_small
-        P = _SMALL_P
-        D2 = D2 % _SMALL_P
-    else:
-        base = BASE
-        a = _pt
-    ticks_us = time.ticks_us
-    t = ticks_us()
-    while ticks_us() == t:
-        pass
-    t0 = ticks_us()
-    if kind == 0:
-        for _ in range(count):
-            verify(pk, msg, sig)
-    elif kind == 1:
-        for _ in range(count):
-            sha512(data)
-    elif kind == 2:
-        q = _pt
-        for _ in range(count):
-            point_double(q)
-    elif kind == 3:
-        q = _pt
-        r = _pt2
-        for _ in range(count):
-            point_add(q, r)
-    elif kind == 4:
-        for _ in range(count):
-            decode_point(pk)
-    elif kind == 5:
-        p = _cal_int
-        for _ in range(count):
-            _int_loop(p)
-    elif kind == 6:
-        for _ in range(count):
-            _pi(_PI_DIGITS)
-    elif kind == 7:
-        p = _cal_int
-        for _ in range(count):
-            _mul_loop(p)
-    elif kind == 8 or kind == 9:
-        for _ in range(count):
-            scalar_mult(s, base)
-            scalar_mult(k, a)
-    elif kind == 10:
-        for _ in range(count):
-            verify_joint(pk, msg, sig)
-    else:
-        for _ in range(count):
-            joint_mult(s, base, k, minus_a)
-    elapsed = time.ticks_diff(ticks_us(), t0)
-    P = _FULL_P
-    D2 = _FULL_D2
-    return elapsed
-
-
-def _sha512_steps(data, out):
-    # sha512_pure, one step per schedule word and per round (the heap profile): the same
-    # statements, a yield after each; the digest is appended to out.
-    m64 = MASK64
-    k = SHA512_K
-    n = len(data)
-    msg = data + b"\x80" + bytes((111 - n) % 128) + be_bytes(n * 8, 16)
-    h0, h1, h2, h3, h4, h5, h6, h7 = SHA512_H0
-    for off in range(0, len(msg), 128):
-        w = [be_int(msg[off + 8 * i:off + 8 * i + 8]) for i in range(16)]
-        for t in range(16, 80):
-            x = w[t - 15]
-            s0 = (((x >> 1) | (x << 63)) ^ ((x >> 8) | (x << 56)) ^ (x >> 7)) & m64
-            x = w[t - 2]
-            s1 = (((x >> 19) | (x << 45)) ^ ((x >> 61) | (x << 3)) ^ (x >> 6)) & m64
-            w.append((w[t - 16] + s0 + w[t - 7] + s1) & m64)
-            yield 0
-        a, b, c, d, e, f, g, hh = h0, h1, h2, h3, h4, h5, h6, h7
-        for t in range(80):
-            big_s1 = (((e >> 14) | (e << 50)) ^ ((e >> 18) | (e << 46))
-                      ^ ((e >> 41) | (e << 23))) & m64
-            ch = (e & f) ^ ((e ^ m64) & g)
-            t1 = hh + big_s1 + ch + k[t] + w[t]
-            big_s0 = (((a >> 28) | (a << 36)) ^ ((a >> 34) | (a << 30))
-                      ^ ((a >> 39) | (a << 25))) & m64
-            maj = (a & b) ^ (a & c) ^ (b & c)
-            hh = g
-            g = f
-            f = e
-            e = (d + t1) & m64
-            d = c
-            c = b
-            b = a
-            a = (t1 + big_s0 + maj) & m64
-            yield 0
-        h0 = (h0 + a) & m64
-        h1 = (h1 + b) & m64
-        h2 = (h2 + c) & m64
-        h3 = (h3 + d) & m64
-        h4 = (h4 + e) & m64
-        h5 = (h5 + f) & m64
-        h6 = (h6 + g) & m64
-        h7 = (h7 + hh) & m64
-    out.append(b"".join([be_bytes(x, 8) for x in (h0, h1, h2, h3, h4, h5, h6, h7)]))
-
-
-def _verify_steps(public, message, signature, expected_digest):
-    # verify(), one step per next(): each decoding, each schedule word and each round of
-    # the hash, each doubling and each addition, the comparison (the heap profile; same primitives,
-    # same order; the hash is sha512_pure's stepped copy, checked against hashlib's).
-    a = decode_point(public)
-    yield 0
-    r = decode_point(signature[:32])
-    yield 0
-    s = le_int(signature[32:])
-    data = signature[:32] + public + message
-    digest = []
-    for _ in _sha512_steps(data, digest):
-        yield 0
-    if digest[0] != expected_digest:
-        yield 3
-    k = le_int(digest[0]) % L
-    digest = None
-    data = None
-    yield 0
-    out = []
-    for n, pt in ((s, BASE), (k, a)):
-        q = IDENTITY
-        while n:
-            if n & 1:
-                q = point_add(q, pt)
-                yield 0
-            n >>= 1
-            if n:
-                pt = point_double(pt)
-                yield 0
-        out.append(q)
-    rka = point_add(r, out[1])
-    yield 0
-    yield 1 if point_equal(out[0], rka) else 2
-
-
 def _mark():
     # The baseline, taken by a request of the same shape as _step's.
     global _base, _live_max, _peak_max
@@ -918,10 +764,16 @@ def _mark():
     return 0
 
 
+def _verify_stepped(public, message, signature):
+    # verify_steps (stepped_source), then a last step: 1 if it accepts, 2 if not.
+    ok = yield from verify_steps(public, message, signature)
+    yield 1 if ok else 2
+
+
 def _step():
-    # One request, one step: the live heap at its start (collected at the end of the
-    # last request) and after it (nothing collected in between); maxima kept in small
-    # ints, so the bookkeeping allocates nothing.
+    # One request, one step of _g (a _verify_stepped): the live heap at its start
+    # (collected at the end of the last request) and after it (nothing collected in
+    # between); maxima kept in small ints, so the bookkeeping allocates nothing.
     global _live_max, _peak_max
     a = gc.mem_alloc()
     r = next(_g)
@@ -942,7 +794,7 @@ class Heap:
     steps: int  # steps of the stepped verify
     live_max: int  # live heap at step boundaries, max above the baseline
     peak_bound: int  # live at a step's start + all it allocates, max above the baseline
-    stepped_ok: bool  # the stepped verify accepted the signature too (its hash checked)
+    stepped_ok: bool  # the stepped verify accepted the signature too
     allocated_joint: int  # bytes allocated by one joint verify
     allocated_pi: int  # ... by one pi calibration
     allocated_mul_iter: float  # ... by one iteration of the multiplication loop
@@ -996,13 +848,14 @@ def _json_line(rt: MicroPythonRuntime, source: str, timeout_s: float = 300.0) ->
 
 
 def load_board_code(rt: MicroPythonRuntime) -> int:
-    """Compile and run the board code and the harness in ``rt``; return the board code's
-    heap (bytes, collected before and after)."""
+    """Compile and run the board code, the harness and the stepped copy in ``rt``; return
+    the board code's heap (bytes, collected before and after)."""
     rt.exec("import gc\ngc.collect()")
     before = _json_line(rt, "import json\nprint(json.dumps(gc.mem_alloc()))")
     rt.exec(board_source() + "\ngc.collect()")
     after = _json_line(rt, "print(json.dumps(gc.mem_alloc()))")
-    rt.exec(HARNESS)
+    rt.exec(HARNESS + batch_source())
+    rt.exec(stepped_source(board_source()))
     return after - before
 
 
@@ -1041,11 +894,9 @@ def set_timed(rt: MicroPythonRuntime) -> Case:
     """The timed case and the batches' inputs, in ``rt``."""
     timed = cases()[-2]
     s, k = scalars(timed)
-    digest = hashlib.sha512(timed.signature[:32] + timed.public + timed.message).digest()
     rt.exec(f"_pk = {timed.public!r}\n_msg = {timed.message!r}\n_sig = {timed.signature!r}\n"
             "_pt = decode_point(_pk)\n_pt2 = decode_point(_sig[:32])\n"
             f"_s = {s}\n_k = {k}\n_SMALL_P = {SMALL_P}\n_FULL_P = P\n_FULL_D2 = D2\n"
-            f"_digest = {digest!r}\n"
             "_base_small = tuple(c % _SMALL_P for c in BASE)\n"
             "_a_small = tuple(c % _SMALL_P for c in _pt)\n"
             "_minus_a = ((P - _pt[0]) % P, _pt[1], _pt[2], (P - _pt[3]) % P)\n"
@@ -1057,26 +908,26 @@ def set_timed(rt: MicroPythonRuntime) -> Case:
     return timed
 
 
+def _allocated_by(rt: MicroPythonRuntime, statements: str) -> int:
+    """Bytes allocated by ``statements``, run in one request after a collection: this
+    port never collects inside a request, so the difference is everything allocated."""
+    rt.exec("gc.collect()")
+    return _json_line(rt, f"_a = gc.mem_alloc()\n{statements}\n"
+                          "print(json.dumps(gc.mem_alloc() - _a))")
+
+
 def measure_heap(rt: MicroPythonRuntime, code: int) -> Heap:
-    """Allocation of one verify, and its peak live heap, stepped (see module docstring)."""
-    rt.exec("gc.collect()")
-    allocated = _json_line(rt, "_a = gc.mem_alloc()\n_ok = verify(_pk, _msg, _sig)\n"
-                               "print(json.dumps(gc.mem_alloc() - _a if _ok else -1))")
-    rt.exec("gc.collect()")
-    joint = _json_line(rt, "_a = gc.mem_alloc()\n_ok = verify_joint(_pk, _msg, _sig)\n"
-                           "print(json.dumps(gc.mem_alloc() - _a if _ok else -1))")
-    rt.exec("gc.collect()")
-    pi = _json_line(rt, "_a = gc.mem_alloc()\n_d = _pi(_PI_DIGITS)\n"
-                        "print(json.dumps(gc.mem_alloc() - _a))")
+    """What one verify allocates, and its peak live heap: the stepped verify run one step
+    per request, the heap collected between requests."""
+    allocated = _allocated_by(rt, "_ok = verify(_pk, _msg, _sig)\nassert _ok")
+    joint = _allocated_by(rt, "_ok = verify_joint(_pk, _msg, _sig)\nassert _ok")
+    pi = _allocated_by(rt, "_d = _pi(_PI_DIGITS)")
+    rt.exec("_d = None")
+    mul = _allocated_by(rt, "_mul_loop(_cal_int)")
+    sha = _allocated_by(rt, "_d = sha512(_sig[:32] + _pk + _msg)")
     rt.exec("_d = None\ngc.collect()")
-    mul = _json_line(rt, "_a = gc.mem_alloc()\n_mul_loop(_cal_int)\n"
-                         "print(json.dumps(gc.mem_alloc() - _a))")
-    rt.exec("gc.collect()")
-    sha = _json_line(rt, "_a = gc.mem_alloc()\n_d = sha512(_sig[:32] + _pk + _msg)\n"
-                         "print(json.dumps(gc.mem_alloc() - _a))")
-    rt.exec("_d = None\n_g = None\n_base = _live_max = _peak_max = 0\ngc.collect()")
     _json_line(rt, "print(json.dumps(_mark()))")
-    rt.exec("_g = _verify_steps(_pk, _msg, _sig, _digest)")  # counted in the verify's
+    rt.exec("_g = _verify_stepped(_pk, _msg, _sig)")  # counted in the verify's steps
     steps = 0
     result = 0
     while result == 0:
@@ -1090,21 +941,65 @@ def measure_heap(rt: MicroPythonRuntime, code: int) -> Heap:
                 allocated_mul_iter=mul / CALIBRATION_ITERS)
 
 
-KINDS = ("verify", "sha512", "double", "add", "decode", "int loop", "pi loop", "mul loop",
-         "scalar mults", "scalar mults, 7-bit field", "verify, joint",
-         "joint mult, 7-bit field")
+# What a timed batch repeats, by kind: a statement on the locals of BATCH. A "7-bit
+# field" kind runs with P and 2d swapped for small ones: the same bytecodes on small
+# ints, no big-integer work but the scalars' bit loop.
+KINDS = {
+    "verify": "verify(pk, msg, sig)",
+    "sha512": "sha512(data)",
+    "double": "point_double(pt)",
+    "add": "point_add(pt, pt2)",
+    "decode": "decode_point(pk)",
+    "int loop": "_int_loop(cal)",
+    "pi loop": "_pi(_PI_DIGITS)",
+    "mul loop": "_mul_loop(cal)",
+    "scalar mults": "scalar_mult(s, base); scalar_mult(k, a)",
+    "scalar mults, 7-bit field": "scalar_mult(s, base); scalar_mult(k, a)",
+    "verify, joint": "verify_joint(pk, msg, sig)",
+    "joint mult, 7-bit field": "joint_mult(s, base, k, minus_a)",
+}
+# One function per kind, so the timed loop is that statement alone, on locals (a global
+# looked up per call would be timed too). ticks_us ticks in whole ms in this port, so
+# batches are long and start on a tick.
+BATCH = """
+def _batch_{index}(count):
+    global P, D2
+    pk, msg, sig, pt, pt2, s, k, cal = _pk, _msg, _sig, _pt, _pt2, _s, _k, _cal_int
+    data = sig[:32] + pk + msg
+    base, a, minus_a = BASE, _pt, _minus_a
+    if {small_field}:
+        base, a, minus_a = _base_small, _a_small, _minus_a_small
+        P, D2 = _SMALL_P, D2 % _SMALL_P
+    ticks_us = time.ticks_us
+    t = ticks_us()
+    while ticks_us() == t:
+        pass
+    t0 = ticks_us()
+    for _ in range(count):
+        {statement}
+    elapsed = time.ticks_diff(ticks_us(), t0)
+    P, D2 = _FULL_P, _FULL_D2
+    return elapsed
+"""
 # variant -> (its verify's kind, its scalar multiplication in the 7-bit field)
 VARIANTS = {"double-and-add": ("verify", "scalar mults, 7-bit field"),
             "joint": ("verify, joint", "joint mult, 7-bit field")}
 
 
+def batch_source() -> str:
+    """``_batch_<i>(count)`` for the i-th of KINDS: microseconds taken by count runs."""
+    return "".join(BATCH.format(index=i, statement=statement,
+                                small_field=kind.endswith("7-bit field"))
+                   for i, (kind, statement) in enumerate(KINDS.items()))
+
+
 def time_verify(rt: MicroPythonRuntime, reps: int, batch_ms: float) -> Timing:
     """Interleaved batches of at least ``batch_ms`` each, ``reps`` times."""
     counts = []
-    for kind in range(len(KINDS)):  # calibrate: grow the count until a batch is long enough
+    for i in range(len(KINDS)):  # calibrate: grow the count until a batch is long enough
         count = 1
         while True:
-            elapsed = _json_line(rt, f"print(json.dumps(_batch({kind}, {count})))")
+            elapsed = _json_line(rt, f"print(json.dumps(_batch_{i}({count})))")
             if elapsed >= batch_ms * 1000 or count >= 1 << 22:
                 break
             count = int(count * min(8.0, max(2.0, 1.2 * batch_ms * 1000 / max(elapsed, 1))))
@@ -1112,10 +1007,10 @@ def time_verify(rt: MicroPythonRuntime, reps: int, batch_ms: float) -> Timing:
     per: dict[str, list[float]] = {k: [] for k in KINDS}
     for _ in range(reps):
         rt.exec("gc.collect()")
-        t = _json_line(rt, "print(json.dumps([" + ", ".join(
-            f"_batch({k}, {c})" for k, c in enumerate(counts)) + "]))", 600.0)
-        for k, name in enumerate(KINDS):
-            per[name].append(t[k] / counts[k])
+        elapsed_us = _json_line(rt, "print(json.dumps([" + ", ".join(
+            f"_batch_{i}({c})" for i, c in enumerate(counts)) + "]))", 600.0)
+        for kind, count, us in zip(KINDS, counts, elapsed_us, strict=True):
+            per[kind].append(us / count)
     for loop in ("int loop", "mul loop"):
         per[loop] = [v / CALIBRATION_ITERS for v in per[loop]]
     projections: dict[str, dict[str, list[float]]] = {
@@ -1145,7 +1040,7 @@ PROJECTIONS = ("integer loop", "model, mpz by the mul loop", "model, mpz by the 
 
 def project_rep(rep: dict[str, float], variant: str,
                 published: Published = PUBLISHED) -> dict[str, float]:
-    """One repetition's RP2040 projections of a verify, ms (see the module docstring).
+    """One repetition's RP2040 projections of a verify, ms.
 
     integer loop: the whole verify at the integer loop's ratio (RP2040 / here), a lower
     bound. The model: the verify's 7-bit field run (the same bytecodes, no big integers)

@@ -4,8 +4,9 @@ under real MicroPython.
 Only correctness is asserted, never a time: RFC 8032's TEST 1, 2 and 3 verify and
 their tampered copies fail (with hashlib's SHA-512 and with the pure one, both ways
 of multiplying), the vectors follow from their secret keys, the pure SHA-512 equals
-hashlib's, its constants their definition, and the code's own replacements for
-missing builtins equal the builtins. Then the benchmark's ``--quick`` mode runs (a
+hashlib's, its constants their definition, the code's own replacements for missing
+builtins equal the builtins, and the heap profile's stepped copy of the verify (derived
+from the board code) verifies as it does. Then the benchmark's ``--quick`` mode runs (a
 few seconds) and must report every check passed; its figures are not looked at.
 """
 
@@ -98,6 +99,43 @@ def test_own_replacements_equal_the_builtins() -> None:
         assert ed.be_int_own(data) == int.from_bytes(data, "big")
     for n, length in ((0, 8), (ed.MASK64, 8), (ed.P, 32), (12345, 16)):
         assert ed.be_bytes_own(n, length) == n.to_bytes(length, "big")
+
+
+def _run_steps(steps: Iterator[int]) -> tuple[Any, int]:
+    """Drive a stepped copy to its end: its result and how many steps it yielded."""
+    count = 0
+    while True:
+        try:
+            assert next(steps) == 0
+        except StopIteration as stop:
+            return stop.value, count
+        count += 1
+
+
+def test_the_stepped_copy_verifies_as_the_board_code_does_one_step_per_operation() -> None:
+    # The heap profile's verify is derived from the board code's text (stepped_source);
+    # run here under CPython, with the pure SHA-512 as under MicroPython.
+    namespace = dict(vars(ed))
+    exec(ed.stepped_source(ed.board_source()), namespace)
+    for c in ed.cases():
+        ok, steps = _run_steps(namespace["verify_steps"](c.public, c.message, c.signature))
+        assert ok is c.valid, c.name
+    timed = ed.cases()[-2]
+    ops = ed.count_ops(timed)["double-and-add"]
+    _, steps = _run_steps(namespace["verify_steps"](timed.public, timed.message,
+                                                    timed.signature))
+    # each decoding, SHA-512's 64 schedule words and 80 rounds (one block), k, each
+    # doubling and addition (R + [k]A included)
+    assert steps == ops.decodings + 64 + 80 + 1 + ops.doublings + ops.additions
+
+
+@pytest.mark.parametrize("marked", ["    return (e * f % P, g * h % P, f * g % P, e * h % P)\n",
+                                    "    while n:\n"])
+def test_a_step_mark_off_a_stepped_functions_simple_statement_is_refused(marked: str) -> None:
+    source = ed.board_source()
+    assert marked in source
+    with pytest.raises(ValueError, match="step marks"):
+        ed.stepped_source(source.replace(marked, marked[:-1] + "  # step\n", 1))
 
 
 def test_cpython_checks_all_pass() -> None:
