@@ -406,6 +406,37 @@ SetKey = Struct(
     "key" / Bytes(KEY_BYTES) * "the new key (zeros with key_id 0)",
 )
 
+AUDIT_RECORD_BYTES = 32
+AUDIT_PAGE = 7  # records in one AUDIT frame (7 x 32 bytes and the header fit a payload)
+
+AuditRecord = Struct(
+    "index" / Int32ul * "the record's number, from 0 at the first write the board logged",
+    "unix_time" / Int32ul * "Unix time of the write (s; 0: the board's clock was never set)",
+    "key_id" / Int8ul * "the key the write came with (0: none: a plain write)",
+    "request_type" / Int8ul * "the write's message type",
+    "result" / Int8ul * "0: accepted; else the NakError the board refused it with",
+    "config_key" / Int8ul * "SET_CONFIG's key, else 0",
+    "old" / Int32sl * (
+        "the value before: SET_CONFIG's key, TIME_SYNC's clock (Unix s), CLEAR_FAULTS' "
+        "latched bits, SET_KEY's key id; else 0"),
+    "new" / Int32sl * "the value asked for (SET_CONFIG, TIME_SYNC) or after; else 0",
+    "repeats" / Int32ul * "times this refusal came, one after another (1: once)",
+    "previous" / Bytes(8) * (
+        "the first 8 bytes of the SHA-256 of the record before; of the board's unique id "
+        "(its hex text) for record 0"),
+)
+"""One entry of the board's change log (admin.py): every write, accepted or refused."""
+
+GetAudit = Struct("first" / Int32ul * "index of the first record wanted")
+
+Audit = Struct(
+    "total" / Int32ul * "records the board has logged ever (the next record's index)",
+    "oldest" / Int32ul * "index of the oldest record the board still keeps",
+    "records" / GreedyBytes * (
+        f"whole {AUDIT_RECORD_BYTES}-byte records (AuditRecord) from max(first, oldest) on, "
+        f"at most {AUDIT_PAGE}"),
+)
+
 AUTH_DOMAIN = b"cellguard-auth-1"
 """What every MAC starts with: a MAC made for something else never passes as AUTH's."""
 
@@ -482,6 +513,11 @@ MESSAGES: tuple[MessageSpec, ...] = (
     MessageSpec(0x63, "set_key", SetKey, H2B,
                 "lock an open board with a key (alone), or change or remove the key of a "
                 "locked one (inside AUTH); answered by ACK", on_demand=True),
+    MessageSpec(0x64, "get_audit", GetAudit, H2B,
+                "read the change log, a page at a time (open to anyone)", on_demand=True),
+    MessageSpec(0x65, "audit", Audit, B2H,
+                "a page of the change log: hash-chained records of every write",
+                on_demand=True),
     MessageSpec(0x7E, "ack", Ack, B2H, "request accepted"),
     MessageSpec(0x7F, "nak", Nak, B2H, "request refused, with a reason"),
 )

@@ -291,7 +291,9 @@ def test_the_comparison_runs_the_same_path_wherever_the_first_wrong_byte_is() ->
 
 
 def test_the_firmware_gates_exactly_the_protocols_writes() -> None:
-    assert sorted(fw_app._WRITES) == sorted(BY_NAME[n].msg_id for n in WRITES)
+    assert sorted(fw_admin._WRITES) == sorted(BY_NAME[n].msg_id for n in WRITES)
+    assert sorted(fw_app._ADMIN) == sorted(BY_NAME[n].msg_id for n in (
+        *WRITES, "get_nonce", "auth", "get_audit"))
 
 
 def test_the_key_store_keeps_keys_private_and_whole(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ The writes (TIME_SYNC, RESET, ENTER_REPL, SET_CONFIG, CLEAR_FAULTS; COMMISSION a
 SECOND_LIFE are life_admin's) and the key that guards them: nonces and MACs.
 
 Reads are open to anyone with the port. A board with a key (*locked*) takes a
-write (codec's writes: ``app._WRITES``) only inside AUTH: the host asks GET_NONCE
+write (``_WRITES``) only inside AUTH: the host asks GET_NONCE
 for a single-use nonce, then sends the write with
 ``HMAC-SHA256(key, AUTH_DOMAIN | unique id | nonce | type | payload)``. The board
 checks the MAC in constant time, refuses a stale nonce (used, expired, replaced by
@@ -22,7 +22,7 @@ import os
 import sys
 from hashlib import sha256
 from random import getrandbits
-from struct import pack
+from struct import pack, pack_into, unpack_from
 
 from micropython import const
 
@@ -46,6 +46,11 @@ _MSG_GET_NONCE = const(0x60)
 _MSG_NONCE = const(0x61)
 _MSG_AUTH = const(0x62)
 _MSG_SET_KEY = const(0x63)
+_MSG_GET_AUDIT = const(0x64)
+_MSG_AUDIT = const(0x65)
+_MSG_COMMISSION = const(0x52)
+_MSG_SECOND_LIFE = const(0x53)
+_NAK_ERROR_AUTH_REQUIRED = const(10)
 _NAK_ERROR_BAD_MAC = const(11)
 _NAK_ERROR_STALE_NONCE = const(12)
 _NAK_ERROR_RATE_LIMITED = const(13)
@@ -64,12 +69,24 @@ DOMAIN = b"cellguard-auth-1"
 
 # Bms.auth, a list once the first GET_NONCE came: the nonce given out (None: none
 # valid), the board time (ms, Bms.clock) it expires, refusals in a row, the board
-# time before which no AUTH is heard, and nonces given out this boot.
+# time before which no AUTH is heard, nonces given out this boot, and the run of
+# refusals the change log counts in RAM ([(type, key id, reason), count, index] or None).
 _NONCE = const(0)
 _EXPIRES = const(1)
 _FAILURES = const(2)
 _QUIET_UNTIL = const(3)
 _GIVEN = const(4)
+_RUN = const(5)  # identical refusals after the change log's last record, not yet on flash
+
+# The change log (docs/security.md): audit.bin, records of codec's AuditRecord, each
+# chained to the one before by the first bytes of its SHA-256.
+_RECORD = const(32)
+_CHAIN = const(8)
+_KEPT = const(128)  # records kept; the file holds up to twice as many before compaction
+_PAGE = const(7)
+# The requests that change the board (messages.WRITES)
+_WRITES = bytes((_MSG_TIME_SYNC, _MSG_RESET, _MSG_ENTER_REPL, _MSG_SET_CONFIG,
+                 _MSG_CLEAR_FAULTS, _MSG_COMMISSION, _MSG_SECOND_LIFE, _MSG_SET_KEY))
 
 
 def _load(path):
@@ -138,15 +155,187 @@ def same(a, b):
 
 
 def request(bms, seq, start, end):
-    """Answer a write, GET_NONCE, AUTH or SET_KEY (the frame's type says which);
-    ``app._on_frame`` has refused a plain write to a locked board before."""
+    """Answer a write, GET_NONCE, AUTH, SET_KEY or GET_AUDIT (the frame's type says
+    which). Every write, taken or refused, goes into the change log."""
     try:
-        if bms.link.frame[1] == _MSG_AUTH:
+        msg = bms.link.frame[1]
+        if msg == _MSG_AUTH:
             _check(bms, seq, start, end)
+        elif msg == _MSG_GET_NONCE:
+            codec.decode_empty(bms.link.frame, start, end)
+            _give_nonce(bms, seq)
+        elif msg == _MSG_GET_AUDIT:
+            _send_audit(bms, seq, start, end)
+        elif bms.key_id and not (msg == _MSG_SECOND_LIFE and bms.hal.presence() == 1):
+            # locked: a write comes inside AUTH (a new owner's SECOND_LIFE with the
+            # presence button held is the exception: docs/security.md, "Second life")
+            bms._nak(seq, msg, _NAK_ERROR_AUTH_REQUIRED, bms.key_id)
+            _log_write(bms, msg, 0, _NAK_ERROR_AUTH_REQUIRED, 0, 0, 0)
         else:
-            _write(bms, seq, start, end)
+            _logged(bms, seq, 0, start, end)
     finally:
         release()
+
+
+def _logged(bms, seq, key_id, start, end):
+    """Carry out the write in link.frame[start:end] and log it, taken or refused."""
+    frame = bms.link.frame
+    msg = frame[1]
+    ckey = new = 0
+    if msg == _MSG_SET_CONFIG:
+        try:
+            ckey, new, _ = codec_rare.decode_set_config(frame, start, end)
+        except ValueError:
+            _log_write(bms, msg, key_id, _NAK_ERROR_BAD_PAYLOAD, 0, 0, 0)
+            raise
+    old = _value(bms, msg, ckey)
+    naks = bms.naks_sent
+    try:
+        _write(bms, seq, start, end)
+    except ValueError:
+        _log_write(bms, msg, key_id, _NAK_ERROR_BAD_PAYLOAD, ckey, old, 0)
+        raise
+    if msg == _MSG_SECOND_LIFE and not key_id and bms.key_id and bms.naks_sent == naks:
+        # a new owner's (the presence button held, no key): the old owner's key goes
+        # with the old life; the board is open for the new owner's deploy and key
+        old = bms.key_id
+        _store(bms.key_path, 0, b"")
+        bms.key_id = 0
+        bms._log(_EVENT_KEY_CHANGED, 0, 0)
+        bms.events.flush()
+    elif msg != _MSG_SET_CONFIG:
+        new = _value(bms, msg, ckey)
+    _log_write(bms, msg, key_id, bms.last_nak if bms.naks_sent != naks else 0, ckey, old,
+               new)
+
+
+def _value(bms, msg, ckey):
+    """What a write changes, as the change log records it (AuditRecord's old, new)."""
+    if msg == _MSG_SET_CONFIG:
+        try:
+            return bms.config.get(ckey)
+        except KeyError:
+            return 0
+    if msg == _MSG_TIME_SYNC:
+        return bms.unix_base + _UNIX_2020 + bms.time_ms // 1000 if bms.unix_base else 0
+    if msg == _MSG_CLEAR_FAULTS:
+        return bms.latched
+    if msg == _MSG_SET_KEY:
+        return bms.key_id
+    return 0
+
+
+def _log_write(bms, msg, key_id, result, ckey, old, new):
+    """Append a record of one write to the change log. A refusal like the one before
+    (type, key, reason) only counts in RAM: a flood of refusals costs one record,
+    whose count reaches flash with the next record or the next read of the log."""
+    path = bms.key_path
+    if path is None:  # a board without flash keeps no log
+        return
+    st = _state(bms)
+    if result and st[_RUN] and st[_RUN][0] == (msg, key_id, result):
+        st[_RUN][1] += 1
+        return
+    _close_run(bms)
+    path = path[:-7] + "audit.bin"
+    index, previous = _tail(path, bms.unique_id)
+    rec = bytearray(_RECORD)
+    unix = _value(bms, _MSG_TIME_SYNC, 0)
+    pack_into("<LLBBBBllL", rec, 0, index, unix, key_id, msg, result, ckey, old, new, 1)
+    rec[_RECORD - _CHAIN:] = previous
+    try:
+        with open(path, "ab") as f:
+            f.write(rec)
+    except OSError:
+        return  # a full or failing flash must not stop the board answering
+    if result:
+        st[_RUN] = [(msg, key_id, result), 1, index]
+    if index >= 2 * _KEPT and index % _KEPT == 0:
+        _compact(path, _KEPT)
+
+
+def _close_run(bms):
+    """Write the count of a run of refusals into its record, the log's last."""
+    st = bms.auth
+    if st is None or not st[_RUN]:
+        return
+    run = st[_RUN]
+    st[_RUN] = None
+    if run[1] == 1 or bms.key_path is None:
+        return
+    path = bms.key_path[:-7] + "audit.bin"
+    try:
+        size = os.stat(path)[6]
+        with open(path, "r+b") as f:  # the last record: nothing is chained on it yet
+            f.seek(size - _RECORD)
+            rec = bytearray(f.read(_RECORD))
+            if unpack_from("<L", rec, 0)[0] != run[2]:
+                return
+            pack_into("<L", rec, 20, run[1])
+            f.seek(size - _RECORD)
+            f.write(rec)
+    except OSError:
+        pass
+
+
+def _tail(path, unique_id):
+    """(the next record's index, the chain bytes it carries) from the log's last record."""
+    try:
+        size = os.stat(path)[6]
+        if size % _RECORD:  # a record torn by a power loss: the log goes on without it
+            _compact(path, size // _RECORD)
+            size -= size % _RECORD
+        if size < _RECORD:
+            raise OSError
+        with open(path, "rb") as f:
+            f.seek(size - _RECORD)
+            last = f.read(_RECORD)
+        if len(last) == _RECORD:
+            return unpack_from("<L", last, 0)[0] + 1, sha256(last).digest()[:_CHAIN]
+    except OSError:
+        pass
+    return 0, sha256(unique_id).digest()[:_CHAIN]
+
+
+def _compact(path, keep):
+    """Keep the newest ``keep`` whole records: written beside, then renamed over."""
+    new = path[:-3] + "new"
+    try:
+        with open(path, "rb") as f, open(new, "wb") as g:
+            size = f.seek(0, 2)
+            f.seek(size - size % _RECORD - keep * _RECORD)
+            g.write(f.read(keep * _RECORD))
+        try:
+            os.rename(new, path)
+        except OSError:  # FAT cannot rename over a file
+            os.remove(path)
+            os.rename(new, path)
+    except OSError:
+        pass
+
+
+def _send_audit(bms, seq, start, end):
+    (first,) = codec_rare.decode_get_audit(bms.link.frame, start, end)
+    _close_run(bms)
+    total = oldest = 0
+    page = b""
+    if bms.key_path is not None:
+        path = bms.key_path[:-7] + "audit.bin"
+        total, _ = _tail(path, bms.unique_id)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4)
+                if len(head) == 4:
+                    oldest = unpack_from("<L", head, 0)[0]
+                at = max(first, oldest)
+                if at < total:
+                    f.seek((at - oldest) * _RECORD)
+                    page = f.read(min(total - at, _PAGE) * _RECORD)
+        except OSError:
+            pass
+    link = bms.link
+    end = codec_rare.encode_audit(link.payload_buffer(), PAYLOAD_AT, total, oldest, page)
+    link.send(_MSG_AUDIT, seq, end)
 
 
 def _write(bms, seq, start, end):
@@ -189,11 +378,13 @@ def _write(bms, seq, start, end):
         codec.decode_empty(frame, start, end)
         bms._ack(seq, msg)
         bms.clear_faults()
-    else:  # GET_NONCE, RESET, ENTER_REPL: no payload
+    elif msg == _MSG_COMMISSION or msg == _MSG_SECOND_LIFE:
+        from . import life_admin
+
+        life_admin.request(bms, seq, start, end)
+    else:  # RESET, ENTER_REPL: no payload
         codec.decode_empty(frame, start, end)
-        if msg == _MSG_GET_NONCE:
-            _give_nonce(bms, seq)
-        elif msg == _MSG_RESET:
+        if msg == _MSG_RESET:
             bms._log(_EVENT_RESET, 0, 0)
             bms.events.flush()  # nothing pending may be lost to the reset
             bms._ack(seq, msg)
@@ -230,7 +421,7 @@ def _ms_until(then, now):
 
 def _state(bms):
     if bms.auth is None:
-        bms.auth = [None, 0, 0, 0, 0]
+        bms.auth = [None, 0, 0, 0, 0, None]
     return bms.auth
 
 
@@ -248,7 +439,7 @@ def _give_nonce(bms, seq):
     link.send(_MSG_NONCE, seq, end)
 
 
-def _refuse(bms, seq, msg, error, limit):
+def _refuse(bms, seq, msg, key_id, error, limit):
     """A refused AUTH: counted (the waits), logged, answered."""
     st = _state(bms)
     st[_FAILURES] += 1
@@ -258,6 +449,7 @@ def _refuse(bms, seq, msg, error, limit):
             & 0xFFFFFFFF
     bms._log(_EVENT_AUTH_REFUSED, msg, error)
     bms._nak(seq, msg, error, limit)
+    _log_write(bms, msg, key_id, error, 0, 0, 0)
 
 
 def _check(bms, seq, start, end):
@@ -268,33 +460,31 @@ def _check(bms, seq, start, end):
     wait = _ms_until(st[_QUIET_UNTIL], now)
     if st[_FAILURES] >= _FREE_FAILURES and wait > 0:
         bms._nak(seq, inner, _NAK_ERROR_RATE_LIMITED, wait)
+        _log_write(bms, inner, key_id, _NAK_ERROR_RATE_LIMITED, 0, 0, 0)
         return
     given = st[_NONCE]
     st[_NONCE] = None  # single use, whatever comes of it
     if not bms.key_id:  # open mode: nothing to check a MAC with
         bms._nak(seq, inner, _NAK_ERROR_WRONG_KEY, 0)
+        _log_write(bms, inner, key_id, _NAK_ERROR_WRONG_KEY, 0, 0, 0)
         return
     if key_id != bms.key_id:
-        _refuse(bms, seq, inner, _NAK_ERROR_WRONG_KEY, bms.key_id)
+        _refuse(bms, seq, inner, key_id, _NAK_ERROR_WRONG_KEY, bms.key_id)
         return
     if given is None or _ms_until(st[_EXPIRES], now) <= 0 or not same(nonce, given):
-        _refuse(bms, seq, inner, _NAK_ERROR_STALE_NONCE, 0)
+        _refuse(bms, seq, inner, key_id, _NAK_ERROR_STALE_NONCE, 0)
         return
     key = _load(bms.key_path)
     if key is None or not same(got, mac(key[1:], bms.unique_id, nonce, inner, payload)):
-        _refuse(bms, seq, inner, _NAK_ERROR_BAD_MAC, 0)
+        _refuse(bms, seq, inner, key_id, _NAK_ERROR_BAD_MAC, 0)
         return
     st[_FAILURES] = 0
     begin = end - len(payload)
     frame[1] = inner  # the frame is now the write itself: its handler reads its type
     try:
-        if inner in (_MSG_AUTH, _MSG_GET_NONCE):  # not writes: nothing to authenticate
+        if inner not in _WRITES:  # not a write: nothing to authenticate
             raise ValueError
-        handler = bms.handlers.get(inner)  # COMMISSION, SECOND_LIFE (life_admin)
-        if handler is not None:
-            handler(seq, begin, end)
-        else:
-            _write(bms, seq, begin, end)
+        _logged(bms, seq, key_id, begin, end)
     except ValueError:  # a payload the codec could not parse
         bms._nak(seq, inner, _NAK_ERROR_BAD_PAYLOAD, 0)
 

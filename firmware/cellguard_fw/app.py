@@ -35,6 +35,7 @@ _FAULT_PRECHARGE_FAILED = const(0x2000)
 _FAULT_SENSOR_BUS = const(0x1000000)
 _MAX_FRAME = const(264)
 _MSG_ACK = const(126)
+_MSG_AUDIT = const(101)
 _MSG_AUTH = const(98)
 _MSG_CLEAR_FAULTS = const(50)
 _MSG_COMMISSION = const(82)
@@ -49,6 +50,7 @@ _MSG_GET_CONFIG = const(32)
 _MSG_GET_CONFIG_DUMP = const(35)
 _MSG_GET_EVENTS = const(64)
 _MSG_GET_FAULTS = const(48)
+_MSG_GET_AUDIT = const(100)
 _MSG_GET_LIFETIME = const(80)
 _MSG_GET_NONCE = const(96)
 _MSG_GET_STATS = const(6)
@@ -64,7 +66,6 @@ _MSG_SET_KEY = const(99)
 _MSG_STATS = const(7)
 _MSG_TELEMETRY = const(16)
 _MSG_TIME_SYNC = const(3)
-_NAK_ERROR_AUTH_REQUIRED = const(10)
 _NAK_ERROR_BAD_PAYLOAD = const(2)
 _NAK_ERROR_INCOMPATIBLE_VERSION = const(3)
 _NAK_ERROR_UNKNOWN_KEY = const(4)
@@ -92,12 +93,14 @@ KNOWN_TYPES = bytes((
     _MSG_FAULT_STATE, _MSG_CLEAR_FAULTS, _MSG_GET_EVENTS, _MSG_EVENTS,
     _MSG_ACK, _MSG_NAK, _MSG_ESTIMATE, _MSG_GET_LIFETIME, _MSG_LIFETIME,
     _MSG_COMMISSION, _MSG_SECOND_LIFE, _MSG_GET_NONCE, _MSG_NONCE, _MSG_AUTH, _MSG_SET_KEY,
+    _MSG_GET_AUDIT, _MSG_AUDIT,
 ))
-# Requests that change the board (messages.WRITES): a locked board takes them only
-# inside AUTH (admin.py).
-_WRITES = bytes((
+# Requests admin.py answers: the writes (messages.WRITES: a locked board takes them
+# only inside AUTH), and GET_NONCE, AUTH, GET_AUDIT.
+_ADMIN = bytes((
     _MSG_TIME_SYNC, _MSG_RESET, _MSG_ENTER_REPL, _MSG_SET_CONFIG, _MSG_CLEAR_FAULTS,
-    _MSG_COMMISSION, _MSG_SECOND_LIFE, _MSG_SET_KEY,
+    _MSG_COMMISSION, _MSG_SECOND_LIFE, _MSG_SET_KEY, _MSG_GET_NONCE, _MSG_AUTH,
+    _MSG_GET_AUDIT,
 ))
 _DUMP_PAGE = const(12)  # config entries per CONFIG_DUMP frame (13 bytes each)
 _LIFE_LAYOUT = const(2)  # docs/lifetime.md: the meaning of each counter word
@@ -163,6 +166,7 @@ class Bms:
         self.key_path = None if storage is None else storage + "/key.bin"
         self.key_id = 0 if storage is None else _key_id(self.key_path)
         self.auth = None
+        self.last_nak = 0
         self.events = EventLog(path=None if storage is None else storage + "/events.bin")
         self.latch_store = LatchStore(None if storage is None else storage + "/latches.bin")
         # Faults latch until CLEAR_FAULTS, across resets: the output stays open.
@@ -208,9 +212,7 @@ class Bms:
             _MSG_GET_FAULTS: self._on_get_faults,
             _MSG_GET_EVENTS: self._on_get_events,
             _MSG_GET_LIFETIME: self._on_get_lifetime,
-            _MSG_COMMISSION: self._on_life_request,
-            _MSG_SECOND_LIFE: self._on_life_request,
-        }  # the writes and GET_NONCE..SET_KEY: admin.py (_on_frame)
+        }  # the writes, GET_NONCE, AUTH, GET_AUDIT: admin.py (_on_frame)
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
         # The running build (main.py's boot record): status byte, then the manifest's
@@ -442,15 +444,11 @@ class Bms:
             self._nak(seq, msg_type, _NAK_ERROR_INCOMPATIBLE_VERSION, _PROTOCOL_MAJOR)
             return
         handler = self.handlers.get(msg_type)
-        if handler is None and (msg_type in _WRITES or msg_type == _MSG_GET_NONCE
-                                or msg_type == _MSG_AUTH):
+        if handler is None and msg_type in _ADMIN:
             handler = self._on_admin  # rare: the code is on the heap only meanwhile
         if handler is None:
             self.unknown_types += 1
             self._nak(seq, msg_type, _NAK_ERROR_UNKNOWN_MESSAGE, 0)
-            return
-        if self.key_id and msg_type in _WRITES:  # locked: a write comes inside AUTH
-            self._nak(seq, msg_type, _NAK_ERROR_AUTH_REQUIRED, self.key_id)
             return
         try:
             handler(seq, start, end)
@@ -459,6 +457,7 @@ class Bms:
 
     def _nak(self, seq, msg_type, error, limit):
         self.naks_sent += 1
+        self.last_nak = error  # the change log's result (admin.py)
         end = codec.encode_nak(self.link.payload_buffer(), PAYLOAD_AT, msg_type, error, limit)
         self.link.send(_MSG_NAK, seq, end)
 
@@ -566,16 +565,10 @@ class Bms:
         self.link.send(_MSG_LIFETIME, seq, end)
 
     def _on_admin(self, seq, start, end):
-        """The writes (admin.py), and GET_NONCE, AUTH, SET_KEY."""
+        """The writes, GET_NONCE, AUTH, GET_AUDIT (admin.py)."""
         from . import admin
 
         admin.request(self, seq, start, end)
-
-    def _on_life_request(self, seq, start, end):
-        """COMMISSION, SECOND_LIFE: rare, so their code is on the heap only meanwhile."""
-        from . import life_admin
-
-        life_admin.request(self, seq, start, end)
 
 
 def _key_id(path):

@@ -51,6 +51,8 @@ _MSG_GET_NONCE = const(0x60)
 _MSG_NONCE = const(0x61)
 _MSG_AUTH = const(0x62)
 _MSG_SET_KEY = const(0x63)
+_MSG_GET_AUDIT = const(0x64)
+_MSG_AUDIT = const(0x65)
 _MSG_ACK = const(0x7e)
 _MSG_NAK = const(0x7f)
 

@@ -480,6 +480,27 @@ def encode_set_key(buf, off, v0, v1):
     return off
 
 
+def encode_get_audit(buf, off, v0):
+    """Write a GET_AUDIT payload at buf[off:]; return the end offset.
+    Fields v0...: first."""
+    pack_into("<L", buf, off, v0)
+    off += 4
+    return off
+
+
+def decode_audit(buf, off, end):
+    """Parse a AUDIT payload in buf[off:end]; return its fields."""
+    if off + 8 > end:
+        raise ValueError("short audit")
+    total, oldest = unpack_from("<LL", buf, off)
+    off += 8
+    records = memoryview(buf)[off:end]
+    off = end
+    if off != end:
+        raise ValueError("trailing bytes in audit")
+    return (total, oldest, records)
+
+
 def decode_ack(buf, off, end):
     """Parse a ACK payload in buf[off:end]; return its fields."""
     if off + 1 > end:

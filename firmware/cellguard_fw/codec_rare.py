@@ -123,3 +123,25 @@ def decode_set_key(buf, off, end):
     if off != end:
         raise ValueError("trailing bytes")
     return (key_id, key)
+
+
+def decode_get_audit(buf, off, end):
+    """Parse a GET_AUDIT payload in buf[off:end]; return its fields."""
+    if off + 4 > end:
+        raise ValueError("short payload")
+    first, = unpack_from("<L", buf, off)
+    off += 4
+    if off != end:
+        raise ValueError("trailing bytes")
+    return (first,)
+
+
+def encode_audit(buf, off, v0, v1, v2):
+    """Write a AUDIT payload at buf[off:]; return the end offset.
+    Fields v0...: total, oldest, records."""
+    pack_into("<LL", buf, off, v0, v1)
+    off += 8
+    n = len(v2)
+    buf[off : off + n] = v2
+    off += n
+    return off

@@ -177,6 +177,30 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .link.audit import SeenHeads, check_board, describe
+
+    client = _connect(args.port)
+    with client:
+        check = check_board(client, SeenHeads(client.keys.folder))
+    lines = []
+    for e in check.entries:
+        when = _utc(e.unix_time) if e.unix_time else "clock not set"
+        lines.append(f"{e.index:6}  {when:19}  {describe(e)}")
+    kept = (f"records {check.oldest}-{check.total - 1} of {check.total}" if check.total
+            else "no records")
+    if check.ok:
+        start = ("from the board's first record" if check.first_link_checked else
+                 f"from record {check.oldest} on (older ones made room)")
+        lines.append(f"chain holds: {kept}, checked {start}")
+    _emit({"total": check.total, "oldest": check.oldest, "chain_ok": check.ok,
+           "breaks": check.breaks, "records": [e.as_dict() for e in check.entries]},
+          args.json, lines)
+    for b in check.breaks:
+        print(f"chain BROKEN: {b}", file=sys.stderr)
+    return 0 if check.ok else 1
+
+
 def _mode_line(client: BoardClient) -> str:
     """Who may write to the board (docs/security.md), in words."""
     info = client.info
@@ -761,6 +785,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("unlock", help="put a locked board back in open mode (needs its key)")
     s.add_argument("--port", required=True, help="serial port or pyserial URL")
     s.set_defaults(func=cmd_unlock)
+
+    s = sub.add_parser("audit", help="read a board's change log (every write, taken or "
+                       "refused) and check its hash chain")
+    s.add_argument("--port", required=True, help="serial port or pyserial URL")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("build", help="compile the firmware a board runs, with its manifest")
     s.add_argument("--board", required=True, metavar="NAME",

@@ -18,6 +18,7 @@ import serial
 from ..errors import CellguardError, NotABoardError, PortError
 from ..protocol.codec import Frame, PayloadError, build_payload, encode_frame, parse_payload
 from ..protocol.messages import (
+    AUDIT_RECORD_BYTES,
     BY_NAME,
     PROTOCOL_MAJOR,
     PROTOCOL_MINOR,
@@ -656,6 +657,24 @@ class BoardClient:
             if not p["words"] or len(words) >= p["total_words"]:
                 break
         return LifetimeRecord.from_words(p["layout"], p["seq"], words)
+
+    def audit_log(self) -> tuple[int, int, bytes]:
+        """The board's change log: (records logged ever, index of the oldest kept, the
+        kept records' bytes, oldest first), read a page at a time (``link.audit``)."""
+        data = b""
+        first = total = oldest = 0
+        for _ in range(256):  # bounded: the board keeps at most 256 records
+            p = self.request("get_audit", {"first": first}, expect=("audit",)).payload
+            total, oldest, page = p["total"], p["oldest"], bytes(p["records"])
+            if not data:
+                first = max(first, oldest)
+            if not page:
+                break
+            data += page
+            first += len(page) // AUDIT_RECORD_BYTES
+            if first >= total:
+                break
+        return total, oldest, data
 
     def commission(self, manufactured: float | None = None, in_service: float | None = None,
                    identity: str = "", pin: int = 0) -> None:
