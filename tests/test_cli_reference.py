@@ -256,6 +256,8 @@ PRODUCERS: dict[tuple[str, str], Producer] = {
                                                              "--json"]),
     ("lifetime", "--json"): lambda c, log, sim, tmp: _json(c, ["lifetime", "--port", sim.port,
                                                                 "--json"]),
+    ("audit", "--json"): lambda c, log, sim, tmp: _json(c, ["audit", "--port", sim.port,
+                                                             "--json"]),
     ("commission", "--json"): lambda c, log, sim, tmp: _json(
         c, ["commission", "--port", sim.port, "--identity", "REF-1", "--in-service",
             "2026-12-01", "--json"]),

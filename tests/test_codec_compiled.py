@@ -90,7 +90,9 @@ def compiled_verdict(spec: messages.MessageSpec, payload: bytes) -> Any:
     """The compiled parser alone: its converted result when it accepts, else None."""
     fast, convert = parser(spec)
     assert fast is not None
-    stream = BytesIO(payload + b"\x00")
+    # A byte past the payload shows a parser that reads on, unless its last field
+    # takes whatever comes.
+    stream = BytesIO(payload if ends_greedy(spec) else payload + b"\x00")
     try:
         value = fast(stream, codec._CONTEXT)
     except Exception:
@@ -160,16 +162,20 @@ def _seeded_valid_payloads(spec: messages.MessageSpec, n: int) -> list[bytes]:
     return found
 
 
-def _rest_starts(spec: messages.MessageSpec, payload: bytes) -> int | None:
-    """Where the last field starts in a payload that ends in GreedyBytes (AUTH's
-    request): any length from there on is valid. None for every other message."""
-    name = spec.payload.subcons[-1].name if spec.payload.subcons else None
-    con = spec.payload.subcons[-1] if name else None
+def ends_greedy(spec: messages.MessageSpec) -> bool:
+    """Whether the payload ends in GreedyBytes (AUTH's request, AUDIT's records)."""
+    con = spec.payload.subcons[-1] if spec.payload.subcons else None
     while con is not None and isinstance(con, Renamed):
         con = con.subcon
-    if con is not GreedyBytes:
+    return con is GreedyBytes
+
+
+def _rest_starts(spec: messages.MessageSpec, payload: bytes) -> int | None:
+    """Where the last field starts in a payload that ends in GreedyBytes: any length
+    from there on is valid. None for every other message."""
+    if not ends_greedy(spec):
         return None
-    return len(payload) - len(spec.payload.parse(payload)[name])
+    return len(payload) - len(spec.payload.parse(payload)[spec.payload.subcons[-1].name])
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)

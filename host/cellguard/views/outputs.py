@@ -342,6 +342,27 @@ OUTPUTS: tuple[Output, ...] = (
         K("code", "fault bits (trip, release, clear, boot) or configuration key id"),
         K("value", "the value: tripped at (wire unit), new configuration value, time set"),
     )),
+    Output("audit", "--json", OBJECT, "the board's change log and its chain's check "
+           "(docs/security.md, \"The change log\")", (
+        K("total", "records the board has logged ever"),
+        K("oldest", "index of the oldest record the board keeps"),
+        K("chain_ok", "true: the chain holds, and holds the newest record this host saw"),
+        K("breaks", "where the chain breaks, in words (list; empty when it holds)"),
+        K("records", "the kept records, oldest first",
+            K("index", "record number"),
+            K("unix_time", "Unix time of the write, s (0: the board's clock was not set)"),
+            K("key_id", "the key the write came with (0: none)"),
+            K("request", "the write: set_config, time_sync, clear_faults, reset, "
+                         "enter_repl, commission, second_life or set_key"),
+            K("result", "accepted, or the NAK error it was refused with"),
+            K("config_key", "SET_CONFIG's key id, else 0"),
+            K("old", "the value before (SET_CONFIG, TIME_SYNC, CLEAR_FAULTS' latched bits, "
+                     "SET_KEY's key id), else 0"),
+            K("new", "the value asked for or after, else 0"),
+            K("repeats", "times this refusal came in a row"),
+            K("previous", "hex: the first 8 bytes of the SHA-256 of the record before"),
+            kind=OBJECTS),
+    )),
     Output("lifetime", "--json", OBJECT, "the board's lifetime record (docs/lifetime.md)", (
         *_LIFE_TOTALS,
         K("seq", "sequence number of the newest saved record (0: none saved yet)"),
