@@ -63,7 +63,7 @@ REQUEST_SIZES: dict[int, int] = {
     MSG["hello"]: 2, MSG["time_sync"]: 4, MSG["reset"]: 0, MSG["enter_repl"]: 0,
     MSG["get_stats"]: 0, MSG["get_config"]: 1, MSG["set_config"]: 9,
     MSG["get_config_dump"]: 1, MSG["get_faults"]: 0, MSG["clear_faults"]: 0,
-    MSG["get_events"]: 5, MSG["get_lifetime"]: 1,
+    MSG["get_events"]: 5, MSG["get_lifetime"]: 1, MSG["get_audit"]: 4,
 }
 NEVER_INTACT = frozenset({MSG["reset"], MSG["enter_repl"]})
 """Requests that restart or silence the board: never generated so that they act."""

@@ -214,7 +214,7 @@ def model_answer(frame: Frame, fields: dict[str, Any] | None) -> str:
     return {
         "hello": "info", "time_sync": "ack", "get_stats": "stats",
         "get_config_dump": "config_dump", "get_faults": "fault_state", "clear_faults": "ack",
-        "get_events": "events", "get_lifetime": "lifetime",
+        "get_events": "events", "get_lifetime": "lifetime", "get_audit": "audit",
     }[name]
 
 

@@ -74,6 +74,13 @@ class _File:
         buf[:len(chunk)] = chunk
         return len(chunk)
 
+    def seek(self, offset, whence=0):
+        base = (0, self.pos, len(self.data))[whence]
+        if base + offset < 0:
+            raise OSError(22)  # EINVAL
+        self.pos = base + offset
+        return self.pos
+
     def write(self, buf):
         if not self.writable:
             raise OSError(9)  # EBADF
@@ -285,7 +292,12 @@ class FlashModel:
         else:
             if path not in self.files:
                 raise OSError(_ENOENT)
-            f = _File(self, path, bytearray(self.files[path]), 0, False)
+            if "+" in mode:  # "r+": change in place, from the start; nothing truncated
+                self._op("open", path)
+                f = _File(self, path, bytearray(self.files[path]), 1, False)
+                f.start = len(f.data)
+            else:
+                f = _File(self, path, bytearray(self.files[path]), 0, False)
         self.handles.append(f)
         self.files_open += 1
         return f
