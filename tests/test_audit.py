@@ -198,10 +198,18 @@ def test_a_new_owner_with_the_presence_button_takes_a_locked_board_over(
         key = lock(client, keys)
         stranger = KeyStore(keys.folder.parent / "new-owner")
     with BoardClient(cboard.port, keys=stranger) as client:
-        assert plain(client, "second_life", {"unique_id": uid, "pin": 0}) == "auth_required"
-        cboard.hold_presence(True)
-        assert plain(client, "second_life", {"unique_id": uid, "pin": 0}) == "ok"
-        cboard.hold_presence(False)
+        assert client.hello().locked
+        assert plain(client, "second_life", {"unique_id": uid, "pin": 0}) == (
+            "presence_required")
+        asked = []
+
+        def hold(on: bool) -> None:  # the person at the board, asked by the client
+            asked.append(on)
+            cboard.hold_presence(on)
+
+        client.presence = hold
+        client.second_life(uid)  # no key in this store: sent alone, the button held
+        assert asked == [True, False]
         info = client.hello()
         assert not info.locked
         life = client.lifetime()
@@ -209,7 +217,7 @@ def test_a_new_owner_with_the_presence_button_takes_a_locked_board_over(
     assert life.lives == 1 and life.history is not None
     assert check.ok
     assert [(e.request, e.result, e.old) for e in check.entries[-2:]] == [
-        ("second_life", "auth_required", 0), ("second_life", "accepted", key.key_id)]
+        ("second_life", "presence_required", 0), ("second_life", "accepted", key.key_id)]
     assert not (flash(cboard) / "key.bin").exists()
 
 

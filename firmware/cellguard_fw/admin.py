@@ -166,11 +166,13 @@ def request(bms, seq, start, end):
             _give_nonce(bms, seq)
         elif msg == _MSG_GET_AUDIT:
             _send_audit(bms, seq, start, end)
-        elif bms.key_id and not (msg == _MSG_SECOND_LIFE and bms.hal.presence() == 1):
-            # locked: a write comes inside AUTH (a new owner's SECOND_LIFE with the
-            # presence button held is the exception: docs/security.md, "Second life")
+        elif bms.key_id and msg != _MSG_SECOND_LIFE:  # locked: a write comes inside AUTH
             bms._nak(seq, msg, _NAK_ERROR_AUTH_REQUIRED, bms.key_id)
             _log_write(bms, msg, 0, _NAK_ERROR_AUTH_REQUIRED, 0, 0, 0)
+        elif bms.key_id and _absent(bms, seq, msg):
+            # a new owner's SECOND_LIFE needs the presence button, not the old owner's
+            # key (docs/security.md, "Second life")
+            _log_write(bms, msg, 0, _NAK_ERROR_PRESENCE_REQUIRED, 0, 0, 0)
         else:
             _logged(bms, seq, 0, start, end)
     finally:

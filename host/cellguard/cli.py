@@ -525,6 +525,10 @@ def cmd_second_life(args: argparse.Namespace) -> int:
         if args.confirm != info.unique_id:
             raise CellguardError(f"--confirm must be this board's unique id ({info.unique_id}), "
                                  f"not {args.confirm!r}: a second-life reset is deliberate")
+        if info.locked:  # without its key, a new owner holds the presence button
+            from .link.locking import ask_for_presence
+
+            ask_for_presence(client)
         client.second_life(args.confirm, args.pin)
         record = client.lifetime()
     history = record.history

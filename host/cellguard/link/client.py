@@ -445,6 +445,11 @@ class BoardClient:
         NAK and :class:`RequestTimeout` when no attempt is answered.
         """
         if name in WRITES and self.info is not None and self.info.locked:
+            if name == "second_life" and self.keys.get(self.info.unique_id) is None:
+                # A new owner, without the old one's key: the presence button instead
+                # (docs/security.md, "Second life").
+                return self._with_presence(lambda: self._request(
+                    name, values or {}, expect, timeout_s, attempts))
             return self._authenticated(name, values or {}, expect, timeout_s, attempts)
         return self._request(name, values or {}, expect, timeout_s, attempts)
 
@@ -513,6 +518,11 @@ class BoardClient:
                         raise
             raise AssertionError("unreachable")
 
+        return self._with_presence(once)
+
+    def _with_presence(self, once: Callable[[], Message]) -> Message:
+        """``once()``; if the board asks for its presence button, ask the person at it
+        (:attr:`presence`) and retry while it is held, up to :attr:`presence_wait_s`."""
         try:
             return once()
         except BoardRefused as exc:
