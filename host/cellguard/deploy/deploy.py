@@ -220,7 +220,10 @@ def plan(b: Build, record: dict[str, Any], files: dict[str, str]) -> Plan:
     stale = sorted(p for p in files if p.rsplit("/", 1)[-1] == "maintenance")
     running = slots.running_slot(record)
     wanted = {slots.slot_path(running, p): sha for p, sha in _hashes(b).items()}
+    # (A build older than the record's minimum is not running, whatever the files: the
+    # board refuses it at boot; a deploy that lowers the minimum goes through a trial.)
     if (set(record) - {"min"} == {"active"} and running
+            and not slots.is_downgrade(str(b.manifest.get("firmware_version", "")), record)
             and all(files.get(p) == sha for p, sha in wanted.items())):
         return Plan(b, record, files, running, [], [], len(wanted), stale, running=True)
     slot = slots.target_slot(record)
@@ -603,7 +606,7 @@ def deploy(board: str | None, port: str, *, dry_run: bool = False,
         version = str(b.manifest["firmware_version"])
         floor = slots.minimum(record)
         lower_to = None
-        if not p.running and slots.is_downgrade(version, record):
+        if slots.is_downgrade(version, record):  # never p.running (plan)
             if not allow_downgrade:
                 _leave(transport, reached.how, port, hello_timeout_s)
                 raise DowngradeRefused(
