@@ -45,6 +45,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cellguard.deploy.build import Build, build
 from cellguard.paths import firmware_dir
@@ -162,7 +163,7 @@ def load(rt: MicroPythonRuntime, files: dict[str, bytes]) -> None:
     rt.exec("\n".join(lines))
 
 
-def _json(rt: MicroPythonRuntime, source: str, timeout_s: float = 120.0) -> object:
+def _json(rt: MicroPythonRuntime, source: str, timeout_s: float = 120.0) -> Any:
     return json.loads(rt.exec(source, timeout_s).strip().splitlines()[-1])
 
 
@@ -181,7 +182,7 @@ def main_py_kept() -> tuple[int, int]:
         before = names()
         kept = _json(rt, "gc.collect()\n_a = gc.mem_alloc()\n_c = compile(_s, 'main.py', 'exec')\n"
                          "gc.collect()\nprint(gc.mem_alloc() - _a)")
-        return int(kept), names() - before  # type: ignore[call-overload]
+        return int(kept), names() - before
     finally:
         rt.close()
 
@@ -200,16 +201,16 @@ def measure(board: str, b: Build, reps: int, batch_ms: float) -> Figures:
                 f"for _e in json.load(open({SLOT + 'manifest.json'!r}))['files']:\n"
                 "    if _e['path'] != 'main.py':\n"
                 f"        _blobs.append(open({SLOT!r} + _e['path'], 'rb').read())\n")
-        status = int(_json(rt, "print(_chk(_slot, '0.0.1')[0])"))  # type: ignore[arg-type]
+        status = int(_json(rt, "print(_chk(_slot, '0.0.1')[0])"))
         rt.exec("gc.collect()")
-        allocated = int(_json(rt, "_a0 = gc.mem_alloc()\n_r = _chk(_slot, '0.0.1')\n"  # type: ignore[arg-type]
+        allocated = int(_json(rt, "_a0 = gc.mem_alloc()\n_r = _chk(_slot, '0.0.1')\n"
                                   "print(gc.mem_alloc() - _a0)"))
         rt.exec("_r = None\ngc.collect()")
         counts = []
         for i in range(len(KINDS)):  # grow each batch until it lasts batch_ms
             count = 1
             while True:
-                elapsed = int(_json(rt, f"print(_batch({i}, {count}))"))  # type: ignore[arg-type]
+                elapsed = int(_json(rt, f"print(_batch({i}, {count}))"))
                 if elapsed >= batch_ms * 1000 or count >= 1 << 20:
                     break
                 count = int(count * min(8.0, max(2.0, 1.2 * batch_ms * 1000 / max(elapsed, 1))))
@@ -219,13 +220,13 @@ def measure(board: str, b: Build, reps: int, batch_ms: float) -> Figures:
             rt.exec("gc.collect()")
             took = _json(rt, "print([" + ", ".join(
                 f"_batch({i}, {c})" for i, c in enumerate(counts)) + "])", 600.0)
-            for kind, count, us in zip(KINDS, counts, took, strict=True):  # type: ignore[call-overload]
+            for kind, count, us in zip(KINDS, counts, took, strict=True):
                 per[kind].append(us / count)
         # One byte of one module changed: the check must say so (5).
         path = next(p for p in files if p.endswith(".mpy"))
         rt.exec(f"with open({SLOT + path!r}, 'r+b') as f:\n"
                 "    _x = f.read(1)\n    f.seek(0)\n    f.write(bytes([_x[0] ^ 1]))\n")
-        tampered = int(_json(rt, "print(_chk(_slot, '0.0.1')[0])"))  # type: ignore[arg-type]
+        tampered = int(_json(rt, "print(_chk(_slot, '0.0.1')[0])"))
     finally:
         rt.close()
     checks = per["check"]
