@@ -53,7 +53,8 @@ def _off(d):
 def _chk(d, mn):
     # The build in d against its manifest.json, before any of it runs: (status, manifest).
     # 0: each file it lists is there with its size and SHA-256, its set hash is theirs and
-    # cellguard_fw/ holds nothing else (or the root holds no manifest: set up by hand);
+    # the slot (its cellguard_fw/ at the root) holds nothing else (or the root holds no
+    # manifest: set up by hand);
     # 5: not so; 6: its firmware_version is below mn, the record's minimum (a rollback).
     try:
         with open(d + "manifest.json") as f:
@@ -71,7 +72,7 @@ def _chk(d, mn):
             return 6, m
     from hashlib import sha256
 
-    b = bytearray(1024)  # read in chunks: a module is up to 10 KB, the heap ~200 KB
+    b = bytearray(1024)  # one buffer, 1 KB at a time: never a whole file on the heap
     v = memoryview(b)
     w = set()
     s = sha256()  # the set hash: lines "<sha256> <path>", sorted by path (as listed)
@@ -99,6 +100,10 @@ def _chk(d, mn):
         for x in os.listdir(d + "cellguard_fw"):  # a module it does not list would import
             if "cellguard_fw/" + x not in w:
                 return 5, m
+        if d != "/":  # ... and so would one beside it: the slot's folder is on the path
+            for x in os.listdir(d[:-1]):  # (a time.py there would stand in for time)
+                if x != "manifest.json" and x != "cellguard_fw" and x not in w:
+                    return 5, m
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return 5, m
     return 0, m

@@ -551,7 +551,7 @@ def mp_remove(mp: MicroPythonRuntime, path: str) -> None:
 
 
 @pytest.mark.parametrize("alter", ["changed", "removed", "unlisted module", "manifest removed",
-                                   "set hash"])
+                                   "set hash", "unlisted beside"])
 def test_real_micropython_runs_a_build_with_altered_files_held_open(
         mp: MicroPythonRuntime, alter: str) -> None:
     """A confirmed build whose files no longer match its manifest: main.py says so (status
@@ -566,6 +566,8 @@ def test_real_micropython_runs_a_build_with_altered_files_held_open(
         mp_remove(mp, "/a/cellguard_fw/soc.py")
     elif alter == "unlisted module":  # it would be imported like any of the build's
         mp_write(mp, {"/a/cellguard_fw/extra.py": "x = 1\n"})
+    elif alter == "unlisted beside":  # the slot's folder is on the path: it would stand in
+        mp_write(mp, {"/a/time.py": "x = 1\n"})  # for the time module
     elif alter == "set hash":  # the manifest names another build than its files make
         listed = json.loads(mp_slot("a", OK_RUN)["/a/manifest.json"])
         listed["sha256"] = "ab" * 32
