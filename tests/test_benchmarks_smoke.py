@@ -36,6 +36,14 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         r"^\.mpy\s+locked\s+\d+\s+\d+ \+ \d+(\s+\d+){6}$",
         r"^- Wire: a locked write takes \d+ round trips instead of \d+",
     )),
+    "boot_check.py": (False, (
+        rf"^  pico-4s\s+\d+\s+{NUMBER}\s+{NUMBER}\s+\d+ / \d+$",
+        r"^  main\.py compiled: [\d,]+ B of code kept while the firmware runs, \d+ names",
+        rf"^  pico-4s\s+{NUMBER}\s+{NUMBER}-{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}x$",
+        rf"^  pico-4s\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$",
+        r"^boot check < 1 s on an RP2040 \(projected\), pico-4s: [\d.]+ s: (PASS|FAIL)$",
+        r"^check of a good build passes, one changed byte refused: (PASS|FAIL)$",
+    )),
     "ed25519_board.py": (False, (
         r"^correctness \(RFC 8032 TEST 1-3 verify, tampered fail, both interpreters\): "
         r"(PASS|FAIL)$",

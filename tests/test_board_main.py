@@ -38,7 +38,7 @@ class Run:
         self.resets += 1
         raise Reset()
 
-    def go(self, end_ms: int) -> type[BaseException] | None:
+    def go(self, end_ms: int, boot: bytes | None = None) -> type[BaseException] | None:
         self.wdt = Watchdog(self.clock, end_ms)
         original = board_main.Bms
 
@@ -49,7 +49,7 @@ class Run:
         board_main.Bms = keep
         try:
             board_main.run(str(self.path), hal=self.hal, port=self.port, clock=self.clock,
-                           wdt=self.wdt, reset=self.reset)
+                           wdt=self.wdt, reset=self.reset, boot=boot)
         except (EndOfRun, Reset) as exc:
             return type(exc)
         finally:
@@ -107,6 +107,25 @@ def test_an_exception_in_the_step_opens_the_output_and_latches_a_firmware_fault(
     tele = [p for name, p in r.frames() if name == "telemetry"]
     assert tele[-1]["faults"] & codec.FAULT_FIRMWARE and tele[-1]["state"] == "fault"
 
+
+
+# -- main.py's boot check refused the build (docs/firmware.md, "Verified at boot") ------
+@pytest.mark.parametrize("status", range(9))
+def test_only_a_build_the_boot_check_refused_holds_its_output_open(tmp_path: Path,
+                                                                   status: int) -> None:
+    """Status 5 (files altered) and 6 (older than the minimum): the firmware fault is
+    active from the first step, beside any other; every other status runs as ever."""
+    r = Run(tmp_path, host_timeout_ms=1000)  # the host stays silent: a second fault at 1 s
+    boot = bytes([status]) + bytes(32)  # the manifest hash's bytes play no part
+    assert r.go(2000, boot=boot) is EndOfRun
+    closed = [t for t, c in r.hal.outputs_log if c]
+    if status in (5, 6):
+        assert not closed
+        assert r.bms.faults & codec.FAULT_FIRMWARE and r.bms.latched & codec.FAULT_FIRMWARE
+        assert r.bms.faults & codec.FAULT_HOST_LOST  # the others still found and reported
+    else:
+        assert closed and closed[0] == 0
+        assert not (r.bms.faults | r.bms.latched) & codec.FAULT_FIRMWARE
 
 
 def test_the_loop_writes_the_events_a_step_logged_after_the_step(tmp_path: Path) -> None:

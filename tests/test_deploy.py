@@ -145,7 +145,8 @@ def test_a_deploy_onto_an_empty_board_boots_the_firmware(
         for f in manifest["files"]:  # every byte where the build put it
             where = tmp_path / (f["path"] if f["path"] == "main.py" else f"a/{f['path']}")
             assert b.sha256(where.read_bytes()) == f["sha256"], f["path"]
-        assert json.loads((tmp_path / "slots.json").read_text()) == {"active": "a"}
+        assert json.loads((tmp_path / "slots.json").read_text()) == {  # confirmed: the
+            "active": "a", "min": manifest["firmware_version"]}  # oldest it may boot now
         # It protects: an overcharged cell, read through hal_adc_mux and the board's
         # pins, trips and the output pin opens the plant's switch.
         with HilClient(vb.port, min_speed=1.0) as client:
@@ -182,7 +183,8 @@ def test_a_redeploy_with_one_module_changed_sends_only_that_file(
             builds["one"].files["manifest.json"])
         assert out["previous_manifest_sha256"] == builds["old"].sha256
         assert hello(vb.port).manifest_sha256 == builds["one"].sha256
-        assert json.loads((tmp_path / "slots.json").read_text()) == {"active": "b"}
+        assert json.loads((tmp_path / "slots.json").read_text()) == {"active": "b",
+                                                                      "min": "0.1.0"}
         # Again: the board runs it already; nothing moves, the board runs on.
         again = run_deploy("pico-4s", vb.port, the_build=builds["one"]).to_dict()
         assert (again["result"], again["files_sent"], again["files_copied_on_board"]) == (

@@ -76,16 +76,25 @@ class FakeMachine(types.ModuleType):
         self.reset = reset  # type: ignore[attr-defined]
 
 
-def build_files(name: str, behaviour: str) -> dict[str, bytes]:
+def manifest(files: dict[str, bytes], version: str = "0.1.0") -> bytes:
+    """``manifest.json`` for ``files`` as `cellguard build` writes it (the fields main.py
+    reads: each file's path, size and SHA-256, the set hash, the firmware version)."""
+    lines = "".join(f"{hashlib.sha256(files[p]).hexdigest()} {p}\n" for p in sorted(files))
+    return json.dumps({
+        "format": 1, "firmware_version": version,
+        "files": [{"path": p, "size": len(files[p]),
+                   "sha256": hashlib.sha256(files[p]).hexdigest()} for p in sorted(files)],
+        "sha256": hashlib.sha256(lines.encode()).hexdigest()}).encode()
+
+
+def build_files(name: str, behaviour: str, version: str = "0.1.0") -> dict[str, bytes]:
     """A build as `cellguard build` lays it out (stand-in modules), and what the stand-in
     firmware does when it runs: "ok" reaches its loop, "crash" raises at import, "hang"
     never reaches its loop (the watchdog resets the board)."""
     files = {"board.json": json.dumps(PICO).encode(),
              "cellguard_fw/app.mpy": f"app of {name}".encode() * 40,
              "cellguard_fw/behaviour": behaviour.encode()}
-    lines = "".join(f"{hashlib.sha256(files[p]).hexdigest()} {p}\n" for p in sorted(files))
-    digest = hashlib.sha256(lines.encode()).hexdigest()
-    files["manifest.json"] = json.dumps({"format": 1, "sha256": digest}).encode()
+    files["manifest.json"] = manifest(files, version)
     return files
 
 
@@ -210,10 +219,10 @@ def test_a_trial_runs_once_and_confirms_or_falls_back(behaviour: str,
     if behaviour == "crash":  # the trial's crash resets the board (not a REPL stop)
         assert ends[0] == "reset"
         assert board.record() == {"active": "a", "failed": "b"}
-    elif behaviour == "ok":
-        assert board.record() == {"active": "b"}
+    elif behaviour == "ok":  # confirmed: its version is the minimum from now on
+        assert board.record() == {"active": "b", "min": "0.1.0"}
         board.deploy(build_files("newer", "ok"))  # the next deploy goes to slot a
-        assert board.record() == {"active": "b", "trial": "a"}
+        assert board.record() == {"active": "b", "trial": "a", "min": "0.1.0"}
 
 
 def run_sequence(board: Board, new: dict[str, bytes], boots: int = 4) -> None:
@@ -456,6 +465,36 @@ def mp_write(mp: MicroPythonRuntime, files: dict[str, str]) -> None:
     mp.exec("\n".join(lines))
 
 
+def mp_slot(slot: str, board_main_py: str, version: str = "0.1.0") -> dict[str, str]:
+    """A slot's files for :func:`mp_write`: a stand-in package whose ``board_main`` is
+    ``board_main_py`` and a module it does not import, with their manifest."""
+    files = {"board.json": json.dumps(PICO).encode(), "cellguard_fw/__init__.py": b"",
+             "cellguard_fw/board_main.py": board_main_py.encode(),
+             "cellguard_fw/soc.py": b"# a module of the build\n"}
+    out = {f"/{slot}/{p}": d.decode() for p, d in files.items()}
+    out[f"/{slot}/manifest.json"] = manifest(files, version).decode()
+    return out
+
+
+def mp_clear(mp: MicroPythonRuntime) -> None:
+    """The slots and the record gone: the next test lays out its own."""
+    mp.exec("import os\n"
+            "def _rm(p):\n"
+            "    try:\n"
+            "        for e in os.ilistdir(p):\n"
+            "            _rm(p + '/' + e[0]) if e[1] & 0x4000 else os.remove(p + '/' + e[0])\n"
+            "        os.rmdir(p)\n"
+            "    except OSError:\n"
+            "        pass\n"
+            "for _p in ('/a', '/b'):\n"
+            "    _rm(_p)\n"
+            "for _p in ('/slots.json', '/slots.new'):\n"
+            "    try:\n"
+            "        os.remove(_p)\n"
+            "    except OSError:\n"
+            "        pass\n")
+
+
 def mp_boot(mp: MicroPythonRuntime) -> list[Any]:
     out = mp.exec(
         "import machine, sys\n"
@@ -481,26 +520,143 @@ def mp_boot(mp: MicroPythonRuntime) -> list[Any]:
 @pytest.mark.parametrize("behaviour", ["ok", "crash", "hang"])
 def test_real_micropython_imports_the_trial_and_falls_back(mp: MicroPythonRuntime,
                                                           behaviour: str) -> None:
-    board = json.dumps(PICO)
-    manifest = json.dumps({"sha256": "ab" * 32})
     slot_b = (CRASH if behaviour == "crash"
               else SLOT_RUN.format(behaviour="ok" if behaviour == "ok" else "hang"))
+    mp_clear(mp)
     mp_write(mp, {
         "/fw/main.py": MAIN,
-        "/a/board.json": board, "/a/manifest.json": manifest,
-        "/a/cellguard_fw/__init__.py": "", "/a/cellguard_fw/board_main.py":
-            SLOT_RUN.format(behaviour="ok"),
-        "/b/board.json": board, "/b/manifest.json": manifest,
-        "/b/cellguard_fw/__init__.py": "", "/b/cellguard_fw/board_main.py": slot_b,
+        **mp_slot("a", SLOT_RUN.format(behaviour="ok")),
+        **mp_slot("b", slot_b),
         "/slots.json": '{"active": "a", "trial": "b"}',
     })
     first = mp_boot(mp)
     second = mp_boot(mp)
     if behaviour == "ok":
-        assert first == [{"active": "b"}, [("ran", "/b/board.json", 2, 33)]]
-        assert second == [{"active": "b"}, [("ran", "/b/board.json", 1, 33)]]
+        confirmed = {"active": "b", "min": "0.1.0"}
+        assert first == [confirmed, [("ran", "/b/board.json", 2, 33)]]
+        assert second == [confirmed, [("ran", "/b/board.json", 1, 33)]]
     else:
         ran_b = [] if behaviour == "crash" else [("ran", "/b/board.json", 2, 33)]
         reset = [("reset",)]  # the trial's way out (here the model's reset) resets again
         assert first == [{"active": "a", "trial": "b", "tried": 1}, ran_b + reset]
         assert second == [{"active": "a", "failed": "b"}, [("ran", "/a/board.json", 3, 33)]]
+
+
+# -- verified at boot (docs/firmware.md): each file against the manifest, the minimum ------
+OK_RUN = SLOT_RUN.format(behaviour="ok")
+
+
+def mp_remove(mp: MicroPythonRuntime, path: str) -> None:
+    mp.exec(f"import os\nos.remove({path!r})")
+
+
+@pytest.mark.parametrize("alter", ["changed", "removed", "unlisted module", "manifest removed",
+                                   "set hash", "unlisted beside"])
+def test_real_micropython_runs_a_build_with_altered_files_held_open(
+        mp: MicroPythonRuntime, alter: str) -> None:
+    """A confirmed build whose files no longer match its manifest: main.py says so (status
+    5), and the firmware runs only to tell the host (app.py holds the output open)."""
+    mp_clear(mp)
+    mp_write(mp, {"/fw/main.py": MAIN, **mp_slot("a", OK_RUN),
+                  "/slots.json": '{"active": "a", "min": "0.1.0"}'})
+    assert mp_boot(mp) == [{"active": "a", "min": "0.1.0"}, [("ran", "/a/board.json", 1, 33)]]
+    if alter == "changed":  # the same size, one byte different
+        mp_write(mp, {"/a/cellguard_fw/soc.py": "# a module of the bui1d\n"})
+    elif alter == "removed":
+        mp_remove(mp, "/a/cellguard_fw/soc.py")
+    elif alter == "unlisted module":  # it would be imported like any of the build's
+        mp_write(mp, {"/a/cellguard_fw/extra.py": "x = 1\n"})
+    elif alter == "unlisted beside":  # the slot's folder is on the path: it would stand in
+        mp_write(mp, {"/a/time.py": "x = 1\n"})  # for the time module
+    elif alter == "set hash":  # the manifest names another build than its files make
+        listed = json.loads(mp_slot("a", OK_RUN)["/a/manifest.json"])
+        listed["sha256"] = "ab" * 32
+        mp_write(mp, {"/a/manifest.json": json.dumps(listed)})
+    else:
+        mp_remove(mp, "/a/manifest.json")
+    record, log = mp_boot(mp)
+    assert record == {"active": "a", "min": "0.1.0"}  # no fallback: the record stays
+    assert log == [("ran", "/a/board.json", 5, 1 if alter == "manifest removed" else 33)]
+    assert boot_status(5).startswith("files altered") and "held open" in boot_status(5)
+
+
+def test_real_micropython_refuses_a_build_older_than_the_minimum(
+        mp: MicroPythonRuntime) -> None:
+    mp_clear(mp)
+    mp_write(mp, {"/fw/main.py": MAIN, **mp_slot("a", OK_RUN, version="0.9.3"),
+                  "/slots.json": '{"active": "a", "min": "0.10.0"}'})
+    assert mp_boot(mp)[1] == [("ran", "/a/board.json", 6, 33)]  # 0.9.3 < 0.10.0
+    assert "rollback refused" in boot_status(6) and "held open" in boot_status(6)
+    mp_write(mp, {"/slots.json": '{"active": "a", "min": "0.9.3"}'})
+    assert mp_boot(mp)[1] == [("ran", "/a/board.json", 1, 33)]  # the minimum itself runs
+    mp_write(mp, {"/slots.json": '{"active": "a", "min": "0.9.12"}'})
+    assert mp_boot(mp)[1] == [("ran", "/a/board.json", 6, 33)]  # numbers, not text
+
+
+@pytest.mark.parametrize("why", ["altered", "older"])
+def test_real_micropython_falls_back_from_a_refused_trial_unrun(
+        mp: MicroPythonRuntime, why: str) -> None:
+    """A trial the check refuses falls back at this very boot, without running (7, 8);
+    the record keeps the minimum; the boots after run the old build (4)."""
+    mp_clear(mp)
+    mp_write(mp, {"/fw/main.py": MAIN, **mp_slot("a", OK_RUN, version="0.2.0"),
+                  **mp_slot("b", OK_RUN, version="0.2.1" if why == "altered" else "0.1.9"),
+                  "/slots.json": '{"active": "a", "trial": "b", "min": "0.2.0"}'})
+    if why == "altered":
+        mp_write(mp, {"/b/cellguard_fw/soc.py": "import os\n"})
+    first = mp_boot(mp)
+    fallback = {"active": "a", "failed": "b", "min": "0.2.0"}
+    status = 7 if why == "altered" else 8
+    assert first == [fallback, [("ran", "/a/board.json", status, 33)]]
+    assert boot_status(status).startswith("fell back at this boot: ")
+    assert mp_boot(mp) == [fallback, [("ran", "/a/board.json", 4, 33)]]
+
+
+def test_a_confirmed_trial_raises_the_minimum_and_a_deploy_carries_it() -> None:
+    board = fresh_board()
+    board.deploy(build_files("new", "ok", version="0.2.0"))
+    board.boot()
+    assert board.record() == {"active": "b", "min": "0.2.0"}
+    board.deploy(build_files("old again", "ok", version="0.1.0"))  # by hand: a rollback
+    assert board.record() == {"active": "b", "trial": "a", "min": "0.2.0"}
+    board.boot()
+    assert board.boots[-1][:2] == ("/b/", 8)  # refused, unrun: the 0.2.0 build runs
+    assert board.record() == {"active": "b", "failed": "a", "min": "0.2.0"}
+    # A downgrade asked for (deploy --allow-downgrade) lowers the minimum in the switch.
+    assert switch_record(board.record(), "0.1.0") == {"active": "b", "trial": "a",
+                                                      "min": "0.1.0"}
+    board.exec_on_board(switch_source(switch_record(board.record(), "0.1.0")))
+    board.boot()
+    assert board.boots[-1][:2] == ("/a/", 2)
+    assert board.record() == {"active": "a", "min": "0.1.0"}
+
+
+def fault_frames(run: Run) -> list[dict[str, Any]]:
+    return [p for t, p in run.frames() if t == codec.MSG_FAULT_STATE]
+
+
+@pytest.mark.parametrize("status", [5, 6])
+def test_a_refused_build_holds_its_output_open_and_says_why(tmp_path: Path,
+                                                            status: int) -> None:
+    run = Run(tmp_path, bytes([status]) + DIGEST)
+    get_faults = encode_frame(BY_NAME["get_faults"].msg_id, 8, b"")
+    run.port.send_at(0, hello(8))
+    run.port.send_at(1000, get_faults)
+    run.port.send_at(1500, encode_frame(BY_NAME["clear_faults"].msg_id, 9, b""))
+    run.port.send_at(2000, get_faults)
+    run.go(4000)
+    assert len(run.hal.samples) > 20  # it runs: the host can read why
+    assert all(not closed for _, closed in run.hal.outputs_log)  # never closed
+    info = Info.from_wire(next(p for t, p in run.frames() if t == codec.MSG_INFO))
+    assert info.boot == boot_status(status) and info.manifest_sha256 == DIGEST.hex()
+    before, after = fault_frames(run)
+    for state in (before, after):  # active while it runs: CLEAR_FAULTS cannot clear it
+        assert state["active"] & codec.FAULT_FIRMWARE and state["latched"] & codec.FAULT_FIRMWARE
+    assert run.bms.state == codec.STATE_FAULT
+
+
+def test_a_build_the_check_passed_closes_its_output(tmp_path: Path) -> None:
+    run = Run(tmp_path, bytes([1]) + DIGEST)
+    run.go(4000)
+    assert any(closed for _, closed in run.hal.outputs_log)
+    assert not run.bms.faults & codec.FAULT_FIRMWARE

@@ -30,6 +30,7 @@ _EVENT_RELEASE = const(3)
 _EVENT_TRIP = const(2)
 _FAULT_AFE_PROTECTION = const(0x800000)
 _FAULT_CONTACTOR_WELDED = const(0x4000)
+_FAULT_FIRMWARE = const(0x400000)
 _FAULT_HOST_LOST = const(0x8000)
 _FAULT_PRECHARGE_FAILED = const(0x2000)
 _FAULT_SENSOR_BUS = const(0x1000000)
@@ -216,7 +217,8 @@ class Bms:
         self.contactor = Contactor(hal, board.get("precharge"))
         hal.set_directions(True, True)
         # The running build (main.py's boot record): status byte, then the manifest's
-        # SHA-256; the BOOT event's value is the status (3: fell back to the old build).
+        # SHA-256; the BOOT event's value is the status (3: fell back to the old build;
+        # 5, 6: main.py's check refused this one, whose output the step holds open).
         self.boot = board.get("boot") or b"\x00"
         self._log(_EVENT_BOOT, self.latched, self.boot[0])
         self.events.flush()  # a board that resets in a loop still logs each boot
@@ -263,6 +265,8 @@ class Bms:
             self.host_silence_ms += dt_ms
         if self.host_timeout_ms and self.host_silence_ms >= self.host_timeout_ms:
             faults |= _FAULT_HOST_LOST
+        if 4 < self.boot[0] < 7:  # main.py refused this build (files altered, a rollback):
+            faults |= _FAULT_FIRMWARE  # active while it runs; CLEAR_FAULTS cannot clear it
         self.alarms = p.alarms
         self.warnings = p.warnings
         # Protection acts first: the outputs follow the decision before any flash

@@ -832,6 +832,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-unsigned", action="store_true",
                    help="deploy a build no trusted key signed (warns; development only); a "
                         "build whose files do not match its manifest is refused all the same")
+    s.add_argument("--allow-downgrade", action="store_true",
+                   help="deploy a build older than the board's minimum version (the last "
+                        "build it confirmed), lowering the minimum to its version; without "
+                        "it such a build is refused before anything is written")
     s.add_argument("--lock", action="store_true",
                    help="once the new build runs, lock the board with a key made here (kept "
                         "in the key store, as `cellguard lock`); a locked board keeps its key")

@@ -72,6 +72,12 @@ class BuildRefused(DeployError):
     changed after it was signed, or its files do not match its manifest."""
 
 
+class DowngradeRefused(DeployError):
+    """The build is older than the board's minimum version (its boot record's ``"min"``,
+    the last confirmed build's version): the board would refuse to boot it. Nothing was
+    written; ``allow_downgrade`` deploys it and lowers the minimum."""
+
+
 Presence = Callable[[bool], None]
 """Called with True when a write to a locked board needs its presence button, False after
 (:attr:`cellguard.link.client.BoardClient.presence`)."""
@@ -214,7 +220,10 @@ def plan(b: Build, record: dict[str, Any], files: dict[str, str]) -> Plan:
     stale = sorted(p for p in files if p.rsplit("/", 1)[-1] == "maintenance")
     running = slots.running_slot(record)
     wanted = {slots.slot_path(running, p): sha for p, sha in _hashes(b).items()}
-    if (set(record) == {"active"} and running
+    # (A build older than the record's minimum is not running, whatever the files: the
+    # board refuses it at boot; a deploy that lowers the minimum goes through a trial.)
+    if (set(record) - {"min"} == {"active"} and running
+            and not slots.is_downgrade(str(b.manifest.get("firmware_version", "")), record)
             and all(files.get(p) == sha for p, sha in wanted.items())):
         return Plan(b, record, files, running, [], [], len(wanted), stale, running=True)
     slot = slots.target_slot(record)
@@ -486,6 +495,18 @@ def _apply(transport: Any, p: Plan, hook: StepHook, progress: Progress | None) -
     return sent
 
 
+def _leave(transport: Any, how: str, port: str, hello_timeout_s: float) -> None:
+    """Leave the board as it was found, nothing written: back to the firmware it ran
+    (reached by ENTER_REPL), or at its REPL."""
+    if how == "enter_repl":
+        _reset(transport)
+        wait_hello(port, hello_timeout_s)
+    else:
+        with contextlib.suppress(Exception):
+            transport.exit_raw_repl()
+            transport.close()
+
+
 def _reset(transport: Any) -> None:
     from mpremote.transport import TransportError
 
@@ -534,11 +555,14 @@ def deploy(board: str | None, port: str, *, dry_run: bool = False,
            progress: Progress | None = None, log: Callable[[str], None] | None = None,
            hello_timeout_s: float = HELLO_TIMEOUT_S, allow_unsigned: bool = False,
            trusted: dict[str, signing.TrustedKey] | None = None,
-           keys: KeyStore | None = None, presence: Presence | None = None) -> Result:
+           keys: KeyStore | None = None, presence: Presence | None = None,
+           allow_downgrade: bool = False) -> Result:
     """Deploy the firmware for ``board`` (built now and signed with this host's signing
     key, if it has one), or ``the_build``, or the build folder ``bundle``, to ``port``.
     The build is checked first (:func:`check_build`); nothing reaches the board unless it
-    passes. ``keys`` and ``presence``: for a locked board (:func:`reach_repl`)."""
+    passes. ``keys`` and ``presence``: for a locked board (:func:`reach_repl`). A build
+    older than the board's minimum version is refused (:class:`DowngradeRefused`) unless
+    ``allow_downgrade``, which lowers the minimum to its version in the switch."""
     started = time.monotonic()
     hook = hook or (lambda phase, detail: None)
     say = log or (lambda text: None)
@@ -579,23 +603,32 @@ def deploy(board: str | None, port: str, *, dry_run: bool = False,
                         str(b.manifest["firmware_version"]), previous, reached.how,
                         p.changes, p.unchanged, 0, 0.0, "dry_run", timings=timings,
                         signed_by=verdict.signed_by)
+        version = str(b.manifest["firmware_version"])
+        floor = slots.minimum(record)
+        lower_to = None
+        if slots.is_downgrade(version, record):  # never p.running (plan)
+            if not allow_downgrade:
+                _leave(transport, reached.how, port, hello_timeout_s)
+                raise DowngradeRefused(
+                    f"firmware {version} is older than the board's minimum version {floor} "
+                    "(the last build it confirmed): the board refuses to boot an older build "
+                    "(rollback protection). Nothing was written; --allow-downgrade deploys "
+                    "it and lowers the minimum to its version")
+            lower_to = version
+            say(f"warning: firmware {version} is older than the board's minimum version "
+                f"{floor}: deploying it and lowering the minimum (--allow-downgrade)")
+            result.message = f"the board's minimum version lowered from {floor} to {version}"
         if dry_run:
             if p.running:
                 result.message = "the board runs this build already: nothing to do"
-            if reached.how == "enter_repl":  # back to the firmware it was running
-                _reset(transport)
-                wait_hello(port, hello_timeout_s)
-            else:
-                with contextlib.suppress(Exception):
-                    transport.exit_raw_repl()
-                    transport.close()
+            _leave(transport, reached.how, port, hello_timeout_s)
             result.seconds = time.monotonic() - started
             return result
         try:
             if not p.running:
                 result.bytes_sent = _apply(transport, p, hook, progress)
                 hook("switch", p.slot)
-                _exec(transport, slots.switch_source(slots.switch_record(record)),
+                _exec(transport, slots.switch_source(slots.switch_record(record, lower_to)),
                       "the switch to the new slot")
                 hook("switched", p.slot)
             elif p.stale_flags:
@@ -623,8 +656,10 @@ def deploy(board: str | None, port: str, *, dry_run: bool = False,
             return result
         if info.boot.startswith(("fell back", "running the previous")):
             result.result = "fell_back"
-            result.message = (f"the new build did not reach its control loop: the board "
-                              f"fell back to the previous one (manifest "
+            why = info.boot.partition(": ")[2]  # the boot check refused it, unrun
+            why = (f"the board refused the new build ({why})" if why
+                   else "the new build did not reach its control loop")
+            result.message = (f"{why}: the board fell back to the previous one (manifest "
                               f"{info.manifest_sha256[:12] or 'none'}, firmware "
                               f"{info.firmware_version}); `cellguard events` shows the "
                               "boot record")
@@ -750,7 +785,8 @@ def command(args: Any) -> int:
     try:
         result = deploy(args.board, args.port, dry_run=args.dry_run, progress=bar, log=log,
                         bundle=Path(args.bundle) if args.bundle else None,
-                        allow_unsigned=args.allow_unsigned)
+                        allow_unsigned=args.allow_unsigned,
+                        allow_downgrade=args.allow_downgrade)
     finally:
         if bar is not None:
             bar.end()

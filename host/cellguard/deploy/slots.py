@@ -29,10 +29,42 @@ def target_slot(record: dict[str, Any]) -> str:
     return "b" if running_slot(record) == "a" else "a"
 
 
-def switch_record(record: dict[str, Any]) -> dict[str, str]:
+def minimum(record: dict[str, Any]) -> str:
+    """The oldest firmware version the board may boot (``"min"``: the version of the last
+    build it confirmed; "" = none recorded). ``main.py`` refuses a slot whose manifest
+    says an older ``firmware_version`` (docs/firmware.md, "Verified at boot")."""
+    floor = record.get("min", "")
+    return floor if isinstance(floor, str) else ""
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """A firmware version as the board compares it: dotted integers, part by part
+    ("0.10.0" is above "0.9.1"). ValueError for anything else."""
+    return tuple(int(p) for p in version.split("."))
+
+
+def is_downgrade(version: str, record: dict[str, Any]) -> bool:
+    """Whether the board would refuse ``version`` as a rollback (older than its minimum;
+    a version or minimum that is not dotted integers is refused there too)."""
+    floor = minimum(record)
+    if not floor:
+        return False
+    try:
+        return version_key(version) < version_key(floor)
+    except ValueError:
+        return True
+
+
+def switch_record(record: dict[str, Any], lower_minimum_to: str | None = None
+                  ) -> dict[str, str]:
     """The record after the switch: the confirmed build stays the fallback, the new one is
-    on trial."""
-    return {"active": running_slot(record), "trial": target_slot(record)}
+    on trial; the minimum version carries over, or is lowered to ``lower_minimum_to`` (a
+    downgrade the person deploying asked for: ``cellguard deploy --allow-downgrade``)."""
+    out = {"active": running_slot(record), "trial": target_slot(record)}
+    floor = minimum(record) if lower_minimum_to is None else lower_minimum_to
+    if floor:
+        out["min"] = floor
+    return out
 
 
 def slot_path(slot: str, path: str) -> str:

@@ -188,9 +188,19 @@ def fault_names(bits: int) -> list[str]:
     return names
 
 
-BOOT_STATUS = ("not from a slot", "confirmed", "on trial", "fell back at this boot",
-               "running the previous build since a fallback")
-"""INFO's boot status byte, and the BOOT event's value (docs/firmware.md, "Slots")."""
+BOOT_STATUS = (
+    "not from a slot", "confirmed", "on trial", "fell back at this boot",
+    "running the previous build since a fallback",
+    "files altered (they do not match the build's manifest): output held open",
+    "older than the board's minimum version (rollback refused): output held open",
+    "fell back at this boot: the new build's files did not match its manifest",
+    "fell back at this boot: the new build is older than the board's minimum version "
+    "(rollback refused)",
+)
+"""INFO's boot status byte, and the BOOT event's value (docs/firmware.md, "Slots and
+fallback", "Verified at boot"). 5 and 6: main.py's check refused the build it runs, whose
+firmware holds the output open (the ``firmware`` fault, active while it runs); 7 and 8: it
+refused a build on trial, unrun, and the previous build runs."""
 
 
 def boot_status(code: int) -> str:

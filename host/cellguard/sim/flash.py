@@ -332,10 +332,26 @@ class FlashModel:
         return (_S_IFREG, 0, 0, 0, 0, 0, len(self.files[path]), 0, 0, 0)
 
     def ilistdir(self, path="/"):
-        return iter([(p[1:], _S_IFREG, 0, len(self.files[p])) for p in sorted(self.files)])
+        # The entries of one folder: its files, and the folders its files' paths imply
+        # (the model keeps whole paths; a folder is there while a file is in it).
+        path = self._path(path).rstrip("/") + "/"
+        out = []
+        seen = set()
+        for p in sorted(self.files):
+            if not p.startswith(path):
+                continue
+            name, sep, _ = p[len(path):].partition("/")
+            if name in seen:
+                continue
+            seen.add(name)
+            out.append((name, _S_IFDIR, 0, 0) if sep else
+                       (name, _S_IFREG, 0, len(self.files[p])))
+        if not out and path != "/":
+            raise OSError(_ENOENT)
+        return iter(out)
 
     def listdir(self, path="/"):
-        return [p[1:] for p in sorted(self.files)]
+        return [e[0] for e in self.ilistdir(path)]
 
     def mkdir(self, path):
         raise OSError(_EEXIST)

@@ -92,7 +92,8 @@ _INFO = (
     K("discharge_current_max_a", "discharge over-current trip threshold, A"),
     K("max_frame", "largest frame the board accepts, bytes"),
     K("known_types", "message names the firmware understands (list)"),
-    K("boot", "the running build: confirmed, on trial, fell back, ... (\"\" before 1.4)"),
+    K("boot", "the running build: confirmed, on trial, fell back, files altered or older "
+      "than the minimum version (output held open), ... (\"\" before 1.4)"),
     K("manifest_sha256", "its manifest's SHA-256, hex (\"\" when not deployed as a build)"),
     K("key_id", "the key writes need: 0, open mode (any write is taken); else the locked "
       "board's key id ([security.md](security.md))"),
