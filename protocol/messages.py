@@ -87,7 +87,7 @@ Faults = FlagsEnum(
     sensor_stuck=1 << 19,  # a cell reading has not moved while current flowed
     pack_voltage_mismatch=1 << 20,  # pack voltage sensor disagrees with the sum of cells
     temperature_rise=1 << 21,  # temperature rising faster than the limit (dT/dt)
-    firmware=1 << 22,  # the control step raised an exception: outputs opened (latches)
+    firmware=1 << 22,  # the control step raised, or the build failed its boot check: open
     # The battery-monitor chip's own protection (the second layer) opened its FETs; the
     # event's value is the chip's Safety Status A | B << 8 | C << 16. Latches.
     afe_protection=1 << 23,
@@ -210,7 +210,9 @@ Info = Struct(
     # board's heap keeps.
     "boot" / PrefixedArray(Int8ul, Int8ul) * (
         "the running build: its boot status (0 not from a slot, 1 confirmed, 2 on trial, "
-        "3 fell back at this boot, 4 running the previous build since a fallback), then "
+        "3 fell back at this boot, 4 running the previous build since a fallback, 5 its "
+        "files are not its manifest's and 6 older than the board's minimum version: output "
+        "held open, 7 and 8 the same found in a trial: fell back), then "
         "the SHA-256 of its manifest (32 bytes; none from a firmware not deployed as a "
         "build)"),
     # Since 1.8, to a host whose HELLO says 1.8 or later.

@@ -205,12 +205,15 @@ def test_a_dry_run_lists_the_changes_and_writes_nothing(
         info = hello(vb.port)  # reset back into the firmware it ran
         assert info.manifest_sha256 == builds["old"].sha256 and info.boot == "confirmed"
         after = snapshot(tmp_path)
-    # The firmware's own data (event log, latches, lifetime record) is its business: it
-    # booted twice, and each boot is saved in the lifetime record.
-    data = {"events.bin", "latches.bin", "health.bin", "life.0", "life.1", "life.2", "life.3"}
+    # The firmware's own data (event log, latches, lifetime record, change log) is its
+    # business: it booted twice, each boot is saved in the lifetime record, and the
+    # dry run's ENTER_REPL is a write the change log records.
+    data = {"events.bin", "latches.bin", "health.bin", "life.0", "life.1", "life.2", "life.3",
+            "audit.bin"}
     assert {k: v for k, v in after.items() if k not in data} == {
         k: v for k, v in before.items() if k not in data}
     assert after["events.bin"].startswith(before["events.bin"])  # appended to, at most
+    assert after["audit.bin"].startswith(before.get("audit.bin", b""))
 
 
 def test_a_deploy_reaches_a_board_whose_main_py_crashes_at_import(tmp_path: Path) -> None:
