@@ -1118,6 +1118,65 @@ def measure_board(rt: MicroPythonRuntime, cells: int, temps: int, steps: int = 2
                     ".mpy" if mpy else ".py", "adc", "_hal.fill")
 
 
+# What the rare modules (imported for a moment, then released) leave interned: the
+# lifetime record's reader at boot, the writes' module at the first write.
+RARE_IMPORTS: tuple[tuple[str, str], ...] = (
+    ("boot: the lifetime record read (life_admin)",
+     "from cellguard_fw import life_admin, codec_rare\nlife_admin.release()\n"
+     "del life_admin, codec_rare"),
+    ("the first write (admin)", "from cellguard_fw import admin\nadmin.release()\ndel admin"),
+)
+
+
+@dataclass(frozen=True)
+class RareNames:
+    """Interned names after one rare module came and went."""
+
+    label: str
+    names: int
+    pools: int
+    name_bytes: int  # the pools and their text on the heap (qstr_info's n_total_bytes)
+
+
+def measure_rare_names(rt: MicroPythonRuntime, cells: int = 16, temps: int = 16,
+                       steps: int = 50) -> list[RareNames]:
+    """The .mpy firmware of a ``cells``-cell board after ``steps`` steps, then after each
+    of :data:`RARE_IMPORTS` in turn: the names they intern stay, and a name past the
+    last pool's room starts a new pool (``rt`` fresh)."""
+    install_mpy(rt)
+    board = make_board(cells, temps)
+    codes = adc_codes(board)
+    rt.exec(HARNESS_HEAD + ADC_HARNESS + common_harness("", ADC_MAKE_HAL)
+            + harness_data(board, codes, steps))
+    for op in (0, 1, 2, 3):
+        rt.exec(f"_do({op})\ngc.collect()")
+    for _ in range(steps):
+        rt.exec("_do(4)\ngc.collect()")
+
+    def now(label: str) -> RareNames:
+        out = rt.exec("import micropython\nmicropython.qstr_info()")
+        found = re.search(r"n_pool=(\d+), n_qstr=(\d+), .*n_total_bytes=(\d+)", out)
+        if found is None:
+            raise SystemExit(f"no qstr_info line in {out!r}")
+        return RareNames(label, int(found.group(2)), int(found.group(1)), int(found.group(3)))
+
+    out = [now("after the drive")]
+    for label, source in RARE_IMPORTS:
+        rt.exec(source)
+        out.append(now(label))
+    return out
+
+
+def report_rare_names(rows: Sequence[RareNames], cells: int = 16, temps: int = 16) -> None:
+    print(f"\nNames the rare modules leave interned, {cells}s/{temps}t .mpy (each imported, "
+          "then released)")
+    print(f"{'after':<46}{'names':>7}{'pools':>7}{'pool bytes':>12}")
+    for r in rows:
+        print(f"{r.label:<46}{r.names:>7}{r.pools:>7}{r.name_bytes:>10} B")
+    print("  pool bytes: the names' pools and text on the heap (qstr_info's n_total_bytes); "
+          "they stay\n  for good, a new pool with them.")
+
+
 def measure_chip_board(rt: MicroPythonRuntime, steps: int = 2000, reps: int = 0,
                        batch_ms: float = 100.0, firmware: Path | None = None,
                        traffic_steps: int | None = None,
@@ -1477,6 +1536,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"NOTE: {_label(b)}: the drive did not trip and release the basic "
                   f"protections (bits never seen 0x{missing:x})")
     report(results, mpy, mp_version, chip)
+    if not args.no_mpy:
+        rt = MicroPythonRuntime()
+        try:
+            report_rare_names(measure_rare_names(rt, steps=min(args.steps, 50)))
+        finally:
+            rt.close()
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     return 0
 

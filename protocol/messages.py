@@ -471,8 +471,7 @@ H2B, B2H = "host->board", "board->host"
 MESSAGES: tuple[MessageSpec, ...] = (
     MessageSpec(0x01, "hello", Hello, H2B, "ask the board who it is; answered by INFO"),
     MessageSpec(0x02, "info", Info, B2H, "board identity, sizes, limits, known messages"),
-    MessageSpec(0x03, "time_sync", TimeSync, H2B, "set the board's clock; answered by ACK",
-                on_demand=True),
+    MessageSpec(0x03, "time_sync", TimeSync, H2B, "set the board's clock; answered by ACK"),
     MessageSpec(0x04, "reset", Empty, H2B, "restart the firmware; ACK, then a restart"),
     MessageSpec(0x05, "enter_repl", Empty, H2B,
                 "hand the serial port back to the MicroPython REPL (output open, reset into "

@@ -149,6 +149,22 @@ def test_a_rewritten_log_is_caught_by_the_host_that_read_it_before(
             "back or replaced"]
 
 
+def test_a_stream_of_clock_sets_costs_one_record_and_each_sets_the_clock(
+        board: SimulatedBoard, keys: KeyStore) -> None:
+    with BoardClient(board.port, keys=keys) as client:
+        client.hello()
+        for i in range(20):
+            client.request("time_sync", {"unix_time_s": 1_800_000_000 + 1000 * i})
+        client.set_config("telemetry_period_ms", 300)
+        client.request("time_sync", {"unix_time_s": 1_900_000_000})
+        check = check_board(client, None)
+        syncs = [e for e in client.events() if e.kind == "time_sync"]
+    assert [(e.request, e.repeats, e.new) for e in check.entries] == [
+        ("time_sync", 20, 1_800_019_000), ("set_config", 1, 300),
+        ("time_sync", 1, 1_900_000_000)]
+    assert [e.value for e in syncs][-3:] == [1_800_018_000, 1_800_019_000, 1_900_000_000]
+
+
 def test_a_flood_of_refusals_costs_one_record_on_flash(cboard: SimulatedBoard,
                                                        keys: KeyStore) -> None:
     with BoardClient(cboard.port, keys=keys) as client:
@@ -167,13 +183,26 @@ def test_the_log_keeps_its_newest_records_and_its_chain(cboard: SimulatedBoard,
     with BoardClient(cboard.port, keys=keys) as client:
         client.hello()
         for i in range(300):
-            client.request("time_sync", {"unix_time_s": 1_800_000_000 + i})
+            client.set_config("telemetry_period_ms", 200 + i)
         check = check_board(client, None)
     assert check.ok, check.breaks
     assert check.total == 300 and not check.first_link_checked
     assert 128 <= len(check.entries) <= 256 and check.entries[-1].index == 299
-    assert check.entries[-1].new == 1_800_000_299
+    assert check.entries[-1].new == 499
     assert (flash(cboard) / "audit.bin").stat().st_size == len(check.entries) * 32
+
+
+def test_a_clock_past_2038_is_logged_as_the_event_log_keeps_it(cboard: SimulatedBoard,
+                                                               keys: KeyStore) -> None:
+    with BoardClient(cboard.port, keys=keys) as client:
+        client.hello()
+        client.request("time_sync", {"unix_time_s": 2**31 + 5})  # 2038-01-19 03:14:13
+        client.request("time_sync", {"unix_time_s": 2**31 + 7})
+        check = check_board(client, None)
+    assert check.ok
+    (syncs,) = check.entries  # clock sets one after another: one record, counted
+    assert syncs.repeats == 2 and syncs.old == 0  # the clock was not set before
+    assert syncs.new == 2**31 + 7 - 2**32 and syncs.unix_time >= 2**31  # i32 wraps, u32 not
 
 
 def test_a_torn_last_record_is_dropped_and_the_log_goes_on(cboard: SimulatedBoard,

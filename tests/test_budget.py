@@ -92,6 +92,24 @@ def test_heap_high_water_under_46k_as_mpy() -> None:
     assert board.heap.high_water < budget.GOAL_HEAP_BYTES, (board.heap, board.names)
 
 
+def test_the_rare_modules_leave_only_their_names() -> None:
+    """life_admin at boot and admin at a write are released after: what stays is the
+    names they intern (and a new pool when those pass the last one's room)."""
+    rt = MicroPythonRuntime()
+    try:
+        drive, boot, write = budget.measure_rare_names(rt, steps=5)
+    finally:
+        rt.close()
+    assert drive.names < boot.names < write.names
+    assert drive.pools <= boot.pools <= write.pools
+    # Names cost their text, unless a pool starts: then the pool's slots at once.
+    for before, after in ((drive, boot), (boot, write)):
+        if after.pools == before.pools:
+            assert after.name_bytes - before.name_bytes < 40 * (after.names - before.names)
+        else:
+            assert after.name_bytes - before.name_bytes > 2000
+
+
 def test_heap_figure_does_not_depend_on_where_the_repository_sits(tmp_path: Path) -> None:
     """The .mpy build records short source names, so the heap a board needs is the same
     whether the checkout sits under a 150+-character path or a short one."""

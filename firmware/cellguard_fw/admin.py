@@ -70,7 +70,8 @@ DOMAIN = b"cellguard-auth-1"
 # Bms.auth, a list once the first GET_NONCE came: the nonce given out (None: none
 # valid), the board time (ms, Bms.clock) it expires, refusals in a row, the board
 # time before which no AUTH is heard, nonces given out this boot, and the run of
-# refusals the change log counts in RAM ([(type, key id, reason), count, index] or None).
+# records the change log counts in RAM ([(type, key id, reason, config key), count,
+# index, last value] or None).
 _NONCE = const(0)
 _EXPIRES = const(1)
 _FAILURES = const(2)
@@ -229,40 +230,63 @@ def _value(bms, msg, ckey):
 
 def _log_write(bms, msg, key_id, result, ckey, old, new):
     """Append a record of one write to the change log. A refusal like the one before
-    (type, key, reason) only counts in RAM: a flood of refusals costs one record,
-    whose count reaches flash with the next record or the next read of the log."""
+    (type, key, reason), or a clock set after a clock set, only counts in RAM: a flood
+    costs one record (each append can cost a flash erase), whose count and last value
+    reach flash with the next record or the next read of the log."""
     path = bms.key_path
     if path is None:  # a board without flash keeps no log
         return
     st = _state(bms)
-    if result and st[_RUN] and st[_RUN][0] == (msg, key_id, result):
-        st[_RUN][1] += 1
+    run = st[_RUN]
+    if run and run[0] == (msg, key_id, result, ckey):  # a refusal, or a clock set, again
+        run[1] += 1
+        run[3] = new
         return
     _close_run(bms)
     path = path[:-7] + "audit.bin"
     index, previous = _tail(path, bms.unique_id)
     rec = bytearray(_RECORD)
     unix = _value(bms, _MSG_TIME_SYNC, 0)
-    pack_into("<LLBBBBllL", rec, 0, index, unix, key_id, msg, result, ckey, old, new, 1)
+    pack_into("<LLBBBBllL", rec, 0, index, unix, key_id, msg, result, ckey, _i32(old),
+              _i32(new), 1)
     rec[_RECORD - _CHAIN:] = previous
     try:
         with open(path, "ab") as f:
             f.write(rec)
     except OSError:
         return  # a full or failing flash must not stop the board answering
-    if result:
-        st[_RUN] = [(msg, key_id, result), 1, index]
+    if result:  # a host may send these in a stream
+        st[_RUN] = [(msg, key_id, result, ckey), 1, index, new]
+        if result == _NAK_ERROR_AUTH_REQUIRED:  # app.py answers the same again, counted
+            bms.refused_type = msg
+    elif msg == _MSG_TIME_SYNC and not key_id:  # app.py answers the next ones, counted
+        st[_RUN] = [None, 1, index, new]
+        bms.syncs = 1
+        bms.sync_last = new
     if index >= 2 * _KEPT and index % _KEPT == 0:
         _compact(path, _KEPT)
 
 
+def _i32(x):
+    """``x`` as the record's i32 holds it (a Unix time past 2038 wraps, as in the event
+    log): struct refuses a larger number under CPython."""
+    return ((x + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
 def _close_run(bms):
-    """Write the count of a run of refusals into its record, the log's last."""
+    """Write the count and last value of a run (refusals, clock sets) into its record,
+    the log's last."""
     st = bms.auth
     if st is None or not st[_RUN]:
         return
     run = st[_RUN]
     st[_RUN] = None
+    if run[0] is None:  # clock sets: app.py counted them
+        run[1], run[3] = bms.syncs, bms.sync_last
+        bms.syncs = 0
+    elif bms.refused_type:  # the same plain write refused again: app.py counted them
+        run[1] += bms.refused_plain
+        bms.refused_type = bms.refused_plain = 0
     if run[1] == 1 or bms.key_path is None:
         return
     path = bms.key_path[:-7] + "audit.bin"
@@ -273,7 +297,7 @@ def _close_run(bms):
             rec = bytearray(f.read(_RECORD))
             if unpack_from("<L", rec, 0)[0] != run[2]:
                 return
-            pack_into("<L", rec, 20, run[1])
+            pack_into("<lL", rec, 16, _i32(run[3]), run[1])  # the last value, the count
             f.seek(size - _RECORD)
             f.write(rec)
     except OSError:
@@ -363,12 +387,8 @@ def _write(bms, seq, start, end):
             bms.lifetime.config_changed()
         bms._send_config_value(seq, key)
     elif msg == _MSG_TIME_SYNC:
-        (unix,) = codec_rare.decode_time_sync(frame, start, end)
-        bms.unix_base = unix - _UNIX_2020 - bms.time_ms // 1000  # from 2020 (app.py)
-        bms.lifetime.unix = max(0, unix - _UNIX_2020)
-        # The event value is an i32 on the wire: from 2038 on it wraps, as the event
-        # log's 32-bit array does under MicroPython.
-        bms._log(_EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
+        (unix,) = codec.decode_time_sync(frame, start, end)
+        bms.set_clock(unix)
         bms._ack(seq, msg)
     elif msg == _MSG_SET_KEY:
         key_id, key = codec_rare.decode_set_key(frame, start, end)

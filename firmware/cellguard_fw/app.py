@@ -27,6 +27,7 @@ from .soc import CoulombCounter
 _EVENT_BOOT = const(1)
 _EVENT_CLEAR = const(4)
 _EVENT_RELEASE = const(3)
+_EVENT_TIME_SYNC = const(6)
 _EVENT_TRIP = const(2)
 _FAULT_AFE_PROTECTION = const(0x800000)
 _FAULT_CONTACTOR_WELDED = const(0x4000)
@@ -67,6 +68,7 @@ _MSG_SET_KEY = const(99)
 _MSG_STATS = const(7)
 _MSG_TELEMETRY = const(16)
 _MSG_TIME_SYNC = const(3)
+_NAK_ERROR_AUTH_REQUIRED = const(10)
 _NAK_ERROR_BAD_PAYLOAD = const(2)
 _NAK_ERROR_INCOMPATIBLE_VERSION = const(3)
 _NAK_ERROR_UNKNOWN_KEY = const(4)
@@ -168,6 +170,10 @@ class Bms:
         self.key_id = 0 if storage is None else _key_id(self.key_path)
         self.auth = None
         self.last_nak = 0
+        # Runs of requests the change log has a record of (admin.py) and app answers
+        # and counts: a plain write refused again (its type, how many more), clock sets
+        # (how many, the last time set).
+        self.refused_type = self.refused_plain = self.syncs = self.sync_last = 0
         self.events = EventLog(path=None if storage is None else storage + "/events.bin")
         self.latch_store = LatchStore(None if storage is None else storage + "/latches.bin")
         # Faults latch until CLEAR_FAULTS, across resets: the output stays open.
@@ -450,6 +456,15 @@ class Bms:
         handler = self.handlers.get(msg_type)
         if handler is None and msg_type in _ADMIN:
             handler = self._on_admin  # rare: the code is on the heap only meanwhile
+            # What a host may send in a stream is answered here once the change log has
+            # the run's record (admin.py): the same plain write refused again by a
+            # locked board, a clock set after a clock set on an open one, counted.
+            if msg_type == self.refused_type and self.key_id:
+                self.refused_plain += 1
+                self._nak(seq, msg_type, _NAK_ERROR_AUTH_REQUIRED, self.key_id)
+                return
+            if msg_type == _MSG_TIME_SYNC and self.syncs and not self.key_id:
+                handler = self._on_time_sync
         if handler is None:
             self.unknown_types += 1
             self._nak(seq, msg_type, _NAK_ERROR_UNKNOWN_MESSAGE, 0)
@@ -567,6 +582,21 @@ class Bms:
                                     life.seq, len(w), first,
                                     memoryview(w)[first:first + _LIFE_PAGE])
         self.link.send(_MSG_LIFETIME, seq, end)
+
+    def _on_time_sync(self, seq, start, end):
+        (unix,) = codec.decode_time_sync(self.link.frame, start, end)
+        self.set_clock(unix)
+        self.syncs += 1
+        self.sync_last = unix
+        self._ack(seq, _MSG_TIME_SYNC)
+
+    def set_clock(self, unix):
+        """TIME_SYNC: the Unix time ``unix`` (s) dates events and the lifetime record."""
+        self.unix_base = unix - _UNIX_2020 - self.time_ms // 1000  # from 2020 (above)
+        self.lifetime.unix = max(0, unix - _UNIX_2020)
+        # The event value is an i32 on the wire: from 2038 on it wraps, as the event
+        # log's 32-bit array does under MicroPython.
+        self._log(_EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
 
     def _on_admin(self, seq, start, end):
         """The writes, GET_NONCE, AUTH, GET_AUDIT (admin.py)."""

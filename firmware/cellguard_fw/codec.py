@@ -178,6 +178,17 @@ def encode_info(buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12,
     return off
 
 
+def decode_time_sync(buf, off, end):
+    """Parse a TIME_SYNC payload in buf[off:end]; return its fields."""
+    if off + 4 > end:
+        raise ValueError("short payload")
+    unix_time_s, = unpack_from("<L", buf, off)
+    off += 4
+    if off != end:
+        raise ValueError("trailing bytes")
+    return (unix_time_s,)
+
+
 def encode_stats(buf, off, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12):
     """Write a STATS payload at buf[off:]; return the end offset.
     Fields v0...: uptime_ms, frames_ok, frames_bad, crc_errors, oversize, unknown_types, naks_sent, tx_frames, control_steps, control_overruns, heap_free, tx_dropped, sensor_bus_errors."""

@@ -9,17 +9,6 @@ The firmware imports this module for such a request and releases it after
 from struct import pack_into, unpack_from
 
 
-def decode_time_sync(buf, off, end):
-    """Parse a TIME_SYNC payload in buf[off:end]; return its fields."""
-    if off + 4 > end:
-        raise ValueError("short payload")
-    unix_time_s, = unpack_from("<L", buf, off)
-    off += 4
-    if off != end:
-        raise ValueError("trailing bytes")
-    return (unix_time_s,)
-
-
 def decode_set_config(buf, off, end):
     """Parse a SET_CONFIG payload in buf[off:end]; return its fields."""
     if off + 9 > end:
