@@ -60,7 +60,6 @@ _NAK_ERROR_NOT_AUTHORISED = const(7)
 _NAK_ERROR_PRESENCE_REQUIRED = const(14)
 _CONFIG_TELEMETRY_PERIOD_MS = const(100)  # the first key that is not a protection's
 _EVENT_CONFIG = const(5)
-_EVENT_TIME_SYNC = const(6)
 _EVENT_RESET = const(7)
 _EVENT_KEY_CHANGED = const(10)
 _EVENT_AUTH_REFUSED = const(11)
@@ -69,15 +68,18 @@ DOMAIN = b"cellguard-auth-1"
 
 # Bms.auth, a list once the first GET_NONCE came: the nonce given out (None: none
 # valid), the board time (ms, Bms.clock) it expires, refusals in a row, the board
-# time before which no AUTH is heard, nonces given out this boot, and the run of
-# records the change log counts in RAM ([(type, key id, reason, config key), count,
-# index, last value] or None).
+# time before which no AUTH is heard, nonces given out this boot, the run of records
+# the change log counts in RAM ([(type, key id, reason, config key), count, index,
+# last value] or None), and what app.py answers itself meanwhile.
 _NONCE = const(0)
 _EXPIRES = const(1)
 _FAILURES = const(2)
 _QUIET_UNTIL = const(3)
 _GIVEN = const(4)
 _RUN = const(5)  # identical refusals after the change log's last record, not yet on flash
+_FAST_TYPE = const(6)  # app.py answers this request itself while the run lasts (0: none)
+_FAST_COUNT = const(7)  # ... and counts it here
+_FAST_LAST = const(8)  # the last time a clock set of the run set (app._on_time_sync)
 
 # The change log (docs/security.md): audit.bin, records of codec's AuditRecord, each
 # chained to the one before by the first bytes of its SHA-256.
@@ -258,11 +260,11 @@ def _log_write(bms, msg, key_id, result, ckey, old, new):
     if result:  # a host may send these in a stream
         st[_RUN] = [(msg, key_id, result, ckey), 1, index, new]
         if result == _NAK_ERROR_AUTH_REQUIRED:  # app.py answers the same again, counted
-            bms.refused_type = msg
+            st[_FAST_TYPE] = msg
     elif msg == _MSG_TIME_SYNC and not key_id:  # app.py answers the next ones, counted
-        st[_RUN] = [None, 1, index, new]
-        bms.syncs = 1
-        bms.sync_last = new
+        st[_RUN] = [(msg, 0, 0, 0), 1, index, new]
+        st[_FAST_TYPE] = msg
+        st[_FAST_LAST] = new
     if index >= 2 * _KEPT and index % _KEPT == 0:
         _compact(path, _KEPT)
 
@@ -281,12 +283,11 @@ def _close_run(bms):
         return
     run = st[_RUN]
     st[_RUN] = None
-    if run[0] is None:  # clock sets: app.py counted them
-        run[1], run[3] = bms.syncs, bms.sync_last
-        bms.syncs = 0
-    elif bms.refused_type:  # the same plain write refused again: app.py counted them
-        run[1] += bms.refused_plain
-        bms.refused_type = bms.refused_plain = 0
+    if st[_FAST_TYPE]:  # the same request again, answered and counted by app.py
+        run[1] += st[_FAST_COUNT]
+        if run[0][0] == _MSG_TIME_SYNC:
+            run[3] = st[_FAST_LAST]
+        st[_FAST_TYPE] = st[_FAST_COUNT] = 0
     if run[1] == 1 or bms.key_path is None:
         return
     path = bms.key_path[:-7] + "audit.bin"
@@ -387,9 +388,7 @@ def _write(bms, seq, start, end):
             bms.lifetime.config_changed()
         bms._send_config_value(seq, key)
     elif msg == _MSG_TIME_SYNC:
-        (unix,) = codec.decode_time_sync(frame, start, end)
-        bms.set_clock(unix)
-        bms._ack(seq, msg)
+        bms._on_time_sync(seq, start, end)
     elif msg == _MSG_SET_KEY:
         key_id, key = codec_rare.decode_set_key(frame, start, end)
         if not bms.key_id and bms.hal.presence() < 0:  # no button: it could not be unlocked
@@ -443,7 +442,7 @@ def _ms_until(then, now):
 
 def _state(bms):
     if bms.auth is None:
-        bms.auth = [None, 0, 0, 0, 0, None]
+        bms.auth = [None, 0, 0, 0, 0, None, 0, 0, 0]
     return bms.auth
 
 

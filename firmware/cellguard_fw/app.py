@@ -165,15 +165,12 @@ class Bms:
         self.chip_trips = 0  # the chip's Safety Status A | B << 8 | C << 16, last read
         self.config_pin = board.get("config_pin", 0)
         # Who may write (admin.py, docs/security.md): the key's id, 0 in open mode; the
-        # key stays on flash, read only to check a MAC. ``auth``: nonce and refusals.
+        # key stays on flash, read only to check a MAC. ``auth``: nonce, refusals and
+        # the change log's run.
         self.key_path = None if storage is None else storage + "/key.bin"
         self.key_id = 0 if storage is None else _key_id(self.key_path)
         self.auth = None
         self.last_nak = 0
-        # Runs of requests the change log has a record of (admin.py) and app answers
-        # and counts: a plain write refused again (its type, how many more), clock sets
-        # (how many, the last time set).
-        self.refused_type = self.refused_plain = self.syncs = self.sync_last = 0
         self.events = EventLog(path=None if storage is None else storage + "/events.bin")
         self.latch_store = LatchStore(None if storage is None else storage + "/latches.bin")
         # Faults latch until CLEAR_FAULTS, across resets: the output stays open.
@@ -457,13 +454,14 @@ class Bms:
         if handler is None and msg_type in _ADMIN:
             handler = self._on_admin  # rare: the code is on the heap only meanwhile
             # What a host may send in a stream is answered here once the change log has
-            # the run's record (admin.py): the same plain write refused again by a
-            # locked board, a clock set after a clock set on an open one, counted.
-            if msg_type == self.refused_type and self.key_id:
-                self.refused_plain += 1
-                self._nak(seq, msg_type, _NAK_ERROR_AUTH_REQUIRED, self.key_id)
-                return
-            if msg_type == _MSG_TIME_SYNC and self.syncs and not self.key_id:
+            # the run's record (admin.py, auth[6:9]): the same plain write refused again
+            # by a locked board, a clock set after a clock set on an open one, counted.
+            a = self.auth
+            if a is not None and msg_type == a[6]:
+                a[7] += 1
+                if self.key_id:
+                    self._nak(seq, msg_type, _NAK_ERROR_AUTH_REQUIRED, self.key_id)
+                    return
                 handler = self._on_time_sync
         if handler is None:
             self.unknown_types += 1
@@ -584,19 +582,18 @@ class Bms:
         self.link.send(_MSG_LIFETIME, seq, end)
 
     def _on_time_sync(self, seq, start, end):
+        """TIME_SYNC: the Unix time (s) dates events and the lifetime record. admin.py
+        calls this for the first of a run of clock sets, app for the rest (_on_frame)."""
         (unix,) = codec.decode_time_sync(self.link.frame, start, end)
-        self.set_clock(unix)
-        self.syncs += 1
-        self.sync_last = unix
-        self._ack(seq, _MSG_TIME_SYNC)
-
-    def set_clock(self, unix):
-        """TIME_SYNC: the Unix time ``unix`` (s) dates events and the lifetime record."""
         self.unix_base = unix - _UNIX_2020 - self.time_ms // 1000  # from 2020 (above)
         self.lifetime.unix = max(0, unix - _UNIX_2020)
         # The event value is an i32 on the wire: from 2038 on it wraps, as the event
         # log's 32-bit array does under MicroPython.
         self._log(_EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
+        a = self.auth
+        if a:
+            a[8] = unix  # the run's last clock set (admin.py's change log)
+        self._ack(seq, _MSG_TIME_SYNC)
 
     def _on_admin(self, seq, start, end):
         """The writes, GET_NONCE, AUTH, GET_AUDIT (admin.py)."""
