@@ -186,7 +186,7 @@ def test_chip_board_keeps_less_resident_than_before_its_trim(chip: Any) -> None:
     names less): 54,464 B, 677 names. Layout 2 of the record, its rare code released
     (life_admin.py, codec_rare.py): 55,264 B, 692 names. Who may write (the writes in
     admin.py, loaded for a request; the key's id, the gate, the change log's run):
-    55,264 B, 701 names."""
+    55,200 B, 701 names."""
     assert chip.heap.high_water < 54 * 1024, chip.heap
     assert chip.heap.code < 44.5 * 1024, chip.heap  # 45.3 KB before the trim
     assert chip.names.count < 710, chip.names  # 776 before the trim
