@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import json
 import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cellguard.deploy.build import Build, build
@@ -163,6 +165,20 @@ def load(rt: MicroPythonRuntime, files: dict[str, bytes]) -> None:
     rt.exec("\n".join(lines))
 
 
+def _ed25519_board() -> ModuleType:
+    """benchmarks/ed25519_board.py (its interleaved batches), loaded by path: the
+    scripts of benchmarks/ are not a package."""
+    name = "cellguard_benchmarks_ed25519_board"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("ed25519_board.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while made
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def _json(rt: MicroPythonRuntime, source: str, timeout_s: float = 120.0) -> Any:
     return json.loads(rt.exec(source, timeout_s).strip().splitlines()[-1])
 
@@ -206,22 +222,8 @@ def measure(board: str, b: Build, reps: int, batch_ms: float) -> Figures:
         allocated = int(_json(rt, "_a0 = gc.mem_alloc()\n_r = _chk(_slot, '0.0.1')\n"
                                   "print(gc.mem_alloc() - _a0)"))
         rt.exec("_r = None\ngc.collect()")
-        counts = []
-        for i in range(len(KINDS)):  # grow each batch until it lasts batch_ms
-            count = 1
-            while True:
-                elapsed = int(_json(rt, f"print(_batch({i}, {count}))"))
-                if elapsed >= batch_ms * 1000 or count >= 1 << 20:
-                    break
-                count = int(count * min(8.0, max(2.0, 1.2 * batch_ms * 1000 / max(elapsed, 1))))
-            counts.append(count)
-        per: dict[str, list[float]] = {k: [] for k in KINDS}
-        for _ in range(reps):
-            rt.exec("gc.collect()")
-            took = _json(rt, "print([" + ", ".join(
-                f"_batch({i}, {c})" for i, c in enumerate(counts)) + "])", 600.0)
-            for kind, count, us in zip(KINDS, counts, took, strict=True):
-                per[kind].append(us / count)
+        per = _ed25519_board().interleaved_batches(
+            rt, list(KINDS), lambda i, c: f"_batch({i}, {c})", batch_ms, reps, 1 << 20)
         # One byte of one module changed: the check must say so (5).
         path = next(p for p in files if p.endswith(".mpy"))
         rt.exec(f"with open({SLOT + path!r}, 'r+b') as f:\n"

@@ -48,7 +48,7 @@ import subprocess
 import sys
 import time
 import tokenize
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -993,24 +993,37 @@ def batch_source() -> str:
                    for i, (kind, statement) in enumerate(KINDS.items()))
 
 
-def time_verify(rt: MicroPythonRuntime, reps: int, batch_ms: float) -> Timing:
-    """Interleaved batches of at least ``batch_ms`` each, ``reps`` times."""
+def interleaved_batches(rt: MicroPythonRuntime, kinds: Sequence[str],
+                        call: Callable[[int, int], str], batch_ms: float, reps: int,
+                        max_count: int) -> dict[str, list[float]]:
+    """µs per run of each of ``kinds``, ``reps`` times: ``call(i, count)`` is the
+    MicroPython expression that runs the i-th kind ``count`` times and gives the µs it
+    took. Each count grows until a batch lasts ``batch_ms`` (or reaches ``max_count``);
+    then the batches run interleaved, one of each kind a repetition, so that a machine
+    busy for a while slows every kind alike. (benchmarks/boot_check.py uses it too.)"""
     counts = []
-    for i in range(len(KINDS)):  # calibrate: grow the count until a batch is long enough
+    for i in range(len(kinds)):  # calibrate: grow the count until a batch is long enough
         count = 1
         while True:
-            elapsed = _json_line(rt, f"print(json.dumps(_batch_{i}({count})))")
-            if elapsed >= batch_ms * 1000 or count >= 1 << 22:
+            elapsed = _json_line(rt, f"print(json.dumps({call(i, count)}))")
+            if elapsed >= batch_ms * 1000 or count >= max_count:
                 break
             count = int(count * min(8.0, max(2.0, 1.2 * batch_ms * 1000 / max(elapsed, 1))))
         counts.append(count)
-    per: dict[str, list[float]] = {k: [] for k in KINDS}
+    per: dict[str, list[float]] = {k: [] for k in kinds}
     for _ in range(reps):
         rt.exec("gc.collect()")
         elapsed_us = _json_line(rt, "print(json.dumps([" + ", ".join(
-            f"_batch_{i}({c})" for i, c in enumerate(counts)) + "]))", 600.0)
-        for kind, count, us in zip(KINDS, counts, elapsed_us, strict=True):
+            call(i, c) for i, c in enumerate(counts)) + "]))", 600.0)
+        for kind, count, us in zip(kinds, counts, elapsed_us, strict=True):
             per[kind].append(us / count)
+    return per
+
+
+def time_verify(rt: MicroPythonRuntime, reps: int, batch_ms: float) -> Timing:
+    """Interleaved batches of at least ``batch_ms`` each, ``reps`` times."""
+    per = interleaved_batches(rt, list(KINDS), lambda i, c: f"_batch_{i}({c})", batch_ms,
+                              reps, 1 << 22)
     for loop in ("int loop", "mul loop"):
         per[loop] = [v / CALIBRATION_ITERS for v in per[loop]]
     projections: dict[str, dict[str, list[float]]] = {

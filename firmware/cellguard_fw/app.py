@@ -458,8 +458,8 @@ class Bms:
             # by a locked board, a clock set after a clock set on an open one, counted.
             a = self.auth
             if a is not None and msg_type == a[6]:
-                a[7] += 1
                 if self.key_id:
+                    a[7] += 1
                     self._nak(seq, msg_type, _NAK_ERROR_AUTH_REQUIRED, self.key_id)
                     return
                 handler = self._on_time_sync
@@ -591,8 +591,9 @@ class Bms:
         # log's 32-bit array does under MicroPython.
         self._log(_EVENT_TIME_SYNC, 0, unix - ((unix & 0x80000000) << 1))
         a = self.auth
-        if a:
-            a[8] = unix  # the run's last clock set (admin.py's change log)
+        if a and a[6] == _MSG_TIME_SYNC:  # a clock set of admin.py's run: counted
+            a[7] += 1
+            a[8] = unix
         self._ack(seq, _MSG_TIME_SYNC)
 
     def _on_admin(self, seq, start, end):
