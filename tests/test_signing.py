@@ -36,7 +36,7 @@ from cellguard.sim.virtual import VirtualBoard
 
 # The firmware's own data: it changes whenever the firmware boots, and is its business.
 BOARD_DATA = {"events.bin", "latches.bin", "health.bin", "life.0", "life.1", "life.2",
-              "life.3", "key.bin"}
+              "life.3", "key.bin", "audit.bin"}
 
 
 def session_key() -> signing.SigningKey:
@@ -77,7 +77,11 @@ def hello(port: str, keys: KeyStore | None = None) -> Info:
 
 
 def board_files(flash: Path) -> dict[str, bytes]:
-    return {k: v for k, v in snapshot(flash).items() if k not in BOARD_DATA}
+    """The files a deploy writes: not the running firmware's own data, nor the temporary
+    names it saves them under meanwhile (``.life.0.tmp~``, ``*.new``)."""
+    return {k: v for k, v in snapshot(flash).items()
+            if k not in BOARD_DATA and not Path(k).name.startswith(".")
+            and not k.endswith(("~", ".new"))}
 
 
 # -- the key and the signature, without a board --------------------------------------------
