@@ -13,6 +13,7 @@ import math
 import random
 import subprocess
 import sys
+from array import array
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from cellguard.estimation import cellmodel, estimate
 from cellguard.sim.plant import Plant
 from cellguard_fw.balancing import Balancer
 from cellguard_fw.chemistry import PROFILES
-from cellguard_fw.estimator import CellModel, StateEstimator, current_limit, trapezoid
+from cellguard_fw.estimator import TAU1, TAU2, CellModel, StateEstimator, current_limit, trapezoid
 from cellguard_fw.health import Health
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,21 +146,35 @@ def profile_model() -> CellModel:
     return CellModel.from_profile(PROFILES["nmc"], 3000)
 
 
+def limit_a(m: CellModel, soc_pct: float, v1_v: float, v2_v: float, horizon_s: float,
+            volts_limit: float, charge: bool) -> float:
+    """current_limit in SI units at 25 degC (the firmware works in uV, 0.01 %, mA)."""
+    per_pct = int(4096 * 100.0 * horizon_s / (3600.0 * m.capacity_ah))
+    return current_limit(m, round(soc_pct * 100), round(v1_v * 1e6), round(v2_v * 1e6), 250,
+                         m.decays(TAU1, horizon_s), m.decays(TAU2, horizon_s), per_pct,
+                         round(volts_limit * 1e6), charge) / 1000.0
+
+
 def test_current_limits_follow_soc_and_horizon() -> None:
     m = profile_model()
     v_max, v_min = 4.2, 2.85
-    discharge = [current_limit(m, soc, 0.0, 0.0, 25.0, 10.0, v_min, False)
-                 for soc in (90.0, 50.0, 20.0, 5.0, 0.0)]
+    discharge = [limit_a(m, soc, 0.0, 0.0, 10.0, v_min, False) for soc in (90.0, 50.0, 20.0, 5.0,
+                                                                            0.0)]
     assert discharge == sorted(discharge, reverse=True) and discharge[-1] == 0.0
-    charge = [current_limit(m, soc, 0.0, 0.0, 25.0, 10.0, v_max, True)
-              for soc in (10.0, 50.0, 90.0, 100.0)]
+    charge = [limit_a(m, soc, 0.0, 0.0, 10.0, v_max, True) for soc in (10.0, 50.0, 90.0, 100.0)]
     # full: only what is left between the top of the OCV curve and the charge voltage
     assert charge == sorted(charge, reverse=True) and charge[-1] < 0.02 * charge[0]
     # a short pulse may be larger than a long one; RC voltages already built up
     # (a discharge just before) lower the discharge limit
-    assert current_limit(m, 50.0, 0.0, 0.0, 25.0, 2.0, v_min, False) > \
-        current_limit(m, 50.0, 0.0, 0.0, 25.0, 300.0, v_min, False)
-    assert current_limit(m, 50.0, -0.05, -0.03, 25.0, 10.0, v_min, False) < discharge[1]
+    assert limit_a(m, 50.0, 0.0, 0.0, 2.0, v_min, False) > \
+        limit_a(m, 50.0, 0.0, 0.0, 300.0, v_min, False)
+    assert limit_a(m, 50.0, -0.05, -0.03, 10.0, v_min, False) < discharge[1]
+    # the integer solution is the model's: at 50 %, 10 s, no RC voltage, within 1 %
+    m.at(5000, 250)
+    a1, a2 = math.exp(-10.0 / 60.0), math.exp(-10.0 / 600.0)
+    per_amp = (0.020 + 0.015 * (1 - a1) + 0.010 * (1 - a2)
+               + m.slope() / 1e6 * 100.0 * 10.0 / (3600.0 * 3.0))
+    assert discharge[1] == pytest.approx((m.get(0) / 1e6 - v_min) / per_amp, rel=0.01)
 
 
 def test_limits_are_derated_by_temperature_and_capped_by_the_ratings() -> None:
@@ -175,31 +190,40 @@ def test_limits_are_derated_by_temperature_and_capped_by_the_ratings() -> None:
         assert all(x <= ratings[1] for x in lim[1:4]) and all(x <= ratings[3] for x in lim[5:])
         # below 0 degC the charge limit is zero (the charge-temperature alarm's limit)
         assert (lim[0] > 0) == expect_charge
-    assert trapezoid(25.0, 0.0, 10.0, 35.0, 45.0) == 1.0
-    assert trapezoid(5.0, 0.0, 10.0, 35.0, 45.0) == pytest.approx(0.5)
-    assert trapezoid(45.0, 0.0, 10.0, 35.0, 45.0) == 0.0
+    # the derating factor in 1/256, on the firmware's integers (0.1 degC)
+    assert trapezoid(250, 0, 100, 350, 450) == 256
+    assert trapezoid(50, 0, 100, 350, 450) == 128
+    assert trapezoid(450, 0, 100, 350, 450) == 0
+
+
+def bleed(b: Balancer, socs_pct: list[float], allowed: bool = True,
+          mv: int = 3700) -> int:
+    """One 1 s balancer step with the cells' SoC in %: the firmware gives a base
+    and each cell's offset from it in 0.001 % (the base here is the first cell)."""
+    base = round(socs_pct[0] * 1000)
+    offsets = array("i", [round(s * 1000) - base for s in socs_pct])
+    return b.step(1000, base, offsets, [mv] * len(socs_pct), allowed)
 
 
 def test_balancer_by_soc_with_hysteresis_and_a_thermal_limit() -> None:
     b = Balancer(3, balance_ohm=33.0, start_pct=2.0, stop_pct=1.0, r_th_k_per_w=60.0,
                  tau_s=120.0, max_rise_k=40.0, cool_k=10.0)
-    volts = [3.7, 3.7, 3.7]
-    assert b.step(1.0, [50.0, 51.5, 50.0], volts, True) == 0  # 1.5 points: not yet
-    assert b.step(1.0, [50.0, 52.5, 50.0], volts, True) == 0b010  # past the start
-    assert b.step(1.0, [50.0, 51.5, 50.0], volts, True) == 0b010  # still above stop
-    assert b.step(1.0, [50.0, 50.9, 50.0], volts, True) == 0  # within stop: done
-    assert b.step(1.0, [50.0, 55.0, 50.0], volts, False) == 0  # pack not within limits
-    assert b.step(1.0, [5.0, 9.0, 5.0], volts, True) == 0  # too empty to bleed
+    assert bleed(b, [50.0, 51.5, 50.0]) == 0  # 1.5 points: not yet
+    assert bleed(b, [50.0, 52.5, 50.0]) == 0b010  # past the start
+    assert bleed(b, [50.0, 51.5, 50.0]) == 0b010  # still above stop
+    assert bleed(b, [50.0, 50.9, 50.0]) == 0  # within stop: done
+    assert bleed(b, [50.0, 55.0, 50.0], allowed=False) == 0  # pack not within limits
+    assert bleed(b, [5.0, 9.0, 5.0]) == 0  # too empty to bleed
     # 3.7 V over 33 ohm is 0.41 W: 25 K of rise at 60 K/W, below the limit ...
     for _ in range(2000):
-        b.step(1.0, [50.0, 55.0, 50.0], volts, True)
+        bleed(b, [50.0, 55.0, 50.0])
     assert b.mask == 0b010 and b.rise_k[1] == pytest.approx(0.415 * 60.0, rel=0.02)
     # ... a hotter resistor (100 K/W) stops at 40 K and resumes 10 K lower
-    hot = Balancer(1, r_th_k_per_w=100.0, tau_s=120.0)
-    masks = [hot.step(1.0, [60.0], [3.7], True) or 0 for _ in range(2000)]
+    hot = Balancer(2, r_th_k_per_w=100.0, tau_s=120.0)
+    masks = [bleed(hot, [50.0, 60.0]) for _ in range(2000)]
     low = Balancer(1)  # one cell is never above the lowest: never bleeds
-    assert low.step(1.0, [60.0], [3.7], True) == 0
-    assert 0 in masks[100:]  # it cut out
+    assert bleed(low, [60.0]) == 0
+    assert 0 in masks[100:] and 0b10 in masks[100:]  # it cut out and came back
     assert max(hot.rise_k) <= 40.0 + 0.5
 
 

@@ -289,7 +289,7 @@ def test_a_frozen_cell_on_the_lfp_plateau_is_left_out_within_seconds() -> None:
         est.run(cells_mv, temps_dc, RATINGS, False, suspect)
         if phase == "frozen":
             pack_err.append(est.soc_pct - truth)
-            frozen_err.append(est.cells[n - 1].soc - cells[n - 1])
+            frozen_err.append(est.cell_soc_pct(n - 1) - cells[n - 1])
             left_out.append(est.hold_ms > 0)
     assert held and held[0] < 3270  # frozen at a discharge's reading
     # the pack stays with the truth (the fault before this change: -4.4 points)

@@ -2,27 +2,35 @@
 
 Not on the safety path: it runs once per estimation period (1 s by default)
 with the current averaged over that period (the readings, taken at the last
-control step, are compared at that step's current), in floats (MicroPython's floats
-are single precision on an RP2040, so the filter is written to stay well
-conditioned in float32: SoC in percent, Joseph-form covariance update).
+control step, are compared at that step's current).
+
+Written for a board's heap (docs/estimation.md, *Cost on a board*): every
+float result is a 16-byte heap object on both ports, so a run keeps floats to
+the pack filter's few dozen and does everything per cell in integers (small
+ints never allocate): the cell model's tables are integers (uV, micro-ohm,
+0.1 s), the cells' SoC offsets are in 0.001 %, the current limits in mA, the
+balancer's heat in mK. The floats that remain are single precision on an
+RP2040 and an ESP32, so the filter is kept small and well conditioned: SoC in
+percent, a two-state covariance whose update keeps it positive.
 
 The model is a cell equivalent circuit: OCV(SoC, T) + R0(SoC, T) * I + two RC
 pairs (R1, tau1; R2, tau2), from a ``cell.json`` (docs/cell-model.md) or, when
 the board gives none, from the chemistry's OCV table with typical resistances.
 Current is in A, positive when charging; voltages in V; temperatures in degC.
 
-- :class:`PackEkf`: the mean cell (pack voltage / cells), states SoC (%), the
-  two RC voltages and the current sensor's bias (A), with covariance; coulomb
-  counting is its process model.
-- Per cell, a one-state filter on the cell's SoC with the RC voltages
-  propagated, using the pack filter's bias-corrected current: the weakest and
+- :class:`PackEkf`: the mean cell (pack voltage / cells): states SoC (%) and
+  the current sensor's bias (A), with covariance; the two RC voltages are
+  propagated from the current; coulomb counting is its process model.
+- Per cell, its SoC as an offset from the pack's (0.001 %), tracked from how
+  its reading differs from the other cells' (integers): the weakest and
   strongest cells for the power limits and balancing.
 - :class:`Health`: capacity relearned from the charge counted between two
   rested, well-known SoC points; R0 growth from current steps; both persisted.
 - :func:`current_limit`: the voltage-limited current over a horizon, projected
-  through the RC states, derated by temperature and SoC.
+  through the RC states, derated by temperature and SoC (integers, mA).
 """
 
+from array import array
 from math import exp, sqrt
 
 from micropython import const
@@ -55,28 +63,48 @@ DEFAULT_TAU1_S = 60.0
 DEFAULT_R2_OHM = 0.010
 DEFAULT_TAU2_S = 600.0
 TABLES = ("ocv_v", "r0_ohm", "r1_ohm", "tau1_s", "r2_ohm", "tau2_s")
+# Each table's integer unit: uV, micro-ohm, 0.1 s (a tau of 1,000 s times the
+# interpolation's 1024 stays a small int).
+_SCALE = (1000000, 1000000, 1000000, 10, 1000000, 10)
+OCV, R0, R1, TAU1, R2, TAU2 = 0, 1, 2, 3, 4, 5
+
+_Q = const(10)  # interpolation fractions in 1/1024
+_ONE = const(1024)
+_DQ = const(12)  # decay factors in 1/4096
+_DONE = const(4096)
+_DERATE = const(256)  # derating factors in 1/256
+
+
+def _dc(temp_c):
+    """degC to 0.1 degC, rounded."""
+    return int(temp_c * 10 + (0.5 if temp_c >= 0 else -0.5))
 
 
 class CellModel:
-    """The cell tables, ``[temperature][soc]`` flattened, interpolated bilinearly
-    and clamped at the edges. :meth:`at` locates a point; the getters then read
-    every table at it without searching again."""
+    """The cell tables, ``[temperature][soc]`` flattened, in integers (uV,
+    micro-ohm, 0.1 s), interpolated bilinearly and clamped at the edges. SoC
+    in 0.01 % and temperature in 0.1 degC: :meth:`at` locates a point, then
+    :meth:`get` reads any table there without searching again."""
 
     def __init__(self, cfg):
         self.capacity_ah = float(cfg["capacity_ah"])
-        self.soc = [float(x) for x in cfg["soc_pct"]]
-        self.temps = [float(x) for x in cfg["temps_c"]]
+        self.soc = array("i", [int(x * 100 + 0.5) for x in cfg["soc_pct"]])
+        self.temps = array("i", [_dc(x) for x in cfg["temps_c"]])
         ns, nt = len(self.soc), len(self.temps)
-        self.tables = {}
-        for key in TABLES:
-            rows = cfg[key]
+        if ns < 2:
+            raise ValueError("cell model needs two SoC points or more")
+        self.ns, self.nt = ns, nt
+        self.tables = []
+        for k in range(len(TABLES)):
+            rows = cfg[TABLES[k]]
             if len(rows) != nt or any(len(r) != ns for r in rows):
-                raise ValueError("cell model table %s is not %d x %d" % (key, nt, ns))
-            self.tables[key] = [float(v) for row in rows for v in row]
+                raise ValueError("cell model table %s is not %d x %d" % (TABLES[k], nt, ns))
+            s = _SCALE[k]
+            self.tables.append(array("i", [int(v * s + 0.5) for row in rows for v in row]))
         self._i = 0
-        self._fs = 0.0
+        self._fs = 0
         self._j = 0
-        self._ft = 0.0
+        self._ft = 0
 
     @staticmethod
     def from_profile(profile, capacity_mah):
@@ -87,81 +115,98 @@ class CellModel:
         ocv = [mv / 1000.0 for mv in profile["ocv_mv"]]
         n = len(ocv)
         step = 100.0 / (n - 1)
-        row = [3000.0 / capacity_mah] * n
+        f = 3000.0 / capacity_mah
         return CellModel({
             "capacity_ah": capacity_mah / 1000.0,
             "soc_pct": [i * step for i in range(n)],
             "temps_c": [25.0],
             "ocv_v": [ocv],
-            "r0_ohm": [[DEFAULT_R0_OHM * x for x in row]],
-            "r1_ohm": [[DEFAULT_R1_OHM * x for x in row]],
+            "r0_ohm": [[DEFAULT_R0_OHM * f] * n],
+            "r1_ohm": [[DEFAULT_R1_OHM * f] * n],
             "tau1_s": [[DEFAULT_TAU1_S] * n],
-            "r2_ohm": [[DEFAULT_R2_OHM * x for x in row]],
+            "r2_ohm": [[DEFAULT_R2_OHM * f] * n],
             "tau2_s": [[DEFAULT_TAU2_S] * n],
         })
 
-    @staticmethod
-    def _find(axis, x):
-        n = len(axis)
-        if n == 1 or x <= axis[0]:
-            return 0, 0.0
-        if x >= axis[n - 1]:
-            return n - 2, 1.0
-        i = 0
-        while axis[i + 1] < x:
-            i += 1
-        return i, (x - axis[i]) / (axis[i + 1] - axis[i])
-
-    def at(self, soc_pct, temp_c):
-        self._i, self._fs = self._find(self.soc, soc_pct)
-        self._j, self._ft = self._find(self.temps, temp_c)
+    def at(self, soc_cpct, temp_dc):
+        axis = self.soc
+        n = self.ns
+        if soc_cpct <= axis[0]:
+            i, f = 0, 0
+        elif soc_cpct >= axis[n - 1]:
+            i, f = n - 2, _ONE
+        else:
+            i = 0
+            while axis[i + 1] < soc_cpct:
+                i += 1
+            f = ((soc_cpct - axis[i]) << _Q) // (axis[i + 1] - axis[i])
+        self._i, self._fs = i, f
+        if self.nt == 1:
+            return
+        axis = self.temps
+        n = self.nt
+        if temp_dc <= axis[0]:
+            j, f = 0, 0
+        elif temp_dc >= axis[n - 1]:
+            j, f = n - 2, _ONE
+        else:
+            j = 0
+            while axis[j + 1] < temp_dc:
+                j += 1
+            f = ((temp_dc - axis[j]) << _Q) // (axis[j + 1] - axis[j])
+        self._j, self._ft = j, f
 
     def get(self, key):
-        t = self.tables[key]
-        ns = len(self.soc)
-        i, fs = self._i, self._fs
-        i1 = i + 1 if ns > 1 else i
-        base = self._j * ns
-        a = t[base + i] + (t[base + i1] - t[base + i]) * fs
-        if len(self.temps) == 1:
-            return a
-        base += ns
-        b = t[base + i] + (t[base + i1] - t[base + i]) * fs
-        return a + (b - a) * self._ft
+        """Table ``key`` (OCV, R0, ...) at the located point, in its integer unit."""
+        return self.read(self.tables[key])
 
-    def ocv_slope(self):
-        """dOCV/dSoC at the located point, V per %: the segment's slope."""
-        t = self.tables["ocv_v"]
-        ns = len(self.soc)
+    def read(self, t):
+        """Any table laid out as the model's (:meth:`decays`) at the located point."""
+        b = self._j * self.ns + self._i
+        fs = self._fs
+        a = t[b] + ((t[b + 1] - t[b]) * fs >> _Q)
+        if self.nt == 1:
+            return a
+        b += self.ns
+        c = t[b] + ((t[b + 1] - t[b]) * fs >> _Q)
+        return a + ((c - a) * self._ft >> _Q)
+
+    def slope(self):
+        """dOCV/dSoC at the located point, uV per %: the segment's slope."""
+        t = self.tables[OCV]
         i = self._i
         ds = self.soc[i + 1] - self.soc[i]
-        base = self._j * ns
-        a = (t[base + i + 1] - t[base + i]) / ds
-        if len(self.temps) == 1:
+        b = self._j * self.ns + i
+        a = (t[b + 1] - t[b]) * 100 // ds
+        if self.nt == 1:
             return a
-        base += ns
-        b = (t[base + i + 1] - t[base + i]) / ds
-        return a + (b - a) * self._ft
+        b += self.ns
+        c = (t[b + 1] - t[b]) * 100 // ds
+        return a + ((c - a) * self._ft >> _Q)
 
-    def soc_from_ocv(self, volts, temp_c):
-        """The SoC (%) whose OCV is ``volts`` (the table rises strictly)."""
-        lo, hi = 0.0, 100.0
-        for _ in range(24):  # bisection: 100 / 2**24 % is far below any sensor
-            mid = (lo + hi) * 0.5
-            self.at(mid, temp_c)
-            if self.get("ocv_v") < volts:
+    def soc_from_ocv(self, uv, temp_dc):
+        """The SoC (0.01 %) whose OCV is ``uv`` (the table rises strictly)."""
+        lo, hi = 0, 10000
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            self.at(mid, temp_dc)
+            if self.get(OCV) < uv:
                 lo = mid
             else:
                 hi = mid
-        return (lo + hi) * 0.5
+        return lo if uv - self.get(OCV) < 0 else hi
 
-
-def _rc(tau_s, dt_s):
-    return exp(-dt_s / tau_s) if tau_s > 0 else 0.0
+    def decays(self, key, horizon_s):
+        """A table of exp(-horizon / tau) in 1/4096, laid out as ``key``'s (a
+        tau table): what an RC voltage keeps after the horizon."""
+        t = self.tables[key]
+        return array("i", [int(_DONE * exp(-horizon_s * 10.0 / tau)) if tau > 0 else 0
+                           for tau in t])
 
 
 class PackEkf:
-    """Extended Kalman filter on the mean cell: x = [SoC %, v1 V, v2 V, bias A]."""
+    """Extended Kalman filter on the mean cell: x = [SoC %, bias A] with the RC
+    voltages v1, v2 (V) propagated; covariance ``p00, p01, p11``."""
 
     def __init__(self, model, soc_pct, soc_std_pct=20.0, voltage_std_v=0.005,
                  current_std_a=0.05, bias_std_a=0.05, bias_drift_a_per_h=0.01,
@@ -173,14 +218,16 @@ class PackEkf:
         # (model_error_frac * R0 * I)^2 on top, so a large innovation under load
         # is not read as a sensor bias or a SoC error.
         self.model_error_frac = model_error_frac
-        self.x = [soc_pct, 0.0, 0.0, 0.0]
-        self.p = [[0.0] * 4 for _ in range(4)]
-        self.p[0][0] = soc_std_pct * soc_std_pct
-        self.p[1][1] = self.p[2][2] = 0.01 * 0.01
-        self.p[3][3] = bias_std_a * bias_std_a
+        self.soc = float(soc_pct)
+        self.bias = 0.0
+        self.v1 = 0.0
+        self.v2 = 0.0
+        self.p00 = soc_std_pct * soc_std_pct
+        self.p01 = 0.0
+        self.p11 = bias_std_a * bias_std_a
         self.r_meas = voltage_std_v * voltage_std_v
         self.current_var = current_std_a * current_std_a
-        self.bias_var_per_s = (bias_drift_a_per_h * bias_drift_a_per_h) / 3600.0
+        self.bias_var_per_ms = (bias_drift_a_per_h * bias_drift_a_per_h) / 3.6e6
         self.capacity_ah = model.capacity_ah
         # The bias is a sensor offset: never beyond what the sensor can be off by.
         self.bias_max_a = bias_max_a
@@ -193,175 +240,135 @@ class PackEkf:
         self.nis_soft = nis_soft
         self.inflate = inflate
         self.p_max = soc_std_pct * soc_std_pct
-        self._tmp = [[0.0] * 4 for _ in range(4)]
-        self._a = [[0.0] * 4 for _ in range(4)]
-        self._h = [0.0] * 4
-        self._ph = [0.0] * 4
-        self._k = [0.0] * 4
+        # Per-step constants, recomputed only when what they depend on changes.
+        self._dt_ms = -1
+        self._cap = -1.0
+        self._g = 0.0  # % per A over the period
+        self._g2q = 0.0  # the current noise's share of the SoC variance per period
+        self._qb = 0.0  # the bias's drift variance per period
+        self._rc = [-1, -1, 1.0, 0.0, -1, -1, 1.0, 0.0]  # tau, R, decay, gain per RC pair
+        # the last update's linearisation (the cells use it): V per %, ohm, V
+        self.h = 0.0
+        self.r0 = 0.0
+        self.over = 0.0
 
-    def predict(self, current_a, dt_s, temp_c):
-        m = self.model
-        x = self.x
-        m.at(x[0], temp_c)
-        r1, r2 = m.get("r1_ohm"), m.get("r2_ohm")
-        a1, a2 = _rc(m.get("tau1_s"), dt_s), _rc(m.get("tau2_s"), dt_s)
-        gain = 100.0 * dt_s / (3600.0 * self.capacity_ah)  # % per A over dt
-        i_eff = current_a - x[3]
-        x[0] += gain * i_eff
-        x[1] = a1 * x[1] + r1 * (1.0 - a1) * i_eff
-        x[2] = a2 * x[2] + r2 * (1.0 - a2) * i_eff
-        # P = F P F^T with F = [[1,0,0,-g],[0,a1,0,-b1],[0,0,a2,-b2],[0,0,0,1]], its
-        # zeros skipped: a quarter of the float operations (each one allocates on
-        # a board) of the full product.
-        b1 = r1 * (1.0 - a1)
-        b2 = r2 * (1.0 - a2)
-        p, t = self.p, self._tmp
-        for c in range(4):  # t = F P, row by row
-            p3 = p[3][c]
-            t[0][c] = p[0][c] - gain * p3
-            t[1][c] = a1 * p[1][c] - b1 * p3
-            t[2][c] = a2 * p[2][c] - b2 * p3
-            t[3][c] = p3
-        for r in range(4):  # P = t F^T
-            tr = t[r]
-            t3 = tr[3]
-            p[r][0] = tr[0] - gain * t3
-            p[r][1] = a1 * tr[1] - b1 * t3
-            p[r][2] = a2 * tr[2] - b2 * t3
-            p[r][3] = t3
-        # Process noise: the current sensor's noise drives SoC and the RC states.
-        q_i = self.current_var
-        p[0][0] += gain * gain * q_i
-        p[1][1] += b1 * b1 * q_i + 1e-8 * dt_s
-        p[2][2] += b2 * b2 * q_i + 1e-8 * dt_s
-        p[3][3] += self.bias_var_per_s * dt_s
+    def _constants(self, dt_ms):
+        if dt_ms != self._dt_ms or self.capacity_ah != self._cap:
+            self._dt_ms = dt_ms
+            self._cap = self.capacity_ah
+            g = dt_ms / (36000.0 * self.capacity_ah)
+            self._g = g
+            self._g2q = g * g * self.current_var
+            self._qb = self.bias_var_per_ms * dt_ms
+            self._rc[0] = self._rc[4] = -1
 
-    def update(self, cell_v, current_a, temp_c, learn_bias=True):
-        """The voltage update; ``learn_bias`` False leaves the bias where it is.
-        Returns False when the innovation gate refused the measurement."""
+    def _pair(self, k, tau, r, dt_ms):
+        rc = self._rc
+        if rc[k] != tau or rc[k + 1] != r:
+            rc[k] = tau
+            rc[k + 1] = r
+            a = exp(-dt_ms / (tau * 100.0)) if tau > 0 else 0.0
+            rc[k + 2] = a
+            rc[k + 3] = r * (1.0 - a) / 1e6
+        return rc[k + 2], rc[k + 3]
+
+    def predict(self, current_a, dt_ms, temp_dc):
         m = self.model
-        x = self.x
-        m.at(x[0], temp_c)
-        r0 = m.get("r0_ohm")
-        i_eff = current_a - x[3]
-        predicted = m.get("ocv_v") + x[1] + x[2] + r0 * i_eff
-        h = self._h
-        h[0] = m.ocv_slope()
-        h[1] = h[2] = 1.0
-        h[3] = -r0
-        err = self.model_error_frac * r0 * current_a
-        r_meas = self.r_meas + err * err
-        p = self.p
-        ph = self._ph
-        for r in range(4):
-            pr = p[r]
-            ph[r] = pr[0] * h[0] + pr[1] + pr[2] - pr[3] * r0
-        s = h[0] * ph[0] + ph[1] + ph[2] - r0 * ph[3] + r_meas
-        innovation = cell_v - predicted
-        if innovation * innovation > self.nis_gate * s + self.gate_floor_v2:
-            # More SoC uncertainty, not correlated with the other states (so a later
-            # update puts the correction into the SoC, not the RC voltages); adding
-            # to a diagonal element keeps P positive semi-definite.
-            if p[0][0] < self.p_max:
-                p[0][0] *= self.inflate
+        m.at(int(self.soc * 100), temp_dc)
+        self._constants(dt_ms)
+        a1, b1 = self._pair(0, m.get(TAU1), m.get(R1), dt_ms)
+        a2, b2 = self._pair(4, m.get(TAU2), m.get(R2), dt_ms)
+        i = current_a - self.bias
+        g = self._g
+        self.soc += g * i
+        self.v1 = a1 * self.v1 + b1 * i
+        self.v2 = a2 * self.v2 + b2 * i
+        # P = F P F^T + Q with F = [[1, -g], [0, 1]]
+        p11 = self.p11
+        p01 = self.p01 - g * p11
+        self.p00 += self._g2q - g * (self.p01 + p01)
+        self.p01 = p01
+        self.p11 = p11 + self._qb
+
+    def linearise(self, now_a, temp_dc):
+        """The model at the present state and the reading's current: sets ``h``
+        (V per %), ``r0`` (ohm) and ``over`` (V, the overpotential:
+        R0 * I + v1 + v2); returns the predicted voltage (V)."""
+        m = self.model
+        m.at(int(self.soc * 100), temp_dc)
+        r0 = self.r0 = m.get(R0) / 1e6
+        self.h = m.slope() / 1e6
+        over = self.over = self.v1 + self.v2 + r0 * (now_a - self.bias)
+        return m.get(OCV) / 1e6 + over
+
+    def update(self, cell_v, predicted_v, now_a, learn_bias=True):
+        """The voltage update, after :meth:`linearise`; ``learn_bias`` False
+        leaves the bias where it is. Returns False when the innovation gate
+        refused the measurement."""
+        h = self.h
+        r0 = self.r0
+        err = self.model_error_frac * r0 * now_a
+        r = self.r_meas + err * err
+        p00 = self.p00
+        p01 = self.p01
+        p11 = self.p11
+        # H = [h, -r0]
+        ph0 = p00 * h - p01 * r0
+        ph1 = p01 * h - p11 * r0
+        s = h * ph0 - r0 * ph1 + r
+        y = cell_v - predicted_v
+        yy = y * y
+        if yy > self.nis_gate * s + self.gate_floor_v2:
+            # More SoC uncertainty, not correlated with the bias (so a later
+            # update puts the correction into the SoC); growing a diagonal
+            # element keeps P positive.
+            if p00 < self.p_max:
+                self.p00 = p00 * self.inflate
             return False
-        if innovation * innovation > self.nis_soft * s:
+        if yy > self.nis_soft * s:
             # Far out but taken: as if the measurement were noisier (Huber), so one
             # update moves the state a few standard deviations at most and the
             # next ones, relinearised, carry on; P then shrinks only a little.
-            d = innovation * innovation / self.nis_soft - s
+            d = yy / self.nis_soft - s
             s += d
-            r_meas += d
-        k = self._k
-        for r in range(4):
-            k[r] = ph[r] / s
-        if not learn_bias:
-            k[3] = 0.0  # any gain is valid in the Joseph form below
-        for r in range(4):
-            x[r] += k[r] * innovation
-        # Joseph form, P = (I - K H) P (I - K H)^T + K R K^T: stays symmetric and
-        # positive in single precision.
-        t = self._tmp
-        for r in range(4):
-            for c in range(4):
-                t[r][c] = (1.0 if r == c else 0.0) - k[r] * h[c]
-        a = self._a
-        for r in range(4):
-            tr = t[r]
-            for c in range(4):
-                a[r][c] = tr[0] * p[0][c] + tr[1] * p[1][c] + tr[2] * p[2][c] + tr[3] * p[3][c]
-        for r in range(4):
-            for c in range(r, 4):
-                v = a[r][0] * t[c][0] + a[r][1] * t[c][1] + a[r][2] * t[c][2] \
-                    + a[r][3] * t[c][3] + k[r] * k[c] * r_meas
-                p[r][c] = v
-                p[c][r] = v
-        # A SoC past 0 or 100 % is clamped, and the states correlated with it move
+            r += d
+        k0 = ph0 / s
+        self.soc += k0 * y
+        if learn_bias:
+            k1 = ph1 / s
+            self.bias += k1 * y
+            # P - K S K^T: the optimal gain's update, in three products
+            self.p00 = p00 - k0 * ph0
+            self.p01 = p01 - k0 * ph1
+            self.p11 = p11 - k1 * ph1
+        else:
+            # K = [k0, 0] is not the optimal gain: Joseph form,
+            # (I - K H) P (I - K H)^T + K R K^T, the bias row unchanged
+            a = 1.0 - k0 * h
+            b = k0 * r0
+            self.p01 = a * p01 + b * p11
+            self.p00 = a * (a * p00 + 2.0 * b * p01) + b * b * p11 + k0 * k0 * r
+        if self.p01 * self.p01 >= self.p00 * self.p11:  # rounding: keep P positive
+            self.p01 *= 0.99
+        # A SoC past 0 or 100 % is clamped, and the bias correlated with it moves
         # with it (the clamp projected through the covariance): clamping SoC alone
         # leaves the bias holding the excess, and the filter drifts off.
-        bound = 0.0 if x[0] < 0.0 else (100.0 if x[0] > 100.0 else x[0])
-        if bound != x[0] and p[0][0] > 0:
-            d = x[0] - bound
-            for r in range(1, 4):
-                x[r] -= p[r][0] / p[0][0] * d
-            x[0] = bound
+        x = self.soc
+        if x < 0.0 or x > 100.0:
+            bound = 0.0 if x < 0.0 else 100.0
+            if self.p00 > 0:
+                self.bias -= self.p01 / self.p00 * (x - bound)
+            self.soc = bound
         b = self.bias_max_a
-        if x[3] > b:
-            x[3] = b
-        elif x[3] < -b:
-            x[3] = -b
+        if self.bias > b:
+            self.bias = b
+        elif self.bias < -b:
+            self.bias = -b
         return True
 
     @property
     def soc_std_pct(self):
-        return sqrt(max(self.p[0][0], 0.0))
-
-
-class CellFilter:
-    """One cell's SoC (%) with its RC voltages propagated; the pack filter's
-    bias-corrected current drives it. A scalar Kalman filter on SoC, in three
-    steps so the estimator can compare the cells' innovations before any
-    update: :meth:`predict`, :meth:`innovation`, :meth:`update`."""
-
-    def __init__(self, model, soc_pct, soc_std_pct=20.0, voltage_std_v=0.005,
-                 current_std_a=0.05):
-        self.model = model
-        self.soc = soc_pct
-        self.var = soc_std_pct * soc_std_pct
-        self.v1 = 0.0
-        self.v2 = 0.0
-        self.r_meas = voltage_std_v * voltage_std_v
-        self.current_var = current_std_a * current_std_a
-        self.h = 0.0  # the OCV slope and innovation variance of the last innovation()
-        self.s = 0.0
-
-    def predict(self, current_a, dt_s, temp_c):
-        m = self.model
-        m.at(self.soc, temp_c)
-        a1, a2 = _rc(m.get("tau1_s"), dt_s), _rc(m.get("tau2_s"), dt_s)
-        gain = 100.0 * dt_s / (3600.0 * m.capacity_ah)
-        self.soc += gain * current_a
-        self.v1 = a1 * self.v1 + m.get("r1_ohm") * (1.0 - a1) * current_a
-        self.v2 = a2 * self.v2 + m.get("r2_ohm") * (1.0 - a2) * current_a
-        self.var += gain * gain * self.current_var
-
-    def innovation(self, cell_v, current_a, temp_c):
-        """The reading less the model's voltage (V); its variance is then ``s``."""
-        m = self.model
-        m.at(self.soc, temp_c)
-        h = self.h = m.ocv_slope()
-        self.s = h * h * self.var + self.r_meas
-        return cell_v - (m.get("ocv_v") + self.v1 + self.v2 + m.get("r0_ohm") * current_a)
-
-    def update(self, innovation):
-        h = self.h
-        k = self.var * h / self.s
-        self.soc += k * innovation
-        self.var *= 1.0 - k * h
-        if self.soc < 0.0:
-            self.soc = 0.0
-        elif self.soc > 100.0:
-            self.soc = 100.0
+        return sqrt(self.p00) if self.p00 > 0 else 0.0
 
 
 def _median(values, n):
@@ -380,34 +387,42 @@ def _median(values, n):
     return values[0]
 
 
-def current_limit(model, soc_pct, v1, v2, temp_c, horizon_s, volts_limit, charge):
-    """The largest current (A, magnitude) the cell takes for ``horizon_s`` without
-    its terminal voltage passing ``volts_limit``: the model's voltage after the
+def current_limit(model, soc_cpct, v1_uv, v2_uv, temp_dc, decay1, decay2, per_pct_q12,
+                  limit_uv, charge):
+    """The largest current (mA, magnitude) the cell takes for a horizon without
+    its terminal voltage passing ``limit_uv``: the model's voltage after the
     horizon, linear in the current (OCV slope, R0 and the RC pairs' step
-    response), solved for the limit."""
-    model.at(soc_pct, temp_c)
-    a1 = _rc(model.get("tau1_s"), horizon_s)
-    a2 = _rc(model.get("tau2_s"), horizon_s)
-    free = model.get("ocv_v") + v1 * a1 + v2 * a2  # the voltage with no current
-    per_amp = (model.get("r0_ohm") + model.get("r1_ohm") * (1.0 - a1)
-               + model.get("r2_ohm") * (1.0 - a2)
-               + model.ocv_slope() * 100.0 * horizon_s / (3600.0 * model.capacity_ah))
+    response), solved for the limit. ``decay1``, ``decay2``: the horizon's
+    decay tables (:meth:`CellModel.decays`); ``per_pct_q12``: the SoC the
+    horizon moves per A, % in 1/4096."""
+    model.at(soc_cpct, temp_dc)
+    a1 = model.read(decay1)
+    a2 = model.read(decay2)
+    free = model.get(OCV) + (v1_uv * a1 >> _DQ) + (v2_uv * a2 >> _DQ)  # no current, uV
+    slope = model.slope()
+    per_amp = (model.get(R0) + (model.get(R1) * (_DONE - a1) >> _DQ)
+               + (model.get(R2) * (_DONE - a2) >> _DQ)
+               + ((slope >> 4) * per_pct_q12 >> 8))  # uV per A
     if per_amp <= 0:
-        return 0.0
-    amps = (volts_limit - free) / per_amp if charge else (free - volts_limit) / per_amp
-    return amps if amps > 0 else 0.0
+        return 0
+    room = limit_uv - free if charge else free - limit_uv
+    if room <= 0:
+        return 0
+    if room > 10000000:
+        room = 10000000
+    return room * 100 // per_amp * 10
 
 
 def trapezoid(x, zero_lo, full_lo, full_hi, zero_hi):
-    """1 between ``full_lo`` and ``full_hi``, falling linearly to 0 at ``zero_lo``
-    and ``zero_hi`` (foxBMS-style derating)."""
+    """256 between ``full_lo`` and ``full_hi``, falling linearly to 0 at
+    ``zero_lo`` and ``zero_hi`` (foxBMS-style derating; integers)."""
     if x <= zero_lo or x >= zero_hi:
-        return 0.0
+        return 0
     if x < full_lo:
-        return (x - zero_lo) / (full_lo - zero_lo)
+        return (x - zero_lo) * _DERATE // (full_lo - zero_lo)
     if x > full_hi:
-        return (zero_hi - x) / (zero_hi - full_hi)
-    return 1.0
+        return (zero_hi - x) * _DERATE // (zero_hi - full_hi)
+    return _DERATE
 
 
 # Protections (codec bits) that say the cell voltages cannot be trusted: no voltage
@@ -421,12 +436,16 @@ BIAS_HOLD_MS = 60000  # the bias learns again this long after the readings were 
 # common to the cells and cancels in that difference; what is a cell's own, added
 # up: the front end's noise band (the board's stuck_band_mv, at least
 # _BAND_MIN_MV), its resistances' spread (_SPREAD_PCT of the overpotential: each
-# within +/-5 %), and _OUTLIER_SIGMAS of its reading's noise (rms) and its filter's
-# SoC uncertainty. A frozen or drifting channel's error is its own.
+# within +/-5 %), and _OUTLIER_SIGMAS of its reading's noise (rms) and its
+# offset's uncertainty. A frozen or drifting channel's error is its own.
 _OUTLIER_SIGMAS = const(5)
 _READ_NOISE_UV = const(2000)
 _SPREAD_PCT = const(10)
 _BAND_MIN_MV = const(5)
+_CELL_SPREAD_PPM = const(20000)  # cells' capacities differ by up to 2 %
+_OFFSET_VAR_MIN = 0.01  # %^2: an offset is never known better than 0.1 points
+_SLOPE_MIN_UV = const(50)  # uV per %: a flatter OCV segment is taken as this steep
+_LEFT_OUT = const(0x3FFFFFFF)  # an innovation not taken
 
 CONTINUOUS_S = 300.0  # horizon of the "continuous" current limit
 PEAK_S = (2.0, 10.0, 30.0)  # horizons of the peak limits
@@ -443,9 +462,9 @@ class StateEstimator:
 
     def __init__(self, board, profile, storage=None, counter=None):
         cfg = board.get("cell_model")
-        self.model = CellModel(cfg) if cfg else CellModel.from_profile(
+        m = self.model = CellModel(cfg) if cfg else CellModel.from_profile(
             profile, board["capacity_mah"])
-        self.n = board["cells"]
+        n = self.n = board["cells"]
         self.mode = board.get("estimator", "ekf")
         if self.mode not in ("ekf", "coulomb"):
             raise ValueError("estimator must be ekf or coulomb")
@@ -453,20 +472,24 @@ class StateEstimator:
         self.counter = counter  # the coulomb counter: the baseline and coulomb mode
         self.initial_soc_pct = board.get("initial_soc_pct")
         # A rest: below C/20 (and at least 50 mA), for the relaxation time.
-        self.health = Health(self.model.capacity_ah,
+        self.health = Health(m.capacity_ah,
                              None if storage is None else storage + "/health.bin",
-                             rest_current_a=max(0.05, self.model.capacity_ah / 20.0))
-        self.balancer = Balancer(self.n, board.get("balance_ohm", 33.0)) \
+                             rest_current_a=max(0.05, m.capacity_ah / 20.0))
+        self.balancer = Balancer(n, board.get("balance_ohm", 33.0)) \
             if board.get("balancing", True) else None
-        self.model.capacity_ah = self.health.capacity_ah  # as relearned before a reset
+        m.capacity_ah = self.health.capacity_ah  # as relearned before a reset
         # Cell voltage window for the power limits: the charger's end-of-charge
-        # voltage and the under-voltage trip with a margin, V.
-        self.v_max = profile["charge_mv"] / 1000.0
-        self.v_min = (profile["cell_uv_mv"][0] + 50) / 1000.0
-        self.charge_temps = (profile["temp_charge_min_dc"][0] / 10.0,
-                             profile["temp_charge_max_dc"][0] / 10.0)
-        self.discharge_temps = (profile["temp_min_dc"][0] / 10.0,
-                                profile["temp_max_dc"][0] / 10.0)
+        # voltage and the under-voltage trip with a margin, uV.
+        self.v_max_uv = profile["charge_mv"] * 1000
+        self.v_min_uv = (profile["cell_uv_mv"][0] + 50) * 1000
+        self.charge_temps = (profile["temp_charge_min_dc"][0], profile["temp_charge_max_dc"][0])
+        self.discharge_temps = (profile["temp_min_dc"][0], profile["temp_max_dc"][0])
+        # The horizons' decay tables and the SoC each moves per A (limits, in ints)
+        self.horizons = (CONTINUOUS_S,) + PEAK_S
+        self.decay1 = [m.decays(TAU1, h) for h in self.horizons]
+        self.decay2 = [m.decays(TAU2, h) for h in self.horizons]
+        self.per_pct = array("i", [0] * 4)
+        self._per_pct_cap = -1.0
         # Plausibility (docs/estimation.md): a cell reading 0.5 V beyond the
         # chemistry's hard limits (mV), a temperature beyond them (0.1 degC), a
         # current at the sensor's rail.
@@ -481,26 +504,48 @@ class StateEstimator:
         # where the range is unknown), unless the board gives its spec.
         self.bias_max_a = board.get("current_bias_max_ma", fs // 200 if fs
                                     else board["capacity_mah"] // 20) / 1000.0
-        # the outlier test's floor, V: the front end's noise band
-        self.outlier_band_v = max(board.get("stuck_band_mv", 0), _BAND_MIN_MV) / 1000.0
+        # the outlier test's floor, uV: the front end's noise band
+        self.outlier_band_uv = max(board.get("stuck_band_mv", 0), _BAND_MIN_MV) * 1000
         self.saturated = False
         self.gated = 0  # runs whose cell voltages were not trusted
         self.hold_ms = 0  # the bias learns again once this has run out
         self.ekf = None
-        self.cells = []  # one CellFilter per cell, from the first run
-        self._nu = []  # their innovations (V), from the first run
+        # Per cell: its SoC less the pack's (0.001 %), its last innovation (uV);
+        # the offsets' common variance (%^2)
+        self.offset = array("i", [0] * n)
+        self.nu = array("i", [0] * n)
+        self.slope_uv = array("i", [0] * n)  # the OCV slope at each cell, uV per %
+        self.offset_var = 0.0
+        self._nu_sum = 0  # the taken cells' innovations, uV
+        self._used_mv = 0  # their readings, mV
         self.charge_ma_ms = 0  # integer sums since the last run
         self.elapsed_ms = 0
         self.runs = 0
-        # outputs (SI, %)
+        self._ratings = None  # the last ratings (A) and the same in mA
+        self._ratings_ma = array("i", [0] * 4)
+        # outputs (SI, %; the limits in mA)
         self.soc_pct = 0.0
         self.soc_std_pct = 0.0
         self.cell_soc_min_pct = 0.0
         self.cell_soc_max_pct = 0.0
         self.bias_a = 0.0
-        self.temp_c = 25.0
-        self.limits_a = [0.0] * 8  # charge cont, 2, 10, 30 s; discharge cont, 2, 10, 30 s
+        self.temp_dc = 250
+        self.limits_ma = array("i", [0] * 8)  # charge cont, 2, 10, 30 s; discharge likewise
         self.balancing = 0
+
+    @property
+    def temp_c(self):
+        return self.temp_dc / 10.0
+
+    @property
+    def limits_a(self):
+        """The current limits in A (a list: for the host and the tests)."""
+        return [x / 1000.0 for x in self.limits_ma]
+
+    def cell_soc_pct(self, k):
+        """Cell ``k``'s SoC, %."""
+        s = self.soc_pct + self.offset[k] / 1000.0
+        return 0.0 if s < 0.0 else (100.0 if s > 100.0 else s)
 
     def sample(self, dt_ms, current_ma, mean_cell_mv):
         self.charge_ma_ms += current_ma * dt_ms
@@ -537,6 +582,28 @@ class StateEstimator:
                 life.edge = True
             sd[0] = -1
 
+    def _start(self, cells_mv, volts_ok, mean_mv, now_ma):
+        """The filters at the first run: from ``initial_soc_pct`` (a stored SoC)
+        or the first readings' OCV, with the uncertainty that start has."""
+        m = self.model
+        t = self.temp_dc
+        start = self.initial_soc_pct
+        std = 20.0
+        if start is None:
+            start = 50.0
+            if volts_ok:
+                # the reading less the R0 drop (the RC pairs' is not known yet)
+                m.at(5000, t)
+                cpct = m.soc_from_ocv(mean_mv * 1000 - m.get(R0) * now_ma // 1000, t)
+                start = cpct / 100.0
+        self.ekf = PackEkf(m, start, soc_std_pct=std, bias_max_a=self.bias_max_a)
+        n = self.n
+        if volts_ok and n > 1:
+            base = m.soc_from_ocv(mean_mv * 1000, t)
+            for k in range(n):
+                self.offset[k] = (m.soc_from_ocv(cells_mv[k] * 1000, t) - base) * 10
+        self.offset_var = 4.0  # a 2-point spread; widens on a flat OCV (run())
+
     def run(self, cells_mv, temps_dc, ratings_a, balance_allowed, suspect=0):
         """One estimation step: the states move with the mean current since the
         last one; the readings are compared at the last control step's current.
@@ -545,17 +612,19 @@ class StateEstimator:
         condition holds (active or pending), which say what not to trust.
         Returns the balancing mask."""
         elapsed = self.elapsed_ms
-        dt_s = elapsed / 1000.0
         charge = self.charge_ma_ms  # integer mA·ms: health counts it exactly
-        current_a = charge / elapsed / 1000.0 if elapsed else 0.0
         self.charge_ma_ms = 0
         self.elapsed_ms = 0
+        current_a = charge / (elapsed * 1000.0) if elapsed else 0.0
         n = self.n
         # What this period's readings are worth (docs/estimation.md).
         lo, hi = self.cell_window_mv
         volts_ok = not suspect & VOLTS_SUSPECT
+        total_mv = 0
         for i in range(n):
-            if cells_mv[i] < lo or cells_mv[i] > hi:
+            v = cells_mv[i]
+            total_mv += v
+            if v < lo or v > hi:
                 volts_ok = False  # an open tap spoils two cells and the mean: none
         saturated = self.saturated
         self.saturated = False
@@ -572,135 +641,211 @@ class StateEstimator:
                     total += temps_dc[i]
                     k += 1
             if k and (k < len(temps_dc) or not suspect & _FAULT_SENSOR_DISCONNECTED):
-                self.temp_c = total / k / 10.0
-        volts = [mv / 1000.0 for mv in cells_mv]
-        mean_v = sum(volts) / n
-        t = self.temp_c
+                self.temp_dc = total // k
+        t = self.temp_dc
         m = self.model
-        ekf = self.ekf
-        if ekf is None:
-            start = self.initial_soc_pct
-            guess = start is None and volts_ok  # the readings give the start
-            if start is None:
-                start = m.soc_from_ocv(mean_v, t) if volts_ok else 50.0
-            ekf = self.ekf = PackEkf(m, start, bias_max_a=self.bias_max_a)
-            self.cells = [CellFilter(m, m.soc_from_ocv(v, t) if guess else start)
-                          for v in volts]
-            self._nu = [0.0] * n
+        h = self.health
         # The charge moves the states: the period's mean current. The readings were
         # taken at the last control step, at its current: the voltage model takes
         # that one (a step inside the period would otherwise show as R0 times the
         # difference: on the LFP plateau, points of SoC). Health keeps it (mA).
-        now_a = self.health.last_ma / 1000.0 if elapsed else current_a
-        ekf.predict(current_a, dt_s, t)
-        cells = self.cells
-        nu = self._nu
-        i_true = current_a - ekf.x[3]
-        i_now = now_a - ekf.x[3]
-        for k in range(n):
-            cells[k].predict(i_true, dt_s, t)
-            if volts_ok:
-                nu[k] = cells[k].innovation(volts[k], i_now, t)
-        # Each cell's reading against its model, and against the other cells': one
-        # further off the median than cells differ by is left out (and with two
-        # cells that disagree, both). In V, the bounds added up: the front end's
-        # band, the resistances' spread (of the mean cell's overpotential), and
-        # _OUTLIER_SIGMAS of the reading noise and the cell's own SoC uncertainty.
-        used = 0
-        total = 0.0
-        if volts_ok:
-            mid = _median(nu, n)
-            x = ekf.x
-            m.at(x[0], t)
-            spread = (m.get("r0_ohm") * i_now + x[1] + x[2]) * (_SPREAD_PCT / 100.0)
-            bound = self.outlier_band_v + (spread if spread > 0 else -spread)
-            noise = _READ_NOISE_UV / 1e6
-            noise *= noise
-            for k in range(n):
-                c = cells[k]
-                d = nu[k] - (nu[1 - k] if n == 2 else mid)
-                # c.s less c.r_meas: H^2 P, the cell's own SoC uncertainty in V^2
-                if n > 1 and (d if d > 0 else -d) > bound + _OUTLIER_SIGMAS * sqrt(
-                        c.s - c.r_meas + noise):
-                    continue
-                c.update(nu[k])
-                used += 1
-                total += volts[k]
+        now_ma = h.last_ma if elapsed else int(current_a * 1000)
+        if self.ekf is None:
+            self._start(cells_mv, volts_ok, total_mv // n, now_ma)
+        ekf = self.ekf
+        ekf.predict(current_a, elapsed, t)
+        self._predict_offsets(current_a)
+        now_a = now_ma / 1000.0
+        predicted = ekf.linearise(now_a, t)
+        used = self._judge_cells(cells_mv, t, volts_ok) if volts_ok else 0
         if used < n:
             self.hold_ms = BIAS_HOLD_MS
             if not used:
                 self.gated += 1
-            for k in range(n):  # counted past an end with nothing measured
-                c = cells[k]
-                c.soc = 0.0 if c.soc < 0.0 else (100.0 if c.soc > 100.0 else c.soc)
         if saturated:  # the period's charge is known only up to the sensor's range
-            g = 100.0 * dt_s * self.rail_a / (3600.0 * ekf.capacity_ah)
+            g = elapsed * self.rail_a / (36000.0 * ekf.capacity_ah)
             g *= g
-            ekf.p[0][0] += g
-            for k in range(n):
-                cells[k].var += g
-        if used and not ekf.update(total / used, now_a, t, self.hold_ms <= 0):
-            self.hold_ms = BIAS_HOLD_MS  # refused as absurd: suspect, as above
-        x = ekf.x
-        if x[0] < 0.0 or x[0] > 100.0:  # not updated: a plain clamp, the bias held
-            x[0] = 0.0 if x[0] < 0.0 else 100.0
-        self.bias_a = ekf.x[3]
+            ekf.p00 += g
+            self.offset_var += g
+        if used:
+            if not ekf.update(self._used_mv / (used * 1000.0), predicted, now_a,
+                              self.hold_ms <= 0):
+                self.hold_ms = BIAS_HOLD_MS  # refused as absurd: suspect, as above
+            elif used > 1:
+                self._update_offsets(used)
+        x = ekf.soc
+        if x < 0.0 or x > 100.0:  # not updated: a plain clamp, the bias held
+            ekf.soc = 0.0 if x < 0.0 else 100.0
+        self.bias_a = ekf.bias
         volts_ok = used == n  # health and balancing take only a clean period
-        socs = [c.soc for c in cells]
-        self.cell_soc_min_pct = min(socs)
-        self.cell_soc_max_pct = max(socs)
+        lo_k, hi_k = self._extremes()
+        self.cell_soc_min_pct = self.cell_soc_pct(lo_k)
+        self.cell_soc_max_pct = self.cell_soc_pct(hi_k)
         if self.mode == "ekf":
-            self.soc_pct = ekf.x[0]
+            self.soc_pct = ekf.soc
             self.soc_std_pct = ekf.soc_std_pct
         else:
-            self.soc_pct = self.counter.soc_cpct() / 100.0 if self.counter else ekf.x[0]
+            self.soc_pct = self.counter.soc_cpct() / 100.0 if self.counter else ekf.soc
             self.soc_std_pct = -1.0  # coulomb counting reports no uncertainty
         # health: no R0 step and no rested point from readings not trusted
-        h = self.health
         if not volts_ok:
             h.steps = h.sum_dv_mv = h.sum_di_ma = 0
-        m.at(ekf.x[0], t)
-        h.update_r0(m.get("r0_ohm"))
+        if h.steps:
+            m.at(int(ekf.soc * 100), t)
+            h.update_r0(m.get(R0) / 1e6)
         # A point is taken only at the end of a rest: the OCV inversion runs then.
         if h.count(charge, elapsed) and volts_ok \
-                and h.take_point(m.soc_from_ocv(mean_v, t), ekf.x[3]):
+                and h.take_point(m.soc_from_ocv(total_mv * 1000 // n, t) / 100.0, ekf.bias):
             ekf.capacity_ah = h.capacity_ah
-            m.capacity_ah = h.capacity_ah  # the cell filters count with it
+            m.capacity_ah = h.capacity_ah
         if h.save_due():  # a meaningful change, at most every 5 min (health.py)
             h.save()
-        self._limits(t, socs, ratings_a)
+        self._limits(t, lo_k, hi_k, ratings_a)
         if self.balancer is not None:
-            self.balancing = self.balancer.step(dt_s, socs, volts,
-                                                balance_allowed and volts_ok)
+            self.balancing = self.balancer.step(elapsed, int(ekf.soc * 1000), self.offset,
+                                                cells_mv, balance_allowed and volts_ok)
         self.runs += 1
         return self.balancing
 
-    def _limits(self, t, socs, ratings_a):
-        # Charging is limited by the fullest cell, discharging by the emptiest.
-        hi = socs.index(max(socs))
-        lo = socs.index(min(socs))
-        ch, dis = self.cells[hi], self.cells[lo]
+    def _predict_offsets(self, current_a):
+        # The cells share the current; their capacities differ by up to 2 %: that
+        # much of the period's SoC change is each offset's own, and it adds up
+        # (a standard deviation growing with the charge, not a random walk).
+        g = self.ekf._g * current_a * (_CELL_SPREAD_PPM / 1e6)
+        if g != 0.0:
+            sd = sqrt(self.offset_var) + (g if g > 0 else -g)
+            self.offset_var = sd * sd
+
+    def _judge_cells(self, cells_mv, t, volts_ok):
+        """Each cell's innovation against the model at its own SoC (uV, ints),
+        and against the other cells': one further off the median than cells of
+        one pack differ by is left out (with two cells that disagree, both).
+        Returns how many were taken; their readings' sum is ``_used_mv``."""
         m = self.model
+        ekf = self.ekf
+        n = self.n
+        nu = self.nu
+        off = self.offset
+        base = int(ekf.soc * 1000)
+        over = int(ekf.over * 1e6)
+        for k in range(n):
+            c = (base + off[k]) // 10
+            m.at(0 if c < 0 else (10000 if c > 10000 else c), t)
+            nu[k] = cells_mv[k] * 1000 - m.get(OCV) - over
+            self.slope_uv[k] = m.slope()
+        # In uV, the bounds added up: the front end's band, the resistances' spread
+        # (of the mean cell's overpotential), and _OUTLIER_SIGMAS of the reading
+        # noise and the offset's uncertainty (the OCV slope times its std).
+        spread = over * _SPREAD_PCT // 100
+        hu = ekf.h * 1e6  # uV per %
+        sigma = int(sqrt(_READ_NOISE_UV * _READ_NOISE_UV + hu * hu * self.offset_var))
+        bound = self.outlier_band_uv + (spread if spread > 0 else -spread) \
+            + _OUTLIER_SIGMAS * sigma
+        mid = _median(nu, n)
+        used = 0
+        total = 0
+        self._nu_sum = 0
+        for k in range(n):
+            d = nu[k] - (nu[1 - k] if n == 2 else mid)
+            if n > 1 and (d if d > 0 else -d) > bound:
+                nu[k] = _LEFT_OUT  # left out: no update
+                continue
+            used += 1
+            total += cells_mv[k]
+            self._nu_sum += nu[k]
+        self._used_mv = total
+        return used
+
+    def _update_offsets(self, used):
+        """Each taken cell's offset moves by its innovation less the taken cells'
+        mean (what is common is the pack filter's), over its own OCV slope, by a
+        weight the cells share: the scalar Kalman filter's K·H for the offsets'
+        common variance at the pack's slope. Integers per cell."""
+        h = self.ekf.h
+        var = self.offset_var
+        noise = _READ_NOISE_UV / 1e6
+        r = 2.0 * noise * noise
+        hv = h * h * var
+        s = hv + r
+        var = var * r / s
+        # A floor: the model's OCV curve is one for all cells, theirs differ a little
+        self.offset_var = var if var > _OFFSET_VAR_MIN else _OFFSET_VAR_MIN
+        w = int(hv * 4096 / s)  # K·H in 1/4096
+        mean = self._nu_sum // used
+        nu = self.nu
+        off = self.offset
+        slope = self.slope_uv
+        for i in range(self.n):
+            e = nu[i]
+            if e == _LEFT_OUT:
+                continue
+            e = (e - mean) * 1000 // (slope[i] if slope[i] > _SLOPE_MIN_UV else _SLOPE_MIN_UV)
+            e = -20000 if e < -20000 else (20000 if e > 20000 else e)  # m%
+            off[i] += e * w >> _DQ
+        # The pack filter follows the mean cell: the offsets are from it, and sum
+        # to nothing (each moved over its own slope, they would drift together).
+        total = 0
+        for i in range(self.n):
+            total += off[i]
+        total //= self.n
+        for i in range(self.n):
+            off[i] -= total
+
+    def _extremes(self):
+        off = self.offset
+        lo = hi = 0
+        for k in range(1, self.n):
+            if off[k] < off[lo]:
+                lo = k
+            if off[k] > off[hi]:
+                hi = k
+        return lo, hi
+
+    def _limits(self, t, lo_k, hi_k, ratings_a):
+        # Charging is limited by the fullest cell, discharging by the emptiest.
+        m = self.model
+        ekf = self.ekf
+        if ratings_a is not self._ratings:
+            self._ratings = ratings_a
+            for k in range(4):
+                self._ratings_ma[k] = int(ratings_a[k] * 1000)
+        if m.capacity_ah != self._per_pct_cap:
+            self._per_pct_cap = m.capacity_ah
+            for k in range(4):  # % per A over the horizon, in 1/4096
+                self.per_pct[k] = int(4096 * 100.0 * self.horizons[k] / (3600.0 * m.capacity_ah))
+        base = int(ekf.soc * 1000)
+        hi_m = base + self.offset[hi_k]
+        lo_m = base + self.offset[lo_k]
         c_lo, c_hi = self.charge_temps
         d_lo, d_hi = self.discharge_temps
-        charge_derate = trapezoid(t, c_lo, c_lo + 10.0, c_hi - 10.0, c_hi) \
-            * trapezoid(ch.soc, -1.0, -0.5, 95.0, 100.0)
-        discharge_derate = trapezoid(t, d_lo, d_lo + 10.0, d_hi - 10.0, d_hi) \
-            * trapezoid(dis.soc, 0.0, 5.0, 100.5, 101.0)
-        lim = self.limits_a
+        charge_derate = trapezoid(t, c_lo, c_lo + 100, c_hi - 100, c_hi) \
+            * trapezoid(hi_m, -1000, -500, 95000, 100000) >> 8
+        discharge_derate = trapezoid(t, d_lo, d_lo + 100, d_hi - 100, d_hi) \
+            * trapezoid(lo_m, 0, 5000, 100500, 101000) >> 8
+        v1 = int(ekf.v1 * 1e6)
+        v2 = int(ekf.v2 * 1e6)
+        v1 = -200000 if v1 < -200000 else (200000 if v1 > 200000 else v1)
+        v2 = -200000 if v2 < -200000 else (200000 if v2 > 200000 else v2)
+        hi_c = hi_m // 10
+        lo_c = lo_m // 10
+        hi_c = 0 if hi_c < 0 else (10000 if hi_c > 10000 else hi_c)
+        lo_c = 0 if lo_c < 0 else (10000 if lo_c > 10000 else lo_c)
+        lim = self.limits_ma
+        rat = self._ratings_ma
         for k in range(4):
-            horizon = CONTINUOUS_S if k == 0 else PEAK_S[k - 1]
-            rating = ratings_a[0] if k == 0 else ratings_a[1]
-            amps = current_limit(m, ch.soc, ch.v1, ch.v2, t, horizon, self.v_max, True)
-            lim[k] = min(amps, rating) * charge_derate
-            rating = ratings_a[2] if k == 0 else ratings_a[3]
-            amps = current_limit(m, dis.soc, dis.v1, dis.v2, t, horizon, self.v_min, False)
-            lim[4 + k] = min(amps, rating) * discharge_derate
+            rating = rat[0] if k == 0 else rat[1]
+            ma = current_limit(m, hi_c, v1, v2, t, self.decay1[k], self.decay2[k],
+                               self.per_pct[k], self.v_max_uv, True)
+            lim[k] = (ma if ma < rating else rating) * charge_derate >> 8
+            rating = rat[2] if k == 0 else rat[3]
+            ma = current_limit(m, lo_c, v1, v2, t, self.decay1[k], self.decay2[k],
+                               self.per_pct[k], self.v_min_uv, False)
+            lim[4 + k] = (ma if ma < rating else rating) * discharge_derate >> 8
 
     def send(self, link, time_ms):
         """Send an ESTIMATE frame (its code lives here, not in the control firmware)."""
         h = self.health
-        lim = self.limits_a
+        lim = self.limits_ma
         std = -1 if self.soc_std_pct < 0 else min(int(self.soc_std_pct * 100 + 0.5), 32767)
         end = codec.encode_estimate(
             link.payload_buffer(), PAYLOAD_AT, time_ms & 0xFFFFFFFF,
@@ -708,8 +853,7 @@ class StateEstimator:
             _cpct(self.soc_pct), std, _cpct(self.cell_soc_min_pct), _cpct(self.cell_soc_max_pct),
             int(h.capacity_ah * 1000 + 0.5), min(_cpct(h.capacity_pct), 65535),
             min(_cpct(h.r0_growth * 100), 65535), int(self.bias_a * 1000),
-            _ma(lim[0]), _ma(lim[1]), _ma(lim[2]), _ma(lim[3]),
-            _ma(lim[4]), _ma(lim[5]), _ma(lim[6]), _ma(lim[7]), self.balancing,
+            lim[0], lim[1], lim[2], lim[3], lim[4], lim[5], lim[6], lim[7], self.balancing,
         )
         link.send(_MSG_ESTIMATE, link.next_seq(), end)
 
@@ -717,7 +861,3 @@ class StateEstimator:
 def _cpct(pct):
     """A percentage in 0.01 % (rounded, never negative)."""
     return int(pct * 100 + 0.5) if pct > 0 else 0
-
-
-def _ma(amps):
-    return int(amps * 1000)

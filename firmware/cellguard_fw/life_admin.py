@@ -161,7 +161,7 @@ def take(bms):
                 bms.lifetime.cap = int(h.capacity_ah * 1000 + 0.5)
             snapshot(bms.lifetime, int(h.capacity_ah * 1000 + 0.5), h.relearned,
                      int(h.r0_growth * 1000 + 0.5), bms.soc_cpct(),
-                     int(est.limits_a[6] * bms.meas.pack_mv // 1000))
+                     est.limits_ma[6] * bms.meas.pack_mv // 1000000)
         else:
             snapshot(bms.lifetime, bms.soc.capacity_mah, 0, 0, bms.soc_cpct(), 0)
     finally:
