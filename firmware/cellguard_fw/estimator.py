@@ -596,13 +596,14 @@ class StateEstimator:
                 m.at(5000, t)
                 cpct = m.soc_from_ocv(mean_mv * 1000 - m.get(R0) * now_ma // 1000, t)
                 start = cpct / 100.0
-        self.ekf = PackEkf(m, start, soc_std_pct=std, bias_max_a=self.bias_max_a)
+        ekf = self.ekf = PackEkf(m, start, soc_std_pct=std, bias_max_a=self.bias_max_a)
         n = self.n
         if volts_ok and n > 1:
             base = m.soc_from_ocv(mean_mv * 1000, t)
             for k in range(n):
                 self.offset[k] = (m.soc_from_ocv(cells_mv[k] * 1000, t) - base) * 10
         self.offset_var = 4.0  # a 2-point spread; widens on a flat OCV (run())
+        return ekf
 
     def run(self, cells_mv, temps_dc, ratings_a, balance_allowed, suspect=0):
         """One estimation step: the states move with the mean current since the
@@ -650,14 +651,14 @@ class StateEstimator:
         # that one (a step inside the period would otherwise show as R0 times the
         # difference: on the LFP plateau, points of SoC). Health keeps it (mA).
         now_ma = h.last_ma if elapsed else int(current_a * 1000)
-        if self.ekf is None:
-            self._start(cells_mv, volts_ok, total_mv // n, now_ma)
         ekf = self.ekf
+        if ekf is None:
+            ekf = self._start(cells_mv, volts_ok, total_mv // n, now_ma)
         ekf.predict(current_a, elapsed, t)
-        self._predict_offsets(current_a)
+        self._predict_offsets(ekf, current_a)
         now_a = now_ma / 1000.0
         predicted = ekf.linearise(now_a, t)
-        used = self._judge_cells(cells_mv, t, volts_ok) if volts_ok else 0
+        used = self._judge_cells(ekf, cells_mv, t) if volts_ok else 0
         if used < n:
             self.hold_ms = BIAS_HOLD_MS
             if not used:
@@ -672,7 +673,7 @@ class StateEstimator:
                               self.hold_ms <= 0):
                 self.hold_ms = BIAS_HOLD_MS  # refused as absurd: suspect, as above
             elif used > 1:
-                self._update_offsets(used)
+                self._update_offsets(ekf.h, used)
         x = ekf.soc
         if x < 0.0 or x > 100.0:  # not updated: a plain clamp, the bias held
             ekf.soc = 0.0 if x < 0.0 else 100.0
@@ -700,29 +701,28 @@ class StateEstimator:
             m.capacity_ah = h.capacity_ah
         if h.save_due():  # a meaningful change, at most every 5 min (health.py)
             h.save()
-        self._limits(t, lo_k, hi_k, ratings_a)
+        self._limits(ekf, t, lo_k, hi_k, ratings_a)
         if self.balancer is not None:
             self.balancing = self.balancer.step(elapsed, int(ekf.soc * 1000), self.offset,
                                                 cells_mv, balance_allowed and volts_ok)
         self.runs += 1
         return self.balancing
 
-    def _predict_offsets(self, current_a):
+    def _predict_offsets(self, ekf, current_a):
         # The cells share the current; their capacities differ by up to 2 %: that
         # much of the period's SoC change is each offset's own, and it adds up
         # (a standard deviation growing with the charge, not a random walk).
-        g = self.ekf._g * current_a * (_CELL_SPREAD_PPM / 1e6)
+        g = ekf._g * current_a * (_CELL_SPREAD_PPM / 1e6)
         if g != 0.0:
             sd = sqrt(self.offset_var) + (g if g > 0 else -g)
             self.offset_var = sd * sd
 
-    def _judge_cells(self, cells_mv, t, volts_ok):
+    def _judge_cells(self, ekf, cells_mv, t):
         """Each cell's innovation against the model at its own SoC (uV, ints),
         and against the other cells': one further off the median than cells of
         one pack differ by is left out (with two cells that disagree, both).
         Returns how many were taken; their readings' sum is ``_used_mv``."""
         m = self.model
-        ekf = self.ekf
         n = self.n
         nu = self.nu
         off = self.offset
@@ -756,12 +756,11 @@ class StateEstimator:
         self._used_mv = total
         return used
 
-    def _update_offsets(self, used):
+    def _update_offsets(self, h, used):
         """Each taken cell's offset moves by its innovation less the taken cells'
         mean (what is common is the pack filter's), over its own OCV slope, by a
         weight the cells share: the scalar Kalman filter's K·H for the offsets'
         common variance at the pack's slope. Integers per cell."""
-        h = self.ekf.h
         var = self.offset_var
         noise = _READ_NOISE_UV / 1e6
         r = 2.0 * noise * noise
@@ -801,10 +800,9 @@ class StateEstimator:
                 hi = k
         return lo, hi
 
-    def _limits(self, t, lo_k, hi_k, ratings_a):
+    def _limits(self, ekf, t, lo_k, hi_k, ratings_a):
         # Charging is limited by the fullest cell, discharging by the emptiest.
         m = self.model
-        ekf = self.ekf
         if ratings_a is not self._ratings:
             self._ratings = ratings_a
             for k in range(4):
