@@ -171,7 +171,13 @@ DST_STEPS: tuple[tuple[float, float], ...] = (
 DST_PEAK_C = 2.0
 """100 % DST power: the power that draws this many C at the nominal voltage."""
 
-PROFILE_NAMES = ("cc", "low_rate", "low_rate_charge", "dst", "pulses", "hppc")
+DST_REST_STARTS = (10, 75, 95)
+"""The DST drives that start rested at a SoC other than full (``dst_rest75``:
+10 minutes of rest at 75 %, then DST cycles to the cut-off): a board that boots
+after a long rest, with a stored SoC that may be wrong (issue 18)."""
+DST_REST_S = 600.0
+PROFILE_NAMES = ("cc", "low_rate", "low_rate_charge", "dst", "pulses", "hppc",
+                 *(f"dst_rest{soc}" for soc in DST_REST_STARTS))
 
 HPPC_DISCHARGE_C = 1.0
 HPPC_CHARGE_C = 0.75
@@ -237,6 +243,11 @@ def build_profile(name: str, cell: CellSpec, seed: int = 1) -> Profile:
         p_max = DST_PEAK_C * c * cell.nominal_v
         cycles = math.ceil(12 * 3600.0 / 360.0)
         return Profile(name, "power", tuple(dst_cycle(p_max) * cycles), 1.0, 1.0, "v_min")
+    if name.startswith("dst_rest") and name in PROFILE_NAMES:
+        p_max = DST_PEAK_C * c * cell.nominal_v
+        cycles = math.ceil(12 * 3600.0 / 360.0)
+        return Profile(name, "power", (Segment(0.0, DST_REST_S), *dst_cycle(p_max) * cycles),
+                       1.0, int(name[len("dst_rest"):]) / 100.0, "v_min")
     if name == "pulses":
         return Profile(name, "current", tuple(random_pulses(c, seed)), 1.0, 1.0, "v_min")
     if name == "hppc":
