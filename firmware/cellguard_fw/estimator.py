@@ -205,45 +205,41 @@ class CellModel:
 
 
 class PackEkf:
-    """Extended Kalman filter on the mean cell: x = [SoC %, current bias A,
-    voltage bias V] with the RC voltages v1, v2 (V) propagated; the covariance's
-    six entries ``p00 .. p22``.
-
-    The voltage bias is the model's own error: a fitted OCV curve is off by
-    some mV, and differently at each SoC. Without it the filter takes that
-    error for information, averages it down as if it were noise, and reports a
-    band a fraction of its real error. With it the SoC is known from the
-    voltage only as well as the model is, and from the charge counted where the
-    curve is flat: the band widens honestly on a plateau (docs/estimation.md)."""
+    """Extended Kalman filter on the mean cell: x = [SoC %, bias A] with the RC
+    voltages v1, v2 (V) propagated; covariance ``p00, p01, p11``."""
 
     def __init__(self, model, soc_pct, soc_std_pct=20.0, voltage_std_v=0.005,
                  current_std_a=0.05, bias_std_a=0.05, bias_drift_a_per_h=0.01,
                  model_error_frac=0.5, bias_max_a=1.0, nis_gate=100.0, gate_floor_v=0.1,
-                 nis_soft=9.0, inflate=1.2, count_error_frac=0.0, model_std_v=0.0,
-                 model_drift_v2_per_pct=0.0):
+                 nis_soft=9.0, inflate=1.2, band_gain=1.0, band_tau_s=120.0,
+                 band_slope_min=0.0002, band_floor_pct=0.0, over_error_frac=0.0,
+                 count_error_frac=0.0):
         self.model = model
+        # The reported band (soc_std_pct): the innovations' mean over band_tau_s
+        # (what lasts: the model's error), over the OCV slope (at least band_slope_min V per %)
+        self.band_gain = band_gain
+        self.band_tau_ms = band_tau_s * 1000.0
+        self.band_slope_min = band_slope_min
+        self.band_floor_var = band_floor_pct * band_floor_pct
+        self.nu_mean = 0.0
+        self._band_alpha = 0.0
         # The model's voltage error grows with the current (a two-RC circuit is
         # linear; a cell is not): the measurement variance gets
         # (model_error_frac * R0 * I)^2 on top, so a large innovation under load
         # is not read as a sensor bias or a SoC error.
         self.model_error_frac = model_error_frac
-        # Coulomb counting's own error (a gain error, the capacity, the cell's
-        # charge efficiency) grows with the charge moved: this fraction of each
-        # period's SoC change is added to the SoC's variance.
+        self.over_error_frac = over_error_frac
+        # Coulomb counting's own error (the capacity, a gain error) is this
+        # fraction of the SoC moved, and it adds up: the SoC's standard deviation
+        # grows by it each period (not a random walk's square root).
         self.count_error_frac = count_error_frac
         self.soc = float(soc_pct)
         self.bias = 0.0
-        self.vbias = 0.0
         self.v1 = 0.0
         self.v2 = 0.0
         self.p00 = soc_std_pct * soc_std_pct
         self.p01 = 0.0
-        self.p02 = 0.0
         self.p11 = bias_std_a * bias_std_a
-        self.p12 = 0.0
-        self.p22 = model_std_v * model_std_v
-        # the model's error changes along the curve: variance per % of SoC moved
-        self.vbias_var_per_pct = model_drift_v2_per_pct
         self.r_meas = voltage_std_v * voltage_std_v
         self.current_var = current_std_a * current_std_a
         self.bias_var_per_ms = (bias_drift_a_per_h * bias_drift_a_per_h) / 3.6e6
@@ -267,7 +263,7 @@ class PackEkf:
         self._qb = 0.0  # the bias's drift variance per period
         self._rc = [-1, -1, 1.0, 0.0, -1, -1, 1.0, 0.0]  # tau, R, decay, gain per RC pair
         self.moved = 0.0  # the last period's SoC change, %
-        # the last linearisation (the cells use it): V per %, ohm, V
+        # the last update's linearisation (the cells use it): V per %, ohm, V
         self.h = 0.0
         self.r0 = 0.0
         self.over = 0.0
@@ -280,6 +276,8 @@ class PackEkf:
             self._g = g
             self._g2q = g * g * self.current_var
             self._qb = self.bias_var_per_ms * dt_ms
+            a = dt_ms / self.band_tau_ms
+            self._band_alpha = a if a < 1.0 else 1.0
             self._rc[0] = self._rc[4] = -1
 
     def _pair(self, k, tau, r, dt_ms):
@@ -306,53 +304,52 @@ class PackEkf:
         self.soc += moved
         self.v1 = rc[2] * self.v1 + rc[3] * i
         self.v2 = rc[6] * self.v2 + rc[7] * i
-        # P = F P F^T + Q with F = [[1, -g, 0], [0, 1, 0], [0, 0, 1]]
+        # P = F P F^T + Q with F = [[1, -g], [0, 1]]
         p11 = self.p11
         p01 = self.p01 - g * p11
-        q = moved * self.count_error_frac
-        self.p00 += self._g2q + q * q - g * (self.p01 + p01)
+        p00 = self.p00 + self._g2q - g * (self.p01 + p01)
+        if moved != 0.0 and self.count_error_frac:
+            sd = sqrt(p00) + self.count_error_frac * (moved if moved > 0 else -moved)
+            p00 = sd * sd
+        self.p00 = p00
         self.p01 = p01
-        self.p02 -= g * self.p12
         self.p11 = p11 + self._qb
-        self.p22 += self.vbias_var_per_pct * (moved if moved > 0 else -moved)
 
     def linearise(self, now_a, temp_dc):
         """The model at the present state and the reading's current: sets ``h``
         (V per %), ``r0`` (ohm) and ``over`` (V, the overpotential:
-        R0 * I + v1 + v2); returns the predicted voltage (V), the voltage
-        bias included."""
+        R0 * I + v1 + v2); returns the predicted voltage (V)."""
         m = self.model
         m.at(int(self.soc * 100), temp_dc)
         r0 = self.r0 = m.get(R0) / 1e6
         self.h = m.slope() / 1e6
         over = self.over = self.v1 + self.v2 + r0 * (now_a - self.bias)
-        return m.get(OCV) / 1e6 + over + self.vbias
+        return m.get(OCV) / 1e6 + over
 
     def update(self, cell_v, predicted_v, now_a, learn_bias=True):
         """The voltage update, after :meth:`linearise`; ``learn_bias`` False
-        leaves the current bias where it is (a consider state: its variance is
-        not reduced, its correlations are). Returns False when the innovation
-        gate refused the measurement."""
+        leaves the bias where it is. Returns False when the innovation gate
+        refused the measurement."""
         h = self.h
         r0 = self.r0
-        err = self.model_error_frac * r0 * now_a
+        err = self.model_error_frac * r0 * now_a + self.over_error_frac * self.over
         r = self.r_meas + err * err
+        p00 = self.p00
         p01 = self.p01
-        p02 = self.p02
-        p12 = self.p12
-        # H = [h, -r0, 1]
-        ph0 = self.p00 * h - p01 * r0 + p02
-        ph1 = p01 * h - self.p11 * r0 + p12
-        ph2 = p02 * h - p12 * r0 + self.p22
-        s = h * ph0 - r0 * ph1 + ph2 + r
+        p11 = self.p11
+        # H = [h, -r0]
+        ph0 = p00 * h - p01 * r0
+        ph1 = p01 * h - p11 * r0
+        s = h * ph0 - r0 * ph1 + r
         y = cell_v - predicted_v
         yy = y * y
+        self.nu_mean += (y - self.nu_mean) * self._band_alpha
         if yy > self.nis_gate * s + self.gate_floor_v2:
-            # More SoC uncertainty, not correlated with the biases (so a later
+            # More SoC uncertainty, not correlated with the bias (so a later
             # update puts the correction into the SoC); growing a diagonal
             # element keeps P positive.
-            if self.p00 < self.p_max:
-                self.p00 *= self.inflate
+            if p00 < self.p_max:
+                self.p00 = p00 * self.inflate
             return False
         if yy > self.nis_soft * s:
             # Far out but taken: as if the measurement were noisier (Huber), so one
@@ -361,18 +358,17 @@ class PackEkf:
             s = yy / self.nis_soft
         k0 = ph0 / s
         k1 = ph1 / s
-        k2 = ph2 / s
         self.soc += k0 * y
-        self.vbias += k2 * y
-        # P - K S K^T, the optimal gain's update, entry by entry
-        self.p00 -= k0 * ph0
+        # P - K S K^T, the optimal gain's update. With the bias held its gain is
+        # 0: a consider state (Schmidt), whose own variance is not reduced while
+        # its correlation with the SoC is.
+        self.p00 = p00 - k0 * ph0
         self.p01 = p01 - k0 * ph1
-        self.p02 = p02 - k0 * ph2
-        self.p12 = p12 - k1 * ph2
-        self.p22 -= k2 * ph2
         if learn_bias:
             self.bias += k1 * y
-            self.p11 -= k1 * ph1
+            self.p11 = p11 - k1 * ph1
+        if self.p01 * self.p01 >= self.p00 * self.p11:  # rounding: keep P positive
+            self.p01 *= 0.99
         # A SoC past 0 or 100 % is clamped, and the bias correlated with it moves
         # with it (the clamp projected through the covariance): clamping SoC alone
         # leaves the bias holding the excess, and the filter drifts off.
@@ -391,7 +387,14 @@ class PackEkf:
 
     @property
     def soc_std_pct(self):
-        return sqrt(self.p00) if self.p00 > 0 else 0.0
+        """The band reported, 1 sigma in %: the covariance's, and the model's own
+        error as the innovations show it, over the OCV slope. The filter's
+        covariance alone takes the model's error, which lasts, for noise that
+        averages away, and reports a fraction of the real error."""
+        h = self.h if self.h > self.band_slope_min else self.band_slope_min
+        v = self.nu_mean / h
+        v = self.p00 + self.band_floor_var + self.band_gain * v * v
+        return sqrt(v) if v < self.p_max else sqrt(self.p_max)
 
 
 def _median(values, n):
