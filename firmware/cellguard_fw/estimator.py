@@ -210,10 +210,10 @@ class PackEkf:
 
     def __init__(self, model, soc_pct, soc_std_pct=20.0, voltage_std_v=0.005,
                  current_std_a=0.05, bias_std_a=0.05, bias_drift_a_per_h=0.01,
-                 model_error_frac=0.5, bias_max_a=1.0, nis_gate=100.0, gate_floor_v=0.1,
-                 nis_soft=9.0, inflate=1.2, band_gain=1.0, band_tau_s=120.0,
-                 band_slope_min=0.0002, band_floor_pct=0.0, over_error_frac=0.0,
-                 count_error_frac=0.0):
+                 model_error_frac=0.0, bias_max_a=1.0, nis_gate=100.0, gate_floor_v=0.1,
+                 nis_soft=9.0, inflate=1.2, band_gain=4.0, band_tau_s=120.0,
+                 band_slope_min=0.0002, band_floor_pct=0.0, over_error_frac=2.0,
+                 count_error_frac=0.0, prior_std_pct=20.0):
         self.model = model
         # The reported band (soc_std_pct): the innovations' mean over band_tau_s
         # (what lasts: the model's error), over the OCV slope (at least band_slope_min V per %)
@@ -254,7 +254,7 @@ class PackEkf:
         self.gate_floor_v2 = gate_floor_v * gate_floor_v
         self.nis_soft = nis_soft
         self.inflate = inflate
-        self.p_max = soc_std_pct * soc_std_pct
+        self.p_max = prior_std_pct * prior_std_pct
         # Per-step constants, recomputed only when what they depend on changes.
         self._dt_ms = -1
         self._cap = -1.0
@@ -344,7 +344,9 @@ class PackEkf:
         y = cell_v - predicted_v
         yy = y * y
         self.nu_mean += (y - self.nu_mean) * self._band_alpha
-        if yy > self.nis_gate * s + self.gate_floor_v2:
+        # (Only a filter that knows its SoC can call a reading absurd: with the
+        # SoC unknown the linearised S is no measure of what the OCV can be.)
+        if yy > self.nis_gate * s + self.gate_floor_v2 and p00 < self.p_max * 0.25:
             # More SoC uncertainty, not correlated with the bias (so a later
             # update puts the correction into the SoC); growing a diagonal
             # element keeps P positive.
@@ -470,6 +472,8 @@ _SPREAD_PCT = const(10)
 _BAND_MIN_MV = const(5)
 _CELL_SPREAD_PPM = const(20000)  # cells' capacities differ by up to 2 %
 _OFFSET_VAR_MIN = 0.01  # %^2: an offset is never known better than 0.1 points
+_PRIOR_STD_PCT = 20.0  # a SoC known no better than this: nothing known
+_OCV_START_UV = const(10000)  # a first reading's OCV: relaxation, hysteresis, model
 _SLOPE_MIN_UV = const(50)  # uV per %: a flatter OCV segment is taken as this steep
 _LEFT_OUT = const(0x3FFFFFFF)  # an innovation not taken
 
@@ -496,7 +500,8 @@ class StateEstimator:
             raise ValueError("estimator must be ekf or coulomb")
         self.period_ms = board.get("estimate_period_ms", 1000)
         self.counter = counter  # the coulomb counter: the baseline and coulomb mode
-        self.initial_soc_pct = board.get("initial_soc_pct")
+        self.initial_soc_pct = board.get("initial_soc_pct")  # a stored SoC, and how well known
+        self.initial_soc_std_pct = board.get("initial_soc_std_pct", 10.0)
         # A rest: below C/20 (and at least 50 mA), for the relaxation time.
         self.health = Health(m.capacity_ah,
                              None if storage is None else storage + "/health.bin",
@@ -609,19 +614,41 @@ class StateEstimator:
             sd[0] = -1
 
     def _start(self, cells_mv, volts_ok, mean_mv, now_ma):
-        """The filters at the first run: from ``initial_soc_pct`` (a stored SoC)
-        or the first readings' OCV, with the uncertainty that start has."""
+        """The filters at the first run, with the uncertainty their start has
+        (docs/estimation.md, *Start*): the first readings' OCV (less the R0 drop;
+        as well known as 10 mV over the OCV slope there, and the R0 drop again
+        under load, the RC pairs' being unknown), fused with ``initial_soc_pct``
+        (a stored SoC, ``initial_soc_std_pct``) where the two agree; where they
+        disagree beyond three standard deviations the readings win (a stored
+        SoC is stale after weeks in a drawer; the cell's voltage is now)."""
         m = self.model
         t = self.temp_dc
-        start = self.initial_soc_pct
-        std = 20.0
-        if start is None:
-            start = 50.0
-            if volts_ok:
-                # the reading less the R0 drop (the RC pairs' is not known yet)
-                m.at(5000, t)
-                cpct = m.soc_from_ocv(mean_mv * 1000 - m.get(R0) * now_ma // 1000, t)
-                start = cpct / 100.0
+        stored = self.initial_soc_pct
+        s_std = self.initial_soc_std_pct
+        start, std = 50.0, _PRIOR_STD_PCT
+        if stored is not None:
+            start, std = stored, s_std
+        if volts_ok:
+            m.at(5000, t)
+            drop = m.get(R0) * now_ma // 1000  # uV
+            cpct = m.soc_from_ocv(mean_mv * 1000 - drop, t)
+            m.at(cpct, t)
+            slope = m.slope()
+            o_std = (_OCV_START_UV + (drop if drop > 0 else -drop)) / (
+                slope if slope > _SLOPE_MIN_UV else _SLOPE_MIN_UV)
+            if o_std > _PRIOR_STD_PCT:
+                o_std = _PRIOR_STD_PCT
+            o = cpct / 100.0
+            if stored is None:
+                start, std = o, o_std
+            else:
+                v = o_std * o_std + s_std * s_std
+                d = stored - o
+                if d * d > 9.0 * v:
+                    start, std = o, o_std
+                else:
+                    start = o + o_std * o_std / v * d
+                    std = o_std * s_std / sqrt(v)
         ekf = self.ekf = PackEkf(m, start, soc_std_pct=std, bias_max_a=self.bias_max_a)
         n = self.n
         if volts_ok and n > 1:
