@@ -210,7 +210,7 @@ class PackEkf:
 
     def __init__(self, model, soc_pct, soc_std_pct=20.0, voltage_std_v=0.005,
                  current_std_a=0.05, bias_std_a=0.05, bias_drift_a_per_h=0.01,
-                 model_error_frac=0.0, bias_max_a=1.0, nis_gate=100.0, gate_floor_v=0.1,
+                 bias_max_a=1.0, nis_gate=100.0, gate_floor_v=0.1,
                  nis_soft=9.0, inflate=1.2, band_gain=4.0, band_tau_s=120.0,
                  band_slope_min=0.0002, band_floor_pct=0.0, over_error_frac=2.0,
                  count_error_frac=0.0, prior_std_pct=20.0):
@@ -223,11 +223,12 @@ class PackEkf:
         self.band_floor_var = band_floor_pct * band_floor_pct
         self.nu_mean = 0.0
         self._band_alpha = 0.0
-        # The model's voltage error grows with the current (a two-RC circuit is
-        # linear; a cell is not): the measurement variance gets
-        # (model_error_frac * R0 * I)^2 on top, so a large innovation under load
-        # is not read as a sensor bias or a SoC error.
-        self.model_error_frac = model_error_frac
+        # The model's voltage error grows with the overpotential (a two-RC
+        # circuit is linear; a cell is not, least of all in the diffusion knee at
+        # the end of a long discharge): the measurement variance gets
+        # (over_error_frac * (R0 I + v1 + v2))^2 on top, so a large innovation
+        # under load is not read as a SoC error and the filter leans on the
+        # counter there (docs/estimation.md).
         self.over_error_frac = over_error_frac
         # Coulomb counting's own error (the capacity, a gain error) is this
         # fraction of the SoC moved, and it adds up: the SoC's standard deviation
@@ -332,7 +333,7 @@ class PackEkf:
         refused the measurement."""
         h = self.h
         r0 = self.r0
-        err = self.model_error_frac * r0 * now_a + self.over_error_frac * self.over
+        err = self.over_error_frac * self.over
         r = self.r_meas + err * err
         p00 = self.p00
         p01 = self.p01
@@ -470,7 +471,8 @@ _OUTLIER_SIGMAS = const(5)
 _READ_NOISE_UV = const(2000)
 _SPREAD_PCT = const(10)
 _BAND_MIN_MV = const(5)
-_CELL_SPREAD_PPM = const(20000)  # cells' capacities differ by up to 2 %
+_CELL_SPREAD = 0.02  # cells' capacities differ by up to 2 %
+_OFFSET_R_V2 = 2e-12 * _READ_NOISE_UV * _READ_NOISE_UV  # two readings' noise, V^2
 _OFFSET_VAR_MIN = 0.01  # %^2: an offset is never known better than 0.1 points
 _PRIOR_STD_PCT = 20.0  # a SoC known no better than this: nothing known
 _OCV_START_UV = const(10000)  # a first reading's OCV: relaxation, hysteresis, model
@@ -575,8 +577,7 @@ class StateEstimator:
 
     def cell_soc_pct(self, k):
         """Cell ``k``'s SoC, %."""
-        s = self.soc_pct + self.offset[k] / 1000.0
-        return 0.0 if s < 0.0 else (100.0 if s > 100.0 else s)
+        return _clamped(int(self.soc_pct * 1000) + self.offset[k])
 
     def sample(self, dt_ms, current_ma, mean_cell_mv):
         self.charge_ma_ms += current_ma * dt_ms
@@ -708,7 +709,7 @@ class StateEstimator:
         if ekf is None:
             ekf = self._start(cells_mv, volts_ok, total_mv // n, now_ma)
         ekf.predict(current_a, elapsed, t)
-        self._predict_offsets(ekf, current_a)
+        self._predict_offsets(ekf)
         now_a = now_ma / 1000.0
         predicted = ekf.linearise(now_a, t)
         used = self._judge_cells(ekf, cells_mv, t) if volts_ok else 0
@@ -733,8 +734,9 @@ class StateEstimator:
         self.bias_a = ekf.bias
         volts_ok = used == n  # health and balancing take only a clean period
         lo_k, hi_k = self._extremes()
-        self.cell_soc_min_pct = self.cell_soc_pct(lo_k)
-        self.cell_soc_max_pct = self.cell_soc_pct(hi_k)
+        base = int(ekf.soc * 1000)  # the pack's SoC, 0.001 %
+        self.cell_soc_min_pct = _clamped(base + self.offset[lo_k])
+        self.cell_soc_max_pct = _clamped(base + self.offset[hi_k])
         if self.mode == "ekf":
             self.soc_pct = ekf.soc
             self.soc_std_pct = ekf.soc_std_pct
@@ -754,18 +756,18 @@ class StateEstimator:
             m.capacity_ah = h.capacity_ah
         if h.save_due():  # a meaningful change, at most every 5 min (health.py)
             h.save()
-        self._limits(ekf, t, lo_k, hi_k, ratings_a)
+        self._limits(ekf, base, t, lo_k, hi_k, ratings_a)
         if self.balancer is not None:
-            self.balancing = self.balancer.step(elapsed, int(ekf.soc * 1000), self.offset,
+            self.balancing = self.balancer.step(elapsed, base, self.offset,
                                                 cells_mv, balance_allowed and volts_ok)
         self.runs += 1
         return self.balancing
 
-    def _predict_offsets(self, ekf, current_a):
+    def _predict_offsets(self, ekf):
         # The cells share the current; their capacities differ by up to 2 %: that
         # much of the period's SoC change is each offset's own, and it adds up
         # (a standard deviation growing with the charge, not a random walk).
-        g = ekf._g * current_a * (_CELL_SPREAD_PPM / 1e6)
+        g = ekf.moved * _CELL_SPREAD
         if g != 0.0:
             sd = sqrt(self.offset_var) + (g if g > 0 else -g)
             self.offset_var = sd * sd
@@ -815,8 +817,7 @@ class StateEstimator:
         weight the cells share: the scalar Kalman filter's K·H for the offsets'
         common variance at the pack's slope. Integers per cell."""
         var = self.offset_var
-        noise = _READ_NOISE_UV / 1e6
-        r = 2.0 * noise * noise
+        r = _OFFSET_R_V2
         hv = h * h * var
         s = hv + r
         var = var * r / s
@@ -853,7 +854,7 @@ class StateEstimator:
                 hi = k
         return lo, hi
 
-    def _limits(self, ekf, t, lo_k, hi_k, ratings_a):
+    def _limits(self, ekf, base, t, lo_k, hi_k, ratings_a):
         # Charging is limited by the fullest cell, discharging by the emptiest.
         m = self.model
         if ratings_a is not self._ratings:
@@ -864,7 +865,6 @@ class StateEstimator:
             self._per_pct_cap = m.capacity_ah
             for k in range(4):  # % per A over the horizon, in 1/4096
                 self.per_pct[k] = int(4096 * 100.0 * self.horizons[k] / (3600.0 * m.capacity_ah))
-        base = int(ekf.soc * 1000)
         hi_m = base + self.offset[hi_k]
         lo_m = base + self.offset[lo_k]
         c_lo, c_hi = self.charge_temps
@@ -907,6 +907,11 @@ class StateEstimator:
             lim[0], lim[1], lim[2], lim[3], lim[4], lim[5], lim[6], lim[7], self.balancing,
         )
         link.send(_MSG_ESTIMATE, link.next_seq(), end)
+
+
+def _clamped(milli_pct):
+    """0.001 % to %, within 0..100."""
+    return 0.0 if milli_pct < 0 else (100.0 if milli_pct > 100000 else milli_pct / 1000.0)
 
 
 def _cpct(pct):
