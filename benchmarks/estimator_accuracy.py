@@ -551,8 +551,10 @@ def goals(results: list[Result]) -> list[Goal]:
         w = max(results, key=margin)
         out.append(Goal("never worse than coulomb counting from the true start (RMSE; wrong "
                         "starts from 10 min after the first current), every run",
-                        f"{len(losses)} of {len(results)} worse (closest: {w.case.name} {w.sign} "
-                        f"seed {w.seed}, {margin(w):+.2f} points)", not losses))
+                        f"{len(losses)} of {len(results)} worse (worst: {w.case.name} {w.sign} "
+                        f"seed {w.seed}, {margin(w):+.2f} points)" + "".join(
+                            f"; {r.case.name} {r.sign} s{r.seed} {margin(r):+.2f}"
+                            for r in losses if r is not w), not losses))
     cyc = [r for r in results if r.case.profile == "cycle"]
     if cyc:
         w = max(cyc, key=lambda r: abs(r.capacity_error_pct))
