@@ -213,7 +213,7 @@ class PackEkf:
                  bias_max_a=1.0, nis_gate=100.0, gate_floor_v=0.1,
                  nis_soft=9.0, inflate=1.2, band_gain=4.0, band_tau_s=120.0,
                  band_slope_min=0.0002, band_floor_pct=0.0, over_error_frac=2.0,
-                 count_error_frac=0.0, prior_std_pct=20.0):
+                 count_error_frac=0.0, prior_std_pct=20.0, rc_error_frac=2.0):
         self.model = model
         # The reported band (soc_std_pct): the innovations' mean over band_tau_s
         # (what lasts: the model's error), over the OCV slope (at least band_slope_min V per %)
@@ -230,6 +230,7 @@ class PackEkf:
         # under load is not read as a SoC error and the filter leans on the
         # counter there (docs/estimation.md).
         self.over_error_frac = over_error_frac
+        self.rc_error_frac = rc_error_frac  # the same for the RC pairs' part
         # Coulomb counting's own error (the capacity, a gain error) is this
         # fraction of the SoC moved, and it adds up: the SoC's standard deviation
         # grows by it each period (not a random walk's square root).
@@ -268,6 +269,7 @@ class PackEkf:
         self.h = 0.0
         self.r0 = 0.0
         self.over = 0.0
+        self.drop = 0.0  # the R0 part of it
 
     def _constants(self, dt_ms):
         if dt_ms != self._dt_ms or self.capacity_ah != self._cap:
@@ -324,7 +326,8 @@ class PackEkf:
         m.at(int(self.soc * 100), temp_dc)
         r0 = self.r0 = m.get(R0) / 1e6
         self.h = m.slope() / 1e6
-        over = self.over = self.v1 + self.v2 + r0 * (now_a - self.bias)
+        drop = self.drop = r0 * (now_a - self.bias)
+        over = self.over = self.v1 + self.v2 + drop
         return m.get(OCV) / 1e6 + over
 
     def update(self, cell_v, predicted_v, now_a, learn_bias=True):
@@ -333,7 +336,10 @@ class PackEkf:
         refused the measurement."""
         h = self.h
         r0 = self.r0
-        err = self.over_error_frac * self.over
+        drop = self.drop
+        rc = self.over - drop
+        err = self.over_error_frac * (drop if drop > 0 else -drop) \
+            + self.rc_error_frac * (rc if rc > 0 else -rc)
         r = self.r_meas + err * err
         p00 = self.p00
         p01 = self.p01
