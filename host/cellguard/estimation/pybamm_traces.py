@@ -18,9 +18,10 @@ Profiles (PyBaMM no longer bundles drive cycles, so they are built here, each
 from full charge unless said otherwise, in the cell's nominal capacity C):
 
 - ``cc``: 60 s rest, 1C discharge to the lower cut-off.
-- ``low_rate``: 10 min rest, C/20 discharge to the lower cut-off (10 s samples).
+- ``low_rate``: 10 min rest, C/20 discharge to the lower cut-off (10 s samples;
+  C/50 for chayambuka2022: the cell's ``low_rate_h``).
 - ``low_rate_charge``: from empty, 10 min rest, C/20 charge to the upper cut-off
-  (10 s samples).
+  (10 s samples; C/50 for chayambuka2022).
 - ``dst``: the USABC Dynamic Stress Test (the 360 s power-step cycle of
   :data:`DST_STEPS`), repeated to the lower cut-off; 100 % power is the power
   that draws :data:`DST_PEAK_C` times C at the cell's nominal voltage.
@@ -105,21 +106,34 @@ class CellSpec:
     electrodes take hours to relax, where C/20 is far from its OCV)."""
 
 
-# Chayambuka2022 (PyBaMM's sodium-ion set: hard carbon | Na3V2(PO4)2F3, NVPF) is
-# a coin cell of 2.54 cm2 (3 mAh) and isothermal. Scaled to the electrode area
-# of a 26700 can: a double-coated strip 60 mm high and 1.40 m long, wound, is
-# 2 x 0.060 x 1.40 = 0.168 m2 of electrode pairs (the set's 64 + 25 + 68 um
-# stack plus collectors: about 30 cm3, what a 26 mm x 70 mm can holds around
-# its mandrel, as the A123 26650's 0.18 m2 of thinner electrodes do). The set's
-# loading (11.4 Ah/m2 between its cut-offs, 1.2 mAh/cm2 a side: thin, power-type
-# electrodes) makes that 1.92 Ah between 2.0 and 4.2 V; 1.8 Ah nominal (a C/5
-# discharge from full delivers it at 25 degC). Thermal parameters it lacks:
-# Chen2020's electrode and separator properties as for Prada2013, aluminium
-# collectors on both sides (sodium does not alloy with aluminium: sodium-ion
-# cells use it for the negative too; Chen2020's positive collector), 26700 can
-# geometry, 10 W/(m2 K) to ambient. The set has no temperature dependence
-# beyond the RT/F of the kinetics and the electrolyte (no Arrhenius terms,
-# no entropic heat): docs/estimation.md.
+# Chayambuka2022 (PyBaMM's sodium-ion set: hard carbon | Na3V2(PO4)2F3, NVPF,
+# the chemistry of e.g. Tiamat's cylindrical cells) is a coin cell of 2.54 cm2
+# (3 mAh), isothermal. Scaled here to the electrodes of a 26700 can: a
+# double-coated strip 60 mm high and 1.40 m long, wound, makes 2 x 0.060 x 1.40
+# = 0.168 m2 of electrode pairs; with the set's 64 + 25 + 68 um stack and
+# aluminium collectors that is about 30 cm3, what a 26 mm x 70 mm can holds
+# around its mandrel (the A123 26650 of Prada2013 winds 0.18 m2 of thinner
+# electrodes). Only the area is scaled: the set's loading (11.4 Ah/m2, 1.2 mAh/cm2
+# a side: thin, power-type electrodes) makes that 1.90 Ah between its 0 and
+# 100 % states; 1.8 Ah nominal (C/50 delivers 1.87 Ah at 25 degC, C/20 1.84,
+# C/5 1.73, 1C 1.43: the set is strongly diffusion-limited), 3.6 V nominal (the
+# mean voltage at C/20).
+# 100 % is taken at an OCV of 4.14 V, not the set's 4.2 V: at 4.2 V the NVPF
+# electrode sits on the last point of the set's OCP data (stoichiometry 0.21),
+# and any charge from there (the HPPC's charge pulse at 100 %) takes it off the
+# data, where the extrapolated OCP rises by volts; 4.14 V leaves 1 % of the
+# capacity (4.2 V stays the charge cut-off).
+# The low-rate tests run at C/50 (``low_rate_h``): at C/20 the cell is far from
+# its OCV (up to 110 mV, its hard carbon's solid diffusion time R^2/D is about
+# 11 h), and a C/20 charge stops at the 4.2 V cut-off at 71 % SoC.
+# Thermal parameters it lacks: Chen2020's electrode and separator properties
+# (as for Prada2013), aluminium collectors on both sides (Chen2020's positive
+# one: sodium does not alloy with aluminium, sodium-ion cells use it for the
+# negative too), the 26700 can (volume pi r^2 h, cooling area its whole
+# surface), 10 W/(m2 K) to ambient. The set has no temperature dependence of
+# its own (no Arrhenius terms, no entropic heat): only the RT/F of the kinetics
+# and the electrolyte, so its overpotentials grow a little with temperature
+# (docs/estimation.md, "Sodium-ion").
 _R26700_M, _H26700_M = 0.013, 0.070
 _AL_FOIL = {"conductivity [S.m-1]": 36914000.0, "density [kg.m-3]": 2700.0,
             "specific heat capacity [J.kg-1.K-1]": 897.0,
