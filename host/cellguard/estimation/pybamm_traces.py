@@ -113,7 +113,7 @@ class CellSpec:
 # = 0.168 m2 of electrode pairs; with the set's 64 + 25 + 68 um stack and
 # aluminium collectors that is about 30 cm3, what a 26 mm x 70 mm can holds
 # around its mandrel (the A123 26650 of Prada2013 winds 0.18 m2 of thinner
-# electrodes). Only the area is scaled: the set's loading (11.4 Ah/m2, 1.2 mAh/cm2
+# electrodes). Only the area is scaled: the set's loading (11.3 Ah/m2, 1.1 mAh/cm2
 # a side: thin, power-type electrodes) makes that 1.90 Ah between its 0 and
 # 100 % states; 1.8 Ah nominal (C/50 delivers 1.87 Ah at 25 degC, C/20 1.84,
 # C/5 1.73, 1C 1.43: the set is strongly diffusion-limited), 3.6 V nominal (the
