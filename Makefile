@@ -79,8 +79,9 @@ $(VENV)/.pybamm-installed: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[dev,pybamm]"
 	touch $@
 
-# The PyBaMM-fitted cells in cells/: pulse (HPPC) and C/20 traces of the DFN
-# at each ambient (cached: a rerun takes seconds), then `cellguard characterize`.
+# The PyBaMM-fitted cells in cells/: pulse (HPPC) and low-rate (C/20; C/50 for
+# the sodium-ion cell) traces of the DFN at each ambient (cached: a rerun takes
+# seconds), then `cellguard characterize`.
 PYBAMM_AMBIENTS := 0 10 25 45
 PYBAMM_TRACES := build/pybamm
 PYBAMM_FIT_PROFILES := hppc low_rate low_rate_charge
@@ -88,7 +89,7 @@ pybamm_inputs = $(foreach t,$(PYBAMM_AMBIENTS),$(foreach p,$(PYBAMM_FIT_PROFILES
 	--input $(PYBAMM_TRACES)/$(1)-$(p)-$(t)C.csv))
 
 pybamm-cells: pybamm-setup
-	$(BIN)/python -m cellguard.estimation.pybamm_traces --cell chen2020 prada2013 \
+	$(BIN)/python -m cellguard.estimation.pybamm_traces --cell chen2020 prada2013 chayambuka2022 \
 		--profile $(PYBAMM_FIT_PROFILES) --ambient $(PYBAMM_AMBIENTS) \
 		--out-dir $(PYBAMM_TRACES) --force
 	$(BIN)/cellguard characterize --force --chemistry nmc --capacity-ah 5.0 \
@@ -97,6 +98,9 @@ pybamm-cells: pybamm-setup
 	$(BIN)/cellguard characterize --force --chemistry lfp --capacity-ah 2.3 \
 		--name "A123 ANR26650 (PyBaMM Prada2013), fitted" $(call pybamm_inputs,prada2013) \
 		--out cells/a123-26650-prada2013.json
+	$(BIN)/cellguard characterize --force --chemistry sodium_ion --capacity-ah 1.8 \
+		--name "NVPF 26700 (PyBaMM Chayambuka2022, scaled), fitted" \
+		$(call pybamm_inputs,chayambuka2022) --out cells/nvpf-26700-chayambuka2022.json
 
 # The on-board SoC estimator (EKF and the coulomb baseline) against PyBaMM DFN
 # ground truth through the board's sensor model: benchmarks/README.md. Runs

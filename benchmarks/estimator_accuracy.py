@@ -201,8 +201,9 @@ def measure(t_s: Sequence[float], current_a: Sequence[float], cell_v: Sequence[f
 
 # -- the cases --------------------------------------------------------------------------
 
-CELL_FILES = {"chen2020": "lg-m50-chen2020.json", "prada2013": "a123-26650-prada2013.json"}
-CHEMISTRY = {"chen2020": "NMC", "prada2013": "LFP"}
+CELL_FILES = {"chen2020": "lg-m50-chen2020.json", "prada2013": "a123-26650-prada2013.json",
+              "chayambuka2022": "nvpf-26700-chayambuka2022.json"}
+CHEMISTRY = {"chen2020": "NMC", "prada2013": "LFP", "chayambuka2022": "Na-ion"}
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ class Case:
 
 def _cases() -> list[Case]:
     cases = []
-    for cell, tag in (("chen2020", "nmc"), ("prada2013", "lfp")):
+    for cell, tag in (("chen2020", "nmc"), ("prada2013", "lfp"), ("chayambuka2022", "naion")):
         cases += [
             Case(f"{tag}-cc-25C", cell, "cc", 25.0),
             Case(f"{tag}-dst-0C", cell, "dst", 0.0),
@@ -291,7 +292,7 @@ def cycle_trace(cell: str, ambient_c: float) -> tuple[Path, bool, float]:
     params = pt._parameters(pybamm, spec, ambient_c, 1.0)
     params.update({"Upper voltage cut-off [V]": spec.v_max + 0.5})
     experiment = pybamm.Experiment(steps, period="1 second")
-    sim = pybamm.Simulation(pybamm.lithium_ion.DFN(options={"thermal": "lumped"}),
+    sim = pybamm.Simulation(pt.pybamm_model(pybamm, spec, "DFN", {"thermal": "lumped"}),
                             parameter_values=params, experiment=experiment,
                             solver=pybamm.IDAKLUSolver())
     sol = sim.solve()

@@ -247,6 +247,28 @@ def test_dfn_and_prada2013_an_lfp_board(pybamm: Any) -> None:
                                                           abs=0.1)
 
 
+def test_chayambuka2022_a_sodium_ion_board(pybamm: Any) -> None:
+    with SimulatedBoard(runtime="cpython", lockstep=True, initial_soc_pct=40.0,
+                        plant="pybamm", parameter_set="chayambuka2022") as sim:
+        # The firmware is set up for the scaled 1.8 Ah NVPF cell and its fitted model.
+        assert sim.board["chemistry"] == "sodium_ion" and sim.board["capacity_mah"] == 1800
+        assert sim.board["cell_model"]["name"].startswith("NVPF 26700 (PyBaMM Chayambuka2022")
+        sim.advance(2.0)
+        rest = sim.truth()
+        sim.set_current(-1.8)  # 1C
+        sim.advance(30.0)
+        truth = sim.truth()
+        assert sim.runtime is not None
+        faults = sim.runtime.firmware.bms.faults  # type: ignore[attr-defined]
+    # At rest: the set's OCV at 40 % (3.585 V); the fitted file has it 4 mV lower.
+    ocv = cellmodel.load(repo_root() / "cells" / "nvpf-26700-chayambuka2022.json").ocv(40.0, 25.0)
+    assert rest.cells_v == pytest.approx([ocv] * 4, abs=0.010)
+    assert truth.output_closed and truth.current_a == -1.8 and faults == 0
+    # Under 1C it drops by about 0.2 ohm x 1.8 A: a resistive cell (the set's).
+    assert all(3.1 < v < 3.3 for v in truth.cells_v)
+    assert truth.extra["pybamm_soc_pct"] == pytest.approx(40.0 - 100.0 * 30.0 / 3600.0, abs=0.1)
+
+
 def test_initial_soc_outside_pybamm_range_is_a_clear_error(pybamm: Any) -> None:
     from cellguard.sim.pybamm_plant import PlantError
 

@@ -897,9 +897,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(needs `make pybamm-setup`; see docs/simulator.md)")
     s.add_argument("--pybamm-model", choices=["spme", "dfn"],
                    help="with --plant pybamm: the PyBaMM model (default spme; dfn is slower)")
-    s.add_argument("--parameter-set", choices=["chen2020", "prada2013"],
-                   help="with --plant pybamm: PyBaMM's LG M50 NMC (chen2020, default) or A123 "
-                        "LFP (prada2013) cell")
+    s.add_argument("--parameter-set", choices=["chen2020", "prada2013", "chayambuka2022"],
+                   help="with --plant pybamm: PyBaMM's LG M50 NMC (chen2020, default), A123 "
+                        "LFP (prada2013) or NVPF sodium-ion (chayambuka2022) cell")
     s.add_argument("--virtual", action="store_true",
                    help="a virtual dev board instead: MicroPython's REPL on the pty, as a board "
                         "with an `mcu` presents it over USB (default board pico-4s; "

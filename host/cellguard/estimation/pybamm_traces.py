@@ -6,17 +6,22 @@ characterize``) and the estimator benchmark. PyBaMM is an optional extra
 the current profiles below serve tests and the simulator without it.
 
 Cells: ``chen2020`` (LG M50 21700, NMC811/graphite-SiOx, 5 Ah, PyBaMM's
-Chen2020 set) and ``prada2013`` (A123 ANR26650, LFP/graphite, 2.3 Ah, PyBaMM's
+Chen2020 set), ``prada2013`` (A123 ANR26650, LFP/graphite, 2.3 Ah, PyBaMM's
 Prada2013 set, which is isothermal: the thermal parameters it lacks are filled
-in here, see ``_PRADA_THERMAL``).
+in here, see ``_PRADA_THERMAL``) and ``chayambuka2022`` (sodium-ion, NVPF/hard
+carbon, PyBaMM's Chayambuka2022 set: a 3 mAh coin cell, isothermal, scaled
+here to the electrodes of a 26700 can, 1.8 Ah, with thermal parameters filled
+in; see ``_CHAYAMBUKA_PARAMETERS``). All three solve with PyBaMM's lithium-ion
+DFN (:func:`pybamm_model`).
 
 Profiles (PyBaMM no longer bundles drive cycles, so they are built here, each
 from full charge unless said otherwise, in the cell's nominal capacity C):
 
 - ``cc``: 60 s rest, 1C discharge to the lower cut-off.
-- ``low_rate``: 10 min rest, C/20 discharge to the lower cut-off (10 s samples).
+- ``low_rate``: 10 min rest, C/20 discharge to the lower cut-off (10 s samples;
+  C/50 for chayambuka2022: the cell's ``low_rate_h``).
 - ``low_rate_charge``: from empty, 10 min rest, C/20 charge to the upper cut-off
-  (10 s samples).
+  (10 s samples; C/50 for chayambuka2022).
 - ``dst``: the USABC Dynamic Stress Test (the 360 s power-step cycle of
   :data:`DST_STEPS`), repeated to the lower cut-off; 100 % power is the power
   that draws :data:`DST_PEAK_C` times C at the cell's nominal voltage.
@@ -32,7 +37,8 @@ positive when charging and is the current that flowed over the interval that
 ends at ``t_s`` (it steps between two samples); ``cell1_v`` is the terminal
 voltage and ``temp1_c`` the cell's (lumped) temperature at ``t_s``;
 ``true_soc_pct`` is 100 % less the charge out of the cell since it was full
-(OCV at the upper cut-off) over the cell's nominal capacity: the charge PyBaMM
+(OCV at the upper cut-off; for chayambuka2022 at 4.14 V, see
+``_CHAYAMBUKA_PARAMETERS``) over the cell's nominal capacity: the charge PyBaMM
 counts ("Discharge capacity [A.h]") plus, for a run that starts below full,
 what was missing at its start (PyBaMM's capacity between its 0 % and 100 %
 states, which may differ from the nominal, times 1 - the initial SoC). So
@@ -90,13 +96,77 @@ class CellSpec:
     nominal_v: float  # for scaling power profiles
     v_min: float  # the parameter set's lower and upper cut-offs
     v_max: float
+    parameters: tuple[tuple[str, float], ...] = ()
+    """Values set on top of the parameter set (a scaled electrode, thermal
+    parameters it lacks): in the spec, so they are in the cache key."""
+    family: str = "lithium_ion"
+    """The PyBaMM model family whose DFN and SPMe solve the set (:func:`pybamm_model`)."""
+    low_rate_h: float = 20.0
+    """The low-rate tests run at C / low_rate_h (C/20; slower for a cell whose
+    electrodes take hours to relax, where C/20 is far from its OCV)."""
 
+
+# Chayambuka2022 (PyBaMM's sodium-ion set: hard carbon | Na3V2(PO4)2F3, NVPF,
+# the chemistry of e.g. Tiamat's cylindrical cells) is a coin cell of 2.54 cm2
+# (3 mAh), isothermal. Scaled here to the electrodes of a 26700 can: a
+# double-coated strip 60 mm high and 1.40 m long, wound, makes 2 x 0.060 x 1.40
+# = 0.168 m2 of electrode pairs; with the set's 64 + 25 + 68 um stack and
+# aluminium collectors that is about 30 cm3, what a 26 mm x 70 mm can holds
+# around its mandrel (the A123 26650 of Prada2013 winds 0.18 m2 of thinner
+# electrodes). Only the area is scaled: the set's loading (11.3 Ah/m2, 1.1 mAh/cm2
+# a side: thin, power-type electrodes) makes that 1.90 Ah between its 0 and
+# 100 % states; 1.8 Ah nominal (C/50 delivers 1.87 Ah at 25 degC, C/20 1.84,
+# C/5 1.73, 1C 1.43: the set is strongly diffusion-limited), 3.6 V nominal (the
+# mean voltage at C/20).
+# 100 % is taken at an OCV of 4.14 V, not the set's 4.2 V: at 4.2 V the NVPF
+# electrode sits on the last point of the set's OCP data (stoichiometry 0.21),
+# and any charge from there (the HPPC's charge pulse at 100 %) takes it off the
+# data, where the extrapolated OCP rises by volts; 4.14 V leaves 1 % of the
+# capacity (4.2 V stays the charge cut-off).
+# The low-rate tests run at C/50 (``low_rate_h``): at C/20 the cell is far from
+# its OCV (up to 110 mV, its hard carbon's solid diffusion time R^2/D is about
+# 11 h), and a C/20 charge stops at the 4.2 V cut-off at 71 % SoC.
+# Thermal parameters it lacks: Chen2020's electrode and separator properties
+# (as for Prada2013), aluminium collectors on both sides (Chen2020's positive
+# one: sodium does not alloy with aluminium, sodium-ion cells use it for the
+# negative too), the 26700 can (volume pi r^2 h, cooling area its whole
+# surface), 10 W/(m2 K) to ambient. The set has no temperature dependence of
+# its own (no Arrhenius terms, no entropic heat): only the RT/F of the kinetics
+# and the electrolyte, so its overpotentials grow a little with temperature
+# (docs/estimation.md, "Sodium-ion").
+_R26700_M, _H26700_M = 0.013, 0.070
+_AL_FOIL = {"conductivity [S.m-1]": 36914000.0, "density [kg.m-3]": 2700.0,
+            "specific heat capacity [J.kg-1.K-1]": 897.0,
+            "thermal conductivity [W.m-1.K-1]": 237.0, "thickness [m]": 1.6e-05}
+_CHAYAMBUKA_PARAMETERS: tuple[tuple[str, float], ...] = (
+    ("Electrode height [m]", 0.060),
+    ("Electrode width [m]", 2 * 1.40),
+    ("Nominal cell capacity [A.h]", 1.8),
+    ("Open-circuit voltage at 100% SOC [V]", 4.14),
+    *((f"{side} current collector {prop}", value)
+      for side in ("Negative", "Positive") for prop, value in _AL_FOIL.items()),
+    ("Negative electrode density [kg.m-3]", 1657.0),
+    ("Negative electrode specific heat capacity [J.kg-1.K-1]", 700.0),
+    ("Negative electrode thermal conductivity [W.m-1.K-1]", 1.7),
+    ("Positive electrode density [kg.m-3]", 3262.0),
+    ("Positive electrode specific heat capacity [J.kg-1.K-1]", 700.0),
+    ("Positive electrode thermal conductivity [W.m-1.K-1]", 2.1),
+    ("Separator density [kg.m-3]", 397.0),
+    ("Separator specific heat capacity [J.kg-1.K-1]", 700.0),
+    ("Separator thermal conductivity [W.m-1.K-1]", 0.16),
+    ("Total heat transfer coefficient [W.m-2.K-1]", 10.0),
+    ("Cell volume [m3]", math.pi * _R26700_M**2 * _H26700_M),
+    ("Cell cooling surface area [m2]", 2 * math.pi * _R26700_M * (_R26700_M + _H26700_M)),
+)
 
 CELLS: dict[str, CellSpec] = {
     "chen2020": CellSpec("chen2020", "Chen2020", "nmc", "LG M50 (PyBaMM Chen2020)",
                          5.0, 3.63, 2.5, 4.2),
     "prada2013": CellSpec("prada2013", "Prada2013", "lfp", "A123 ANR26650 (PyBaMM Prada2013)",
                           2.3, 3.3, 2.0, 3.6),
+    "chayambuka2022": CellSpec("chayambuka2022", "Chayambuka2022", "sodium_ion",
+                               "NVPF 26700 (PyBaMM Chayambuka2022, scaled)", 1.8, 3.6, 2.0,
+                               4.2, _CHAYAMBUKA_PARAMETERS, low_rate_h=50.0),
 }
 
 # Prada2013 is an isothermal set. For the lumped thermal model it gets the
@@ -233,11 +303,12 @@ def build_profile(name: str, cell: CellSpec, seed: int = 1) -> Profile:
     if name == "cc":
         return Profile(name, "current", (Segment(0.0, 60.0), Segment(-c, 2.5 * 3600.0)),
                        1.0, 1.0, "v_min")
+    low = (c / cell.low_rate_h, 1.25 * cell.low_rate_h * 3600.0)  # A, s (to the cut-off)
     if name == "low_rate":
-        return Profile(name, "current", (Segment(0.0, 600.0), Segment(-c / 20.0, 25 * 3600.0)),
+        return Profile(name, "current", (Segment(0.0, 600.0), Segment(-low[0], low[1])),
                        10.0, 1.0, "v_min")
     if name == "low_rate_charge":
-        return Profile(name, "current", (Segment(0.0, 600.0), Segment(c / 20.0, 25 * 3600.0)),
+        return Profile(name, "current", (Segment(0.0, 600.0), Segment(low[0], low[1])),
                        10.0, 0.0, "v_max")
     if name == "dst":
         p_max = DST_PEAK_C * c * cell.nominal_v
@@ -294,6 +365,7 @@ def _import_pybamm() -> Any:
 
 def _parameters(pybamm: Any, cell: CellSpec, ambient_c: float, initial_soc: float) -> Any:
     p = pybamm.ParameterValues(cell.parameter_set)
+    p.update(dict(cell.parameters), check_already_exists=False)
     if cell.key == "prada2013":
         chen = pybamm.ParameterValues("Chen2020")
         p.update({k: chen[k] for k in _CHEN_THERMAL_KEYS}, check_already_exists=False)
@@ -302,6 +374,21 @@ def _parameters(pybamm: Any, cell: CellSpec, ambient_c: float, initial_soc: floa
     t_k = ambient_c + 273.15
     p.update({"Ambient temperature [K]": t_k, "Initial temperature [K]": t_k})
     return p
+
+
+def pybamm_model(pybamm: Any, spec: CellSpec, kind: str = "DFN",
+                 options: dict[str, str] | None = None) -> Any:
+    """The PyBaMM model that solves ``spec``'s parameter set (its ``family``):
+    ``kind`` "DFN" or "SPMe", with ``options``.
+
+    Every cell here is ``lithium_ion``, the sodium-ion set (Chayambuka2022)
+    too: PyBaMM's ``sodium_ion`` family has only a ``BasicDFN`` (isothermal,
+    driven by current only: no lumped thermal model, no power steps), whose
+    equations are the lithium-ion DFN's with the same parameter names; on
+    Chayambuka2022 the two agree within a millivolt (tests/test_pybamm_traces.py)."""
+    if kind not in ("DFN", "SPMe"):
+        raise CellguardError(f"no PyBaMM model {kind!r} here: DFN or SPMe")
+    return getattr(getattr(pybamm, spec.family), kind)(options=options or {})
 
 
 def _theoretical_capacity_ah(pybamm: Any, spec: CellSpec, ambient_c: float) -> float:
@@ -398,7 +485,7 @@ def _simulate(pybamm: Any, spec: CellSpec, prof: Profile, ambient_c: float
     else:
         params.update({"Current function [A]": drive})
         options = {"thermal": "lumped"}
-    model = pybamm.lithium_ion.DFN(options=options)
+    model = pybamm_model(pybamm, spec, "DFN", options)
     sim = pybamm.Simulation(model, parameter_values=params, solver=pybamm.IDAKLUSolver())
     # The solver stops at every breakpoint (else it can step over a short
     # pulse) and interpolates the samples in between.

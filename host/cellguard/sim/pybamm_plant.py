@@ -1,7 +1,8 @@
 """A PyBaMM cell as the simulated board's plant (``SimulatedBoard(plant="pybamm")``).
 
-One PyBaMM cell (SPMe or DFN, lumped thermal model; PyBaMM's Chen2020 LG M50
-or Prada2013 A123 set, see ``cellguard.estimation.pybamm_traces``) is simulated; the N
+One PyBaMM cell (SPMe or DFN, lumped thermal model; PyBaMM's Chen2020 LG M50,
+Prada2013 A123 or Chayambuka2022 sodium-ion set, see
+``cellguard.estimation.pybamm_traces``) is simulated; the N
 cells of the string are derived from it outside PyBaMM, with seeded per-cell
 differences (the same draws as the built-in plant):
 
@@ -58,10 +59,11 @@ MODELS = ("spme", "dfn")
 """PyBaMM models: ``spme`` (single particle with electrolyte, fast) or ``dfn``."""
 MODEL_NAMES = {"spme": "SPMe", "dfn": "DFN"}
 
-PARAMETER_SETS = ("chen2020", "prada2013")
+PARAMETER_SETS = ("chen2020", "prada2013", "chayambuka2022")
 """PyBaMM parameter sets (``cellguard.estimation.pybamm_traces.CELLS``)."""
 
-CELL_FILES = {"chen2020": "lg-m50-chen2020.json", "prada2013": "a123-26650-prada2013.json"}
+CELL_FILES = {"chen2020": "lg-m50-chen2020.json", "prada2013": "a123-26650-prada2013.json",
+              "chayambuka2022": "nvpf-26700-chayambuka2022.json"}
 """The cell file fitted to each set's DFN (``make pybamm-cells``) in ``cells/``:
 the firmware's cell model, and the R0 the per-cell resistance spread is around."""
 
@@ -70,7 +72,8 @@ STEP_S = 1.0
 
 CUTOFF_MARGIN_V = 0.3
 """The parameter set's voltage cut-offs move this far outwards (Chen2020: 2.2 and
-4.5 V; Prada2013: 1.7 and 3.9 V), so the firmware's trips come first."""
+4.5 V; Prada2013: 1.7 and 3.9 V; Chayambuka2022: 1.7 and 4.5 V), so the
+firmware's trips come first."""
 
 _OUTPUTS = ("Voltage [V]", "Volume-averaged cell temperature [K]")
 _KELVIN = 273.15
@@ -145,6 +148,7 @@ class PybammCell:
             _import_pybamm,
             _parameters,
             _theoretical_capacity_ah,
+            pybamm_model,
         )
 
         check_choice("pybamm_model", model, MODELS)
@@ -172,10 +176,10 @@ class PybammCell:
         self.cooling_w_per_k = (p["Total heat transfer coefficient [W.m-2.K-1]"]
                                 * p["Cell cooling surface area [m2]"])
         self._ocv_table(p)
-        cls = {"spme": pybamm.lithium_ion.SPMe, "dfn": pybamm.lithium_ion.DFN}[model]
         self.solver = pybamm.IDAKLUSolver(output_variables=list(_OUTPUTS))
-        sim = pybamm.Simulation(cls(options={"thermal": "lumped"}), parameter_values=p,
-                                solver=self.solver)
+        sim = pybamm.Simulation(pybamm_model(pybamm, spec, MODEL_NAMES[model],
+                                             {"thermal": "lumped"}),
+                                parameter_values=p, solver=self.solver)
         sim.build()
         self.built_model = sim.built_model
         self.solves = 0
