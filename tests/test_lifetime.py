@@ -13,7 +13,7 @@ from binascii import crc32
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cellguard.sim.flash import FlashModel, PowerLost
@@ -235,7 +235,7 @@ def test_saves_are_due_every_five_minutes_and_soon_after_an_event() -> None:
 u32 = st.integers(0, 2**32 - 1)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(u32, min_size=WORDS, max_size=WORDS), u32, st.data())
 def test_record_round_trip_and_a_flipped_byte_is_refused(words: list[int], seq: int,
                                                          data: st.DataObject) -> None:
