@@ -77,6 +77,9 @@ def test_single_precision_is_not_double() -> None:
     assert float(F32(1.0) / F32(3.0)) != 1.0 / 3.0
     assert type(F32(2.0) * 3) is F32 and type(3 - F32(2.0)) is F32 and type(-F32(1.0)) is F32
     assert type(abs(F32(-1.5))) is F32 and type(sum([F32(0.5), F32(0.25)])) is F32
+    assert int(F32(2.7)) == 2 and int(F32(-2.7)) == -2 and round(F32(2.5)) == 2
+    assert type(round(F32(2.25), 1)) is F32 and type(float(F32(1.5))) is float
+    assert max(F32(1.0), 2) == 2 and min(F32(1.0), 2) == 1 and type(min(F32(1.0), 2)) is F32
 
 
 @pytest.mark.parametrize("op", ["+", "-", "*", "/"])
@@ -365,8 +368,15 @@ def test_estimate_command_in_float32(tmp_path: Path, ten_minutes: estimate.Trace
     assert len(out.read_text().splitlines()) == 61
 
 
-def test_float32_is_a_documented_runtime() -> None:
+def test_float32_is_a_runtime_for_both_estimators(model: cellmodel.CellModel,
+                                                  ten_minutes: estimate.Trace) -> None:
     assert "float32" in estimate.RUNTIMES
     with pytest.raises(estimate.TraceError, match="float32"):
-        estimate.run(estimate.Trace([0.0, 1.0], [0.0, 0.0], [[3.7], [3.7]], [[], []]),
-                     cellmodel.load(NMC_CELL), runtime="float64")
+        list(estimate.run(ten_minutes, model, runtime="float64"))
+    short = estimate.Trace(ten_minutes.t_s[:60], ten_minutes.current_a[:60],
+                           ten_minutes.cells_v[:60], ten_minutes.temps_c[:60])
+    cp = list(estimate.run(short, model, "coulomb", 70.0))
+    run = estimate.run(short, model, "coulomb", 70.0, runtime="float32")
+    sp = list(run)
+    assert isinstance(run, estimate.ReplayRun) and run.summary.pd_every_step
+    assert max(abs(a[1] - b[1]) for a, b in zip(cp, sp, strict=True)) < 0.01
