@@ -387,12 +387,18 @@ def _domain(x: float, y: float) -> F32:
     return r
 
 
+def _arg(x: SupportsFloat) -> float:
+    """A math function's argument as binary32 (a plain double counted, as in F32)."""
+    v = _value(x)
+    return round32(float(x)) if v is None else v
+
+
 def exp(x: SupportsFloat) -> F32:
     """``math.exp`` in binary32: the binary32 argument's exp in double, rounded
     (within 1 ulp of the correctly rounded binary32 result; a board's ``expf`` is
     within about 1 ulp of it too). An overflow raises ValueError, as MicroPython's
     does."""
-    v = float(f32(x))
+    v = _arg(x)
     try:
         y = math.exp(v)
     except OverflowError:
@@ -405,7 +411,7 @@ def exp(x: SupportsFloat) -> F32:
 def sqrt(x: SupportsFloat) -> F32:
     """``math.sqrt`` in binary32: correctly rounded (a negative argument raises
     ValueError, as MicroPython's does)."""
-    v = float(f32(x))
+    v = _arg(x)
     if v < 0:
         raise ValueError("math domain error")
     return _r(math.sqrt(v))
@@ -413,7 +419,7 @@ def sqrt(x: SupportsFloat) -> F32:
 
 def log(x: SupportsFloat) -> F32:
     """``math.log`` in binary32 (double, rounded)."""
-    v = float(f32(x))
+    v = _arg(x)
     if v <= 0:
         raise ValueError("math domain error")
     return _r(math.log(v))
