@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/estimator_accuracy.py --case nmc-dst-25C lfp-cycle
     .venv/bin/python benchmarks/estimator_accuracy.py --micropython # + one case under MicroPython
     .venv/bin/python benchmarks/estimator_accuracy.py --exact       # no sensor errors (diagnosis)
+    .venv/bin/python benchmarks/estimator_accuracy.py --float32     # + each EKF in single precision
     .venv/bin/python benchmarks/estimator_accuracy.py --set PackEkf.voltage_std_v=0.010
 
 Needs PyBaMM (`make pybamm-setup`). Ground truth: PyBaMM's DFN with a lumped
@@ -506,6 +507,110 @@ def micropython_check(case: Case, seed: int, sensors: dict[str, float] | None = 
     return float(np.max(np.abs(mp - cp))), t2 - t1, t1 - t0
 
 
+# -- single precision (--float32) ----------------------------------------------------------
+
+FLOAT32_GOAL_PCT = 0.1
+"""Single precision is as good as double: the EKF's SoC within this many points."""
+
+
+@dataclass
+class Float32Result:
+    case: Case
+    sign: str
+    max_diff: float  # max |SoC(float32) - SoC(double)| over the run, points
+    end_diff: float  # SoC(float32) - SoC(double) at the end
+    double: Any  # estimate.RunSummary of the double-precision run
+    single: Any  # estimate.RunSummary of the single-precision replay
+    seconds: float  # the replay's wall time
+
+    @property
+    def ok(self) -> bool:
+        s = self.single
+        return (self.max_diff <= FLOAT32_GOAL_PCT and s.pd_every_step and s.finite
+                and not s.stats.mixed and not s.leaks)
+
+
+def _float32_follow_settings() -> None:
+    """``--set`` changed the double modules' keyword defaults: give the single-precision
+    copy the same (as binary32 numbers; unchanged defaults are the same numbers anyway)."""
+    from cellguard.estimation import float32
+    from cellguard_fw import estimator, health
+
+    f32 = float32.load()
+    for plain, single in ((estimator.PackEkf, f32.estimator.PackEkf),
+                          (estimator.CellFilter, f32.estimator.CellFilter),
+                          (health.Health, f32.health.Health)):
+        single.__init__.__defaults__ = float32.to_f32(plain.__init__.__defaults__)
+
+
+def float32_check(case: Case, seed: int, exact: bool = False,
+                  sensors: dict[str, float] | None = None) -> Float32Result:
+    """The EKF of one case in double precision and replayed in single precision
+    (``cellguard.estimation.float32``) on the same readings."""
+    from cellguard.estimation import estimate
+
+    tr = truth(case)
+    meas = measure(tr.t, tr.i, tr.v, tr.temp, seed, exact, sensors)
+    trace = estimate.Trace(meas.t_s, meas.current_a, meas.cells_v, meas.temps_c)
+    model = model_for(case)
+    start = initial_soc(case, tr)
+    _float32_follow_settings()
+    double = estimate.RunSummary("cpython")
+    cp = np.array([r[1] for r in estimate.run_cpython(trace, model, "ekf", start, double)])
+    t0 = time.perf_counter()
+    run = estimate.run(trace, model, "ekf", start, "float32")
+    sp = np.array([r[1] for r in run])
+    seconds = time.perf_counter() - t0
+    assert isinstance(run, estimate.ReplayRun)
+    sens = SENSORS if sensors is None else sensors
+    return Float32Result(case, "exact" if exact else sign_label(sens),
+                         float(np.max(np.abs(sp - cp))), float(sp[-1] - cp[-1]), double,
+                         run.summary, seconds)
+
+
+def _pd_cell(summary: Any) -> str:
+    if summary.pd_every_step:
+        return "yes"
+    return f"no: {summary.steps - summary.pd_steps} of {summary.steps}"
+
+
+def float32_report(cases: Sequence[Case], sign_sets: Sequence[dict[str, float]], seed: int,
+                   exact: bool = False) -> list[Float32Result]:
+    """``--float32``: every selected case's EKF replayed in single precision beside the
+    double run; a table and the goal line."""
+    results: list[Float32Result] = []
+    for case in cases:
+        for sens in sign_sets:
+            r = float32_check(case, seed * 1000 + CASES.index(case), exact, sens)
+            results.append(r)
+            print(f"  {case.name:24} {r.sign:5} float32 replay in {r.seconds:5.1f} s", flush=True)
+    head = ("case", "errors", "max |dSoC|", "end dSoC", "P PD (f32)", "P PD (f64)",
+            "min pivot f32 / f64", "NaN/inf steps", "subnormal", "doubles met", "replay s")
+    rows = [[r.case.name, r.sign, f"{r.max_diff:.2g}", f"{r.end_diff:+.2g}",
+             _pd_cell(r.single), _pd_cell(r.double),
+             f"{r.single.min_pivot:.2g} / {r.double.min_pivot:.2g}",
+             str(r.single.nonfinite_steps), str(r.single.stats.subnormals),
+             str(r.single.stats.mixed + len(r.single.leaks)), f"{r.seconds:.0f}"]
+            for r in results]
+    print("\nsingle precision: the EKF replayed with every float a binary32 "
+          "(cellguard.estimation.float32) beside the double run, same readings; dSoC = "
+          "float32 - double, SoC points; P PD: the pack filter's covariance positive "
+          "definite after every step; min pivot: smallest Cholesky pivot over its diagonal "
+          "element")
+    widths = [max(len(h), *(len(c[k]) for c in rows)) for k, h in enumerate(head)]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    for cells in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
+    if results:
+        worst = max(results, key=lambda r: r.max_diff)
+        bad = [r for r in results if not r.ok]
+        print(f"  {'PASS' if not bad else 'FAIL'}  single precision: within "
+              f"{FLOAT32_GOAL_PCT:g} SoC points of double, P positive definite, no NaN, every "
+              f"case: worst {worst.max_diff:.2g} points ({worst.case.name} {worst.sign}); "
+              f"{len(bad)} of {len(results)} cases fail")
+    return results
+
+
 # -- the goals ----------------------------------------------------------------------------
 
 
@@ -756,6 +861,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--micropython", nargs="?", const="nmc-dst-25C", metavar="CASE",
                     help="also run one case's EKF under real MicroPython (default nmc-dst-25C) "
                          "and compare it with CPython")
+    ap.add_argument("--float32", action="store_true",
+                    help="also replay every selected case's EKF in single precision (every "
+                         "float a binary32, as on an RP2040 or ESP32) and compare it with the "
+                         "double run")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--csv-dir", help="write each case's truth and estimates here")
     ap.add_argument("--details", action="store_true",
@@ -843,6 +952,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              s)
         print(f"\nMicroPython: {mp_case.name} EKF under MicroPython 1.27 (WebAssembly) in "
               f"{mp_s:.1f} s (CPython {cp_s:.1f} s); max |SoC difference| {diff:.2g} points")
+    if args.float32:
+        float32_report(cases, sign_sets, args.seed[0], args.exact)
     print("\ngoals (issues 6 and 18):")
     for g in goals(results):
         print(f"  {'PASS' if g.ok else 'FAIL'}  {g.text}: {g.measured}")

@@ -1031,8 +1031,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from this SoC (0 to 100) instead of the first sample's OCV")
     s.add_argument("--estimator", choices=("ekf", "coulomb"), default="ekf",
                    help="the model-based filter (default) or the coulomb-counting baseline")
-    s.add_argument("--runtime", choices=("cpython", "micropython"), default="cpython",
-                   help="interpreter for the firmware's code (default cpython)")
+    s.add_argument("--runtime", choices=("cpython", "micropython", "float32"),
+                   default="cpython",
+                   help="interpreter for the firmware's code (default cpython); float32: "
+                        "CPython with every float rounded to single precision, as on an "
+                        "RP2040 or ESP32, and says whether the filter's covariance stayed "
+                        "positive definite and its numbers finite")
     _force(s)
     s.set_defaults(func=cmd_estimate)
     return p

@@ -1,7 +1,9 @@
 """Run the firmware's state estimator over a recorded trace, offline.
 
-The same code as on the board (``cellguard_fw.estimator``), under CPython or
-real MicroPython, so an engineer can tune on real logs. Input: a CSV with
+The same code as on the board (``cellguard_fw.estimator``), under CPython, real
+MicroPython (both double precision here) or CPython in single precision
+(``float32``: every float a binary32, as on an RP2040 or ESP32; :mod:`.float32`),
+so an engineer can tune on real logs. Input: a CSV with
 ``t_s, current_a, cell1_v .. cellN_v`` and optionally ``temp1_c ..`` (current
 positive when charging); output: one row per input row with the SoC, its
 standard deviation, the emptiest and fullest cell's SoC, capacity, R0 growth,
@@ -41,6 +43,7 @@ OUTPUT_DECIMALS: dict[str, int] = {
 """Fixed decimals per output column: the resolution the estimator's figures have
 (0.01 % of SoC, 0.1 mAh, 0.1 mA of bias, 1 mA of limits, 1 ms), never an exponent."""
 MODES = ("ekf", "coulomb")
+RUNTIMES = ("cpython", "micropython", "float32")
 
 
 class TraceError(CellguardError):
@@ -157,21 +160,135 @@ def _ratings(model: cellmodel.CellModel) -> tuple[float, float, float, float]:
     return (2 * c, 5 * c, 2 * c, 5 * c)
 
 
-def run_cpython(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
-                initial_soc_pct: float | None = None) -> Iterator[tuple[float, ...]]:
-    """The estimator in this interpreter: one output row per trace row."""
-    from cellguard_fw.chemistry import PROFILES
-    from cellguard_fw.estimator import StateEstimator
-    from cellguard_fw.soc import CoulombCounter
+@dataclass
+class RunSummary:
+    """What a replay's numbers did, judged after every step: whether the pack
+    filter's covariance P stayed positive definite (symmetric, its Cholesky
+    factorisation succeeding: every leading minor positive) and whether a NaN or
+    an infinity appeared in the state or the outputs. For ``float32`` also the
+    binary32 operations' counters and the plain doubles left in the state (none in
+    a faithful replay)."""
 
+    runtime: str
+    steps: int = 0
+    pd_steps: int = 0  # steps after which P was positive definite
+    first_not_pd_s: float | None = None
+    min_pivot: float = 1.0  # the smallest Cholesky pivot over its diagonal element, any step
+    max_asymmetry: float = 0.0  # the largest |P[r][c] - P[c][r]| / sqrt(P[r][r] P[c][c])
+    nonfinite_steps: int = 0  # steps with a NaN or an infinity in the state or outputs
+    first_nonfinite_s: float | None = None
+    stats: Any = None  # float32.Float32Stats of the replay (float32 only)
+    leaks: list[str] = field(default_factory=list)  # plain floats in the state at the end
+
+    @property
+    def pd_every_step(self) -> bool:
+        return self.steps > 0 and self.pd_steps == self.steps
+
+    @property
+    def finite(self) -> bool:
+        return self.nonfinite_steps == 0
+
+    def check(self, t: float, est: Any) -> None:
+        """Judge the estimator's state after the step at ``t``."""
+        from .float32 import covariance_check, nonfinite
+
+        self.steps += 1
+        ekf = est.ekf
+        p = [[ekf.p00, ekf.p01], [ekf.p01, ekf.p11]]
+        c = covariance_check(p)
+        if c.pd:
+            self.pd_steps += 1
+        elif self.first_not_pd_s is None:
+            self.first_not_pd_s = t
+        self.min_pivot = min(self.min_pivot, c.pivot)
+        self.max_asymmetry = max(self.max_asymmetry, c.asymmetry)
+        h = est.health
+        values = [est.soc_pct, est.soc_std_pct, est.cell_soc_min_pct, est.cell_soc_max_pct,
+                  est.bias_a, h.capacity_ah, h.r0_growth, *est.limits_a, ekf.soc, ekf.bias,
+                  ekf.v1, ekf.v2, ekf.nu_mean, ekf.p00, ekf.p01, ekf.p11, est.offset_var]
+        if nonfinite(values):
+            if not self.nonfinite_steps:
+                self.first_nonfinite_s = t
+            self.nonfinite_steps += 1
+
+    def describe(self) -> str:
+        """One line: the covariance, NaN and infinity, and for float32 what the
+        binary32 operations met."""
+        if self.pd_every_step:
+            cov = (f"covariance positive definite after every one of {self.steps} steps "
+                   f"(smallest Cholesky pivot {self.min_pivot:.2g} of its diagonal)")
+        else:
+            first = ("" if self.first_not_pd_s is None
+                     else f", first at t = {self.first_not_pd_s:g} s")
+            cov = (f"covariance NOT positive definite after {self.steps - self.pd_steps} of "
+                   f"{self.steps} steps{first}")
+        bad = ("no NaN or infinity" if self.finite else
+               f"NaN or infinity in {self.nonfinite_steps} steps (first at t = "
+               f"{self.first_nonfinite_s:g} s)")
+        text = f"{self.runtime}: {cov}, {bad}"
+        if self.stats is not None:
+            text += (f"; {self.stats.subnormals} subnormal results, {self.stats.overflows} "
+                     f"overflows, {self.stats.mixed + len(self.leaks)} doubles met")
+        return text
+
+
+class ReplayRun(Iterator[tuple[float, ...]]):
+    """The output rows of a replay, one per trace row, and its :class:`RunSummary`
+    (complete once the rows are exhausted)."""
+
+    def __init__(self, rows: Iterator[tuple[float, ...]], summary: RunSummary) -> None:
+        self._rows = rows
+        self.summary = summary
+
+    def __iter__(self) -> ReplayRun:
+        return self
+
+    def __next__(self) -> tuple[float, ...]:
+        return next(self._rows)
+
+
+def run_cpython(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
+                initial_soc_pct: float | None = None,
+                summary: RunSummary | None = None) -> Iterator[tuple[float, ...]]:
+    """The estimator in this interpreter: one output row per trace row."""
+    import cellguard_fw.chemistry
+    import cellguard_fw.estimator
+    import cellguard_fw.soc
+
+    fw = (cellguard_fw.chemistry, cellguard_fw.estimator, cellguard_fw.soc)
+    return _replay(trace, model, mode, initial_soc_pct, fw, None, summary)
+
+
+def run_float32(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
+                initial_soc_pct: float | None = None,
+                summary: RunSummary | None = None) -> Iterator[tuple[float, ...]]:
+    """The estimator in single precision (:mod:`.float32`): the firmware's code with
+    every float a binary32; the board file (and its cell model) and the ratings as
+    binary32 numbers, the readings as the board's integers."""
+    from . import float32
+
+    pkg = float32.load()
+    fw = (pkg.chemistry, pkg.estimator, pkg.soc)
+    return _replay(trace, model, mode, initial_soc_pct, fw, float32.to_f32, summary)
+
+
+def _replay(trace: Trace, model: cellmodel.CellModel, mode: str,
+            initial_soc_pct: float | None, fw: tuple[Any, Any, Any],
+            convert: Any, summary: RunSummary | None) -> Iterator[tuple[float, ...]]:
+    chemistry, estimator, soc = fw
     n = len(trace.cells_v[0])
-    profile = PROFILES[model.chemistry]
+    profile = chemistry.PROFILES[model.chemistry]
     board = estimator_board(model, n, mode, initial_soc_pct)
     ocv_mv = (coulomb_ocv_mv(model, _start_temp_c(trace)) if mode == "coulomb"
               else profile["ocv_mv"])
-    counter = CoulombCounter(board["capacity_mah"], ocv_mv)
-    est = StateEstimator(board, profile, None, counter)
-    ratings = _ratings(model)
+    ratings: Any = _ratings(model)
+    if convert is not None:
+        from .float32 import STATS
+
+        STATS.reset()
+        board, ratings = convert(board), convert(ratings)
+    counter = soc.CoulombCounter(board["capacity_mah"], ocv_mv)
+    est = estimator.StateEstimator(board, profile, None, counter)
     prev = trace.t_s[0]
     for k, t in enumerate(trace.t_s):
         dt_ms = max(round((t - prev) * 1000), 1) if k else 1
@@ -186,8 +303,21 @@ def run_cpython(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
         counter.step(dt_ms, current_ma, mean_mv)
         est.sample(dt_ms, current_ma, mean_mv)
         gated = est.gated
-        est.run(cells_mv, temps_dc, ratings, False)
-        yield _row(t, est, est.gated - gated)
+        try:
+            est.run(cells_mv, temps_dc, ratings, False)
+        except (ArithmeticError, ValueError) as exc:
+            where = "" if summary is None else f" ({summary.runtime})"
+            raise TraceError(f"the estimator failed at t = {t:g} s{where}: "
+                             f"{type(exc).__name__}: {exc}") from None
+        if summary is not None:
+            summary.check(t, est)
+        row = _row(t, est, est.gated - gated)
+        yield row if convert is None else tuple(float(x) for x in row)
+    if summary is not None and convert is not None:
+        from .float32 import STATS, plain_floats
+
+        summary.stats = STATS.snapshot()
+        summary.leaks = plain_floats(est)
 
 
 def _row(t: float, est: Any, gated: int) -> tuple[float, ...]:
@@ -261,15 +391,22 @@ def run_micropython(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
 def run(trace: Trace, model: cellmodel.CellModel, mode: str = "ekf",
         initial_soc_pct: float | None = None,
         runtime: str = "cpython") -> Iterator[tuple[float, ...]]:
+    """The estimator over ``trace``, one output row per row. Under ``float32`` the
+    result is a :class:`ReplayRun`, whose ``summary`` says whether the covariance
+    stayed positive definite and the numbers finite (``run_cpython`` with a
+    :class:`RunSummary` judges a double-precision run the same way)."""
     if mode not in MODES:
         raise TraceError(f"unknown estimator {mode!r}; choose one of {', '.join(MODES)}")
     if initial_soc_pct is not None and not 0.0 <= initial_soc_pct <= 100.0:
         raise TraceError(f"initial SoC {initial_soc_pct} % is outside 0..100 %")
     if runtime == "cpython":
         return run_cpython(trace, model, mode, initial_soc_pct)
+    if runtime == "float32":
+        summary = RunSummary(runtime)
+        return ReplayRun(run_float32(trace, model, mode, initial_soc_pct, summary), summary)
     if runtime == "micropython":
         return run_micropython(trace, model, mode, initial_soc_pct)
-    raise TraceError(f"unknown runtime {runtime!r}; choose cpython or micropython")
+    raise TraceError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
 
 
 def write_csv(path: str | Path, rows: Sequence[tuple[float, ...]] | Iterator[tuple[float, ...]],
@@ -315,6 +452,8 @@ def command(args: Any) -> int:
         print(f"{len(gated)} of {count} samples gated (first at t = {gated[0]:g} s): a cell "
               f"read outside the {model.chemistry} range of {lo:g}..{hi:g} V, so those "
               f"samples updated nothing (column 'gated')")
+    if args.runtime == "float32" and isinstance(rows, ReplayRun):
+        print(rows.summary.describe())
     return 0
 
 
