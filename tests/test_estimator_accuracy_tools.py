@@ -77,7 +77,7 @@ def test_every_case_is_named_once_and_the_goals_are_covered(bench: ModuleType) -
     names = [c.name for c in bench.CASES]
     assert len(names) == len(set(names))
     chems = {c.chem for c in bench.CASES}
-    assert chems == {"NMC", "LFP"}
+    assert chems == {"NMC", "LFP", "Na-ion"}
     assert {0.0, 25.0, 45.0} <= {c.ambient_c for c in bench.CASES}
     assert {"cc", "dst", "pulses", "cycle"} <= {c.profile for c in bench.CASES}
     assert any(c.wrong_start for c in bench.CASES)

@@ -131,7 +131,9 @@ def test_sqrt_is_correctly_rounded_and_exp_within_one_ulp(a: float) -> None:
     got = float32.exp(F32(a))
     with np.errstate(all="ignore"):
         want = float(np.exp(np.float32(a)))
-    assert abs(bits(got) - bits(want)) <= 1 or got == want  # NumPy's own expf: <= 1 ulp
+    # NumPy's own float32 exp (SIMD) is not correctly rounded: a few ulp from it
+    # (2 seen for a = 2.46875); the reference is the correctly rounded value below.
+    assert abs(bits(got) - bits(want)) <= 3 or got == want
     assert same(got, round32(math.exp(float(np.float32(a)))))
 
 

@@ -214,7 +214,7 @@ class PackEkf:
                  nis_soft=9.0, inflate=1.2, band_gain=4.0, band_tau_s=120.0,
                  band_slope_min=0.0002, band_floor_pct=0.0, over_error_frac=2.0,
                  count_error_frac=0.0, prior_std_pct=20.0, rc_error_frac=2.0,
-                 rest_error_share=0.25):
+                 rest_error_share=1.0):
         self.model = model
         # The reported band (soc_std_pct): the innovations' mean over band_tau_s
         # (what lasts: the model's error), over the OCV slope (at least band_slope_min V per %)
@@ -485,7 +485,7 @@ _READ_NOISE_UV = const(2000)
 _SPREAD_PCT = const(10)
 _BAND_MIN_MV = const(5)
 _CELL_SPREAD = 0.02  # cells' capacities differ by up to 2 %
-_OFFSET_R_V2 = 2e-12 * _READ_NOISE_UV * _READ_NOISE_UV  # two readings' noise, V^2
+_OFFSET_R_V2 = 8e-06  # two readings' noise (2 mV rms each), V^2
 _OFFSET_VAR_MIN = 0.01  # %^2: an offset is never known better than 0.1 points
 _PRIOR_STD_PCT = 20.0  # a SoC known no better than this: nothing known
 _OCV_START_UV = const(10000)  # a first reading's OCV: relaxation, hysteresis, model
@@ -803,9 +803,14 @@ class StateEstimator:
             self.slope_uv[k] = m.slope()
         # In uV, the bounds added up: the front end's band, the resistances' spread
         # (of the mean cell's overpotential), and _OUTLIER_SIGMAS of the reading
-        # noise and the offset's uncertainty (the OCV slope times its std).
+        # noise and the offset's uncertainty (the steepest cell's OCV slope times
+        # its std: at the steep end of the curve the cells' readings spread the most).
         spread = over * _SPREAD_PCT // 100
-        hu = ekf.h * 1e6  # uV per %
+        steep = 0
+        for k in range(n):
+            if self.slope_uv[k] > steep:
+                steep = self.slope_uv[k]
+        hu = float(steep)  # uV per %
         sigma = int(sqrt(_READ_NOISE_UV * _READ_NOISE_UV + hu * hu * self.offset_var))
         bound = self.outlier_band_uv + (spread if spread > 0 else -spread) \
             + _OUTLIER_SIGMAS * sigma
