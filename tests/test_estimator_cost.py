@@ -57,3 +57,10 @@ def test_live_heap_does_not_grow(figures: Any) -> None:
     first, second = figures.heap.live
     assert second == first, figures.heap
     assert figures.heap.code > 0 and figures.heap.objects > 0 and figures.heap.filters > 0
+
+
+def test_a_run_allocates_at_most_2_kb(figures: Any) -> None:
+    """Issue 18: an estimation step leaves at most 2 KB of garbage on the real
+    runtime (at load and at rest; the first run, which builds the filters, apart)."""
+    assert figures.load.max <= 2048, figures.load
+    assert figures.rest.max <= 2048, figures.rest
