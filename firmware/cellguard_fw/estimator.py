@@ -213,7 +213,7 @@ class PackEkf:
                  bias_max_a=1.0, nis_gate=100.0, gate_floor_v=0.1,
                  nis_soft=9.0, inflate=1.2, band_gain=4.0, band_tau_s=120.0,
                  band_slope_min=0.0002, band_floor_pct=0.0, over_error_frac=2.0,
-                 count_error_frac=0.0, prior_std_pct=20.0):
+                 count_error_frac=0.0, prior_std_pct=20.0, rest_error_share=0.25):
         self.model = model
         # The reported band (soc_std_pct): the innovations' mean over band_tau_s
         # (what lasts: the model's error), over the OCV slope (at least band_slope_min V per %)
@@ -234,6 +234,8 @@ class PackEkf:
         # fraction of the SoC moved, and it adds up: the SoC's standard deviation
         # grows by it each period (not a random walk's square root).
         self.count_error_frac = count_error_frac
+        self.rest_error_share = rest_error_share
+        self.rest_a = model.capacity_ah / 20.0
         self.soc = float(soc_pct)
         self.bias = 0.0
         self.v1 = 0.0
@@ -264,6 +266,7 @@ class PackEkf:
         self._qb = 0.0  # the bias's drift variance per period
         self._rc = [-1, -1, 1.0, 0.0, -1, -1, 1.0, 0.0]  # tau, R, decay, gain per RC pair
         self.moved = 0.0  # the last period's SoC change, %
+        self.settled = False  # the last update's reading was within 3 sigma
         self._soc_lo = 0.0  # what the SoC's last digit could not hold (compensated sum)
         # the last update's linearisation (the cells use it): V per %, ohm, V
         self.h = 0.0
@@ -327,25 +330,30 @@ class PackEkf:
     def linearise(self, now_a, temp_dc):
         """The model at the present state and the reading's current: sets ``h``
         (V per %), ``r0`` (ohm) and ``over`` (V, the overpotential:
-        R0 * I + v1 + v2); returns the predicted voltage (V)."""
+        R0 * I + v1 + v2). The OCV itself is read per cell (their innovations)."""
         m = self.model
         m.at(int(self.soc * 100), temp_dc)
         r0 = self.r0 = m.get(R0) / 1e6
         self.h = m.slope() / 1e6
         drop = self.drop = r0 * (now_a - self.bias)
-        over = self.over = self.v1 + self.v2 + drop
-        return m.get(OCV) / 1e6 + over
+        self.over = self.v1 + self.v2 + drop
 
-    def update(self, cell_v, predicted_v, now_a, learn_bias=True):
-        """The voltage update, after :meth:`linearise`; ``learn_bias`` False
+    def update(self, y, now_a, learn_bias=True):
+        """The voltage update, after :meth:`linearise`, with the innovation ``y``
+        (V: the taken cells' readings less the model at each one's SoC, their
+        mean; on a curved OCV the mean cell's reading is not the reading at the
+        mean SoC, which the cells' own places on the curve account for);
+        ``learn_bias`` False
         leaves the bias where it is. Returns False when the innovation gate
         refused the measurement."""
         h = self.h
         r0 = self.r0
         drop = self.drop
         rc = self.over - drop
-        err = (drop if drop > 0 else -drop) + (rc if rc > 0 else -rc)
-        err *= self.over_error_frac
+        err = rc if rc > 0 else -rc
+        if -self.rest_a < now_a < self.rest_a:
+            err *= self.rest_error_share
+        err = (err + (drop if drop > 0 else -drop)) * self.over_error_frac
         r = self.r_meas + err * err
         p00 = self.p00
         p01 = self.p01
@@ -354,7 +362,6 @@ class PackEkf:
         ph0 = p00 * h - p01 * r0
         ph1 = p01 * h - p11 * r0
         s = h * ph0 - r0 * ph1 + r
-        y = cell_v - predicted_v
         yy = y * y
         self.nu_mean += (y - self.nu_mean) * self._band_alpha
         # (Only a filter that knows its SoC can call a reading absurd: with the
@@ -365,8 +372,10 @@ class PackEkf:
             # element keeps P positive.
             if p00 < self.p_max:
                 self.p00 = p00 * self.inflate
+            self.settled = False
             return False
-        if yy > self.nis_soft * s:
+        self.settled = yy <= self.nis_soft * s
+        if not self.settled:
             # Far out but taken: as if the measurement were noisier (Huber), so one
             # update moves the state a few standard deviations at most and the
             # next ones, relinearised, carry on; P then shrinks only a little.
@@ -490,6 +499,7 @@ _PRIOR_STD_PCT = 20.0  # a SoC known no better than this: nothing known
 _OCV_START_UV = const(10000)  # a first reading's OCV: relaxation, hysteresis, model
 _SLOPE_MIN_UV = const(50)  # uV per %: a flatter OCV segment is taken as this steep
 _LEFT_OUT = const(0x3FFFFFFF)  # an innovation not taken
+_RESEAT_RUNS = const(120)  # a cell left out this many runs in a row is set from its reading
 
 CONTINUOUS_S = 300.0  # horizon of the "continuous" current limit
 PEAK_S = (2.0, 10.0, 30.0)  # horizons of the peak limits
@@ -562,7 +572,7 @@ class StateEstimator:
         self.slope_uv = array("i", [0] * n)  # the OCV slope at each cell, uV per %
         self.offset_var = 0.0
         self._nu_sum = 0  # the taken cells' innovations, uV
-        self._used_mv = 0  # their readings, mV
+        self.left_out = array("i", [0] * n)  # runs each cell has been left out in a row
         self.charge_ma_ms = 0  # integer sums since the last run
         self.elapsed_ms = 0
         self.runs = 0
@@ -723,7 +733,7 @@ class StateEstimator:
         ekf.predict(current_a, elapsed, t)
         self._predict_offsets(ekf)
         now_a = now_ma / 1000.0
-        predicted = ekf.linearise(now_a, t)
+        ekf.linearise(now_a, t)
         used = self._judge_cells(ekf, cells_mv, t) if volts_ok else 0
         if used < n:
             self.hold_ms = BIAS_HOLD_MS
@@ -735,10 +745,11 @@ class StateEstimator:
             ekf.p00 += g
             self.offset_var += g
         if used:
-            if not ekf.update(self._used_mv / (used * 1000.0), predicted, now_a,
-                              self.hold_ms <= 0):
+            if not ekf.update(self._nu_sum / (used * 1e6), now_a, self.hold_ms <= 0):
                 self.hold_ms = BIAS_HOLD_MS  # refused as absurd: suspect, as above
-            elif used > 1:
+            elif used > 1 and ekf.settled:
+                # (Only from a settled pack: while it moves far, the cells sit at the
+                # wrong places on the curve, and their slopes would spread them.)
                 self._update_offsets(ekf.h, used)
         x = ekf.soc
         if x < 0.0 or x > 100.0:  # not updated: a plain clamp, the bias held
@@ -788,7 +799,7 @@ class StateEstimator:
         """Each cell's innovation against the model at its own SoC (uV, ints),
         and against the other cells': one further off the median than cells of
         one pack differ by is left out (with two cells that disagree, both).
-        Returns how many were taken; their readings' sum is ``_used_mv``."""
+        Returns how many were taken; their innovations' sum is ``_nu_sum``."""
         m = self.model
         n = self.n
         nu = self.nu
@@ -815,17 +826,24 @@ class StateEstimator:
             + _OUTLIER_SIGMAS * sigma
         mid = _median(nu, n)
         used = 0
-        total = 0
         self._nu_sum = 0
+        out = self.left_out
         for k in range(n):
             d = nu[k] - (nu[1 - k] if n == 2 else mid)
             if n > 1 and (d if d > 0 else -d) > bound:
                 nu[k] = _LEFT_OUT  # left out: no update
+                out[k] += 1
+                if out[k] >= _RESEAT_RUNS:
+                    # A lasting disagreement is the offset's, not the reading's (a
+                    # frozen channel trips its protection long before): the cell is
+                    # set where its reading puts it, and judged again from there.
+                    c = m.soc_from_ocv(cells_mv[k] * 1000 - over, t)
+                    off[k] = c * 10 - base
+                    out[k] = 0
                 continue
+            out[k] = 0
             used += 1
-            total += cells_mv[k]
             self._nu_sum += nu[k]
-        self._used_mv = total
         return used
 
     def _update_offsets(self, h, used):
