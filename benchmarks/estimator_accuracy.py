@@ -43,7 +43,7 @@ against the nominal capacity (the scale of the true SoC). The goals of issue 6
 are checked and printed PASS/FAIL; the exit status is 0 either way.
 
 Tuning experiments without editing the firmware: ``--set CLASS.PARAM=VALUE``
-replaces a keyword default of ``PackEkf``, ``CellFilter`` or ``Health`` in
+replaces a keyword default of ``PackEkf`` or ``Health`` in
 this process; ``--firmware DIR`` imports ``cellguard_fw`` from ``DIR`` (a
 modified copy of ``firmware/``) instead.
 """
@@ -538,7 +538,6 @@ def _float32_follow_settings() -> None:
 
     f32 = float32.load()
     for plain, single in ((estimator.PackEkf, f32.estimator.PackEkf),
-                          (estimator.CellFilter, f32.estimator.CellFilter),
                           (health.Health, f32.health.Health)):
         single.__init__.__defaults__ = float32.to_f32(plain.__init__.__defaults__)
 
@@ -815,7 +814,7 @@ def use_firmware(folder: str) -> None:
 
 
 def apply_settings(settings: Sequence[str]) -> None:
-    """``CLASS.PARAM=VALUE``: replace a keyword default of PackEkf, CellFilter or
+    """``CLASS.PARAM=VALUE``: replace a keyword default of PackEkf or
     Health (this process only)."""
     import inspect
 
@@ -870,8 +869,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--details", action="store_true",
                     help="also print end-of-run figures and RMSE by SoC band")
     ap.add_argument("--set", action="append", default=[], metavar="CLASS.PARAM=VALUE",
-                    help="tuning experiment: replace a keyword default of PackEkf, CellFilter "
-                         "or Health in this run")
+                    help="tuning experiment: replace a keyword default of PackEkf or Health "
+                         "in this run")
     ap.add_argument("--firmware", metavar="DIR",
                     help="tuning experiment: import cellguard_fw from DIR (a modified copy of "
                          "firmware/)")
