@@ -378,6 +378,7 @@ class Score:
     end_error: float
     to_band_s: float | None = None  # time to 2 points, from the first current
     max_after_drive: float = math.nan  # largest |error| from 10 min after the first current
+    # (or over the run's last minute when it ends sooner)
     coverage: float = math.nan  # share of samples after 10 min with |error| <= 2 sigma
     nees: float = math.nan  # mean of (error / sigma)^2 over them
 
@@ -420,9 +421,11 @@ def score(t: np.ndarray, est: np.ndarray, true_soc: np.ndarray, drive_s: float =
     the start); ``std``: the reported 1-sigma band (none for the baseline)."""
     err = soc_error(est, true_soc)
     conv = convergence_time(t, err)
+    after = max_error_after(t, err, drive_s + SETTLE_S)
+    if math.isnan(after):  # the run ends sooner (a drive from 10 % to the cut-off): its last minute
+        after = max_error_after(t, err, max(float(t[-1] - t[0]) - 60.0, 0.0))
     out = Score(rmse(err), max_error_after(t, err), conv, float(err[-1]),
-                None if conv is None else max(conv - drive_s, 0.0),
-                max_error_after(t, err, drive_s + SETTLE_S))
+                None if conv is None else max(conv - drive_s, 0.0), after)
     if std is not None:
         late = (t - t[0]) >= SETTLE_S
         sd = np.maximum(np.asarray(std, dtype=float)[late], 1e-9)
