@@ -382,3 +382,22 @@ def test_float32_is_a_runtime_for_both_estimators(model: cellmodel.CellModel,
     sp = list(run)
     assert isinstance(run, estimate.ReplayRun) and run.summary.pd_every_step
     assert max(abs(a[1] - b[1]) for a, b in zip(cp, sp, strict=True)) < 0.01
+
+
+def test_a_small_current_on_a_large_pack_is_counted_in_single_precision() -> None:
+    """10 mA on a 100 Ah pack moves the SoC 3e-6 points a second, below half the
+    last digit of a binary32 80 %: summed plainly it is never counted (0.000 of
+    0.060 points in 6 h). The filter's compensated sum counts it."""
+    cfg = json.loads((Path(__file__).resolve().parents[1] / "cells" / "sim-lfp.json").read_text())
+    scale = cfg["capacity_ah"] / 100.0
+    cfg["capacity_ah"] = 100.0
+    for key in ("r0_ohm", "r1_ohm", "r2_ohm"):
+        cfg[key] = [[v * scale for v in row] for row in cfg[key]]
+    fw = float32.load()
+    model = fw.estimator.CellModel(float32.to_f32(cfg))
+    ekf = fw.estimator.PackEkf(model, f32(80.0))
+    for _ in range(6 * 3600):
+        ekf.predict(f32(-0.010), 1000, 250)
+    moved = float(ekf.soc) - 80.0
+    exact = -0.010 * 6 * 100.0 / 100.0  # A x h x 100 % / Ah
+    assert moved == pytest.approx(exact, rel=0.02)
