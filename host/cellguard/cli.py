@@ -645,7 +645,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
                        "unique_id": s.info.unique_id, "samples": len(s),
                        "t_first_s": float(s.t[0]), "t_last_s": float(s.t[-1]),
                        "protections": len(data.protections), "events": len(data.events),
-                       "gaps": len(data.gaps)}))
+                       "gaps": len(data.gaps), "estimates": len(data.estimates)}))
     else:
         for path in written:
             print(f"wrote {path}")

@@ -307,6 +307,8 @@ OUTPUTS: tuple[Output, ...] = (
         K("t_first_s", "first t_s"), K("t_last_s", "last t_s"),
         K("protections", "protection spans shown"), K("events", "FAULT_EVENTs shown"),
         K("gaps", "gaps shown"),
+        K("estimates", "ESTIMATE rows shown: the estimator's SoC, with its ±2σ band where it "
+                       "gives one"),
     )),
     Output("report", "--json or --format json", OBJECT, "every number of the report", (
         K("file", "the log"), K("generated_utc", "when the report was made"),
