@@ -1,5 +1,5 @@
 """The SoC band: the estimator's SoC ± 2σ, from the log's ESTIMATE rows, in `cellguard plot`
-(the PNG/SVG overview and the HTML page).
+(the PNG/SVG overview and the HTML page) and in `cellguard monitor`.
 
 Logs are written with LogWriter (as test_offline's): telemetry rows and, beside each,
 an ESTIMATE whose SoC and standard deviation are known, so the band's extent is
@@ -19,9 +19,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fakes import INFO_FIELDS, TELEMETRY_FIELDS
 from test_offline import INFO, Row, Run, main
 
+from cellguard.link.client import Info, Telemetry
 from cellguard.store import LogWriter, Series, SocEstimates
+from cellguard.views.monitor import Limits, MonitorState, snapshot_text
 from cellguard.views.plot import (
     BAND_LABEL,
     ESTIMATE_LABEL,
@@ -244,3 +247,33 @@ def test_estimates_break_at_their_own_gaps_and_where_the_telemetry_restarted() -
     est = SocEstimates.from_wire(held, np.full(len(held), 5000), np.full(len(held), 100))
     assert np.flatnonzero(estimate_gaps(est, series_at(t))).tolist() == [55]
 
+
+# --- cellguard monitor ----------------------------------------------------------------------
+
+
+def monitor_with(std_cpct: int | None, mode: str = "ekf", est_ms: int = 1000) -> MonitorState:
+    info = Info.from_wire({**INFO_FIELDS, "known_types": [0x10, 0x12]})
+    s = MonitorState("/dev/ttyACM0", info, Limits.from_info(info), started=0.0)
+    s.on_telemetry(Telemetry.from_wire({**TELEMETRY_FIELDS, "board_time_ms": 1100,
+                                        "soc_cpct": 6320}), 1.0)
+    if std_cpct is not None:
+        s.on_estimate(estimate(est_ms, 6320, std_cpct, mode))
+    return s
+
+
+def soc_cell(state: MonitorState) -> str:
+    line = next(x for x in snapshot_text(state, 1.5).splitlines() if "| SoC" in x)
+    return line.split("|")[2].strip()
+
+
+def test_monitor_shows_the_band_beside_the_soc() -> None:
+    assert soc_cell(monitor_with(None)) == "63.2 %"  # no ESTIMATE: as before
+    s = monitor_with(70)
+    assert soc_cell(s) == "63.2 % ± 1.4 (2σ)"
+    assert s.to_dict(1.5)["estimate"] == {"board_time_s": 1.0, "mode": "ekf",
+                                          "soc_pct": 63.2, "soc_std_pct": 0.7}
+    coulomb = monitor_with(-1, "coulomb")
+    assert soc_cell(coulomb) == "63.2 % (coulomb: no band)"
+    assert coulomb.to_dict(1.5)["estimate"]["soc_std_pct"] is None
+    assert soc_cell(monitor_with(70, est_ms=60_000)) == "63.2 %"  # not this moment's
+    assert monitor_with(None).to_dict(1.5)["estimate"] is None

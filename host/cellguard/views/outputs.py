@@ -281,6 +281,12 @@ OUTPUTS: tuple[Output, ...] = (
             K("charge_allowed", "charge current may flow"),
             K("discharge_allowed", "discharge current may flow"), nullable=True),
         K("events", "the last five FAULT_EVENTs, as text lines (list)"),
+        K("estimate", "the last ESTIMATE frame (null: none yet)",
+            K("board_time_s", "board time, s"), K("mode", "ekf or coulomb"),
+            K("soc_pct", "the estimator's SoC, %"),
+            K("soc_std_pct", "its standard deviation (1σ), %; the view shows ± 2σ (null: the "
+                             "coulomb baseline has none)", nullable=True),
+            nullable=True),
     )),
     Output("log", "--json", OBJECT, "the whole log's summary (as `summary --json`) and this run",
            (*_SUMMARY,
