@@ -1026,7 +1026,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, metavar="CSV",
                    help="trace: t_s, current_a (+ = charging), cell1_v.., temp1_c..")
     s.add_argument("--cell", required=True, metavar="JSON", help="cell model (cell.json)")
-    s.add_argument("--out", required=True, metavar="CSV", help="where to write the estimates")
+    s.add_argument("--out", required=True, metavar="CSV",
+                   help="where to write the estimates (soc_std_pct: the SoC's 1σ band, "
+                        "one standard deviation; -1 with the coulomb baseline)")
     s.add_argument("--initial-soc", type=_between(0.0, 100.0), metavar="PCT",
                    help="start from this SoC (0 to 100) instead of the first sample's OCV")
     s.add_argument("--estimator", choices=("ekf", "coulomb"), default="ekf",
