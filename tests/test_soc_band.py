@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sqlite3
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -189,6 +190,18 @@ def test_coulomb_rows_get_no_band(tmp_path: Path, capsys: pytest.CaptureFixture[
     fig = html_figure(load_plot_data(mixed))
     band = next(t for t in fig.data if t.name == BAND_LABEL)
     assert (np.nanmin(band.x), np.nanmax(band.x)) == (0.0, 49.0)
+
+
+def test_an_estimate_that_is_not_a_number_is_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_log(tmp_path / "a.sqlite", rising(10), lambda r: 100)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE estimates SET soc_std_cpct = 'abc' WHERE rowid = 5")
+    db.close()
+    assert main("plot", str(path), "-o", str(tmp_path / "p.png")) == 1
+    err = capsys.readouterr().err
+    assert "the estimates hold a value that is not a number" in err and "Traceback" not in err
+    assert not (tmp_path / "p.png").exists()
 
 
 # --- thinning ---------------------------------------------------------------------------------
