@@ -202,6 +202,7 @@ def test_monitor_prints_snapshots_when_not_on_a_terminal(sim: SimulatedBoard) ->
     last = stdout[stdout.rindex("cellguard monitor sim-4s"):]
     assert "3.750" in last or "3.7" in last
     assert "limits 2.800..4.250 V (from configuration)" in last
+    assert re.search(r"\| SoC +\| \d+\.\d % ± \d+\.\d \(2σ\) +\|", last)  # ESTIMATE's band
     assert "faults" in last and "none" in row(last, "faults")
     assert re.search(r"telemetry +\| (\d+) frames", last)
     frames = int(re.search(r"(\d+) frames", last).group(1))  # type: ignore[union-attr]

@@ -645,7 +645,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
                        "unique_id": s.info.unique_id, "samples": len(s),
                        "t_first_s": float(s.t[0]), "t_last_s": float(s.t[-1]),
                        "protections": len(data.protections), "events": len(data.events),
-                       "gaps": len(data.gaps)}))
+                       "gaps": len(data.gaps), "estimates": len(data.estimates)}))
     else:
         for path in written:
             print(f"wrote {path}")
@@ -1026,7 +1026,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", required=True, metavar="CSV",
                    help="trace: t_s, current_a (+ = charging), cell1_v.., temp1_c..")
     s.add_argument("--cell", required=True, metavar="JSON", help="cell model (cell.json)")
-    s.add_argument("--out", required=True, metavar="CSV", help="where to write the estimates")
+    s.add_argument("--out", required=True, metavar="CSV",
+                   help="where to write the estimates (soc_std_pct: the SoC's 1σ band, "
+                        "one standard deviation; -1 with the coulomb baseline)")
     s.add_argument("--initial-soc", type=_between(0.0, 100.0), metavar="PCT",
                    help="start from this SoC (0 to 100) instead of the first sample's OCV")
     s.add_argument("--estimator", choices=("ekf", "coulomb"), default="ekf",

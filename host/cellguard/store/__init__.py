@@ -17,6 +17,7 @@ from .base import (
     LogSummary,
     Sample,
     Series,
+    SocEstimates,
 )
 from .sqlite import LogWriter, SqliteLogReader
 
@@ -32,5 +33,6 @@ __all__ = [
     "LogWriter",
     "Sample",
     "Series",
+    "SocEstimates",
     "SqliteLogReader",
 ]

@@ -219,6 +219,40 @@ class Series:
         return (np.diff(self.t) > self.max_dt_s) | (np.diff(self.boot) != 0)
 
 
+@dataclass
+class SocEstimates:
+    """One board's ESTIMATE rows as arrays: the estimator's SoC and its uncertainty
+    over ``t_s`` (the telemetry's axis), ordered by ``t_s``."""
+
+    t: np.ndarray
+    soc_pct: np.ndarray
+    std_pct: np.ndarray  # one standard deviation, %; NaN where none (the coulomb baseline)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    @classmethod
+    def empty(cls) -> SocEstimates:
+        return cls(np.zeros(0), np.zeros(0), np.zeros(0))
+
+    @classmethod
+    def from_wire(cls, t_s: Iterable[Any], soc_cpct: Iterable[Any],
+                  soc_std_cpct: Iterable[Any], source: str | Path = "the log") -> SocEstimates:
+        """From the stored wire units (0.01 %; a negative ``soc_std_cpct``: not estimated)."""
+        try:
+            t = np.asarray(list(t_s), dtype=float)
+            soc = np.asarray(list(soc_cpct), dtype=float) / 100.0
+            std = np.asarray(list(soc_std_cpct), dtype=float) / 100.0
+        except (TypeError, ValueError):
+            raise LogFileError(f"{source}: the estimates hold a value that is not a number "
+                               "(t_s, soc_cpct or soc_std_cpct)") from None
+        if not (len(t) == len(soc) == len(std)):
+            raise LogFileError(f"{source}: the estimates' columns differ in length")
+        if not (np.isfinite(t).all() and np.isfinite(soc).all()):
+            raise LogFileError(f"{source}: the estimates hold a t_s or SoC that is not finite")
+        return cls(t, soc, np.where(std >= 0, std, np.nan))
+
+
 def _pad(rows: list[list[float]], width: int) -> np.ndarray:
     out = np.full((len(rows), width), np.nan)
     for k, r in enumerate(rows):
@@ -316,6 +350,16 @@ class LogReader(ABC):
     def estimates(self, board_id: int | None = None) -> Iterator[dict[str, Any]]:
         """ESTIMATE rows in time order, in wire units with ``board_id``, ``t_s``,
         ``host_time`` and ``mode``."""
+
+    def soc_estimates(self, board_id: int, t_from: float | None = None,
+                      t_to: float | None = None) -> SocEstimates:
+        """One board's ESTIMATE SoC and its standard deviation in ``[t_from, t_to]``
+        (empty for a log without estimates). This goes row by row through
+        :meth:`estimates`; a backend that can read columns into arrays overrides it."""
+        rows = [r for r in self.estimates(board_id)
+                if (t_from is None or r["t_s"] >= t_from) and (t_to is None or r["t_s"] <= t_to)]
+        return SocEstimates.from_wire((r["t_s"] for r in rows), (r["soc_cpct"] for r in rows),
+                                      (r["soc_std_cpct"] for r in rows), self.path)
 
     def series(self, board_id: int, info: Info, t_from: float | None = None,
                t_to: float | None = None) -> Series:

@@ -44,6 +44,7 @@ from .base import (
     LogReader,
     Sample,
     Series,
+    SocEstimates,
 )
 
 FORMAT = "cellguard-log"
@@ -748,6 +749,19 @@ class SqliteLogReader(LogReader):
         sql += where
         for row in self.db.execute(sql + " ORDER BY board_id, t_s, rowid", params):
             yield LogEvent(*row)
+
+    def soc_estimates(self, board_id: int, t_from: float | None = None,
+                      t_to: float | None = None) -> SocEstimates:
+        """The estimates' SoC columns of one board read straight into arrays."""
+        if not self._columns["estimates"]:
+            return SocEstimates.empty()
+        where, params = selection(board_id, t_from, t_to)
+        rows = self.db.execute("SELECT t_s, soc_cpct, soc_std_cpct FROM estimates"
+                               f"{where} ORDER BY t_s, rowid", params).fetchall()
+        if not rows:
+            return SocEstimates.empty()
+        t, soc, std = zip(*rows, strict=True)
+        return SocEstimates.from_wire(t, soc, std, self.path)
 
     def estimates(self, board_id: int | None = None) -> Iterator[dict[str, Any]]:
         """ESTIMATE rows in time order, in wire units with ``board_id``, ``t_s``,

@@ -34,6 +34,7 @@ from ..link.client import (
     BoardClient,
     BoardRefused,
     ConfigEntry,
+    Estimate,
     Info,
     RequestTimeout,
     Telemetry,
@@ -51,6 +52,9 @@ STYLE = {OK: "green", NEAR: "yellow", BEYOND: "bold red"}
 STATE_STYLE = {"active": "bold green", "standby": "yellow", "fault": "bold red",
                "precharge": "cyan", "startup": "dim"}
 RATE_WINDOW_S = 10.0
+ESTIMATE_FRESH_S = 10.0
+"""An ESTIMATE further than this from the last telemetry frame (board time: an estimator
+that stopped reporting, or one from before a restart) lends the SoC no band."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class MonitorState:
     stats_error: str = ""
     events: deque[str] = field(default_factory=lambda: deque(maxlen=5))
     balancing: int | None = None  # bit i: cell i+1 bleeding (None: the board does not say)
+    estimate: Estimate | None = None  # the last ESTIMATE (None: none yet)
     _last_seq: int | None = None
 
     def on_telemetry(self, t: Telemetry, now: float) -> None:
@@ -167,6 +172,24 @@ class MonitorState:
         self.frames += 1
         self.last_frame_at = now
         self.arrivals.append(now)
+
+    def on_estimate(self, payload: dict[str, Any]) -> None:
+        """An ESTIMATE frame: the SoC's band and the cells bleeding."""
+        self.balancing = int(payload.get("balancing", 0))
+        try:
+            self.estimate = Estimate.from_wire(payload)
+        except (KeyError, TypeError, ValueError):  # a payload without the fields: no band
+            self.estimate = None
+
+    def soc_band(self) -> str:
+        """What follows the SoC: ``± 1.4 (2σ)`` (two standard deviations of the
+        estimator's SoC), ``(coulomb: no band)``, or nothing without a fresh ESTIMATE."""
+        e, t = self.estimate, self.telemetry
+        if e is None or t is None or abs(t.board_time_s - e.board_time_s) > ESTIMATE_FRESH_S:
+            return ""
+        if e.soc_std_pct is None:
+            return f"({e.mode}: no band)"
+        return f"± {2.0 * e.soc_std_pct:.1f} (2σ)"
 
     def on_stats(self, stats: dict[str, Any], now: float) -> None:
         self.board_stats, self.stats_at, self.stats_error = stats, now, ""
@@ -200,8 +223,12 @@ class MonitorState:
             "host_bad_frames": self.host_bad_frames, "board_stats": self.board_stats,
             "balancing": None if self.balancing is None else [
                 i + 1 for i in range(32) if self.balancing >> i & 1],
-            "telemetry": None, "events": list(self.events),
+            "telemetry": None, "events": list(self.events), "estimate": None,
         }
+        e = self.estimate
+        if e is not None:
+            data["estimate"] = {"board_time_s": e.board_time_s, "mode": e.mode,
+                                "soc_pct": e.soc_pct, "soc_std_pct": e.soc_std_pct}
         if t is not None:
             data["telemetry"] = {
                 "seq": t.seq, "board_time_s": t.board_time_s, "state": t.state,
@@ -254,7 +281,9 @@ def render(state: MonitorState, now: float, plain: bool = False,
     direction = "charging" if t.current_a > 0 else "discharging" if t.current_a < 0 else "idle"
     status.add_row("state", Text(t.state, style=STATE_STYLE.get(t.state, "")),
                    "board time", f"{t.board_time_s:.1f} s")
-    status.add_row("SoC", f"{t.soc_pct:.1f} %", "pack", f"{t.pack_v:.3f} V")
+    band = state.soc_band()
+    status.add_row("SoC", f"{t.soc_pct:.1f} %" + (f" {band}" if band else ""),
+                   "pack", f"{t.pack_v:.3f} V")
     status.add_row("current", Text(f"{t.current_a:+.3f} A {direction}",
                                    style=STYLE[lim.current_level(t.current_a)]),
                    "allowed", _allowed(t))
@@ -492,8 +521,8 @@ def run_monitor(
         for msg in client.receive():
             if msg.frame.msg_type == MSG_TELEMETRY:
                 state.on_telemetry(Telemetry.from_wire(msg.payload), clock())
-            elif msg.name == "estimate":  # a newer firmware: balancing, among others
-                state.balancing = int(msg.payload.get("balancing", 0))
+            elif msg.name == "estimate":  # a newer firmware: the SoC's band, balancing
+                state.on_estimate(msg.payload)
             elif msg.name == "fault_event":
                 state.on_event(f"{time.strftime('%H:%M:%S')}  {describe_event(msg.payload)}")
         stats = client.reader.stats

@@ -281,6 +281,12 @@ OUTPUTS: tuple[Output, ...] = (
             K("charge_allowed", "charge current may flow"),
             K("discharge_allowed", "discharge current may flow"), nullable=True),
         K("events", "the last five FAULT_EVENTs, as text lines (list)"),
+        K("estimate", "the last ESTIMATE frame (null: none yet)",
+            K("board_time_s", "board time, s"), K("mode", "ekf or coulomb"),
+            K("soc_pct", "the estimator's SoC, %"),
+            K("soc_std_pct", "its standard deviation (1σ), %; the view shows ± 2σ (null: the "
+                             "coulomb baseline has none)", nullable=True),
+            nullable=True),
     )),
     Output("log", "--json", OBJECT, "the whole log's summary (as `summary --json`) and this run",
            (*_SUMMARY,
@@ -307,6 +313,8 @@ OUTPUTS: tuple[Output, ...] = (
         K("t_first_s", "first t_s"), K("t_last_s", "last t_s"),
         K("protections", "protection spans shown"), K("events", "FAULT_EVENTs shown"),
         K("gaps", "gaps shown"),
+        K("estimates", "ESTIMATE rows shown: the estimator's SoC, with its ±2σ band where it "
+                       "gives one"),
     )),
     Output("report", "--json or --format json", OBJECT, "every number of the report", (
         K("file", "the log"), K("generated_utc", "when the report was made"),

@@ -3,15 +3,17 @@
 A PNG through matplotlib, or an interactive HTML page (zoom, pan, hover) through
 plotly with its JavaScript embedded, so the page works offline. Long logs are
 thinned for drawing by keeping each bucket's minimum and maximum, so a short
-peak still shows; lines break at gaps rather than bridging them.
+peak still shows; lines break at gaps rather than bridging them. Where the log
+holds ESTIMATE rows the SoC panel adds the estimator's SoC and its ±2σ band,
+thinned to each bucket's envelope so the band drawn covers every row's.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,9 @@ import matplotlib.pyplot as plt
 
 from ..errors import LogFileError
 from ..files import atomic_output, check_output, write_text
-from ..store import LogReader
+from ..store import LogReader, SocEstimates
 from ..store.query import (
+    GAP_PERIODS,
     Series,
     check_range,
     check_samples,
@@ -44,6 +47,12 @@ LIMIT_NEAR = 0.25
 is drawn as a line in view; a farther one is marked at the panel's edge instead, so
 a zoomed plot keeps the cells spread over the panel."""
 LIMIT_NEAR_V = 0.05
+BAND_SIGMAS = 2.0
+"""The SoC band drawn: the estimate ± this many of its standard deviations (about 95 %
+of the time the true SoC is inside it, when the estimator is calibrated)."""
+BAND_LABEL = "estimate ±2σ (≈95 %)"
+ESTIMATE_LABEL = "SoC estimate"
+BAND_RGBA = "rgba(44, 160, 44, 0.25)"  # tab:green, as the SoC line
 
 
 # --- thinning ------------------------------------------------------------------------------
@@ -72,23 +81,137 @@ def _minmax(t: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.
     return t_out, y_out
 
 
-def thin(series: Series, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
-    """(t, y) for drawing: min/max thinned per stretch between gaps, NaN rows at the gaps."""
-    y2 = y.reshape(len(y), -1)
-    if not len(series):
-        return series.t, y2
-    cuts = np.flatnonzero(series.gap_mask()) + 1
-    edges = [0, *cuts.tolist(), len(series)]
+def _envelope(t: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """A band's two columns (low, high) at most 2 points per bucket: the bucket's lowest
+    low and highest high, at its first and last time (the buckets of :func:`_minmax`),
+    so the thinned band covers every row's band. A bucket without a band stays NaN."""
+    n = len(t)
+    if n <= 2 * buckets:
+        return t, y
+    size = int(np.ceil(n / buckets))
+    m = n // size
+    head_t = t[: m * size].reshape(m, size)
+    lo = y[: m * size, 0].reshape(m, size)
+    hi = y[: m * size, 1].reshape(m, size)
+    lo_min = np.where(np.isnan(lo), np.inf, lo).min(axis=1)
+    hi_max = np.where(np.isnan(hi), -np.inf, hi).max(axis=1)
+    lo_min[np.isinf(lo_min)] = np.nan
+    hi_max[np.isinf(hi_max)] = np.nan
+    t_out = np.stack([head_t[:, 0], head_t[:, -1]], axis=1).reshape(-1)
+    y_out = np.repeat(np.stack([lo_min, hi_max], axis=1), 2, axis=0)
+    if m * size < n:
+        t_out = np.concatenate([t_out, t[m * size :]])
+        y_out = np.concatenate([y_out, y[m * size :]])
+    return t_out, y_out
+
+
+Thinner = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def _thin_stretches(t: np.ndarray, gaps: np.ndarray, y2: np.ndarray, buckets: int,
+                    thinner: Thinner) -> tuple[np.ndarray, np.ndarray]:
+    """Each stretch between gaps (``gaps[i]``: the interval i, i+1 is one) thinned on its
+    share of the buckets, with a NaN row between stretches so lines break there."""
+    cuts = np.flatnonzero(gaps) + 1
+    edges = [0, *cuts.tolist(), len(t)]
     ts, ys = [], []
     for a, b in itertools.pairwise(edges):
-        share = max(1, int(buckets * (b - a) / len(series)))
-        t_part, y_part = _minmax(series.t[a:b], y2[a:b], share)
+        share = max(1, int(buckets * (b - a) / len(t)))
+        t_part, y_part = thinner(t[a:b], y2[a:b], share)
         if ts:
             ts.append(np.array([(ts[-1][-1] + t_part[0]) / 2.0]))
             ys.append(np.full((1, y2.shape[1]), np.nan))
         ts.append(t_part)
         ys.append(y_part)
     return np.concatenate(ts), np.concatenate(ys)
+
+
+def thin(series: Series, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """(t, y) for drawing: min/max thinned per stretch between gaps, NaN rows at the gaps."""
+    y2 = y.reshape(len(y), -1)
+    if not len(series):
+        return series.t, y2
+    return _thin_stretches(series.t, series.gap_mask(), y2, buckets, _minmax)
+
+
+# --- the estimator's SoC and its band ------------------------------------------------------
+
+
+def soc_band(est: SocEstimates) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of the band, ±BAND_SIGMAS standard deviations clipped to 0..100 %;
+    NaN where the estimator gave no standard deviation (the coulomb baseline)."""
+    half = BAND_SIGMAS * est.std_pct
+    return np.clip(est.soc_pct - half, 0.0, 100.0), np.clip(est.soc_pct + half, 0.0, 100.0)
+
+
+def estimate_gaps(est: SocEstimates, series: Series) -> np.ndarray:
+    """True for each interval (i, i+1) of the estimates that is a gap: longer than
+    GAP_PERIODS of their own period, or spanning a gap of the telemetry (a replug, a
+    board restart) with no estimate inside it."""
+    n = len(est)
+    if n < 2:
+        return np.zeros(0, dtype=bool)
+    dt = np.diff(est.t)
+    steps = dt[dt > 0]
+    period = float(np.median(steps)) if len(steps) else series.period_s
+    mask = dt > GAP_PERIODS * period
+    held = np.flatnonzero(series.gap_mask())
+    if len(held):
+        before = np.searchsorted(est.t, series.t[held], side="right") - 1
+        inside = (before >= 0) & (before < n - 1)
+        before, after = before[inside], series.t[held + 1][inside]
+        mask[before[est.t[before + 1] >= after]] = True
+    return mask
+
+
+@dataclass
+class EstimateLines:
+    """The estimator's SoC and its band, thinned for drawing (NaN rows at gaps)."""
+
+    t: np.ndarray
+    soc: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @property
+    def has_band(self) -> bool:
+        return bool(np.isfinite(self.lo).any())
+
+
+def _soc_and_band(t: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    t_out, soc = _minmax(t, y[:, :1], buckets)
+    _, band = _envelope(t, y[:, 1:], buckets)  # the same buckets: the same times
+    return t_out, np.hstack([soc, band])
+
+
+def thin_estimates(est: SocEstimates, series: Series, buckets: int) -> EstimateLines:
+    """The SoC min/max-thinned and the band envelope-thinned, per stretch between gaps."""
+    lo, hi = soc_band(est)
+    if not len(est):
+        return EstimateLines(est.t, est.soc_pct, lo, hi)
+    y = np.column_stack([est.soc_pct, lo, hi])
+    t, out = _thin_stretches(est.t, estimate_gaps(est, series), y, buckets, _soc_and_band)
+    return EstimateLines(t, out[:, 0], out[:, 1], out[:, 2])
+
+
+def band_polygons(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closed outlines (along ``hi``, back along ``lo``) of each stretch with a band,
+    NaN between them: one trace filled "toself" draws them all."""
+    idx = np.flatnonzero(np.isfinite(lo) & np.isfinite(hi))
+    if not len(idx):
+        return np.zeros(0), np.zeros(0)
+    breaks = np.flatnonzero(np.diff(idx) > 1)
+    starts = np.r_[idx[0], idx[breaks + 1]]
+    ends = np.r_[idx[breaks], idx[-1]] + 1
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        if xs:
+            xs.append(np.array([np.nan]))
+            ys.append(np.array([np.nan]))
+        xs.append(np.concatenate([x[a:b], x[a:b][::-1]]))
+        ys.append(np.concatenate([hi[a:b], lo[a:b][::-1]]))
+    return np.concatenate(xs), np.concatenate(ys)
 
 
 @dataclass
@@ -187,7 +310,8 @@ def cell_limits(series: Series) -> list[Limit]:
 
 def draw_overview(series: Series, events: Sequence[dict[str, Any]],
                   protections: Sequence[dict[str, Any]], gaps: Sequence[dict[str, Any]],
-                  buckets: int = PNG_BUCKETS, figsize: tuple[float, float] = (10, 9)) -> Any:
+                  buckets: int = PNG_BUCKETS, figsize: tuple[float, float] = (10, 9),
+                  estimates: SocEstimates | None = None) -> Any:
     info = series.info
     ax_t_ = TimeAxis.for_series(series)
     names = sorted({p["name"] for p in protections})
@@ -220,7 +344,18 @@ def draw_overview(series: Series, events: Sequence[dict[str, Any]],
     ax_i.axhline(0, color="grey", lw=0.5)
     ax_i.set_ylabel("current (A)\n+ = charging")
     t, soc = thin(series, series.soc_pct, buckets)
-    ax_soc.plot(x(t), soc[:, 0], color="tab:green", lw=1)
+    (soc_line,) = ax_soc.plot(x(t), soc[:, 0], color="tab:green", lw=1)
+    if estimates is not None and len(estimates):
+        est = thin_estimates(estimates, series, buckets)
+        soc_line.set_label("SoC (telemetry)")
+        if est.has_band:
+            band = ax_soc.fill_between(x(est.t), est.lo, est.hi, color="tab:green",
+                                       alpha=0.25, lw=0, label=BAND_LABEL)
+            band.set_gid("soc_band")
+        (est_line,) = ax_soc.plot(x(est.t), est.soc, color="darkgreen", lw=0.8, ls="--",
+                                  label=ESTIMATE_LABEL)
+        est_line.set_gid("soc_estimate")
+        ax_soc.legend(loc="best", fontsize=7, ncol=3)
     ax_soc.set_ylabel("SoC (%)")
     ax_soc.set_ylim(-2, 102)
     t, temps = thin(series, series.temps_c, buckets)
@@ -280,9 +415,10 @@ def _svg(fig: Any) -> str:
 
 
 def overview_svg(series: Series, events: Sequence[dict[str, Any]],
-                 protections: Sequence[dict[str, Any]], gaps: Sequence[dict[str, Any]]) -> str:
+                 protections: Sequence[dict[str, Any]], gaps: Sequence[dict[str, Any]],
+                 estimates: SocEstimates | None = None) -> str:
     return _svg(draw_overview(series, events, protections, gaps, buckets=SVG_BUCKETS,
-                              figsize=(10, 8)))
+                              figsize=(10, 8), estimates=estimates))
 
 
 def imbalance_svg(series: Series) -> str:
@@ -308,6 +444,7 @@ class PlotData:
     protections: list[dict[str, Any]]
     gaps: list[dict[str, Any]]
     boards_in_log: int
+    estimates: SocEstimates = field(default_factory=SocEstimates.empty)
 
 
 def load_plot_data(log: str | Path, board: str | int | None = None,
@@ -323,8 +460,9 @@ def load_plot_data(log: str | Path, board: str | int | None = None,
                 break
         gaps = read_gaps(reader, series, t_from, t_to)
         events = [e.to_dict() for e in read_events(reader, series, t_from, t_to)]
+        estimates = reader.soc_estimates(series.board_id, t_from, t_to)
     return PlotData(series, events, [p.to_dict() for p in episodes(series)],
-                    [g.to_dict() for g in gaps], len(all_boards))
+                    [g.to_dict() for g in gaps], len(all_boards), estimates)
 
 
 def plot_log(log: str | Path, out: str | Path, board_id: str | int | None = None,
@@ -342,7 +480,8 @@ def write_png(data: PlotData, out: str | Path, *, inputs: Iterable[str | Path] =
     """The overview to ``out`` (format by its extension), written through a
     temporary file (:func:`cellguard.files.atomic_output`)."""
     fmt = Path(out).suffix[1:].lower() or None
-    fig = draw_overview(data.series, data.events, data.protections, data.gaps)
+    fig = draw_overview(data.series, data.events, data.protections, data.gaps,
+                        estimates=data.estimates)
     try:
         with atomic_output(out, inputs=inputs, force=force) as tmp:
             fig.savefig(tmp, dpi=110, format=fmt or plt.rcParams["savefig.format"])
@@ -380,7 +519,22 @@ def html_figure(data: PlotData) -> Any:
 
     add(s.cells_v, 1, [f"cell {c + 1}" for c in range(s.cells_v.shape[1])], "V", ".3f")
     add(s.current_a, 2, ["current"], "A", "+.3f")
-    add(s.soc_pct, 3, ["SoC"], "%", ".1f")
+    add(s.soc_pct, 3, ["SoC (telemetry)" if len(data.estimates) else "SoC"], "%", ".1f")
+    if len(data.estimates):
+        est = thin_estimates(data.estimates, s, HTML_BUCKETS)
+        if est.has_band:
+            px, py = band_polygons(est.t / axis.scale, est.lo, est.hi)
+            fig.add_trace(go.Scatter(
+                x=px, y=py, mode="lines", fill="toself", fillcolor=BAND_RGBA,
+                line={"width": 0}, name=BAND_LABEL, legendgroup="3", hoverinfo="skip",
+            ), row=3, col=1)
+        fig.add_trace(go.Scattergl(
+            x=est.t / axis.scale, y=est.soc, customdata=est.t, name=ESTIMATE_LABEL,
+            mode="lines", line={"width": 1, "dash": "dash", "color": "darkgreen"},
+            legendgroup="3", text=_band_text(est),
+            hovertemplate="t_s %{customdata:.1f} s<br>SoC estimate: %{y:.1f} %<br>%{text}"
+                          "<extra></extra>",
+        ), row=3, col=1)
     add(s.temps_c, 4, [f"sensor {c + 1}" for c in range(s.temps_c.shape[1])], "°C", ".1f")
     view = voltage_view(s.cells_v, cell_limits(s))
     for lim in view.inside:
@@ -449,6 +603,17 @@ def html_figure(data: PlotData) -> Any:
         legend={"groupclick": "toggleitem"},
     )
     return fig
+
+
+def _band_text(est: EstimateLines) -> list[str]:
+    """Each point's band for the hover: ``±2σ 61.2..64.0 %``."""
+    out = []
+    for soc, lo, hi in zip(est.soc.tolist(), est.lo.tolist(), est.hi.tolist(), strict=True):
+        if np.isfinite(lo) and np.isfinite(hi):
+            out.append(f"±2σ {lo:.1f}..{hi:.1f} %")
+        else:
+            out.append("" if not np.isfinite(soc) else "no band (coulomb baseline)")
+    return out
 
 
 def plot_html(log: str | Path, out: str | Path, board_id: str | int | None = None,
