@@ -80,6 +80,20 @@ def _dc(temp_c):
     return int(temp_c * 10 + (0.5 if temp_c >= 0 else -0.5))
 
 
+def _locate(axis, n, x):
+    """Where ``x`` lies on ``axis[:n]`` (rising, clamped at the ends): the
+    segment's index shifted 11 bits left, its fraction in 1/1024 below (one int:
+    a pair would be a tuple on the heap)."""
+    if x <= axis[0]:
+        return 0
+    if x >= axis[n - 1]:
+        return (n - 2) << 11 | _ONE
+    i = 0
+    while axis[i + 1] < x:
+        i += 1
+    return i << 11 | ((x - axis[i]) << _Q) // (axis[i + 1] - axis[i])
+
+
 class CellModel:
     """The cell tables, ``[temperature][soc]`` flattened, in integers (uV,
     micro-ohm, 0.1 s), interpolated bilinearly and clamped at the edges. SoC
@@ -129,32 +143,11 @@ class CellModel:
         })
 
     def at(self, soc_cpct, temp_dc):
-        axis = self.soc
-        n = self.ns
-        if soc_cpct <= axis[0]:
-            i, f = 0, 0
-        elif soc_cpct >= axis[n - 1]:
-            i, f = n - 2, _ONE
-        else:
-            i = 0
-            while axis[i + 1] < soc_cpct:
-                i += 1
-            f = ((soc_cpct - axis[i]) << _Q) // (axis[i + 1] - axis[i])
-        self._i, self._fs = i, f
-        if self.nt == 1:
-            return
-        axis = self.temps
-        n = self.nt
-        if temp_dc <= axis[0]:
-            j, f = 0, 0
-        elif temp_dc >= axis[n - 1]:
-            j, f = n - 2, _ONE
-        else:
-            j = 0
-            while axis[j + 1] < temp_dc:
-                j += 1
-            f = ((temp_dc - axis[j]) << _Q) // (axis[j + 1] - axis[j])
-        self._j, self._ft = j, f
+        v = _locate(self.soc, self.ns, soc_cpct)
+        self._i, self._fs = v >> 11, v & 2047
+        if self.nt > 1:
+            v = _locate(self.temps, self.nt, temp_dc)
+            self._j, self._ft = v >> 11, v & 2047
 
     def get(self, key):
         """Table ``key`` (OCV, R0, ...) at the located point, in its integer unit."""
