@@ -28,8 +28,10 @@ PYRIGHT_CONFIGS = sorted((ROOT / "tools" / "pyright").glob("*.json"))
 FIRMWARE_FILES = sorted(p for p in FIRMWARE.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def run(args: list[str | Path], cwd: Path = ROOT, timeout: float = 120) -> tuple[int, str]:
-    """Run a command; return its exit status and its stdout and stderr together."""
+def run(args: list[str | Path], cwd: Path = ROOT, timeout: float = 900) -> tuple[int, str]:
+    """Run a command; return its exit status and its stdout and stderr together. The
+    timeout only catches a hang: pyright took over 120 s on this 2-core machine
+    under a load of 15."""
     proc = subprocess.run(
         [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
