@@ -1069,19 +1069,18 @@ def _report_gc(timed: list[Cost]) -> None:
           "inside a call freed nothing, the control requests freed nothing, and the\n  "
           "timed collection brought the heap back to its live size"
           + (". FAILED: " + ", ".join(bad) if bad else "."))
-    wide = max(rows, key=lambda c: c.gc.blocks_full - c.gc.blocks_live if c.gc else 0)
-    w = wide.gc
-    assert w is not None
+    diffs = [c.gc.full_us - c.gc.live_us for c in rows if c.gc is not None]
+    more = statistics.median(c.gc.blocks_full - c.gc.blocks_live for c in rows
+                             if c.gc is not None)
     print(f"  RP2040: the ratio (full) x the reference loop there, via the integer loop – via "
           f"the float\n  loop, as above. bound: twice the larger, plus the sweep: "
           f"{blocks:,} blocks x {SWEEP_CYCLES_PER_BLOCK} cycles\n  at "
           f"{RP2040_HZ / 1e6:.0f} MHz = {sweep_allowance_ms():.1f} ms, which the projection "
-          "may miss: sweeping costs this port\n  little (full less live, "
-          f"{wide.label}: {w.full_us - w.live_us:+.0f} µs for "
-          f"{w.blocks_full - w.blocks_live:,} more blocks, most of them\n  garbage to "
-          "free) and a Cortex-M0+ much more (its loop takes some 20–30 cycles a\n  block). "
-          "The mark here walks more live heap than the board's (below): the\n  projection "
-          "keeps that margin.")
+          "may miss: sweeping costs this port\n  little (full less live: "
+          f"{min(diffs):+.0f} to {max(diffs):+.0f} µs across the boards, for some "
+          f"{more:,.0f} more\n  blocks, most of them garbage to free) and a Cortex-M0+ "
+          "much more (its loop takes\n  some 20–30 cycles a block). The mark here walks "
+          "more live heap than the board's\n  (below): the projection keeps that margin.")
 
 
 def _goal_rows(rows: list[Cost]) -> list[Cost]:
@@ -1124,7 +1123,7 @@ def _report_rp2040_heap(results: list[Cost], mpy: list[Cost], fw: Firmware | Non
     h = headroom_row(results, mpy)
     if h is not None:
         b = budget(h, fw)
-        print(f"  The {h.cells}-cell heap with the estimator ({h.label}, control firmware "
+        print(f"  The {h.cells}-cell heap with the estimator ({h.label}, the firmware "
               f"{fw.source}): {_kb(b.in_use)} in use\n  of {_kb(RP2040_HEAP)}: headroom "
               f"{_kb(b.headroom)} ({b.headroom / RP2040_HEAP:.0%}).")
     for c in rows:
