@@ -26,8 +26,11 @@ below the estimator's C/20 rest threshold, so such a run also inverts the OCV
 curve), charge likewise, rest. Storage is off (``storage=None``): no flash
 write is timed.
 
-This port never collects garbage inside a call from JavaScript (``gc.collect()``
-only marks a collection that runs when the request returns), so every phase of
+This port never collects garbage inside a call from JavaScript: its
+``gc_collect()`` (``ports/webassembly/main.c``, ``MICROPY_GC_SPLIT_HEAP_AUTO``)
+only sets a flag, and the collection runs in ``external_call_depth_dec()`` when
+the outermost call (here a ``runPython`` request) returns, with no C stack to
+scan; an allocation that does not fit grows the heap instead. So every phase of
 the heap measurement is its own request and ``gc.mem_alloc()`` at the start of
 a request is the live heap.
 
@@ -57,6 +60,41 @@ time
     run's time is a period's less its ten samples; the first run's is the
     difference of the last two. Medians per call, and the median of each
     repetition's ratio to the reference loop, with its interquartile range.
+garbage collection
+    A full collection is timed as the request that asks for it: the runner's
+    ``T`` request (``MicroPythonRuntime.exec_timed``) times ``runPython`` inside
+    Node (``process.hrtime``), the collection at its return included; less the
+    same request that does not collect (``_pause(1, 1)`` against ``_pause(0,
+    1)``: one source length, one compile), interleaved, medians. The reference
+    loop is timed the same way (``_pause(2, 1)``), so the pause is a ratio to it.
+    Automatic collection is off meanwhile (``gc.disable()``: no threshold-driven
+    collection at a request's return), and the heap is read in requests of their
+    own between the timed ones to check that ``gc.collect()`` inside the call
+    freed nothing, that the control freed nothing, and that the timed request
+    brought the heap back to its live size. Two heaps, after the drive and before
+    the timing: *live* (just collected: the control firmware, the estimator, this
+    benchmark's inputs) and *full*: the estimator's own garbage (estimation
+    periods, ``_fill``) on top until the RP2040's heap, ``RP2040_HEAP`` bytes, is
+    in use, as that board collects when an allocation does not fit. MicroPython's
+    collector marks from the roots through every live block (time grows with the
+    live heap, word by word) and then sweeps the allocation table up to the last
+    block in use (time grows with the heap's extent, in 16-byte blocks); the
+    extents (``micropython.mem_info(1)``) are reported: the full heap's is about
+    the RP2040's 14,564 blocks. Projected like the times below, the pause is a
+    range; its bound is twice the larger end plus an allowance for the sweep, 50
+    cycles a block at 125 MHz over the RP2040's heap, since sweeping costs this
+    port almost nothing while a Cortex-M0+ takes some 20–30 cycles a block (a
+    table byte loaded, shifted and masked, a branch, a byte written back for a
+    block freed; ``gc.c`` runs from RAM there, as ``vm.c`` does). The goal line
+    judges the bound.
+RP2040 heap
+    The control firmware alone (estimator off), measured by
+    ``firmware_budget.py``'s ``measure_board`` (16 cells, 16 sensors, as ``.mpy``
+    unless ``--no-mpy``): its live heap, high-water and garbage per control
+    step. With what the estimator keeps (the ``.mpy`` run's when there is one):
+    the heap in use and its headroom under ``RP2040_HEAP``, and the garbage per
+    estimation period (a run and ten control steps, means) against the heap left
+    free: how many periods between collections.
 projection
     The published figure (``PUBLISHED``): a Raspberry Pi Pico (RP2040 at
     125 MHz, MicroPython 1.23.0) took 7,984 ms for 1,000,000 iterations of
@@ -71,7 +109,8 @@ projection
 
 This is a benchmark: it never asserts timing; goal lines say PASS or FAIL and
 the exit status is 0 either way. ``tests/test_estimator_cost.py`` runs a short
-version and asserts the allocation and heap facts.
+version and asserts the allocation and heap facts, and that the collections
+timed were real ones.
 """
 
 from __future__ import annotations
@@ -80,6 +119,7 @@ import argparse
 import importlib.util
 import json
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -104,6 +144,17 @@ REFERENCE_ADDS = 1000  # the reference loop of firmware_budget.py
 CALIBRATION_ITERS = 10_000  # iterations of a calibration loop per call
 GOAL_RUN_MS = 250.0  # projected RP2040 time of one run(), 16 cells (1 s period)
 GOAL_CELLS = 16
+GOAL_GC_MS = float(CONTROL_MS)  # a collection's pause on an RP2040: within a control period
+RP2040_HEAP = 233_024  # the published table's RP2040 MicroPython heap (mem_free + mem_alloc)
+RP2040_HZ = 125_000_000
+GC_BLOCK = 16  # bytes per GC block, on both ports
+# The sweep's allowance in the bound: cycles per heap block on the RP2040 (about twice
+# what gc_sweep_free_blocks' loop takes there: see the module docstring).
+SWEEP_CYCLES_PER_BLOCK = 50
+GC_REFERENCE_LOOPS = 1  # reference loops in a timed reference request: about a pause
+GC_LIVE_PAIRS = 3  # control, collection and reference requests per repetition, heap live
+GC_LIVE_SLACK = 1024  # bytes the live heap may differ by between collections
+FIRMWARE_STEPS = 200  # firmware_budget.py's drive: one cycle of its scenarios
 
 
 @dataclass(frozen=True)
@@ -280,6 +331,46 @@ def _reference(buf):
         buf[i & 15] += i
 
 
+def _pause(kind, n):
+    # One timed request: 0 nothing (the control), 1 gc.collect(), 2 n reference loops.
+    # This port runs the collection gc.collect() asks for when the request returns to
+    # JavaScript: inside the timed call. No gc.mem_alloc() here: it walks the whole
+    # allocation table (1 MB on this port), a cost the RP2040's collection has not.
+    if kind == 1:
+        gc.collect()
+    elif kind == 2:
+        buf = _refbuf
+        ref = _reference
+        for k in range(n):
+            ref(buf)
+
+
+def _fill(target, per_run):
+    # Garbage of estimation periods (10 samples and a run each, on through the drive)
+    # until target bytes are in use, as an RP2040's heap is when it collects. With gc
+    # disabled: nothing is collected until a gc.collect(). gc.mem_alloc() walks the
+    # whole allocation table: read once per batch of runs (each allocates per_run
+    # bytes at most), so the last batch overshoots by less than a run.
+    global _g
+    est = _est
+    cur = _cur
+    mean = _mean
+    spr = _SPR
+    runs = 0
+    left = target - gc.mem_alloc()
+    while left > 0:
+        for _ in range(left // per_run + 1):
+            p = _g % _P
+            base = p * spr
+            for j in range(base, base + spr):
+                est.sample(_CONTROL_MS, cur[j], mean[j])
+            est.run(_cells[p], _temps[p], _RATINGS, True)
+            _g += 1
+            runs += 1
+        left = target - gc.mem_alloc()
+    return runs, gc.mem_alloc()
+
+
 def _list_add(p):
     # The published loop: p[0] times, the sum of two list items into a local.
     for _ in range(p[0]):
@@ -386,6 +477,7 @@ _SE = None
 _profile = None
 _est = None
 _k = 0
+_g = 0
 """
 
 
@@ -441,6 +533,39 @@ class Timing:
 
 
 @dataclass(frozen=True)
+class GcPause:
+    """Full garbage collections on this port, each timed inside Node as the request that
+    asks for it, against a control request that does not (see the module docstring)."""
+
+    reps: int
+    live: int  # bytes in use after a collection: what the mark walks
+    full: int  # bytes in use when a full-heap collection started (median)
+    blocks_live: int  # the heap's extent after a collection, in blocks: what a sweep visits
+    blocks_full: int  # the same when the heap is full
+    fill_runs: float  # estimation periods that filled the heap (median)
+    deferred: bool  # gc.collect() freed nothing inside the call, every time ...
+    collected: bool  # ... and the timed requests, only they, brought the heap back to live
+    control_us: float  # median control request
+    live_us: float  # median pause, the heap collected before (live objects only)
+    full_us: float  # median pause, the heap full (live + garbage up to the RP2040's heap)
+    reference_us: float  # median reference loop, timed the same way
+    ratio_live: float  # median pause / median reference loop
+    ratio_full: float
+    iqr_full: tuple[float, float]  # the full pauses' interquartile range / reference loop
+
+
+@dataclass(frozen=True)
+class Firmware:
+    """The control firmware alone (estimator off), from firmware_budget.py's drive."""
+
+    source: str  # ".mpy" as deployed, or ".py"
+    steps: int
+    live: int  # the largest live heap before a step, above the empty interpreter
+    high_water: int  # that plus the step's allocation, at most
+    step_mean: float  # bytes a control step allocates, mean over the drive
+
+
+@dataclass(frozen=True)
 class Cost:
     cells: int
     temps: int
@@ -455,6 +580,7 @@ class Cost:
     balanced: bool  # the balancer bled a cell during the drive
     heap: Heap
     timing: Timing | None = None
+    gc: GcPause | None = None
 
     @property
     def label(self) -> str:
@@ -464,6 +590,17 @@ class Cost:
     @property
     def run_max(self) -> int:
         return max(self.load.max, self.rest.max)
+
+    @property
+    def run_mean(self) -> float:
+        """Garbage per run: the larger of the means at load and at rest."""
+        return max(self.load.mean, self.rest.mean)
+
+    @property
+    def kept(self) -> int:
+        """What the estimator keeps above the control firmware: code, object, filters
+        (the live heap after the drive cycles, at most)."""
+        return max(self.heap.first_run, *self.heap.live)
 
 
 def _json_line(rt: MicroPythonRuntime, source: str, timeout_s: float = 300.0) -> Any:
@@ -487,8 +624,9 @@ def _firmware_budget() -> ModuleType:
 
 def measure(rt: MicroPythonRuntime, cells: int, temps: int, model: str = "profile",
             cycles: int = 3, reps: int = 0, batch_ms: float = 100.0,
-            mpy: bool = False) -> Cost:
-    """Allocation and heap figures (and with ``reps`` > 0, timing) for one board.
+            mpy: bool = False, gc_reps: int = 0) -> Cost:
+    """Allocation and heap figures (and with ``reps`` > 0, timing; with ``gc_reps`` > 0,
+    the garbage collection's pause) for one board.
 
     ``rt`` must be a fresh runtime: the heap figures count the estimator's import. With
     ``mpy``, the firmware is imported from mpy-cross output instead of its sources.
@@ -521,11 +659,118 @@ def measure(rt: MicroPythonRuntime, cells: int, temps: int, model: str = "profil
     later = range(1, periods)  # the first run initialises: reported on its own
     load = [run_bytes[k] for k in later if not drive.rest[k % drive.periods]]
     rest = [run_bytes[k] for k in later if drive.rest[k % drive.periods]]
+    # The collections before the timing, whose batches (construction among them) spread
+    # the heap far beyond what the drive did: the sweep would visit all of that.
+    pause = (measure_gc(rt, gc_reps, max(run_bytes[1:] or run_bytes)) if gc_reps > 0
+             else None)
     timing = time_board(rt, reps, batch_ms) if reps > 0 else None
     return Cost(cells=cells, temps=temps, model=model, source=source, periods=periods,
                 sample_max=max(sample_max), sample_locked_ok=locked == 0,
                 first_run_bytes=run_bytes[0], load=Alloc.of(load), rest=Alloc.of(rest),
-                balanced=any(balancing), heap=heap, timing=timing)
+                balanced=any(balancing), heap=heap, timing=timing, gc=pause)
+
+
+def _timed_pause(rt: MicroPythonRuntime, kind: int) -> int:
+    """One ``_pause`` request, timed inside Node: ns."""
+    return rt.exec_timed(f"_pause({kind}, {GC_REFERENCE_LOOPS})")[1]
+
+
+def _in_use(rt: MicroPythonRuntime) -> int:
+    return int(_json_line(rt, "print(json.dumps(gc.mem_alloc()))"))
+
+
+def _near(in_use: int, live: int) -> bool:
+    """The live heap, give or take what the estimator's state holds at the moment (a
+    float or not): a few blocks, against the ~125 KB of garbage a collection frees."""
+    return abs(in_use - live) <= GC_LIVE_SLACK
+
+
+def heap_extent(rt: MicroPythonRuntime) -> int:
+    """One past the last heap block in use (``micropython.mem_info(1)``'s allocation
+    table): the blocks a sweep visits."""
+    out = rt.exec("micropython.mem_info(1)")
+    if out.count("GC memory layout") != 1:
+        raise SystemExit("the heap grew a second area: the extent would not be one number")
+    end = 0
+    for line in out.splitlines():
+        row = re.match(r"([0-9a-f]{8}): (\S*)$", line)
+        if row is not None:
+            used = len(row.group(2).rstrip("."))
+            if used:
+                end = max(end, int(row.group(1), 16) // GC_BLOCK + used)
+    return end
+
+
+def measure_gc(rt: MicroPythonRuntime, reps: int, per_run: int,
+               fill_to: int = RP2040_HEAP) -> GcPause:
+    """Time full collections on the heap ``measure`` left (control firmware, estimator
+    built and run), ``reps`` times: collected (live objects only), then full (garbage of
+    estimation periods up to ``fill_to`` bytes in use, as an RP2040 collects when its
+    heap is full; ``per_run``: the most a run allocates). Automatic collection is off
+    meanwhile, so only ``gc.collect()`` collects; the heap is read (``gc.mem_alloc``)
+    between the timed requests, in requests of its own, to check which of them
+    collected."""
+    rt.exec("gc.disable()")
+    try:
+        _timed_pause(rt, 1)  # collected as every timed collection leaves it
+        live = _in_use(rt)
+        blocks_live = heap_extent(rt)
+        fill = f"print(json.dumps(_fill({fill_to}, {max(per_run, GC_BLOCK)})))"
+        _json_line(rt, fill)
+        blocks_full = heap_extent(rt)
+        # gc.collect() inside a call frees nothing; the call's return does.
+        before, _, after = _json_line(
+            rt, "print(json.dumps([gc.mem_alloc(), gc.collect(), gc.mem_alloc()]))")
+        deferred = after == before >= fill_to and _near(_in_use(rt), live)
+        _timed_pause(rt, 1)
+        ok = _near(_in_use(rt), live)  # every repetition starts here, just after a reading
+        control: list[int] = []  # ns of each timed request, by kind
+        collect: list[int] = []
+        reference: list[int] = []
+        control_f: list[int] = []
+        collect_f: list[int] = []
+        runs: list[int] = []
+        full: list[int] = []
+        for _ in range(reps):
+            for _ in range(GC_LIVE_PAIRS):
+                control.append(_timed_pause(rt, 0))
+                collect.append(_timed_pause(rt, 1))
+                reference.append(_timed_pause(rt, 2))
+            n, filled = _json_line(rt, fill)
+            control_f.append(_timed_pause(rt, 0))
+            still = _in_use(rt)  # the control request collected nothing
+            ok &= filled >= fill_to and still >= filled
+            collect_f.append(_timed_pause(rt, 1))
+            ok &= _near(_in_use(rt), live)  # the timed collection left the live heap only
+            runs.append(n)
+            full.append(still)
+    finally:
+        rt.exec("gc.enable()\ngc.collect()")
+    med = statistics.median
+    base, base_f = med(control), med(control_f)
+    ref = (med(reference) - base) / GC_REFERENCE_LOOPS
+    pause_full = [x - base_f for x in collect_f]
+    q = _iqr(pause_full)
+    return GcPause(
+        reps=reps, live=live, full=round(med(full)),
+        blocks_live=blocks_live, blocks_full=blocks_full,
+        fill_runs=med(runs), deferred=deferred, collected=ok,
+        control_us=base / 1000, live_us=(med(collect) - base) / 1000,
+        full_us=med(pause_full) / 1000, reference_us=ref / 1000,
+        ratio_live=(med(collect) - base) / ref, ratio_full=med(pause_full) / ref,
+        iqr_full=(q[0] / ref, q[1] / ref))
+
+
+def measure_firmware(steps: int = FIRMWARE_STEPS, mpy: bool = True) -> Firmware:
+    """The 16-cell control firmware's heap and garbage per step, estimator off
+    (``firmware_budget.py``'s board and drive, in a fresh interpreter)."""
+    rt = MicroPythonRuntime()
+    try:
+        b = _firmware_budget().measure_board(rt, GOAL_CELLS, GOAL_CELLS, steps=steps, mpy=mpy)
+    finally:
+        rt.close()
+    return Firmware(source=b.source, steps=b.steps, live=b.heap.live_max,
+                    high_water=b.heap.high_water, step_mean=b.step_alloc["all"].mean)
 
 
 KINDS = ("samples", "load", "reference", "rest", "int loop", "float loop", "first", "built")
@@ -607,6 +852,59 @@ def project(t: Timing, published: Published = PUBLISHED) -> Projection:
                       both("first"), both("sample", 1.0))
 
 
+@dataclass(frozen=True)
+class GcProjection:
+    full_ms: tuple[float, float]  # the full-heap pause (via int, via float)
+    live_ms: tuple[float, float]  # the pause on a heap of live objects only
+    sweep_ms: float  # the sweep's allowance: every block of the RP2040's heap
+    bound_ms: float  # twice the larger projection, plus the sweep's allowance
+
+
+def sweep_allowance_ms() -> float:
+    return RP2040_HEAP // GC_BLOCK * SWEEP_CYCLES_PER_BLOCK / RP2040_HZ * 1000
+
+
+def project_gc(g: GcPause, t: Timing) -> GcProjection:
+    """The pause's ratio to the reference loop x the reference loop on the RP2040; the
+    bound allows the projection's factor of 2 and the sweep's own cost (see the module
+    docstring)."""
+    pr = project(t)
+    ref = (pr.reference_ms_int, pr.reference_ms_float)
+    full = (g.ratio_full * ref[0], g.ratio_full * ref[1])
+    live = (g.ratio_live * ref[0], g.ratio_live * ref[1])
+    sweep = sweep_allowance_ms()
+    return GcProjection(full, live, sweep, 2 * max(full) + sweep)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One board's heap on an RP2040, beside the control firmware."""
+
+    kept: int  # the estimator: code, object, filters
+    in_use: int  # the control firmware's high-water + kept
+    headroom: int  # RP2040_HEAP - in_use
+    free: int  # RP2040_HEAP - the firmware's live heap - kept: what garbage fills
+    run_garbage: float  # a run (mean, the larger of load and rest)
+    steps_garbage: float  # its control steps (mean)
+    periods: int  # estimation periods between collections
+
+    @property
+    def garbage(self) -> float:
+        """Per estimation period."""
+        return self.run_garbage + self.steps_garbage
+
+
+def budget(c: Cost, fw: Firmware) -> Budget:
+    kept = c.kept
+    steps = SAMPLES_PER_RUN * fw.step_mean
+    free = RP2040_HEAP - fw.live - kept
+    garbage = c.run_mean + steps
+    return Budget(kept=kept, in_use=fw.high_water + kept,
+                  headroom=RP2040_HEAP - fw.high_water - kept, free=free,
+                  run_garbage=c.run_mean, steps_garbage=steps,
+                  periods=int(free // garbage) if garbage > 0 else 0)
+
+
 # -- report ----------------------------------------------------------------------------
 
 
@@ -614,7 +912,8 @@ def _kb(n: float) -> str:
     return f"{n / 1024:.1f} KB"
 
 
-def report(results: list[Cost], mpy: list[Cost], mp_version: str, cycles: int) -> None:
+def report(results: list[Cost], mpy: list[Cost], mp_version: str, cycles: int,
+           fw: Firmware | None = None) -> None:
     node = shutil.which("node")
     node_version = (subprocess.run([node, "--version"], capture_output=True, text=True,
                                    check=False).stdout.strip() if node else "?")
@@ -667,6 +966,7 @@ def report(results: list[Cost], mpy: list[Cost], mp_version: str, cycles: int) -
 
     timed = [c for c in results if c.timing is not None]
     if not timed:
+        _report_rp2040_heap(results, mpy, fw)
         print("\nGoals")
         _print_goals(results, None)
         return
@@ -724,13 +1024,118 @@ def report(results: list[Cost], mpy: list[Cost], mp_version: str, cycles: int) -
           "dict lookups, calls and float\n  arithmetic as a Cortex-M0+ does (single-precision "
           "soft float from the RP2040's ROM there,\n  double precision in hardware here); "
           "both ports box every float (MICROPY_OBJ_REPR_A),\n  but the RP2040 also "
-          "collects garbage (every few runs: see the bytes per run) and puts\n  call "
+          "collects garbage (see Garbage collection below) and puts\n  call "
           "frames over 11 words on the heap (no pystack there), neither of which "
           "this port's\n  times contain; the float loop's published time does include "
           "its collections.")
 
+    _report_gc(timed)
+    _report_rp2040_heap(results, mpy, fw)
     print("\nGoals")
     _print_goals(results, timed)
+
+
+def _report_gc(timed: list[Cost]) -> None:
+    rows = [c for c in timed if c.gc is not None and c.timing is not None]
+    if not rows:
+        return
+    g0 = rows[0].gc
+    assert g0 is not None
+    print(f"\nGarbage collection: a full gc.collect() on this port, which runs it when the "
+          f"request that\nasks for it returns to JavaScript; so each is timed inside Node "
+          f"as that request, less a\ncontrol request that collects nothing. Medians of "
+          f"{g0.reps} collections of the full heap and\n{g0.reps * GC_LIVE_PAIRS} of the "
+          "live heap per board, interleaved; the reference loop timed the same way")
+    print(f"{'board':<16}{'live':>10}{'blocks':>8}{'pause µs':>10}{'full':>10}{'blocks':>8}"
+          f"{'pause µs':>10}{'ref µs':>8}{'ratio (IQR)':>20}{'RP2040 ms':>11}{'bound ms':>10}")
+    for c in rows:
+        g, t = c.gc, c.timing
+        assert g is not None and t is not None
+        pg = project_gc(g, t)
+        lo, hi = g.iqr_full
+        print(f"{c.label:<16}{g.live:>10,}{g.blocks_live:>8,}{g.live_us:>10.0f}{g.full:>10,}"
+              f"{g.blocks_full:>8,}{g.full_us:>10.0f}{g.reference_us:>8.0f}"
+              f"{f'{g.ratio_full:.2f} ({lo:.2f}–{hi:.2f})':>20}"
+              f"{f'{pg.full_ms[0]:.1f}–{pg.full_ms[1]:.1f}':>11}{pg.bound_ms:>10.0f}")
+    bad = [c.label for c in rows if c.gc is not None and not (c.gc.deferred and c.gc.collected)]
+    blocks = RP2040_HEAP // GC_BLOCK
+    print(f"  live: bytes in use (gc.mem_alloc) after a collection: what the mark walks (with "
+          "this\n  benchmark's inputs and the control firmware imported from its sources). "
+          f"full: the\n  estimator's garbage (10 samples and a run a period, {g0.fill_runs:.0f} "
+          f"periods) on top, up to\n  the RP2040's {RP2040_HEAP:,} B in use: that board "
+          "collects when an allocation does not fit.\n  blocks: the heap's extent after the "
+          "collection or before it (micropython.mem_info),\n  what the sweep visits; the "
+          f"RP2040's heap is {blocks:,} blocks. Checked for every collection:\n  gc.collect() "
+          "inside a call freed nothing, the control requests freed nothing, and the\n  "
+          "timed collection brought the heap back to its live size"
+          + (". FAILED: " + ", ".join(bad) if bad else "."))
+    diffs = [c.gc.full_us - c.gc.live_us for c in rows if c.gc is not None]
+    more = statistics.median(c.gc.blocks_full - c.gc.blocks_live for c in rows
+                             if c.gc is not None)
+    print(f"  RP2040: the ratio (full) x the reference loop there, via the integer loop – via "
+          f"the float\n  loop, as above. bound: twice the larger, plus the sweep: "
+          f"{blocks:,} blocks x {SWEEP_CYCLES_PER_BLOCK} cycles\n  at "
+          f"{RP2040_HZ / 1e6:.0f} MHz = {sweep_allowance_ms():.1f} ms, which the projection "
+          "may miss: sweeping costs this port\n  little (full less live: "
+          f"{min(diffs):+.0f} to {max(diffs):+.0f} µs across the boards, for some "
+          f"{more:,.0f} more\n  blocks, most of them garbage to free) and a Cortex-M0+ "
+          "much more (its loop takes\n  some 20–30 cycles a block). The mark here walks "
+          "more live heap than the board's\n  (below): the projection keeps that margin.")
+
+
+def _goal_rows(rows: list[Cost]) -> list[Cost]:
+    """The 16-cell boards, or in a short run the largest there is."""
+    if not rows:
+        return []
+    cells = GOAL_CELLS if any(c.cells == GOAL_CELLS for c in rows) else max(c.cells for c in rows)
+    return [c for c in rows if c.cells == cells]
+
+
+def headroom_row(results: list[Cost], mpy: list[Cost]) -> Cost | None:
+    """The board the headroom line states: 16 cells as deployed (.mpy), if measured."""
+    rows = _goal_rows(mpy) or _goal_rows(results)
+    return rows[0] if rows else None
+
+
+def _report_rp2040_heap(results: list[Cost], mpy: list[Cost], fw: Firmware | None) -> None:
+    if fw is None:
+        return
+    rows = _goal_rows([*results, *mpy])
+    print(f"\nOn an RP2040: its MicroPython heap is {RP2040_HEAP:,} B (published: mem_free + "
+          f"mem_alloc), beside\nthe control firmware: {GOAL_CELLS} cells and {GOAL_CELLS} "
+          f"sensors, estimator off, {fw.source}, firmware_budget.py's\nboard and "
+          f"{fw.steps} steps of its drive: live {fw.live:,} B, high-water {fw.high_water:,} B, "
+          f"{fw.step_mean:.1f} B\nallocated per control step (mean)")
+    print(f"{'board':<20}{'estimator':>11}{'in use':>10}{'share':>7}{'headroom':>10}"
+          f"{'free':>10}{'garbage / period':>24}{'collection every':>22}")
+    for c in rows:
+        b = budget(c, fw)
+        garbage = f"{b.run_garbage:,.0f} + {b.steps_garbage:,.0f} = {b.garbage:,.0f} B"
+        every = f"{b.periods} periods ({b.periods * SAMPLES_PER_RUN * CONTROL_MS / 1000:.0f} s)"
+        print(f"{c.label:<20}{b.kept:>11,}{b.in_use:>10,}{b.in_use / RP2040_HEAP:>7.0%}"
+              f"{b.headroom:>10,}{b.free:>10,}{garbage:>24}{every:>22}")
+    print("  estimator: what it keeps (code, object, filters; live after the cycles). in use: "
+          "that +\n  the firmware's high-water; headroom: the rest of the heap. free: the heap "
+          "less the\n  firmware's live heap and the estimator's, which garbage fills until a "
+          f"collection.\n  garbage / period: a run (mean, at load or at rest, the larger) + "
+          f"{SAMPLES_PER_RUN} control steps\n  (mean). A board adds board_main, its HAL and "
+          "the USB stack, not counted here.")
+    h = headroom_row(results, mpy)
+    if h is not None:
+        b = budget(h, fw)
+        print(f"  The {h.cells}-cell heap with the estimator ({h.label}, the firmware "
+              f"{fw.source}): {_kb(b.in_use)} in use\n  of {_kb(RP2040_HEAP)}: headroom "
+              f"{_kb(b.headroom)} ({b.headroom / RP2040_HEAP:.0%}).")
+    for c in rows:
+        if c.gc is None or c.timing is None:
+            continue
+        b = budget(c, fw)
+        pg = project_gc(c.gc, c.timing)
+        every_s = b.periods * SAMPLES_PER_RUN * CONTROL_MS / 1000
+        print(f"  {c.label}: a collection every {every_s:.0f} s pauses {pg.full_ms[0]:.1f}–"
+              f"{pg.full_ms[1]:.1f} ms (bound {pg.bound_ms:.0f} ms):\n  at most "
+              f"{pg.bound_ms / CONTROL_MS:.0%} of the {CONTROL_MS} ms control period it falls "
+              f"in, {pg.bound_ms / (every_s * 1000):.2%} of the time.")
 
 
 def goal_checks(results: list[Cost], timed: list[Cost] | None) -> list[tuple[str, str, bool]]:
@@ -751,6 +1156,13 @@ def goal_checks(results: list[Cost], timed: list[Cost] | None) -> list[tuple[str
             goals.append((f"projected run() < {GOAL_RUN_MS:.0f} ms on an RP2040, "
                           f"{c.label}", f"{pr.run_ms:.0f} ms (worst, larger projection)",
                           pr.run_ms < GOAL_RUN_MS))
+    for c in _goal_rows([c for c in timed or [] if c.gc is not None]):
+        assert c.gc is not None and c.timing is not None
+        pg = project_gc(c.gc, c.timing)
+        real = c.gc.deferred and c.gc.collected
+        goals.append((f"projected GC pause < {GOAL_GC_MS:.0f} ms on an RP2040, {c.label}",
+                      f"{pg.full_ms[0]:.1f}–{pg.full_ms[1]:.1f} ms, bound {pg.bound_ms:.0f} ms"
+                      if real else "not a full collection", real and pg.bound_ms < GOAL_GC_MS))
     return goals
 
 
@@ -768,19 +1180,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=15, help="timing repetitions per board (15)")
     ap.add_argument("--batch-ms", type=float, default=100.0,
                     help="length of one timed batch, ms (100)")
+    ap.add_argument("--gc-reps", type=int, default=30,
+                    help="full-heap collections timed per board (30; 0: none)")
     ap.add_argument("--no-timing", action="store_true", help="allocation and heap only")
     ap.add_argument("--no-mpy", action="store_true",
                     help="skip the heap run with the firmware precompiled by mpy-cross")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run in seconds: the 4-cell board with the profile's model, "
-                         "2 cycles, one timing repetition of 10 ms batches, no .mpy run")
+                         "2 cycles, one timing repetition of 10 ms batches, 3 collections, "
+                         "no .mpy run (the control firmware's heap: 20 steps, .py)")
     args = ap.parse_args(argv)
     boards, models = BOARDS, MODELS
+    fw_steps = FIRMWARE_STEPS
     if args.quick:  # the .mpy install is firmware_budget.py's, smoke-run there
         args.cycles, args.reps, args.batch_ms, args.no_mpy = 2, 1, 10.0, True
+        args.gc_reps, fw_steps = 3, 20
         boards, models = BOARDS[:1], MODELS[:1]
-    if args.cycles < 2 or args.reps < 1 or args.batch_ms <= 0:
-        ap.error("--cycles must be at least 2; --reps and --batch-ms positive")
+    if args.cycles < 2 or args.reps < 1 or args.batch_ms <= 0 or args.gc_reps < 0:
+        ap.error("--cycles must be at least 2; --reps and --batch-ms positive; --gc-reps "
+                 "not negative")
 
     t0 = time.perf_counter()
     results: list[Cost] = []
@@ -795,11 +1213,15 @@ def main(argv: list[str] | None = None) -> int:
             mp_version = ".".join(str(v) for v in json.loads(rt.exec(
                 "import json, sys\nprint(json.dumps(sys.implementation.version[:3]))")))
             reps = 0 if args.no_timing or as_mpy else args.reps
-            c = measure(rt, cells, temps, model, args.cycles, reps, args.batch_ms, as_mpy)
+            gc_reps = 0 if args.no_timing or as_mpy else args.gc_reps
+            c = measure(rt, cells, temps, model, args.cycles, reps, args.batch_ms, as_mpy,
+                        gc_reps)
         finally:
             rt.close()
         (mpy if as_mpy else results).append(c)
-    report(results, mpy, mp_version, args.cycles)
+    # The control firmware beside it, as deployed (.mpy) unless --no-mpy.
+    fw = measure_firmware(fw_steps, mpy=not args.no_mpy)
+    report(results, mpy, mp_version, args.cycles, fw)
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     return 0
 

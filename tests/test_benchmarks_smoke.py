@@ -88,6 +88,11 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         rf"^4s profile\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER} \(",
         r"^sample\(\) allocates 0 bytes \(control step\)\s+.*(PASS|FAIL)$",
         r"^live heap does not grow over the drive cycles\s+.*(PASS|FAIL)$",
+        rf"^4s profile\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+"
+        rf"{NUMBER}\s+{NUMBER} \({NUMBER}–{NUMBER}\)\s+{NUMBER}–{NUMBER}\s+{NUMBER}$",
+        rf"^  The 4-cell heap with the estimator \(.*\): {NUMBER} KB in use$",
+        rf"^  of {NUMBER} KB: headroom {NUMBER} KB \({NUMBER}%\)\.$",
+        r"^projected GC pause < 100 ms on an RP2040, 4s profile\s+.*(PASS|FAIL)$",
     )),
     "estimator_accuracy.py": (True, (
         r"^  nmc-cc-25C\s+\+\s+done in\s+[\d.]+ s",

@@ -64,3 +64,28 @@ def test_a_run_allocates_at_most_2_kb(figures: Any) -> None:
     runtime (at load and at rest; the first run, which builds the filters, apart)."""
     assert figures.load.max <= 2048, figures.load
     assert figures.rest.max <= 2048, figures.rest
+
+
+@pytest.fixture(scope="module")
+def collections() -> Iterator[Any]:
+    rt = MicroPythonRuntime()
+    try:
+        yield cost.measure(rt, 4, 2, "profile", cycles=2, gc_reps=3).gc
+    finally:
+        rt.close()
+
+
+def test_gc_pause_times_real_collections(collections: Any) -> None:
+    """Issue 18: the pause timed is a full collection's. This port runs a gc.collect()
+    when the request returns to JavaScript: inside the call it freed nothing, the
+    control requests freed nothing, and each timed request brought the full heap (the
+    RP2040's worth in use) back to its live size."""
+    g = collections
+    assert g is not None and g.reps == 3
+    assert g.deferred, "gc.collect() freed the heap inside the call: the port changed"
+    assert g.collected, "a timed request did not collect, or a control request did"
+    assert g.live < cost.RP2040_HEAP <= g.full
+    assert g.fill_runs > 0
+    assert 0 < g.blocks_live <= g.blocks_full
+    assert g.blocks_full * cost.GC_BLOCK >= g.full
+    assert g.full_us > 0 and g.reference_us > 0  # measured; never a bound on time

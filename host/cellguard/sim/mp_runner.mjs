@@ -5,6 +5,9 @@
 //     (flags: the OUT_* bits of hal_sim and the balancing mask above them (flags >> 4),
 //     in decimal, passed through as the firmware gives them)
 //   X <python source hex>                run code (tests, bench) -> "ok <stdout hex>" | "error <hex>"
+//   T <python source hex>                the same, timed -> "ok <ns> <stdout hex>" | "error <hex>":
+//     ns the call into MicroPython took (process.hrtime), what runs when it returns
+//     included: this port collects garbage only then (a gc.collect() inside marks one)
 // During a step the firmware may talk to chips on the board's I2C bus (a battery-monitor
 // AFE): each transfer goes out as a line of its own, "I <ops>" (ops as i2c.py's
 // I2cBus.transfer takes them: S, W<hex>, R<n>, P), and the step waits for the answer,
@@ -117,6 +120,14 @@ function handle(line) {
         captured = [];
         mp.runPython(unhex(parts[1]));
         return "ok " + hex(captured.join("\n"));
+      }
+      case "T": {
+        const source = unhex(parts[1]);
+        captured = [];
+        const t0 = process.hrtime.bigint();
+        mp.runPython(source);
+        const ns = process.hrtime.bigint() - t0;
+        return "ok " + ns + " " + hex(captured.join("\n"));
       }
       default:
         return "error " + hex("unknown request " + parts[0]);
