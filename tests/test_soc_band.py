@@ -162,6 +162,26 @@ def test_a_log_with_estimates_gets_the_band_clipped_at_100(
     assert y[x == 99.0].tolist() == pytest.approx([100.0, 99.95 - 3.0])
 
 
+def test_the_html_report_shades_the_band_in_its_overview(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cellguard report --format html`: the overview chart is the plot's, band included
+    (92..100 %: σ = 1.5 points); a log without estimates gets none."""
+    for std, band in ((150, (92.0, 100.0)), (None, None)):
+        path = write_log(tmp_path / f"r{std}.sqlite", rising(),
+                         None if std is None else (lambda r, s=std: s))
+        out = tmp_path / f"r{std}.html"
+        assert main("report", str(path), "--format", "html", "-o", str(out)) == 0
+        page = out.read_text()
+        svg = page[page.index("<svg"):page.index("</svg>") + len("</svg>")]
+        ids = svg_ids(svg)
+        if band is None:
+            assert "soc_band" not in ids
+            continue
+        soc = soc_of_svg_y(svg, path_points(ids["soc_band"])[:, 1])
+        assert (soc.min(), soc.max()) == (pytest.approx(band[0], abs=0.01),
+                                          pytest.approx(band[1], abs=0.01))
+
+
 def test_a_log_without_estimates_plots_as_before(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_log(tmp_path / "a.sqlite", rising(), None)

@@ -667,8 +667,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         check_stdout([args.file])
     else:
         check_outputs([args.out], inputs=[args.file], force=args.force)
-    rep, series = build_report(args.file, args.board, args.t_from, args.t_to)
-    text = render(rep, series, fmt)
+    rep, series, estimates = build_report(args.file, args.board, args.t_from, args.t_to)
+    text = render(rep, series, fmt, estimates)
     if args.out in (None, "-"):
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:

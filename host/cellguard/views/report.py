@@ -18,13 +18,14 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import __version__
-from ..store import LogReader
+from ..store import LogReader, SocEstimates
 from ..store.query import (
     GAP_PERIODS,
     UNPLUGGED,
@@ -205,20 +206,24 @@ def board_report(reader: LogReader, series: Series, port: str | None,
 
 
 def build_report(log: str | Path, board: str | None = None, t_from: float | None = None,
-                 t_to: float | None = None) -> tuple[dict[str, Any], list[Series]]:
+                 t_to: float | None = None
+                 ) -> tuple[dict[str, Any], list[Series], list[SocEstimates]]:
+    """The report, and each reported board's series and SoC estimates (the charts'
+    data)."""
     check_range(t_from, t_to)
     with LogReader(log) as reader:
         chosen = choose_boards(reader, board)
         check_samples(reader, chosen, t_from, t_to)
         meta = reader.meta()
         ports = reader.board_ports()
-        boards, kept = [], []
+        boards, kept, estimates = [], [], []
         for bid, info in chosen:
             series = load_series(reader, bid, info, t_from, t_to)
             if not len(series):
                 continue
             boards.append(board_report(reader, series, ports.get(bid), t_from, t_to))
             kept.append(series)
+            estimates.append(reader.soc_estimates(bid, t_from, t_to))
     try:
         created = _utc(float(meta.get("created", "0")))
     except ValueError:
@@ -233,7 +238,7 @@ def build_report(log: str | Path, board: str | None = None, t_from: float | None
         "to_s": t_to,
         "boards": boards,
     }
-    return report, kept
+    return report, kept, estimates
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -417,7 +422,8 @@ figure { margin: 1em 0; } figure svg { max-width: 100%; height: auto; }
 """
 
 
-def render_html(rep: dict[str, Any], series: list[Series]) -> str:
+def render_html(rep: dict[str, Any], series: list[Series],
+                estimates: Sequence[SocEstimates] | None = None) -> str:
     from .plot import imbalance_svg, overview_svg
 
     e = html.escape
@@ -443,16 +449,18 @@ def render_html(rep: dict[str, Any], series: list[Series]) -> str:
             idx, name = content
             s = series[idx]
             b = rep["boards"][idx]
-            svg = (overview_svg(s, b["events"], b["protections"], b["gaps"]) if name == "overview"
-                   else imbalance_svg(s))
+            est = estimates[idx] if estimates else None
+            svg = (overview_svg(s, b["events"], b["protections"], b["gaps"], est)
+                   if name == "overview" else imbalance_svg(s))
             parts.append(f"<figure>{svg}</figure>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def render(rep: dict[str, Any], series: list[Series], fmt: str) -> str:
+def render(rep: dict[str, Any], series: list[Series], fmt: str,
+           estimates: Sequence[SocEstimates] | None = None) -> str:
     if fmt == "json":
         return to_json(rep)
     if fmt == "html":
-        return render_html(rep, series)
+        return render_html(rep, series, estimates)
     return render_markdown(rep)
