@@ -39,8 +39,9 @@ the estimate less the true SoC clamped to 0..100 % (the estimator reports
 0..100 %; the DFN's electrodes hold a few percent more than the nominal
 capacity, so its true SoC ends slightly below 0 %). For the ``cycle`` cases,
 the capacity the estimator holds at the end (relearned between the two rests)
-against the nominal capacity (the scale of the true SoC). The goals of issue 6
-are checked and printed PASS/FAIL; the exit status is 0 either way.
+against the nominal capacity (the scale of the true SoC). The goals of issues 6
+and 18 are checked and printed PASS/FAIL (a figure beside them that is not a
+goal, NOTE); the exit status is 0 either way.
 
 Tuning experiments without editing the firmware: ``--set CLASS.PARAM=VALUE``
 replaces a keyword default of ``PackEkf`` or ``Health`` in
@@ -57,7 +58,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -621,6 +622,7 @@ class Goal:
     text: str
     measured: str
     ok: bool
+    goal: bool = True  # False: a figure printed beside the goals (NOTE), not one of them
 
 
 def goals(results: list[Result]) -> list[Goal]:
@@ -647,22 +649,27 @@ def goals(results: list[Result]) -> list[Goal]:
         f"{len(flat)} runs")
     cold = [r for r in right if r.case.ambient_c == 0.0]
     add("0 degC: EKF RMSE <= 3 %", cold, 3.0, lambda r: r.ekf.rmse, f"{len(cold)} runs")
-    if results:
-        # From the OCV the EKF is scored over the whole run; from a wrong start, from
-        # 10 minutes after the first current (the baseline knows the true start).
-        def margin(r: Result) -> float:
-            if not r.case.wrong_start:
-                return r.ekf.rmse - r.coulomb.rmse
-            return r.ekf_rmse_after_drive - r.coulomb_rmse_after_drive
-
-        losses = [r for r in results if margin(r) > 0]
-        w = max(results, key=margin)
-        out.append(Goal("never worse than coulomb counting from the true start (RMSE; wrong "
-                        "starts from 10 min after the first current), every run",
-                        f"{len(losses)} of {len(results)} worse (worst: {w.case.name} {w.sign} "
-                        f"seed {w.seed}, {margin(w):+.2f} points)" + "".join(
+    def losses_goal(text: str, rs: list[Result], margin: Callable[[Result], float],
+                    goal: bool = True) -> None:
+        if not rs:
+            return
+        losses = [r for r in rs if margin(r) > 0]
+        w = max(rs, key=margin)
+        out.append(Goal(text, f"{len(losses)} of {len(rs)} worse (worst: {w.case.name} "
+                        f"{w.sign} seed {w.seed}, {margin(w):+.2f} points)" + "".join(
                             f"; {r.case.name} {r.sign} s{r.seed} {margin(r):+.2f}"
-                            for r in losses if r is not w), not losses))
+                            for r in losses if r is not w), not losses, goal))
+
+    # Issue 18, item 5: every run that starts as a board would, over the whole run.
+    losses_goal("never worse than coulomb counting from the true start (RMSE), every run "
+                "from the OCV", [r for r in results if not r.case.wrong_start],
+                lambda r: r.ekf.rmse - r.coulomb.rmse)
+    # A wrong start against a counter given the truth the EKF was denied: the
+    # price of the start, from 10 minutes after the first current. Not one of the
+    # issues' goals (a wrong start's is the band below): a NOTE.
+    losses_goal("a wrong start against coulomb counting given the true start (RMSE from 10 "
+                "min after the first current)", [r for r in results if r.case.wrong_start],
+                lambda r: r.ekf_rmse_after_drive - r.coulomb_rmse_after_drive, goal=False)
     cyc = [r for r in results if r.case.profile == "cycle"]
     if cyc:
         w = max(cyc, key=lambda r: abs(r.capacity_error_pct))
@@ -958,7 +965,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         float32_report(cases, sign_sets, args.seed[0], args.exact)
     print("\ngoals (issues 6 and 18):")
     for g in goals(results):
-        print(f"  {'PASS' if g.ok else 'FAIL'}  {g.text}: {g.measured}")
+        mark = ("PASS" if g.ok else "FAIL") if g.goal else "NOTE"
+        print(f"  {mark}  {g.text}: {g.measured}")
     print(f"\ntotal time {time.perf_counter() - t_start:.1f} s")
     return 0
 

@@ -206,7 +206,8 @@ class PackEkf:
                  bias_max_a=1.0, nis_gate=100.0, gate_floor_v=0.1,
                  nis_soft=9.0, inflate=1.2, band_gain=4.0, band_tau_s=120.0,
                  band_slope_min=0.0002, band_floor_pct=0.0, over_error_frac=2.0,
-                 count_error_frac=0.0, prior_std_pct=20.0, rest_error_share=0.25):
+                 count_error_frac=0.0, prior_std_pct=20.0, rest_error_share=0.25,
+                 rest_bias_std_pct=2.0):
         self.model = model
         # The reported band (soc_std_pct): the innovations' mean over band_tau_s
         # (what lasts: the model's error), over the OCV slope (at least band_slope_min V per %)
@@ -228,6 +229,7 @@ class PackEkf:
         # grows by it each period (not a random walk's square root).
         self.count_error_frac = count_error_frac
         self.rest_error_share = rest_error_share
+        self.rest_bias_var = rest_bias_std_pct * rest_bias_std_pct
         self.rest_a = model.capacity_ah / 20.0
         self.soc = float(soc_pct)
         self.bias = 0.0
@@ -346,6 +348,13 @@ class PackEkf:
         err = rc if rc > 0 else -rc
         if -self.rest_a < now_a < self.rest_a:
             err *= self.rest_error_share
+            # At rest the current read is the sensor's offset, and the voltage
+            # shows it through R0 only once the SoC is known: before, on a flat
+            # OCV with a large R0, the offset would explain a rest reading's whole
+            # mismatch and a wrong start would creep towards the truth at the
+            # offset's pace. The SoC takes the rest reading first.
+            if self.p00 >= self.rest_bias_var:
+                r0 = 0.0
         err = (err + (drop if drop > 0 else -drop)) * self.over_error_frac
         r = self.r_meas + err * err
         p00 = self.p00
