@@ -21,6 +21,8 @@ import pytest
 from hil_background import SuiteRun, failures, skip_reasons
 from test_hil_virtual import SUITE_TESTS, WALL_S
 
+from cellguard.link.auth import KEYS_ENV
+
 BOARD = "sim-bq76952-16s"
 SOC_CYCLE = "test_soc_follows_a_full_cycle"
 PARTS = {  # run -> its selection of the suite: together, all of it
@@ -31,9 +33,11 @@ PARTS = {  # run -> its selection of the suite: together, all of it
 
 def start_suites(folder: Path) -> dict[str, SuiteRun]:
     """The whole suite, SoC full cycle included, in two runs at once: the cycle, and
-    the rest (``tests/conftest.py`` starts them)."""
+    the rest (``tests/conftest.py`` starts them). Each has a key store of its own: both
+    lock a board of the same unique id, a key file each."""
     return {name: SuiteRun.start(folder / name, "--board", BOARD, "--locked",
-                                 "--timeout", str(WALL_S), "-k", selection)
+                                 "--timeout", str(WALL_S), "-k", selection,
+                                 env={KEYS_ENV: str(folder / name / "keys")})
             for name, selection in PARTS.items()}
 
 
