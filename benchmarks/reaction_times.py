@@ -534,22 +534,32 @@ class RiseSpec(Spec):
 
 class _Reader:
     """The firmware itself under CPython, reading one stimulus after another: what
-    a control step one period after a first sample (at boot) reads."""
+    a control step one period after a first sample (at boot) reads.
+
+    Every quantity the protection watches is loaded from the measurement alone, and
+    each read starts a fresh one: a pair of samples reads the same whatever was read
+    before. So each pair is stepped once and all its quantities kept (the searches
+    read several quantities of one stimulus, and the stimuli of protections on the
+    same quantity over again)."""
 
     def __init__(self, board: dict[str, Any]) -> None:
         self.sim = SimBoard(json.dumps(board))  # no storage: nothing is written anywhere
         self.period_ms: int = board["control_period_ms"]
+        self._read: dict[tuple[bytes, bytes], tuple[int, ...]] = {}
 
     def read(self, before: bytes, after: bytes, quantity: int) -> int:
         """The value of ``quantity`` at a sample of ``after`` that follows one of
         ``before`` by a period, on a fresh measurement (the history of the
         temperature rise and the stuck reading starts at ``before``)."""
-        sim = self.sim
-        bms = sim.bms
-        bms.meas = Measurement(bms.n_cells, bms.n_temps, bms.meas.stuck_current_ma)
-        sim.step(0, before, b"")
-        sim.step(self.period_ms, after, b"")
-        return int(bms.protection.values[quantity])
+        values = self._read.get((before, after))
+        if values is None:
+            sim = self.sim
+            bms = sim.bms
+            bms.meas = Measurement(bms.n_cells, bms.n_temps, bms.meas.stuck_current_ma)
+            sim.step(0, before, b"")
+            sim.step(self.period_ms, after, b"")
+            values = self._read[before, after] = tuple(bms.protection.values)
+        return int(values[quantity])
 
 
 def _search(limit: Limit, start: int, outward: bool, done: Callable[[int], bool]) -> int:

@@ -11,6 +11,7 @@ the boards, it does not starve their watchdogs."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -42,12 +43,14 @@ class SuiteRun:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, folder: Path, *args: str) -> SuiteRun:
+    def start(cls, folder: Path, *args: str, env: dict[str, str] | None = None) -> SuiteRun:
+        """``env``: variables set for the run on top of this process's."""
         run = cls(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / "suite.out").open("wb") as out:
             run.proc = subprocess.Popen(suite_command(*args, junit=folder / "suite.xml"),
-                                        stdout=out, stderr=subprocess.STDOUT)
+                                        stdout=out, stderr=subprocess.STDOUT,
+                                        env=None if env is None else {**os.environ, **env})
         threading.Thread(target=run._record_exit, name=f"hil-suite-{folder.name}",
                          daemon=True).start()
         return run
