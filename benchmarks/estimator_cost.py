@@ -22,9 +22,9 @@ differ in capacity and resistance, two RC pairs, from 50 % SoC with the first
 cell 4 points higher, so the balancer bleeds it) and preallocated in
 ``array`` objects like the firmware's ``Measurement``. The drive cycle has 120
 periods: discharge at C/2 with a 1.5C pulse every tenth period, rest (20 mA,
-below the estimator's C/20 rest threshold, so such a run also inverts the OCV
-curve), charge likewise, rest. Storage is off (``storage=None``): no flash
-write is timed.
+below the estimator's C/20 rest threshold; 30 s, short of the 30 minutes a
+rest's OCV point needs, so only the first run inverts the OCV curve), charge
+likewise, rest. Storage is off (``storage=None``): no flash write is timed.
 
 This port never collects garbage inside a call from JavaScript: its
 ``gc_collect()`` (``ports/webassembly/main.c``, ``MICROPY_GC_SPLIT_HEAP_AUTO``)
@@ -524,7 +524,7 @@ class Timing:
     reference_us: float
     sample_us: float
     load_us: float  # run() at load, net of its samples
-    rest_us: float  # run() at rest (inverts the OCV curve too)
+    rest_us: float  # run() at rest (below C/20; no OCV inversion in this drive)
     first_us: float  # the first run
     int_iter_us: float  # one iteration of the calibration loops
     float_iter_us: float

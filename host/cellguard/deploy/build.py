@@ -433,8 +433,8 @@ CHIP_HEAP_SOURCE = ("benchmarks/firmware_budget.py: the firmware as .mpy with th
                     "board's {cells} cells and {temps} sensors over a register image of the "
                     "chip, estimator off, one drive cycle ({steps} steps), bytes above the "
                     "heap before the import")
-ESTIMATOR_NOTE = ("the board runs the state estimator: add about 18 KB of code, 5-11 KB of "
-                  "objects and 19-35 KB of garbage per estimation step "
+ESTIMATOR_NOTE = ("the board runs the state estimator: add about 22 KB of code, 4.1-4.4 KB of "
+                  "objects and up to 1.9 KB of garbage per estimation step "
                   "(benchmarks/estimator_cost.py, docs/estimation.md)")
 
 
