@@ -95,8 +95,8 @@ SMOKE: dict[str, tuple[bool, tuple[str, ...]]] = {
         r"^projected GC pause < 100 ms on an RP2040, 4s profile\s+.*(PASS|FAIL)$",
     )),
     "estimator_accuracy.py": (True, (
-        r"^  nmc-cc-25C\s+\+\s+done in\s+[\d.]+ s",
-        r"^  nmc-cc-25C\s+-\s+done in\s+[\d.]+ s",
+        r"^  nmc-cc-25C\s+\+\s+seed 1 done in\s+[\d.]+ s",
+        r"^  nmc-cc-25C\s+-\s+seed 1 done in\s+[\d.]+ s",
         rf"^nmc-cc-25C\s+\+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+",
         rf"^nmc-cc-25C\s+-\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+",
         r"^  (PASS|FAIL)  NMC at 25 degC: EKF RMSE",

@@ -197,7 +197,7 @@ def test_charge_of_piecewise_constant_current(tmp_path_factory: pytest.TempPathF
     for current, n in segs:
         run.add(n, current)
     path = write(tmp_path_factory.mktemp("log") / "a.sqlite", (INFO, run.rows))
-    rep, _ = build_report(path)
+    rep, _, _ = build_report(path)
     ce = rep["boards"][0]["charge_energy"]
     p = period_ms / 1000
     amps = [r.current_ma / 1000 for r in run.rows]
@@ -227,7 +227,7 @@ def test_replug_gap_is_listed_once_with_its_reason(tmp_path: Path) -> None:
     for r in run.rows[20:]:
         w.add(bid, r.telemetry(), host_time=1000.0 + r.ms / 1000)
     w.close()
-    rep, _ = build_report(tmp_path / "a.sqlite")
+    rep, _, _ = build_report(tmp_path / "a.sqlite")
     b = rep["boards"][0]
     assert [(g["reason"], g["start_s"], g["end_s"], g["away_s"]) for g in b["gaps"]] == [
         ("unplugged", 19.0, 80.0, 59.0)]
