@@ -268,6 +268,12 @@ class PackEkf:
         self.r0 = 0.0
         self.over = 0.0
         self.drop = 0.0  # the R0 part of it
+        # How polarised the cell may still be from before the start (V): the RC
+        # voltages start at 0, but a board reset in a short rest of a drive finds
+        # the cell unrelaxed. Until that has decayed (as the slow pair does) the
+        # readings cannot place the SoC better than it over the OCV slope: the
+        # SoC's variance is kept at least at that (StateEstimator._start).
+        self.unknown_v = 0.0
 
     def _constants(self, dt_ms):
         if dt_ms != self._dt_ms or self.capacity_ah != self._cap:
@@ -311,6 +317,9 @@ class PackEkf:
         self.soc = x
         self.v1 = rc[2] * self.v1 + rc[3] * i
         self.v2 = rc[6] * self.v2 + rc[7] * i
+        u = self.unknown_v
+        if u:  # (decayed: 0.0, and no float per period from then on)
+            self.unknown_v = u * rc[6] if u > 1e-4 else 0.0
         # P = F P F^T + Q with F = [[1, -g], [0, 1]]
         p11 = self.p11
         p01 = self.p01 - g * p11
@@ -393,6 +402,11 @@ class PackEkf:
         if learn_bias:
             self.bias += k1 * y
             self.p11 = p11 - k1 * ph1
+        u = self.unknown_v
+        if u and h > 0.0:
+            u = u * u / (h * h)
+            if self.p00 < (u if u < self.p_max else self.p_max):
+                self.p00 = u if u < self.p_max else self.p_max
         if self.p01 * self.p01 >= self.p00 * self.p11:  # rounding: keep P positive
             self.p01 *= 0.99
         # A SoC past 0 or 100 % is clamped, and the bias correlated with it moves
@@ -499,6 +513,7 @@ _OFFSET_R_V2 = 8e-06  # two readings' noise (2 mV rms each), V^2
 _OFFSET_VAR_MIN = 0.01  # %^2: an offset is never known better than 0.1 points
 _PRIOR_STD_PCT = 20.0  # a SoC known no better than this: nothing known
 _OCV_START_UV = const(10000)  # a first reading's OCV: relaxation, hysteresis, model
+_UNRELAXED_MAX_V = 0.005  # a start's polarisation is taken as at most this (V)
 _SLOPE_MIN_UV = const(50)  # uV per %: a flatter OCV segment is taken as this steep
 _LEFT_OUT = const(0x3FFFFFFF)  # an innovation not taken
 _RESEAT_RUNS = const(120)  # a cell left out this many runs in a row is set from its reading
@@ -651,6 +666,7 @@ class StateEstimator:
         stored = self.initial_soc_pct
         s_std = self.initial_soc_std_pct
         start, std = 50.0, _PRIOR_STD_PCT
+        unknown = 0.0  # V: how polarised the cell may be (PackEkf.unknown_v)
         if stored is not None:
             start, std = stored, s_std
         if volts_ok:
@@ -669,12 +685,18 @@ class StateEstimator:
             else:
                 v = o_std * o_std + s_std * s_std
                 d = stored - o
+                # The stored SoC and the reading disagree by this much in volts:
+                # either the store is stale or the cell is that far from rest.
+                unknown = (d if d > 0 else -d) * slope / 1e6
+                if unknown > _UNRELAXED_MAX_V:
+                    unknown = _UNRELAXED_MAX_V
                 if d * d > 9.0 * v:
                     start, std = o, o_std
                 else:
                     start = o + o_std * o_std / v * d
                     std = o_std * s_std / sqrt(v)
         ekf = self.ekf = PackEkf(m, start, soc_std_pct=std, bias_max_a=self.bias_max_a)
+        ekf.unknown_v = unknown
         n = self.n
         if volts_ok and n > 1:
             base = m.soc_from_ocv(mean_mv * 1000, t)
