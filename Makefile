@@ -17,9 +17,10 @@ demo: setup
 
 # The suite includes the PyBaMM plant's tests, so it installs PyBaMM too (~25 s).
 # Two workers (pytest-xdist) beside the HIL suites that run in their own processes
-# (tests/hil_background.py): both cores stay busy.
+# (tests/hil_background.py): both cores stay busy. The 25 slowest are listed at
+# the end, so a CI log says where its time went.
 test: setup pybamm-setup
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --durations=25
 
 # The whole HIL suite on the virtual Pico and ESP32 (real MicroPython, the
 # firmware on their flash, the plant on their pins; docs/hil.md). Slow: the SoC
