@@ -54,7 +54,7 @@ import importlib.util
 import math
 import struct
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -170,83 +170,7 @@ class F32(float):
     def __new__(cls, x: SupportsFloat | SupportsIndex | str | bytes = 0.0) -> F32:
         return f32(x)
 
-    # arithmetic ------------------------------------------------------------------------
-
-    def __add__(self, o: object) -> F32:
-        if type(o) is F32:
-            return _r(float.__add__(self, o))  # type: ignore[arg-type]
-        v = _value(o)
-        return NotImplemented if v is None else _r(float.__add__(self, v))
-
-    def __radd__(self, o: object) -> F32:
-        v = _value(o)
-        return NotImplemented if v is None else _r(float.__add__(v, self))
-
-    def __sub__(self, o: object) -> F32:
-        if type(o) is F32:
-            return _r(float.__sub__(self, o))  # type: ignore[arg-type]
-        v = _value(o)
-        return NotImplemented if v is None else _r(float.__sub__(self, v))
-
-    def __rsub__(self, o: object) -> F32:
-        v = _value(o)
-        return NotImplemented if v is None else _r(float.__sub__(v, self))
-
-    def __mul__(self, o: object) -> F32:
-        if type(o) is F32:
-            return _r(float.__mul__(self, o))  # type: ignore[arg-type]
-        v = _value(o)
-        return NotImplemented if v is None else _r(float.__mul__(self, v))
-
-    def __rmul__(self, o: object) -> F32:
-        v = _value(o)
-        return NotImplemented if v is None else _r(float.__mul__(v, self))
-
-    def __truediv__(self, o: object) -> F32:
-        v = _value(o)
-        if v is None:
-            return NotImplemented
-        if not v:
-            raise ZeroDivisionError("divide by zero")
-        return _r(float.__truediv__(self, v))
-
-    def __rtruediv__(self, o: object) -> F32:
-        v = _value(o)
-        if v is None:
-            return NotImplemented
-        if not self:
-            raise ZeroDivisionError("divide by zero")
-        return _r(float.__truediv__(v, self))
-
-    def __floordiv__(self, o: object) -> F32:
-        v = _value(o)
-        return NotImplemented if v is None else _r(float.__floordiv__(self, v))
-
-    def __rfloordiv__(self, o: object) -> F32:
-        v = _value(o)
-        return NotImplemented if v is None else _r(float.__floordiv__(v, self))
-
-    def __mod__(self, o: object) -> F32:
-        v = _value(o)
-        return NotImplemented if v is None else _r(float.__mod__(self, v))
-
-    def __rmod__(self, o: object) -> F32:
-        v = _value(o)
-        return NotImplemented if v is None else _r(float.__mod__(v, self))
-
-    def __divmod__(self, o: object) -> tuple[F32, F32]:
-        v = _value(o)
-        if v is None:
-            return NotImplemented
-        q, r = float.__divmod__(self, v)
-        return _r(q), _r(r)
-
-    def __rdivmod__(self, o: object) -> tuple[F32, F32]:
-        v = _value(o)
-        if v is None:
-            return NotImplemented
-        q, r = float.__divmod__(v, self)
-        return _r(q), _r(r)
+    # + - * / // % and the comparisons: _arithmetic and _comparison, below the class
 
     def __pow__(self, o: object, mod: None = None) -> F32:  # type: ignore[override]
         v = _value(o)
@@ -270,36 +194,64 @@ class F32(float):
             return round(float(self))
         return _r(round(float(self), ndigits))
 
-    # comparisons: an int is converted to binary32 first, as MicroPython does -----------
-
-    def __eq__(self, o: object) -> bool:
-        v = _value(o)
-        return NotImplemented if v is None else float.__eq__(self, v)
-
-    def __ne__(self, o: object) -> bool:
-        v = _value(o)
-        return NotImplemented if v is None else float.__ne__(self, v)
-
-    def __lt__(self, o: object) -> bool:
-        v = _value(o)
-        return NotImplemented if v is None else float.__lt__(self, v)
-
-    def __le__(self, o: object) -> bool:
-        v = _value(o)
-        return NotImplemented if v is None else float.__le__(self, v)
-
-    def __gt__(self, o: object) -> bool:
-        v = _value(o)
-        return NotImplemented if v is None else float.__gt__(self, v)
-
-    def __ge__(self, o: object) -> bool:
-        v = _value(o)
-        return NotImplemented if v is None else float.__ge__(self, v)
-
     __hash__ = float.__hash__
 
     def __repr__(self) -> str:
         return f"F32({float(self)!r})"
+
+
+def _arithmetic(op: Callable[[float, float], float], fast: bool = False, zero: bool = False
+                ) -> tuple[Callable[[F32, object], F32], Callable[[F32, object], F32]]:
+    """An operator's two methods, ``self op o`` and ``o op self``: the operand as
+    a binary32 value (:func:`_value`; NotImplemented for what F32 does not take),
+    the result rounded to binary32. ``fast``: an F32 operand skips the
+    conversion (+ - *, the replay's most frequent); ``zero``: a zero divisor
+    raises ZeroDivisionError with MicroPython's message."""
+
+    def forward(self: F32, o: object) -> F32:
+        if fast and type(o) is F32:
+            return _r(op(self, o))  # type: ignore[arg-type]
+        v = _value(o)
+        if v is None:
+            return NotImplemented
+        if zero and not v:
+            raise ZeroDivisionError("divide by zero")
+        return _r(op(self, v))
+
+    def reflected(self: F32, o: object) -> F32:
+        v = _value(o)
+        if v is None:
+            return NotImplemented
+        if zero and not self:
+            raise ZeroDivisionError("divide by zero")
+        return _r(op(v, self))
+
+    return forward, reflected
+
+
+def _comparison(op: Callable[[float, float], bool]) -> Callable[[F32, object], bool]:
+    """A comparison with the operand converted to binary32 first (an int too, as
+    MicroPython converts it), not CPython's exact comparison."""
+
+    def compare(self: F32, o: object) -> bool:
+        v = _value(o)
+        return NotImplemented if v is None else op(self, v)
+
+    return compare
+
+
+F32.__add__, F32.__radd__ = _arithmetic(float.__add__, fast=True)
+F32.__sub__, F32.__rsub__ = _arithmetic(float.__sub__, fast=True)
+F32.__mul__, F32.__rmul__ = _arithmetic(float.__mul__, fast=True)
+F32.__truediv__, F32.__rtruediv__ = _arithmetic(float.__truediv__, zero=True)
+F32.__floordiv__, F32.__rfloordiv__ = _arithmetic(float.__floordiv__)
+F32.__mod__, F32.__rmod__ = _arithmetic(float.__mod__)
+F32.__eq__ = _comparison(float.__eq__)  # type: ignore[method-assign]
+F32.__ne__ = _comparison(float.__ne__)  # type: ignore[method-assign]
+F32.__lt__ = _comparison(float.__lt__)
+F32.__le__ = _comparison(float.__le__)
+F32.__gt__ = _comparison(float.__gt__)
+F32.__ge__ = _comparison(float.__ge__)
 
 
 def _pow(a: float, b: float) -> float:
