@@ -405,8 +405,10 @@ class PackEkf:
         u = self.unknown_v
         if u and h > 0.0:
             u = u * u / (h * h)
-            if self.p00 < (u if u < self.p_max else self.p_max):
-                self.p00 = u if u < self.p_max else self.p_max
+            if u > self.p_max:
+                u = self.p_max
+            if self.p00 < u:
+                self.p00 = u
         if self.p01 * self.p01 >= self.p00 * self.p11:  # rounding: keep P positive
             self.p01 *= 0.99
         # A SoC past 0 or 100 % is clamped, and the bias correlated with it moves
