@@ -174,7 +174,6 @@ class RunSummary:
     pd_steps: int = 0  # steps after which P was positive definite
     first_not_pd_s: float | None = None
     min_pivot: float = 1.0  # the smallest Cholesky pivot over its diagonal element, any step
-    max_asymmetry: float = 0.0  # the largest |P[r][c] - P[c][r]| / sqrt(P[r][r] P[c][c])
     nonfinite_steps: int = 0  # steps with a NaN or an infinity in the state or outputs
     first_nonfinite_s: float | None = None
     stats: Any = None  # float32.Float32Stats of the replay (float32 only)
@@ -201,7 +200,6 @@ class RunSummary:
         elif self.first_not_pd_s is None:
             self.first_not_pd_s = t
         self.min_pivot = min(self.min_pivot, c.pivot)
-        self.max_asymmetry = max(self.max_asymmetry, c.asymmetry)
         h = est.health
         values = [est.soc_pct, est.soc_std_pct, est.cell_soc_min_pct, est.cell_soc_max_pct,
                   est.bias_a, h.capacity_ah, h.r0_growth, *est.limits_a, ekf.soc, ekf.bias,
