@@ -1,0 +1,1 @@
+"""One module per instrument family; ``DRIVERS`` maps a rig file's driver name to its class."""
