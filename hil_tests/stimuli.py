@@ -165,6 +165,21 @@ def imbalance_threshold(bench: Bench, spec: ProtectionLimits) -> Stimulus:
 
 
 # -- plant ---------------------------------------------------------------------------------
+EMULATED_MARGIN_MV = 40
+"""How far past a cell-voltage trip an emulated cell is held: inside a monitor chip's
+own margin (its COV and CUV sit 100 mV beyond the firmware's, docs/bq76952.md)."""
+
+
+def emulated_cell(bench: Bench, spec: ProtectionLimits) -> Stimulus:
+    """Cell 1 held past the trip by a cell emulator's channel (the plant's cell on a
+    simulated board), then given back: the board's own measurement, no threshold moved."""
+    rig = bench.rig
+    volts = (spec.trip + (1 if spec.above else -1) * EMULATED_MARGIN_MV) / 1000
+    return Stimulus(f"cell 1 emulated at {volts:.3f} V",
+                    apply=lambda: rig.set_cell_voltage(0, volts),
+                    remove=lambda: rig.set_cell_voltage(0, None), trip=spec.trip)
+
+
 def _cell_temperature(bench: Bench, spec: ProtectionLimits, celsius: float,
                       **extra: float) -> Stimulus:
     """Cell 0 (every board has a temperature sensor on it) at ``celsius``."""
@@ -311,13 +326,13 @@ def stuck_cell_reading(bench: Bench, spec: ProtectionLimits) -> Stimulus:
 
 
 STIMULI: dict[str, dict[str, Maker]] = {
-    "cell_overvoltage": {"threshold": voltage_threshold},
-    "cell_undervoltage": {"threshold": voltage_threshold},
+    "cell_overvoltage": {"plant": emulated_cell, "threshold": voltage_threshold},
+    "cell_undervoltage": {"plant": emulated_cell, "threshold": voltage_threshold},
     "overtemperature": {"plant": hot_cell, "threshold": temperature_threshold},
     "undertemperature": {"plant": cold_cell, "threshold": temperature_threshold},
     "overcurrent_charge": {"plant": charge_overcurrent},
     "overcurrent_discharge": {"plant": discharge_overcurrent},
-    "deep_discharge": {"threshold": voltage_threshold},
+    "deep_discharge": {"plant": emulated_cell, "threshold": voltage_threshold},
     "overtemperature_charge": {"plant": warm_charge_cell, "threshold": temperature_threshold},
     "undertemperature_charge": {"plant": cool_charge_cell, "threshold": temperature_threshold},
     "overcurrent_charge_peak": {"plant": charge_peak},

@@ -11,8 +11,8 @@ from typing import Any, NoReturn, Protocol
 
 from .client import HilClient, HilTimeout, StoodStill, silent_budget_s, skip
 
-NEEDS_RIG = ("run with --operator -s to have an operator at the terminal do it "
-             "(lab instruments come with a later issue)")
+NEEDS_RIG = ("run with --operator -s to have an operator at the terminal do it, or "
+             "--rig RIG.toml to have lab instruments do it (docs/hil.md)")
 
 
 class RigTarget(Protocol):
@@ -61,6 +61,14 @@ class Rig:
 
     def set_cell_temperature(self, cell: int, celsius: float | None) -> None:
         self._cannot(f"cell {cell + 1} at {celsius} °C", "a heater or cooler on the sensor")
+
+    def set_cell_voltage(self, cell: int, volts: float | None) -> None:
+        """Hold cell ``cell`` (0-based) at ``volts``; None: back to rest."""
+        self._cannot(f"cell {cell + 1} at {volts} V", "a cell emulator")
+
+    def prepare(self, client: HilClient) -> None:
+        """Called once the suite's client has said HELLO to the board: a rig that
+        sets limits on its instruments from the board's own reads them here."""
 
     def inject(self, fault: str, **params: float) -> None:
         self._cannot(f"fault {fault}", "a fault-injection fixture")
@@ -126,6 +134,9 @@ class SimRig(Rig):
     def set_cell_temperature(self, cell: int, celsius: float | None) -> None:
         self.sim.set_cell_temperature(cell, celsius)
 
+    def set_cell_voltage(self, cell: int, volts: float | None) -> None:
+        self.sim.set_cell_voltage(cell, volts)
+
     def inject(self, fault: str, **params: float) -> None:
         fe = self.sim.board["frontend"]
         if fault == "pack_sensor_offset" and "pack_adc" not in fe and "type" not in fe:
@@ -150,6 +161,7 @@ class SimRig(Rig):
         self.sim.set_ambient(self._ambient_c)
         for cell in range(len(self.sim.plant.cells)):
             self.sim.set_cell_temperature(cell, None)
+            self.sim.set_cell_voltage(cell, None)
 
     def truth(self) -> Any:
         return self.sim.truth()
@@ -301,8 +313,8 @@ class OperatorRig(Rig):
     kind = "operator"
 
     def __init__(self, target: RigTarget, ask: Callable[[str], str] = input) -> None:
-        super().__init__(target, "an operator cannot do that by hand; lab instruments come "
-                                 "with a later issue")
+        super().__init__(target, "an operator cannot do that by hand; --rig RIG.toml has lab "
+                                 "instruments do it (docs/hil.md)")
         self._ask = ask
         self._injected: list[tuple[str, dict[str, Any]]] = []
         self._current = 0.0

@@ -128,6 +128,17 @@ class PlantControls:
             self.plant.cell_temperature_override_c[cell] = (
                 None if celsius is None else float(celsius))
 
+    def set_cell_voltage(self, cell: int, volts: float | None) -> None:
+        """Put a cell emulator's channel in cell ``cell``'s place (0-based): its
+        terminals at ``volts`` whatever its charge, the sensors and the pack voltage
+        seeing that; ``None`` gives the cell back (the channel off)."""
+        with self._lock:
+            self._check_index("cell", cell, len(self.plant.cells))
+            if volts is not None and not (math.isfinite(volts) and 0.0 <= volts <= 10.0):
+                raise ValueError(f"volts must be a cell voltage in 0..10 V or None, not "
+                                 f"{volts!r}")
+            self.plant.cell_voltage_override_v[cell] = None if volts is None else float(volts)
+
     def set_cell_heat(self, cell: int, watts: float) -> None:
         """Add ``watts`` of heat inside cell ``cell`` (0-based; 0: none), e.g. a
         bad connection: the cell runs hotter than the pack by watts times its

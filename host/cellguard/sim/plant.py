@@ -245,6 +245,9 @@ class Plant:
         # A heat source inside a cell (W, e.g. a bad connection): the cell runs
         # hotter than the node, and the node takes the heat.
         self.cell_extra_heat_w: list[float] = [0.0] * len(self.cells)
+        # A cell emulator's channel in the cell's place (V): the cell's terminals sit
+        # at that voltage whatever its charge (the rig's cell emulator, hil/rigs.py).
+        self.cell_voltage_override_v: list[float | None] = [None] * len(self.cells)
         self.requested_current_a = 0.0
         switches = board.get("switches", "single")
         if switches not in SWITCHES:
@@ -453,6 +456,9 @@ class Plant:
             c.rise_k = target + (c.rise_k - target) * decay
 
     def _cell_v(self, k: int, c: Cell, i: float, mask: int) -> float:
+        held = self.cell_voltage_override_v[k]
+        if held is not None:
+            return held
         emf = self._emf_v(c)
         if mask >> k & 1:
             return (emf + i * c.r0_ohm) * self.balance_ohm / (self.balance_ohm + c.r0_ohm)
