@@ -13,7 +13,10 @@ plant wired to them; ``--sim-speed`` times the host's clock, default
   configuration is put back and latched faults are cleared, so a real board is
   left as it was found.
 - ``rig``: forces plant conditions (:class:`cellguard.hil.Rig`): the
-  simulator's plant; on a real board an operator (``--operator -s``), or
+  simulator's plant; lab instruments (``--rig rig.toml``: supplies, loads, a cell
+  emulator, a relay card over SCPI; on a simulated board a rig file whose
+  resources are ``emulated`` drives instruments emulated against the plant,
+  docs/hil.md); on a real board an operator (``--operator -s``), or
   nothing (each stimulus skips its test with what it would need).
 - ``limits``: the board's protections and limits as it reports them.
 - ``port``: the port, for tools that open it themselves (the logger), the
@@ -38,12 +41,16 @@ from cellguard.hil import (
     VIRTUAL_SPEED,
     BoardLimits,
     HilClient,
+    HilError,
+    InstrumentRig,
     OperatorRig,
     PortTarget,
     Rig,
+    RigSpec,
     SimTarget,
     Target,
     VirtualTarget,
+    load_rig,
     restore_config,
 )
 from cellguard.sim import RUNTIMES
@@ -66,6 +73,7 @@ class HilOptions:
     interactive: bool  # pytest -s: the terminal is the operator's
     virtual: bool = False  # a virtual dev board (real MicroPython, the plant on its pins)
     locked: bool = False  # each simulated board is locked with a key the suite holds
+    rig: RigSpec | None = None  # lab instruments (--rig FILE)
 
     @property
     def simulated(self) -> bool:
@@ -95,6 +103,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          f"MicroPython, the plant on its pins (--board: one with an mcu, "
                          f"default {DEFAULT_VIRTUAL_BOARD}; --sim-speed default "
                          f"{VIRTUAL_SPEED:g})")
+    group.addoption("--rig", default=None, metavar="RIG.toml",
+                    help="lab instruments force plant conditions, as this rig file says "
+                         "(docs/hil.md); with --port a real bench, without it a simulated "
+                         "board and instruments emulated against its plant (resources "
+                         "\"emulated\")")
     group.addoption("--seed", type=int, default=7, help="simulated plant seed (default 7)")
     group.addoption("--locked", action="store_true",
                     help="lock each simulated or virtual board with a key the suite holds "
@@ -122,6 +135,23 @@ def pytest_configure(config: pytest.Config) -> None:
     if virtual and runtime:
         raise pytest.UsageError("--runtime is for simulated boards; a virtual board runs "
                                 "real MicroPython")
+    rig = None
+    if config.getoption("--rig"):
+        if virtual or config.getoption("--operator"):
+            raise pytest.UsageError("--rig (lab instruments) excludes --virtual and "
+                                    "--operator")
+        try:
+            rig = load_rig(config.getoption("--rig"))
+        except HilError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        if rig.emulated and port:
+            raise pytest.UsageError(f"{rig.path}: its instruments are emulated against a "
+                                    "simulated board's plant; a real board (--port) needs "
+                                    "a rig file of real instruments")
+        if not rig.emulated and not port:
+            raise pytest.UsageError(f"{rig.path}: real instruments drive a real board: give "
+                                    "its --port (or a rig file whose resources are "
+                                    "\"emulated\" for a simulated board)")
     default_board = DEFAULT_VIRTUAL_BOARD if virtual else DEFAULT_BOARD
     if not port:
         try:
@@ -140,7 +170,7 @@ def pytest_configure(config: pytest.Config) -> None:
         seed=int(config.getoption("--seed")), speed=speed if speed > 0 else math.inf,
         operator=bool(config.getoption("--operator")),
         interactive=config.getoption("capture") == "no", virtual=virtual,
-        locked=bool(config.getoption("--locked")),
+        locked=bool(config.getoption("--locked")), rig=rig,
     )
     if config.stash[HIL].locked and port:
         raise pytest.UsageError("--locked is for simulated and virtual boards; a real board "
@@ -148,6 +178,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _rig_summary(o: HilOptions) -> str:
+    if o.rig is not None:
+        where = "emulated against the plant" if o.rig.emulated else "on the bench"
+        return f"instruments of rig {o.rig.name!r} ({o.rig.path}), {where}"
     if o.virtual:
         return "the plant wired to the virtual board's pins"
     if o.simulated:
@@ -200,6 +233,11 @@ def hil_options(pytestconfig: pytest.Config) -> HilOptions:
 
 
 def _make_rig(o: HilOptions, target: Target) -> Rig:
+    if o.rig is not None:
+        try:
+            return InstrumentRig(target, o.rig)
+        except CellguardError as exc:
+            pytest.exit(f"cellguard HIL: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
     if o.operator and o.interactive:
         return OperatorRig(target)
     if o.operator:
@@ -213,8 +251,12 @@ def _port_target(hil_options: HilOptions) -> Iterator[PortTarget]:
     target = PortTarget(hil_options.port)
     target.probe()  # a clear error on every test when no board answers
     target.rig = _make_rig(hil_options, target)
-    yield target
-    target.close()
+    try:
+        yield target
+    finally:
+        if isinstance(target.rig, InstrumentRig):
+            target.rig.close()  # currents zero, outputs off, relays at rest
+        target.close()
 
 
 @pytest.fixture(autouse=True)
@@ -228,7 +270,9 @@ def _hil_properties(request: pytest.FixtureRequest, hil_options: HilOptions) -> 
                      "speed": f"{hil_options.speed:g}"}
         elif hil_options.simulated:
             props = {"board": hil_options.board, "runtime": hil_options.runtime,
-                     "rig": "simulator", "seed": str(hil_options.seed)}
+                     "rig": "simulator" if hil_options.rig is None
+                     else f"instruments ({hil_options.rig.name}, emulated)",
+                     "seed": str(hil_options.seed)}
         else:
             props = request.getfixturevalue("_port_target").properties()
         if hil_options.locked:
@@ -256,11 +300,21 @@ def target(request: pytest.FixtureRequest, hil_options: HilOptions) -> Iterator[
     elif hil_options.simulated:
         sim_target = SimTarget(hil_options.board, hil_options.runtime, hil_options.seed,
                                hil_options.speed)
+        bench = None
         try:
+            if hil_options.rig is not None:
+                from cellguard.hil.bench import EmulatedBench
+
+                bench = EmulatedBench(sim_target.sim, hil_options.rig)
+                sim_target.rig = InstrumentRig(sim_target, hil_options.rig, bench)
             if hil_options.locked:
                 _lock(sim_target)
             yield sim_target
         finally:
+            if isinstance(sim_target.rig, InstrumentRig):
+                sim_target.rig.close()
+            if bench is not None:
+                bench.close()
             sim_target.close()
     else:
         port_target: PortTarget = request.getfixturevalue("_port_target")
@@ -296,6 +350,7 @@ def port(target: Target) -> str:
     c = target.connect()
     try:
         c.hello()
+        target.rig.prepare(c)
         _ready(c)
     finally:
         c.close()
@@ -316,6 +371,7 @@ def client(target: Target) -> Iterator[HilClient]:
     c = target.connect()
     c.hello()
     c.time_sync()
+    target.rig.prepare(c)
     baseline = {e.key: e.value for e in c.config_dump()}
     _ready(c)
     yield c

@@ -36,6 +36,8 @@ from .client import (
     restore_config,
     set_config,
 )
+from .instrument_rig import InstrumentRig
+from .rig_file import RigSpec, load_rig
 from .rigs import NEEDS_RIG, OperatorRig, Rig, SimRig, VirtualRig
 from .suite import (
     CaseResult,
@@ -64,10 +66,12 @@ __all__ = [
     "HilClient",
     "HilError",
     "HilTimeout",
+    "InstrumentRig",
     "OperatorRig",
     "PortTarget",
     "ProtectionLimits",
     "Rig",
+    "RigSpec",
     "SimRig",
     "SimTarget",
     "SuiteRun",
@@ -76,6 +80,7 @@ __all__ = [
     "VirtualTarget",
     "check_suite_args",
     "cli_hil",
+    "load_rig",
     "parse_junit",
     "restore_config",
     "run_suite",
