@@ -23,7 +23,7 @@ SPEED = "20"
 # minutes at 20x, which would double this test's time in CI; `make hil-virtual` runs
 # it on both boards, docs/hil.md).
 NOT_HERE = "test_soc_follows_a_full_cycle"
-SUITE_TESTS = 42
+SUITE_TESTS = 46
 NOT_APPLICABLE = "has no pack-voltage sensor"  # the only skips these boards may give
 WALL_S = 1500  # a guard only: the suite's own waits have board- and wall-time budgets
 

@@ -89,6 +89,14 @@ class Rig:
     def truth_at(self, board_time_ms: int) -> Any:
         return None
 
+    def measure_pack_voltage_v(self) -> float:
+        """The pack's voltage at its output terminals, as the rig's meter reads it."""
+        self._cannot("a reading of the pack voltage", "a DMM, a supply or a load")
+
+    def measure_current_a(self) -> float:
+        """The current into the pack (A, negative: drawn), as the rig measures it."""
+        self._cannot("a reading of the pack current", "a supply or a load")
+
     def cell_lsb_v(self) -> float:
         """One step of the cell-voltage ADC, where the rig knows the front end."""
         self._cannot("the cell ADC's resolution", "a board file for its front end")
@@ -165,6 +173,13 @@ class SimRig(Rig):
 
     def truth(self) -> Any:
         return self.sim.truth()
+
+    def measure_pack_voltage_v(self) -> float:
+        """A perfect meter on the plant: its pack voltage now."""
+        return float(self.sim.truth().pack_v)
+
+    def measure_current_a(self) -> float:
+        return float(self.sim.truth().current_a)
 
     def truth_at(self, board_time_ms: int) -> Any:
         # The board runs on while a test looks back: index one snapshot of the
