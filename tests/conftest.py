@@ -75,6 +75,8 @@ BACKGROUND = {  # collecting test -> its module (start_suites(folder), suite_run
         "test_hil_virtual",
     "test_hil_chip_board.py::test_the_hil_suite_is_green_on_the_16s_chip_board":
         "test_hil_chip_board",
+    "test_hil_rig.py::test_the_hil_suite_is_green_through_the_instrument_rig":
+        "test_hil_rig",
 }
 _FOLDER = pytest.StashKey[Path]()  # where the runs live
 _STARTED = pytest.StashKey[dict[str, Any]]()  # module -> its runs, in the starting process
@@ -156,6 +158,13 @@ def virtual_suites(request: pytest.FixtureRequest) -> Any:
     """The HIL suite's runs on the two virtual boards (``hil_background.SuiteRun`` by
     board), running since the collection ended."""
     return _runs(request.config, "test_hil_virtual")
+
+
+@pytest.fixture
+def rig_suite(request: pytest.FixtureRequest) -> Any:
+    """The HIL suite's run through the emulated instrument rig, running since the
+    collection ended."""
+    return _runs(request.config, "test_hil_rig")
 
 
 @pytest.fixture
