@@ -26,6 +26,7 @@ import weakref
 from types import FrameType
 from typing import Any
 
+from ..errors import CellguardError
 from .client import BoardLimits, HilClient, HilError, skip
 from .instruments.roles import CellEmulator, Dmm, RelayCard, ScpiInstrument, SourceSink
 from .rig_file import RelayWiring, RigSpec
@@ -104,7 +105,10 @@ class InstrumentRig(Rig):
 
                 rm = pyvisa.ResourceManager("@py")
             self._rm = rm
-            self._open(rm)
+            try:
+                self._open(rm)
+            except CellguardError as exc:
+                raise HilError(f"the rig {spec.name!r} will not start: {exc}") from None
             self.safe_state(strict=True)
             if spec.emulator_rest_v is not None:  # the emulator is the pack's cells
                 self.restore()
