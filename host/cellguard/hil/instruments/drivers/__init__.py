@@ -3,6 +3,7 @@ and :func:`open_instrument` opens, configures and identifies one."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..roles import InstrumentError, ScpiInstrument
@@ -28,6 +29,9 @@ DRIVERS: dict[str, type[ScpiInstrument]] = {
     "keysight-34970a": Keysight34970a,
 }
 """Driver name (as a rig file writes it) -> its class."""
+
+SIM_DEFINITIONS = Path(__file__).resolve().parent.parent / "sim" / "instruments.yaml"
+"""pyvisa-sim devices for every driver: ``pyvisa.ResourceManager(f"{SIM_DEFINITIONS}@sim")``."""
 
 
 def _configure_serial(resource: Any, settings: dict[str, Any]) -> None:
@@ -84,4 +88,4 @@ def _close(resource: Any) -> None:
         return
 
 
-__all__ = ["DRIVERS", "open_instrument"]
+__all__ = ["DRIVERS", "SIM_DEFINITIONS", "open_instrument"]

@@ -59,7 +59,7 @@ class RigolDl3000(BackstoppedSourceSink):
         if abs(self.query_float(":SOUR:BATT:RANG?") - wanted) > 1e-6:
             if self.output_on():  # the range switches only with the input off
                 self.confirm_bool(":SOUR:INP:STAT 0", ":SOUR:INP:STAT?", False)
-            self.set_and_confirm(f":SOUR:BATT:RANG {wanted:g}", ":SOUR:BATT:RANG?",
+            self.set_and_confirm(f":SOUR:BATT:RANG {wanted:.3f}", ":SOUR:BATT:RANG?",
                                  wanted, 1e-6)
         self.set_and_confirm(f":SOUR:BATT:LEV:IMM {sink:.4f}", ":SOUR:BATT:LEV:IMM?",
                              sink, 0.001)
