@@ -102,6 +102,8 @@ class PlantBench:
             return float(self.sim.plant.cells_v()[cell])
 
     def set_cell(self, cell: int, volts: float | None) -> None:
+        if cell >= len(self.sim.plant.cells):
+            return  # an emulator channel beyond the pack's cells: wired to nothing
         self.sim.set_cell_voltage(cell, volts)
 
     def set_relay(self, channel: int, closed: bool) -> None:
@@ -238,7 +240,7 @@ class EmulatedBench:
     PyVISA: ``resources`` maps a role to the resource string to open."""
 
     def __init__(self, sim: Any, spec: RigSpec) -> None:
-        from .instruments.emulation import EMULATIONS
+        from .instruments.emulated import EMULATIONS
 
         self.plant = PlantBench(sim, spec.relays)
         self.servers: dict[str, _Server] = {}

@@ -123,8 +123,12 @@ class InstrumentRig(Rig):
 
         for role, inst in self.spec.instruments.items():
             resource = self.bench.resources[role] if inst.emulated else inst.resource
+            channel = inst.options.get("channel")
+            if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int)):
+                raise HilError(f"{self.spec.path}: [{role}] channel must be the output's "
+                               f"number, not {channel!r}")
             instrument = open_instrument(inst.driver, resource, rm, name=f"{role} "
-                                         f"({inst.driver})")
+                                         f"({inst.driver})", channel=channel)
             self.instruments[role] = instrument
             want = _ROLE_CLASS[role]
             if not isinstance(instrument, want):

@@ -159,7 +159,8 @@ def parse_rig(data: dict[str, Any], path: str = "rig file") -> RigSpec:
         if not isinstance(resource, str) or not resource:
             raise HilError(f"{where}: resource is missing (a VISA resource string, e.g. "
                            f"TCPIP::192.168.1.20::INSTR, or \"{EMULATED}\")")
-        options = {k: v for k, v in table.items() if k not in ("driver", "resource", "channel")}
+        skip = ("driver", "resource", "channel") if role == "relay" else ("driver", "resource")
+        options = {k: v for k, v in table.items() if k not in skip}
         instruments[role] = InstrumentSpec(role, driver, resource, options)
         if role == "relay":
             relays = _relays(table, where)

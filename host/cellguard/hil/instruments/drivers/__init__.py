@@ -3,6 +3,7 @@ and :func:`open_instrument` opens, configures and identifies one."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +48,25 @@ def _configure_serial(resource: Any, settings: dict[str, Any]) -> None:
 
 
 def open_instrument(driver: str, resource_name: str, rm: Any,
-                    name: str = "") -> ScpiInstrument:
+                    name: str = "", channel: int | None = None) -> ScpiInstrument:
     """Open ``resource_name`` with ``rm`` (a ``pyvisa.ResourceManager``) as a
     ``driver`` instrument: its terminations, timeout and (serial) line settings
     applied, its ``*IDN?`` checked against the model, its error queue emptied.
     InstrumentError (one line) for an unknown driver name, a resource that cannot be
-    opened, another model, or errors already queued."""
+    opened, another model, or errors already queued. ``channel``: the output of a
+    supply with several (the drivers that take one: its ``channel`` argument)."""
     try:
         cls = DRIVERS[driver]
     except KeyError:
         raise InstrumentError(f"unknown instrument driver {driver!r} (known: "
                               f"{', '.join(sorted(DRIVERS))})") from None
     label = name or cls.DESCRIPTION
+    kwargs: dict[str, Any] = {}
+    if channel is not None:
+        if "channel" not in inspect.signature(cls.__init__).parameters:
+            raise InstrumentError(f"{label}: the {cls.DESCRIPTION or driver} has one output; "
+                                  "give no channel")
+        kwargs["channel"] = channel
     try:
         resource = rm.open_resource(resource_name)
     except Exception as exc:  # pyvisa.VisaIOError, ValueError for a malformed name
@@ -69,7 +77,7 @@ def open_instrument(driver: str, resource_name: str, rm: Any,
         settings = getattr(cls, "SERIAL", None)
         if settings:
             _configure_serial(resource, settings)
-        instrument = cls(resource, name)
+        instrument = cls(resource, name, **kwargs)
         instrument.identify()
         instrument.check_errors("*IDN?")
     except InstrumentError:
