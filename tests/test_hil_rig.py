@@ -22,7 +22,7 @@ from cellguard.hil import load_rig, suite_dir
 
 RIG = suite_dir() / "rigs" / "emulated-bench.toml"
 NEEDS = ("a heater or cooler on the sensor", "a fault-injection fixture",
-         "a climate chamber")
+         "a climate chamber", "is beyond the", "compares the log with the plant's truth")
 """What the emulated bench lacks, as a lab bench of a supply, a cell emulator, a meter
 and a relay card would: the only reasons a test may skip through it."""
 

@@ -24,7 +24,7 @@ import threading
 import time
 import weakref
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import CellguardError
 from .client import BoardLimits, HilClient, HilError, skip
@@ -153,6 +153,9 @@ class InstrumentRig(Rig):
             for ch in range(emulator.CHANNELS):
                 emulator.set_current_limits(ch, float(opts.get("source_a", 1.0)),
                                              float(opts.get("sink_a", 1.0)))
+
+    def _cannot(self, what: str, needs: str) -> NoReturn:
+        skip(f"{what} needs {needs}: {self.reason}")
 
     def describe(self) -> str:
         roles = ", ".join(f"{r} {i.driver}" for r, i in self.spec.instruments.items())

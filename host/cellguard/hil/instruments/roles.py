@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import socket
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -31,6 +32,24 @@ from ...errors import CellguardError
 
 class InstrumentError(CellguardError):
     """An instrument did not do, or could not confirm, what it was told."""
+
+
+def _no_delay(resource: Any) -> None:
+    """Over a socket, send each command at once (no Nagle): a command without an answer
+    followed by the error query would otherwise wait for the first one's ACK, tens of
+    milliseconds per setting."""
+    with contextlib.suppress(Exception):  # not a socket, or a backend without it
+        from pyvisa import constants
+
+        if getattr(resource, "interface_type", None) != constants.InterfaceType.tcpip:
+            return
+        try:
+            resource.set_visa_attribute(constants.VI_ATTR_TCPIP_NODELAY, constants.VI_TRUE)
+        except Exception:  # pyvisa-py's raw sockets lack the attribute: set it on the socket
+            session = resource.visalib.sessions[resource.session]
+            sock = getattr(session, "interface", None)
+            if isinstance(sock, socket.socket):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class ScpiInstrument:
@@ -59,6 +78,7 @@ class ScpiInstrument:
         resource.read_termination = self.READ_TERMINATION
         resource.write_termination = self.WRITE_TERMINATION
         resource.timeout = self.TIMEOUT_MS
+        _no_delay(resource)
         self.idn = ""
 
     # -- the wire ----------------------------------------------------------------------
