@@ -12,7 +12,7 @@ by one documented rule (docs/logging.md, "Battery Data Format"):
 - **Minimum duration**: a run of one mode shorter than ``min_step_s`` (time with
   samples, gaps not counted) is not a step of its own: it joins the step before
   it (at the start of the log: the step after it). So sensor noise and a short
-  spike do not make steps.
+  spike do not make steps. (A selection with no run that long is one step.)
 - **Step Count** starts at 1 and goes up by one at each change of mode.
 - **Cycle Count** starts at 1 and goes up by one at the start of every charge
   step that follows a discharge step (rests between them do not matter).
@@ -76,7 +76,8 @@ class StepRule:
                      "+rest_current_a, -> discharge below -rest_current_a; charge or "
                      "discharge -> rest below release_current_a in magnitude; a run of one "
                      "mode shorter than min_step_s (time with samples) joins the step before "
-                     "it; Step Count +1 at each change of mode, from 1; Cycle Count +1 at "
+                     "it (at the start: the step after it); Step Count +1 at each change of "
+                     "mode, from 1; Cycle Count +1 at "
                      "each charge step after a discharge step, from 1; nothing integrated "
                      "across a gap, which is no rest and no step change by itself"),
         }
@@ -135,10 +136,13 @@ def _runs(modes: np.ndarray) -> list[tuple[int, int, int]]:
 
 def step_modes(t_s: np.ndarray, current_a: np.ndarray, gap: np.ndarray,
                rule: StepRule) -> np.ndarray:
-    """Each sample's step mode: :func:`raw_modes` with short runs merged away.
+    """Each sample's step mode: :func:`raw_modes` with the short runs merged away.
 
     A run's duration is the time with samples from its first sample to the first
-    sample of the next run (to its own last sample at the end), gaps left out.
+    sample of the next run (to its own last sample at the end), gaps left out. A
+    run shorter than ``min_step_s`` takes the mode of the last long run before it
+    (at the start of the log: of the first long run); when no run is long enough,
+    the whole selection is one step, of the mode that lasted longest.
     """
     modes = raw_modes(current_a, rule)
     n = len(modes)
@@ -147,21 +151,19 @@ def step_modes(t_s: np.ndarray, current_a: np.ndarray, gap: np.ndarray,
     dt = np.diff(np.asarray(t_s, dtype=float)) if n > 1 else np.zeros(0)
     live = np.concatenate([[0.0], np.cumsum(np.where(gap, 0.0, np.maximum(dt, 0.0)))])
     runs = _runs(modes)
-    kept: list[list[int]] = []  # [start, end, mode]
-    for a, b, m in runs:
-        duration = live[min(b, n - 1)] - live[a]
-        if kept and (m == kept[-1][2] or duration < rule.min_step_s):
-            kept[-1][1] = b  # too short (or the same mode again): part of the step before
-        else:
-            kept.append([a, b, m])
-    if len(kept) > 1:  # a too-short first run joins the step after it
-        a, b, m = kept[0]
-        if live[min(b, n - 1)] - live[a] < rule.min_step_s:
-            kept[1][0] = 0
-            kept.pop(0)
+    durations = [live[min(b, n - 1)] - live[a] for a, b, _ in runs]
+    long = [k for k, d in enumerate(durations) if d >= rule.min_step_s]
     out = np.empty(n, dtype=np.int8)
-    for a, b, m in kept:
-        out[a:b] = m
+    if not long:
+        time_in = {m: sum(d for (_, _, mm), d in zip(runs, durations, strict=True) if mm == m)
+                   for m in (REST, CHARGE, DISCHARGE)}
+        out[:] = max(time_in, key=lambda m: (time_in[m], m == REST))
+        return out
+    mode = runs[long[0]][2]  # the first long run's mode, for the short runs before it
+    for k, (a, b, m) in enumerate(runs):
+        if durations[k] >= rule.min_step_s:
+            mode = m
+        out[a:b] = mode
     return out
 
 

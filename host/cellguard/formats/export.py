@@ -58,6 +58,7 @@ class _Plan:
     t_to: float | None
     infos: list[dict[str, Any]]
     every: int = 1
+    style: CsvStyle = field(default_factory=CsvStyle)
 
     @property
     def columns(self) -> list[str]:
@@ -88,7 +89,7 @@ class _Plan:
 
 
 def _plan(reader: LogReader, board: str | int | None, t_from: float | None,
-          t_to: float | None, every: int = 1) -> _Plan:
+          t_to: float | None, every: int = 1, style: CsvStyle | None = None) -> _Plan:
     check_range(t_from, t_to)
     chosen = choose_boards(reader, board)
     check_samples(reader, chosen, t_from, t_to)
@@ -97,13 +98,13 @@ def _plan(reader: LogReader, board: str | int | None, t_from: float | None,
         n_cells=max(i.cell_count for _, i in chosen), n_temps=max(i.temp_count for _, i in chosen),
         t_from=t_from, t_to=t_to,
         infos=[{"board_id": b, **i.to_dict()} for b, i in chosen], every=every,
+        style=style or CsvStyle(),
     )
 
 
-def _write_csv(plan: _Plan, out: TextIO, style: CsvStyle | None = None) -> int:
-    style = style or CsvStyle()
-    num = style.number
-    writer = csv.writer(out, delimiter=style.sep, lineterminator="\n")
+def _write_csv(plan: _Plan, out: TextIO) -> int:
+    num = plan.style.number
+    writer = csv.writer(out, delimiter=plan.style.sep, lineterminator="\n")
     writer.writerow(plan.columns)
     n_cells, n_temps = plan.n_cells, plan.n_temps
     rows = 0
@@ -242,19 +243,19 @@ def export(log: str | Path, out: str | None, fmt: str = "csv", board: str | int 
         assert out is not None
         check_output(out, inputs=[log], force=force)
     with LogReader(log) as reader:
-        plan = _plan(reader, board, t_from, t_to, every)
+        plan = _plan(reader, board, t_from, t_to, every, style)
         if fmt == "csv":
             check_rows(plan.rows(), no_row_limit)
         result = ExportResult(0, plan.columns, plan.boards, None if to_stdout else str(out), fmt,
                               {"files": [] if to_stdout else [str(out)]})
         if to_stdout:
-            result.rows = _write_csv(plan, sys.stdout, style)
+            result.rows = _write_csv(plan, sys.stdout)
             return result
         assert out is not None
         with atomic_output(out, inputs=[log], force=force) as tmp:
             if fmt == "csv":
                 with open(tmp, "w", newline="", encoding="utf-8") as f:
-                    result.rows = _write_csv(plan, f, style)
+                    result.rows = _write_csv(plan, f)
             else:
                 result.rows = _write_parquet(plan, tmp, str(log))
     return result
