@@ -332,7 +332,8 @@ def test_cellpy_instrument_file_loads_the_csv(log: Path, tmp_path: Path) -> None
     out = tmp_path / "run.bdf.csv"
     assert main("export", str(log), "--format", "bdf", "-o", str(out)) == 0
     c = cellpy.get(str(out), instrument="local_instrument", instrument_file=str(YML),
-                   pre_processor_hook=cellpy_hook)
+                   pre_processor_hook=cellpy_hook,
+                   custom_log_dir=str(tmp_path))  # its log files, not in the working folder
     raw = c.data.raw
     assert len(raw) == len(cycling_run().rows)
     assert np.allclose(raw["current"].to_numpy(), pd.read_csv(out)["Current / A"].to_numpy())
