@@ -342,4 +342,4 @@ def test_export_help_names_the_keys_export_prints() -> None:
     export = cli.subcommands(cli.build_parser())["export"]
     help_text = next(a.help for a in export._actions if "--json" in a.option_strings)
     assert help_text is not None
-    assert re.search(r"\(out, format, rows, boards, columns\)", help_text)
+    assert re.search(r"\(out, format, rows, boards, columns, files\)", help_text)

@@ -248,6 +248,13 @@ def _cell_number(text: str) -> int:
     return value
 
 
+def _every(text: str) -> int:
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"keep every Nth sample: N is 1 or more, not {text}")
+    return value
+
+
 def _pin(text: str) -> int:
     value = _whole(text)
     if value > 0xFFFFFFFF:
@@ -601,12 +608,24 @@ def _selection(s: argparse.ArgumentParser, board_help: str) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from .formats.export import export
 
+    def note(text: str) -> None:
+        print(f"note: {text}", file=sys.stderr)
+
     result = export(args.file, args.out, args.format, board=args.board, t_from=args.t_from,
-                    t_to=args.t_to, force=args.force)
+                    t_to=args.t_to, force=args.force, every=args.every, sep=args.sep,
+                    decimal=args.decimal, no_row_limit=args.no_row_limit,
+                    per_cell=args.per_cell, extra=args.extra,
+                    rest_current_a=args.rest_current, min_step_s=args.min_step, note=note)
     if args.json and result.out is not None:
         print(to_json(result.to_dict()))
     elif result.out is not None:
-        print(f"wrote {plural(result.rows, 'row')} to {result.out}", file=sys.stderr)
+        files = result.extra.get("files") or [result.out]
+        data = [f for f in files if not f.endswith(".metadata.json")]
+        each = " each" if len(data) > 1 else ""
+        print(f"wrote {plural(result.rows, 'row')}{each} to {', '.join(data)}", file=sys.stderr)
+        if len(files) > len(data):
+            print(f"wrote {plural(len(files) - len(data), 'metadata sidecar')} "
+                  "(<file>.metadata.json)", file=sys.stderr)
     return 0
 
 
@@ -698,12 +717,36 @@ def _add_offline_commands(sub: Any) -> None:
     from .views.outputs import key_list
 
     board_help = "only this board: a board id, unique id or board name (default: all)"
-    s = sub.add_parser("export", help="export a log to CSV or Parquet (SI units)")
+    s = sub.add_parser("export", help="export a log to CSV, Parquet or the Battery Data "
+                                      "Format (BDF; SI units)")
     s.add_argument("file", metavar="LOG", help="cellguard log file (SQLite)")
-    s.add_argument("--format", choices=["csv", "parquet"], default="csv",
-                   help="output format (default csv)")
+    s.add_argument("--format", choices=["csv", "parquet", "bdf"], default="csv",
+                   help="output format (default csv); bdf: CSV or Parquet by the name of -o "
+                        "(FILE.bdf.csv, FILE.bdf.parquet), one board, with a "
+                        "FILE.metadata.json sidecar (docs/logging.md)")
     s.add_argument("--out", "-o", help="output file (default: standard output; CSV only)")
     _selection(s, board_help)
+    s.add_argument("--every", type=_every, default=1, metavar="N",
+                   help="keep the first sample and every Nth after it (default 1: all); BDF "
+                        "capacities and energies are still integrated over every sample")
+    s.add_argument("--sep", default=",", metavar="SEP",
+                   help="CSV column separator: ',' (default), ';' or tab")
+    s.add_argument("--decimal", default=".", metavar="MARK",
+                   help="CSV decimal mark: '.' (default) or ',' (needs --sep ';' or tab)")
+    s.add_argument("--no-row-limit", action="store_true",
+                   help="write a CSV longer than a spreadsheet's 1,048,576 rows (refused "
+                        "otherwise: use Parquet or --every N)")
+    s.add_argument("--per-cell", action="store_true",
+                   help="bdf: one file per cell (FILE.cell01.bdf.csv ...) instead of the pack")
+    s.add_argument("--extra", action="store_true",
+                   help="bdf: add columns beyond BDF, named 'cellguard ...' (SoC, state, "
+                        "faults, sequence, step type, cell voltages of a pack file)")
+    s.add_argument("--rest-current", type=_positive, metavar="A",
+                   help="bdf: below this |current|, A, a sample is at rest (default C/100 of "
+                        "the board's capacity, at least 0.02 A)")
+    s.add_argument("--min-step", type=_between(0.0, math.inf, " s"), metavar="S",
+                   help="bdf: shortest step, s; a shorter run joins the step before "
+                        "(default 10)")
     s.add_argument("--json", action="store_true",
                    help=f"with -o: print what was written as JSON ({key_list('export')})")
     _force(s)
@@ -1060,6 +1103,7 @@ TYPE_NAMES: dict[Any, str] = {
     _speed: "number >= 0",
     _ambient: "number -55..125 °C",
     _cell_number: "whole number >= 1",
+    _every: "whole number >= 1",
     _pin: "whole number 0..4294967295",
     _date: "date YYYY-MM-DD (UTC)",
     int: "integer",

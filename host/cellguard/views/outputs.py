@@ -299,8 +299,11 @@ OUTPUTS: tuple[Output, ...] = (
               kind=OBJECTS))),
     Output("summary", "--json", OBJECT, "the log's summary", _SUMMARY),
     Output("export", "--json", OBJECT, "what was written (only with -o FILE)", (
-        K("out", "the file written"), K("format", "csv or parquet"), K("rows", "rows written"),
+        K("out", "the file written (-o)"), K("format", "csv, parquet or bdf"),
+        K("rows", "rows written (per file)"),
         K("boards", "board ids exported (list)"), K("columns", "column names (list)"),
+        K("files", "every file written (list): bdf also each cell's file and each "
+                   "<file>.metadata.json"),
     )),
     Output("passport", "--json", OBJECT, "what was written", (
         K("out", "the file written"), K("format", "json, md or html"), K("board", "board name"),
