@@ -71,10 +71,38 @@ class Checks(ScpiInstrument):
 
 class BackstoppedSourceSink(Checks, SourceSink):
     """A source/sink that refuses to drive a current before its backstop (the voltage
-    window on the instrument itself) has been set and confirmed."""
+    window on the instrument itself) has been set and confirmed.
+
+    The role's current and output methods are written once here, because every model
+    must keep the same order for the pack's sake: :meth:`set_current` programs the
+    setpoint (read back) before the output goes on, and :meth:`off` confirms the
+    output off before the setpoint goes to 0, so the output is never on with a
+    setpoint nobody confirmed. A model gives its dialect as command templates
+    (``CURRENT_COMMAND``, ``OUTPUT_COMMAND``, ...; fields ``{amps}``, ``{state}`` and
+    what :meth:`_words` adds) and overrides a hook only where its instrument differs
+    (a range to switch, an output state read from a status word, a strict read-back).
+    """
 
     MAX_VOLTAGE_V: ClassVar[float] = math.inf
     """The highest voltage the model programs (window limits beyond it are refused)."""
+    CURRENT_SIGN: ClassVar[float] = 1.0
+    """The model's current against the role's (positive into the pack): -1 for a load,
+    which programs and reports the current it sinks as positive."""
+    CURRENT_MODE: ClassVar[tuple[str, str, str] | None] = None
+    """(command, query, accepted answer) putting the model in constant current before
+    each nonzero setpoint, confirmed with :meth:`confirm_text`; None: it has no modes."""
+    CURRENT_COMMAND: ClassVar[str] = ""
+    """The current setpoint, ``{amps}`` in the model's sign (``CURR {amps:.4f}``)."""
+    CURRENT_QUERY: ClassVar[str] = ""
+    """Its read-back (``CURR?``)."""
+    OUTPUT_COMMAND: ClassVar[str] = ""
+    """The output switch, ``{state}`` 1 or 0 (``OUTP {state}``)."""
+    OUTPUT_QUERY: ClassVar[str] = ""
+    """The output state, answered 1/0 or ON/OFF (``OUTP?``)."""
+    MEASURE_VOLTAGE: ClassVar[str] = ""
+    """The query of the voltage at the terminals (``MEAS:VOLT?``)."""
+    MEASURE_CURRENT: ClassVar[str] = ""
+    """The query of the current, in the model's sign (``MEAS:CURR?``)."""
 
     def __init__(self, resource: object, name: str = "") -> None:
         super().__init__(resource, name)
@@ -102,3 +130,71 @@ class BackstoppedSourceSink(Checks, SourceSink):
             raise self.refuse("no voltage window set: call set_voltage_window first "
                               "(the instrument's own backstop)")
         return amps
+
+    # -- the role, once for every model ---------------------------------------------------
+    def set_current(self, amps: float) -> None:
+        amps = self.check_current(amps)
+        if amps == 0:
+            self.off()
+            return
+        self._prepare_current(amps)
+        self._program_current(amps)
+        self._switch_output(True)
+
+    def off(self) -> None:
+        self._switch_output(False)
+        self._program_current(0.0)
+
+    def output_on(self) -> bool:
+        return self.query_bool(self._fill(self.OUTPUT_QUERY))
+
+    def measure_voltage_v(self) -> float:
+        return self.query_float(self._fill(self.MEASURE_VOLTAGE))
+
+    def measure_current_a(self) -> float:
+        return self.CURRENT_SIGN * self.query_float(self._fill(self.MEASURE_CURRENT))
+
+    # -- the hooks a model overrides where its instrument differs ---------------------------
+    def _words(self) -> dict[str, object]:
+        """Fields the model's templates use beyond ``amps`` and ``state`` (an output's
+        channel): none by default."""
+        return {}
+
+    def _fill(self, template: str, **values: object) -> str:
+        return template.format(**self._words(), **values)
+
+    def _enter_current_mode(self) -> None:
+        """``CURRENT_MODE``, where the model has one."""
+        if self.CURRENT_MODE is not None:
+            self.confirm_text(*self.CURRENT_MODE)
+
+    def _prepare_current(self, amps: float) -> None:
+        """What the model needs before a nonzero setpoint ``amps`` (role's sign): its
+        constant-current mode; a model with ranges also picks one here."""
+        self._enter_current_mode()
+
+    def _program_current(self, amps: float) -> None:
+        """The setpoint ``amps`` (role's sign), read back within 1 mA. Zero is sent as
+        0, never as a negative zero (``-0.0000``), whatever the model's sign."""
+        setpoint = self.CURRENT_SIGN * amps if amps else 0.0
+        self.set_and_confirm(self._fill(self.CURRENT_COMMAND, amps=setpoint),
+                             self._fill(self.CURRENT_QUERY), setpoint, 0.001)
+
+    def _switch_output(self, on: bool) -> None:
+        """The output on or off, read back."""
+        self.confirm_bool(self._fill(self.OUTPUT_COMMAND, state=int(on)),
+                          self._fill(self.OUTPUT_QUERY), on)
+
+
+class ScpiLoad(BackstoppedSourceSink):
+    """An electronic load speaking the SCPI loads share (Rigol's and Siglent's alike): it
+    only sinks, programs and reports the current it sinks as positive, switches its
+    input with ``:SOUR:INP:STAT`` and measures with ``:MEAS:VOLT?``/``:MEAS:CURR?``.
+    A model adds its mode, its setpoint command and its backstop."""
+
+    CAN_SINK: ClassVar[bool] = True
+    CURRENT_SIGN: ClassVar[float] = -1.0
+    OUTPUT_COMMAND: ClassVar[str] = ":SOUR:INP:STAT {state}"
+    OUTPUT_QUERY: ClassVar[str] = ":SOUR:INP:STAT?"
+    MEASURE_VOLTAGE: ClassVar[str] = ":MEAS:VOLT?"
+    MEASURE_CURRENT: ClassVar[str] = ":MEAS:CURR?"

@@ -34,32 +34,18 @@ class ItechItM3400(BackstoppedSourceSink):
     CAN_SINK: ClassVar[bool] = True
     MAX_CURRENT_A: ClassVar[float] = 30.0
     MAX_VOLTAGE_V: ClassVar[float] = 60.0
+    CURRENT_MODE: ClassVar[tuple[str, str, str] | None] = ("FUNC CURR", "FUNC?", r"CURR(ENT)?")
+    CURRENT_COMMAND: ClassVar[str] = "CURR {amps:.4f}"
+    CURRENT_QUERY: ClassVar[str] = "CURR?"
+    OUTPUT_COMMAND: ClassVar[str] = "OUTP {state}"
+    OUTPUT_QUERY: ClassVar[str] = "OUTP?"
+    MEASURE_VOLTAGE: ClassVar[str] = "MEAS:VOLT?"
+    MEASURE_CURRENT: ClassVar[str] = "MEAS:CURR?"
 
     def set_voltage_window(self, min_v: float, max_v: float) -> None:
         low, high = self.check_window(min_v, max_v)
-        self.confirm_text("FUNC CURR", "FUNC?", r"CURR(ENT)?")
+        self._enter_current_mode()  # the limits below are CC priority's
         self.set_and_confirm(f"VOLT:LIM {high:.4f}", "VOLT:LIM?", high, 0.001)
         self.set_and_confirm(f"VOLT:LIM:LOW {low:.4f}", "VOLT:LIM:LOW?", low, 0.001)
         self.window = (low, high)
 
-    def set_current(self, amps: float) -> None:
-        amps = self.check_current(amps)
-        if amps == 0:
-            self.off()
-            return
-        self.confirm_text("FUNC CURR", "FUNC?", r"CURR(ENT)?")
-        self.set_and_confirm(f"CURR {amps:.4f}", "CURR?", amps, 0.001)
-        self.confirm_bool("OUTP 1", "OUTP?", True)
-
-    def off(self) -> None:
-        self.confirm_bool("OUTP 0", "OUTP?", False)
-        self.set_and_confirm("CURR 0.0000", "CURR?", 0.0, 0.001)
-
-    def output_on(self) -> bool:
-        return self.query_bool("OUTP?")
-
-    def measure_voltage_v(self) -> float:
-        return self.query_float("MEAS:VOLT?")
-
-    def measure_current_a(self) -> float:
-        return self.query_float("MEAS:CURR?")

@@ -45,6 +45,12 @@ class KeysightE36xx(BackstoppedSourceSink):
     CAN_SOURCE: ClassVar[bool] = True
     MAX_CURRENT_A: ClassVar[float] = 5.0
     MAX_VOLTAGE_V: ClassVar[float] = 6.0
+    CURRENT_COMMAND: ClassVar[str] = "CURR {amps:.4f},(@{channel})"
+    CURRENT_QUERY: ClassVar[str] = "CURR? (@{channel})"
+    OUTPUT_COMMAND: ClassVar[str] = "OUTP {state},(@{channel})"
+    OUTPUT_QUERY: ClassVar[str] = "OUTP? (@{channel})"
+    MEASURE_VOLTAGE: ClassVar[str] = "MEAS:VOLT? (@{channel})"
+    MEASURE_CURRENT: ClassVar[str] = "MEAS:CURR? (@{channel})"
 
     def __init__(self, resource: Any, name: str = "", *, channel: int = 1) -> None:
         super().__init__(resource, name)
@@ -64,6 +70,9 @@ class KeysightE36xx(BackstoppedSourceSink):
             self._rate(found.group(0).upper())
         return idn
 
+    def _words(self) -> dict[str, object]:
+        return {"channel": self.channel}
+
     @property
     def _at(self) -> str:
         return f"(@{self.channel})"
@@ -76,23 +85,3 @@ class KeysightE36xx(BackstoppedSourceSink):
                              ovp, 0.001)
         self.window = (low, high)
 
-    def set_current(self, amps: float) -> None:
-        amps = self.check_current(amps)
-        if amps == 0:
-            self.off()
-            return
-        self.set_and_confirm(f"CURR {amps:.4f},{self._at}", f"CURR? {self._at}", amps, 0.001)
-        self.confirm_bool(f"OUTP 1,{self._at}", f"OUTP? {self._at}", True)
-
-    def off(self) -> None:
-        self.confirm_bool(f"OUTP 0,{self._at}", f"OUTP? {self._at}", False)
-        self.set_and_confirm(f"CURR 0.0000,{self._at}", f"CURR? {self._at}", 0.0, 0.001)
-
-    def output_on(self) -> bool:
-        return self.query_bool(f"OUTP? {self._at}")
-
-    def measure_voltage_v(self) -> float:
-        return self.query_float(f"MEAS:VOLT? {self._at}")
-
-    def measure_current_a(self) -> float:
-        return self.query_float(f"MEAS:CURR? {self._at}")

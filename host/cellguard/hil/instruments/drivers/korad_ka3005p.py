@@ -64,6 +64,8 @@ class KoradKa3005p(BackstoppedSourceSink):
     CAN_SOURCE: ClassVar[bool] = True
     MAX_CURRENT_A: ClassVar[float] = 5.0
     MAX_VOLTAGE_V: ClassVar[float] = 30.0
+    MEASURE_VOLTAGE: ClassVar[str] = "VOUT1?"
+    MEASURE_CURRENT: ClassVar[str] = "IOUT1?"
     PAUSE_S: ClassVar[float] = 0.05
     IDN_IDLE_S: ClassVar[float] = 0.1
 
@@ -137,18 +139,22 @@ class KoradKa3005p(BackstoppedSourceSink):
             self._sent()
         return answer.decode("latin-1").strip()
 
-    def _status(self) -> int:
-        return ord(self.query("STATUS?"))
+    def output_on(self) -> bool:
+        """Bit 6 of ``STATUS?``: the model has no output query."""
+        return bool(ord(self.query("STATUS?")) >> STATUS_OUTPUT_BIT & 1)
 
-    def _switch(self, on: bool) -> None:
+    def _switch_output(self, on: bool) -> None:
+        """``OUT1``/``OUT0`` (no error queue), confirmed by the status byte."""
         command = "OUT1" if on else "OUT0"
         self.write(command)
-        state = bool(self._status() >> STATUS_OUTPUT_BIT & 1)
+        state = self.output_on()
         if state != on:
             raise self.refuse(f"sent {command!r} but STATUS? says the output is "
                               f"{'on' if state else 'off'}")
 
     def _confirm_exact(self, command: str, query: str, sent: str) -> None:
+        """The only confirmation without an error queue: the read-back equals what was
+        sent to the last digit."""
         self.write(command)
         answer = self.query(query)
         if float(answer) != float(sent):
@@ -161,24 +167,7 @@ class KoradKa3005p(BackstoppedSourceSink):
         self._confirm_exact(f"VSET1:{text}", "VSET1?", text)
         self.window = (low, high)
 
-    def set_current(self, amps: float) -> None:
-        amps = self.check_current(amps)
-        if amps == 0:
-            self.off()
-            return
+    def _program_current(self, amps: float) -> None:
+        """``ISET1:d.ddd``, read back exactly."""
         text = f"{amps:.3f}"
         self._confirm_exact(f"ISET1:{text}", "ISET1?", text)
-        self._switch(True)
-
-    def off(self) -> None:
-        self._switch(False)
-        self._confirm_exact("ISET1:0.000", "ISET1?", "0.000")
-
-    def output_on(self) -> bool:
-        return bool(self._status() >> STATUS_OUTPUT_BIT & 1)
-
-    def measure_voltage_v(self) -> float:
-        return float(self.query("VOUT1?"))
-
-    def measure_current_a(self) -> float:
-        return float(self.query("IOUT1?"))

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ._checks import BackstoppedSourceSink
+from ._checks import ScpiLoad
 
 LOW_RANGE_A = 4.0
 """The DL3021's low current range (its high range is 40 A)."""
 
 
-class RigolDl3000(BackstoppedSourceSink):
+class RigolDl3000(ScpiLoad):
     """A Rigol DL3000 load discharging the pack in its battery-test mode.
 
     The backstop is the battery test's stop voltage, ``:SOUR:BATT:VST`` with its stop
@@ -36,9 +36,12 @@ class RigolDl3000(BackstoppedSourceSink):
 
     MODEL: ClassVar[str] = r"RIGOL.*,DL30[23]1A?,"
     DESCRIPTION: ClassVar[str] = "Rigol DL3000 load"
-    CAN_SINK: ClassVar[bool] = True
     MAX_CURRENT_A: ClassVar[float] = 40.0
     MAX_VOLTAGE_V: ClassVar[float] = 150.0
+    CURRENT_MODE: ClassVar[tuple[str, str, str] | None] = (
+        ":SOUR:FUNC:MODE BATT", ":SOUR:FUNC:MODE?", r"BATT(ery)?")
+    CURRENT_COMMAND: ClassVar[str] = ":SOUR:BATT:LEV:IMM {amps:.4f}"
+    CURRENT_QUERY: ClassVar[str] = ":SOUR:BATT:LEV:IMM?"
 
     def set_voltage_window(self, min_v: float, max_v: float) -> None:
         low, high = self.check_window(min_v, max_v)
@@ -48,32 +51,13 @@ class RigolDl3000(BackstoppedSourceSink):
         self.confirm_bool(":SOUR:BATT:TEN 0", ":SOUR:BATT:TEN?", False)
         self.window = (low, high)
 
-    def set_current(self, amps: float) -> None:
-        amps = self.check_current(amps)
-        if amps == 0:
-            self.off()
-            return
-        sink = -amps
-        self.confirm_text(":SOUR:FUNC:MODE BATT", ":SOUR:FUNC:MODE?", r"BATT(ery)?")
-        wanted = LOW_RANGE_A if sink <= LOW_RANGE_A else self.MAX_CURRENT_A
+    def _prepare_current(self, amps: float) -> None:
+        """Battery-test mode, then the range that holds the sunk current: the low range
+        (finer) up to 4 A. The range switches only with the input off."""
+        super()._prepare_current(amps)
+        wanted = LOW_RANGE_A if -amps <= LOW_RANGE_A else self.MAX_CURRENT_A
         if abs(self.query_float(":SOUR:BATT:RANG?") - wanted) > 1e-6:
-            if self.output_on():  # the range switches only with the input off
-                self.confirm_bool(":SOUR:INP:STAT 0", ":SOUR:INP:STAT?", False)
+            if self.output_on():
+                self._switch_output(False)
             self.set_and_confirm(f":SOUR:BATT:RANG {wanted:.3f}", ":SOUR:BATT:RANG?",
                                  wanted, 1e-6)
-        self.set_and_confirm(f":SOUR:BATT:LEV:IMM {sink:.4f}", ":SOUR:BATT:LEV:IMM?",
-                             sink, 0.001)
-        self.confirm_bool(":SOUR:INP:STAT 1", ":SOUR:INP:STAT?", True)
-
-    def off(self) -> None:
-        self.confirm_bool(":SOUR:INP:STAT 0", ":SOUR:INP:STAT?", False)
-        self.set_and_confirm(":SOUR:BATT:LEV:IMM 0.0000", ":SOUR:BATT:LEV:IMM?", 0.0, 0.001)
-
-    def output_on(self) -> bool:
-        return self.query_bool(":SOUR:INP:STAT?")
-
-    def measure_voltage_v(self) -> float:
-        return self.query_float(":MEAS:VOLT?")
-
-    def measure_current_a(self) -> float:
-        return -self.query_float(":MEAS:CURR?")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ._checks import BackstoppedSourceSink
+from ._checks import ScpiLoad
 
 
-class SiglentSdl1000x(BackstoppedSourceSink):
+class SiglentSdl1000x(ScpiLoad):
     """A Siglent SDL1000X load discharging the pack in constant current.
 
     The backstop is the load's breakover voltage Von, ``:SOUR:VOLT:LEV:ON``, with Von
@@ -29,9 +29,12 @@ class SiglentSdl1000x(BackstoppedSourceSink):
 
     MODEL: ClassVar[str] = r"Siglent.*,SDL10[23]0X(-E)?,"
     DESCRIPTION: ClassVar[str] = "Siglent SDL1000X load"
-    CAN_SINK: ClassVar[bool] = True
     MAX_CURRENT_A: ClassVar[float] = 30.0
     MAX_VOLTAGE_V: ClassVar[float] = 150.0
+    CURRENT_MODE: ClassVar[tuple[str, str, str] | None] = (
+        ":SOUR:FUNC CURR", ":SOUR:FUNC?", r"CURR(ENT)?")
+    CURRENT_COMMAND: ClassVar[str] = ":SOUR:CURR:LEV:IMM {amps:.4f}"
+    CURRENT_QUERY: ClassVar[str] = ":SOUR:CURR:LEV:IMM?"
 
     def set_voltage_window(self, min_v: float, max_v: float) -> None:
         low, high = self.check_window(min_v, max_v)
@@ -39,25 +42,3 @@ class SiglentSdl1000x(BackstoppedSourceSink):
         self.confirm_bool(":SOUR:VOLT:LATC:STAT 0", ":SOUR:VOLT:LATC:STAT?", False)
         self.window = (low, high)
 
-    def set_current(self, amps: float) -> None:
-        amps = self.check_current(amps)
-        if amps == 0:
-            self.off()
-            return
-        self.confirm_text(":SOUR:FUNC CURR", ":SOUR:FUNC?", r"CURR(ENT)?")
-        self.set_and_confirm(f":SOUR:CURR:LEV:IMM {-amps:.4f}", ":SOUR:CURR:LEV:IMM?",
-                             -amps, 0.001)
-        self.confirm_bool(":SOUR:INP:STAT 1", ":SOUR:INP:STAT?", True)
-
-    def off(self) -> None:
-        self.confirm_bool(":SOUR:INP:STAT 0", ":SOUR:INP:STAT?", False)
-        self.set_and_confirm(":SOUR:CURR:LEV:IMM 0.0000", ":SOUR:CURR:LEV:IMM?", 0.0, 0.001)
-
-    def output_on(self) -> bool:
-        return self.query_bool(":SOUR:INP:STAT?")
-
-    def measure_voltage_v(self) -> float:
-        return self.query_float(":MEAS:VOLT?")
-
-    def measure_current_a(self) -> float:
-        return -self.query_float(":MEAS:CURR?")

@@ -36,6 +36,10 @@ class SiglentSpd3303x(BackstoppedSourceSink):
     CAN_SOURCE: ClassVar[bool] = True
     MAX_CURRENT_A: ClassVar[float] = 3.2
     MAX_VOLTAGE_V: ClassVar[float] = 32.0
+    CURRENT_COMMAND: ClassVar[str] = "CH{channel}:CURR {amps:.3f}"
+    CURRENT_QUERY: ClassVar[str] = "CH{channel}:CURR?"
+    MEASURE_VOLTAGE: ClassVar[str] = "MEAS:VOLT? CH{channel}"
+    MEASURE_CURRENT: ClassVar[str] = "MEAS:CURR? CH{channel}"
 
     def __init__(self, resource: Any, name: str = "", *, channel: int = 1) -> None:
         super().__init__(resource, name)
@@ -53,7 +57,11 @@ class SiglentSpd3303x(BackstoppedSourceSink):
             found.append(answer)
         raise InstrumentError(f"{self.name}: its error queue does not empty: {found[-3:]}")
 
-    def _output_state(self) -> bool:
+    def _words(self) -> dict[str, object]:
+        return {"channel": self.channel}
+
+    def output_on(self) -> bool:
+        """From ``SYST:STAT?``: the model has no ``OUTP?``."""
         text = self.query("SYST:STAT?")
         try:
             word = int(text, 16)
@@ -62,11 +70,12 @@ class SiglentSpd3303x(BackstoppedSourceSink):
                                   "not a hexadecimal status word") from None
         return bool(word >> OUTPUT_BIT[self.channel] & 1)
 
-    def _switch(self, on: bool) -> None:
+    def _switch_output(self, on: bool) -> None:
+        """``OUTP CH<n>,ON|OFF``, confirmed by the status word."""
         command = f"OUTP CH{self.channel},{'ON' if on else 'OFF'}"
         self.write(command)
         self.check_errors(command)
-        if self._output_state() != on:
+        if self.output_on() != on:
             raise self.refuse(f"sent {command!r} but 'SYST:STAT?' says the output is "
                               f"{'off' if on else 'on'}")
 
@@ -76,25 +85,3 @@ class SiglentSpd3303x(BackstoppedSourceSink):
         self.set_and_confirm(f"{ch}:VOLT {high:.3f}", f"{ch}:VOLT?", high, 0.001)
         self.window = (low, high)
 
-    def set_current(self, amps: float) -> None:
-        amps = self.check_current(amps)
-        if amps == 0:
-            self.off()
-            return
-        ch = f"CH{self.channel}"
-        self.set_and_confirm(f"{ch}:CURR {amps:.3f}", f"{ch}:CURR?", amps, 0.001)
-        self._switch(True)
-
-    def off(self) -> None:
-        self._switch(False)
-        ch = f"CH{self.channel}"
-        self.set_and_confirm(f"{ch}:CURR 0.000", f"{ch}:CURR?", 0.0, 0.001)
-
-    def output_on(self) -> bool:
-        return self._output_state()
-
-    def measure_voltage_v(self) -> float:
-        return self.query_float(f"MEAS:VOLT? CH{self.channel}")
-
-    def measure_current_a(self) -> float:
-        return self.query_float(f"MEAS:CURR? CH{self.channel}")
