@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import ClassVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from .drivers.keysight_e36xx import RATINGS
 from .emulation import EmulatedInstrument, PlantSide
@@ -64,9 +66,48 @@ def flag(text: str) -> bool:
     raise BadValue(DATA_TYPE_ERROR)
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One plain setting of a model, so that a model lists its settings instead of
+    writing each one's command and query out: ``KEY <value>`` stores ``parse(value)``
+    (which raises :class:`BadValue` for a value the model refuses) in the emulation's
+    attribute ``attr``; ``KEY?`` answers ``show`` of it."""
+
+    attr: str
+    parse: Callable[[str], object]
+    show: Callable[[Any], str]
+
+
+def numeric(attr: str, low: float, high: float, fmt: str) -> Setting:
+    """A number within ``low``..``high`` (-222 beyond it, -104 for no number), answered
+    formatted with ``fmt``."""
+    return Setting(attr, lambda text: number(text, low, high), lambda value: format(value, fmt))
+
+
+def boolean(attr: str) -> Setting:
+    """A state, 1/ON or 0/OFF (-104 otherwise), answered 1 or 0."""
+    return Setting(attr, flag, lambda value: str(int(value)))
+
+
+def choice(attr: str, words: dict[str, str]) -> Setting:
+    """One of ``words`` in any case (-104 otherwise), kept and answered as the name it
+    maps to (a long form and its short form name one mode)."""
+    def parse(text: str) -> str:
+        try:
+            return words[text.upper()]
+        except KeyError:
+            raise BadValue(DATA_TYPE_ERROR) from None
+    return Setting(attr, parse, str)
+
+
 class ScpiEmulation(EmulatedInstrument):
     """A SCPI instrument: ``SYST:ERR?`` pops the queue, a command is dispatched by its
-    short-form header (:func:`header_key`) to :meth:`dispatch`."""
+    short-form header (:func:`header_key`) to :meth:`dispatch`, whose default answers
+    the model's plain settings (``SETTINGS``); a model answers its special cases (a
+    measurement, a setting with a side effect) before handing the rest to it."""
+
+    SETTINGS: ClassVar[dict[str, Setting]] = {}
+    """Short-form key (without ``?``) -> the setting it sets and its query answers."""
 
     def command(self, command: str) -> str | None:
         header, _, arg = command.partition(" ")
@@ -86,17 +127,40 @@ class ScpiEmulation(EmulatedInstrument):
 
     def dispatch(self, key: str, arg: str) -> object:
         """Answer (str), act (None) or NotImplemented for a header the model lacks."""
-        return NotImplemented
+        setting = self.SETTINGS.get(key.rstrip("?"))
+        if setting is None:
+            return NotImplemented
+        if key.endswith("?"):
+            return setting.show(getattr(self, setting.attr))
+        setattr(self, setting.attr, setting.parse(arg))
+        self.apply()
+        return None
+
+    def apply(self) -> None:
+        """After a setting: the outputs follow the settings (the plant sees them)."""
 
     def poll(self) -> None:
         """What the instrument does by itself between commands (a cut-off, a trip)."""
 
 
 class DriveEmulation(ScpiEmulation):
-    """An emulated source/sink: its output drives the plant through ``set_drive``."""
+    """An emulated source/sink: its output drives the plant through ``set_drive``, and
+    ``MEAS:VOLT?``/``MEAS:CURR?`` read the plant back (the single-output models; one
+    with several outputs answers its own measurements)."""
+
+    CURRENT_SIGN: ClassVar[float] = 1.0
+    """The measured current against the plant's (into the pack): -1 for a load, which
+    reports the current it sinks as positive."""
 
     def drive(self, amps: float, min_v: float, max_v: float, name: str = "") -> None:
         self.plant.set_drive(name or self.name, amps, min_v, max_v)
+
+    def dispatch(self, key: str, arg: str) -> object:
+        if key == "MEAS:VOLT?":
+            return f"{self.plant.terminal_voltage_v():.4f}"
+        if key == "MEAS:CURR?":
+            return f"{self.CURRENT_SIGN * self.plant.drive_current_a(self.name):.4f}"
+        return super().dispatch(key, arg)
 
 
 # -- loads -----------------------------------------------------------------------------
@@ -105,7 +169,19 @@ class RigolDl3000Emulation(DriveEmulation):
     is on: the input turns off), and the fixed CC mode's ``CURR`` level."""
 
     IDN: ClassVar[str] = "RIGOL TECHNOLOGIES,DL3021A,DL3A000000001,00.01.05.00.01"
+    CURRENT_SIGN: ClassVar[float] = -1.0
     MODES = ("FIX", "LIST", "WAV", "BATT", "OCP", "OPP")
+    SETTINGS: ClassVar[dict[str, Setting]] = {
+        "INP": boolean("on"),
+        "FUNC:MODE": choice("mode", {m: m for m in MODES} | {"BATTERY": "BATT"}),
+        "CURR": numeric("cc_a", 0.0, 40.0, ".4f"),
+        "BATT:VST": numeric("vst", 0.0, 150.0, ".3f"),
+        "BATT:VEN": boolean("ven"),
+        "BATT:CEN": boolean("cen"),
+        "BATT:TEN": boolean("ten"),
+    }
+    """The battery test's level and range are not here: the range bounds the level and
+    switches only with the input off (see :meth:`dispatch`)."""
 
     def __init__(self, plant: PlantSide, name: str) -> None:
         super().__init__(plant, name)
@@ -114,33 +190,22 @@ class RigolDl3000Emulation(DriveEmulation):
     def reset(self) -> None:
         self.on, self.mode, self.range_a = False, "FIX", 40.0
         self.batt_a, self.cc_a, self.vst = 0.0, 0.0, 0.0
-        self.stop = {"VEN": False, "CEN": True, "TEN": True}
+        self.ven, self.cen, self.ten = False, True, True  # the test's stop conditions
         self.apply()
 
     def apply(self) -> None:
         sink = self.batt_a if self.mode == "BATT" else self.cc_a if self.mode == "FIX" else 0.0
-        floor = self.vst if self.mode == "BATT" and self.stop["VEN"] else 0.0
+        floor = self.vst if self.mode == "BATT" and self.ven else 0.0
         self.drive(-sink if self.on else 0.0, floor, 150.0)
 
     def poll(self) -> None:
-        if (self.on and self.mode == "BATT" and self.stop["VEN"]
+        if (self.on and self.mode == "BATT" and self.ven
                 and self.plant.terminal_voltage_v() <= self.vst):
             self.on = False  # the battery test ends: input off
             self.apply()
 
     def dispatch(self, key: str, arg: str) -> object:
-        if key == "INP":
-            self.on = flag(arg)
-        elif key == "INP?":
-            return str(int(self.on))
-        elif key == "FUNC:MODE":
-            mode = "BATT" if arg.upper() in ("BATT", "BATTERY") else arg.upper()
-            if mode not in self.MODES:
-                raise BadValue(DATA_TYPE_ERROR)
-            self.mode = mode
-        elif key == "FUNC:MODE?":
-            return self.mode
-        elif key == "BATT:RANG":
+        if key == "BATT:RANG":
             value = number(arg, 0.0, 40.0)
             if self.on:
                 raise BadValue(SETTINGS_CONFLICT)
@@ -152,25 +217,8 @@ class RigolDl3000Emulation(DriveEmulation):
             self.batt_a = number(arg, 0.0, self.range_a)
         elif key == "BATT?":
             return f"{self.batt_a:.4f}"
-        elif key == "CURR":
-            self.cc_a = number(arg, 0.0, 40.0)
-        elif key == "CURR?":
-            return f"{self.cc_a:.4f}"
-        elif key == "BATT:VST":
-            self.vst = number(arg, 0.0, 150.0)
-        elif key == "BATT:VST?":
-            return f"{self.vst:.3f}"
-        elif key.rstrip("?") in ("BATT:VEN", "BATT:CEN", "BATT:TEN"):
-            which = key.rstrip("?")[-3:]
-            if key.endswith("?"):
-                return str(int(self.stop[which]))
-            self.stop[which] = flag(arg)
-        elif key == "MEAS:VOLT?":
-            return f"{self.plant.terminal_voltage_v():.4f}"
-        elif key == "MEAS:CURR?":
-            return f"{-self.plant.drive_current_a(self.name):.4f}"
         else:
-            return NotImplemented
+            return super().dispatch(key, arg)
         self.apply()
         return None
 
@@ -180,10 +228,18 @@ class SiglentSdl1000xEmulation(DriveEmulation):
     only starts it, so it is no floor)."""
 
     IDN: ClassVar[str] = "Siglent Technologies,SDL1020X-E,SDL13GCX000001,1.1.1.21R2"
+    CURRENT_SIGN: ClassVar[float] = -1.0
     FUNCTIONS: ClassVar[dict[str, str]] = {
         "CURR": "CURRENT", "CURRENT": "CURRENT", "VOLT": "VOLTAGE", "VOLTAGE": "VOLTAGE",
         "POW": "POWER", "POWER": "POWER", "RES": "RESISTANCE", "RESISTANCE": "RESISTANCE",
         "LED": "LED"}
+    SETTINGS: ClassVar[dict[str, Setting]] = {
+        "INP": boolean("on"),
+        "FUNC": choice("function", FUNCTIONS),
+        "CURR": numeric("amps", 0.0, 30.0, ".4f"),
+        "VOLT:ON": numeric("von", 0.0, 150.0, ".3f"),
+        "VOLT:LATC": boolean("latch"),
+    }
 
     def __init__(self, plant: PlantSide, name: str) -> None:
         super().__init__(plant, name)
@@ -197,37 +253,6 @@ class SiglentSdl1000xEmulation(DriveEmulation):
         sink = self.amps if self.on and self.function == "CURRENT" else 0.0
         self.drive(-sink, 0.0 if self.latch else self.von, 150.0)
 
-    def dispatch(self, key: str, arg: str) -> object:
-        if key == "INP":
-            self.on = flag(arg)
-        elif key == "INP?":
-            return str(int(self.on))
-        elif key == "FUNC":
-            if arg.upper() not in self.FUNCTIONS:
-                raise BadValue(DATA_TYPE_ERROR)
-            self.function = self.FUNCTIONS[arg.upper()]
-        elif key == "FUNC?":
-            return self.function
-        elif key == "CURR":
-            self.amps = number(arg, 0.0, 30.0)
-        elif key == "CURR?":
-            return f"{self.amps:.4f}"
-        elif key == "VOLT:ON":
-            self.von = number(arg, 0.0, 150.0)
-        elif key == "VOLT:ON?":
-            return f"{self.von:.3f}"
-        elif key == "VOLT:LATC":
-            self.latch = flag(arg)
-        elif key == "VOLT:LATC?":
-            return str(int(self.latch))
-        elif key == "MEAS:VOLT?":
-            return f"{self.plant.terminal_voltage_v():.4f}"
-        elif key == "MEAS:CURR?":
-            return f"{-self.plant.drive_current_a(self.name):.4f}"
-        else:
-            return NotImplemented
-        self.apply()
-        return None
 
 
 # -- supplies --------------------------------------------------------------------------
@@ -248,12 +273,12 @@ class KeysightE36xxEmulation(DriveEmulation):
         self.state = {ch: {"VOLT": 0.0, "VOLT:PROT": volts * 1.1, "CURR": 0.0, "OUTP": 0.0}
                       for ch, (volts, _) in self.RATED.items()}
         for ch in self.state:
-            self.apply(ch)
+            self.apply_output(ch)
 
     def output_name(self, ch: int) -> str:
         return self.name if ch == 1 else f"{self.name}/{ch}"
 
-    def apply(self, ch: int) -> None:
+    def apply_output(self, ch: int) -> None:
         s = self.state[ch]
         self.drive(s["CURR"] if s["OUTP"] else 0.0, 0.0, s["VOLT"], self.output_name(ch))
 
@@ -261,7 +286,7 @@ class KeysightE36xxEmulation(DriveEmulation):
         for ch, s in self.state.items():
             if s["OUTP"] and self.plant.terminal_voltage_v() > s["VOLT:PROT"]:
                 s["OUTP"] = 0.0  # over-voltage protection tripped
-                self.apply(ch)
+                self.apply_output(ch)
 
     def channel(self, text: str) -> int:
         found = re.fullmatch(r"\(@(\d)\)", text.strip())
@@ -290,7 +315,7 @@ class KeysightE36xxEmulation(DriveEmulation):
             limit = {"VOLT": volts * 1.03, "VOLT:PROT": volts * 1.1, "CURR": amps * 1.03}[what]
             value = number(value_text, 0.0, limit)
         self.state[ch][what] = value
-        self.apply(ch)
+        self.apply_output(ch)
         return None
 
 
@@ -310,9 +335,9 @@ class SiglentSpd3303xEmulation(DriveEmulation):
     def reset(self) -> None:
         self.state = {ch: {"VOLT": 0.0, "CURR": 0.0, "on": False} for ch in (1, 2)}
         for ch in self.state:
-            self.apply(ch)
+            self.apply_output(ch)
 
-    def apply(self, ch: int) -> None:
+    def apply_output(self, ch: int) -> None:
         s = self.state[ch]
         self.drive(s["CURR"] if s["on"] else 0.0, 0.0, s["VOLT"],
                    self.name if ch == 1 else f"{self.name}/{ch}")
@@ -324,7 +349,7 @@ class SiglentSpd3303xEmulation(DriveEmulation):
             if found.group(3):
                 return f"{self.state[ch][what]:.3f}"
             self.state[ch][what] = number(arg, 0.0, 32.0 if what == "VOLT" else 3.2)
-            self.apply(ch)
+            self.apply_output(ch)
             return None
         if key == "OUTP":
             found = re.fullmatch(r"CH([12]),(ON|OFF)", arg.upper().replace(" ", ""))
@@ -332,7 +357,7 @@ class SiglentSpd3303xEmulation(DriveEmulation):
                 raise BadValue(DATA_TYPE_ERROR)
             ch = int(found.group(1))
             self.state[ch]["on"] = found.group(2) == "ON"
-            self.apply(ch)
+            self.apply_output(ch)
             return None
         if key == "SYST:STAT?":
             word = (self.state[1]["on"] << 4) | (self.state[2]["on"] << 5) | 0b0100
@@ -427,6 +452,14 @@ class ItechItM3400Emulation(DriveEmulation):
     """IT-M3412 in CC priority: a signed current within the voltage limits."""
 
     IDN: ClassVar[str] = "ITECH Ltd.,IT-M3412,800000000000000001,1.05-1.04"
+    SETTINGS: ClassVar[dict[str, Setting]] = {
+        "FUNC": choice("function", {"CURR": "CURR", "CURRENT": "CURR",
+                                    "VOLT": "VOLT", "VOLTAGE": "VOLT"}),
+        "CURR": numeric("amps", -30.6, 30.6, ".4f"),
+        "VOLT:LIM": numeric("high", 0.0, 61.2, ".4f"),
+        "VOLT:LIM:LOW": numeric("low", 0.0, 61.2, ".4f"),
+        "OUTP": boolean("on"),
+    }
 
     def __init__(self, plant: PlantSide, name: str) -> None:
         super().__init__(plant, name)
@@ -440,39 +473,6 @@ class ItechItM3400Emulation(DriveEmulation):
     def apply(self) -> None:
         amps = self.amps if self.on and self.function == "CURR" else 0.0
         self.drive(amps, self.low, self.high)
-
-    def dispatch(self, key: str, arg: str) -> object:
-        if key == "FUNC":
-            word = arg.upper()
-            if word not in ("CURR", "CURRENT", "VOLT", "VOLTAGE"):
-                raise BadValue(DATA_TYPE_ERROR)
-            self.function = word[:4]
-        elif key == "FUNC?":
-            return self.function
-        elif key == "CURR":
-            self.amps = number(arg, -30.6, 30.6)
-        elif key == "CURR?":
-            return f"{self.amps:.4f}"
-        elif key == "VOLT:LIM":
-            self.high = number(arg, 0.0, 61.2)
-        elif key == "VOLT:LIM?":
-            return f"{self.high:.4f}"
-        elif key == "VOLT:LIM:LOW":
-            self.low = number(arg, 0.0, 61.2)
-        elif key == "VOLT:LIM:LOW?":
-            return f"{self.low:.4f}"
-        elif key == "OUTP":
-            self.on = flag(arg)
-        elif key == "OUTP?":
-            return str(int(self.on))
-        elif key == "MEAS:VOLT?":
-            return f"{self.plant.terminal_voltage_v():.4f}"
-        elif key == "MEAS:CURR?":
-            return f"{self.plant.drive_current_a(self.name):.4f}"
-        else:
-            return NotImplemented
-        self.apply()
-        return None
 
 
 # -- cell emulator, meter, relay card --------------------------------------------------
