@@ -279,6 +279,7 @@ CHILD = textwrap.dedent("""
     rig.window_v = (10.0, 17.2)
     rig.set_current(0.8)
     print("ON", flush=True)
+    sys.stdin.readline()  # the parent has seen the current flow
     if sys.argv[2] == "raise":
         raise RuntimeError("a test's own bug")
     time.sleep(60)
@@ -300,11 +301,15 @@ def test_every_exit_path_switches_the_outputs_off(how: str, tmp_path: Path) -> N
             + "".join(f"{k} = {v!r}\n" for k, v in inst.options.items())
             for role, inst in spec.instruments.items()))
         child = subprocess.Popen([sys.executable, "-c", CHILD, str(real), how],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
         assert child.stdout is not None
         line = child.stdout.readline()
         assert line.strip() == "ON", (line, child.stderr.read() if child.stderr else "")
         assert target.sim.plant.requested_current_a == pytest.approx(0.8)
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
         if how != "raise":
             child.send_signal(getattr(signal, how))
         child.wait(timeout=60)
