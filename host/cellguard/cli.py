@@ -1060,6 +1060,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--junitxml", metavar="FILE", help="also write JUnit XML to FILE")
     s.add_argument("--operator", action="store_true",
                    help="real board: ask the operator at this terminal to set plant conditions")
+    s.add_argument("--rig", metavar="RIG.toml",
+                   help="lab instruments set plant conditions, as this rig file says "
+                        "(docs/hil.md); a rig file of emulated instruments on a simulated board")
     s.add_argument("--tests", metavar="DIR",
                    help="run this copy of the suite instead of the source tree's hil_tests/")
     s.set_defaults(func=cmd_hil)

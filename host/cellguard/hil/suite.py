@@ -80,7 +80,9 @@ def summary_lines(cases: Sequence[CaseResult], wall_s: float, target: str) -> li
 
 
 def check_suite_args(port: str | None, board: str | None, runtime: str | None,
-                     tests: str | os.PathLike[str] | None = None) -> Path:
+                     tests: str | os.PathLike[str] | None = None,
+                     rig: str | os.PathLike[str] | None = None,
+                     operator: bool = False) -> Path:
     """Refuse what cannot run, with a clear reason; return the suite's folder."""
     if port and board:
         raise HilError("give --port (a real board) or --board (a simulated one), not both")
@@ -94,6 +96,17 @@ def check_suite_args(port: str | None, board: str | None, runtime: str | None,
         load_board(board or "sim-4s")  # BoardFileError names the known boards
         if runtime and runtime not in RUNTIMES:
             raise HilError(f"unknown runtime {runtime!r}; runtimes: {', '.join(RUNTIMES)}")
+    if rig:
+        from .rig_file import load_rig
+
+        spec = load_rig(rig)  # HilError names what is wrong with it
+        if operator:
+            raise HilError("--rig (lab instruments) and --operator exclude each other")
+        if spec.emulated and port:
+            raise HilError(f"{rig}: its instruments are emulated against a simulated board; "
+                           "a real board needs a rig file of real instruments")
+        if not spec.emulated and not port:
+            raise HilError(f"{rig}: real instruments drive a real board: give its --port")
     folder = Path(tests) if tests else suite_dir()
     if not (folder / "conftest.py").is_file():
         raise HilError(f"the HIL suite is not at {folder} (a source checkout of cellguard has "
@@ -113,9 +126,10 @@ def run_suite(*, port: str | None = None, board: str | None = None,
               runtime: str | None = None, keyword: str | None = None,
               junitxml: str | None = None, operator: bool = False,
               tests: str | os.PathLike[str] | None = None,
+              rig: str | os.PathLike[str] | None = None,
               extra_args: Iterable[str] = (), stream: Any = None) -> SuiteRun:
     """Run the HIL suite in a pytest subprocess and read its JUnit XML back."""
-    folder = check_suite_args(port, board, runtime, tests)
+    folder = check_suite_args(port, board, runtime, tests, rig, operator)
     with tempfile.TemporaryDirectory(prefix="cellguard-hil-") as tmp:
         xml_path = Path(junitxml) if junitxml else Path(tmp) / "hil.xml"
         cmd = [sys.executable, "-m", "pytest", str(folder), "-p", "no:cacheprovider",
@@ -128,6 +142,8 @@ def run_suite(*, port: str | None = None, board: str | None = None,
                 cmd += ["--runtime", runtime]
         if operator:
             cmd += ["--operator", "-s"]
+        if rig:
+            cmd += ["--rig", str(Path(rig).resolve())]
         if keyword:
             cmd += ["-k", keyword]
         cmd += list(extra_args)
@@ -142,7 +158,7 @@ def run_suite(*, port: str | None = None, board: str | None = None,
 def cli_hil(args: Any) -> int:
     """``cellguard hil``: run the suite, print the table and a total; exit status 1
     when anything failed."""
-    check_suite_args(args.port, args.board, args.runtime, args.tests)
+    check_suite_args(args.port, args.board, args.runtime, args.tests, args.rig, args.operator)
     if args.port:
         # One clear line, as every command gives, rather than the same error from every test.
         PortTarget(args.port).probe()
@@ -150,10 +166,12 @@ def cli_hil(args: Any) -> int:
     else:
         where = (f"simulated board {args.board or 'sim-4s'} (firmware under "
                  f"{args.runtime or 'micropython'})")
+    if args.rig:
+        where += f", lab instruments of {args.rig}"
     print(f"cellguard hil: running the HIL suite on {where}", flush=True)
     run = run_suite(port=args.port, board=args.board, runtime=args.runtime,
                     keyword=args.keyword, junitxml=args.junitxml, operator=args.operator,
-                    tests=args.tests)
+                    tests=args.tests, rig=args.rig)
     if not run.cases:
         if run.returncode == 5:
             raise HilError(f"no HIL test matches -k {args.keyword!r}" if args.keyword
