@@ -5,9 +5,12 @@ random and out-of-range values, mutated frames, oversize runs, garbage), after
 the checked-in corpus ``tests/fuzz_corpus/corpus.txt``, go as one byte stream to
 
 - a simulated board (``SimBoard`` for ``boards/sim-4s.json``) running in the
-  MicroPython WebAssembly port: 20 items per control step, 100 steps per exec
-  call. Mid-run the cells go above the over-voltage limit for 30 steps; the
-  protection must trip and release on the very steps its delays predict. Every
+  MicroPython WebAssembly port, its modules compiled by mpy-cross as a deploy
+  builds them (``.mpy``: a write's ``admin`` module, imported for it and released
+  after, loads as on a board instead of being compiled from source each time):
+  20 items per control step, 100 steps per exec call. Mid-run the cells go above
+  the over-voltage limit for 30 steps; the protection must trip and release on the
+  very steps its delays predict. Every
   step's link counters, every answer and every telemetry frame are checked
   against the host's reading of the same bytes; nothing may escape, the link
   must never stay mid-frame, memory must not grow, and a HELLO after the fuzz
@@ -30,10 +33,12 @@ import os
 import random
 import statistics
 import struct
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,8 +62,9 @@ from fuzz_frames import (
     nak,
 )
 
+from cellguard.deploy.build import build_package
 from cellguard.link.framing import FrameReader, LinkStats
-from cellguard.paths import boards_dir
+from cellguard.paths import boards_dir, firmware_dir
 from cellguard.protocol import codec, messages
 from cellguard.protocol.codec import Frame, PayloadError
 from cellguard.sim.runtime import MicroPythonRuntime
@@ -419,11 +425,26 @@ def final_requests() -> bytes:
     return hello + codec.encode_frame(MSG["get_stats"], FINAL_STATS_SEQ, b"")
 
 
+def install_mpy(rt: MicroPythonRuntime) -> None:
+    """The firmware package as a deploy builds it (mpy-cross, ``.mpy``), first on the
+    runtime's ``sys.path``: what a board imports, and imports again after a release."""
+    with tempfile.TemporaryDirectory(prefix="cellguard-fuzz-mpy-") as tmp:
+        built = build_package(firmware_dir(), Path(tmp))
+    lines = ["import os, sys", "os.mkdir('/mpy')", "os.mkdir('/mpy/cellguard_fw')"]
+    lines += [f"with open('/mpy/{name}', 'wb') as f:\n    f.write(bytes.fromhex('{data.hex()}'))"
+              for name, data in built.items()]
+    lines.append("sys.path.insert(0, '/mpy')")
+    rt.exec("\n".join(lines))
+    assert rt.exec("import cellguard_fw.link as m\nprint(m.__file__)").strip() == \
+        "/mpy/cellguard_fw/link.mpy"
+
+
 @pytest.fixture(scope="module")
 def board_run(fuzz_input: FuzzInput) -> Iterator[BoardRun]:
     t0 = time.perf_counter()
     rt = MicroPythonRuntime()
     try:
+        install_mpy(rt)
         rt.exec(HARNESS.format(
             board=board_text(), normal=adc_codes(NORMAL_MV).hex(), over=adc_codes(OVER_MV).hex(),
             slots=SLOTS, steps=STEPS_PER_BATCH, period=CONTROL_PERIOD_MS, f_overflow=F_OVERFLOW,
