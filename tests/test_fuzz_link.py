@@ -33,12 +33,10 @@ import os
 import random
 import statistics
 import struct
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -62,9 +60,8 @@ from fuzz_frames import (
     nak,
 )
 
-from cellguard.deploy.build import build_package
 from cellguard.link.framing import FrameReader, LinkStats
-from cellguard.paths import boards_dir, firmware_dir
+from cellguard.paths import boards_dir
 from cellguard.protocol import codec, messages
 from cellguard.protocol.codec import Frame, PayloadError
 from cellguard.sim.runtime import MicroPythonRuntime
@@ -425,26 +422,14 @@ def final_requests() -> bytes:
     return hello + codec.encode_frame(MSG["get_stats"], FINAL_STATS_SEQ, b"")
 
 
-def install_mpy(rt: MicroPythonRuntime) -> None:
-    """The firmware package as a deploy builds it (mpy-cross, ``.mpy``), first on the
-    runtime's ``sys.path``: what a board imports, and imports again after a release."""
-    with tempfile.TemporaryDirectory(prefix="cellguard-fuzz-mpy-") as tmp:
-        built = build_package(firmware_dir(), Path(tmp))
-    lines = ["import os, sys", "os.mkdir('/mpy')", "os.mkdir('/mpy/cellguard_fw')"]
-    lines += [f"with open('/mpy/{name}', 'wb') as f:\n    f.write(bytes.fromhex('{data.hex()}'))"
-              for name, data in built.items()]
-    lines.append("sys.path.insert(0, '/mpy')")
-    rt.exec("\n".join(lines))
-    assert rt.exec("import cellguard_fw.link as m\nprint(m.__file__)").strip() == \
-        "/mpy/cellguard_fw/link.mpy"
-
-
 @pytest.fixture(scope="module")
 def board_run(fuzz_input: FuzzInput) -> Iterator[BoardRun]:
     t0 = time.perf_counter()
     rt = MicroPythonRuntime()
     try:
-        install_mpy(rt)
+        rt.install_mpy()
+        assert rt.exec("import cellguard_fw.link as m\nprint(m.__file__)").strip() == \
+            "/mpy/cellguard_fw/link.mpy"
         rt.exec(HARNESS.format(
             board=board_text(), normal=adc_codes(NORMAL_MV).hex(), over=adc_codes(OVER_MV).hex(),
             slots=SLOTS, steps=STEPS_PER_BATCH, period=CONTROL_PERIOD_MS, f_overflow=F_OVERFLOW,
