@@ -9,8 +9,9 @@ time, so a new protection shows up by itself) it boots the firmware of the
 default board (``sim-4s``: default limits, delays, severities and debounce
 counts, 100 ms control period) and drives it through the simulated board's
 firmware path (``hal_sim.SimBoard.step`` via a ``cellguard.sim`` runtime;
-MicroPython by default) with ADC codes built from the simulator's sensor model
-(the pack-voltage code and the rest of the 8-byte tail are built here):
+MicroPython by default, the firmware compiled by mpy-cross as a deploy builds it)
+with ADC codes built from the simulator's sensor model (the pack-voltage code and
+the rest of the 8-byte tail are built here):
 
 1. a few control steps at nominal values (the output closes);
 2. at ``t_cross`` the stimulus starts. The crossing is placed ``phase`` ms into
@@ -70,7 +71,7 @@ from cellguard.link.framing import FrameReader
 from cellguard.paths import repo_root
 from cellguard.protocol.codec import encode_frame, parse_payload
 from cellguard.protocol.messages import BY_NAME
-from cellguard.sim.runtime import FirmwareRuntime, make_runtime
+from cellguard.sim.runtime import FirmwareRuntime, MicroPythonRuntime, make_runtime
 from cellguard.sim.sensors import SensorModel
 from cellguard_fw.hal_sim import EXTRA_BYTES, OUT_CHARGE, OUT_CLOSED, OUT_DISCHARGE, SimBoard
 from cellguard_fw.measurement import RISE_SLOT_MS, RISE_SLOTS, Measurement
@@ -963,6 +964,8 @@ def measure_all(runtime: str = "micropython", board: str = BOARD,
         raise ValueError(f"phases must lie in [0, {period}) ms")
     rt = make_runtime(runtime)
     try:
+        if isinstance(rt, MicroPythonRuntime):
+            rt.install_mpy()  # as deployed: CLEAR_FAULTS imports admin.mpy, not admin.py
         drv = BoardDriver(rt, board_cfg)
         out: list[Timing] = []
         for spec in specs:
@@ -1170,7 +1173,8 @@ def stimulus_table(timings: Sequence[Timing]) -> str:
                            "also crosses"], rows)
 
 
-RUNTIME_NAMES = {"micropython": "MicroPython (WebAssembly port)", "cpython": "CPython"}
+RUNTIME_NAMES = {"micropython": "MicroPython (WebAssembly port), as deployed (mpy-cross .mpy)",
+                 "cpython": "CPython"}
 
 
 def render_page(timings: Sequence[Timing], runtime: str, board: str = BOARD,

@@ -8,7 +8,8 @@ Construct stays the single source of truth on the host too, but the hot path
 does not interpret it field by field:
 
 * the frame header and CRC layouts are turned into ``struct`` formats once, from
-  the Construct definitions (:func:`_struct_format`);
+  the Construct definitions (:func:`_struct_format`), for decoding and encoding
+  (a header field out of its range is built by the Construct, for its error);
 * a payload is parsed by Construct's ``compile()``-d parser of its message type,
   compiled on first use (:func:`_parser_for`). Only a clean parse is taken from it:
   any error, a read past the payload's end or trailing bytes hand the payload to
@@ -131,23 +132,29 @@ def _struct_format(fixed: Struct) -> str:
 _HEADER = struct.Struct(_struct_format(FrameHeader))
 _CRC = struct.Struct(_struct_format(FrameCrc))
 assert len(FrameCrc.subcons) == 1, "the CRC is one field"
+_cobs_decode = cobs.decode
+_crc32 = binascii.crc32
+_pack_header = _HEADER.pack
+_unpack_header = _HEADER.unpack_from
+_pack_crc = _CRC.pack
+_unpack_crc = _CRC.unpack_from
 
 
 def encode_frame(msg_type: int, seq: int, payload: bytes, version: int = PROTOCOL_MAJOR) -> bytes:
     """Return the wire bytes of one frame, delimiter included."""
     if len(payload) > MAX_PAYLOAD:
         raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
-    body = FrameHeader.build(
-        {"version": version, "msg_type": msg_type, "seq": seq & 0xFFFF, "length": len(payload)}
-    ) + payload
-    body += FrameCrc.build({"crc32": binascii.crc32(body)})
+    try:  # the header's struct format, derived from FrameHeader: the same bytes
+        body = _pack_header(version, msg_type, seq & 0xFFFF, len(payload)) + payload
+    except struct.error:  # a field out of its range: FrameHeader says so, as it always did
+        body = FrameHeader.build(
+            {"version": version, "msg_type": msg_type, "seq": seq & 0xFFFF,
+             "length": len(payload)}
+        ) + payload
+    body += _pack_crc(_crc32(body))
     return cobs.encode(body) + b"\x00"
 
 
-_cobs_decode = cobs.decode
-_crc32 = binascii.crc32
-_unpack_header = _HEADER.unpack_from
-_unpack_crc = _CRC.unpack_from
 
 
 def decode_frame(encoded: bytes) -> Frame:

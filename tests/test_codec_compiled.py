@@ -12,6 +12,7 @@ errors with the same messages.
 
 from __future__ import annotations
 
+import binascii
 import random
 import sqlite3
 import struct
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cobs import cobs
 from construct import (
     Construct,
     ConstructError,
@@ -293,6 +295,33 @@ def test_header_and_crc_formats_match_construct(data: bytes) -> None:
     )
     assert codec._CRC.unpack_from(data)[0] == messages.FrameCrc.parse(data).crc32
     assert codec._HEADER.size == codec.HEADER_SIZE and codec._CRC.size == codec.CRC_SIZE
+
+
+def construct_encode_frame(msg_type: int, seq: int, payload: bytes, version: int) -> bytes:
+    """encode_frame as it was: the header and the CRC built by their Constructs."""
+    body = messages.FrameHeader.build({"version": version, "msg_type": msg_type,
+                                       "seq": seq & 0xFFFF, "length": len(payload)}) + payload
+    body += messages.FrameCrc.build({"crc32": binascii.crc32(body)})
+    return cobs.encode(body) + b"\x00"
+
+
+@FAST
+@given(msg_type=st.integers(0, 255), seq=st.integers(-(1 << 20), 1 << 20),
+       version=st.integers(0, 255), payload=st.binary(max_size=codec.MAX_PAYLOAD))
+def test_encode_frame_builds_what_the_constructs_build(msg_type: int, seq: int, version: int,
+                                                       payload: bytes) -> None:
+    assert codec.encode_frame(msg_type, seq, payload, version) == construct_encode_frame(
+        msg_type, seq, payload, version)
+
+
+@pytest.mark.parametrize(("msg_type", "version"), [(256, 1), (-1, 1), (1, 256), (1, -1)])
+def test_encode_frame_refuses_a_header_field_out_of_range_as_the_construct_does(
+        msg_type: int, version: int) -> None:
+    with pytest.raises(ConstructError) as fast:
+        codec.encode_frame(msg_type, 1, b"", version)
+    with pytest.raises(ConstructError) as built:
+        construct_encode_frame(msg_type, 1, b"", version)
+    assert (type(fast.value), str(fast.value)) == (type(built.value), str(built.value))
 
 
 def test_struct_format_refuses_what_it_cannot_express() -> None:

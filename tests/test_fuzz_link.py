@@ -5,9 +5,12 @@ random and out-of-range values, mutated frames, oversize runs, garbage), after
 the checked-in corpus ``tests/fuzz_corpus/corpus.txt``, go as one byte stream to
 
 - a simulated board (``SimBoard`` for ``boards/sim-4s.json``) running in the
-  MicroPython WebAssembly port: 20 items per control step, 100 steps per exec
-  call. Mid-run the cells go above the over-voltage limit for 30 steps; the
-  protection must trip and release on the very steps its delays predict. Every
+  MicroPython WebAssembly port, its modules compiled by mpy-cross as a deploy
+  builds them (``.mpy``: a write's ``admin`` module, imported for it and released
+  after, loads as on a board instead of being compiled from source each time):
+  20 items per control step, 100 steps per exec call. Mid-run the cells go above
+  the over-voltage limit for 30 steps; the protection must trip and release on the
+  very steps its delays predict. Every
   step's link counters, every answer and every telemetry frame are checked
   against the host's reading of the same bytes; nothing may escape, the link
   must never stay mid-frame, memory must not grow, and a HELLO after the fuzz
@@ -424,6 +427,9 @@ def board_run(fuzz_input: FuzzInput) -> Iterator[BoardRun]:
     t0 = time.perf_counter()
     rt = MicroPythonRuntime()
     try:
+        rt.install_mpy()
+        assert rt.exec("import cellguard_fw.link as m\nprint(m.__file__)").strip() == \
+            "/mpy/cellguard_fw/link.mpy"
         rt.exec(HARNESS.format(
             board=board_text(), normal=adc_codes(NORMAL_MV).hex(), over=adc_codes(OVER_MV).hex(),
             slots=SLOTS, steps=STEPS_PER_BATCH, period=CONTROL_PERIOD_MS, f_overflow=F_OVERFLOW,

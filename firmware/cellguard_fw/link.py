@@ -62,10 +62,12 @@ def cobs_decode(buf, n):
         block_end = read + code - 1
         if block_end > n:
             return -1
-        while read < block_end:
-            buf[write] = buf[read]
-            write += 1
-            read += 1
+        # A block moves back by a fixed distance: one index per byte, not two.
+        back = read - write
+        for i in range(read, block_end):
+            buf[i - back] = buf[i]
+        write = block_end - back
+        read = block_end
         if code != 0xFF and read < n:
             buf[write] = 0
             write += 1
@@ -107,21 +109,25 @@ class Link:
 
     def feed(self, data, n, handler):
         frame = self.frame
+        length = self.frame_len  # a local while the bytes stream in: the attribute at a delimiter
         for i in range(n):
             b = data[i]
-            if b != 0:
-                if self.frame_len < _MAX_WIRE_FRAME:
-                    frame[self.frame_len] = b
-                    self.frame_len += 1
+            if b:
+                if length < _MAX_WIRE_FRAME:
+                    frame[length] = b
+                    length += 1
                 else:
                     self.overflow = True
                 continue
             if self.overflow:
                 self.oversize += 1
-            elif self.frame_len:
+                self.overflow = False
+            elif length:
+                self.frame_len = length
                 self._dispatch(handler)
+            length = 0
             self.frame_len = 0
-            self.overflow = False
+        self.frame_len = length
 
     def _dispatch(self, handler):
         frame = self.frame

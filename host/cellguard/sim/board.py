@@ -180,6 +180,7 @@ class SimulatedBoard(PlantControls):
         self.history: deque[tuple[int, PlantTruth]] = deque(
             maxlen=max(int(history_s * 1000 / self.period_ms), 1)
         )
+        self.history_step_ms = self.period_ms  # one entry a tick, time_ms only grows
         self._runtime: FirmwareRuntime | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()

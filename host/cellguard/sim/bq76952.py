@@ -31,7 +31,6 @@ board's clock stands still during one control step. The clock never runs backwar
 from __future__ import annotations
 
 import functools
-import math
 import struct
 import threading
 from collections.abc import Callable, Sequence
@@ -245,12 +244,24 @@ def _locked(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-def crc8(data: bytes | Sequence[int], crc: int = 0) -> int:
-    """CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), initial value 0, as the chip uses."""
+def _crc8_bitwise(data: bytes | Sequence[int], crc: int = 0) -> int:
+    """CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), a bit at a time: the definition."""
     for byte in data:
         crc ^= byte
         for _ in range(8):
             crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+_CRC8_TABLE = bytes(_crc8_bitwise((b,)) for b in range(256))
+
+
+def crc8(data: bytes | Sequence[int], crc: int = 0) -> int:
+    """CRC-8, polynomial x^8 + x^2 + x + 1 (0x07), initial value 0, as the chip uses
+    (a byte at a time, from the table of :func:`_crc8_bitwise`)."""
+    table = _CRC8_TABLE
+    for byte in data:
+        crc = table[crc ^ byte]
     return crc
 
 
@@ -593,11 +604,29 @@ class Bq76952(I2cDevice):
         self._now = max(self._now, now)
         self._prot_ms = max(self._prot_ms, now)
 
+    @property
+    def _applied(self) -> bytes:
+        """The data memory the chip acts on (immutable: replaced whole when it changes)."""
+        return self._applied_dm
+
+    @_applied.setter
+    def _applied(self, data: bytes) -> None:
+        self._applied_dm = data
+        self._applied_values: dict[tuple[str, int], int] = {}  # _applied_u's, of this data
+
     def _applied_u(self, fmt: str, address: int) -> int:
-        return struct.unpack_from(fmt, self._applied, address - DM_START)[0]
+        # read ~200 times a control period (protections, FETs, alarms): each value is
+        # decoded once per version of the applied data memory
+        values = self._applied_values
+        key = (fmt, address)
+        value = values.get(key)
+        if value is None:
+            value = values[key] = struct.unpack_from(fmt, self._applied_dm,
+                                                     address - DM_START)[0]
+        return value
 
     def _applied_f(self, address: int) -> float:
-        return struct.unpack_from("<f", self._applied, address - DM_START)[0]
+        return struct.unpack_from("<f", self._applied_dm, address - DM_START)[0]
 
     def _sync(self, t: float) -> None:
         self._run_to(t)
@@ -1055,8 +1084,12 @@ def _deci_k(celsius: float) -> int:
 def _i16(value: float) -> int:
     """A reading as the chip's signed 16-bit register holds it: clamped; a NaN (from a
     nonsense float in data memory, e.g. CC Gain) reads 0."""
-    if math.isnan(value):
+    # (comparisons, not math.isnan/isinf and max/min: the chip model reads ~140 a
+    # control period; the same results, infinities included)
+    if value != value:  # NaN
         return 0
-    if math.isinf(value):
-        return 32767 if value > 0 else -32768
-    return max(-32768, min(32767, round(value)))
+    if value >= 32767:
+        return 32767
+    if value <= -32768:
+        return -32768
+    return round(value)

