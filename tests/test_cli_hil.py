@@ -152,3 +152,29 @@ def test_summary_table_and_junit_parsing(tmp_path: Path) -> None:
     assert lines[2].split()[:3] == ["test_a.py::test_y[p]", "failed", "0.25s"]
     assert lines[2].endswith("boom")
     assert lines[-1] == "3 tests on board b: 1 passed, 1 failed, 1 skipped in 2.0 s"
+
+
+def test_hil_with_a_rig_runs_through_the_instruments() -> None:
+    """``--rig`` with a rig file of emulated instruments on a simulated board: the
+    over-current protection tripped by the emulated supply, through PyVISA."""
+    rig = suite_dir() / "rigs" / "emulated-bench.toml"
+    proc = hil("--board", "sim-4s", "--runtime", "cpython", "--rig", str(rig), "-k",
+               "overcurrent_charge-plant")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lab instruments of" in proc.stdout
+    rows = table(proc.stdout)
+    assert rows == {"test_protections.py::test_protection_trips_releases_and_latches"
+                    "[overcurrent_charge-plant]": rows[next(iter(rows))]}, proc.stdout
+    assert {result for result, _ in rows.values()} == {"passed"}, proc.stdout
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (("--rig", "no-such-rig.toml"), "cannot read the rig file"),
+    (("--port", "loop://", "--rig", str(suite_dir() / "rigs" / "emulated-bench.toml")),
+     "a real board needs a rig file of real instruments"),
+])
+def test_hil_refuses_a_rig_that_cannot_run(args: tuple[str, ...], named: str) -> None:
+    proc = hil(*args)
+    assert proc.returncode != 0
+    assert named in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
