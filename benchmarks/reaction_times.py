@@ -67,6 +67,7 @@ from typing import Any
 
 from cellguard.boards import load_board
 from cellguard.config.safety_spec import Expected, expected, load_spec
+from cellguard.deploy.build import built_firmware
 from cellguard.link.framing import FrameReader
 from cellguard.paths import repo_root
 from cellguard.protocol.codec import encode_frame, parse_payload
@@ -965,7 +966,8 @@ def measure_all(runtime: str = "micropython", board: str = BOARD,
     rt = make_runtime(runtime)
     try:
         if isinstance(rt, MicroPythonRuntime):
-            rt.install_mpy()  # as deployed: CLEAR_FAULTS imports admin.mpy, not admin.py
+            # as deployed: CLEAR_FAULTS imports admin.mpy, not admin.py
+            rt.install_mpy(built_firmware())
         drv = BoardDriver(rt, board_cfg)
         out: list[Timing] = []
         for spec in specs:

@@ -60,6 +60,7 @@ from fuzz_frames import (
     nak,
 )
 
+from cellguard.deploy.build import built_firmware
 from cellguard.link.framing import FrameReader, LinkStats
 from cellguard.paths import boards_dir
 from cellguard.protocol import codec, messages
@@ -427,7 +428,7 @@ def board_run(fuzz_input: FuzzInput) -> Iterator[BoardRun]:
     t0 = time.perf_counter()
     rt = MicroPythonRuntime()
     try:
-        rt.install_mpy()
+        rt.install_mpy(built_firmware())
         assert rt.exec("import cellguard_fw.link as m\nprint(m.__file__)").strip() == \
             "/mpy/cellguard_fw/link.mpy"
         rt.exec(HARNESS.format(

@@ -134,6 +134,13 @@ def board_modules(firmware: Path, board: dict[str, Any]) -> list[Path]:
     return sorted(package / f"{n}.py" for n in seen)
 
 
+def built_firmware() -> dict[str, bytes]:
+    """The working tree's firmware compiled as a deploy compiles it: {name: .mpy bytes}
+    (for ``MicroPythonRuntime.install_mpy``)."""
+    with tempfile.TemporaryDirectory(prefix="cellguard-mpy-") as tmp:
+        return build_package(firmware_dir(), Path(tmp))
+
+
 def build_package(firmware: Path, out_dir: Path, arch: str | None = None,
                   sources: list[Path] | None = None) -> dict[str, bytes]:
     """Compile ``sources`` (default: every deployed module) into ``out_dir``/cellguard_fw.

@@ -16,7 +16,6 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from ..errors import CellguardError, SetupError
@@ -153,15 +152,12 @@ class MicroPythonRuntime(FirmwareRuntime):
             )
         return text
 
-    def install_mpy(self) -> int:
-        """Put the firmware package as a deploy builds it (mpy-cross, ``.mpy``) first on
-        the interpreter's ``sys.path``, so that it imports what a board imports, and
-        imports a released module again (``admin``, ``life_admin``) in a board's time,
-        not a compile's; return the bytes of .mpy written. Call before :meth:`boot`."""
-        from ..deploy.build import build_package
-
-        with tempfile.TemporaryDirectory(prefix="cellguard-mpy-") as tmp:
-            built = build_package(firmware_dir(), Path(tmp))
+    def install_mpy(self, built: dict[str, bytes]) -> int:
+        """Put the firmware package as a deploy builds it (``built``: mpy-cross's
+        ``.mpy`` files by name, ``cellguard.deploy.build.built_firmware()``) first on the
+        interpreter's ``sys.path``, so that it imports what a board imports, and imports
+        a released module again (``admin``, ``life_admin``) in a board's time, not a
+        compile's; return the bytes of .mpy written. Call before :meth:`boot`."""
         lines = ["import os, sys", "os.mkdir('/mpy')", "os.mkdir('/mpy/cellguard_fw')"]
         lines += [f"with open('/mpy/{name}', 'wb') as f:\n"
                   f"    f.write(bytes.fromhex('{data.hex()}'))" for name, data in built.items()]
