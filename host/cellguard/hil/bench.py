@@ -27,7 +27,7 @@ from typing import Any
 
 from .client import HilError
 from .instruments.emulation import EmulatedInstrument
-from .rig_file import RelayWiring, RigSpec
+from .rig_file import RELAY_KINDS, RelayWiring, RigSpec
 
 
 @dataclass
@@ -118,16 +118,13 @@ class PlantBench:
                 self._powered = True
                 self.sim.power_cycle()
             return
-        fault, param = {
-            "short_circuit": ("short_circuit", "ohms"), "open_wire": ("open_wire", "cell"),
-            "disconnected_temp": ("disconnected_temp", "sensor"),
-            "shorted_temp": ("shorted_temp", "sensor"),
-        }[wiring.does]
+        # A channel's job is named as the simulator's fault it wires in.
+        param = RELAY_KINDS[wiring.does][0]
         if applied:
             value = wiring.value if param == "ohms" else int(wiring.value or 0)
-            self.sim.inject(fault, **{param: value})
+            self.sim.inject(wiring.does, **{param: value})
         else:
-            self.sim.clear(fault)
+            self.sim.clear(wiring.does)
 
 
 class _Server:

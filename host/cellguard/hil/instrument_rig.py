@@ -29,15 +29,13 @@ from typing import Any, NoReturn
 from ..errors import CellguardError
 from .client import BoardLimits, HilClient, HilError, skip
 from .instruments.roles import CellEmulator, Dmm, RelayCard, ScpiInstrument, SourceSink
-from .rig_file import RelayWiring, RigSpec
+from .rig_file import RELAY_KINDS, RelayWiring, RigSpec
 from .rigs import Rig, RigTarget, SimRig
 
 _ROLE_CLASS: dict[str, type[ScpiInstrument]] = {
     "source": SourceSink, "sink": SourceSink, "source_sink": SourceSink,
     "cell_emulator": CellEmulator, "dmm": Dmm, "relay": RelayCard,
 }
-_FAULT_RELAYS = {"short_circuit": "ohms", "open_wire": "cell", "disconnected_temp": "sensor",
-                 "shorted_temp": "sensor"}
 SHORT_OHMS_RANGE = (0.5, 1.5)
 """A rig's short-circuit resistor stands in for the one a test asks for within this
 factor (more current than asked trips sooner, less may not trip at all)."""
@@ -93,7 +91,6 @@ class InstrumentRig(Rig):
         self._sim_clock = SimRig(target) if sim is not None else None  # type: ignore[arg-type]
         self.instruments: dict[str, ScpiInstrument] = {}
         self.window_v: tuple[float, float] | None = None
-        self._current_a = 0.0
         self._lock = threading.RLock()
         self._closed = False
         if spec.emulated and bench is None:
@@ -104,7 +101,6 @@ class InstrumentRig(Rig):
                 import pyvisa
 
                 rm = pyvisa.ResourceManager("@py")
-            self._rm = rm
             try:
                 self._open(rm)
             except CellguardError as exc:
@@ -163,9 +159,6 @@ class InstrumentRig(Rig):
         return f"instruments of rig {self.spec.name!r} {where}: {roles}"
 
     # -- roles -----------------------------------------------------------------------------
-    def _role(self, role: str) -> ScpiInstrument | None:
-        return self.instruments.get(role)
-
     def _sources_sinks(self) -> list[SourceSink]:
         return [i for r in ("source", "sink", "source_sink")
                 if isinstance(i := self.instruments.get(r), SourceSink)]
@@ -197,7 +190,6 @@ class InstrumentRig(Rig):
             if amps == 0:
                 for inst in self._sources_sinks():
                     inst.off()
-                self._current_a = 0.0
                 return
             if self.window_v is None:
                 raise HilError("the rig sets no current before it has the board's limits "
@@ -221,7 +213,6 @@ class InstrumentRig(Rig):
                         raise HilError(f"{other.name} still reads on after off: the rig will "
                                        "not source and sink at once")
                 drive.set_current(amps)
-                self._current_a = amps
             except BaseException:
                 self.safe_state()
                 raise
@@ -255,7 +246,7 @@ class InstrumentRig(Rig):
         return relay
 
     def _wiring(self, fault: str, params: dict[str, float]) -> RelayWiring:
-        param = _FAULT_RELAYS.get(fault)
+        param = RELAY_KINDS[fault][0] if fault in RELAY_KINDS and fault != "board_power" else None
         if param is None:
             self._cannot(f"fault {fault}", "a fault-injection fixture")
         index = None if param == "ohms" else params.get(param)
@@ -367,7 +358,6 @@ class InstrumentRig(Rig):
                         problems.append(f"{role}: the output still reads on")
                 except Exception as exc:  # one failing instrument must not stop the rest
                     problems.append(f"{role}: {exc}")
-            self._current_a = 0.0
         if problems and strict:
             raise HilError("the rig cannot confirm a safe state, so it will not start: "
                            + "; ".join(problems))

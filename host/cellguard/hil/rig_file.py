@@ -165,6 +165,7 @@ def parse_rig(data: dict[str, Any], path: str = "rig file") -> RigSpec:
         if role == "relay":
             relays = _relays(table, where)
     emulated = {i.emulated for i in instruments.values()}
+    any_emulated = True in emulated
     if len(emulated) > 1:
         raise HilError(f"{path}: some instruments are \"{EMULATED}\" and some real; a rig "
                        "is one or the other")
@@ -174,8 +175,9 @@ def parse_rig(data: dict[str, Any], path: str = "rig file") -> RigSpec:
     accuracy_mv = _number(head, "cell_accuracy_mv", f"{path}: [rig]")
     return RigSpec(
         name=str(head.get("name", Path(path).stem)), path=path, instruments=instruments,
+        # an emulated bench acts in the plant step it is told; a real one settles
         relays=relays, latency_s=_number(head, "latency_s", f"{path}: [rig]",
-                                         0.0 if True in emulated else 0.5) or 0.0,
+                                         0.0 if any_emulated else 0.5) or 0.0,
         power_off_s=_number(head, "power_off_s", f"{path}: [rig]", 2.0) or 0.0,
         cell_accuracy_v=None if accuracy_mv is None else accuracy_mv / 1000,
         emulator_rest_v=rest_v,
