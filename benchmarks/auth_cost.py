@@ -465,13 +465,7 @@ def install_mpy(rt: MicroPythonRuntime) -> int:
             built = build_package(firmware_dir(), Path(tmp))
         except BuildError as e:
             raise SystemExit(str(e)) from None
-    lines = ["import os", "os.mkdir('/mpy')", "os.mkdir('/mpy/cellguard_fw')"]
-    for name, data in built.items():
-        lines.append(f"with open('/mpy/{name}', 'wb') as f:\n"
-                     f"    f.write(bytes.fromhex('{data.hex()}'))")
-    lines.append("sys.path.insert(0, '/mpy')")
-    rt.exec("\n".join(lines))
-    return sum(len(b) for b in built.values())
+    return rt.install_mpy(built)
 
 
 class _Host:

@@ -1054,14 +1054,7 @@ def build_mpy(firmware: Path | None = None) -> dict[str, bytes]:
 def install_mpy(rt: MicroPythonRuntime, firmware: Path | None = None) -> int:
     """Compile the firmware package with mpy-cross into the runtime's filesystem, first
     on its ``sys.path``; return the bytes of .mpy written. Call before measure_board."""
-    lines = ["import os", "os.mkdir('/mpy')", "os.mkdir('/mpy/cellguard_fw')"]
-    built = build_mpy(firmware)
-    for name, data in built.items():
-        lines.append(f"with open('/mpy/{name}', 'wb') as f:\n"
-                     f"    f.write(bytes.fromhex('{data.hex()}'))")
-    lines.append("sys.path.insert(0, '/mpy')")
-    rt.exec("\n".join(lines))
-    return sum(len(b) for b in built.values())
+    return rt.install_mpy(build_mpy(firmware))
 
 
 _QSTR_INFO = re.compile(r"n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=\d+, n_total_bytes=(\d+)")
