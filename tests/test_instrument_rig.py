@@ -19,6 +19,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -278,19 +279,27 @@ CHILD = textwrap.dedent("""
         inst.set_voltage_window(10.0, 17.2)
     rig.window_v = (10.0, 17.2)
     rig.set_current(0.8)
+    if sys.argv[2] == "asleep":  # a main thread that never sees the signal
+        import signal
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     print("ON", flush=True)
     sys.stdin.readline()  # the parent has seen the current flow
     if sys.argv[2] == "raise":
         raise RuntimeError("a test's own bug")
-    time.sleep(60)
+    if sys.argv[2] == "asleep":
+        time.sleep(60)
+    for _ in range(600):  # a script's waits
+        time.sleep(0.1)
 """)
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "raise"])
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "raise", "asleep"])
 def test_every_exit_path_switches_the_outputs_off(how: str, tmp_path: Path) -> None:
     """A rig in another process drives instruments this process serves (a real rig
     file: their loopback resource strings); it is killed, interrupted, or dies of an
-    exception: the supply ends off and the plant's current at zero."""
+    exception: the supply ends off and the plant's current at zero. ``asleep``: its
+    main thread sleeps with SIGTERM blocked, so another of its threads takes the
+    signal (as the kernel may choose to): the rig still switches off at once."""
     spec = load_rig(SUPPLY_AND_LOAD)
     target = SimTarget("sim-4s", "cpython", seed=3)
     emulated = EmulatedBench(target.sim, spec)
@@ -311,7 +320,14 @@ def test_every_exit_path_switches_the_outputs_off(how: str, tmp_path: Path) -> N
         child.stdin.write("go\n")
         child.stdin.flush()
         if how != "raise":
-            child.send_signal(getattr(signal, how))
+            child.send_signal(signal.SIGTERM if how == "asleep" else getattr(signal, how))
+        if how == "asleep":
+            deadline = time.monotonic() + 30
+            while target.sim.plant.requested_current_a != 0.0:
+                assert time.monotonic() < deadline, "the rig did not switch off"
+                time.sleep(0.01)
+            assert child.poll() is None, "the main thread still sleeps"
+            child.kill()
         child.wait(timeout=60)
         assert child.returncode != 0
         source = emulated.instrument("source")

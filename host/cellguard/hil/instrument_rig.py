@@ -8,8 +8,9 @@ Safety first, because this drives real energy into real cells:
   and confirmed off, before one is switched on;
 - every exit path ends in :meth:`InstrumentRig.safe_state` (currents zero, outputs
   off, relays at rest): each test's end (``restore``), an exception inside the rig,
-  the rig's close, Ctrl-C and SIGTERM (signal handlers), the interpreter's exit
-  (``atexit``);
+  the rig's close, Ctrl-C, SIGTERM and SIGHUP (signal handlers, and a thread that
+  acts on the signal at once even while the main thread sleeps), the interpreter's
+  exit (``atexit``); a rig stopped by a signal refuses every later stimulus;
 - a voltage window on the instruments themselves, from the board's own limits (the
   cell's hard limits times its cells), as a backstop whatever the firmware does;
 - a rig that cannot confirm its state (an instrument missing, another model, an
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import signal
+import socket
 import threading
 import time
 import weakref
@@ -44,16 +46,45 @@ _ACTIVE: weakref.WeakSet[InstrumentRig] = weakref.WeakSet()
 _HANDLERS_INSTALLED = False
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_stopped_by: list[str] = []  # the signal that switched the rigs off, once one has
+_wakeup: list[socket.socket] = []  # the signal wakeup socket's ends, kept open
+
+
 def _safe_all() -> None:
     for rig in list(_ACTIVE):
         rig.safe_state()
 
 
-def _on_signal(signum: int, frame: FrameType | None) -> None:
+def _stop_all(signum: int) -> None:
+    if not _stopped_by:
+        _stopped_by.append(signal.Signals(signum).name)
     _safe_all()
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    _stop_all(signum)
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise SystemExit(128 + signum)
+
+
+def _watch_signals(wakeup: socket.socket) -> None:
+    """Python runs a signal's handler in the main thread, at its next bytecode. The
+    kernel may hand a process's signal to any of its threads (PyVISA imports NumPy,
+    whose BLAS starts one); then a main thread asleep (a script's ``time.sleep``, a
+    blocking read) would run the handler only when it wakes, with the current still
+    flowing. The C handler writes each signal's number to the wakeup socket from
+    whichever thread took it: this thread switches the rigs off at once."""
+    while True:
+        try:
+            data = wakeup.recv(64)
+        except OSError:
+            return
+        if not data:
+            return
+        for signum in set(data) & set(_SIGNALS):
+            _stop_all(signum)
 
 
 def _install_handlers() -> None:
@@ -64,8 +95,19 @@ def _install_handlers() -> None:
         return
     atexit.register(_safe_all)
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in _SIGNALS:
             signal.signal(sig, _on_signal)
+        listen, tell = socket.socketpair()
+        tell.setblocking(False)
+        previous = signal.set_wakeup_fd(tell.fileno(), warn_on_full_buffer=False)
+        if previous == -1:
+            _wakeup[:] = [listen, tell]
+            threading.Thread(target=_watch_signals, args=(listen,), daemon=True,
+                             name="rig-signal-watch").start()
+        else:  # another owner's (an event loop's): theirs stays; the handlers still act
+            signal.set_wakeup_fd(previous)
+            listen.close()
+            tell.close()
     _HANDLERS_INSTALLED = True
 
 
@@ -185,12 +227,18 @@ class InstrumentRig(Rig):
             self.window_v = window
 
     # -- stimuli ---------------------------------------------------------------------------
+    def _refuse_when_stopped(self, what: str) -> None:
+        if _stopped_by:
+            raise HilError(f"the rig was switched off by {_stopped_by[0]}: it sets no "
+                           f"{what} any more")
+
     def set_current(self, amps: float) -> None:
         with self._lock:
             if amps == 0:
                 for inst in self._sources_sinks():
                     inst.off()
                 return
+            self._refuse_when_stopped("current")
             if self.window_v is None:
                 raise HilError("the rig sets no current before it has the board's limits "
                                "(the suite's client fixture gives them)")
@@ -225,6 +273,7 @@ class InstrumentRig(Rig):
             self._cannot(f"cell {cell + 1} at {volts} V",
                          f"a cell emulator channel for it ({emulator.CHANNELS} channels)")
         with self._lock:
+            self._refuse_when_stopped("cell voltage")
             try:
                 if volts is None:
                     rest = self.spec.emulator_rest_v
@@ -266,6 +315,7 @@ class InstrumentRig(Rig):
     def inject(self, fault: str, **params: float) -> None:
         wiring = self._wiring(fault, params)
         with self._lock:
+            self._refuse_when_stopped("fault")
             try:
                 self._relay().set_closed(wiring.channel, wiring.applied_closed)
             except BaseException:
@@ -289,6 +339,7 @@ class InstrumentRig(Rig):
         for c in clients:
             c.disconnect()
         with self._lock:
+            self._refuse_when_stopped("power cycle")
             self._relay().set_closed(wiring.channel, False)
             time.sleep(self.spec.power_off_s)
             self._relay().set_closed(wiring.channel, True)
@@ -296,7 +347,11 @@ class InstrumentRig(Rig):
             c.reconnect(wait_s=30.0)
 
     def restore(self) -> None:
-        """Back to rest: no current, the emulator's channels at rest, relays at rest."""
+        """Back to rest: no current, the emulator's channels at rest, relays at rest
+        (switched off instead once a signal has stopped the rig)."""
+        if _stopped_by:
+            self.safe_state()
+            return
         with self._lock:
             self.set_current(0.0)
             emulator = self.instruments.get("cell_emulator")
