@@ -21,8 +21,8 @@ Pico or ESP32 board's pins to it for the real board HAL.
 
 from __future__ import annotations
 
-import math
-import random
+import numpy as np
+import numpy.typing as npt
 
 from cellguard_fw.adc_front import ADC_REF_MV, rp2040_fix
 
@@ -41,21 +41,26 @@ ESP32_LINEAR_V = 2.45  # the top of the accurate range
 ESP32_CEILING_V = 3.2  # where the flattening tends to
 
 
-def _esp32_curve(v: float) -> float:
-    """What the ESP32 converts a pin voltage as, before its gain and offset: linear
+def _esp32_curve(v: np.ndarray) -> np.ndarray:
+    """What the ESP32 converts pin voltages as, before its gain and offset: linear
     to 2.45 V, then bending over (slope 1 at the knee) towards 3.2 V."""
-    if v <= ESP32_LINEAR_V:
-        return v
     span = ESP32_CEILING_V - ESP32_LINEAR_V
-    return ESP32_LINEAR_V + span * (1.0 - math.exp(-(v - ESP32_LINEAR_V) / span))
+    bent = ESP32_LINEAR_V + span * (1.0 - np.exp(-(np.maximum(v, ESP32_LINEAR_V)
+                                                   - ESP32_LINEAR_V) / span))
+    return np.where(v <= ESP32_LINEAR_V, v, bent)
 
 
 def _u16(code12: int) -> int:
-    """A 12-bit code scaled to 16 bits, as the MicroPython ports do."""
+    """A 12-bit code scaled to 16 bits, as the MicroPython ports do (ints or arrays)."""
     return (code12 << 4) | (code12 >> 8)
 
 
 class AdcModel:
+    """The converter of one kind. Its conversions are drawn in arrays (``codes``:
+    one conversion per element, each with its own noise): a virtual board's host
+    refills every pin's ring at every plant tick, thousands of conversions a second;
+    the single reads are arrays of one."""
+
     def __init__(self, kind: str = "rp2040", seed: int = 1, **overrides: float) -> None:
         if kind not in ADC_DEFAULTS:
             raise ValueError(f"ADC model must be one of {', '.join(ADC_DEFAULTS)}, not {kind!r}")
@@ -64,71 +69,86 @@ class AdcModel:
             raise ValueError(f"{kind} ADC has no parameter {', '.join(unknown)}")
         self.kind = kind
         self.p = {**ADC_DEFAULTS[kind], **{k: float(v) for k, v in overrides.items()}}
-        self.rng = random.Random(seed ^ 0xADC)
+        self.rng = np.random.default_rng(seed ^ 0xADC)
 
-    def _noise(self, sigma: float) -> float:
-        return self.rng.gauss(0.0, sigma) if sigma else 0.0
+    def _noise(self, sigma: float, shape: tuple[int, ...]) -> np.ndarray | float:
+        return self.rng.normal(0.0, sigma, shape) if sigma else 0.0
+
+    def codes(self, v: npt.ArrayLike) -> np.ndarray:
+        """The 12-bit raw codes (int64) of one conversion of each pin voltage in ``v``
+        (volts)."""
+        v = np.asarray(v, dtype=float)
+        p = self.p
+        if self.kind == "esp32":
+            seen = (_esp32_curve(np.maximum(v, 0.0)) * (1.0 + p["gain_error"])
+                    + p["offset_mv"] / 1000.0)
+            x = seen / ESP32_FULL_V * 4095 + self._noise(p["noise_lsb"], v.shape)
+            return np.clip(np.rint(x), 0, 4095).astype(np.int64)
+        if self.kind == "ideal":
+            return np.clip(np.rint(v / REF_V * 4096 - 0.5), 0, 4095).astype(np.int64)
+        vref = REF_V * (1.0 + p["vref_error"] + self._noise(p["vref_noise"], v.shape))
+        return self.rp2040_codes(v / vref * 4096 + self._noise(p["noise_lsb"], v.shape))
 
     # -- RP2040 ------------------------------------------------------------------
-    def rp2040_code(self, x: float) -> int:
-        """The 12-bit code of an input ``x`` in ideal LSB (x = 4096 at the reference)."""
+    def rp2040_codes(self, x: npt.ArrayLike) -> np.ndarray:
+        """The 12-bit codes of inputs ``x`` in ideal LSB (x = 4096 at the reference):
+        below each DNL step the code follows the input shifted by the steps passed;
+        the step's own code is ``dnl_lsb + 1`` wide."""
         p = self.p
-        w, u = p["dnl_lsb"], x + p["offset_lsb"]
+        w, u = p["dnl_lsb"], np.asarray(x, dtype=float) + p["offset_lsb"]
+        out = np.floor(u - 4 * w)
+        open_ = np.ones(u.shape, dtype=bool)  # not placed below a step yet
         for k in range(4):
             step = 512 + 1024 * k
-            if u - w * k < step:
-                return min(max(math.floor(u - w * k), 0), 4095)
-            if u - w * k < step + 1 + w:
-                return step
-        return min(max(math.floor(u - 4 * w), 0), 4095)
+            uk = u - w * k
+            below = open_ & (uk < step)
+            out[below] = np.floor(uk[below])
+            open_ &= ~below
+            on = open_ & (uk < step + 1 + w)
+            out[on] = step
+            open_ &= ~on
+        return np.clip(out, 0, 4095).astype(np.int64)
+
+    def rp2040_code(self, x: float) -> int:
+        """The 12-bit code of one input ``x`` in ideal LSB."""
+        return int(self.rp2040_codes(np.array([x]))[0])
 
     # -- ESP32 -------------------------------------------------------------------
-    def esp32_raw(self, v: float) -> int:
+    def esp32_calibrated_mv(self, raw: npt.ArrayLike) -> np.ndarray:
+        """The eFuse calibration: raw codes to mV (int64), undoing the gain and offset."""
         p = self.p
-        seen = _esp32_curve(max(v, 0.0)) * (1.0 + p["gain_error"]) + p["offset_mv"] / 1000.0
-        x = seen / ESP32_FULL_V * 4095 + self._noise(p["noise_lsb"])
-        return min(max(round(x), 0), 4095)
+        seen = np.asarray(raw) / 4095 * ESP32_FULL_V
+        return np.rint((seen - p["offset_mv"] / 1000.0) / (1.0 + p["gain_error"])
+                       * (1.0 + p["cal_error"]) * 1000.0).astype(np.int64)
 
-    def esp32_calibrated_mv(self, raw: int) -> int:
-        """The eFuse calibration: raw code to mV, undoing the gain and offset."""
-        p = self.p
-        seen = raw / 4095 * ESP32_FULL_V
-        return round((seen - p["offset_mv"] / 1000.0) / (1.0 + p["gain_error"])
-                     * (1.0 + p["cal_error"]) * 1000.0)
+    def uv_of(self, raw: npt.ArrayLike) -> np.ndarray:
+        """What ``read_uv()`` returns for raw codes (ESP32: the calibration, whole mV)."""
+        return np.maximum(self.esp32_calibrated_mv(raw), 0) * 1000
 
     # -- what machine.ADC returns --------------------------------------------------
     def read_u16(self, v: float) -> int:
         """One ``read_u16()`` of a pin at ``v`` volts."""
-        if self.kind == "esp32":
-            return _u16(self.esp32_raw(v))
-        if self.kind == "ideal":
-            return _u16(min(max(round(v / REF_V * 4096 - 0.5), 0), 4095))
-        p = self.p
-        vref = REF_V * (1.0 + p["vref_error"] + self._noise(p["vref_noise"]))
-        return _u16(self.rp2040_code(v / vref * 4096 + self._noise(p["noise_lsb"])))
+        return int(_u16(self.codes(np.array([v]))[0]))
 
     def read_uv(self, v: float) -> int:
         """One ``read_uv()`` (ESP32 only: the RP2040 port has none)."""
         if self.kind != "esp32":
             raise AttributeError("'ADC' object has no attribute 'read_uv'")
-        return max(self.esp32_calibrated_mv(self.esp32_raw(v)), 0) * 1000
+        return int(self.uv_of(self.codes(np.array([v])))[0])
 
     def hal_code(self, v: float, samples: int) -> int:
         """The 16-bit code the board HAL (``hal_adc_mux.AdcMuxHal._read``) makes of
         ``samples`` readings of a pin at ``v`` volts: averaged, DNL-corrected on an
         RP2040, from ``read_uv`` on an ESP32 (the same integer arithmetic)."""
-        total = 0
+        raw = self.codes(np.full(samples, v))
         if self.kind == "esp32":
-            for _ in range(samples):
-                total += self.read_uv(v)
+            total = int(self.uv_of(raw).sum())
             mv10 = (total // samples + 50) // 100
             code = (mv10 * 13107 + 3300) // 6600
         elif self.kind == "rp2040":
-            for _ in range(samples):
-                total += rp2040_fix(self.read_u16(v) >> 4)
+            total = sum(rp2040_fix(int(c)) for c in raw)
             code = (total + samples // 2) // samples
         else:
-            for _ in range(samples):
-                total += self.read_u16(v)
+            total = int(_u16(raw).sum())
             code = (total + samples // 2) // samples
         return min(code, 65535)

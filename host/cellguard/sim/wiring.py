@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .adc import REF_V, AdcModel, _u16
 from .plant import (
     OUT_BALANCE_SHIFT,
@@ -102,26 +104,20 @@ class PinWiring:
             volts[str(self.pack_pin)] = code / s.pack_max * REF_V
         return {k: v for k, v in volts.items() if int(k.split(":")[0]) not in self.manual}
 
-    def readings(self, volts: float) -> tuple[list[int], list[int]]:
-        """``samples`` modelled readings of a pin at ``volts``: read_u16 values and
-        (ESP32) the read_uv values its calibration makes of the same conversions."""
-        adc = self.adc
-        u16: list[int] = []
-        uv: list[int] = []
-        for _ in range(self.samples):
-            if adc.kind == "esp32":
-                raw = adc.esp32_raw(volts)
-                u16.append(_u16(raw))
-                uv.append(max(adc.esp32_calibrated_mv(raw), 0) * 1000)
-            else:
-                u16.append(adc.read_u16(volts))
-        return u16, uv
+    def readings(self, volts: list[float]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``samples`` modelled readings of each pin at ``volts``, in one draw: rows of
+        read_u16 values and (ESP32) of the read_uv values its calibration makes of the
+        same conversions."""
+        raw = self.adc.codes(np.repeat(np.asarray(volts, dtype=float)[:, None],
+                                       self.samples, axis=1))
+        return _u16(raw), self.adc.uv_of(raw) if self.adc.kind == "esp32" else None
 
     def code_lines(self, plant: Plant) -> list[str]:
         """The board process's ``codes`` lines for the plant now (each < 4096 bytes)."""
-        lines = []
-        for key, volts in self.pin_voltages(plant).items():
-            u16, uv = self.readings(volts)
-            lines.append(f"codes {key} {','.join(map(str, u16))} "
-                         f"{','.join(map(str, uv)) or '-'}")
-        return lines
+        pins = self.pin_voltages(plant)
+        if not pins:
+            return []
+        u16, uv = self.readings(list(pins.values()))
+        return [f"codes {key} {','.join(map(str, u16[i].tolist()))} "
+                f"{','.join(map(str, uv[i].tolist())) if uv is not None else '-'}"
+                for i, key in enumerate(pins)]
