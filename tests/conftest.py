@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import os
+import pickle
 import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from fakes import FakeBoard
@@ -151,6 +153,35 @@ def _runs(config: pytest.Config, module: str) -> Any:
         return importlib.import_module(module).suite_runs(folder)
     _start(config, [next(t for t, m in BACKGROUND.items() if m == module)])
     return config.stash[_STARTED][module]
+
+
+T = TypeVar("T")
+
+
+def shared_result(config: pytest.Config, key: str, compute: Callable[[], T]) -> T:
+    """A module fixture's costly result, computed once in the session: pytest-xdist
+    spreads a module's tests over both workers, and each would build the module's
+    fixtures. The first computes it and leaves it pickled in the session's folder;
+    the other waits on the lock and reads it (a failure is not kept: the next one
+    computes again, and fails the same way)."""
+    folder = _folder(config) / "shared"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.pickle"
+    with (folder / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            return pickle.loads(path.read_bytes())  # type: ignore[no-any-return]
+        value = compute()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(value))
+        tmp.rename(path)
+        return value
+
+
+@pytest.fixture(scope="session")
+def shared(request: pytest.FixtureRequest) -> Callable[[str, Callable[[], Any]], Any]:
+    """``shared(key, compute)``: :func:`shared_result` in this session."""
+    return lambda key, compute: shared_result(request.config, key, compute)
 
 
 @pytest.fixture

@@ -235,8 +235,12 @@ def parse(frame: Frame) -> dict[str, Any] | None:
 
 
 @pytest.fixture(scope="module")
-def host_run(fuzz_input: FuzzInput) -> HostRun:
-    """Every item through one host FrameReader, a segment at a time."""
+def host_run(fuzz_input: FuzzInput, shared: Any) -> HostRun:
+    """Every item through one host FrameReader, a segment at a time (once a session)."""
+    return shared("fuzz_host_run", lambda: _host_run(fuzz_input))  # type: ignore[no-any-return]
+
+
+def _host_run(fuzz_input: FuzzInput) -> HostRun:
     t0 = time.perf_counter()
     reader = FrameReader()
     run = HostRun(counts_after_step=[], expected=[[] for _ in range(fuzz_input.steps)])
@@ -424,7 +428,12 @@ def final_requests() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def board_run(fuzz_input: FuzzInput) -> Iterator[BoardRun]:
+def board_run(fuzz_input: FuzzInput, shared: Any) -> BoardRun:
+    """The whole fuzz through the firmware under MicroPython (once a session)."""
+    return shared("fuzz_board_run", lambda: _board_run(fuzz_input))  # type: ignore[no-any-return]
+
+
+def _board_run(fuzz_input: FuzzInput) -> BoardRun:
     t0 = time.perf_counter()
     rt = MicroPythonRuntime()
     try:
@@ -479,7 +488,7 @@ def board_run(fuzz_input: FuzzInput) -> Iterator[BoardRun]:
         mem_after = mem_figures(rt)
         final = rt.exec(f"_fz_final({final_requests().hex()!r})").split()
         assert final[0] == "FINAL", final
-        yield BoardRun(records, mem_before, mem_after, mem_by_batch, longest, total_us,
+        return BoardRun(records, mem_before, mem_after, mem_by_batch, longest, total_us,
                        final[2:], bytes.fromhex(final[1]), calls, wire_bytes,
                        time.perf_counter() - t0, longest_output)
     finally:
