@@ -125,7 +125,14 @@ function flushOut() {
   }
 }
 
+// Host ms when the pty last took less than it was given (the host holds the port
+// without reading): the next try waits a millisecond. The firmware looks at stdout
+// before each byte it writes, and a failed write of the backlog per byte made a
+// board whose host buffer (an ESP32's 64 KB) was filling spend its time here.
+let heldAt = -Infinity;
+
 function writeOut() {
+  if (mono() - heldAt < 1) return;
   // In pieces: a large backlog (an ESP32's host buffer) that the host does not read
   // costs one small failed write, not a copy of the whole backlog, per look.
   let off = 0;
@@ -135,11 +142,15 @@ function writeOut() {
       const n = fs.writeSync(fd, data, 0, data.length);
       if (n <= 0) break;
       off += n;
-      if (n < data.length) break;
+      if (n < data.length) {
+        heldAt = mono();
+        break;
+      }
     }
   } catch (err) {
     if (err.code === "EIO") hostOpen = false; // the host closed the port
     else if (err.code !== "EAGAIN") throw err; // EAGAIN: the host holds it, not reading
+    else heldAt = mono();
   }
   if (off) outBuf = outBuf.slice(off);
 }
