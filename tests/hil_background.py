@@ -41,19 +41,45 @@ class SuiteRun:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
 
     @classmethod
     def start(cls, folder: Path, *args: str, env: dict[str, str] | None = None) -> SuiteRun:
         """``env``: variables set for the run on top of this process's."""
         run = cls(folder)
+        run._launch(args, env)
+        return run
+
+    @classmethod
+    def start_after(cls, previous: SuiteRun, folder: Path, *args: str,
+                    env: dict[str, str] | None = None) -> SuiteRun:
+        """Started once ``previous`` (started in this process) has ended: two runs that
+        would only share the cores (each board's clock stops while the host gives
+        the core away, so they take as long one after the other) and whose boards'
+        host latency grows with every process beside them."""
+        run = cls(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        with (folder / "suite.out").open("wb") as out:
-            run.proc = subprocess.Popen(suite_command(*args, junit=folder / "suite.xml"),
-                                        stdout=out, stderr=subprocess.STDOUT,
-                                        env=None if env is None else {**os.environ, **env})
-        threading.Thread(target=run._record_exit, name=f"hil-suite-{folder.name}",
+
+        def later() -> None:
+            assert previous.proc is not None
+            previous.proc.wait()
+            with run._lock:
+                if not run._stopped:
+                    run._launch(args, env)
+
+        threading.Thread(target=later, name=f"hil-suite-after-{folder.name}",
                          daemon=True).start()
         return run
+
+    def _launch(self, args: tuple[str, ...], env: dict[str, str] | None) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with (self.folder / "suite.out").open("wb") as out:
+            self.proc = subprocess.Popen(
+                suite_command(*args, junit=self.folder / "suite.xml"), stdout=out,
+                stderr=subprocess.STDOUT, env=None if env is None else {**os.environ, **env})
+        threading.Thread(target=self._record_exit, name=f"hil-suite-{self.folder.name}",
+                         daemon=True).start()
 
     def _record_exit(self) -> None:
         assert self.proc is not None
@@ -77,7 +103,9 @@ class SuiteRun:
         return int(done.read_text()), text, cases
 
     def stop(self) -> None:
-        """End the run if it still runs (the process that started it)."""
+        """End the run if it still runs, or never start it (the process that started it)."""
+        with self._lock:
+            self._stopped = True
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()

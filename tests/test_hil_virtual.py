@@ -30,10 +30,15 @@ WALL_S = 1500  # a guard only: the suite's own waits have board- and wall-time b
 
 def start_suites(folder: Path) -> dict[str, SuiteRun]:
     """The suite but the SoC full cycle, on each board file with an mcu, each on its
-    own virtual board over its pty at 20x (``tests/conftest.py`` starts them)."""
-    return {board: SuiteRun.start(folder / board, "--virtual", "--board", board,
-                                  "--sim-speed", SPEED, "-k", f"not {NOT_HERE}")
-            for board in BOARDS}
+    own virtual board over its pty at 20x, one board after the other
+    (``tests/conftest.py`` starts them)."""
+    runs: dict[str, SuiteRun] = {}
+    for board in BOARDS:
+        args = ("--virtual", "--board", board, "--sim-speed", SPEED, "-k", f"not {NOT_HERE}")
+        before = list(runs.values())
+        runs[board] = (SuiteRun.start_after(before[-1], folder / board, *args) if before
+                       else SuiteRun.start(folder / board, *args))
+    return runs
 
 
 def suite_runs(folder: Path) -> dict[str, SuiteRun]:
