@@ -19,8 +19,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
