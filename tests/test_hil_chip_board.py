@@ -29,15 +29,21 @@ PARTS = {  # run -> its selection of the suite: together, all of it
     BOARD: f"not {SOC_CYCLE}",
     f"{BOARD}-{SOC_CYCLE}": SOC_CYCLE,
 }
+PRIORITY = {BOARD: 5, f"{BOARD}-{SOC_CYCLE}": -5}  # niceness, against make test's
 
 
 def start_suites(folder: Path) -> dict[str, SuiteRun]:
     """The whole suite, SoC full cycle included, in two runs at once: the cycle, and
     the rest (``tests/conftest.py`` starts them). Each has a key store of its own: both
-    lock a board of the same unique id, a key file each."""
+    lock a board of the same unique id, a key file each. The cycle is six hours of
+    board time, a single chain of requests between the host and the firmware's
+    process (one core at most): of everything in ``make test`` it ends last unless it
+    gets a core of its own, so it runs at a higher priority where the user may give
+    one (root), and the rest of the chip suite at a lower one."""
     return {name: SuiteRun.start(folder / name, "--board", BOARD, "--locked",
                                  "--timeout", str(WALL_S), "-k", selection,
-                                 env={KEYS_ENV: str(folder / name / "keys")})
+                                 env={KEYS_ENV: str(folder / name / "keys")},
+                                 nice=PRIORITY[name])
             for name, selection in PARTS.items()}
 
 
