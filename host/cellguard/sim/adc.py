@@ -36,6 +36,7 @@ ADC_DEFAULTS: dict[str, dict[str, float]] = {
 }
 """Each kind's parameters and their defaults (``AdcModel(kind, **overrides)``)."""
 
+_BLOCK = 16  # conversions drawn at once for single reads of one voltage
 ESP32_FULL_V = 3.1  # input of raw code 4095 before the chip's own gain error
 ESP32_LINEAR_V = 2.45  # the top of the accurate range
 ESP32_CEILING_V = 3.2  # where the flattening tends to
@@ -70,6 +71,19 @@ class AdcModel:
         self.kind = kind
         self.p = {**ADC_DEFAULTS[kind], **{k: float(v) for k, v in overrides.items()}}
         self.rng = np.random.default_rng(seed ^ 0xADC)
+        self._block_v: float | None = None  # the voltage the drawn block is of
+        self._block: list[tuple[int, int]] = []  # its conversions not read yet
+
+    def _conversion(self, v: float) -> tuple[int, int]:
+        """One conversion of ``v`` as (read_u16, read_uv; 0 but on an ESP32): drawn
+        ``_BLOCK`` at a time while the voltage stays (a HAL averages its samples of a
+        pin), as a NumPy call on one value costs more than the conversion."""
+        if v != self._block_v or not self._block:
+            raw = self.codes(np.full(_BLOCK, v))
+            uv = self.uv_of(raw).tolist() if self.kind == "esp32" else [0] * _BLOCK
+            self._block = list(zip(_u16(raw).tolist(), uv, strict=True))[::-1]
+            self._block_v = v
+        return self._block.pop()
 
     def _noise(self, sigma: float, shape: tuple[int, ...]) -> np.ndarray | float:
         return self.rng.normal(0.0, sigma, shape) if sigma else 0.0
@@ -128,13 +142,13 @@ class AdcModel:
     # -- what machine.ADC returns --------------------------------------------------
     def read_u16(self, v: float) -> int:
         """One ``read_u16()`` of a pin at ``v`` volts."""
-        return int(_u16(self.codes(np.array([v]))[0]))
+        return self._conversion(v)[0]
 
     def read_uv(self, v: float) -> int:
         """One ``read_uv()`` (ESP32 only: the RP2040 port has none)."""
         if self.kind != "esp32":
             raise AttributeError("'ADC' object has no attribute 'read_uv'")
-        return int(self.uv_of(self.codes(np.array([v])))[0])
+        return self._conversion(v)[1]
 
     def hal_code(self, v: float, samples: int) -> int:
         """The 16-bit code the board HAL (``hal_adc_mux.AdcMuxHal._read``) makes of
