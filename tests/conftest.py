@@ -108,7 +108,11 @@ def _start(config: pytest.Config, nodeids: Iterable[str]) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: _background_module(item.nodeid) is not None)  # stable
+    # The HIL suite on the simulated board first (its SoC full cycle is the longest
+    # single test here: at the end it kept one worker busy with the other idle), the
+    # tests that wait for the background runs last; otherwise as collected (stable).
+    items.sort(key=lambda item: (_background_module(item.nodeid) is not None,
+                                 not item.nodeid.startswith("hil_tests/")))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
