@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STUBS_VERSION := 1.29.0.post1
 STDLIB_STUBS_VERSION := 1.29.0.post2
 
-.PHONY: demo test setup check-prereqs typecheck lint docs clean pybamm-setup pybamm-cells hil-virtual
+.PHONY: demo test setup check-prereqs typecheck lint docs clean pybamm-setup pybamm-cells hil-virtual hil-chip
 
 demo: setup
 	$(BIN)/cellguard demo --force
@@ -30,6 +30,11 @@ HIL_SPEED ?= 20
 hil-virtual: setup
 	$(BIN)/python -m pytest hil_tests -p no:cacheprovider -q --virtual --board pico-4s --sim-speed $(HIL_SPEED)
 	$(BIN)/python -m pytest hil_tests -p no:cacheprovider -q --virtual --board esp32-4s --sim-speed $(HIL_SPEED)
+
+# The whole HIL suite on the 16S chip board under MicroPython, locked, the SoC full
+# cycle included (make test runs that cycle with the firmware under CPython).
+hil-chip: setup
+	$(BIN)/python -m pytest hil_tests -p no:cacheprovider -q --board sim-bq76952-16s --locked
 
 setup: check-prereqs $(VENV)/.installed node_modules/.installed .stubs/.installed
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 from typing import Any
@@ -148,6 +149,15 @@ over its charge leg, about an hour)."""
 OFFSET_SAMPLES = 30
 
 
+@functools.cache
+def _built_firmware() -> dict[str, bytes]:
+    """The working tree's firmware as a deploy compiles it, once a process (a suite
+    boots a fresh virtual board for every test)."""
+    from ..deploy.build import built_firmware
+
+    return built_firmware()
+
+
 class VirtualTarget(Target):
     """A virtual dev board (``cellguard.sim.virtual.VirtualBoard``): real MicroPython
     running the working tree's firmware from its flash (``main.py``,
@@ -171,7 +181,7 @@ class VirtualTarget(Target):
             # charge leg, about an hour of board time).
             self.vboard = VirtualBoard(board, flash=self._flash.name, speed=speed, seed=seed,
                                        history_s=HISTORY_S)
-            install_firmware(self._flash.name, self.vboard.board["name"])
+            install_firmware(self._flash.name, self.vboard.board["name"], _built_firmware())
             self.vboard.start()
         except BaseException:
             self._flash.cleanup()

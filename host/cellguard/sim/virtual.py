@@ -53,16 +53,25 @@ class VirtualBoardError(CellguardError):
     """The virtual board could not start or stopped unexpectedly."""
 
 
-def install_firmware(flash: str | os.PathLike[str], board: str) -> None:
+def install_firmware(flash: str | os.PathLike[str], board: str,
+                     built: dict[str, bytes] | None = None) -> None:
     """Put the working tree's firmware on a board's flash folder as a deploy by hand
     would (docs/firmware.md): ``cellguard_fw/`` (sources, less what only the host
-    uses), ``main.py`` and the board file as ``board.json``."""
+    uses), ``main.py`` and the board file as ``board.json``. ``built``: the package
+    compiled as a deploy compiles it (``deploy.build.built_firmware()``: ``.mpy``
+    files by name) instead of its sources, so the board imports without compiling
+    at each boot, as a deployed board does."""
     folder = Path(flash)
     fw = firmware_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(fw / "cellguard_fw", folder / "cellguard_fw", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "hal_sim.py", "_cpython*",
-                                                  "codec_mirror.py"))
+    if built is None:
+        shutil.copytree(fw / "cellguard_fw", folder / "cellguard_fw", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "hal_sim.py", "_cpython*",
+                                                      "codec_mirror.py"))
+    else:
+        for name, data in built.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
     shutil.copy(fw / "main.py", folder / "main.py")
     shutil.copy(boards_dir() / f"{board}.json", folder / "board.json")
 
