@@ -11,8 +11,8 @@ when the collection ends and runs beside the rest of ``make test``
 report. The SoC full cycle runs in a process of its own beside the rest of the suite
 (each test has a fresh board either way), with the firmware under CPython: under
 MicroPython its 216,000 control steps, each a chain of requests between the host
-and the firmware's process, took 555 CPU s, a quarter of all of ``make test``, and
-it ended last. The same firmware sources and chip driver run it, against the same
+and the firmware's process, took 555 CPU s, a quarter of all of ``make test``, on
+one core at most. The same firmware sources and chip driver run it, against the same
 chip model and plant; what only MicroPython shows (its integers, its floats, its
 heap) is the rest of this suite's, and the SoC full cycle under MicroPython is the
 simulated 4S board's (``hil_tests`` in ``make test``). ``make hil-chip`` runs the
@@ -43,10 +43,8 @@ def start_suites(folder: Path) -> dict[str, SuiteRun]:
     """The whole suite, SoC full cycle included, in two runs at once: the cycle, and
     the rest (``tests/conftest.py`` starts them). Each has a key store of its own: both
     lock a board of the same unique id, a key file each. The cycle is six hours of
-    board time, a single chain of requests between the host and the firmware's
-    process (one core at most): of everything in ``make test`` it ends last unless it
-    gets a core of its own, so it runs at a higher priority where the user may give
-    one (root)."""
+    board time in one process (one core at most), the longest run here: it runs at a
+    higher priority where the user may give one (root), so that it never ends last."""
     return {name: SuiteRun.start(folder / name, "--board", BOARD, "--locked",
                                  "--runtime", RUNTIME[name], "--timeout", str(WALL_S),
                                  "-k", selection, env={KEYS_ENV: str(folder / name / "keys")},
