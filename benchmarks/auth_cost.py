@@ -74,11 +74,10 @@ from pathlib import Path
 from typing import Any
 
 from cellguard.boards import load_board
-from cellguard.deploy.build import BuildError, build_package
+from cellguard.deploy.build import BuildError, built_firmware
 from cellguard.link.auth import KeyStore, mac
 from cellguard.link.client import BoardClient
 from cellguard.link.locking import lock
-from cellguard.paths import firmware_dir
 from cellguard.protocol.codec import (
     FrameError,
     build_payload,
@@ -460,11 +459,10 @@ def _names(rt: MicroPythonRuntime) -> tuple[int, int]:
 def install_mpy(rt: MicroPythonRuntime) -> int:
     """The firmware package compiled by mpy-cross (the project's build) into the runtime's
     filesystem, first on its ``sys.path``; the bytes of .mpy written."""
-    with tempfile.TemporaryDirectory(prefix="cellguard-mpy-") as tmp:
-        try:
-            built = build_package(firmware_dir(), Path(tmp))
-        except BuildError as e:
-            raise SystemExit(str(e)) from None
+    try:
+        built = built_firmware()
+    except BuildError as e:
+        raise SystemExit(str(e)) from None
     return rt.install_mpy(built)
 
 

@@ -11,6 +11,7 @@ the boards, it does not starve their watchdogs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -116,16 +117,13 @@ class SuiteRun:
             self.proc.wait()
 
 
-def renice(pid: int, change: int) -> bool:
+def renice(pid: int, change: int) -> None:
     """Change a process's niceness by ``change`` (its children inherit it): below
     zero, a run that would otherwise be the suite's last to end gets the cores first,
-    where the user may raise a priority (root, CAP_SYS_NICE); False where not (the
-    run keeps its priority: slower, not wrong)."""
-    try:
+    where the user may raise a priority (root, CAP_SYS_NICE); where not, the run
+    keeps its priority (slower, not wrong)."""
+    with contextlib.suppress(PermissionError):
         os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, pid) + change)
-    except PermissionError:
-        return False
-    return True
 
 
 def remove(folder: Path) -> None:

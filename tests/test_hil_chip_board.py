@@ -31,12 +31,11 @@ from cellguard.link.auth import KEYS_ENV
 
 BOARD = "sim-bq76952-16s"
 SOC_CYCLE = "test_soc_follows_a_full_cycle"
-PARTS = {  # run -> its selection of the suite: together, all of it
-    BOARD: f"not {SOC_CYCLE}",
-    f"{BOARD}-{SOC_CYCLE}": SOC_CYCLE,
+PARTS = {  # run -> (its selection of the suite: together, all of it; the firmware's
+    # runtime; its niceness against make test's)
+    BOARD: (f"not {SOC_CYCLE}", "micropython", 0),
+    f"{BOARD}-{SOC_CYCLE}": (SOC_CYCLE, "cpython", -5),
 }
-PRIORITY = {BOARD: 0, f"{BOARD}-{SOC_CYCLE}": -5}  # niceness, against make test's
-RUNTIME = {BOARD: "micropython", f"{BOARD}-{SOC_CYCLE}": "cpython"}
 
 
 def start_suites(folder: Path) -> dict[str, SuiteRun]:
@@ -46,10 +45,10 @@ def start_suites(folder: Path) -> dict[str, SuiteRun]:
     board time in one process (one core at most), the longest run here: it runs at a
     higher priority where the user may give one (root), so that it never ends last."""
     return {name: SuiteRun.start(folder / name, "--board", BOARD, "--locked",
-                                 "--runtime", RUNTIME[name], "--timeout", str(WALL_S),
+                                 "--runtime", runtime, "--timeout", str(WALL_S),
                                  "-k", selection, env={KEYS_ENV: str(folder / name / "keys")},
-                                 nice=PRIORITY[name])
-            for name, selection in PARTS.items()}
+                                 nice=nice)
+            for name, (selection, runtime, nice) in PARTS.items()}
 
 
 def suite_runs(folder: Path) -> dict[str, SuiteRun]:
@@ -64,7 +63,7 @@ def test_the_hil_suite_is_green_on_the_16s_chip_board(
     for name, run in chip_suite.items():
         code, text, run_cases = run.finish(WALL_S)
         assert code == 0, (name, text[-6000:])
-        runtime = RUNTIME[name]
+        runtime = PARTS[name][1]
         assert f"ran on board {BOARD}, runtime {runtime}, rig simulator" in text, name
         assert "writes authenticated (locked)" in text, name
         assert run_cases, name

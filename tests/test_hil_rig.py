@@ -28,8 +28,9 @@ and a relay card would: the only reasons a test may skip through it."""
 
 
 def start_suites(folder: Path) -> dict[str, SuiteRun]:
-    """A simulated board, held between the rig's stimuli: at a lower priority, behind
-    what runs against a clock (tests/test_hil_chip_board.py)."""
+    """A simulated board, held between the rig's stimuli, and a short run: at a lower
+    priority, behind the chip board's SoC cycle (tests/test_hil_chip_board.py) and the
+    virtual boards, whose clocks run."""
     return {"rig": SuiteRun.start(folder / "rig", "--rig", str(RIG), "--runtime", "cpython",
                                   "--timeout", str(WALL_S), nice=5)}
 

@@ -295,8 +295,8 @@ class InstrumentRig(Rig):
         return relay
 
     def _wiring(self, fault: str, params: dict[str, float]) -> RelayWiring:
-        param = RELAY_KINDS[fault][0] if fault in RELAY_KINDS and fault != "board_power" else None
-        if param is None:
+        param = RELAY_KINDS.get(fault, ("",))[0]  # board_power has none: no fault
+        if not param:
             self._cannot(f"fault {fault}", "a fault-injection fixture")
         index = None if param == "ohms" else params.get(param)
         wiring = self.spec.relay_for(fault, index)

@@ -51,8 +51,8 @@ def _esp32_curve(v: np.ndarray) -> np.ndarray:
     return np.where(v <= ESP32_LINEAR_V, v, bent)
 
 
-def _u16(code12: int) -> int:
-    """A 12-bit code scaled to 16 bits, as the MicroPython ports do (ints or arrays)."""
+def _u16(code12: np.ndarray) -> np.ndarray:
+    """12-bit codes scaled to 16 bits, as the MicroPython ports do."""
     return (code12 << 4) | (code12 >> 8)
 
 
